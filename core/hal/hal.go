@@ -1,0 +1,212 @@
+// Package hal is the port contract of otaport: the Go form of the AliOS Things
+// platform HAL (hal_ota_init, _write, _read, _set_boot, _rollback), the board
+// layout types a port describes itself with, and the go-plugin glue that lets
+// a port run as its own process.
+//
+// It is not where upgrade logic lives (that is core/engine) nor where flash is
+// emulated (core/flash): a port implements Platform, the core consumes it.
+// hal depends on no other package of otaport.
+package hal
+
+import (
+	"context"
+	"fmt"
+)
+
+// Scheme is how a board boots a new image.
+type Scheme string
+
+const (
+	// SingleBank: the image is downloaded to the ota partition and the
+	// bootloader copies it over app (AliOS "ota temp partition", MCUboot
+	// "overwrite only"). No rollback once copied.
+	SingleBank Scheme = "single-bank"
+	// DualBank: app and ota are slots A and B; the bootloader boots either.
+	DualBank Scheme = "dual-bank"
+)
+
+// Well-known partition names. Every board has all four.
+const (
+	PartBootloader = "bootloader"
+	PartParams     = "params"
+	PartApp        = "app"
+	PartOTA        = "ota"
+)
+
+// SectorRun is Count consecutive erase sectors of Size bytes.
+type SectorRun struct {
+	Count int    `json:"count"`
+	Size  uint64 `json:"size"`
+}
+
+// FlashGeometry is the shape of a board's flash as its datasheet gives it.
+type FlashGeometry struct {
+	// Base is the address the flash is mapped at; offsets are relative to it.
+	Base uint64 `json:"base"`
+	// Size is the total size in bytes.
+	Size uint64 `json:"size"`
+	// Sectors lists the erase units in address order; uniform flash has one run.
+	Sectors []SectorRun `json:"sectors"`
+	// WriteAlign is the smallest programmable unit in bytes.
+	WriteAlign uint32 `json:"write_align"`
+	// EraseValue is what an erased byte reads as (0xFF on most NOR, 0x00 on STM32L0/L1).
+	EraseValue byte `json:"erase_value"`
+}
+
+// Partition is a named region of the flash, offsets relative to FlashGeometry.Base.
+type Partition struct {
+	Name   string `json:"name"`
+	Offset uint64 `json:"offset"`
+	Size   uint64 `json:"size"`
+}
+
+// End is the first offset past the partition.
+func (p Partition) End() uint64 { return p.Offset + p.Size }
+
+// Layout is the static description of a board: what a port is generated from.
+type Layout struct {
+	Board      string        `json:"board"`
+	Vendor     string        `json:"vendor,omitempty"`
+	SoC        string        `json:"soc,omitempty"`
+	Scheme     Scheme        `json:"scheme"`
+	Flash      FlashGeometry `json:"flash"`
+	Partitions []Partition   `json:"partitions"`
+	// Signature is the image signature type the board expects
+	// (ed25519, ecdsa-p256, rsa-2048, rsa-3072).
+	Signature string `json:"signature"`
+	// BootAttempts is how many unconfirmed boots a dual-bank bootloader
+	// allows a new image before it falls back (1 to 3; 1 as MCUboot's test mode).
+	BootAttempts int `json:"boot_attempts,omitempty"`
+}
+
+// Partition returns the partition called name.
+func (l Layout) Partition(name string) (Partition, bool) {
+	for _, p := range l.Partitions {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Partition{}, false
+}
+
+// InitRequest prepares the update slot for an image.
+type InitRequest struct {
+	// Size is the full size of the image that will be written, in bytes.
+	Size uint64 `json:"size"`
+	// Resume keeps what is already in the slot (a download continues);
+	// otherwise the part of the slot the image needs is erased.
+	Resume bool `json:"resume,omitempty"`
+}
+
+// BootMode says how the bootloader is to treat an image.
+type BootMode int
+
+const (
+	// BootTest boots the new image once (or BootAttempts times) and falls
+	// back unless it confirms itself.
+	BootTest BootMode = iota + 1
+	// BootPermanent makes the new image the one to boot from now on.
+	BootPermanent
+	// BootConfirm marks the running image good (MCUboot's image_ok).
+	BootConfirm
+)
+
+func (m BootMode) String() string {
+	switch m {
+	case BootTest:
+		return "test"
+	case BootPermanent:
+		return "permanent"
+	case BootConfirm:
+		return "confirm"
+	}
+	return fmt.Sprintf("BootMode(%d)", int(m))
+}
+
+// BootRequest is what SetBoot is asked to do.
+type BootRequest struct {
+	Mode BootMode `json:"mode"`
+	// Size is the size of the image in the update slot (header, payload and
+	// TLVs), so the bootloader knows how much to copy or check.
+	Size uint64 `json:"size,omitempty"`
+}
+
+// SlotState is what the bootloader knows of one slot.
+type SlotState struct {
+	Name      string `json:"name"`      // partition name (app, ota)
+	Version   string `json:"version"`   // image version, "" if no valid image
+	Bootable  bool   `json:"bootable"`  // holds an image that verifies
+	Active    bool   `json:"active"`    // the slot that runs now
+	Pending   bool   `json:"pending"`   // will be tried at the next boot
+	Confirmed bool   `json:"confirmed"` // image marked good
+}
+
+// BootState is the run-time state a port reports beside its layout.
+type BootState struct {
+	Slots []SlotState `json:"slots"`
+	// Trial is true while the running image is on trial (booted in test
+	// mode and not yet confirmed).
+	Trial bool `json:"trial,omitempty"`
+	// BootCount is the number of boots of an unconfirmed image so far.
+	BootCount int `json:"boot_count,omitempty"`
+}
+
+// Info is what Describe returns.
+type Info struct {
+	Layout Layout    `json:"layout"`
+	Boot   BootState `json:"boot"`
+	// Capabilities lists the optional parts of the contract the port has
+	// ("kv", "reboot").
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Platform is the port contract: the five functions of the AliOS Things
+// porting guide plus Describe. Offsets of Write and Read are relative to the
+// update slot (the ota partition in single-bank, the inactive slot in
+// dual-bank), as hal_ota_write and hal_ota_read are.
+type Platform interface {
+	// Describe returns the board's layout and boot state.
+	Describe(ctx context.Context) (Info, error)
+	// Init prepares the update slot for an image of req.Size bytes.
+	Init(ctx context.Context, req InitRequest) error
+	// Write programs data at off in the update slot. off must be a multiple
+	// of the board's write alignment; a short final chunk is padded with the
+	// erase value by the port.
+	Write(ctx context.Context, off uint64, data []byte) error
+	// Read reads n bytes at off in the update slot.
+	Read(ctx context.Context, off uint64, n int) ([]byte, error)
+	// SetBoot tells the bootloader what to do at the next boot.
+	SetBoot(ctx context.Context, req BootRequest) error
+	// Rollback returns to the previous image (dual-bank), or cancels a
+	// pending upgrade (single-bank, before the copy).
+	Rollback(ctx context.Context) error
+}
+
+// KV is the optional key-value store a port keeps in its params partition,
+// where state survives a reboot. Set must be atomic across a power cut: after
+// it, Get returns either the old value or the new one.
+type KV interface {
+	// Get returns the value of key; ok is false when it is not set.
+	Get(ctx context.Context, key string) (value []byte, ok bool, err error)
+	// Set stores value under key; a nil value deletes the key.
+	Set(ctx context.Context, key string, value []byte) error
+}
+
+// RebootResult is what the bootloader did at a (simulated) power-on.
+type RebootResult struct {
+	// Slot is the partition that now runs.
+	Slot string `json:"slot"`
+	// Version is the version of the image that now runs.
+	Version string `json:"version"`
+	// Action is what the bootloader did: "none", "copied", "switched",
+	// "trial", "reverted", "rolled-back".
+	Action string `json:"action"`
+	// Detail explains a fallback ("image in ota fails its signature").
+	Detail string `json:"detail,omitempty"`
+}
+
+// Rebooter is the optional capability to reset the device. On the flash
+// emulator it runs the simulated bootloader; on hardware it resets the chip.
+type Rebooter interface {
+	Reboot(ctx context.Context) (RebootResult, error)
+}
