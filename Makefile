@@ -1,0 +1,40 @@
+# otaport: the two commands of the quick start are `make demo` and `make test`.
+GO ?= go
+BIN ?= bin
+# The board the demo runs on when none is given: make demo BOARD=nrf52840-dk
+BOARD ?= stm32f407-disco
+
+.PHONY: all build generate test vet lint demo clean bench
+
+all: build
+
+# Regenerate every port of the catalog. Hand-written driver.go files are kept.
+generate:
+	$(GO) run ./cmd/otagen boards.yaml
+
+# otagen, otarun, otaimg, otaserve and every port plugin as bin/otaport-<board>.
+build:
+	$(GO) build -o $(BIN)/ ./cmd/... ./ports/...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# The whole test suite: formatting, vet, then every test with the race detector.
+# Generated-code freshness is a test (ports/all): a committed port that differs
+# from what otagen produces fails it.
+test: vet
+	$(GO) test -race -count=1 ./...
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+demo: build
+	./scripts/demo.sh $(BOARD)
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./core/hal/
+
+clean:
+	rm -rf $(BIN)

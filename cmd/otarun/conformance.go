@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/otaport/otaport/core/conformance"
+	"github.com/otaport/otaport/core/hal"
+)
+
+func conformanceCommand() command {
+	return command{
+		name:  "conformance",
+		short: "run the port conformance kit against the plugin, on a scratch flash file",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if e.opts.plugin == "" {
+				return fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board>: %w", errUsage)
+			}
+			// The kit erases and rewrites the flash: never the user's, always a
+			// scratch file of its own that goes away afterwards.
+			dir, err := os.MkdirTemp("", "otarun-conformance-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			flashFile := filepath.Join(dir, "scratch.flash")
+			target := func(ctx context.Context) (hal.Platform, func() error, error) {
+				c, err := openPlugin(ctx, e, "OTAPORT_FLASH="+flashFile)
+				if err != nil {
+					return nil, nil, err
+				}
+				return c, c.Close, nil
+			}
+			fmt.Fprintf(e.stdout, "conformance: %s (scratch flash in %s)\n", e.opts.plugin, dir)
+			passed, failed := conformance.Run(ctx, target, e.stdout)
+			fmt.Fprintf(e.stdout, "%d passed, %d failed\n", passed, failed)
+			if failed > 0 {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+}

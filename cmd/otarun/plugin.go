@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/otaport/otaport/core/hal"
+)
+
+// openPlugin starts the port plugin named by --plugin with extra environment
+// variables (for example OTAPORT_FLASH) and returns its client.
+func openPlugin(ctx context.Context, e *env, extraEnv ...string) (*hal.Client, error) {
+	if e.opts.plugin == "" {
+		return nil, fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board> (build one with: go build -o bin/ ./ports/...): %w", errUsage)
+	}
+	if _, err := os.Stat(e.opts.plugin); err != nil {
+		return nil, fmt.Errorf("port plugin %s: %w (build it with: go build -o bin/ ./ports/...)", e.opts.plugin, err)
+	}
+	cfg := hal.ClientConfig{
+		Path:   e.opts.plugin,
+		Logger: e.log,
+		Env:    extraEnv,
+	}
+	if s := strings.TrimSpace(e.opts.pluginSHA256); s != "" {
+		sum, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
+		if err != nil || len(sum) != 32 {
+			return nil, fmt.Errorf("--plugin-sha256 %q: want 64 hex digits (sha256sum of the plugin file): %w", s, errUsage)
+		}
+		cfg.SHA256 = sum
+	}
+	c, err := hal.Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open port plugin %s: %w", e.opts.plugin, err)
+	}
+	return c, nil
+}
