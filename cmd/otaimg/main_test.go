@@ -1,0 +1,87 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/script/*.txtar")
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"otaimg": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+// imageTestdata holds the fixed keys and the imgtool-made images of
+// core/image, which the scripts use.
+var imageTestdata = filepath.Join("..", "..", "core", "image", "testdata")
+
+// TestScripts runs otaimg as a user does, one process per command, from
+// the scripts in testdata/script. Each script starts with keys/ (the
+// fixed test keys) and imgtool/ (images MCUboot's imgtool signed with them).
+func TestScripts(t *testing.T) {
+	abs, err := filepath.Abs(imageTestdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:           filepath.Join("testdata", "script"),
+		UpdateScripts: *update,
+		Setup: func(env *testscript.Env) error {
+			for _, dir := range []string{"keys", "imgtool"} {
+				if err := copyDir(filepath.Join(abs, dir), filepath.Join(env.WorkDir, dir)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// flip FILE OFFSET: invert the low bit of one byte (tampering).
+			"flip": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: flip FILE OFFSET")
+				}
+				off, err := strconv.ParseInt(args[1], 0, 64)
+				ts.Check(err)
+				path := ts.MkAbs(args[0])
+				b, err := os.ReadFile(path)
+				ts.Check(err)
+				if off < 0 || off >= int64(len(b)) {
+					ts.Fatalf("offset %d outside %s (%d bytes)", off, args[0], len(b))
+				}
+				b[off] ^= 1
+				ts.Check(os.WriteFile(path, b, 0o644))
+			},
+		},
+	})
+}
+
+func copyDir(from, to string) error {
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
+			return fmt.Errorf("copy %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,356 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+)
+
+// Platform is the generic port: hal.Platform, hal.KV and hal.Rebooter over a
+// flash device and a board layout. Its methods are safe for concurrent use;
+// a mutex serialises them, as one flash controller does.
+type Platform struct {
+	mu     sync.Mutex
+	dev    flash.Device
+	b      *board
+	opts   Options
+	s      *store
+	closed bool
+}
+
+// NewPlatform checks layout l against dev (partitions inside the flash, on
+// sector boundaries, params of two sectors or more) and reads the params
+// partition. It writes nothing.
+func NewPlatform(l hal.Layout, dev flash.Device, opts Options) (*Platform, error) {
+	b, err := checkLayout(l, dev)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStore(dev, b)
+	if err != nil {
+		return nil, fmt.Errorf("board %q: %w", l.Board, err)
+	}
+	return &Platform{dev: dev, b: b, opts: opts, s: s}, nil
+}
+
+// Close ends the platform; with Options.CloseDevice it closes the device.
+func (pl *Platform) Close() error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.closed {
+		return nil
+	}
+	pl.closed = true
+	if c, ok := pl.dev.(io.Closer); ok && pl.opts.CloseDevice {
+		return c.Close()
+	}
+	return nil
+}
+
+// ready checks, under the lock, that the platform can serve a call.
+func (pl *Platform) ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if pl.closed {
+		return hal.Errorf(hal.CodeInvalid, "board %q: platform is closed", pl.b.layout.Board)
+	}
+	return pl.s.reloadIfStale()
+}
+
+// update returns the partition new images go to now.
+func (pl *Platform) update() hal.Partition {
+	return pl.b.slots[pl.b.updateSlot(pl.s.params().Running)]
+}
+
+// checkWritable refuses to touch the update slot while it holds the only
+// image to fall back to: during a dual-bank trial the inactive slot is the
+// old, confirmed image.
+func (pl *Platform) checkWritable(op string) error {
+	p := pl.s.params()
+	if pl.b.layout.Scheme == hal.DualBank && p.Trial {
+		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
+			op, pl.update().Name, p.Running.Name(), pl.update().Name)
+	}
+	return nil
+}
+
+// Describe returns the layout, the boot state read from the slots' image
+// headers and the boot parameters, and the capabilities kv and reboot.
+func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return hal.Info{}, err
+	}
+	l := pl.b.layout
+	l.Flash = pl.b.geo
+	l.BootAttempts = pl.b.attempts
+	st, err := bootState(pl.dev, pl.b, pl.s.params(), pl.opts)
+	if err != nil {
+		return hal.Info{}, fmt.Errorf("describe: %w", err)
+	}
+	return hal.Info{Layout: l, Boot: st, Capabilities: []string{"kv", "reboot"}}, nil
+}
+
+// Init prepares the update slot for an image of req.Size bytes: it erases
+// the sectors the image will occupy (not the whole slot), or keeps them when
+// resuming. Write never programs over bytes that are not erased, whatever
+// Init did.
+func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return err
+	}
+	slot := pl.update()
+	if req.Size == 0 {
+		return hal.Errorf(hal.CodeInvalid, "init %s: image size 0: give the size of the image to write", slot.Name)
+	}
+	if req.Size > slot.Size {
+		return hal.Errorf(hal.CodeOutOfBounds, "init %s: image of %d bytes does not fit in slot %s of %d bytes", slot.Name, req.Size, slot.Name, slot.Size)
+	}
+	if err := pl.checkWritable("init"); err != nil {
+		return err
+	}
+	if req.Resume {
+		return nil
+	}
+	// The slot is about to change: a request to boot what it held must go
+	// first, or a power-on in between would act on a half-written image.
+	if p := pl.s.params(); p.Pending && pl.b.slots[p.PendingSlot] == slot {
+		p.Pending, p.Mode, p.ImageSize = false, 0, 0
+		if err := pl.s.setParams(p); err != nil {
+			return fmt.Errorf("init %s: cancel the pending request: %w", slot.Name, err)
+		}
+	}
+	secs := pl.b.sectorsCovering(slot, req.Size)
+	first, last := secs[0], secs[len(secs)-1]
+	if err := pl.dev.Erase(first.off, last.end()-first.off); err != nil {
+		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, first.off, last.end()), err)
+	}
+	return nil
+}
+
+// Write programs data at off in the update slot. A short final chunk is
+// padded to the write alignment with the erased value. Units that already
+// hold the same bytes are skipped, so a resumed download may send a chunk
+// again; a unit that holds other data is refused with hal.ErrNotErased
+// (Init the slot again without Resume).
+func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return err
+	}
+	slot := pl.update()
+	align := uint64(pl.b.geo.WriteAlign)
+	if off%align != 0 {
+		return hal.Errorf(hal.CodeMisaligned, "write %s at 0x%x: offset is not a multiple of write_align %d", slot.Name, off, align)
+	}
+	if off > slot.Size || uint64(len(data)) > slot.Size-off {
+		return hal.Errorf(hal.CodeOutOfBounds, "write %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, len(data), slot.Size)
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	if err := pl.checkWritable("write"); err != nil {
+		return err
+	}
+	buf := make([]byte, (uint64(len(data))+align-1)/align*align)
+	copy(buf, data)
+	erase := pl.b.geo.EraseValue
+	for i := len(data); i < len(buf); i++ {
+		buf[i] = erase
+	}
+	base := int64(slot.Offset + off)
+	cur := make([]byte, len(buf))
+	if _, err := pl.dev.ReadAt(cur, base); err != nil {
+		return flashErr(fmt.Sprintf("write %s at 0x%x: read back", slot.Name, off), err)
+	}
+	// Program the runs of units that differ; each must be erased.
+	a := int(align)
+	for u := 0; u < len(buf); {
+		if string(cur[u:u+a]) == string(buf[u:u+a]) {
+			u += a
+			continue
+		}
+		start := u
+		for u < len(buf) && string(cur[u:u+a]) != string(buf[u:u+a]) {
+			if !isErased(cur[u:u+a], erase) {
+				return hal.Errorf(hal.CodeNotErased, "write %s at 0x%x: bytes at 0x%x already hold other data: Init the slot (without Resume) before writing a new image", slot.Name, off, off+uint64(u))
+			}
+			u += a
+		}
+		if err := pl.dev.Program(base+int64(start), buf[start:u]); err != nil {
+			return flashErr(fmt.Sprintf("write %s at 0x%x", slot.Name, off+uint64(start)), err)
+		}
+	}
+	return nil
+}
+
+// Read reads n bytes at off in the update slot.
+func (pl *Platform) Read(ctx context.Context, off uint64, n int) ([]byte, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return nil, err
+	}
+	slot := pl.update()
+	if n < 0 {
+		return nil, hal.Errorf(hal.CodeInvalid, "read %s at 0x%x: negative length %d", slot.Name, off, n)
+	}
+	if off > slot.Size || uint64(n) > slot.Size-off {
+		return nil, hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, n, slot.Size)
+	}
+	buf := make([]byte, n)
+	if _, err := pl.dev.ReadAt(buf, int64(slot.Offset+off)); err != nil {
+		return nil, flashErr(fmt.Sprintf("read %s at 0x%x", slot.Name, off), err)
+	}
+	return buf, nil
+}
+
+// SetBoot records what the bootloader is to do at the next power-on. Test
+// and permanent requests check the image in the update slot first (hash,
+// signature, security counter): verification comes before the reboot, not
+// after it.
+func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return err
+	}
+	p := pl.s.params()
+	switch req.Mode {
+	case hal.BootTest, hal.BootPermanent:
+		target := pl.b.updateSlot(p.Running)
+		slot := pl.b.slots[target]
+		if err := pl.checkWritable("set boot"); err != nil {
+			return err
+		}
+		if req.Size > slot.Size {
+			return hal.Errorf(hal.CodeOutOfBounds, "set boot: image of %d bytes does not fit in slot %s of %d bytes", req.Size, slot.Name, slot.Size)
+		}
+		si, err := checkSlot(pl.dev, pl.b, target, pl.opts.Keys, p.SecurityCounter)
+		if err != nil {
+			return fmt.Errorf("set boot %s: %w", req.Mode, err)
+		}
+		if !si.bootable() {
+			return hal.Errorf(hal.CodeNoImage, "set boot %s: %v", req.Mode, si.err)
+		}
+		if req.Size != 0 && req.Size < uint64(si.img.TotalSize) {
+			return hal.Errorf(hal.CodeInvalid, "set boot %s: size %d is less than the image in %s (%d bytes)", req.Mode, req.Size, slot.Name, si.img.TotalSize)
+		}
+		if pl.b.layout.Scheme == hal.SingleBank && uint64(si.img.TotalSize) > pl.b.slots[SlotApp].Size {
+			return hal.Errorf(hal.CodeOutOfBounds, "set boot %s: image of %d bytes does not fit app (%d bytes), which it is copied over", req.Mode, si.img.TotalSize, pl.b.slots[SlotApp].Size)
+		}
+		p.Pending, p.PendingSlot, p.Mode, p.ImageSize, p.RolledBack = true, target, req.Mode, uint32(si.img.TotalSize), false
+	case hal.BootConfirm:
+		if p.Trial {
+			p.Active, p.Trial, p.BootCount = p.Running, false, 0
+		}
+		p.Confirmed = true
+		// The running image is good: images older than it (by security
+		// counter) may no longer boot.
+		si, err := checkSlot(pl.dev, pl.b, p.Running, pl.opts.Keys, 0)
+		if err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
+		}
+		if si.img != nil {
+			p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
+		}
+	default:
+		return hal.Errorf(hal.CodeInvalid, "set boot: mode %v: want test, permanent or confirm", req.Mode)
+	}
+	if err := pl.s.setParams(p); err != nil {
+		return fmt.Errorf("set boot %s: %w", req.Mode, err)
+	}
+	return nil
+}
+
+// Rollback returns to the previous image at the next power-on. Dual-bank:
+// the other slot becomes active again, permanently (or a pending request is
+// cancelled). Single-bank: a pending copy is cancelled; once copied there is
+// no old image left, and it answers hal.ErrUnsupported.
+func (pl *Platform) Rollback(ctx context.Context) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return err
+	}
+	p := pl.s.params()
+	switch {
+	case p.Pending:
+		p.Pending, p.Mode, p.ImageSize = false, 0, 0
+	case pl.b.layout.Scheme == hal.SingleBank:
+		return hal.Errorf(hal.CodeUnsupported, "rollback: single-bank board %q: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
+	case p.Trial:
+		// Active is still the old image; leave the trial now rather than
+		// after the boot counter runs out.
+		p.Trial, p.BootCount, p.RolledBack = false, 0, true
+	default:
+		other := p.Running.Other()
+		si, err := checkSlot(pl.dev, pl.b, other, pl.opts.Keys, p.SecurityCounter)
+		if err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
+		if !si.bootable() {
+			return hal.Errorf(hal.CodeNoImage, "rollback: no image to return to: %v", si.err)
+		}
+		p.Active, p.Confirmed, p.RolledBack = other, true, true
+	}
+	if err := pl.s.setParams(p); err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
+// Get returns the value stored under key.
+func (pl *Platform) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return nil, false, err
+	}
+	v, ok := pl.s.get(key)
+	return v, ok, nil
+}
+
+// Set stores value under key in the params partition; a nil value deletes
+// the key. After a power cut at any point Get returns the old value or the
+// new one.
+func (pl *Platform) Set(ctx context.Context, key string, value []byte) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return err
+	}
+	if err := pl.s.set(key, value); err != nil {
+		return fmt.Errorf("kv set %q: %w", key, err)
+	}
+	return nil
+}
+
+// Reboot is a power-on of the simulated device: the bootloader reads the
+// flash afresh, acts on the boot parameters and boots an image.
+func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return hal.RebootResult{}, err
+	}
+	if err := pl.s.load(); err != nil {
+		return hal.RebootResult{}, err
+	}
+	return runBoot(pl.dev, pl.b, pl.s, pl.opts)
+}
+
+var (
+	_ hal.Platform = (*Platform)(nil)
+	_ hal.KV       = (*Platform)(nil)
+	_ hal.Rebooter = (*Platform)(nil)
+)

@@ -1,0 +1,461 @@
+package cloud
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// The platform's keep-alive range ("MQTT-TCP connection": 30 to 1200 s);
+// the C SDK's default is 60 s.
+const (
+	MinKeepAlive     = 30 * time.Second
+	MaxKeepAlive     = 1200 * time.Second
+	DefaultKeepAlive = 60 * time.Second
+)
+
+// QoS of every OTA message: orders, progress and inform are all worth a
+// retransmission (the C SDK sends progress at QoS 0; otaport's progress
+// drives campaigns, so it is sent at least once).
+const qos = 1
+
+// seenOrders is how many recent orders the client remembers to drop
+// redeliveries: a QoS 1 order comes again after a reconnection, and the
+// platform re-pushes a pending order (AliOS Things issue #928).
+const seenOrders = 64
+
+// Config configures a Client.
+type Config struct {
+	// Broker is the broker's URL: tcp://host:port (or mqtt://) for plain
+	// TCP, ssl://, tls:// or mqtts:// for TLS.
+	Broker string
+	// Identity is the device's triple.
+	Identity Identity
+	// Sign chooses the client id, method and layout of the sign-in; its TLS
+	// field is set from Broker. Empty means FormDoc, hmacsha256, client id
+	// "{pk}.{dn}" and the current time as timestamp.
+	Sign SignOptions
+	// CAFile is a PEM file of the CAs that may sign the broker's
+	// certificate; empty means the system's.
+	CAFile string
+	// InsecureSkipVerify accepts any broker certificate. For tests only.
+	InsecureSkipVerify bool
+	// KeepAlive is the MQTT keep-alive, 30 s to 1200 s as the platform
+	// wants; 0 means DefaultKeepAlive.
+	KeepAlive time.Duration
+	// AnyKeepAlive lifts the platform's keep-alive range, for tests.
+	AnyKeepAlive bool
+	// ConnectTimeout bounds one connection attempt; 0 means 10 s.
+	ConnectTimeout time.Duration
+	// MaxReconnectInterval caps the back-off between reconnection attempts
+	// (1 s, doubling); 0 means 1 min.
+	MaxReconnectInterval time.Duration
+	// Module is the module reported in inform and progress; empty for the
+	// default module.
+	Module string
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+	// OnOrder receives each new, valid order with its raw bytes. Calls come
+	// one at a time from one goroutine; a slow OnOrder delays later orders,
+	// so hand the order to the engine and return.
+	OnOrder func(o *Order, raw []byte)
+	// OnError, if set, hears of what goes wrong in the background: a lost
+	// connection, a refused subscription, a refused order.
+	OnError func(error)
+	// OnConnect, if set, is called after each connection once the upgrade
+	// topic is subscribed: the place to report the running version, which
+	// the platform wants before it sends an order (AliOS Things issue #1805).
+	OnConnect func()
+}
+
+// Client is a device's connection to the cloud. It reconnects by itself and
+// subscribes again after every connection. Its methods are safe for
+// concurrent use.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	topics TopicSet
+	mq     paho.Client
+
+	nextID atomic.Int64             // ids of inform and request messages
+	cur    atomic.Pointer[orderRef] // the order progress belongs to
+
+	ctx       context.Context // ends with Close, bounds background waits
+	cancel    context.CancelFunc
+	inbox     chan []byte   // raw orders from paho's handler to the worker
+	done      chan struct{} // closed by Close
+	workerEnd chan struct{} // closed when the worker returns
+	firstSub  chan error    // the first subscription's outcome, for Dial
+	dialed    atomic.Bool   // set once the first outcome is sent
+	closeOnce sync.Once
+
+	seenMu   sync.Mutex
+	seen     map[string]bool
+	seenRing []string
+}
+
+type orderRef struct {
+	id     int64
+	module string
+}
+
+// Dial signs in to the broker, subscribes to the device's upgrade topic and
+// returns once both are done, or when ctx ends. The connection then lives
+// until Close.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	opts, c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.mq = paho.NewClient(opts)
+	go c.work()
+	tok := c.mq.Connect()
+	if err := wait(ctx, tok); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cloud: connect to %s as %s/%s: %w", cfg.Broker, cfg.Identity.ProductKey, cfg.Identity.DeviceName, err)
+	}
+	select {
+	case err := <-c.firstSub:
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+	case <-ctx.Done():
+		c.Close()
+		return nil, fmt.Errorf("cloud: subscribe %s: %w", c.topics.Upgrade, ctx.Err())
+	}
+	return c, nil
+}
+
+// newClient checks cfg and builds the paho options and the Client around
+// them, without connecting.
+func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
+	if cfg.OnOrder == nil {
+		return nil, nil, errors.New("cloud: Config.OnOrder is nil; set it to the function that takes orders to the engine")
+	}
+	u, err := url.Parse(cfg.Broker)
+	if err != nil || u.Host == "" {
+		return nil, nil, fmt.Errorf("cloud: Config.Broker %q: want a URL such as tcp://host:1883 or ssl://host:8883", cfg.Broker)
+	}
+	var useTLS bool
+	switch u.Scheme {
+	case "tcp", "mqtt":
+	case "ssl", "tls", "mqtts":
+		useTLS = true
+	default:
+		return nil, nil, fmt.Errorf("cloud: Config.Broker %q: scheme %q; want tcp, ssl, tls or mqtts", cfg.Broker, u.Scheme)
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.KeepAlive < time.Second || (!cfg.AnyKeepAlive && (cfg.KeepAlive < MinKeepAlive || cfg.KeepAlive > MaxKeepAlive)) {
+		return nil, nil, fmt.Errorf("cloud: Config.KeepAlive is %v; the platform accepts %v to %v", cfg.KeepAlive, MinKeepAlive, MaxKeepAlive)
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxReconnectInterval <= 0 {
+		cfg.MaxReconnectInterval = time.Minute
+	}
+	sign := cfg.Sign
+	sign.TLS = useTLS
+	if sign.Form == FormDoc && sign.Timestamp == "" {
+		sign.Timestamp = strconv.FormatInt(time.Now().UnixMilli(), 10)
+	}
+	creds, err := SignIn(cfg.Identity, sign)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cloud: %w", err)
+	}
+	var tc *tls.Config
+	if useTLS {
+		if tc, err = tlsConfig(cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		ctx:       ctx,
+		cancel:    cancel,
+		cfg:       cfg,
+		log:       log.With("device", cfg.Identity.ProductKey+"/"+cfg.Identity.DeviceName),
+		topics:    Topics(cfg.Identity.ProductKey, cfg.Identity.DeviceName),
+		inbox:     make(chan []byte),
+		done:      make(chan struct{}),
+		workerEnd: make(chan struct{}),
+		firstSub:  make(chan error, 1),
+		seen:      map[string]bool{},
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(cfg.Broker).
+		SetClientID(creds.ClientID).
+		SetUsername(creds.Username).
+		SetPassword(creds.Password).
+		SetKeepAlive(cfg.KeepAlive).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
+		SetAutoReconnect(true).
+		// A persistent session keeps QoS 1 orders sent while the link was
+		// down; we still subscribe on every connection, since a broker that
+		// restarted has no session to resume.
+		SetCleanSession(false).
+		SetResumeSubs(false).
+		// Handlers run on their own goroutines, so the order handler may
+		// wait for the worker without stalling paho's acknowledgements.
+		SetOrderMatters(false).
+		SetOnConnectHandler(c.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			c.log.Warn("connection lost; reconnecting", "err", err)
+			c.report(fmt.Errorf("cloud: connection lost: %w", err))
+		})
+	if tc != nil {
+		opts.SetTLSConfig(tc)
+	}
+	return opts, c, nil
+}
+
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cloud: Config.CAFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cloud: Config.CAFile %s: no PEM certificate in it", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// onConnect runs on a paho goroutine after every connection: it subscribes
+// to the upgrade topic, then tells Dial (the first time) and OnConnect.
+func (c *Client) onConnect(mq paho.Client) {
+	tok := mq.Subscribe(c.topics.Upgrade, qos, func(_ paho.Client, m paho.Message) {
+		select {
+		case c.inbox <- m.Payload():
+		case <-c.done:
+		}
+	})
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	err := wait(ctx, tok)
+	if err == nil {
+		if st, ok := tok.(*paho.SubscribeToken); ok && st.Result()[c.topics.Upgrade] > qos {
+			err = fmt.Errorf("the broker refused the subscription (code 0x%02x)", st.Result()[c.topics.Upgrade])
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("cloud: subscribe %s: %w", c.topics.Upgrade, err)
+		c.log.Error("subscription failed", "err", err)
+	} else {
+		c.log.Info("connected and subscribed", "topic", c.topics.Upgrade)
+	}
+	if c.dialed.CompareAndSwap(false, true) {
+		c.firstSub <- err // Dial reports this one
+		return
+	}
+	if err != nil {
+		c.report(err)
+		return
+	}
+	if c.cfg.OnConnect != nil {
+		c.cfg.OnConnect()
+	}
+}
+
+// work takes orders one at a time, so that OnOrder calls never overlap and
+// duplicates are seen in arrival order.
+func (c *Client) work() {
+	defer close(c.workerEnd)
+	for {
+		select {
+		case raw := <-c.inbox:
+			c.handle(raw)
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *Client) handle(raw []byte) {
+	o, err := ParseOrder(raw)
+	if err != nil {
+		key := fmt.Sprintf("raw:%x", sha256.Sum256(raw))
+		if !c.remember(key) {
+			c.log.Debug("malformed order again; ignored")
+			return
+		}
+		id := bestEffortID(raw)
+		c.log.Warn("order refused", "id", id, "err", err)
+		c.report(fmt.Errorf("cloud: order refused: %w", err))
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
+		defer cancel()
+		p := NewFailure(id, StepUpgradeFailed, clipDesc(err.Error()))
+		if c.cfg.Module != "" {
+			p.Params.Module = c.cfg.Module
+		}
+		if err := c.publish(ctx, c.topics.Progress, p); err != nil {
+			c.report(err)
+		}
+		return
+	}
+	key := "id:" + strconv.FormatInt(o.ID, 10)
+	if o.ID == 0 {
+		key = fmt.Sprintf("raw:%x", sha256.Sum256(raw))
+	}
+	if !c.remember(key) {
+		c.log.Info("duplicate order ignored", "id", o.ID, "version", o.Data.Version)
+		return
+	}
+	c.cur.Store(&orderRef{id: o.ID, module: o.Data.Module})
+	c.log.Info("order received", "id", o.ID, "version", o.Data.Version, "size", o.Data.Size)
+	c.cfg.OnOrder(o, raw)
+}
+
+// remember records key and reports whether it is new; it keeps the last
+// seenOrders keys.
+func (c *Client) remember(key string) bool {
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	if c.seen[key] {
+		return false
+	}
+	c.seen[key] = true
+	c.seenRing = append(c.seenRing, key)
+	if len(c.seenRing) > seenOrders {
+		delete(c.seen, c.seenRing[0])
+		c.seenRing = c.seenRing[1:]
+	}
+	return true
+}
+
+// bestEffortID digs the id out of an order that failed to parse, so the
+// failure report can name it.
+func bestEffortID(raw []byte) int64 {
+	if len(raw) > MaxOrderSize {
+		return 0
+	}
+	var w struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(raw, &w) != nil {
+		return 0
+	}
+	id, _ := parseID(w.ID)
+	return id
+}
+
+// Inform reports the running version on the inform topic.
+func (c *Client) Inform(ctx context.Context, version string) error {
+	if err := checkText("version", version, maxVersionLen, true); err != nil {
+		return fmt.Errorf("cloud: inform: %w", err)
+	}
+	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: c.cfg.Module}})
+}
+
+// Request asks the cloud for the order pending for this device, reporting
+// the running version; the order, if any, arrives through OnOrder.
+func (c *Client) Request(ctx context.Context, version string) error {
+	if err := checkText("version", version, maxVersionLen, true); err != nil {
+		return fmt.Errorf("cloud: request: %w", err)
+	}
+	return c.publish(ctx, c.topics.Request, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: c.cfg.Module}})
+}
+
+// Progress reports the progress of the current order (the last one passed
+// to OnOrder): step is StepPercent(n) or a failure step, desc a short
+// reason for the operator.
+func (c *Client) Progress(ctx context.Context, step Step, desc string) error {
+	if !step.valid() {
+		return fmt.Errorf("cloud: progress: step %q: want StepPercent(0..100) or a failure step", step)
+	}
+	p := Progress{Params: ProgressParams{Step: step, Desc: clipDesc(desc), Module: c.cfg.Module}}
+	if ref := c.cur.Load(); ref != nil {
+		p.ID = ref.id
+		if ref.module != "" {
+			p.Params.Module = ref.module
+		}
+	}
+	return c.publish(ctx, c.topics.Progress, p)
+}
+
+// clipDesc keeps a description within what the platform's console shows
+// and what a device buffer holds.
+func clipDesc(s string) string {
+	const n = 256
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Topics returns the device's OTA topics.
+func (c *Client) Topics() TopicSet { return c.topics }
+
+// IsConnected reports whether the link is up now.
+func (c *Client) IsConnected() bool { return c.mq.IsConnectionOpen() }
+
+func (c *Client) publish(ctx context.Context, topic string, v any) error {
+	b, err := Marshal(v)
+	if err != nil {
+		return fmt.Errorf("cloud: publish %s: %w", topic, err)
+	}
+	select {
+	case <-c.done:
+		return fmt.Errorf("cloud: publish %s: client closed", topic)
+	default:
+	}
+	if err := wait(ctx, c.mq.Publish(topic, qos, false, b)); err != nil {
+		return fmt.Errorf("cloud: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Close disconnects and stops the client's goroutines, after a running
+// OnOrder returns. It is safe to call more than once.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.cancel()
+		if c.mq != nil {
+			c.mq.Disconnect(250)
+		}
+		<-c.workerEnd
+	})
+	return nil
+}
+
+func (c *Client) report(err error) {
+	if c.cfg.OnError != nil {
+		c.cfg.OnError(err)
+	}
+}
+
+// wait waits for a paho token or for ctx, whichever comes first.
+func wait(ctx context.Context, tok paho.Token) error {
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

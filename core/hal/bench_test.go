@@ -1,0 +1,75 @@
+package hal_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/otaport/otaport/core/hal"
+)
+
+// BenchmarkWrite measures Write through the plugin boundary against the
+// same port called in-process. The port is testPlatform over the in-memory
+// flash emulator (core/flash, lenient mode: a rewrite ANDs the bits, so the
+// benchmark cycles through the 8 MiB slot without erasing). Cases:
+//
+//	inprocess      the port called directly: the baseline
+//	plugin         a real plugin process (this binary re-executed), gRPC
+//	               over a Unix socket with AutoMTLS, data in shared memory
+//	plugin-inline  the same with ClientConfig.NoSharedMemory: data in the
+//	               TLS stream (the fallback)
+//	testconn       hal.TestConn: in-process gRPC, no TLS, shared memory
+//
+// Every Write waits for the result of that write, as the engine's do.
+func BenchmarkWrite(b *testing.B) {
+	sizes := []struct {
+		name string
+		n    int
+	}{{"4KiB", 4 << 10}, {"64KiB", 64 << 10}, {"1MiB", 1 << 20}}
+	targets := []struct {
+		name string
+		open func(b *testing.B) hal.Platform
+	}{
+		{"inprocess", func(b *testing.B) hal.Platform { return benchPlatform(b) }},
+		{"plugin", func(b *testing.B) hal.Platform { return openPlugin(b, "bench", hal.ClientConfig{}) }},
+		{"plugin-inline", func(b *testing.B) hal.Platform {
+			return openPlugin(b, "bench", hal.ClientConfig{NoSharedMemory: true})
+		}},
+		{"testconn", func(b *testing.B) hal.Platform { return hal.TestConn(b, benchPlatform(b)) }},
+	}
+	for _, tg := range targets {
+		b.Run(tg.name, func(b *testing.B) {
+			p := tg.open(b)
+			for _, sz := range sizes {
+				b.Run(sz.name, func(b *testing.B) {
+					data := pattern(3, sz.n)
+					const slot = 8 << 20
+					ctx := b.Context()
+					// One write outside the timer: stream and shared memory set up.
+					if err := p.Write(ctx, 0, data); err != nil {
+						b.Fatal(err)
+					}
+					b.SetBytes(int64(sz.n))
+					b.ResetTimer()
+					off := 0
+					for b.Loop() {
+						if off+sz.n > slot {
+							off = 0
+						}
+						if err := p.Write(ctx, uint64(off), data); err != nil {
+							b.Fatal(fmt.Errorf("write at 0x%x: %w", off, err))
+						}
+						off += sz.n
+					}
+				})
+			}
+		})
+	}
+}
+
+func benchPlatform(b *testing.B) hal.Platform {
+	p, err := newFullPlatform(false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,33 @@
+package hal
+
+import (
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// doorbellSupported: Linux has futexes on shared memory, which let host and
+// plugin hand a write back and forth without the socket.
+const doorbellSupported = true
+
+// Operations of futex(2), shared (not FUTEX_PRIVATE_FLAG): the two
+// processes map the same file, so the kernel keys the futex on the file.
+const (
+	futexWait = 0
+	futexWake = 1
+)
+
+// futexSleep blocks while *addr == val, at most d. Spurious wakeups are
+// fine: callers recheck.
+func futexSleep(addr *atomic.Uint32, val uint32, d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWait, uintptr(val),
+		uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// futexWakeAll wakes every waiter on addr.
+func futexWakeAll(addr *atomic.Uint32) {
+	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWake, uintptr(1<<31-1), 0, 0, 0)
+}

@@ -1,0 +1,247 @@
+package hal
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	halpb "github.com/otaport/otaport/core/hal/proto"
+)
+
+// Capability names a port lists in Info.Capabilities.
+const (
+	CapKV     = "kv"
+	CapReboot = "reboot"
+)
+
+// grpcServer is the plugin side of the boundary: it serves a Platform, and
+// its KV and Rebooter when it has them, to the host.
+type grpcServer struct {
+	halpb.UnimplementedPlatformServer
+	impl Platform
+	kv   KV       // nil when impl has no key-value store
+	reb  Rebooter // nil when impl cannot reboot
+
+	mu     sync.Mutex
+	nextID uint64
+	shm    map[uint64]*mapping
+}
+
+func newGRPCServer(p Platform) *grpcServer {
+	s := &grpcServer{impl: p, shm: map[uint64]*mapping{}}
+	s.kv, _ = p.(KV)
+	s.reb, _ = p.(Rebooter)
+	return s
+}
+
+// capabilities corrects what the port claims with what it implements: the
+// host calls KV and Reboot only through this server, so a claim without the
+// method would only produce ErrUnsupported later, and a method without the
+// claim would go unused.
+func (s *grpcServer) capabilities(claimed []string) []string {
+	out := slices.DeleteFunc(slices.Clone(claimed), func(c string) bool { return c == CapKV || c == CapReboot })
+	if s.kv != nil {
+		out = append(out, CapKV)
+	}
+	if s.reb != nil {
+		out = append(out, CapReboot)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *grpcServer) Describe(ctx context.Context, _ *halpb.Empty) (*halpb.Info, error) {
+	info, err := s.impl.Describe(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	info.Capabilities = s.capabilities(info.Capabilities)
+	return infoToPB(info), nil
+}
+
+func (s *grpcServer) Init(ctx context.Context, req *halpb.InitRequest) (*halpb.Empty, error) {
+	err := s.impl.Init(ctx, InitRequest{Size: req.GetSize(), Resume: req.GetResume()})
+	return &halpb.Empty{}, toStatus(err)
+}
+
+// Write answers each request of the stream in order with the outcome of
+// that write; only a broken stream ends it with an error.
+func (s *grpcServer) Write(stream halpb.Platform_WriteServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		werr := s.write(ctx, req)
+		if err := stream.Send(&halpb.WriteResult{Seq: req.GetSeq(), Error: errorToPB(werr)}); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *grpcServer) write(ctx context.Context, req *halpb.WriteRequest) error {
+	if t := req.GetTimeoutNs(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(t))
+		defer cancel()
+	}
+	n := req.GetShmLength()
+	if n == 0 {
+		return s.impl.Write(ctx, req.GetOffset(), req.GetData())
+	}
+	m, err := s.acquire(req.GetShmId(), n)
+	if err != nil {
+		return err
+	}
+	defer s.release(m)
+	return s.impl.Write(ctx, req.GetOffset(), m.mem[bellSize:][:n])
+}
+
+func (s *grpcServer) Read(ctx context.Context, req *halpb.ReadRequest) (*halpb.ReadResponse, error) {
+	data, err := s.impl.Read(ctx, req.GetOffset(), int(req.GetLength()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &halpb.ReadResponse{Data: data}, nil
+}
+
+func (s *grpcServer) SetBoot(ctx context.Context, req *halpb.BootRequest) (*halpb.Empty, error) {
+	err := s.impl.SetBoot(ctx, BootRequest{Mode: BootMode(req.GetMode()), Size: req.GetSize()})
+	return &halpb.Empty{}, toStatus(err)
+}
+
+func (s *grpcServer) Rollback(ctx context.Context, _ *halpb.Empty) (*halpb.Empty, error) {
+	return &halpb.Empty{}, toStatus(s.impl.Rollback(ctx))
+}
+
+func (s *grpcServer) Get(ctx context.Context, req *halpb.GetRequest) (*halpb.GetResponse, error) {
+	if s.kv == nil {
+		return nil, toStatus(Errorf(CodeUnsupported, "kv get %q: port has no key-value store", req.GetKey()))
+	}
+	v, ok, err := s.kv.Get(ctx, req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &halpb.GetResponse{Value: v, Found: ok}, nil
+}
+
+func (s *grpcServer) Set(ctx context.Context, req *halpb.SetRequest) (*halpb.Empty, error) {
+	if s.kv == nil {
+		return nil, toStatus(Errorf(CodeUnsupported, "kv set %q: port has no key-value store", req.GetKey()))
+	}
+	v := req.GetValue()
+	switch {
+	case req.GetDelete():
+		v = nil
+	case v == nil:
+		v = []byte{} // an empty value is a value, not a deletion
+	}
+	return &halpb.Empty{}, toStatus(s.kv.Set(ctx, req.GetKey(), v))
+}
+
+func (s *grpcServer) Reboot(ctx context.Context, _ *halpb.Empty) (*halpb.RebootResult, error) {
+	if s.reb == nil {
+		return nil, toStatus(Errorf(CodeUnsupported, "reboot: port cannot reboot"))
+	}
+	r, err := s.reb.Reboot(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &halpb.RebootResult{Slot: r.Slot, Version: r.Version, Action: r.Action, Detail: r.Detail}, nil
+}
+
+func (s *grpcServer) AttachSharedMemory(_ context.Context, req *halpb.AttachRequest) (*halpb.AttachResponse, error) {
+	if req.GetSize() <= bellSize {
+		return nil, toStatus(Errorf(CodeInvalid, "attach shared memory: %d bytes leave no room past the %d-byte control block", req.GetSize(), bellSize))
+	}
+	mem, err := mapShared(req.GetPath(), req.GetSize())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	m := &mapping{mem: mem}
+	bell := req.GetDoorbell() && doorbellSupported
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	s.shm[s.nextID] = m
+	if bell {
+		m.refs++ // the loop's, released when it stops
+		go s.serveBell(m)
+	}
+	return &halpb.AttachResponse{Id: s.nextID, Doorbell: bell}, nil
+}
+
+func (s *grpcServer) DetachSharedMemory(_ context.Context, req *halpb.DetachRequest) (*halpb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.shm[req.GetId()]
+	if !ok {
+		return &halpb.Empty{}, nil
+	}
+	delete(s.shm, req.GetId())
+	s.detach(m)
+	return &halpb.Empty{}, nil
+}
+
+// close unmaps every mapping no write still uses (TestConn's cleanup; a
+// plugin process simply exits).
+func (s *grpcServer) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, m := range s.shm {
+		delete(s.shm, id)
+		s.detach(m)
+	}
+}
+
+// detach stops m's doorbell loop, if any, and unmaps m once nothing uses
+// it. Called with mu held.
+func (s *grpcServer) detach(m *mapping) {
+	m.detached = true
+	if m.refs == 0 {
+		_ = unmapShared(m.mem)
+		return
+	}
+	b := bellOf(m.mem)
+	b.closing.Store(1)
+	futexWakeAll(&b.req)
+}
+
+// mapping is one shared memory region. A write holds a reference while the
+// port reads from it, so a detach (after the host gave up on a hung write)
+// never unmaps memory under the port's feet.
+type mapping struct {
+	mem      []byte
+	refs     int
+	detached bool
+}
+
+func (s *grpcServer) acquire(id, n uint64) (*mapping, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.shm[id]
+	if !ok {
+		return nil, Errorf(CodeInvalid, "write: shared memory %d is not attached", id)
+	}
+	if n > uint64(len(m.mem)-bellSize) {
+		return nil, Errorf(CodeInvalid, "write: %d bytes exceed the %d bytes of shared memory %d", n, len(m.mem)-bellSize, id)
+	}
+	m.refs++
+	return m, nil
+}
+
+func (s *grpcServer) release(m *mapping) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.refs--
+	if m.refs == 0 && m.detached {
+		_ = unmapShared(m.mem)
+	}
+}

@@ -1,0 +1,220 @@
+package image
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// DefaultHeaderSize is the header size Sign uses when SignOptions leaves it
+// zero. imgtool has no default (-H is required; 0x20 is the smallest); 0x200
+// is what Zephyr and most MCUboot targets use, because the vector table that
+// follows the header must stay aligned.
+const DefaultHeaderSize = 0x200
+
+// SignOptions are the choices imgtool sign takes as flags.
+type SignOptions struct {
+	Version Version
+	// SecurityCounter, when set, adds a SEC_CNT TLV to the protected area
+	// (imgtool --security-counter). AutoSecurityCounter derives one from
+	// the version as imgtool's "auto" does.
+	SecurityCounter *uint32
+	// HeaderSize is the payload offset (imgtool -H); 0 means
+	// DefaultHeaderSize.
+	HeaderSize int
+	// HeaderIncluded says the payload already starts with HeaderSize zero
+	// bytes for the header, as a binary linked for MCUboot does (imgtool
+	// without --pad-header). Otherwise Sign prepends the header room,
+	// filled with the erased value (imgtool --pad-header).
+	HeaderIncluded bool
+	// LoadAddr, when non-zero, is stored in the header and sets RAM_LOAD
+	// (imgtool --load-addr).
+	LoadAddr uint32
+	// NonBootable sets the NON_BOOTABLE flag.
+	NonBootable bool
+	// FullPublicKey stores the whole public key (PUBKEY TLV) instead of
+	// its hash (imgtool --public-key-format full).
+	FullPublicKey bool
+	// SlotSize, when non-zero, is the size of the slot the image is for:
+	// Sign refuses an image that leaves no room for the trailer.
+	SlotSize int64
+	// Pad fills the image up to SlotSize with the erased value and writes
+	// the trailer magic, so the bootloader takes it as a pending upgrade
+	// (imgtool --pad). Confirm also marks it image_ok (imgtool --confirm)
+	// and implies Pad.
+	Pad     bool
+	Confirm bool
+	// Trailer is the flash geometry the trailer is laid out for (imgtool
+	// --align, --max-align, --max-sectors, --overwrite-only).
+	Trailer TrailerOptions
+	// ErasedZero says erased flash reads 0x00, not 0xff (imgtool -R 0).
+	ErasedZero bool
+}
+
+// AutoSecurityCounter is the counter imgtool derives from a version with
+// --security-counter auto: major<<24 | minor<<16 | revision.
+func AutoSecurityCounter(v Version) uint32 {
+	return uint32(v.Major)<<24 | uint32(v.Minor)<<16 | uint32(v.Revision)
+}
+
+// Sign builds an MCUboot image from payload: header, payload, protected
+// TLVs (security counter), then SHA256, KEYHASH (or PUBKEY) and the
+// signature. A nil key makes a hash-only image. The result is byte for byte
+// what imgtool sign makes with the same options (ECDSA and RSA-PSS
+// signatures are randomised, so only those bytes differ).
+func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
+	hs := opts.HeaderSize
+	if hs == 0 {
+		hs = DefaultHeaderSize
+	}
+	if hs < HeaderSize || hs > math.MaxUint16 {
+		return nil, fmt.Errorf("sign: header size 0x%x: want 0x%x to 0xffff", hs, HeaderSize)
+	}
+	erased := byte(0xff)
+	if opts.ErasedZero {
+		erased = 0
+	}
+	var kt string
+	if key != nil {
+		var err error
+		if kt, err = KeyType(key.Public()); err != nil {
+			return nil, fmt.Errorf("sign: %w", err)
+		}
+	}
+	trailer, err := TrailerSize(opts.Trailer)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	pad := opts.Pad || opts.Confirm
+	if pad && opts.SlotSize <= 0 {
+		return nil, fmt.Errorf("sign: padding needs the slot size (--slot-size)")
+	}
+
+	var buf []byte
+	if opts.HeaderIncluded {
+		if len(payload) < hs || !allBytes(payload[:hs], 0) {
+			return nil, fmt.Errorf("sign: payload does not start with 0x%x zero bytes of header room; link it with room for the header or let otaimg add it (--pad-header)", hs)
+		}
+		buf = bytes.Clone(payload)
+	} else {
+		buf = make([]byte, hs, hs+len(payload)+1024)
+		fill(buf, erased)
+		buf = append(buf, payload...)
+	}
+	imgSize := len(buf) - hs
+	if uint64(imgSize) > math.MaxUint32 {
+		return nil, fmt.Errorf("sign: payload of %d bytes does not fit the header's 32-bit size", imgSize)
+	}
+
+	var prot []byte
+	if opts.SecurityCounter != nil {
+		prot = appendTLV(prot, TLVSecCnt, binary.LittleEndian.AppendUint32(nil, *opts.SecurityCounter))
+		prot = appendInfo(prot, TLVProtectedInfoMagic)
+	}
+	h := Header{
+		Magic:            Magic,
+		LoadAddr:         opts.LoadAddr,
+		HeaderSize:       uint16(hs),
+		ProtectedTLVSize: uint16(len(prot)),
+		ImageSize:        uint32(imgSize),
+		Version:          opts.Version,
+	}
+	if opts.LoadAddr != 0 {
+		h.Flags |= FlagRAMLoad
+	}
+	if opts.NonBootable {
+		h.Flags |= FlagNonBootable
+	}
+	h.put(buf)
+	buf = append(buf, prot...)
+	digest := sha256.Sum256(buf)
+
+	var tlv []byte
+	tlv = appendTLV(tlv, TLVSHA256, digest[:])
+	if key != nil {
+		raw, err := PublicKeyBytes(key.Public())
+		if err != nil {
+			return nil, fmt.Errorf("sign: %w", err)
+		}
+		if opts.FullPublicKey {
+			tlv = appendTLV(tlv, TLVPubKey, raw)
+		} else {
+			kh := sha256.Sum256(raw)
+			tlv = appendTLV(tlv, TLVKeyHash, kh[:])
+		}
+		sig, err := signDigest(key, digest[:])
+		if err != nil {
+			return nil, fmt.Errorf("sign with %s key: %w", kt, err)
+		}
+		tlv = appendTLV(tlv, sigType(kt), sig)
+	}
+	if len(tlv)+tlvInfoSize > maxTLVArea {
+		return nil, fmt.Errorf("sign: unprotected TLV area of %d bytes exceeds 0xffff", len(tlv)+tlvInfoSize)
+	}
+	buf = append(buf, appendInfo(tlv, TLVInfoMagic)...)
+
+	if opts.SlotSize > 0 && int64(len(buf))+int64(trailer) > opts.SlotSize {
+		return nil, fmt.Errorf("sign: image (0x%x bytes) + trailer (0x%x) exceed the slot size 0x%x; use a larger slot or a smaller image", len(buf), trailer, opts.SlotSize)
+	}
+	if pad {
+		t, _ := opts.Trailer.normalize()
+		start := len(buf)
+		buf = append(buf, make([]byte, int(opts.SlotSize)-start)...)
+		fill(buf[start:], erased)
+		magic := TrailerMagic(t.MaxAlign)
+		copy(buf[len(buf)-len(magic):], magic)
+		if opts.Confirm && !t.OverwriteOnly {
+			buf[len(buf)-alignUp(trailerMagicSize, t.MaxAlign)-t.MaxAlign] = 0x01
+		}
+	}
+	return buf, nil
+}
+
+// signDigest signs as MCUboot verifies: ed25519 over the digest as the
+// message, ECDSA over the digest (DER), RSA-PSS with a 32-byte salt.
+func signDigest(key crypto.Signer, digest []byte) ([]byte, error) {
+	switch key.Public().(type) {
+	case ed25519.PublicKey:
+		return key.Sign(rand.Reader, digest, crypto.Hash(0))
+	case *ecdsa.PublicKey:
+		return key.Sign(rand.Reader, digest, crypto.SHA256)
+	case *rsa.PublicKey:
+		return key.Sign(rand.Reader, digest, &rsa.PSSOptions{SaltLength: pssSaltLength, Hash: crypto.SHA256})
+	}
+	return nil, fmt.Errorf("key type %T cannot sign MCUboot images", key.Public())
+}
+
+func appendTLV(b []byte, t TLVType, v []byte) []byte {
+	b = binary.LittleEndian.AppendUint16(b, uint16(t))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
+	return append(b, v...)
+}
+
+// appendInfo prefixes the TLV entries in body with their info header.
+func appendInfo(body []byte, magic uint16) []byte {
+	out := binary.LittleEndian.AppendUint16(make([]byte, 0, len(body)+tlvInfoSize), magic)
+	out = binary.LittleEndian.AppendUint16(out, uint16(len(body)+tlvInfoSize))
+	return append(out, body...)
+}
+
+func fill(b []byte, v byte) {
+	for i := range b {
+		b[i] = v
+	}
+}
+
+func allBytes(b []byte, v byte) bool {
+	for _, c := range b {
+		if c != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Regenerates the imgtool-signed images in this folder (see ../README.md).
+# IMGTOOL is the command that runs MCUboot's imgtool, for example
+#   IMGTOOL="python3 path/to/mcuboot/scripts/imgtool.py" sh make.sh
+set -eu
+cd "$(dirname "$0")"
+: "${IMGTOOL:?set IMGTOOL to the imgtool command}"
+K=../keys
+S="sign -H 0x200 --pad-header -S 0x10000"
+$IMGTOOL $S -k $K/ed25519.pem    -v 1.2.3+4   payload.bin ed25519.img
+$IMGTOOL $S -k $K/ed25519.pem    -v 1.2.3+4 -s 7 payload.bin ed25519-sec.img
+$IMGTOOL $S -k $K/ecdsa-p256.pem -v 2.0.1 -s auto payload.bin ecdsa-p256.img
+$IMGTOOL $S -k $K/ecdsa-p256.pem -v 1.0.0 --public-key-format full payload.bin ecdsa-p256-pubkey.img
+$IMGTOOL $S -k $K/rsa-2048.pem   -v 0.9.0+77  payload.bin rsa-2048.img
+$IMGTOOL $S -k $K/rsa-3072.pem   -v 3.1.4+15 -s 42 payload.bin rsa-3072.img
+$IMGTOOL $S -k $K/ed25519.pem    -v 1.0.0 -L 0x20000000 payload.bin ed25519-ramload.img
+$IMGTOOL sign -H 0x20 --pad-header -S 0x10000 -v 1.0.0 payload.bin unsigned.img
+$IMGTOOL sign -H 0x200 -S 0x10000 -k $K/ed25519.pem -v 1.2.3 payload-hdr.bin ed25519-hdr.img
+$IMGTOOL sign -H 0x200 --pad-header -k $K/ed25519.pem -v 1.2.3 -s 5 --pad -S 0x2000 --align 4 payload.bin ed25519-pad.img
+$IMGTOOL sign -H 0x200 --pad-header -k $K/ed25519.pem -v 1.2.3 --confirm -S 0x2000 --align 8 --max-align 16 payload.bin ed25519-confirm.img
+$IMGTOOL sign -H 0x200 --pad-header -k $K/ed25519.pem -v 1.2.3 --pad --overwrite-only -S 0x2000 payload.bin ed25519-overwrite.img

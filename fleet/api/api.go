@@ -1,0 +1,381 @@
+// Package api is the operator's REST API over the fleet: register devices,
+// upload and list images, create campaigns and follow, pause, resume or
+// cancel them. Requests and answers are JSON; every request carries the
+// operator's bearer token.
+//
+// It is not the devices' interface: devices speak MQTT to the broker and
+// download firmware from fleet/firmware's handler, which needs no token.
+package api
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/firmware"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// Campaigns is what the API needs of the campaign service.
+type Campaigns interface {
+	Create(ctx context.Context, req campaign.CreateRequest) (store.Campaign, error)
+	Pause(ctx context.Context, id uint64) (store.Campaign, error)
+	Resume(ctx context.Context, id uint64) (store.Campaign, error)
+	Cancel(ctx context.Context, id uint64) (store.Campaign, error)
+	Status(id uint64) (campaign.Status, error)
+}
+
+// Config configures the API handler.
+type Config struct {
+	Store     *store.Store
+	Firmware  *firmware.Store
+	Campaigns Campaigns
+	// Keys verify uploaded images; an upload is refused without one.
+	Keys []crypto.PublicKey
+	// Token is the operator's bearer token; it must not be empty.
+	Token string
+	// MaxImageSize bounds an upload; 0 means 64 MiB.
+	MaxImageSize int64
+	Logger       *slog.Logger
+}
+
+// Prefix is where the API lives; the CLI builds its URLs from it.
+const Prefix = "/api/v1"
+
+type handler struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the API's handler, serving under Prefix.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("api: empty operator token")
+	}
+	if cfg.MaxImageSize == 0 {
+		cfg.MaxImageSize = 64 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{cfg: cfg, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET "+Prefix+"/devices", h.listDevices)
+	h.mux.HandleFunc("POST "+Prefix+"/devices", h.addDevice)
+	h.mux.HandleFunc("GET "+Prefix+"/devices/{pk}/{dn}", h.getDevice)
+	h.mux.HandleFunc("GET "+Prefix+"/images", h.listImages)
+	h.mux.HandleFunc("POST "+Prefix+"/images", h.uploadImage)
+	h.mux.HandleFunc("GET "+Prefix+"/images/{id}", h.getImage)
+	h.mux.HandleFunc("GET "+Prefix+"/campaigns", h.listCampaigns)
+	h.mux.HandleFunc("POST "+Prefix+"/campaigns", h.createCampaign)
+	h.mux.HandleFunc("GET "+Prefix+"/campaigns/{id}", h.campaignStatus)
+	h.mux.HandleFunc("POST "+Prefix+"/campaigns/{id}/{action}", h.campaignAction)
+	return h, nil
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve"`)
+		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token: pass --token or set OTASERVE_TOKEN (otaserve run writes it to DATA/token)"))
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, Error{Error: err.Error()})
+}
+
+// statusOf maps the fleet's errors to HTTP.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrExists), errors.Is(err, campaign.ErrState):
+		return http.StatusConflict
+	case errors.Is(err, campaign.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, firmware.ErrRefused):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, firmware.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %w", err)
+	}
+	return nil
+}
+
+// Device is a device as the API shows it: without its secret, which is
+// only returned once, by AddDevice.
+type Device struct {
+	store.Device
+	DeviceSecret string `json:"device_secret,omitempty"`
+}
+
+func public(d store.Device) Device { return Device{Device: d, DeviceSecret: ""} }
+
+// AddDevice is the body of POST /devices. An empty secret is generated.
+type AddDevice struct {
+	ProductKey   string `json:"product_key"`
+	DeviceName   string `json:"device_name"`
+	DeviceSecret string `json:"device_secret,omitempty"`
+	Board        string `json:"board"`
+	Group        string `json:"group,omitempty"`
+}
+
+func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
+	var req AddDevice
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := cloud.CheckIdentity(req.ProductKey, req.DeviceName); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("product_key %q, device_name %q: %w", req.ProductKey, req.DeviceName, err))
+		return
+	}
+	if req.Board == "" {
+		writeError(w, http.StatusBadRequest, errors.New("board: required, the board name the device's images are built for"))
+		return
+	}
+	if req.DeviceSecret == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		req.DeviceSecret = hex.EncodeToString(b[:])
+	}
+	d := store.Device{ProductKey: req.ProductKey, DeviceName: req.DeviceName, DeviceSecret: req.DeviceSecret,
+		Board: req.Board, Group: req.Group, State: store.DeviceRegistered, Added: time.Now().UTC()}
+	if err := h.cfg.Store.AddDevice(d); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	h.cfg.Logger.Info("device added", "device", d.Key(), "board", d.Board, "group", d.Group)
+	writeJSON(w, http.StatusCreated, Device{Device: d, DeviceSecret: d.DeviceSecret})
+}
+
+func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
+	ds, err := h.cfg.Store.Devices()
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	out := make([]Device, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, public(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
+	d, err := h.cfg.Store.Device(r.PathValue("pk"), r.PathValue("dn"))
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, public(d))
+}
+
+func (h *handler) listImages(w http.ResponseWriter, r *http.Request) {
+	imgs, err := h.cfg.Store.Images()
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if imgs == nil {
+		imgs = []store.Image{}
+	}
+	writeJSON(w, http.StatusOK, imgs)
+}
+
+func pathID(r *http.Request) (uint64, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("id %q: not a number", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func (h *handler) getImage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	img, err := h.cfg.Store.Image(id)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, img)
+}
+
+// uploadImage takes the image as the raw body or as the "file" part of a
+// multipart form, with board (required) and version (checked against the
+// image header when given) as query parameters or form fields.
+func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
+	board, version := r.URL.Query().Get("board"), r.URL.Query().Get("version")
+	body := io.Reader(r.Body)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("multipart upload: %w", err))
+			return
+		}
+		body = nil
+		for body == nil {
+			part, err := mr.NextPart()
+			if err != nil {
+				writeError(w, http.StatusBadRequest, errors.New(`multipart upload: no "file" part`))
+				return
+			}
+			switch part.FormName() {
+			case "board", "version":
+				v, _ := io.ReadAll(io.LimitReader(part, 256))
+				if part.FormName() == "board" {
+					board = string(v)
+				} else {
+					version = string(v)
+				}
+			case "file":
+				body = part
+			}
+		}
+	}
+	if board == "" {
+		writeError(w, http.StatusBadRequest, errors.New("board: required (query ?board=NAME or form field), the board the image is built for"))
+		return
+	}
+	var meta firmware.Meta
+	blob, err := h.cfg.Firmware.Put(r.Context(), body, h.cfg.MaxImageSize, func(f *os.File, size int64) error {
+		m, err := firmware.Check(f, size, h.cfg.Keys)
+		if err != nil {
+			return err
+		}
+		if version != "" && !campaign.SameVersion(version, m.Version) {
+			return fmt.Errorf("%w: version %s was given but the image header says %s: sign the image with --version %s or fix the version", firmware.ErrRefused, version, m.Version, version)
+		}
+		meta = m
+		return nil
+	})
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	img, err := h.cfg.Store.AddImage(store.Image{
+		Version: meta.Version, Board: board, Size: blob.Size, SHA256: blob.SHA256, MD5: blob.MD5,
+		SecurityCounter: meta.SecurityCounter, SignatureType: meta.SignatureType, KeyID: meta.KeyID,
+		Uploaded: time.Now().UTC(), Path: blob.Path,
+	})
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	h.cfg.Logger.Info("image uploaded", "image", img.ID, "version", img.Version, "board", img.Board, "sha256", img.SHA256)
+	writeJSON(w, http.StatusCreated, img)
+}
+
+func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {
+	cs, err := h.cfg.Store.Campaigns()
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	// The live state of an active campaign is in the service.
+	for i := range cs {
+		if st, err := h.cfg.Campaigns.Status(cs[i].ID); err == nil {
+			cs[i] = st.Campaign
+		}
+	}
+	if cs == nil {
+		cs = []store.Campaign{}
+	}
+	writeJSON(w, http.StatusOK, cs)
+}
+
+func (h *handler) createCampaign(w http.ResponseWriter, r *http.Request) {
+	var req campaign.CreateRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	c, err := h.cfg.Campaigns.Create(r.Context(), req)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, c)
+}
+
+func (h *handler) campaignStatus(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	st, err := h.cfg.Campaigns.Status(id)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *handler) campaignAction(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	var act func(context.Context, uint64) (store.Campaign, error)
+	switch r.PathValue("action") {
+	case "pause":
+		act = h.cfg.Campaigns.Pause
+	case "resume":
+		act = h.cfg.Campaigns.Resume
+	case "cancel":
+		act = h.cfg.Campaigns.Cancel
+	default:
+		writeError(w, http.StatusNotFound, fmt.Errorf("campaign action %q: use pause, resume or cancel", r.PathValue("action")))
+		return
+	}
+	c, err := act(r.Context(), id)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}

@@ -1,0 +1,302 @@
+package api
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/firmware"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+const token = "test-token"
+
+type env struct {
+	t   *testing.T
+	srv *httptest.Server
+	key crypto.Signer
+	st  *store.Store
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	blobs, err := firmware.NewStore(filepath.Join(dir, "firmware"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := campaign.NewService(campaign.Config{Store: st, FirmwareURL: func(img store.Image) string { return "http://127.0.0.1/firmware/" + img.SHA256 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := image.GenerateKey(image.KeyECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public()}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, key: key, st: st}
+}
+
+func (e *env) signed(version string, key crypto.Signer) []byte {
+	e.t.Helper()
+	v, err := image.ParseVersion(version)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	img, err := image.Sign(bytes.Repeat([]byte("firmware "), 500), key, image.SignOptions{Version: v})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return img
+}
+
+// do sends a request and decodes the JSON answer into out (when non-nil).
+func (e *env) do(method, path, ctype string, body io.Reader, out any) int {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+Prefix+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, data, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (e *env) postJSON(path string, v any, out any) int {
+	b, _ := json.Marshal(v)
+	return e.do(http.MethodPost, path, "application/json", bytes.NewReader(b), out)
+}
+
+func TestAuth(t *testing.T) {
+	e := newEnv(t)
+	for _, hdr := range []string{"", "Bearer wrong", "Basic " + token, token} {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+Prefix+"/devices", nil)
+		if hdr != "" {
+			req.Header.Set("Authorization", hdr)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: status %d, want 401", hdr, resp.StatusCode)
+		}
+	}
+	if st := e.do(http.MethodGet, "/devices", "", nil, nil); st != http.StatusOK {
+		t.Errorf("with the token: status %d", st)
+	}
+}
+
+func TestDevices(t *testing.T) {
+	e := newEnv(t)
+	var added Device
+	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-1", Board: "b1", Group: "lab"}, &added); st != http.StatusCreated {
+		t.Fatalf("add: status %d", st)
+	}
+	if len(added.DeviceSecret) != 32 {
+		t.Errorf("generated secret %q, want 32 hex digits", added.DeviceSecret)
+	}
+	var e1 Error
+	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-1", Board: "b1"}, &e1); st != http.StatusConflict {
+		t.Errorf("duplicate add: status %d (%s)", st, e1.Error)
+	}
+	for _, bad := range []AddDevice{{ProductKey: "pk1", DeviceName: "a/b", Board: "b1"}, {ProductKey: "pk1", DeviceName: "x"}} {
+		if st := e.postJSON("/devices", bad, &e1); st != http.StatusBadRequest {
+			t.Errorf("add %+v: status %d, want 400", bad, st)
+		}
+	}
+	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-2", DeviceSecret: "given", Board: "b1"}, &added); st != http.StatusCreated || added.DeviceSecret != "given" {
+		t.Errorf("add with a secret: status %d, secret %q", st, added.DeviceSecret)
+	}
+	var list []Device
+	e.do(http.MethodGet, "/devices", "", nil, &list)
+	if len(list) != 2 || list[0].DeviceName != "dev-1" || list[1].DeviceName != "dev-2" {
+		t.Fatalf("list = %+v", list)
+	}
+	for _, d := range list {
+		if d.DeviceSecret != "" {
+			t.Errorf("list shows the secret of %s", d.Key())
+		}
+	}
+	var one Device
+	if st := e.do(http.MethodGet, "/devices/pk1/dev-1", "", nil, &one); st != 200 || one.Group != "lab" || one.State != store.DeviceRegistered {
+		t.Errorf("get: %d %+v", st, one)
+	}
+	if st := e.do(http.MethodGet, "/devices/pk1/nope", "", nil, &e1); st != http.StatusNotFound {
+		t.Errorf("get unknown: %d", st)
+	}
+	// The secret is still there for the broker's sign-in check.
+	if d, err := e.st.Device("pk1", "dev-2"); err != nil || d.DeviceSecret != "given" {
+		t.Errorf("stored secret = %q, %v", d.DeviceSecret, err)
+	}
+}
+
+func TestUpload(t *testing.T) {
+	e := newEnv(t)
+	good := e.signed("1.2.0", e.key)
+	tampered := append([]byte{}, good...)
+	tampered[image.DefaultHeaderSize+10] ^= 1
+	otherKey, _ := image.GenerateKey(image.KeyEd25519)
+
+	multipartBody := func(data []byte) (string, io.Reader) {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("board", "b1")
+		fw, _ := mw.CreateFormFile("file", "app.bin")
+		fw.Write(data)
+		mw.Close()
+		return mw.FormDataContentType(), &buf
+	}
+
+	tests := []struct {
+		name   string
+		query  string
+		data   []byte
+		multi  bool
+		status int
+		errHas string
+	}{
+		{"raw body", "?board=b1&version=1.2.0", good, false, 201, ""},
+		{"multipart", "", good, true, 201, ""},
+		{"tampered payload", "?board=b1", tampered, false, 422, "image refused"},
+		{"signed by an unknown key", "?board=b1", e.signed("1.2.0", otherKey), false, 422, "image refused"},
+		{"not an image", "?board=b1", []byte("hello"), false, 422, "image refused"},
+		{"padded", "?board=b1", append(append([]byte{}, good...), 0xff, 0xff), false, 422, "unpadded"},
+		{"version disagrees with the header", "?board=b1&version=1.3.0", good, false, 422, "header says 1.2.0+0"},
+		{"no board", "?version=1.2.0", good, false, 400, "board"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctype, body := "application/octet-stream", io.Reader(bytes.NewReader(tt.data))
+			if tt.multi {
+				ctype, body = multipartBody(tt.data)
+			}
+			var raw json.RawMessage
+			st := e.do(http.MethodPost, "/images"+tt.query, ctype, body, &raw)
+			if st != tt.status {
+				t.Fatalf("status %d, want %d: %s", st, tt.status, raw)
+			}
+			if tt.status != 201 {
+				var er Error
+				json.Unmarshal(raw, &er)
+				if !strings.Contains(er.Error, tt.errHas) {
+					t.Errorf("error %q, want it to mention %q", er.Error, tt.errHas)
+				}
+				return
+			}
+			var img store.Image
+			json.Unmarshal(raw, &img)
+			if img.Version != "1.2.0+0" || img.Board != "b1" || img.Size != int64(len(good)) || img.SignatureType != image.KeyECDSAP256 || len(img.SHA256) != 64 || img.KeyID == "" {
+				t.Errorf("image = %+v", img)
+			}
+		})
+	}
+	var imgs []store.Image
+	e.do(http.MethodGet, "/images", "", nil, &imgs)
+	if len(imgs) != 2 {
+		t.Errorf("%d images listed, want the 2 accepted", len(imgs))
+	}
+}
+
+func TestCampaigns(t *testing.T) {
+	e := newEnv(t)
+	for i := range 4 {
+		e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: fmt.Sprintf("d%d", i), Board: "b1", Group: "lab"}, nil)
+	}
+	e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "other", Board: "b2"}, nil)
+	var img store.Image
+	e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(e.signed("2.0.0", e.key)), &img)
+
+	var er Error
+	bad := []struct {
+		req    campaign.CreateRequest
+		status int
+		errHas string
+	}{
+		{campaign.CreateRequest{ImageID: 99, Target: store.Target{Group: "lab"}, Waves: "100%"}, 400, "image 99"},
+		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk1"}, Waves: "100%"}, 400, "pk1/other is a b2 board"},
+		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "none"}, Waves: "100%"}, 400, "selects no"},
+		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Devices: []string{"pk1/zz"}}, Waves: "100%"}, 400, "not registered"},
+		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,10%"}, 400, "end with 100%"},
+		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab", Product: "pk1"}, Waves: "100%"}, 400, "exactly one"},
+	}
+	for _, b := range bad {
+		if st := e.postJSON("/campaigns", b.req, &er); st != b.status || !strings.Contains(er.Error, b.errHas) {
+			t.Errorf("create %+v: %d %q, want %d mentioning %q", b.req, st, er.Error, b.status, b.errHas)
+		}
+	}
+
+	var c store.Campaign
+	req := campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0}
+	if st := e.postJSON("/campaigns", req, &c); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	if st := e.postJSON("/campaigns", req, &er); st != 400 || !strings.Contains(er.Error, "still in campaign") {
+		t.Errorf("overlapping campaign: %d %q", st, er.Error)
+	}
+	var status campaign.Status
+	e.do(http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), "", nil, &status)
+	if status.Campaign.State != store.CampaignRunning || len(status.Waves) != 2 || status.Waves[0].Running != 1 || status.Waves[1].Pending != 3 || len(status.Devices) != 4 {
+		t.Errorf("status = %+v", status)
+	}
+	for _, step := range []struct {
+		action string
+		status int
+		state  store.CampaignState
+	}{
+		{"resume", 409, ""}, {"pause", 200, store.CampaignPaused}, {"resume", 200, store.CampaignRunning},
+		{"cancel", 200, store.CampaignCanceled}, {"pause", 409, ""}, {"explode", 404, ""},
+	} {
+		var got store.Campaign
+		st := e.postJSON(fmt.Sprintf("/campaigns/%d/%s", c.ID, step.action), struct{}{}, &got)
+		if st != step.status || (step.state != "" && got.State != step.state) {
+			t.Errorf("%s: %d %s, want %d %s", step.action, st, got.State, step.status, step.state)
+		}
+	}
+	var list []store.Campaign
+	e.do(http.MethodGet, "/campaigns", "", nil, &list)
+	if len(list) != 1 || list[0].State != store.CampaignCanceled {
+		t.Errorf("list = %+v", list)
+	}
+	e.do(http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), "", nil, &status)
+	if status.Waves[1].Canceled != 3 {
+		t.Errorf("after cancel: %+v", status.Waves)
+	}
+	if st := e.do(http.MethodGet, "/campaigns/77", "", nil, &er); st != 404 {
+		t.Errorf("unknown campaign: %d", st)
+	}
+}

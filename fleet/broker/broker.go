@@ -1,0 +1,229 @@
+// Package broker is otaport's embedded MQTT broker: a mochi-mqtt server with
+// the platform's device sign-in, a separate operator sign-in, and a topic ACL
+// that keeps every device to its own OTA topics.
+//
+// Devices connect as they would to the Alibaba Cloud IoT platform (see
+// cloud.SignIn); the cloud side of otaport publishes orders and reads
+// reports through the in-process Publish and Subscribe, or connects as an
+// operator over the network. The broker does not store anything: sessions
+// live in memory, and the fleet keeps the state of campaigns.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Config configures a Broker.
+type Config struct {
+	// Addr is the TCP address to listen on, "127.0.0.1:1883" for instance;
+	// port 0 picks a free port (see Broker.Addr).
+	Addr string
+	// TLS, when set, makes the listener TLS (the platform's securemode 2).
+	TLS *tls.Config
+	// Lookup returns the secret of a registered device. Devices it does not
+	// know cannot connect.
+	Lookup func(pk, dn string) (secret string, ok bool)
+	// Operators maps operator user names to passwords. Operators may publish
+	// and subscribe anywhere under /ota/device/. A name may not contain '&',
+	// which would make it look like a device's "{dn}&{pk}".
+	Operators map[string]string
+	// Logger receives the broker's logs; nil discards them.
+	Logger *slog.Logger
+	// MaxPacketSize bounds every MQTT packet a client may send; 0 means
+	// 64 KiB, far above any OTA message.
+	MaxPacketSize uint32
+}
+
+// Broker is a running MQTT broker. Its methods are safe for concurrent use.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	srv    *mqtt.Server
+	hook   *accessHook
+	subID  atomic.Int64
+	mu     sync.Mutex
+	ln     net.Listener
+	closed bool
+	stop   chan struct{} // closed by Close, ends the context watcher
+}
+
+// sessionExpiry is how long a disconnected device's session (its
+// subscription and undelivered QoS 1 orders) is kept: a device that is off
+// for longer subscribes again when it comes back, and the fleet resends
+// what is still pending.
+const sessionExpiry = 7 * 24 * 60 * 60
+
+// New checks cfg and prepares a broker; Start makes it listen.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("broker: Addr is empty; set it to a listen address such as 127.0.0.1:1883")
+	}
+	if cfg.Lookup == nil {
+		return nil, errors.New("broker: Lookup is nil; set it to the device registry's secret lookup")
+	}
+	for user, pass := range cfg.Operators {
+		if user == "" || strings.Contains(user, "&") {
+			return nil, fmt.Errorf("broker: operator name %q: want a non-empty name without '&'", user)
+		}
+		if pass == "" {
+			return nil, fmt.Errorf("broker: operator %q has an empty password; set one", user)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxPacketSize == 0 {
+		cfg.MaxPacketSize = 64 << 10
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	caps.MaximumSessionExpiryInterval = sessionExpiry
+	caps.MaximumQos = 1         // the platform offers QoS 0 and 1 only
+	caps.SharedSubAvailable = 0 // "$share/…" would let a filter dodge the ACL's exact match
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		InlineClient: true,
+		Logger:       log.With("component", "mqtt"),
+	})
+	hook := newAccessHook(cfg.Lookup, cfg.Operators, log)
+	if err := srv.AddHook(hook, nil); err != nil {
+		return nil, fmt.Errorf("broker: add access hook: %w", err)
+	}
+	return &Broker{cfg: cfg, log: log, srv: srv, hook: hook, stop: make(chan struct{})}, nil
+}
+
+// Start listens on Config.Addr and serves clients until Close, or until ctx
+// is done.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.ln != nil {
+		return errors.New("broker: Start called twice or after Close")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", b.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
+	}
+	if b.cfg.TLS != nil {
+		ln = tls.NewListener(ln, b.cfg.TLS)
+	}
+	if err := b.srv.AddListener(listeners.NewNet("otaport", ln)); err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: add listener: %w", err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	b.ln = ln
+	b.log.Info("broker listening", "addr", ln.Addr().String(), "tls", b.cfg.TLS != nil)
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = b.Close()
+		case <-b.stop:
+		}
+	}()
+	return nil
+}
+
+// Addr is the address the broker listens on, with the real port when
+// Config.Addr asked for port 0; nil before Start.
+func (b *Broker) Addr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ln == nil {
+		return nil
+	}
+	return b.ln.Addr()
+}
+
+// Close disconnects every client and stops listening. A Broker cannot be
+// started again; make a new one (on the same address if need be).
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	started := b.ln != nil
+	close(b.stop)
+	b.mu.Unlock()
+	if !started {
+		return nil
+	}
+	if err := b.srv.Close(); err != nil {
+		return fmt.Errorf("broker: close: %w", err)
+	}
+	return nil
+}
+
+// Publish sends payload to topic at QoS 1 from inside the process, as an
+// operator would but without a connection. The cloud side uses it to send
+// orders (encode them with cloud.Marshal).
+func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.srv.Publish(topic, payload, false, 1); err != nil {
+		return fmt.Errorf("broker: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe calls fn with every message published on a topic matching
+// filter (MQTT wildcards allowed), from inside the process. fn runs on the
+// publisher's goroutine: it must not block. The returned function ends the
+// subscription.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) (unsubscribe func(), err error) {
+	id := int(b.subID.Add(1))
+	handler := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	}
+	if err := b.srv.Subscribe(filter, id, handler); err != nil {
+		return nil, fmt.Errorf("broker: subscribe %s: %w", filter, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() { _ = b.srv.Unsubscribe(filter, id) })
+	}, nil
+}
+
+// Connected returns the devices signed in now, as "{pk}/{dn}", for status
+// pages and tests.
+func (b *Broker) Connected() []string {
+	return b.hook.devices()
+}
+
+// Topics of the OTA protocol an operator may use: everything under it.
+const operatorFilter = "/ota/device/#"
+
+// operatorAllowed reports whether an operator may use topic (a name or a
+// filter): only the OTA tree.
+func operatorAllowed(topic string) bool {
+	return topic == operatorFilter || strings.HasPrefix(topic, "/ota/device/")
+}
+
+// sessionID names a device's MQTT session after the device rather than
+// after its client id: the client id carries a timestamp and the device's own
+// id, so two connections of one device would otherwise hold two sessions.
+// As on the platform, a device's new connection takes over its old one.
+// Operators get a separate prefix so that no name can collide.
+func sessionID(pk, dn string) string { return "device/" + pk + "/" + dn }
+
+func operatorSessionID(clientID string) string { return "operator/" + clientID }

@@ -1,0 +1,366 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/fleet/broker"
+)
+
+// testTimeout bounds each wait so that a broken test fails instead of
+// hanging; no test asserts on how long anything took.
+const testTimeout = 20 * time.Second
+
+var registry = map[string]string{
+	"pk1/devA": "secret-A",
+	"pk1/devB": "secret-B",
+}
+
+func lookup(pk, dn string) (string, bool) {
+	s, ok := registry[pk+"/"+dn]
+	return s, ok
+}
+
+const opUser, opPass = "fleet", "op-pass"
+
+func startBroker(t *testing.T) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// conn is a raw MQTT client for tests, recording what it receives.
+type conn struct {
+	mq   paho.Client
+	msgs chan paho.Message
+	lost chan error
+}
+
+func dial(t *testing.T, b *broker.Broker, clientID, user, pass string, tweak func(*paho.ClientOptions)) (*conn, error) {
+	t.Helper()
+	c := &conn{msgs: make(chan paho.Message, 64), lost: make(chan error, 1)}
+	o := paho.NewClientOptions().
+		AddBroker("tcp://"+b.Addr().String()).
+		SetClientID(clientID).SetUsername(user).SetPassword(pass).
+		SetAutoReconnect(false).SetCleanSession(true).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.msgs <- m }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lost <- err })
+	if tweak != nil {
+		tweak(o)
+	}
+	c.mq = paho.NewClient(o)
+	tok := c.mq.Connect()
+	if !tok.WaitTimeout(testTimeout) {
+		t.Fatal("connect did not finish")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.mq.Disconnect(0) })
+	return c, nil
+}
+
+func dialDevice(t *testing.T, b *broker.Broker, dn, secret string, tweak func(*paho.ClientOptions)) (*conn, error) {
+	t.Helper()
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: dn, DeviceSecret: secret}, cloud.SignOptions{Timestamp: "1700000000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dial(t, b, cr.ClientID, cr.Username, cr.Password, tweak)
+}
+
+func mustDevice(t *testing.T, b *broker.Broker, dn string) *conn {
+	t.Helper()
+	c, err := dialDevice(t, b, dn, registry["pk1/"+dn], nil)
+	if err != nil {
+		t.Fatalf("device %s: %v", dn, err)
+	}
+	return c
+}
+
+func mustOperator(t *testing.T, b *broker.Broker) *conn {
+	t.Helper()
+	c, err := dial(t, b, "otaserve", opUser, opPass, nil)
+	if err != nil {
+		t.Fatalf("operator: %v", err)
+	}
+	return c
+}
+
+// subscribe returns the broker's granted code for filter (0x80 = refused).
+func (c *conn) subscribe(t *testing.T, filter string) byte {
+	t.Helper()
+	tok := c.mq.Subscribe(filter, 1, nil)
+	if !tok.WaitTimeout(testTimeout) {
+		t.Fatalf("subscribe %s did not finish", filter)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("subscribe %s: %v", filter, err)
+	}
+	return tok.(*paho.SubscribeToken).Result()[filter]
+}
+
+func (c *conn) publish(t *testing.T, topic string, qos byte, payload string) {
+	t.Helper()
+	tok := c.mq.Publish(topic, qos, false, payload)
+	if !tok.WaitTimeout(testTimeout) {
+		t.Fatalf("publish %s did not finish", topic)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+}
+
+func (c *conn) next(t *testing.T) paho.Message {
+	t.Helper()
+	select {
+	case m := <-c.msgs:
+		return m
+	case <-time.After(testTimeout):
+		t.Fatal("no message arrived")
+		return nil
+	}
+}
+
+func TestSignIn_Refusals(t *testing.T) {
+	b := startBroker(t)
+	cases := []struct {
+		name                   string
+		clientID, user, passwd string
+	}{
+		{"wrong device password", "", "", ""},
+		{"unknown device", "", "", ""},
+		{"operator wrong password", "x", opUser, "nope"},
+		{"no credentials", "x", "", ""},
+		{"operator name used as device", "pk1.devA|securemode=3,signmethod=hmacsha256|", opUser, opPass + "x"},
+	}
+	good, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{})
+	wrong, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-B"}, cloud.SignOptions{})
+	ghost, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "ghost", DeviceSecret: "x"}, cloud.SignOptions{})
+	cases[0].clientID, cases[0].user, cases[0].passwd = wrong.ClientID, wrong.Username, wrong.Password
+	cases[1].clientID, cases[1].user, cases[1].passwd = ghost.ClientID, ghost.Username, ghost.Password
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := dial(t, b, c.clientID, c.user, c.passwd, nil)
+			if err == nil || !strings.Contains(err.Error(), "not Authorized") && !strings.Contains(err.Error(), "bad user name or password") {
+				t.Fatalf("connect err = %v, want a refusal", err)
+			}
+		})
+	}
+	// The right credentials do connect, so the refusals above are about
+	// the credentials.
+	if _, err := dial(t, b, good.ClientID, good.Username, good.Password, nil); err != nil {
+		t.Fatalf("good credentials refused: %v", err)
+	}
+	if _, err := dial(t, b, "ops-1", opUser, opPass, nil); err != nil {
+		t.Fatalf("operator refused: %v", err)
+	}
+}
+
+func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
+	b := startBroker(t)
+	a := mustDevice(t, b, "devA")
+	bee := mustDevice(t, b, "devB")
+	op := mustOperator(t, b)
+	ta, tb := cloud.Topics("pk1", "devA"), cloud.Topics("pk1", "devB")
+
+	for _, f := range []string{tb.Upgrade, "/ota/device/upgrade/pk1/+", "/ota/device/upgrade/+/+", "/ota/device/#", "#", "$SYS/#", ta.Progress, ta.Inform} {
+		if got := a.subscribe(t, f); got != 0x80 {
+			t.Errorf("device A subscribing %q: code 0x%02x, want 0x80 (refused)", f, got)
+		}
+	}
+	if got := a.subscribe(t, ta.Upgrade); got != 1 {
+		t.Fatalf("device A subscribing its own upgrade topic: code 0x%02x, want 1", got)
+	}
+	if got := bee.subscribe(t, tb.Upgrade); got != 1 {
+		t.Fatalf("device B subscribing its own upgrade topic: code 0x%02x, want 1", got)
+	}
+	if got := op.subscribe(t, "/ota/device/#"); got != 1 {
+		t.Fatalf("operator subscribing /ota/device/#: code 0x%02x", got)
+	}
+
+	// An order for B reaches B only. A's own order is published after it:
+	// had A been given B's, it would have come first.
+	op.publish(t, tb.Upgrade, 1, "order-for-B")
+	op.publish(t, ta.Upgrade, 1, "order-for-A")
+	if m := bee.next(t); m.Topic() != tb.Upgrade || string(m.Payload()) != "order-for-B" {
+		t.Errorf("B got %s %q", m.Topic(), m.Payload())
+	}
+	if m := a.next(t); m.Topic() != ta.Upgrade || string(m.Payload()) != "order-for-A" {
+		t.Errorf("A got %s %q, want only its own order", m.Topic(), m.Payload())
+	}
+	// The operator sees its own orders go by on /ota/device/#.
+	for _, want := range []string{"order-for-B", "order-for-A"} {
+		if m := op.next(t); string(m.Payload()) != want {
+			t.Errorf("operator got %q, want %q", m.Payload(), want)
+		}
+	}
+
+	// A publishing on B's topics (QoS 0: dropped), on the upgrade topics
+	// (its own included: orders come from the cloud only), then on its own
+	// progress topic: the operator sees only the last.
+	a.publish(t, tb.Progress, 0, "forged progress")
+	a.publish(t, tb.Inform, 0, "forged inform")
+	a.publish(t, ta.Upgrade, 0, "self-made order")
+	a.publish(t, ta.Progress, 1, `{"id":1,"params":{"step":"10"}}`)
+	if m := op.next(t); m.Topic() != ta.Progress || string(m.Payload()) != `{"id":1,"params":{"step":"10"}}` {
+		t.Errorf("operator got %s %q, want A's own progress only", m.Topic(), m.Payload())
+	}
+	select {
+	case m := <-a.msgs:
+		t.Errorf("A received %s %q", m.Topic(), m.Payload())
+	default:
+	}
+
+	// A QoS 1 publish on another device's topic costs A its connection
+	// (MQTT 3.1.1 has no negative PUBACK).
+	a.mq.Publish(tb.Progress, 1, false, "forged")
+	select {
+	case <-a.lost:
+	case <-time.After(testTimeout):
+		t.Fatal("device A kept its connection after a forbidden QoS 1 publish")
+	}
+}
+
+func TestACL_OperatorLimitedToOTATree(t *testing.T) {
+	b := startBroker(t)
+	op := mustOperator(t, b)
+	for f, want := range map[string]byte{"/ota/device/#": 1, "/ota/device/progress/+/+": 1, "#": 0x80, "$SYS/#": 0x80, "/sys/pk1/devA/thing/event": 0x80} {
+		if got := op.subscribe(t, f); got != want {
+			t.Errorf("operator subscribing %q: 0x%02x, want 0x%02x", f, got, want)
+		}
+	}
+}
+
+func TestSignIn_WillOnForeignTopicRefused(t *testing.T) {
+	b := startBroker(t)
+	_, err := dialDevice(t, b, "devA", "secret-A", func(o *paho.ClientOptions) {
+		o.SetWill(cloud.Topics("pk1", "devB").Progress, `{"id":1,"params":{"step":"-1"}}`, 1, false)
+	})
+	if err == nil {
+		t.Fatal("a will on another device's topic was accepted")
+	}
+	if _, err := dialDevice(t, b, "devA", "secret-A", func(o *paho.ClientOptions) {
+		o.SetWill(cloud.Topics("pk1", "devA").Progress, `{"id":1,"params":{"step":"-1"}}`, 1, false)
+	}); err != nil {
+		t.Fatalf("a will on the device's own topic was refused: %v", err)
+	}
+}
+
+func TestSession_NewConnectionTakesOver(t *testing.T) {
+	// Two sign-ins of one device with different client ids (timestamps):
+	// the broker names the session after the device, so the second takes
+	// over, as on the platform.
+	b := startBroker(t)
+	first := mustDevice(t, b, "devA")
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{ClientID: "sn-42", Timestamp: "1800000000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(t, b, cr.ClientID, cr.Username, cr.Password, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.lost:
+	case <-time.After(testTimeout):
+		t.Fatal("the first connection of the device survived the second")
+	}
+	if got := b.Connected(); len(got) != 1 || got[0] != "pk1/devA" {
+		t.Errorf("Connected = %v, want [pk1/devA]", got)
+	}
+}
+
+func TestInline_PublishAndSubscribe(t *testing.T) {
+	b := startBroker(t)
+	a := mustDevice(t, b, "devA")
+	ta := cloud.Topics("pk1", "devA")
+	if got := a.subscribe(t, ta.Upgrade); got != 1 {
+		t.Fatalf("subscribe: 0x%02x", got)
+	}
+	var mu sync.Mutex
+	got := make(chan string, 4)
+	unsub, err := b.Subscribe("/ota/device/progress/+/+", func(topic string, payload []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		got <- topic + " " + string(payload)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	if err := b.Publish(context.Background(), ta.Upgrade, []byte("inline order")); err != nil {
+		t.Fatal(err)
+	}
+	if m := a.next(t); string(m.Payload()) != "inline order" || m.Qos() != 1 {
+		t.Errorf("device got %q at QoS %d", m.Payload(), m.Qos())
+	}
+	a.publish(t, ta.Progress, 1, "p")
+	select {
+	case s := <-got:
+		if s != ta.Progress+" p" {
+			t.Errorf("inline subscriber got %q", s)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("inline subscriber got nothing")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Publish(ctx, ta.Upgrade, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with a cancelled context: %v", err)
+	}
+}
+
+func TestNew_ConfigErrors(t *testing.T) {
+	cases := []struct {
+		cfg  broker.Config
+		want string
+	}{
+		{broker.Config{Lookup: lookup}, "Addr is empty"},
+		{broker.Config{Addr: "127.0.0.1:0"}, "Lookup is nil"},
+		{broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{"a&b": "x"}}, `operator name "a&b"`},
+		{broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{"ops": ""}}, "empty password"},
+	}
+	for _, c := range cases {
+		if _, err := broker.New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v, want an error mentioning %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+func TestStart_ContextEndsBroker(t *testing.T) {
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := mustDevice(t, b, "devA")
+	cancel()
+	select {
+	case <-a.lost:
+	case <-time.After(testTimeout):
+		t.Fatal("cancelling Start's context left the broker running")
+	}
+	if err := b.Start(context.Background()); err == nil {
+		t.Error("Start after close succeeded")
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

@@ -1,0 +1,134 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/otaport/otaport/core/cloud"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// principal is who a connection signed in as.
+type principal struct {
+	operator bool
+	user     string // operator name
+	pk, dn   string // device
+	topics   cloud.TopicSet
+}
+
+// allowed is the topic ACL: a device publishes only its own inform,
+// progress and request topics and subscribes only to its own upgrade topic,
+// all by exact name, so no wildcard reaches another device; an operator uses
+// anything under /ota/device/.
+func (p principal) allowed(topic string, write bool) bool {
+	if p.operator {
+		return operatorAllowed(topic)
+	}
+	if write {
+		return topic == p.topics.Inform || topic == p.topics.Progress || topic == p.topics.Request
+	}
+	return topic == p.topics.Upgrade
+}
+
+// accessHook signs clients in and enforces the ACL. It remembers the
+// principal of each live connection, keyed by the connection itself so that
+// a reused client id can never inherit another's rights.
+type accessHook struct {
+	mqtt.HookBase
+	lookup    func(pk, dn string) (string, bool)
+	operators map[string][32]byte // name -> SHA-256 of the password
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*mqtt.Client]principal
+}
+
+func newAccessHook(lookup func(pk, dn string) (string, bool), operators map[string]string, log *slog.Logger) *accessHook {
+	ops := make(map[string][32]byte, len(operators))
+	for u, p := range operators {
+		ops[u] = sha256.Sum256([]byte(p))
+	}
+	return &accessHook{lookup: lookup, operators: ops, log: log, conns: map[*mqtt.Client]principal{}}
+}
+
+func (h *accessHook) ID() string { return "otaport-access" }
+
+func (h *accessHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect}, []byte{b})
+}
+
+// OnConnectAuthenticate signs a client in: an operator by name and password,
+// anyone else as a device with the platform's scheme. A will message is
+// checked against the ACL here, since the broker publishes it later without
+// asking.
+func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	remote := cl.Net.Remote
+	var p principal
+	if want, isOp := h.operators[user]; isOp {
+		got := sha256.Sum256(pk.Connect.Password)
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			h.log.Warn("operator sign-in refused: wrong password", "user", user, "remote", remote)
+			return false
+		}
+		p = principal{operator: true, user: user}
+		cl.ID = operatorSessionID(pk.Connect.ClientIdentifier)
+	} else {
+		id, err := cloud.VerifyCredentials(pk.Connect.ClientIdentifier, user, pk.Connect.Password, h.lookup)
+		if err != nil {
+			h.log.Warn("device sign-in refused", "user", user, "remote", remote, "err", err)
+			return false
+		}
+		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName)}
+		cl.ID = sessionID(id.ProductKey, id.DeviceName)
+	}
+	if pk.Connect.WillFlag && !p.allowed(pk.Connect.WillTopic, true) {
+		h.log.Warn("sign-in refused: will on a forbidden topic", "user", user, "topic", pk.Connect.WillTopic)
+		return false
+	}
+	h.mu.Lock()
+	h.conns[cl] = p
+	h.mu.Unlock()
+	h.log.Info("signed in", "user", user, "operator", p.operator, "session", cl.ID, "remote", remote)
+	return true
+}
+
+// OnACLCheck allows a publish (write) or subscribe to topic for the
+// connection's principal; a connection that did not sign in through this
+// hook gets nothing.
+func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	h.mu.Lock()
+	p, ok := h.conns[cl]
+	h.mu.Unlock()
+	if ok && p.allowed(topic, write) {
+		return true
+	}
+	h.log.Warn("topic refused", "session", cl.ID, "topic", topic, "publish", write)
+	return false
+}
+
+// OnDisconnect forgets the connection.
+func (h *accessHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	delete(h.conns, cl)
+	h.mu.Unlock()
+}
+
+func (h *accessHook) devices() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, p := range h.conns {
+		if !p.operator {
+			out = append(out, p.pk+"/"+p.dn)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

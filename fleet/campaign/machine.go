@@ -1,0 +1,332 @@
+// Package campaign rolls an image out to a set of devices in waves, with
+// hawkBit's rollout rules: waves start in cascade, a wave succeeds when
+// finished/total >= the success threshold and then the next wave starts, and
+// the campaign pauses when failed/total > the error threshold in a wave
+// (strictly greater). An empty wave counts as a success.
+//
+// The rules are a pure state machine (Machine: feed events, read the state
+// and the orders to send), kept apart from the plumbing that feeds it from
+// the devices' MQTT topics and publishes the orders (Service). It is not the
+// device registry (fleet/store) nor the firmware host (fleet/firmware).
+package campaign
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// ErrState is returned for an operator action the campaign's state does not
+// allow (pausing a finished campaign, resuming a running one).
+var ErrState = errors.New("not allowed in this state")
+
+// EventKind says what happened.
+type EventKind int
+
+// Event kinds.
+const (
+	// Progress: the device published a step on its progress topic.
+	Progress EventKind = iota + 1
+	// Inform: the device published its running version.
+	Inform
+	// Pause, Resume, Cancel: operator actions.
+	Pause
+	Resume
+	Cancel
+)
+
+// Event is one input to a Machine. Device, Step, Desc and Version are used by
+// the device events; At stamps the records the event changes.
+type Event struct {
+	Kind    EventKind
+	Device  string // store.DeviceKey
+	Step    int
+	Desc    string
+	Version string
+	At      time.Time
+}
+
+// Machine is one campaign's state: the campaign record and its devices'
+// progress. It does no I/O: the caller persists Changed() and sends the
+// orders the methods return.
+type Machine struct {
+	c        store.Campaign
+	devs     map[string]*store.Progress
+	changed  map[string]bool
+	sameVers func(a, b string) bool
+}
+
+// NewMachine returns the machine over a stored campaign and its progress.
+// same tells whether two version strings name the same version; nil means
+// string equality.
+func NewMachine(c store.Campaign, ps []store.Progress, same func(a, b string) bool) *Machine {
+	if same == nil {
+		same = func(a, b string) bool { return a == b }
+	}
+	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}, sameVers: same}
+	for i := range ps {
+		p := ps[i]
+		m.devs[p.Device] = &p
+	}
+	return m
+}
+
+// Campaign returns a copy of the campaign record as it is now; the copy
+// shares nothing with the machine, so it may be read while events go on.
+func (m *Machine) Campaign() store.Campaign {
+	c := m.c
+	c.Waves = make([]store.Wave, len(m.c.Waves))
+	for i, w := range m.c.Waves {
+		w.Devices = slices.Clone(w.Devices)
+		c.Waves[i] = w
+	}
+	c.Target.Devices = slices.Clone(c.Target.Devices)
+	return c
+}
+
+// Device returns one device's progress.
+func (m *Machine) Device(key string) (store.Progress, bool) {
+	p, ok := m.devs[key]
+	if !ok {
+		return store.Progress{}, false
+	}
+	return *p, true
+}
+
+// Devices returns every device's progress ordered by key.
+func (m *Machine) Devices() []store.Progress {
+	out := make([]store.Progress, 0, len(m.devs))
+	for _, p := range m.devs {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
+	return out
+}
+
+// Changed returns the progress records changed since the last call, for the
+// caller to persist with the campaign.
+func (m *Machine) Changed() []store.Progress {
+	out := make([]store.Progress, 0, len(m.changed))
+	for k := range m.changed {
+		out = append(out, *m.devs[k])
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
+	clear(m.changed)
+	return out
+}
+
+// Active reports whether the campaign still expects device events.
+func (m *Machine) Active() bool {
+	return m.c.State == store.CampaignRunning || m.c.State == store.CampaignPaused
+}
+
+// Start starts the first wave (and any that follow at once because they are
+// empty or already succeeded). It returns the devices to order.
+func (m *Machine) Start(at time.Time) []string {
+	if m.c.State != store.CampaignRunning {
+		return nil
+	}
+	return m.advance(at)
+}
+
+// Apply feeds one event and returns the devices to send an order to.
+func (m *Machine) Apply(ev Event) ([]string, error) {
+	switch ev.Kind {
+	case Progress:
+		return m.progress(ev), nil
+	case Inform:
+		return m.inform(ev), nil
+	case Pause:
+		if m.c.State != store.CampaignRunning {
+			return nil, fmt.Errorf("pause campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
+		}
+		m.setState(store.CampaignPaused, "paused by operator", ev.At)
+		return nil, nil
+	case Resume:
+		if m.c.State != store.CampaignPaused {
+			return nil, fmt.Errorf("resume campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
+		}
+		m.setState(store.CampaignRunning, "", ev.At)
+		return m.advance(ev.At), nil
+	case Cancel:
+		if !m.Active() {
+			return nil, fmt.Errorf("cancel campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
+		}
+		m.setState(store.CampaignCanceled, "canceled by operator", ev.At)
+		for k, p := range m.devs {
+			if p.State == store.ProgressPending {
+				p.State, p.Reason, p.Updated = store.ProgressCanceled, "campaign canceled", ev.At
+				m.changed[k] = true
+			}
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("campaign %d: unknown event kind %d", m.c.ID, ev.Kind)
+}
+
+func (m *Machine) setState(s store.CampaignState, reason string, at time.Time) {
+	m.c.State, m.c.Reason, m.c.Updated = s, reason, at
+}
+
+// stepReasons names the platform's negative progress steps.
+var stepReasons = map[int]string{
+	-1: "upgrade failed",
+	-2: "download failed",
+	-3: "verification failed",
+	-4: "flash write failed",
+}
+
+func (m *Machine) progress(ev Event) []string {
+	p, ok := m.devs[ev.Device]
+	// A step from a device this campaign has not ordered (or whose part
+	// is over) belongs to something else: ignore it.
+	if !ok || (p.State != store.ProgressOrdered && p.State != store.ProgressRunning) {
+		return nil
+	}
+	p.Step, p.Desc, p.Updated, p.Progressed = ev.Step, ev.Desc, ev.At, true
+	m.changed[ev.Device] = true
+	if ev.Step >= 0 {
+		p.State = store.ProgressRunning
+		return nil
+	}
+	reason, known := stepReasons[ev.Step]
+	if !known {
+		reason = fmt.Sprintf("failed with step %d", ev.Step)
+	}
+	if ev.Desc != "" {
+		reason += ": " + ev.Desc
+	}
+	m.fail(p, reason, ev.At)
+	return m.advance(ev.At)
+}
+
+func (m *Machine) inform(ev Event) []string {
+	p, ok := m.devs[ev.Device]
+	if !ok {
+		return nil
+	}
+	switch p.State {
+	case store.ProgressPending:
+		// Not ordered yet: remember what it runs, to recognise a rollback.
+		if p.FromVersion != ev.Version {
+			p.FromVersion = ev.Version
+			m.changed[ev.Device] = true
+		}
+		return nil
+	case store.ProgressOrdered, store.ProgressRunning:
+	default:
+		return nil
+	}
+	m.changed[ev.Device] = true
+	p.Updated = ev.At
+	if m.sameVers(ev.Version, m.c.Version) {
+		p.State, p.Reason = store.ProgressFinished, "confirmed running "+ev.Version
+		return m.advance(ev.At)
+	}
+	if !p.Progressed {
+		// The device (re)connected before it started on the order: it
+		// was offline when it was sent, or lost it. Order again rather
+		// than calling a reconnect a rollback.
+		p.FromVersion = ev.Version
+		if m.c.State != store.CampaignRunning {
+			return nil
+		}
+		p.Orders++
+		p.OrderedAt = ev.At
+		return []string{ev.Device}
+	}
+	if p.FromVersion != "" && m.sameVers(ev.Version, p.FromVersion) {
+		m.fail(p, "rolled back to "+ev.Version, ev.At)
+	} else {
+		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, m.c.Version), ev.At)
+	}
+	return m.advance(ev.At)
+}
+
+// fail marks a device failed and pauses the campaign if its wave is now over
+// the error threshold. Only a new failure checks the threshold, so resuming a
+// campaign paused for errors lets it go on until the next failure.
+func (m *Machine) fail(p *store.Progress, reason string, at time.Time) {
+	p.State, p.Reason, p.Updated = store.ProgressFailed, reason, at
+	if m.c.State != store.CampaignRunning {
+		return
+	}
+	w := m.c.Waves[p.Wave]
+	_, failed, _ := m.count(p.Wave)
+	total := len(w.Devices)
+	if failed*100 > m.c.ErrorPercent*total {
+		m.setState(store.CampaignPaused, fmt.Sprintf("wave %d: %d of %d devices failed, over the error threshold of %d%%",
+			p.Wave+1, failed, total, m.c.ErrorPercent), at)
+	}
+}
+
+// count returns a wave's finished, failed and not-yet-terminal devices.
+func (m *Machine) count(wave int) (finished, failed, open int) {
+	for _, k := range m.c.Waves[wave].Devices {
+		switch m.devs[k].State {
+		case store.ProgressFinished:
+			finished++
+		case store.ProgressFailed, store.ProgressCanceled:
+			failed++
+		default:
+			open++
+		}
+	}
+	return finished, failed, open
+}
+
+// advance starts waves while the current one has succeeded, and finishes the
+// campaign when every wave has started and every device's part is over. It
+// returns the devices newly ordered.
+func (m *Machine) advance(at time.Time) []string {
+	if m.c.State != store.CampaignRunning {
+		return nil
+	}
+	var orders []string
+	for i := range m.c.Waves {
+		w := &m.c.Waves[i]
+		if w.State == store.WaveSucceeded {
+			continue
+		}
+		if w.State == store.WaveWaiting {
+			w.State = store.WaveRunning
+			m.c.Updated = at
+			for _, k := range w.Devices {
+				p := m.devs[k]
+				if p.State != store.ProgressPending {
+					continue
+				}
+				p.State, p.Orders, p.OrderedAt, p.Updated = store.ProgressOrdered, p.Orders+1, at, at
+				m.changed[k] = true
+				orders = append(orders, k)
+			}
+		}
+		finished, _, open := m.count(i)
+		total := len(w.Devices)
+		if finished*100 >= m.c.SuccessPercent*total {
+			w.State = store.WaveSucceeded
+			m.c.Updated = at
+			continue
+		}
+		if open == 0 {
+			// Every device is done and the wave still fell short: without
+			// this it would wait forever for a success that cannot come.
+			m.setState(store.CampaignPaused, fmt.Sprintf("wave %d: only %d of %d devices finished, under the success threshold of %d%%",
+				i+1, finished, total, m.c.SuccessPercent), at)
+		}
+		return orders
+	}
+	// Every wave has succeeded; the campaign is over once no device is
+	// still on its way.
+	for _, p := range m.devs {
+		if !p.State.Terminal() {
+			return orders
+		}
+	}
+	m.setState(store.CampaignFinished, "every wave succeeded", at)
+	return orders
+}

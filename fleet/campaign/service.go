@@ -1,0 +1,518 @@
+package campaign
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// Publisher sends one MQTT message. The service's MQTT client implements it;
+// tests may pass any other.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// Config configures a Service.
+type Config struct {
+	Store *store.Store
+	// FirmwareURL returns the URL a device downloads an image from.
+	FirmwareURL func(img store.Image) string
+	Logger      *slog.Logger
+}
+
+// Service runs the campaigns: it keeps a Machine per active campaign, feeds
+// it the devices' MQTT messages and the operator's actions, persists every
+// change before it acts on it, and publishes the orders.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	pub    Publisher
+	active map[uint64]*Machine
+	images map[uint64]store.Image
+	lastID int64
+}
+
+// NewService loads the active campaigns from the store. Orders wait until a
+// publisher is attached with SetPublisher.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, active: map[uint64]*Machine{}, images: map[uint64]store.Image{}}
+	cs, err := cfg.Store.Campaigns()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		if c.State != store.CampaignRunning && c.State != store.CampaignPaused {
+			continue
+		}
+		ps, err := cfg.Store.Progress(c.ID)
+		if err != nil {
+			return nil, err
+		}
+		img, err := cfg.Store.Image(c.ImageID)
+		if err != nil {
+			return nil, fmt.Errorf("load campaign %d: %w", c.ID, err)
+		}
+		s.images[c.ID] = img
+		s.active[c.ID] = NewMachine(c, ps, SameVersion)
+	}
+	return s, nil
+}
+
+// SetPublisher attaches the MQTT side. Until then orders are not sent; a
+// device that was missed gets its order again when it next reports its
+// version (see Machine).
+func (s *Service) SetPublisher(p Publisher) {
+	s.mu.Lock()
+	s.pub = p
+	s.mu.Unlock()
+}
+
+// SameVersion compares two version strings as MCUboot versions when both
+// parse ("1.2" equals "1.2.0+0"), and as plain strings otherwise, since the
+// platform's versions are free text ("app-1.1.0").
+func SameVersion(a, b string) bool {
+	va, errA := image.ParseVersion(a)
+	vb, errB := image.ParseVersion(b)
+	if errA == nil && errB == nil {
+		return va.Compare(vb) == 0
+	}
+	return a == b
+}
+
+// CreateRequest is an operator's new campaign.
+type CreateRequest struct {
+	ImageID        uint64       `json:"image_id"`
+	Target         store.Target `json:"target"`
+	Waves          string       `json:"waves"` // "1,10%,100%"
+	SuccessPercent int          `json:"success_percent"`
+	ErrorPercent   int          `json:"error_percent"`
+}
+
+// ErrInvalid wraps every error of Create caused by the request itself.
+var ErrInvalid = errors.New("invalid campaign")
+
+// Create checks a request, stores the campaign and starts its first wave.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign, error) {
+	invalid := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+	}
+	img, err := s.cfg.Store.Image(req.ImageID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Campaign{}, invalid("image %d does not exist: see the image list", req.ImageID)
+	} else if err != nil {
+		return store.Campaign{}, err
+	}
+	specs, err := ParseWaves(req.Waves)
+	if err != nil {
+		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	devs, err := s.cfg.Store.Devices()
+	if err != nil {
+		return store.Campaign{}, err
+	}
+	keys, versions, err := selectTarget(req.Target, devs, img)
+	if err != nil {
+		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, m := range s.active {
+		for _, k := range keys {
+			if p, ok := m.Device(k); ok && !p.State.Terminal() {
+				return store.Campaign{}, invalid("device %s is still in campaign %d (%s): cancel that campaign or wait for it to finish", k, id, m.Campaign().State)
+			}
+		}
+	}
+	now := time.Now().UTC()
+	c, ps, err := NewCampaign(store.Campaign{
+		ImageID: img.ID, Version: img.Version, Target: req.Target,
+		SuccessPercent: req.SuccessPercent, ErrorPercent: req.ErrorPercent, Created: now, Updated: now,
+	}, keys, specs, versions)
+	if err != nil {
+		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	c, err = s.cfg.Store.AddCampaign(c, ps)
+	if err != nil {
+		return store.Campaign{}, err
+	}
+	m := NewMachine(c, ps, SameVersion)
+	s.active[c.ID] = m
+	s.images[c.ID] = img
+	orders := m.Start(now)
+	if err := s.saveLocked(ctx, m, orders); err != nil {
+		return store.Campaign{}, err
+	}
+	s.log.Info("campaign created", "campaign", c.ID, "image", img.ID, "version", img.Version, "devices", len(keys), "waves", len(c.Waves))
+	return m.Campaign(), nil
+}
+
+// selectTarget returns the device keys a target selects, in key order, with
+// their known versions. Every device must be of the image's board: sending an
+// image to another board is the "mix-and-match" mistake.
+func selectTarget(t store.Target, devs []store.Device, img store.Image) ([]string, map[string]string, error) {
+	set := 0
+	for _, on := range []bool{t.Product != "", t.Group != "", len(t.Devices) > 0} {
+		if on {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, nil, errors.New("target: give exactly one of product=PK, group=G or devices=pk/dn,...")
+	}
+	byKey := map[string]store.Device{}
+	for _, d := range devs {
+		byKey[d.Key()] = d
+	}
+	var picked []store.Device
+	switch {
+	case t.Product != "":
+		for _, d := range devs {
+			if d.ProductKey == t.Product {
+				picked = append(picked, d)
+			}
+		}
+	case t.Group != "":
+		for _, d := range devs {
+			if d.Group == t.Group {
+				picked = append(picked, d)
+			}
+		}
+	default:
+		seen := map[string]bool{}
+		for _, k := range t.Devices {
+			d, ok := byKey[k]
+			if !ok {
+				return nil, nil, fmt.Errorf("target device %q is not registered (devices are named productKey/deviceName)", k)
+			}
+			if !seen[k] {
+				seen[k] = true
+				picked = append(picked, d)
+			}
+		}
+	}
+	if len(picked) == 0 {
+		return nil, nil, fmt.Errorf("target %s selects no registered device", describeTarget(t))
+	}
+	var keys []string
+	versions := map[string]string{}
+	for _, d := range picked {
+		if d.Board != img.Board {
+			return nil, nil, fmt.Errorf("device %s is a %s board but image %d is built for %s: target only %s devices", d.Key(), d.Board, img.ID, img.Board, img.Board)
+		}
+		keys = append(keys, d.Key())
+		versions[d.Key()] = d.Version
+	}
+	slices.Sort(keys)
+	return keys, versions, nil
+}
+
+func describeTarget(t store.Target) string {
+	switch {
+	case t.Product != "":
+		return "product=" + t.Product
+	case t.Group != "":
+		return "group=" + t.Group
+	}
+	return "devices=" + strings.Join(t.Devices, ",")
+}
+
+// Pause, Resume and Cancel are the operator's actions on a campaign.
+func (s *Service) Pause(ctx context.Context, id uint64) (store.Campaign, error) {
+	return s.operate(ctx, id, Pause)
+}
+
+// Resume continues a paused campaign, starting the waves that are due.
+func (s *Service) Resume(ctx context.Context, id uint64) (store.Campaign, error) {
+	return s.operate(ctx, id, Resume)
+}
+
+// Cancel ends a campaign: no further orders; devices not yet ordered are
+// canceled. Devices already upgrading finish on their own.
+func (s *Service) Cancel(ctx context.Context, id uint64) (store.Campaign, error) {
+	return s.operate(ctx, id, Cancel)
+}
+
+func (s *Service) operate(ctx context.Context, id uint64, k EventKind) (store.Campaign, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.active[id]
+	if !ok {
+		c, err := s.cfg.Store.Campaign(id)
+		if err != nil {
+			return store.Campaign{}, err
+		}
+		return c, fmt.Errorf("campaign %d is %s: %w", id, c.State, ErrState)
+	}
+	orders, err := m.Apply(Event{Kind: k, At: time.Now().UTC()})
+	if err != nil {
+		return m.Campaign(), err
+	}
+	return m.Campaign(), s.saveLocked(ctx, m, orders)
+}
+
+// saveLocked persists a machine's changes, then sends its orders: an order is
+// never sent that a restart would forget.
+func (s *Service) saveLocked(ctx context.Context, m *Machine, orders []string) error {
+	c := m.Campaign()
+	changed := m.Changed()
+	if err := s.cfg.Store.SaveCampaign(c, changed); err != nil {
+		return err
+	}
+	for _, p := range changed {
+		s.syncDevice(p)
+	}
+	if !m.Active() {
+		delete(s.active, c.ID)
+		s.log.Info("campaign ended", "campaign", c.ID, "state", c.State, "reason", c.Reason)
+	}
+	for _, k := range orders {
+		if err := s.sendLocked(ctx, c, k); err != nil {
+			// The device gets the order again when it next informs; the
+			// campaign goes on.
+			s.log.Warn("order not sent", "campaign", c.ID, "device", k, "err", err)
+		}
+	}
+	return nil
+}
+
+// syncDevice mirrors a device's campaign progress into the registry.
+func (s *Service) syncDevice(p store.Progress) {
+	pk, dn, _ := store.SplitDeviceKey(p.Device)
+	err := s.cfg.Store.UpdateDevice(pk, dn, func(d *store.Device) error {
+		switch p.State {
+		case store.ProgressOrdered, store.ProgressRunning:
+			d.State = store.DeviceUpgrading
+		case store.ProgressFailed:
+			d.State, d.LastError = store.DeviceFailed, p.Reason
+		case store.ProgressFinished:
+			d.State, d.LastError = store.DeviceIdle, ""
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("registry update", "device", p.Device, "err", err)
+	}
+}
+
+func (s *Service) sendLocked(ctx context.Context, c store.Campaign, key string) error {
+	if s.pub == nil {
+		return errors.New("no MQTT connection yet")
+	}
+	img := s.images[c.ID]
+	pk, dn, _ := store.SplitDeviceKey(key)
+	// Order ids are milliseconds like the platform's, kept increasing so
+	// two orders never share one.
+	id := max(time.Now().UnixMilli(), s.lastID+1)
+	s.lastID = id
+	o := cloud.Order{
+		Code: cloud.OrderCodeSuccess, Message: cloud.OrderMessageSuccess, ID: id,
+		Data: cloud.OrderData{
+			Size: img.Size, Version: img.Version, URL: s.cfg.FirmwareURL(img),
+			Sign: img.SHA256, SignMethod: "SHA256", MD5: img.MD5,
+			Otaport: &cloud.Extension{
+				Scheme: img.SignatureType, KeyID: img.KeyID, SecurityCounter: img.SecurityCounter,
+				Campaign: strconv.FormatUint(c.ID, 10), Board: img.Board,
+			},
+		},
+	}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("order for %s: %w", key, err)
+	}
+	payload, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if err := s.pub.Publish(ctx, cloud.Topics(pk, dn).Upgrade, payload); err != nil {
+		return fmt.Errorf("publish order to %s: %w", key, err)
+	}
+	s.log.Info("order sent", "campaign", c.ID, "device", key, "version", img.Version)
+	return nil
+}
+
+// HandleMessage takes one message from a device topic (inform, progress or
+// request), updates the registry and the campaigns, and sends the orders
+// that follow. Messages on other topics are ignored.
+func (s *Service) HandleMessage(ctx context.Context, topic string, payload []byte) error {
+	kind, pk, dn, ok := cloud.ParseTopic(topic)
+	if !ok {
+		return nil
+	}
+	key := store.DeviceKey(pk, dn)
+	now := time.Now().UTC()
+	var ev Event
+	switch kind {
+	case cloud.KindInform:
+		in, err := cloud.ParseInform(payload)
+		if err != nil {
+			return fmt.Errorf("inform from %s: %w", key, err)
+		}
+		ev = Event{Kind: Inform, Device: key, Version: in.Params.Version, At: now}
+	case cloud.KindProgress:
+		pr, err := cloud.ParseProgress(payload)
+		if err != nil {
+			return fmt.Errorf("progress from %s: %w", key, err)
+		}
+		step, err := strconv.Atoi(string(pr.Params.Step))
+		if err != nil {
+			return fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err)
+		}
+		ev = Event{Kind: Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}
+	case cloud.KindRequest:
+		return s.resend(ctx, key)
+	default:
+		return nil
+	}
+
+	err := s.cfg.Store.UpdateDevice(pk, dn, func(d *store.Device) error {
+		d.LastSeen = now
+		switch ev.Kind {
+		case Inform:
+			d.Version = ev.Version
+			if d.State == store.DeviceRegistered {
+				d.State = store.DeviceIdle
+			}
+		case Progress:
+			if ev.Step < 0 {
+				d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		// Only possible with an external broker that lets unregistered
+		// devices in.
+		s.log.Warn("message from an unregistered device", "device", key, "topic", topic)
+		return nil
+	} else if err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, id := range s.activeIDs() {
+		m := s.active[id]
+		if _, ok := m.Device(key); !ok {
+			continue
+		}
+		orders, err := m.Apply(ev)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := s.saveLocked(ctx, m, orders); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resend answers a device's request for its pending order.
+func (s *Service) resend(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range s.activeIDs() {
+		m := s.active[id]
+		p, ok := m.Device(key)
+		if ok && m.Campaign().State == store.CampaignRunning &&
+			(p.State == store.ProgressOrdered || p.State == store.ProgressRunning) {
+			return s.sendLocked(ctx, m.Campaign(), key)
+		}
+	}
+	return nil
+}
+
+func (s *Service) activeIDs() []uint64 {
+	ids := make([]uint64, 0, len(s.active))
+	for id := range s.active {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// WaveStatus counts one wave's devices.
+type WaveStatus struct {
+	Index    int             `json:"index"` // from 1
+	Spec     string          `json:"spec"`
+	State    store.WaveState `json:"state"`
+	Total    int             `json:"total"`
+	Pending  int             `json:"pending"`
+	Running  int             `json:"running"` // ordered or reporting progress
+	Finished int             `json:"finished"`
+	Failed   int             `json:"failed"`
+	Canceled int             `json:"canceled"`
+}
+
+// Status is a campaign with its per-wave counts and per-device progress.
+type Status struct {
+	Campaign store.Campaign   `json:"campaign"`
+	Waves    []WaveStatus     `json:"waves"`
+	Devices  []store.Progress `json:"devices"`
+}
+
+// Status reads a campaign's state.
+func (s *Service) Status(id uint64) (Status, error) {
+	s.mu.Lock()
+	m, ok := s.active[id]
+	var c store.Campaign
+	var ps []store.Progress
+	if ok {
+		c, ps = m.Campaign(), m.Devices()
+	}
+	s.mu.Unlock()
+	if !ok {
+		var err error
+		if c, err = s.cfg.Store.Campaign(id); err != nil {
+			return Status{}, err
+		}
+		if ps, err = s.cfg.Store.Progress(id); err != nil {
+			return Status{}, err
+		}
+	}
+	return MakeStatus(c, ps), nil
+}
+
+// MakeStatus counts a campaign's devices by wave and state.
+func MakeStatus(c store.Campaign, ps []store.Progress) Status {
+	st := Status{Campaign: c, Devices: ps}
+	for i, w := range c.Waves {
+		st.Waves = append(st.Waves, WaveStatus{Index: i + 1, Spec: w.Spec, State: w.State, Total: len(w.Devices)})
+	}
+	for _, p := range ps {
+		if p.Wave < 0 || p.Wave >= len(st.Waves) {
+			continue
+		}
+		w := &st.Waves[p.Wave]
+		switch p.State {
+		case store.ProgressPending:
+			w.Pending++
+		case store.ProgressOrdered, store.ProgressRunning:
+			w.Running++
+		case store.ProgressFinished:
+			w.Finished++
+		case store.ProgressFailed:
+			w.Failed++
+		case store.ProgressCanceled:
+			w.Canceled++
+		}
+	}
+	return st
+}

@@ -1,0 +1,199 @@
+// Package firmware keeps firmware images on disk, content-addressed by their
+// SHA-256, checks them on upload (MCUboot structure, hash and signature with
+// the operator's public keys), and serves them to devices over HTTP(S) with
+// Range requests so that an interrupted download resumes where it stopped.
+//
+// It is not the image catalog (fleet/store records versions and boards) and
+// does not decide who may download: the URL a campaign sends is the whole
+// capability, as with the platform's storage URLs.
+package firmware
+
+import (
+	"context"
+	"crypto"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/otaport/otaport/core/image"
+)
+
+var (
+	// ErrTooLarge is returned by Put when the upload exceeds its size limit.
+	ErrTooLarge = errors.New("image too large")
+	// ErrRefused is wrapped by every error of Check about the image itself
+	// (structure, hash, signature, size) rather than about the server.
+	ErrRefused = errors.New("image refused")
+)
+
+// Blob is a stored file.
+type Blob struct {
+	SHA256 string // lower-case hex; the file's name and its HTTP ETag
+	MD5    string // lower-case hex, for devices that only know the first protocol
+	Size   int64
+	Path   string
+}
+
+// Store is a directory of blobs named by their SHA-256.
+type Store struct {
+	dir string
+}
+
+// NewStore opens (creating if needed) the blob directory dir.
+func NewStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open firmware store %s: %w", dir, err)
+	}
+	return &Store{dir: dir}, nil
+}
+
+var sumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Path is where the blob with this SHA-256 lives (whether or not it exists).
+func (s *Store) Path(sum string) string { return filepath.Join(s.dir, sum) }
+
+// Open opens a stored blob for reading. sum must be lower-case hex.
+func (s *Store) Open(sum string) (*os.File, error) {
+	if !sumPattern.MatchString(sum) {
+		return nil, fmt.Errorf("open firmware %q: not a lower-case hex SHA-256: %w", sum, os.ErrNotExist)
+	}
+	f, err := os.Open(s.Path(sum))
+	if err != nil {
+		return nil, fmt.Errorf("open firmware %s: %w", sum, err)
+	}
+	return f, nil
+}
+
+// Put copies r into the store. check runs on the complete file before it is
+// given its name, so a refused upload never becomes visible; a nil check
+// accepts anything. maxSize bounds the upload (0: no bound). Putting bytes
+// already stored keeps the existing file.
+func (s *Store) Put(ctx context.Context, r io.Reader, maxSize int64, check func(f *os.File, size int64) error) (Blob, error) {
+	tmp, err := os.CreateTemp(s.dir, ".upload-*")
+	if err != nil {
+		return Blob{}, fmt.Errorf("store firmware: %w", err)
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name()) // a no-op once renamed
+	}()
+	hs, hm := sha256.New(), md5.New()
+	src := io.Reader(ctxReader{ctx, r})
+	if maxSize > 0 {
+		src = io.LimitReader(src, maxSize+1)
+	}
+	n, err := io.Copy(io.MultiWriter(tmp, hs, hm), src)
+	if err != nil {
+		return Blob{}, fmt.Errorf("store firmware: receive: %w", err)
+	}
+	if maxSize > 0 && n > maxSize {
+		return Blob{}, fmt.Errorf("store firmware: more than %d bytes: %w", maxSize, ErrTooLarge)
+	}
+	if check != nil {
+		if err := check(tmp, n); err != nil {
+			return Blob{}, err
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		return Blob{}, fmt.Errorf("store firmware: %w", err)
+	}
+	b := Blob{SHA256: hex.EncodeToString(hs.Sum(nil)), MD5: hex.EncodeToString(hm.Sum(nil)), Size: n}
+	b.Path = s.Path(b.SHA256)
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return Blob{}, fmt.Errorf("store firmware: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), b.Path); err != nil {
+		return Blob{}, fmt.Errorf("store firmware %s: %w", b.SHA256, err)
+	}
+	return b, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Meta is what an upload check learns from a verified image.
+type Meta struct {
+	Version         string // image.Version.String(), "1.2.3+4"
+	SecurityCounter uint32
+	// SignatureType is the signing scheme as image.TLVType.KeyType names
+	// it ("ecdsa-p256", "ed25519", ...), KeyID the hex SHA-256 of the key
+	// that verified it (MCUboot's KEYHASH).
+	SignatureType string
+	KeyID         string
+}
+
+// Check verifies an uploaded file as an MCUboot image signed by one of keys,
+// and refuses trailing bytes: the order announces the file's size, and a
+// device must not be sent more than the image it installs. At least one key
+// is required, so that the fleet never distributes an image no one signed.
+func Check(r io.ReaderAt, size int64, keys []crypto.PublicKey) (Meta, error) {
+	if len(keys) == 0 {
+		return Meta{}, fmt.Errorf("%w: no public key configured to check image signatures: start otaserve with --key PUB.pem", ErrRefused)
+	}
+	img, err := image.Verify(r, size, keys)
+	if err != nil {
+		return Meta{}, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	if img.TotalSize != size {
+		return Meta{}, fmt.Errorf("%w: the file has %d bytes but the image ends at %d: upload the unpadded image", ErrRefused, size, img.TotalSize)
+	}
+	m := Meta{Version: img.Version.String(), SecurityCounter: img.SecurityCounter, SignatureType: img.Signature.KeyType()}
+	if img.Signer != nil {
+		kh, err := image.KeyHash(img.Signer)
+		if err != nil {
+			return Meta{}, fmt.Errorf("%w: hash of the signing key: %w", ErrRefused, err)
+		}
+		m.KeyID = hex.EncodeToString(kh)
+	}
+	return m, nil
+}
+
+// Handler serves GET and HEAD of /{sha256} from the store, with Range,
+// If-Range and If-None-Match handled by http.ServeContent against the strong
+// ETag "sha256". Mount it under a prefix with http.StripPrefix.
+func Handler(s *Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		sum := r.URL.Path
+		if len(sum) > 0 && sum[0] == '/' {
+			sum = sum[1:]
+		}
+		f, err := s.Open(sum)
+		if err != nil {
+			http.Error(w, "no such firmware", http.StatusNotFound)
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			http.Error(w, "firmware unreadable", http.StatusInternalServerError)
+			return
+		}
+		// The content never changes under a name, so it may be cached
+		// forever; the ETag is what makes If-Range resume safe.
+		w.Header().Set("ETag", `"`+sum+`"`)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		http.ServeContent(w, r, "", st.ModTime(), f)
+	})
+}

@@ -1,0 +1,327 @@
+// Package fleet is the cloud side of otaport put together: the device
+// registry and campaigns in one database file, the firmware store and its
+// HTTP(S) server, the operator REST API, and the MQTT broker the devices
+// sign in to (embedded, or an external Mosquitto/EMQX that otaserve joins as
+// an operator). cmd/otaserve is a thin main over Server.
+//
+// The parts live in sub-packages (store, firmware, campaign, api, broker);
+// this package only wires them and owns their lifetimes.
+package fleet
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/broker"
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/firmware"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// Config configures a Server. Zero values take the defaults noted.
+type Config struct {
+	// DataDir holds the database (fleet.db), the firmware blobs
+	// (firmware/) and the operator token (token). Required.
+	DataDir string
+	// HTTPAddr serves the API under /api/v1 and firmware under /firmware/;
+	// default 127.0.0.1:8080. Port 0 picks a free port (see Addrs).
+	HTTPAddr string
+	// MQTTAddr is where the embedded broker listens; default 127.0.0.1:1883.
+	// Unused when BrokerURL is set.
+	MQTTAddr string
+	// BrokerURL selects an external broker instead of the embedded one,
+	// "tcp://operator:password@host:1883" (mqtt://, ssl://, mqtts:// also
+	// accepted); otaserve signs in with the user and password of the URL.
+	BrokerURL string
+	// Keys verify uploaded images. Uploads are refused without one.
+	Keys []crypto.PublicKey
+	// Token is the operator's API token; empty means the one stored in the
+	// database, generated at first start.
+	Token string
+	// PublicURL is the base of the firmware URLs sent to devices, for when
+	// they reach this server by another name than HTTPAddr; default
+	// http(s)://HTTPAddr.
+	PublicURL string
+	// TLS, when set, makes the HTTP server HTTPS (and the embedded
+	// broker's listener TLS).
+	TLS    *tls.Config
+	Logger *slog.Logger
+}
+
+// Addrs are the addresses a Server listens on.
+type Addrs struct {
+	HTTP string // host:port
+	MQTT string // host:port of the embedded broker, "" with an external one
+}
+
+// Server is a running fleet.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *store.Store
+	campaigns *campaign.Service
+	broker    *broker.Broker
+	httpLn    net.Listener
+	http      *http.Server
+	token     string
+	generated bool
+	opUser    string
+	opPass    string
+	brokerURL string
+}
+
+// TokenSetting is the database setting that holds the operator token.
+const TokenSetting = "api-token"
+
+// New opens the data directory and binds the listeners, so Addrs is valid
+// when it returns; Run serves until its context ends. A Server that is never
+// Run must be closed with Close.
+func New(cfg Config) (s *Server, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("fleet: DataDir is required")
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = "127.0.0.1:1883"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s = &Server{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "fleet.db")); err != nil {
+		return nil, err
+	}
+	if err := s.loadToken(); err != nil {
+		return nil, err
+	}
+	blobs, err := firmware.NewStore(filepath.Join(cfg.DataDir, "firmware"))
+	if err != nil {
+		return nil, err
+	}
+
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen for HTTP on %s (--http): %w", cfg.HTTPAddr, err)
+	}
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	if base == "" {
+		scheme := "http"
+		if cfg.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + s.httpLn.Addr().String()
+	}
+
+	s.campaigns, err = campaign.NewService(campaign.Config{
+		Store:       s.store,
+		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
+		Logger:      cfg.Logger.With("part", "campaign"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	apiHandler, err := api.New(api.Config{
+		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Token: s.token,
+		Logger: cfg.Logger.With("part", "api"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(api.Prefix+"/", apiHandler)
+	mux.Handle("/firmware/", http.StripPrefix("/firmware", firmware.Handler(blobs)))
+	s.http = &http.Server{Handler: mux, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+
+	if cfg.BrokerURL != "" {
+		if s.brokerURL, s.opUser, s.opPass, err = splitBrokerURL(cfg.BrokerURL); err != nil {
+			return nil, err
+		}
+	} else {
+		// The service is the embedded broker's only operator, with a
+		// password that lives as long as the process.
+		s.opUser, s.opPass = "otaserve", randomHex(16)
+		s.broker, err = broker.New(broker.Config{
+			Addr: cfg.MQTTAddr, TLS: cfg.TLS,
+			Lookup: func(pk, dn string) (string, bool) {
+				d, err := s.store.Device(pk, dn)
+				return d.DeviceSecret, err == nil
+			},
+			Operators: map[string]string{s.opUser: s.opPass},
+			Logger:    cfg.Logger.With("part", "broker"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := s.broker.Start(context.Background()); err != nil {
+			return nil, fmt.Errorf("start the embedded broker on %s (--mqtt): %w", cfg.MQTTAddr, err)
+		}
+		scheme := "tcp"
+		if cfg.TLS != nil {
+			scheme = "ssl"
+		}
+		s.brokerURL = scheme + "://" + s.broker.Addr().String()
+	}
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// loadToken settles the operator token: the configured one, else the stored
+// one, else a new one that is stored. It is also written to DATA/token
+// (mode 0600) so the CLI on this machine finds it.
+func (s *Server) loadToken() error {
+	tok := s.cfg.Token
+	if tok == "" {
+		stored, ok, err := s.store.Setting(TokenSetting)
+		if err != nil {
+			return err
+		}
+		if ok {
+			tok = stored
+		} else {
+			tok, s.generated = randomHex(24), true
+			if err := s.store.SetSetting(TokenSetting, tok); err != nil {
+				return err
+			}
+		}
+	}
+	s.token = tok
+	path := filepath.Join(s.cfg.DataDir, "token")
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write operator token to %s: %w", path, err)
+	}
+	return nil
+}
+
+// splitBrokerURL turns "mqtt://user:pass@host:1883" into paho's URL and the
+// credentials.
+func splitBrokerURL(raw string) (brokerURL, user, pass string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", "", fmt.Errorf("broker URL %q (--broker): %w", raw, err)
+	}
+	switch u.Scheme {
+	case "mqtt", "tcp":
+		u.Scheme = "tcp"
+	case "mqtts", "ssl", "tls":
+		u.Scheme = "ssl"
+	case "ws", "wss":
+	default:
+		return "", "", "", fmt.Errorf("broker URL %q (--broker): scheme %q; use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://", raw, u.Scheme)
+	}
+	if u.Host == "" || u.Port() == "" {
+		return "", "", "", fmt.Errorf("broker URL %q (--broker): give host and port, as tcp://operator:password@127.0.0.1:1883", raw)
+	}
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	u.User = nil
+	return u.String(), user, pass, nil
+}
+
+// Addrs returns where the server listens.
+func (s *Server) Addrs() Addrs {
+	a := Addrs{HTTP: s.httpLn.Addr().String()}
+	if s.broker != nil {
+		a.MQTT = s.broker.Addr().String()
+	}
+	return a
+}
+
+// Token returns the operator's API token and whether it was generated by
+// this start (the first one on this data directory).
+func (s *Server) Token() (token string, generated bool) { return s.token, s.generated }
+
+// Run connects the campaign service to the broker and serves HTTP until ctx
+// ends, then stops everything in order and releases the data directory.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.Close()
+	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
+		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: "otaserve",
+		TLS: s.cfg.TLS, Logger: s.log.With("part", "mqtt"),
+	}, s.campaigns.HandleMessage)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer mq.Close()
+	s.campaigns.SetPublisher(mq)
+	defer s.campaigns.SetPublisher(nil)
+
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if s.cfg.TLS != nil {
+			err = s.http.ServeTLS(s.httpLn, "", "")
+		} else {
+			err = s.http.Serve(s.httpLn)
+		}
+		errc <- err
+	}()
+	s.log.Info("otaserve running", "http", s.Addrs().HTTP, "mqtt", s.brokerURL)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("stop HTTP: %w", err)
+	}
+	return nil
+}
+
+// Close releases what New acquired. Run calls it on return.
+func (s *Server) Close() error {
+	var errs []error
+	if s.http != nil {
+		errs = append(errs, ignoreClosed(s.http.Close()))
+	}
+	if s.httpLn != nil {
+		errs = append(errs, ignoreClosed(s.httpLn.Close()))
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
+		s.broker = nil
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+		s.store = nil
+	}
+	return errors.Join(errs...)
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,306 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+type running struct {
+	srv    *Server
+	base   string
+	token  string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, dir string, keys []crypto.PublicKey) *running {
+	t.Helper()
+	var log *slog.Logger
+	if os.Getenv("FLEET_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{srv: srv, base: "http://" + srv.Addrs().HTTP + api.Prefix, cancel: cancel, done: make(chan error, 1)}
+	r.token, _ = srv.Token()
+	go func() { r.done <- srv.Run(ctx) }()
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func (r *running) call(t *testing.T, method, path string, body []byte, ctype string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, r.base+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && json.Unmarshal(data, out) != nil {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, data)
+	}
+	return resp.StatusCode
+}
+
+func (r *running) post(t *testing.T, path string, v, out any) int {
+	b, _ := json.Marshal(v)
+	return r.call(t, http.MethodPost, path, b, "application/json", out)
+}
+
+// device is a simulated device: the real device-side cloud client, which
+// downloads what it is ordered, checks the digest and then behaves as told.
+type device struct {
+	cl      *cloud.Client
+	version string
+	mode    string // "ok", "fail" or "rollback"
+	mu      sync.Mutex
+	errs    []error
+}
+
+func (d *device) fail(err error) {
+	d.mu.Lock()
+	d.errs = append(d.errs, err)
+	d.mu.Unlock()
+}
+
+func (d *device) onOrder(o *cloud.Order) {
+	go func() {
+		ctx := context.Background()
+		resp, err := http.Get(o.Data.URL)
+		if err != nil {
+			d.fail(err)
+			return
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		sum := sha256.Sum256(data)
+		if int64(len(data)) != o.Data.Size || !strings.EqualFold(hex.EncodeToString(sum[:]), o.Data.Sign) || o.Data.SignMethod != "SHA256" {
+			d.fail(fmt.Errorf("download of %s: %d bytes, digest mismatch with the order", o.Data.URL, len(data)))
+			d.cl.Progress(ctx, cloud.StepVerifyFailed, "digest mismatch")
+			return
+		}
+		if o.Data.Otaport == nil || o.Data.Otaport.Board != "board-a" || o.Data.Otaport.Campaign == "" {
+			d.fail(fmt.Errorf("order without otaport extension: %+v", o.Data.Otaport))
+		}
+		d.cl.Progress(ctx, cloud.StepPercent(50), "downloading")
+		d.cl.Progress(ctx, cloud.StepPercent(100), "installed")
+		switch d.mode {
+		case "ok":
+			d.cl.Inform(ctx, o.Data.Version)
+		case "fail":
+			d.cl.Progress(ctx, cloud.StepFlashFailed, "write at 0x8000")
+		case "rollback":
+			d.cl.Inform(ctx, d.version)
+		}
+	}()
+}
+
+func signedImage(t *testing.T, key crypto.Signer, version string) []byte {
+	t.Helper()
+	v, _ := image.ParseVersion(version)
+	img, err := image.Sign(bytes.Repeat([]byte{0xa5, 0x5a, 0x01}, 3000), key, image.SignOptions{Version: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 400 {
+		if cond() {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestServer_CampaignWithDevices runs a three-wave campaign over the real
+// broker with simulated devices, one of which rolls back, then restarts the
+// server on the same data directory and checks nothing was lost.
+func TestServer_CampaignWithDevices(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := image.GenerateKey(image.KeyEd25519)
+	r := start(t, dir, []crypto.PublicKey{key.Public()})
+
+	modes := []string{"ok", "ok", "ok", "rollback", "ok"}
+	devs := make([]*device, len(modes))
+	for i, mode := range modes {
+		var added api.Device
+		name := fmt.Sprintf("dev-%d", i)
+		if st := r.post(t, "/devices", api.AddDevice{ProductKey: "pkA", DeviceName: name, Board: "board-a", Group: "lab"}, &added); st != 201 {
+			t.Fatalf("add device: %d", st)
+		}
+		d := &device{version: "1.0.0+0", mode: mode}
+		ready := make(chan struct{})
+		cl, err := cloud.Dial(context.Background(), cloud.Config{
+			Broker:   "tcp://" + r.srv.Addrs().MQTT,
+			Identity: cloud.Identity{ProductKey: "pkA", DeviceName: name, DeviceSecret: added.DeviceSecret},
+			OnOrder:  func(o *cloud.Order, _ []byte) { d.onOrder(o) },
+			OnConnect: func() {
+				// After a reconnection.
+				go func() {
+					<-ready
+					if err := d.cl.Inform(context.Background(), d.version); err != nil {
+						d.fail(err)
+					}
+				}()
+			},
+		})
+		if err != nil {
+			t.Fatalf("device %s: %v", name, err)
+		}
+		d.cl = cl
+		close(ready)
+		// OnConnect is not called for the first connection (Dial reports
+		// that one), so report the version here too.
+		if err := cl.Inform(context.Background(), d.version); err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		devs[i] = d
+	}
+	waitFor(t, "every device to report its version", func() bool {
+		for _, d := range devs {
+			if len(d.errs) > 0 {
+				t.Fatalf("device: %v", d.errs)
+			}
+		}
+		var list []api.Device
+		r.call(t, http.MethodGet, "/devices", nil, "", &list)
+		for _, d := range list {
+			if d.Version != "1.0.0+0" {
+				return false
+			}
+		}
+		return len(list) == len(modes)
+	})
+
+	var img store.Image
+	if st := r.call(t, http.MethodPost, "/images?board=board-a&version=2.0.0", signedImage(t, key, "2.0.0"), "application/octet-stream", &img); st != 201 {
+		t.Fatalf("upload: %d", st)
+	}
+	var c store.Campaign
+	req := campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,3,100%", SuccessPercent: 50, ErrorPercent: 50}
+	if st := r.post(t, "/campaigns", req, &c); st != 201 {
+		t.Fatalf("create campaign: %d", st)
+	}
+	var status campaign.Status
+	waitFor(t, "the campaign to end", func() bool {
+		r.call(t, http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), nil, "", &status)
+		return status.Campaign.State != store.CampaignRunning
+	})
+	check := func(status campaign.Status) {
+		t.Helper()
+		if status.Campaign.State != store.CampaignFinished {
+			t.Errorf("campaign %s (%s), want finished", status.Campaign.State, status.Campaign.Reason)
+		}
+		want := [][2]int{{1, 0}, {2, 0}, {1, 1}} // finished, failed per wave
+		for i, w := range status.Waves {
+			if w.State != store.WaveSucceeded || w.Finished != want[i][0] || w.Failed != want[i][1] {
+				t.Errorf("wave %d: %+v, want succeeded with %v", i+1, w, want[i])
+			}
+		}
+		for _, p := range status.Devices {
+			wantState := store.ProgressFinished
+			if p.Device == "pkA/dev-3" {
+				wantState = store.ProgressFailed
+				if !strings.Contains(p.Reason, "rolled back to 1.0.0+0") {
+					t.Errorf("%s reason %q", p.Device, p.Reason)
+				}
+			}
+			if p.State != wantState {
+				t.Errorf("%s: %s (%s), want %s", p.Device, p.State, p.Reason, wantState)
+			}
+		}
+	}
+	check(status)
+	for i, d := range devs {
+		if len(d.errs) > 0 {
+			t.Errorf("device %d: %v", i, d.errs)
+		}
+	}
+	for _, d := range devs {
+		d.cl.Close()
+	}
+	r.stop(t)
+
+	// A restart on the same directory keeps the token, the registry, the
+	// images and the campaign.
+	tokenFile, _ := os.ReadFile(filepath.Join(dir, "token"))
+	r2 := start(t, dir, []crypto.PublicKey{key.Public()})
+	defer r2.stop(t)
+	if tok, generated := r2.srv.Token(); tok != r.token || generated || strings.TrimSpace(string(tokenFile)) != tok {
+		t.Errorf("token after restart: %q generated=%v, file %q; want %q", tok, generated, tokenFile, r.token)
+	}
+	var again campaign.Status
+	r2.call(t, http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), nil, "", &again)
+	check(again)
+	var d3 api.Device
+	r2.call(t, http.MethodGet, "/devices/pkA/dev-3", nil, "", &d3)
+	if d3.State != store.DeviceFailed || !strings.Contains(d3.LastError, "rolled back") {
+		t.Errorf("dev-3 after restart: %+v", d3)
+	}
+	var d0 api.Device
+	r2.call(t, http.MethodGet, "/devices/pkA/dev-0", nil, "", &d0)
+	if d0.Version != "2.0.0+0" || d0.State != store.DeviceIdle || d0.LastSeen.IsZero() {
+		t.Errorf("dev-0 after restart: %+v", d0)
+	}
+}
+
+func TestSplitBrokerURL(t *testing.T) {
+	tests := []struct{ in, url, user, pass, err string }{
+		{"mqtt://op:pw@127.0.0.1:1883", "tcp://127.0.0.1:1883", "op", "pw", ""},
+		{"mqtts://127.0.0.1:8883", "ssl://127.0.0.1:8883", "", "", ""},
+		{"http://127.0.0.1:1883", "", "", "", "scheme"},
+		{"tcp://127.0.0.1", "", "", "", "host and port"},
+	}
+	for _, tt := range tests {
+		u, user, pass, err := splitBrokerURL(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: err %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || u != tt.url || user != tt.user || pass != tt.pass {
+			t.Errorf("%s: %q %q %q %v", tt.in, u, user, pass, err)
+		}
+	}
+}

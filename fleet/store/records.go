@@ -1,0 +1,364 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DeviceState is what the fleet last knew a device to be doing.
+type DeviceState string
+
+// Device states.
+const (
+	// DeviceRegistered: added by an operator, never heard from.
+	DeviceRegistered DeviceState = "registered"
+	// DeviceIdle: reported its version and is not upgrading.
+	DeviceIdle DeviceState = "idle"
+	// DeviceUpgrading: ordered, reporting progress.
+	DeviceUpgrading DeviceState = "upgrading"
+	// DeviceFailed: its last upgrade failed or rolled back; LastError says why.
+	DeviceFailed DeviceState = "failed"
+)
+
+// Device is one registered device. The product of a device is its
+// ProductKey, as on the Alibaba Cloud IoT platform.
+type Device struct {
+	ProductKey string `json:"product_key"`
+	DeviceName string `json:"device_name"`
+	// DeviceSecret is kept as given: the broker recomputes the device's
+	// HMAC sign-in with it, so it cannot be stored hashed.
+	DeviceSecret string      `json:"device_secret"`
+	Board        string      `json:"board"`
+	Group        string      `json:"group,omitempty"`
+	Version      string      `json:"version,omitempty"`
+	State        DeviceState `json:"state"`
+	LastError    string      `json:"last_error,omitempty"`
+	LastSeen     time.Time   `json:"last_seen,omitzero"`
+	Added        time.Time   `json:"added"`
+}
+
+// Key is the device's registry key, "productKey/deviceName".
+func (d Device) Key() string { return DeviceKey(d.ProductKey, d.DeviceName) }
+
+// DeviceKey joins a product key and a device name into a registry key. The
+// platform forbids '/' in both, so the join is unambiguous.
+func DeviceKey(pk, dn string) string { return pk + "/" + dn }
+
+// SplitDeviceKey is the inverse of DeviceKey.
+func SplitDeviceKey(key string) (pk, dn string, ok bool) {
+	return strings.Cut(key, "/")
+}
+
+// AddDevice registers a device. It fails with ErrExists if the key is taken.
+func (s *Store) AddDevice(d Device) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		k := []byte(d.Key())
+		if b.Get(k) != nil {
+			return ErrExists
+		}
+		return put(b, k, d)
+	})
+	if err != nil {
+		return fmt.Errorf("add device %s: %w", d.Key(), err)
+	}
+	return nil
+}
+
+// Device returns one device.
+func (s *Store) Device(pk, dn string) (Device, error) {
+	var d Device
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bucketDevices), []byte(DeviceKey(pk, dn)), &d)
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s: %w", DeviceKey(pk, dn), err)
+	}
+	return d, nil
+}
+
+// Devices lists every device ordered by key.
+func (s *Store) Devices() ([]Device, error) {
+	var ds []Device
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		ds, err = all[Device](tx.Bucket(bucketDevices))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	sortDevices(ds)
+	return ds, nil
+}
+
+// UpdateDevice applies fn to a device in one transaction.
+func (s *Store) UpdateDevice(pk, dn string, fn func(*Device) error) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		k := []byte(DeviceKey(pk, dn))
+		var d Device
+		if err := get(b, k, &d); err != nil {
+			return err
+		}
+		if err := fn(&d); err != nil {
+			return err
+		}
+		return put(b, k, d)
+	})
+	if err != nil {
+		return fmt.Errorf("update device %s: %w", DeviceKey(pk, dn), err)
+	}
+	return nil
+}
+
+// Image is one uploaded, verified firmware image.
+type Image struct {
+	ID      uint64 `json:"id"`
+	Version string `json:"version"`
+	Board   string `json:"board"`
+	Size    int64  `json:"size"`
+	// SHA256 and MD5 are lower-case hex digests of the whole file; the
+	// SHA-256 also names the blob on disk and is the HTTP ETag.
+	SHA256          string `json:"sha256"`
+	MD5             string `json:"md5"`
+	SecurityCounter uint32 `json:"security_counter"`
+	// SignatureType is the signing scheme ("ecdsa-p256", "ed25519", ...),
+	// KeyID the hex SHA-256 of the key that verified it.
+	SignatureType string    `json:"signature_type"`
+	KeyID         string    `json:"key_id,omitempty"`
+	Uploaded      time.Time `json:"uploaded"`
+	Path          string    `json:"path"`
+}
+
+// AddImage records an image and assigns its ID.
+func (s *Store) AddImage(img Image) (Image, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketImages)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		img.ID = id
+		return put(b, idKey(id), img)
+	})
+	if err != nil {
+		return Image{}, fmt.Errorf("add image %s for %s: %w", img.Version, img.Board, err)
+	}
+	return img, nil
+}
+
+// Image returns one image.
+func (s *Store) Image(id uint64) (Image, error) {
+	var img Image
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bucketImages), idKey(id), &img)
+	})
+	if err != nil {
+		return Image{}, fmt.Errorf("image %d: %w", id, err)
+	}
+	return img, nil
+}
+
+// Images lists every image in upload order.
+func (s *Store) Images() ([]Image, error) {
+	var imgs []Image
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		imgs, err = all[Image](tx.Bucket(bucketImages))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	return imgs, nil
+}
+
+// CampaignState is where a campaign is in its life.
+type CampaignState string
+
+// Campaign states.
+const (
+	CampaignRunning  CampaignState = "running"
+	CampaignPaused   CampaignState = "paused"
+	CampaignFinished CampaignState = "finished"
+	CampaignCanceled CampaignState = "canceled"
+)
+
+// WaveState is where one wave is.
+type WaveState string
+
+// Wave states.
+const (
+	WaveWaiting   WaveState = "waiting"
+	WaveRunning   WaveState = "running"
+	WaveSucceeded WaveState = "succeeded"
+)
+
+// Target selects the devices of a campaign: every device of a product, of a
+// group, or a list of device keys. Exactly one is set.
+type Target struct {
+	Product string   `json:"product,omitempty"`
+	Group   string   `json:"group,omitempty"`
+	Devices []string `json:"devices,omitempty"`
+}
+
+// Wave is one group of devices started together.
+type Wave struct {
+	// Spec is the operator's wording ("10%", "5"), kept for display.
+	Spec    string    `json:"spec"`
+	Devices []string  `json:"devices"`
+	State   WaveState `json:"state"`
+}
+
+// Campaign is a rollout of one image to a set of devices in waves.
+type Campaign struct {
+	ID      uint64 `json:"id"`
+	ImageID uint64 `json:"image_id"`
+	Version string `json:"version"`
+	Target  Target `json:"target"`
+	// SuccessPercent: a wave succeeds when finished/total >= this.
+	SuccessPercent int `json:"success_percent"`
+	// ErrorPercent: the campaign pauses when failed/total > this in a wave.
+	ErrorPercent int           `json:"error_percent"`
+	Waves        []Wave        `json:"waves"`
+	State        CampaignState `json:"state"`
+	// Reason says why the campaign is paused, finished or canceled.
+	Reason  string    `json:"reason,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// ProgressState is where one device is in one campaign.
+type ProgressState string
+
+// Per-device states.
+const (
+	ProgressPending  ProgressState = "pending"
+	ProgressOrdered  ProgressState = "ordered"
+	ProgressRunning  ProgressState = "running"
+	ProgressFinished ProgressState = "finished"
+	ProgressFailed   ProgressState = "failed"
+	ProgressCanceled ProgressState = "canceled"
+)
+
+// Terminal reports whether a device's part in a campaign is over.
+func (p ProgressState) Terminal() bool {
+	return p == ProgressFinished || p == ProgressFailed || p == ProgressCanceled
+}
+
+// Progress is one device's part in one campaign.
+type Progress struct {
+	Device string        `json:"device"`
+	Wave   int           `json:"wave"`
+	State  ProgressState `json:"state"`
+	// Step is the last step the device reported ("0".."100", negative on
+	// failure); Progressed says it reported any step since its order, which
+	// tells a rollback apart from a device that reconnected before starting.
+	Step        int       `json:"step"`
+	Progressed  bool      `json:"progressed,omitempty"`
+	Desc        string    `json:"desc,omitempty"`
+	FromVersion string    `json:"from_version,omitempty"`
+	Orders      int       `json:"orders"`
+	Reason      string    `json:"reason,omitempty"`
+	OrderedAt   time.Time `json:"ordered_at,omitzero"`
+	Updated     time.Time `json:"updated,omitzero"`
+}
+
+// AddCampaign records a new campaign and its devices' initial progress in one
+// transaction, and assigns its ID.
+func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCampaigns)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		c.ID = id
+		if err := put(b, idKey(id), c); err != nil {
+			return err
+		}
+		pb, err := tx.Bucket(bucketProgress).CreateBucket(idKey(id))
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if err := put(pb, []byte(p.Device), p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Campaign{}, fmt.Errorf("add campaign for image %d: %w", c.ImageID, err)
+	}
+	return c, nil
+}
+
+// SaveCampaign writes a campaign and the progress records that changed, in
+// one transaction, so the campaign's state never disagrees with its devices'.
+func (s *Store) SaveCampaign(c Campaign, changed []Progress) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCampaigns)
+		if b.Get(idKey(c.ID)) == nil {
+			return ErrNotFound
+		}
+		if err := put(b, idKey(c.ID), c); err != nil {
+			return err
+		}
+		pb := tx.Bucket(bucketProgress).Bucket(idKey(c.ID))
+		for _, p := range changed {
+			if err := put(pb, []byte(p.Device), p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save campaign %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Campaign returns one campaign.
+func (s *Store) Campaign(id uint64) (Campaign, error) {
+	var c Campaign
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bucketCampaigns), idKey(id), &c)
+	})
+	if err != nil {
+		return Campaign{}, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	return c, nil
+}
+
+// Campaigns lists every campaign in creation order.
+func (s *Store) Campaigns() ([]Campaign, error) {
+	var cs []Campaign
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		cs, err = all[Campaign](tx.Bucket(bucketCampaigns))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list campaigns: %w", err)
+	}
+	return cs, nil
+}
+
+// Progress lists a campaign's devices ordered by device key.
+func (s *Store) Progress(id uint64) ([]Progress, error) {
+	var ps []Progress
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		pb := tx.Bucket(bucketProgress).Bucket(idKey(id))
+		if pb == nil {
+			return ErrNotFound
+		}
+		ps, err = all[Progress](pb)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("progress of campaign %d: %w", id, err)
+	}
+	return ps, nil
+}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStore_ReopenKeepsEverything(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := open(t, path)
+	dev := Device{ProductKey: "pk1", DeviceName: "dev-1", DeviceSecret: "s3cret", Board: "stm32f407-disco",
+		Group: "lab", State: DeviceRegistered, Added: at}
+	if err := s.AddDevice(dev); err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.AddImage(Image{Version: "1.2.0+0", Board: "stm32f407-disco", Size: 1234, SHA256: "ab", MD5: "cd",
+		SecurityCounter: 3, SignatureType: "ECDSA256", Uploaded: at, Path: "/x/ab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.AddCampaign(Campaign{ImageID: img.ID, Version: img.Version, Target: Target{Group: "lab"},
+		SuccessPercent: 80, ErrorPercent: 20, State: CampaignRunning, Created: at,
+		Waves: []Wave{{Spec: "100%", Devices: []string{dev.Key()}, State: WaveRunning}}},
+		[]Progress{{Device: dev.Key(), State: ProgressPending}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.State = CampaignPaused
+	c.Reason = "operator"
+	p := Progress{Device: dev.Key(), State: ProgressRunning, Step: 45, Progressed: true, Orders: 1, OrderedAt: at}
+	if err := s.SaveCampaign(c, []Progress{p}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateDevice("pk1", "dev-1", func(d *Device) error { d.Version = "1.1.0"; d.LastSeen = at; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSetting("token", "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, path)
+	defer s.Close()
+	gotDev, err := s.Device("pk1", "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.Version, dev.LastSeen = "1.1.0", at
+	if !reflect.DeepEqual(gotDev, dev) {
+		t.Errorf("device after reopen = %+v, want %+v", gotDev, dev)
+	}
+	gotImg, err := s.Image(img.ID)
+	if err != nil || !reflect.DeepEqual(gotImg, img) {
+		t.Errorf("image after reopen = %+v, %v; want %+v", gotImg, err, img)
+	}
+	gotC, err := s.Campaign(c.ID)
+	if err != nil || !reflect.DeepEqual(gotC, c) {
+		t.Errorf("campaign after reopen = %+v, %v; want %+v", gotC, err, c)
+	}
+	ps, err := s.Progress(c.ID)
+	if err != nil || len(ps) != 1 || !reflect.DeepEqual(ps[0], p) {
+		t.Errorf("progress after reopen = %+v, %v; want [%+v]", ps, err, p)
+	}
+	if v, ok, err := s.Setting("token"); v != "tok" || !ok || err != nil {
+		t.Errorf("setting token = %q, %v, %v", v, ok, err)
+	}
+	// IDs keep counting after a reopen rather than reusing a taken one.
+	img2, err := s.AddImage(Image{Version: "1.3.0"})
+	if err != nil || img2.ID != img.ID+1 {
+		t.Errorf("next image id = %d, %v; want %d", img2.ID, err, img.ID+1)
+	}
+}
+
+func TestStore_Errors(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "fleet.db"))
+	defer s.Close()
+	d := Device{ProductKey: "pk", DeviceName: "a"}
+	if err := s.AddDevice(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddDevice(d); !errors.Is(err, ErrExists) {
+		t.Errorf("second add = %v, want ErrExists", err)
+	}
+	for name, err := range map[string]error{
+		"device":   func() error { _, err := s.Device("pk", "b"); return err }(),
+		"image":    func() error { _, err := s.Image(9); return err }(),
+		"campaign": func() error { _, err := s.Campaign(9); return err }(),
+		"progress": func() error { _, err := s.Progress(9); return err }(),
+		"update":   s.UpdateDevice("pk", "b", func(*Device) error { return nil }),
+		"save":     s.SaveCampaign(Campaign{ID: 9}, nil),
+	} {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: err = %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+func TestOpen_RefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put(keySchema, []byte("99"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(path); err == nil {
+		s.Close()
+		t.Fatal("opened a schema-99 file")
+	}
+}
+
+func TestDevices_SortedByKey(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "fleet.db"))
+	defer s.Close()
+	for _, dn := range []string{"c", "a", "b"} {
+		if err := s.AddDevice(Device{ProductKey: "pk", DeviceName: dn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := s.Devices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.DeviceName)
+	}
+	if !reflect.DeepEqual(got, []string{"a", "b", "c"}) {
+		t.Errorf("order = %v", got)
+	}
+}
