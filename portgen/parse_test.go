@@ -158,11 +158,15 @@ func TestParse_Rules(t *testing.T) {
 		{"unknown partition field", func(t *testing.T) string {
 			return edit(t, singleBase, "{name: app, offset: 0x20000, size: 384KiB}", "{name: app, offset: 0x20000, size: 384KiB, flags: ro}")
 		}, 18, "partitions[2].flags", "unknown field; known fields here: name, offset, size", 0},
-		{"field set twice", func(t *testing.T) string { return edit(t, singleBase, "  size: 1MiB\n", "  size: 1MiB\n  size: 2MiB\n") },
+		{"field set twice", func(t *testing.T) string {
+			return edit(t, singleBase, "  size: 1MiB\n", "  size: 1MiB\n  size: 2MiB\n")
+		},
 			8, "flash.size", "set twice (first at line 7)", 0},
 		{"missing required field", func(t *testing.T) string { return edit(t, singleBase, "  erase_value: 0xFF\n", "") },
 			5, "flash.erase_value", "missing; write erase_value: 0xFF", 0},
-		{"missing source", func(t *testing.T) string { return edit(t, singleBase, "source: \"Example datasheet, 3.1 Flash\"\n", "") },
+		{"missing source", func(t *testing.T) string {
+			return edit(t, singleBase, "source: \"Example datasheet, 3.1 Flash\"\n", "")
+		},
 			1, "source", "missing; say where the geometry comes from", 0},
 		{"missing partition offset", func(t *testing.T) string {
 			return edit(t, singleBase, "{name: app, offset: 0x20000, size: 384KiB}", "{name: app, size: 384KiB}")
@@ -180,7 +184,9 @@ func TestParse_Rules(t *testing.T) {
 		// Sizes.
 		{"size not a number", func(t *testing.T) string { return edit(t, singleBase, "size: 1MiB", "size: lots") },
 			7, "flash.size", `size "lots" is not a byte count`, 0},
-		{"negative size", func(t *testing.T) string { return edit(t, singleBase, "offset: 0x8000, size: 32KiB", "offset: 0x8000, size: -32KiB") },
+		{"negative size", func(t *testing.T) string {
+			return edit(t, singleBase, "offset: 0x8000, size: 32KiB", "offset: 0x8000, size: -32KiB")
+		},
 			17, "partitions[1].size", "negative size", 0},
 		{"size overflow", func(t *testing.T) string { return edit(t, singleBase, "size: 1MiB", "size: 0x8000000000000000") },
 			7, "flash.size", "too large", 0},
@@ -193,20 +199,30 @@ func TestParse_Rules(t *testing.T) {
 			7, "flash.size", "is a list; write a size such as 4096", 0},
 
 		// Geometry.
-		{"sectors do not add up", func(t *testing.T) string { return edit(t, singleBase, "{count: 7, size: 128KiB}", "{count: 6, size: 128KiB}") },
+		{"sectors do not add up", func(t *testing.T) string {
+			return edit(t, singleBase, "{count: 7, size: 128KiB}", "{count: 6, size: 128KiB}")
+		},
 			8, "flash.sectors", "add up to 896KiB (0xe0000) but flash.size is 1MiB (0x100000)", 0},
 		{"fractional flash size is read exactly", func(t *testing.T) string { return edit(t, singleBase, "size: 1MiB", "size: 1.5MiB") },
 			8, "flash.sectors", "but flash.size is 1536KiB (0x180000)", 0},
-		{"sector count 0", func(t *testing.T) string { return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: 0, size: 64KiB}") },
+		{"sector count 0", func(t *testing.T) string {
+			return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: 0, size: 64KiB}")
+		},
 			10, "flash.sectors[1].count", "is 0; a run has at least 1 sector", 0},
-		{"sector count not a number", func(t *testing.T) string { return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: one, size: 64KiB}") },
+		{"sector count not a number", func(t *testing.T) string {
+			return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: one, size: 64KiB}")
+		},
 			10, "flash.sectors[1].count", `"one" is not a whole number`, 0},
-		{"sector size 0", func(t *testing.T) string { return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: 1, size: 0}") },
+		{"sector size 0", func(t *testing.T) string {
+			return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: 1, size: 0}")
+		},
 			10, "flash.sectors[1].size", "is 0", 0},
 		{"sectors overflow", func(t *testing.T) string {
 			return edit(t, singleBase, "{count: 1, size: 64KiB}", "{count: 2000000000, size: 0x7fffffffffffffff}")
 		}, 10, "flash.sectors[1]", "more than 2^63 bytes", 0},
-		{"sectors and erase_size", func(t *testing.T) string { return edit(t, singleBase, "  write_align: 4", "  erase_size: 4KiB\n  write_align: 4") },
+		{"sectors and erase_size", func(t *testing.T) string {
+			return edit(t, singleBase, "  write_align: 4", "  erase_size: 4KiB\n  write_align: 4")
+		},
 			12, "flash.erase_size", "set together with sectors", 0},
 		{"neither sectors nor erase_size", func(t *testing.T) string {
 			return edit(t, singleBase, "  sectors:\n    - {count: 4, size: 16KiB}\n    - {count: 1, size: 64KiB}\n    - {count: 7, size: 128KiB}\n", "")
@@ -233,43 +249,63 @@ func TestParse_Rules(t *testing.T) {
 			13, "flash.erase_value", "is 0x7f; an erased byte reads 0xFF on most NOR flash and 0x00 on a few", 0},
 
 		// Partitions.
-		{"overlap", func(t *testing.T) string { return edit(t, dualBase, "offset: 0x80000, size: 448KiB", "offset: 0x7f000, size: 448KiB") },
+		{"overlap", func(t *testing.T) string {
+			return edit(t, dualBase, "offset: 0x80000, size: 448KiB", "offset: 0x7f000, size: 448KiB")
+		},
 			15, "partitions[3] (ota)", "overlaps app (0x10000..0x80000) at 0x7f000; move ota to 0x80000 or shrink app", 0},
-		{"start off a sector boundary", func(t *testing.T) string { return edit(t, singleBase, "offset: 0x8000, size: 32KiB", "offset: 0x9000, size: 28KiB") },
+		{"start off a sector boundary", func(t *testing.T) string {
+			return edit(t, singleBase, "offset: 0x8000, size: 32KiB", "offset: 0x9000, size: 28KiB")
+		},
 			17, "partitions[1] (params)", "starts at 0x9000, not on an erase-sector boundary (nearest 0x8000 below, 0xc000 above)", 0},
 		{"end off a sector boundary", func(t *testing.T) string { return edit(t, singleBase, "size: 384KiB", "size: 380KiB") },
 			18, "partitions[2] (app)", "ends at 0x7f000, not on an erase-sector boundary (nearest 0x60000 below, 0x80000 above); make its size 0x40000 or 0x60000", 0},
-		{"partition ends past the flash", func(t *testing.T) string { return edit(t, singleBase, "offset: 0x80000, size: 512KiB", "offset: 0x80000, size: 1MiB") },
+		{"partition ends past the flash", func(t *testing.T) string {
+			return edit(t, singleBase, "offset: 0x80000, size: 512KiB", "offset: 0x80000, size: 1MiB")
+		},
 			19, "partitions[3] (ota)", "ends at 0x180000, past the end of the flash (0x100000); shrink it to 512KiB", 0},
 		{"partition starts past the flash", func(t *testing.T) string {
 			return edit(t, singleBase, "offset: 0x80000, size: 512KiB", "offset: 0x100000, size: 512KiB")
 		}, 19, "partitions[3] (ota)", "starts at 0x100000, past the end of the flash", 0},
-		{"partition size 0", func(t *testing.T) string { return edit(t, singleBase, "offset: 0x0, size: 32KiB", "offset: 0x0, size: 0") },
+		{"partition size 0", func(t *testing.T) string {
+			return edit(t, singleBase, "offset: 0x0, size: 32KiB", "offset: 0x0, size: 0")
+		},
 			16, "partitions[0] (bootloader)", "size is 0", 0},
 		{"duplicate partition name", func(t *testing.T) string { return edit(t, singleBase, "name: ota", "name: app") },
 			19, "partitions[3] (app)", "duplicate partition name (first at line 18, partitions[2])", 2},
 		{"bad partition name", func(t *testing.T) string { return edit(t, singleBase, "name: bootloader", "name: Boot Loader") },
 			16, "partitions[0] (Boot Loader)", "use lower-case letters, digits, '-' and '_'", 2},
-		{"missing bootloader", func(t *testing.T) string { return edit(t, singleBase, "  - {name: bootloader, offset: 0x0, size: 32KiB}\n", "") },
+		{"missing bootloader", func(t *testing.T) string {
+			return edit(t, singleBase, "  - {name: bootloader, offset: 0x0, size: 32KiB}\n", "")
+		},
 			15, "partitions", "has no bootloader partition", 0},
-		{"missing ota", func(t *testing.T) string { return edit(t, singleBase, "  - {name: ota, offset: 0x80000, size: 512KiB}\n", "") },
+		{"missing ota", func(t *testing.T) string {
+			return edit(t, singleBase, "  - {name: ota, offset: 0x80000, size: 512KiB}\n", "")
+		},
 			15, "partitions", "has no ota partition", 0},
 		{"no partitions", func(t *testing.T) string {
 			return edit(t, dualBase, "partitions:\n  - {name: bootloader, offset: 0x0, size: 32KiB}\n  - {name: params, offset: 0x8000, size: 8KiB}\n  - {name: app, offset: 0x10000, size: 448KiB}\n  - {name: ota, offset: 0x80000, size: 448KiB}\n", "partitions: []\n")
 		}, 11, "partitions", "is empty", 0},
-		{"params of one sector", func(t *testing.T) string { return edit(t, dualBase, "offset: 0x8000, size: 8KiB", "offset: 0x8000, size: 4KiB") },
+		{"params of one sector", func(t *testing.T) string {
+			return edit(t, dualBase, "offset: 0x8000, size: 8KiB", "offset: 0x8000, size: 4KiB")
+		},
 			13, "partitions[1] (params)", "spans 1 erase sector (0x8000..0x9000); it needs at least 2 so that the boot record survives a power cut during an erase: make its size 8KiB", 0},
-		{"dual-bank slots of different sizes", func(t *testing.T) string { return edit(t, dualBase, "offset: 0x80000, size: 448KiB", "offset: 0x80000, size: 444KiB") },
+		{"dual-bank slots of different sizes", func(t *testing.T) string {
+			return edit(t, dualBase, "offset: 0x80000, size: 448KiB", "offset: 0x80000, size: 444KiB")
+		},
 			15, "partitions[3] (ota)", "is 444KiB but app is 448KiB; in dual-bank they are the two slots of one image and must be the same size", 0},
 		{"dual-bank slots of different sector layouts", func(t *testing.T) string { return dualLayoutMismatch },
 			14, "partitions[1] (ota)", "has sectors 1x128KiB but app has 4x16KiB + 1x64KiB", 0},
-		{"single-bank ota smaller than app", func(t *testing.T) string { return edit(t, singleBase, "offset: 0x80000, size: 512KiB", "offset: 0x80000, size: 256KiB") },
+		{"single-bank ota smaller than app", func(t *testing.T) string {
+			return edit(t, singleBase, "offset: 0x80000, size: 512KiB", "offset: 0x80000, size: 256KiB")
+		},
 			19, "partitions[3] (ota)", "is 256KiB, smaller than app (384KiB)", 0},
 
 		// Scheme and image.
 		{"unknown scheme", func(t *testing.T) string { return edit(t, singleBase, "scheme: single-bank", "scheme: single_bank") },
 			14, "scheme", `unknown scheme "single_bank" (did you mean single-bank?)`, 0},
-		{"unknown signature", func(t *testing.T) string { return edit(t, singleBase, "signature: ecdsa-p256", "signature: ecdsa-p384") },
+		{"unknown signature", func(t *testing.T) string {
+			return edit(t, singleBase, "signature: ecdsa-p256", "signature: ecdsa-p384")
+		},
 			21, "image.signature", `unknown signature "ecdsa-p384" (did you mean ecdsa-p256?)`, 0},
 		{"boot_attempts too many", func(t *testing.T) string { return edit(t, dualBase, "boot_attempts: 2", "boot_attempts: 4") },
 			18, "image.boot_attempts", "is 4; a dual-bank bootloader allows 1 to 3", 0},

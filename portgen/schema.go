@@ -14,9 +14,9 @@ import (
 // promise what the parser does not enforce.
 type fieldSpec struct {
 	required bool
-	hint     string // fix given in the "missing" message
-	doc      string // schema description
-	extra    jsonObj    // schema keywords beyond the type (enum, pattern, bounds)
+	hint     string  // fix given in the "missing" message
+	doc      string  // schema description
+	extra    jsonObj // schema keywords beyond the type (enum, pattern, bounds)
 }
 
 // specKey names a field in fieldSpecs: Go type name and YAML name.

@@ -388,7 +388,10 @@ func TestDial_ConfigErrors(t *testing.T) {
 		{"no host", func(c *cloud.Config) { c.Broker = "127.0.0.1:1883" }, "Config.Broker"},
 		{"keepalive too short", func(c *cloud.Config) { c.KeepAlive = 5 * time.Second }, "Config.KeepAlive is 5s; the platform accepts 30s to 20m0s"},
 		{"keepalive too long", func(c *cloud.Config) { c.KeepAlive = time.Hour }, "Config.KeepAlive is 1h0m0s"},
-		{"missing CA file", func(c *cloud.Config) { c.Broker = "ssl://127.0.0.1:1"; c.CAFile = filepath.Join(t.TempDir(), "none.pem") }, "Config.CAFile"},
+		{"missing CA file", func(c *cloud.Config) {
+			c.Broker = "ssl://127.0.0.1:1"
+			c.CAFile = filepath.Join(t.TempDir(), "none.pem")
+		}, "Config.CAFile"},
 		{"bad method", func(c *cloud.Config) { c.Sign.Method = "rsa" }, `method "rsa"`},
 		{"no secret", func(c *cloud.Config) { c.Identity.DeviceSecret = "" }, "device secret is empty"},
 	}

@@ -105,11 +105,10 @@ func connections() []connection {
 }
 
 func pattern(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 0))
+	var key [32]byte
+	key[0] = byte(seed)
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8(key).Read(b)
 	return b
 }
 
@@ -411,6 +410,9 @@ func hangCallTimeout(t *testing.T, mode string, hang []byte) {
 
 func TestPlugin_KVAndReboot(t *testing.T) {
 	for _, conn := range connections() {
+		if strings.HasPrefix(conn.name, "process-") {
+			continue // the write path does not matter here
+		}
 		t.Run(conn.name, func(t *testing.T) {
 			ctx := t.Context()
 			p := conn.open(t)

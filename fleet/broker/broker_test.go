@@ -54,7 +54,7 @@ func dial(t *testing.T, b *broker.Broker, clientID, user, pass string, tweak fun
 	t.Helper()
 	c := &conn{msgs: make(chan paho.Message, 64), lost: make(chan error, 1)}
 	o := paho.NewClientOptions().
-		AddBroker("tcp://"+b.Addr().String()).
+		AddBroker("tcp://" + b.Addr().String()).
 		SetClientID(clientID).SetUsername(user).SetPassword(pass).
 		SetAutoReconnect(false).SetCleanSession(true).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.msgs <- m }).

@@ -174,7 +174,7 @@ func selectTarget(t store.Target, devs []store.Device, img store.Image) ([]strin
 		}
 	}
 	if set != 1 {
-		return nil, nil, errors.New("target: give exactly one of product=PK, group=G or devices=pk/dn,...")
+		return nil, nil, errors.New("target: give exactly one of product=PK, group=G or devices=pk/dn1,pk/dn2")
 	}
 	byKey := map[string]store.Device{}
 	for _, d := range devs {

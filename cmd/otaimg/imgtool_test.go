@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/otaport/otaport/core/image"
+)
+
+// imgtoolCommand returns the command that runs MCUboot's imgtool, from env
+// IMGTOOL: a path to imgtool.py (run with IMGTOOL_PYTHON, default python3)
+// or a whole command line.
+func imgtoolCommand(t *testing.T) []string {
+	t.Helper()
+	s := os.Getenv("IMGTOOL")
+	if s == "" {
+		t.Skip("IMGTOOL is not set: point it at MCUboot's scripts/imgtool.py (and IMGTOOL_PYTHON at a python3 with click, intelhex, cbor2 and cryptography) to check otaimg against imgtool itself")
+	}
+	f := strings.Fields(s)
+	if len(f) == 1 && strings.HasSuffix(f[0], ".py") {
+		py := os.Getenv("IMGTOOL_PYTHON")
+		if py == "" {
+			py = "python3"
+		}
+		f = []string{py, f[0]}
+	}
+	return f
+}
+
+type imgtool struct {
+	t   *testing.T
+	cmd []string
+	dir string
+}
+
+func (it imgtool) run(args ...string) (string, error) {
+	c := exec.Command(it.cmd[0], append(it.cmd[1:], args...)...)
+	c.Dir = it.dir
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+func (it imgtool) must(args ...string) string {
+	it.t.Helper()
+	out, err := it.run(args...)
+	if err != nil {
+		it.t.Fatalf("imgtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func otaimg(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	var out bytes.Buffer
+	code := run(args, &out, &out)
+	return out.String(), code
+}
+
+func mustOtaimg(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, code := otaimg(t, dir, args...)
+	if code != 0 {
+		t.Fatalf("otaimg %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// signFlagSets are the sign options tried both ways; the flags are the same
+// for imgtool and otaimg (imgtool requires --slot-size, so it is always given).
+var signFlagSets = [][]string{
+	{"-v", "1.2.3+4", "-H", "0x200", "--pad-header", "-S", "0x10000"},
+	{"-v", "2.0.0", "-H", "0x20", "--pad-header", "-S", "0x10000", "-s", "17"},
+	{"-v", "0.0.9+1", "-H", "0x200", "--pad-header", "-S", "0x4000", "-s", "auto", "--pad", "--align", "4"},
+	{"-v", "1.0.0", "-H", "0x100", "--pad-header", "-S", "0x4000", "--confirm", "--align", "8", "--max-align", "16"},
+	{"-v", "1.0.0", "-H", "0x200", "--pad-header", "-S", "0x10000", "--public-key-format", "full"},
+	{"-v", "3.2.1", "-H", "0x200", "--pad-header", "-S", "0x4000", "--pad", "--overwrite-only", "-L", "0x20000000"},
+}
+
+// TestImgtoolInterop signs with otaimg and verifies with imgtool, and the
+// reverse, for every key type and the option sets above; ed25519 images
+// (deterministic) must also be byte-identical between the two tools.
+func TestImgtoolInterop(t *testing.T) {
+	cmd := imgtoolCommand(t)
+	dir := t.TempDir()
+	it := imgtool{t: t, cmd: cmd, dir: dir}
+	t.Logf("imgtool version %s", strings.TrimSpace(it.must("version")))
+	payload := make([]byte, 5000)
+	for i := range payload {
+		payload[i] = byte(i * 13)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.bin"), payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range image.KeyTypes {
+		t.Run(typ, func(t *testing.T) {
+			it.t = t
+			ours, theirs := "ota-"+typ+".pem", "imgtool-"+typ+".pem"
+			mustOtaimg(t, dir, "keygen", "--type", typ, "-o", ours)
+			it.must("keygen", "-t", typ, "-k", theirs)
+
+			// Key encodings: getpub PEM and C, and the key hash.
+			for _, k := range []string{ours, theirs} {
+				want := it.must("getpub", "-k", k, "-e", "pem")
+				if got := mustOtaimg(t, dir, "getpub", "--key", k); got != want {
+					t.Errorf("getpub %s: otaimg\n%s\nimgtool\n%s", k, got, want)
+				}
+				wantC := it.must("getpub", "-k", k, "-l", "c")
+				gotC := mustOtaimg(t, dir, "getpub", "--key", k, "--lang", "c")
+				if cutFirstLine(gotC) != cutFirstLine(wantC) {
+					t.Errorf("getpub -l c %s: otaimg\n%s\nimgtool\n%s", k, gotC, wantC)
+				}
+				hashOut := filepath.Join(dir, "hash.bin")
+				it.must("getpubhash", "-k", k, "-e", "raw", "-o", hashOut)
+				wantHash, _ := os.ReadFile(hashOut)
+				pub, err := loadPublic(filepath.Join(dir, k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := image.KeyHash(pub); !bytes.Equal(got, wantHash) {
+					t.Errorf("key hash of %s: %x, imgtool %x", k, got, wantHash)
+				}
+			}
+			mustOtaimg(t, dir, "getpub", "--key", ours, "-o", "ota-pub.pem")
+			it.must("getpub", "-k", theirs, "-e", "pem", "-o", "imgtool-pub.pem")
+
+			for i, flags := range signFlagSets {
+				name := func(who string) string { return who + "-" + typ + "-" + string(rune('a'+i)) + ".img" }
+				// otaimg signs, imgtool verifies (with the private and the public key).
+				mustOtaimg(t, dir, append(append([]string{"sign", "--key", ours}, flags...), "app.bin", name("ota"))...)
+				for _, k := range []string{ours, "ota-pub.pem"} {
+					if out := it.must("verify", "-k", k, name("ota")); !strings.Contains(out, "Image was correctly validated") {
+						t.Errorf("imgtool verify %v: %s", flags, out)
+					}
+				}
+				if out, err := it.run("verify", "-k", theirs, name("ota")); err == nil {
+					t.Errorf("imgtool verified an otaimg image with another key: %s", out)
+				}
+				// imgtool signs, otaimg verifies.
+				it.must(append(append([]string{"sign", "-k", theirs}, flags...), "app.bin", name("imgtool"))...)
+				for _, k := range []string{theirs, "imgtool-pub.pem"} {
+					if out := mustOtaimg(t, dir, "verify", "--key", k, name("imgtool")); !strings.Contains(out, "by "+typ+" key") {
+						t.Errorf("otaimg verify %v: %s", flags, out)
+					}
+				}
+				if out, code := otaimg(t, dir, "verify", "--key", ours, name("imgtool")); code != 1 || !strings.Contains(out, "unknown key") {
+					t.Errorf("otaimg verify with another key: exit %d: %s", code, out)
+				}
+				// The same key and flags give the same image.
+				mustOtaimg(t, dir, append(append([]string{"sign", "--key", theirs}, flags...), "app.bin", name("same"))...)
+				a, _ := os.ReadFile(filepath.Join(dir, name("same")))
+				b, _ := os.ReadFile(filepath.Join(dir, name("imgtool")))
+				ia, err := image.Parse(bytes.NewReader(a), int64(len(a)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				hashed := ia.Header.HashedSize()
+				switch {
+				case typ == image.KeyEd25519 && !bytes.Equal(a, b):
+					t.Errorf("flags %v: otaimg and imgtool ed25519 images differ", flags)
+				case len(b) < int(hashed) || !bytes.Equal(a[:hashed], b[:hashed]):
+					t.Errorf("flags %v: hashed regions differ", flags)
+				case len(a) != len(b) && ia.TotalSize == int64(len(a)) == false:
+					t.Errorf("flags %v: padded sizes differ: %d vs %d", flags, len(a), len(b))
+				}
+			}
+		})
+	}
+}
+
+func cutFirstLine(s string) string {
+	_, rest, _ := strings.Cut(s, "\n")
+	return rest
+}
