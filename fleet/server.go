@@ -13,6 +13,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -265,7 +266,7 @@ func (s *Server) Run(ctx context.Context) error {
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
 		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: "otaserve",
-		TLS: s.cfg.TLS, Logger: s.log.With("part", "mqtt"),
+		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"),
 	}, s.campaigns.HandleMessage)
 	cancel()
 	if err != nil {
@@ -297,6 +298,35 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("stop HTTP: %w", err)
 	}
 	return nil
+}
+
+// operatorTLS is the TLS the service's own MQTT connection uses. To the
+// embedded broker it pins the server's own certificates: the connection is
+// to ourselves over loopback, where the certificate's host names need not
+// match. To an external ssl:// broker it verifies as usual.
+func (s *Server) operatorTLS() *tls.Config {
+	if s.cfg.TLS == nil || s.broker == nil {
+		if strings.HasPrefix(s.brokerURL, "ssl://") || strings.HasPrefix(s.brokerURL, "wss://") {
+			return &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		return nil
+	}
+	own := map[string]bool{}
+	for _, c := range s.cfg.TLS.Certificates {
+		if len(c.Certificate) > 0 {
+			own[string(c.Certificate[0])] = true
+		}
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pinning below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 && own[string(raw[0])] {
+				return nil
+			}
+			return errors.New("embedded broker presented a certificate that is not this server's")
+		},
+	}
 }
 
 // Close releases what New acquired. Run calls it on return.

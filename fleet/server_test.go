@@ -4,12 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -303,4 +312,103 @@ func TestSplitBrokerURL(t *testing.T) {
 			t.Errorf("%s: %q %q %q %v", tt.in, u, user, pass, err)
 		}
 	}
+}
+
+// selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
+func selfSigned(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "otaserve test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestServer_TLS serves the API, firmware and the broker over TLS: a Range
+// request over HTTPS, and a device signing in over TLS whose version report
+// reaches the service (which talks to its own broker over TLS too).
+func TestServer_TLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, certPEM := selfSigned(t)
+	key, _ := image.GenerateKey(image.KeyEd25519)
+	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: []crypto.PublicKey{key.Public()},
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tok, _ := srv.Token()
+	base := "https://" + srv.Addrs().HTTP
+
+	do := func(method, url string, body []byte, hdr map[string]string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp, data
+	}
+	data := signedImage(t, key, "3.1.0")
+	resp, body := do(http.MethodPost, base+api.Prefix+"/images?board=b", data, nil)
+	var img store.Image
+	if resp.StatusCode != 201 || json.Unmarshal(body, &img) != nil {
+		t.Fatalf("upload over HTTPS: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(http.MethodGet, base+"/firmware/"+img.SHA256, nil, map[string]string{"Range": "bytes=100-", "If-Range": `"` + img.SHA256 + `"`})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[100:]) {
+		t.Fatalf("range over HTTPS: %d, %d bytes", resp.StatusCode, len(body))
+	}
+
+	resp, body = do(http.MethodPost, base+api.Prefix+"/devices", []byte(`{"product_key":"pk","device_name":"tls-dev","board":"b"}`), nil)
+	var d api.Device
+	if resp.StatusCode != 201 || json.Unmarshal(body, &d) != nil {
+		t.Fatalf("add device: %d %s", resp.StatusCode, body)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	os.WriteFile(caFile, certPEM, 0o600)
+	cl, err := cloud.Dial(context.Background(), cloud.Config{
+		Broker:   "ssl://" + srv.Addrs().MQTT,
+		Identity: cloud.Identity{ProductKey: "pk", DeviceName: "tls-dev", DeviceSecret: d.DeviceSecret},
+		CAFile:   caFile,
+		OnOrder:  func(*cloud.Order, []byte) {},
+	})
+	if err != nil {
+		t.Fatalf("device over TLS: %v", err)
+	}
+	defer cl.Close()
+	if err := cl.Inform(context.Background(), "3.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the version report over TLS", func() bool {
+		_, body := do(http.MethodGet, base+api.Prefix+"/devices/pk/tls-dev", nil, nil)
+		var got api.Device
+		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.0"
+	})
 }

@@ -332,6 +332,7 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 	}
 	fields := yamlFieldIndex(v.Type())
 	seen := map[string]int{}
+	suggested := map[string]int{} // fields a typo was taken for, and its line
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if !d.p.plain(k, d.field(path)) {
@@ -353,6 +354,7 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		if !ok {
 			known := yamlFields(v.Type())
 			if s := nearest(name, known); s != "" {
+				suggested[s] = k.Line
 				d.fail(k, sub, "unknown field; did you mean %s?", s)
 			} else {
 				d.fail(k, sub, "unknown field; known fields here: %s", strings.Join(known, ", "))
@@ -364,6 +366,14 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		d.pos[sub] = k.Line
 		d.value(val, sub, v.Field(idx))
 	}
+	for f, line := range suggested {
+		if _, ok := seen[f]; !ok {
+			// Present in intent but not decoded: rules that need it are
+			// skipped instead of reporting it missing a second time.
+			d.pos[joinPath(path, f)] = line
+			d.markBad(joinPath(path, f))
+		}
+	}
 	for _, f := range yamlFields(v.Type()) {
 		if _, ok := seen[f]; ok {
 			continue
@@ -371,6 +381,9 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		if spec, ok := fieldSpecs[specKey(v.Type(), f)]; ok && spec.required {
 			sub := joinPath(path, f)
 			d.markBad(sub)
+			if _, ok := suggested[f]; ok {
+				continue // the typo's message already points at it
+			}
 			d.p.addf(d.pos.line(path), d.field(sub), "missing; %s", spec.hint)
 		}
 	}

@@ -152,7 +152,7 @@ func TestParse_Rules(t *testing.T) {
 		{"unknown field with suggestion", func(t *testing.T) string { return edit(t, singleBase, "vendor: Example", "vendr: Example") },
 			2, "vendr", "unknown field; did you mean vendor?", 0},
 		{"unknown nested field with suggestion", func(t *testing.T) string { return edit(t, singleBase, "  write_align: 4", "  write_algin: 4") },
-			12, "flash.write_algin", "did you mean write_align?", 2},
+			12, "flash.write_algin", "did you mean write_align?", 0},
 		{"unknown field without suggestion", func(t *testing.T) string { return edit(t, singleBase, "vendor: Example", "colour: blue") },
 			2, "colour", "known fields here: name, vendor, soc, source, flash, scheme, partitions, image", 0},
 		{"unknown partition field", func(t *testing.T) string {
@@ -368,7 +368,7 @@ func TestParse_Rules(t *testing.T) {
 	}
 }
 
-// The example of the format's documentation, verbatim.
+// The overlap message has the shape the format documentation shows.
 func TestParse_OverlapMessageExample(t *testing.T) {
 	src := edit(t, edit(t, dualBase, "{name: app, offset: 0x10000, size: 448KiB}", "{name: app, offset: 0x20000, size: 384KiB}"),
 		"{name: ota, offset: 0x80000, size: 448KiB}", "{name: ota, offset: 0x7f000, size: 384KiB}")

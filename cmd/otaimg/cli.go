@@ -31,6 +31,10 @@ Run "otaimg <command> -h" for the flags of a command.
 // errUsage marks errors that are the caller's invocation, exit status 2.
 var errUsage = errors.New("usage")
 
+// errFlags is a flag error the flag package has already printed with the
+// usage.
+var errFlags = fmt.Errorf("bad flags: %w", errUsage)
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -60,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errFlags):
+		return 2
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "otaimg %s: %v\n", name, err)
 		return 2
@@ -76,7 +82,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errFlags
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -84,4 +85,28 @@ func copyDir(from, to string) error {
 		}
 	}
 	return nil
+}
+
+func TestRun_ExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{nil, 2},
+		{[]string{"help"}, 0},
+		{[]string{"nosuch"}, 2},
+		{[]string{"sign", "--version", "1.0.0"}, 2},
+		{[]string{"sign", "--bogus"}, 2},
+		{[]string{"verify", filepath.Join(dir, "missing.img")}, 1},
+		{[]string{"keygen", "--type", "ed25519", "-o", filepath.Join(dir, "k.pem")}, 0},
+		{[]string{"keygen", "--type", "ed25519", "-o", filepath.Join(dir, "k.pem")}, 1},
+		{[]string{"info", "-h"}, 0},
+	}
+	for _, tc := range tests {
+		var out bytes.Buffer
+		if got := run(tc.args, &out, &out); got != tc.want {
+			t.Errorf("otaimg %v: exit %d, want %d\n%s", tc.args, got, tc.want, out.String())
+		}
+	}
 }

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,7 +25,7 @@ import (
 const usage = `usage: otaserve COMMAND [flags]
 
 server:
-  otaserve run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]...
+  otaserve run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--tls-cert C --tls-key K]
 
 devices:
   otaserve device add --product PK --name DN --board B [--group G] [--secret S]
@@ -110,6 +111,8 @@ func serve(args []string, stderr io.Writer) error {
 	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
 	var keyFiles stringList
 	fs.Var(&keyFiles, "key", "public key PEM that signs images (repeatable)")
+	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
+	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,6 +132,14 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		keys = append(keys, k)
 	}
+	var tlsConfig *tls.Config
+	if *certFile != "" || *keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", *certFile, *keyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -139,7 +150,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: *data, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, BrokerURL: *brokerURL,
-		Keys: keys, Token: *token, PublicURL: *publicURL, Logger: log,
+		Keys: keys, Token: *token, PublicURL: *publicURL, TLS: tlsConfig, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -150,11 +161,17 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
-	url := "http://" + srv.Addrs().HTTP
-	if err := os.WriteFile(filepath.Join(*data, "url"), []byte(url+"\n"), 0o644); err != nil {
-		srv.Close()
-		return fmt.Errorf("write %s: %w", filepath.Join(*data, "url"), err)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
 	}
+	url, urlFile := scheme+"://"+srv.Addrs().HTTP, filepath.Join(*data, "url")
+	if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o644); err != nil {
+		srv.Close()
+		return fmt.Errorf("write %s: %w", urlFile, err)
+	}
+	// A stale URL would send the CLI to a server that is gone.
+	defer os.Remove(urlFile)
 	a := srv.Addrs()
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, *brokerURL))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -209,7 +209,7 @@ func copyImage(dev flash.Device, b *board, s *store, p Params) error {
 	secs := b.sectorsCovering(app, size)
 	for i, sec := range secs {
 		rel := uint64(sec.off) - app.Offset
-		if rel <= uint64(p.CopyDone) && p.CopyDone > 0 {
+		if rel < uint64(p.CopyDone) {
 			continue
 		}
 		if err := dev.Erase(sec.off, sec.size); err != nil {

@@ -67,11 +67,16 @@ func (pl *Platform) update() hal.Partition {
 	return pl.b.slots[pl.b.updateSlot(pl.s.params().Running)]
 }
 
-// checkWritable refuses to touch the update slot while it holds the only
-// image to fall back to: during a dual-bank trial the inactive slot is the
-// old, confirmed image.
+// checkWritable refuses to touch the update slot while something depends on
+// it: during a dual-bank trial it holds the old, confirmed image to fall
+// back to; during a single-bank copy it is the copy's source.
 func (pl *Platform) checkWritable(op string) error {
 	p := pl.s.params()
+	if p.Copy == CopyRunning {
+		// Only in simulation can the port run before the bootloader has
+		// finished: ota is the source of that copy.
+		return hal.Errorf(hal.CodeInvalid, "%s %s: the bootloader's copy of ota over app stopped at 0x%x: power on (Reboot) to finish it first", op, pl.update().Name, p.CopyDone)
+	}
 	if pl.b.layout.Scheme == hal.DualBank && p.Trial {
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
 			op, pl.update().Name, p.Running.Name(), pl.update().Name)

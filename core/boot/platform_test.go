@@ -323,3 +323,55 @@ func TestDescribe_ReportsLayoutAndSlots(t *testing.T) {
 		t.Errorf("slots = %+v, want %+v", info.Boot.Slots, want)
 	}
 }
+
+func TestPlatform_MapsFlashErrorsAndSerialisesCalls(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, testBoards[0], hal.DualBank, 0)
+	pl := f.platform()
+	// Concurrent calls from many goroutines: the mutex keeps the store
+	// consistent (run with -race).
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			var err error
+			for i := range 20 {
+				if err = pl.Set(ctx, fmt.Sprintf("g%d", g), fmt.Appendf(nil, "%d", i)); err != nil {
+					break
+				}
+				if _, _, err = pl.Get(ctx, "g0"); err != nil {
+					break
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for g := range 8 {
+		if v, ok, _ := f.platform().Get(ctx, fmt.Sprintf("g%d", g)); !ok || string(v) != "19" {
+			t.Errorf("g%d = %q, %v; want 19", g, v, ok)
+		}
+	}
+	f.dev.SetCut(flash.Cut{At: 1})
+	err := pl.Set(ctx, "x", []byte("y"))
+	if !errors.Is(err, hal.ErrFlash) || !errors.Is(err, flash.ErrPowerCut) || hal.CodeOf(err) != hal.CodeFlash {
+		t.Errorf("set during a power cut: %v (code %v), want a flash failure wrapping the power cut", err, hal.CodeOf(err))
+	}
+	if err := pl.Write(ctx, 0, []byte{1, 2, 3, 4}); hal.CodeOf(err) != hal.CodeFlash {
+		t.Errorf("write during a power cut: %v", err)
+	}
+	if _, err := pl.Describe(ctx); !errors.Is(err, flash.ErrPowerCut) {
+		t.Errorf("describe during a power cut: %v", err)
+	}
+	if err := pl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootTest}); hal.CodeOf(err) != hal.CodeFlash {
+		t.Errorf("set boot during a power cut: %v, want a flash failure, not no image", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := pl.Init(cctx, hal.InitRequest{Size: 1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("init with a cancelled context: %v", err)
+	}
+}

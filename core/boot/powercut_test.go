@@ -45,13 +45,25 @@ func TestPowerCut_SingleBankCopy(t *testing.T) {
 			if n < 3 {
 				t.Fatalf("clean copy took %d flash operations", n)
 			}
-			runs := 0
+			runs, halfCopied := 0, 0
 			for k := 1; k <= n; k++ {
 				for _, when := range cutsAt(k) {
 					d := base.Clone()
 					d.SetCut(flash.Cut{At: k, When: when, Seed: uint64(k)})
 					if _, err := boot.Boot(d, f.layout, f.opts); err == nil && when != flash.After {
 						t.Fatalf("cut %v op %d: boot succeeded through a power cut", when, k)
+					}
+					d = d.Clone()
+					if _, p, err := boot.Inspect(d, f.layout, f.opts); err == nil && p.Copy == boot.CopyRunning {
+						// Half-copied: the port must not touch ota before the bootloader finishes.
+						halfCopied++
+						pl, err := boot.NewPlatform(f.layout, d, f.opts)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := pl.Init(context.Background(), hal.InitRequest{Size: 1}); !errors.Is(err, hal.ErrInvalid) {
+							t.Fatalf("cut %v op %d: init during an unfinished copy: %v", when, k, err)
+						}
 					}
 					// A second cut somewhere in the resumed copy.
 					d = d.Clone()
@@ -73,7 +85,10 @@ func TestPowerCut_SingleBankCopy(t *testing.T) {
 					runs++
 				}
 			}
-			t.Logf("%d flash operations in a clean copy, %d cut runs", n, runs)
+			if halfCopied == 0 {
+				t.Error("no cut left the copy half done: the sweep misses the copy")
+			}
+			t.Logf("%d flash operations in a clean copy, %d cut runs, %d left the copy half done", n, runs, halfCopied)
 		})
 	}
 }

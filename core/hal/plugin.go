@@ -216,10 +216,10 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		Stderr:           tail,
 		// What the plugin writes to os.Stdout and os.Stderr while serving
 		// (go-plugin forwards it over its stdio stream) is logged too.
-		SyncStdout: lineLogger(logger, base, "stdout"),
-		SyncStderr: io.MultiWriter(tail, lineLogger(logger, base, "stderr")),
-		StartTimeout:     startTimeout,
-		GRPCDialOptions:  dialOptions(),
+		SyncStdout:      lineLogger(logger, base, "stdout"),
+		SyncStderr:      io.MultiWriter(tail, lineLogger(logger, base, "stderr")),
+		StartTimeout:    startTimeout,
+		GRPCDialOptions: dialOptions(),
 	})
 
 	type dispensed struct {

@@ -3,6 +3,7 @@ package hal
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,7 +41,9 @@ func errorToPB(err error) *halpb.Error {
 	if err == nil {
 		return nil
 	}
-	return &halpb.Error{Code: halpb.Code(CodeOf(err)), Message: err.Error()}
+	// proto3 strings must be UTF-8: a port that puts raw bytes in a message
+	// must not lose its error code over it.
+	return &halpb.Error{Code: halpb.Code(CodeOf(err)), Message: strings.ToValidUTF8(err.Error(), "\uFFFD")}
 }
 
 // errorFromPB is the host side of errorToPB: an *Error with the port's code

@@ -29,7 +29,7 @@ func BoardYAML() string {
 
 // Layout returns the layout of the nucleo-l152re board.
 //
-// Source: RM0038 rev 17, 3.3 NVM organization; program memory erases to 0x00
+// Source: RM0038 (STM32L1 reference manual), 3.3 NVM organization: 512 KiB of program memory in 256-byte pages, erased state 0x00, word (32-bit) programming; STM32CubeL1 stm32l1xx_hal_flash.h (FLASH_PAGE_SIZE 256, FLASH_TYPEPROGRAM_WORD)
 func Layout() hal.Layout {
 	return hal.Layout{
 		Board:  "nucleo-l152re",
@@ -46,12 +46,12 @@ func Layout() hal.Layout {
 			EraseValue: 0x00,
 		},
 		Partitions: []hal.Partition{
-			{Name: "bootloader", Offset: 0x0, Size: 0x4000},
-			{Name: "params", Offset: 0x4000, Size: 0x1000},
-			{Name: "app", Offset: 0x8000, Size: 0x38000},
-			{Name: "ota", Offset: 0x40000, Size: 0x40000},
+			{Name: "bootloader", Offset: 0x0, Size: 0x8000},
+			{Name: "params", Offset: 0x8000, Size: 0x1000},
+			{Name: "app", Offset: 0x10000, Size: 0x38000},
+			{Name: "ota", Offset: 0x48000, Size: 0x38000},
 		},
-		Signature:    "rsa-2048",
+		Signature:    "ed25519",
 		BootAttempts: 1,
 	}
 }

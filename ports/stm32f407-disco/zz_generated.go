@@ -29,7 +29,7 @@ func BoardYAML() string {
 
 // Layout returns the layout of the stm32f407-disco board.
 //
-// Source: RM0090 rev 19, 3.3 Embedded flash memory, Table 5
+// Source: RM0090 rev 19, 3.3 Embedded flash memory interface, Table 5 Flash module organization (sectors 0-3 of 16 KiB, sector 4 of 64 KiB, sectors 5-11 of 128 KiB); byte programming with PSIZE x8
 func Layout() hal.Layout {
 	return hal.Layout{
 		Board:  "stm32f407-disco",
@@ -50,6 +50,7 @@ func Layout() hal.Layout {
 		Partitions: []hal.Partition{
 			{Name: "bootloader", Offset: 0x0, Size: 0x8000},
 			{Name: "params", Offset: 0x8000, Size: 0x8000},
+			{Name: "storage", Offset: 0x10000, Size: 0x10000},
 			{Name: "app", Offset: 0x20000, Size: 0x60000},
 			{Name: "ota", Offset: 0x80000, Size: 0x80000},
 		},

@@ -24,15 +24,14 @@ static const ota_sector_run_t runs[OTA_FLASH_SECTOR_RUN_COUNT] = OTA_FLASH_SECTO
 static int on_sector_bound(ota_addr_t off)
 {
     ota_addr_t at = 0;
-    uint32_t i, j;
+    uint32_t i;
 
     for (i = 0; i < OTA_FLASH_SECTOR_RUN_COUNT; i++) {
-        for (j = 0; j < runs[i].count; j++) {
-            if (at == off) {
-                return 1;
-            }
-            at += runs[i].size;
+        ota_addr_t run = (ota_addr_t)runs[i].count * runs[i].size;
+        if (off >= at && off < at + run) {
+            return (off - at) % runs[i].size == 0;
         }
+        at += run;
     }
     return at == off;
 }

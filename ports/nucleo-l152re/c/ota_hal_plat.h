@@ -3,7 +3,7 @@
 /*
  * AliOS Things 1.x OTA platform HAL for the nucleo-l152re board (STMicroelectronics STM32L152RE).
  *
- * Geometry from: RM0038 rev 17, 3.3 NVM organization; program memory erases to 0x00
+ * Geometry from: RM0038 (STM32L1 reference manual), 3.3 NVM organization: 512 KiB of program memory in 256-byte pages, erased state 0x00, word (32-bit) programming; STM32CubeL1 stm32l1xx_hal_flash.h (FLASH_PAGE_SIZE 256, FLASH_TYPEPROGRAM_WORD)
  *
  * The five hal_ota_* functions keep the signatures of the AliOS Things 1.x
  * header (middleware/uagent/uota/hal/ota_hal_plat.h). They run over three
@@ -39,13 +39,13 @@ typedef struct {
 
 /* Partitions. */
 #define OTA_PART_BOOTLOADER_ADDR 0x08000000u
-#define OTA_PART_BOOTLOADER_SIZE 0x4000u
-#define OTA_PART_PARAMS_ADDR 0x08004000u
+#define OTA_PART_BOOTLOADER_SIZE 0x8000u
+#define OTA_PART_PARAMS_ADDR 0x08008000u
 #define OTA_PART_PARAMS_SIZE 0x1000u
-#define OTA_PART_APP_ADDR 0x08008000u
+#define OTA_PART_APP_ADDR 0x08010000u
 #define OTA_PART_APP_SIZE 0x38000u
-#define OTA_PART_OTA_ADDR 0x08040000u
-#define OTA_PART_OTA_SIZE 0x40000u
+#define OTA_PART_OTA_ADDR 0x08048000u
+#define OTA_PART_OTA_SIZE 0x38000u
 
 /* Boot scheme: single-bank. */
 #define OTA_SCHEME_DUAL_BANK 0

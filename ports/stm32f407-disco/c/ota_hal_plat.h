@@ -3,7 +3,7 @@
 /*
  * AliOS Things 1.x OTA platform HAL for the stm32f407-disco board (STMicroelectronics STM32F407VG).
  *
- * Geometry from: RM0090 rev 19, 3.3 Embedded flash memory, Table 5
+ * Geometry from: RM0090 rev 19, 3.3 Embedded flash memory interface, Table 5 Flash module organization (sectors 0-3 of 16 KiB, sector 4 of 64 KiB, sectors 5-11 of 128 KiB); byte programming with PSIZE x8
  *
  * The five hal_ota_* functions keep the signatures of the AliOS Things 1.x
  * header (middleware/uagent/uota/hal/ota_hal_plat.h). They run over three
@@ -42,6 +42,8 @@ typedef struct {
 #define OTA_PART_BOOTLOADER_SIZE 0x8000u
 #define OTA_PART_PARAMS_ADDR 0x08008000u
 #define OTA_PART_PARAMS_SIZE 0x8000u
+#define OTA_PART_STORAGE_ADDR 0x08010000u
+#define OTA_PART_STORAGE_SIZE 0x10000u
 #define OTA_PART_APP_ADDR 0x08020000u
 #define OTA_PART_APP_SIZE 0x60000u
 #define OTA_PART_OTA_ADDR 0x08080000u

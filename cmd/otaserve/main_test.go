@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/otaport/otaport/core/image"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"otaserve": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScripts runs the CLI as a user does, against a real `otaserve run`
+// in the background, from testdata/script/*.txtar.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			return writeImages(env.WorkDir)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// waitfile FILE waits for a background otaserve to write FILE.
+			"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: waitfile FILE")
+				}
+				for range 600 {
+					if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				ts.Fatalf("%s never appeared", args[0])
+			},
+		},
+	})
+}
+
+// writeImages writes pub.pem and images signed with a fixed ed25519 key
+// (ed25519 signatures are deterministic, so digests are stable):
+// app-2.0.0.bin, a tampered copy, and one signed by another key.
+func writeImages(dir string) error {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	pub, err := image.MarshalPublicKeyPEM(key.Public())
+	if err != nil {
+		return err
+	}
+	payload := bytes.Repeat([]byte("otaport "), 1024)
+	v, _ := image.ParseVersion("2.0.0")
+	good, err := image.Sign(payload, key, image.SignOptions{Version: v})
+	if err != nil {
+		return err
+	}
+	foreign, err := image.Sign(payload, other, image.SignOptions{Version: v})
+	if err != nil {
+		return err
+	}
+	tampered := bytes.Clone(good)
+	tampered[image.DefaultHeaderSize+100] ^= 0x20
+	for name, data := range map[string][]byte{
+		"pub.pem": pub, "app-2.0.0.bin": good, "tampered.bin": tampered, "foreign.bin": foreign,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package campaign
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// recorder stands in for the broker connection: it keeps what would be
+// published.
+type recorder struct {
+	mu   sync.Mutex
+	msgs map[string][][]byte
+}
+
+func (r *recorder) Publish(_ context.Context, topic string, payload []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.msgs == nil {
+		r.msgs = map[string][][]byte{}
+	}
+	r.msgs[topic] = append(r.msgs[topic], payload)
+	return nil
+}
+
+func (r *recorder) orders(t *testing.T, pk, dn string) []*cloud.Order {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*cloud.Order
+	for _, b := range r.msgs[cloud.Topics(pk, dn).Upgrade] {
+		o, err := cloud.ParseOrder(b)
+		if err != nil {
+			t.Fatalf("order to %s/%s does not parse as a device would: %v", pk, dn, err)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func newService(t testing.TB, path string) (*Service, *store.Store) {
+	st, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(Config{Store: st, FirmwareURL: func(img store.Image) string {
+		return "http://127.0.0.1:8080/firmware/" + img.SHA256
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, st
+}
+
+func seed(t testing.TB, st *store.Store, n int) store.Image {
+	for i := range n {
+		if err := st.AddDevice(store.Device{ProductKey: "pk", DeviceName: fmt.Sprintf("d%d", i), Board: "b", Version: "1.0.0+0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := st.AddImage(store.Image{Version: "2.0.0+0", Board: "b", Size: 4096, SHA256: fmt.Sprintf("%064x", 1), MD5: fmt.Sprintf("%032x", 2),
+		SecurityCounter: 5, SignatureType: "ed25519", KeyID: "ab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func msg(t *testing.T, svc *Service, kind, dn, payload string) {
+	t.Helper()
+	topic := map[string]string{"inform": cloud.Topics("pk", dn).Inform, "progress": cloud.Topics("pk", dn).Progress, "request": cloud.Topics("pk", dn).Request}[kind]
+	if err := svc.HandleMessage(context.Background(), topic, []byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestService_OrdersAndRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	svc, st := newService(t, path)
+	img := seed(t, st, 3)
+	rec := &recorder{}
+	svc.SetPublisher(rec)
+	c, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ords := rec.orders(t, "pk", "d0")
+	if len(ords) != 1 {
+		t.Fatalf("d0 got %d orders, want 1", len(ords))
+	}
+	o := ords[0]
+	if o.Data.Size != 4096 || o.Data.Version != "2.0.0+0" || o.Data.Sign != img.SHA256 || o.Data.MD5 != img.MD5 ||
+		o.Data.URL != "http://127.0.0.1:8080/firmware/"+img.SHA256 || o.Data.Otaport == nil ||
+		o.Data.Otaport.Campaign != fmt.Sprint(c.ID) || o.Data.Otaport.SecurityCounter != 5 || o.Data.Otaport.Board != "b" || o.Data.Otaport.Scheme != "ed25519" {
+		t.Errorf("order = %+v %+v", o.Data, o.Data.Otaport)
+	}
+	if len(rec.orders(t, "pk", "d1")) != 0 {
+		t.Error("wave 2 ordered before wave 1 succeeded")
+	}
+	// A request for the pending order gets it again.
+	msg(t, svc, "request", "d0", `{"id":1,"params":{"version":"1.0.0"}}`)
+	if len(rec.orders(t, "pk", "d0")) != 2 {
+		t.Error("request did not resend the order")
+	}
+	msg(t, svc, "progress", "d0", `{"id":1,"params":{"step":"40","desc":"downloading"}}`)
+	if d, _ := st.Device("pk", "d0"); d.State != store.DeviceUpgrading || d.LastSeen.IsZero() {
+		t.Errorf("registry d0 = %+v", d)
+	}
+
+	// Restart: the service reloads the running campaign from the file.
+	st.Close()
+	svc, st = newService(t, path)
+	defer st.Close()
+	rec = &recorder{}
+	svc.SetPublisher(rec)
+	msg(t, svc, "inform", "d0", `{"id":2,"params":{"version":"2.0.0"}}`)
+	if len(rec.orders(t, "pk", "d1")) != 1 || len(rec.orders(t, "pk", "d2")) != 1 {
+		t.Fatal("wave 2 not ordered after wave 1 succeeded across a restart")
+	}
+	msg(t, svc, "progress", "d1", `{"id":3,"params":{"step":"-3","desc":"bad signature"}}`)
+	msg(t, svc, "progress", "d2", `{"id":3,"params":{"step":"-2","desc":"timeout"}}`)
+	stat, err := svc.Status(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stat.Campaign.State != store.CampaignPaused || stat.Waves[1].Failed != 2 {
+		t.Errorf("status = %+v", stat)
+	}
+	if d, _ := st.Device("pk", "d1"); d.State != store.DeviceFailed || d.LastError != "verification failed: bad signature" {
+		t.Errorf("registry d1 = %+v", d)
+	}
+	if d, _ := st.Device("pk", "d0"); d.Version != "2.0.0" || d.State != store.DeviceIdle {
+		t.Errorf("registry d0 = %+v", d)
+	}
+}
+
+func FuzzHandleMessage(f *testing.F) {
+	f.Add("/ota/device/inform/pk/d0", []byte(`{"id":1,"params":{"version":"2.0.0"}}`))
+	f.Add("/ota/device/progress/pk/d0", []byte(`{"id":1,"params":{"step":"-1","desc":"x"}}`))
+	f.Add("/ota/device/progress/pk/d0", []byte(`{"id":1,"params":{"step":55}}`))
+	f.Add("/ota/device/request/pk/d0", []byte(`{"id":1,"params":{"version":"1"}}`))
+	f.Add("/ota/device/inform/pk/unknown", []byte(`{}`))
+	f.Add("/sys/other", []byte("\x00"))
+	svc, st := newService(f, filepath.Join(f.TempDir(), "fleet.db"))
+	defer st.Close()
+	img := seed(f, st, 2)
+	svc.SetPublisher(&recorder{})
+	if _, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100}); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
+		// Errors are expected for garbage; the service must not panic
+		// and must keep a consistent status.
+		svc.HandleMessage(context.Background(), topic, payload)
+		if _, err := svc.Status(1); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
