@@ -244,7 +244,12 @@ func partitionMap(l hal.Layout, parts []partData) string {
 		regions = append(regions, region{"(free)", at, end})
 	}
 
-	const inner = 30
+	nameW, sizeW := 0, 0
+	for _, r := range regions {
+		nameW = max(nameW, len(r.label))
+		sizeW = max(sizeW, len(byteCount(r.end-r.start, " ")))
+	}
+	inner := max(30, nameW+sizeW+4)
 	var smallest uint64
 	for _, r := range regions {
 		if s := r.end - r.start; smallest == 0 || s < smallest {
@@ -261,10 +266,7 @@ func partitionMap(l hal.Layout, parts []partData) string {
 			rows++
 		}
 		fmt.Fprintf(&sb, "0x%08X %s\n", r.start, border)
-		label := fmt.Sprintf(" %-14s %13s ", r.label, byteCount(size, " "))
-		if len(label) > inner {
-			label = label[:inner]
-		}
+		label := fmt.Sprintf(" %-*s%*s ", inner-sizeW-2, r.label, sizeW, byteCount(size, " "))
 		fmt.Fprintf(&sb, "%s |%-*s|\n", pad, inner, label)
 		for i := 1; i < rows; i++ {
 			fmt.Fprintf(&sb, "%s |%s|\n", pad, strings.Repeat(" ", inner))

@@ -14,7 +14,7 @@ import (
 // after a restart wherever the download stopped.
 func TestStream_ResumeAtEveryOffset(t *testing.T) {
 	key := testKey(t, KeyEd25519)
-	b := mustSign(t, testPayload(200), key, SignOptions{HeaderSize: 0x40, SecurityCounter: ptr[uint32](3), Pad: true, SlotSize: 0x800, Trailer: TrailerOptions{OverwriteOnly: true}})
+	b := mustSign(t, testPayload(200), key, SignOptions{HeaderSize: 0x40, SecurityCounter: ptr[uint32](3), Pad: true, SlotSize: 0x200, Trailer: TrailerOptions{OverwriteOnly: true}})
 	want, err := verifyBytes(b, key.Public())
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ typedef struct {
 } ota_sector_run_t;
 
 #define OTA_FLASH_SECTOR_RUN_COUNT 1u
-#define OTA_FLASH_SECTOR_RUNS {{ 256u, 0x1000u }}
+#define OTA_FLASH_SECTOR_RUNS { { 256u, 0x1000u } }
 
 /* Partitions. */
 #define OTA_PART_BOOTLOADER_ADDR 0x00000000u

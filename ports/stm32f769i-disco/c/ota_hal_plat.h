@@ -35,7 +35,7 @@ typedef struct {
 } ota_sector_run_t;
 
 #define OTA_FLASH_SECTOR_RUN_COUNT 6u
-#define OTA_FLASH_SECTOR_RUNS {{ 4u, 0x4000u }, { 1u, 0x10000u }, { 7u, 0x20000u }, { 4u, 0x4000u }, { 1u, 0x10000u }, { 7u, 0x20000u }}
+#define OTA_FLASH_SECTOR_RUNS { { 4u, 0x4000u }, { 1u, 0x10000u }, { 7u, 0x20000u }, { 4u, 0x4000u }, { 1u, 0x10000u }, { 7u, 0x20000u } }
 
 /* Partitions. */
 #define OTA_PART_BOOTLOADER_ADDR 0x08000000u
