@@ -375,6 +375,14 @@ func TestClone_IsIndependent(t *testing.T) {
 	if !allEqual(read(t, c, 0, 16<<10), 0xFF) {
 		t.Error("clone's erase did not take")
 	}
+	// A program inside what both share: the parent's pages must have
+	// become copy-on-write too.
+	if err := e.Program(100<<10, make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, c, 100<<10, 64); !bytes.Equal(got, base[100<<10:100<<10+64]) {
+		t.Error("programming the parent inside shared content changed the clone")
+	}
 	// A clone of a clone, and a partial-page program on a shared page.
 	cc := c.Clone()
 	if err := cc.Program(20<<10+8, []byte{0, 0, 0, 0}); err != nil {

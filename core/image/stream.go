@@ -53,7 +53,11 @@ func NewStreamVerifier(keys []crypto.PublicKey) (*StreamVerifier, error) {
 func (v *StreamVerifier) SetMaxSize(n int64) {
 	v.maxSize = n
 	if v.ready && v.err == nil {
-		v.err = v.checkSize(v.header.HashedSize() + tlvInfoSize)
+		need := v.header.HashedSize() + tlvInfoSize
+		if v.total != 0 {
+			need = v.total
+		}
+		v.err = v.checkSize(need)
 	}
 }
 

@@ -215,3 +215,36 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// The limit is configuration, not saved state: set again after a restore,
+// it checks what the restored stream already knows.
+func TestStream_LimitAfterRestore(t *testing.T) {
+	b := mustSign(t, testPayload(300), nil, SignOptions{HeaderSize: 0x20})
+	v, _ := NewStreamVerifier(nil)
+	if _, err := v.Write(b[:len(b)-1]); err != nil {
+		t.Fatal(err)
+	}
+	state, err := v.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := NewStreamVerifier(nil)
+	if err := r.UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	r.SetMaxSize(int64(len(b)) - 1)
+	_, err = r.Write(b[len(b)-1:])
+	wantErr(t, err, ErrTooLarge)
+
+	ok, _ := NewStreamVerifier(nil)
+	if err := ok.UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	ok.SetMaxSize(int64(len(b)))
+	if _, err := ok.Write(b[len(b)-1:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ok.Finish(); err != nil {
+		t.Fatal(err)
+	}
+}
