@@ -118,11 +118,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	// The command's flags, with the global ones again so they may follow it.
+	// Keep what was given before the command name: registering the flags
+	// again resets their variables to the defaults.
+	given := map[string]string{}
+	gfs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
 	fs := flag.NewFlagSet("otarun "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	globalFlags(fs, o)
-	// Keep what was given before the command name as the defaults.
-	gfs.Visit(func(f *flag.Flag) { _ = fs.Set(f.Name, f.Value.String()) })
+	for k, v := range given {
+		_ = fs.Set(k, v)
+	}
 	if cmd.flags != nil {
 		cmd.flags(fs, o)
 	}
