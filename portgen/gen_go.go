@@ -200,14 +200,18 @@ func genPortGo(b *Board) ([]byte, error) {
 	)
 	f.Line()
 
-	f.Comment("newPort builds the port over dev; with ownDevice the platform closes dev")
-	f.Comment("when it is closed.")
-	f.Func().Id("newPort").Params(jen.Id("dev").Qual(flashPath, "Device"), jen.Id("ownDevice").Bool()).Params(jen.Op("*").Id("Port"), jen.Error()).Block(
+	f.Comment("newPort builds the port over dev. opened is true for Open: the platform then")
+	f.Comment("owns dev, and a port without verification keys says so in the log, once per")
+	f.Comment("process rather than at every power-on of a test.")
+	f.Func().Id("newPort").Params(jen.Id("dev").Qual(flashPath, "Device"), jen.Id("opened").Bool()).Params(jen.Op("*").Id("Port"), jen.Error()).Block(
 		jen.List(jen.Id("opts"), jen.Err()).Op(":=").Id("options").Call(),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), errf("port "+b.Name))),
-		jen.Id("opts").Dot("CloseDevice").Op("=").Id("ownDevice"),
+		jen.Id("opts").Dot("CloseDevice").Op("=").Id("opened"),
 		jen.List(jen.Id("p"), jen.Err()).Op(":=").Qual(bootPath, "NewPlatform").Call(jen.Id("Layout").Call(), jen.Id("dev"), jen.Id("opts")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), errf("port "+b.Name))),
+		jen.If(jen.Id("opened").Op("&&").Len(jen.Id("opts").Dot("Keys")).Op("==").Lit(0).Op("&&").Id("opts").Dot("Logger").Op("!=").Nil()).Block(
+			jen.Id("opts").Dot("Logger").Dot("Warn").Call(jen.Lit("no boot verification keys (OTAPORT_BOOT_KEY is empty): the bootloader checks image hashes only")),
+		),
 		jen.Return(jen.Op("&").Id("Port").Values(jen.Id("Platform").Op(":").Id("p")), jen.Nil()),
 	)
 	f.Line()
@@ -336,11 +340,13 @@ func genDriver(b *Board) ([]byte, error) {
 
 	f.Comment("options returns the simulated bootloader's options. Its verification keys")
 	f.Comment("are the PEM public keys in the files listed in OTAPORT_BOOT_KEY")
-	f.Comment("(comma-separated); with none, the bootloader checks hashes only. A key file")
-	f.Comment("that cannot be read is an error, not a silent fall back to hash-only checks.")
+	f.Comment("(comma-separated); with none, the bootloader checks hashes only (Open says")
+	f.Comment("so in the log). A key file that cannot be read is an error, not a silent fall")
+	f.Comment("back to hash-only checks.")
 	f.Func().Id("options").Params().Params(jen.Qual(bootPath, "Options"), jen.Error()).Block(
-		jen.Id("log").Op(":=").Qual("log/slog", "Default").Call().Dot("With").Call(jen.Lit("board"), jen.Lit(b.Name)),
-		jen.Id("opts").Op(":=").Qual(bootPath, "Options").Values(jen.Id("Logger").Op(":").Id("log")),
+		jen.Id("opts").Op(":=").Qual(bootPath, "Options").Values(
+			jen.Id("Logger").Op(":").Qual("log/slog", "Default").Call().Dot("With").Call(jen.Lit("board"), jen.Lit(b.Name)),
+		),
 		jen.For(jen.List(jen.Id("_"), jen.Id("file")).Op(":=").Range().Qual("strings", "Split").Call(
 			jen.Qual("os", "Getenv").Call(jen.Lit("OTAPORT_BOOT_KEY")), jen.Lit(","),
 		)).Block(
@@ -355,9 +361,6 @@ func genDriver(b *Board) ([]byte, error) {
 				jen.Return(jen.Qual(bootPath, "Options").Values(), jen.Qual("fmt", "Errorf").Call(jen.Lit("OTAPORT_BOOT_KEY: key file %s: %w"), jen.Id("file"), jen.Err())),
 			),
 			jen.Id("opts").Dot("Keys").Op("=").Append(jen.Id("opts").Dot("Keys"), jen.Id("key")),
-		),
-		jen.If(jen.Len(jen.Id("opts").Dot("Keys")).Op("==").Lit(0)).Block(
-			jen.Id("log").Dot("Warn").Call(jen.Lit("no boot verification keys (OTAPORT_BOOT_KEY is empty): the bootloader checks image hashes only")),
 		),
 		jen.Return(jen.Id("opts"), jen.Nil()),
 	)

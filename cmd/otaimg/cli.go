@@ -134,7 +134,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keygen", "--type TYPE -o key.pem", stderr)
-	typ := fs.String("type", "", "key type: "+strings.Join(image.KeyTypes, ", "))
+	typ := fs.String("type", "", "key type: "+strings.Join(image.KeyTypes(), ", "))
 	fs.StringVar(typ, "t", "", "short for --type")
 	out := fs.String("o", "", "file to write the private key to (PKCS#8 PEM)")
 	fs.StringVar(out, "key", "", "same as -o (imgtool's -k)")
@@ -148,7 +148,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 		return usageErr("unexpected argument %q", pos[0])
 	}
 	if *typ == "" || *out == "" {
-		return usageErr("need --type (%s) and -o FILE", strings.Join(image.KeyTypes, ", "))
+		return usageErr("need --type (%s) and -o FILE", strings.Join(image.KeyTypes(), ", "))
 	}
 	key, err := image.GenerateKey(*typ)
 	if err != nil {

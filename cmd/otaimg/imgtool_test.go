@@ -103,7 +103,7 @@ func TestImgtoolInterop(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "app.bin"), payload, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range image.KeyTypes {
+	for _, typ := range image.KeyTypes() {
 		t.Run(typ, func(t *testing.T) {
 			it.t = t
 			ours, theirs := "ota-"+typ+".pem", "imgtool-"+typ+".pem"

@@ -31,12 +31,14 @@ type record struct {
 	Announced string `json:"announced,omitempty"`
 	Permanent bool   `json:"permanent,omitempty"`
 
-	// The download: Size is the total the source announced (0 while
-	// unknown), Offset the bytes written and covered by Verifier and
+	// The download: Size is the size the order announced (0: none), Total
+	// the size of the file as the source gives it (0 while unknown),
+	// Offset the bytes written and covered by Verifier and
 	// DigestState, the saved hash states at that offset. ETag and
 	// LastModified are the source's validators: a resume sends them in
 	// If-Range so that a changed file starts over.
 	Size         int64  `json:"size,omitempty"`
+	Total        int64  `json:"total,omitempty"`
 	Offset       int64  `json:"offset,omitempty"`
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
@@ -93,7 +95,7 @@ func decodeRecord(b []byte) (record, error) {
 	default:
 		return record{}, fmt.Errorf("engine state: unknown state %q", r.State)
 	}
-	if r.Offset < 0 || r.Size < 0 || r.ImageSize < 0 {
+	if r.Offset < 0 || r.Size < 0 || r.Total < 0 || r.ImageSize < 0 {
 		return record{}, fmt.Errorf("engine state: negative offset or size")
 	}
 	return r, nil

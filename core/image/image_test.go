@@ -11,7 +11,7 @@ import (
 
 func TestSignVerify_RoundTripEveryKeyType(t *testing.T) {
 	payload := testPayload(5000)
-	for _, typ := range KeyTypes {
+	for _, typ := range KeyTypes() {
 		for _, opts := range []SignOptions{
 			{Version: Version{1, 2, 3, 4}},
 			{Version: Version{9, 0, 0, 1}, SecurityCounter: ptr[uint32](3), HeaderSize: 0x20},
@@ -118,7 +118,7 @@ func TestVerify_WrongKey(t *testing.T) {
 // TestVerify_Tampered flips bytes in each part of a signed image and
 // checks that the failure names the part that broke.
 func TestVerify_Tampered(t *testing.T) {
-	for _, typ := range KeyTypes {
+	for _, typ := range KeyTypes() {
 		t.Run(typ, func(t *testing.T) {
 			key := testKey(t, typ)
 			b := mustSign(t, testPayload(1000), key, SignOptions{SecurityCounter: ptr[uint32](1), Version: Version{1, 0, 0, 0}})

@@ -25,7 +25,9 @@ const (
 )
 
 // KeyTypes lists the key types GenerateKey accepts.
-var KeyTypes = []string{KeyEd25519, KeyECDSAP256, KeyRSA2048, KeyRSA3072}
+func KeyTypes() []string {
+	return []string{KeyEd25519, KeyECDSAP256, KeyRSA2048, KeyRSA3072}
+}
 
 // GenerateKey makes a new signing key of type typ (one of KeyTypes).
 func GenerateKey(typ string) (crypto.Signer, error) {
@@ -40,7 +42,7 @@ func GenerateKey(typ string) (crypto.Signer, error) {
 	case KeyRSA3072:
 		return rsa.GenerateKey(rand.Reader, 3072)
 	}
-	return nil, fmt.Errorf("key type %q: want one of %s", typ, strings.Join(KeyTypes, ", "))
+	return nil, fmt.Errorf("key type %q: want one of %s", typ, strings.Join(KeyTypes(), ", "))
 }
 
 // KeyType names the type of a public key (one of KeyTypes), or returns an

@@ -14,7 +14,7 @@ import (
 )
 
 func TestGenerateKey_RoundTripsThroughPEM(t *testing.T) {
-	for _, typ := range KeyTypes {
+	for _, typ := range KeyTypes() {
 		if typ == KeyRSA3072 && testing.Short() {
 			continue // slow to generate
 		}
@@ -64,7 +64,7 @@ func TestGenerateKey_UnknownType(t *testing.T) {
 // The key bytes, hashes and getpub output must be those imgtool computes
 // for the same key: the bootloader matches the KEYHASH TLV against them.
 func TestKeys_MatchImgtool(t *testing.T) {
-	for _, typ := range KeyTypes {
+	for _, typ := range KeyTypes() {
 		t.Run(typ, func(t *testing.T) {
 			k := testKey(t, typ)
 			h, err := KeyHash(k.Public())

@@ -89,17 +89,21 @@ func Open() (*Port, error) {
 	return p, nil
 }
 
-// newPort builds the port over dev; with ownDevice the platform closes dev
-// when it is closed.
-func newPort(dev flash.Device, ownDevice bool) (*Port, error) {
+// newPort builds the port over dev. opened is true for Open: the platform then
+// owns dev, and a port without verification keys says so in the log, once per
+// process rather than at every power-on of a test.
+func newPort(dev flash.Device, opened bool) (*Port, error) {
 	opts, err := options()
 	if err != nil {
 		return nil, fmt.Errorf("port nrf5340-dk: %w", err)
 	}
-	opts.CloseDevice = ownDevice
+	opts.CloseDevice = opened
 	p, err := boot.NewPlatform(Layout(), dev, opts)
 	if err != nil {
 		return nil, fmt.Errorf("port nrf5340-dk: %w", err)
+	}
+	if opened && len(opts.Keys) == 0 && opts.Logger != nil {
+		opts.Logger.Warn("no boot verification keys (OTAPORT_BOOT_KEY is empty): the bootloader checks image hashes only")
 	}
 	return &Port{Platform: p}, nil
 }

@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
+)
+
+// device is what the engine needs to know of the board before an install:
+// where images go, how large they may be, what runs now.
+type device struct {
+	info    hal.Info
+	scheme  hal.Scheme
+	update  hal.Partition // the slot new images are written to
+	running hal.SlotState // the slot that runs now; Name "" when none does
+	// version is the running image's version, ok false when no image
+	// runs that the bootloader can tell the version of.
+	version   image.Version
+	versionOK bool
+	// maxSize is the largest image the board takes: the update slot, and
+	// in single-bank also app, which it is copied over.
+	maxSize int64
+	align   int
+	trial   bool
+}
+
+// describe asks the port for its layout and boot state.
+func (e *Engine) describe(ctx context.Context) (device, error) {
+	info, err := e.p.Describe(ctx)
+	if err != nil {
+		return device{}, fmt.Errorf("describe the port: %w", err)
+	}
+	return deviceOf(info)
+}
+
+// deviceOf interprets a port's Info.
+func deviceOf(info hal.Info) (device, error) {
+	l := info.Layout
+	d := device{info: info, scheme: l.Scheme, trial: info.Boot.Trial, align: int(max(1, l.Flash.WriteAlign))}
+	for _, s := range info.Boot.Slots {
+		if s.Active {
+			d.running = s
+		}
+	}
+	if d.running.Version != "" {
+		if v, err := image.ParseVersion(d.running.Version); err == nil {
+			d.version, d.versionOK = v, true
+		}
+	}
+	upd := hal.PartOTA
+	if l.Scheme == hal.DualBank && d.running.Name == hal.PartOTA {
+		upd = hal.PartApp
+	}
+	p, ok := l.Partition(upd)
+	if !ok {
+		return device{}, fmt.Errorf("port of board %q describes no %s partition: it cannot take an update", l.Board, upd)
+	}
+	d.update = p
+	d.maxSize = int64(p.Size)
+	if l.Scheme == hal.SingleBank {
+		if app, ok := l.Partition(hal.PartApp); ok {
+			d.maxSize = min(d.maxSize, int64(app.Size))
+		}
+	}
+	return d, nil
+}
+
+// slot returns the state of the slot called name.
+func (d device) slot(name string) (hal.SlotState, bool) {
+	for _, s := range d.info.Boot.Slots {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return hal.SlotState{}, false
+}
+
+// canWrite refuses an install while the update slot holds the image to fall
+// back to (a dual-bank trial).
+func (d device) canWrite() error {
+	if d.scheme == hal.DualBank && d.trial {
+		return fmt.Errorf("%w: the running image %s in %s is on trial and %s holds the image to fall back to: confirm it (otarun confirm) or roll back (otarun rollback) before a new install",
+			ErrBusy, d.running.Version, d.running.Name, d.update.Name)
+	}
+	return nil
+}
+
+// slotReader is an io.ReaderAt over the update slot, through the port's
+// Read: it reads whole blocks and fetches the next block while the caller
+// hashes this one, so the read-back costs little more than the hashing.
+type slotReader struct {
+	ctx   context.Context
+	p     hal.Platform
+	size  int64
+	block int64
+
+	buf    []byte
+	bufOff int64 // -1: buf holds nothing
+
+	pre    chan blockResult // the block being prefetched, nil if none
+	preOff int64
+}
+
+type blockResult struct {
+	data []byte
+	err  error
+}
+
+const readBlock = 1 << 20
+
+func newSlotReader(ctx context.Context, p hal.Platform, size int64) *slotReader {
+	return &slotReader{ctx: ctx, p: p, size: size, block: readBlock, bufOff: -1}
+}
+
+// ReadAt reads len(b) bytes at off; past size it returns io.EOF.
+func (r *slotReader) ReadAt(b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		o := off + int64(n)
+		if o >= r.size {
+			return n, io.EOF
+		}
+		if r.bufOff < 0 || o < r.bufOff || o >= r.bufOff+int64(len(r.buf)) {
+			if err := r.load(o - o%r.block); err != nil {
+				return n, err
+			}
+		}
+		n += copy(b[n:], r.buf[o-r.bufOff:])
+	}
+	return n, nil
+}
+
+func (r *slotReader) fetch(off int64) blockResult {
+	n := min(r.block, r.size-off)
+	data, err := r.p.Read(r.ctx, uint64(off), int(n))
+	if err == nil && int64(len(data)) != n {
+		err = fmt.Errorf("port read %d bytes at 0x%x, asked for %d", len(data), off, n)
+	}
+	if err != nil {
+		err = fmt.Errorf("read back the update slot at 0x%x: %w", off, err)
+	}
+	return blockResult{data, err}
+}
+
+func (r *slotReader) load(start int64) error {
+	var res blockResult
+	if r.pre != nil && r.preOff == start {
+		res = <-r.pre
+		r.pre = nil
+	} else {
+		r.wait()
+		res = r.fetch(start)
+	}
+	if res.err != nil {
+		return res.err
+	}
+	r.buf, r.bufOff = res.data, start
+	if next := start + r.block; next < r.size {
+		ch := make(chan blockResult, 1)
+		go func() { ch <- r.fetch(next) }()
+		r.pre, r.preOff = ch, next
+	}
+	return nil
+}
+
+// wait ends a prefetch in flight.
+func (r *slotReader) wait() {
+	if r.pre != nil {
+		<-r.pre
+		r.pre = nil
+	}
+}

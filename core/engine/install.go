@@ -1,0 +1,535 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"time"
+
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
+)
+
+// Install downloads the image of src into the update slot, verifies it and
+// asks the bootloader to boot it at the next reboot (state Installed). An
+// interrupted install of the same order is resumed rather than started
+// over; any other earlier attempt is dropped.
+//
+// The image is refused before anything is written when it cannot fit the
+// board, is not newer than the running one (unless Options.AllowDowngrade)
+// or is not the version the order announced; its digest, hash, signature
+// and security counter are checked before SetBoot, on the stream and again
+// on a read-back of the slot. An error that a later attempt may not have
+// (a dropped network, a crashed port, ctx) leaves a resumable download; a
+// refused or bad image leaves state Failed. Neither blocks the next Install.
+func (e *Engine) Install(ctx context.Context, src Source) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.opts.Keys) == 0 {
+		return fmt.Errorf("install: no verification key: give the device's public key (Options.Keys, otarun install --key pub.pem)")
+	}
+	dg, err := ParseDigest(src.Digest)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	if src.Version != "" {
+		if _, err := image.ParseVersion(src.Version); err != nil {
+			return fmt.Errorf("install: announced %w", err)
+		}
+	}
+	if src.Size < 0 {
+		return fmt.Errorf("install: announced size %d is negative", src.Size)
+	}
+	op, err := e.newOpener(src.URL)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	rec, err := e.load(ctx)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	if err := dev.canWrite(); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	same := rec.Source == src.URL && rec.Digest == dg.String() && rec.Announced == src.Version &&
+		rec.Permanent == src.Permanent && rec.Slot == dev.update.Name && src.Size == rec.Size
+	if same && (rec.State == Downloading || rec.State == Verifying) {
+		e.log.Info("install: resuming the interrupted install of the same order", "state", rec.State, "offset", rec.Offset)
+		return e.resume(ctx, &rec, dev, op, dg)
+	}
+	n := rec.fresh()
+	n.State, n.Source, n.Digest, n.Announced, n.Permanent = Downloading, src.URL, dg.String(), src.Version, src.Permanent
+	n.Size, n.Slot, n.Previous = src.Size, dev.update.Name, dev.running.Version
+	if err := e.announce(ctx, &n, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	return e.resume(ctx, &n, dev, op, dg)
+}
+
+// Resume continues an interrupted install (state Downloading or Verifying)
+// from its last checkpoint, with the order it was started with.
+func (e *Engine) Resume(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.opts.Keys) == 0 {
+		return fmt.Errorf("resume: no verification key: give the device's public key (Options.Keys, otarun install --key pub.pem)")
+	}
+	rec, err := e.load(ctx)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if rec.State != Downloading && rec.State != Verifying {
+		return fmt.Errorf("resume: %w: the engine is %s, not in an interrupted install: start one with Install (otarun install SOURCE)", ErrNothingToResume, rec.State)
+	}
+	dg, err := ParseDigest(rec.Digest)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	op, err := e.newOpener(rec.Source)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if err := dev.canWrite(); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	return e.resume(ctx, &rec, dev, op, dg)
+}
+
+// resume runs an install from the state in rec.
+func (e *Engine) resume(ctx context.Context, rec *record, dev device, op opener, dg Digest) error {
+	if rec.Slot != dev.update.Name {
+		// The bootloader switched slots since the download began: what
+		// was written is now the running image's slot, or gone.
+		e.log.Warn("install: the update slot changed since the download began, starting over", "was", rec.Slot, "now", dev.update.Name)
+		rec.Slot, rec.Offset, rec.State = dev.update.Name, 0, Downloading
+		rec.clearDownload()
+	}
+	var streamed *image.Image
+	if rec.State == Downloading {
+		img, err := e.download(ctx, rec, dev, op, dg)
+		if err != nil {
+			return err
+		}
+		streamed = img
+	}
+	return e.verifyAndBoot(ctx, rec, dev, streamed)
+}
+
+// errStartOver asks the download to begin again from byte 0 with a fresh
+// slot: the source's file changed, or a resumed slot holds bytes that
+// cannot be written over.
+type errStartOver struct{ why string }
+
+func (e errStartOver) Error() string { return "start over: " + e.why }
+
+// maxStartOvers bounds how often one Install starts over (a server whose
+// file changes on every request).
+const maxStartOvers = 3
+
+// download streams the source into the update slot from rec's checkpoint
+// and returns the image the stream verified.
+func (e *Engine) download(ctx context.Context, rec *record, dev device, op opener, dg Digest) (*image.Image, error) {
+	for attempt := 0; ; attempt++ {
+		t, err := e.newTransfer(rec, dev, op, dg)
+		if err != nil {
+			return nil, e.stop(ctx, rec, nil, err)
+		}
+		img, err := t.run(ctx)
+		var over errStartOver
+		if errors.As(err, &over) && attempt < maxStartOvers {
+			e.log.Warn("install: starting the download over", "why", over.why)
+			e.emit(Event{Kind: EventState, State: Downloading, Percent: -1, Message: "starting over: " + over.why})
+			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
+			rec.Total = 0
+			rec.clearDownload()
+			continue
+		}
+		if errors.As(err, &over) {
+			err = fmt.Errorf("%w: %s: started over %d times: the source keeps changing", ErrDownload, op, maxStartOvers)
+		}
+		if err != nil {
+			return nil, e.stop(ctx, rec, t, err)
+		}
+		return img, nil
+	}
+}
+
+// transfer is one pass of the download pipeline: a fetcher goroutine fills
+// chunk buffers from the source while this goroutine hashes each chunk and
+// writes it through the port, so the network and the flash overlap.
+type transfer struct {
+	e   *Engine
+	rec *record
+	dev device
+	op  opener
+	dg  Digest
+
+	v       *image.StreamVerifier
+	dh      hash.Hash
+	resume  bool  // the slot holds rec.Offset bytes of this image
+	written int64 // bytes written to the slot, all hashed
+	lastCk  int64
+	total   int64 // the download's size, -1 while unknown
+	val     validators
+	chunk   int
+}
+
+func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*transfer, error) {
+	v, err := image.NewStreamVerifier(e.opts.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("install: keys: %w", err)
+	}
+	v.SetMaxSize(dev.maxSize)
+	t := &transfer{e: e, rec: rec, dev: dev, op: op, dg: dg, v: v, total: -1,
+		val: validators{etag: rec.ETag, lastModified: rec.LastModified}}
+	if rec.Size > 0 {
+		t.total = rec.Size
+	}
+	align := dev.align
+	t.chunk = (max(e.opts.ChunkSize, 4<<10) + align - 1) / align * align
+	t.dh = dg.newHash()
+	if rec.Offset > 0 {
+		err := v.UnmarshalBinary(rec.Verifier)
+		if err == nil && v.Written() != rec.Offset {
+			err = fmt.Errorf("the verifier is at %d bytes, the checkpoint at %d", v.Written(), rec.Offset)
+		}
+		var dh hash.Hash
+		if err == nil {
+			dh, err = dg.restore(rec.DigestState)
+		}
+		if err == nil && rec.Offset%int64(align) != 0 {
+			err = fmt.Errorf("checkpoint offset %d is not on the write alignment %d", rec.Offset, align)
+		}
+		if err != nil {
+			e.log.Warn("install: checkpoint unusable, starting the download over", "err", err)
+			v, _ = image.NewStreamVerifier(e.opts.Keys)
+			v.SetMaxSize(dev.maxSize)
+			t.v, t.dh = v, dg.newHash()
+			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
+			t.val = validators{}
+		} else {
+			t.dh, t.resume, t.written, t.lastCk = dh, true, rec.Offset, rec.Offset
+		}
+	}
+	return t, nil
+}
+
+// chunk is a buffer the fetcher filled.
+type chunkMsg struct {
+	buf   []byte
+	n     int
+	last  bool
+	total int64
+	val   validators
+	err   error
+}
+
+// pipelineDepth is the number of chunk buffers: one being written, one
+// being filled, one ready.
+const pipelineDepth = 3
+
+func (t *transfer) run(ctx context.Context) (*image.Image, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val}
+	free := make(chan []byte, pipelineDepth)
+	for range pipelineDepth {
+		free <- make([]byte, t.chunk)
+	}
+	full := make(chan chunkMsg, pipelineDepth)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer f.close()
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			n, last, err := f.fill(ctx, buf)
+			full <- chunkMsg{buf: buf, n: n, last: last, total: f.total, val: f.v, err: err}
+			if last || err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	inited := false
+	for {
+		var c chunkMsg
+		select {
+		case c = <-full:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		t.total, t.val = c.total, c.val
+		if c.err != nil {
+			return nil, c.err
+		}
+		data := c.buf[:c.n]
+		if _, err := t.v.Write(data); err != nil {
+			return nil, streamError(err)
+		}
+		if !inited {
+			if _, ok := t.v.Header(); !ok {
+				if c.last {
+					break
+				}
+				return nil, fmt.Errorf("%w: the first %d bytes do not hold the image header", ErrVerify, c.n)
+			}
+			if err := t.e.checkHeader(t.v, t.dev, t.rec); err != nil {
+				return nil, err
+			}
+			size := t.dev.maxSize
+			if t.total > 0 {
+				size = t.total
+			}
+			if err := t.e.p.Init(ctx, hal.InitRequest{Size: uint64(size), Resume: t.resume}); err != nil {
+				return nil, fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
+			}
+			inited = true
+		}
+		if t.dh != nil {
+			t.dh.Write(data)
+		}
+		if len(data) > 0 {
+			if err := t.e.p.Write(ctx, uint64(t.written), data); err != nil {
+				if t.resume && errors.Is(err, hal.ErrNotErased) {
+					return nil, errStartOver{why: fmt.Sprintf("the slot holds other bytes at 0x%x than the resumed download (a write torn by a crash)", t.written)}
+				}
+				return nil, fmt.Errorf("write %s at 0x%x: %w", t.dev.update.Name, t.written, err)
+			}
+		}
+		t.written += int64(len(data))
+		t.e.emit(Event{Kind: EventProgress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
+		if !c.last && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
+			if err := t.checkpoint(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if c.last {
+			break
+		}
+		free <- c.buf
+	}
+	img, err := t.v.Finish()
+	if err != nil {
+		return nil, streamError(err)
+	}
+	if t.dh != nil {
+		if err := t.dg.check(t.dh); err != nil {
+			return nil, err
+		}
+	}
+	t.rec.Offset, t.rec.Total = t.written, max(t.total, t.written)
+	return img, nil
+}
+
+// checkpoint persists the download's progress: the offset written and the
+// hash states at exactly that offset.
+func (t *transfer) checkpoint(ctx context.Context) error {
+	vs, err := t.v.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	ds, err := saveHash(t.dh)
+	if err != nil {
+		return fmt.Errorf("checkpoint: digest state: %w", err)
+	}
+	prev := *t.rec
+	t.rec.Offset, t.rec.Verifier, t.rec.DigestState = t.written, vs, ds
+	t.rec.ETag, t.rec.LastModified = t.val.etag, t.val.lastModified
+	if t.total > 0 {
+		t.rec.Total = t.total
+	}
+	if h, ok := t.v.Header(); ok {
+		t.rec.Image = h.Version.String()
+	}
+	if err := t.e.save(ctx, t.rec); err != nil {
+		if hal.CodeOf(err) == hal.CodeOutOfBounds {
+			// The params partition is too small for this checkpoint
+			// (the TLVs of a large signature at the end of a small
+			// board's slot): go on without it, a resume sends more.
+			t.e.log.Warn("checkpoint skipped", "err", err)
+			seq := t.rec.Seq
+			*t.rec = prev
+			t.rec.Seq = seq
+			return nil
+		}
+		return err
+	}
+	t.lastCk = t.written
+	return nil
+}
+
+// streamError classifies an error of the stream verifier.
+func streamError(err error) error {
+	if errors.Is(err, image.ErrTooLarge) {
+		return fmt.Errorf("%w: %w: it does not fit the update slot", ErrRefused, err)
+	}
+	return fmt.Errorf("%w: %w", ErrVerify, err)
+}
+
+// checkHeader applies the version policy to the header, before any write.
+func (e *Engine) checkHeader(v *image.StreamVerifier, dev device, rec *record) error {
+	h, _ := v.Header()
+	rec.Image = h.Version.String()
+	if err := e.checkVersion(h.Version, dev, rec); err != nil {
+		return err
+	}
+	if h.Flags&image.FlagNonBootable != 0 {
+		return fmt.Errorf("%w: image %s has the NON_BOOTABLE flag: it is not an application image", ErrRefused, h.Version)
+	}
+	return nil
+}
+
+// checkVersion refuses another version than the order's and, unless
+// downgrades are allowed, a version not newer than the running one.
+func (e *Engine) checkVersion(ver image.Version, dev device, rec *record) error {
+	if rec.Announced != "" {
+		want, err := image.ParseVersion(rec.Announced)
+		if err == nil && ver.Compare(want) != 0 {
+			return fmt.Errorf("%w: image version %s is not the %s the order announced: the file on the server is not the one the order is for", ErrRefused, ver, want)
+		}
+	}
+	if !e.opts.AllowDowngrade && dev.versionOK && ver.Compare(dev.version) <= 0 {
+		what := "older than"
+		if ver.Compare(dev.version) == 0 {
+			what = "the same as"
+		}
+		return fmt.Errorf("%w: image version %s is %s the running %s (in %s): a downgrade; allow it with Options.AllowDowngrade (otarun install --allow-downgrade)",
+			ErrRefused, ver, what, dev.version, dev.running.Name)
+	}
+	return nil
+}
+
+// checkImage applies the policy that needs the whole image: the security
+// counter, which MCUboot keeps in the protected TLVs at the end.
+func (e *Engine) checkImage(img *image.Image, rec *record) error {
+	if img.SecurityCounter < rec.MinCounter {
+		return fmt.Errorf("%w: image %s has security counter %d, below the device's %d: a rollback to a version with known flaws, refused always",
+			ErrRefused, img.Version, img.SecurityCounter, rec.MinCounter)
+	}
+	return nil
+}
+
+// verifyAndBoot reads the slot back, verifies it, and asks the bootloader
+// to boot it.
+func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, streamed *image.Image) error {
+	if streamed != nil {
+		if err := e.checkImage(streamed, rec); err != nil {
+			return e.stop(ctx, rec, nil, err)
+		}
+		rec.Image, rec.ImageSize, rec.Counter = streamed.Version.String(), streamed.TotalSize, streamed.SecurityCounter
+	}
+	if rec.ImageSize <= 0 {
+		return e.stop(ctx, rec, nil, fmt.Errorf("%w: no image size recorded for the verification: install again", ErrVerify))
+	}
+	rec.State, rec.Error = Verifying, ""
+	rec.clearDownload()
+	if err := e.announce(ctx, rec, "read back and verify "+rec.Slot); err != nil {
+		return err
+	}
+	sr := newSlotReader(ctx, e.p, rec.ImageSize)
+	img, err := image.Verify(sr, rec.ImageSize, e.opts.Keys)
+	sr.wait()
+	if err != nil {
+		if ctx.Err() != nil {
+			return e.stop(ctx, rec, nil, ctx.Err())
+		}
+		return e.stop(ctx, rec, nil, fmt.Errorf("%w: read back of %s: %w", ErrVerify, rec.Slot, err))
+	}
+	if streamed != nil && !bytes.Equal(img.Hash, streamed.Hash) {
+		return e.stop(ctx, rec, nil, fmt.Errorf("%w: read back of %s: the slot holds another image than the one written", ErrVerify, rec.Slot))
+	}
+	if err := e.checkVersion(img.Version, dev, rec); err != nil {
+		return e.stop(ctx, rec, nil, err)
+	}
+	if err := e.checkImage(img, rec); err != nil {
+		return e.stop(ctx, rec, nil, err)
+	}
+	rec.Image, rec.Counter = img.Version.String(), img.SecurityCounter
+	mode := hal.BootTest
+	if rec.Permanent {
+		mode = hal.BootPermanent
+	}
+	if err := e.p.SetBoot(ctx, hal.BootRequest{Mode: mode, Size: uint64(rec.ImageSize)}); err != nil {
+		return e.stop(ctx, rec, nil, fmt.Errorf("set boot %s for image %s: %w", mode, rec.Image, err))
+	}
+	rec.State, rec.Reboot = Installed, true
+	return e.announce(ctx, rec, fmt.Sprintf("image %s installed in %s (%s boot): reboot to apply", rec.Image, rec.Slot, mode))
+}
+
+// terminal reports whether err ends the attempt (state Failed) rather than
+// leaving it resumable.
+func terminal(err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.Is(err, ErrRefused), errors.Is(err, ErrVerify):
+		return true
+	case errors.Is(err, ErrDownload):
+		return !isTransient(err)
+	}
+	var exit *hal.ExitError
+	if errors.As(err, &exit) {
+		return false
+	}
+	c := hal.CodeOf(err)
+	return c != hal.CodeUnknown && c != hal.CodeBusy
+}
+
+// stop ends an attempt on err: Failed with the reason when the error is
+// terminal, else a download left resumable at the last offset fully
+// written (t, when the pipeline ran). The returned error is err, with a
+// note when the state could not be saved (a port that died cannot store
+// it: the last checkpoint stays).
+func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) error {
+	if terminal(err) {
+		rec.State, rec.Error, rec.Reboot = Failed, err.Error(), false
+		rec.clearDownload()
+		rec.Offset = 0
+		e.emit(Event{Kind: EventError, State: Failed, Version: rec.Image, Error: err.Error()})
+		// A failure must not leave the bootloader a request for what
+		// was written: there is none, SetBoot comes last.
+		if serr := e.save(context.WithoutCancel(ctx), rec); serr != nil {
+			e.log.Error("install failed and its state could not be saved", "err", err, "save", serr)
+		} else {
+			e.log.Error("install failed", "err", err)
+		}
+		return err
+	}
+	state := rec.State
+	rec.Error = err.Error()
+	e.emit(Event{Kind: EventError, State: state, Version: rec.Image, Offset: rec.Offset, Total: rec.Total, Percent: percent(rec.Offset, rec.Total), Error: err.Error()})
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var serr error
+	if t != nil && state == Downloading && t.written > rec.Offset && t.written%int64(t.dev.align) == 0 {
+		serr = t.checkpoint(sctx)
+	} else {
+		serr = e.save(sctx, rec)
+	}
+	if serr != nil {
+		e.log.Warn("install interrupted; its state stays at the last checkpoint", "err", err, "save", serr)
+	} else {
+		e.log.Warn("install interrupted, resumable", "err", err, "offset", rec.Offset)
+	}
+	return fmt.Errorf("%w (interrupted at byte %d: resume with Resume, otarun install --resume)", err, rec.Offset)
+}
