@@ -1,0 +1,468 @@
+// Package agent is the device agent that `otarun --plugin PATH` runs: it
+// reads the device's configuration, finishes what the upgrade engine left
+// at the last power-off, reports the running version to the cloud, and
+// carries out the cloud's upgrade orders through the engine: check the
+// order, install with progress reports, reboot through the port, run the
+// health check, confirm or roll back, report the outcome.
+//
+// It is the glue between core/cloud (orders in, progress and versions out)
+// and core/engine (the upgrade itself). It does not download or verify
+// images (the engine does), speak MQTT (the cloud client does) or draw
+// progress bars (cmd/otarun does, from the agent's Events).
+package agent
+
+import (
+	"context"
+	"crypto"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
+)
+
+// Link is the agent's side of the cloud connection; *cloud.Client is one.
+type Link interface {
+	Inform(ctx context.Context, version string) error
+	Progress(ctx context.Context, step cloud.Step, desc string) error
+	Close() error
+}
+
+// Port is what the agent needs of a port: the platform, its key-value store
+// (where the engine's and the agent's state survive a reboot) and its reset.
+// hal.Client (a plugin) and boot.Platform (in-process) are both.
+type Port interface {
+	hal.Platform
+	hal.KV
+	hal.Rebooter
+}
+
+// Options configures an Agent.
+type Options struct {
+	// Config is the device's configuration, already validated.
+	Config Config
+	// Port is the board's port.
+	Port Port
+	// Keys are the public keys images must be signed with. Empty means the
+	// keys of Config.PublicKeys, read by New.
+	Keys []crypto.PublicKey
+	// HTTPClient downloads images; nil means the engine's default, with
+	// Config.CA as its trust anchors.
+	HTTPClient *http.Client
+	// Dial connects to the cloud; nil means cloud.Dial.
+	Dial func(ctx context.Context, cfg cloud.Config) (Link, error)
+	// CloudConfig adjusts the cloud configuration before Dial (tests use
+	// it to shorten intervals); may be nil.
+	CloudConfig func(*cloud.Config)
+	// OnEvent receives what the agent does, for a progress bar or JSON
+	// lines; called from the agent's goroutines, one call at a time.
+	OnEvent func(Event)
+	// Logger receives the agent's and the engine's logs; nil discards them.
+	Logger *slog.Logger
+	// Engine adjusts the engine's options (chunk size, retries); the
+	// agent sets Keys, Observer, Logger and HTTPClient itself.
+	Engine engine.Options
+}
+
+// Event is one thing the agent reports to the person or program watching
+// it; `otarun --json` prints one per line.
+type Event struct {
+	// Kind: "start", "connected", "inform", "order", "refused", "state",
+	// "progress", "reboot", "health", "confirmed", "rolled-back",
+	// "failed", "stop".
+	Kind    string `json:"event"`
+	Order   int64  `json:"order,omitempty"`
+	Version string `json:"version,omitempty"`
+	// State is the engine's state for "state" and "progress" events.
+	State   string `json:"state,omitempty"`
+	Percent int    `json:"percent,omitempty"`
+	Offset  int64  `json:"offset,omitempty"`
+	Total   int64  `json:"total,omitempty"`
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Agent runs one device. Create it with New and call Run once.
+type Agent struct {
+	cfg    Config
+	port   Port
+	eng    *engine.Engine
+	keys   []crypto.PublicKey
+	dial   func(ctx context.Context, cfg cloud.Config) (Link, error)
+	adjust func(*cloud.Config)
+	log    *slog.Logger
+	onEv   func(Event)
+
+	evMu sync.Mutex // serialises onEv
+
+	orders    chan *cloud.Order
+	reconnect chan struct{}
+
+	// Set while Run runs; read by the engine's observer on the goroutine
+	// that runs the engine.
+	link     Link
+	busy     bool // an order is being carried out: do not inform on reconnect
+	progress engine.Observer
+	rec      record
+}
+
+// publishTimeout bounds one report to the cloud: a report that cannot go
+// out while the link is down is dropped (the next one, or the version
+// report after the reconnection, tells the cloud where the device stands)
+// rather than holding up the upgrade.
+const publishTimeout = 5 * time.Second
+
+// New checks the options and builds the agent and its engine. It does not
+// touch the port or the network.
+func New(opts Options) (*Agent, error) {
+	if opts.Port == nil {
+		return nil, errors.New("agent: no port")
+	}
+	keys := opts.Keys
+	if len(keys) == 0 {
+		var err error
+		if keys, err = loadKeys(opts.Config.PublicKeys); err != nil {
+			return nil, err
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{
+		cfg: opts.Config, port: opts.Port, keys: keys, dial: opts.Dial, adjust: opts.CloudConfig,
+		log: log, onEv: opts.OnEvent,
+		orders:    make(chan *cloud.Order, 16),
+		reconnect: make(chan struct{}, 1),
+	}
+	if a.dial == nil {
+		a.dial = func(ctx context.Context, cfg cloud.Config) (Link, error) { return cloud.Dial(ctx, cfg) }
+	}
+	eo := opts.Engine
+	eo.Keys = keys
+	eo.AllowDowngrade = opts.Config.AllowDowngrade
+	eo.Logger = log.With("part", "engine")
+	eo.Observer = engine.ObserverFunc(a.engineEvent)
+	eo.HTTPClient = opts.HTTPClient
+	if eo.HTTPClient == nil && opts.Config.CA != "" {
+		pem, err := os.ReadFile(opts.Config.CA)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("ca"), err)
+		}
+		hc, err := engine.NewHTTPClient(pem)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("ca"), err)
+		}
+		eo.HTTPClient = hc
+	}
+	eng, err := engine.New(opts.Port, opts.Port, eo)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.eng = eng
+	a.progress = engine.Throttle(engine.ObserverFunc(a.reportProgress), opts.Config.reportInterval(), nil)
+	return a, nil
+}
+
+func (a *Agent) emit(ev Event) {
+	if a.onEv == nil {
+		return
+	}
+	a.evMu.Lock()
+	defer a.evMu.Unlock()
+	a.onEv(ev)
+}
+
+// Run runs the agent until ctx ends: recover, connect, finish what was
+// left, report the running version, then take orders. It returns nil when
+// ctx ends, with the engine's state persisted (a download resumes at the
+// next start); an error when the device cannot run at all (no port, no
+// broker at the start, a state store that fails).
+func (a *Agent) Run(ctx context.Context) error {
+	var err error
+	if a.rec, err = loadRecord(ctx, a.port); err != nil {
+		return err
+	}
+	dev, err := a.device(ctx)
+	if err != nil {
+		return err
+	}
+	a.emit(Event{Kind: "start", Version: dev.Running, Message: "board " + dev.Board})
+	a.log.Info("agent starting", "board", dev.Board, "version", dev.Running, "pending", a.rec.Phase)
+
+	// What the engine left: reconcile its record with what the bootloader
+	// did at this power-on.
+	if _, err := a.eng.Recover(ctx); err != nil {
+		a.log.Warn("recover", "err", err)
+	}
+
+	cc := cloud.Config{
+		Broker:    a.cfg.Broker,
+		Identity:  cloud.Identity{ProductKey: a.cfg.Identity.ProductKey, DeviceName: a.cfg.Identity.DeviceName},
+		CAFile:    a.cfg.CA,
+		KeepAlive: time.Duration(a.cfg.KeepAlive),
+		Module:    a.cfg.Module,
+		Logger:    a.log.With("part", "cloud"),
+		OnOrder: func(o *cloud.Order, _ []byte) {
+			select {
+			case a.orders <- o:
+			default:
+				a.log.Warn("order dropped: too many orders waiting", "id", o.ID)
+			}
+		},
+		OnConnect: func() {
+			select {
+			case a.reconnect <- struct{}{}:
+			default:
+			}
+		},
+		OnError: func(err error) { a.log.Warn("cloud", "err", err) },
+	}
+	if cc.Identity.DeviceSecret, err = a.cfg.secret(); err != nil {
+		return err
+	}
+	if a.adjust != nil {
+		a.adjust(&cc)
+	}
+	link, err := a.dial(ctx, cc)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("connect to the cloud: %w", err)
+	}
+	a.link = link
+	defer link.Close()
+	a.emit(Event{Kind: "connected", Message: a.cfg.Broker})
+
+	// Finish an order that a reboot or a stop interrupted before the
+	// version is reported: the cloud reads the old version from a device
+	// that has started on an order as a rollback.
+	if err := a.drive(ctx); err != nil {
+		return a.stopped(ctx, err)
+	}
+	if err := a.inform(ctx); err != nil {
+		return a.stopped(ctx, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return a.stopped(ctx, nil)
+		case <-a.reconnect:
+			// The platform wants the version after every connection
+			// (AliOS Things issue #1805).
+			a.emit(Event{Kind: "connected", Message: a.cfg.Broker})
+			if err := a.inform(ctx); err != nil {
+				return a.stopped(ctx, err)
+			}
+		case o := <-a.orders:
+			if err := a.handle(ctx, o); err != nil {
+				return a.stopped(ctx, err)
+			}
+		}
+	}
+}
+
+// stopped ends Run: a stop asked for by ctx is not an error.
+func (a *Agent) stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		a.emit(Event{Kind: "stop", Message: "stopped; state saved"})
+		a.log.Info("agent stopped", "phase", a.rec.Phase)
+		return nil
+	}
+	return err
+}
+
+// device describes the board for CheckOrder.
+func (a *Agent) device(ctx context.Context) (Device, error) {
+	info, err := a.port.Describe(ctx)
+	if err != nil {
+		return Device{}, fmt.Errorf("describe the port: %w", err)
+	}
+	d := Device{Board: info.Layout.Board, SecurityCounter: a.rec.MaxCount}
+	upd := hal.PartOTA
+	for _, s := range info.Boot.Slots {
+		if s.Active {
+			d.Running = s.Version
+			if info.Layout.Scheme == hal.DualBank && s.Name == hal.PartOTA {
+				upd = hal.PartApp
+			}
+		}
+	}
+	if p, ok := info.Layout.Partition(upd); ok {
+		d.SlotSize = p.Size
+	}
+	if info.Layout.Scheme == hal.SingleBank {
+		if app, ok := info.Layout.Partition(hal.PartApp); ok {
+			d.SlotSize = min(d.SlotSize, app.Size)
+		}
+	}
+	for _, k := range a.keys {
+		if t, err := image.KeyType(k); err == nil && !slices.Contains(d.Schemes, t) {
+			d.Schemes = append(d.Schemes, t)
+		}
+		if h, err := image.KeyHash(k); err == nil {
+			d.KeyIDs = append(d.KeyIDs, hex.EncodeToString(h))
+		}
+	}
+	return d, nil
+}
+
+// inform reports the running version.
+func (a *Agent) inform(ctx context.Context) error {
+	dev, err := a.device(ctx)
+	if err != nil {
+		return err
+	}
+	if dev.Running == "" {
+		a.log.Warn("no image runs that the bootloader knows the version of; nothing to report")
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := a.link.Inform(pctx, dev.Running); err != nil {
+		// Not fatal: the next connection reports it again.
+		a.log.Warn("inform", "version", dev.Running, "err", err)
+		return nil
+	}
+	a.emit(Event{Kind: "inform", Version: dev.Running})
+	return nil
+}
+
+// report sends a progress step for the current order; failures to send are
+// logged, not fatal.
+func (a *Agent) report(ctx context.Context, step cloud.Step, desc string) {
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := a.link.Progress(pctx, step, desc); err != nil {
+		a.log.Warn("progress not sent", "step", step, "err", err)
+	}
+}
+
+// engineEvent is the engine's observer: every event goes to the watcher,
+// progress also (throttled) to the cloud.
+func (a *Agent) engineEvent(ev engine.Event) {
+	kind := string(ev.Kind)
+	a.emit(Event{Kind: kind, State: string(ev.State), Version: ev.Version, Percent: ev.Percent,
+		Offset: ev.Offset, Total: ev.Total, Message: ev.Message, Error: ev.Error})
+	if ev.Kind == engine.EventProgress || ev.Kind == engine.EventState {
+		a.progress.Event(ev)
+	}
+}
+
+// reportProgress sends a download percentage to the cloud (through the
+// throttle: at most once a percent, at least every report interval).
+func (a *Agent) reportProgress(ev engine.Event) {
+	if ev.Kind != engine.EventProgress || ev.Percent < 0 || a.link == nil || !a.busy {
+		return
+	}
+	a.report(context.Background(), cloud.StepPercent(ev.Percent), "downloading")
+}
+
+// save persists the agent's record. While an order is in hand every save is
+// a state change that counts against MaxStateChanges.
+func (a *Agent) save(ctx context.Context, phase Phase) error {
+	if a.rec.Order != nil {
+		a.rec.Phase = phase
+		a.rec.Changes++
+	} else {
+		a.rec.Phase, a.rec.Changes = "", 0
+	}
+	return saveRecord(ctx, a.port, a.rec)
+}
+
+// handle takes one order.
+func (a *Agent) handle(ctx context.Context, o *cloud.Order) error {
+	a.emit(Event{Kind: "order", Order: o.ID, Version: o.Data.Version, Total: o.Data.Size})
+	if f, ok := a.rec.failedBefore(o); ok {
+		msg := fmt.Sprintf("not retried: %s failed on this device: %s", o.Data.Version, f.Reason)
+		a.emit(Event{Kind: "refused", Order: o.ID, Version: o.Data.Version, Message: msg})
+		a.report(ctx, f.Step, msg)
+		return nil
+	}
+	dev, err := a.device(ctx)
+	if err != nil {
+		return err
+	}
+	verdict, err := CheckOrder(o, dev, a.cfg.AllowDowngrade)
+	if err != nil {
+		a.emit(Event{Kind: "refused", Order: o.ID, Version: o.Data.Version, Error: err.Error()})
+		a.report(ctx, cloud.StepUpgradeFailed, err.Error())
+		return nil
+	}
+	if verdict == AlreadyRunning {
+		a.emit(Event{Kind: "refused", Order: o.ID, Version: o.Data.Version, Message: "already running " + dev.Running})
+		return a.inform(ctx)
+	}
+	a.rec.Order, a.rec.Changes = newOrderRecord(o, dev.Running), 0
+	if err := a.save(ctx, PhaseInstalling); err != nil {
+		return err
+	}
+	a.busy = true
+	defer func() { a.busy = false }()
+	a.report(ctx, cloud.StepPercent(0), "accepted")
+	err = a.eng.Install(ctx, engine.Source{URL: o.Data.URL, Digest: digestString(o), Size: o.Data.Size, Version: o.Data.Version})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return a.fail(ctx, stepOf(err), err.Error())
+	}
+	return a.drive(ctx)
+}
+
+// stepOf maps an engine error to the platform's failure step.
+func stepOf(err error) cloud.Step {
+	switch {
+	case errors.Is(err, engine.ErrDownload):
+		return cloud.StepDownloadFailed
+	case errors.Is(err, engine.ErrVerify):
+		return cloud.StepVerifyFailed
+	case errors.Is(err, hal.ErrFlash), errors.Is(err, hal.ErrNotErased), errors.Is(err, hal.ErrMisaligned), errors.Is(err, hal.ErrOutOfBounds):
+		return cloud.StepFlashFailed
+	}
+	return cloud.StepUpgradeFailed
+}
+
+// fail ends the current order as failed: it is remembered (so the same
+// image is not tried again), reported, and the running version informed.
+func (a *Agent) fail(ctx context.Context, step cloud.Step, reason string) error {
+	o := a.rec.Order
+	if o == nil {
+		return nil
+	}
+	a.rec.remember(failure{Version: o.Version, Digest: o.Digest, Step: step, Reason: reason})
+	a.rec.Order = nil
+	if err := a.save(ctx, ""); err != nil {
+		return err
+	}
+	a.emit(Event{Kind: "failed", Order: o.ID, Version: o.Version, Error: reason})
+	a.log.Warn("upgrade failed", "version", o.Version, "step", step, "reason", reason)
+	a.report(ctx, step, reason)
+	return a.inform(ctx)
+}
+
+// succeed ends the current order as done: the new version runs, confirmed.
+func (a *Agent) succeed(ctx context.Context) error {
+	o := a.rec.Order
+	if o == nil {
+		return nil
+	}
+	a.rec.MaxCount = max(a.rec.MaxCount, o.Counter)
+	a.rec.Order = nil
+	if err := a.save(ctx, ""); err != nil {
+		return err
+	}
+	a.emit(Event{Kind: "confirmed", Order: o.ID, Version: o.Version})
+	a.log.Info("upgrade done", "version", o.Version)
+	return a.inform(ctx)
+}

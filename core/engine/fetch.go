@@ -1,0 +1,148 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// fetcher delivers the file from pos on, in full buffers, across dropped
+// connections: a transfer that breaks is asked again from the exact byte it
+// stopped at (Range), so nothing already received is sent twice. It runs on
+// the pipeline's fetch goroutine and owns every field.
+type fetcher struct {
+	e     *Engine
+	op    opener
+	pos   int64 // offset of the next byte to receive
+	total int64 // size of the file, -1 while unknown
+	max   int64 // the most the slot takes
+	v     validators
+	s     *stream
+	fails int // failures in a row without a byte of progress
+}
+
+// fill fills buf from the source. last is true when the file ends with the
+// bytes returned (a full buffer may be the last one).
+func (f *fetcher) fill(ctx context.Context, buf []byte) (n int, last bool, err error) {
+	for n < len(buf) {
+		if f.total >= 0 && f.pos >= f.total {
+			return n, true, nil
+		}
+		if f.s == nil {
+			if err := f.connect(ctx); err != nil {
+				var over errStartOver
+				if isTransient(err) && !errors.As(err, &over) {
+					if err := f.retry(ctx, err); err != nil {
+						return n, false, err
+					}
+					continue
+				}
+				return n, false, err
+			}
+		}
+		k, rerr := f.s.body.Read(buf[n:])
+		if k > 0 {
+			// Refuse bytes past what was announced as they arrive: a
+			// server that does not stop (Uptane's endless data).
+			if f.total >= 0 && f.pos+int64(k) > f.total {
+				return n, false, fmt.Errorf("%w: %s sent more than the %d bytes announced: refused at byte %d", ErrDownload, f.op, f.total, f.total)
+			}
+			if f.pos+int64(k) > f.max {
+				return n, false, fmt.Errorf("%w: %s sent more than the %d bytes the update slot takes: refused at byte %d", ErrRefused, f.op, f.max, f.max)
+			}
+			n += k
+			f.pos += int64(k)
+			f.fails = 0
+		}
+		switch {
+		case rerr == nil:
+		case errors.Is(rerr, io.EOF) && f.total < 0:
+			// No announced size: the end of the body is the end.
+			f.close()
+			return n, true, nil
+		case errors.Is(rerr, io.EOF) && f.pos >= f.total:
+			f.close()
+			return n, true, nil
+		default:
+			f.close()
+			if ctx.Err() != nil {
+				return n, false, ctx.Err()
+			}
+			if errors.Is(rerr, io.EOF) {
+				rerr = io.ErrUnexpectedEOF
+			}
+			what := transient{fmt.Errorf("%w: %s: transfer broke at byte %d of %s: %w", ErrDownload, f.op, f.pos, sizeString(f.total), rerr)}
+			if err := f.retry(ctx, what); err != nil {
+				return n, false, err
+			}
+		}
+	}
+	return n, f.total >= 0 && f.pos >= f.total, nil
+}
+
+func sizeString(n int64) string {
+	if n < 0 {
+		return "an unknown size"
+	}
+	return fmt.Sprint(n)
+}
+
+// connect opens the source at pos and checks the answer agrees with what is
+// known of the file.
+func (f *fetcher) connect(ctx context.Context) error {
+	s, err := f.op.open(ctx, f.pos, f.v)
+	if err != nil {
+		return err
+	}
+	if s.start != f.pos {
+		s.body.Close()
+		return errStartOver{why: fmt.Sprintf("%s changed since byte %d was received (its ETag or Last-Modified differ)", f.op, f.pos)}
+	}
+	if s.total >= 0 {
+		if f.total >= 0 && s.total != f.total {
+			s.body.Close()
+			return fmt.Errorf("%w: %s is %d bytes, %d were announced: the server and the order disagree on the file", ErrDownload, f.op, s.total, f.total)
+		}
+		f.total = s.total
+	}
+	if f.total > f.max {
+		s.body.Close()
+		return fmt.Errorf("%w: %s is %d bytes, the update slot takes %d: refused before writing", ErrRefused, f.op, f.total, f.max)
+	}
+	f.v, f.s = s.v, s
+	return nil
+}
+
+// retry waits before the next attempt, or returns err when the retries in
+// a row are used up.
+func (f *fetcher) retry(ctx context.Context, err error) error {
+	f.fails++
+	if f.fails > f.e.opts.Retries {
+		if f.e.opts.Retries == 0 {
+			return err
+		}
+		return fmt.Errorf("%w (gave up after %d retries)", err, f.e.opts.Retries)
+	}
+	wait := f.e.opts.RetryBackoff << (f.fails - 1)
+	if wait > maxRetryBackoff || wait <= 0 {
+		wait = maxRetryBackoff
+	}
+	f.e.log.Warn("download: retrying", "err", err, "retry", f.fails, "of", f.e.opts.Retries, "in", wait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fetcher) close() {
+	if f.s != nil {
+		f.s.body.Close()
+		f.s = nil
+	}
+}

@@ -1,0 +1,136 @@
+package powercut
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
+)
+
+// Versions of the two images of every sweep: the factory image the device
+// runs before the upgrade and the image it upgrades to.
+const (
+	OldVersion = "1.0.0"
+	NewVersion = "2.0.0"
+)
+
+// fixture is one board made ready for a sweep: its layout, a signing key,
+// the old and new images, and the flash of the device as it runs the old
+// image before any upgrade. It is read-only once built, so the workers of
+// a sweep share it; each run works on a clone of base.
+type fixture struct {
+	board    Board
+	layout   hal.Layout
+	key      ed25519.PrivateKey
+	bootOpts boot.Options
+	keys     []crypto.PublicKey
+	oldImg   []byte
+	newImg   []byte
+	newFile  string // newImg as a file: the source the engine installs from
+	oldVer   string // versions as the bootloader reports them
+	newVer   string
+	chunk    int
+	base     *flash.Emulator
+}
+
+// newFixture signs the images of board b, writes the new one to a file in
+// dir, programs the old one into app as a factory programmer does and
+// powers the device on once.
+func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture, error) {
+	// A key derived from the board name: the images, and so every
+	// operation count and torn point, are the same from run to run.
+	seed := sha256.Sum256([]byte("otaport power-cut suite " + b.Name))
+	key := ed25519.NewKeyFromSeed(seed[:])
+	f := &fixture{
+		board:  b,
+		layout: b.Layout,
+		key:    key,
+		keys:   []crypto.PublicKey{key.Public()},
+		chunk:  cfg.chunkSize(),
+	}
+	f.bootOpts = boot.Options{Keys: f.keys}
+	var err error
+	if f.oldImg, err = f.sign(OldVersion, cfg.payloadSize(), 1); err != nil {
+		return nil, err
+	}
+	if f.newImg, err = f.sign(NewVersion, cfg.payloadSize(), 2); err != nil {
+		return nil, err
+	}
+	f.newFile = filepath.Join(dir, b.Name+"-"+NewVersion+".img")
+	if err := os.WriteFile(f.newFile, f.newImg, 0o644); err != nil {
+		return nil, fmt.Errorf("board %s: write the new image: %w", b.Name, err)
+	}
+	for _, im := range []struct {
+		b []byte
+		v *string
+	}{{f.oldImg, &f.oldVer}, {f.newImg, &f.newVer}} {
+		h, err := image.ParseHeader(im.b)
+		if err != nil {
+			return nil, fmt.Errorf("board %s: %w", b.Name, err)
+		}
+		*im.v = h.Version.String()
+	}
+
+	dev, err := flash.NewMemoryWith(b.Layout.Flash, flash.Options{Strict: true})
+	if err != nil {
+		return nil, fmt.Errorf("board %s: %w", b.Name, err)
+	}
+	if err := f.factory(dev); err != nil {
+		return nil, err
+	}
+	o, err := f.powerOn(ctx, dev)
+	if err != nil {
+		return nil, fmt.Errorf("board %s: first power-on of the factory image: %w", b.Name, err)
+	}
+	if o.res.Version != f.oldVer {
+		return nil, fmt.Errorf("board %s: the factory image does not run: booted %+v", b.Name, o.res)
+	}
+	f.base = dev
+	return f, nil
+}
+
+// sign returns a signed image of version v with a payload of n bytes that
+// differs per image.
+func (f *fixture) sign(v string, n int, salt byte) ([]byte, error) {
+	ver, err := image.ParseVersion(v)
+	if err != nil {
+		return nil, err
+	}
+	payload := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{salt, 'p', 'c'})
+	_, _ = r.Read(payload)
+	img, err := image.Sign(payload, f.key, image.SignOptions{Version: ver, ErasedZero: f.layout.Flash.EraseValue == 0})
+	if err != nil {
+		return nil, fmt.Errorf("board %s: sign image %s: %w", f.board.Name, v, err)
+	}
+	return img, nil
+}
+
+// factory programs the old image into app, as a factory programmer does.
+func (f *fixture) factory(dev *flash.Emulator) error {
+	app, ok := f.layout.Partition(hal.PartApp)
+	if !ok {
+		return fmt.Errorf("board %s: no app partition", f.board.Name)
+	}
+	a := int(f.layout.Flash.WriteAlign)
+	buf := append([]byte(nil), f.oldImg...)
+	for len(buf)%a != 0 {
+		buf = append(buf, f.layout.Flash.EraseValue)
+	}
+	if uint64(len(buf)) > app.Size {
+		return fmt.Errorf("board %s: image of %d bytes does not fit app (%d bytes): use a smaller payload", f.board.Name, len(buf), app.Size)
+	}
+	if err := dev.Program(int64(app.Offset), buf); err != nil {
+		return fmt.Errorf("board %s: program the factory image: %w", f.board.Name, err)
+	}
+	return nil
+}
