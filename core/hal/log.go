@@ -45,6 +45,12 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	lv := slogLevel(level)
+	// go-plugin announces every normal plugin exit at Info; for otaport a
+	// plugin exit after Close is routine, and an abnormal one reaches the
+	// caller as an ExitError, so the announcement is only debugging detail.
+	if lv == slog.LevelInfo && msg == "plugin process exited" {
+		lv = slog.LevelDebug
+	}
 	ctx := context.Background()
 	if !h.l.Enabled(ctx, lv) {
 		return
