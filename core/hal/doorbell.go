@@ -91,11 +91,10 @@ func (c *Client) ringWrite(ctx context.Context, off uint64, data []byte) (err er
 
 // serveBell is the plugin's loop over one doorbell; it holds a reference
 // on the mapping until DetachSharedMemory sets closing.
-func (s *grpcServer) serveBell(m *mapping) {
+func (s *grpcServer) serveBell(m *mapping, last uint32) {
 	defer s.release(m)
 	b := bellOf(m.mem)
 	data := m.mem[bellSize:]
-	last := b.req.Load()
 	for {
 		cur := b.req.Load()
 		if b.closing.Load() != 0 {

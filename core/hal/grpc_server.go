@@ -173,7 +173,10 @@ func (s *grpcServer) AttachSharedMemory(_ context.Context, req *halpb.AttachRequ
 	s.shm[s.nextID] = m
 	if bell {
 		m.refs++ // the loop's, released when it stops
-		go s.serveBell(m)
+		// Read the sequence now, before the host can learn of the mapping:
+		// read inside the goroutine, a first request stored before it ran
+		// would pass for one already served, and the host would wait forever.
+		go s.serveBell(m, bellOf(m.mem).req.Load())
 	}
 	return &halpb.AttachResponse{Id: s.nextID, Doorbell: bell}, nil
 }
