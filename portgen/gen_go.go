@@ -324,45 +324,18 @@ func genDriver(b *Board) ([]byte, error) {
 
 	f.Comment("openDevice opens the board's flash. The default is the flash emulator over")
 	f.Comment("the file named by OTAPORT_FLASH (default ./" + b.Name + ".flash), created")
-	f.Comment("erased when missing, so the port runs on a laptop.")
+	f.Comment("erased when missing, so the port runs on a laptop. A real port returns its")
+	f.Comment("flash driver here: anything that implements flash.Device.")
 	f.Func().Id("openDevice").Params(jen.Id("l").Qual(halPath, "Layout")).Params(jen.Qual(flashPath, "Device"), jen.Error()).Block(
-		jen.Id("path").Op(":=").Qual("os", "Getenv").Call(jen.Lit("OTAPORT_FLASH")),
-		jen.If(jen.Id("path").Op("==").Lit("")).Block(
-			jen.Id("path").Op("=").Lit("./"+b.Name+".flash"),
-		),
-		jen.List(jen.Id("dev"), jen.Err()).Op(":=").Qual(flashPath, "OpenFile").Call(jen.Id("path"), jen.Id("l").Dot("Flash")),
-		jen.If(jen.Err().Op("!=").Nil()).Block(
-			jen.Return(jen.Nil(), jen.Qual("fmt", "Errorf").Call(jen.Lit("flash file %s (set OTAPORT_FLASH to choose another): %w"), jen.Id("path"), jen.Err())),
-		),
-		jen.Return(jen.Id("dev"), jen.Nil()),
+		jen.Return(jen.Qual(bootPath, "EmulatedFlash").Call(jen.Id("l"), jen.Lit("./"+b.Name+".flash"))),
 	)
 	f.Line()
 
-	f.Comment("options returns the simulated bootloader's options. Its verification keys")
-	f.Comment("are the PEM public keys in the files listed in OTAPORT_BOOT_KEY")
-	f.Comment("(comma-separated); with none, the bootloader checks hashes only (Open says")
-	f.Comment("so in the log). A key file that cannot be read is an error, not a silent fall")
-	f.Comment("back to hash-only checks.")
+	f.Comment("options returns the bootloader's options. The default takes its verification")
+	f.Comment("keys from the PEM files listed in OTAPORT_BOOT_KEY; with none, the simulated")
+	f.Comment("bootloader checks hashes only.")
 	f.Func().Id("options").Params().Params(jen.Qual(bootPath, "Options"), jen.Error()).Block(
-		jen.Id("opts").Op(":=").Qual(bootPath, "Options").Values(
-			jen.Id("Logger").Op(":").Qual("log/slog", "Default").Call().Dot("With").Call(jen.Lit("board"), jen.Lit(b.Name)),
-		),
-		jen.For(jen.List(jen.Id("_"), jen.Id("file")).Op(":=").Range().Qual("strings", "Split").Call(
-			jen.Qual("os", "Getenv").Call(jen.Lit("OTAPORT_BOOT_KEY")), jen.Lit(","),
-		)).Block(
-			jen.Id("file").Op("=").Qual("strings", "TrimSpace").Call(jen.Id("file")),
-			jen.If(jen.Id("file").Op("==").Lit("")).Block(jen.Continue()),
-			jen.List(jen.Id("pem"), jen.Err()).Op(":=").Qual("os", "ReadFile").Call(jen.Id("file")),
-			jen.If(jen.Err().Op("!=").Nil()).Block(
-				jen.Return(jen.Qual(bootPath, "Options").Values(), jen.Qual("fmt", "Errorf").Call(jen.Lit("OTAPORT_BOOT_KEY: %w"), jen.Err())),
-			),
-			jen.List(jen.Id("key"), jen.Err()).Op(":=").Qual(imagePath, "LoadPublicKey").Call(jen.Id("pem")),
-			jen.If(jen.Err().Op("!=").Nil()).Block(
-				jen.Return(jen.Qual(bootPath, "Options").Values(), jen.Qual("fmt", "Errorf").Call(jen.Lit("OTAPORT_BOOT_KEY: key file %s: %w"), jen.Id("file"), jen.Err())),
-			),
-			jen.Id("opts").Dot("Keys").Op("=").Append(jen.Id("opts").Dot("Keys"), jen.Id("key")),
-		),
-		jen.Return(jen.Id("opts"), jen.Nil()),
+		jen.Return(jen.Qual(bootPath, "EnvOptions").Call(jen.Lit(b.Name))),
 	)
 	return render(f)
 }
