@@ -1,5 +1,355 @@
 package main
 
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
+)
+
 // engineCommands returns the commands that drive the upgrade engine
-// (install, boot, status, confirm, rollback).
-func engineCommands() []command { return nil }
+// (install, boot, status, confirm, rollback). Each opens the port plugin,
+// whose flash is the file in OTAPORT_FLASH as the plugin reads it.
+func engineCommands() []command {
+	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand()}
+}
+
+// withEngine opens the plugin and runs fn with an engine over it.
+func withEngine(ctx context.Context, e *env, opts engine.Options, fn func(*hal.Client, *engine.Engine) error) error {
+	c, err := openPlugin(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// The engine says what it does through the observer; its log is for
+	// warnings, and everything with -v.
+	opts.Logger = e.log
+	if !e.opts.verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	eng, err := engine.New(c, c, opts)
+	if err != nil {
+		return err
+	}
+	return fn(c, eng)
+}
+
+// keyFiles is a repeatable --key flag.
+type keyFiles []string
+
+func (k *keyFiles) String() string     { return strings.Join(*k, ",") }
+func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
+
+func loadKeys(files []string) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--key: %w", err)
+		}
+		k, err := image.LoadPublicKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("--key %s: %w (give the PEM public key, otaimg getpub --key key.pem)", f, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func installCommand() command {
+	var f struct {
+		keys           keyFiles
+		digest         string
+		size           int64
+		version        string
+		allowDowngrade bool
+		ca             string
+		resume         bool
+		permanent      bool
+		readTimeout    time.Duration
+		retries        int
+	}
+	return command{
+		name:  "install",
+		short: "download, verify and install an image (file or http(s) URL); reboot to apply",
+		flags: func(fs *flag.FlagSet, _ *options) {
+			fs.Var(&f.keys, "key", "public key (PEM) the image must be signed with; repeat for several; env OTARUN_KEY")
+			fs.StringVar(&f.digest, "digest", "", "digest of the whole file the order announced: sha256:HEX or md5:HEX")
+			fs.Int64Var(&f.size, "size", 0, "size of the file the order announced, in bytes")
+			fs.StringVar(&f.version, "expect-version", "", "version the order announced (1.2.3+4); another one is refused")
+			fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept an image not newer than the running one (the security counter is still checked)")
+			fs.StringVar(&f.ca, "ca", "", "CA certificate file (PEM) to trust for an https:// source")
+			fs.BoolVar(&f.resume, "resume", false, "continue the interrupted install instead of starting one (no SOURCE)")
+			fs.BoolVar(&f.permanent, "permanent", false, "boot the image for good at the next reboot, without a trial")
+			fs.DurationVar(&f.readTimeout, "read-timeout", engine.DefaultReadTimeout, "give up a transfer that delivers no byte for this long (it is retried)")
+			fs.IntVar(&f.retries, "retries", engine.DefaultRetries, "retries in a row of a failed transfer before the install stops (0: none)")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(f.keys) == 0 {
+				for _, k := range strings.Split(os.Getenv("OTARUN_KEY"), ",") {
+					if k = strings.TrimSpace(k); k != "" {
+						f.keys = append(f.keys, k)
+					}
+				}
+			}
+			switch {
+			case f.resume && len(args) > 0:
+				return fmt.Errorf("--resume continues the interrupted install with its own source: give no SOURCE (got %q): %w", args[0], errUsage)
+			case !f.resume && len(args) != 1:
+				return fmt.Errorf("give one SOURCE (a file or an http(s):// URL), or --resume: %w", errUsage)
+			case len(f.keys) == 0:
+				return fmt.Errorf("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem): %w", errUsage)
+			}
+			keys, err := loadKeys(f.keys)
+			if err != nil {
+				return err
+			}
+			var caPEM []byte
+			if f.ca != "" {
+				if caPEM, err = os.ReadFile(f.ca); err != nil {
+					return fmt.Errorf("--ca: %w", err)
+				}
+			}
+			client, err := engine.NewHTTPClient(caPEM)
+			if err != nil {
+				return fmt.Errorf("--ca %s: %w", f.ca, err)
+			}
+			retries := f.retries
+			if retries == 0 {
+				retries = -1
+			}
+			obs, finish := newProgress(e)
+			defer finish()
+			opts := engine.Options{
+				Keys:           keys,
+				AllowDowngrade: f.allowDowngrade,
+				HTTPClient:     client,
+				Observer:       obs,
+				Retries:        retries,
+				ReadTimeout:    f.readTimeout,
+			}
+			src := ""
+			if len(args) == 1 {
+				src = args[0]
+				if !strings.Contains(src, "://") {
+					// The engine keeps the source for a resume, which
+					// may run from another directory.
+					if src, err = filepath.Abs(src); err != nil {
+						return err
+					}
+				}
+			}
+			return withEngine(ctx, e, opts, func(c *hal.Client, eng *engine.Engine) error {
+				var err error
+				if f.resume {
+					err = eng.Resume(ctx)
+				} else {
+					err = eng.Install(ctx, engine.Source{URL: src, Digest: f.digest, Size: f.size, Version: f.version, Permanent: f.permanent})
+				}
+				finish()
+				if err != nil {
+					return err
+				}
+				st, err := eng.Status(ctx)
+				if err != nil {
+					return err
+				}
+				if e.opts.json {
+					return nil
+				}
+				fmt.Fprintf(e.stdout, "installed %s in %s: reboot to apply (otarun boot)\n", st.Image, updateSlot(st))
+				return nil
+			})
+		},
+	}
+}
+
+// updateSlot names the slot an install went to, from a status.
+func updateSlot(st engine.Status) string {
+	for _, s := range st.Slots {
+		if s.Pending {
+			return s.Name
+		}
+	}
+	return "the update slot"
+}
+
+func bootCommand() command {
+	return command{
+		name:  "boot",
+		short: "power the simulated device on: run the bootloader, then the engine's recovery",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("boot takes no arguments: %w", errUsage)
+			}
+			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+				res, err := c.Reboot(ctx)
+				if err != nil {
+					return fmt.Errorf("boot: %w", err)
+				}
+				st, err := eng.Recover(ctx)
+				if err != nil {
+					return err
+				}
+				if e.opts.json {
+					return writeJSON(e.stdout, struct {
+						Boot   hal.RebootResult `json:"boot"`
+						Status engine.Status    `json:"status"`
+					}{res, st})
+				}
+				fmt.Fprintf(e.stdout, "booted %s %s (%s)\n", res.Slot, res.Version, res.Action)
+				if res.Detail != "" {
+					fmt.Fprintf(e.stdout, "bootloader: %s\n", res.Detail)
+				}
+				fmt.Fprintf(e.stdout, "state: %s%s\n", st.State, stateHint(st))
+				return nil
+			})
+		},
+	}
+}
+
+// stateHint is what to do next in a state, for people.
+func stateHint(st engine.Status) string {
+	switch st.State {
+	case engine.Testing:
+		return fmt.Sprintf(" (image %s on trial: otarun confirm keeps it, a reboot without it returns to %s)", st.Image, st.Previous)
+	case engine.Installed:
+		return " (reboot to apply: otarun boot)"
+	case engine.Downloading, engine.Verifying:
+		return fmt.Sprintf(" (interrupted at byte %d: otarun install --resume)", st.Offset)
+	case engine.RolledBack, engine.Failed:
+		if st.LastError != "" {
+			return ": " + st.LastError
+		}
+	}
+	return ""
+}
+
+func statusCommand() command {
+	return command{
+		name:  "status",
+		short: "print the slots, their versions, the engine's state and its last error",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("status takes no arguments: %w", errUsage)
+			}
+			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+				st, err := eng.Status(ctx)
+				if err != nil {
+					return err
+				}
+				if e.opts.json {
+					return writeJSON(e.stdout, st)
+				}
+				printStatus(e.stdout, st)
+				return nil
+			})
+		},
+	}
+}
+
+func printStatus(w io.Writer, st engine.Status) {
+	run := st.RunningVersion
+	if run == "" {
+		run = "none"
+	}
+	fmt.Fprintf(w, "board:    %s (%s)\n", st.Board, st.Scheme)
+	fmt.Fprintf(w, "running:  %s %s", st.RunningSlot, run)
+	if st.Trial {
+		fmt.Fprint(w, " (trial)")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "state:    %s%s\n", st.State, stateHint(st))
+	if st.Image != "" {
+		fmt.Fprintf(w, "image:    %s", st.Image)
+		if st.Source != "" {
+			fmt.Fprintf(w, " from %s", st.Source)
+		}
+		fmt.Fprintln(w)
+	}
+	if st.LastError != "" && st.State != engine.Failed && st.State != engine.RolledBack {
+		fmt.Fprintf(w, "error:    %s\n", st.LastError)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOT\tVERSION\tBOOTABLE\tACTIVE\tPENDING\tCONFIRMED")
+	for _, s := range st.Slots {
+		v := s.Version
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%v\t%v\n", s.Name, v, s.Bootable, s.Active, s.Pending, s.Confirmed)
+	}
+	tw.Flush()
+}
+
+func confirmCommand() command {
+	return command{
+		name:  "confirm",
+		short: "mark the running image good (after its health check)",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("confirm takes no arguments: %w", errUsage)
+			}
+			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+				if err := eng.Confirm(ctx); err != nil {
+					return err
+				}
+				return printResult(ctx, e, eng, "confirmed")
+			})
+		},
+	}
+}
+
+func rollbackCommand() command {
+	return command{
+		name:  "rollback",
+		short: "give up the new image: cancel a pending install, or return to the previous image at the next boot",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("rollback takes no arguments: %w", errUsage)
+			}
+			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+				if err := eng.Rollback(ctx); err != nil {
+					if errors.Is(err, hal.ErrUnsupported) {
+						return fmt.Errorf("%w (a single-bank board keeps no old image once the new one is copied: install the old version again with --allow-downgrade)", err)
+					}
+					return err
+				}
+				return printResult(ctx, e, eng, "rolled back")
+			})
+		},
+	}
+}
+
+// printResult prints the status after a command that changed it.
+func printResult(ctx context.Context, e *env, eng *engine.Engine, what string) error {
+	st, err := eng.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if e.opts.json {
+		return writeJSON(e.stdout, st)
+	}
+	fmt.Fprintf(e.stdout, "%s: %s %s runs, state %s%s\n", what, st.RunningSlot, st.RunningVersion, st.State, stateHint(st))
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

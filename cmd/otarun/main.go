@@ -52,6 +52,8 @@ func commands() []command {
 	cmds := []command{
 		infoCommand(),
 		conformanceCommand(),
+		agentCommand(),
+		provisionCommand(),
 	}
 	cmds = append(cmds, engineCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

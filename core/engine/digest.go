@@ -44,7 +44,7 @@ func ParseDigest(s string) (Digest, error) {
 	}
 	sum, err := hex.DecodeString(strings.TrimSpace(hx))
 	if err != nil || len(sum) != size {
-		return Digest{}, fmt.Errorf("digest %q: want %d hex digits after %s:", s, 2*size, alg)
+		return Digest{}, fmt.Errorf("digest %q: want %d hex digits after %q", s, 2*size, alg+":")
 	}
 	return Digest{Alg: alg, Sum: sum}, nil
 }

@@ -328,14 +328,16 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 		}
 		free <- c.buf
 	}
-	img, err := t.v.Finish()
-	if err != nil {
-		return nil, streamError(err)
-	}
+	// The order's digest first: a file that is not the order's is named
+	// as such, whatever else is wrong with it.
 	if t.dh != nil {
 		if err := t.dg.check(t.dh); err != nil {
 			return nil, err
 		}
+	}
+	img, err := t.v.Finish()
+	if err != nil {
+		return nil, streamError(err)
 	}
 	t.rec.Offset, t.rec.Total = t.written, max(t.total, t.written)
 	return img, nil

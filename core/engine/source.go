@@ -73,8 +73,9 @@ func isTransient(err error) bool {
 	return errors.As(err, &t)
 }
 
-// errStalled is the cause of a transfer cancelled for lack of data.
-var errStalled = errors.New("transfer stalled")
+// ErrStalled is the cause of a transfer cancelled because no byte arrived
+// for Options.ReadTimeout.
+var ErrStalled = errors.New("transfer stalled")
 
 // newOpener returns the opener of src.
 func (e *Engine) newOpener(src string) (opener, error) {
@@ -170,10 +171,10 @@ func (h *httpOpener) open(ctx context.Context, off int64, v validators) (*stream
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
 			err = cause
 		}
-		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errStalled) {
+		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrStalled) {
 			return fail(err)
 		}
 		return fail(transient{fmt.Errorf("%w: GET %s: %w", ErrDownload, h.url, err)})
@@ -218,6 +219,14 @@ func (h *httpOpener) open(ctx context.Context, off int64, v validators) (*stream
 			}
 			s.start = off
 		}
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && off > 0:
+		// RFC 9110 15.5.17: the Content-Range of a 416 gives the size.
+		size := "fewer bytes"
+		if _, n, ok := strings.Cut(resp.Header.Get("Content-Range"), "/"); ok {
+			size = n + " bytes"
+		}
+		return drop(fmt.Errorf("%w: GET %s: asked for the bytes from %d on, the server answered %s: the file has %s, fewer than announced (a Content-Length that was wrong, or a file that shrank)",
+			ErrDownload, h.url, off, resp.Status, size))
 	default:
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		err := fmt.Errorf("%w: GET %s: server answered %s%s", ErrDownload, h.url, resp.Status, bodyHint(body))
@@ -271,7 +280,7 @@ type stallWatch struct {
 
 func newStallWatch(d time.Duration, cancel context.CancelCauseFunc) *stallWatch {
 	return &stallWatch{d: d, t: time.AfterFunc(d, func() {
-		cancel(fmt.Errorf("%w: no data for %v", errStalled, d))
+		cancel(fmt.Errorf("%w: no data for %v", ErrStalled, d))
 	})}
 }
 
@@ -293,7 +302,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		b.watch.kick()
 	}
 	if err != nil && err != io.EOF {
-		if cause := context.Cause(b.ctx); errors.Is(cause, errStalled) {
+		if cause := context.Cause(b.ctx); errors.Is(cause, ErrStalled) {
 			err = cause
 		}
 	}

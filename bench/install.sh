@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Install benchmark: a signed image served over HTTP on loopback, installed
+# through a real port plugin whose flash is a file, against the baseline of
+# fetching the same file with curl and hashing it with sha256sum.
+#
+#   bench/install.sh              # 64 MiB, best of 3
+#   SIZE_MIB=16 RUNS=5 bench/install.sh
+#
+# The install is the whole of `otarun install --digest sha256:...`: plugin
+# start, HTTP, the order's digest and the image's SHA-256 as the bytes
+# arrive, the writes through the plugin into the emulated flash, the
+# read-back and its verification with the signature, and SetBoot (where the
+# simulated bootloader checks the slot once more). The baseline does one
+# download and one hash, so it is a bound the install cannot reach; the
+# ratio says how close it comes. docs/benchmarks.md records the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+size_mib=${SIZE_MIB:-64}
+runs=${RUNS:-3}
+work=$(mktemp -d)
+srv=
+cleanup() {
+  if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== build"
+go build -o "$work/bin/" ./cmd/otarun ./cmd/otaimg ./bench/otaport-bench
+bin=$work/bin
+
+echo "== a ${size_mib} MiB payload, signed"
+mkdir -p "$work/www"
+head -c $((size_mib << 20)) /dev/urandom >"$work/app.bin"
+"$bin/otaimg" keygen --type ed25519 -o "$work/key.pem" >/dev/null
+"$bin/otaimg" getpub --key "$work/key.pem" -o "$work/pub.pem"
+"$bin/otaimg" sign --key "$work/key.pem" --version 1.0.0 --pad-header "$work/app.bin" "$work/www/fw.img" >/dev/null
+rm "$work/app.bin"
+img_bytes=$(stat -c %s "$work/www/fw.img")
+digest=$(sha256sum "$work/www/fw.img" | cut -d' ' -f1)
+
+echo "== serve it on loopback (python3 -m http.server)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+python3 -m http.server --bind 127.0.0.1 --directory "$work/www" "$port" >/dev/null 2>&1 &
+srv=$!
+url=http://127.0.0.1:$port/fw.img
+for _ in $(seq 50); do
+  curl -sf -o /dev/null -r 0-0 "$url" && break
+  sleep 0.1
+done
+
+export OTAPORT_FLASH=$work/device.flash
+# Create the flash file once, outside the timings.
+"$bin/otarun" --plugin "$bin/otaport-bench" info >/dev/null 2>&1
+
+now() { date +%s%N; }
+best_base=0
+best_inst=0
+for i in $(seq "$runs"); do
+  t0=$(now)
+  curl -s "$url" -o "$work/download.img"
+  sha256sum "$work/download.img" >/dev/null
+  t1=$(now)
+  rm -f "$work/download.img"
+  "$bin/otarun" --plugin "$bin/otaport-bench" install --key "$work/pub.pem" --digest "sha256:$digest" "$url" >/dev/null 2>"$work/install.err" || {
+    cat "$work/install.err" >&2
+    exit 1
+  }
+  t2=$(now)
+  base=$((t1 - t0))
+  inst=$((t2 - t1))
+  awk -v i="$i" -v b="$base" -v n="$inst" 'BEGIN { printf "run %d: baseline %.3f s, install %.3f s\n", i, b / 1e9, n / 1e9 }'
+  if [ "$best_base" -eq 0 ] || [ "$base" -lt "$best_base" ]; then best_base=$base; fi
+  if [ "$best_inst" -eq 0 ] || [ "$inst" -lt "$best_inst" ]; then best_inst=$inst; fi
+done
+
+mbps() { awk -v n="$img_bytes" -v t="$1" 'BEGIN { printf "%.1f", n / (t / 1e9) / 1e6 }'; }
+echo
+echo "image:     $img_bytes bytes (best of $runs runs)"
+echo "baseline:  $(mbps "$best_base") MB/s  (curl -s URL -o file && sha256sum file)"
+echo "install:   $(mbps "$best_inst") MB/s  (otarun install --digest, through the plugin)"
+echo "ratio:     $(awk -v b="$best_base" -v n="$best_inst" 'BEGIN { printf "%.2f", b / n }')  (install throughput / baseline throughput)"

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otaport/otaport/core/agent"
+	"github.com/otaport/otaport/core/engine"
+)
+
+// agentFlags are the agent's settings given on the command line; each one
+// that is set overrides device.yaml.
+type agentFlags struct {
+	config         string
+	broker         string
+	productKey     string
+	deviceName     string
+	deviceSecret   string
+	ca             string
+	keys           agentStrings
+	healthCmd      string
+	healthTimeout  time.Duration
+	reportInterval time.Duration
+	allowDowngrade bool
+	flash          string
+}
+
+// agentStrings is a repeatable string flag.
+type agentStrings []string
+
+func (l *agentStrings) String() string     { return strings.Join(*l, ",") }
+func (l *agentStrings) Set(v string) error { *l = append(*l, v); return nil }
+
+func agentCommand() command {
+	return command{
+		name:  "agent",
+		short: "run the device agent: take upgrade orders from the cloud (the default command)",
+		flags: func(fs *flag.FlagSet, o *options) {
+			f := &agentFlags{}
+			o.cmd["agent"] = f
+			fs.StringVar(&f.config, "config", "", "device configuration file (device.yaml); flags override it")
+			fs.StringVar(&f.broker, "broker", "", "MQTT broker URL, tcp://host:1883 or ssl://host:8883")
+			fs.StringVar(&f.productKey, "product-key", "", "the device's product key")
+			fs.StringVar(&f.deviceName, "device-name", "", "the device's name")
+			fs.StringVar(&f.deviceSecret, "device-secret", "", "the device's secret (prefer identity.device_secret_file in device.yaml)")
+			fs.StringVar(&f.ca, "ca", "", "PEM file of the CAs of the broker and the firmware server")
+			fs.Var(&f.keys, "key", "PEM public key that signs images (repeatable; replaces public_keys)")
+			fs.StringVar(&f.healthCmd, "health-cmd", "", "health check, run with sh -c after booting a trial image")
+			fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
+			fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
+			fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept orders for older versions")
+			fs.StringVar(&f.flash, "flash", "", "flash image file of the emulated board (sets OTAPORT_FLASH for the plugin)")
+		},
+		run: runAgent,
+	}
+}
+
+// agentConfig merges device.yaml and the flags.
+func agentConfig(f *agentFlags) (agent.Config, error) {
+	var cfg agent.Config
+	if f.config != "" {
+		var err error
+		if cfg, err = agent.LoadConfig(f.config); err != nil {
+			return cfg, err
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Broker, f.broker)
+	set(&cfg.Identity.ProductKey, f.productKey)
+	set(&cfg.Identity.DeviceName, f.deviceName)
+	if f.deviceSecret != "" {
+		cfg.Identity.DeviceSecret, cfg.Identity.DeviceSecretFile = f.deviceSecret, ""
+	}
+	set(&cfg.CA, f.ca)
+	if len(f.keys) > 0 {
+		cfg.PublicKeys = append([]string(nil), f.keys...)
+	}
+	if f.healthCmd != "" {
+		cfg.HealthCheck.Command = []string{"sh", "-c", f.healthCmd}
+	}
+	if f.healthTimeout != 0 {
+		cfg.HealthCheck.Timeout = agent.Duration(f.healthTimeout)
+	}
+	if f.reportInterval != 0 {
+		cfg.ReportInterval = agent.Duration(f.reportInterval)
+	}
+	if f.allowDowngrade {
+		cfg.AllowDowngrade = true
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: %w", err, errUsage)
+	}
+	return cfg, nil
+}
+
+// agentPluginEnv is the environment the agent gives the port plugin: the flash
+// file, and the image keys as the simulated bootloader's keys unless
+// OTAPORT_BOOT_KEY says otherwise.
+func agentPluginEnv(flashFile string, keys []string) ([]string, error) {
+	var env []string
+	if flashFile != "" {
+		abs, err := filepath.Abs(flashFile)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "OTAPORT_FLASH="+abs)
+	}
+	if os.Getenv("OTAPORT_BOOT_KEY") == "" && len(keys) > 0 {
+		var abs []string
+		for _, k := range keys {
+			a, err := filepath.Abs(k)
+			if err != nil {
+				return nil, err
+			}
+			abs = append(abs, a)
+		}
+		env = append(env, "OTAPORT_BOOT_KEY="+strings.Join(abs, ","))
+	}
+	return env, nil
+}
+
+func runAgent(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q: %w", args[0], errUsage)
+	}
+	f := e.opts.cmd["agent"].(*agentFlags)
+	cfg, err := agentConfig(f)
+	if err != nil {
+		return err
+	}
+	extra, err := agentPluginEnv(f.flash, cfg.PublicKeys)
+	if err != nil {
+		return err
+	}
+	port, err := openPlugin(ctx, e, extra...)
+	if err != nil {
+		return err
+	}
+	defer port.Close()
+	view := newAgentView(e.stdout, e.opts.json, agentIsTerminal(e.stdout))
+	defer view.close()
+	a, err := agent.New(agent.Options{
+		Config:  cfg,
+		Port:    port,
+		OnEvent: view.event,
+		Logger:  e.log,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// agentIsTerminal reports whether w is a terminal, where a progress bar that
+// redraws itself makes sense.
+func agentIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// agentView shows the agent's events: JSON lines with --json, a progress
+// bar on a terminal, plain lines otherwise.
+type agentView struct {
+	mu      sync.Mutex
+	w       io.Writer
+	json    bool
+	tty     bool
+	barOpen bool // a bar is drawn on the current line
+	lastPct int  // last percentage printed as a plain line
+}
+
+func newAgentView(w io.Writer, asJSON, tty bool) *agentView {
+	return &agentView{w: w, json: asJSON, tty: tty, lastPct: -1}
+}
+
+func (v *agentView) event(ev agent.Event) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.json {
+		b, err := json.Marshal(struct {
+			Time string `json:"time"`
+			agent.Event
+		}{time.Now().UTC().Format(time.RFC3339Nano), ev})
+		if err == nil {
+			fmt.Fprintf(v.w, "%s\n", b)
+		}
+		return
+	}
+	if ev.Kind == string(engine.EventProgress) {
+		if v.tty {
+			fmt.Fprintf(v.w, "\r%s", agentBar(ev.Percent, ev.Offset, ev.Total))
+			v.barOpen = true
+			return
+		}
+		if ev.Percent/10 != v.lastPct/10 || ev.Percent == 100 && v.lastPct != 100 {
+			v.lastPct = ev.Percent
+			fmt.Fprintf(v.w, "download %3d%% (%d of %d bytes)\n", ev.Percent, ev.Offset, ev.Total)
+		}
+		return
+	}
+	if v.barOpen {
+		fmt.Fprintln(v.w)
+		v.barOpen = false
+	}
+	v.lastPct = -1
+	fmt.Fprintln(v.w, describeAgentEvent(ev))
+}
+
+func (v *agentView) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.barOpen {
+		fmt.Fprintln(v.w)
+		v.barOpen = false
+	}
+}
+
+// agentBar draws a 30-character progress bar.
+func agentBar(pct int, off, total int64) string {
+	const width = 30
+	pct = max(0, min(100, pct))
+	n := pct * width / 100
+	return fmt.Sprintf("[%s%s] %3d%% %s/%s", strings.Repeat("=", n), strings.Repeat(" ", width-n), pct, humanSize(uint64(max(off, 0))), humanSize(uint64(max(total, 0))))
+}
+
+// describeAgentEvent is an event as a line for people.
+func describeAgentEvent(ev agent.Event) string {
+	var b strings.Builder
+	b.WriteString(ev.Kind)
+	if ev.Order != 0 {
+		fmt.Fprintf(&b, " order %d", ev.Order)
+	}
+	if ev.State != "" {
+		fmt.Fprintf(&b, " %s", ev.State)
+	}
+	if ev.Version != "" {
+		fmt.Fprintf(&b, " %s", ev.Version)
+	}
+	if ev.Message != "" {
+		fmt.Fprintf(&b, ": %s", ev.Message)
+	}
+	if ev.Error != "" {
+		fmt.Fprintf(&b, ": %s", ev.Error)
+	}
+	return b.String()
+}
+
+// provisionFlags are the flags of the provision command.
+type provisionFlags struct {
+	keys  agentStrings
+	flash string
+}
+
+// provisionCommand writes a device's first image, as a factory does: the
+// image is installed for good (no trial), the simulated device is powered
+// on into it and the image is confirmed. The demo and the end-to-end tests
+// start every device from such a flash.
+func provisionCommand() command {
+	return command{
+		name:  "provision",
+		short: "write, boot and confirm a device's first image (factory provisioning)",
+		flags: func(fs *flag.FlagSet, o *options) {
+			f := &provisionFlags{}
+			o.cmd["provision"] = f
+			fs.Var(&f.keys, "key", "PEM public key that signs the image (repeatable)")
+			fs.StringVar(&f.flash, "flash", "", "flash image file of the emulated board (sets OTAPORT_FLASH for the plugin)")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			f := e.opts.cmd["provision"].(*provisionFlags)
+			if len(args) != 1 {
+				return fmt.Errorf("give one IMAGE file to provision: %w", errUsage)
+			}
+			if len(f.keys) == 0 {
+				return fmt.Errorf("no --key: give the public key the image is signed with: %w", errUsage)
+			}
+			extra, err := agentPluginEnv(f.flash, f.keys)
+			if err != nil {
+				return err
+			}
+			port, err := openPlugin(ctx, e, extra...)
+			if err != nil {
+				return err
+			}
+			defer port.Close()
+			st, err := agent.Provision(ctx, port, f.keys, args[0], e.log)
+			if err != nil {
+				return err
+			}
+			if e.opts.json {
+				return json.NewEncoder(e.stdout).Encode(st)
+			}
+			fmt.Fprintf(e.stdout, "provisioned %s: %s runs from %s, confirmed\n", st.Board, st.RunningVersion, st.RunningSlot)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/otaport/otaport/core/hal"
+)
+
+// Status is the engine's state together with what the port reports. It
+// marshals to the object `otarun status --json` prints.
+type Status struct {
+	State  State      `json:"state"`
+	Board  string     `json:"board"`
+	Scheme hal.Scheme `json:"scheme"`
+	// RunningSlot and RunningVersion name the image that runs now
+	// ("" when none the bootloader can verify).
+	RunningSlot    string `json:"running_slot"`
+	RunningVersion string `json:"running_version"`
+	// Trial is true while the running image is on trial.
+	Trial bool            `json:"trial"`
+	Slots []hal.SlotState `json:"slots"`
+	// Image is the version being (or last) installed, Previous the one
+	// that ran when that install began.
+	Image    string `json:"image,omitempty"`
+	Previous string `json:"previous,omitempty"`
+	Source   string `json:"source,omitempty"`
+	// Offset and Total are the download's progress (Total 0 while
+	// unknown), Percent as in Event.
+	Offset  int64 `json:"offset,omitempty"`
+	Total   int64 `json:"total,omitempty"`
+	Percent int   `json:"percent"`
+	// RebootRequired is true when the state takes effect at the next
+	// reboot.
+	RebootRequired bool `json:"reboot_required"`
+	// LastError is why the engine is Failed or RolledBack, or what
+	// interrupted a download.
+	LastError string `json:"last_error,omitempty"`
+	// SecurityCounter is the lowest security counter the engine accepts.
+	SecurityCounter uint32 `json:"security_counter"`
+}
+
+// Status returns the engine's state and the port's boot state. It changes
+// nothing.
+func (e *Engine) Status(ctx context.Context) (Status, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec, err := e.load(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	return statusOf(rec, dev), nil
+}
+
+func statusOf(rec record, dev device) Status {
+	st := Status{
+		State:           rec.State,
+		Board:           dev.info.Layout.Board,
+		Scheme:          dev.scheme,
+		RunningSlot:     dev.running.Name,
+		RunningVersion:  dev.running.Version,
+		Trial:           dev.trial,
+		Slots:           dev.info.Boot.Slots,
+		Image:           rec.Image,
+		Previous:        rec.Previous,
+		Source:          rec.Source,
+		Offset:          rec.Offset,
+		Total:           rec.Total,
+		Percent:         percent(rec.Offset, rec.Total),
+		RebootRequired:  rec.Reboot,
+		LastError:       rec.Error,
+		SecurityCounter: rec.MinCounter,
+	}
+	if st.Slots == nil {
+		st.Slots = []hal.SlotState{}
+	}
+	if !dev.running.Bootable {
+		st.RunningSlot, st.RunningVersion = "", ""
+	}
+	return st
+}
+
+// newImageRuns reports whether the image rec installed is the one that
+// runs now.
+func newImageRuns(rec record, dev device) bool {
+	if !dev.running.Bootable || dev.running.Version != rec.Image {
+		return false
+	}
+	if dev.scheme == hal.DualBank {
+		return dev.running.Name == rec.Slot
+	}
+	// Single-bank: the image has been copied over app unless the request
+	// is still pending (an equal version installed with a downgrade).
+	ota, _ := dev.slot(rec.Slot)
+	return !ota.Pending
+}
+
+// updatePending reports whether the bootloader still has a request for the
+// update slot.
+func updatePending(rec record, dev device) bool {
+	s, ok := dev.slot(rec.Slot)
+	return ok && s.Pending
+}
+
+// Recover reconciles the persisted state with what the bootloader did, and
+// is to be run after every power-on: an installed image that now runs on
+// trial is Testing, a trial image that no longer runs was RolledBack, an
+// installed image the bootloader refused is Failed, a request SetBoot
+// recorded just before a crash is Installed. An interrupted download stays
+// Downloading, for Resume.
+func (e *Engine) Recover(ctx context.Context) (Status, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec, err := e.load(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("recover: %w", err)
+	}
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("recover: %w", err)
+	}
+	old := rec
+	runs := newImageRuns(rec, dev)
+	var msg string
+	switch rec.State {
+	case Verifying, Installed:
+		switch {
+		case runs:
+			rec.State, rec.Reboot, rec.Error = Testing, false, ""
+			msg = fmt.Sprintf("image %s runs from %s, on trial: confirm it after a health check", rec.Image, dev.running.Name)
+			if dev.running.Confirmed && !dev.trial {
+				rec.State = Confirmed
+				rec.MinCounter = max(rec.MinCounter, rec.Counter)
+				msg = fmt.Sprintf("image %s runs from %s, confirmed (permanent boot)", rec.Image, dev.running.Name)
+			}
+		case updatePending(rec, dev):
+			// SetBoot was done; a Verifying record means the crash came
+			// before Installed was saved.
+			rec.State, rec.Reboot = Installed, true
+			msg = fmt.Sprintf("image %s installed in %s: reboot to apply", rec.Image, rec.Slot)
+		case rec.State == Installed:
+			rec.State, rec.Reboot = Failed, false
+			rec.Error = fmt.Sprintf("the bootloader did not start image %s from %s; %s %s runs (it refused the image or its request was cancelled)",
+				rec.Image, rec.Slot, dev.running.Name, dev.running.Version)
+			msg = rec.Error
+		}
+	case Testing:
+		switch {
+		case runs && dev.running.Confirmed && !dev.trial:
+			rec.State = Confirmed
+			rec.MinCounter = max(rec.MinCounter, rec.Counter)
+			msg = fmt.Sprintf("image %s confirmed", rec.Image)
+		case !runs:
+			rec.State, rec.Reboot = RolledBack, false
+			rec.Error = fmt.Sprintf("image %s was not confirmed: the bootloader returned to %s %s", rec.Image, dev.running.Name, dev.running.Version)
+			msg = rec.Error
+		}
+	case RolledBack:
+		rec.Reboot = false
+	}
+	if rec.State != old.State || rec.Reboot != old.Reboot || rec.Error != old.Error || rec.MinCounter != old.MinCounter {
+		if err := e.announce(ctx, &rec, msg); err != nil {
+			return Status{}, fmt.Errorf("recover: %w", err)
+		}
+	}
+	return statusOf(rec, dev), nil
+}
+
+// Confirm marks the running image good (SetBoot confirm): a new image on
+// trial becomes the one the bootloader keeps, and its security counter the
+// lowest the device accepts from now on. Run it after the health check.
+func (e *Engine) Confirm(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec, err := e.load(ctx)
+	if err != nil {
+		return fmt.Errorf("confirm: %w", err)
+	}
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return fmt.Errorf("confirm: %w", err)
+	}
+	if rec.State == Installed && !newImageRuns(rec, dev) {
+		return fmt.Errorf("confirm: %w: image %s is installed but does not run yet: reboot first (otarun boot), then confirm", ErrBusy, rec.Image)
+	}
+	if !dev.running.Bootable {
+		return fmt.Errorf("confirm: %w: no verified image runs", hal.ErrNoImage)
+	}
+	if err := e.p.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm}); err != nil {
+		return fmt.Errorf("confirm %s %s: %w", dev.running.Name, dev.running.Version, err)
+	}
+	if (rec.State == Testing || rec.State == Installed) && newImageRuns(rec, dev) {
+		rec.State, rec.Error, rec.Reboot = Confirmed, "", false
+		rec.MinCounter = max(rec.MinCounter, rec.Counter)
+		return e.announce(ctx, &rec, fmt.Sprintf("image %s confirmed in %s", rec.Image, dev.running.Name))
+	}
+	e.log.Info("confirmed the running image", "slot", dev.running.Name, "version", dev.running.Version, "state", rec.State)
+	return nil
+}
+
+// Rollback gives up the new image: an interrupted download is dropped, a
+// pending request cancelled (the old image keeps running), and a new image
+// that runs is left for the old one at the next reboot (dual-bank; a
+// single-bank board has no old image once the copy is done and answers
+// hal.ErrUnsupported).
+func (e *Engine) Rollback(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec, err := e.load(ctx)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	switch rec.State {
+	case Downloading, Verifying:
+		n := rec.fresh()
+		n.State, n.Image, n.Previous, n.Source = RolledBack, rec.Image, rec.Previous, rec.Source
+		n.Error = fmt.Sprintf("install of %s abandoned at byte %d", rec.Source, rec.Offset)
+		return e.announce(ctx, &n, n.Error)
+	}
+	if err := e.p.Rollback(ctx); err != nil {
+		if errors.Is(err, hal.ErrUnsupported) {
+			return fmt.Errorf("rollback: %w", err)
+		}
+		return fmt.Errorf("rollback: port: %w", err)
+	}
+	if rec.State == Installed {
+		rec.State, rec.Reboot = RolledBack, false
+		rec.Error = fmt.Sprintf("request to boot %s cancelled; the running image stays", rec.Image)
+		return e.announce(ctx, &rec, rec.Error)
+	}
+	rec.State, rec.Reboot = RolledBack, true
+	rec.Error = "rollback requested: the previous image runs after the next reboot"
+	return e.announce(ctx, &rec, rec.Error)
+}
