@@ -295,7 +295,10 @@ func (s *Server) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.http.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("stop HTTP: %w", err)
+		// A download still running after the grace period is cut: a device
+		// resumes it with a Range request, so stopping is not an error.
+		s.log.Warn("HTTP connections still open after the grace period; closing them", "err", err)
+		_ = s.http.Close()
 	}
 	return nil
 }
