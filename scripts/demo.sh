@@ -1,21 +1,175 @@
 #!/usr/bin/env bash
-# The quick-start demo: validate the catalog, show the board, and run the port
-# conformance kit through the real plugin boundary on a scratch flash file.
+# The one-command demo (make demo): otaserve with its embedded broker, three
+# simulated devices on three catalog boards (each its own port plugin
+# process and flash file), a campaign to v1.1.0 that every device takes and
+# confirms, then a campaign to v1.2.0, an image that fails its health check,
+# from which every device rolls back to v1.1.0 on its own.
+#
+# How an image "fails its health check": the devices' health check
+# (health_check in each device.yaml) is a shell command that gets the
+# version now running in OTARUN_VERSION; the demo's command fails for any
+# 1.2.x version, as a real self-test would fail for a broken build. The
+# images differ only in their signed version.
+#
+# Everything runs on 127.0.0.1 in a temporary directory that is removed at
+# the end, with every process the demo started (see cleanup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-board=${1:-stm32f407-disco}
 bin=${BIN:-bin}
+boards=(nucleo-h743zi b-l475e-iot01a stm32f769i-disco)
+devices=(dev-a dev-b dev-c)
 
-echo "== otagen validate boards.yaml"
-"$bin/otagen" validate boards.yaml
+for b in otarun otaserve otaimg "${boards[@]/#/otaport-}"; do
+	if [ ! -x "$bin/$b" ]; then
+		echo "demo: $bin/$b is missing: run 'make demo' (or 'make build' first)" >&2
+		exit 1
+	fi
+done
+bin=$(cd "$bin" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/otaport-demo.XXXXXX")
+pids=()
+
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	# Agents first (SIGTERM: they save their state and stop), then otaserve.
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [ "$status" -ne 0 ]; then
+		echo "demo failed; the last lines of each log:" >&2
+		for f in "$work"/*.log; do
+			[ -f "$f" ] || continue
+			echo "--- $(basename "$f")" >&2
+			tail -n 8 "$f" >&2
+		done
+	fi
+	rm -rf "$work"
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# serve GROUP VERB ARGS...: the otaserve CLI against the demo's server.
+serve() {
+	local group=$1 verb=$2
+	shift 2
+	"$bin/otaserve" "$group" "$verb" --data "$work/data" "$@"
+}
+step() { printf '\n== %s\n' "$*"; }
+
+step "keys and images"
+"$bin/otaimg" keygen --type ecdsa-p256 -o "$work/key.pem" >/dev/null
+"$bin/otaimg" getpub --key "$work/key.pem" -o "$work/pub.pem" >/dev/null
+# A 256 KiB "application"; each version is the same bytes signed anew.
+head -c 262144 /dev/urandom >"$work/app.bin"
+for v in 1.0.0 1.1.0 1.2.0; do
+	"$bin/otaimg" sign --key "$work/key.pem" --version "$v" --pad-header "$work/app.bin" "$work/app-$v.img"
+done
+
+step "provision three devices with v1.0.0"
+for i in "${!boards[@]}"; do
+	"$bin/otarun" --plugin "$bin/otaport-${boards[$i]}" provision \
+		--key "$work/pub.pem" --flash "$work/${devices[$i]}.flash" "$work/app-1.0.0.img" 2>>"$work/provision.log"
+done
+
+step "start otaserve (API, firmware server, embedded MQTT broker)"
+"$bin/otaserve" run --data "$work/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 --key "$work/pub.pem" \
+	>"$work/otaserve.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	grep -q 'MQTT on' "$work/otaserve.log" 2>/dev/null && [ -f "$work/data/url" ] && break
+	sleep 0.1
+done
+mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | head -n 1)
+[ -n "$mqtt" ] || { echo "demo: otaserve did not start" >&2; exit 1; }
+echo "API and firmware on $(cat "$work/data/url"), MQTT on $mqtt"
+
+step "register the devices and start their agents"
+for i in "${!boards[@]}"; do
+	d=${devices[$i]} b=${boards[$i]}
+	secret=$(serve device add --product demo --name "$d" --board "$b" --group demo | sed -n 's/^device secret (shown once): //p')
+	printf '%s\n' "$secret" >"$work/$d.secret"
+	cat >"$work/$d.yaml" <<EOF
+broker: tcp://$mqtt
+identity: {product_key: demo, device_name: $d, device_secret_file: $d.secret}
+public_keys: [pub.pem]
+# The demo's self-test: any 1.2.x image is "broken".
+health_check:
+  command: [sh, -c, 'case "\$OTARUN_VERSION" in 1.2.*) echo "self-test failed: sensor bus timeout in \$OTARUN_VERSION" >&2; exit 1;; esac']
+  timeout: 5s
+report_interval: 1s
+EOF
+	"$bin/otarun" --plugin "$bin/otaport-$b" agent --config "$work/$d.yaml" --flash "$work/$d.flash" \
+		>"$work/$d.events" 2>"$work/$d.log" &
+	pids+=($!)
+	echo "$d: $b, agent pid $!"
+done
+
+# wait_versions VERSION: until every device reports VERSION (or 60 s).
+wait_versions() {
+	for _ in $(seq 600); do
+		if [ "$(serve device list | awk -v v="$1" 'NR > 1 && $5 == v' | wc -l)" -eq "${#devices[@]}" ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "demo: the devices did not all report $1:" >&2
+	serve device list >&2
+	return 1
+}
+wait_versions 1.0.0+0
+serve device list
+
+# campaign VERSION: upload the image of VERSION for each board, start one
+# campaign per board (a campaign targets one board), and follow them until
+# none is running.
+campaign() {
+	local v=$1 ids=() i id
+	for i in "${!boards[@]}"; do
+		id=$(serve image upload --board "${boards[$i]}" "$work/app-$v.img" | sed -n 's/^image \([0-9]*\):.*/\1/p')
+		ids+=("$(serve campaign create --image "$id" --target "devices=demo/${devices[$i]}" --waves 100% \
+			| sed -n 's/^campaign \([0-9]*\):.*/\1/p')")
+	done
+	echo "campaigns ${ids[*]} started"
+	local last="" line running
+	for _ in $(seq 600); do
+		line="" running=0
+		for id in "${ids[@]}"; do
+			line+=$(serve campaign status "$id" | awk -v id="$id" '
+				/^campaign / { st = $NF; sub(/:.*/, "", st); if ($0 ~ /, running$/) run = 1 }
+				/^demo\// { printf "  %s %s %s%%", $1, $3, $4 }
+				END { if (run) print " *"; else print "" }')
+		done
+		running=${line//[^*]/}
+		running=${#running}
+		line=${line//\*/}
+		if [ "$line" != "$last" ]; then
+			echo "$line"
+			last=$line
+		fi
+		[ "$running" -eq 0 ] && break
+		sleep 0.2
+	done
+	for id in "${ids[@]}"; do serve campaign status "$id" | sed -n 1p; done
+}
+
+step "campaign 1: v1.1.0 to every device"
+campaign 1.1.0
+wait_versions 1.1.0+0
+
+step "campaign 2: v1.2.0, which fails its health check"
+campaign 1.2.0
+wait_versions 1.1.0+0
+
+step "what each device did (its agent's events)"
+for d in "${devices[@]}"; do
+	echo "-- $d"
+	grep -E '^(order|health|reboot|confirmed|failed|refused) ' "$work/$d.events" | sed 's/^/   /'
+done
+
+step "summary"
+serve device list
 echo
-echo "== otagen list boards.yaml"
-"$bin/otagen" list boards.yaml
+serve campaign list
 echo
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-echo "== otarun info ($board)"
-OTAPORT_FLASH="$work/$board.flash" "$bin/otarun" --plugin "$bin/otaport-$board" info
-echo
-echo "== otarun conformance ($board)"
-"$bin/otarun" --plugin "$bin/otaport-$board" conformance
+echo "every device took v1.1.0 and confirmed it, then rolled back from v1.2.0 to v1.1.0 on its own."

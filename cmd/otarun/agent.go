@@ -208,7 +208,7 @@ func (v *agentView) event(ev agent.Event) {
 			v.barOpen = true
 			return
 		}
-		if ev.Percent/10 != v.lastPct/10 || ev.Percent == 100 && v.lastPct != 100 {
+		if v.lastPct < 0 || ev.Percent/10 != v.lastPct/10 || ev.Percent == 100 && v.lastPct != 100 {
 			v.lastPct = ev.Percent
 			fmt.Fprintf(v.w, "download %3d%% (%d of %d bytes)\n", ev.Percent, ev.Offset, ev.Total)
 		}

@@ -201,8 +201,10 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// What the engine left: reconcile its record with what the bootloader
 	// did at this power-on.
-	if _, err := a.eng.Recover(ctx); err != nil {
+	if st, err := a.eng.Recover(ctx); err != nil {
 		a.log.Warn("recover", "err", err)
+	} else {
+		a.emit(Event{Kind: "state", State: string(st.State), Version: st.Image, Message: "at start"})
 	}
 
 	cc := cloud.Config{
@@ -212,6 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		KeepAlive: time.Duration(a.cfg.KeepAlive),
 		Module:    a.cfg.Module,
 		Logger:    a.log.With("part", "cloud"),
+		Sign:      cloud.SignOptions{Form: signForm(a.cfg.SignForm)},
 		OnOrder: func(o *cloud.Order, _ []byte) {
 			select {
 			case a.orders <- o:
@@ -306,6 +309,9 @@ func (a *Agent) device(ctx context.Context) (Device, error) {
 			d.SlotSize = min(d.SlotSize, app.Size)
 		}
 	}
+	if st, err := a.eng.Status(ctx); err == nil {
+		d.SecurityCounter = max(d.SecurityCounter, st.SecurityCounter)
+	}
 	for _, k := range a.keys {
 		if t, err := image.KeyType(k); err == nil && !slices.Contains(d.Schemes, t) {
 			d.Schemes = append(d.Schemes, t)
@@ -362,7 +368,8 @@ func (a *Agent) engineEvent(ev engine.Event) {
 // reportProgress sends a download percentage to the cloud (through the
 // throttle: at most once a percent, at least every report interval).
 func (a *Agent) reportProgress(ev engine.Event) {
-	if ev.Kind != engine.EventProgress || ev.Percent < 0 || a.link == nil || !a.busy {
+	// 0 went out when the order was accepted.
+	if ev.Kind != engine.EventProgress || ev.Percent <= 0 || a.link == nil || !a.busy {
 		return
 	}
 	a.report(context.Background(), cloud.StepPercent(ev.Percent), "downloading")
@@ -465,4 +472,234 @@ func (a *Agent) succeed(ctx context.Context) error {
 	a.emit(Event{Kind: "confirmed", Order: o.ID, Version: o.Version})
 	a.log.Info("upgrade done", "version", o.Version)
 	return a.inform(ctx)
+}
+
+// drive carries the engine forward until the order in hand (if any) is
+// done: resume a download, reboot into an installed image, run the health
+// check on a trial image and confirm it or return to the old one, and
+// report the outcome. Without an order it still finishes what the engine
+// left (an install by hand, a trial image), without reports. Each step is
+// persisted first, so a stop or a crash at any point resumes here at the
+// next start; MaxStateChanges stops a device that keeps coming back to the
+// same step.
+func (a *Agent) drive(ctx context.Context) error {
+	a.busy = a.rec.Order != nil
+	defer func() { a.busy = false }()
+	for {
+		st, err := a.eng.Recover(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if a.rec.Order == nil {
+				a.log.Warn("recover", "err", err)
+				return nil
+			}
+			return a.fail(ctx, stepOf(err), err.Error())
+		}
+		o := a.rec.Order
+		if o != nil && a.rec.Changes >= MaxStateChanges {
+			if err := a.eng.Rollback(ctx); err != nil {
+				a.log.Warn("rollback after the state loop guard", "err", err)
+			}
+			return a.fail(ctx, cloud.StepUpgradeFailed, fmt.Sprintf("gave up after %d state changes (state loop guard); the engine was %s", a.rec.Changes, st.State))
+		}
+		switch st.State {
+		case engine.Downloading, engine.Verifying:
+			if err := a.save(ctx, PhaseInstalling); err != nil {
+				return err
+			}
+			if err := a.eng.Resume(ctx); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if o == nil {
+					a.log.Warn("resume", "err", err)
+					return nil
+				}
+				return a.fail(ctx, stepOf(err), err.Error())
+			}
+		case engine.Installed:
+			if err := a.save(ctx, PhaseRebooting); err != nil {
+				return err
+			}
+			if err := a.reboot(ctx); err != nil {
+				return a.failOrReturn(ctx, err)
+			}
+		case engine.Testing:
+			if err := a.check(ctx, o); err != nil {
+				return a.failOrReturn(ctx, err)
+			}
+		case engine.Confirmed:
+			if o == nil {
+				return nil
+			}
+			dev, err := a.device(ctx)
+			if err != nil {
+				return err
+			}
+			if dev.Running != o.Version && !sameVersion(dev.Running, o.Version) {
+				return a.fail(ctx, cloud.StepUpgradeFailed, fmt.Sprintf("runs %s after installing %s", dev.Running, o.Version))
+			}
+			return a.succeed(ctx)
+		default: // RolledBack, Failed, Idle
+			if o == nil {
+				return nil
+			}
+			reason := a.rec.Reason
+			if reason == "" {
+				reason = st.LastError
+			}
+			if reason == "" {
+				reason = "the engine is " + string(st.State)
+			}
+			if st.State == engine.RolledBack {
+				dev, _ := a.device(ctx)
+				reason = fmt.Sprintf("%s; rolled back to %s", reason, dev.Running)
+			}
+			a.rec.Reason = ""
+			return a.fail(ctx, cloud.StepUpgradeFailed, reason)
+		}
+	}
+}
+
+// failOrReturn ends the current order with err, or returns err when there
+// is no order or ctx ended.
+func (a *Agent) failOrReturn(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if a.rec.Order == nil {
+		a.log.Warn("finishing what the engine left", "err", err)
+		return nil
+	}
+	return a.fail(ctx, stepOf(err), err.Error())
+}
+
+// reboot resets the device through the port. On the emulated board the
+// simulated bootloader runs and the agent goes on as the image it booted;
+// on hardware the process ends here and the next start resumes.
+func (a *Agent) reboot(ctx context.Context) error {
+	a.emit(Event{Kind: "reboot", Message: "rebooting"})
+	res, err := a.port.Reboot(ctx)
+	if err != nil {
+		return fmt.Errorf("reboot through the port: %w", err)
+	}
+	msg := res.Action
+	if res.Detail != "" {
+		msg += ": " + res.Detail
+	}
+	a.emit(Event{Kind: "reboot", Version: res.Version, Message: msg})
+	a.log.Info("rebooted", "slot", res.Slot, "version", res.Version, "action", res.Action, "detail", res.Detail)
+	if res.Action == "reverted" || res.Action == "rolled-back" {
+		if a.rec.Reason == "" {
+			a.rec.Reason = "the bootloader did not keep the new image: " + res.Detail
+		}
+	}
+	return nil
+}
+
+// check runs the health check on the trial image, then confirms it, or
+// rolls back and reboots into the old one.
+func (a *Agent) check(ctx context.Context, o *orderRecord) error {
+	if err := a.save(ctx, PhaseChecking); err != nil {
+		return err
+	}
+	dev, err := a.device(ctx)
+	if err != nil {
+		return err
+	}
+	info := HealthInfo{Version: dev.Running, Board: dev.Board}
+	if o != nil {
+		info.Previous = o.From
+	}
+	herr := RunHealthCheck(ctx, a.cfg.HealthCheck, info)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if herr == nil {
+		a.emit(Event{Kind: "health", Version: dev.Running, Message: "healthy"})
+		if err := a.eng.Confirm(ctx); err != nil {
+			return fmt.Errorf("confirm %s: %w", dev.Running, err)
+		}
+		return nil
+	}
+	a.emit(Event{Kind: "health", Version: dev.Running, Error: herr.Error()})
+	a.log.Warn("health check failed; rolling back", "version", dev.Running, "err", herr)
+	a.rec.Reason = herr.Error()
+	if err := a.save(ctx, PhaseReverting); err != nil {
+		return err
+	}
+	if err := a.eng.Rollback(ctx); err != nil {
+		// A single-bank board has no old image to return to; the
+		// bootloader's boot counter is the last resort.
+		a.log.Warn("rollback", "err", err)
+	}
+	if err := a.reboot(ctx); err != nil {
+		return err
+	}
+	a.emit(Event{Kind: "rolled-back", Version: dev.Running, Error: herr.Error()})
+	return nil
+}
+
+// signForm maps Config.SignForm to the cloud's form.
+func signForm(s string) cloud.Form {
+	if s == "sdk" {
+		return cloud.FormSDK
+	}
+	return cloud.FormDoc
+}
+
+// sameVersion compares versions as MCUboot versions when both parse.
+func sameVersion(a, b string) bool {
+	va, errA := image.ParseVersion(a)
+	vb, errB := image.ParseVersion(b)
+	return errA == nil && errB == nil && va.Compare(vb) == 0
+}
+
+// loadKeys reads PEM public keys.
+func loadKeys(files []string) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("public_keys: %w", err)
+		}
+		k, err := image.LoadPublicKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("public_keys: %s: %w", f, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("public_keys: none; list the PEM public key(s) images are signed with (--key pub.pem)")
+	}
+	return keys, nil
+}
+
+// Provision writes a device's first image from the file at path, as a
+// factory does: installed for good (no trial), the device powered on into
+// it, and confirmed. It returns the engine's status afterwards.
+func Provision(ctx context.Context, port Port, keyFiles []string, path string, log *slog.Logger) (engine.Status, error) {
+	keys, err := loadKeys(keyFiles)
+	if err != nil {
+		return engine.Status{}, err
+	}
+	eng, err := engine.New(port, port, engine.Options{Keys: keys, AllowDowngrade: true, Logger: log})
+	if err != nil {
+		return engine.Status{}, err
+	}
+	if err := eng.Install(ctx, engine.Source{URL: path, Permanent: true}); err != nil {
+		return engine.Status{}, fmt.Errorf("provision %s: %w", path, err)
+	}
+	if _, err := port.Reboot(ctx); err != nil {
+		return engine.Status{}, fmt.Errorf("provision %s: power on: %w", path, err)
+	}
+	if _, err := eng.Recover(ctx); err != nil {
+		return engine.Status{}, fmt.Errorf("provision %s: %w", path, err)
+	}
+	if err := eng.Confirm(ctx); err != nil {
+		return engine.Status{}, fmt.Errorf("provision %s: %w", path, err)
+	}
+	return eng.Status(ctx)
 }

@@ -62,6 +62,12 @@ type Config struct {
 	// Module is the module reported in inform and progress (newer SDKs);
 	// empty for the default module.
 	Module string `yaml:"module"`
+	// SignForm is the layout of the MQTT sign-in: "doc" (the default: the
+	// platform documentation's, signed with the current time) or "sdk" (the
+	// C SDK v3's, signed with its fixed timestamp, so the password never
+	// changes: what a broker with a static password file, such as
+	// Mosquitto with mosquitto_passwd, can check).
+	SignForm string `yaml:"sign_form"`
 
 	// file is where the configuration was read from, for error messages.
 	file string
@@ -232,6 +238,11 @@ func (c *Config) Validate() error {
 	if c.ReportInterval != 0 && time.Duration(c.ReportInterval) < 100*time.Millisecond {
 		bad("report_interval", "%v is too short: progress would flood the broker; use 1s or more", c.ReportInterval)
 	}
+	switch c.SignForm {
+	case "", "doc", "sdk":
+	default:
+		bad("sign_form", "%q: use doc (the default) or sdk", c.SignForm)
+	}
 	if k := time.Duration(c.KeepAlive); k != 0 && (k < cloud.MinKeepAlive || k > cloud.MaxKeepAlive) {
 		bad("keep_alive", "%v: the platform accepts %v to %v", k, cloud.MinKeepAlive, cloud.MaxKeepAlive)
 	}
@@ -252,14 +263,6 @@ func (c *Config) secret() (string, error) {
 		return "", fmt.Errorf("%s: %s is empty", c.where("identity.device_secret_file"), c.Identity.DeviceSecretFile)
 	}
 	return s, nil
-}
-
-// healthTimeout is the health check's timeout with its default.
-func (c *Config) healthTimeout() time.Duration {
-	if c.HealthCheck.Timeout == 0 {
-		return DefaultHealthTimeout
-	}
-	return time.Duration(c.HealthCheck.Timeout)
 }
 
 // reportInterval is the progress heartbeat with its default.

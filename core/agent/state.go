@@ -49,6 +49,9 @@ type record struct {
 	Changes  int          `json:"changes,omitempty"`
 	Failed   []failure    `json:"failed,omitempty"`
 	MaxCount uint32       `json:"counter,omitempty"` // highest security counter confirmed
+	// Reason is why the current order is being undone (a failed health
+	// check), kept across the reboot that undoes it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // orderRecord is the part of an order the agent needs after a restart.
@@ -79,16 +82,13 @@ func newOrderRecord(o *cloud.Order, from string) *orderRecord {
 	return r
 }
 
-// same reports whether o orders the image r is about.
-func (r *orderRecord) same(o *cloud.Order) bool {
-	return r != nil && r.Version == o.Data.Version && r.Digest == digestString(o)
-}
-
-// failedBefore returns the failure of the image o orders, if it failed here.
+// failedBefore returns the failure of the version o orders, if it failed
+// here. The version, not the image's digest, is what counts: a rebuilt
+// image of a failed version (ECDSA signatures differ at every signing) is
+// the same version to the operator, who publishes a new version to retry.
 func (rec *record) failedBefore(o *cloud.Order) (failure, bool) {
-	d := digestString(o)
 	for _, f := range rec.Failed {
-		if f.Version == o.Data.Version && f.Digest == d {
+		if f.Version == o.Data.Version || sameVersion(f.Version, o.Data.Version) {
 			return f, true
 		}
 	}

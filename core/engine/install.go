@@ -164,9 +164,22 @@ func (e *Engine) download(ctx context.Context, rec *record, dev device, op opene
 	}
 }
 
-// transfer is one pass of the download pipeline: a fetcher goroutine fills
-// chunk buffers from the source while this goroutine hashes each chunk and
-// writes it through the port, so the network and the flash overlap.
+// transfer is one pass of the download pipeline, three goroutines deep so
+// that the network, the hashing and the port overlap (on a device with two
+// cores the port's own work runs in the plugin process beside them):
+//
+//   - the fetcher fills chunk buffers from the source and hashes each with
+//     the order's digest as it arrives;
+//   - run's goroutine feeds each chunk to the image's stream verifier and
+//     checks the header before the first write;
+//   - the port goroutine writes each chunk through the port, in order, and
+//     persists the checkpoints.
+//
+// Every chunk is hashed by both before it is written and its buffer is not
+// filled again before the port has written it: the bytes hashed are the
+// bytes written. Each chunk carries the hash states at its end, so that a
+// checkpoint (and the resume after an error) names exactly the states of
+// the bytes the port has written, however far ahead the hashing runs.
 type transfer struct {
 	e   *Engine
 	rec *record
@@ -174,10 +187,14 @@ type transfer struct {
 	op  opener
 	dg  Digest
 
-	v       *image.StreamVerifier
-	dh      hash.Hash
-	resume  bool  // the slot holds rec.Offset bytes of this image
-	written int64 // bytes written to the slot, all hashed
+	v      *image.StreamVerifier
+	dh     hash.Hash
+	resume bool // the slot holds rec.Offset bytes of this image
+
+	// Owned by the port goroutine while run runs; by the caller after.
+	written int64  // bytes written to the slot, all hashed
+	vstate  []byte // the verifier's state at written
+	dstate  []byte // the digest's state at written
 	lastCk  int64
 	total   int64 // the download's size, -1 while unknown
 	val     validators
@@ -219,12 +236,13 @@ func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*tr
 			t.val = validators{}
 		} else {
 			t.dh, t.resume, t.written, t.lastCk = dh, true, rec.Offset, rec.Offset
+			t.vstate, t.dstate = rec.Verifier, rec.DigestState
 		}
 	}
 	return t, nil
 }
 
-// chunk is a buffer the fetcher filled.
+// chunkMsg is a buffer the fetcher filled, on its way through the stages.
 type chunkMsg struct {
 	buf   []byte
 	n     int
@@ -232,24 +250,32 @@ type chunkMsg struct {
 	total int64
 	val   validators
 	err   error
+	// dstate and vstate are the digest's and the verifier's states once
+	// this chunk is hashed; dstate is nil without a digest.
+	dstate []byte
+	vstate []byte
 }
 
-// pipelineDepth is the number of chunk buffers: one being written, one
-// being filled, one ready.
-const pipelineDepth = 3
+// pipelineDepth is the number of chunk buffers: one being filled, one
+// being hashed, one being written, one ready between two of them.
+const pipelineDepth = 4
 
+// run streams the source into the slot and returns the image the stream
+// verified. It returns only once the fetcher and the port goroutine have
+// stopped, with t.written, t.vstate and t.dstate describing what the slot
+// holds.
 func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val}
+	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val, dh: t.dh}
 	free := make(chan []byte, pipelineDepth)
 	for range pipelineDepth {
 		free <- make([]byte, t.chunk)
 	}
 	full := make(chan chunkMsg, pipelineDepth)
-	done := make(chan struct{})
+	fetched := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(fetched)
 		defer f.close()
 		for {
 			var buf []byte
@@ -258,76 +284,51 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 			case <-ctx.Done():
 				return
 			}
-			n, last, err := f.fill(ctx, buf)
-			full <- chunkMsg{buf: buf, n: n, last: last, total: f.total, val: f.v, err: err}
-			if last || err != nil {
+			c := f.next(ctx, buf)
+			full <- c
+			if c.last || c.err != nil {
 				return
 			}
 		}
 	}()
 	defer func() {
 		cancel()
-		<-done
+		<-fetched
 	}()
 
-	inited := false
-	for {
-		var c chunkMsg
-		select {
-		case c = <-full:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		t.total, t.val = c.total, c.val
-		if c.err != nil {
-			return nil, c.err
-		}
-		data := c.buf[:c.n]
-		if _, err := t.v.Write(data); err != nil {
-			return nil, streamError(err)
-		}
-		if !inited {
-			if _, ok := t.v.Header(); !ok {
-				if c.last {
-					break
-				}
-				return nil, fmt.Errorf("%w: the first %d bytes do not hold the image header", ErrVerify, c.n)
+	jobs := make(chan chunkMsg, pipelineDepth)
+	failed := make(chan struct{}) // closed when a port write failed
+	var perr error
+	ported := make(chan struct{})
+	go func() {
+		defer close(ported)
+		for c := range jobs {
+			if perr != nil {
+				continue // drain: the slot stays as the failed write left it
 			}
-			if err := t.e.checkHeader(t.v, t.dev, t.rec); err != nil {
-				return nil, err
+			if err := t.port(ctx, c); err != nil {
+				perr = err
+				close(failed)
+				continue
 			}
-			size := t.dev.maxSize
-			if t.total > 0 {
-				size = t.total
-			}
-			if err := t.e.p.Init(ctx, hal.InitRequest{Size: uint64(size), Resume: t.resume}); err != nil {
-				return nil, fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
-			}
-			inited = true
-		}
-		if t.dh != nil {
-			t.dh.Write(data)
-		}
-		if len(data) > 0 {
-			if err := t.e.p.Write(ctx, uint64(t.written), data); err != nil {
-				if t.resume && errors.Is(err, hal.ErrNotErased) {
-					return nil, errStartOver{why: fmt.Sprintf("the slot holds other bytes at 0x%x than the resumed download (a write torn by a crash)", t.written)}
-				}
-				return nil, fmt.Errorf("write %s at 0x%x: %w", t.dev.update.Name, t.written, err)
+			if !c.last {
+				free <- c.buf
 			}
 		}
-		t.written += int64(len(data))
-		t.e.emit(Event{Kind: EventProgress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
-		if !c.last && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
-			if err := t.checkpoint(ctx); err != nil {
-				return nil, err
-			}
-		}
-		if c.last {
-			break
-		}
-		free <- c.buf
+	}()
+
+	serr := t.stream(ctx, full, jobs, failed)
+	// What was hashed and handed to the port is written before the
+	// pipeline stops, so an error of the source keeps all the progress.
+	close(jobs)
+	<-ported
+	switch {
+	case perr != nil:
+		return nil, perr
+	case serr != nil:
+		return nil, serr
 	}
+	<-fetched // the digest is the fetcher's until it has stopped
 	// The order's digest first: a file that is not the order's is named
 	// as such, whatever else is wrong with it.
 	if t.dh != nil {
@@ -343,25 +344,100 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	return img, nil
 }
 
+// stream is the verifying stage: it feeds each chunk to the stream
+// verifier, checks the header and prepares the slot (Init) before the
+// first chunk goes to the port, and hands every chunk on to jobs. It
+// returns at the last chunk, at the first error, or when the port failed.
+func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<- chunkMsg, failed <-chan struct{}) error {
+	inited := false
+	for {
+		var c chunkMsg
+		select {
+		case c = <-full:
+		case <-failed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if c.err != nil {
+			// The sizes and validators learnt so far still hold.
+			t.total, t.val = c.total, c.val
+			return c.err
+		}
+		data := c.buf[:c.n]
+		if _, err := t.v.Write(data); err != nil {
+			return streamError(err)
+		}
+		if !inited {
+			if _, ok := t.v.Header(); !ok {
+				if c.last {
+					// Too short for a header: Finish says so.
+					jobs <- c
+					return nil
+				}
+				return fmt.Errorf("%w: the first %d bytes do not hold the image header", ErrVerify, c.n)
+			}
+			if err := t.e.checkHeader(t.v, t.dev, t.rec); err != nil {
+				return err
+			}
+			size := t.dev.maxSize
+			if c.total > 0 {
+				size = c.total
+			}
+			if err := t.e.p.Init(ctx, hal.InitRequest{Size: uint64(size), Resume: t.resume}); err != nil {
+				return fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
+			}
+			inited = true
+		}
+		vs, err := t.v.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		c.vstate = vs
+		select {
+		case jobs <- c:
+		case <-failed:
+			return nil
+		}
+		if c.last {
+			return nil
+		}
+	}
+}
+
+// port is the port goroutine's work on one chunk: write it, report the
+// progress, and persist a checkpoint when one is due.
+func (t *transfer) port(ctx context.Context, c chunkMsg) error {
+	t.total, t.val = c.total, c.val
+	data := c.buf[:c.n]
+	if len(data) > 0 {
+		if err := t.e.p.Write(ctx, uint64(t.written), data); err != nil {
+			if t.resume && errors.Is(err, hal.ErrNotErased) {
+				return errStartOver{why: fmt.Sprintf("the slot holds other bytes at 0x%x than the resumed download (a write torn by a crash)", t.written)}
+			}
+			return fmt.Errorf("write %s at 0x%x: %w", t.dev.update.Name, t.written, err)
+		}
+	}
+	t.written += int64(len(data))
+	t.vstate, t.dstate = c.vstate, c.dstate
+	t.e.emit(Event{Kind: EventProgress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
+	if !c.last && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
+		return t.checkpoint(ctx)
+	}
+	return nil
+}
+
 // checkpoint persists the download's progress: the offset written and the
 // hash states at exactly that offset.
 func (t *transfer) checkpoint(ctx context.Context) error {
-	vs, err := t.v.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	ds, err := saveHash(t.dh)
-	if err != nil {
-		return fmt.Errorf("checkpoint: digest state: %w", err)
+	if t.vstate == nil {
+		return nil // nothing written yet in this pass
 	}
 	prev := *t.rec
-	t.rec.Offset, t.rec.Verifier, t.rec.DigestState = t.written, vs, ds
+	t.rec.Offset, t.rec.Verifier, t.rec.DigestState = t.written, t.vstate, t.dstate
 	t.rec.ETag, t.rec.LastModified = t.val.etag, t.val.lastModified
 	if t.total > 0 {
 		t.rec.Total = t.total
-	}
-	if h, ok := t.v.Header(); ok {
-		t.rec.Image = h.Version.String()
 	}
 	if err := t.e.save(ctx, t.rec); err != nil {
 		if hal.CodeOf(err) == hal.CodeOutOfBounds {

@@ -342,8 +342,9 @@ func (e *Emulator) erase(off, end int64) {
 	for off < end {
 		pg, in := off>>pageShift, off&(pageSize-1)
 		c := min(int64(pageSize)-in, end-off)
-		// A whole page, or the short last page of the flash.
-		if in == 0 && (c == pageSize || off+c == e.size) {
+		// A whole page, or the short last page of the flash. The pages of
+		// a mapped file are the file: they are filled, never replaced.
+		if in == 0 && (c == pageSize || off+c == e.size) && !e.mapped() {
 			e.pages[pg] = e.blank
 			e.owned[pg] = false
 		} else {
@@ -353,9 +354,19 @@ func (e *Emulator) erase(off, end int64) {
 	}
 }
 
+// mapped reports whether the pages are a mapped file's: written in place,
+// never shared with a clone.
+func (e *Emulator) mapped() bool { return e.file != nil && e.file.mapped() }
+
 // persist writes [off, off+n) through to the backing file, if any.
 func (e *Emulator) persist(off, n int64) error {
 	if e.file == nil {
+		return nil
+	}
+	if done, err := e.file.syncRange(off, n); done || err != nil {
+		if err != nil {
+			return fmt.Errorf("flash sync at 0x%x, %d bytes: %w", off, n, err)
+		}
 		return nil
 	}
 	if int64(cap(e.scratch)) < n {
@@ -394,10 +405,15 @@ func (e *Emulator) SetCut(c Cut) {
 // content: no cut armed, the operation count at zero, the same options and
 // erase counts. It works after a power cut (that is its purpose: the flash
 // as the cut left it) and costs a copy of page pointers, not of the flash.
-// A clone of a file-backed emulator lives in memory only.
+// A clone of a file-backed emulator lives in memory only; it costs a copy
+// of the pages that are not erased (the file's pages change in place), and
+// the clone of a closed one is closed too.
 func (e *Emulator) Clone() *Emulator {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.file != nil && (e.mapped() || e.closed) {
+		return e.cloneMapped()
+	}
 	c := &Emulator{
 		geo:     e.geo,
 		size:    e.size,
@@ -415,6 +431,38 @@ func (e *Emulator) Clone() *Emulator {
 	return c
 }
 
+// cloneMapped is Clone of a file-backed emulator, whose pages are the
+// file's mapping and cannot be shared: the clone gets copies, and the
+// blank page for every erased one. After Close the mapping is gone and the
+// clone is closed as well.
+func (e *Emulator) cloneMapped() *Emulator {
+	c := &Emulator{
+		geo:     e.geo,
+		size:    e.size,
+		align:   e.align,
+		erased:  e.erased,
+		sectors: e.sectors,
+		opts:    e.opts,
+		pages:   make([][]byte, len(e.pages)),
+		owned:   make([]bool, len(e.owned)),
+		blank:   e.blank,
+		counts:  slices.Clone(e.counts),
+		closed:  e.closed,
+	}
+	for i, pg := range e.pages {
+		if e.closed {
+			c.pages[i] = e.blank
+			continue
+		}
+		if _, dirty := findNot(pg, e.erased); !dirty {
+			c.pages[i] = e.blank
+			continue
+		}
+		c.pages[i], c.owned[i] = slices.Clone(pg), true
+	}
+	return c
+}
+
 // Close releases the backing file, if any. Later calls fail with ErrClosed.
 // Closing twice is not an error.
 func (e *Emulator) Close() error {
@@ -425,6 +473,11 @@ func (e *Emulator) Close() error {
 	}
 	e.closed = true
 	if e.file != nil {
+		if e.mapped() {
+			// The pages are about to be unmapped: nothing may reach
+			// them, and every call now fails with ErrClosed first.
+			clear(e.pages)
+		}
 		return e.file.close()
 	}
 	return nil

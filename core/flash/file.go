@@ -16,9 +16,13 @@ import (
 //
 //   - <path> holds exactly the flash bytes, offset for offset, so any tool
 //     (hexdump, cmp, a debugger's flash image loader) reads it as the chip.
-//     Writes go through with WriteAt as each operation completes, never as
-//     a rewrite of the whole file: the file after a process exit is the
-//     chip after a power cycle.
+//     The emulator maps the file (mmap, shared) and its pages are the
+//     mapping: an operation changes the file as it changes the flash, never
+//     by a rewrite of the whole file, so the file after a process exit is
+//     the chip after a power cycle. Opening a file reads nothing: a 160 MiB
+//     SD card costs a mapping, and only the pages an upgrade touches are
+//     ever read. Where mmap is missing the file is read at open and every
+//     operation written through with WriteAt.
 //   - <path>.wear holds the per-sector erase counters and the geometry they
 //     were counted for, so a file reopened with another board's geometry is
 //     refused even when the sizes happen to match.
@@ -113,8 +117,15 @@ type fileStore struct {
 	f    *os.File
 	wear *os.File
 	sync bool
+	// mem is the file mapped shared, nil where mmap is missing. The
+	// emulator's pages are slices of it, written in place.
+	mem []byte
 }
 
+// mapped reports whether the emulator's pages are the file's mapping.
+func (s *fileStore) mapped() bool { return s.mem != nil }
+
+// writeAt writes b, the flash content at off, through to an unmapped file.
 func (s *fileStore) writeAt(b []byte, off int64) error {
 	if _, err := s.f.WriteAt(b, off); err != nil {
 		return err
@@ -140,8 +151,26 @@ func (s *fileStore) writeWear(counts []uint32, first, last int) error {
 	return nil
 }
 
+// syncRange makes the flash content in [off, off+n) durable (Options.Sync)
+// when it is already in the file, and reports whether it was: a mapped
+// store needs no copy of the content to write it through.
+func (s *fileStore) syncRange(off, n int64) (bool, error) {
+	if !s.mapped() {
+		return false, nil
+	}
+	if !s.sync || n == 0 {
+		return true, nil
+	}
+	return true, syncMapped(s.mem, off, n)
+}
+
 func (s *fileStore) close() error {
-	return errors.Join(s.f.Close(), s.wear.Close())
+	var unmap error
+	if s.mem != nil {
+		unmap = unmapFile(s.mem)
+		s.mem = nil
+	}
+	return errors.Join(unmap, s.f.Close(), s.wear.Close())
 }
 
 // OpenFile opens the flash persisted in the file at path, creating it erased
@@ -178,22 +207,47 @@ func OpenFileWith(path string, g hal.FlashGeometry, opts Options) (*Emulator, er
 	if err != nil {
 		return nil, fmt.Errorf("open flash file: %w", err)
 	}
-	for i := range e.pages {
-		pg := make([]byte, min(pageSize, e.size-int64(i)<<pageShift))
-		if _, err := f.ReadAt(pg, int64(i)<<pageShift); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("read flash file %s: %w", path, err)
-		}
-		e.pages[i], e.owned[i] = pg, true
+	mem, err := loadPages(e, f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open flash file %s: %w", path, err)
 	}
 	wear, counts, err := openWear(path+".wear", wearInfoOf(g, e.sectors), path)
 	if err != nil {
+		if mem != nil {
+			_ = unmapFile(mem)
+		}
 		f.Close()
 		return nil, err
 	}
 	e.counts = counts
-	e.file = &fileStore{path: path, f: f, wear: wear, sync: opts.Sync}
+	e.file = &fileStore{path: path, f: f, wear: wear, sync: opts.Sync, mem: mem}
 	return e, nil
+}
+
+// loadPages points e's pages at the content of f: at the pages of its
+// mapping, which it returns, or where mmap is missing at copies read from
+// it (mem nil).
+func loadPages(e *Emulator, f *os.File) (mem []byte, err error) {
+	// A file system that cannot map the file (or a system without mmap)
+	// gets the copy: slower to open, the same flash.
+	if mem, err = mapFile(f, e.size); err == nil {
+		for i := range e.pages {
+			lo := int64(i) << pageShift
+			hi := min(lo+pageSize, e.size)
+			// A full slice expression: a page can never grow into the next.
+			e.pages[i], e.owned[i] = mem[lo:hi:hi], true
+		}
+		return mem, nil
+	}
+	for i := range e.pages {
+		pg := make([]byte, min(pageSize, e.size-int64(i)<<pageShift))
+		if _, err := f.ReadAt(pg, int64(i)<<pageShift); err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		e.pages[i], e.owned[i] = pg, true
+	}
+	return nil, nil
 }
 
 // openWear opens or creates the wear file at path for a flash of info.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -28,18 +29,20 @@ const (
 // image before any upgrade. It is read-only once built, so the workers of
 // a sweep share it; each run works on a clone of base.
 type fixture struct {
-	board    Board
-	layout   hal.Layout
-	key      ed25519.PrivateKey
-	bootOpts boot.Options
-	keys     []crypto.PublicKey
-	oldImg   []byte
-	newImg   []byte
-	newFile  string // newImg as a file: the source the engine installs from
-	oldVer   string // versions as the bootloader reports them
-	newVer   string
-	chunk    int
-	base     *flash.Emulator
+	board      Board
+	layout     hal.Layout
+	key        ed25519.PrivateKey
+	bootOpts   boot.Options
+	keys       []crypto.PublicKey
+	oldImg     []byte
+	newImg     []byte
+	newFile    string // newImg as a file: the source the engine installs from
+	oldVer     string // versions as the bootloader reports them
+	newVer     string
+	chunk      int
+	checkpoint int64
+	log        *slog.Logger // nil: none
+	base       *flash.Emulator
 }
 
 // newFixture signs the images of board b, writes the new one to a file in
@@ -56,8 +59,11 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 		key:    key,
 		keys:   []crypto.PublicKey{key.Public()},
 		chunk:  cfg.chunkSize(),
+
+		checkpoint: cfg.checkpointEvery(),
 	}
-	f.bootOpts = boot.Options{Keys: f.keys}
+	f.log = cfg.Logger
+	f.bootOpts = boot.Options{Keys: f.keys, Logger: cfg.Logger}
 	var err error
 	if f.oldImg, err = f.sign(OldVersion, cfg.payloadSize(), 1); err != nil {
 		return nil, err

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The fleet benchmark: one otaserve (embedded broker) and N simulated devices
+# in one otafleet-sim process (the real device agent over emulated flash in
+# memory, no plugin processes), upgraded by one campaign. Prints devices
+# upgraded per second, the time to the last confirm, per-device percentiles
+# and peak memory per device. Usage: bench/fleet.sh [N...] (default 1000 10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(1000 10000)
+bin=${BIN:-bin}
+go build -o "$bin/" ./cmd/otaserve ./cmd/otaimg ./cmd/otafleet-sim
+# Every device is a TCP connection on both sides.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/otaport-fleet.XXXXXX")
+srv=""
+cleanup() {
+	[ -n "$srv" ] && kill -INT "$srv" 2>/dev/null && wait "$srv" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin/otaimg" keygen --type ecdsa-p256 -o "$work/key.pem" >/dev/null
+"$bin/otaimg" getpub --key "$work/key.pem" -o "$work/pub.pem" >/dev/null
+head -c 16384 /dev/urandom >"$work/app.bin" # a small image: the fleet side is measured
+"$bin/otaimg" sign --key "$work/key.pem" --version 1.0.0 --pad-header "$work/app.bin" "$work/v1.img" >/dev/null
+"$bin/otaimg" sign --key "$work/key.pem" --version 2.0.0 --pad-header "$work/app.bin" "$work/v2.img" >/dev/null
+
+# peak_kib PID: the process's peak resident memory (VmHWM) in KiB.
+peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+for n in "${counts[@]}"; do
+	rm -rf "$work/data"
+	"$bin/otaserve" run --data "$work/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 --key "$work/pub.pem" >"$work/otaserve.log" 2>&1 &
+	srv=$!
+	for _ in $(seq 100); do grep -q 'MQTT on' "$work/otaserve.log" && [ -f "$work/data/url" ] && break; sleep 0.1; done
+	mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | head -n 1)
+	echo "== N = $n"
+	"$bin/otafleet-sim" --server "$(cat "$work/data/url")" --token "$(cat "$work/data/token")" --mqtt "$mqtt" \
+		--key "$work/pub.pem" --v1 "$work/v1.img" --v2 "$work/v2.img" -n "$n" &
+	sim=$!
+	peak_sim=0 peak_srv=0
+	while kill -0 "$sim" 2>/dev/null; do
+		p=$(peak_kib "$sim" 2>/dev/null || echo 0); [ "${p:-0}" -gt "$peak_sim" ] && peak_sim=$p
+		p=$(peak_kib "$srv" 2>/dev/null || echo 0); [ "${p:-0}" -gt "$peak_srv" ] && peak_srv=$p
+		sleep 0.5
+	done
+	status=0
+	wait "$sim" || status=$?
+	echo "peak RSS: simulator $((peak_sim / 1024)) MiB ($((peak_sim / n)) KiB per device), otaserve $((peak_srv / 1024)) MiB ($((peak_srv / n)) KiB per device)"
+	kill -INT "$srv"; wait "$srv" 2>/dev/null || true; srv=""
+	[ "$status" -eq 0 ] || { echo "N = $n failed"; tail -n 20 "$work/otaserve.log"; exit "$status"; }
+done

@@ -1,0 +1,340 @@
+// Command otafleet-sim runs N simulated devices in one process against a
+// running otaserve, for the fleet benchmark (bench/fleet.sh): each device is
+// the real device agent (core/agent) with its own MQTT connection, over the
+// board's platform (core/boot) on emulated flash in memory, in place of a
+// plugin process and a flash file. It registers the devices, provisions
+// them with v1 and connects them, then uploads v2, starts one campaign to
+// all of them, and waits until every device has confirmed v2. It prints the
+// devices upgraded per second, the time to the last confirm, the
+// percentiles of the per-device time from order to confirm, and the memory
+// per device.
+//
+//	otafleet-sim --server URL --token T --mqtt HOST:PORT --key pub.pem --v1 a.img --v2 b.img -n 1000
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/otaport/otaport/core/agent"
+	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/ports/all"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "otafleet-sim:", err)
+		os.Exit(1)
+	}
+}
+
+type sim struct {
+	server, token, mqtt, board, product string
+	keyFile                             string
+	v1, v2                              []byte
+	n, parallel                         int
+	timeout                             time.Duration
+	keys                                []crypto.PublicKey
+	http                                *http.Client
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("otafleet-sim", flag.ContinueOnError)
+	s := &sim{}
+	fs.StringVar(&s.server, "server", "", "otaserve URL (its DATA/url)")
+	fs.StringVar(&s.token, "token", "", "operator token (its DATA/token)")
+	fs.StringVar(&s.mqtt, "mqtt", "", "host:port of otaserve's MQTT broker")
+	fs.StringVar(&s.board, "board", "b-l475e-iot01a", "catalog board of every simulated device")
+	fs.StringVar(&s.product, "product", "fleet", "product key of the simulated devices")
+	fs.StringVar(&s.keyFile, "key", "", "public key PEM the images are signed with")
+	v1 := fs.String("v1", "", "signed image every device is provisioned with")
+	v2 := fs.String("v2", "", "signed image the campaign installs")
+	fs.IntVar(&s.n, "n", 1000, "number of devices")
+	fs.IntVar(&s.parallel, "parallel", 64, "devices registered, provisioned and connected at a time")
+	fs.DurationVar(&s.timeout, "timeout", 10*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || *v1 == "" || *v2 == "" {
+		return errors.New("give --server, --token, --mqtt, --key, --v1 and --v2 (bench/fleet.sh does)")
+	}
+	var err error
+	if s.v1, err = os.ReadFile(*v1); err != nil {
+		return err
+	}
+	if s.v2, err = os.ReadFile(*v2); err != nil {
+		return err
+	}
+	pem, err := os.ReadFile(s.keyFile)
+	if err != nil {
+		return err
+	}
+	k, err := image.LoadPublicKey(pem)
+	if err != nil {
+		return fmt.Errorf("--key %s: %w", s.keyFile, err)
+	}
+	s.keys = []crypto.PublicKey{k}
+	// One transport for every device: the downloads share connections to
+	// the one firmware server, as devices behind one NAT would not, but
+	// the benchmark measures the fleet side, not socket setup.
+	s.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.run(ctx, out)
+}
+
+// device is one simulated device and what the benchmark records of it.
+type device struct {
+	name      string
+	port      *boot.Platform
+	ordered   atomic.Int64 // unix nanos of the order event
+	confirmed atomic.Int64 // unix nanos of the confirmed event
+	informed  atomic.Bool
+}
+
+func (s *sim) run(ctx context.Context, out io.Writer) error {
+	entry, ok := all.Lookup(s.board)
+	if !ok {
+		return fmt.Errorf("--board %s: not in the catalog", s.board)
+	}
+	layout := entry.Layout()
+	dir, err := os.MkdirTemp("", "otafleet-sim-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	v1File := filepath.Join(dir, "v1.img")
+	if err := os.WriteFile(v1File, s.v1, 0o644); err != nil {
+		return err
+	}
+
+	devs := make([]*device, s.n)
+	start := time.Now()
+	err = s.each(ctx, func(i int) error {
+		d := &device{name: fmt.Sprintf("sim-%06d", i)}
+		devs[i] = d
+		if err := s.api(ctx, "POST", "/devices", "application/json", jsonBody(map[string]string{
+			"product_key": s.product, "device_name": d.name, "device_secret": "secret-" + d.name, "board": s.board, "group": s.product,
+		}), nil); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return err
+		}
+		mem, err := flash.NewMemory(layout.Flash)
+		if err != nil {
+			return err
+		}
+		if d.port, err = boot.NewPlatform(layout, mem, boot.Options{Keys: s.keys}); err != nil {
+			return err
+		}
+		_, err = agent.Provision(ctx, d.port, []string{s.keyFile}, v1File, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	fmt.Fprintf(out, "registered and provisioned %d devices in %v\n", s.n, time.Since(start).Round(time.Millisecond))
+
+	runCtx, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var runErrs atomic.Int64
+	start = time.Now()
+	err = s.each(ctx, func(i int) error {
+		d := devs[i]
+		a, err := agent.New(agent.Options{
+			Config: agent.Config{
+				Broker:     "tcp://" + s.mqtt,
+				Identity:   agent.IdentityConfig{ProductKey: s.product, DeviceName: d.name, DeviceSecret: "secret-" + d.name},
+				PublicKeys: []string{s.keyFile},
+			},
+			Port:       d.port,
+			Keys:       s.keys,
+			HTTPClient: s.http,
+			OnEvent: func(ev agent.Event) {
+				switch ev.Kind {
+				case "inform":
+					d.informed.Store(true)
+				case "order":
+					d.ordered.CompareAndSwap(0, time.Now().UnixNano())
+				case "confirmed":
+					d.confirmed.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			},
+			Engine: engine.Options{ChunkSize: 16 << 10},
+		})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Run(runCtx); err != nil {
+				runErrs.Add(1)
+				fmt.Fprintf(os.Stderr, "%s: %v\n", d.name, err)
+			}
+		}()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := waitAll(ctx, devs, func(d *device) bool { return d.informed.Load() }); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	fmt.Fprintf(out, "connected %d agents in %v\n", s.n, time.Since(start).Round(time.Millisecond))
+
+	var img struct {
+		ID uint64 `json:"id"`
+	}
+	if err := s.api(ctx, "POST", "/images?board="+s.board, "application/octet-stream", bytes.NewReader(s.v2), &img); err != nil {
+		return fmt.Errorf("upload --v2: %w", err)
+	}
+	t0 := time.Now()
+	var camp struct {
+		ID uint64 `json:"id"`
+	}
+	if err := s.api(ctx, "POST", "/campaigns", "application/json", jsonBody(map[string]any{
+		"image_id": img.ID, "target": map[string]string{"group": s.product}, "waves": "100%", "success_percent": 100, "error_percent": 0,
+	}), &camp); err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	if err := waitAll(ctx, devs, func(d *device) bool { return d.confirmed.Load() != 0 }); err != nil {
+		n := 0
+		for _, d := range devs {
+			if d.confirmed.Load() != 0 {
+				n++
+			}
+		}
+		return fmt.Errorf("campaign %d: %d of %d devices confirmed: %w", camp.ID, n, s.n, err)
+	}
+	var last time.Time
+	per := make([]time.Duration, 0, s.n)
+	for _, d := range devs {
+		c := time.Unix(0, d.confirmed.Load())
+		if c.After(last) {
+			last = c
+		}
+		per = append(per, c.Sub(time.Unix(0, d.ordered.Load())))
+	}
+	total := last.Sub(t0)
+	slices.Sort(per)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(out, "campaign %d: %d of %d devices confirmed v2\n", camp.ID, s.n, s.n)
+	fmt.Fprintf(out, "time to the last confirm:   %v\n", total.Round(time.Millisecond))
+	fmt.Fprintf(out, "devices upgraded per second: %.1f\n", float64(s.n)/total.Seconds())
+	fmt.Fprintf(out, "order to confirm, per device: p50 %v  p90 %v  p99 %v  max %v\n",
+		pct(per, 50), pct(per, 90), pct(per, 99), per[len(per)-1].Round(time.Millisecond))
+	fmt.Fprintf(out, "simulator memory: %.1f MiB from the OS (%.1f KiB per device), peak RSS in the script's summary\n",
+		float64(ms.Sys)/(1<<20), float64(ms.Sys)/1024/float64(s.n))
+	if runErrs.Load() > 0 {
+		return fmt.Errorf("%d agents stopped with an error", runErrs.Load())
+	}
+	return nil
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	i := (len(sorted)*p+99)/100 - 1
+	return sorted[max(0, min(i, len(sorted)-1))].Round(time.Millisecond)
+}
+
+// each runs f for 0..n-1, s.parallel at a time, and returns the first error.
+func (s *sim) each(ctx context.Context, f func(i int) error) error {
+	sem := make(chan struct{}, s.parallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for i := 0; i < s.n; i++ {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := f(i); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// waitAll polls until ok holds for every device.
+func waitAll(ctx context.Context, devs []*device, ok func(*device) bool) error {
+	for {
+		done := true
+		for _, d := range devs {
+			if !ok(d) {
+				done = false
+				break
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// api calls otaserve's REST API.
+func (s *sim) api(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(s.server, "/")+"/api/v1"+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", ctype)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `
+broker: tcp://127.0.0.1:1883
+identity: {product_key: demo, device_name: dev-1, device_secret: s3cret}
+public_keys: [keys/pub.pem]
+ca: ca.pem
+health_check:
+  command: [sh, -c, "exit 0"]
+  timeout: 3s
+report_interval: 2s
+keep_alive: 60s
+`
+
+func TestLoadConfig_ResolvesFilesNextToIt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "device.yaml")
+	if err := os.WriteFile(path, []byte(goodConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if want := filepath.Join(dir, "keys", "pub.pem"); c.PublicKeys[0] != want {
+		t.Errorf("public_keys[0] = %s, want %s", c.PublicKeys[0], want)
+	}
+	if want := filepath.Join(dir, "ca.pem"); c.CA != want {
+		t.Errorf("ca = %s, want %s", c.CA, want)
+	}
+	if c.HealthCheck.Timeout != Duration(3*time.Second) || c.reportInterval() != 2*time.Second {
+		t.Errorf("durations: health %v, report %v", c.HealthCheck.Timeout, c.reportInterval())
+	}
+	if got := strings.Join(c.HealthCheck.Command, " "); got != "sh -c exit 0" {
+		t.Errorf("health command %q", got)
+	}
+}
+
+func TestParseConfig_Errors(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"typo", "helth_check: {command: [true]}", "field helth_check not found"},
+		{"bare number duration", "report_interval: 10", `"10" is not a duration`},
+		{"negative duration", "report_interval: -1s", "negative"},
+		{"two documents", "broker: a\n---\nbroker: b\n", "more than one YAML document"},
+		{"not a map", "- a\n- b\n", "cannot unmarshal"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(c.yaml), "device.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "device.yaml: ") {
+				t.Errorf("error %v, want one naming device.yaml and %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestValidate_NamesFieldAndFix(t *testing.T) {
+	base := func() Config {
+		c, err := ParseConfig([]byte(goodConfig), "device.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cases := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no broker", func(c *Config) { c.Broker = "" }, "device.yaml: broker: not set"},
+		{"bad scheme", func(c *Config) { c.Broker = "http://x:1" }, `scheme "http"`},
+		{"not a URL", func(c *Config) { c.Broker = "localhost" }, "is not a URL"},
+		{"bad device name", func(c *Config) { c.Identity.DeviceName = "a/b" }, "identity"},
+		{"no secret", func(c *Config) { c.Identity.DeviceSecret = "" }, "identity.device_secret: not set"},
+		{"two secrets", func(c *Config) { c.Identity.DeviceSecretFile = "s" }, "keep one"},
+		{"no keys", func(c *Config) { c.PublicKeys = nil }, "public_keys: none"},
+		{"timeout alone", func(c *Config) { c.HealthCheck.Command = nil }, "health_check.timeout: set without"},
+		{"empty program", func(c *Config) { c.HealthCheck.Command = []string{" "} }, "health_check.command"},
+		{"flooding", func(c *Config) { c.ReportInterval = Duration(time.Millisecond) }, "report_interval"},
+		{"keep-alive", func(c *Config) { c.KeepAlive = Duration(time.Second) }, "keep_alive"},
+		{"sign form", func(c *Config) { c.SignForm = "v3" }, `sign_form: "v3"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := base()
+			c.edit(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Validate: %v, want an error with %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSecret_FromFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "secret")
+	os.WriteFile(f, []byte("  abc\n"), 0o600)
+	c := Config{Identity: IdentityConfig{DeviceSecretFile: f}}
+	if s, err := c.secret(); err != nil || s != "abc" {
+		t.Errorf("secret = %q, %v; want abc", s, err)
+	}
+	os.WriteFile(f, []byte("\n"), 0o600)
+	if _, err := c.secret(); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty secret file: %v", err)
+	}
+}
+
+// FuzzParseConfig: any input parses or fails with an error naming the file;
+// what parses survives Validate without a panic.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(goodConfig))
+	f.Add([]byte("health_check: {command: [], timeout: 1h}"))
+	f.Add([]byte("a: &x [*x]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b, "device.yaml")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "device.yaml: ") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		_ = c.Validate()
+	})
+}
