@@ -91,17 +91,28 @@ func (d device) canWrite() error {
 // slotReader is an io.ReaderAt over the update slot, through the port's
 // Read: it reads whole blocks and fetches the next block while the caller
 // hashes this one, so the read-back costs little more than the hashing.
+// With a port that reads into the caller's buffer (hal.Client's ReadInto)
+// it reuses two block buffers instead of allocating one per block: a
+// 64 MiB image read back in 1 MiB blocks would otherwise hand the garbage
+// collector 64 MiB to reclaim while the hash runs.
 type slotReader struct {
 	ctx   context.Context
 	p     hal.Platform
+	into  blockReader // p's ReadInto, nil when it has none
 	size  int64
 	block int64
 
 	buf    []byte
-	bufOff int64 // -1: buf holds nothing
+	bufOff int64  // -1: buf holds nothing
+	spare  []byte // the other block buffer (with into), or nil
 
 	pre    chan blockResult // the block being prefetched, nil if none
 	preOff int64
+}
+
+// blockReader is a port that reads into the caller's buffer (hal.Client).
+type blockReader interface {
+	ReadInto(ctx context.Context, off uint64, p []byte) error
 }
 
 type blockResult struct {
@@ -112,7 +123,13 @@ type blockResult struct {
 const readBlock = 1 << 20
 
 func newSlotReader(ctx context.Context, p hal.Platform, size int64) *slotReader {
-	return &slotReader{ctx: ctx, p: p, size: size, block: readBlock, bufOff: -1}
+	r := &slotReader{ctx: ctx, p: p, size: size, block: readBlock, bufOff: -1}
+	if br, ok := p.(blockReader); ok {
+		r.into = br
+		n := min(r.block, size)
+		r.buf, r.spare = make([]byte, n), make([]byte, n)
+	}
+	return r
 }
 
 // ReadAt reads len(b) bytes at off; past size it returns io.EOF.
@@ -133,11 +150,19 @@ func (r *slotReader) ReadAt(b []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (r *slotReader) fetch(off int64) blockResult {
+// fetch reads the block at off, into dst when the port reads into buffers.
+func (r *slotReader) fetch(off int64, dst []byte) blockResult {
 	n := min(r.block, r.size-off)
-	data, err := r.p.Read(r.ctx, uint64(off), int(n))
-	if err == nil && int64(len(data)) != n {
-		err = fmt.Errorf("port read %d bytes at 0x%x, asked for %d", len(data), off, n)
+	var data []byte
+	var err error
+	if r.into != nil {
+		data = dst[:n]
+		err = r.into.ReadInto(r.ctx, uint64(off), data)
+	} else {
+		data, err = r.p.Read(r.ctx, uint64(off), int(n))
+		if err == nil && int64(len(data)) != n {
+			err = fmt.Errorf("port read %d bytes at 0x%x, asked for %d", len(data), off, n)
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("read back the update slot at 0x%x: %w", off, err)
@@ -152,15 +177,18 @@ func (r *slotReader) load(start int64) error {
 		r.pre = nil
 	} else {
 		r.wait()
-		res = r.fetch(start)
+		res = r.fetch(start, r.spare)
 	}
 	if res.err != nil {
 		return res.err
 	}
-	r.buf, r.bufOff = res.data, start
+	// The block read went to the spare buffer: the current one becomes
+	// the spare, which the next prefetch fills.
+	r.buf, r.spare, r.bufOff = res.data, r.buf, start
 	if next := start + r.block; next < r.size {
 		ch := make(chan blockResult, 1)
-		go func() { ch <- r.fetch(next) }()
+		dst := r.spare
+		go func() { ch <- r.fetch(next, dst) }()
 		r.pre, r.preOff = ch, next
 	}
 	return nil

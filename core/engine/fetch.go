@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 )
@@ -21,6 +22,23 @@ type fetcher struct {
 	v     validators
 	s     *stream
 	fails int // failures in a row without a byte of progress
+	// dh is the order's digest, nil without one: the fetcher hashes each
+	// chunk as it arrives, beside the verifier and the port.
+	dh hash.Hash
+}
+
+// next fills buf and hashes what arrived with the order's digest, for the
+// pipeline: the chunk carries the digest's state at its end.
+func (f *fetcher) next(ctx context.Context, buf []byte) chunkMsg {
+	n, last, err := f.fill(ctx, buf)
+	c := chunkMsg{buf: buf, n: n, last: last, total: f.total, val: f.v, err: err}
+	if f.dh != nil && err == nil {
+		f.dh.Write(buf[:n])
+		if c.dstate, err = saveHash(f.dh); err != nil {
+			c.err = fmt.Errorf("checkpoint: digest state: %w", err)
+		}
+	}
+	return c
 }
 
 // fill fills buf from the source. last is true when the file ends with the

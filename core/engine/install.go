@@ -317,7 +317,7 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 		}
 	}()
 
-	serr := t.stream(ctx, full, jobs, failed)
+	learnt, serr := t.stream(ctx, full, jobs, failed)
 	// What was hashed and handed to the port is written before the
 	// pipeline stops, so an error of the source keeps all the progress.
 	close(jobs)
@@ -326,6 +326,10 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	case perr != nil:
 		return nil, perr
 	case serr != nil:
+		// The size and validators learnt so far go into the checkpoint.
+		if learnt.total != 0 || !learnt.val.empty() {
+			t.total, t.val = learnt.total, learnt.val
+		}
 		return nil, serr
 	}
 	<-fetched // the digest is the fetcher's until it has stopped
@@ -347,60 +351,58 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 // stream is the verifying stage: it feeds each chunk to the stream
 // verifier, checks the header and prepares the slot (Init) before the
 // first chunk goes to the port, and hands every chunk on to jobs. It
-// returns at the last chunk, at the first error, or when the port failed.
-func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<- chunkMsg, failed <-chan struct{}) error {
+// returns at the last chunk, at the first error, or when the port failed;
+// with an error of the source it returns that chunk, whose size and
+// validators are the latest known.
+func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<- chunkMsg, failed <-chan struct{}) (chunkMsg, error) {
 	inited := false
 	for {
 		var c chunkMsg
 		select {
 		case c = <-full:
 		case <-failed:
-			return nil
+			return chunkMsg{}, nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return chunkMsg{}, ctx.Err()
 		}
 		if c.err != nil {
-			// The sizes and validators learnt so far still hold.
-			t.total, t.val = c.total, c.val
-			return c.err
+			return c, c.err
 		}
 		data := c.buf[:c.n]
 		if _, err := t.v.Write(data); err != nil {
-			return streamError(err)
+			return chunkMsg{}, streamError(err)
 		}
 		if !inited {
 			if _, ok := t.v.Header(); !ok {
 				if c.last {
-					// Too short for a header: Finish says so.
-					jobs <- c
-					return nil
+					return chunkMsg{}, nil // too short for a header: Finish says so
 				}
-				return fmt.Errorf("%w: the first %d bytes do not hold the image header", ErrVerify, c.n)
+				return chunkMsg{}, fmt.Errorf("%w: the first %d bytes do not hold the image header", ErrVerify, c.n)
 			}
 			if err := t.e.checkHeader(t.v, t.dev, t.rec); err != nil {
-				return err
+				return chunkMsg{}, err
 			}
 			size := t.dev.maxSize
 			if c.total > 0 {
 				size = c.total
 			}
 			if err := t.e.p.Init(ctx, hal.InitRequest{Size: uint64(size), Resume: t.resume}); err != nil {
-				return fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
+				return chunkMsg{}, fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
 			}
 			inited = true
 		}
 		vs, err := t.v.MarshalBinary()
 		if err != nil {
-			return fmt.Errorf("checkpoint: %w", err)
+			return chunkMsg{}, fmt.Errorf("checkpoint: %w", err)
 		}
 		c.vstate = vs
 		select {
 		case jobs <- c:
 		case <-failed:
-			return nil
+			return chunkMsg{}, nil
 		}
 		if c.last {
-			return nil
+			return chunkMsg{}, nil
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package hal_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -72,4 +73,71 @@ func benchPlatform(b *testing.B) hal.Platform {
 		b.Fatal(err)
 	}
 	return p
+}
+
+// BenchmarkRead measures Read through the plugin boundary, the call the
+// engine reads a whole image back with after the download, against the
+// same port in-process. Cases as for BenchmarkWrite: through the doorbell
+// and shared memory (plugin, testconn) or as a unary gRPC call in the TLS
+// stream (plugin-inline). "into" is the client's ReadInto into one reused
+// buffer, as the engine reads; "alloc" is Read, a new slice per call.
+//
+//	go test -run '^$' -bench BenchmarkRead -benchtime 1s -count 5 ./core/hal/
+func BenchmarkRead(b *testing.B) {
+	sizes := []struct {
+		name string
+		n    int
+	}{{"64KiB", 64 << 10}, {"1MiB", 1 << 20}}
+	targets := []struct {
+		name string
+		open func(b *testing.B) hal.Platform
+	}{
+		{"inprocess", func(b *testing.B) hal.Platform { return benchPlatform(b) }},
+		{"plugin", func(b *testing.B) hal.Platform { return openPlugin(b, "bench", hal.ClientConfig{}) }},
+		{"plugin-inline", func(b *testing.B) hal.Platform {
+			return openPlugin(b, "bench", hal.ClientConfig{NoSharedMemory: true})
+		}},
+		{"testconn", func(b *testing.B) hal.Platform { return hal.TestConn(b, benchPlatform(b)) }},
+	}
+	type readerInto interface {
+		ReadInto(ctx context.Context, off uint64, p []byte) error
+	}
+	for _, tg := range targets {
+		b.Run(tg.name, func(b *testing.B) {
+			p := tg.open(b)
+			ctx := b.Context()
+			const slot = 8 << 20
+			if err := p.Write(ctx, 0, pattern(4, slot)); err != nil {
+				b.Fatal(err)
+			}
+			for _, sz := range sizes {
+				for _, mode := range []string{"alloc", "into"} {
+					ri, ok := p.(readerInto)
+					if mode == "into" && !ok {
+						continue
+					}
+					b.Run(sz.name+"/"+mode, func(b *testing.B) {
+						buf := make([]byte, sz.n)
+						b.SetBytes(int64(sz.n))
+						off := 0
+						for b.Loop() {
+							if off+sz.n > slot {
+								off = 0
+							}
+							var err error
+							if mode == "into" {
+								err = ri.ReadInto(ctx, uint64(off), buf)
+							} else {
+								buf, err = p.Read(ctx, uint64(off), sz.n)
+							}
+							if err != nil || len(buf) != sz.n {
+								b.Fatalf("read %d bytes at 0x%x: %d bytes, %v", sz.n, off, len(buf), err)
+							}
+							off += sz.n
+						}
+					})
+				}
+			}
+		})
+	}
 }

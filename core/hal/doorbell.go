@@ -19,9 +19,19 @@ import (
 // name crosses only the mutually authenticated gRPC connection, so the
 // doorbell is as private as the socket.
 //
+// Reads of the update slot (the engine's read-back of a whole image) ring
+// the same doorbell with op set to read: the plugin calls the port's Read
+// and leaves the bytes in the data area, instead of a unary gRPC call that
+// moves every byte through protobuf and TLS twice. The plugin announces
+// that it serves reads in the control block when it maps it (features), so
+// a host never sends a read to a plugin built before reads existed, which
+// would take it for a write; an older host never sets op, which is zero
+// for a write.
+//
 // Without futexes (not Linux) the host posts the same offset and length
-// over the gRPC stream and only the data goes through shared memory;
-// without shared memory the data goes inline in the stream.
+// over the gRPC stream and only the data goes through shared memory, and
+// reads are unary gRPC calls; without shared memory the data goes inline
+// in the stream.
 
 // bellSize is the control block; the data area starts after it.
 const bellSize = 4096
@@ -40,13 +50,32 @@ type doorbell struct {
 	failed  uint32
 	code    int32
 	msgLen  uint32
+	// op is what the host posted: bellWrite (zero, what every host
+	// before reads posted) or bellRead. For a read the plugin sets length
+	// to the bytes it left in the data area.
+	op uint32
+	// features is set by the plugin when it maps the memory, before the
+	// host learns of the mapping: bellFeatureRead when it serves reads.
+	features atomic.Uint32
 }
+
+// Operations and features of the doorbell.
+const (
+	bellWrite uint32 = 0
+	bellRead  uint32 = 1
+
+	bellFeatureRead uint32 = 1
+)
 
 // bellMsg is where the error message of a failed write goes.
 const (
 	bellMsgAt  = 128
 	bellMsgMax = bellSize - bellMsgAt
 )
+
+// The control block ends before the message area: a field added to it
+// that does not fit fails the build here.
+var _ [bellMsgAt - unsafe.Sizeof(doorbell{})]byte
 
 func bellOf(mem []byte) *doorbell { return (*doorbell)(unsafe.Pointer(&mem[0])) }
 
@@ -60,10 +89,31 @@ const bellWait = 10 * time.Millisecond
 // the plugin exited, the client closed): the caller reports why and must
 // not reuse this shared memory, which the plugin may still read.
 func (c *Client) ringWrite(ctx context.Context, off uint64, data []byte) (err error, done bool) {
+	copy(c.shared.mem[bellSize:], data)
+	return c.ring(ctx, bellWrite, off, uint64(len(data)))
+}
+
+// ringRead posts one read of len(p) bytes through the doorbell and copies
+// what the port read into p, returning its length; done as for ringWrite.
+// Only for a plugin that announced bellFeatureRead.
+func (c *Client) ringRead(ctx context.Context, off uint64, p []byte) (n int, err error, done bool) {
+	err, done = c.ring(ctx, bellRead, off, uint64(len(p)))
+	if !done || err != nil {
+		return 0, err, done
+	}
+	got := bellOf(c.shared.mem).length
+	if got > uint64(len(p)) {
+		return 0, Errorf(CodeInvalid, "read %d bytes at 0x%x: the port returned %d bytes", len(p), off, got), true
+	}
+	return copy(p, c.shared.mem[bellSize:bellSize+got]), nil, true
+}
+
+// ring posts one operation and waits for its result: the common part of
+// ringWrite and ringRead.
+func (c *Client) ring(ctx context.Context, op uint32, off, length uint64) (err error, done bool) {
 	sh := c.shared
 	b := bellOf(sh.mem)
-	copy(sh.mem[bellSize:], data)
-	b.off, b.length = off, uint64(len(data))
+	b.op, b.off, b.length = op, off, length
 	b.timeout = 0
 	if dl, ok := ctx.Deadline(); ok {
 		b.timeout = int64(time.Until(dl))
@@ -109,9 +159,14 @@ func (s *grpcServer) serveBell(m *mapping, last uint32) {
 			ctx, cancel = context.WithTimeout(ctx, time.Duration(b.timeout))
 		}
 		var err error
-		if b.length > uint64(len(data)) {
+		switch {
+		case b.op == bellRead:
+			err = s.bellRead(ctx, b, data)
+		case b.op != bellWrite:
+			err = Errorf(CodeInvalid, "doorbell: operation %d is not a write (%d) or a read (%d)", b.op, bellWrite, bellRead)
+		case b.length > uint64(len(data)):
 			err = Errorf(CodeInvalid, "write: %d bytes exceed the %d bytes of shared memory", b.length, len(data))
-		} else {
+		default:
 			err = s.impl.Write(ctx, b.off, data[:b.length])
 		}
 		cancel()
@@ -128,3 +183,37 @@ func (s *grpcServer) serveBell(m *mapping, last uint32) {
 		futexWakeAll(&b.ack)
 	}
 }
+
+// bellRead serves a read posted on the doorbell: the port's bytes go to the
+// data area and their count to length.
+func (s *grpcServer) bellRead(ctx context.Context, b *doorbell, area []byte) error {
+	n := b.length
+	if n > uint64(len(area)) {
+		return Errorf(CodeInvalid, "read: %d bytes exceed the %d bytes of shared memory", n, len(area))
+	}
+	if ri, ok := s.impl.(readerInto); ok {
+		// Straight into the shared memory: no buffer, no copy.
+		if err := ri.ReadInto(ctx, b.off, area[:n]); err != nil {
+			return err
+		}
+		return nil // length is n already
+	}
+	got, err := s.impl.Read(ctx, b.off, int(n))
+	if err != nil {
+		return err
+	}
+	if len(got) > len(area) {
+		return Errorf(CodeInvalid, "read %d bytes at 0x%x: the port returned %d bytes, more than the %d bytes of shared memory", n, b.off, len(got), len(area))
+	}
+	b.length = uint64(copy(area, got))
+	return nil
+}
+
+// readerInto is a port (or a client) that reads into the caller's buffer:
+// a Platform's Read without the allocation of the result. A port that has
+// it serves doorbell reads straight into the shared memory.
+type readerInto interface {
+	ReadInto(ctx context.Context, off uint64, p []byte) error
+}
+
+var _ readerInto = (*Client)(nil)

@@ -65,11 +65,13 @@ type writeStream struct {
 	cancel context.CancelFunc
 }
 
-// hostShared is the host's mapping of the shared memory writes go through.
+// hostShared is the host's mapping of the shared memory writes (and, with
+// the doorbell, reads) go through.
 type hostShared struct {
 	id   uint64
 	mem  []byte
 	bell bool // the plugin serves the doorbell (doorbell.go)
+	read bool // ... and reads on it
 }
 
 func newClient(rpc halpb.PlatformClient, gone <-chan struct{}) *Client {
@@ -318,7 +320,9 @@ func (c *Client) attachShared(ctx context.Context) {
 		c.logger.Debug("port plugin: shared memory refused, write data goes inline", "plugin", c.name, "error", err)
 		return
 	}
-	c.shared = &hostShared{id: res.GetId(), mem: mem, bell: res.GetDoorbell()}
+	bell := res.GetDoorbell()
+	c.shared = &hostShared{id: res.GetId(), mem: mem, bell: bell,
+		read: bell && bellOf(mem).features.Load()&bellFeatureRead != 0}
 }
 
 // abandonShared gives up the shared memory after a write that got no
@@ -335,22 +339,112 @@ func (c *Client) abandonShared() {
 	}()
 }
 
-// Read reads n bytes at off in the update slot.
+// Read reads n bytes at off in the update slot. A read that fits the
+// shared memory goes through the doorbell when the plugin serves reads on
+// it (the engine reads a whole image back this way); any other is a unary
+// gRPC call.
 func (c *Client) Read(ctx context.Context, off uint64, n int) ([]byte, error) {
 	cctx, cancel, err := c.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	res, err := c.rpc.Read(cctx, &halpb.ReadRequest{Offset: off, Length: int64(n)})
+	op := func() string { return fmt.Sprintf("read %d bytes at 0x%x", n, off) }
+	if c.sharedReads(cctx, n) {
+		data := make([]byte, n)
+		got, err := c.readShared(ctx, cctx, op, off, data)
+		if err != nil {
+			return nil, err
+		}
+		return data[:got], nil
+	}
+	return c.readRPC(ctx, cctx, op, off, n)
+}
+
+// ReadInto reads len(p) bytes at off in the update slot into p: Read for a
+// caller that reuses its buffers, as the engine does when it reads a whole
+// image back. Through the doorbell the bytes go from the shared memory
+// straight into p; otherwise it is Read and a copy. A port that returns
+// another number of bytes than asked is an error.
+func (c *Client) ReadInto(ctx context.Context, off uint64, p []byte) error {
+	cctx, cancel, err := c.begin(ctx)
 	if err != nil {
-		return nil, c.fail(ctx, cctx, func() string { return fmt.Sprintf("read %d bytes at 0x%x", n, off) }, err)
+		return err
+	}
+	defer cancel()
+	op := func() string { return fmt.Sprintf("read %d bytes at 0x%x", len(p), off) }
+	var got int
+	if c.sharedReads(cctx, len(p)) {
+		got, err = c.readShared(ctx, cctx, op, off, p)
+	} else {
+		var data []byte
+		data, err = c.readRPC(ctx, cctx, op, off, len(p))
+		got = copy(p, data)
+		if len(data) != len(p) {
+			got = len(data)
+		}
+	}
+	if err == nil && got != len(p) {
+		err = Errorf(CodeInvalid, "%s: the port returned %d bytes", op(), got)
+	}
+	return err
+}
+
+// readRPC is Read as a unary gRPC call.
+func (c *Client) readRPC(parent, ctx context.Context, op func() string, off uint64, n int) ([]byte, error) {
+	res, err := c.rpc.Read(ctx, &halpb.ReadRequest{Offset: off, Length: int64(n)})
+	if err != nil {
+		return nil, c.fail(parent, ctx, op, err)
 	}
 	data := res.GetData()
 	if data == nil {
 		data = []byte{}
 	}
 	return data, nil
+}
+
+// sharedReads reports whether a read of n bytes goes through the
+// doorbell: it fits the shared memory and the plugin serves reads there.
+// It attaches the shared memory on the first call.
+func (c *Client) sharedReads(ctx context.Context, n int) bool {
+	if n <= 0 || n > sharedSize-bellSize {
+		return false
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.shared == nil && !c.noShm {
+		c.attachShared(ctx)
+	}
+	return c.shared != nil && c.shared.read
+}
+
+// readShared reads len(p) bytes at off through the doorbell into p and
+// returns how many the port read.
+func (c *Client) readShared(parent, ctx context.Context, op func() string, off uint64, p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.shared == nil || !c.shared.read {
+		// Given up since sharedReads (a write that got no answer):
+		// the next call attaches afresh.
+		data, err := c.readRPC(parent, ctx, op, off, len(p))
+		if err != nil {
+			return 0, err
+		}
+		if len(data) > len(p) {
+			return 0, Errorf(CodeInvalid, "%s: the port returned %d bytes", op(), len(data))
+		}
+		return copy(p, data), nil
+	}
+	n, err, done := c.ringRead(ctx, off, p)
+	if !done {
+		c.abandonShared()
+		why := context.Cause(ctx)
+		if why == nil {
+			why = errors.New("no answer")
+		}
+		return 0, c.fail(parent, ctx, op, why)
+	}
+	return n, err
 }
 
 // SetBoot tells the bootloader what to do at the next boot.

@@ -172,6 +172,9 @@ func (s *grpcServer) AttachSharedMemory(_ context.Context, req *halpb.AttachRequ
 	s.nextID++
 	s.shm[s.nextID] = m
 	if bell {
+		// Announced before the host learns of the mapping (it reads
+		// the features once this call returns).
+		bellOf(m.mem).features.Store(bellFeatureRead)
 		m.refs++ // the loop's, released when it stops
 		// Read the sequence now, before the host can learn of the mapping:
 		// read inside the goroutine, a first request stored before it ran

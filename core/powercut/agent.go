@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
@@ -20,10 +19,6 @@ type agent struct {
 	eng *engine.Engine
 }
 
-// noHTTP is the engine's HTTP client: the suite installs from files, and
-// one client for every engine saves building a transport per power-on.
-var noHTTP = &http.Client{}
-
 // attach starts the software on dev without a reboot: a platform (which
 // reads the params partition and writes nothing) and an engine.
 func (f *fixture) attach(dev flash.Device) (*agent, error) {
@@ -33,7 +28,7 @@ func (f *fixture) attach(dev flash.Device) (*agent, error) {
 	}
 	eng, err := engine.New(pl, pl, engine.Options{
 		Keys:            f.keys,
-		HTTPClient:      noHTTP,
+		HTTPClient:      f.http,
 		ChunkSize:       f.chunk,
 		CheckpointEvery: f.checkpoint,
 		Retries:         -1,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -42,7 +43,10 @@ type fixture struct {
 	chunk      int
 	checkpoint int64
 	log        *slog.Logger // nil: none
-	base       *flash.Emulator
+	// http is the engines' HTTP client: the suite installs from files,
+	// and one client for every engine saves a transport per power-on.
+	http *http.Client
+	base *flash.Emulator
 }
 
 // newFixture signs the images of board b, writes the new one to a file in
@@ -61,6 +65,7 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 		chunk:  cfg.chunkSize(),
 
 		checkpoint: cfg.checkpointEvery(),
+		http:       &http.Client{},
 	}
 	f.log = cfg.Logger
 	f.bootOpts = boot.Options{Keys: f.keys, Logger: cfg.Logger}

@@ -317,11 +317,10 @@ func (f *fixture) complete(ctx context.Context, dev *flash.Emulator, o *powered)
 // finish completes the upgrade from o and checks the end: the new image
 // runs confirmed, and still does after one more power-on.
 func (f *fixture) finish(ctx context.Context, dev *flash.Emulator, o *powered) error {
-	o, err := f.complete(ctx, dev, o)
-	if err != nil {
+	if _, err := f.complete(ctx, dev, o); err != nil {
 		return err
 	}
-	o, err = f.powerOn(ctx, dev)
+	o, err := f.powerOn(ctx, dev)
 	if err != nil {
 		return fmt.Errorf("power-on after the upgrade: %w", err)
 	}

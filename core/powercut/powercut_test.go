@@ -18,7 +18,8 @@ import (
 //	full      every operation of every flow, three modes, on every catalog
 //	          board, plus multi-cut runs: the 50,000 interrupted boots
 //	default   every operation on the default boards, fewer multi-cut runs
-//	(unset)   a seeded sample on the default boards (-short: a smaller one)
+//	(unset)   a seeded sample on the default boards (-short or -race: a
+//	          smaller one)
 //
 // OTAPORT_POWERCUT_CASE=board/flow/mode/k reruns one case of a report, and
 // OTAPORT_POWERCUT_SEED changes the seed of the sample and the random cuts,
@@ -42,22 +43,27 @@ func suiteConfig(t *testing.T) Config {
 			t.Fatalf("%s=%q: want an unsigned integer", envSeed, s)
 		}
 	}
+	// rpi4-b's 64 MiB of 512-byte blocks makes every power-on walk a
+	// table of 131,072 sectors (and read a 1 MiB params partition): a
+	// run there costs twenty times a run on any other board, a hundred
+	// under the race detector. It gets every single cut in the larger
+	// sweeps, and fewer random runs or samples.
+	const slow = "rpi4-b"
 	names := DefaultBoards()
 	switch size := os.Getenv(envSize); size {
 	case "full":
 		names = CatalogBoards()
 		cfg.Multi = 400
-		// rpi4-b's 64 MiB of 512-byte blocks makes every power-on walk
-		// a table of 131,072 sectors: twenty times the cost of a run on
-		// any other board. It gets every single cut, and fewer random
-		// runs.
-		cfg.BoardMulti = map[string]int{"rpi4-b": 40}
+		cfg.PerBoard = map[string]Sizes{slow: {Multi: 40}}
 	case "default":
 		cfg.Multi = 100
+		cfg.PerBoard = map[string]Sizes{slow: {Multi: 20}}
 	case "":
 		cfg.Sample, cfg.Multi = 12, 6
-		if testing.Short() {
+		cfg.PerBoard = map[string]Sizes{slow: {Sample: 3, Multi: 1}}
+		if testing.Short() || raceEnabled {
 			cfg.Sample, cfg.Multi = 4, 2
+			cfg.PerBoard = map[string]Sizes{slow: {Sample: 2}}
 		}
 	default:
 		t.Fatalf("%s=%q: want full, default or nothing", envSize, size)
@@ -88,6 +94,9 @@ func TestPowerCut(t *testing.T) {
 	}
 	for _, f := range rep.Failures {
 		t.Errorf("%v\n\trerun: %s=%s go test -run TestPowerCut ./core/powercut/", f, envCase, f.Case)
+	}
+	for c, n := range rep.Classes {
+		t.Logf("%6d failures: %s", n, c)
 	}
 	if rep.Failed > len(rep.Failures) {
 		t.Errorf("... and %d more failures", rep.Failed-len(rep.Failures))

@@ -52,10 +52,11 @@ type Config struct {
 	// instead of at every one.
 	Sample int
 	// Multi is the number of runs of 2 to MaxCuts successive cuts at
-	// random points per board and flow; BoardMulti overrides it for the
-	// boards it names.
-	Multi      int
-	BoardMulti map[string]int
+	// random points per board and flow.
+	Multi int
+	// PerBoard overrides Sample and Multi for the boards it names: a
+	// board whose runs cost much more than the others' gets fewer.
+	PerBoard map[string]Sizes
 	// Seed seeds the sample, the multi-cut runs and the torn points.
 	Seed uint64
 	// Workers is the number of goroutines that run cuts; 0 means
@@ -78,6 +79,19 @@ type Config struct {
 	// Logger, when set, receives the logs of the bootloader and the
 	// engine of every run: for one Case, to see what happened.
 	Logger *slog.Logger
+}
+
+// Sizes are the Sample and Multi of one board (see Config).
+type Sizes struct {
+	Sample, Multi int
+}
+
+// sizes returns the Sample and Multi of board name.
+func (c Config) sizes(name string) Sizes {
+	if s, ok := c.PerBoard[name]; ok {
+		return s
+	}
+	return Sizes{Sample: c.Sample, Multi: c.Multi}
 }
 
 func (c Config) payloadSize() int { return cmp0(c.PayloadSize, DefaultPayloadSize) }
@@ -142,6 +156,29 @@ func (f Failure) String() string {
 	return fmt.Sprintf("%s [cuts %s]: %s: %s", f.Case, strings.Join(cuts, ","), f.Stage, f.Err)
 }
 
+// class is the kind of f: its stage and the start of its message with
+// the numbers left out.
+func (f Failure) class() string {
+	var b strings.Builder
+	b.WriteString(f.Stage + ": ")
+	digits := false
+	for _, r := range f.Err {
+		if b.Len() >= 100 {
+			break
+		}
+		if r >= '0' && r <= '9' || digits && (r >= 'a' && r <= 'f' || r == 'x') {
+			if !digits {
+				b.WriteByte('#')
+			}
+			digits = true
+			continue
+		}
+		digits = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // Report is the outcome of a sweep.
 type Report struct {
 	Rows []Row
@@ -153,6 +190,10 @@ type Report struct {
 	Cuts       int
 	Unbootable int
 	Workers    int
+	// Classes counts the failures by kind: the stage and the start of the
+	// message, numbers left out, so that one bug hit a thousand times
+	// reads as one line.
+	Classes map[string]int
 }
 
 // Summary is the one line a test prints last.
@@ -202,6 +243,7 @@ func (j job) name() string {
 type outcome struct {
 	row        int
 	cuts       []flash.Cut
+	booted     bool // the power-on after the last cut booted an image
 	ranNew     bool
 	unbootable bool
 	fail       *Failure
@@ -257,11 +299,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				ri := len(rep.Rows) - 1
 				seed := cfg.Seed ^ hashString(b.Name+"/"+fl.Name+"/"+row.Mode)
 				if m == multiMode {
-					multi := cfg.Multi
-					if v, ok := cfg.BoardMulti[b.Name]; ok {
-						multi = v
-					}
-					for i := range multi {
+					for i := range cfg.sizes(b.Name).Multi {
 						if only != nil && (only.mode != row.Mode || only.k != i) {
 							continue
 						}
@@ -269,7 +307,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					}
 					continue
 				}
-				for _, k := range points(n, cfg.Sample, seed) {
+				for _, k := range points(n, cfg.sizes(b.Name).Sample, seed) {
 					if only != nil && (only.mode != row.Mode || only.k != k) {
 						continue
 					}
@@ -313,7 +351,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		row.Runs++
 		row.Cuts += len(o.cuts)
 		rep.Cuts += len(o.cuts)
-		if o.fail == nil || o.fail.Stage != "power-on" {
+		if o.booted {
 			if o.ranNew {
 				row.New++
 			} else {
@@ -327,6 +365,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if o.fail != nil {
 			row.Failed++
 			rep.Failed++
+			if rep.Classes == nil {
+				rep.Classes = map[string]int{}
+			}
+			rep.Classes[o.fail.class()]++
 			if len(rep.Failures) < maxFailures {
 				rep.Failures = append(rep.Failures, *o.fail)
 			}
@@ -488,7 +530,7 @@ func (j job) run(ctx context.Context) (o outcome) {
 	if err != nil {
 		return f.classify(fail, "recover", err)
 	}
-	o.ranNew = p.res.Version == f.newVer
+	o.booted, o.ranNew = true, p.res.Version == f.newVer
 	if err := f.check(ctx, dev, p); err != nil {
 		return fail("check", err)
 	}
