@@ -121,7 +121,13 @@ func checkLayout(l hal.Layout, dev flash.Device) (*board, error) {
 
 // boundaries lists the sector boundaries of g: 0, the end of each sector.
 func boundaries(g hal.FlashGeometry) []int64 {
-	out := []int64{0}
+	n := 1
+	for _, r := range g.Sectors {
+		n += r.Count
+	}
+	// Sized up front: a block device has a hundred thousand sectors, and
+	// every power-on builds this list.
+	out := make([]int64, 1, n)
 	var off int64
 	for _, r := range g.Sectors {
 		for range r.Count {

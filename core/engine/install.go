@@ -152,6 +152,12 @@ func (e *Engine) download(ctx context.Context, rec *record, dev device, op opene
 			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
 			rec.Total = 0
 			rec.clearDownload()
+			// Persist before the next attempt's Init erases the slot: a power
+			// cut after that erase must not find a checkpoint claiming bytes
+			// the slot no longer holds.
+			if err := e.save(ctx, rec); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if errors.As(err, &over) {
