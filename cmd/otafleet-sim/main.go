@@ -157,9 +157,8 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "registered and provisioned %d devices in %v\n", s.n, time.Since(start).Round(time.Millisecond))
 
 	runCtx, stopAgents := context.WithCancel(ctx)
-	defer stopAgents()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() { stopAgents(); wg.Wait() }()
 	var runErrs atomic.Int64
 	start = time.Now()
 	err = s.each(ctx, func(i int) error {

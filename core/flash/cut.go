@@ -186,6 +186,10 @@ func (e *Emulator) tornErase(first, last int) int {
 // store overwrites the flash at off with b (no NOR semantics: the caller
 // computed the result).
 func (e *Emulator) store(off int64, b []byte) {
+	if e.mapped() {
+		e.file.put(b, off)
+		return
+	}
 	for len(b) > 0 {
 		pg, in := off>>pageShift, off&(pageSize-1)
 		c := copy(e.page(pg)[in:], b)

@@ -261,6 +261,10 @@ func (e *Emulator) count() (CutWhen, bool) {
 
 // program applies p at off, one page at a time.
 func (e *Emulator) program(off int64, p []byte) {
+	if e.mapped() {
+		e.file.put(e.afterProgram(off, p), off)
+		return
+	}
 	for len(p) > 0 {
 		pg, in := off>>pageShift, off&(pageSize-1)
 		dst := e.page(pg)[in:]
@@ -278,6 +282,26 @@ func (e *Emulator) program(off int64, p []byte) {
 		}
 		p, off = p[c:], off+int64(c)
 	}
+}
+
+// afterProgram returns what the flash holds at off once p is programmed
+// there: p itself over erased bytes (the case of every download), else
+// the AND (or OR) of p and the content, in the scratch buffer.
+func (e *Emulator) afterProgram(off int64, p []byte) []byte {
+	if _, dirty := e.firstNotErased(off, int64(len(p))); !dirty {
+		return p
+	}
+	if cap(e.scratch) < len(p) {
+		e.scratch = make([]byte, len(p))
+	}
+	res := e.scratch[:len(p)]
+	e.copyOut(res, off)
+	if e.erased == 0xFF {
+		andBytes(res, p)
+	} else {
+		orBytes(res, p)
+	}
+	return res
 }
 
 // firstNotErased returns the first offset in [off, off+n) that does not read
@@ -346,12 +370,15 @@ func (e *Emulator) Erase(off, size int64) error {
 // erase sets [off, end) to the erased value. Whole pages go back to the
 // shared blank page: no copy, no fill.
 func (e *Emulator) erase(off, end int64) {
+	if e.mapped() {
+		e.file.putErased(e.erased, off, end-off)
+		return
+	}
 	for off < end {
 		pg, in := off>>pageShift, off&(pageSize-1)
 		c := min(int64(pageSize)-in, end-off)
-		// A whole page, or the short last page of the flash. The pages of
-		// a mapped file are the file: they are filled, never replaced.
-		if in == 0 && (c == pageSize || off+c == e.size) && !e.mapped() {
+		// A whole page, or the short last page of the flash.
+		if in == 0 && (c == pageSize || off+c == e.size) {
 			e.pages[pg] = e.blank
 			e.owned[pg] = false
 		} else {
@@ -361,8 +388,9 @@ func (e *Emulator) erase(off, end int64) {
 	}
 }
 
-// mapped reports whether the pages are a mapped file's: written in place,
-// never shared with a clone.
+// mapped reports whether the pages are a mapped file's: read-only views of
+// the file, which every operation writes with WriteAt, and never shared
+// with a clone.
 func (e *Emulator) mapped() bool { return e.file != nil && e.file.mapped() }
 
 // persist writes [off, off+n) through to the backing file, if any.
@@ -370,9 +398,9 @@ func (e *Emulator) persist(off, n int64) error {
 	if e.file == nil {
 		return nil
 	}
-	if done, err := e.file.syncRange(off, n); done || err != nil {
+	if done, err := e.file.syncRange(); done || err != nil {
 		if err != nil {
-			return fmt.Errorf("flash sync at 0x%x, %d bytes: %w", off, n, err)
+			return fmt.Errorf("flash write-through at 0x%x, %d bytes: %w", off, n, err)
 		}
 		return nil
 	}
@@ -413,8 +441,9 @@ func (e *Emulator) SetCut(c Cut) {
 // erase counts. It works after a power cut (that is its purpose: the flash
 // as the cut left it) and costs a copy of page pointers, not of the flash.
 // A clone of a file-backed emulator lives in memory only; it costs a copy
-// of the pages that are not erased (the file's pages change in place), and
-// the clone of a closed one is closed too.
+// of the pages that are not erased (the file's pages, which the original
+// keeps writing, cannot be shared), and the clone of a closed one is
+// closed too.
 func (e *Emulator) Clone() *Emulator {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -438,10 +467,10 @@ func (e *Emulator) Clone() *Emulator {
 	return c
 }
 
-// cloneMapped is Clone of a file-backed emulator, whose pages are the
-// file's mapping and cannot be shared: the clone gets copies, and the
-// blank page for every erased one. After Close the mapping is gone and the
-// clone is closed as well.
+// cloneMapped is Clone of a file-backed emulator whose pages are the
+// file's mapping: the clone gets copies, and the blank page for every
+// erased one. After Close the mapping is gone and the clone is closed as
+// well.
 func (e *Emulator) cloneMapped() *Emulator {
 	c := &Emulator{
 		geo:     e.geo,

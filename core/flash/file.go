@@ -16,13 +16,14 @@ import (
 //
 //   - <path> holds exactly the flash bytes, offset for offset, so any tool
 //     (hexdump, cmp, a debugger's flash image loader) reads it as the chip.
-//     The emulator maps the file (mmap, shared) and its pages are the
-//     mapping: an operation changes the file as it changes the flash, never
-//     by a rewrite of the whole file, so the file after a process exit is
-//     the chip after a power cycle. Opening a file reads nothing: a 160 MiB
-//     SD card costs a mapping, and only the pages an upgrade touches are
-//     ever read. Where mmap is missing the file is read at open and every
-//     operation written through with WriteAt.
+//     The emulator maps the file (mmap, shared, read-only) and its pages
+//     are the mapping; each operation writes its result to the file with
+//     WriteAt, which the mapping sees at once, never as a rewrite of the
+//     whole file, so the file after a process exit is the chip after a
+//     power cycle. Opening a file reads nothing: a 160 MiB SD card costs a
+//     mapping, and only the pages an upgrade touches are ever read. Where
+//     mmap is missing the file is read into memory at open and every
+//     operation written through the same way.
 //   - <path>.wear holds the per-sector erase counters and the geometry they
 //     were counted for, so a file reopened with another board's geometry is
 //     refused even when the sizes happen to match.
@@ -117,13 +118,38 @@ type fileStore struct {
 	f    *os.File
 	wear *os.File
 	sync bool
-	// mem is the file mapped shared, nil where mmap is missing. The
-	// emulator's pages are slices of it, written in place.
+	// mem is the file mapped shared and read-only, nil where mmap is
+	// missing. The emulator's pages are slices of it; writes go to f.
 	mem []byte
+	// werr is the first failed write to f since the last syncRange,
+	// which reports it.
+	werr error
+	// erasedBuf holds erased bytes for the WriteAt of an erase.
+	erasedBuf []byte
 }
 
 // mapped reports whether the emulator's pages are the file's mapping.
 func (s *fileStore) mapped() bool { return s.mem != nil }
+
+// put writes b at off in a mapped file; an error waits for syncRange.
+func (s *fileStore) put(b []byte, off int64) {
+	if s.werr == nil {
+		_, s.werr = s.f.WriteAt(b, off)
+	}
+}
+
+// putErased writes n erased bytes (value v) at off in a mapped file.
+func (s *fileStore) putErased(v byte, off, n int64) {
+	if s.erasedBuf == nil {
+		s.erasedBuf = make([]byte, min(len(s.mem), 1<<20))
+		fill(s.erasedBuf, v)
+	}
+	for n > 0 {
+		c := min(n, int64(len(s.erasedBuf)))
+		s.put(s.erasedBuf[:c], off)
+		off, n = off+c, n-c
+	}
+}
 
 // writeAt writes b, the flash content at off, through to an unmapped file.
 func (s *fileStore) writeAt(b []byte, off int64) error {
@@ -151,17 +177,19 @@ func (s *fileStore) writeWear(counts []uint32, first, last int) error {
 	return nil
 }
 
-// syncRange makes the flash content in [off, off+n) durable (Options.Sync)
-// when it is already in the file, and reports whether it was: a mapped
-// store needs no copy of the content to write it through.
-func (s *fileStore) syncRange(off, n int64) (bool, error) {
+// syncRange ends an operation on a mapped file, whose content is already
+// written: it reports the error of those writes, and makes them durable
+// when Options.Sync asks. done is false for an unmapped file, whose
+// content is still to be written through.
+func (s *fileStore) syncRange() (done bool, err error) {
 	if !s.mapped() {
 		return false, nil
 	}
-	if !s.sync || n == 0 {
-		return true, nil
+	err, s.werr = s.werr, nil
+	if err == nil && s.sync {
+		err = s.f.Sync()
 	}
-	return true, syncMapped(s.mem, off, n)
+	return true, err
 }
 
 func (s *fileStore) close() error {

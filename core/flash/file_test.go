@@ -275,3 +275,111 @@ func FuzzParseWear(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenFile_TheFileIsTheFlashWhileOpen: every operation is in the file
+// as soon as it returns, before any Close (a process killed mid-upgrade
+// leaves the chip as it was), for both erased values and with pages that
+// straddle sector ends.
+func TestOpenFile_TheFileIsTheFlashWhileOpen(t *testing.T) {
+	for _, ev := range []byte{0x00, 0xFF} {
+		t.Run(fmt.Sprintf("0x%02x", ev), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "board.flash")
+			e, err := flash.OpenFile(path, uniform(4, ev))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			want := bytes.Repeat([]byte{ev}, 64<<10)
+			steps := []func() error{
+				func() error { return e.Program(100, copyInto(want, 100, randBytes(40, 10000))) },
+				func() error { return e.Erase(8<<10, 8<<10) },
+				func() error { return e.Program(9<<10, copyInto(want, 9<<10, randBytes(41, 4<<10))) },
+				func() error { return e.Program(30<<10, copyInto(want, 30<<10, randBytes(42, 20<<10))) },
+			}
+			for i, step := range steps {
+				if i == 1 {
+					fill(want[8<<10:16<<10], ev)
+				}
+				if err := step(); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(raw, want) {
+					t.Fatalf("after step %d the file differs from the flash", i)
+				}
+				if !bytes.Equal(read(t, e, 0, 64<<10), want) {
+					t.Fatalf("after step %d the flash reads other bytes than expected", i)
+				}
+			}
+		})
+	}
+}
+
+// copyInto programs p at off in the model of an erased flash (a plain copy
+// where every byte was erased) and returns p.
+func copyInto(model []byte, off int, p []byte) []byte {
+	copy(model[off:], p)
+	return p
+}
+
+func fill(b []byte, v byte) {
+	for i := range b {
+		b[i] = v
+	}
+}
+
+// TestOpenFile_ClonesAreIndependent: a clone of a file-backed flash holds
+// the content at the time of Clone, whatever either side does next, and
+// never reaches the file; the clone of a closed one is closed.
+func TestOpenFile_ClonesAreIndependent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "board.flash")
+	e, err := flash.OpenFile(path, uniform(4, 0xFF))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	first := randBytes(50, 8<<10)
+	if err := e.Program(0, first); err != nil {
+		t.Fatal(err)
+	}
+	before := read(t, e, 0, 64<<10)
+	c := e.Clone()
+	if err := e.Erase(0, 8<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Program(16<<10, randBytes(51, 4<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(read(t, c, 0, 64<<10), before) {
+		t.Fatal("the clone changed with the file-backed flash")
+	}
+	fileBefore, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Erase(0, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Program(32<<10, randBytes(52, 4<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := os.ReadFile(path); !bytes.Equal(raw, fileBefore) {
+		t.Fatal("a write to the clone reached the file")
+	}
+	for i, n := range c.EraseCounts() {
+		if n != 1 {
+			t.Errorf("clone erase count of sector %d = %d, want 1: its own erase, not the original's later one", i, n)
+		}
+	}
+
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed := e.Clone()
+	if _, err := closed.ReadAt(make([]byte, 1), 0); !errors.Is(err, flash.ErrClosed) {
+		t.Errorf("read of the clone of a closed flash = %v, want ErrClosed", err)
+	}
+}

@@ -12,5 +12,3 @@ import (
 func mapFile(*os.File, int64) ([]byte, error) { return nil, errors.New("no mmap on this system") }
 
 func unmapFile([]byte) error { return nil }
-
-func syncMapped([]byte, int64, int64) error { return nil }

@@ -150,6 +150,14 @@ func (c *Client) fail(parent, ctx context.Context, op func() string, err error) 
 	if perr, ok := fromStatus(err); ok {
 		return perr
 	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.DeadlineExceeded && ctx.Err() == nil {
+		// The plugin's copy of the deadline (grpc-timeout) can end a
+		// unary call a moment before ours: wait for ours, which is due,
+		// so that the error says which deadline it was.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < time.Second {
+			<-ctx.Done()
+		}
+	}
 	if parent.Err() != nil {
 		return fmt.Errorf("%s: %s: %w", c.name, op(), parent.Err())
 	}

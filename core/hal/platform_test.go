@@ -21,6 +21,13 @@ var (
 	magicHang  = []byte("HANG!!!!")
 )
 
+// Magic read lengths do the same for Read, which carries no data to the
+// port.
+const (
+	readCrashLen = 0xC4A5
+	readHangLen  = 0x4A96
+)
+
 // testLayout is a small dual-bank board: 64 KiB sectors, 8-byte program
 // unit, an 8 MiB update slot (room for the benchmark's 1 MiB chunks).
 func testLayout() hal.Layout {
@@ -135,6 +142,13 @@ func (p *testPlatform) Write(_ context.Context, off uint64, data []byte) error {
 }
 
 func (p *testPlatform) Read(_ context.Context, off uint64, n int) ([]byte, error) {
+	switch n {
+	case readCrashLen:
+		fmt.Fprintln(os.NewFile(2, "stderr"), "test plugin: crashing on request")
+		os.Exit(3)
+	case readHangLen:
+		time.Sleep(time.Hour) // ignores ctx on purpose: a hung port
+	}
 	if n < 0 || off > p.slot.Size || uint64(n) > p.slot.Size-off {
 		return nil, hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes run past its end 0x%x", p.slot.Name, off, n, p.slot.Size)
 	}

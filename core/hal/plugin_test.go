@@ -273,6 +273,10 @@ func (p *codePlatform) Write(context.Context, uint64, []byte) error {
 	return hal.Errorf(p.code, "write: the %v reason", p.code)
 }
 
+func (p *codePlatform) Read(context.Context, uint64, int) ([]byte, error) {
+	return nil, hal.Errorf(p.code, "read: the %v reason", p.code)
+}
+
 func TestTestConn_EveryCodeCrosses(t *testing.T) {
 	for c := hal.CodeUnknown; c <= hal.CodeNoImage; c++ {
 		t.Run(c.String(), func(t *testing.T) {
@@ -291,6 +295,14 @@ func TestTestConn_EveryCodeCrosses(t *testing.T) {
 			err = p.Write(t.Context(), 0, []byte("12345678"))
 			if hal.CodeOf(err) != c || err.Error() != fmt.Sprintf("write: the %v reason", c) {
 				t.Errorf("stream: error %q code %v, want code %v", err, hal.CodeOf(err), c)
+			}
+			// A read through the doorbell (shared memory is attached by
+			// the write) and one too large for it, over gRPC.
+			for _, n := range []int{16, 5 << 20} {
+				_, err = p.Read(t.Context(), 0, n)
+				if hal.CodeOf(err) != c || err.Error() != fmt.Sprintf("read: the %v reason", c) {
+					t.Errorf("read of %d bytes: error %q code %v, want code %v", n, err, hal.CodeOf(err), c)
+				}
 			}
 		})
 	}
