@@ -195,6 +195,15 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", d.name, err)
 			}
 		}()
+		// At most --parallel sign-ins in flight: a fleet does not all
+		// power on in the same millisecond.
+		for !d.informed.Load() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -236,12 +237,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.adjust != nil {
 		a.adjust(&cc)
 	}
-	link, err := a.dial(ctx, cc)
+	link, err := a.connect(ctx, cc)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("connect to the cloud: %w", err)
+		return a.stopped(ctx, err)
 	}
 	a.link = link
 	defer link.Close()
@@ -272,6 +270,32 @@ func (a *Agent) Run(ctx context.Context) error {
 				return a.stopped(ctx, err)
 			}
 		}
+	}
+}
+
+// connect dials the cloud until it answers or ctx ends: a device keeps
+// trying (the broker may be down, or the device not registered yet), with
+// a back-off that doubles from 1 s to 1 min and a random part, so that a
+// fleet that lost its broker does not come back all in the same second.
+func (a *Agent) connect(ctx context.Context, cc cloud.Config) (Link, error) {
+	backoff := time.Second
+	for {
+		link, err := a.dial(ctx, cc)
+		if err == nil {
+			return link, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		wait := backoff/2 + rand.N(backoff)
+		a.log.Warn("cannot reach the cloud; trying again", "in", wait.Round(time.Millisecond), "err", err)
+		a.emit(Event{Kind: "error", Error: err.Error(), Message: fmt.Sprintf("trying again in %v", wait.Round(time.Millisecond))})
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, time.Minute)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,5 +478,34 @@ func TestNew_RefusesMissingPortAndKeys(t *testing.T) {
 	_, err := agent.New(agent.Options{Config: cfg, Port: r.port})
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "public_keys") {
 		t.Errorf("New with a missing key file: %v, want a public_keys error wrapping ErrNotExist", err)
+	}
+}
+
+func TestAgent_KeepsTryingTheCloud(t *testing.T) {
+	r := newRig(t)
+	var attempts atomic.Int32
+	a, err := agent.New(agent.Options{
+		Config: r.config(),
+		Port:   r.port,
+		Dial: func(ctx context.Context, cfg cloud.Config) (agent.Link, error) {
+			if attempts.Add(1) == 1 {
+				return nil, errors.New("connection refused (first attempt)")
+			}
+			return cloud.Dial(ctx, cfg)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	r.waitFor("inform after a failed first connection", 0, informOf("1.0.0+0"))
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if n := attempts.Load(); n != 2 {
+		t.Errorf("%d connection attempts, want 2", n)
 	}
 }

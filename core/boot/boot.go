@@ -85,15 +85,18 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		return hal.BootState{}, Params{}, err
 	}
 	p := s.params()
-	st, err := bootState(dev, b, p, opts)
+	st, err := bootState(p, func(sl Slot, minCounter uint32) (slotImage, error) {
+		return checkSlot(dev, b, sl, opts.Keys, minCounter)
+	})
 	return st, p, err
 }
 
-// bootState describes the slots under parameters p.
-func bootState(dev flash.Device, b *board, p Params, opts Options) (hal.BootState, error) {
+// bootState describes the slots under parameters p, each read with check
+// (checkSlot, or a Platform's cache of it).
+func bootState(p Params, check func(s Slot, minCounter uint32) (slotImage, error)) (hal.BootState, error) {
 	st := hal.BootState{Trial: p.Trial, BootCount: int(p.BootCount)}
 	for _, s := range []Slot{SlotApp, SlotOTA} {
-		si, err := checkSlot(dev, b, s, opts.Keys, p.SecurityCounter)
+		si, err := check(s, p.SecurityCounter)
 		if err != nil {
 			return st, err
 		}

@@ -1,9 +1,12 @@
 package boot
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/otaport/otaport/core/flash"
@@ -13,6 +16,12 @@ import (
 // Platform is the generic port: hal.Platform, hal.KV and hal.Rebooter over a
 // flash device and a board layout. Its methods are safe for concurrent use;
 // a mutex serialises them, as one flash controller does.
+//
+// A Platform remembers its verification of each slot until it erases or
+// programs that slot or powers on (Reboot), so that Describe, SetBoot and
+// Rollback do not hash an unchanged image again; a write to the device that
+// does not go through it is seen at the next power-on, not before (see
+// slotCache).
 type Platform struct {
 	mu     sync.Mutex
 	dev    flash.Device
@@ -20,6 +29,11 @@ type Platform struct {
 	opts   Options
 	s      *store
 	closed bool
+	cache  slotCache
+	// cur and pad are Write's buffers, kept from call to call (under mu)
+	// so that a download allocates nothing per chunk: the garbage they
+	// made bounded the plugin's write rate.
+	cur, pad []byte
 }
 
 // NewPlatform checks layout l against dev (partitions inside the flash, on
@@ -34,6 +48,9 @@ func NewPlatform(l hal.Layout, dev flash.Device, opts Options) (*Platform, error
 	if err != nil {
 		return nil, fmt.Errorf("board %q: %w", l.Board, err)
 	}
+	// The cache holds verifications made with these keys: a caller that
+	// changed its slice afterwards must not change what they mean.
+	opts.Keys = slices.Clone(opts.Keys)
 	return &Platform{dev: dev, b: b, opts: opts, s: s}, nil
 }
 
@@ -64,7 +81,15 @@ func (pl *Platform) ready(ctx context.Context) error {
 
 // update returns the partition new images go to now.
 func (pl *Platform) update() hal.Partition {
-	return pl.b.slots[pl.b.updateSlot(pl.s.params().Running)]
+	return pl.b.slots[pl.updateSlot()]
+}
+
+// updateSlot returns the slot new images go to now.
+func (pl *Platform) updateSlot() Slot { return pl.b.updateSlot(pl.s.params().Running) }
+
+// check is checkSlot with the platform's keys, through its cache.
+func (pl *Platform) check(s Slot, minCounter uint32) (slotImage, error) {
+	return pl.cache.check(pl.dev, pl.b, s, pl.opts.Keys, minCounter)
 }
 
 // checkWritable refuses to touch the update slot while something depends on
@@ -84,8 +109,9 @@ func (pl *Platform) checkWritable(op string) error {
 	return nil
 }
 
-// Describe returns the layout, the boot state read from the slots' image
-// headers and the boot parameters, and the capabilities kv and reboot.
+// Describe returns the layout, the boot state read from the slots' images
+// (verified, or as verified before when unchanged since) and the boot
+// parameters, and the capabilities kv and reboot.
 func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -95,7 +121,7 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	l := pl.b.layout
 	l.Flash = pl.b.geo
 	l.BootAttempts = pl.b.attempts
-	st, err := bootState(pl.dev, pl.b, pl.s.params(), pl.opts)
+	st, err := bootState(pl.s.params(), pl.check)
 	if err != nil {
 		return hal.Info{}, fmt.Errorf("describe: %w", err)
 	}
@@ -135,6 +161,7 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	}
 	secs := pl.b.sectorsCovering(slot, req.Size)
 	first, last := secs[0], secs[len(secs)-1]
+	pl.cache.drop(pl.updateSlot())
 	if err := pl.dev.Erase(first.off, last.end()-first.off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, first.off, last.end()), err)
 	}
@@ -145,14 +172,15 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 // padded to the write alignment with the erased value. Units that already
 // hold the same bytes are skipped, so a resumed download may send a chunk
 // again; a unit that holds other data is refused with hal.ErrNotErased
-// (Init the slot again without Resume).
+// (Init the slot again without Resume). data is only read, never kept.
 func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	if err := pl.ready(ctx); err != nil {
 		return err
 	}
-	slot := pl.update()
+	s := pl.updateSlot()
+	slot := pl.b.slots[s]
 	align := uint64(pl.b.geo.WriteAlign)
 	if off%align != 0 {
 		return hal.Errorf(hal.CodeMisaligned, "write %s at 0x%x: offset is not a multiple of write_align %d", slot.Name, off, align)
@@ -166,26 +194,46 @@ func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 	if err := pl.checkWritable("write"); err != nil {
 		return err
 	}
-	buf := make([]byte, (uint64(len(data))+align-1)/align*align)
-	copy(buf, data)
 	erase := pl.b.geo.EraseValue
-	for i := len(data); i < len(buf); i++ {
-		buf[i] = erase
+	a := int(align)
+	buf := data
+	if tail := len(data) % a; tail != 0 {
+		pl.pad = grow(pl.pad, len(data)-tail+a)
+		buf = pl.pad
+		copy(buf, data)
+		fillBytes(buf[len(data):], erase)
 	}
 	base := int64(slot.Offset + off)
-	cur := make([]byte, len(buf))
+	pl.cur = grow(pl.cur, len(buf))
+	cur := pl.cur
 	if _, err := pl.dev.ReadAt(cur, base); err != nil {
 		return flashErr(fmt.Sprintf("write %s at 0x%x: read back", slot.Name, off), err)
 	}
+	pl.cache.drop(s)
+	if isErased(cur, erase) {
+		// Every chunk of a download after Init: the units that hold
+		// the same bytes are those of buf that are all erased value.
+		for u := 0; u < len(buf); {
+			u = skipErasedUnits(buf, u, a, erase)
+			if u == len(buf) {
+				break
+			}
+			end := nextErasedUnit(buf, u, a, erase)
+			if err := pl.dev.Program(base+int64(u), buf[u:end]); err != nil {
+				return flashErr(fmt.Sprintf("write %s at 0x%x", slot.Name, off+uint64(u)), err)
+			}
+			u = end
+		}
+		return nil
+	}
 	// Program the runs of units that differ; each must be erased.
-	a := int(align)
 	for u := 0; u < len(buf); {
-		if string(cur[u:u+a]) == string(buf[u:u+a]) {
+		if bytes.Equal(cur[u:u+a], buf[u:u+a]) {
 			u += a
 			continue
 		}
 		start := u
-		for u < len(buf) && string(cur[u:u+a]) != string(buf[u:u+a]) {
+		for u < len(buf) && !bytes.Equal(cur[u:u+a], buf[u:u+a]) {
 			if !isErased(cur[u:u+a], erase) {
 				return hal.Errorf(hal.CodeNotErased, "write %s at 0x%x: bytes at 0x%x already hold other data: Init the slot (without Resume) before writing a new image", slot.Name, off, off+uint64(u))
 			}
@@ -198,6 +246,69 @@ func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 	return nil
 }
 
+// grow returns b resized to n bytes, reallocated only when too small.
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+func fillBytes(b []byte, v byte) {
+	for i := range b {
+		b[i] = v
+	}
+}
+
+// skipErasedUnits returns the start of the first unit of a bytes at or
+// after u (a unit start) that holds anything but the erased value, or
+// len(b). Every byte before the first one that is not erased is, so the
+// unit that holds that byte is the answer.
+func skipErasedUnits(b []byte, u, a int, erase byte) int {
+	i := indexNot(b[u:], erase)
+	if i < 0 {
+		return len(b)
+	}
+	return u + i - i%a
+}
+
+// nextErasedUnit returns the start of the first unit of a bytes at or
+// after u (a unit start) that holds only the erased value, or len(b). Such
+// a unit starts with an erased byte, which IndexByte finds quickly; in
+// random data most candidates fail at their next word.
+func nextErasedUnit(b []byte, u, a int, erase byte) int {
+	for u < len(b) {
+		i := bytes.IndexByte(b[u:], erase)
+		if i < 0 {
+			return len(b)
+		}
+		us := u + i - i%a
+		if isErased(b[us:us+a], erase) {
+			return us
+		}
+		u = us + a
+	}
+	return len(b)
+}
+
+// indexNot returns the index of the first byte of b that is not v, or -1,
+// comparing eight bytes at a time.
+func indexNot(b []byte, v byte) int {
+	w := uint64(v) * 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:]) != w {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != v {
+			return i
+		}
+	}
+	return -1
+}
+
 // Read reads n bytes at off in the update slot.
 func (pl *Platform) Read(ctx context.Context, off uint64, n int) ([]byte, error) {
 	pl.mu.Lock()
@@ -205,18 +316,49 @@ func (pl *Platform) Read(ctx context.Context, off uint64, n int) ([]byte, error)
 	if err := pl.ready(ctx); err != nil {
 		return nil, err
 	}
-	slot := pl.update()
 	if n < 0 {
-		return nil, hal.Errorf(hal.CodeInvalid, "read %s at 0x%x: negative length %d", slot.Name, off, n)
+		return nil, hal.Errorf(hal.CodeInvalid, "read %s at 0x%x: negative length %d", pl.update().Name, off, n)
 	}
-	if off > slot.Size || uint64(n) > slot.Size-off {
-		return nil, hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, n, slot.Size)
+	if err := pl.checkRead(off, n); err != nil {
+		return nil, err
 	}
 	buf := make([]byte, n)
-	if _, err := pl.dev.ReadAt(buf, int64(slot.Offset+off)); err != nil {
-		return nil, flashErr(fmt.Sprintf("read %s at 0x%x", slot.Name, off), err)
+	if err := pl.readInto(off, buf); err != nil {
+		return nil, err
 	}
 	return buf, nil
+}
+
+// ReadInto reads len(p) bytes at off in the update slot into p: Read
+// without allocating its result. core/hal's plugin server uses it when a
+// port has it, to read straight into the memory it shares with the host.
+func (pl *Platform) ReadInto(ctx context.Context, off uint64, p []byte) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return err
+	}
+	if err := pl.checkRead(off, len(p)); err != nil {
+		return err
+	}
+	return pl.readInto(off, p)
+}
+
+// checkRead refuses a read of n bytes at off that leaves the update slot.
+func (pl *Platform) checkRead(off uint64, n int) error {
+	slot := pl.update()
+	if off > slot.Size || uint64(n) > slot.Size-off {
+		return hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, n, slot.Size)
+	}
+	return nil
+}
+
+func (pl *Platform) readInto(off uint64, p []byte) error {
+	slot := pl.update()
+	if _, err := pl.dev.ReadAt(p, int64(slot.Offset+off)); err != nil {
+		return flashErr(fmt.Sprintf("read %s at 0x%x", slot.Name, off), err)
+	}
+	return nil
 }
 
 // SetBoot records what the bootloader is to do at the next power-on. Test
@@ -240,7 +382,7 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 		if req.Size > slot.Size {
 			return hal.Errorf(hal.CodeOutOfBounds, "set boot: image of %d bytes does not fit in slot %s of %d bytes", req.Size, slot.Name, slot.Size)
 		}
-		si, err := checkSlot(pl.dev, pl.b, target, pl.opts.Keys, p.SecurityCounter)
+		si, err := pl.check(target, p.SecurityCounter)
 		if err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
@@ -261,7 +403,7 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 		p.Confirmed = true
 		// The running image is good: images older than it (by security
 		// counter) may no longer boot.
-		si, err := checkSlot(pl.dev, pl.b, p.Running, pl.opts.Keys, 0)
+		si, err := pl.check(p.Running, 0)
 		if err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)
 		}
@@ -299,7 +441,7 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 		p.Trial, p.BootCount, p.RolledBack = false, 0, true
 	default:
 		other := p.Running.Other()
-		si, err := checkSlot(pl.dev, pl.b, other, pl.opts.Keys, p.SecurityCounter)
+		si, err := pl.check(other, p.SecurityCounter)
 		if err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
@@ -348,6 +490,9 @@ func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
 	if err := pl.ready(ctx); err != nil {
 		return hal.RebootResult{}, err
 	}
+	// A power-on: the bootloader keeps nothing from before the reset and
+	// verifies from the flash every slot it acts on.
+	pl.cache.reset()
 	if err := pl.s.load(); err != nil {
 		return hal.RebootResult{}, err
 	}
@@ -358,4 +503,8 @@ var (
 	_ hal.Platform = (*Platform)(nil)
 	_ hal.KV       = (*Platform)(nil)
 	_ hal.Rebooter = (*Platform)(nil)
+	// What core/hal's server looks for to serve reads without a copy.
+	_ interface {
+		ReadInto(ctx context.Context, off uint64, p []byte) error
+	} = (*Platform)(nil)
 )

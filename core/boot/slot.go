@@ -2,6 +2,7 @@ package boot
 
 import (
 	"crypto"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,16 @@ func (si slotImage) version() string {
 // image: a read that fails (a power cut) must not make the bootloader drop an
 // upgrade request or a port answer "no image".
 func checkSlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey, minCounter uint32) (slotImage, error) {
+	si, err := verifySlot(r, b, s, keys)
+	if err != nil {
+		return slotImage{}, err
+	}
+	return si.withCounter(b, s, minCounter), nil
+}
+
+// verifySlot is checkSlot without the security counter: what depends only
+// on the bytes of the slot and the keys, which is what a Platform caches.
+func verifySlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey) (slotImage, error) {
 	p := b.slots[s]
 	rr := &readRecorder{r: r}
 	img, err := image.Verify(io.NewSectionReader(rr, int64(p.Offset), int64(p.Size)), int64(p.Size), keys)
@@ -43,11 +54,57 @@ func checkSlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey, minCoun
 		}
 		return slotImage{img: img, err: fmt.Errorf("image %s in %s: %w", img.Version, p.Name, err)}, nil
 	}
-	if img.SecurityCounter < minCounter {
-		return slotImage{img: img, err: fmt.Errorf("image %s in %s: security counter %d is below the device's %d (a downgrade the device refuses)", img.Version, p.Name, img.SecurityCounter, minCounter)}, nil
-	}
 	return slotImage{img: img}, nil
 }
+
+// withCounter refuses an otherwise bootable image whose security counter is
+// below minCounter.
+func (si slotImage) withCounter(b *board, s Slot, minCounter uint32) slotImage {
+	if !si.bootable() || si.img.SecurityCounter >= minCounter {
+		return si
+	}
+	return slotImage{img: si.img, err: fmt.Errorf("image %s in %s: security counter %d is below the device's %d (a downgrade the device refuses)",
+		si.img.Version, b.slots[s].Name, si.img.SecurityCounter, minCounter)}
+}
+
+// slotCache holds a Platform's verification of each slot, so that Describe,
+// SetBoot and Rollback do not hash an unchanged slot again: hashing a large
+// slot costs far more than any of those calls otherwise does. An entry is
+// valid only while nothing has erased or programmed its slot through the
+// Platform; the Platform drops it before any such operation (whether or not
+// the operation succeeds) and drops them all at a power-on, since a real
+// bootloader keeps nothing across a reset. The security counter is not part
+// of an entry: it is checked at each use, so raising it needs no
+// invalidation. The keys are the Platform's, fixed at NewPlatform.
+//
+// A write to the flash that bypasses the Platform (another program, a test
+// poking the device) is not seen until the next power-on, which verifies
+// every slot it boots from the flash itself.
+type slotCache struct {
+	valid [2]bool
+	si    [2]slotImage
+}
+
+// check returns slot s verified with keys and checked against minCounter,
+// from the cache when the slot is unchanged since it was last verified. A
+// failure to read the flash is not cached.
+func (c *slotCache) check(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey, minCounter uint32) (slotImage, error) {
+	if !c.valid[s] {
+		si, err := verifySlot(r, b, s, keys)
+		if err != nil {
+			return slotImage{}, err
+		}
+		c.valid[s], c.si[s] = true, si
+	}
+	return c.si[s].withCounter(b, s, minCounter), nil
+}
+
+// drop forgets the verification of slot s: call it before erasing or
+// programming any byte of s.
+func (c *slotCache) drop(s Slot) { c.valid[s], c.si[s] = false, slotImage{} }
+
+// reset forgets every slot: a power-on.
+func (c *slotCache) reset() { *c = slotCache{} }
 
 // readRecorder remembers the first error of the device under a reader.
 type readRecorder struct {
@@ -61,4 +118,30 @@ func (rr *readRecorder) ReadAt(p []byte, off int64) (int, error) {
 		rr.err = err
 	}
 	return n, err
+}
+
+// isErased reports whether every byte of b is the erased value, eight bytes
+// at a time: it runs over every chunk a port writes and over the params
+// partition at each load.
+func isErased(b []byte, erase byte) bool {
+	w := uint64(erase) * 0x0101010101010101
+	for len(b) >= 32 {
+		if binary.LittleEndian.Uint64(b) != w || binary.LittleEndian.Uint64(b[8:]) != w ||
+			binary.LittleEndian.Uint64(b[16:]) != w || binary.LittleEndian.Uint64(b[24:]) != w {
+			return false
+		}
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != w {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != erase {
+			return false
+		}
+	}
+	return true
 }

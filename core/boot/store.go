@@ -174,15 +174,6 @@ func scanArea(buf []byte, align int64, erase byte) areaScan {
 	return sc
 }
 
-func isErased(b []byte, erase byte) bool {
-	for _, c := range b {
-		if c != erase {
-			return false
-		}
-	}
-	return true
-}
-
 // parseRecord reads the record at the start of buf; n is its padded size.
 func parseRecord(buf []byte, align int64) (kind uint16, seq uint32, payload []byte, n int64, ok bool) {
 	if len(buf) < recordHeader+recordCRC {
