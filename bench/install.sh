@@ -5,6 +5,7 @@
 #
 #   bench/install.sh              # 64 MiB, 5 runs
 #   SIZE_MIB=16 RUNS=9 bench/install.sh
+#   COMPARE_PLUGIN=/tmp/old/otaport-bench RUNS=11 bench/install.sh
 #
 # The install is the whole of `otarun install --digest sha256:...`: plugin
 # start, HTTP, the order's digest and the image's SHA-256 as the bytes
@@ -17,6 +18,11 @@
 # shared machine the median of those ratios is the figure to compare, the
 # best times of each side are printed beside it. docs/benchmarks.md
 # records the figures.
+#
+# COMPARE_PLUGIN names another build of bench/otaport-bench (from an older
+# tree, say): each run then also installs through it, with its own flash
+# file, in alternating order with this tree's plugin, so that a change is
+# measured against what it replaces under the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,28 +60,54 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-export OTAPORT_FLASH=$work/device.flash
-# Create the flash file once, outside the timings.
-"$bin/otarun" --plugin "$bin/otaport-bench" info >/dev/null 2>&1
+compare=${COMPARE_PLUGIN:-}
+if [ -n "$compare" ]; then
+  cp "$compare" "$bin/otaport-bench-compare"
+fi
+# Create the flash files once, outside the timings.
+OTAPORT_FLASH=$work/device.flash "$bin/otarun" --plugin "$bin/otaport-bench" info >/dev/null 2>&1
+if [ -n "$compare" ]; then
+  OTAPORT_FLASH=$work/compare.flash "$bin/otarun" --plugin "$bin/otaport-bench-compare" info >/dev/null 2>&1
+fi
+
+# timed_install PLUGIN FLASH: one timed install, its time in ns on stdout.
+timed_install() {
+  local t0 t1
+  t0=$(now)
+  OTAPORT_FLASH=$2 "$bin/otarun" --plugin "$1" install --key "$work/pub.pem" --digest "sha256:$digest" "$url" >/dev/null 2>"$work/install.err" || {
+    cat "$work/install.err" >&2
+    return 1
+  }
+  t1=$(now)
+  echo $((t1 - t0))
+}
 
 now() { date +%s%N; }
 best_base=0
 best_inst=0
 ratios=()
+cratios=()
 for i in $(seq "$runs"); do
   t0=$(now)
   curl -s "$url" -o "$work/download.img"
   sha256sum "$work/download.img" >/dev/null
   t1=$(now)
   rm -f "$work/download.img"
-  "$bin/otarun" --plugin "$bin/otaport-bench" install --key "$work/pub.pem" --digest "sha256:$digest" "$url" >/dev/null 2>"$work/install.err" || {
-    cat "$work/install.err" >&2
-    exit 1
-  }
-  t2=$(now)
   base=$((t1 - t0))
-  inst=$((t2 - t1))
-  awk -v i="$i" -v b="$base" -v n="$inst" 'BEGIN { printf "run %d: baseline %.3f s, install %.3f s, ratio %.2f\n", i, b / 1e9, n / 1e9, b / n }'
+  cmp=
+  if [ -n "$compare" ] && [ $((i % 2)) -eq 1 ]; then
+    cmp=$(timed_install "$bin/otaport-bench-compare" "$work/compare.flash")
+  fi
+  inst=$(timed_install "$bin/otaport-bench" "$work/device.flash")
+  if [ -n "$compare" ] && [ $((i % 2)) -eq 0 ]; then
+    cmp=$(timed_install "$bin/otaport-bench-compare" "$work/compare.flash")
+  fi
+  line=$(awk -v i="$i" -v b="$base" -v n="$inst" 'BEGIN { printf "run %d: baseline %.3f s, install %.3f s, ratio %.2f", i, b / 1e9, n / 1e9, b / n }')
+  if [ -n "$cmp" ]; then
+    line+=$(awk -v b="$base" -v n="$cmp" 'BEGIN { printf "; compare %.3f s, ratio %.2f", n / 1e9, b / n }')
+    cratios+=("$(awk -v b="$base" -v n="$cmp" 'BEGIN { printf "%.4f", b / n }')")
+  fi
+  echo "$line"
   ratios+=("$(awk -v b="$base" -v n="$inst" 'BEGIN { printf "%.4f", b / n }')")
   if [ "$best_base" -eq 0 ] || [ "$base" -lt "$best_base" ]; then best_base=$base; fi
   if [ "$best_inst" -eq 0 ] || [ "$inst" -lt "$best_inst" ]; then best_inst=$inst; fi
@@ -83,8 +115,12 @@ done
 
 mbps() { awk -v n="$img_bytes" -v t="$1" 'BEGIN { printf "%.1f", n / (t / 1e9) / 1e6 }'; }
 echo
-median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ r[NR] = $1 } END { if (NR % 2) print r[(NR + 1) / 2]; else print (r[NR / 2] + r[NR / 2 + 1]) / 2 }')
+median_of() { printf '%s\n' "$@" | sort -g | awk '{ r[NR] = $1 } END { if (NR % 2) print r[(NR + 1) / 2]; else print (r[NR / 2] + r[NR / 2 + 1]) / 2 }'; }
+median=$(median_of "${ratios[@]}")
 echo "image:     $img_bytes bytes, $runs runs"
 echo "baseline:  $(mbps "$best_base") MB/s best  (curl -s URL -o file && sha256sum file)"
 echo "install:   $(mbps "$best_inst") MB/s best  (otarun install --digest, through the plugin)"
 echo "ratio:     $(awk -v m="$median" 'BEGIN { printf "%.2f", m }') median of the runs' ratios, $(awk -v b="$best_base" -v n="$best_inst" 'BEGIN { printf "%.2f", b / n }') best against best  (install throughput / baseline throughput)"
+if [ -n "$compare" ]; then
+  echo "compare:   $(awk -v m="$(median_of "${cratios[@]}")" 'BEGIN { printf "%.2f", m }') median of the runs' ratios with COMPARE_PLUGIN=$compare"
+fi

@@ -260,7 +260,7 @@ func fillBytes(b []byte, v byte) {
 	}
 }
 
-// skipErasedUnits returns the start of the first unit of a bytes at or
+// skipErasedUnits returns the start of the first write unit (a bytes) at or
 // after u (a unit start) that holds anything but the erased value, or
 // len(b). Every byte before the first one that is not erased is, so the
 // unit that holds that byte is the answer.
@@ -272,7 +272,7 @@ func skipErasedUnits(b []byte, u, a int, erase byte) int {
 	return u + i - i%a
 }
 
-// nextErasedUnit returns the start of the first unit of a bytes at or
+// nextErasedUnit returns the start of the first write unit (a bytes) at or
 // after u (a unit start) that holds only the erased value, or len(b). Such
 // a unit starts with an erased byte, which IndexByte finds quickly; in
 // random data most candidates fail at their next word.
