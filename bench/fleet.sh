@@ -38,7 +38,7 @@ for n in "${counts[@]}"; do
 	mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | head -n 1)
 	echo "== N = $n"
 	"$bin/otafleet-sim" --server "$(cat "$work/data/url")" --token "$(cat "$work/data/token")" --mqtt "$mqtt" \
-		--key "$work/pub.pem" --v1 "$work/v1.img" --v2 "$work/v2.img" -n "$n" &
+		--key "$work/pub.pem" --v1 "$work/v1.img" --v2 "$work/v2.img" -n "$n" --timeout 20m &
 	sim=$!
 	peak_sim=0 peak_srv=0
 	while kill -0 "$sim" 2>/dev/null; do
