@@ -1,8 +1,6 @@
 # otaport: the two commands of the quick start are `make demo` and `make test`.
 GO ?= go
 BIN ?= bin
-# The board the demo runs on when none is given: make demo BOARD=nrf52840-dk
-BOARD ?= stm32f407-disco
 
 .PHONY: all build generate test vet lint demo clean bench
 
@@ -31,7 +29,7 @@ lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 demo: build
-	./scripts/demo.sh $(BOARD)
+	./scripts/demo.sh
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./core/hal/

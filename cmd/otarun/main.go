@@ -87,6 +87,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o := &options{cmd: map[string]any{}}
 	cmds := commands()
 
+	// With no command name, otarun is the agent: `otarun --plugin P --config
+	// device.yaml` must take the agent's flags too, so the command goes in
+	// front before any flag is parsed.
+	if len(args) > 0 && !namesCommand(args, cmds) && !asksHelp(args) {
+		args = append([]string{"agent"}, args...)
+	}
+
 	// Global flags before the command name.
 	gfs := flag.NewFlagSet("otarun", flag.ContinueOnError)
 	gfs.SetOutput(stderr)
@@ -178,4 +185,27 @@ func usage(w io.Writer, fs *flag.FlagSet, cmds []command) {
 	fmt.Fprint(w, b.String())
 	fmt.Fprintf(w, "\nflags:\n")
 	fs.PrintDefaults()
+}
+
+// namesCommand reports whether one of args is the name of a command.
+func namesCommand(args []string, cmds []command) bool {
+	for _, a := range args {
+		for _, c := range cmds {
+			if a == c.name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// asksHelp reports whether args ask for otarun's own usage.
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }

@@ -75,9 +75,12 @@ type Config struct {
 	// OnError, if set, hears of what goes wrong in the background: a lost
 	// connection, a refused subscription, a refused order.
 	OnError func(error)
-	// OnConnect, if set, is called after each connection once the upgrade
-	// topic is subscribed: the place to report the running version, which
-	// the platform wants before it sends an order (AliOS Things issue #1805).
+	// OnConnect, if set, is called after each reconnection once the upgrade
+	// topic is subscribed again: the place to report the running version,
+	// which the platform wants before it sends an order (AliOS Things issue
+	// #1805). It is not called for the first connection: Dial returns then,
+	// and the caller reports when it is ready (the agent first finishes an
+	// interrupted upgrade, so that the version it reports is the final one).
 	OnConnect func()
 }
 
@@ -247,7 +250,8 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 }
 
 // onConnect runs on a paho goroutine after every connection: it subscribes
-// to the upgrade topic, then tells Dial (the first time) and OnConnect.
+// to the upgrade topic, then tells Dial (the first time) or OnConnect (every
+// later time).
 func (c *Client) onConnect(mq paho.Client) {
 	tok := mq.Subscribe(c.topics.Upgrade, qos, func(_ paho.Client, m paho.Message) {
 		select {
