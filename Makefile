@@ -19,10 +19,11 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# The whole test suite: formatting, vet, then every test with the race detector.
+# The whole test suite: formatting, vet, staticcheck, then every test with the
+# race detector.
 # Generated-code freshness is a test (ports/all): a committed port that differs
 # from what otagen produces fails it.
-test: vet
+test: lint
 	$(GO) test -race -count=1 ./...
 
 lint: vet
