@@ -2,8 +2,9 @@
 # The fleet benchmark: one otaserve (embedded broker) and N simulated devices
 # in one otafleet-sim process (the real device agent over emulated flash in
 # memory, no plugin processes), upgraded by one campaign. Prints devices
-# upgraded per second, the time to the last confirm, per-device percentiles
-# and peak memory per device. Usage: bench/fleet.sh [N...] (default 1000 10000)
+# upgraded per second, the time to the last confirm, per-device percentiles,
+# peak memory per device and the CPU time of each side (which shows the side
+# that limits the run). Usage: bench/fleet.sh [N...] (default 1000 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
@@ -12,6 +13,14 @@ bin=${BIN:-bin}
 go build -o "$bin/" ./cmd/otaserve ./cmd/otaimg ./cmd/otafleet-sim
 # Every device is a TCP connection on both sides.
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+for n in "${counts[@]}"; do
+	# Beyond the devices' connections each side keeps a few hundred
+	# descriptors: HTTP connections, the database, the listeners.
+	if [ "$(ulimit -n)" != unlimited ] && [ $((n + 1000)) -gt "$(ulimit -n)" ]; then
+		echo "N = $n needs about $((n + 1000)) open files per process; this shell allows $(ulimit -n) (hard limit $(ulimit -Hn)): raise it (ulimit -Hn, or LimitNOFILE in a service) or use N <= $(($(ulimit -n) - 1000))" >&2
+		exit 2
+	fi
+done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/otaport-fleet.XXXXXX")
 srv=""
@@ -29,6 +38,9 @@ head -c 16384 /dev/urandom >"$work/app.bin" # a small image: the fleet side is m
 
 # peak_kib PID: the process's peak resident memory (VmHWM) in KiB.
 peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# cpu_ticks PID: the process's user + system CPU time in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 
 for n in "${counts[@]}"; do
 	rm -rf "$work/data"
@@ -40,15 +52,20 @@ for n in "${counts[@]}"; do
 	"$bin/otafleet-sim" --server "$(cat "$work/data/url")" --token "$(cat "$work/data/token")" --mqtt "$mqtt" \
 		--key "$work/pub.pem" --v1 "$work/v1.img" --v2 "$work/v2.img" -n "$n" --timeout 20m &
 	sim=$!
-	peak_sim=0 peak_srv=0
+	peak_sim=0 peak_srv=0 cpu_sim=0 cpu_srv0=$(cpu_ticks "$srv") cpu_srv=0
 	while kill -0 "$sim" 2>/dev/null; do
 		p=$(peak_kib "$sim" 2>/dev/null || echo 0); [ "${p:-0}" -gt "$peak_sim" ] && peak_sim=$p
 		p=$(peak_kib "$srv" 2>/dev/null || echo 0); [ "${p:-0}" -gt "$peak_srv" ] && peak_srv=$p
+		p=$(cpu_ticks "$sim" 2>/dev/null || echo 0); [ "${p:-0}" -gt "$cpu_sim" ] && cpu_sim=$p
+		cpu_srv=$(cpu_ticks "$srv")
 		sleep 0.5
 	done
 	status=0
 	wait "$sim" || status=$?
 	echo "peak RSS: simulator $((peak_sim / 1024)) MiB ($((peak_sim / n)) KiB per device), otaserve $((peak_srv / 1024)) MiB ($((peak_srv / n)) KiB per device)"
+	echo "CPU time over the whole run: simulator $((cpu_sim / hz)) s, otaserve $(((cpu_srv - cpu_srv0) / hz)) s"
+	t=$(date +%s%N)
 	kill -INT "$srv"; wait "$srv" 2>/dev/null || true; srv=""
+	echo "otaserve stopped $(( ($(date +%s%N) - t) / 1000000 )) ms after SIGINT"
 	[ "$status" -eq 0 ] || { echo "N = $n failed"; tail -n 20 "$work/otaserve.log"; exit "$status"; }
 done

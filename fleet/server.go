@@ -267,13 +267,19 @@ func (s *Server) Run(ctx context.Context) error {
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
 		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: "otaserve",
 		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"),
-	}, s.campaigns.HandleMessage)
+	}, s.campaigns.HandleMessages)
 	cancel()
 	if err != nil {
 		return err
 	}
 	defer mq.Close()
-	s.campaigns.SetPublisher(mq)
+	// Orders to the embedded broker go in-process: no acknowledgement to
+	// wait for, no round trip through our own connection.
+	var pub campaign.Publisher = mq
+	if s.broker != nil {
+		pub = s.broker
+	}
+	s.campaigns.SetPublisher(pub)
 	defer s.campaigns.SetPublisher(nil)
 
 	errc := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet"
@@ -176,8 +177,30 @@ func serve(args []string, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, *brokerURL))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return srv.Run(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Stopping is bounded: a second signal ends the process at once (the
+	// default action, restored by stop), and so does a shutdown that takes
+	// too long. Either is safe for the data: every database commit is
+	// atomic, and a device whose order or report was in flight is served
+	// again when it reconnects.
+	stop()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(shutdownLimit):
+		return fmt.Errorf("shutdown did not finish within %v; exiting without waiting for it", shutdownLimit)
+	}
 }
+
+// shutdownLimit bounds the wait for Run to return after a signal: the HTTP
+// grace period (5 s) plus closing the broker's and the devices' connections.
+const shutdownLimit = 30 * time.Second
 
 func orExternal(addr, external string) string {
 	if addr != "" {

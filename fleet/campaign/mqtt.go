@@ -28,29 +28,35 @@ type MQTTConfig struct {
 }
 
 // Client is the service's MQTT connection. Messages are handed to the
-// handler one at a time, in arrival order, on a goroutine the Client owns, so
-// the handler may publish without stalling the MQTT client's own loop.
+// handler in arrival order, in batches of what has queued up, on a goroutine
+// the Client owns. The handler must not wait for a publish of this same
+// client: while it runs, paho's incoming loop may be blocked on a full
+// queue, and with it the acknowledgements (Service queues its orders and
+// publishes them from other goroutines).
 type Client struct {
 	c      mqtt.Client
 	log    *slog.Logger
-	queue  chan message
+	queue  chan Message
 	stop   chan struct{}
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+	once   sync.Once
 }
 
-type message struct {
-	topic   string
-	payload []byte
-}
+// QueueSize is how many device messages wait between the MQTT client and
+// the handler; MaxBatch is the most the handler gets in one call.
+const (
+	QueueSize = 4096
+	MaxBatch  = 512
+)
 
 // Dial connects to the broker, subscribes to Subscriptions (again after every
-// reconnect) and delivers each message to handle until Close.
-func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, topic string, payload []byte) error) (*Client, error) {
+// reconnect) and delivers the messages to handle until Close.
+func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, msgs []Message) error) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	cl := &Client{log: cfg.Logger, queue: make(chan message, 1024), stop: make(chan struct{})}
+	cl := &Client{log: cfg.Logger, queue: make(chan Message, QueueSize), stop: make(chan struct{})}
 	opts := mqtt.NewClientOptions().AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).SetUsername(cfg.Username).SetPassword(cfg.Password).
 		SetTLSConfig(cfg.TLS).SetAutoReconnect(true).SetConnectRetry(false).
@@ -66,7 +72,7 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, 
 		}
 		tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
 			select {
-			case cl.queue <- message{m.Topic(), m.Payload()}:
+			case cl.queue <- Message{Topic: m.Topic(), Payload: m.Payload()}:
 			case <-cl.stop:
 			}
 		})
@@ -89,19 +95,39 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, 
 	cl.done.Add(1)
 	go func() {
 		defer cl.done.Done()
-		for {
-			select {
-			case m := <-cl.queue:
-				cl.log.Debug("device message", "topic", m.topic, "bytes", len(m.payload))
-				if err := handle(hctx, m.topic, m.payload); err != nil {
-					cl.log.Warn("device message", "topic", m.topic, "err", err)
-				}
-			case <-cl.stop:
-				return
-			}
-		}
+		Deliver(hctx, cl.queue, cl.stop, handle, cl.log)
 	}()
 	return cl, nil
+}
+
+// Deliver hands the messages of queue to handle until stop is closed: the
+// first message that arrives, with whatever else is already queued (up to
+// MaxBatch), so that a busy fleet's reports share one database
+// transaction and a quiet one's are handled at once.
+func Deliver(ctx context.Context, queue <-chan Message, stop <-chan struct{}, handle func(ctx context.Context, msgs []Message) error, log *slog.Logger) {
+	batch := make([]Message, 0, MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case m := <-queue:
+			batch = append(batch, m)
+		case <-stop:
+			return
+		}
+	more:
+		for len(batch) < MaxBatch {
+			select {
+			case m := <-queue:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		log.Debug("device messages", "count", len(batch))
+		if err := handle(ctx, batch); err != nil {
+			log.Warn("device messages", "count", len(batch), "err", err)
+		}
+	}
 }
 
 // Publish sends payload on topic at QoS 1 and waits for the broker's ack.
@@ -109,12 +135,16 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 	return wait(ctx, c.c.Publish(topic, 1, false, payload))
 }
 
-// Close stops delivering messages and disconnects.
+// Close stops delivering messages and disconnects. It waits for a handler
+// call in progress, which holds no network wait (see Client), so it returns
+// in bounded time; it is safe to call more than once.
 func (c *Client) Close() {
-	close(c.stop)
-	c.cancel() // unblocks a handler waiting on a publish
-	c.done.Wait()
-	c.c.Disconnect(250)
+	c.once.Do(func() {
+		close(c.stop)
+		c.cancel()
+		c.done.Wait()
+		c.c.Disconnect(250)
+	})
 }
 
 func wait(ctx context.Context, t mqtt.Token) error {

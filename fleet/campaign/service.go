@@ -2,7 +2,6 @@ package campaign
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,8 +16,10 @@ import (
 	"github.com/otaport/otaport/fleet/store"
 )
 
-// Publisher sends one MQTT message. The service's MQTT client implements it;
-// tests may pass any other.
+// Publisher sends one MQTT message: the embedded broker's in-process
+// publish, or the service's MQTT client to an external broker; tests may
+// pass any other. Publish may block until the broker acknowledges; the
+// service never calls it while it holds its lock.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
 }
@@ -34,12 +35,18 @@ type Config struct {
 // Service runs the campaigns: it keeps a Machine per active campaign, feeds
 // it the devices' MQTT messages and the operator's actions, persists every
 // change before it acts on it, and publishes the orders.
+//
+// Orders go through an outbox that its own goroutines publish: the lock over
+// the machines is held for memory and the database only, never while a
+// publish waits for the broker (a broker's acknowledgement can wait behind
+// device reports that wait for the lock, which deadlocked a 10,000-device
+// campaign).
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	out *outbox
 
 	mu     sync.Mutex
-	pub    Publisher
 	active map[uint64]*Machine
 	images map[uint64]store.Image
 	lastID int64
@@ -51,7 +58,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, active: map[uint64]*Machine{}, images: map[uint64]store.Image{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]store.Image{}}
 	cs, err := cfg.Store.Campaigns()
 	if err != nil {
 		return nil, err
@@ -74,13 +81,21 @@ func NewService(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// SetPublisher attaches the MQTT side. Until then orders are not sent; a
-// device that was missed gets its order again when it next reports its
-// version (see Machine).
+// SetPublisher attaches the MQTT side and starts publishing the queued
+// orders through it, replacing the previous publisher; nil stops publishing
+// (the orders being published then may be lost, and the devices get them
+// again when they next report their version; see Machine). It returns once
+// the previous publisher's goroutines have stopped, so a server calls
+// SetPublisher(nil) before it closes its MQTT connection.
 func (s *Service) SetPublisher(p Publisher) {
-	s.mu.Lock()
-	s.pub = p
-	s.mu.Unlock()
+	s.out.start(p)
+}
+
+// Flush waits until every order decided so far has been published (or has
+// failed to be), or until ctx ends. Orders are published in the background;
+// tests and tools that want them out call Flush.
+func (s *Service) Flush(ctx context.Context) error {
+	return s.out.flush(ctx)
 }
 
 // SameVersion compares two version strings as MCUboot versions when both
@@ -156,7 +171,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	s.active[c.ID] = m
 	s.images[c.ID] = img
 	orders := m.Start(now)
-	if err := s.saveLocked(ctx, m, orders); err != nil {
+	if err := s.saveLocked(m, orders); err != nil {
 		return store.Campaign{}, err
 	}
 	s.log.Info("campaign created", "campaign", c.ID, "image", img.ID, "version", img.Version, "devices", len(keys), "waves", len(c.Waves))
@@ -264,38 +279,54 @@ func (s *Service) operate(ctx context.Context, id uint64, k EventKind) (store.Ca
 	if err != nil {
 		return m.Campaign(), err
 	}
-	return m.Campaign(), s.saveLocked(ctx, m, orders)
+	return m.Campaign(), s.saveLocked(m, orders)
 }
 
-// saveLocked persists a machine's changes, then sends its orders: an order is
-// never sent that a restart would forget.
-func (s *Service) saveLocked(ctx context.Context, m *Machine, orders []string) error {
-	c := m.Campaign()
-	changed := m.Changed()
-	if err := s.cfg.Store.SaveCampaign(c, changed); err != nil {
+// saveLocked persists a machine's changes, then queues its orders: an order
+// is never sent that a restart would forget.
+func (s *Service) saveLocked(m *Machine, orders []string) error {
+	err := s.cfg.Store.Write(func(w *store.Writer) error {
+		return s.persist(w, m)
+	})
+	if err != nil {
 		return err
 	}
-	for _, p := range changed {
-		s.syncDevice(p)
-	}
-	if !m.Active() {
-		delete(s.active, c.ID)
-		s.log.Info("campaign ended", "campaign", c.ID, "state", c.State, "reason", c.Reason)
-	}
+	s.settleLocked(m)
 	for _, k := range orders {
-		if err := s.sendLocked(ctx, c, k); err != nil {
-			// The device gets the order again when it next informs; the
-			// campaign goes on.
-			s.log.Warn("order not sent", "campaign", c.ID, "device", k, "err", err)
-		}
+		s.queueLocked(m.c.ID, k)
 	}
 	return nil
 }
 
+// persist writes a machine's campaign and changed progress, and mirrors
+// the changes into the registry, within one transaction.
+func (s *Service) persist(w *store.Writer, m *Machine) error {
+	changed := m.Changed()
+	if err := w.SaveCampaign(m.Campaign(), changed); err != nil {
+		return err
+	}
+	for _, p := range changed {
+		s.syncDevice(w, p)
+	}
+	return nil
+}
+
+// settleLocked forgets a campaign that has ended, once it is stored.
+func (s *Service) settleLocked(m *Machine) {
+	if m.Active() {
+		return
+	}
+	c := m.Campaign()
+	if _, ok := s.active[c.ID]; ok {
+		delete(s.active, c.ID)
+		s.log.Info("campaign ended", "campaign", c.ID, "state", c.State, "reason", c.Reason)
+	}
+}
+
 // syncDevice mirrors a device's campaign progress into the registry.
-func (s *Service) syncDevice(p store.Progress) {
+func (s *Service) syncDevice(w *store.Writer, p store.Progress) {
 	pk, dn, _ := store.SplitDeviceKey(p.Device)
-	err := s.cfg.Store.UpdateDevice(pk, dn, func(d *store.Device) error {
+	err := w.UpdateDevice(pk, dn, func(d *store.Device) error {
 		switch p.State {
 		case store.ProgressOrdered, store.ProgressRunning:
 			d.State = store.DeviceUpgrading
@@ -311,12 +342,21 @@ func (s *Service) syncDevice(p store.Progress) {
 	}
 }
 
-func (s *Service) sendLocked(ctx context.Context, c store.Campaign, key string) error {
-	if s.pub == nil {
-		return errors.New("no MQTT connection yet")
+// queueLocked encodes a device's order and queues it in the outbox, which
+// never blocks.
+func (s *Service) queueLocked(campaign uint64, key string) {
+	payload, err := s.orderLocked(campaign, key)
+	if err != nil {
+		s.log.Error("order not sent", "campaign", campaign, "device", key, "err", err)
+		return
 	}
-	img := s.images[c.ID]
 	pk, dn, _ := store.SplitDeviceKey(key)
+	s.out.put(key, outgoing{campaign: campaign, topic: cloud.Topics(pk, dn).Upgrade, payload: payload})
+}
+
+// orderLocked encodes the order of a campaign for one device.
+func (s *Service) orderLocked(campaign uint64, key string) ([]byte, error) {
+	img := s.images[campaign]
 	// Order ids are milliseconds like the platform's, kept increasing so
 	// two orders never share one.
 	id := max(time.Now().UnixMilli(), s.lastID+1)
@@ -328,115 +368,171 @@ func (s *Service) sendLocked(ctx context.Context, c store.Campaign, key string) 
 			Sign: img.SHA256, SignMethod: "SHA256", MD5: img.MD5,
 			Otaport: &cloud.Extension{
 				Scheme: img.SignatureType, KeyID: img.KeyID, SecurityCounter: img.SecurityCounter,
-				Campaign: strconv.FormatUint(c.ID, 10), Board: img.Board,
+				Campaign: strconv.FormatUint(campaign, 10), Board: img.Board,
 			},
 		},
 	}
 	if err := o.Validate(); err != nil {
-		return fmt.Errorf("order for %s: %w", key, err)
+		return nil, fmt.Errorf("order for %s: %w", key, err)
 	}
-	payload, err := json.Marshal(o)
+	// cloud.Marshal, not json.Marshal: it leaves '&' (common in signed
+	// download URLs) unescaped, as the C devices' JSON parsers expect.
+	payload, err := cloud.Marshal(o)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("order for %s: %w", key, err)
 	}
-	if err := s.pub.Publish(ctx, cloud.Topics(pk, dn).Upgrade, payload); err != nil {
-		return fmt.Errorf("publish order to %s: %w", key, err)
-	}
-	s.log.Info("order sent", "campaign", c.ID, "device", key, "version", img.Version)
-	return nil
+	return payload, nil
+}
+
+// Message is one MQTT message from a device topic.
+type Message struct {
+	Topic   string
+	Payload []byte
 }
 
 // HandleMessage takes one message from a device topic (inform, progress or
-// request), updates the registry and the campaigns, and sends the orders
+// request), updates the registry and the campaigns, and queues the orders
 // that follow. Messages on other topics are ignored.
 func (s *Service) HandleMessage(ctx context.Context, topic string, payload []byte) error {
-	kind, pk, dn, ok := cloud.ParseTopic(topic)
-	if !ok {
-		return nil
-	}
-	key := store.DeviceKey(pk, dn)
+	return s.HandleMessages(ctx, []Message{{Topic: topic, Payload: payload}})
+}
+
+// deviceEvent is a parsed device message.
+type deviceEvent struct {
+	pk, dn string
+	ev     Event
+}
+
+// HandleMessages takes device messages in arrival order, as HandleMessage
+// does, and stores all their changes in one transaction: a busy fleet's
+// reports arrive faster than one disk write each, so the MQTT side hands
+// over whatever has queued up. The orders that follow are queued once that
+// transaction is committed. A message that does not parse is reported in
+// the error and skipped; the others still count.
+func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 	now := time.Now().UTC()
-	var ev Event
-	switch kind {
-	case cloud.KindInform:
-		in, err := cloud.ParseInform(payload)
-		if err != nil {
-			return fmt.Errorf("inform from %s: %w", key, err)
+	var errs []error
+	var evs []deviceEvent
+	var requests []string
+	for _, msg := range msgs {
+		kind, pk, dn, ok := cloud.ParseTopic(msg.Topic)
+		if !ok {
+			continue
 		}
-		ev = Event{Kind: Inform, Device: key, Version: in.Params.Version, At: now}
-	case cloud.KindProgress:
-		pr, err := cloud.ParseProgress(payload)
-		if err != nil {
-			return fmt.Errorf("progress from %s: %w", key, err)
+		key := store.DeviceKey(pk, dn)
+		switch kind {
+		case cloud.KindInform:
+			in, err := cloud.ParseInform(msg.Payload)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
+				continue
+			}
+			evs = append(evs, deviceEvent{pk, dn, Event{Kind: Inform, Device: key, Version: in.Params.Version, At: now}})
+		case cloud.KindProgress:
+			pr, err := cloud.ParseProgress(msg.Payload)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("progress from %s: %w", key, err))
+				continue
+			}
+			step, err := strconv.Atoi(string(pr.Params.Step))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err))
+				continue
+			}
+			evs = append(evs, deviceEvent{pk, dn, Event{Kind: Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
+		case cloud.KindRequest:
+			requests = append(requests, key)
 		}
-		step, err := strconv.Atoi(string(pr.Params.Step))
-		if err != nil {
-			return fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err)
-		}
-		ev = Event{Kind: Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}
-	case cloud.KindRequest:
-		return s.resend(ctx, key)
-	default:
-		return nil
+	}
+	if len(evs) == 0 && len(requests) == 0 {
+		return errors.Join(errs...)
 	}
 
-	err := s.cfg.Store.UpdateDevice(pk, dn, func(d *store.Device) error {
-		d.LastSeen = now
-		switch ev.Kind {
-		case Inform:
-			d.Version = ev.Version
-			if d.State == store.DeviceRegistered {
-				d.State = store.DeviceIdle
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type order struct {
+		campaign uint64
+		key      string
+	}
+	var orders []order
+	touched := map[uint64]*Machine{}
+	err := s.cfg.Store.Write(func(w *store.Writer) error {
+		for _, de := range evs {
+			ev := de.ev
+			err := w.UpdateDevice(de.pk, de.dn, func(d *store.Device) error {
+				d.LastSeen = now
+				switch ev.Kind {
+				case Inform:
+					d.Version = ev.Version
+					if d.State == store.DeviceRegistered {
+						d.State = store.DeviceIdle
+					}
+				case Progress:
+					if ev.Step < 0 {
+						d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
+					}
+				}
+				return nil
+			})
+			if errors.Is(err, store.ErrNotFound) {
+				// Only possible with an external broker that lets
+				// unregistered devices in.
+				s.log.Warn("message from an unregistered device", "device", ev.Device)
+				continue
+			} else if err != nil {
+				return err
 			}
-		case Progress:
-			if ev.Step < 0 {
-				d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
+			for _, id := range s.activeIDs() {
+				m := s.active[id]
+				if _, ok := m.Device(ev.Device); !ok {
+					continue
+				}
+				keys, err := m.Apply(ev)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				touched[id] = m
+				for _, k := range keys {
+					orders = append(orders, order{id, k})
+				}
+			}
+		}
+		for _, m := range touched {
+			if err := s.persist(w, m); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		// Only possible with an external broker that lets unregistered
-		// devices in.
-		s.log.Warn("message from an unregistered device", "device", key, "topic", topic)
-		return nil
-	} else if err != nil {
-		return err
+	if err != nil {
+		// Nothing was stored, so nothing is sent; the devices report
+		// again.
+		return errors.Join(append(errs, err)...)
 	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var errs []error
-	for _, id := range s.activeIDs() {
-		m := s.active[id]
-		if _, ok := m.Device(key); !ok {
-			continue
-		}
-		orders, err := m.Apply(ev)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := s.saveLocked(ctx, m, orders); err != nil {
-			errs = append(errs, err)
-		}
+	for _, m := range touched {
+		s.settleLocked(m)
+	}
+	for _, o := range orders {
+		s.queueLocked(o.campaign, o.key)
+	}
+	for _, key := range requests {
+		s.resendLocked(key)
 	}
 	return errors.Join(errs...)
 }
 
-// resend answers a device's request for its pending order.
-func (s *Service) resend(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// resendLocked answers a device's request for its pending order.
+func (s *Service) resendLocked(key string) {
 	for _, id := range s.activeIDs() {
 		m := s.active[id]
 		p, ok := m.Device(key)
-		if ok && m.Campaign().State == store.CampaignRunning &&
+		if ok && m.c.State == store.CampaignRunning &&
 			(p.State == store.ProgressOrdered || p.State == store.ProgressRunning) {
-			return s.sendLocked(ctx, m.Campaign(), key)
+			s.queueLocked(id, key)
+			return
 		}
 	}
-	return nil
 }
 
 func (s *Service) activeIDs() []uint64 {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/store"
@@ -77,6 +78,17 @@ func msg(t *testing.T, svc *Service, kind, dn, payload string) {
 	if err := svc.HandleMessage(context.Background(), topic, []byte(payload)); err != nil {
 		t.Fatal(err)
 	}
+	flush(t, svc)
+}
+
+// flush waits for the orders the service has queued to be published.
+func flush(t testing.TB, svc *Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := svc.Flush(ctx); err != nil {
+		t.Fatalf("orders not published: %v", err)
+	}
 }
 
 func TestService_OrdersAndRestart(t *testing.T) {
@@ -89,6 +101,7 @@ func TestService_OrdersAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	flush(t, svc)
 	ords := rec.orders(t, "pk", "d0")
 	if len(ords) != 1 {
 		t.Fatalf("d0 got %d orders, want 1", len(ords))
@@ -113,11 +126,13 @@ func TestService_OrdersAndRestart(t *testing.T) {
 	}
 
 	// Restart: the service reloads the running campaign from the file.
+	svc.SetPublisher(nil)
 	st.Close()
 	svc, st = newService(t, path)
 	defer st.Close()
 	rec = &recorder{}
 	svc.SetPublisher(rec)
+	defer svc.SetPublisher(nil)
 	msg(t, svc, "inform", "d0", `{"id":2,"params":{"version":"2.0.0"}}`)
 	if len(rec.orders(t, "pk", "d1")) != 1 || len(rec.orders(t, "pk", "d2")) != 1 {
 		t.Fatal("wave 2 not ordered after wave 1 succeeded across a restart")
@@ -150,6 +165,7 @@ func FuzzHandleMessage(f *testing.F) {
 	defer st.Close()
 	img := seed(f, st, 2)
 	svc.SetPublisher(&recorder{})
+	defer svc.SetPublisher(nil)
 	if _, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100}); err != nil {
 		f.Fatal(err)
 	}

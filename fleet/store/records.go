@@ -96,18 +96,23 @@ func (s *Store) Devices() ([]Device, error) {
 
 // UpdateDevice applies fn to a device in one transaction.
 func (s *Store) UpdateDevice(pk, dn string, fn func(*Device) error) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
-		k := []byte(DeviceKey(pk, dn))
-		var d Device
-		if err := get(b, k, &d); err != nil {
-			return err
-		}
-		if err := fn(&d); err != nil {
-			return err
-		}
-		return put(b, k, d)
-	})
+	return s.Write(func(w *Writer) error { return w.UpdateDevice(pk, dn, fn) })
+}
+
+// UpdateDevice applies fn to a device within the writer's transaction. A
+// failure (ErrNotFound, or fn's error) changes nothing, and the transaction
+// may go on with other changes.
+func (w *Writer) UpdateDevice(pk, dn string, fn func(*Device) error) error {
+	b := w.tx.Bucket(bucketDevices)
+	k := []byte(DeviceKey(pk, dn))
+	var d Device
+	err := get(b, k, &d)
+	if err == nil {
+		err = fn(&d)
+	}
+	if err == nil {
+		err = put(b, k, d)
+	}
 	if err != nil {
 		return fmt.Errorf("update device %s: %w", DeviceKey(pk, dn), err)
 	}
@@ -299,22 +304,31 @@ func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
 // SaveCampaign writes a campaign and the progress records that changed, in
 // one transaction, so the campaign's state never disagrees with its devices'.
 func (s *Store) SaveCampaign(c Campaign, changed []Progress) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCampaigns)
+	return s.Write(func(w *Writer) error { return w.SaveCampaign(c, changed) })
+}
+
+// SaveCampaign writes a campaign and the progress records that changed
+// within the writer's transaction.
+func (w *Writer) SaveCampaign(c Campaign, changed []Progress) error {
+	err := func() error {
+		b := w.tx.Bucket(bucketCampaigns)
 		if b.Get(idKey(c.ID)) == nil {
 			return ErrNotFound
 		}
 		if err := put(b, idKey(c.ID), c); err != nil {
 			return err
 		}
-		pb := tx.Bucket(bucketProgress).Bucket(idKey(c.ID))
+		pb := w.tx.Bucket(bucketProgress).Bucket(idKey(c.ID))
+		if pb == nil {
+			return ErrNotFound
+		}
 		for _, p := range changed {
 			if err := put(pb, []byte(p.Device), p); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return fmt.Errorf("save campaign %d: %w", c.ID, err)
 	}

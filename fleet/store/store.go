@@ -89,6 +89,20 @@ func Open(path string) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+// Writer makes changes inside one transaction of Write.
+type Writer struct {
+	tx *bolt.Tx
+}
+
+// Write runs fn in one read-write transaction and commits it when fn returns
+// nil; an error from fn discards every change. Each commit is a write to
+// disk and an fsync, so a caller with many small changes (the campaign
+// service, one per device message) groups them in one Write: the changes
+// are then durable together, or not at all.
+func (s *Store) Write(fn func(*Writer) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Writer{tx: tx}) })
+}
+
 // Close closes the database file.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -155,3 +155,62 @@ func TestDevices_SortedByKey(t *testing.T) {
 		t.Errorf("order = %v", got)
 	}
 }
+
+func TestWrite_CommitsTogetherOrNotAtAll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	s := open(t, path)
+	for _, dn := range []string{"a", "b"} {
+		if err := s.AddDevice(Device{ProductKey: "pk", DeviceName: dn, State: DeviceRegistered}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := s.AddCampaign(Campaign{State: CampaignRunning}, []Progress{{Device: "pk/a", State: ProgressPending}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setVersion := func(v string) func(*Device) error {
+		return func(d *Device) error { d.Version = v; return nil }
+	}
+	// A change that fails (an unknown device) leaves the others in.
+	err = s.Write(func(w *Writer) error {
+		if err := w.UpdateDevice("pk", "a", setVersion("2")); err != nil {
+			return err
+		}
+		if err := w.UpdateDevice("pk", "ghost", setVersion("2")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("update of an unknown device: %v, want ErrNotFound", err)
+		}
+		c.State = CampaignFinished
+		return w.SaveCampaign(c, []Progress{{Device: "pk/a", State: ProgressFinished}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An error from fn discards everything it did.
+	boom := errors.New("boom")
+	err = s.Write(func(w *Writer) error {
+		if err := w.UpdateDevice("pk", "b", setVersion("3")); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Write = %v, want boom", err)
+	}
+	s.Close()
+
+	s = open(t, path)
+	defer s.Close()
+	for dn, want := range map[string]string{"a": "2", "b": ""} {
+		if d, err := s.Device("pk", dn); err != nil || d.Version != want {
+			t.Errorf("device %s version = %q, %v; want %q", dn, d.Version, err, want)
+		}
+	}
+	got, err := s.Campaign(c.ID)
+	if err != nil || got.State != CampaignFinished {
+		t.Errorf("campaign = %+v, %v", got, err)
+	}
+	ps, err := s.Progress(c.ID)
+	if err != nil || len(ps) != 1 || ps[0].State != ProgressFinished {
+		t.Errorf("progress = %+v, %v", ps, err)
+	}
+}
