@@ -92,20 +92,30 @@ func oneFile(pos []string) (string, error) {
 
 func validate(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	pos, err := parseArgs(fs, args)
+	_, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
-	}
-	file, err := oneFile(pos)
-	if err != nil {
-		return err
-	}
-	boards, err := portgen.ParseFile(file)
-	if err != nil {
-		return invalid(err)
 	}
 	fmt.Fprintf(stdout, "ok: %d boards\n", len(boards))
 	return nil
+}
+
+// loadBoards parses the command's flags and reads and validates the one
+// board file its arguments name, which it returns with the boards.
+func loadBoards(fs *flag.FlagSet, args []string) (file string, boards []*portgen.Board, err error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return "", nil, err
+	}
+	file, err = oneFile(pos)
+	if err != nil {
+		return "", nil, err
+	}
+	boards, err = portgen.ParseFile(file)
+	if err != nil {
+		return "", nil, invalid(err)
+	}
+	return file, boards, nil
 }
 
 // invalid presents the parser's problems one per line under a heading.
@@ -127,17 +137,9 @@ type listEntry struct {
 func list(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
+	_, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
-	}
-	file, err := oneFile(pos)
-	if err != nil {
-		return err
-	}
-	boards, err := portgen.ParseFile(file)
-	if err != nil {
-		return invalid(err)
 	}
 	if *asJSON {
 		out := make([]listEntry, 0, len(boards))
@@ -175,17 +177,9 @@ func generate(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("otagen", flag.ContinueOnError)
 	root := fs.String("o", "ports", "output `dir`ectory: the root of the ports")
 	only := fs.String("board", "", "generate only the board `name`d")
-	pos, err := parseArgs(fs, args)
+	file, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
-	}
-	file, err := oneFile(pos)
-	if err != nil {
-		return err
-	}
-	boards, err := portgen.ParseFile(file)
-	if err != nil {
-		return invalid(err)
 	}
 	if *only != "" {
 		boards, err = pick(boards, *only, file)
