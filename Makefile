@@ -33,7 +33,7 @@ demo: build
 	./scripts/demo.sh
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./core/hal/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./core/hal/plugin/
 
 clean:
 	rm -rf $(BIN)

@@ -14,6 +14,7 @@ import (
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	rpi4b "github.com/otaport/otaport/ports/rpi4-b"
 )
 
@@ -47,5 +48,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-bench:", err)
 		os.Exit(1)
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	"github.com/otaport/otaport/core/image"
 )
 
@@ -28,7 +29,7 @@ func engineCommands() []command {
 }
 
 // withEngine opens the plugin and runs fn with an engine over it.
-func withEngine(ctx context.Context, e *env, opts engine.Options, fn func(*hal.Client, *engine.Engine) error) error {
+func withEngine(ctx context.Context, e *env, opts engine.Options, fn func(*plugin.Client, *engine.Engine) error) error {
 	c, err := openPlugin(ctx, e)
 	if err != nil {
 		return err
@@ -152,7 +153,7 @@ func installCommand() command {
 					}
 				}
 			}
-			return withEngine(ctx, e, opts, func(c *hal.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, opts, func(c *plugin.Client, eng *engine.Engine) error {
 				var err error
 				if f.resume {
 					err = eng.Resume(ctx)
@@ -195,7 +196,7 @@ func bootCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("boot takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				res, err := c.Reboot(ctx)
 				if err != nil {
 					return fmt.Errorf("boot: %w", err)
@@ -246,7 +247,7 @@ func statusCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("status takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				st, err := eng.Status(ctx)
 				if err != nil {
 					return err
@@ -304,7 +305,7 @@ func confirmCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("confirm takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Confirm(ctx); err != nil {
 					return err
 				}
@@ -322,7 +323,7 @@ func rollbackCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("rollback takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *hal.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Rollback(ctx); err != nil {
 					if errors.Is(err, hal.ErrUnsupported) {
 						return fmt.Errorf("%w (a single-bank board keeps no old image once the new one is copied: install the old version again with --allow-downgrade)", err)

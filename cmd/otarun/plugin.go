@@ -7,19 +7,19 @@ import (
 	"os"
 	"strings"
 
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 )
 
 // openPlugin starts the port plugin named by --plugin with extra environment
 // variables (for example OTAPORT_FLASH) and returns its client.
-func openPlugin(ctx context.Context, e *env, extraEnv ...string) (*hal.Client, error) {
+func openPlugin(ctx context.Context, e *env, extraEnv ...string) (*plugin.Client, error) {
 	if e.opts.plugin == "" {
 		return nil, fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board> (build one with: go build -o bin/ ./ports/...): %w", errUsage)
 	}
 	if _, err := os.Stat(e.opts.plugin); err != nil {
 		return nil, fmt.Errorf("port plugin %s: %w (build it with: go build -o bin/ ./ports/...)", e.opts.plugin, err)
 	}
-	cfg := hal.ClientConfig{
+	cfg := plugin.ClientConfig{
 		Path:   e.opts.plugin,
 		Logger: e.log,
 		Env:    extraEnv,
@@ -31,7 +31,7 @@ func openPlugin(ctx context.Context, e *env, extraEnv ...string) (*hal.Client, e
 		}
 		cfg.SHA256 = sum
 	}
-	c, err := hal.Open(ctx, cfg)
+	c, err := plugin.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open port plugin %s: %w", e.opts.plugin, err)
 	}

@@ -40,7 +40,7 @@ type Link interface {
 
 // Port is what the agent needs of a port: the platform, its key-value store
 // (where the engine's and the agent's state survive a reboot) and its reset.
-// hal.Client (a plugin) and boot.Platform (in-process) are both.
+// plugin.Client (a plugin) and boot.Platform (in-process) are both.
 type Port interface {
 	hal.Platform
 	hal.KV

@@ -20,6 +20,7 @@ import (
 	"github.com/otaport/otaport/core/conformance"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugintest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -505,7 +506,7 @@ func TestKit_BootPlatformOverGRPC(t *testing.T) {
 		if err != nil {
 			return nil, nil, err
 		}
-		c := hal.TestConn(t, p)
+		c := plugintest.Conn(t, p)
 		return c, func() error {
 			if cl, ok := c.(interface{ Close() error }); ok {
 				if err := cl.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugintest"
 )
 
 // BenchmarkInstall measures the whole install path in one process: a
@@ -31,7 +32,7 @@ func BenchmarkInstall(b *testing.B) {
 			defer srv.Close()
 			var p hal.Platform = d.plat
 			if c.wire {
-				p = hal.TestConn(b, d.plat)
+				p = plugintest.Conn(b, d.plat)
 			}
 			e, err := engine.New(p, d.plat, engine.Options{Keys: k.pub, AllowDowngrade: true})
 			if err != nil {

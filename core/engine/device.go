@@ -91,7 +91,7 @@ func (d device) canWrite() error {
 // slotReader is an io.ReaderAt over the update slot, through the port's
 // Read: it reads whole blocks and fetches the next block while the caller
 // hashes this one, so the read-back costs little more than the hashing.
-// With a port that reads into the caller's buffer (hal.Client's ReadInto)
+// With a port that reads into the caller's buffer (plugin.Client's ReadInto)
 // it reuses two block buffers instead of allocating one per block: a
 // 64 MiB image read back in 1 MiB blocks would otherwise hand the garbage
 // collector 64 MiB to reclaim while the hash runs.
@@ -110,7 +110,7 @@ type slotReader struct {
 	preOff int64
 }
 
-// blockReader is a port that reads into the caller's buffer (hal.Client).
+// blockReader is a port that reads into the caller's buffer (plugin.Client).
 type blockReader interface {
 	ReadInto(ctx context.Context, off uint64, p []byte) error
 }

@@ -135,7 +135,7 @@ type Engine struct {
 }
 
 // New returns an engine over port p, keeping its state in kv (usually the
-// same port: boot.Platform and hal.Client are both). It touches nothing.
+// same port: boot.Platform and plugin.Client are both). It touches nothing.
 func New(p hal.Platform, kv hal.KV, opts Options) (*Engine, error) {
 	if p == nil {
 		return nil, fmt.Errorf("engine: no port (hal.Platform is nil)")

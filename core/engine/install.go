@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	"github.com/otaport/otaport/core/image"
 )
 
@@ -573,7 +574,7 @@ func terminal(err error) bool {
 	case errors.Is(err, ErrDownload):
 		return !isTransient(err)
 	}
-	var exit *hal.ExitError
+	var exit *plugin.ExitError
 	if errors.As(err, &exit) {
 		return false
 	}

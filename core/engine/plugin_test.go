@@ -17,6 +17,7 @@ import (
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/ports/all"
 )
@@ -74,10 +75,10 @@ func servePlugin(board string) error {
 		if err != nil {
 			return err
 		}
-		hal.Serve(&dyingPort{Platform: p, left: left, align: int(l.Flash.WriteAlign)})
+		plugin.Serve(&dyingPort{Platform: p, left: left, align: int(l.Flash.WriteAlign)})
 		return nil
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 	return nil
 }
 
@@ -100,7 +101,7 @@ func (d *dyingPort) Write(ctx context.Context, off uint64, data []byte) error {
 }
 
 // openTestPlugin starts this test binary as the plugin of board.
-func openTestPlugin(t *testing.T, board, flashFile, keyFile string, extra ...string) *hal.Client {
+func openTestPlugin(t *testing.T, board, flashFile, keyFile string, extra ...string) *plugin.Client {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -114,7 +115,7 @@ func openTestPlugin(t *testing.T, board, flashFile, keyFile string, extra ...str
 	// (serveBell reads req after the host may have posted it), which
 	// would hang this test; what is tested here is the engine's side of
 	// a plugin crash, the same on either path.
-	c, err := hal.Open(ctx, hal.ClientConfig{Path: exe, Env: env, CallTimeout: 20 * time.Second, NoSharedMemory: true})
+	c, err := plugin.Open(ctx, plugin.ClientConfig{Path: exe, Env: env, CallTimeout: 20 * time.Second, NoSharedMemory: true})
 	if err != nil {
 		t.Fatalf("start the test plugin: %v", err)
 	}
@@ -144,7 +145,7 @@ func TestPlugin_KilledDuringWriteResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := engine.Options{Keys: k.pub, ChunkSize: 32 << 10, CheckpointEvery: 64 << 10}
-	newEngine := func(c *hal.Client) *engine.Engine {
+	newEngine := func(c *plugin.Client) *engine.Engine {
 		e, err := engine.New(c, c, opts)
 		if err != nil {
 			t.Fatal(err)
@@ -172,7 +173,7 @@ func TestPlugin_KilledDuringWriteResumes(t *testing.T) {
 	src := writeFile(t, signed(t, k.priv, "1.1.0", 600<<10, 2))
 	c = openTestPlugin(t, board, flashFile, keyFile, dieAfterEnv+"="+strconv.Itoa(300<<10))
 	err = newEngine(c).Install(ctx, engine.Source{URL: src})
-	var exit *hal.ExitError
+	var exit *plugin.ExitError
 	if !errors.As(err, &exit) || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("install with a dying plugin: %v, want the plugin's exit (killed)", err)
 	}

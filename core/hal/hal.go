@@ -1,11 +1,14 @@
 // Package hal is the port contract of otaport: the Go form of the AliOS Things
 // platform HAL (hal_ota_init, _write, _read, _set_boot, _rollback), the board
-// layout types a port describes itself with, and the go-plugin glue that lets
-// a port run as its own process.
+// layout types a port describes itself with, and the error codes that cross
+// every boundary.
 //
-// It is not where upgrade logic lives (that is core/engine) nor where flash is
-// emulated (core/flash): a port implements Platform, the core consumes it.
-// hal depends on no other package of otaport.
+// It is not where upgrade logic lives (that is core/engine), nor where flash
+// is emulated (core/flash), nor how a port runs as its own process (that is
+// core/hal/plugin): a port implements Platform, the core consumes it. hal is a
+// leaf: it imports nothing of otaport's and nothing outside the standard
+// library, so a package that only needs the layout types pulls in nothing
+// else.
 package hal
 
 import (

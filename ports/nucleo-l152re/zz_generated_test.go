@@ -10,6 +10,7 @@ import (
 	"github.com/otaport/otaport/core/conformance"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugintest"
 )
 
 // TestConformance runs the conformance kit against the port over the flash
@@ -33,7 +34,7 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				return nil, nil, err
 			}
-			return hal.TestConn(t, p), p.Close, nil
+			return plugintest.Conn(t, p), p.Close, nil
 		})
 	})
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	featherm4express "github.com/otaport/otaport/ports/feather-m4-express"
 )
 
@@ -18,5 +18,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-feather-m4-express:", err)
 		os.Exit(1)
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 }

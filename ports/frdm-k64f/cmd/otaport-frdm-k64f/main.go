@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	frdmk64f "github.com/otaport/otaport/ports/frdm-k64f"
 )
 
@@ -18,5 +18,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-frdm-k64f:", err)
 		os.Exit(1)
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	longannano "github.com/otaport/otaport/ports/longan-nano"
 )
 
@@ -18,5 +18,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-longan-nano:", err)
 		os.Exit(1)
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	nrf52840dk "github.com/otaport/otaport/ports/nrf52840-dk"
 )
 
@@ -18,5 +18,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-nrf52840-dk:", err)
 		os.Exit(1)
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 	rpi4b "github.com/otaport/otaport/ports/rpi4-b"
 )
 
@@ -18,5 +18,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-rpi4-b:", err)
 		os.Exit(1)
 	}
-	hal.Serve(p)
+	plugin.Serve(p)
 }

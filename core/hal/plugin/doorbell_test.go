@@ -1,4 +1,4 @@
-package hal
+package plugin
 
 import (
 	"bytes"
@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	halpb "github.com/otaport/otaport/core/hal/proto"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin/internal/shm"
+	halpb "github.com/otaport/otaport/core/hal/plugin/proto"
 )
 
 // memSlot is the smallest Platform that holds bytes: enough to see which
@@ -23,9 +25,9 @@ type memSlot struct {
 	data []byte
 }
 
-func (m *memSlot) Describe(context.Context) (Info, error)  { return Info{}, nil }
-func (m *memSlot) Init(context.Context, InitRequest) error { return nil }
-func (m *memSlot) SetBoot(context.Context, BootRequest) error {
+func (m *memSlot) Describe(context.Context) (hal.Info, error)  { return hal.Info{}, nil }
+func (m *memSlot) Init(context.Context, hal.InitRequest) error { return nil }
+func (m *memSlot) SetBoot(context.Context, hal.BootRequest) error {
 	return nil
 }
 func (m *memSlot) Rollback(context.Context) error { return nil }
@@ -55,7 +57,7 @@ func (o *olderPlugin) AttachSharedMemory(ctx context.Context, req *halpb.AttachR
 	res, err := o.grpcServer.AttachSharedMemory(ctx, req)
 	if err == nil {
 		o.mu.Lock()
-		bellOf(o.shm[res.GetId()].mem).features.Store(0)
+		shm.BellOf(o.shm[res.GetId()].mem).Features.Store(0)
 		o.mu.Unlock()
 	}
 	return res, err
@@ -70,7 +72,7 @@ func (o *olderPlugin) Read(ctx context.Context, req *halpb.ReadRequest) (*halpb.
 // plugin that did not announce doorbell reads (it would take a read for a
 // write of whatever the data area holds), and the slot is unchanged.
 func TestDoorbell_NoReadsToAnOlderPlugin(t *testing.T) {
-	if !doorbellSupported {
+	if !shm.Doorbell {
 		t.Skip("no doorbell on this system")
 	}
 	slot := &memSlot{data: make([]byte, 1<<20)}
@@ -99,7 +101,7 @@ func TestDoorbell_NoReadsToAnOlderPlugin(t *testing.T) {
 	}
 }
 
-// serveTest serves srv as TestConn does and returns the host's client.
+// serveTest serves srv as Pipe does and returns the host's client.
 func serveTest(t *testing.T, srv halpb.PlatformServer, impl *grpcServer) *Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "hal")

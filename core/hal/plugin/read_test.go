@@ -1,4 +1,4 @@
-package hal_test
+package plugin_test
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
+	"github.com/otaport/otaport/core/hal/plugintest"
 )
 
 // readerInto is the client's ReadInto, which the engine's read-back uses.
@@ -74,7 +76,7 @@ func TestPlugin_ReadIntoRefusesShortAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := hal.TestConn(t, shortReads{base}).(readerInto)
+			p := plugintest.Conn(t, shortReads{base}).(readerInto)
 			err = p.ReadInto(t.Context(), 0, make([]byte, n))
 			if hal.CodeOf(err) != hal.CodeInvalid || !strings.Contains(err.Error(), fmt.Sprintf("returned %d bytes", n-1)) {
 				t.Fatalf("ReadInto of a short answer = %v, want an invalid-code error naming %d bytes", err, n-1)
@@ -100,22 +102,22 @@ func (s shortReads) Read(ctx context.Context, off uint64, n int) ([]byte, error)
 func TestPlugin_ReadCrashAndHang(t *testing.T) {
 	for _, mode := range []string{"doorbell", "inline"} {
 		t.Run("crash/"+mode, func(t *testing.T) {
-			c := openPlugin(t, "full", hal.ClientConfig{CallTimeout: 30 * time.Second, NoSharedMemory: mode == "inline"})
+			c := openPlugin(t, "full", plugin.ClientConfig{CallTimeout: 30 * time.Second, NoSharedMemory: mode == "inline"})
 			ctx := t.Context()
 			if _, err := c.Read(ctx, 0, 64); err != nil {
 				t.Fatalf("first read: %v", err)
 			}
 			_, err := c.Read(ctx, 0, readCrashLen)
-			var xe *hal.ExitError
+			var xe *plugin.ExitError
 			if !errors.As(err, &xe) || xe.State != "exit status 3" {
-				t.Fatalf("read during crash: %v, want an *hal.ExitError with exit status 3", err)
+				t.Fatalf("read during crash: %v, want an *plugin.ExitError with exit status 3", err)
 			}
 			if !strings.HasPrefix(err.Error(), fmt.Sprintf("read %d bytes at 0x0: port plugin ", readCrashLen)) {
 				t.Errorf("error %q does not say which call and which plugin", err)
 			}
 		})
 		t.Run("hang/"+mode, func(t *testing.T) {
-			c := openPlugin(t, "full", hal.ClientConfig{CallTimeout: 300 * time.Millisecond, NoSharedMemory: mode == "inline"})
+			c := openPlugin(t, "full", plugin.ClientConfig{CallTimeout: 300 * time.Millisecond, NoSharedMemory: mode == "inline"})
 			ctx := t.Context()
 			data := pattern(9, 8192)
 			if err := c.Write(ctx, 0, data); err != nil {

@@ -1,4 +1,4 @@
-package hal_test
+package plugin_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
 )
 
 // Magic chunks make the test plugin misbehave on request.
@@ -94,7 +95,7 @@ func (p *testPlatform) Describe(context.Context) (hal.Info, error) {
 		},
 		// A claim the server must correct: this platform is built without
 		// KV and Reboot in the minimal variant.
-		Capabilities: []string{hal.CapKV, "extra"},
+		Capabilities: []string{plugin.CapKV, "extra"},
 	}, nil
 }
 

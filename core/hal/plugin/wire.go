@@ -1,4 +1,4 @@
-package hal
+package plugin
 
 import (
 	"context"
@@ -8,27 +8,28 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	halpb "github.com/otaport/otaport/core/hal/proto"
+	"github.com/otaport/otaport/core/hal"
+	halpb "github.com/otaport/otaport/core/hal/plugin/proto"
 )
 
 // grpcCode maps a port error code to the gRPC status code closest in
 // meaning, so that a generic gRPC client (or a log line) still tells the
 // kind of failure; the exact hal.Code travels in a status detail.
-func grpcCode(c Code) codes.Code {
+func grpcCode(c hal.Code) codes.Code {
 	switch c {
-	case CodeOutOfBounds:
+	case hal.CodeOutOfBounds:
 		return codes.OutOfRange
-	case CodeMisaligned, CodeInvalid:
+	case hal.CodeMisaligned, hal.CodeInvalid:
 		return codes.InvalidArgument
-	case CodeNotErased:
+	case hal.CodeNotErased:
 		return codes.FailedPrecondition
-	case CodeFlash:
+	case hal.CodeFlash:
 		return codes.DataLoss
-	case CodeUnsupported:
+	case hal.CodeUnsupported:
 		return codes.Unimplemented
-	case CodeBusy:
+	case hal.CodeBusy:
 		return codes.Aborted
-	case CodeNoImage:
+	case hal.CodeNoImage:
 		return codes.NotFound
 	}
 	return codes.Unknown
@@ -43,7 +44,7 @@ func errorToPB(err error) *halpb.Error {
 	}
 	// proto3 strings must be UTF-8: a port that puts raw bytes in a message
 	// must not lose its error code over it.
-	return &halpb.Error{Code: halpb.Code(CodeOf(err)), Message: strings.ToValidUTF8(err.Error(), "\uFFFD")}
+	return &halpb.Error{Code: halpb.Code(hal.CodeOf(err)), Message: strings.ToValidUTF8(err.Error(), "\uFFFD")}
 }
 
 // errorFromPB is the host side of errorToPB: an *Error with the port's code
@@ -52,7 +53,7 @@ func errorFromPB(e *halpb.Error) error {
 	if e == nil {
 		return nil
 	}
-	return &Error{Code: Code(e.GetCode()), Msg: e.GetMessage()}
+	return &hal.Error{Code: hal.Code(e.GetCode()), Msg: e.GetMessage()}
 }
 
 // toStatus is the server side of a unary call's error: a gRPC status with the
@@ -69,7 +70,7 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	}
 	pe := errorToPB(err)
-	st := status.New(grpcCode(CodeOf(err)), pe.Message)
+	st := status.New(grpcCode(hal.CodeOf(err)), pe.Message)
 	if withDetail, derr := st.WithDetails(pe); derr == nil {
 		st = withDetail
 	}
@@ -95,12 +96,12 @@ func fromStatus(err error) (perr error, ok bool) {
 	// A plugin built before a method existed answers Unimplemented with no
 	// detail: to the host that is an unsupported capability.
 	if st.Code() == codes.Unimplemented {
-		return &Error{Code: CodeUnsupported, Msg: st.Message()}, true
+		return &hal.Error{Code: hal.CodeUnsupported, Msg: st.Message()}, true
 	}
 	return nil, false
 }
 
-func layoutToPB(l Layout) *halpb.Layout {
+func layoutToPB(l hal.Layout) *halpb.Layout {
 	g := l.Flash
 	pg := &halpb.FlashGeometry{
 		Base:       g.Base,
@@ -126,15 +127,15 @@ func layoutToPB(l Layout) *halpb.Layout {
 	return pl
 }
 
-func layoutFromPB(pl *halpb.Layout) Layout {
+func layoutFromPB(pl *halpb.Layout) hal.Layout {
 	pg := pl.GetFlash()
-	l := Layout{
+	l := hal.Layout{
 		Board:     pl.GetBoard(),
 		Vendor:    pl.GetVendor(),
 		SoC:       pl.GetSoc(),
-		Scheme:    Scheme(pl.GetScheme()),
+		Scheme:    hal.Scheme(pl.GetScheme()),
 		Signature: pl.GetSignature(),
-		Flash: FlashGeometry{
+		Flash: hal.FlashGeometry{
 			Base:       pg.GetBase(),
 			Size:       pg.GetSize(),
 			WriteAlign: pg.GetWriteAlign(),
@@ -143,15 +144,15 @@ func layoutFromPB(pl *halpb.Layout) Layout {
 		BootAttempts: int(pl.GetBootAttempts()),
 	}
 	for _, s := range pg.GetSectors() {
-		l.Flash.Sectors = append(l.Flash.Sectors, SectorRun{Count: int(s.GetCount()), Size: s.GetSize()})
+		l.Flash.Sectors = append(l.Flash.Sectors, hal.SectorRun{Count: int(s.GetCount()), Size: s.GetSize()})
 	}
 	for _, p := range pl.GetPartitions() {
-		l.Partitions = append(l.Partitions, Partition{Name: p.GetName(), Offset: p.GetOffset(), Size: p.GetSize()})
+		l.Partitions = append(l.Partitions, hal.Partition{Name: p.GetName(), Offset: p.GetOffset(), Size: p.GetSize()})
 	}
 	return l
 }
 
-func infoToPB(in Info) *halpb.Info {
+func infoToPB(in hal.Info) *halpb.Info {
 	pb := &halpb.Info{
 		Layout:       layoutToPB(in.Layout),
 		Boot:         &halpb.BootState{Trial: in.Boot.Trial, BootCount: int64(in.Boot.BootCount)},
@@ -166,14 +167,14 @@ func infoToPB(in Info) *halpb.Info {
 	return pb
 }
 
-func infoFromPB(pb *halpb.Info) Info {
-	in := Info{
+func infoFromPB(pb *halpb.Info) hal.Info {
+	in := hal.Info{
 		Layout:       layoutFromPB(pb.GetLayout()),
-		Boot:         BootState{Trial: pb.GetBoot().GetTrial(), BootCount: int(pb.GetBoot().GetBootCount())},
+		Boot:         hal.BootState{Trial: pb.GetBoot().GetTrial(), BootCount: int(pb.GetBoot().GetBootCount())},
 		Capabilities: pb.GetCapabilities(),
 	}
 	for _, s := range pb.GetBoot().GetSlots() {
-		in.Boot.Slots = append(in.Boot.Slots, SlotState{
+		in.Boot.Slots = append(in.Boot.Slots, hal.SlotState{
 			Name: s.GetName(), Version: s.GetVersion(), Bootable: s.GetBootable(),
 			Active: s.GetActive(), Pending: s.GetPending(), Confirmed: s.GetConfirmed(),
 		})

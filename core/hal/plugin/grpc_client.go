@@ -1,4 +1,4 @@
-package hal
+package plugin
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	halpb "github.com/otaport/otaport/core/hal/proto"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin/internal/shm"
+	halpb "github.com/otaport/otaport/core/hal/plugin/proto"
 )
 
 // DefaultCallTimeout bounds every call to a plugin when
@@ -24,7 +26,7 @@ const DefaultCallTimeout = 30 * time.Second
 // sharedSize is the shared memory a host maps for Write: the control block
 // and 4 MiB of data, which holds any chunk the engine writes; larger writes
 // travel inline in the stream.
-const sharedSize = bellSize + 4<<20
+const sharedSize = shm.BellSize + 4<<20
 
 // exitGrace is how long a call that lost its connection waits for the
 // plugin process to be reaped, to tell "the plugin died" from a transport
@@ -97,7 +99,7 @@ func (c *Client) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_, _ = c.rpc.DetachSharedMemory(ctx, &halpb.DetachRequest{Id: c.shared.id})
 			cancel()
-			_ = unmapShared(c.shared.mem)
+			_ = shm.Unmap(c.shared.mem)
 			c.shared = nil
 		}
 		c.wmu.Unlock()
@@ -182,21 +184,21 @@ func (c *Client) fail(parent, ctx context.Context, op func() string, err error) 
 func opName(s string) func() string { return func() string { return s } }
 
 // Describe returns the port's layout, boot state and capabilities.
-func (c *Client) Describe(ctx context.Context) (Info, error) {
+func (c *Client) Describe(ctx context.Context) (hal.Info, error) {
 	cctx, cancel, err := c.begin(ctx)
 	if err != nil {
-		return Info{}, err
+		return hal.Info{}, err
 	}
 	defer cancel()
 	pb, err := c.rpc.Describe(cctx, &halpb.Empty{})
 	if err != nil {
-		return Info{}, c.fail(ctx, cctx, opName("describe"), err)
+		return hal.Info{}, c.fail(ctx, cctx, opName("describe"), err)
 	}
 	return infoFromPB(pb), nil
 }
 
 // Init prepares the update slot.
-func (c *Client) Init(ctx context.Context, req InitRequest) error {
+func (c *Client) Init(ctx context.Context, req hal.InitRequest) error {
 	cctx, cancel, err := c.begin(ctx)
 	if err != nil {
 		return err
@@ -225,7 +227,7 @@ func (c *Client) Write(ctx context.Context, off uint64, data []byte) error {
 	if c.shared == nil && !c.noShm && len(data) > 0 {
 		c.attachShared(cctx)
 	}
-	fits := c.shared != nil && len(data) > 0 && len(data) <= len(c.shared.mem)-bellSize
+	fits := c.shared != nil && len(data) > 0 && len(data) <= len(c.shared.mem)-shm.BellSize
 	if fits && c.shared.bell {
 		werr, done := c.ringWrite(cctx, off, data)
 		if !done {
@@ -253,7 +255,7 @@ func (c *Client) Write(ctx context.Context, off uint64, data []byte) error {
 	}
 	inShared := fits
 	if inShared {
-		copy(c.shared.mem[bellSize:], data)
+		copy(c.shared.mem[shm.BellSize:], data)
 		req.ShmId, req.ShmLength = c.shared.id, uint64(len(data))
 	} else {
 		req.Data = data
@@ -314,23 +316,23 @@ func (c *Client) dropStream() {
 // attachShared creates shared memory and has the plugin map it. Failure is
 // not an error: writes go inline. Called with wmu held.
 func (c *Client) attachShared(ctx context.Context) {
-	mem, path, dir, err := createShared(sharedSize)
+	mem, path, dir, err := shm.Create(sharedSize)
 	if err != nil {
 		c.noShm = true
 		c.logger.Debug("port plugin: no shared memory, write data goes inline", "error", err)
 		return
 	}
 	defer os.RemoveAll(dir)
-	res, err := c.rpc.AttachSharedMemory(ctx, &halpb.AttachRequest{Path: path, Size: sharedSize, Doorbell: doorbellSupported && !c.noBell})
+	res, err := c.rpc.AttachSharedMemory(ctx, &halpb.AttachRequest{Path: path, Size: sharedSize, Doorbell: shm.Doorbell && !c.noBell})
 	if err != nil {
-		_ = unmapShared(mem)
+		_ = shm.Unmap(mem)
 		c.noShm = true
 		c.logger.Debug("port plugin: shared memory refused, write data goes inline", "plugin", c.name, "error", err)
 		return
 	}
 	bell := res.GetDoorbell()
 	c.shared = &hostShared{id: res.GetId(), mem: mem, bell: bell,
-		read: bell && bellOf(mem).features.Load()&bellFeatureRead != 0}
+		read: bell && shm.BellOf(mem).Features.Load()&shm.FeatureRead != 0}
 }
 
 // abandonShared gives up the shared memory after a write that got no
@@ -339,7 +341,7 @@ func (c *Client) attachShared(ctx context.Context) {
 func (c *Client) abandonShared() {
 	old := c.shared
 	c.shared = nil
-	_ = unmapShared(old.mem)
+	_ = shm.Unmap(old.mem)
 	go func() {
 		ctx, cancel := context.WithTimeout(c.life, time.Second)
 		defer cancel()
@@ -393,7 +395,7 @@ func (c *Client) ReadInto(ctx context.Context, off uint64, p []byte) error {
 		}
 	}
 	if err == nil && got != len(p) {
-		err = Errorf(CodeInvalid, "%s: the port returned %d bytes", op(), got)
+		err = hal.Errorf(hal.CodeInvalid, "%s: the port returned %d bytes", op(), got)
 	}
 	return err
 }
@@ -415,7 +417,7 @@ func (c *Client) readRPC(parent, ctx context.Context, op func() string, off uint
 // doorbell: it fits the shared memory and the plugin serves reads there.
 // It attaches the shared memory on the first call.
 func (c *Client) sharedReads(ctx context.Context, n int) bool {
-	if n <= 0 || n > sharedSize-bellSize {
+	if n <= 0 || n > sharedSize-shm.BellSize {
 		return false
 	}
 	c.wmu.Lock()
@@ -439,7 +441,7 @@ func (c *Client) readShared(parent, ctx context.Context, op func() string, off u
 			return 0, err
 		}
 		if len(data) > len(p) {
-			return 0, Errorf(CodeInvalid, "%s: the port returned %d bytes", op(), len(data))
+			return 0, hal.Errorf(hal.CodeInvalid, "%s: the port returned %d bytes", op(), len(data))
 		}
 		return copy(p, data), nil
 	}
@@ -456,7 +458,7 @@ func (c *Client) readShared(parent, ctx context.Context, op func() string, off u
 }
 
 // SetBoot tells the bootloader what to do at the next boot.
-func (c *Client) SetBoot(ctx context.Context, req BootRequest) error {
+func (c *Client) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	cctx, cancel, err := c.begin(ctx)
 	if err != nil {
 		return err
@@ -516,22 +518,22 @@ func (c *Client) Set(ctx context.Context, key string, value []byte) error {
 }
 
 // Reboot resets the device (on the emulator: runs the simulated bootloader).
-func (c *Client) Reboot(ctx context.Context) (RebootResult, error) {
+func (c *Client) Reboot(ctx context.Context) (hal.RebootResult, error) {
 	cctx, cancel, err := c.begin(ctx)
 	if err != nil {
-		return RebootResult{}, err
+		return hal.RebootResult{}, err
 	}
 	defer cancel()
 	r, err := c.rpc.Reboot(cctx, &halpb.Empty{})
 	if err != nil {
-		return RebootResult{}, c.fail(ctx, cctx, opName("reboot"), err)
+		return hal.RebootResult{}, c.fail(ctx, cctx, opName("reboot"), err)
 	}
-	return RebootResult{Slot: r.GetSlot(), Version: r.GetVersion(), Action: r.GetAction(), Detail: r.GetDetail()}, nil
+	return hal.RebootResult{Slot: r.GetSlot(), Version: r.GetVersion(), Action: r.GetAction(), Detail: r.GetDetail()}, nil
 }
 
 // Interface guards.
 var (
-	_ Platform = (*Client)(nil)
-	_ KV       = (*Client)(nil)
-	_ Rebooter = (*Client)(nil)
+	_ hal.Platform = (*Client)(nil)
+	_ hal.KV       = (*Client)(nil)
+	_ hal.Rebooter = (*Client)(nil)
 )

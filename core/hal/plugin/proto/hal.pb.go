@@ -1528,7 +1528,7 @@ const file_hal_proto_rawDesc = "" +
 	"\x03Set\x12\x1a.otaport.hal.v1.SetRequest\x1a\x15.otaport.hal.v1.Empty\x12=\n" +
 	"\x06Reboot\x12\x15.otaport.hal.v1.Empty\x1a\x1c.otaport.hal.v1.RebootResult\x12S\n" +
 	"\x12AttachSharedMemory\x12\x1d.otaport.hal.v1.AttachRequest\x1a\x1e.otaport.hal.v1.AttachResponse\x12J\n" +
-	"\x12DetachSharedMemory\x12\x1d.otaport.hal.v1.DetachRequest\x1a\x15.otaport.hal.v1.EmptyB+Z)github.com/otaport/otaport/core/hal/protob\x06proto3"
+	"\x12DetachSharedMemory\x12\x1d.otaport.hal.v1.DetachRequest\x1a\x15.otaport.hal.v1.EmptyB2Z0github.com/otaport/otaport/core/hal/plugin/protob\x06proto3"
 
 var (
 	file_hal_proto_rawDescOnce sync.Once

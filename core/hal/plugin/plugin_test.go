@@ -1,4 +1,4 @@
-package hal_test
+package plugin_test
 
 import (
 	"bytes"
@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
+	"github.com/otaport/otaport/core/hal/plugintest"
 )
 
 // helperEnv selects what the re-executed test binary serves: "full" (KV
@@ -37,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 func servePlugin(kind string) {
-	logger := hal.PluginLogger()
+	logger := plugin.PluginLogger()
 	switch kind {
 	case "minimal":
 		p, err := newTestPlatform(true, logger)
@@ -45,14 +47,14 @@ func servePlugin(kind string) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		hal.Serve(p)
+		plugin.Serve(p)
 	case "full", "bench":
 		p, err := newFullPlatform(kind == "full", logger)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		hal.Serve(p)
+		plugin.Serve(p)
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%q: want full, minimal or bench\n", helperEnv, kind)
 		os.Exit(1)
@@ -60,7 +62,7 @@ func servePlugin(kind string) {
 }
 
 // openPlugin starts the test binary as a plugin of the given kind.
-func openPlugin(t testing.TB, kind string, cfg hal.ClientConfig) *hal.Client {
+func openPlugin(t testing.TB, kind string, cfg plugin.ClientConfig) *plugin.Client {
 	t.Helper()
 	cfg.Path = os.Args[0]
 	cfg.Env = append(cfg.Env, helperEnv+"="+kind)
@@ -69,7 +71,7 @@ func openPlugin(t testing.TB, kind string, cfg hal.ClientConfig) *hal.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := hal.Open(ctx, cfg)
+	c, err := plugin.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -85,21 +87,21 @@ type connection struct {
 
 func connections() []connection {
 	return []connection{
-		{"process", func(t *testing.T) hal.Platform { return openPlugin(t, "full", hal.ClientConfig{}) }},
+		{"process", func(t *testing.T) hal.Platform { return openPlugin(t, "full", plugin.ClientConfig{}) }},
 		{"process-stream", func(t *testing.T) hal.Platform {
-			c := openPlugin(t, "full", hal.ClientConfig{})
-			hal.WriteOverStream(c)
+			c := openPlugin(t, "full", plugin.ClientConfig{})
+			plugin.WriteOverStream(c)
 			return c
 		}},
 		{"process-inline", func(t *testing.T) hal.Platform {
-			return openPlugin(t, "full", hal.ClientConfig{NoSharedMemory: true})
+			return openPlugin(t, "full", plugin.ClientConfig{NoSharedMemory: true})
 		}},
 		{"testconn", func(t *testing.T) hal.Platform {
 			p, err := newFullPlatform(true, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return hal.TestConn(t, p)
+			return plugintest.Conn(t, p)
 		}},
 	}
 }
@@ -126,7 +128,7 @@ func TestPlugin_RoundTrip(t *testing.T) {
 			if !layoutEqual(info.Layout, want) {
 				t.Errorf("Describe layout = %+v, want %+v", info.Layout, want)
 			}
-			if got, want := info.Capabilities, []string{"extra", hal.CapKV, hal.CapReboot}; !slices.Equal(got, want) {
+			if got, want := info.Capabilities, []string{"extra", plugin.CapKV, plugin.CapReboot}; !slices.Equal(got, want) {
 				t.Errorf("capabilities = %q, want %q", got, want)
 			}
 			if len(info.Boot.Slots) != 2 || !info.Boot.Slots[0].Active || info.Boot.Slots[0].Version != "1.0.0+0" || info.Boot.BootCount != 2 {
@@ -277,14 +279,14 @@ func (p *codePlatform) Read(context.Context, uint64, int) ([]byte, error) {
 	return nil, hal.Errorf(p.code, "read: the %v reason", p.code)
 }
 
-func TestTestConn_EveryCodeCrosses(t *testing.T) {
+func TestPipe_EveryCodeCrosses(t *testing.T) {
 	for c := hal.CodeUnknown; c <= hal.CodeNoImage; c++ {
 		t.Run(c.String(), func(t *testing.T) {
 			base, err := newTestPlatform(true, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := hal.TestConn(t, &codePlatform{testPlatform: base, code: c})
+			p := plugintest.Conn(t, &codePlatform{testPlatform: base, code: c})
 			err = p.Rollback(t.Context())
 			if hal.CodeOf(err) != c {
 				t.Errorf("unary: CodeOf(%v) = %v, want %v", err, hal.CodeOf(err), c)
@@ -310,7 +312,7 @@ func TestTestConn_EveryCodeCrosses(t *testing.T) {
 
 func TestOpen_RefusesWrongSHA256(t *testing.T) {
 	bad := sha256.Sum256([]byte("not the plugin"))
-	_, err := hal.Open(t.Context(), hal.ClientConfig{
+	_, err := plugin.Open(t.Context(), plugin.ClientConfig{
 		Path:   os.Args[0],
 		SHA256: bad[:],
 		Env:    []string{helperEnv + "=full"},
@@ -331,7 +333,7 @@ func TestOpen_RefusesWrongSHA256(t *testing.T) {
 	}
 
 	// The right hash opens it.
-	c := openPlugin(t, "full", hal.ClientConfig{SHA256: good[:]})
+	c := openPlugin(t, "full", plugin.ClientConfig{SHA256: good[:]})
 	if _, err := c.Describe(t.Context()); err != nil {
 		t.Errorf("Describe with the right hash: %v", err)
 	}
@@ -339,7 +341,7 @@ func TestOpen_RefusesWrongSHA256(t *testing.T) {
 
 func TestOpen_MissingFile(t *testing.T) {
 	path := t.TempDir() + "/otaport-nope"
-	_, err := hal.Open(t.Context(), hal.ClientConfig{Path: path})
+	_, err := plugin.Open(t.Context(), plugin.ClientConfig{Path: path})
 	if err == nil || !strings.Contains(err.Error(), path) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Open(%s) = %v, want a not-exist error naming the path", path, err)
 	}
@@ -350,18 +352,18 @@ func TestPlugin_CrashGivesExitError(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			// The call timeout is far above what the crash takes: an
 			// ExitError (not a deadline) proves the crash was noticed.
-			c := openPlugin(t, "full", hal.ClientConfig{CallTimeout: 30 * time.Second, NoSharedMemory: mode == "inline"})
+			c := openPlugin(t, "full", plugin.ClientConfig{CallTimeout: 30 * time.Second, NoSharedMemory: mode == "inline"})
 			if mode == "stream" {
-				hal.WriteOverStream(c)
+				plugin.WriteOverStream(c)
 			}
 			ctx := t.Context()
 			if err := c.Write(ctx, 0, make([]byte, 64)); err != nil {
 				t.Fatalf("first write: %v", err)
 			}
 			err := c.Write(ctx, 64, append(slices.Clone(magicCrash), make([]byte, 56)...))
-			var xe *hal.ExitError
+			var xe *plugin.ExitError
 			if !errors.As(err, &xe) {
-				t.Fatalf("write during crash: %v, want an *hal.ExitError", err)
+				t.Fatalf("write during crash: %v, want an *plugin.ExitError", err)
 			}
 			if xe.State != "exit status 3" || !strings.Contains(xe.Output, "crashing on request") {
 				t.Errorf("ExitError = %+v, want exit status 3 and the plugin's last words", xe)
@@ -371,7 +373,7 @@ func TestPlugin_CrashGivesExitError(t *testing.T) {
 			}
 			// The next call fails the same way, without waiting.
 			if _, err := c.Describe(ctx); !errors.As(err, &xe) {
-				t.Errorf("call after crash: %v, want an *hal.ExitError", err)
+				t.Errorf("call after crash: %v, want an *plugin.ExitError", err)
 			}
 		})
 	}
@@ -385,7 +387,7 @@ func TestPlugin_HangHitsDeadline(t *testing.T) {
 		})
 	}
 	t.Run("ctx deadline", func(t *testing.T) {
-		c := openPlugin(t, "full", hal.ClientConfig{CallTimeout: time.Hour})
+		c := openPlugin(t, "full", plugin.ClientConfig{CallTimeout: time.Hour})
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
 		err := c.Write(ctx, 0, hang)
@@ -399,9 +401,9 @@ func TestPlugin_HangHitsDeadline(t *testing.T) {
 }
 
 func hangCallTimeout(t *testing.T, mode string, hang []byte) {
-	c := openPlugin(t, "full", hal.ClientConfig{CallTimeout: 300 * time.Millisecond, NoSharedMemory: mode == "inline"})
+	c := openPlugin(t, "full", plugin.ClientConfig{CallTimeout: 300 * time.Millisecond, NoSharedMemory: mode == "inline"})
 	if mode == "stream" {
-		hal.WriteOverStream(c)
+		plugin.WriteOverStream(c)
 	}
 	ctx := t.Context()
 	err := c.Write(ctx, 0, hang)
@@ -469,7 +471,7 @@ func TestPlugin_KVAndReboot(t *testing.T) {
 }
 
 func TestPlugin_UnsupportedCapabilities(t *testing.T) {
-	c := openPlugin(t, "minimal", hal.ClientConfig{})
+	c := openPlugin(t, "minimal", plugin.ClientConfig{})
 	ctx := t.Context()
 	info, err := c.Describe(ctx)
 	if err != nil {
@@ -506,7 +508,7 @@ func (r *recorder) WithGroup(string) slog.Handler      { return r }
 
 func TestPlugin_LogsReachHostSlog(t *testing.T) {
 	rec := &recorder{}
-	c := openPlugin(t, "full", hal.ClientConfig{Logger: slog.New(rec)})
+	c := openPlugin(t, "full", plugin.ClientConfig{Logger: slog.New(rec)})
 	if _, err := c.Describe(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +524,7 @@ func TestPlugin_LogsReachHostSlog(t *testing.T) {
 		}
 		attrs := map[string]string{}
 		r.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
-		if r.Level != slog.LevelInfo || attrs["board"] != "test-board" || !strings.Contains(attrs["plugin"], "hal.test") {
+		if r.Level != slog.LevelInfo || attrs["board"] != "test-board" || !strings.Contains(attrs["plugin"], "plugin.test") {
 			t.Errorf("plugin log record: level %v attrs %v, want info with board=test-board and the plugin's name", r.Level, attrs)
 		}
 		return
@@ -535,7 +537,7 @@ func TestPlugin_LogsReachHostSlog(t *testing.T) {
 }
 
 func TestClose_KillsPlugin(t *testing.T) {
-	c := openPlugin(t, "full", hal.ClientConfig{})
+	c := openPlugin(t, "full", plugin.ClientConfig{})
 	ctx := t.Context()
 	v, ok, err := c.Get(ctx, "pid")
 	if err != nil || !ok {

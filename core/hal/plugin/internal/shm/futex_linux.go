@@ -1,4 +1,4 @@
-package hal
+package shm
 
 import (
 	"sync/atomic"
@@ -8,9 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// doorbellSupported: Linux has futexes on shared memory, which let host and
+// Doorbell: Linux has futexes on shared memory, which let host and
 // plugin hand a write back and forth without the socket.
-const doorbellSupported = true
+const Doorbell = true
 
 // Operations of futex(2), shared (not FUTEX_PRIVATE_FLAG): the two
 // processes map the same file, so the kernel keys the futex on the file.
@@ -19,15 +19,15 @@ const (
 	futexWake = 1
 )
 
-// futexSleep blocks while *addr == val, at most d. Spurious wakeups are
+// Sleep blocks while *addr == val, at most d. Spurious wakeups are
 // fine: callers recheck.
-func futexSleep(addr *atomic.Uint32, val uint32, d time.Duration) {
+func Sleep(addr *atomic.Uint32, val uint32, d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWait, uintptr(val),
 		uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
-// futexWakeAll wakes every waiter on addr.
-func futexWakeAll(addr *atomic.Uint32) {
+// WakeAll wakes every waiter on addr.
+func WakeAll(addr *atomic.Uint32) {
 	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWake, uintptr(1<<31-1), 0, 0, 0)
 }

@@ -1,4 +1,4 @@
-package hal
+package plugin
 
 import (
 	"bytes"
@@ -17,10 +17,11 @@ import (
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
+	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	halpb "github.com/otaport/otaport/core/hal/proto"
+	"github.com/otaport/otaport/core/hal"
+	halpb "github.com/otaport/otaport/core/hal/plugin/proto"
 )
 
 // The handshake a host and a port plugin agree on before they talk. The
@@ -32,7 +33,7 @@ const (
 	// proto/hal.proto. Bump it on an incompatible change and keep serving
 	// the old version beside the new one in the plugin set.
 	ProtocolVersion = 1
-	// MagicCookieKey is the environment variable the host sets for its plugin.
+	// MagicCookieKey is the environment variable the host sets for its goplugin.
 	MagicCookieKey = "OTAPORT_PORT_PLUGIN"
 	// MagicCookieValue is its value.
 	MagicCookieValue = "9c1e5f0a7d3b4e2a8f6c1d0b5a4e3f2c"
@@ -43,8 +44,8 @@ const pluginName = "platform"
 
 // Handshake returns the go-plugin handshake of otaport's port plugins. It is
 // a function, not a variable, so no package state can be changed by a caller.
-func Handshake() plugin.HandshakeConfig {
-	return plugin.HandshakeConfig{
+func Handshake() goplugin.HandshakeConfig {
+	return goplugin.HandshakeConfig{
 		ProtocolVersion:  ProtocolVersion,
 		MagicCookieKey:   MagicCookieKey,
 		MagicCookieValue: MagicCookieValue,
@@ -53,27 +54,27 @@ func Handshake() plugin.HandshakeConfig {
 
 // PluginSets returns the versioned plugin sets, keyed by protocol version;
 // impl is the port a plugin serves, nil on the host side.
-func PluginSets(impl Platform) map[int]plugin.PluginSet {
-	return map[int]plugin.PluginSet{
+func PluginSets(impl hal.Platform) map[int]goplugin.PluginSet {
+	return map[int]goplugin.PluginSet{
 		ProtocolVersion: {pluginName: &platformPlugin{impl: impl}},
 	}
 }
 
 // platformPlugin is the go-plugin binding of the Platform service.
 type platformPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl Platform
+	goplugin.NetRPCUnsupportedPlugin
+	impl hal.Platform
 }
 
 // GRPCServer registers the port's service on the plugin's gRPC server.
-func (p *platformPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *platformPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
 	halpb.RegisterPlatformServer(s, newGRPCServer(p.impl))
 	return nil
 }
 
 // GRPCClient wraps the host's connection. go-plugin's ctx ends when the
 // plugin process exits, which is how a Client learns of a crash.
-func (p *platformPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+func (p *platformPlugin) GRPCClient(ctx context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
 	return newClient(halpb.NewPlatformClient(conn), ctx.Done()), nil
 }
 
@@ -111,8 +112,8 @@ func dialOptions() []grpc.DialOption {
 // Serve runs p as a port plugin and returns when the host is done with it.
 // A port's main is this one call; KV and Rebooter are served when p
 // implements them. Run by hand (not by a host), it says so and exits.
-func Serve(p Platform) {
-	plugin.Serve(&plugin.ServeConfig{
+func Serve(p hal.Platform) {
+	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: PluginSets(p),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
@@ -177,13 +178,13 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("open port plugin %s: %w", cfg.Path, err)
 	}
 	base := filepath.Base(path)
-	var secure *plugin.SecureConfig
+	var secure *goplugin.SecureConfig
 	if len(cfg.SHA256) > 0 {
 		if err := checkSHA256(path, cfg.SHA256); err != nil {
 			return nil, err
 		}
 		// go-plugin checks again just before it starts the process.
-		secure = &plugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}
+		secure = &goplugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open port plugin %s: %w (check ClientConfig.Path)", cfg.Path, err)
 	}
@@ -204,14 +205,14 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	// The host's environment first, cfg.Env after it so it wins.
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	tail := &tailWriter{}
-	pc := plugin.NewClient(&plugin.ClientConfig{
+	pc := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: PluginSets(nil),
 		Cmd:              cmd,
 		SkipHostEnv:      true,
 		SecureConfig:     secure,
 		AutoMTLS:         true,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           newHCLogger(logger),
 		Stderr:           tail,
 		// What the plugin writes to os.Stdout and os.Stderr while serving

@@ -1,14 +1,19 @@
 //go:build unix
 
-package hal
+package shm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
+
+// ErrSize is what Map returns when the file is not the size the host said:
+// a request to refuse, not a system without shared memory.
+var ErrSize = errors.New("size mismatch")
 
 // sharedDir is where the host creates its shared memory files: tmpfs when
 // the system has one, so the pages never go to disk.
@@ -19,10 +24,10 @@ func sharedDir() string {
 	return os.TempDir()
 }
 
-// createShared makes a file of size bytes in a private directory and maps
+// Create makes a file of size bytes in a private directory and maps
 // it read-write. The caller removes the directory once the plugin mapped
 // the file: the mappings outlive the name.
-func createShared(size uint64) (mem []byte, path, dir string, err error) {
+func Create(size uint64) (mem []byte, path, dir string, err error) {
 	dir, err = os.MkdirTemp(sharedDir(), "otaport-shm-")
 	if err != nil {
 		return nil, "", "", fmt.Errorf("create shared memory: %w", err)
@@ -46,26 +51,26 @@ func createShared(size uint64) (mem []byte, path, dir string, err error) {
 	return mem, path, dir, nil
 }
 
-// mapShared is the plugin's side: it maps the host's file read-write (the
+// Map is the plugin's side: it maps the host's file read-write (the
 // plugin writes results into the control block).
-func mapShared(path string, size uint64) ([]byte, error) {
+func Map(path string, size uint64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, Errorf(CodeUnsupported, "attach shared memory: %v", err)
+		return nil, fmt.Errorf("attach shared memory: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, Errorf(CodeUnsupported, "attach shared memory: %v", err)
+		return nil, fmt.Errorf("attach shared memory: %w", err)
 	}
 	if size == 0 || uint64(fi.Size()) != size {
-		return nil, Errorf(CodeInvalid, "attach shared memory %s: file has %d bytes, request says %d", path, fi.Size(), size)
+		return nil, fmt.Errorf("attach shared memory %s: file has %d bytes, request says %d: %w", path, fi.Size(), size, ErrSize)
 	}
 	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return nil, Errorf(CodeUnsupported, "attach shared memory %s: %v", path, err)
+		return nil, fmt.Errorf("attach shared memory %s: %w", path, err)
 	}
 	return mem, nil
 }
 
-func unmapShared(mem []byte) error { return unix.Munmap(mem) }
+func Unmap(mem []byte) error { return unix.Munmap(mem) }

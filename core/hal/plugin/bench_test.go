@@ -1,4 +1,4 @@
-package hal_test
+package plugin_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin"
+	"github.com/otaport/otaport/core/hal/plugintest"
 )
 
 // BenchmarkWrite measures Write through the plugin boundary against the
@@ -18,7 +20,7 @@ import (
 //	               over a Unix socket with AutoMTLS, data in shared memory
 //	plugin-inline  the same with ClientConfig.NoSharedMemory: data in the
 //	               TLS stream (the fallback)
-//	testconn       hal.TestConn: in-process gRPC, no TLS, shared memory
+//	testconn       plugintest.Conn: in-process gRPC, no TLS, shared memory
 //
 // Every Write waits for the result of that write, as the engine's do.
 func BenchmarkWrite(b *testing.B) {
@@ -31,11 +33,11 @@ func BenchmarkWrite(b *testing.B) {
 		open func(b *testing.B) hal.Platform
 	}{
 		{"inprocess", func(b *testing.B) hal.Platform { return benchPlatform(b) }},
-		{"plugin", func(b *testing.B) hal.Platform { return openPlugin(b, "bench", hal.ClientConfig{}) }},
+		{"plugin", func(b *testing.B) hal.Platform { return openPlugin(b, "bench", plugin.ClientConfig{}) }},
 		{"plugin-inline", func(b *testing.B) hal.Platform {
-			return openPlugin(b, "bench", hal.ClientConfig{NoSharedMemory: true})
+			return openPlugin(b, "bench", plugin.ClientConfig{NoSharedMemory: true})
 		}},
-		{"testconn", func(b *testing.B) hal.Platform { return hal.TestConn(b, benchPlatform(b)) }},
+		{"testconn", func(b *testing.B) hal.Platform { return plugintest.Conn(b, benchPlatform(b)) }},
 	}
 	for _, tg := range targets {
 		b.Run(tg.name, func(b *testing.B) {
@@ -93,11 +95,11 @@ func BenchmarkRead(b *testing.B) {
 		open func(b *testing.B) hal.Platform
 	}{
 		{"inprocess", func(b *testing.B) hal.Platform { return benchPlatform(b) }},
-		{"plugin", func(b *testing.B) hal.Platform { return openPlugin(b, "bench", hal.ClientConfig{}) }},
+		{"plugin", func(b *testing.B) hal.Platform { return openPlugin(b, "bench", plugin.ClientConfig{}) }},
 		{"plugin-inline", func(b *testing.B) hal.Platform {
-			return openPlugin(b, "bench", hal.ClientConfig{NoSharedMemory: true})
+			return openPlugin(b, "bench", plugin.ClientConfig{NoSharedMemory: true})
 		}},
-		{"testconn", func(b *testing.B) hal.Platform { return hal.TestConn(b, benchPlatform(b)) }},
+		{"testconn", func(b *testing.B) hal.Platform { return plugintest.Conn(b, benchPlatform(b)) }},
 	}
 	type readerInto interface {
 		ReadInto(ctx context.Context, off uint64, p []byte) error

@@ -1,4 +1,4 @@
-package hal
+package plugin
 
 import (
 	"context"
@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
-	halpb "github.com/otaport/otaport/core/hal/proto"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/plugin/internal/shm"
+	halpb "github.com/otaport/otaport/core/hal/plugin/proto"
 )
 
 // Capability names a port lists in Info.Capabilities.
@@ -21,19 +23,19 @@ const (
 // its KV and Rebooter when it has them, to the host.
 type grpcServer struct {
 	halpb.UnimplementedPlatformServer
-	impl Platform
-	kv   KV       // nil when impl has no key-value store
-	reb  Rebooter // nil when impl cannot reboot
+	impl hal.Platform
+	kv   hal.KV       // nil when impl has no key-value store
+	reb  hal.Rebooter // nil when impl cannot reboot
 
 	mu     sync.Mutex
 	nextID uint64
 	shm    map[uint64]*mapping
 }
 
-func newGRPCServer(p Platform) *grpcServer {
+func newGRPCServer(p hal.Platform) *grpcServer {
 	s := &grpcServer{impl: p, shm: map[uint64]*mapping{}}
-	s.kv, _ = p.(KV)
-	s.reb, _ = p.(Rebooter)
+	s.kv, _ = p.(hal.KV)
+	s.reb, _ = p.(hal.Rebooter)
 	return s
 }
 
@@ -63,7 +65,7 @@ func (s *grpcServer) Describe(ctx context.Context, _ *halpb.Empty) (*halpb.Info,
 }
 
 func (s *grpcServer) Init(ctx context.Context, req *halpb.InitRequest) (*halpb.Empty, error) {
-	err := s.impl.Init(ctx, InitRequest{Size: req.GetSize(), Resume: req.GetResume()})
+	err := s.impl.Init(ctx, hal.InitRequest{Size: req.GetSize(), Resume: req.GetResume()})
 	return &halpb.Empty{}, toStatus(err)
 }
 
@@ -101,7 +103,7 @@ func (s *grpcServer) write(ctx context.Context, req *halpb.WriteRequest) error {
 		return err
 	}
 	defer s.release(m)
-	return s.impl.Write(ctx, req.GetOffset(), m.mem[bellSize:][:n])
+	return s.impl.Write(ctx, req.GetOffset(), m.mem[shm.BellSize:][:n])
 }
 
 func (s *grpcServer) Read(ctx context.Context, req *halpb.ReadRequest) (*halpb.ReadResponse, error) {
@@ -113,7 +115,7 @@ func (s *grpcServer) Read(ctx context.Context, req *halpb.ReadRequest) (*halpb.R
 }
 
 func (s *grpcServer) SetBoot(ctx context.Context, req *halpb.BootRequest) (*halpb.Empty, error) {
-	err := s.impl.SetBoot(ctx, BootRequest{Mode: BootMode(req.GetMode()), Size: req.GetSize()})
+	err := s.impl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootMode(req.GetMode()), Size: req.GetSize()})
 	return &halpb.Empty{}, toStatus(err)
 }
 
@@ -123,7 +125,7 @@ func (s *grpcServer) Rollback(ctx context.Context, _ *halpb.Empty) (*halpb.Empty
 
 func (s *grpcServer) Get(ctx context.Context, req *halpb.GetRequest) (*halpb.GetResponse, error) {
 	if s.kv == nil {
-		return nil, toStatus(Errorf(CodeUnsupported, "kv get %q: port has no key-value store", req.GetKey()))
+		return nil, toStatus(hal.Errorf(hal.CodeUnsupported, "kv get %q: port has no key-value store", req.GetKey()))
 	}
 	v, ok, err := s.kv.Get(ctx, req.GetKey())
 	if err != nil {
@@ -134,7 +136,7 @@ func (s *grpcServer) Get(ctx context.Context, req *halpb.GetRequest) (*halpb.Get
 
 func (s *grpcServer) Set(ctx context.Context, req *halpb.SetRequest) (*halpb.Empty, error) {
 	if s.kv == nil {
-		return nil, toStatus(Errorf(CodeUnsupported, "kv set %q: port has no key-value store", req.GetKey()))
+		return nil, toStatus(hal.Errorf(hal.CodeUnsupported, "kv set %q: port has no key-value store", req.GetKey()))
 	}
 	v := req.GetValue()
 	switch {
@@ -148,7 +150,7 @@ func (s *grpcServer) Set(ctx context.Context, req *halpb.SetRequest) (*halpb.Emp
 
 func (s *grpcServer) Reboot(ctx context.Context, _ *halpb.Empty) (*halpb.RebootResult, error) {
 	if s.reb == nil {
-		return nil, toStatus(Errorf(CodeUnsupported, "reboot: port cannot reboot"))
+		return nil, toStatus(hal.Errorf(hal.CodeUnsupported, "reboot: port cannot reboot"))
 	}
 	r, err := s.reb.Reboot(ctx)
 	if err != nil {
@@ -158,15 +160,21 @@ func (s *grpcServer) Reboot(ctx context.Context, _ *halpb.Empty) (*halpb.RebootR
 }
 
 func (s *grpcServer) AttachSharedMemory(_ context.Context, req *halpb.AttachRequest) (*halpb.AttachResponse, error) {
-	if req.GetSize() <= bellSize {
-		return nil, toStatus(Errorf(CodeInvalid, "attach shared memory: %d bytes leave no room past the %d-byte control block", req.GetSize(), bellSize))
+	if req.GetSize() <= shm.BellSize {
+		return nil, toStatus(hal.Errorf(hal.CodeInvalid, "attach shared memory: %d bytes leave no room past the %d-byte control block", req.GetSize(), shm.BellSize))
 	}
-	mem, err := mapShared(req.GetPath(), req.GetSize())
+	mem, err := shm.Map(req.GetPath(), req.GetSize())
 	if err != nil {
-		return nil, toStatus(err)
+		// A file of the wrong size is a bad request; anything else means this
+		// plugin cannot share memory, and the host falls back to the stream.
+		code := hal.CodeUnsupported
+		if errors.Is(err, shm.ErrSize) {
+			code = hal.CodeInvalid
+		}
+		return nil, toStatus(&hal.Error{Code: code, Msg: err.Error()})
 	}
 	m := &mapping{mem: mem}
-	bell := req.GetDoorbell() && doorbellSupported
+	bell := req.GetDoorbell() && shm.Doorbell
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
@@ -174,12 +182,12 @@ func (s *grpcServer) AttachSharedMemory(_ context.Context, req *halpb.AttachRequ
 	if bell {
 		// Announced before the host learns of the mapping (it reads
 		// the features once this call returns).
-		bellOf(m.mem).features.Store(bellFeatureRead)
+		shm.BellOf(m.mem).Features.Store(shm.FeatureRead)
 		m.refs++ // the loop's, released when it stops
 		// Read the sequence now, before the host can learn of the mapping:
 		// read inside the goroutine, a first request stored before it ran
 		// would pass for one already served, and the host would wait forever.
-		go s.serveBell(m, bellOf(m.mem).req.Load())
+		go s.serveBell(m, shm.BellOf(m.mem).Req.Load())
 	}
 	return &halpb.AttachResponse{Id: s.nextID, Doorbell: bell}, nil
 }
@@ -212,12 +220,12 @@ func (s *grpcServer) close() {
 func (s *grpcServer) detach(m *mapping) {
 	m.detached = true
 	if m.refs == 0 {
-		_ = unmapShared(m.mem)
+		_ = shm.Unmap(m.mem)
 		return
 	}
-	b := bellOf(m.mem)
-	b.closing.Store(1)
-	futexWakeAll(&b.req)
+	b := shm.BellOf(m.mem)
+	b.Closing.Store(1)
+	shm.WakeAll(&b.Req)
 }
 
 // mapping is one shared memory region. A write holds a reference while the
@@ -234,10 +242,10 @@ func (s *grpcServer) acquire(id, n uint64) (*mapping, error) {
 	defer s.mu.Unlock()
 	m, ok := s.shm[id]
 	if !ok {
-		return nil, Errorf(CodeInvalid, "write: shared memory %d is not attached", id)
+		return nil, hal.Errorf(hal.CodeInvalid, "write: shared memory %d is not attached", id)
 	}
-	if n > uint64(len(m.mem)-bellSize) {
-		return nil, Errorf(CodeInvalid, "write: %d bytes exceed the %d bytes of shared memory %d", n, len(m.mem)-bellSize, id)
+	if n > uint64(len(m.mem)-shm.BellSize) {
+		return nil, hal.Errorf(hal.CodeInvalid, "write: %d bytes exceed the %d bytes of shared memory %d", n, len(m.mem)-shm.BellSize, id)
 	}
 	m.refs++
 	return m, nil
@@ -248,6 +256,6 @@ func (s *grpcServer) release(m *mapping) {
 	defer s.mu.Unlock()
 	m.refs--
 	if m.refs == 0 && m.detached {
-		_ = unmapShared(m.mem)
+		_ = shm.Unmap(m.mem)
 	}
 }

@@ -1,4 +1,4 @@
-package hal
+package plugin
 
 import (
 	"context"
@@ -8,22 +8,23 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	halpb "github.com/otaport/otaport/core/hal/proto"
+	"github.com/otaport/otaport/core/hal"
+	halpb "github.com/otaport/otaport/core/hal/plugin/proto"
 )
 
 // TestCodeEnum_MatchesHalCodes keeps hal.proto's Code enum and hal.Code in
 // step: the wire carries hal.Code's numbers.
 func TestCodeEnum_MatchesHalCodes(t *testing.T) {
-	want := map[Code]string{
-		CodeUnknown:     "CODE_UNKNOWN",
-		CodeOutOfBounds: "CODE_OUT_OF_BOUNDS",
-		CodeMisaligned:  "CODE_MISALIGNED",
-		CodeNotErased:   "CODE_NOT_ERASED",
-		CodeFlash:       "CODE_FLASH",
-		CodeUnsupported: "CODE_UNSUPPORTED",
-		CodeInvalid:     "CODE_INVALID",
-		CodeBusy:        "CODE_BUSY",
-		CodeNoImage:     "CODE_NO_IMAGE",
+	want := map[hal.Code]string{
+		hal.CodeUnknown:     "CODE_UNKNOWN",
+		hal.CodeOutOfBounds: "CODE_OUT_OF_BOUNDS",
+		hal.CodeMisaligned:  "CODE_MISALIGNED",
+		hal.CodeNotErased:   "CODE_NOT_ERASED",
+		hal.CodeFlash:       "CODE_FLASH",
+		hal.CodeUnsupported: "CODE_UNSUPPORTED",
+		hal.CodeInvalid:     "CODE_INVALID",
+		hal.CodeBusy:        "CODE_BUSY",
+		hal.CodeNoImage:     "CODE_NO_IMAGE",
 	}
 	if len(halpb.Code_name) != len(want) {
 		t.Errorf("hal.proto has %d codes, hal has %d", len(halpb.Code_name), len(want))
@@ -46,18 +47,18 @@ func TestStatus_ContextErrorsStayContextErrors(t *testing.T) {
 // FuzzStatusRoundTrip: any port error crosses a unary call with its code
 // and its message (made valid UTF-8).
 func FuzzStatusRoundTrip(f *testing.F) {
-	f.Add(int32(CodeMisaligned), "write ota at 0x3: offset is not a multiple of 8")
-	f.Add(int32(CodeUnknown), "")
+	f.Add(int32(hal.CodeMisaligned), "write ota at 0x3: offset is not a multiple of 8")
+	f.Add(int32(hal.CodeUnknown), "")
 	f.Add(int32(99), "a code from a newer plugin")
-	f.Add(int32(CodeFlash), "bad \xff\xfe bytes")
+	f.Add(int32(hal.CodeFlash), "bad \xff\xfe bytes")
 	f.Fuzz(func(t *testing.T, code int32, msg string) {
-		in := fmt.Errorf("wrapped: %w", &Error{Code: Code(code), Msg: msg})
+		in := fmt.Errorf("wrapped: %w", &hal.Error{Code: hal.Code(code), Msg: msg})
 		out, ok := fromStatus(toStatus(in))
 		if !ok {
 			t.Fatalf("%q (code %d) did not come back as a port error", in, code)
 		}
-		if CodeOf(out) != Code(code) {
-			t.Errorf("code %d came back as %d", code, CodeOf(out))
+		if hal.CodeOf(out) != hal.Code(code) {
+			t.Errorf("code %d came back as %d", code, hal.CodeOf(out))
 		}
 		want := in.Error()
 		if !utf8.ValidString(want) {
@@ -66,7 +67,7 @@ func FuzzStatusRoundTrip(f *testing.F) {
 		if out.Error() != want {
 			t.Errorf("message %q came back as %q", want, out.Error())
 		}
-		if !errors.Is(out, &Error{Code: Code(code)}) {
+		if !errors.Is(out, &hal.Error{Code: hal.Code(code)}) {
 			t.Errorf("errors.Is fails for code %d", code)
 		}
 	})
