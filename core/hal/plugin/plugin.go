@@ -166,6 +166,11 @@ func (e *ExitError) Error() string {
 	return s
 }
 
+// PortGone reports that the port is gone, not that it refused: the caller's
+// work is resumable once a new plugin runs. Consumers test for the method,
+// not the type, so they need not import this package.
+func (e *ExitError) PortGone() bool { return true }
+
 // Open starts the port plugin at cfg.Path and connects to it over gRPC with
 // mutual TLS (go-plugin's AutoMTLS, always on). The caller must Close the
 // Client, which kills the process. ctx bounds the start.
