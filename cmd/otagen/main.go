@@ -2,6 +2,8 @@
 // otaport from them.
 //
 //	otagen [-o DIR] [--board NAME] FILE.yaml   generate ports/<name>/ for each board
+//	otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
+//	                                           generate one board as its own Go module in DIR
 //	otagen validate FILE.yaml                  check the file only
 //	otagen list [--json] FILE.yaml             print the catalog
 //
@@ -32,6 +34,8 @@ func main() {
 
 const usage = `usage:
   otagen [-o DIR] [--board NAME] FILE.yaml   validate and generate DIR/<board>/ (DIR defaults to ports)
+  otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
+                                             generate one board as the Go module PATH in DIR (default .)
   otagen validate FILE.yaml                  validate only
   otagen list [--json] FILE.yaml             print the boards of a catalog
 `
@@ -175,8 +179,10 @@ func humanSize(n uint64) string {
 
 func generate(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("otagen", flag.ContinueOnError)
-	root := fs.String("o", "ports", "output `dir`ectory: the root of the ports")
+	root := fs.String("o", "", "output `dir`ectory: the root of the ports (default ports), or of the module (default .)")
 	only := fs.String("board", "", "generate only the board `name`d")
+	module := fs.String("module", "", "generate the board as its own Go module with this `path`, outside otaport's repository")
+	replace := fs.String("replace", "", "with --module: build against the otaport checkout in `dir` (a replace directive in go.mod)")
 	file, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
@@ -187,9 +193,21 @@ func generate(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
+	if *module != "" {
+		return generateModule(stdout, file, boards, *module, *replace, *root)
+	}
+	if *replace != "" {
+		return fmt.Errorf("%w: --replace goes with --module", errUsage)
+	}
+	if *root == "" {
+		*root = "ports"
+	}
 
 	// Everything in memory first: a board that fails leaves no output.
-	var files []portgen.File
+	files, err := portgen.GenerateShared()
+	if err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for _, b := range boards {
 		port, err := portgen.GeneratePort(b)
@@ -224,6 +242,42 @@ func generate(args []string, stdout io.Writer) error {
 		return err
 	}
 	report(stdout, *root, boards, res, len(all))
+	return nil
+}
+
+// generateModule writes the one board of boards as the Go module path in
+// root (default: the current directory).
+func generateModule(stdout io.Writer, file string, boards []*portgen.Board, path, replace, root string) error {
+	if len(boards) != 1 {
+		return fmt.Errorf("%w: --module makes one port, and %s has %d boards; pick one with --board", errUsage, file, len(boards))
+	}
+	if root == "" {
+		root = "."
+	}
+	if replace != "" {
+		abs, err := filepath.Abs(replace)
+		if err != nil {
+			return err
+		}
+		replace = abs
+	}
+	b := boards[0]
+	out, err := portgen.GenerateModule(b, portgen.Module{Path: path, Otaport: portgen.OtaportVersion(), Replace: replace})
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	res, err := portgen.WriteFiles(root, out)
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("%s: module %s: wrote %s", root, path, files(len(res.Written)))
+	if u := len(res.Unchanged); u > 0 {
+		line += fmt.Sprintf(", %d unchanged", u)
+	}
+	if len(res.Kept) > 0 {
+		line += ", kept " + strings.Join(res.Kept, ", ")
+	}
+	fmt.Fprintln(stdout, line)
 	return nil
 }
 
