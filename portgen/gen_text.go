@@ -40,8 +40,8 @@ type portData struct {
 	// Where the port lives: its import path, its directory as a go
 	// command sees it, and, for a port module, the module.
 	ImportPath, PkgDir, CPortDir, DocsURL string
-	Module, GoVersion, OtaportVersion   string
-	Replace                             string
+	Module, GoVersion, OtaportVersion     string
+	Replace                               string
 
 	FlashBase, FlashSizeHuman string
 	FlashBaseC, FlashSizeC    string
