@@ -19,6 +19,10 @@ type Board struct {
 	Partitions []Partition `yaml:"partitions" json:"partitions"`
 	Image      Image       `yaml:"image" json:"image"`
 
+	// Module is, for a catalog entry of a port in its own Go module, the
+	// module's path; the other fields but Name are then empty (ModuleEntry).
+	Module string `yaml:"-" json:"module,omitempty"`
+
 	// Line is the line of the board's entry in its file, for messages.
 	Line int `yaml:"-" json:"-"`
 }

@@ -180,6 +180,9 @@ func checkGeneratable(b *Board) error {
 	if b == nil {
 		return errors.New("generate: nil board")
 	}
+	if b.OutOfTree() {
+		return fmt.Errorf("generate %s: the board's port is the module %s, generated in its own repository (otagen --module), not here", b.Name, b.Module)
+	}
 	if reserved(b.Name) {
 		return fmt.Errorf("generate %s: board name %q is reserved for what the ports share (ports/%s, ports/%s, ports/%s); rename the board",
 			b.Name, b.Name, RegistryDir, SharedDir, KitDir)

@@ -133,9 +133,10 @@ func invalid(err error) error {
 
 // listEntry is one board in `otagen list --json`.
 type listEntry struct {
-	Name   string     `json:"name"`
-	Layout hal.Layout `json:"layout"`
-	Source string     `json:"source"`
+	Name   string      `json:"name"`
+	Layout *hal.Layout `json:"layout,omitempty"`
+	Source string      `json:"source,omitempty"`
+	Module string      `json:"module,omitempty"` // a port in its own module
 }
 
 func list(args []string, stdout io.Writer) error {
@@ -148,7 +149,12 @@ func list(args []string, stdout io.Writer) error {
 	if *asJSON {
 		out := make([]listEntry, 0, len(boards))
 		for _, b := range boards {
-			out = append(out, listEntry{Name: b.Name, Layout: b.Layout(), Source: b.Source})
+			if b.OutOfTree() {
+				out = append(out, listEntry{Name: b.Name, Module: b.Module})
+				continue
+			}
+			l := b.Layout()
+			out = append(out, listEntry{Name: b.Name, Layout: &l, Source: b.Source})
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -157,6 +163,10 @@ func list(args []string, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSOC\tFLASH\tSCHEME\tPARTITIONS")
 	for _, b := range boards {
+		if b.OutOfTree() {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tin its own module: %s\n", b.Name, b.Module)
+			continue
+		}
 		l := b.Layout()
 		parts := make([]string, 0, len(l.Partitions))
 		for _, p := range l.Partitions {
@@ -210,6 +220,9 @@ func generate(args []string, stdout io.Writer) error {
 	}
 	names := map[string]bool{}
 	for _, b := range boards {
+		if b.OutOfTree() {
+			continue // generated in its own module, by its author
+		}
 		port, err := portgen.GeneratePort(b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
@@ -262,6 +275,9 @@ func generateModule(stdout io.Writer, file string, boards []*portgen.Board, path
 		replace = abs
 	}
 	b := boards[0]
+	if b.OutOfTree() {
+		return fmt.Errorf("%s: %s is a catalog entry for the module %s; run otagen --module on the module's own board.yaml", file, b.Name, b.Module)
+	}
 	out, err := portgen.GenerateModule(b, portgen.Module{Path: path, Otaport: portgen.OtaportVersion(), Replace: replace})
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
@@ -305,6 +321,10 @@ func report(w io.Writer, root string, boards []*portgen.Board, res portgen.Write
 	}
 	written, unchanged, kept := count(res.Written), count(res.Unchanged), count(res.Kept)
 	for _, b := range boards {
+		if b.OutOfTree() {
+			fmt.Fprintf(w, "%s: in its own module %s, not generated here\n", b.Name, b.Module)
+			continue
+		}
 		dir := filepath.Join(root, b.Name)
 		switch n := len(written[b.Name]); {
 		case n == 0:
