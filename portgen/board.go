@@ -1,5 +1,5 @@
 // Package portgen reads and validates board descriptions (YAML) and generates
-// a port from them: Go code through jennifer, text files through templates/.
+// a port from them, filling the templates of package templates.
 package portgen
 
 import "github.com/otaport/otaport/core/hal"

@@ -39,9 +39,9 @@ type portData struct {
 
 	// Where the port lives: its import path, its directory as a go
 	// command sees it, and, for a port module, the module.
-	ImportPath, PkgDir, CPortDir, DocsURL string
-	Module, GoVersion, OtaportVersion     string
-	Replace                               string
+	ImportPath, PkgDir, CPortDir, DocsLink string
+	Module, GoVersion, OtaportVersion      string
+	Replace                                string
 
 	FlashBase, FlashSizeHuman string
 	FlashBaseC, FlashSizeC    string
@@ -135,7 +135,7 @@ func newPortData(b *Board, m *Module) portData {
 		ImportPath:      PortsPath + "/" + b.Name,
 		PkgDir:          "./ports/" + b.Name,
 		CPortDir:        "`ports/c`, shared by every board",
-		DocsURL:         "../../docs/porting.md",
+		DocsLink:        "[docs/porting.md](../../docs/porting.md)",
 		FlashBase:       fmt.Sprintf("0x%08X", l.Flash.Base),
 		FlashSizeHuman:  byteCount(l.Flash.Size, " "),
 		FlashBaseC:      cHex(l.Flash.Base),
@@ -154,7 +154,7 @@ func newPortData(b *Board, m *Module) portData {
 	if m != nil {
 		d.ImportPath, d.PkgDir, d.Module = m.Path, ".", m.Path
 		d.CPortDir = "`c/ota_hal_plat.h`, `c/ota_port.c`, the same for every board"
-		d.DocsURL = "https://" + ModulePath + "/blob/main/docs/porting.md"
+		d.DocsLink = "otaport's `docs/porting.md` (" + ModulePath + ")"
 		d.GoVersion, d.OtaportVersion, d.Replace = GoVersion, m.Otaport, m.Replace
 	}
 	var runs []string
