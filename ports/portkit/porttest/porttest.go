@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/otaport/otaport/core/boot"
-	"github.com/otaport/otaport/core/conformance"
+	"github.com/otaport/otaport/core/conformance/conformancetest"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/hal/plugintest"
@@ -40,7 +40,7 @@ func Conformance(t *testing.T, board string, l hal.Layout) {
 				t.Fatalf("flash size %#x, want %#x", got, want)
 			}
 			// Every call is a power-on: a fresh port over the same flash.
-			conformance.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
+			conformancetest.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
 				p, err := boot.NewPlatform(l, dev, boot.Options{})
 				if err != nil {
 					return nil, nil, err
