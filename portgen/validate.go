@@ -84,7 +84,6 @@ func (b *Board) Validate() error {
 	return nil
 }
 
-
 // validator applies the rules to one decoded board: the rules of the file
 // format here, the rules of a valid layout through hal.Layout.Validate, whose
 // problems it places on the board's lines. pos says which fields were present
