@@ -2,7 +2,11 @@
 // a port from them: Go code through jennifer, text files through templates/.
 package portgen
 
-import "github.com/otaport/otaport/core/hal"
+import (
+	"slices"
+
+	"github.com/otaport/otaport/core/hal"
+)
 
 // Size is a byte count that YAML may write as 4096, 0x1000, 4KiB or 1MiB.
 type Size uint64
@@ -21,6 +25,24 @@ type Board struct {
 
 	// Line is the line of the board's entry in its file, for messages.
 	Line int `yaml:"-" json:"-"`
+
+	// smap is the sector map of Flash as it was when the map was built
+	// (smapOf): the validator and the generator share it, and tests count
+	// its steps.
+	smap   *hal.SectorMap
+	smapOf Flash
+}
+
+// sectorMap returns the sector map of the board's flash, built again when
+// Flash changed since the last call.
+func (b *Board) sectorMap() *hal.SectorMap {
+	f := b.Flash
+	if b.smap == nil || f.Size != b.smapOf.Size || f.EraseSize != b.smapOf.EraseSize || !slices.Equal(f.Sectors, b.smapOf.Sectors) {
+		b.smap = b.Layout().Flash.Map()
+		b.smapOf = f
+		b.smapOf.Sectors = slices.Clone(f.Sectors)
+	}
+	return b.smap
 }
 
 // Flash is the flash geometry of a board.

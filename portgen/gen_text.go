@@ -140,7 +140,7 @@ type partData struct {
 	Name, Macro                string
 	Offset, Addr, End          string
 	AddrC, SizeC, SizeHuman    string
-	Sectors                    int
+	Sectors                    uint64
 	offset, size, addr, endAdr uint64
 }
 
@@ -156,19 +156,10 @@ func cIdent(s string) string {
 	return b.String()
 }
 
-// sectorsIn counts the erase sectors of g in [off, off+size).
-func sectorsIn(g hal.FlashGeometry, off, size uint64) int {
-	var n int
-	var at uint64
-	for _, r := range g.Sectors {
-		for i := 0; i < r.Count; i++ {
-			if at >= off && at < off+size {
-				n++
-			}
-			at += r.Size
-		}
-	}
-	return n
+// sectorsIn counts the erase sectors in [off, off+size), in steps of sector
+// runs, not of sectors.
+func sectorsIn(m *hal.SectorMap, off, size uint64) uint64 {
+	return m.Count(off, off+size)
 }
 
 func newPortData(b *Board) portData {
@@ -209,7 +200,7 @@ func newPortData(b *Board) portData {
 			AddrC:     cHex(addr),
 			SizeC:     fmt.Sprintf("0x%X%s", p.Size, suffix),
 			SizeHuman: byteCount(p.Size, " "),
-			Sectors:   sectorsIn(l.Flash, p.Offset, p.Size),
+			Sectors:   sectorsIn(b.sectorMap(), p.Offset, p.Size),
 			offset:    p.Offset, size: p.Size, addr: addr, endAdr: addr + p.Size,
 		})
 	}

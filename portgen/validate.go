@@ -95,9 +95,6 @@ type validator struct {
 	bad   map[string]bool
 	file  string
 	probs Errors
-	// sectors is the board's sector map, kept so that tests can count the
-	// steps of the layout arithmetic.
-	sectors *hal.SectorMap
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -272,10 +269,7 @@ func (v *validator) known(p string) bool {
 // line of its field. A partition's problems are labelled with its name.
 func (v *validator) layout() {
 	l := v.b.Layout()
-	if v.sectors == nil {
-		v.sectors = l.Flash.Map()
-	}
-	for _, p := range l.ValidateWith(hal.ValidateOptions{Known: v.known, Map: v.sectors}) {
+	for _, p := range l.ValidateWith(hal.ValidateOptions{Known: v.known, Map: v.b.sectorMap()}) {
 		path := v.yamlPath(p.Path)
 		field, msg := path, p.Msg
 		if i, ok := partIndex(path); ok {
