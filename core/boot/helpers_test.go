@@ -17,9 +17,9 @@ import (
 // testBoard is a flash geometry of a real part with a partition map of the
 // kind its port uses. Each comment says which part it follows.
 type testBoard struct {
-	name   string
-	geo    hal.FlashGeometry
-	parts  []hal.Partition
+	name  string
+	geo   hal.FlashGeometry
+	parts []hal.Partition
 	// dual, when set, is the partition map for dual-bank, where app and
 	// ota must erase alike; parts is then single-bank only.
 	dual   []hal.Partition
