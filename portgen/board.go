@@ -3,7 +3,14 @@
 package portgen
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/otaport/otaport/core/hal"
 )
@@ -104,4 +111,36 @@ func (b *Board) Layout() hal.Layout {
 		l.Partitions = append(l.Partitions, hal.Partition{Name: p.Name, Offset: uint64(p.Offset), Size: uint64(p.Size)})
 	}
 	return l
+}
+
+// CheckPortDir refuses to let b's port overwrite dir when dir holds the port
+// of another board (its board.yaml names another vendor or SoC: a board that
+// reuses a catalog name) or files that are not a port at all. A directory
+// that does not exist, is empty, or holds b's own port (regenerated after an
+// edit) is fine.
+func CheckPortDir(dir string, b *Board) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "board.yaml")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s exists and holds no otagen port (no board.yaml); generating %s there would mix its files with the port's: choose another -o, or pass --force", dir, b.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	var old Board
+	if err := yaml.Unmarshal(data, &old); err != nil {
+		return fmt.Errorf("%s: %v; it is not a port otagen wrote: choose another -o, or pass --force to overwrite it", path, err)
+	}
+	if old.Vendor != b.Vendor || old.SoC != b.SoC {
+		return fmt.Errorf("%s holds the port of another board named %s (%s %s, not %s %s): generating would overwrite it; rename the board, choose another -o, or pass --force to overwrite it",
+			dir, b.Name, old.Vendor, old.SoC, b.Vendor, b.SoC)
+	}
+	return nil
 }
