@@ -55,7 +55,9 @@ func TestLayoutValidate_OneProblemPerRule(t *testing.T) {
 		{"no partitions", func(l *hal.Layout) { l.Partitions = nil }, "partitions", "is empty"},
 		{"missing ota", func(l *hal.Layout) { l.Partitions = l.Partitions[:3] }, "partitions", "has no ota partition"},
 		{"bad name", func(l *hal.Layout) { l.Partitions[0].Name = "Boot" }, "partitions[0].name", `name "Boot": use lower-case letters`},
-		{"duplicate name", func(l *hal.Layout) { l.Partitions = append(l.Partitions, hal.Partition{Name: "app", Offset: 0x8000, Size: 0}) }, "partitions[4].name", "duplicate partition name (first at partitions[2])"},
+		{"duplicate name", func(l *hal.Layout) {
+			l.Partitions = append(l.Partitions, hal.Partition{Name: "app", Offset: 0x8000, Size: 0})
+		}, "partitions[4].name", "duplicate partition name (first at partitions[2])"},
 		{"size 0", func(l *hal.Layout) { l.Partitions[0].Size = 0 }, "partitions[0].size", "size is 0"},
 		{"past the flash", part(3, 0x100000, 512<<10), "partitions[3].offset", "starts at 0x100000, past the end of the flash"},
 		{"ends past the flash", part(3, 0x80000, 1<<20), "partitions[3].size", "ends at 0x180000, past the end of the flash (0x100000); shrink it to 512KiB"},
