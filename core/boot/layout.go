@@ -81,8 +81,6 @@ func checkLayout(l hal.Layout, dev flash.Device) (*board, error) {
 // span is a range of the flash, absolute offsets.
 type span struct{ off, size int64 }
 
-func (s span) end() int64 { return s.off + s.size }
-
 // coverEnd is the end of the sectors of p that hold any of its first n
 // bytes: [p.Offset, coverEnd) is what must be erased for an image of n bytes.
 func (b *board) coverEnd(p hal.Partition, n uint64) int64 {
