@@ -2,7 +2,18 @@
 // a port from them, filling the templates of package templates.
 package portgen
 
-import "github.com/otaport/otaport/core/hal"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/otaport/otaport/core/hal"
+)
 
 // Size is a byte count that YAML may write as 4096, 0x1000, 4KiB or 1MiB.
 type Size uint64
@@ -25,6 +36,24 @@ type Board struct {
 
 	// Line is the line of the board's entry in its file, for messages.
 	Line int `yaml:"-" json:"-"`
+
+	// smap is the sector map of Flash as it was when the map was built
+	// (smapOf): the validator and the generator share it, and tests count
+	// its steps.
+	smap   *hal.SectorMap
+	smapOf Flash
+}
+
+// sectorMap returns the sector map of the board's flash, built again when
+// Flash changed since the last call.
+func (b *Board) sectorMap() *hal.SectorMap {
+	f := b.Flash
+	if b.smap == nil || f.Size != b.smapOf.Size || f.EraseSize != b.smapOf.EraseSize || !slices.Equal(f.Sectors, b.smapOf.Sectors) {
+		b.smap = b.Layout().Flash.Map()
+		b.smapOf = f
+		b.smapOf.Sectors = slices.Clone(f.Sectors)
+	}
+	return b.smap
 }
 
 // Flash is the flash geometry of a board.
@@ -87,3 +116,45 @@ func (b *Board) Layout() hal.Layout {
 	}
 	return l
 }
+
+// CheckPortDir refuses to let b's port overwrite dir when dir holds the port
+// of another board (its generated layout names another vendor or SoC: a
+// board that reuses a catalog name) or files that are not a port at all. A
+// directory that does not exist, is empty, or holds b's own port
+// (regenerated after an edit) is fine.
+func CheckPortDir(dir string, b *Board) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, generatedGo)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s exists and holds no otagen port (no %s); generating %s there would mix its files with the port's: choose another -o, or pass --force", dir, generatedGo, b.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	m := portIdentity.FindSubmatch(data)
+	if m == nil {
+		// otagen's own file, edited by hand: regenerating restores it.
+		return nil
+	}
+	vendor, _ := strconv.Unquote(string(m[1]))
+	soc, _ := strconv.Unquote(string(m[2]))
+	if vendor != b.Vendor || soc != b.SoC {
+		return fmt.Errorf("%s holds the port of another board named %s (%s %s, not %s %s): generating would overwrite it; rename the board, choose another -o, or pass --force to overwrite it",
+			dir, b.Name, vendor, soc, b.Vendor, b.SoC)
+	}
+	return nil
+}
+
+// generatedGo is the file of a port that otagen owns; its layout literal
+// says whose port it is.
+const generatedGo = "zz_generated.go"
+
+// portIdentity finds the vendor and SoC in a generated layout literal.
+var portIdentity = regexp.MustCompile(`Vendor: ("(?:[^"\\]|\\.)*"), SoC: ("(?:[^"\\]|\\.)*")`)

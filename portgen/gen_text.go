@@ -72,7 +72,7 @@ type partData struct {
 	Offset, Addr, End       string
 	AddrC, SizeC, SizeHuman string
 	OffsetGo, SizeGo        string
-	Sectors                 int
+	Sectors                 uint64
 }
 
 func cIdent(s string) string {
@@ -87,19 +87,10 @@ func cIdent(s string) string {
 	return b.String()
 }
 
-// sectorsIn counts the erase sectors of g in [off, off+size).
-func sectorsIn(g hal.FlashGeometry, off, size uint64) int {
-	var n int
-	var at uint64
-	for _, r := range g.Sectors {
-		for i := 0; i < r.Count; i++ {
-			if at >= off && at < off+size {
-				n++
-			}
-			at += r.Size
-		}
-	}
-	return n
+// sectorsIn counts the erase sectors in [off, off+size), in steps of sector
+// runs, not of sectors.
+func sectorsIn(m *hal.SectorMap, off, size uint64) uint64 {
+	return m.Count(off, off+size)
 }
 
 // schemeGo names the hal constant of a scheme when there is one.
@@ -176,7 +167,7 @@ func newPortData(b *Board, m *Module) portData {
 			SizeHuman: byteCount(p.Size, " "),
 			OffsetGo:  fmt.Sprintf("%#x", p.Offset),
 			SizeGo:    fmt.Sprintf("%#x", p.Size),
-			Sectors:   sectorsIn(l.Flash, p.Offset, p.Size),
+			Sectors:   sectorsIn(b.sectorMap(), p.Offset, p.Size),
 		})
 	}
 	return d

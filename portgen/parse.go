@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/otaport/otaport/core/hal"
 )
 
 // Problem is one thing wrong in a board file: where, which field, what is
@@ -75,10 +77,35 @@ func (e Errors) Unwrap() []error {
 	return errs
 }
 
+// Limits of a board file. Board files are small (the whole catalog of
+// fifteen boards is 16 KiB); the limits refuse a wrong or hostile file at
+// once, before it costs seconds and gigabytes.
+const (
+	// MaxFileSize is the largest board file.
+	MaxFileSize = 1 << 20
+	// MaxBoards is the most boards a catalog lists.
+	MaxBoards = 1000
+)
+
+// listLimits bounds the lists of a board, by field path.
+var listLimits = map[string]struct {
+	max  int
+	what string
+}{
+	"partitions":    {hal.MaxPartitions, "a board has a handful of partitions: check that this is the board file you meant"},
+	"flash.sectors": {hal.MaxSectorRuns, "a run is every sector of one size in a row, and real parts have a few: merge runs of one size"},
+}
+
 // ParseFile reads and validates a board file: one board, or a catalog with a
 // top-level boards: list. Messages name the file as given in path.
 func ParseFile(path string) ([]*Board, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read board file: %w", err)
+	}
+	defer f.Close()
+	// One byte past the limit is enough for Parse to refuse the file.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read board file: %w", err)
 	}
@@ -90,6 +117,10 @@ func ParseFile(path string) ([]*Board, error) {
 // found: never part of a file.
 func Parse(name string, data []byte) ([]*Board, error) {
 	p := &parser{file: name}
+	if len(data) > MaxFileSize {
+		p.addf(0, "", "the file is more than %s, the limit for a board file; board files are a few KiB (the catalog of fifteen boards is 16KiB): check that %s is the board file you meant, or split it", formatSize(MaxFileSize), name)
+		return nil, p.errors()
+	}
 	boards := p.parse(data)
 	if len(p.probs) > 0 {
 		return nil, p.errors()
@@ -197,6 +228,10 @@ func (p *parser) catalog(root, list *yaml.Node) []*Board {
 	}
 	if len(list.Content) == 0 {
 		p.addf(list.Line, "boards", "the catalog is empty; add at least one board")
+		return nil
+	}
+	if len(list.Content) > MaxBoards {
+		p.addf(list.Line, "boards", "lists %d boards, more than %d; split the catalog", len(list.Content), MaxBoards)
 		return nil
 	}
 	var boards []*Board
@@ -441,6 +476,12 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.fail(n, path, "is a %s; write a list (- item or [item, item])", kindName(n))
+			return
+		}
+		if l, ok := listLimits[path]; ok && len(n.Content) > l.max {
+			// At the key: the list itself may start on the next line.
+			d.markBad(path)
+			d.p.addf(d.pos.line(path), d.field(path), "lists %d entries, more than the limit of %d; %s", len(n.Content), l.max, l.what)
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))

@@ -273,7 +273,7 @@ func TestParse_Rules(t *testing.T) {
 		{"duplicate partition name", func(t *testing.T) string { return edit(t, singleBase, "name: ota", "name: app") },
 			19, "partitions[3] (app)", "duplicate partition name (first at line 18, partitions[2])", 2},
 		{"bad partition name", func(t *testing.T) string { return edit(t, singleBase, "name: bootloader", "name: Boot Loader") },
-			16, "partitions[0] (Boot Loader)", "use lower-case letters, digits, '-' and '_'", 2},
+			16, "partitions[0] (Boot Loader)", "use lower-case letters, digits, '-' and '_'", 0},
 		{"missing bootloader", func(t *testing.T) string {
 			return edit(t, singleBase, "  - {name: bootloader, offset: 0x0, size: 32KiB}\n", "")
 		},
@@ -315,7 +315,7 @@ func TestParse_Rules(t *testing.T) {
 			18, "image.boot_attempts", `"two" is not a whole number`, 0},
 		{"boot_attempts on single-bank", func(t *testing.T) string {
 			return edit(t, singleBase, "  signature: ecdsa-p256\n", "  signature: ecdsa-p256\n  boot_attempts: 2\n")
-		}, 22, "image.boot_attempts", "is set on a single-bank board", 0},
+		}, 22, "image.boot_attempts", "is 2 on a single-bank board, which cannot fall back", 0},
 
 		// Names.
 		{"bad board name", func(t *testing.T) string { return edit(t, singleBase, "name: test-board", "name: Test_Board") },

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+
+	"github.com/otaport/otaport/core/hal"
 )
 
 // fieldSpec is what the format says of one YAML field beyond its Go type:
@@ -65,7 +67,7 @@ var fieldSpecs = map[string]fieldSpec{
 
 	"Partition.name": {required: true, hint: "name the partition (bootloader, params, app, ota, or your own)",
 		doc:   "Partition name: bootloader, params, app and ota are required; others document the rest of the flash.",
-		extra: jsonObj{{"pattern", partNameRe.String()}}},
+		extra: jsonObj{{"pattern", hal.PartitionNamePattern}}},
 	"Partition.offset": {required: true, hint: "write its offset from flash.base, on an erase-sector boundary",
 		doc: "Offset from flash.base; must be on an erase-sector boundary."},
 	"Partition.size": {required: true, hint: "write its size; its end must be on an erase-sector boundary",
@@ -81,7 +83,7 @@ var fieldSpecs = map[string]fieldSpec{
 		doc: "Go module path of a port that lives outside otaport's repository (made with otagen --module); the module holds the board's description."},
 
 	"Image.boot_attempts": {doc: "Dual-bank only: unconfirmed boots a new image is allowed before the bootloader falls back, 1 to 3. Default 1.",
-		extra: jsonObj{{"minimum", 1}, {"maximum", MaxBootAttempts}}},
+		extra: jsonObj{{"minimum", 1}, {"maximum", hal.MaxBootAttempts}}},
 }
 
 // jsonField and jsonObj build JSON objects whose keys keep the order they are written

@@ -206,6 +206,3 @@ func formatSize(v uint64) string {
 	}
 	return fmt.Sprintf("0x%x", v)
 }
-
-// hexOff writes an offset in hex, as datasheets and linker scripts do.
-func hexOff(v uint64) string { return fmt.Sprintf("0x%x", v) }

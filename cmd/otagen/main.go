@@ -1,7 +1,7 @@
 // Command otagen validates board descriptions and generates the ports of
 // otaport from them.
 //
-//	otagen [-o DIR] [--board NAME] FILE.yaml   generate ports/<name>/ for each board
+//	otagen [-o DIR] [--board NAME] [--force] FILE.yaml   generate ports/<name>/ for each board
 //	otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
 //	                                           generate one board as its own Go module in DIR
 //	otagen validate FILE.yaml                  check the file only
@@ -24,6 +24,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/portgen"
 )
@@ -33,7 +34,9 @@ func main() {
 }
 
 const usage = `usage:
-  otagen [-o DIR] [--board NAME] FILE.yaml   validate and generate DIR/<board>/ (DIR defaults to ports)
+  otagen [-o DIR] [--board NAME] [--force] FILE.yaml
+                                             validate and generate DIR/<board>/ (DIR defaults to ports);
+                                             --force overwrites the port of another board of the same name
   otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
                                              generate one board as the Go module PATH in DIR (default .)
   otagen validate FILE.yaml                  validate only
@@ -48,14 +51,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch {
 	case len(args) > 0 && args[0] == "validate":
-		err = validate(args[1:], stdout)
+		err = validate(args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "list":
 		err = list(args[1:], stdout)
 	case len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		err = generate(args, stdout)
+		err = generate(args, stdout, stderr)
 	}
 	switch {
 	case err == nil:
@@ -94,14 +97,26 @@ func oneFile(pos []string) (string, error) {
 	return pos[0], nil
 }
 
-func validate(args []string, stdout io.Writer) error {
+func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	_, boards, err := loadBoards(fs, args)
+	file, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
 	}
+	warnEmulator(stderr, file, boards)
 	fmt.Fprintf(stdout, "ok: %d boards\n", len(boards))
 	return nil
+}
+
+// warnEmulator says which valid boards the flash emulator cannot hold: their
+// ports build and run on hardware, but not under otarun or the conformance
+// kit over an emulated flash.
+func warnEmulator(w io.Writer, file string, boards []*portgen.Board) {
+	for _, b := range boards {
+		if err := flash.CheckLimits(b.Layout().Flash); err != nil {
+			fmt.Fprintf(w, "otagen: warning: %s:%d: board %s is valid, but the flash emulator cannot run it (otarun, conformance over an emulated flash): %v\n", file, b.Line, b.Name, err)
+		}
+	}
 }
 
 // loadBoards parses the command's flags and reads and validates the one
@@ -122,13 +137,21 @@ func loadBoards(fs *flag.FlagSet, args []string) (file string, boards []*portgen
 	return file, boards, nil
 }
 
-// invalid presents the parser's problems one per line under a heading.
+// maxShown is the most problems printed: past it the first ones are what to
+// fix, and the rest often follow from them.
+const maxShown = 50
+
+// invalid presents the parser's problems one per line under a heading, the
+// first maxShown of them, and says how many more were left out.
 func invalid(err error) error {
 	var problems portgen.Errors
-	if errors.As(err, &problems) && len(problems) > 1 {
+	if !errors.As(err, &problems) || len(problems) <= 1 {
+		return err
+	}
+	if len(problems) <= maxShown {
 		return fmt.Errorf("%d problems:\n%w", len(problems), err)
 	}
-	return err
+	return fmt.Errorf("%d problems:\n%w\n%d more problems not shown; fix these first", len(problems), problems[:maxShown], len(problems)-maxShown)
 }
 
 // listEntry is one board in `otagen list --json`.
@@ -187,12 +210,13 @@ func humanSize(n uint64) string {
 	return fmt.Sprintf("%d", n)
 }
 
-func generate(args []string, stdout io.Writer) error {
+func generate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("otagen", flag.ContinueOnError)
 	root := fs.String("o", "", "output `dir`ectory: the root of the ports (default ports), or of the module (default .)")
 	only := fs.String("board", "", "generate only the board `name`d")
 	module := fs.String("module", "", "generate the board as its own Go module with this `path`, outside otaport's repository")
 	replace := fs.String("replace", "", "with --module: build against the otaport checkout in `dir` (a replace directive in go.mod)")
+	force := fs.Bool("force", false, "overwrite the port of another board with the same name")
 	file, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
@@ -212,6 +236,15 @@ func generate(args []string, stdout io.Writer) error {
 	if *root == "" {
 		*root = "ports"
 	}
+
+	if !*force {
+		for _, b := range boards {
+			if err := portgen.CheckPortDir(filepath.Join(*root, b.Name), b); err != nil {
+				return fmt.Errorf("%s: board %s: %w", file, b.Name, err)
+			}
+		}
+	}
+	warnEmulator(stderr, file, boards)
 
 	// Everything in memory first: a board that fails leaves no output.
 	files, err := portgen.GenerateShared()

@@ -17,9 +17,12 @@ import (
 // testBoard is a flash geometry of a real part with a partition map of the
 // kind its port uses. Each comment says which part it follows.
 type testBoard struct {
-	name   string
-	geo    hal.FlashGeometry
-	parts  []hal.Partition
+	name  string
+	geo   hal.FlashGeometry
+	parts []hal.Partition
+	// dual, when set, is the partition map for dual-bank, where app and
+	// ota must erase alike; parts is then single-bank only.
+	dual   []hal.Partition
 	images int // payload size of the test images, fitting app and ota
 }
 
@@ -43,12 +46,14 @@ var testBoards = []testBoard{
 	},
 	{
 		// STM32F407: 4x16K, 1x64K, 7x128K, byte programming (RM0090
-		// section 3.3). app spans a 64K and a 128K sector; ota two 128K.
+		// section 3.3). Single-bank: app spans a 64K and a 128K sector,
+		// ota two 128K. Dual-bank: two 128K sectors each.
 		name: "stm32f4",
 		geo: hal.FlashGeometry{Base: 0x08000000, Size: 1 << 20,
 			Sectors:    []hal.SectorRun{{Count: 4, Size: 16 << 10}, {Count: 1, Size: 64 << 10}, {Count: 7, Size: 128 << 10}},
 			WriteAlign: 1, EraseValue: 0xFF},
 		parts:  parts([2]uint64{0, 0x4000}, [2]uint64{0x4000, 0x8000}, [2]uint64{0x10000, 0x30000}, [2]uint64{0x40000, 0x40000}),
+		dual:   parts([2]uint64{0, 0x4000}, [2]uint64{0x4000, 0x8000}, [2]uint64{0x20000, 0x40000}, [2]uint64{0x60000, 0x40000}),
 		images: 150 << 10,
 	},
 	{
@@ -79,8 +84,12 @@ var testBoards = []testBoard{
 }
 
 func (tb testBoard) layout(scheme hal.Scheme, attempts int) hal.Layout {
+	ps := tb.parts
+	if scheme == hal.DualBank && tb.dual != nil {
+		ps = tb.dual
+	}
 	return hal.Layout{
-		Board: tb.name, Scheme: scheme, Flash: tb.geo, Partitions: tb.parts,
+		Board: tb.name, Scheme: scheme, Flash: tb.geo, Partitions: ps,
 		Signature: "ed25519", BootAttempts: attempts,
 	}
 }
@@ -144,7 +153,7 @@ func (f *fixture) image(v string, sec uint32) []byte {
 // programmer does.
 func (f *fixture) flashImage(name string, img []byte) {
 	f.t.Helper()
-	p := f.tb.part(name)
+	p, _ := f.layout.Partition(name)
 	if err := f.dev.Erase(int64(p.Offset), int64(p.Size)); err != nil {
 		f.t.Fatal(err)
 	}
@@ -161,7 +170,7 @@ func (f *fixture) flashImage(name string, img []byte) {
 // corrupt flips a byte of the payload of the image in partition name.
 func (f *fixture) corrupt(name string) {
 	f.t.Helper()
-	p := f.tb.part(name)
+	p, _ := f.layout.Partition(name)
 	off := int64(p.Offset) + 0x300
 	b := make([]byte, f.tb.geo.WriteAlign)
 	off -= off % int64(len(b))

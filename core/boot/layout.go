@@ -33,150 +33,76 @@ func (s Slot) Other() Slot { return 1 - s }
 
 func (s Slot) String() string { return s.Name() }
 
-// MaxBootAttempts is the largest BootAttempts a layout may ask for, as AliOS
-// Things' REC_MAX_NUM.
-const MaxBootAttempts = 3
-
 // board is a layout checked against a device: the resolved partitions and
-// the sector boundaries the code needs, so nothing downstream re-validates.
+// the sector map the code needs, so nothing downstream re-validates.
 type board struct {
 	layout   hal.Layout
 	geo      hal.FlashGeometry
-	bounds   []int64 // sector boundaries of the whole flash, 0 .. size
+	sectors  *hal.SectorMap // of geo
 	params   hal.Partition
 	slots    [2]hal.Partition
 	attempts int
 }
 
-// checkLayout validates l against the geometry of dev: the scheme, the four
-// partitions inside the flash, on sector boundaries and apart from each
-// other, a params partition of at least two sectors (its two copies), and a
-// boot attempt limit in range. Errors name the field and the fix.
+// checkLayout validates l with hal.Layout.Validate, over the geometry of
+// dev, which l must describe when it describes a flash at all. The emulator's
+// own limits are not checked here: a device that exists is one it could hold.
 func checkLayout(l hal.Layout, dev flash.Device) (*board, error) {
 	if dev == nil {
 		return nil, fmt.Errorf("board %q: no flash device", l.Board)
 	}
 	g := dev.Geometry()
-	if err := flash.CheckGeometry(g); err != nil {
-		return nil, fmt.Errorf("board %q: device: %w", l.Board, err)
+	if err := g.Validate().Err(); err != nil {
+		return nil, fmt.Errorf("board %q: device geometry: %w", l.Board, err)
 	}
-	if l.Scheme != hal.SingleBank && l.Scheme != hal.DualBank {
-		return nil, fmt.Errorf("board %q: scheme %q: want %q or %q", l.Board, l.Scheme, hal.SingleBank, hal.DualBank)
-	}
-	b := &board{layout: l, geo: g, bounds: boundaries(g)}
+	b := &board{layout: l, geo: g, sectors: g.Map()}
 	if l.Flash.Size != 0 || len(l.Flash.Sectors) != 0 {
 		// A layout that describes its flash must describe this device:
 		// a port generated for one part and run over the image of
 		// another would write its parameters into the wrong sectors.
-		if l.Flash.Size != g.Size || l.Flash.WriteAlign != g.WriteAlign || l.Flash.EraseValue != g.EraseValue ||
-			!slices.Equal(boundaries(l.Flash), b.bounds) {
-			return nil, fmt.Errorf("board %q: layout flash (size %d, write_align %d, erase_value 0x%02x, %d sectors) does not match the device (size %d, write_align %d, erase_value 0x%02x, %d sectors): open a flash image made for this board",
-				l.Board, l.Flash.Size, l.Flash.WriteAlign, l.Flash.EraseValue, len(boundaries(l.Flash))-1,
-				g.Size, g.WriteAlign, g.EraseValue, len(b.bounds)-1)
+		mine, dev := l.Flash.Map().Normal(), b.sectors.Normal()
+		if l.Flash.Size != g.Size || l.Flash.WriteAlign != g.WriteAlign || l.Flash.EraseValue != g.EraseValue || !slices.Equal(mine, dev) {
+			return nil, fmt.Errorf("board %q: layout flash (size %d, write_align %d, erase_value 0x%02x, sectors %v) does not match the device (size %d, write_align %d, erase_value 0x%02x, sectors %v): open a flash image made for this board",
+				l.Board, l.Flash.Size, l.Flash.WriteAlign, l.Flash.EraseValue, mine, g.Size, g.WriteAlign, g.EraseValue, dev)
 		}
 	}
-	b.attempts = l.BootAttempts
-	if b.attempts == 0 {
-		b.attempts = 1
+	checked := l
+	checked.Flash = g
+	if err := checked.ValidateWith(hal.ValidateOptions{Map: b.sectors}).Err(); err != nil {
+		return nil, fmt.Errorf("board %q: layout: %w", l.Board, err)
 	}
-	if b.attempts < 1 || b.attempts > MaxBootAttempts {
-		return nil, fmt.Errorf("board %q: boot_attempts %d: want 1 to %d", l.Board, l.BootAttempts, MaxBootAttempts)
-	}
-
-	names := []string{hal.PartBootloader, hal.PartParams, hal.PartApp, hal.PartOTA}
-	found := make([]hal.Partition, len(names))
-	for i, name := range names {
-		p, ok := l.Partition(name)
-		if !ok {
-			return nil, fmt.Errorf("board %q: no partition %q: every board needs bootloader, params, app and ota", l.Board, name)
-		}
-		if p.Size == 0 {
-			return nil, fmt.Errorf("board %q: partition %q has size 0", l.Board, name)
-		}
-		if p.Offset > g.Size || p.Size > g.Size-p.Offset {
-			return nil, fmt.Errorf("board %q: partition %q [0x%x, 0x%x) ends past the flash (size 0x%x): shrink it or move it", l.Board, name, p.Offset, p.End(), g.Size)
-		}
-		for _, edge := range []uint64{p.Offset, p.End()} {
-			if _, ok := slices.BinarySearch(b.bounds, int64(edge)); !ok {
-				lo, hi := b.around(int64(edge))
-				return nil, fmt.Errorf("board %q: partition %q [0x%x, 0x%x): 0x%x is not a sector boundary (nearest 0x%x and 0x%x): partitions must start and end on erase sectors", l.Board, name, p.Offset, p.End(), edge, lo, hi)
-			}
-		}
-		found[i] = p
-	}
-	for i := range found {
-		for j := i + 1; j < len(found); j++ {
-			a, c := found[i], found[j]
-			if a.Offset < c.End() && c.Offset < a.End() {
-				return nil, fmt.Errorf("board %q: partitions %q [0x%x, 0x%x) and %q [0x%x, 0x%x) overlap", l.Board, a.Name, a.Offset, a.End(), c.Name, c.Offset, c.End())
-			}
-		}
-	}
-	b.params, b.slots[SlotApp], b.slots[SlotOTA] = found[1], found[2], found[3]
-	if n := len(b.sectors(b.params)); n < 2 {
-		return nil, fmt.Errorf("board %q: partition params [0x%x, 0x%x) holds %d erase sector; it needs at least 2 so that one copy of the parameters survives a power cut while the other is erased", l.Board, b.params.Offset, b.params.End(), n)
-	}
+	b.attempts = max(l.BootAttempts, 1)
+	b.params, _ = l.Partition(hal.PartParams)
+	b.slots[SlotApp], _ = l.Partition(hal.PartApp)
+	b.slots[SlotOTA], _ = l.Partition(hal.PartOTA)
 	return b, nil
-}
-
-// boundaries lists the sector boundaries of g: 0, the end of each sector.
-func boundaries(g hal.FlashGeometry) []int64 {
-	n := 1
-	for _, r := range g.Sectors {
-		n += r.Count
-	}
-	// Sized up front: a block device has a hundred thousand sectors, and
-	// every power-on builds this list.
-	out := make([]int64, 1, n)
-	var off int64
-	for _, r := range g.Sectors {
-		for range r.Count {
-			off += int64(r.Size)
-			out = append(out, off)
-		}
-	}
-	return out
-}
-
-// around returns the sector boundaries at or below and above off.
-func (b *board) around(off int64) (lo, hi int64) {
-	i, _ := slices.BinarySearch(b.bounds, off)
-	if i >= len(b.bounds) {
-		last := b.bounds[len(b.bounds)-1]
-		return last, last
-	}
-	if i == 0 {
-		return b.bounds[0], b.bounds[0]
-	}
-	return b.bounds[i-1], b.bounds[i]
 }
 
 // span is a range of the flash, absolute offsets.
 type span struct{ off, size int64 }
 
-func (s span) end() int64 { return s.off + s.size }
-
-// sectors returns the erase sectors of partition p in address order.
-func (b *board) sectors(p hal.Partition) []span {
-	var out []span
-	for i := 0; i+1 < len(b.bounds); i++ {
-		lo, hi := b.bounds[i], b.bounds[i+1]
-		if lo >= int64(p.Offset) && hi <= int64(p.End()) {
-			out = append(out, span{lo, hi - lo})
-		}
+// coverEnd is the end of the sectors of p that hold any of its first n
+// bytes: [p.Offset, coverEnd) is what must be erased for an image of n bytes.
+func (b *board) coverEnd(p hal.Partition, n uint64) int64 {
+	n = min(n, p.Size)
+	_, above, on := b.sectors.Boundary(p.Offset + n)
+	if on {
+		return int64(p.Offset + n)
 	}
-	return out
+	return int64(above)
 }
 
 // sectorsCovering returns the sectors of p that hold any of its first n
-// bytes: what must be erased for an image of n bytes.
+// bytes, one by one: the single-bank copy erases and programs each. It is as
+// long as the image has sectors, the work of the copy itself.
 func (b *board) sectorsCovering(p hal.Partition, n uint64) []span {
+	off, end := p.Offset, uint64(b.coverEnd(p, n))
 	var out []span
-	for _, s := range b.sectors(p) {
-		if uint64(s.off) >= p.Offset+n {
-			break
+	for _, r := range b.sectors.Runs(off, end) {
+		for range r.Count {
+			out = append(out, span{int64(off), int64(r.Size)})
+			off += r.Size
 		}
-		out = append(out, s)
 	}
 	return out
 }

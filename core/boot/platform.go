@@ -159,11 +159,10 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 			return fmt.Errorf("init %s: cancel the pending request: %w", slot.Name, err)
 		}
 	}
-	secs := pl.b.sectorsCovering(slot, req.Size)
-	first, last := secs[0], secs[len(secs)-1]
+	off, end := int64(slot.Offset), pl.b.coverEnd(slot, req.Size)
 	pl.cache.drop(pl.updateSlot())
-	if err := pl.dev.Erase(first.off, last.end()-first.off); err != nil {
-		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, first.off, last.end()), err)
+	if err := pl.dev.Erase(off, end-off); err != nil {
+		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
 	}
 	return nil
 }

@@ -38,15 +38,15 @@ func TestNewPlatform_RejectsBadLayouts(t *testing.T) {
 		want   string
 	}{
 		{"scheme", with(func(l *hal.Layout) { l.Scheme = "triple-bank" }), `scheme "triple-bank"`},
-		{"missing ota", with(func(l *hal.Layout) { l.Partitions = l.Partitions[:3] }), `no partition "ota"`},
-		{"past the end", with(setPart("ota", 0x22000, 0x100000)), `ends past the flash`},
-		{"off a sector", with(setPart("ota", 0x22100, 0x1C000)), `0x22100 is not a sector boundary (nearest 0x22000 and 0x23000)`},
-		{"end off a sector", with(setPart("ota", 0x22000, 0x1C010)), `is not a sector boundary`},
-		{"overlap", with(setPart("ota", 0x20000, 0x1C000)), `"app" [0x6000, 0x22000) and "ota" [0x20000, 0x3c000) overlap`},
-		{"params one sector", with(setPart("params", 0x4000, 0x1000)), `holds 1 erase sector; it needs at least 2`},
-		{"boot attempts", with(func(l *hal.Layout) { l.BootAttempts = 4 }), `boot_attempts 4: want 1 to 3`},
+		{"missing ota", with(func(l *hal.Layout) { l.Partitions = l.Partitions[:3] }), `partitions: has no ota partition`},
+		{"past the end", with(setPart("ota", 0x22000, 0x100000)), `partitions[3].size: ends at 0x122000, past the end of the flash (0x40000)`},
+		{"off a sector", with(setPart("ota", 0x22100, 0x1C000)), `partitions[3].offset: starts at 0x22100, not on an erase-sector boundary (nearest 0x22000 below, 0x23000 above)`},
+		{"end off a sector", with(setPart("ota", 0x22000, 0x1C010)), `partitions[3].size: ends at 0x3e010, not on an erase-sector boundary`},
+		{"overlap", with(setPart("ota", 0x20000, 0x1C000)), `partitions[3].offset: overlaps app (0x6000..0x22000) at 0x20000`},
+		{"params one sector", with(setPart("params", 0x4000, 0x1000)), `partitions[1].size: spans 1 erase sector (0x4000..0x5000); it needs at least 2`},
+		{"boot attempts", with(func(l *hal.Layout) { l.BootAttempts = 4 }), `boot_attempts: is 4; a dual-bank bootloader allows 1 to 3`},
 		{"other flash", with(func(l *hal.Layout) { l.Flash.WriteAlign = 8 }), `does not match the device`},
-		{"size zero", with(setPart("app", 0x6000, 0)), `partition "app" has size 0`},
+		{"size zero", with(setPart("app", 0x6000, 0)), `partitions[2].size: size is 0`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

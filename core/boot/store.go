@@ -70,36 +70,28 @@ type store struct {
 // openStore reads the params partition of b.
 func openStore(dev flash.Device, b *board) (*store, error) {
 	s := &store{dev: dev, align: int64(b.geo.WriteAlign), erase: b.geo.EraseValue}
-	s.areas = splitAreas(b.sectors(b.params))
+	s.areas = splitAreas(b.sectors, b.params)
 	if err := s.load(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// splitAreas splits the sectors of the params partition into two runs of
-// whole sectors as close to equal in size as the sectors allow.
-func splitAreas(secs []span) [2]span {
-	var total int64
-	for _, s := range secs {
-		total += s.size
+// splitAreas splits the params partition p into two runs of whole sectors
+// as close to equal in size as the sectors allow (the lower split when two
+// are as close), at the sector boundary nearest its middle.
+func splitAreas(m *hal.SectorMap, p hal.Partition) [2]span {
+	off, end := p.Offset, p.End()
+	lo, hi, on := m.Boundary(off + p.Size/2)
+	split := lo
+	switch {
+	case on:
+	case lo <= off:
+		split = hi
+	case hi < end && 2*(hi-off)-p.Size < p.Size-2*(lo-off):
+		split = hi
 	}
-	best, bestDiff := 1, int64(-1)
-	var left int64
-	for k := 1; k < len(secs); k++ {
-		left += secs[k-1].size
-		diff := left - (total - left)
-		if diff < 0 {
-			diff = -diff
-		}
-		if bestDiff < 0 || diff < bestDiff {
-			best, bestDiff = k, diff
-		}
-	}
-	first := secs[0].off
-	split := secs[best].off
-	end := secs[len(secs)-1].end()
-	return [2]span{{first, split - first}, {split, end - split}}
+	return [2]span{{int64(off), int64(split - off)}, {int64(split), int64(end - split)}}
 }
 
 // capacity is the largest snapshot the store accepts: it must fit either

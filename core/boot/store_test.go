@@ -81,7 +81,12 @@ func TestSplitAreas(t *testing.T) {
 		{[]span{{0, 4}, {4, 4}, {8, 4}}, [2]span{{0, 4}, {4, 8}}},
 	}
 	for _, c := range cases {
-		if got := splitAreas(c.secs); got != c.want {
+		var g hal.FlashGeometry
+		for _, s := range c.secs {
+			g.Sectors = append(g.Sectors, hal.SectorRun{Count: 1, Size: uint64(s.size)})
+			g.Size += uint64(s.size)
+		}
+		if got := splitAreas(g.Map(), hal.Partition{Name: "params", Size: g.Size}); got != c.want {
 			t.Errorf("splitAreas(%v) = %v, want %v", c.secs, got, c.want)
 		}
 	}

@@ -218,7 +218,7 @@ func TestReadInto_MatchesRead(t *testing.T) {
 			pl := f.platform()
 			img := f.image("2.0.0", 0)
 			install(t, pl, img, hal.BootTest)
-			ota := tb.part(hal.PartOTA)
+			ota, _ := f.layout.Partition(hal.PartOTA)
 			for _, r := range []struct{ off, n int }{{0, len(img)}, {1, 17}, {len(img) - 5, 5}, {int(ota.Size) - 3, 3}, {0, 0}} {
 				want, err := pl.Read(ctx, uint64(r.off), r.n)
 				if err != nil {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
@@ -42,76 +41,15 @@ func cases() []testCase {
 	}
 }
 
-// describeLayout: the layout a port reports is one a bootloader can use:
-// a valid flash geometry, the four well-known partitions inside the flash
-// on sector boundaries, no overlaps, slot sizes that fit the scheme, and a
-// boot state that names real slots.
+// describeLayout: the layout a port reports is one a bootloader can use, by
+// the same rules the generator and the bootloader apply (hal.Layout.Validate),
+// and a boot state that names real slots.
 func describeLayout(ctx context.Context, e *env) error {
 	l := e.info.Layout
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if l.Board == "" {
-		bad("board name is empty")
-	}
-	if l.Scheme != hal.SingleBank && l.Scheme != hal.DualBank {
-		bad("scheme %q: want %q or %q", l.Scheme, hal.SingleBank, hal.DualBank)
-	}
-	geoOK := true
-	if err := flash.CheckGeometry(l.Flash); err != nil {
-		bad("%v", err)
-		geoOK = false
-	}
-	if l.BootAttempts < 0 || l.BootAttempts > 3 {
-		bad("boot_attempts %d: want 1 to 3 (or 0 for the default)", l.BootAttempts)
-	}
-	var bounds []uint64
-	if geoOK {
-		var off uint64
-		for _, r := range l.Flash.Sectors {
-			for range r.Count {
-				bounds = append(bounds, off)
-				off += r.Size
-			}
-		}
-		bounds = append(bounds, off)
-	}
-	seen := map[string]bool{}
-	for i, p := range l.Partitions {
-		if seen[p.Name] {
-			bad("partition %q is listed twice", p.Name)
-		}
-		seen[p.Name] = true
-		if p.Size == 0 {
-			bad("partition %q has size 0", p.Name)
-		}
-		if p.Offset > l.Flash.Size || p.Size > l.Flash.Size-p.Offset {
-			bad("partition %q [0x%x, 0x%x) ends past the flash (size 0x%x)", p.Name, p.Offset, p.End(), l.Flash.Size)
-			continue
-		}
-		if geoOK {
-			for _, edge := range []uint64{p.Offset, p.End()} {
-				if _, ok := slices.BinarySearch(bounds, edge); !ok {
-					bad("partition %q [0x%x, 0x%x): 0x%x is not an erase sector boundary", p.Name, p.Offset, p.End(), edge)
-				}
-			}
-		}
-		for _, q := range l.Partitions[i+1:] {
-			if p.Offset < q.End() && q.Offset < p.End() {
-				bad("partitions %q [0x%x, 0x%x) and %q [0x%x, 0x%x) overlap", p.Name, p.Offset, p.End(), q.Name, q.Offset, q.End())
-			}
-		}
-	}
-	for _, name := range []string{hal.PartBootloader, hal.PartParams, hal.PartApp, hal.PartOTA} {
-		if !seen[name] {
-			bad("no partition %q: every board has bootloader, params, app and ota", name)
-		}
-	}
-	app, _ := l.Partition(hal.PartApp)
-	ota, _ := l.Partition(hal.PartOTA)
-	if l.Scheme == hal.DualBank && app.Size != ota.Size {
-		// Either slot runs the image the other held: they must be
-		// interchangeable.
-		bad("dual-bank slots differ in size: app %d bytes, ota %d bytes", app.Size, ota.Size)
+	for _, p := range l.Validate() {
+		errs = append(errs, p)
 	}
 	active := 0
 	for _, s := range e.info.Boot.Slots {
@@ -343,21 +281,20 @@ func writeUnalignedTail(ctx context.Context, e *env) error {
 // writeAcrossSectors: writes that start in one erase sector and end in
 // another (or span several) read back exactly.
 func writeAcrossSectors(ctx context.Context, e *env) error {
-	g := e.info.Layout.Flash
-	var inside []uint64 // sector boundaries inside the slot, relative to it
-	var off uint64
-	for _, r := range g.Sectors {
-		for range r.Count {
-			if off > e.slot.Offset && off < e.slot.End() {
-				inside = append(inside, off-e.slot.Offset)
-			}
-			off += r.Size
-		}
-	}
-	if len(inside) == 0 {
+	// The first, a middle and the last sector boundary inside the slot,
+	// relative to it, found by runs: a slot may have millions of sectors.
+	m := e.info.Layout.Flash.Map()
+	runs := m.Runs(e.slot.Offset, e.slot.End())
+	if len(runs) == 0 || (len(runs) == 1 && runs[0].Count == 1) {
 		return skipf("slot %s is one erase sector: no write crosses a sector boundary", e.slot.Name)
 	}
-	picks := []uint64{inside[0], inside[len(inside)/2], inside[len(inside)-1]}
+	first := runs[0].Size
+	last := e.slot.Size - runs[len(runs)-1].Size
+	mid, above, on := m.Boundary(e.slot.Offset + e.slot.Size/2)
+	if !on && mid <= e.slot.Offset {
+		mid = above
+	}
+	picks := []uint64{first, mid - e.slot.Offset, last}
 	var regs []region
 	var end uint64
 	for _, b := range picks {

@@ -433,22 +433,22 @@ func TestCheckGeometry(t *testing.T) {
 		{"stm32f4", func(g *hal.FlashGeometry) {}, ""},
 		{"align 1 erased 0x00", func(g *hal.FlashGeometry) { g.WriteAlign, g.EraseValue = 1, 0 }, ""},
 		{"align 32", func(g *hal.FlashGeometry) { g.WriteAlign = 32 }, ""},
-		{"size 0", func(g *hal.FlashGeometry) { g.Size = 0 }, "size is 0"},
-		{"sectors short", func(g *hal.FlashGeometry) { g.Size = 2 << 20 }, "add up to 1048576 bytes but size is 2097152"},
-		{"sectors long", func(g *hal.FlashGeometry) { g.Size = 512 << 10 }, "more than size 524288"},
-		{"align 0", func(g *hal.FlashGeometry) { g.WriteAlign = 0 }, "write_align 0 is not a power of two"},
-		{"align 3", func(g *hal.FlashGeometry) { g.WriteAlign = 3 }, "write_align 3 is not a power of two"},
-		{"align beyond sector", func(g *hal.FlashGeometry) { g.WriteAlign = 32 << 10 }, "sectors[0]: size 16384 is not a multiple of write_align 32768"},
-		{"erase 0x7f", func(g *hal.FlashGeometry) { g.EraseValue = 0x7F }, "erase_value 0x7f"},
-		{"no sectors", func(g *hal.FlashGeometry) { g.Sectors = nil }, "no sectors"},
-		{"zero count", func(g *hal.FlashGeometry) { g.Sectors = []hal.SectorRun{{Count: 0, Size: 4096}} }, "sectors[0]: count 0"},
-		{"negative count", func(g *hal.FlashGeometry) { g.Sectors = []hal.SectorRun{{Count: -1, Size: 4096}} }, "sectors[0]: count -1"},
-		{"zero size", func(g *hal.FlashGeometry) { g.Sectors = []hal.SectorRun{{Count: 1, Size: 0}} }, "sectors[0]: size is 0"},
+		{"size 0", func(g *hal.FlashGeometry) { g.Size = 0 }, "flash.size: is 0"},
+		{"sectors short", func(g *hal.FlashGeometry) { g.Size = 2 << 20 }, "add up to 1MiB (0x100000) but flash.size is 2MiB (0x200000)"},
+		{"sectors long", func(g *hal.FlashGeometry) { g.Size = 512 << 10 }, "add up to 1MiB (0x100000) but flash.size is 512KiB (0x80000)"},
+		{"align 0", func(g *hal.FlashGeometry) { g.WriteAlign = 0 }, "flash.write_align: is 0"},
+		{"align 3", func(g *hal.FlashGeometry) { g.WriteAlign = 3 }, "flash.write_align: 3 is not a power of two"},
+		{"align beyond sector", func(g *hal.FlashGeometry) { g.WriteAlign = 32 << 10 }, "flash.write_align: 32KiB is larger than the smallest erase sector (16KiB)"},
+		{"erase 0x7f", func(g *hal.FlashGeometry) { g.EraseValue = 0x7F }, "flash.erase_value: is 0x7f"},
+		{"flash.sectors: is empty", func(g *hal.FlashGeometry) { g.Sectors = nil }, "flash.sectors: is empty"},
+		{"zero count", func(g *hal.FlashGeometry) { g.Sectors = []hal.SectorRun{{Count: 0, Size: 4096}} }, "flash.sectors[0].count: is 0"},
+		{"negative count", func(g *hal.FlashGeometry) { g.Sectors = []hal.SectorRun{{Count: -1, Size: 4096}} }, "flash.sectors[0].count: is -1"},
+		{"zero size", func(g *hal.FlashGeometry) { g.Sectors = []hal.SectorRun{{Count: 1, Size: 0}} }, "flash.sectors[0].size: is 0"},
 		{"huge", func(g *hal.FlashGeometry) {
 			g.Size = 1 << 40
 			g.Sectors = []hal.SectorRun{{Count: 1 << 20, Size: 1 << 20}}
 		}, "emulator's limit"},
-		{"base overflow", func(g *hal.FlashGeometry) { g.Base = ^uint64(0) - 10 }, "overflows"},
+		{"base overflow", func(g *hal.FlashGeometry) { g.Base = ^uint64(0) - 10 }, "passes the end of the 64-bit address space"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -138,7 +138,7 @@ func TestOpenFile_RefusesBadGeometryNamingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "board.flash")
 	g := stm32f4(3, 0xFF)
 	_, err := flash.OpenFile(path, g)
-	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "write_align 3") {
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "write_align: 3") {
 		t.Fatalf("OpenFile = %v, want an error naming the file and write_align", err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {

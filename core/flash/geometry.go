@@ -7,9 +7,11 @@ import (
 	"github.com/otaport/otaport/core/hal"
 )
 
-// Limits on what the emulator accepts. They are far above any NOR part in the
-// catalog (the largest serial NOR parts are 256 MiB) and exist so that a
-// corrupt board file cannot make the emulator allocate without bound.
+// Limits of the emulator: it holds the whole flash in memory or a file, and
+// keeps a table with one entry per sector. They are far above any NOR part in
+// the catalog (the largest serial NOR parts are 256 MiB); a board past them is
+// a valid layout (otagen says so when it generates one) that the emulator
+// cannot run, not a wrong one.
 const (
 	// MaxSize is the largest flash the emulator holds.
 	MaxSize = 1 << 30
@@ -17,57 +19,27 @@ const (
 	MaxSectors = 1 << 20
 )
 
-// CheckGeometry reports whether g describes a flash the emulator can hold:
-// sector runs that add up to Size, a write alignment that is a power of two
-// and divides every sector, and an erased value of 0x00 or 0xFF. The error
-// names the field, the value and what would be accepted.
+// CheckGeometry reports whether g describes a flash the emulator can hold: a
+// geometry hal.FlashGeometry.Validate accepts, within the emulator's limits.
+// The error names the field, the value and what would be accepted.
 func CheckGeometry(g hal.FlashGeometry) error {
-	if g.Size == 0 {
-		return fmt.Errorf("flash geometry: size is 0: give the flash size in bytes")
+	if err := g.Validate().Err(); err != nil {
+		return fmt.Errorf("flash geometry: %w", err)
 	}
+	return CheckLimits(g)
+}
+
+// CheckLimits reports whether the emulator can hold a valid geometry g.
+func CheckLimits(g hal.FlashGeometry) error {
 	if g.Size > MaxSize {
-		return fmt.Errorf("flash geometry: size %d is more than the emulator's limit of %d bytes", g.Size, MaxSize)
+		return fmt.Errorf("flash geometry: size %d is more than the emulator's limit of %d bytes (1 GiB): the emulator holds the whole flash; emulate a smaller part of the same family", g.Size, MaxSize)
 	}
-	if g.EraseValue != 0x00 && g.EraseValue != 0xFF {
-		return fmt.Errorf("flash geometry: erase_value 0x%02x: NOR flash erases to 0xff (most parts) or 0x00 (STM32L0/L1)", g.EraseValue)
+	var n uint64
+	for _, r := range g.Sectors {
+		n += uint64(r.Count)
 	}
-	if g.WriteAlign == 0 || g.WriteAlign&(g.WriteAlign-1) != 0 {
-		return fmt.Errorf("flash geometry: write_align %d is not a power of two >= 1 (1, 2, 4, 8, 16, 32 ...)", g.WriteAlign)
-	}
-	if len(g.Sectors) == 0 {
-		return fmt.Errorf("flash geometry: no sectors: list the erase sectors, e.g. one run {count: %d, size: 4096}", g.Size/4096)
-	}
-	if g.Base > ^uint64(0)-g.Size {
-		return fmt.Errorf("flash geometry: base 0x%x + size 0x%x overflows the address space", g.Base, g.Size)
-	}
-	var total uint64
-	var n int
-	for i, r := range g.Sectors {
-		if r.Count <= 0 {
-			return fmt.Errorf("flash geometry: sectors[%d]: count %d must be at least 1", i, r.Count)
-		}
-		if r.Size == 0 {
-			return fmt.Errorf("flash geometry: sectors[%d]: size is 0", i)
-		}
-		if r.Size%uint64(g.WriteAlign) != 0 {
-			return fmt.Errorf("flash geometry: sectors[%d]: size %d is not a multiple of write_align %d", i, r.Size, g.WriteAlign)
-		}
-		if r.Count > MaxSectors || n+r.Count > MaxSectors {
-			return fmt.Errorf("flash geometry: more than %d sectors", MaxSectors)
-		}
-		// Count <= 2^20 and Size < 2^64 / 2^20 keep the product in range;
-		// anything larger already exceeds MaxSize.
-		if r.Size > MaxSize {
-			return fmt.Errorf("flash geometry: sectors[%d]: size %d is larger than the flash (%d)", i, r.Size, g.Size)
-		}
-		n += r.Count
-		total += uint64(r.Count) * r.Size
-		if total > g.Size {
-			return fmt.Errorf("flash geometry: sectors[0..%d] add up to %d bytes, more than size %d: fix the sector counts or the size", i, total, g.Size)
-		}
-	}
-	if total != g.Size {
-		return fmt.Errorf("flash geometry: sectors add up to %d bytes but size is %d: fix the sector counts or the size", total, g.Size)
+	if n > MaxSectors {
+		return fmt.Errorf("flash geometry: %d erase sectors, more than the emulator's limit of %d: it keeps a table entry per sector", n, MaxSectors)
 	}
 	return nil
 }

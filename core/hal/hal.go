@@ -1,7 +1,8 @@
 // Package hal is the port contract of otaport: the Go form of the AliOS Things
 // platform HAL (hal_ota_init, _write, _read, _set_boot, _rollback), the board
-// layout types a port describes itself with, and the error codes that cross
-// every boundary.
+// layout types a port describes itself with and the one set of rules a valid
+// layout follows (Layout.Validate, with SectorMap for its arithmetic), and the
+// error codes that cross every boundary.
 //
 // It is not where upgrade logic lives (that is core/engine), nor where flash
 // is emulated (core/flash), nor how a port runs as its own process (that is

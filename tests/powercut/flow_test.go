@@ -94,7 +94,7 @@ func runRevert(ctx context.Context, f *fixture, dev *flash.Emulator) error {
 		return fmt.Errorf("install: %w", err)
 	}
 	// The trial boots (BootAttempts of them), then the one that reverts.
-	for range boot.MaxBootAttempts + 1 {
+	for range hal.MaxBootAttempts + 1 {
 		o, err := f.powerOn(ctx, dev)
 		if err != nil {
 			return err
