@@ -171,21 +171,21 @@ func installCommand() command {
 				if e.opts.json {
 					return nil
 				}
-				fmt.Fprintf(e.stdout, "installed %s in %s: reboot to apply (otarun boot)\n", st.Image, updateSlot(st))
+				// Until the reboot the port still runs the old slot, so
+				// its update slot is the one the image went to.
+				info, err := c.Describe(ctx)
+				if err != nil {
+					return err
+				}
+				slot, err := info.UpdateSlot()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "installed %s in %s: reboot to apply (otarun boot)\n", st.Image, slot.Name)
 				return nil
 			})
 		},
 	}
-}
-
-// updateSlot names the slot an install went to, from a status.
-func updateSlot(st engine.Status) string {
-	for _, s := range st.Slots {
-		if s.Pending {
-			return s.Name
-		}
-	}
-	return "the update slot"
 }
 
 func bootCommand() command {

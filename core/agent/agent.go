@@ -316,17 +316,11 @@ func (a *Agent) device(ctx context.Context) (Device, error) {
 		return Device{}, fmt.Errorf("describe the port: %w", err)
 	}
 	d := Device{Board: info.Layout.Board, SecurityCounter: a.rec.MaxCount}
-	upd := hal.PartOTA
-	for _, s := range info.Boot.Slots {
-		if s.Active {
-			d.Running = s.Version
-			if info.Layout.Scheme == hal.DualBank && s.Name == hal.PartOTA {
-				upd = hal.PartApp
-			}
-		}
+	if run, ok := info.Boot.Running(); ok {
+		d.Running = run.Version
 	}
-	if p, ok := info.Layout.Partition(upd); ok {
-		d.SlotSize = p.Size
+	if p, err := info.UpdateSlot(); err == nil {
+		d.SlotSize = p.Size // else 0, and CheckOrder refuses every image
 	}
 	if info.Layout.Scheme == hal.SingleBank {
 		if app, ok := info.Layout.Partition(hal.PartApp); ok {
