@@ -556,7 +556,7 @@ func (a *Agent) drive(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if dev.Running != o.Version && !sameVersion(dev.Running, o.Version) {
+			if !image.SameVersion(dev.Running, o.Version) {
 				return a.fail(ctx, cloud.StepUpgradeFailed, fmt.Sprintf("runs %s after installing %s", dev.Running, o.Version))
 			}
 			return a.succeed(ctx)
@@ -666,13 +666,6 @@ func signForm(s string) cloud.Form {
 		return cloud.FormSDK
 	}
 	return cloud.FormDoc
-}
-
-// sameVersion compares versions as MCUboot versions when both parse.
-func sameVersion(a, b string) bool {
-	va, errA := image.ParseVersion(a)
-	vb, errB := image.ParseVersion(b)
-	return errA == nil && errB == nil && va.Compare(vb) == 0
 }
 
 // loadKeys reads PEM public keys.

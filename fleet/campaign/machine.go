@@ -17,6 +17,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -54,20 +55,15 @@ type Event struct {
 // progress. It does no I/O: the caller persists Changed() and sends the
 // orders the methods return.
 type Machine struct {
-	c        store.Campaign
-	devs     map[string]*store.Progress
-	changed  map[string]bool
-	sameVers func(a, b string) bool
+	c       store.Campaign
+	devs    map[string]*store.Progress
+	changed map[string]bool
 }
 
 // NewMachine returns the machine over a stored campaign and its progress.
-// same tells whether two version strings name the same version; nil means
-// string equality.
-func NewMachine(c store.Campaign, ps []store.Progress, same func(a, b string) bool) *Machine {
-	if same == nil {
-		same = func(a, b string) bool { return a == b }
-	}
-	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}, sameVers: same}
+// It compares versions as the device agent does (image.SameVersion).
+func NewMachine(c store.Campaign, ps []store.Progress) *Machine {
+	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}}
 	for i := range ps {
 		p := ps[i]
 		m.devs[p.Device] = &p
@@ -223,7 +219,7 @@ func (m *Machine) inform(ev Event) []string {
 	}
 	m.changed[ev.Device] = true
 	p.Updated = ev.At
-	if m.sameVers(ev.Version, m.c.Version) {
+	if image.SameVersion(ev.Version, m.c.Version) {
 		p.State, p.Reason = store.ProgressFinished, "confirmed running "+ev.Version
 		return m.advance(ev.At)
 	}
@@ -239,7 +235,7 @@ func (m *Machine) inform(ev Event) []string {
 		p.OrderedAt = ev.At
 		return []string{ev.Device}
 	}
-	if p.FromVersion != "" && m.sameVers(ev.Version, p.FromVersion) {
+	if p.FromVersion != "" && image.SameVersion(ev.Version, p.FromVersion) {
 		m.fail(p, "rolled back to "+ev.Version, ev.At)
 	} else {
 		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, m.c.Version), ev.At)

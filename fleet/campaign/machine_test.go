@@ -66,6 +66,13 @@ func TestMachine(t *testing.T) {
 			devStates: map[string]store.ProgressState{"pk/d0": store.ProgressFinished, "pk/d1": store.ProgressOrdered},
 		},
 		{
+			name: "the target version written another way is the target (image.SameVersion)", devices: 1, waves: "100%", success: 100,
+			startOrders: devs(1),
+			steps:       []step{prog("pk/d0", 100), informs("pk/d0", "2.0")},
+			state:       store.CampaignFinished, waveStates: []store.WaveState{store.WaveSucceeded},
+			devStates: map[string]store.ProgressState{"pk/d0": store.ProgressFinished},
+		},
+		{
 			name: "success threshold is finished/total >= threshold", devices: 10, waves: "5,100%", success: 80, fail: 100,
 			startOrders: devs(5),
 			steps: []step{
@@ -183,7 +190,7 @@ func TestMachine(t *testing.T) {
 				t.Fatal(err)
 			}
 			at := time.Unix(0, 0)
-			m := NewMachine(c, ps, nil)
+			m := NewMachine(c, ps)
 			if got := m.Start(at); !sameList(got, tt.startOrders) {
 				t.Fatalf("Start orders = %v, want %v", got, tt.startOrders)
 			}
@@ -232,7 +239,7 @@ func TestMachine_ChangedReportsEachTouchedDeviceOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMachine(c, ps, nil)
+	m := NewMachine(c, ps)
 	m.Start(time.Unix(0, 0))
 	if got := len(m.Changed()); got != 3 {
 		t.Fatalf("changed after start = %d, want 3", got)

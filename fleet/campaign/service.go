@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
-	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -76,7 +75,7 @@ func NewService(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("load campaign %d: %w", c.ID, err)
 		}
 		s.images[c.ID] = img
-		s.active[c.ID] = NewMachine(c, ps, SameVersion)
+		s.active[c.ID] = NewMachine(c, ps)
 	}
 	return s, nil
 }
@@ -96,18 +95,6 @@ func (s *Service) SetPublisher(p Publisher) {
 // tests and tools that want them out call Flush.
 func (s *Service) Flush(ctx context.Context) error {
 	return s.out.flush(ctx)
-}
-
-// SameVersion compares two version strings as MCUboot versions when both
-// parse ("1.2" equals "1.2.0+0"), and as plain strings otherwise, since the
-// platform's versions are free text ("app-1.1.0").
-func SameVersion(a, b string) bool {
-	va, errA := image.ParseVersion(a)
-	vb, errB := image.ParseVersion(b)
-	if errA == nil && errB == nil {
-		return va.Compare(vb) == 0
-	}
-	return a == b
 }
 
 // CreateRequest is an operator's new campaign.
@@ -167,7 +154,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	if err != nil {
 		return store.Campaign{}, err
 	}
-	m := NewMachine(c, ps, SameVersion)
+	m := NewMachine(c, ps)
 	s.active[c.ID] = m
 	s.images[c.ID] = img
 	orders := m.Start(now)
