@@ -88,15 +88,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if s.v2, err = os.ReadFile(*v2); err != nil {
 		return err
 	}
-	pem, err := os.ReadFile(s.keyFile)
-	if err != nil {
-		return err
+	if s.keys, err = image.ReadPublicKeys([]string{s.keyFile}); err != nil {
+		return fmt.Errorf("--key: %w", err)
 	}
-	k, err := image.LoadPublicKey(pem)
-	if err != nil {
-		return fmt.Errorf("--key %s: %w", s.keyFile, err)
-	}
-	s.keys = []crypto.PublicKey{k}
 	// One transport for every device: the downloads share connections to
 	// the one firmware server, as devices behind one NAT would not, but
 	// the benchmark measures the fleet side, not socket setup. The cap

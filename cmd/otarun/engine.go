@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -54,22 +53,6 @@ type keyFiles []string
 func (k *keyFiles) String() string     { return strings.Join(*k, ",") }
 func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
 
-func loadKeys(files []string) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--key: %w", err)
-		}
-		k, err := image.LoadPublicKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("--key %s: %w (give the PEM public key, otaimg getpub --key key.pem)", f, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
-}
-
 func installCommand() command {
 	var f struct {
 		keys           keyFiles
@@ -114,9 +97,9 @@ func installCommand() command {
 			case len(f.keys) == 0:
 				return fmt.Errorf("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem): %w", errUsage)
 			}
-			keys, err := loadKeys(f.keys)
+			keys, err := image.ReadPublicKeys(f.keys)
 			if err != nil {
-				return err
+				return fmt.Errorf("--key: %w", err)
 			}
 			var caPEM []byte
 			if f.ca != "" {

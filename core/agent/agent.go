@@ -668,22 +668,14 @@ func signForm(s string) cloud.Form {
 	return cloud.FormDoc
 }
 
-// loadKeys reads PEM public keys.
+// loadKeys reads the PEM public keys of the config, at least one.
 func loadKeys(files []string) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("public_keys: %w", err)
-		}
-		k, err := image.LoadPublicKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("public_keys: %s: %w", f, err)
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
+	if len(files) == 0 {
 		return nil, errors.New("public_keys: none; list the PEM public key(s) images are signed with (--key pub.pem)")
+	}
+	keys, err := image.ReadPublicKeys(files)
+	if err != nil {
+		return nil, fmt.Errorf("public_keys: %w", err)
 	}
 	return keys, nil
 }
