@@ -36,6 +36,7 @@ import (
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/ports/all"
@@ -175,11 +176,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 			HTTPClient: s.http,
 			OnEvent: func(ev agent.Event) {
 				switch ev.Kind {
-				case "inform":
+				case event.Inform:
 					d.informed.Store(true)
-				case "order":
+				case event.Order:
 					d.ordered.CompareAndSwap(0, time.Now().UnixNano())
-				case "confirmed":
+				case event.Confirmed:
 					d.confirmed.CompareAndSwap(0, time.Now().UnixNano())
 				}
 			},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -237,21 +238,21 @@ func describeTarget(t store.Target) string {
 
 // Pause, Resume and Cancel are the operator's actions on a campaign.
 func (s *Service) Pause(ctx context.Context, id uint64) (store.Campaign, error) {
-	return s.operate(ctx, id, Pause)
+	return s.operate(ctx, id, event.Pause)
 }
 
 // Resume continues a paused campaign, starting the waves that are due.
 func (s *Service) Resume(ctx context.Context, id uint64) (store.Campaign, error) {
-	return s.operate(ctx, id, Resume)
+	return s.operate(ctx, id, event.Resume)
 }
 
 // Cancel ends a campaign: no further orders; devices not yet ordered are
 // canceled. Devices already upgrading finish on their own.
 func (s *Service) Cancel(ctx context.Context, id uint64) (store.Campaign, error) {
-	return s.operate(ctx, id, Cancel)
+	return s.operate(ctx, id, event.Cancel)
 }
 
-func (s *Service) operate(ctx context.Context, id uint64, k EventKind) (store.Campaign, error) {
+func (s *Service) operate(ctx context.Context, id uint64, k event.Kind) (store.Campaign, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.active[id]
@@ -414,7 +415,7 @@ func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, Event{Kind: Inform, Device: key, Version: in.Params.Version, At: now}})
+			evs = append(evs, deviceEvent{pk, dn, Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
 			if err != nil {
@@ -426,7 +427,7 @@ func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 				errs = append(errs, fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, Event{Kind: Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
+			evs = append(evs, deviceEvent{pk, dn, Event{Kind: event.Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
 		case cloud.KindRequest:
 			requests = append(requests, key)
 		}
@@ -449,12 +450,12 @@ func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 			err := w.UpdateDevice(de.pk, de.dn, func(d *store.Device) error {
 				d.LastSeen = now
 				switch ev.Kind {
-				case Inform:
+				case event.Inform:
 					d.Version = ev.Version
 					if d.State == store.DeviceRegistered {
 						d.State = store.DeviceIdle
 					}
-				case Progress:
+				case event.Progress:
 					if ev.Step < 0 {
 						d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
 					}
