@@ -111,6 +111,7 @@ type CreateRequest struct {
 var ErrInvalid = errors.New("invalid campaign")
 
 // Create checks a request, stores the campaign and starts its first wave.
+// It honours ctx as the operator actions do (see Pause).
 func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign, error) {
 	invalid := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
@@ -136,6 +137,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return store.Campaign{}, fmt.Errorf("create campaign: %w", err)
+	}
 	for id, m := range s.active {
 		for _, k := range keys {
 			if p, ok := m.Device(k); ok && !p.State.Terminal() {
@@ -237,6 +241,13 @@ func describeTarget(t store.Target) string {
 }
 
 // Pause, Resume and Cancel are the operator's actions on a campaign.
+//
+// Each waits for the campaigns' lock, which a large batch of device reports
+// may hold for a while. An operator's request that has given up meanwhile
+// (ctx done) changes nothing and returns ctx's error, so a request that
+// timed out never acts behind the operator's back; once the change has begun
+// it runs to its end, since a database transaction is not interrupted
+// half-way.
 func (s *Service) Pause(ctx context.Context, id uint64) (store.Campaign, error) {
 	return s.operate(ctx, id, event.Pause)
 }
@@ -255,6 +266,9 @@ func (s *Service) Cancel(ctx context.Context, id uint64) (store.Campaign, error)
 func (s *Service) operate(ctx context.Context, id uint64, k event.Kind) (store.Campaign, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return store.Campaign{}, fmt.Errorf("%s campaign %d: %w", k, id, err)
+	}
 	m, ok := s.active[id]
 	if !ok {
 		c, err := s.cfg.Store.Campaign(id)
@@ -381,8 +395,8 @@ type Message struct {
 // HandleMessage takes one message from a device topic (inform, progress or
 // request), updates the registry and the campaigns, and queues the orders
 // that follow. Messages on other topics are ignored.
-func (s *Service) HandleMessage(ctx context.Context, topic string, payload []byte) error {
-	return s.HandleMessages(ctx, []Message{{Topic: topic, Payload: payload}})
+func (s *Service) HandleMessage(topic string, payload []byte) error {
+	return s.HandleMessages([]Message{{Topic: topic, Payload: payload}})
 }
 
 // deviceEvent is a parsed device message.
@@ -397,7 +411,12 @@ type deviceEvent struct {
 // over whatever has queued up. The orders that follow are queued once that
 // transaction is committed. A message that does not parse is reported in
 // the error and skipped; the others still count.
-func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
+//
+// It takes no context, on purpose: it waits for nothing it could give up
+// (the campaigns' lock and one database transaction, both bounded), and the
+// messages it is given have been acknowledged to the broker already, so
+// giving up on them would lose device reports rather than defer them.
+func (s *Service) HandleMessages(msgs []Message) error {
 	now := time.Now().UTC()
 	var errs []error
 	var evs []deviceEvent
