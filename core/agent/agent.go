@@ -319,13 +319,8 @@ func (a *Agent) device(ctx context.Context) (Device, error) {
 	if run, ok := info.Boot.Running(); ok {
 		d.Running = run.Version
 	}
-	if p, err := info.UpdateSlot(); err == nil {
-		d.SlotSize = p.Size // else 0, and CheckOrder refuses every image
-	}
-	if info.Layout.Scheme == hal.SingleBank {
-		if app, ok := info.Layout.Partition(hal.PartApp); ok {
-			d.SlotSize = min(d.SlotSize, app.Size)
-		}
+	if n, err := info.MaxImageSize(); err == nil {
+		d.SlotSize = n // else 0, and CheckOrder refuses every image
 	}
 	if st, err := a.eng.Status(ctx); err == nil {
 		d.SecurityCounter = max(d.SecurityCounter, st.SecurityCounter)

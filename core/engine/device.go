@@ -51,12 +51,8 @@ func deviceOf(info hal.Info) (device, error) {
 		return device{}, fmt.Errorf("port of %w", err)
 	}
 	d.update = p
-	d.maxSize = int64(p.Size)
-	if l.Scheme == hal.SingleBank {
-		if app, ok := l.Partition(hal.PartApp); ok {
-			d.maxSize = min(d.maxSize, int64(app.Size))
-		}
-	}
+	n, _ := info.MaxImageSize() // fails only as UpdateSlot does
+	d.maxSize = int64(n)
 	return d, nil
 }
 

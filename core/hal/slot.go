@@ -39,3 +39,20 @@ func (i Info) UpdateSlot() (Partition, error) {
 	}
 	return p, nil
 }
+
+// MaxImageSize is the largest image the board takes now: the update slot's
+// size, and in single-bank no more than app's either, since the bootloader
+// copies the image over app. It fails as UpdateSlot does.
+func (i Info) MaxImageSize() (uint64, error) {
+	p, err := i.UpdateSlot()
+	if err != nil {
+		return 0, err
+	}
+	n := p.Size
+	if i.Layout.Scheme == SingleBank {
+		if app, ok := i.Layout.Partition(PartApp); ok {
+			n = min(n, app.Size)
+		}
+	}
+	return n, nil
+}

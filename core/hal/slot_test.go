@@ -63,3 +63,36 @@ func TestInfo_UpdateSlot(t *testing.T) {
 		})
 	}
 }
+
+func TestInfo_MaxImageSize(t *testing.T) {
+	small := Partition{Name: PartApp, Offset: 0x10000, Size: 0x10000}
+	big := Partition{Name: PartOTA, Offset: 0x20000, Size: 0x30000}
+	bigApp := Partition{Name: PartApp, Offset: 0x10000, Size: 0x40000}
+	smallOTA := Partition{Name: PartOTA, Offset: 0x50000, Size: 0x8000}
+	active := func(name string) BootState {
+		return BootState{Slots: []SlotState{{Name: name, Active: true}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		scheme Scheme
+		parts  []Partition
+		runs   string
+		want   uint64
+		err    bool
+	}{
+		{"single-bank: no more than app takes", SingleBank, []Partition{small, big}, PartApp, 0x10000, false},
+		{"single-bank: no more than ota holds", SingleBank, []Partition{bigApp, smallOTA}, PartApp, 0x8000, false},
+		{"dual-bank from app: ota's size", DualBank, []Partition{small, big}, PartApp, 0x30000, false},
+		{"dual-bank from ota: app's size", DualBank, []Partition{small, big}, PartOTA, 0x10000, false},
+		{"single-bank without app: ota's size", SingleBank, []Partition{big}, "", 0x30000, false},
+		{"no update slot", DualBank, []Partition{big}, PartOTA, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info := Info{Layout: Layout{Board: "b", Scheme: tc.scheme, Partitions: tc.parts}, Boot: active(tc.runs)}
+			got, err := info.MaxImageSize()
+			if (err != nil) != tc.err || got != tc.want {
+				t.Fatalf("MaxImageSize = %#x, %v; want %#x, error %v", got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
