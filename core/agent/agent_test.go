@@ -19,12 +19,12 @@ import (
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/cloud/cloudtest"
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
 	"github.com/otaport/otaport/core/image"
-	"github.com/otaport/otaport/fleet/broker"
-	"github.com/otaport/otaport/ports/all"
 )
 
 const (
@@ -32,16 +32,17 @@ const (
 	testBoard      = "nucleo-h743zi" // dual-bank, ecdsa-p256, 2 boot attempts
 )
 
-// rig is one simulated device and the cloud around it: the embedded broker
-// of the fleet, a firmware HTTP server and the board's port over emulated
-// flash in memory, all real and in this process.
+// rig is one simulated device and the cloud around it: an MQTT broker that
+// signs devices in as the platform does (core/cloud/cloudtest), a firmware
+// HTTP server and the board's port over emulated flash in memory, all real
+// and in this process.
 type rig struct {
 	t       *testing.T
 	dir     string
 	key     crypto.Signer
 	keyFile string
 	port    *boot.Platform
-	broker  *broker.Broker
+	broker  *cloudtest.Broker
 	images  map[string][]byte // path -> image
 	hold    chan struct{}     // closed to let a held download go on
 	holdAt  int               // serve this many bytes, then wait on hold
@@ -73,11 +74,10 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 
-	entry, ok := all.Lookup(testBoard)
+	l, ok := haltest.Layout(testBoard)
 	if !ok {
-		t.Fatalf("board %s is not in the catalog", testBoard)
+		t.Fatalf("board %s is not among core/hal/haltest's boards", testBoard)
 	}
-	l := entry.Layout()
 	dev, err := flash.NewMemory(l.Flash)
 	if err != nil {
 		t.Fatal(err)
@@ -87,19 +87,11 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 
-	r.broker, err = broker.New(broker.Config{
-		Addr: "127.0.0.1:0",
+	r.broker = cloudtest.Start(t, cloudtest.Config{
 		Lookup: func(p, d string) (string, bool) {
 			return secret, p == pk && d == dn
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.broker.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.broker.Close() })
 	unsub, err := r.broker.Subscribe("/ota/device/+/"+pk+"/"+dn, func(topic string, payload []byte) {
 		kind, _, _, _ := cloud.ParseTopic(topic)
 		if kind == cloud.KindUpgrade {
@@ -204,7 +196,7 @@ func (r *rig) order(id int64, v string, edit func(*cloud.Order)) *cloud.Order {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if err := r.broker.Publish(context.Background(), cloud.Topics(pk, dn).Upgrade, b); err != nil {
+	if err := r.broker.Publish(cloud.Topics(pk, dn).Upgrade, b); err != nil {
 		r.t.Fatal(err)
 	}
 	return o
@@ -212,7 +204,7 @@ func (r *rig) order(id int64, v string, edit func(*cloud.Order)) *cloud.Order {
 
 func (r *rig) config() agent.Config {
 	return agent.Config{
-		Broker:     "tcp://" + r.broker.Addr().String(),
+		Broker:     "tcp://" + r.broker.Addr(),
 		Identity:   agent.IdentityConfig{ProductKey: pk, DeviceName: dn, DeviceSecret: secret},
 		PublicKeys: []string{r.keyFile},
 		HealthCheck: agent.HealthCheck{

@@ -22,7 +22,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/otaport/otaport/core/cloud"
-	"github.com/otaport/otaport/fleet/broker"
+	"github.com/otaport/otaport/core/cloud/cloudtest"
 )
 
 // testTimeout bounds each wait so a broken test fails rather than hangs; no
@@ -40,17 +40,11 @@ func lookup(pk, dn string) (string, bool) {
 	return "", false
 }
 
-func startBroker(t *testing.T, addr string, tc *tls.Config) *broker.Broker {
+// startBroker starts an MQTT broker that signs devices in as the platform
+// does and the operator opUser by password.
+func startBroker(t *testing.T, addr string, tc *tls.Config) *cloudtest.Broker {
 	t.Helper()
-	b, err := broker.New(broker.Config{Addr: addr, TLS: tc, Lookup: lookup, Operators: map[string]string{opUser: opPass}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
+	return cloudtest.Start(t, cloudtest.Config{Addr: addr, TLS: tc, Lookup: lookup, Operators: map[string]string{opUser: opPass}})
 }
 
 // device is a cloud.Client with what its callbacks saw.
@@ -108,10 +102,10 @@ type wire struct {
 	msgs chan paho.Message
 }
 
-func dialWire(t *testing.T, b *broker.Broker) *wire {
+func dialWire(t *testing.T, b *cloudtest.Broker) *wire {
 	t.Helper()
 	w := &wire{msgs: make(chan paho.Message, 64)}
-	w.mq = paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr().String()).
+	w.mq = paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).
 		SetClientID("wire").SetUsername(opUser).SetPassword(opPass).SetCleanSession(true).SetAutoReconnect(false))
 	if tok := w.mq.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
 		t.Fatalf("operator connect: %v", tok.Error())
@@ -167,7 +161,7 @@ func order(id int64, version string) []byte {
 func TestClient_OrderProgressInformOnTheWire(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", nil)
 	w := dialWire(t, b)
-	d, err := dialDevice(t, "tcp://"+b.Addr().String(), nil)
+	d, err := dialDevice(t, "tcp://"+b.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +212,7 @@ func TestClient_OrderProgressInformOnTheWire(t *testing.T) {
 func TestClient_DuplicateOrderIgnored(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", nil)
 	w := dialWire(t, b)
-	d, err := dialDevice(t, "tcp://"+b.Addr().String(), nil)
+	d, err := dialDevice(t, "tcp://"+b.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +239,7 @@ func TestClient_DuplicateOrderIgnored(t *testing.T) {
 func TestClient_MalformedOrderAnsweredWithFailure(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", nil)
 	w := dialWire(t, b)
-	d, err := dialDevice(t, "tcp://"+b.Addr().String(), nil)
+	d, err := dialDevice(t, "tcp://"+b.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +281,7 @@ func TestClient_MalformedOrderAnsweredWithFailure(t *testing.T) {
 
 func TestClient_ReconnectsAndResubscribes(t *testing.T) {
 	b1 := startBroker(t, "127.0.0.1:0", nil)
-	addr := b1.Addr().String()
+	addr := b1.Addr()
 	// A reconnection attempt may reach the old listener as it closes and
 	// wait for a CONNACK that never comes; a short attempt keeps the test
 	// quick.
@@ -321,7 +315,7 @@ func TestClient_ReconnectsAndResubscribes(t *testing.T) {
 
 func TestDial_Refusals(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", nil)
-	url := "tcp://" + b.Addr().String()
+	url := "tcp://" + b.Addr()
 	_, err := dialDevice(t, url, func(c *cloud.Config) { c.Identity.DeviceSecret = "wrong" })
 	if err == nil {
 		t.Fatal("Dial with a wrong secret succeeded")
@@ -422,7 +416,7 @@ func TestClient_TLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := startBroker(t, "127.0.0.1:0", tc)
-	url := "ssl://" + b.Addr().String()
+	url := "ssl://" + b.Addr()
 	d, err := dialDevice(t, url, func(c *cloud.Config) { c.CAFile = caFile })
 	if err != nil {
 		t.Fatalf("TLS dial: %v", err)

@@ -1,7 +1,7 @@
 // Package conformance is the port conformance kit: the behaviour every
 // otaport port must show through the hal.Platform contract, checked against
-// a running port. Go tests call Test; otarun conformance calls Run. Both run
-// one list of cases, so a port that passes its go test passes in the field
+// a running port. Go tests call conformancetest.Test; otarun conformance
+// calls Run. Both run one list of cases, so a port that passes its go test passes in the field
 // tool, and the other way round.
 //
 // The kit only drives the contract: it does not know how the port stores
@@ -26,7 +26,6 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"slices"
-	"testing"
 
 	"github.com/otaport/otaport/core/hal"
 )
@@ -49,26 +48,27 @@ type Options struct {
 	Seed uint64
 }
 
-// Test runs every case against the port open starts, each as a subtest.
-func Test(t *testing.T, open Target) {
-	t.Helper()
-	TestWith(t, open, Options{})
+// Case is one behaviour of the contract, runnable on its own: a test runs
+// each as a subtest (conformancetest.Test), otarun prints one line each.
+type Case struct{ c testCase }
+
+// Cases returns the cases, in the order they run.
+func Cases() []Case {
+	var cs []Case
+	for _, c := range cases() {
+		cs = append(cs, Case{c})
+	}
+	return cs
 }
 
-// TestWith is Test with options.
-func TestWith(t *testing.T, open Target, opts Options) {
-	t.Helper()
-	for _, c := range cases() {
-		t.Run(c.name, func(t *testing.T) {
-			skip, err := runCase(t.Context(), open, opts, c)
-			switch {
-			case err != nil:
-				t.Fatal(err)
-			case skip != "":
-				t.Skip(skip)
-			}
-		})
-	}
+// Name is the case's name ("write/read-back").
+func (c Case) Name() string { return c.c.name }
+
+// Run starts the port, runs the case and stops the port. skip is the reason
+// the port cannot run it (a capability it does not list), err what it did
+// instead of the contract's behaviour.
+func (c Case) Run(ctx context.Context, open Target, opts Options) (skip string, err error) {
+	return runCase(ctx, open, opts, c.c)
 }
 
 // Run runs every case against the port open starts and writes one line per
@@ -105,8 +105,8 @@ func RunWith(ctx context.Context, open Target, w io.Writer, opts Options) (passe
 // Names returns the names of the cases, in the order they run.
 func Names() []string {
 	var names []string
-	for _, c := range cases() {
-		names = append(names, c.name)
+	for _, c := range Cases() {
+		names = append(names, c.Name())
 	}
 	return names
 }

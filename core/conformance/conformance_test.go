@@ -18,6 +18,7 @@ import (
 
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/conformance"
+	"github.com/otaport/otaport/core/conformance/conformancetest"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/hal/plugintest"
@@ -264,7 +265,7 @@ func refTarget(t testing.TB, fault string) conformance.Target {
 }
 
 func TestKit_PassesReferencePort(t *testing.T) {
-	conformance.Test(t, refTarget(t, faultNone))
+	conformancetest.Test(t, refTarget(t, faultNone))
 }
 
 // TestRun_ReferencePortGolden pins the output of Run, the text otarun
@@ -441,7 +442,7 @@ func TestKit_BootPlatform(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				conformance.Test(t, bootTarget(l, dev, boot.Options{}))
+				conformancetest.Test(t, bootTarget(l, dev, boot.Options{}))
 			})
 		}
 	}
@@ -464,7 +465,7 @@ func TestKit_BootPlatformOverFile(t *testing.T) {
 		}
 		return p, p.Close, nil
 	}
-	conformance.Test(t, open)
+	conformancetest.Test(t, open)
 }
 
 func TestKit_BootPlatformWithKeys(t *testing.T) {
@@ -516,5 +517,5 @@ func TestKit_BootPlatformOverGRPC(t *testing.T) {
 			return p.Close()
 		}, nil
 	}
-	conformance.Test(t, open)
+	conformancetest.Test(t, open)
 }

@@ -17,21 +17,20 @@ import (
 	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
 	"github.com/otaport/otaport/core/image"
-	"github.com/otaport/otaport/ports/all"
 )
 
 // catalogLayout returns the layout of a catalog board. The engine never
-// imports a port; its tests use the catalog for real geometries.
+// imports a port, and neither do its tests: they use haltest's copies of
+// the catalog's layouts for real geometries.
 func catalogLayout(t testing.TB, name string) hal.Layout {
 	t.Helper()
-	for _, e := range all.Catalog() {
-		if e.Name == name {
-			return e.Layout()
-		}
+	l, ok := haltest.Layout(name)
+	if !ok {
+		t.Fatalf("board %q is not among core/hal/haltest's boards %v", name, haltest.Boards())
 	}
-	t.Fatalf("board %q is not in the catalog", name)
-	return hal.Layout{}
+	return l
 }
 
 // keys is one signing key and the public half the engine and the

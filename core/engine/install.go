@@ -10,7 +10,6 @@ import (
 
 	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
-	"github.com/otaport/otaport/core/hal/plugin"
 	"github.com/otaport/otaport/core/image"
 )
 
@@ -575,8 +574,10 @@ func terminal(err error) bool {
 	case errors.Is(err, ErrDownload):
 		return !isTransient(err)
 	}
-	var exit *plugin.ExitError
-	if errors.As(err, &exit) {
+	// A port process that died (plugin.ExitError) left the attempt
+	// resumable with the next one.
+	var gone interface{ PortGone() bool }
+	if errors.As(err, &gone) && gone.PortGone() {
 		return false
 	}
 	c := hal.CodeOf(err)

@@ -16,16 +16,16 @@ import (
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/flash"
-	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
 	"github.com/otaport/otaport/core/hal/plugin"
 	"github.com/otaport/otaport/core/image"
-	"github.com/otaport/otaport/ports/all"
 )
 
 // The test binary doubles as a port plugin (as go-plugin's own tests do):
-// run with pluginBoardEnv set, it serves the catalog board of that name over
-// the flash file in OTAPORT_FLASH, and with dieAfterEnv set it kills itself
-// with SIGKILL in the middle of the write that crosses that many bytes.
+// run with pluginBoardEnv set, it serves the catalog board of that name (its
+// layout from core/hal/haltest) over the flash file in OTAPORT_FLASH, and
+// with dieAfterEnv set it kills itself with SIGKILL in the middle of the
+// write that crosses that many bytes.
 const (
 	pluginBoardEnv = "OTAPORT_ENGINE_TEST_BOARD"
 	dieAfterEnv    = "OTAPORT_ENGINE_TEST_DIE_AFTER"
@@ -44,11 +44,9 @@ func TestMain(m *testing.M) {
 }
 
 func servePlugin(board string) error {
-	var l hal.Layout
-	for _, e := range all.Catalog() {
-		if e.Name == board {
-			l = e.Layout()
-		}
+	l, ok := haltest.Layout(board)
+	if !ok {
+		return fmt.Errorf("board %q is not among core/hal/haltest's boards", board)
 	}
 	dev, err := flash.OpenFile(os.Getenv("OTAPORT_FLASH"), l.Flash)
 	if err != nil {

@@ -113,6 +113,7 @@ func dialOptions() []grpc.DialOption {
 // A port's main is this one call; KV and Rebooter are served when p
 // implements them. Run by hand (not by a host), it says so and exits.
 func Serve(p hal.Platform) {
+	go watchParent(os.Getppid(), time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: PluginSets(p),
@@ -125,6 +126,23 @@ func Serve(p hal.Platform) {
 			JSONFormat: true,
 		}),
 	})
+}
+
+// watchParent ends the plugin when its host is gone: the process is then
+// reparented, and its parent is no longer the one it started with. A port
+// has no work of its own once nobody calls it, and an orphan would keep
+// the flash from the next host (where the kernel has no parent-death
+// signal, or it was lost with the host thread that set it).
+func watchParent(parent int, every time.Duration) {
+	if parent <= 1 {
+		return // started by init or a subreaper itself: nothing to watch
+	}
+	for range time.Tick(every) {
+		if os.Getppid() != parent {
+			fmt.Fprintf(os.Stderr, "port plugin: host process %d is gone, exiting\n", parent)
+			os.Exit(1)
+		}
+	}
 }
 
 // ClientConfig says which plugin to run and how far to trust and wait for it.
@@ -166,6 +184,11 @@ func (e *ExitError) Error() string {
 	return s
 }
 
+// PortGone reports that the port is gone, not that it refused: the caller's
+// work is resumable once a new plugin runs. Consumers test for the method,
+// not the type, so they need not import this package.
+func (e *ExitError) PortGone() bool { return true }
+
 // Open starts the port plugin at cfg.Path and connects to it over gRPC with
 // mutual TLS (go-plugin's AutoMTLS, always on). The caller must Close the
 // Client, which kills the process. ctx bounds the start.
@@ -204,6 +227,7 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	cmd := exec.Command(path)
 	// The host's environment first, cfg.Env after it so it wins.
 	cmd.Env = append(os.Environ(), cfg.Env...)
+	tieToHost(cmd)
 	tail := &tailWriter{}
 	pc := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake(),

@@ -32,8 +32,14 @@ const helperEnv = "OTAPORT_HAL_TEST_PLUGIN"
 // starts it with helperEnv set: real processes, no separate build.
 func TestMain(m *testing.M) {
 	if kind := os.Getenv(helperEnv); kind != "" {
+		if f := os.Getenv(pidFileEnv); f != "" {
+			_ = os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())), 0o600)
+		}
 		servePlugin(kind)
 		os.Exit(0)
+	}
+	if os.Getenv(hostEnv) != "" {
+		hostPlugin()
 	}
 	os.Exit(m.Run())
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otaport/otaport/core/conformance"
+	"github.com/otaport/otaport/core/conformance/conformancetest"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/hal/plugintest"
@@ -19,7 +19,7 @@ import (
 func TestConformance(t *testing.T) {
 	t.Run("in-process", func(t *testing.T) {
 		dev := newMemory(t)
-		conformance.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
+		conformancetest.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
 			p, err := New(dev)
 			if err != nil {
 				return nil, nil, err
@@ -29,7 +29,7 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("grpc", func(t *testing.T) {
 		dev := newMemory(t)
-		conformance.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
+		conformancetest.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
 			p, err := New(dev)
 			if err != nil {
 				return nil, nil, err

@@ -93,7 +93,7 @@ func TestPowerCut(t *testing.T) {
 		t.Log(line)
 	}
 	for _, f := range rep.Failures {
-		t.Errorf("%v\n\trerun: %s=%s go test -run TestPowerCut ./core/powercut/", f, envCase, f.Case)
+		t.Errorf("%v\n\trerun: %s=%s go test -run TestPowerCut ./tests/powercut/", f, envCase, f.Case)
 	}
 	for c, n := range rep.Classes {
 		t.Logf("%6d failures: %s", n, c)

@@ -14,8 +14,12 @@
 //
 // Everything runs in one process over the real boot.Platform, the real
 // engine and real signed images, with the boards' own layouts: nothing is
-// shrunk but the image. The package is test support: its tests are the
-// suite (docs/power-cut.md), and Run is exported so that a benchmark or a
-// one-off investigation can drive a sweep with other settings. It is not a
-// fault injector for real hardware.
+// shrunk but the image. It is not a fault injector for real hardware.
+//
+// It is a test and nothing else: every file is a _test.go file, so no
+// package can import it, and it sits outside core/ because it runs the
+// catalog's boards (ports/all), which core must not depend on. Its tests
+// are the suite (docs/power-cut.md); a one-off investigation drives a
+// sweep with other settings through Run from a test of this package, or
+// through the OTAPORT_POWERCUT variables of TestPowerCut.
 package powercut
