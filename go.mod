@@ -3,7 +3,6 @@ module github.com/otaport/otaport
 go 1.26.8
 
 require (
-	github.com/dave/jennifer v1.7.1
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0

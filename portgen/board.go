@@ -1,5 +1,5 @@
 // Package portgen reads and validates board descriptions (YAML) and generates
-// a port from them: Go code through jennifer, text files through templates/.
+// a port from them, filling the templates of package templates.
 package portgen
 
 import "github.com/otaport/otaport/core/hal"
@@ -18,6 +18,10 @@ type Board struct {
 	Scheme     string      `yaml:"scheme" json:"scheme"`
 	Partitions []Partition `yaml:"partitions" json:"partitions"`
 	Image      Image       `yaml:"image" json:"image"`
+
+	// Module is, for a catalog entry of a port in its own Go module, the
+	// module's path; the other fields but Name are then empty (ModuleEntry).
+	Module string `yaml:"-" json:"module,omitempty"`
 
 	// Line is the line of the board's entry in its file, for messages.
 	Line int `yaml:"-" json:"-"`

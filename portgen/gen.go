@@ -12,32 +12,45 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/otaport/otaport/templates"
 )
 
-// Import paths the generated code refers to. Generated ports live in this
-// module whatever directory otagen writes them to, so the paths are fixed.
-const (
-	ModulePath     = "github.com/otaport/otaport"
-	PortsPath      = ModulePath + "/ports"
-	halPath        = ModulePath + "/core/hal"
-	flashPath      = ModulePath + "/core/flash"
-	bootPath       = ModulePath + "/core/boot"
-	imagePath      = ModulePath + "/core/image"
-	conformancePkg = ModulePath + "/core/conformance"
-)
+// ModulePath is otaport's module. In-tree ports live in it, under ports/;
+// a port made with GenerateModule requires it.
+const ModulePath = "github.com/otaport/otaport"
+
+// PortsPath is the import path of the in-tree ports.
+const PortsPath = ModulePath + "/ports"
+
+// GoVersion is the go directive of otaport's go.mod, which a port module
+// needs too (a test keeps them equal).
+const GoVersion = "1.26.8"
 
 // RegistryDir is the directory, beside the ports, that holds the registry of
 // the catalog. No board may take its name.
 const RegistryDir = "all"
 
+// SharedDir is the directory, beside the ports, of the C port that every
+// board shares. No board may take its name.
+const SharedDir = "c"
+
+// KitDir is the directory, beside the ports, of portkit, the Go code every
+// port shares. No board may take its name.
+const KitDir = "portkit"
+
 // DriverFile is the hand-written hook of a port: created once, never
 // overwritten.
 const DriverFile = "driver.go"
 
+// GeneratedFile is a port's generated Go file; its presence marks a port
+// directory.
+const GeneratedFile = "zz_generated.go"
+
 // File is one generated file.
 type File struct {
 	// Path is slash-separated and relative to the root of the ports
-	// ("stm32f407-disco/zz_generated.go").
+	// ("stm32f407-disco/zz_generated.go") or of a port module.
 	Path string
 	// Data is the file's content.
 	Data []byte
@@ -61,48 +74,104 @@ func PackageName(board string) string {
 // its main package.
 func PluginName(board string) string { return "otaport-" + board }
 
-// GeneratePort returns every file of the port of b, in path order. b must
-// have been validated (Parse does it); GeneratePort only refuses what would
-// make unbuildable output.
+// GeneratePort returns every file of the in-tree port of b (ports/<name>/),
+// in path order. b must have been validated (Parse does it); GeneratePort
+// only refuses what would make unbuildable output. What every port shares
+// is not among them: see GenerateShared.
 func GeneratePort(b *Board) ([]File, error) {
 	if err := checkGeneratable(b); err != nil {
 		return nil, err
 	}
-	yml, err := boardYAML(b)
-	if err != nil {
-		return nil, fmt.Errorf("generate %s: board.yaml: %w", b.Name, err)
-	}
-	files := []File{{Path: "board.yaml", Data: yml}}
-
-	goFiles := []struct {
-		path string
-		gen  func(*Board) ([]byte, error)
-		once bool
-	}{
-		{"zz_generated.go", genPortGo, false},
-		{"zz_generated_test.go", genPortTest, false},
-		{path.Join("cmd", PluginName(b.Name), "main.go"), genMain, false},
-		{DriverFile, genDriver, true},
-	}
-	for _, g := range goFiles {
-		data, err := g.gen(b)
-		if err != nil {
-			return nil, fmt.Errorf("generate %s: %s: %w", b.Name, g.path, err)
-		}
-		files = append(files, File{Path: g.path, Data: data, Once: g.once})
-	}
-
-	text, err := genText(b)
+	files, err := render(newPortData(b, nil), []output{
+		{templates.Port, GeneratedFile, false},
+		{templates.Main, path.Join("cmd", PluginName(b.Name), "main.go"), false},
+		{templates.Driver, DriverFile, true},
+		{templates.README, "README.md", false},
+		{templates.CBoard, "c/ota_board.h", false},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("generate %s: %w", b.Name, err)
 	}
-	files = append(files, text...)
-
 	for i := range files {
 		files[i].Path = path.Join(b.Name, files[i].Path)
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil
+}
+
+// GenerateShared returns what the in-tree ports share and otagen writes once
+// beside them: the C port (c/ota_hal_plat.h, c/ota_port.c), the same for
+// every board.
+func GenerateShared() ([]File, error) {
+	return render(nil, sharedC)
+}
+
+var sharedC = []output{
+	{templates.CHeader, path.Join(SharedDir, "ota_hal_plat.h"), false},
+	{templates.CSource, path.Join(SharedDir, "ota_port.c"), false},
+}
+
+// Module is a port that is its own Go module, outside otaport's repository.
+type Module struct {
+	// Path is the module path ("example.com/acme/otaport-myboard").
+	Path string
+	// Otaport is the version of otaport the module requires.
+	Otaport string
+	// Replace, when set, replaces otaport by this directory in go.mod: a
+	// local checkout to develop against.
+	Replace string
+}
+
+// GenerateModule returns every file of the port of b as the Go module m, in
+// path order, relative to the module's root: the port package at the root,
+// its plugin, its conformance test, the C port with the board's header, and
+// go.mod. go.mod and driver.go are written once and belong to the port's
+// author afterwards.
+func GenerateModule(b *Board, m Module) ([]File, error) {
+	if err := checkGeneratable(b); err != nil {
+		return nil, err
+	}
+	if err := checkModulePath(m.Path); err != nil {
+		return nil, fmt.Errorf("generate %s: %w", b.Name, err)
+	}
+	if m.Otaport == "" {
+		return nil, fmt.Errorf("generate %s: no otaport version to require", b.Name)
+	}
+	files, err := render(newPortData(b, &m), append([]output{
+		{templates.GoMod, "go.mod", true},
+		{templates.Port, GeneratedFile, false},
+		{templates.PortTest, "zz_generated_test.go", false},
+		{templates.Main, path.Join("cmd", PluginName(b.Name), "main.go"), false},
+		{templates.Driver, DriverFile, true},
+		{templates.README, "README.md", false},
+		{templates.CBoard, "c/ota_board.h", false},
+	}, sharedC...))
+	if err != nil {
+		return nil, fmt.Errorf("generate %s: %w", b.Name, err)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, nil
+}
+
+// checkModulePath refuses what cannot be a module path: the go tool checks
+// the rest when it builds.
+func checkModulePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("no module path; give one such as example.com/acme/otaport-myboard")
+	case p == ModulePath || strings.HasPrefix(p, ModulePath+"/"):
+		return fmt.Errorf("module path %s is inside otaport's module; a port of the catalog is generated without --module", p)
+	}
+	first, _, _ := strings.Cut(p, "/")
+	if !strings.Contains(first, ".") {
+		return fmt.Errorf("module path %s: its first element %q has no dot; use a domain you control, such as example.com/acme/otaport-myboard", p, first)
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~/", c)) {
+			return fmt.Errorf("module path %s has %q; use letters, digits and - . _ ~ /", p, c)
+		}
+	}
+	return nil
 }
 
 // checkGeneratable refuses the boards whose port could not be built: the
@@ -111,9 +180,12 @@ func checkGeneratable(b *Board) error {
 	if b == nil {
 		return errors.New("generate: nil board")
 	}
-	if b.Name == RegistryDir {
-		return fmt.Errorf("generate %s: board name %q is reserved for the registry of the catalog (ports/%s); rename the board",
-			b.Name, b.Name, RegistryDir)
+	if b.OutOfTree() {
+		return fmt.Errorf("generate %s: the board's port is the module %s, generated in its own repository (otagen --module), not here", b.Name, b.Module)
+	}
+	if reserved(b.Name) {
+		return fmt.Errorf("generate %s: board name %q is reserved for what the ports share (ports/%s, ports/%s, ports/%s); rename the board",
+			b.Name, b.Name, RegistryDir, SharedDir, KitDir)
 	}
 	for _, c := range b.Name {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
@@ -143,21 +215,30 @@ func GenerateRegistry(names []string) (File, error) {
 	}
 	sorted := make([]string, 0, len(uniq))
 	for n := range uniq {
-		if n == RegistryDir {
+		if reserved(n) {
 			return File{}, fmt.Errorf("generate registry: board name %q is reserved", n)
 		}
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
-	data, err := genRegistry(sorted)
+	ports := make([]portData, len(sorted))
+	for i, n := range sorted {
+		ports[i] = portData{Name: n, Package: PackageName(n), ImportPath: PortsPath + "/" + n}
+	}
+	files, err := render(ports, []output{{templates.Registry, path.Join(RegistryDir, GeneratedFile), false}})
 	if err != nil {
 		return File{}, fmt.Errorf("generate registry: %w", err)
 	}
-	return File{Path: path.Join(RegistryDir, "zz_generated.go"), Data: data}, nil
+	return files[0], nil
+}
+
+// reserved says whether name is one of the directories beside the ports.
+func reserved(name string) bool {
+	return name == RegistryDir || name == SharedDir || name == KitDir
 }
 
 // PortDirs lists the ports already under root: the directories holding a
-// generated board.yaml, sorted. A missing root holds none.
+// generated zz_generated.go, sorted. A missing root holds none.
 func PortDirs(root string) ([]string, error) {
 	entries, err := os.ReadDir(root)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -168,10 +249,10 @@ func PortDirs(root string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if !e.IsDir() || e.Name() == RegistryDir {
+		if !e.IsDir() || reserved(e.Name()) {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(root, e.Name(), "board.yaml")); err == nil {
+		if _, err := os.Stat(filepath.Join(root, e.Name(), GeneratedFile)); err == nil {
 			names = append(names, e.Name())
 		}
 	}

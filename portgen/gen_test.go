@@ -26,8 +26,8 @@ func goldenBoards(t *testing.T) []*Board {
 	if err != nil {
 		t.Fatalf("parse golden boards: %v", err)
 	}
-	if len(boards) < 3 {
-		t.Fatalf("golden boards: got %d, want at least 3", len(boards))
+	if len(boards) < 4 || !boards[len(boards)-1].OutOfTree() {
+		t.Fatalf("golden boards: got %d, want at least 3 and a module entry last", len(boards))
 	}
 	return boards
 }
@@ -39,6 +39,9 @@ func goldenFiles(t *testing.T, boards []*Board) []File {
 	var all []File
 	var names []string
 	for _, b := range boards {
+		if b.OutOfTree() {
+			continue // its port is its own module's
+		}
 		files, err := GeneratePort(b)
 		if err != nil {
 			t.Fatalf("GeneratePort(%s): %v", b.Name, err)
@@ -50,8 +53,24 @@ func goldenFiles(t *testing.T, boards []*Board) []File {
 	if err != nil {
 		t.Fatalf("GenerateRegistry: %v", err)
 	}
-	return append(all, reg)
+	shared, err := GenerateShared()
+	if err != nil {
+		t.Fatalf("GenerateShared: %v", err)
+	}
+	// One board as a module of its own, as otagen --module writes it.
+	mod, err := GenerateModule(boards[1], goldenModule)
+	if err != nil {
+		t.Fatalf("GenerateModule: %v", err)
+	}
+	for _, f := range mod {
+		f.Path = path.Join("module", f.Path)
+		all = append(all, f)
+	}
+	return append(append(all, reg), shared...)
 }
+
+// goldenModule is the module the golden files hold a port module of.
+var goldenModule = Module{Path: "example.com/acme/otaport-esp32", Otaport: "v0.4.0"}
 
 func TestGenerate_Golden(t *testing.T) {
 	files := goldenFiles(t, goldenBoards(t))
@@ -118,7 +137,7 @@ func firstDiff(a, b []byte) string {
 }
 
 func TestGeneratePort_Idempotent(t *testing.T) {
-	for _, b := range goldenBoards(t) {
+	for _, b := range goldenBoards(t)[:3] {
 		first, err := GeneratePort(b)
 		if err != nil {
 			t.Fatal(err)
@@ -148,13 +167,10 @@ func TestGeneratePort_Files(t *testing.T) {
 	}
 	want := []string{
 		"stm32f407-disco/README.md",
-		"stm32f407-disco/board.yaml",
-		"stm32f407-disco/c/ota_hal_plat.h",
-		"stm32f407-disco/c/ota_port.c",
+		"stm32f407-disco/c/ota_board.h",
 		"stm32f407-disco/cmd/otaport-stm32f407-disco/main.go",
 		"stm32f407-disco/driver.go",
 		"stm32f407-disco/zz_generated.go",
-		"stm32f407-disco/zz_generated_test.go",
 	}
 	if !reflect.DeepEqual(paths, want) {
 		t.Fatalf("paths:\n%s\nwant:\n%s", strings.Join(paths, "\n"), strings.Join(want, "\n"))
@@ -179,34 +195,6 @@ func TestGeneratePort_Files(t *testing.T) {
 		}
 		if ast := af; ast.Name.Name != "main" && ast.Name.Name != PackageName(b.Name) {
 			t.Errorf("%s: package %s, want %s", f.Path, ast.Name.Name, PackageName(b.Name))
-		}
-	}
-}
-
-// The embedded board.yaml must read back, through the real parser, as the
-// board it was written from.
-func TestBoardYAML_RoundTrip(t *testing.T) {
-	for _, b := range goldenBoards(t) {
-		data, err := boardYAML(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := Parse(b.Name+"/board.yaml", data)
-		if err != nil {
-			t.Fatalf("%s: generated board.yaml does not parse: %v\n%s", b.Name, err, data)
-		}
-		if len(back) != 1 {
-			t.Fatalf("%s: board.yaml holds %d boards, want 1", b.Name, len(back))
-		}
-		got, want := *back[0], *b
-		got.Line, want.Line = 0, 0
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: round trip changed the board:\n got  %+v\n want %+v", b.Name, got, want)
-		}
-		for _, s := range []string{"base: 0x", "erase_value: 0x", "{name: app, offset: 0x"} {
-			if !bytes.Contains(data, []byte(s)) {
-				t.Errorf("%s: board.yaml lacks %q:\n%s", b.Name, s, data)
-			}
 		}
 	}
 }
@@ -263,12 +251,12 @@ func TestWriteFiles_KeepsDriverAndSkipsUnchanged(t *testing.T) {
 
 func TestPortDirs(t *testing.T) {
 	root := t.TempDir()
-	for _, d := range []string{"b-board", "a-board", "all", "no-yaml"} {
+	for _, d := range []string{"b-board", "a-board", "all", "c", "no-yaml"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if d != "no-yaml" {
-			if err := os.WriteFile(filepath.Join(root, d, "board.yaml"), nil, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(root, d, GeneratedFile), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -340,39 +328,6 @@ func TestGeneratePort_Refuses(t *testing.T) {
 	}
 }
 
-func TestPartitionMap_OrderAndGaps(t *testing.T) {
-	b := goldenBoards(t)[0] // stm32f407-disco: a 64 KiB gap between params and app
-	m := newPortData(b).Map
-	order := []string{"0x08000000", "bootloader", "params", "(free)", "64 KiB", "0x08020000", "app", "ota", "0x08100000"}
-	at := 0
-	for _, s := range order {
-		i := strings.Index(m[at:], s)
-		if i < 0 {
-			t.Fatalf("map lacks %q after offset %d:\n%s", s, at, m)
-		}
-		at += i
-	}
-	// Bigger partitions are drawn taller.
-	rows := func(name string) int {
-		lines := strings.Split(m, "\n")
-		for i, l := range lines {
-			if strings.Contains(l, "| "+name+" ") {
-				n := 1
-				for _, r := range lines[i+1:] {
-					if strings.Contains(r, "+--") {
-						return n
-					}
-					n++
-				}
-			}
-		}
-		return 0
-	}
-	if rows("ota") <= rows("bootloader") {
-		t.Errorf("ota (%d rows) not taller than bootloader (%d rows):\n%s", rows("ota"), rows("bootloader"), m)
-	}
-}
-
 // The generated C port must compile cleanly and behave: a harness runs it
 // against a strict RAM flash (erase on sector bounds, program aligned and
 // only over erased bytes).
@@ -385,26 +340,36 @@ func TestCPort_CompilesAndRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range goldenBoards(t) {
+	shared, err := GenerateShared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range goldenBoards(t)[:3] {
 		t.Run(b.Name, func(t *testing.T) {
-			dir := t.TempDir()
+			// The shared files in one directory, the board's header in another,
+			// as in ports/c and ports/<board>/c.
+			dir, boardDir := t.TempDir(), t.TempDir()
 			files, err := GeneratePort(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range files {
-				if strings.HasPrefix(f.Path, b.Name+"/c/") {
-					if err := os.WriteFile(filepath.Join(dir, path.Base(f.Path)), f.Data, 0o644); err != nil {
-						t.Fatal(err)
-					}
+			for _, f := range append(files, shared...) {
+				to := boardDir
+				if strings.HasPrefix(f.Path, SharedDir+"/") {
+					to = dir
+				} else if !strings.HasPrefix(f.Path, b.Name+"/c/") {
+					continue
+				}
+				if err := os.WriteFile(filepath.Join(to, path.Base(f.Path)), f.Data, 0o644); err != nil {
+					t.Fatal(err)
 				}
 			}
-			flags := []string{"-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"}
+			flags := []string{"-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", boardDir, "-I", dir}
 			syntax := append(append([]string{"-fsyntax-only"}, flags...), "ota_port.c")
 			if out, err := runIn(dir, gcc, syntax...); err != nil {
 				t.Fatalf("gcc %s: %v\n%s", strings.Join(syntax, " "), err, out)
 			}
-			build := append(append([]string{"-O1", "-I", dir, "-o", "harness"}, flags...), "ota_port.c", harness)
+			build := append(append([]string{"-O1", "-o", "harness"}, flags...), "ota_port.c", harness)
 			if out, err := runIn(dir, gcc, build...); err != nil {
 				t.Fatalf("gcc %s: %v\n%s", strings.Join(build, " "), err, out)
 			}

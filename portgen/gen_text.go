@@ -3,9 +3,9 @@ package portgen
 import (
 	"bytes"
 	"fmt"
+	"runtime/debug"
 	"strings"
-
-	"gopkg.in/yaml.v3"
+	"text/template"
 
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/templates"
@@ -28,93 +28,20 @@ func byteCount(n uint64, sep string) string {
 	return fmt.Sprintf("%d%sbytes", n, sep)
 }
 
-// sizeValue writes a Size for board.yaml: a unit when one divides it, else
-// hex (or a plain number when small).
-func sizeValue(n uint64) string {
-	if n >= 1<<10 && n%(1<<10) == 0 {
-		return byteCount(n, "")
-	}
-	if n < 1<<10 {
-		return fmt.Sprint(n)
-	}
-	return fmt.Sprintf("%#x", n)
-}
-
-// yamlAddressKeys are written in hex in board.yaml, as datasheets write
-// addresses; yamlSizeKeys with a unit.
-var (
-	yamlAddressKeys = map[string]bool{"base": true, "offset": true, "erase_value": true}
-	yamlSizeKeys    = map[string]bool{"size": true, "erase_size": true}
-	yamlFlowKeys    = map[string]bool{"sectors": true, "partitions": true}
-)
-
-// boardYAML renders the board alone as a board file that Parse reads back to
-// the same board. Encoding the struct (rather than writing the fields by
-// hand) keeps fields added to Board; the walk then restores the forms people
-// write: hex addresses, sizes with units, one line per partition.
-func boardYAML(b *Board) ([]byte, error) {
-	var doc yaml.Node
-	if err := doc.Encode(b); err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
-	styleBoardNode(&doc, "")
-	var buf bytes.Buffer
-	buf.WriteString("# " + generatedHeader + "\n")
-	buf.WriteString("# The description of the " + b.Name + " board this port was generated from.\n")
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-func styleBoardNode(n *yaml.Node, key string) {
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			styleBoardNode(n.Content[i+1], n.Content[i].Value)
-		}
-	case yaml.SequenceNode:
-		for _, c := range n.Content {
-			if yamlFlowKeys[key] && c.Kind == yaml.MappingNode {
-				c.Style = yaml.FlowStyle
-			}
-			styleBoardNode(c, key)
-		}
-	case yaml.ScalarNode:
-		if n.Tag != "!!int" {
-			return
-		}
-		var v uint64
-		if err := n.Decode(&v); err != nil {
-			return
-		}
-		switch {
-		case key == "erase_value":
-			n.Value = fmt.Sprintf("0x%02X", v)
-		case yamlAddressKeys[key]:
-			n.Value = fmt.Sprintf("%#x", v)
-		case yamlSizeKeys[key]:
-			n.Value = sizeValue(v)
-		default:
-			return
-		}
-		n.Tag = ""
-		n.Style = 0
-	}
-}
-
-// portData is what the README and C templates are filled with: every number
-// already formatted, so the templates hold no arithmetic.
+// portData is what the templates are filled with: every number already
+// formatted, so the templates hold no arithmetic.
 type portData struct {
 	Name, Package, Vendor, SoC, Source string
+	Summary                            string // vendor, SoC and scheme, for doc comments
 	Scheme, Signature                  string
 	DualBank                           bool
 	BootAttempts                       int
+
+	// Where the port lives: its import path, its directory as a go
+	// command sees it, and, for a port module, the module.
+	ImportPath, PkgDir, CPortDir, DocsLink string
+	Module, GoVersion, OtaportVersion      string
+	Replace                                string
 
 	FlashBase, FlashSizeHuman string
 	FlashBaseC, FlashSizeC    string
@@ -123,9 +50,13 @@ type portData struct {
 	WriteAlign                uint32
 	WriteAlignHuman           string
 	EraseValue                string
+	SourceC                   string // Source, safe in a C comment
+
+	// The same numbers as Go literals.
+	SchemeGo, FlashBaseGo, FlashSizeGo, EraseValueGo string
+	SectorRunsGo                                     []sectorData
 
 	Partitions []partData
-	Map        string
 
 	Guard    string // C include guard
 	AddrType string // C type wide enough for every address
@@ -133,15 +64,15 @@ type portData struct {
 
 type sectorData struct {
 	Count int
-	Size  string // C literal
+	Size  string // literal
 }
 
 type partData struct {
-	Name, Macro                string
-	Offset, Addr, End          string
-	AddrC, SizeC, SizeHuman    string
-	Sectors                    int
-	offset, size, addr, endAdr uint64
+	Name, Macro             string
+	Offset, Addr, End       string
+	AddrC, SizeC, SizeHuman string
+	OffsetGo, SizeGo        string
+	Sectors                 int
 }
 
 func cIdent(s string) string {
@@ -171,7 +102,20 @@ func sectorsIn(g hal.FlashGeometry, off, size uint64) int {
 	return n
 }
 
-func newPortData(b *Board) portData {
+// schemeGo names the hal constant of a scheme when there is one.
+func schemeGo(s hal.Scheme) string {
+	switch s {
+	case hal.SingleBank:
+		return "hal.SingleBank"
+	case hal.DualBank:
+		return "hal.DualBank"
+	}
+	return fmt.Sprintf("hal.Scheme(%q)", string(s))
+}
+
+// newPortData computes the data of b's templates; m is the module of a port
+// made with GenerateModule, nil for a port of the catalog.
+func newPortData(b *Board, m *Module) portData {
 	l := b.Layout()
 	wide := l.Flash.Base+l.Flash.Size > 1<<32
 	addrType, suffix := "uint32_t", "u"
@@ -179,10 +123,19 @@ func newPortData(b *Board) portData {
 		addrType, suffix = "uint64_t", "ull"
 	}
 	cHex := func(v uint64) string { return fmt.Sprintf("0x%08X%s", v, suffix) }
+	summary := strings.TrimSpace(strings.Join([]string{b.Vendor, b.SoC}, " "))
+	if summary != "" {
+		summary += ", "
+	}
 	d := portData{
 		Name: b.Name, Package: PackageName(b.Name), Vendor: b.Vendor, SoC: b.SoC, Source: b.Source,
-		Scheme: b.Scheme, Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
+		Summary: summary + b.Scheme,
+		Scheme:  b.Scheme, Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
 		BootAttempts:    l.BootAttempts,
+		ImportPath:      PortsPath + "/" + b.Name,
+		PkgDir:          "./ports/" + b.Name,
+		CPortDir:        "`ports/c`, shared by every board",
+		DocsLink:        "[docs/porting.md](../../docs/porting.md)",
 		FlashBase:       fmt.Sprintf("0x%08X", l.Flash.Base),
 		FlashSizeHuman:  byteCount(l.Flash.Size, " "),
 		FlashBaseC:      cHex(l.Flash.Base),
@@ -190,13 +143,25 @@ func newPortData(b *Board) portData {
 		WriteAlign:      l.Flash.WriteAlign,
 		WriteAlignHuman: byteCount(uint64(l.Flash.WriteAlign), " "),
 		EraseValue:      fmt.Sprintf("0x%02X", l.Flash.EraseValue),
-		Guard:           "OTA_HAL_PLAT_" + cIdent(b.Name) + "_H",
+		SourceC:         strings.ReplaceAll(strings.ReplaceAll(b.Source, "*/", "* /"), "\n", " "),
+		SchemeGo:        schemeGo(l.Scheme),
+		FlashBaseGo:     fmt.Sprintf("0x%08x", l.Flash.Base),
+		FlashSizeGo:     fmt.Sprintf("%#x", l.Flash.Size),
+		EraseValueGo:    fmt.Sprintf("0x%02x", l.Flash.EraseValue),
+		Guard:           "OTA_BOARD_" + cIdent(b.Name) + "_H",
 		AddrType:        addrType,
+	}
+	if m != nil {
+		d.ImportPath, d.PkgDir, d.Module = m.Path, ".", m.Path
+		d.CPortDir = "`c/ota_hal_plat.h`, `c/ota_port.c`, the same for every board"
+		d.DocsLink = "otaport's `docs/porting.md` (" + ModulePath + ")"
+		d.GoVersion, d.OtaportVersion, d.Replace = GoVersion, m.Otaport, m.Replace
 	}
 	var runs []string
 	for _, r := range l.Flash.Sectors {
 		runs = append(runs, fmt.Sprintf("%d x %s", r.Count, byteCount(r.Size, " ")))
 		d.SectorRuns = append(d.SectorRuns, sectorData{Count: r.Count, Size: fmt.Sprintf("0x%X", r.Size)})
+		d.SectorRunsGo = append(d.SectorRunsGo, sectorData{Count: r.Count, Size: fmt.Sprintf("%#x", r.Size)})
 	}
 	d.SectorsHuman = strings.Join(runs, ", ")
 	for _, p := range l.Partitions {
@@ -209,84 +174,65 @@ func newPortData(b *Board) portData {
 			AddrC:     cHex(addr),
 			SizeC:     fmt.Sprintf("0x%X%s", p.Size, suffix),
 			SizeHuman: byteCount(p.Size, " "),
+			OffsetGo:  fmt.Sprintf("%#x", p.Offset),
+			SizeGo:    fmt.Sprintf("%#x", p.Size),
 			Sectors:   sectorsIn(l.Flash, p.Offset, p.Size),
-			offset:    p.Offset, size: p.Size, addr: addr, endAdr: addr + p.Size,
 		})
 	}
-	d.Map = partitionMap(l, d.Partitions)
 	return d
 }
 
-// partitionMap draws the flash as a column of boxes, one per partition or
-// gap, with heights that grow with the size (log scale, so a 16 KiB
-// bootloader and a 2 MiB app both stay readable).
-func partitionMap(l hal.Layout, parts []partData) string {
-	type region struct {
-		label      string
-		start, end uint64
-	}
-	var regions []region
-	at := l.Flash.Base
-	sorted := append([]partData(nil), parts...)
-	for i := 1; i < len(sorted); i++ { // insertion sort by address: partitions are few
-		for j := i; j > 0 && sorted[j].addr < sorted[j-1].addr; j-- {
-			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+// OtaportVersion is the version of otaport a port module requires: the one
+// this program was built from when the go command recorded it (go install
+// ...@version), else a placeholder that a replace directive or
+// `go get github.com/otaport/otaport@latest` settles.
+func OtaportVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
+			if m.Path == ModulePath && strings.HasPrefix(m.Version, "v") {
+				return m.Version
+			}
 		}
 	}
-	for _, p := range sorted {
-		if p.addr > at {
-			regions = append(regions, region{"(free)", at, p.addr})
-		}
-		regions = append(regions, region{p.Name, p.addr, p.endAdr})
-		at = max(at, p.endAdr)
-	}
-	if end := l.Flash.Base + l.Flash.Size; end > at {
-		regions = append(regions, region{"(free)", at, end})
-	}
-
-	nameW, sizeW := 0, 0
-	for _, r := range regions {
-		nameW = max(nameW, len(r.label))
-		sizeW = max(sizeW, len(byteCount(r.end-r.start, " ")))
-	}
-	inner := max(30, nameW+sizeW+4)
-	var smallest uint64
-	for _, r := range regions {
-		if s := r.end - r.start; smallest == 0 || s < smallest {
-			smallest = s
-		}
-	}
-	border := "+" + strings.Repeat("-", inner) + "+"
-	pad := strings.Repeat(" ", 10)
-	var sb strings.Builder
-	for _, r := range regions {
-		size := r.end - r.start
-		rows := 1
-		for s := smallest * 4; s <= size && rows < 6; s *= 4 {
-			rows++
-		}
-		fmt.Fprintf(&sb, "0x%08X %s\n", r.start, border)
-		label := fmt.Sprintf(" %-*s%*s ", inner-sizeW-2, r.label, sizeW, byteCount(size, " "))
-		fmt.Fprintf(&sb, "%s |%-*s|\n", pad, inner, label)
-		for i := 1; i < rows; i++ {
-			fmt.Fprintf(&sb, "%s |%s|\n", pad, strings.Repeat(" ", inner))
-		}
-	}
-	fmt.Fprintf(&sb, "0x%08X %s\n", l.Flash.Base+l.Flash.Size, border)
-	return sb.String()
+	return "v0.0.0-00010101000000-000000000000"
 }
 
-// genText fills the templates: README.md and the C port.
-func genText(b *Board) ([]File, error) {
-	t, err := templates.Parse()
+// funcs are the functions the templates call.
+var funcs = template.FuncMap{
+	"quote":   func(s string) string { return fmt.Sprintf("%q", s) },
+	"comment": comment,
+}
+
+// comment writes text as // lines of at most 80 columns, a blank comment
+// line for each line break.
+func comment(text string) string {
+	var out []string
+	for _, para := range strings.Split(text, "\n") {
+		line := "//"
+		for _, w := range strings.Fields(para) {
+			if len(line) > 2 && len(line)+1+len(w) > 80 {
+				out = append(out, line)
+				line = "//"
+			}
+			line += " " + w
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+// output is one generated file: the template that writes it and its path.
+type output struct {
+	tmpl, path string
+	once       bool
+}
+
+// render fills the templates of outs with data; Go files are formatted, so
+// the templates need not align what gofmt aligns.
+func render(data any, outs []output) ([]File, error) {
+	t, err := templates.Parse(funcs)
 	if err != nil {
 		return nil, err
-	}
-	data := newPortData(b)
-	outs := []struct{ tmpl, path string }{
-		{templates.README, "README.md"},
-		{templates.CHeader, "c/ota_hal_plat.h"},
-		{templates.CSource, "c/ota_port.c"},
 	}
 	files := make([]File, 0, len(outs))
 	for _, o := range outs {
@@ -294,7 +240,13 @@ func genText(b *Board) ([]File, error) {
 		if err := t.ExecuteTemplate(&buf, o.tmpl, data); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.path, err)
 		}
-		files = append(files, File{Path: o.path, Data: buf.Bytes()})
+		out := buf.Bytes()
+		if strings.HasSuffix(o.path, ".go") {
+			if out, err = gofmt(out); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.path, err)
+			}
+		}
+		files = append(files, File{Path: o.path, Data: out, Once: o.once})
 	}
 	return files, nil
 }

@@ -212,7 +212,12 @@ func (p *parser) catalog(root, list *yaml.Node) []*Board {
 			ok = false
 			continue
 		}
-		b, valid := p.board(n)
+		board := p.board
+		if mapValue(n, "module") != nil {
+			// A port in its own module: the catalog names it only.
+			board = func(n *yaml.Node) (*Board, bool) { return p.moduleEntry(n, path) }
+		}
+		b, valid := board(n)
 		ok = ok && valid
 		boards = append(boards, b)
 	}

@@ -74,6 +74,12 @@ var fieldSpecs = map[string]fieldSpec{
 	"Image.signature": {required: true, hint: "write signature: ed25519, ecdsa-p256, rsa-2048 or rsa-3072",
 		doc:   "Signature type images for this board carry (MCUboot TLV).",
 		extra: jsonObj{{"enum", Signatures()}}},
+	"ModuleEntry.name": {required: true, hint: "give the board's name, as in the module's board.yaml",
+		doc:   "Board name of a port in its own Go module, as in the module's board.yaml.",
+		extra: jsonObj{{"pattern", boardNameRe.String()}, {"maxLength", MaxNameLen}}},
+	"ModuleEntry.module": {required: true, hint: "give the Go module path of the port, such as example.com/acme/otaport-myboard",
+		doc: "Go module path of a port that lives outside otaport's repository (made with otagen --module); the module holds the board's description."},
+
 	"Image.boot_attempts": {doc: "Dual-bank only: unconfirmed boots a new image is allowed before the bootloader falls back, 1 to 3. Default 1.",
 		extra: jsonObj{{"minimum", 1}, {"maximum", MaxBootAttempts}}},
 }
@@ -179,11 +185,14 @@ func Schema() ([]byte, error) {
 	if err := walk(reflect.TypeOf(Board{})); err != nil {
 		return nil, err
 	}
+	if err := walk(reflect.TypeOf(ModuleEntry{})); err != nil {
+		return nil, err
+	}
 	defs = append(defs, jsonField{"catalog", jsonObj{
 		{"type", "object"},
 		{"properties", jsonObj{{"boards", jsonObj{
-			{"description", "The boards of the catalog; names must be unique, and unique once '-' is removed."},
-			{"type", "array"}, {"minItems", 1}, {"items", jsonObj{{"$ref", "#/$defs/board"}}},
+			{"description", "The boards of the catalog; names must be unique, and unique once '-' is removed. An entry with module: is a port in its own Go module."},
+			{"type", "array"}, {"minItems", 1}, {"items", jsonObj{{"oneOf", []jsonObj{{{"$ref", "#/$defs/board"}}, {{"$ref", "#/$defs/moduleEntry"}}}}}},
 		}}}},
 		{"required", []string{"boards"}},
 		{"additionalProperties", false},

@@ -1,5 +1,6 @@
-// Package templates holds the text templates otagen fills for what is not Go:
-// a port's README and the matching C port for AliOS Things firmware.
+// Package templates holds the text templates otagen fills: every file of a
+// port (the Go code, the README, the board's C header, a module's go.mod)
+// and the C port shared by every board.
 //
 // It only stores and parses the templates; the data they are filled with is
 // computed by portgen, so the templates stay free of arithmetic.
@@ -16,15 +17,28 @@ var files embed.FS
 
 // Names of the templates, one per generated file.
 const (
-	README  = "README.md.tmpl"
-	CHeader = "ota_hal_plat.h.tmpl"
-	CSource = "ota_port.c.tmpl"
+	Port     = "port.go.tmpl"      // a port's zz_generated.go
+	PortTest = "port_test.go.tmpl" // a port module's conformance test
+	Driver   = "driver.go.tmpl"    // a port's driver.go, written once
+	Main     = "main.go.tmpl"      // a port's plugin main
+	Registry = "registry.go.tmpl"  // ports/all/zz_generated.go
+	GoMod    = "go.mod.tmpl"       // a port module's go.mod, written once
+	README   = "README.md.tmpl"
+	CBoard   = "ota_board.h.tmpl"    // a board's C header
+	CHeader  = "ota_hal_plat.h.tmpl" // the C port's header, the same for every board
+	CSource  = "ota_port.c.tmpl"     // the C port, the same for every board
 )
 
-// Parse parses every template. The set is fixed at build time, so an error
-// here is a bug in a template, reported with its name and line.
-func Parse() (*template.Template, error) {
-	t, err := template.New("").Option("missingkey=error").ParseFS(files, "*.tmpl")
+// Names lists every template.
+func Names() []string {
+	return []string{Port, PortTest, Driver, Main, Registry, GoMod, README, CBoard, CHeader, CSource}
+}
+
+// Parse parses every template with the functions funcs. The set is fixed at
+// build time, so an error here is a bug in a template, reported with its
+// name and line.
+func Parse(funcs template.FuncMap) (*template.Template, error) {
+	t, err := template.New("").Funcs(funcs).Option("missingkey=error").ParseFS(files, "*.tmpl")
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
 	}

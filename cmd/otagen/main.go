@@ -2,6 +2,8 @@
 // otaport from them.
 //
 //	otagen [-o DIR] [--board NAME] FILE.yaml   generate ports/<name>/ for each board
+//	otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
+//	                                           generate one board as its own Go module in DIR
 //	otagen validate FILE.yaml                  check the file only
 //	otagen list [--json] FILE.yaml             print the catalog
 //
@@ -32,6 +34,8 @@ func main() {
 
 const usage = `usage:
   otagen [-o DIR] [--board NAME] FILE.yaml   validate and generate DIR/<board>/ (DIR defaults to ports)
+  otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
+                                             generate one board as the Go module PATH in DIR (default .)
   otagen validate FILE.yaml                  validate only
   otagen list [--json] FILE.yaml             print the boards of a catalog
 `
@@ -129,9 +133,10 @@ func invalid(err error) error {
 
 // listEntry is one board in `otagen list --json`.
 type listEntry struct {
-	Name   string     `json:"name"`
-	Layout hal.Layout `json:"layout"`
-	Source string     `json:"source"`
+	Name   string      `json:"name"`
+	Layout *hal.Layout `json:"layout,omitempty"`
+	Source string      `json:"source,omitempty"`
+	Module string      `json:"module,omitempty"` // a port in its own module
 }
 
 func list(args []string, stdout io.Writer) error {
@@ -144,7 +149,12 @@ func list(args []string, stdout io.Writer) error {
 	if *asJSON {
 		out := make([]listEntry, 0, len(boards))
 		for _, b := range boards {
-			out = append(out, listEntry{Name: b.Name, Layout: b.Layout(), Source: b.Source})
+			if b.OutOfTree() {
+				out = append(out, listEntry{Name: b.Name, Module: b.Module})
+				continue
+			}
+			l := b.Layout()
+			out = append(out, listEntry{Name: b.Name, Layout: &l, Source: b.Source})
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -153,6 +163,10 @@ func list(args []string, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSOC\tFLASH\tSCHEME\tPARTITIONS")
 	for _, b := range boards {
+		if b.OutOfTree() {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tin its own module: %s\n", b.Name, b.Module)
+			continue
+		}
 		l := b.Layout()
 		parts := make([]string, 0, len(l.Partitions))
 		for _, p := range l.Partitions {
@@ -175,8 +189,10 @@ func humanSize(n uint64) string {
 
 func generate(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("otagen", flag.ContinueOnError)
-	root := fs.String("o", "ports", "output `dir`ectory: the root of the ports")
+	root := fs.String("o", "", "output `dir`ectory: the root of the ports (default ports), or of the module (default .)")
 	only := fs.String("board", "", "generate only the board `name`d")
+	module := fs.String("module", "", "generate the board as its own Go module with this `path`, outside otaport's repository")
+	replace := fs.String("replace", "", "with --module: build against the otaport checkout in `dir` (a replace directive in go.mod)")
 	file, boards, err := loadBoards(fs, args)
 	if err != nil {
 		return err
@@ -187,11 +203,26 @@ func generate(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
+	if *module != "" {
+		return generateModule(stdout, file, boards, *module, *replace, *root)
+	}
+	if *replace != "" {
+		return fmt.Errorf("%w: --replace goes with --module", errUsage)
+	}
+	if *root == "" {
+		*root = "ports"
+	}
 
 	// Everything in memory first: a board that fails leaves no output.
-	var files []portgen.File
+	files, err := portgen.GenerateShared()
+	if err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for _, b := range boards {
+		if b.OutOfTree() {
+			continue // generated in its own module, by its author
+		}
 		port, err := portgen.GeneratePort(b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
@@ -227,6 +258,45 @@ func generate(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// generateModule writes the one board of boards as the Go module path in
+// root (default: the current directory).
+func generateModule(stdout io.Writer, file string, boards []*portgen.Board, path, replace, root string) error {
+	if len(boards) != 1 {
+		return fmt.Errorf("%w: --module makes one port, and %s has %d boards; pick one with --board", errUsage, file, len(boards))
+	}
+	if root == "" {
+		root = "."
+	}
+	if replace != "" {
+		abs, err := filepath.Abs(replace)
+		if err != nil {
+			return err
+		}
+		replace = abs
+	}
+	b := boards[0]
+	if b.OutOfTree() {
+		return fmt.Errorf("%s: %s is a catalog entry for the module %s; run otagen --module on the module's own board.yaml", file, b.Name, b.Module)
+	}
+	out, err := portgen.GenerateModule(b, portgen.Module{Path: path, Otaport: portgen.OtaportVersion(), Replace: replace})
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	res, err := portgen.WriteFiles(root, out)
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("%s: module %s: wrote %s", root, path, files(len(res.Written)))
+	if u := len(res.Unchanged); u > 0 {
+		line += fmt.Sprintf(", %d unchanged", u)
+	}
+	if len(res.Kept) > 0 {
+		line += ", kept " + strings.Join(res.Kept, ", ")
+	}
+	fmt.Fprintln(stdout, line)
+	return nil
+}
+
 // pick returns the board called name, or an error that lists the names.
 func pick(boards []*portgen.Board, name, file string) ([]*portgen.Board, error) {
 	var known []string
@@ -251,6 +321,10 @@ func report(w io.Writer, root string, boards []*portgen.Board, res portgen.Write
 	}
 	written, unchanged, kept := count(res.Written), count(res.Unchanged), count(res.Kept)
 	for _, b := range boards {
+		if b.OutOfTree() {
+			fmt.Fprintf(w, "%s: in its own module %s, not generated here\n", b.Name, b.Module)
+			continue
+		}
 		dir := filepath.Join(root, b.Name)
 		switch n := len(written[b.Name]); {
 		case n == 0:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/portgen"
+	"github.com/otaport/otaport/ports/portkit/porttest"
 )
 
 // portsRoot is ports/, seen from this package's directory.
@@ -47,7 +47,9 @@ func TestRegistry_MatchesDirsAndCatalog(t *testing.T) {
 	}
 	var names []string
 	for _, b := range catalog(t) {
-		names = append(names, b.Name)
+		if !b.OutOfTree() { // a port in its own module has no directory here
+			names = append(names, b.Name)
+		}
 	}
 	sort.Strings(names)
 	if !reflect.DeepEqual(registry, dirs) {
@@ -74,6 +76,9 @@ func TestPorts_UpToDate(t *testing.T) {
 	var files []portgen.File
 	var names []string
 	for _, b := range boards {
+		if b.OutOfTree() {
+			continue
+		}
 		fs, err := portgen.GeneratePort(b)
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +90,11 @@ func TestPorts_UpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, reg)
+	shared, err := portgen.GenerateShared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(append(files, reg), shared...)
 	if _, err := portgen.WriteFiles(tmp, files); err != nil {
 		t.Fatal(err)
 	}
@@ -108,20 +117,30 @@ func TestPorts_UpToDate(t *testing.T) {
 			t.Errorf("ports/%s differs from what otagen produces from boards.yaml; run make generate", f.Path)
 		}
 	}
-	// A generated file that otagen no longer produces is stale.
-	for _, n := range names {
-		_ = filepath.WalkDir(filepath.Join(portsRoot, n), func(p string, d os.DirEntry, err error) error {
+	// A file in a port's directory, or in the C port's, that otagen no
+	// longer produces is stale.
+	for _, dir := range append(names, portgen.SharedDir) {
+		_ = filepath.WalkDir(filepath.Join(portsRoot, dir), func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
 			}
 			rel, _ := filepath.Rel(portsRoot, p)
-			rel = filepath.ToSlash(rel)
-			base := path.Base(rel)
-			if generated[rel] || !(strings.HasPrefix(base, "zz_generated") || strings.HasPrefix(rel, n+"/c/") || strings.HasPrefix(rel, n+"/cmd/")) {
-				return nil
+			if rel = filepath.ToSlash(rel); !generated[rel] {
+				t.Errorf("ports/%s is not produced by otagen any more; remove it", rel)
 			}
-			t.Errorf("ports/%s is not produced by otagen any more; remove it", rel)
 			return nil
+		})
+	}
+}
+
+// TestConformance runs the conformance kit against every port of the
+// catalog, in-process and over the plugin wire (gRPC), as each port's own
+// test used to.
+func TestConformance(t *testing.T) {
+	for _, e := range Catalog() {
+		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel()
+			porttest.Conformance(t, e.Name, e.Layout())
 		})
 	}
 }
@@ -172,15 +191,21 @@ func TestCPorts_CompileAndRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flags := []string{"-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"}
+	shared, err := filepath.Abs(filepath.Join(portsRoot, portgen.SharedDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", shared}
 	for _, e := range Catalog() {
 		t.Run(e.Name, func(t *testing.T) {
 			t.Parallel()
+			// The one shared ota_port.c, over this board's ota_board.h.
 			dir, err := filepath.Abs(filepath.Join(portsRoot, e.Name, "c"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			args := append(append([]string{"-fsyntax-only"}, flags...), "ota_port.c")
+			src := filepath.Join(shared, "ota_port.c")
+			args := append(append([]string{"-fsyntax-only", "-I", dir}, flags...), src)
 			if out, err := gccIn(dir, gcc, args...); err != nil {
 				t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
@@ -188,7 +213,7 @@ func TestCPorts_CompileAndRun(t *testing.T) {
 				t.Skipf("flash of %d MiB: syntax checked, harness not run", e.Layout().Flash.Size>>20)
 			}
 			bin := filepath.Join(t.TempDir(), "harness")
-			args = append(append([]string{"-O1", "-I", dir, "-o", bin}, flags...), "ota_port.c", harness)
+			args = append(append([]string{"-O1", "-I", dir, "-o", bin}, flags...), src, harness)
 			if out, err := gccIn(dir, gcc, args...); err != nil {
 				t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
 			}

@@ -7,8 +7,6 @@
 package all
 
 import (
-	"github.com/otaport/otaport/core/flash"
-	"github.com/otaport/otaport/core/hal"
 	bl475eiot01a "github.com/otaport/otaport/ports/b-l475e-iot01a"
 	esp32devkitc "github.com/otaport/otaport/ports/esp32-devkitc"
 	featherm4express "github.com/otaport/otaport/ports/feather-m4-express"
@@ -20,62 +18,35 @@ import (
 	nrf5340dk "github.com/otaport/otaport/ports/nrf5340-dk"
 	nucleoh743zi "github.com/otaport/otaport/ports/nucleo-h743zi"
 	nucleol152re "github.com/otaport/otaport/ports/nucleo-l152re"
+	"github.com/otaport/otaport/ports/portkit"
 	rpipico "github.com/otaport/otaport/ports/rpi-pico"
 	rpi4b "github.com/otaport/otaport/ports/rpi4-b"
 	stm32f407disco "github.com/otaport/otaport/ports/stm32f407-disco"
 	stm32f769idisco "github.com/otaport/otaport/ports/stm32f769i-disco"
 )
 
-// Entry is one port of the catalog.
-type Entry struct {
-	// Name is the board name, as in boards.yaml and ports/<name>.
-	Name string
-	// Layout returns the board's layout.
-	Layout func() hal.Layout
-	// New returns the port over a flash device with the board's geometry;
-	// the caller keeps the device.
-	New func(flash.Device) (hal.Platform, error)
-}
-
 // Catalog returns every port of the catalog, sorted by name.
-func Catalog() []Entry {
-	return []Entry{
-		{Name: "b-l475e-iot01a", Layout: bl475eiot01a.Layout, New: wrap(bl475eiot01a.New)},
-		{Name: "esp32-devkitc", Layout: esp32devkitc.Layout, New: wrap(esp32devkitc.New)},
-		{Name: "feather-m4-express", Layout: featherm4express.Layout, New: wrap(featherm4express.New)},
-		{Name: "frdm-k64f", Layout: frdmk64f.Layout, New: wrap(frdmk64f.New)},
-		{Name: "longan-nano", Layout: longannano.Layout, New: wrap(longannano.New)},
-		{Name: "mk3060", Layout: mk3060.Layout, New: wrap(mk3060.New)},
-		{Name: "nodemcu-esp8266", Layout: nodemcuesp8266.Layout, New: wrap(nodemcuesp8266.New)},
-		{Name: "nrf52840-dk", Layout: nrf52840dk.Layout, New: wrap(nrf52840dk.New)},
-		{Name: "nrf5340-dk", Layout: nrf5340dk.Layout, New: wrap(nrf5340dk.New)},
-		{Name: "nucleo-h743zi", Layout: nucleoh743zi.Layout, New: wrap(nucleoh743zi.New)},
-		{Name: "nucleo-l152re", Layout: nucleol152re.Layout, New: wrap(nucleol152re.New)},
-		{Name: "rpi-pico", Layout: rpipico.Layout, New: wrap(rpipico.New)},
-		{Name: "rpi4-b", Layout: rpi4b.Layout, New: wrap(rpi4b.New)},
-		{Name: "stm32f407-disco", Layout: stm32f407disco.Layout, New: wrap(stm32f407disco.New)},
-		{Name: "stm32f769i-disco", Layout: stm32f769idisco.Layout, New: wrap(stm32f769idisco.New)},
+func Catalog() []portkit.Entry {
+	return []portkit.Entry{
+		{Name: "b-l475e-iot01a", Layout: bl475eiot01a.Layout},
+		{Name: "esp32-devkitc", Layout: esp32devkitc.Layout},
+		{Name: "feather-m4-express", Layout: featherm4express.Layout},
+		{Name: "frdm-k64f", Layout: frdmk64f.Layout},
+		{Name: "longan-nano", Layout: longannano.Layout},
+		{Name: "mk3060", Layout: mk3060.Layout},
+		{Name: "nodemcu-esp8266", Layout: nodemcuesp8266.Layout},
+		{Name: "nrf52840-dk", Layout: nrf52840dk.Layout},
+		{Name: "nrf5340-dk", Layout: nrf5340dk.Layout},
+		{Name: "nucleo-h743zi", Layout: nucleoh743zi.Layout},
+		{Name: "nucleo-l152re", Layout: nucleol152re.Layout},
+		{Name: "rpi-pico", Layout: rpipico.Layout},
+		{Name: "rpi4-b", Layout: rpi4b.Layout},
+		{Name: "stm32f407-disco", Layout: stm32f407disco.Layout},
+		{Name: "stm32f769i-disco", Layout: stm32f769idisco.Layout},
 	}
 }
 
 // Lookup returns the port called name.
-func Lookup(name string) (Entry, bool) {
-	for _, e := range Catalog() {
-		if e.Name == name {
-			return e, true
-		}
-	}
-	return Entry{}, false
-}
-
-// wrap turns a port's New into a constructor of hal.Platform; it returns a nil
-// interface on error, never an interface holding a nil *Port.
-func wrap[P hal.Platform](newPort func(flash.Device) (P, error)) func(flash.Device) (hal.Platform, error) {
-	return func(dev flash.Device) (hal.Platform, error) {
-		p, err := newPort(dev)
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
-	}
+func Lookup(name string) (portkit.Entry, bool) {
+	return portkit.Lookup(Catalog(), name)
 }

@@ -7,51 +7,22 @@
 package all
 
 import (
-	"github.com/otaport/otaport/core/flash"
-	"github.com/otaport/otaport/core/hal"
 	esp32devkitc "github.com/otaport/otaport/ports/esp32-devkitc"
 	nucleol152re "github.com/otaport/otaport/ports/nucleo-l152re"
+	"github.com/otaport/otaport/ports/portkit"
 	stm32f407disco "github.com/otaport/otaport/ports/stm32f407-disco"
 )
 
-// Entry is one port of the catalog.
-type Entry struct {
-	// Name is the board name, as in boards.yaml and ports/<name>.
-	Name string
-	// Layout returns the board's layout.
-	Layout func() hal.Layout
-	// New returns the port over a flash device with the board's geometry;
-	// the caller keeps the device.
-	New func(flash.Device) (hal.Platform, error)
-}
-
 // Catalog returns every port of the catalog, sorted by name.
-func Catalog() []Entry {
-	return []Entry{
-		{Name: "esp32-devkitc", Layout: esp32devkitc.Layout, New: wrap(esp32devkitc.New)},
-		{Name: "nucleo-l152re", Layout: nucleol152re.Layout, New: wrap(nucleol152re.New)},
-		{Name: "stm32f407-disco", Layout: stm32f407disco.Layout, New: wrap(stm32f407disco.New)},
+func Catalog() []portkit.Entry {
+	return []portkit.Entry{
+		{Name: "esp32-devkitc", Layout: esp32devkitc.Layout},
+		{Name: "nucleo-l152re", Layout: nucleol152re.Layout},
+		{Name: "stm32f407-disco", Layout: stm32f407disco.Layout},
 	}
 }
 
 // Lookup returns the port called name.
-func Lookup(name string) (Entry, bool) {
-	for _, e := range Catalog() {
-		if e.Name == name {
-			return e, true
-		}
-	}
-	return Entry{}, false
-}
-
-// wrap turns a port's New into a constructor of hal.Platform; it returns a nil
-// interface on error, never an interface holding a nil *Port.
-func wrap[P hal.Platform](newPort func(flash.Device) (P, error)) func(flash.Device) (hal.Platform, error) {
-	return func(dev flash.Device) (hal.Platform, error) {
-		p, err := newPort(dev)
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
-	}
+func Lookup(name string) (portkit.Entry, bool) {
+	return portkit.Lookup(Catalog(), name)
 }
