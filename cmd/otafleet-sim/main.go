@@ -36,6 +36,7 @@ import (
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/ports/all"
@@ -88,15 +89,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if s.v2, err = os.ReadFile(*v2); err != nil {
 		return err
 	}
-	pem, err := os.ReadFile(s.keyFile)
-	if err != nil {
-		return err
+	if s.keys, err = image.ReadPublicKeys([]string{s.keyFile}); err != nil {
+		return fmt.Errorf("--key: %w", err)
 	}
-	k, err := image.LoadPublicKey(pem)
-	if err != nil {
-		return fmt.Errorf("--key %s: %w", s.keyFile, err)
-	}
-	s.keys = []crypto.PublicKey{k}
 	// One transport for every device: the downloads share connections to
 	// the one firmware server, as devices behind one NAT would not, but
 	// the benchmark measures the fleet side, not socket setup. The cap
@@ -181,11 +176,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 			HTTPClient: s.http,
 			OnEvent: func(ev agent.Event) {
 				switch ev.Kind {
-				case "inform":
+				case event.Inform:
 					d.informed.Store(true)
-				case "order":
+				case event.Order:
 					d.ordered.CompareAndSwap(0, time.Now().UnixNano())
-				case "confirmed":
+				case event.Confirmed:
 					d.confirmed.CompareAndSwap(0, time.Now().UnixNano())
 				}
 			},

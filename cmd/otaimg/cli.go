@@ -181,30 +181,6 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func loadPrivate(path string) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
-	}
-	k, err := image.LoadPrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
-	}
-	return k, nil
-}
-
-func loadPublic(path string) (crypto.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
-	}
-	k, err := image.LoadPublicKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
-	}
-	return k, nil
-}
-
 func cmdSign(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sign", "--key key.pem --version 1.2.3+4 [flags] in.bin out.img", stderr)
 	keyPath := fs.String("key", "", "private key (PEM); without it the image carries a hash and no signature")
@@ -293,7 +269,7 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 	}
 	var key crypto.Signer
 	if *keyPath != "" {
-		if key, err = loadPrivate(*keyPath); err != nil {
+		if key, err = image.ReadPrivateKey(*keyPath); err != nil {
 			return err
 		}
 	}
@@ -332,7 +308,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	var keys []crypto.PublicKey
 	for _, p := range keyPaths {
-		k, err := loadPublic(p)
+		k, err := image.ReadPublicKey(p)
 		if err != nil {
 			return err
 		}
@@ -535,7 +511,7 @@ func cmdGetpub(args []string, stdout, stderr io.Writer) error {
 	if *keyPath == "" {
 		return usageErr("need --key FILE")
 	}
-	pub, err := loadPublic(*keyPath)
+	pub, err := image.ReadPublicKey(*keyPath)
 	if err != nil {
 		return err
 	}

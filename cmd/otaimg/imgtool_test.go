@@ -124,7 +124,7 @@ func TestImgtoolInterop(t *testing.T) {
 				hashOut := filepath.Join(dir, "hash.bin")
 				it.must("getpubhash", "-k", k, "-e", "raw", "-o", hashOut)
 				wantHash, _ := os.ReadFile(hashOut)
-				pub, err := loadPublic(filepath.Join(dir, k))
+				pub, err := image.ReadPublicKey(filepath.Join(dir, k))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/agent"
-	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 )
 
 // agentFlags are the agent's settings given on the command line; each one
@@ -202,7 +202,7 @@ func (v *agentView) event(ev agent.Event) {
 		}
 		return
 	}
-	if ev.Kind == string(engine.EventProgress) {
+	if ev.Kind == event.Progress {
 		if v.tty {
 			fmt.Fprintf(v.w, "\r%s", agentBar(ev.Percent, ev.Offset, ev.Total))
 			v.barOpen = true
@@ -242,7 +242,7 @@ func agentBar(pct int, off, total int64) string {
 // describeAgentEvent is an event as a line for people.
 func describeAgentEvent(ev agent.Event) string {
 	var b strings.Builder
-	b.WriteString(ev.Kind)
+	b.WriteString(string(ev.Kind))
 	if ev.Order != 0 {
 		fmt.Fprintf(&b, " order %d", ev.Order)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/agent"
+	"github.com/otaport/otaport/core/event"
 )
 
 func TestAgentConfig_FlagsOverrideFile(t *testing.T) {
@@ -55,11 +56,11 @@ func TestAgentConfig_MissingSettingsIsUsage(t *testing.T) {
 
 func TestAgentView(t *testing.T) {
 	events := []agent.Event{
-		{Kind: "order", Order: 7, Version: "1.1.0"},
-		{Kind: "progress", Percent: 5, Offset: 5, Total: 100},
-		{Kind: "progress", Percent: 12, Offset: 12, Total: 100},
-		{Kind: "progress", Percent: 100, Offset: 100, Total: 100},
-		{Kind: "health", Version: "1.1.0+0", Error: "self-test failed"},
+		{Kind: event.Order, Order: 7, Version: "1.1.0"},
+		{Kind: event.Progress, Percent: 5, Offset: 5, Total: 100},
+		{Kind: event.Progress, Percent: 12, Offset: 12, Total: 100},
+		{Kind: event.Progress, Percent: 100, Offset: 100, Total: 100},
+		{Kind: event.Health, Version: "1.1.0+0", Error: "self-test failed"},
 	}
 	var plain bytes.Buffer
 	v := newAgentView(&plain, false, false)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -54,22 +53,6 @@ type keyFiles []string
 func (k *keyFiles) String() string     { return strings.Join(*k, ",") }
 func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
 
-func loadKeys(files []string) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--key: %w", err)
-		}
-		k, err := image.LoadPublicKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("--key %s: %w (give the PEM public key, otaimg getpub --key key.pem)", f, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
-}
-
 func installCommand() command {
 	var f struct {
 		keys           keyFiles
@@ -114,9 +97,9 @@ func installCommand() command {
 			case len(f.keys) == 0:
 				return fmt.Errorf("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem): %w", errUsage)
 			}
-			keys, err := loadKeys(f.keys)
+			keys, err := image.ReadPublicKeys(f.keys)
 			if err != nil {
-				return err
+				return fmt.Errorf("--key: %w", err)
 			}
 			var caPEM []byte
 			if f.ca != "" {
@@ -171,21 +154,21 @@ func installCommand() command {
 				if e.opts.json {
 					return nil
 				}
-				fmt.Fprintf(e.stdout, "installed %s in %s: reboot to apply (otarun boot)\n", st.Image, updateSlot(st))
+				// Until the reboot the port still runs the old slot, so
+				// its update slot is the one the image went to.
+				info, err := c.Describe(ctx)
+				if err != nil {
+					return err
+				}
+				slot, err := info.UpdateSlot()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "installed %s in %s: reboot to apply (otarun boot)\n", st.Image, slot.Name)
 				return nil
 			})
 		},
 	}
-}
-
-// updateSlot names the slot an install went to, from a status.
-func updateSlot(st engine.Status) string {
-	for _, s := range st.Slots {
-		if s.Pending {
-			return s.Name
-		}
-	}
-	return "the update slot"
 }
 
 func bootCommand() command {

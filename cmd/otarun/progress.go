@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 )
 
 // newProgress returns how install reports progress: with --json one event
@@ -33,7 +34,7 @@ func newProgress(e *env) (engine.Observer, func()) {
 		return engine.Throttle(b, 200*time.Millisecond, nil), b.finish
 	}
 	return engine.ObserverFunc(func(ev engine.Event) {
-		if ev.Kind == engine.EventState {
+		if ev.Kind == event.State {
 			fmt.Fprintf(e.stdout, "%s: %s\n", ev.State, ev.Message)
 		}
 	}), func() {}
@@ -53,7 +54,7 @@ func (b *bar) Event(ev engine.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch ev.Kind {
-	case engine.EventProgress:
+	case event.Progress:
 		rate := float64(ev.Offset) / max(time.Since(b.start).Seconds(), 1e-3)
 		var line string
 		if ev.Percent >= 0 {
@@ -66,7 +67,7 @@ func (b *bar) Event(ev engine.Event) {
 		b.drawn = true
 	default:
 		b.endLine()
-		if ev.Kind == engine.EventState {
+		if ev.Kind == event.State {
 			fmt.Fprintf(b.w, "%s: %s\n", ev.State, ev.Message)
 			b.start = time.Now()
 		}

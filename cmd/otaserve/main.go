@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -121,17 +120,9 @@ func serve(args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("run: unexpected argument %q", fs.Arg(0))
 	}
-	var keys []crypto.PublicKey
-	for _, f := range keyFiles {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("--key: %w", err)
-		}
-		k, err := image.LoadPublicKey(pem)
-		if err != nil {
-			return fmt.Errorf("--key %s: %w", f, err)
-		}
-		keys = append(keys, k)
+	keys, err := image.ReadPublicKeys(keyFiles)
+	if err != nil {
+		return fmt.Errorf("--key: %w", err)
 	}
 	var tlsConfig *tls.Config
 	if *certFile != "" || *keyFile != "" {

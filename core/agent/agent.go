@@ -27,6 +27,7 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
@@ -77,12 +78,11 @@ type Options struct {
 // Event is one thing the agent reports to the person or program watching
 // it; `otarun --json` prints one per line.
 type Event struct {
-	// Kind: "start", "connected", "inform", "order", "refused", "state",
-	// "progress", "reboot", "health", "confirmed", "rolled-back",
-	// "failed", "stop".
-	Kind    string `json:"event"`
-	Order   int64  `json:"order,omitempty"`
-	Version string `json:"version,omitempty"`
+	// Kind is one of the engine's kinds (event.State, event.Progress,
+	// event.Error) or the agent's own (event.Start ... event.Stop).
+	Kind    event.Kind `json:"event"`
+	Order   int64      `json:"order,omitempty"`
+	Version string     `json:"version,omitempty"`
 	// State is the engine's state for "state" and "progress" events.
 	State   string `json:"state,omitempty"`
 	Percent int    `json:"percent,omitempty"`
@@ -197,7 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.emit(Event{Kind: "start", Version: dev.Running, Message: "board " + dev.Board})
+	a.emit(Event{Kind: event.Start, Version: dev.Running, Message: "board " + dev.Board})
 	a.log.Info("agent starting", "board", dev.Board, "version", dev.Running, "pending", a.rec.Phase)
 
 	// What the engine left: reconcile its record with what the bootloader
@@ -205,7 +205,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if st, err := a.eng.Recover(ctx); err != nil {
 		a.log.Warn("recover", "err", err)
 	} else {
-		a.emit(Event{Kind: "state", State: string(st.State), Version: st.Image, Message: "at start"})
+		a.emit(Event{Kind: event.State, State: string(st.State), Version: st.Image, Message: "at start"})
 	}
 
 	cc := cloud.Config{
@@ -243,7 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.link = link
 	defer link.Close()
-	a.emit(Event{Kind: "connected", Message: a.cfg.Broker})
+	a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 
 	// Finish an order that a reboot or a stop interrupted before the
 	// version is reported: the cloud reads the old version from a device
@@ -261,7 +261,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.reconnect:
 			// The platform wants the version after every connection
 			// (AliOS Things issue #1805).
-			a.emit(Event{Kind: "connected", Message: a.cfg.Broker})
+			a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 			if err := a.inform(ctx); err != nil {
 				return a.stopped(ctx, err)
 			}
@@ -289,7 +289,7 @@ func (a *Agent) connect(ctx context.Context, cc cloud.Config) (Link, error) {
 		}
 		wait := backoff/2 + rand.N(backoff)
 		a.log.Warn("cannot reach the cloud; trying again", "in", wait.Round(time.Millisecond), "err", err)
-		a.emit(Event{Kind: "error", Error: err.Error(), Message: fmt.Sprintf("trying again in %v", wait.Round(time.Millisecond))})
+		a.emit(Event{Kind: event.Error, Error: err.Error(), Message: fmt.Sprintf("trying again in %v", wait.Round(time.Millisecond))})
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -302,7 +302,7 @@ func (a *Agent) connect(ctx context.Context, cc cloud.Config) (Link, error) {
 // stopped ends Run: a stop asked for by ctx is not an error.
 func (a *Agent) stopped(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		a.emit(Event{Kind: "stop", Message: "stopped; state saved"})
+		a.emit(Event{Kind: event.Stop, Message: "stopped; state saved"})
 		a.log.Info("agent stopped", "phase", a.rec.Phase)
 		return nil
 	}
@@ -316,22 +316,11 @@ func (a *Agent) device(ctx context.Context) (Device, error) {
 		return Device{}, fmt.Errorf("describe the port: %w", err)
 	}
 	d := Device{Board: info.Layout.Board, SecurityCounter: a.rec.MaxCount}
-	upd := hal.PartOTA
-	for _, s := range info.Boot.Slots {
-		if s.Active {
-			d.Running = s.Version
-			if info.Layout.Scheme == hal.DualBank && s.Name == hal.PartOTA {
-				upd = hal.PartApp
-			}
-		}
+	if run, ok := info.Boot.Running(); ok {
+		d.Running = run.Version
 	}
-	if p, ok := info.Layout.Partition(upd); ok {
-		d.SlotSize = p.Size
-	}
-	if info.Layout.Scheme == hal.SingleBank {
-		if app, ok := info.Layout.Partition(hal.PartApp); ok {
-			d.SlotSize = min(d.SlotSize, app.Size)
-		}
+	if n, err := info.MaxImageSize(); err == nil {
+		d.SlotSize = n // else 0, and CheckOrder refuses every image
 	}
 	if st, err := a.eng.Status(ctx); err == nil {
 		d.SecurityCounter = max(d.SecurityCounter, st.SecurityCounter)
@@ -364,7 +353,7 @@ func (a *Agent) inform(ctx context.Context) error {
 		a.log.Warn("inform", "version", dev.Running, "err", err)
 		return nil
 	}
-	a.emit(Event{Kind: "inform", Version: dev.Running})
+	a.emit(Event{Kind: event.Inform, Version: dev.Running})
 	return nil
 }
 
@@ -381,10 +370,9 @@ func (a *Agent) report(ctx context.Context, step cloud.Step, desc string) {
 // engineEvent is the engine's observer: every event goes to the watcher,
 // progress also (throttled) to the cloud.
 func (a *Agent) engineEvent(ev engine.Event) {
-	kind := string(ev.Kind)
-	a.emit(Event{Kind: kind, State: string(ev.State), Version: ev.Version, Percent: ev.Percent,
+	a.emit(Event{Kind: ev.Kind, State: string(ev.State), Version: ev.Version, Percent: ev.Percent,
 		Offset: ev.Offset, Total: ev.Total, Message: ev.Message, Error: ev.Error})
-	if ev.Kind == engine.EventProgress || ev.Kind == engine.EventState {
+	if ev.Kind == event.Progress || ev.Kind == event.State {
 		a.progress.Event(ev)
 	}
 }
@@ -393,7 +381,7 @@ func (a *Agent) engineEvent(ev engine.Event) {
 // throttle: at most once a percent, at least every report interval).
 func (a *Agent) reportProgress(ev engine.Event) {
 	// 0 went out when the order was accepted.
-	if ev.Kind != engine.EventProgress || ev.Percent <= 0 || a.link == nil || !a.busy {
+	if ev.Kind != event.Progress || ev.Percent <= 0 || a.link == nil || !a.busy {
 		return
 	}
 	a.report(context.Background(), cloud.StepPercent(ev.Percent), "downloading")
@@ -413,10 +401,10 @@ func (a *Agent) save(ctx context.Context, phase Phase) error {
 
 // handle takes one order.
 func (a *Agent) handle(ctx context.Context, o *cloud.Order) error {
-	a.emit(Event{Kind: "order", Order: o.ID, Version: o.Data.Version, Total: o.Data.Size})
+	a.emit(Event{Kind: event.Order, Order: o.ID, Version: o.Data.Version, Total: o.Data.Size})
 	if f, ok := a.rec.failedBefore(o); ok {
 		msg := fmt.Sprintf("not retried: %s failed on this device: %s", o.Data.Version, f.Reason)
-		a.emit(Event{Kind: "refused", Order: o.ID, Version: o.Data.Version, Message: msg})
+		a.emit(Event{Kind: event.Refused, Order: o.ID, Version: o.Data.Version, Message: msg})
 		a.report(ctx, f.Step, msg)
 		return nil
 	}
@@ -426,12 +414,12 @@ func (a *Agent) handle(ctx context.Context, o *cloud.Order) error {
 	}
 	verdict, err := CheckOrder(o, dev, a.cfg.AllowDowngrade)
 	if err != nil {
-		a.emit(Event{Kind: "refused", Order: o.ID, Version: o.Data.Version, Error: err.Error()})
+		a.emit(Event{Kind: event.Refused, Order: o.ID, Version: o.Data.Version, Error: err.Error()})
 		a.report(ctx, cloud.StepUpgradeFailed, err.Error())
 		return nil
 	}
 	if verdict == AlreadyRunning {
-		a.emit(Event{Kind: "refused", Order: o.ID, Version: o.Data.Version, Message: "already running " + dev.Running})
+		a.emit(Event{Kind: event.Refused, Order: o.ID, Version: o.Data.Version, Message: "already running " + dev.Running})
 		return a.inform(ctx)
 	}
 	a.rec.Order, a.rec.Changes = newOrderRecord(o, dev.Running), 0
@@ -476,7 +464,7 @@ func (a *Agent) fail(ctx context.Context, step cloud.Step, reason string) error 
 	if err := a.save(ctx, ""); err != nil {
 		return err
 	}
-	a.emit(Event{Kind: "failed", Order: o.ID, Version: o.Version, Error: reason})
+	a.emit(Event{Kind: event.Failed, Order: o.ID, Version: o.Version, Error: reason})
 	a.log.Warn("upgrade failed", "version", o.Version, "step", step, "reason", reason)
 	a.report(ctx, step, reason)
 	return a.inform(ctx)
@@ -493,7 +481,7 @@ func (a *Agent) succeed(ctx context.Context) error {
 	if err := a.save(ctx, ""); err != nil {
 		return err
 	}
-	a.emit(Event{Kind: "confirmed", Order: o.ID, Version: o.Version})
+	a.emit(Event{Kind: event.Confirmed, Order: o.ID, Version: o.Version})
 	a.log.Info("upgrade done", "version", o.Version)
 	return a.inform(ctx)
 }
@@ -562,7 +550,7 @@ func (a *Agent) drive(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if dev.Running != o.Version && !sameVersion(dev.Running, o.Version) {
+			if !image.SameVersion(dev.Running, o.Version) {
 				return a.fail(ctx, cloud.StepUpgradeFailed, fmt.Sprintf("runs %s after installing %s", dev.Running, o.Version))
 			}
 			return a.succeed(ctx)
@@ -604,7 +592,7 @@ func (a *Agent) failOrReturn(ctx context.Context, err error) error {
 // simulated bootloader runs and the agent goes on as the image it booted;
 // on hardware the process ends here and the next start resumes.
 func (a *Agent) reboot(ctx context.Context) error {
-	a.emit(Event{Kind: "reboot", Message: "rebooting"})
+	a.emit(Event{Kind: event.Reboot, Message: "rebooting"})
 	res, err := a.port.Reboot(ctx)
 	if err != nil {
 		return fmt.Errorf("reboot through the port: %w", err)
@@ -613,7 +601,7 @@ func (a *Agent) reboot(ctx context.Context) error {
 	if res.Detail != "" {
 		msg += ": " + res.Detail
 	}
-	a.emit(Event{Kind: "reboot", Version: res.Version, Message: msg})
+	a.emit(Event{Kind: event.Reboot, Version: res.Version, Message: msg})
 	a.log.Info("rebooted", "slot", res.Slot, "version", res.Version, "action", res.Action, "detail", res.Detail)
 	if res.Action == "reverted" || res.Action == "rolled-back" {
 		if a.rec.Reason == "" {
@@ -642,13 +630,13 @@ func (a *Agent) check(ctx context.Context, o *orderRecord) error {
 		return ctx.Err()
 	}
 	if herr == nil {
-		a.emit(Event{Kind: "health", Version: dev.Running, Message: "healthy"})
+		a.emit(Event{Kind: event.Health, Version: dev.Running, Message: "healthy"})
 		if err := a.eng.Confirm(ctx); err != nil {
 			return fmt.Errorf("confirm %s: %w", dev.Running, err)
 		}
 		return nil
 	}
-	a.emit(Event{Kind: "health", Version: dev.Running, Error: herr.Error()})
+	a.emit(Event{Kind: event.Health, Version: dev.Running, Error: herr.Error()})
 	a.log.Warn("health check failed; rolling back", "version", dev.Running, "err", herr)
 	a.rec.Reason = herr.Error()
 	if err := a.save(ctx, PhaseReverting); err != nil {
@@ -662,7 +650,7 @@ func (a *Agent) check(ctx context.Context, o *orderRecord) error {
 	if err := a.reboot(ctx); err != nil {
 		return err
 	}
-	a.emit(Event{Kind: "rolled-back", Version: dev.Running, Error: herr.Error()})
+	a.emit(Event{Kind: event.RolledBack, Version: dev.Running, Error: herr.Error()})
 	return nil
 }
 
@@ -674,29 +662,14 @@ func signForm(s string) cloud.Form {
 	return cloud.FormDoc
 }
 
-// sameVersion compares versions as MCUboot versions when both parse.
-func sameVersion(a, b string) bool {
-	va, errA := image.ParseVersion(a)
-	vb, errB := image.ParseVersion(b)
-	return errA == nil && errB == nil && va.Compare(vb) == 0
-}
-
-// loadKeys reads PEM public keys.
+// loadKeys reads the PEM public keys of the config, at least one.
 func loadKeys(files []string) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("public_keys: %w", err)
-		}
-		k, err := image.LoadPublicKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("public_keys: %s: %w", f, err)
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
+	if len(files) == 0 {
 		return nil, errors.New("public_keys: none; list the PEM public key(s) images are signed with (--key pub.pem)")
+	}
+	keys, err := image.ReadPublicKeys(files)
+	if err != nil {
+		return nil, fmt.Errorf("public_keys: %w", err)
 	}
 	return keys, nil
 }

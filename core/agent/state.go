@@ -7,6 +7,7 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
 )
 
 // stateKey is the agent's record in the port's key-value store, beside the
@@ -88,7 +89,7 @@ func newOrderRecord(o *cloud.Order, from string) *orderRecord {
 // the same version to the operator, who publishes a new version to retry.
 func (rec *record) failedBefore(o *cloud.Order) (failure, bool) {
 	for _, f := range rec.Failed {
-		if f.Version == o.Data.Version || sameVersion(f.Version, o.Data.Version) {
+		if image.SameVersion(f.Version, o.Data.Version) {
 			return f, true
 		}
 	}

@@ -107,10 +107,11 @@ func (b *board) sectorsCovering(p hal.Partition, n uint64) []span {
 	return out
 }
 
-// updateSlot is the slot a new image is written to when running runs.
+// updateSlot is the slot a new image is written to when running runs
+// (hal.Layout's rule).
 func (b *board) updateSlot(running Slot) Slot {
-	if b.layout.Scheme == hal.SingleBank {
-		return SlotOTA
+	if b.layout.UpdateSlot(running.Name()) == hal.PartApp {
+		return SlotApp
 	}
-	return running.Other()
+	return SlotOTA
 }

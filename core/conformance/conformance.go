@@ -233,24 +233,15 @@ func (e *env) restart(ctx context.Context) error {
 	return nil
 }
 
-// updateSlot returns the partition Write and Read address: ota in
-// single-bank, the slot that does not run in dual-bank.
+// updateSlot returns the partition Write and Read address (hal.Info's
+// rule), refusing one of size 0, into which no case can write.
 func updateSlot(info hal.Info) (hal.Partition, error) {
-	l := info.Layout
-	name := hal.PartOTA
-	if l.Scheme == hal.DualBank {
-		for _, s := range info.Boot.Slots {
-			if s.Active && s.Name == hal.PartOTA {
-				name = hal.PartApp
-			}
-		}
-	}
-	p, ok := l.Partition(name)
-	if !ok {
-		return hal.Partition{}, fmt.Errorf("layout of board %q has no partition %q", l.Board, name)
+	p, err := info.UpdateSlot()
+	if err != nil {
+		return hal.Partition{}, err
 	}
 	if p.Size == 0 {
-		return hal.Partition{}, fmt.Errorf("layout of board %q: partition %q has size 0", l.Board, name)
+		return hal.Partition{}, fmt.Errorf("layout of board %q: partition %q has size 0", info.Layout.Board, p.Name)
 	}
 	return p, nil
 }

@@ -40,31 +40,19 @@ func (e *Engine) describe(ctx context.Context) (device, error) {
 func deviceOf(info hal.Info) (device, error) {
 	l := info.Layout
 	d := device{info: info, scheme: l.Scheme, trial: info.Boot.Trial, align: int(max(1, l.Flash.WriteAlign))}
-	for _, s := range info.Boot.Slots {
-		if s.Active {
-			d.running = s
-		}
-	}
+	d.running, _ = info.Boot.Running()
 	if d.running.Version != "" {
 		if v, err := image.ParseVersion(d.running.Version); err == nil {
 			d.version, d.versionOK = v, true
 		}
 	}
-	upd := hal.PartOTA
-	if l.Scheme == hal.DualBank && d.running.Name == hal.PartOTA {
-		upd = hal.PartApp
-	}
-	p, ok := l.Partition(upd)
-	if !ok {
-		return device{}, fmt.Errorf("port of board %q describes no %s partition: it cannot take an update", l.Board, upd)
+	p, err := info.UpdateSlot()
+	if err != nil {
+		return device{}, fmt.Errorf("port of %w", err)
 	}
 	d.update = p
-	d.maxSize = int64(p.Size)
-	if l.Scheme == hal.SingleBank {
-		if app, ok := l.Partition(hal.PartApp); ok {
-			d.maxSize = min(d.maxSize, int64(app.Size))
-		}
-	}
+	n, _ := info.MaxImageSize() // fails only as UpdateSlot does
+	d.maxSize = int64(n)
 	return d, nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
 )
 
@@ -191,6 +192,6 @@ func (e *Engine) announce(ctx context.Context, rec *record, msg string) error {
 		return err
 	}
 	e.log.Info("state", "state", rec.State, "image", rec.Image, "detail", msg)
-	e.emit(Event{Kind: EventState, State: rec.State, Version: rec.Image, Offset: rec.Offset, Total: rec.Total, Percent: percent(rec.Offset, rec.Total), Message: msg})
+	e.emit(Event{Kind: event.State, State: rec.State, Version: rec.Image, Offset: rec.Offset, Total: rec.Total, Percent: percent(rec.Offset, rec.Total), Message: msg})
 	return nil
 }

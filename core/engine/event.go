@@ -3,26 +3,16 @@ package engine
 import (
 	"sync"
 	"time"
-)
 
-// EventKind says what an Event reports.
-type EventKind string
-
-// Kinds of events.
-const (
-	// EventState: the engine persisted a new state.
-	EventState EventKind = "state"
-	// EventProgress: bytes were written to the update slot.
-	EventProgress EventKind = "progress"
-	// EventError: a step failed; State is the state the engine is left in.
-	EventError EventKind = "error"
+	"github.com/otaport/otaport/core/event"
 )
 
 // Event is one thing the engine reports while it works. It marshals to the
 // JSON that `otarun install --json` prints, one event a line.
 type Event struct {
-	Kind  EventKind `json:"event"`
-	State State     `json:"state"`
+	// Kind is event.State, event.Progress or event.Error.
+	Kind  event.Kind `json:"event"`
+	State State      `json:"state"`
 	// Offset and Total are the bytes written so far and the size of the
 	// download (0 while unknown).
 	Offset int64 `json:"offset,omitempty"`
@@ -33,7 +23,7 @@ type Event struct {
 	Version string `json:"version,omitempty"`
 	// Message says what happened, in words.
 	Message string `json:"message,omitempty"`
-	// Error is the error of an EventError.
+	// Error is the error of an event.Error event.
 	Error string `json:"error,omitempty"`
 }
 
@@ -88,7 +78,7 @@ func (t *throttle) Event(ev Event) {
 	t.mu.Lock()
 	pass := true
 	switch ev.Kind {
-	case EventProgress:
+	case event.Progress:
 		now := t.now()
 		moved := ev.Offset != t.off
 		due := t.at.IsZero() || now.Sub(t.at) >= t.every
@@ -96,7 +86,7 @@ func (t *throttle) Event(ev Event) {
 		if pass {
 			t.last, t.at, t.off = ev.Percent, now, ev.Offset
 		}
-	case EventState:
+	case event.State:
 		// A new step counts afresh.
 		t.last, t.at, t.off = -1, time.Time{}, 0
 	}

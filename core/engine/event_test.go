@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 )
 
 func TestThrottle_OncePerPercentAndAHeartbeat(t *testing.T) {
@@ -14,9 +15,9 @@ func TestThrottle_OncePerPercentAndAHeartbeat(t *testing.T) {
 	o := engine.Throttle(rec, 5*time.Second, func() time.Time { return now })
 	progress := func(off int64, dt time.Duration) {
 		now = now.Add(dt)
-		o.Event(engine.Event{Kind: engine.EventProgress, Offset: off, Total: 1000, Percent: int(off * 100 / 1000)})
+		o.Event(engine.Event{Kind: event.Progress, Offset: off, Total: 1000, Percent: int(off * 100 / 1000)})
 	}
-	o.Event(engine.Event{Kind: engine.EventState, State: engine.Downloading})
+	o.Event(engine.Event{Kind: event.State, State: engine.Downloading})
 	progress(1, 0)    // 0 %: first, passes
 	progress(2, 0)    // 0 %: same percent, not due
 	progress(10, 0)   // 1 %: passes
@@ -25,10 +26,10 @@ func TestThrottle_OncePerPercentAndAHeartbeat(t *testing.T) {
 	progress(12, 6e9) // no progress at all: dropped
 	progress(999, 0)  // 99 %
 	progress(1000, 0) // 100 %
-	o.Event(engine.Event{Kind: engine.EventError, State: engine.Failed, Error: "x"})
+	o.Event(engine.Event{Kind: event.Error, State: engine.Failed, Error: "x"})
 	var got []int64
 	for _, ev := range rec.ev {
-		if ev.Kind == engine.EventProgress {
+		if ev.Kind == event.Progress {
 			got = append(got, ev.Offset)
 		}
 	}

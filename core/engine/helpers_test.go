@@ -14,6 +14,7 @@ import (
 
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/hal/haltest"
@@ -245,7 +246,7 @@ func (r *events) states() []engine.State {
 	defer r.mu.Unlock()
 	var s []engine.State
 	for _, ev := range r.ev {
-		if ev.Kind == engine.EventState {
+		if ev.Kind == event.State {
 			s = append(s, ev.State)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 )
@@ -312,7 +313,7 @@ func TestHTTP_ChangedFileStartsOver(t *testing.T) {
 	}
 	started := 0
 	for _, ev := range rec.ev {
-		if ev.Kind == engine.EventState && strings.Contains(ev.Message, "starting over") {
+		if ev.Kind == event.State && strings.Contains(ev.Message, "starting over") {
 			started++
 		}
 	}
@@ -361,7 +362,7 @@ func TestHTTP_ResumeAfterPowerCut(t *testing.T) {
 	opts := fastOpts
 	var cutAt int64
 	opts.Observer = engine.ObserverFunc(func(ev engine.Event) {
-		if ev.Kind == engine.EventProgress && ev.Offset >= 300<<10 && cutAt == 0 {
+		if ev.Kind == event.Progress && ev.Offset >= 300<<10 && cutAt == 0 {
 			cutAt = ev.Offset
 			d.dev.SetCut(flash.Cut{At: 1})
 		}

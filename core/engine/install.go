@@ -8,6 +8,7 @@ import (
 	"hash"
 	"time"
 
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
@@ -148,7 +149,7 @@ func (e *Engine) download(ctx context.Context, rec *record, dev device, op opene
 		var over errStartOver
 		if errors.As(err, &over) && attempt < maxStartOvers {
 			e.log.Warn("install: starting the download over", "why", over.why)
-			e.emit(Event{Kind: EventState, State: Downloading, Percent: -1, Message: "starting over: " + over.why})
+			e.emit(Event{Kind: event.State, State: Downloading, Percent: -1, Message: "starting over: " + over.why})
 			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
 			rec.Total = 0
 			rec.clearDownload()
@@ -428,7 +429,7 @@ func (t *transfer) port(ctx context.Context, c chunkMsg) error {
 	}
 	t.written += int64(len(data))
 	t.vstate, t.dstate = c.vstate, c.dstate
-	t.e.emit(Event{Kind: EventProgress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
+	t.e.emit(Event{Kind: event.Progress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
 	if !c.last && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
 		return t.checkpoint(ctx)
 	}
@@ -593,7 +594,7 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 		rec.State, rec.Error, rec.Reboot = Failed, err.Error(), false
 		rec.clearDownload()
 		rec.Offset = 0
-		e.emit(Event{Kind: EventError, State: Failed, Version: rec.Image, Error: err.Error()})
+		e.emit(Event{Kind: event.Error, State: Failed, Version: rec.Image, Error: err.Error()})
 		// A failure must not leave the bootloader a request for what
 		// was written: there is none, SetBoot comes last.
 		if serr := e.save(context.WithoutCancel(ctx), rec); serr != nil {
@@ -605,7 +606,7 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	}
 	state := rec.State
 	rec.Error = err.Error()
-	e.emit(Event{Kind: EventError, State: state, Version: rec.Image, Offset: rec.Offset, Total: rec.Total, Percent: percent(rec.Offset, rec.Total), Error: err.Error()})
+	e.emit(Event{Kind: event.Error, State: state, Version: rec.Image, Offset: rec.Offset, Total: rec.Total, Percent: percent(rec.Offset, rec.Total), Error: err.Error()})
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	var serr error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
 )
 
 // Status is the engine's state together with what the port reports. It
@@ -88,7 +89,7 @@ func statusOf(rec record, dev device) Status {
 // newImageRuns reports whether the image rec installed is the one that
 // runs now.
 func newImageRuns(rec record, dev device) bool {
-	if !dev.running.Bootable || dev.running.Version != rec.Image {
+	if !dev.running.Bootable || !image.SameVersion(dev.running.Version, rec.Image) {
 		return false
 	}
 	if dev.scheme == hal.DualBank {

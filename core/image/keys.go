@@ -145,6 +145,12 @@ func LoadPrivateKey(pemBytes []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
+// What to do about a key whose PEM block holds no valid key.
+const (
+	damagedPublic  = "the file is damaged: write it again (otaimg getpub --key key.pem)"
+	damagedPrivate = "the file is damaged: use the key file otaimg keygen or imgtool keygen wrote"
+)
+
 func loadPEM(b []byte) (any, error) {
 	rest := b
 	for {
@@ -164,19 +170,19 @@ func loadPEM(b []byte) (any, error) {
 		case "PUBLIC KEY":
 			k, err := x509.ParsePKIXPublicKey(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("PEM PUBLIC KEY: %w", err)
+				return nil, fmt.Errorf("PEM PUBLIC KEY: %w; %s", err, damagedPublic)
 			}
 			return k, nil
 		case "RSA PUBLIC KEY":
 			k, err := x509.ParsePKCS1PublicKey(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("PEM RSA PUBLIC KEY: %w", err)
+				return nil, fmt.Errorf("PEM RSA PUBLIC KEY: %w; %s", err, damagedPublic)
 			}
 			return k, nil
 		case "PRIVATE KEY":
 			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("PEM PRIVATE KEY: %w", err)
+				return nil, fmt.Errorf("PEM PRIVATE KEY: %w; %s", err, damagedPrivate)
 			}
 			return k, nil
 		case "RSA PRIVATE KEY":
@@ -185,7 +191,7 @@ func loadPEM(b []byte) (any, error) {
 			}
 			k, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("PEM RSA PRIVATE KEY: %w", err)
+				return nil, fmt.Errorf("PEM RSA PRIVATE KEY: %w; %s", err, damagedPrivate)
 			}
 			return k, nil
 		case "EC PRIVATE KEY":
@@ -194,7 +200,7 @@ func loadPEM(b []byte) (any, error) {
 			}
 			k, err := x509.ParseECPrivateKey(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("PEM EC PRIVATE KEY: %w", err)
+				return nil, fmt.Errorf("PEM EC PRIVATE KEY: %w; %s", err, damagedPrivate)
 			}
 			return k, nil
 		default:

@@ -46,6 +46,20 @@ func (v Version) Core() Version {
 	return v
 }
 
+// SameVersion tells whether two version strings name the same version: as
+// MCUboot versions when both parse ("1.2" is "1.2.0+0"), as plain text
+// otherwise, since the cloud platform's versions are free text ("app-1.1.0").
+// The device agent and the fleet's campaigns both decide with it whether a
+// device runs the version it was ordered, so the two sides never disagree.
+func SameVersion(a, b string) bool {
+	va, errA := ParseVersion(a)
+	vb, errB := ParseVersion(b)
+	if errA == nil && errB == nil {
+		return va.Compare(vb) == 0
+	}
+	return a == b
+}
+
 // ParseVersion reads a version the way imgtool's --version does:
 // "maj[.min[.rev[+build]]]", decimal, without leading zeros; missing parts
 // are zero.

@@ -80,6 +80,32 @@ func TestVersion_Compare(t *testing.T) {
 	}
 }
 
+func TestSameVersion(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"1.2.3+4", "1.2.3+4", true},
+		{"1.2", "1.2.0+0", true},
+		{"1", "1.0.0", true},
+		{"1.2.3", "1.2.3+1", false}, // the build counts, as in Compare
+		{"1.2.3", "1.2.4", false},
+		{"app-1.1.0", "app-1.1.0", true}, // free text: equal as text
+		{"app-1.1.0", "1.1.0", false},
+		{"01.2", "01.2", true}, // does not parse: compared as text
+		{"01.2", "1.2", false},
+		{"", "", true},
+		{"", "0", false},
+	} {
+		if got := SameVersion(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameVersion(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := SameVersion(tc.b, tc.a); got != tc.want {
+			t.Errorf("SameVersion(%q, %q) = %v, want %v (not symmetric)", tc.b, tc.a, got, tc.want)
+		}
+	}
+}
+
 func FuzzParseVersion(f *testing.F) {
 	for _, s := range []string{"1.2.3+4", "1.2", "0", "255.255.65535+4294967295", "01.2", "1.2.3+", "+"} {
 		f.Add(s)

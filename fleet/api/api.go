@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/store"
@@ -285,7 +286,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		if version != "" && !campaign.SameVersion(version, m.Version) {
+		if version != "" && !image.SameVersion(version, m.Version) {
 			return fmt.Errorf("%w: version %s was given but the image header says %s: sign the image with --version %s or fix the version", firmware.ErrRefused, version, m.Version, version)
 		}
 		meta = m

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/otaport/otaport/core/event"
+	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -24,25 +26,12 @@ import (
 // allow (pausing a finished campaign, resuming a running one).
 var ErrState = errors.New("not allowed in this state")
 
-// EventKind says what happened.
-type EventKind int
-
-// Event kinds.
-const (
-	// Progress: the device published a step on its progress topic.
-	Progress EventKind = iota + 1
-	// Inform: the device published its running version.
-	Inform
-	// Pause, Resume, Cancel: operator actions.
-	Pause
-	Resume
-	Cancel
-)
-
 // Event is one input to a Machine. Device, Step, Desc and Version are used by
 // the device events; At stamps the records the event changes.
 type Event struct {
-	Kind    EventKind
+	// Kind is a device report (event.Progress, event.Inform) or an
+	// operator action (event.Pause, event.Resume, event.Cancel).
+	Kind    event.Kind
 	Device  string // store.DeviceKey
 	Step    int
 	Desc    string
@@ -54,20 +43,15 @@ type Event struct {
 // progress. It does no I/O: the caller persists Changed() and sends the
 // orders the methods return.
 type Machine struct {
-	c        store.Campaign
-	devs     map[string]*store.Progress
-	changed  map[string]bool
-	sameVers func(a, b string) bool
+	c       store.Campaign
+	devs    map[string]*store.Progress
+	changed map[string]bool
 }
 
 // NewMachine returns the machine over a stored campaign and its progress.
-// same tells whether two version strings name the same version; nil means
-// string equality.
-func NewMachine(c store.Campaign, ps []store.Progress, same func(a, b string) bool) *Machine {
-	if same == nil {
-		same = func(a, b string) bool { return a == b }
-	}
-	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}, sameVers: same}
+// It compares versions as the device agent does (image.SameVersion).
+func NewMachine(c store.Campaign, ps []store.Progress) *Machine {
+	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}}
 	for i := range ps {
 		p := ps[i]
 		m.devs[p.Device] = &p
@@ -136,23 +120,23 @@ func (m *Machine) Start(at time.Time) []string {
 // Apply feeds one event and returns the devices to send an order to.
 func (m *Machine) Apply(ev Event) ([]string, error) {
 	switch ev.Kind {
-	case Progress:
+	case event.Progress:
 		return m.progress(ev), nil
-	case Inform:
+	case event.Inform:
 		return m.inform(ev), nil
-	case Pause:
+	case event.Pause:
 		if m.c.State != store.CampaignRunning {
 			return nil, fmt.Errorf("pause campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
 		}
 		m.setState(store.CampaignPaused, "paused by operator", ev.At)
 		return nil, nil
-	case Resume:
+	case event.Resume:
 		if m.c.State != store.CampaignPaused {
 			return nil, fmt.Errorf("resume campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
 		}
 		m.setState(store.CampaignRunning, "", ev.At)
 		return m.advance(ev.At), nil
-	case Cancel:
+	case event.Cancel:
 		if !m.Active() {
 			return nil, fmt.Errorf("cancel campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
 		}
@@ -165,7 +149,7 @@ func (m *Machine) Apply(ev Event) ([]string, error) {
 		}
 		return nil, nil
 	}
-	return nil, fmt.Errorf("campaign %d: unknown event kind %d", m.c.ID, ev.Kind)
+	return nil, fmt.Errorf("campaign %d: unknown event kind %q", m.c.ID, ev.Kind)
 }
 
 func (m *Machine) setState(s store.CampaignState, reason string, at time.Time) {
@@ -223,7 +207,7 @@ func (m *Machine) inform(ev Event) []string {
 	}
 	m.changed[ev.Device] = true
 	p.Updated = ev.At
-	if m.sameVers(ev.Version, m.c.Version) {
+	if image.SameVersion(ev.Version, m.c.Version) {
 		p.State, p.Reason = store.ProgressFinished, "confirmed running "+ev.Version
 		return m.advance(ev.At)
 	}
@@ -239,7 +223,7 @@ func (m *Machine) inform(ev Event) []string {
 		p.OrderedAt = ev.At
 		return []string{ev.Device}
 	}
-	if p.FromVersion != "" && m.sameVers(ev.Version, p.FromVersion) {
+	if p.FromVersion != "" && image.SameVersion(ev.Version, p.FromVersion) {
 		m.fail(p, "rolled back to "+ev.Version, ev.At)
 	} else {
 		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, m.c.Version), ev.At)

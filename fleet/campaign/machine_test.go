@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -20,11 +21,11 @@ type step struct {
 	wantErr error
 }
 
-func prog(dev string, s int) step { return step{ev: Event{Kind: Progress, Device: dev, Step: s}} }
+func prog(dev string, s int) step { return step{ev: Event{Kind: event.Progress, Device: dev, Step: s}} }
 func informs(dev, v string, orders ...string) step {
-	return step{ev: Event{Kind: Inform, Device: dev, Version: v}, orders: orders}
+	return step{ev: Event{Kind: event.Inform, Device: dev, Version: v}, orders: orders}
 }
-func op(k EventKind, orders ...string) step { return step{ev: Event{Kind: k}, orders: orders} }
+func op(k event.Kind, orders ...string) step { return step{ev: Event{Kind: k}, orders: orders} }
 func progOrders(dev string, s int, orders ...string) step {
 	st := prog(dev, s)
 	st.orders = orders
@@ -64,6 +65,13 @@ func TestMachine(t *testing.T) {
 			steps:       []step{prog("pk/d0", 50), prog("pk/d0", 100), informs("pk/d0", target, "pk/d1", "pk/d2", "pk/d3")},
 			state:       store.CampaignRunning, waveStates: []store.WaveState{store.WaveSucceeded, store.WaveRunning},
 			devStates: map[string]store.ProgressState{"pk/d0": store.ProgressFinished, "pk/d1": store.ProgressOrdered},
+		},
+		{
+			name: "the target version written another way is the target (image.SameVersion)", devices: 1, waves: "100%", success: 100,
+			startOrders: devs(1),
+			steps:       []step{prog("pk/d0", 100), informs("pk/d0", "2.0")},
+			state:       store.CampaignFinished, waveStates: []store.WaveState{store.WaveSucceeded},
+			devStates: map[string]store.ProgressState{"pk/d0": store.ProgressFinished},
 		},
 		{
 			name: "success threshold is finished/total >= threshold", devices: 10, waves: "5,100%", success: 80, fail: 100,
@@ -132,14 +140,14 @@ func TestMachine(t *testing.T) {
 		{
 			name: "pause holds the next wave until resume", devices: 2, waves: "1,100%", success: 100, fail: 0,
 			startOrders: []string{"pk/d0"},
-			steps:       []step{op(Pause), informs("pk/d0", target), op(Resume, "pk/d1")},
+			steps:       []step{op(event.Pause), informs("pk/d0", target), op(event.Resume, "pk/d1")},
 			state:       store.CampaignRunning, waveStates: []store.WaveState{store.WaveSucceeded, store.WaveRunning},
 		},
 		{
 			name: "resume after an error pause goes on until the next failure", devices: 4, waves: "100%", success: 50, fail: 0,
 			startOrders: devs(4),
 			steps: []step{
-				progOrders("pk/d0", -1), op(Resume), informs("pk/d1", target), prog("pk/d2", -4),
+				progOrders("pk/d0", -1), op(event.Resume), informs("pk/d1", target), prog("pk/d2", -4),
 			},
 			state: store.CampaignPaused, reason: "2 of 4 devices failed",
 		},
@@ -152,7 +160,7 @@ func TestMachine(t *testing.T) {
 		{
 			name: "cancel stops orders and cancels pending devices", devices: 3, waves: "1,100%", success: 100, fail: 0,
 			startOrders: []string{"pk/d0"},
-			steps:       []step{op(Cancel), informs("pk/d0", target), {ev: Event{Kind: Resume}, wantErr: ErrState}},
+			steps:       []step{op(event.Cancel), informs("pk/d0", target), {ev: Event{Kind: event.Resume}, wantErr: ErrState}},
 			state:       store.CampaignCanceled,
 			devStates: map[string]store.ProgressState{
 				"pk/d0": store.ProgressFinished, "pk/d1": store.ProgressCanceled, "pk/d2": store.ProgressCanceled,
@@ -162,7 +170,7 @@ func TestMachine(t *testing.T) {
 			name: "operator actions out of state are refused", devices: 1, waves: "100%", success: 100, fail: 0,
 			startOrders: devs(1),
 			steps: []step{
-				{ev: Event{Kind: Resume}, wantErr: ErrState}, op(Pause), {ev: Event{Kind: Pause}, wantErr: ErrState},
+				{ev: Event{Kind: event.Resume}, wantErr: ErrState}, op(event.Pause), {ev: Event{Kind: event.Pause}, wantErr: ErrState},
 			},
 			state: store.CampaignPaused,
 		},
@@ -183,7 +191,7 @@ func TestMachine(t *testing.T) {
 				t.Fatal(err)
 			}
 			at := time.Unix(0, 0)
-			m := NewMachine(c, ps, nil)
+			m := NewMachine(c, ps)
 			if got := m.Start(at); !sameList(got, tt.startOrders) {
 				t.Fatalf("Start orders = %v, want %v", got, tt.startOrders)
 			}
@@ -232,13 +240,13 @@ func TestMachine_ChangedReportsEachTouchedDeviceOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMachine(c, ps, nil)
+	m := NewMachine(c, ps)
 	m.Start(time.Unix(0, 0))
 	if got := len(m.Changed()); got != 3 {
 		t.Fatalf("changed after start = %d, want 3", got)
 	}
-	m.Apply(Event{Kind: Progress, Device: "pk/d1", Step: 10})
-	m.Apply(Event{Kind: Progress, Device: "pk/d1", Step: 20})
+	m.Apply(Event{Kind: event.Progress, Device: "pk/d1", Step: 10})
+	m.Apply(Event{Kind: event.Progress, Device: "pk/d1", Step: 20})
 	ch := m.Changed()
 	if len(ch) != 1 || ch[0].Device != "pk/d1" || ch[0].Step != 20 {
 		t.Fatalf("changed = %+v, want only pk/d1 at step 20", ch)

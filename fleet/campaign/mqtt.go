@@ -34,13 +34,12 @@ type MQTTConfig struct {
 // queue, and with it the acknowledgements (Service queues its orders and
 // publishes them from other goroutines).
 type Client struct {
-	c      mqtt.Client
-	log    *slog.Logger
-	queue  chan Message
-	stop   chan struct{}
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-	once   sync.Once
+	c     mqtt.Client
+	log   *slog.Logger
+	queue chan Message
+	stop  chan struct{}
+	done  sync.WaitGroup
+	once  sync.Once
 }
 
 // QueueSize is how many device messages wait between the MQTT client and
@@ -52,7 +51,7 @@ const (
 
 // Dial connects to the broker, subscribes to Subscriptions (again after every
 // reconnect) and delivers the messages to handle until Close.
-func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, msgs []Message) error) (*Client, error) {
+func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -90,12 +89,10 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, 
 	if err := wait(ctx, cl.c.Connect()); err != nil {
 		return nil, fmt.Errorf("connect to broker %s: %w", cfg.URL, err)
 	}
-	hctx, cancel := context.WithCancel(context.Background())
-	cl.cancel = cancel
 	cl.done.Add(1)
 	go func() {
 		defer cl.done.Done()
-		Deliver(hctx, cl.queue, cl.stop, handle, cl.log)
+		Deliver(cl.queue, cl.stop, handle, cl.log)
 	}()
 	return cl, nil
 }
@@ -104,7 +101,7 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(ctx context.Context, 
 // first message that arrives, with whatever else is already queued (up to
 // MaxBatch), so that a busy fleet's reports share one database
 // transaction and a quiet one's are handled at once.
-func Deliver(ctx context.Context, queue <-chan Message, stop <-chan struct{}, handle func(ctx context.Context, msgs []Message) error, log *slog.Logger) {
+func Deliver(queue <-chan Message, stop <-chan struct{}, handle func(msgs []Message) error, log *slog.Logger) {
 	batch := make([]Message, 0, MaxBatch)
 	for {
 		batch = batch[:0]
@@ -124,7 +121,7 @@ func Deliver(ctx context.Context, queue <-chan Message, stop <-chan struct{}, ha
 			}
 		}
 		log.Debug("device messages", "count", len(batch))
-		if err := handle(ctx, batch); err != nil {
+		if err := handle(batch); err != nil {
 			log.Warn("device messages", "count", len(batch), "err", err)
 		}
 	}
@@ -141,7 +138,6 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 func (c *Client) Close() {
 	c.once.Do(func() {
 		close(c.stop)
-		c.cancel()
 		c.done.Wait()
 		c.c.Disconnect(250)
 	})

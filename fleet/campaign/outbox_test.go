@@ -69,7 +69,7 @@ func TestService_BrokerThatDoesNotAckBlocksNothing(t *testing.T) {
 		for i := range 40 {
 			msg := func(kind, payload string) {
 				topic := map[string]string{"inform": cloud.Topics("pk", fmt.Sprintf("d%d", i)).Inform, "progress": cloud.Topics("pk", fmt.Sprintf("d%d", i)).Progress}[kind]
-				if err := svc.HandleMessage(context.Background(), topic, []byte(payload)); err != nil {
+				if err := svc.HandleMessage(topic, []byte(payload)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -166,7 +166,7 @@ func TestService_HandleMessagesStoresABatchTogether(t *testing.T) {
 			Message{cloud.Topics("pk", dn).Progress, []byte(`{"id":3,"params":{"step":"10","desc":""}}`)},
 			Message{cloud.Topics("pk", dn).Inform, []byte(`{"id":4,"params":{"version":"2.0.0"}}`)})
 	}
-	if err := svc.HandleMessages(context.Background(), batch); err == nil {
+	if err := svc.HandleMessages(batch); err == nil {
 		t.Error("HandleMessages with a malformed progress: no error")
 	}
 	flush(t, svc)
@@ -232,7 +232,7 @@ func TestDeliver_HandsOverWhatHasQueuedInOneBatch(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Deliver(context.Background(), queue, stop, func(_ context.Context, msgs []Message) error {
+		Deliver(queue, stop, func(msgs []Message) error {
 			mu.Lock()
 			sizes = append(sizes, len(msgs))
 			mu.Unlock()

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
-	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -76,7 +76,7 @@ func NewService(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("load campaign %d: %w", c.ID, err)
 		}
 		s.images[c.ID] = img
-		s.active[c.ID] = NewMachine(c, ps, SameVersion)
+		s.active[c.ID] = NewMachine(c, ps)
 	}
 	return s, nil
 }
@@ -98,18 +98,6 @@ func (s *Service) Flush(ctx context.Context) error {
 	return s.out.flush(ctx)
 }
 
-// SameVersion compares two version strings as MCUboot versions when both
-// parse ("1.2" equals "1.2.0+0"), and as plain strings otherwise, since the
-// platform's versions are free text ("app-1.1.0").
-func SameVersion(a, b string) bool {
-	va, errA := image.ParseVersion(a)
-	vb, errB := image.ParseVersion(b)
-	if errA == nil && errB == nil {
-		return va.Compare(vb) == 0
-	}
-	return a == b
-}
-
 // CreateRequest is an operator's new campaign.
 type CreateRequest struct {
 	ImageID        uint64       `json:"image_id"`
@@ -123,6 +111,7 @@ type CreateRequest struct {
 var ErrInvalid = errors.New("invalid campaign")
 
 // Create checks a request, stores the campaign and starts its first wave.
+// It honours ctx as the operator actions do (see Pause).
 func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign, error) {
 	invalid := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
@@ -148,6 +137,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return store.Campaign{}, fmt.Errorf("create campaign: %w", err)
+	}
 	for id, m := range s.active {
 		for _, k := range keys {
 			if p, ok := m.Device(k); ok && !p.State.Terminal() {
@@ -167,7 +159,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	if err != nil {
 		return store.Campaign{}, err
 	}
-	m := NewMachine(c, ps, SameVersion)
+	m := NewMachine(c, ps)
 	s.active[c.ID] = m
 	s.images[c.ID] = img
 	orders := m.Start(now)
@@ -249,24 +241,34 @@ func describeTarget(t store.Target) string {
 }
 
 // Pause, Resume and Cancel are the operator's actions on a campaign.
+//
+// Each waits for the campaigns' lock, which a large batch of device reports
+// may hold for a while. An operator's request that has given up meanwhile
+// (ctx done) changes nothing and returns ctx's error, so a request that
+// timed out never acts behind the operator's back; once the change has begun
+// it runs to its end, since a database transaction is not interrupted
+// half-way.
 func (s *Service) Pause(ctx context.Context, id uint64) (store.Campaign, error) {
-	return s.operate(ctx, id, Pause)
+	return s.operate(ctx, id, event.Pause)
 }
 
 // Resume continues a paused campaign, starting the waves that are due.
 func (s *Service) Resume(ctx context.Context, id uint64) (store.Campaign, error) {
-	return s.operate(ctx, id, Resume)
+	return s.operate(ctx, id, event.Resume)
 }
 
 // Cancel ends a campaign: no further orders; devices not yet ordered are
 // canceled. Devices already upgrading finish on their own.
 func (s *Service) Cancel(ctx context.Context, id uint64) (store.Campaign, error) {
-	return s.operate(ctx, id, Cancel)
+	return s.operate(ctx, id, event.Cancel)
 }
 
-func (s *Service) operate(ctx context.Context, id uint64, k EventKind) (store.Campaign, error) {
+func (s *Service) operate(ctx context.Context, id uint64, k event.Kind) (store.Campaign, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return store.Campaign{}, fmt.Errorf("%s campaign %d: %w", k, id, err)
+	}
 	m, ok := s.active[id]
 	if !ok {
 		c, err := s.cfg.Store.Campaign(id)
@@ -393,8 +395,8 @@ type Message struct {
 // HandleMessage takes one message from a device topic (inform, progress or
 // request), updates the registry and the campaigns, and queues the orders
 // that follow. Messages on other topics are ignored.
-func (s *Service) HandleMessage(ctx context.Context, topic string, payload []byte) error {
-	return s.HandleMessages(ctx, []Message{{Topic: topic, Payload: payload}})
+func (s *Service) HandleMessage(topic string, payload []byte) error {
+	return s.HandleMessages([]Message{{Topic: topic, Payload: payload}})
 }
 
 // deviceEvent is a parsed device message.
@@ -409,7 +411,12 @@ type deviceEvent struct {
 // over whatever has queued up. The orders that follow are queued once that
 // transaction is committed. A message that does not parse is reported in
 // the error and skipped; the others still count.
-func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
+//
+// It takes no context, on purpose: it waits for nothing it could give up
+// (the campaigns' lock and one database transaction, both bounded), and the
+// messages it is given have been acknowledged to the broker already, so
+// giving up on them would lose device reports rather than defer them.
+func (s *Service) HandleMessages(msgs []Message) error {
 	now := time.Now().UTC()
 	var errs []error
 	var evs []deviceEvent
@@ -427,7 +434,7 @@ func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, Event{Kind: Inform, Device: key, Version: in.Params.Version, At: now}})
+			evs = append(evs, deviceEvent{pk, dn, Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
 			if err != nil {
@@ -439,7 +446,7 @@ func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 				errs = append(errs, fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, Event{Kind: Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
+			evs = append(evs, deviceEvent{pk, dn, Event{Kind: event.Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
 		case cloud.KindRequest:
 			requests = append(requests, key)
 		}
@@ -462,12 +469,12 @@ func (s *Service) HandleMessages(ctx context.Context, msgs []Message) error {
 			err := w.UpdateDevice(de.pk, de.dn, func(d *store.Device) error {
 				d.LastSeen = now
 				switch ev.Kind {
-				case Inform:
+				case event.Inform:
 					d.Version = ev.Version
 					if d.State == store.DeviceRegistered {
 						d.State = store.DeviceIdle
 					}
-				case Progress:
+				case event.Progress:
 					if ev.Step < 0 {
 						d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
 					}

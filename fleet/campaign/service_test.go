@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -75,7 +76,7 @@ func seed(t testing.TB, st *store.Store, n int) store.Image {
 func msg(t *testing.T, svc *Service, kind, dn, payload string) {
 	t.Helper()
 	topic := map[string]string{"inform": cloud.Topics("pk", dn).Inform, "progress": cloud.Topics("pk", dn).Progress, "request": cloud.Topics("pk", dn).Request}[kind]
-	if err := svc.HandleMessage(context.Background(), topic, []byte(payload)); err != nil {
+	if err := svc.HandleMessage(topic, []byte(payload)); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, svc)
@@ -154,6 +155,60 @@ func TestService_OrdersAndRestart(t *testing.T) {
 	}
 }
 
+// An operator's request that has given up (its context is done) by the time
+// the service can act on it changes nothing: no campaign the operator never
+// heard of, no pause nobody saw.
+func TestService_AbandonedOperatorRequestChangesNothing(t *testing.T) {
+	svc, st := newService(t, filepath.Join(t.TempDir(), "fleet.db"))
+	defer st.Close()
+	img := seed(t, st, 2)
+	rec := &recorder{}
+	svc.SetPublisher(rec)
+	defer svc.SetPublisher(nil)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100, ErrorPercent: 100}
+
+	if _, err := svc.Create(gone, req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Create with a canceled context: err = %v, want context.Canceled", err)
+	}
+	if cs, err := st.Campaigns(); err != nil || len(cs) != 0 {
+		t.Fatalf("stored campaigns after an abandoned create: %v, %v; want none", cs, err)
+	}
+	flush(t, svc)
+	if n := len(rec.orders(t, "pk", "d0")); n != 0 {
+		t.Fatalf("an abandoned create sent %d orders", n)
+	}
+
+	c, err := svc.Create(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, act := range map[string]func(context.Context, uint64) (store.Campaign, error){
+		"pause": svc.Pause, "cancel": svc.Cancel,
+	} {
+		if _, err := act(gone, c.ID); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s with a canceled context: err = %v, want context.Canceled", name, err)
+		}
+	}
+	stored, err := st.Campaign(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.State != store.CampaignRunning {
+		t.Fatalf("campaign after abandoned pause and cancel is %s, want running", stored.State)
+	}
+	if _, err := svc.Pause(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Resume(gone, c.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("resume with a canceled context: err = %v, want context.Canceled", err)
+	}
+	if stat, err := svc.Status(c.ID); err != nil || stat.Campaign.State != store.CampaignPaused {
+		t.Fatalf("campaign after an abandoned resume: %+v, %v; want paused", stat.Campaign, err)
+	}
+}
+
 func FuzzHandleMessage(f *testing.F) {
 	f.Add("/ota/device/inform/pk/d0", []byte(`{"id":1,"params":{"version":"2.0.0"}}`))
 	f.Add("/ota/device/progress/pk/d0", []byte(`{"id":1,"params":{"step":"-1","desc":"x"}}`))
@@ -172,7 +227,7 @@ func FuzzHandleMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		// Errors are expected for garbage; the service must not panic
 		// and must keep a consistent status.
-		svc.HandleMessage(context.Background(), topic, payload)
+		svc.HandleMessage(topic, payload)
 		if _, err := svc.Status(1); err != nil {
 			t.Fatal(err)
 		}

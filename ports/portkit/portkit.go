@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/otaport/otaport/core/boot"
@@ -100,17 +99,11 @@ func options(l hal.Layout, cfg Config) (boot.Options, error) {
 	if cfg.Logger != nil {
 		opts.Logger = cfg.Logger.With("board", l.Board)
 	}
-	for _, file := range cfg.KeyFiles {
-		pem, err := os.ReadFile(file)
-		if err != nil {
-			return boot.Options{}, fmt.Errorf("%s: %w", EnvBootKey, err)
-		}
-		key, err := image.LoadPublicKey(pem)
-		if err != nil {
-			return boot.Options{}, fmt.Errorf("%s: key file %s: %w", EnvBootKey, file, err)
-		}
-		opts.Keys = append(opts.Keys, key)
+	keys, err := image.ReadPublicKeys(cfg.KeyFiles)
+	if err != nil {
+		return boot.Options{}, fmt.Errorf("%s: %w", EnvBootKey, err)
 	}
+	opts.Keys = append(opts.Keys, keys...)
 	return opts, nil
 }
 
