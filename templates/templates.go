@@ -4,6 +4,14 @@
 //
 // It only stores and parses the templates; the data they are filled with is
 // computed by portgen, so the templates stay free of arithmetic.
+//
+// Templates rather than a Go code builder (jennifer, which otagen used
+// before) for the Go files too: every generated file is the same text for
+// every board but for a few values and one list, so a template reads as the
+// file it makes, where builder calls described the same fixed function body
+// statement by statement and their import grouping had to be repaired in
+// the output. portgen runs gofmt over the Go it fills in, so a template that
+// makes invalid Go fails at generation, and the golden tests pin the result.
 package templates
 
 import (
