@@ -394,7 +394,8 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 		if pl.b.layout.Scheme == hal.SingleBank && uint64(si.img.TotalSize) > pl.b.slots[SlotApp].Size {
 			return hal.Errorf(hal.CodeOutOfBounds, "set boot %s: image of %d bytes does not fit app (%d bytes), which it is copied over", req.Mode, si.img.TotalSize, pl.b.slots[SlotApp].Size)
 		}
-		p.Pending, p.PendingSlot, p.Mode, p.ImageSize, p.RolledBack = true, target, req.Mode, uint32(si.img.TotalSize), false
+		// A new install of the slot ends its rejection.
+		p.Pending, p.PendingSlot, p.Mode, p.ImageSize, p.RolledBack, p.Rejected = true, target, req.Mode, uint32(si.img.TotalSize), false, false
 	case hal.BootConfirm:
 		if p.Trial {
 			p.Active, p.Trial, p.BootCount = p.Running, false, 0
@@ -420,7 +421,9 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 
 // Rollback returns to the previous image at the next power-on. Dual-bank:
 // the other slot becomes active again, permanently (or a pending request is
-// cancelled). Single-bank: a pending copy is cancelled; once copied there is
+// cancelled); the image given up is rejected (Params.Rejected) and never
+// boots again until installed again, so there is no rollback to it either.
+// Single-bank: a pending copy is cancelled; once copied there is
 // no old image left, and it answers hal.ErrUnsupported.
 func (pl *Platform) Rollback(ctx context.Context) error {
 	pl.mu.Lock()
@@ -432,6 +435,8 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	switch {
 	case p.Pending:
 		p.Pending, p.Mode, p.ImageSize = false, 0, 0
+		// A cancelled image never boots unless installed again.
+		p.Rejected = pl.b.layout.Scheme == hal.DualBank
 	case pl.b.layout.Scheme == hal.SingleBank:
 		return hal.Errorf(hal.CodeUnsupported, "rollback: single-bank board %q: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
 	case p.Trial:
@@ -444,6 +449,7 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
+		si = p.reject(other, si)
 		if !si.bootable() {
 			return hal.Errorf(hal.CodeNoImage, "rollback: no image to return to: %v", si.err)
 		}

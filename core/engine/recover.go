@@ -204,11 +204,21 @@ func (e *Engine) Confirm(ctx context.Context) error {
 	return nil
 }
 
-// Rollback gives up the new image: an interrupted download is dropped, a
-// pending request cancelled (the old image keeps running), and a new image
-// that runs is left for the old one at the next reboot (dual-bank; a
-// single-bank board has no old image once the copy is done and answers
-// hal.ErrUnsupported).
+// Rollback gives up the new image, and what that means depends on the state
+// (docs/engine.md, "Commands in every state"):
+//
+//   - Downloading, Verifying: the interrupted download is dropped;
+//   - Installed: the pending request is cancelled, the running image stays;
+//   - Testing: the trial ends, the old image runs after the next reboot;
+//   - Confirmed: dual-bank, the image the install replaced runs again
+//     after the next reboot, for good; single-bank keeps no old image and
+//     answers hal.ErrUnsupported;
+//   - Idle, Failed, RolledBack: refused with ErrNothingToRollBack, naming
+//     what runs: there is no new image to give up, and the image a revert
+//     or an earlier rollback gave up never boots again until it is
+//     installed again.
+//
+// Every accepted rollback ends in RolledBack.
 func (e *Engine) Rollback(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -223,9 +233,34 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		n.Error = fmt.Sprintf("install of %s abandoned at byte %d", rec.Source, rec.Offset)
 		return e.announce(ctx, &n, n.Error)
 	}
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	runs := "no verified image runs"
+	if dev.running.Bootable {
+		runs = fmt.Sprintf("%s %s runs", dev.running.Name, dev.running.Version)
+	}
+	switch rec.State {
+	case Idle:
+		return fmt.Errorf("rollback: %w: no image was installed; %s", ErrNothingToRollBack, runs)
+	case Failed:
+		return fmt.Errorf("rollback: %w: the last install (%s) failed and left nothing to give up; %s", ErrNothingToRollBack, rec.Source, runs)
+	case RolledBack:
+		if rec.Reboot {
+			return fmt.Errorf("rollback: %w: a rollback of image %s is already asked for; %s until the next reboot, then the image before it", ErrNothingToRollBack, rec.Image, runs)
+		}
+		return fmt.Errorf("rollback: %w: image %s was already given up (%s); %s, and %s boots again only when installed again",
+			ErrNothingToRollBack, rec.Image, rec.Error, runs, rec.Image)
+	}
 	if err := e.p.Rollback(ctx); err != nil {
-		if errors.Is(err, hal.ErrUnsupported) {
+		switch {
+		case errors.Is(err, hal.ErrUnsupported):
 			return fmt.Errorf("rollback: %w", err)
+		case rec.State == Confirmed && errors.Is(err, hal.ErrNoImage):
+			// Nothing left to return to: a provisioned image, or one
+			// whose predecessor was overwritten or given up.
+			return fmt.Errorf("rollback: %w: %s and no other image may boot (port: %w)", ErrNothingToRollBack, runs, err)
 		}
 		return fmt.Errorf("rollback: port: %w", err)
 	}
