@@ -20,11 +20,13 @@ import (
 //
 // The image is refused before anything is written when it cannot fit the
 // board, is not newer than the running one (unless Options.AllowDowngrade)
-// or is not the version the order announced; its digest, hash, signature
+// or is not the version the order announced; such a refusal, and any
+// error before the first change to the slot, leaves the state as it was
+// (an install pending before stays pending). Its digest, hash, signature
 // and security counter are checked before SetBoot, on the stream and again
 // on a read-back of the slot. An error that a later attempt may not have
 // (a dropped network, a crashed port, ctx) leaves a resumable download; a
-// refused or bad image leaves state Failed. Neither blocks the next Install.
+// bad image leaves state Failed. Neither blocks the next Install.
 func (e *Engine) Install(ctx context.Context, src Source) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -64,12 +66,14 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 		e.log.Info("install: resuming the interrupted install of the same order", "state", rec.State, "offset", rec.Offset)
 		return e.resume(ctx, &rec, dev, op, dg)
 	}
+	// The new record is saved only when the install is about to change
+	// the slot (transfer.begin): an image refused before that (too big,
+	// a downgrade, another version than the order's) leaves the record,
+	// and a pending install in it, as they were.
 	n := rec.fresh()
 	n.State, n.Source, n.Digest, n.Announced, n.Permanent = Downloading, src.URL, dg.String(), src.Version, src.Permanent
 	n.Size, n.Slot, n.Previous = src.Size, dev.update.Name, dev.running.Version
-	if err := e.announce(ctx, &n, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)); err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
+	n.draft, n.announce = true, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)
 	return e.resume(ctx, &n, dev, op, dg)
 }
 
@@ -393,6 +397,9 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			if c.total > 0 {
 				size = c.total
 			}
+			if err := t.begin(ctx); err != nil {
+				return chunkMsg{}, err
+			}
 			if err := t.e.p.Init(ctx, hal.InitRequest{Size: uint64(size), Resume: t.resume}); err != nil {
 				return chunkMsg{}, fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
 			}
@@ -412,6 +419,17 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			return chunkMsg{}, nil
 		}
 	}
+}
+
+// begin saves the record of a new install before its first change to the
+// slot (Init erases it, and cancels a pending request for it): from here
+// on the install replaces whatever the record held.
+func (t *transfer) begin(ctx context.Context) error {
+	if !t.rec.draft {
+		return nil
+	}
+	t.rec.draft = false
+	return t.e.announce(ctx, t.rec, t.rec.announce)
 }
 
 // port is the port goroutine's work on one chunk: write it, report the
@@ -590,6 +608,13 @@ func terminal(err error) bool {
 // note when the state could not be saved (a port that died cannot store
 // it: the last checkpoint stays).
 func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) error {
+	if rec.draft {
+		// Stopped before it changed anything: the record stays as it
+		// was (a pending install stays pending), and so does the slot.
+		e.emit(Event{Kind: event.Error, State: Failed, Version: rec.Image, Error: err.Error()})
+		e.log.Error("install refused before anything was written", "err", err)
+		return err
+	}
 	if terminal(err) {
 		rec.State, rec.Error, rec.Reboot = Failed, err.Error(), false
 		rec.clearDownload()

@@ -162,6 +162,10 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 			msg = rec.Error
 		}
 	case RolledBack:
+		if rec.Reboot && !runs {
+			rec.Error = fmt.Sprintf("image %s rolled back on request; %s %s runs", rec.Image, dev.running.Name, dev.running.Version)
+			msg = rec.Error
+		}
 		rec.Reboot = false
 	}
 	if rec.State != old.State || rec.Reboot != old.Reboot || rec.Error != old.Error || rec.MinCounter != old.MinCounter {

@@ -25,7 +25,8 @@ func TestInstall_Refused(t *testing.T) {
 		allowDowngrade bool
 		want           error
 		say            string
-		// untouched: refused before any write to the update slot.
+		// untouched: refused before any write to the update slot, and
+		// before any change of the engine's state.
 		untouched bool
 	}{
 		{"wrong key", func(d *device) ([]byte, engine.Source) {
@@ -106,7 +107,14 @@ func TestInstall_Refused(t *testing.T) {
 					t.Errorf("error %q does not say %q", err, c.say)
 				}
 				st := d.status()
-				if st.State != engine.Failed || st.LastError != err.Error() {
+				switch {
+				case c.untouched:
+					// Refused before the first write: nothing changed,
+					// the record included (issue 9, reproduction 3).
+					if st.State != engine.Confirmed || st.Image != "1.1.0+0" || st.LastError != "" {
+						t.Errorf("state %s, image %s, last error %q; want confirmed 1.1.0+0 as before", st.State, st.Image, st.LastError)
+					}
+				case st.State != engine.Failed || st.LastError != err.Error():
 					t.Errorf("state %s, last error %q; want failed with the error", st.State, st.LastError)
 				}
 				for _, s := range st.Slots {
