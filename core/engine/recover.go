@@ -260,7 +260,7 @@ func (e *Engine) Rollback(ctx context.Context) error {
 	if err := e.p.Rollback(ctx); err != nil {
 		switch {
 		case errors.Is(err, hal.ErrUnsupported):
-			return fmt.Errorf("rollback: %w", err)
+			return fmt.Errorf("rollback: %w; %s", err, runs)
 		case rec.State == Confirmed && errors.Is(err, hal.ErrNoImage):
 			// Nothing left to return to: a provisioned image, or one
 			// whose predecessor was overwritten or given up.
