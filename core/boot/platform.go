@@ -397,6 +397,11 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 		// A new install of the slot ends its rejection.
 		p.Pending, p.PendingSlot, p.Mode, p.ImageSize, p.RolledBack, p.Rejected = true, target, req.Mode, uint32(si.img.TotalSize), false, false
 	case hal.BootConfirm:
+		if p.RolledBack {
+			// The running image is being given up: confirming it would
+			// raise the security counter past the image to return to.
+			return hal.Errorf(hal.CodeInvalid, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first", p.Running.Name(), p.Active.Name())
+		}
 		if p.Trial {
 			p.Active, p.Trial, p.BootCount = p.Running, false, 0
 		}

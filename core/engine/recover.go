@@ -190,6 +190,9 @@ func (e *Engine) Confirm(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("confirm: %w", err)
 	}
+	if rec.State == RolledBack && rec.Reboot {
+		return fmt.Errorf("confirm: %w: image %s is being rolled back and the previous image runs after the next reboot: reboot first (otarun boot); install it again to keep it", ErrBusy, rec.Image)
+	}
 	if rec.State == Installed && !newImageRuns(rec, dev) {
 		return fmt.Errorf("confirm: %w: image %s is installed but does not run yet: reboot first (otarun boot), then confirm", ErrBusy, rec.Image)
 	}

@@ -184,3 +184,24 @@ func TestInstall_RefusedKeepsPending(t *testing.T) {
 		}
 	}
 }
+
+// A confirm between a rollback and the reboot would keep the image given
+// up (and raise the security counter past the one to return to): refused.
+func TestConfirm_AfterRollbackBeforeRebootIsRefused(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, rollbackBoard, newKeys(t))
+	d.factory("1.0.0", 8<<10)
+	e := d.engine(engine.Options{})
+	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 7))}); err != nil {
+		t.Fatal(err)
+	}
+	d.expectRuns("1.1.0+0")
+	if err := e.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantIs(t, e.Confirm(ctx), engine.ErrBusy)
+	if err := d.plat.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm}); hal.CodeOf(err) != hal.CodeInvalid {
+		t.Fatalf("port's confirm after a rollback: %v, want an invalid request", err)
+	}
+	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+}
