@@ -73,7 +73,7 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	n := rec.fresh()
 	n.State, n.Source, n.Digest, n.Announced, n.Permanent = Downloading, src.URL, dg.String(), src.Version, src.Permanent
 	n.Size, n.Slot, n.Previous = src.Size, dev.update.Name, dev.running.Version
-	n.draft, n.announce = true, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)
+	n.draft, n.was, n.announce = true, rec.State, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)
 	return e.resume(ctx, &n, dev, op, dg)
 }
 
@@ -611,8 +611,8 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	if rec.draft {
 		// Stopped before it changed anything: the record stays as it
 		// was (a pending install stays pending), and so does the slot.
-		e.emit(Event{Kind: event.Error, State: Failed, Version: rec.Image, Error: err.Error()})
-		e.log.Error("install refused before anything was written", "err", err)
+		e.emit(Event{Kind: event.Error, State: rec.was, Version: rec.Image, Error: err.Error()})
+		e.log.Error("install stopped before anything was written; the state stays", "state", rec.was, "err", err)
 		return err
 	}
 	if terminal(err) {

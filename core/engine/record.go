@@ -73,7 +73,9 @@ type record struct {
 	// then the persisted record (a pending install among others) is what
 	// it was, and a refusal leaves it so. Never persisted.
 	draft bool
-	// announce is the message of the draft's first save.
+	// was is the persisted state while the record is a draft, and
+	// announce the message of the draft's first save.
+	was      State
 	announce string
 }
 
