@@ -278,5 +278,8 @@ func (e *Engine) Rollback(ctx context.Context) error {
 	}
 	rec.State, rec.Reboot = RolledBack, true
 	rec.Error = "rollback requested: the previous image runs after the next reboot"
+	if rec.Previous != "" {
+		rec.Error = fmt.Sprintf("rollback of %s requested: %s runs again after the next reboot", rec.Image, rec.Previous)
+	}
 	return e.announce(ctx, &rec, rec.Error)
 }
