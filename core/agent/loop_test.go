@@ -1,0 +1,169 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/otaport/otaport/core/agent"
+	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
+)
+
+// countingPort counts the resets an agent asks of its port. Past fuse
+// resets it refuses, so that an agent that loops ends its loop with an
+// error (and the test goes on to count) instead of running until a
+// deadline. With lost set a reset does nothing at all: the bootloader does
+// not run, as when a board's reset line is not wired.
+type countingPort struct {
+	*boot.Platform
+	reboots atomic.Int32
+	fuse    int32
+	lost    bool
+}
+
+func (p *countingPort) Reboot(ctx context.Context) (hal.RebootResult, error) {
+	if n := p.reboots.Add(1); n > p.fuse {
+		return hal.RebootResult{}, fmt.Errorf("test fuse: reset %d refused (the agent loops)", n)
+	}
+	if p.lost {
+		return hal.RebootResult{Action: boot.ActionNone, Detail: "the reset was lost"}, nil
+	}
+	return p.Platform.Reboot(ctx)
+}
+
+// failures returns the failure reports among ms.
+func failures(ms []msg) []string {
+	var out []string
+	for _, m := range ms {
+		if m.kind != cloud.KindProgress {
+			continue
+		}
+		if p, err := cloud.ParseProgress(m.payload); err == nil && p.Params.Step.Failed() {
+			out = append(out, p.Params.Desc)
+		}
+	}
+	return out
+}
+
+// Issue 9, reproduction 2: on a single-bank board an image that fails its
+// health check cannot be left (the copy over app destroyed the old image).
+// The agent reported a rollback that never happened and rebooted until its
+// state-change guard gave up; after a restart it rebooted without end. It
+// must report the failure once, with the health check's reason, keep the
+// image running, and never reset the device for it again, across restarts.
+func TestAgent_SingleBankHealthFailure_ReportsOnceAndNeverLoops(t *testing.T) {
+	var boards []string
+	for _, b := range haltest.Boards() {
+		if l, _ := haltest.Layout(b); l.Scheme == hal.SingleBank {
+			boards = append(boards, b)
+		}
+	}
+	if len(boards) == 0 {
+		t.Fatal("core/hal/haltest holds no single-bank board")
+	}
+	for _, board := range boards {
+		t.Run(board, func(t *testing.T) {
+			r := newRigOn(t, board)
+			port := &countingPort{Platform: r.port, fuse: 20}
+			r.dev = port
+			stop := r.start(r.config())
+			i := r.waitFor("inform 1.0.0+0 at start", 0, informOf("1.0.0+0"))
+			r.order(1001, "1.2.0", nil)
+			j := r.waitFor("a failure report", i, func(m msg) bool { return len(failures([]msg{m})) > 0 })
+			j = r.waitFor("inform of what runs after the failure", j, informOf("1.2.0+0"))
+			stop()
+			if n := port.reboots.Load(); n != 1 {
+				t.Errorf("%d resets for one order, want 1 (into the new image)", n)
+			}
+
+			// Restarted agents: nothing left to do for 1.2.0.
+			for k := 1; k <= 2; k++ {
+				before := port.reboots.Load()
+				stop := r.start(r.config())
+				j = r.waitFor(fmt.Sprintf("inform after restart %d", k), j, informOf("1.2.0+0"))
+				stop()
+				if n := port.reboots.Load() - before; n != 0 {
+					t.Errorf("restart %d: the agent reset the device %d time(s), want none", k, n)
+				}
+			}
+
+			fs := failures(r.since(i))
+			if len(fs) != 1 {
+				t.Errorf("%d failure reports, want exactly 1: %q", len(fs), fs)
+			}
+			for _, f := range fs {
+				if !strings.Contains(f, "self-test failed in 1.2.0+0 after 1.0.0+0") {
+					t.Errorf("failure report %q does not give the health check's reason", f)
+				}
+				if strings.Contains(f, "rolled back") {
+					t.Errorf("failure report %q claims a rollback, which a single-bank board cannot do", f)
+				}
+			}
+			r.mu.Lock()
+			var claims []agent.Event
+			for _, ev := range r.events {
+				if ev.Kind == event.RolledBack || ev.State == string(engine.RolledBack) {
+					claims = append(claims, ev)
+				}
+			}
+			r.mu.Unlock()
+			if len(claims) > 0 {
+				t.Errorf("%d events claim a rollback, which a single-bank board cannot do; the first: %+v", len(claims), claims[0])
+			}
+			if s := r.running(); s.Version != "1.2.0+0" || s.Confirmed {
+				t.Errorf("the running slot is %+v, want 1.2.0+0, not confirmed", s)
+			}
+		})
+	}
+}
+
+// The guard against state loops is persisted: a reset that changes nothing
+// (here one that never happens) is asked at most BootAttempts+1 times in a
+// row, and at most MaxRebootsPerImage times for one image, however often
+// the agent is restarted.
+func TestAgent_RebootGuardHoldsAcrossRestarts(t *testing.T) {
+	r := newRig(t)
+	port := &countingPort{Platform: r.port, fuse: 50, lost: true}
+	r.dev = port
+	info, err := r.port.Describe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := int32(info.Layout.BootAttempts)
+
+	// An install by hand, no order: the agent finishes it with a reset.
+	path := filepath.Join(r.dir, "1.1.0.img")
+	if err := os.WriteFile(path, r.sign("1.1.0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(r.port, r.port, engine.Options{Keys: r.keys()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Install(context.Background(), engine.Source{URL: path}); err != nil {
+		t.Fatal(err)
+	}
+
+	j := 0
+	for k := 1; k <= 4; k++ {
+		before := port.reboots.Load()
+		stop := r.start(r.config())
+		j = r.waitFor(fmt.Sprintf("inform at start %d", k), j, informOf("1.0.0+0"))
+		stop()
+		if n := port.reboots.Load() - before; n > attempts+1 {
+			t.Errorf("start %d: %d resets that changed nothing, want at most boot_attempts+1 = %d", k, n, attempts+1)
+		}
+	}
+	if n := port.reboots.Load(); n > 3 {
+		t.Errorf("%d resets for image 1.1.0 over 4 starts, want at most %d", n, 3)
+	}
+}
