@@ -720,7 +720,7 @@ func (a *Agent) check(ctx context.Context, o *orderRecord, st engine.Status) err
 	}
 	a.emit(Event{Kind: event.Health, Version: dev.Running, Error: herr.Error()})
 	if a.layout.Scheme == hal.SingleBank {
-		return a.keep(ctx, o, dev, herr, "the update was copied over it (single bank)")
+		return a.keep(ctx, o, dev, herr, "single bank: %s was overwritten")
 	}
 	if err := a.countReset(st); err != nil {
 		return err
@@ -732,7 +732,7 @@ func (a *Agent) check(ctx context.Context, o *orderRecord, st engine.Status) err
 	}
 	if err := a.eng.Rollback(ctx); err != nil {
 		if errors.Is(err, hal.ErrUnsupported) {
-			return a.keep(ctx, o, dev, herr, "the port cannot roll back: "+err.Error())
+			return a.keep(ctx, o, dev, herr, "the port cannot roll back to %s")
 		}
 		// The bootloader's boot counter is the last resort: a trial
 		// image that is not confirmed is left after boot_attempts boots.
@@ -750,16 +750,19 @@ func (a *Agent) check(ctx context.Context, o *orderRecord, st engine.Status) err
 
 // keep ends a failed health check where no other image can run: the
 // failure is remembered as kept (so no start checks it again or resets the
-// device for it), reported once with the health check's reason, and the
-// running image stays, unconfirmed, until an order for another version
-// replaces it. Nothing claims a rollback: there was none.
+// device for it), reported once with the health check's reason (to the
+// cloud when an order is in hand), and the running image stays,
+// unconfirmed, until an order for another version replaces it. Nothing
+// claims a rollback: there was none. why says why there is no return, with
+// %s for the image replaced.
 func (a *Agent) keep(ctx context.Context, o *orderRecord, dev Device, herr error, why string) error {
-	prev := "the image it replaced"
+	prev := "the old image"
 	if o != nil && o.From != "" {
 		prev = o.From
 	}
-	reason := fmt.Sprintf("%v; %s stays: no return to %s, %s; it runs unconfirmed and the device is not reset for it again",
-		herr, dev.Running, prev, why)
+	// Short, and after the health check's words: the cloud clips a report
+	// to 256 bytes.
+	reason := fmt.Sprintf("%v; %s stays, unconfirmed (%s); no further reset", herr, dev.Running, fmt.Sprintf(why, prev))
 	a.log.Warn("health check failed; no image to return to, keeping the running one", "version", dev.Running, "err", herr)
 	a.rec.Reason = ""
 	f := failure{Version: dev.Running, Step: cloud.StepUpgradeFailed, Reason: reason, Kept: true}

@@ -185,3 +185,58 @@ func TestAgent_ResetGuardHoldsAcrossRestarts(t *testing.T) {
 		}
 	}
 }
+
+// An image installed by hand on a single-bank board (no order) that fails
+// its health check is kept as well: no reset, no rollback claimed, and a
+// restarted agent does not run the check again.
+func TestAgent_SingleBankHealthFailureWithoutOrder_KeepsTheImage(t *testing.T) {
+	r := newRigOn(t, "stm32f407-disco")
+	port := &countingPort{Platform: r.port, fuse: 20}
+	r.dev = port
+	path := filepath.Join(r.dir, "1.2.0.img")
+	if err := os.WriteFile(path, r.sign("1.2.0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(r.port, r.port, engine.Options{Keys: r.keys()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := eng.Install(ctx, engine.Source{URL: path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.port.Reboot(ctx); err != nil { // the user's power-on: the copy
+		t.Fatal(err)
+	}
+	j := 0
+	for k := 1; k <= 2; k++ {
+		stop := r.start(r.config())
+		j = r.waitFor(fmt.Sprintf("inform at start %d", k), j, informOf("1.2.0+0"))
+		stop()
+	}
+	if n := port.reboots.Load(); n != 0 {
+		t.Errorf("%d resets, want none", n)
+	}
+	var healthChecks, failed int
+	r.mu.Lock()
+	for _, ev := range r.events {
+		switch {
+		case ev.Kind == event.Health:
+			healthChecks++
+		case ev.Kind == event.Failed:
+			failed++
+			if !strings.Contains(ev.Error, "1.2.0+0 stays, unconfirmed (single bank") {
+				t.Errorf("failure %q does not say the image stays, and why", ev.Error)
+			}
+		case ev.Kind == event.RolledBack || ev.State == string(engine.RolledBack):
+			t.Errorf("event %+v claims a rollback", ev)
+		}
+	}
+	r.mu.Unlock()
+	if healthChecks != 1 || failed != 1 {
+		t.Errorf("%d health checks and %d failures over two starts, want 1 and 1", healthChecks, failed)
+	}
+	if s := r.running(); s.Version != "1.2.0+0" || s.Confirmed {
+		t.Errorf("the running slot is %+v, want 1.2.0+0, not confirmed", s)
+	}
+}
