@@ -152,17 +152,7 @@ func TestAgent_ResetGuardHoldsAcrossRestarts(t *testing.T) {
 					j = r.waitFor("inform after the failure", j, informOf("1.0.0+0"))
 					stop()
 				} else {
-					path := filepath.Join(r.dir, "1.1.0.img")
-					if err := os.WriteFile(path, r.sign("1.1.0"), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					eng, err := engine.New(r.port, r.port, engine.Options{Keys: r.keys()})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := eng.Install(context.Background(), engine.Source{URL: path}); err != nil {
-						t.Fatal(err)
-					}
+					r.installByHand("1.1.0")
 					stop := r.start(r.config())
 					j = r.waitFor("inform at the first start", j, informOf("1.0.0+0"))
 					stop()
@@ -193,19 +183,8 @@ func TestAgent_SingleBankHealthFailureWithoutOrder_KeepsTheImage(t *testing.T) {
 	r := newRigOn(t, "stm32f407-disco")
 	port := &countingPort{Platform: r.port, fuse: 20}
 	r.dev = port
-	path := filepath.Join(r.dir, "1.2.0.img")
-	if err := os.WriteFile(path, r.sign("1.2.0"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.New(r.port, r.port, engine.Options{Keys: r.keys()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := eng.Install(ctx, engine.Source{URL: path}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.port.Reboot(ctx); err != nil { // the user's power-on: the copy
+	r.installByHand("1.2.0")
+	if _, err := r.port.Reboot(context.Background()); err != nil { // the user's power-on: the copy
 		t.Fatal(err)
 	}
 	j := 0
@@ -238,5 +217,22 @@ func TestAgent_SingleBankHealthFailureWithoutOrder_KeepsTheImage(t *testing.T) {
 	}
 	if s := r.running(); s.Version != "1.2.0+0" || s.Confirmed {
 		t.Errorf("the running slot is %+v, want 1.2.0+0, not confirmed", s)
+	}
+}
+
+// installByHand installs version v as `otarun install` does, with no order:
+// the engine alone, up to "installed, reboot to apply".
+func (r *rig) installByHand(v string) {
+	r.t.Helper()
+	path := filepath.Join(r.dir, v+".img")
+	if err := os.WriteFile(path, r.sign(v), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	eng, err := engine.New(r.port, r.port, engine.Options{Keys: r.keys()})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := eng.Install(context.Background(), engine.Source{URL: path}); err != nil {
+		r.t.Fatal(err)
 	}
 }
