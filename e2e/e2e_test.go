@@ -419,7 +419,7 @@ func TestFaults_AgentKilledAndOtaserveRestarted(t *testing.T) {
 	srv.stop(syscall.SIGINT)
 	srv = r.otaserve(httpPort, mqttPort, "--public-url", proxy.URL())
 	proxy.open()
-	r.agent(board, dn)
+	ag = r.agent(board, dn)
 	eventually(t, "campaign finished", func() (bool, string) {
 		s := r.campaignState(id)
 		return strings.HasSuffix(s, "finished: every wave succeeded"), s
@@ -428,6 +428,8 @@ func TestFaults_AgentKilledAndOtaserveRestarted(t *testing.T) {
 		t.Errorf("otaserve has %s for the device, want 1.1.0+0", v)
 	}
 	srv.stop(syscall.SIGINT)
+	// The agent's plugin holds the flash: one device, one process at a time.
+	ag.stop(syscall.SIGINT)
 	info := exec.Command(filepath.Join(bin, "otarun"), "--plugin", filepath.Join(bin, "otaport-"+board), "info", "--json")
 	info.Dir, info.Env = r.dir, append(os.Environ(), "OTAPORT_FLASH="+dn+".flash")
 	js, err := info.Output()
