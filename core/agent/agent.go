@@ -508,7 +508,8 @@ func (a *Agent) succeed(ctx context.Context) error {
 // left (an install by hand, a trial image), without reports. Each step is
 // persisted first, so a stop or a crash at any point resumes here at the
 // next start; MaxStateChanges stops a device that keeps coming back to the
-// same step.
+// same step, and countReset one that the agent would reset in a loop, across
+// restarts too.
 func (a *Agent) drive(ctx context.Context) error {
 	a.busy = a.rec.Order != nil
 	defer func() { a.busy = false }()
