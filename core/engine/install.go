@@ -424,9 +424,20 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 // begin saves the record of a new install before its first change to the
 // slot (Init erases it, and cancels a pending request for it): from here
 // on the install replaces whatever the record held.
+//
+// A request pending for the slot is cancelled first: saved the other way
+// round, a power cut in between would leave the bootloader a request for
+// the old image under the new install's record (a reboot would then try an
+// image the record does not name). Cancelled first, the cut leaves the old
+// record, which Recover turns into failed (the request is gone).
 func (t *transfer) begin(ctx context.Context) error {
 	if !t.rec.draft {
 		return nil
+	}
+	if s, ok := t.dev.slot(t.dev.update.Name); ok && s.Pending {
+		if err := t.e.p.Rollback(ctx); err != nil {
+			return fmt.Errorf("cancel the request pending for %s %s: %w", s.Name, s.Version, err)
+		}
 	}
 	t.rec.draft = false
 	return t.e.announce(ctx, t.rec, t.rec.announce)

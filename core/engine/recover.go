@@ -235,6 +235,19 @@ func (e *Engine) Rollback(ctx context.Context) error {
 	}
 	switch rec.State {
 	case Downloading, Verifying:
+		// A crash after SetBoot and before Installed was saved leaves a
+		// Verifying record with a request pending: cancel it first, so
+		// that a cut between the two leaves no rolled-back record over
+		// a request.
+		dev, err := e.describe(ctx)
+		if err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
+		if updatePending(rec, dev) {
+			if err := e.p.Rollback(ctx); err != nil {
+				return fmt.Errorf("rollback: cancel the request for %s: %w", rec.Slot, err)
+			}
+		}
 		n := rec.fresh()
 		n.State, n.Image, n.Previous, n.Source = RolledBack, rec.Image, rec.Previous, rec.Source
 		n.Error = fmt.Sprintf("install of %s abandoned at byte %d", rec.Source, rec.Offset)
