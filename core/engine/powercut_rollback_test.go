@@ -37,6 +37,17 @@ func cutEveryOperation(t *testing.T, base *device, install func(d *device) error
 	}
 }
 
+// cutOpts make an install of a 20 KiB image take a few checkpoints.
+var cutOpts = engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, Retries: -1}
+
+// cutBase is a board with a factory image 1.0.0, the flash the cuts start from.
+func cutBase(t *testing.T, board string) *device {
+	t.Helper()
+	base := newDevice(t, board, newKeys(t))
+	base.factory("1.0.0", 20<<10)
+	return base
+}
+
 // A rollback after a power cut anywhere in an install holds: the image
 // given up does not run after the next reboot, and the engine says what
 // runs.
@@ -44,15 +55,12 @@ func TestPowerCut_RollbackAfterAnInterruptedInstallHolds(t *testing.T) {
 	for _, board := range []string{"longan-nano", "esp32-devkitc"} {
 		t.Run(board, func(t *testing.T) {
 			ctx := context.Background()
-			k := newKeys(t)
-			base := newDevice(t, board, k)
-			base.factory("1.0.0", 20<<10)
-			src := writeFile(t, signed(t, k.priv, "1.1.0", 20<<10, 2))
-			opts := engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, Retries: -1}
+			base := cutBase(t, board)
+			src := writeFile(t, signed(t, base.keys.priv, "1.1.0", 20<<10, 2))
 			cutEveryOperation(t, base, func(d *device) error {
-				return d.engine(opts).Install(ctx, engine.Source{URL: src})
+				return d.engine(cutOpts).Install(ctx, engine.Source{URL: src})
 			}, func(name string, d *device) {
-				err := d.engine(opts).Rollback(ctx)
+				err := d.engine(cutOpts).Rollback(ctx)
 				res, st := d.recover()
 				if err != nil {
 					return // refused: nothing was promised
@@ -71,16 +79,13 @@ func TestPowerCut_InstallOverAPendingOne(t *testing.T) {
 	for _, board := range []string{"longan-nano", "esp32-devkitc"} {
 		t.Run(board, func(t *testing.T) {
 			ctx := context.Background()
-			k := newKeys(t)
-			base := newDevice(t, board, k)
-			base.factory("1.0.0", 20<<10)
-			opts := engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, Retries: -1}
-			if err := base.engine(opts).Install(ctx, engine.Source{URL: writeFile(t, signed(t, k.priv, "1.1.0", 20<<10, 2))}); err != nil {
+			base := cutBase(t, board)
+			if err := base.engine(cutOpts).Install(ctx, engine.Source{URL: writeFile(t, signed(t, base.keys.priv, "1.1.0", 20<<10, 2))}); err != nil {
 				t.Fatal(err)
 			}
-			src := writeFile(t, signed(t, k.priv, "1.2.0", 20<<10, 3))
+			src := writeFile(t, signed(t, base.keys.priv, "1.2.0", 20<<10, 3))
 			cutEveryOperation(t, base, func(d *device) error {
-				return d.engine(opts).Install(ctx, engine.Source{URL: src})
+				return d.engine(cutOpts).Install(ctx, engine.Source{URL: src})
 			}, func(name string, d *device) {
 				res, st := d.recover()
 				switch res.Version {
