@@ -169,7 +169,7 @@ func (s *faultServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // httpCase sets up a device running 1.0.0 and a server with image 1.1.0.
 func httpCase(t *testing.T, board string, payloadSize int) (*device, []byte, *faultServer, string) {
 	t.Helper()
-	d := newDevice(t, board, newKeys(t))
+	d := newDevice(t, board, boardKeys(t, board))
 	d.factory("1.0.0", 8<<10)
 	img := signed(t, d.keys.priv, "1.1.0", payloadSize, 2)
 	s, srv := newFaultServer(t, img)

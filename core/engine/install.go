@@ -58,6 +58,9 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	if err := dev.canWrite(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
+	if _, err := e.keysFor(dev); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
 	same := rec.Source == src.URL && rec.Digest == dg.String() && rec.Announced == src.Version &&
 		rec.Permanent == src.Permanent && rec.Slot == dev.update.Name && src.Size == rec.Size
 	if same && (rec.State == Downloading || rec.State == Verifying) {
@@ -101,6 +104,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume: %w", err)
 	}
 	if err := dev.canWrite(); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if _, err := e.keysFor(dev); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return e.resume(ctx, &rec, dev, op, dg)
@@ -209,7 +215,11 @@ type transfer struct {
 }
 
 func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*transfer, error) {
-	v, err := image.NewStreamVerifier(e.opts.Keys)
+	keys, err := e.keysFor(dev)
+	if err != nil {
+		return nil, err
+	}
+	v, err := image.NewStreamVerifier(keys)
 	if err != nil {
 		return nil, fmt.Errorf("install: keys: %w", err)
 	}
@@ -236,7 +246,7 @@ func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*tr
 		}
 		if err != nil {
 			e.log.Warn("install: checkpoint unusable, starting the download over", "err", err)
-			v, _ = image.NewStreamVerifier(e.opts.Keys)
+			v, _ = image.NewStreamVerifier(keys)
 			v.SetMaxSize(dev.maxSize)
 			t.v, t.dh = v, dg.newHash()
 			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
@@ -348,6 +358,9 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 		}
 	}
 	img, err := t.v.Finish()
+	if aerr := checkAlgorithm(img, t.dev); aerr != nil {
+		return nil, aerr
+	}
 	if err != nil {
 		return nil, streamError(err)
 	}
@@ -533,9 +546,16 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 	if err := e.announce(ctx, rec, "read back and verify "+rec.Slot); err != nil {
 		return err
 	}
+	keys, err := e.keysFor(dev)
+	if err != nil {
+		return e.stop(ctx, rec, nil, err)
+	}
 	sr := newSlotReader(ctx, e.p, rec.ImageSize)
-	img, err := image.Verify(sr, rec.ImageSize, e.opts.Keys)
+	img, err := image.Verify(sr, rec.ImageSize, keys)
 	sr.wait()
+	if aerr := checkAlgorithm(img, dev); aerr != nil {
+		return e.stop(ctx, rec, nil, aerr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return e.stop(ctx, rec, nil, ctx.Err())

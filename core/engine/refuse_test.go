@@ -17,7 +17,6 @@ import (
 // (AliOS Things #981: after one failure, upgrades never succeeded again).
 func TestInstall_Refused(t *testing.T) {
 	const size = 12 << 10
-	other := newKeys(t)
 	cases := []struct {
 		name string
 		// image returns the file to install and the order.
@@ -29,7 +28,7 @@ func TestInstall_Refused(t *testing.T) {
 		untouched bool
 	}{
 		{"wrong key", func(d *device) ([]byte, engine.Source) {
-			return signed(t, other.priv, "1.2.0", size, 6), engine.Source{}
+			return signed(t, boardKeys(t, d.layout.Board).priv, "1.2.0", size, 6), engine.Source{}
 		}, false, engine.ErrVerify, "unknown key", false},
 		{"unsigned", func(d *device) ([]byte, engine.Source) {
 			return signed(t, nil, "1.2.0", size, 6), engine.Source{}
@@ -82,7 +81,7 @@ func TestInstall_Refused(t *testing.T) {
 		for _, c := range cases {
 			t.Run(board+"/"+c.name, func(t *testing.T) {
 				ctx := context.Background()
-				d := newDevice(t, board, newKeys(t))
+				d := newDevice(t, board, boardKeys(t, board))
 				d.factory("1.0.0", size)
 				e := d.engine(engine.Options{})
 				if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", size, 5))}); err != nil {
