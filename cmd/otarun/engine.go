@@ -21,15 +21,21 @@ import (
 )
 
 // engineCommands returns the commands that drive the upgrade engine
-// (install, boot, status, confirm, rollback). Each opens the port plugin,
-// whose flash is the file in OTAPORT_FLASH as the plugin reads it.
+// (install, boot, status, confirm, rollback). Each opens the port plugin on
+// the device's flash file (flashFile), which must exist.
 func engineCommands() []command {
 	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand()}
 }
 
-// withEngine opens the plugin and runs fn with an engine over it.
-func withEngine(ctx context.Context, e *env, opts engine.Options, fn func(*plugin.Client, *engine.Engine) error) error {
-	c, err := openPlugin(ctx, e)
+// withEngine opens the plugin on the device's flash (which must exist: see
+// flashFile) and runs fn with an engine over it.
+func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn func(*plugin.Client, *engine.Engine) error) error {
+	file, err := e.flashFile(cmd, false)
+	if err != nil {
+		return err
+	}
+	e.flash = file
+	c, err := openPlugin(ctx, e, file)
 	if err != nil {
 		return err
 	}
@@ -136,7 +142,7 @@ func installCommand() command {
 					}
 				}
 			}
-			return withEngine(ctx, e, opts, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "install", opts, func(c *plugin.Client, eng *engine.Engine) error {
 				var err error
 				if f.resume {
 					err = eng.Resume(ctx)
@@ -179,7 +185,7 @@ func bootCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("boot takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "boot", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				res, err := c.Reboot(ctx)
 				if err != nil {
 					return fmt.Errorf("boot: %w", err)
@@ -230,26 +236,30 @@ func statusCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("status takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "status", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				st, err := eng.Status(ctx)
 				if err != nil {
 					return err
 				}
 				if e.opts.json {
-					return writeJSON(e.stdout, st)
+					return writeJSON(e.stdout, struct {
+						Flash string `json:"flash"`
+						engine.Status
+					}{e.flash, st})
 				}
-				printStatus(e.stdout, st)
+				printStatus(e.stdout, e.flash, st)
 				return nil
 			})
 		},
 	}
 }
 
-func printStatus(w io.Writer, st engine.Status) {
+func printStatus(w io.Writer, flashFile string, st engine.Status) {
 	run := st.RunningVersion
 	if run == "" {
 		run = "none"
 	}
+	fmt.Fprintf(w, "flash:    %s\n", flashFile)
 	fmt.Fprintf(w, "board:    %s (%s)\n", st.Board, st.Scheme)
 	fmt.Fprintf(w, "running:  %s %s", st.RunningSlot, run)
 	if st.Trial {
@@ -288,7 +298,7 @@ func confirmCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("confirm takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "confirm", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Confirm(ctx); err != nil {
 					return err
 				}
@@ -306,7 +316,7 @@ func rollbackCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("rollback takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "rollback", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Rollback(ctx); err != nil {
 					if errors.Is(err, hal.ErrUnsupported) {
 						return fmt.Errorf("%w (a single-bank board keeps no old image once the new one is copied: install the old version again with --allow-downgrade)", err)
