@@ -168,7 +168,7 @@ func (e *Engine) download(ctx context.Context, rec *record, dev device, op opene
 			continue
 		}
 		if errors.As(err, &over) {
-			err = fmt.Errorf("%w: %s: started over %d times: the source keeps changing", ErrDownload, op, maxStartOvers)
+			err = fmt.Errorf("%w: %s: gave up after starting over %d times; the last time: %s", ErrDownload, op, maxStartOvers, over.why)
 		}
 		if err != nil {
 			return nil, e.stop(ctx, rec, t, err)
