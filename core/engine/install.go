@@ -509,12 +509,12 @@ func (e *Engine) checkVersion(ver image.Version, dev device, rec *record) error 
 		}
 	}
 	if !e.opts.AllowDowngrade && dev.versionOK && ver.Compare(dev.version) <= 0 {
-		what := "older than"
 		if ver.Compare(dev.version) == 0 {
-			what = "the same as"
+			return fmt.Errorf("%w: image version %s already runs (in %s): not an upgrade; to install the same version again: otarun install --allow-downgrade",
+				ErrRefused, ver, dev.running.Name)
 		}
-		return fmt.Errorf("%w: image version %s is %s the running %s (in %s): a downgrade; allow it with Options.AllowDowngrade (otarun install --allow-downgrade)",
-			ErrRefused, ver, what, dev.version, dev.running.Name)
+		return fmt.Errorf("%w: image version %s is older than the running %s (in %s): a downgrade; to install it anyway: otarun install --allow-downgrade",
+			ErrRefused, ver, dev.version, dev.running.Name)
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func TestInstall_Refused(t *testing.T) {
 		}, false, engine.ErrRefused, "older than the running 1.1.0", true},
 		{"same version", func(d *device) ([]byte, engine.Source) {
 			return signed(t, d.keys.priv, "1.1.0", size, 6), engine.Source{}
-		}, false, engine.ErrRefused, "the same as the running", true},
+		}, false, engine.ErrRefused, "1.1.0+0 already runs (in ", true},
 		{"security counter below the device's", func(d *device) ([]byte, engine.Source) {
 			return signed(t, d.keys.priv, "1.2.0", size, 4), engine.Source{}
 		}, false, engine.ErrRefused, "security counter 4, below the device's 5", false},
@@ -103,6 +103,19 @@ func TestInstall_Refused(t *testing.T) {
 				wantIs(t, err, c.want)
 				if !strings.Contains(err.Error(), c.say) {
 					t.Errorf("error %q does not say %q", err, c.say)
+				}
+				// Words for the user: the command-line flag, not a Go
+				// option; an equal version is no downgrade.
+				if strings.Contains(err.Error(), "Options.") {
+					t.Errorf("error %q names a Go option", err)
+				}
+				if c.name == "same version" && strings.Contains(err.Error(), "downgrade:") {
+					t.Errorf("error %q calls an equal version a downgrade", err)
+				}
+				if c.name == "downgrade" || c.name == "same version" {
+					if !strings.Contains(err.Error(), "--allow-downgrade") {
+						t.Errorf("error %q does not name the flag that allows it", err)
+					}
 				}
 				st := d.status()
 				if st.State != engine.Failed || st.LastError != err.Error() {
