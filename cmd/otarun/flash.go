@@ -37,11 +37,11 @@ func (e *env) flashFile(cmd string, create bool) (string, error) {
 		return "", fmt.Errorf("flash file %s: %w", file, err)
 	}
 	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) && !create {
-		return abs, fmt.Errorf("flash file %s does not exist: otarun %s would start a blank device there. Give the device's flash with --flash FILE (or OTAPORT_FLASH), or make a new device with otarun provision --flash FILE --key pub.pem IMAGE: %w",
-			abs, cmd, errMissingFlash)
+		return abs, fmt.Errorf("%w: flash file %s does not exist, and otarun %s would start a blank device there: give the device's flash with --flash FILE (or OTAPORT_FLASH), or make a new device with otarun provision --flash FILE --key pub.pem IMAGE",
+			errMissingFlash, abs, cmd)
 	}
 	return abs, nil
 }
 
 // errMissingFlash marks a flash file that does not exist.
-var errMissingFlash = errors.New("no such device")
+var errMissingFlash = errors.New("no device")

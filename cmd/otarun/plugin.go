@@ -30,11 +30,9 @@ func openPlugin(ctx context.Context, e *env, flashFile string, extraEnv ...strin
 		}
 		cfg.SHA256 = sum
 	}
-	c, err := plugin.Open(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open port plugin %s: %w", e.opts.plugin, err)
-	}
-	return c, nil
+	// Open's errors name the plugin (or lead with its own words): no
+	// second prefix here.
+	return plugin.Open(ctx, cfg)
 }
 
 // checkPlugin refuses a missing --plugin or a plugin file that is not there.
