@@ -170,7 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "otarun %s: %v\n", name, err)
+	// The engine names its operation as the command is named
+	// ("rollback: ..."): say it once.
+	fmt.Fprintf(stderr, "otarun %s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
 	if errors.Is(err, errUsage) {
 		return 2
 	}

@@ -227,7 +227,7 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		if errors.Is(err, hal.ErrUnsupported) {
 			return fmt.Errorf("rollback: %w", err)
 		}
-		return fmt.Errorf("rollback: port: %w", err)
+		return fmt.Errorf("rollback: %w", err)
 	}
 	if rec.State == Installed {
 		rec.State, rec.Reboot = RolledBack, false
