@@ -620,7 +620,8 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 		if serr := e.save(context.WithoutCancel(ctx), rec); serr != nil {
 			e.log.Error("install failed and its state could not be saved", "err", err, "save", serr)
 		} else {
-			e.log.Error("install failed", "err", err)
+			// The caller gets err: logged at Info, not said twice.
+			e.log.Info("install failed", "err", err)
 		}
 		return err
 	}
@@ -638,7 +639,7 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	if serr != nil {
 		e.log.Warn("install interrupted; its state stays at the last checkpoint", "err", err, "save", serr)
 	} else {
-		e.log.Warn("install interrupted, resumable", "err", err, "offset", rec.Offset)
+		e.log.Info("install interrupted, resumable", "err", err, "offset", rec.Offset)
 	}
 	return fmt.Errorf("%w (interrupted at byte %d: resume with Resume, otarun install --resume)", err, rec.Offset)
 }
