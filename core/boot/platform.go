@@ -443,25 +443,27 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 		// A cancelled image never boots unless installed again.
 		p.Rejected = pl.b.layout.Scheme == hal.DualBank
 	case pl.b.layout.Scheme == hal.SingleBank:
-		return hal.Errorf(hal.CodeUnsupported, "rollback: single-bank board %q: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
+		return hal.Errorf(hal.CodeUnsupported, "single-bank board %q: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
 	case p.Trial:
 		// Active is still the old image; leave the trial now rather than
 		// after the boot counter runs out.
 		p.Trial, p.BootCount, p.RolledBack = false, 0, true
 	default:
 		other := p.Running.Other()
+		// The caller names the operation (the engine's "rollback:"):
+		// these errors say only what stands in its way.
 		si, err := pl.check(other, p.SecurityCounter)
 		if err != nil {
-			return fmt.Errorf("rollback: %w", err)
+			return err
 		}
 		si = p.reject(other, si)
 		if !si.bootable() {
-			return hal.Errorf(hal.CodeNoImage, "rollback: no image to return to: %v", si.err)
+			return hal.Errorf(hal.CodeNoImage, "no image to return to: %v", si.err)
 		}
 		p.Active, p.Confirmed, p.RolledBack = other, true, true
 	}
 	if err := pl.s.setParams(p); err != nil {
-		return fmt.Errorf("rollback: %w", err)
+		return fmt.Errorf("record the rollback: %w", err)
 	}
 	return nil
 }

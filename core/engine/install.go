@@ -60,6 +60,9 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	if err := dev.canWrite(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
+	if _, err := e.keysFor(dev); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
 	same := rec.Source == src.URL && rec.Digest == dg.String() && rec.Announced == src.Version &&
 		rec.Permanent == src.Permanent && rec.Slot == dev.update.Name && src.Size == rec.Size
 	if same && (rec.State == Downloading || rec.State == Verifying) {
@@ -105,6 +108,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume: %w", err)
 	}
 	if err := dev.canWrite(); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if _, err := e.keysFor(dev); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return e.resume(ctx, &rec, dev, op, dg)
@@ -166,7 +172,7 @@ func (e *Engine) download(ctx context.Context, rec *record, dev device, op opene
 			continue
 		}
 		if errors.As(err, &over) {
-			err = fmt.Errorf("%w: %s: started over %d times: the source keeps changing", ErrDownload, op, maxStartOvers)
+			err = fmt.Errorf("%w: %s: gave up after starting over %d times; the last time: %s", ErrDownload, op, maxStartOvers, over.why)
 		}
 		if err != nil {
 			return nil, e.stop(ctx, rec, t, err)
@@ -213,7 +219,11 @@ type transfer struct {
 }
 
 func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*transfer, error) {
-	v, err := image.NewStreamVerifier(e.opts.Keys)
+	keys, err := e.keysFor(dev)
+	if err != nil {
+		return nil, err
+	}
+	v, err := image.NewStreamVerifier(keys)
 	if err != nil {
 		return nil, fmt.Errorf("install: keys: %w", err)
 	}
@@ -240,7 +250,7 @@ func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*tr
 		}
 		if err != nil {
 			e.log.Warn("install: checkpoint unusable, starting the download over", "err", err)
-			v, _ = image.NewStreamVerifier(e.opts.Keys)
+			v, _ = image.NewStreamVerifier(keys)
 			v.SetMaxSize(dev.maxSize)
 			t.v, t.dh = v, dg.newHash()
 			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
@@ -352,6 +362,9 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 		}
 	}
 	img, err := t.v.Finish()
+	if aerr := checkAlgorithm(img, t.dev); aerr != nil {
+		return nil, aerr
+	}
 	if err != nil {
 		return nil, streamError(err)
 	}
@@ -525,12 +538,12 @@ func (e *Engine) checkVersion(ver image.Version, dev device, rec *record) error 
 		}
 	}
 	if !e.opts.AllowDowngrade && dev.versionOK && ver.Compare(dev.version) <= 0 {
-		what := "older than"
 		if ver.Compare(dev.version) == 0 {
-			what = "the same as"
+			return fmt.Errorf("%w: image version %s already runs (in %s): not an upgrade; to install the same version again: otarun install --allow-downgrade",
+				ErrRefused, ver, dev.running.Name)
 		}
-		return fmt.Errorf("%w: image version %s is %s the running %s (in %s): a downgrade; allow it with Options.AllowDowngrade (otarun install --allow-downgrade)",
-			ErrRefused, ver, what, dev.version, dev.running.Name)
+		return fmt.Errorf("%w: image version %s is older than the running %s (in %s): a downgrade; to install it anyway: otarun install --allow-downgrade",
+			ErrRefused, ver, dev.version, dev.running.Name)
 	}
 	return nil
 }
@@ -562,9 +575,16 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 	if err := e.announce(ctx, rec, "read back and verify "+rec.Slot); err != nil {
 		return err
 	}
+	keys, err := e.keysFor(dev)
+	if err != nil {
+		return e.stop(ctx, rec, nil, err)
+	}
 	sr := newSlotReader(ctx, e.p, rec.ImageSize)
-	img, err := image.Verify(sr, rec.ImageSize, e.opts.Keys)
+	img, err := image.Verify(sr, rec.ImageSize, keys)
 	sr.wait()
+	if aerr := checkAlgorithm(img, dev); aerr != nil {
+		return e.stop(ctx, rec, nil, aerr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return e.stop(ctx, rec, nil, ctx.Err())
@@ -623,7 +643,8 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 		// Stopped before it changed anything: the record stays as it
 		// was (a pending install stays pending), and so does the slot.
 		e.emit(Event{Kind: event.Error, State: rec.was, Version: rec.Image, Error: err.Error()})
-		e.log.Error("install stopped before anything was written; the state stays", "state", rec.was, "err", err)
+		// Info, not Error: the error is returned, and the caller says it.
+		e.log.Info("install stopped before anything was written; the state stays", "state", rec.was, "err", err)
 		return err
 	}
 	if terminal(err) {
@@ -636,7 +657,8 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 		if serr := e.save(context.WithoutCancel(ctx), rec); serr != nil {
 			e.log.Error("install failed and its state could not be saved", "err", err, "save", serr)
 		} else {
-			e.log.Error("install failed", "err", err)
+			// The caller gets err: logged at Info, not said twice.
+			e.log.Info("install failed", "err", err)
 		}
 		return err
 	}
@@ -654,7 +676,7 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	if serr != nil {
 		e.log.Warn("install interrupted; its state stays at the last checkpoint", "err", err, "save", serr)
 	} else {
-		e.log.Warn("install interrupted, resumable", "err", err, "offset", rec.Offset)
+		e.log.Info("install interrupted, resumable", "err", err, "offset", rec.Offset)
 	}
 	return fmt.Errorf("%w (interrupted at byte %d: resume with Resume, otarun install --resume)", err, rec.Offset)
 }

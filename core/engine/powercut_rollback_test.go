@@ -43,7 +43,7 @@ var cutOpts = engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, Retri
 // cutBase is a board with a factory image 1.0.0, the flash the cuts start from.
 func cutBase(t *testing.T, board string) *device {
 	t.Helper()
-	base := newDevice(t, board, newKeys(t))
+	base := newDevice(t, board, boardKeys(t, board))
 	base.factory("1.0.0", 20<<10)
 	return base
 }

@@ -280,9 +280,9 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		case rec.State == Confirmed && errors.Is(err, hal.ErrNoImage):
 			// Nothing left to return to: a provisioned image, or one
 			// whose predecessor was overwritten or given up.
-			return fmt.Errorf("rollback: %w: %s and no other image may boot (port: %w)", ErrNothingToRollBack, runs, err)
+			return fmt.Errorf("rollback: %w: %s and no other image may boot (%w)", ErrNothingToRollBack, runs, err)
 		}
-		return fmt.Errorf("rollback: port: %w", err)
+		return fmt.Errorf("rollback: %w", err)
 	}
 	if rec.State == Installed {
 		rec.State, rec.Reboot = RolledBack, false

@@ -17,7 +17,6 @@ import (
 // (AliOS Things #981: after one failure, upgrades never succeeded again).
 func TestInstall_Refused(t *testing.T) {
 	const size = 12 << 10
-	other := newKeys(t)
 	cases := []struct {
 		name string
 		// image returns the file to install and the order.
@@ -30,7 +29,7 @@ func TestInstall_Refused(t *testing.T) {
 		untouched bool
 	}{
 		{"wrong key", func(d *device) ([]byte, engine.Source) {
-			return signed(t, other.priv, "1.2.0", size, 6), engine.Source{}
+			return signed(t, boardKeys(t, d.layout.Board).priv, "1.2.0", size, 6), engine.Source{}
 		}, false, engine.ErrVerify, "unknown key", false},
 		{"unsigned", func(d *device) ([]byte, engine.Source) {
 			return signed(t, nil, "1.2.0", size, 6), engine.Source{}
@@ -40,7 +39,7 @@ func TestInstall_Refused(t *testing.T) {
 		}, false, engine.ErrRefused, "older than the running 1.1.0", true},
 		{"same version", func(d *device) ([]byte, engine.Source) {
 			return signed(t, d.keys.priv, "1.1.0", size, 6), engine.Source{}
-		}, false, engine.ErrRefused, "the same as the running", true},
+		}, false, engine.ErrRefused, "1.1.0+0 already runs (in ", true},
 		{"security counter below the device's", func(d *device) ([]byte, engine.Source) {
 			return signed(t, d.keys.priv, "1.2.0", size, 4), engine.Source{}
 		}, false, engine.ErrRefused, "security counter 4, below the device's 5", false},
@@ -83,7 +82,7 @@ func TestInstall_Refused(t *testing.T) {
 		for _, c := range cases {
 			t.Run(board+"/"+c.name, func(t *testing.T) {
 				ctx := context.Background()
-				d := newDevice(t, board, newKeys(t))
+				d := newDevice(t, board, boardKeys(t, board))
 				d.factory("1.0.0", size)
 				e := d.engine(engine.Options{})
 				if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", size, 5))}); err != nil {
@@ -105,6 +104,19 @@ func TestInstall_Refused(t *testing.T) {
 				wantIs(t, err, c.want)
 				if !strings.Contains(err.Error(), c.say) {
 					t.Errorf("error %q does not say %q", err, c.say)
+				}
+				// Words for the user: the command-line flag, not a Go
+				// option; an equal version is no downgrade.
+				if strings.Contains(err.Error(), "Options.") {
+					t.Errorf("error %q names a Go option", err)
+				}
+				if c.name == "same version" && strings.Contains(err.Error(), "downgrade:") {
+					t.Errorf("error %q calls an equal version a downgrade", err)
+				}
+				if c.name == "downgrade" || c.name == "same version" {
+					if !strings.Contains(err.Error(), "--allow-downgrade") {
+						t.Errorf("error %q does not name the flag that allows it", err)
+					}
 				}
 				st := d.status()
 				switch {

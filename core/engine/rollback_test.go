@@ -39,7 +39,7 @@ func wantState(t *testing.T, st engine.Status, s engine.State, running string) {
 // active and confirmed.
 func TestRollback_AfterRevertIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, newKeys(t))
+	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
 	d.factory("1.0.0", 8<<10)
 	e := d.engine(engine.Options{})
 	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 1))}); err != nil {
@@ -65,7 +65,7 @@ func TestRollback_AfterRevertIsRefused(t *testing.T) {
 // is refused and the image given up does not come back.
 func TestRollback_SecondRollbackIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, newKeys(t))
+	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
 	d.factory("1.0.0", 8<<10)
 	e := d.engine(engine.Options{})
 	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 1))}); err != nil {
@@ -94,7 +94,7 @@ func TestRollback_SecondRollbackIsRefused(t *testing.T) {
 // there is nothing left to roll back to.
 func TestRollback_ConfirmedOnce(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, newKeys(t))
+	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
 	d.factory("1.0.0", 8<<10)
 	e := d.engine(engine.Options{})
 	// Nothing installed since the factory: nothing to return to.
@@ -117,10 +117,10 @@ func TestRollback_ConfirmedOnce(t *testing.T) {
 // A failed install leaves nothing to give up.
 func TestRollback_AfterFailedInstallIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, newKeys(t))
+	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
 	d.factory("1.0.0", 8<<10)
 	e := d.engine(engine.Options{})
-	err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, newKeys(t).priv, "1.1.0", 8<<10, 1))})
+	err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, boardKeys(t, rollbackBoard).priv, "1.1.0", 8<<10, 1))})
 	wantIs(t, err, engine.ErrVerify)
 	wantNothingToRollBack(t, e.Rollback(ctx), "ota 1.0.0+0")
 	wantState(t, d.expectRuns("1.0.0+0"), engine.Failed, "1.0.0+0")
@@ -147,7 +147,7 @@ func TestInstall_RefusedKeepsPending(t *testing.T) {
 		for _, r := range refusals {
 			t.Run(board+"/"+r.name, func(t *testing.T) {
 				ctx := context.Background()
-				d := newDevice(t, board, newKeys(t))
+				d := newDevice(t, board, boardKeys(t, board))
 				d.factory("1.0.0", size)
 				e := d.engine(engine.Options{})
 				good := writeFile(t, signed(t, d.keys.priv, "1.1.0", size, 1))
@@ -189,7 +189,7 @@ func TestInstall_RefusedKeepsPending(t *testing.T) {
 // up (and raise the security counter past the one to return to): refused.
 func TestConfirm_AfterRollbackBeforeRebootIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, newKeys(t))
+	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
 	d.factory("1.0.0", 8<<10)
 	e := d.engine(engine.Options{})
 	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 7))}); err != nil {
