@@ -446,6 +446,22 @@ func (a *Agent) handle(ctx context.Context, o *cloud.Order) error {
 	return a.drive(ctx)
 }
 
+// installRecorded reports whether the engine's state shows the install of
+// o: under way or done (downloading to testing), failed from o's source, or
+// finished with o's version running. Anything else is the state from before
+// o, which an install stopped before its first write leaves.
+func installRecorded(st engine.Status, o *orderRecord) bool {
+	switch st.State {
+	case engine.Downloading, engine.Verifying, engine.Installed, engine.Testing:
+		return true
+	case engine.Failed:
+		return st.Source == o.URL
+	case engine.Confirmed:
+		return image.SameVersion(st.RunningVersion, o.Version)
+	}
+	return false
+}
+
 // stepOf maps an engine error to the platform's failure step.
 func stepOf(err error) cloud.Step {
 	switch {
@@ -513,6 +529,7 @@ func (a *Agent) succeed(ctx context.Context) error {
 func (a *Agent) drive(ctx context.Context) error {
 	a.busy = a.rec.Order != nil
 	defer func() { a.busy = false }()
+	reinstalled := false
 	for {
 		st, err := a.eng.Recover(ctx)
 		if err != nil {
@@ -526,6 +543,23 @@ func (a *Agent) drive(ctx context.Context) error {
 			return a.fail(ctx, stepOf(err), err.Error())
 		}
 		o := a.rec.Order
+		if o != nil && a.rec.Phase == PhaseInstalling && !reinstalled && !installRecorded(st, o) {
+			// Stopped after the order was taken but before the engine
+			// wrote a byte: the engine recorded nothing of it (an install
+			// records itself when it is about to change the slot), so
+			// the order is carried out again rather than failed for the
+			// old image that still runs. Once: a second time it is the
+			// engine's state that stands.
+			reinstalled = true
+			a.log.Info("the order's install stopped before its first write; installing again", "version", o.Version)
+			if err := a.eng.Install(ctx, engine.Source{URL: o.URL, Digest: o.Digest, Size: o.Size, Version: o.Version}); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return a.fail(ctx, stepOf(err), err.Error())
+			}
+			continue
+		}
 		if o != nil && a.rec.Changes >= MaxStateChanges {
 			if err := a.eng.Rollback(ctx); err != nil {
 				a.log.Warn("rollback after the state loop guard", "err", err)

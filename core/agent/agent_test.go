@@ -471,6 +471,40 @@ func TestAgent_StopMidDownloadResumesAndFinishes(t *testing.T) {
 	}
 }
 
+// TestAgent_StopBeforeTheFirstWriteInstallsOnRestart: an agent stopped
+// (or killed) after it took an order but before the engine wrote a byte
+// finds the engine as it was (an install records itself only when it is
+// about to change the slot) and must carry the order out at the next
+// start, not report it failed because the old image still runs.
+func TestAgent_StopBeforeTheFirstWriteInstallsOnRestart(t *testing.T) {
+	r := newRig(t)
+	r.mu.Lock()
+	r.holdAt, r.hold = 1, make(chan struct{})
+	r.mu.Unlock()
+	stop := r.start(r.config())
+	i := r.waitFor("inform 1.0.0+0", 0, informOf("1.0.0+0"))
+	r.order(1002, "1.1.0", nil)
+	i = r.waitFor("the order accepted", i, progressOf(cloud.StepPercent(0), "accepted"))
+	stop()
+	r.mu.Lock()
+	r.holdAt = 0
+	close(r.hold)
+	r.mu.Unlock()
+
+	r.start(r.config())
+	j := r.waitFor("inform 1.1.0+0 after the restart", i, informOf("1.1.0+0"))
+	for _, m := range r.since(i)[:j-i] {
+		if m.kind == cloud.KindProgress {
+			if p, _ := cloud.ParseProgress(m.payload); p.Params.Step.Failed() {
+				t.Errorf("failure after the restart: %s", m.payload)
+			}
+		}
+	}
+	if s := r.running(); s.Version != "1.1.0+0" || !s.Confirmed {
+		t.Fatalf("running %+v, want 1.1.0+0 confirmed", s)
+	}
+}
+
 func TestAgent_StateLoopGuardGivesUp(t *testing.T) {
 	r := newRig(t)
 	// A record as a device would leave it after many restarts in the
