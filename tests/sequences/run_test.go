@@ -1,0 +1,236 @@
+package sequences
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/tests/sequences/model"
+)
+
+// counts are what a run did, for the closing report.
+type counts struct {
+	steps    map[string]int // per step label
+	cuts     map[string]int // per CutWhen, cuts that happened
+	armed    int            // cuts armed that the command finished before
+	sequence int
+}
+
+func newCounts() counts {
+	return counts{steps: map[string]int{}, cuts: map[string]int{}}
+}
+
+func (c *counts) add(o counts) {
+	for k, v := range o.steps {
+		c.steps[k] += v
+	}
+	for k, v := range o.cuts {
+		c.cuts[k] += v
+	}
+	c.armed += o.armed
+	c.sequence += o.sequence
+}
+
+// failure is a broken promise at step index at of a sequence.
+type failure struct {
+	v  *model.Violation
+	at int
+	// equal is the version each imgEqual install resolved to, for the
+	// printed commands.
+	equal []string
+}
+
+// runner plays one sequence on one board: the device (a flash), the model
+// of what the user may expect of it, and the commands in between.
+type runner struct {
+	ctx   context.Context
+	f     *fixture
+	dev   *flash.Emulator
+	m     *model.Model
+	c     counts
+	equal []string
+}
+
+// run plays steps on a clone of the board's provisioned flash and returns
+// the first broken promise, or nil.
+func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
+	r := &runner{
+		ctx: ctx, f: f, dev: f.base.Clone(), c: newCounts(),
+		m:     model.New(model.Config{DualBank: f.layout.Scheme == hal.DualBank, BootAttempts: max(1, f.layout.BootAttempts)}),
+		equal: make([]string, len(steps)),
+	}
+	r.m.Provisioned(factoryVersion)
+	r.c.sequence = 1
+	for i, s := range steps {
+		r.c.steps[s.label()]++
+		if v := r.step(i, s); v != nil {
+			return &failure{v: v, at: i, equal: r.equal}, r.c
+		}
+	}
+	return nil, r.c
+}
+
+// engine is the engine a command runs, as otarun builds it: one per
+// command, over the port the command opened.
+func (r *runner) engine(pl *boot.Platform, allowDowngrade bool) *engine.Engine {
+	eng, err := engine.New(pl, pl, engine.Options{
+		Keys: r.f.keys, AllowDowngrade: allowDowngrade, HTTPClient: r.f.http,
+		// Small chunks and checkpoints so that a cut lands between
+		// checkpoints of these small images and a resume has work.
+		ChunkSize: 1024, CheckpointEvery: 2048, Retries: -1, RetryBackoff: time.Millisecond,
+	})
+	if err != nil {
+		panic(err) // only for options this file gets wrong
+	}
+	return eng
+}
+
+// step runs one command and checks the promises after it.
+func (r *runner) step(i int, s step) *model.Violation {
+	if s.cut.At > 0 {
+		r.dev.SetCut(s.cut)
+	}
+	pl, err := r.f.platform(r.dev)
+	if err != nil {
+		return &model.Violation{Rule: "port", Detail: err.Error()}
+	}
+	var (
+		v   *model.Violation
+		img *model.Image // the image an install writes, for a cut
+	)
+	after := func(cmdErr error) bool { return r.dev.PoweredOff() && cmdErr != nil }
+	switch s.kind {
+	case stepInstall:
+		version := s.version
+		if s.img == imgEqual {
+			version = r.m.Running()
+			r.equal[i] = version
+		}
+		im := model.Image{Version: version, Trusted: s.img != imgWrongKey, Intact: s.img != imgTampered, Fits: s.img != imgOversized, AllowDowngrade: s.img == imgAllowed}
+		img = &im
+		path, err := r.f.image(s.img, version)
+		if err != nil {
+			return &model.Violation{Rule: "fixture", Detail: err.Error()}
+		}
+		err = r.engine(pl, s.img == imgAllowed).Install(r.ctx, engine.Source{URL: path})
+		if !after(err) {
+			v = r.m.Install(im, err == nil)
+		}
+	case stepResume:
+		err := r.engine(pl, false).Resume(r.ctx)
+		if !after(err) {
+			v = r.m.Resume(err == nil)
+		}
+	case stepBoot:
+		res, err := pl.Reboot(r.ctx)
+		if err == nil {
+			_, err = r.engine(pl, false).Recover(r.ctx)
+		}
+		if !after(err) {
+			obs, oerr := r.observe()
+			if oerr != nil {
+				return &model.Violation{Rule: "boots", Detail: oerr.Error()}
+			}
+			if err == nil && res.Version != obs.Running {
+				return &model.Violation{Rule: "boot-claim", Detail: fmt.Sprintf("boot printed %s %s, but %s runs", res.Slot, res.Version, obs.Running)}
+			}
+			v = r.m.Boot(obs, err)
+		}
+	case stepConfirm:
+		err := r.engine(pl, false).Confirm(r.ctx)
+		if !after(err) {
+			v = r.m.Confirm(err == nil)
+		}
+	case stepRollback:
+		other := r.otherSlot(pl)
+		err := r.engine(pl, false).Rollback(r.ctx)
+		if !after(err) {
+			v = r.m.Rollback(err == nil, other)
+		}
+	case stepStatus:
+	}
+	if v != nil {
+		return v
+	}
+	if s.cut.At > 0 {
+		// The power goes (at operation At, or after the command when it
+		// made fewer) and comes back: the bootloader, then the engine's
+		// recovery, as `otarun boot`.
+		if r.dev.PoweredOff() {
+			r.c.cuts[s.cut.When.String()]++
+			if s.kind == stepInstall || s.kind == stepResume {
+				r.m.Cut(img)
+			} else {
+				r.m.Cut(nil)
+			}
+		} else {
+			r.c.armed++
+		}
+		r.dev.SetCut(flash.Cut{})
+		r.dev = r.dev.Clone()
+		if v := r.powerOn(); v != nil {
+			return v
+		}
+	}
+	obs, err := r.observe()
+	if err != nil {
+		return &model.Violation{Rule: "status", Detail: err.Error()}
+	}
+	return r.m.Check(obs)
+}
+
+// powerOn is `otarun boot` after a power cut.
+func (r *runner) powerOn() *model.Violation {
+	pl, err := r.f.platform(r.dev)
+	if err != nil {
+		return r.m.Boot(model.Observed{}, err)
+	}
+	if _, err := pl.Reboot(r.ctx); err != nil {
+		return r.m.Boot(model.Observed{}, err)
+	}
+	if _, err := r.engine(pl, false).Recover(r.ctx); err != nil {
+		return r.m.Boot(model.Observed{}, fmt.Errorf("recover: %w", err))
+	}
+	obs, err := r.observe()
+	if err != nil {
+		return r.m.Boot(model.Observed{}, err)
+	}
+	return r.m.Boot(obs, nil)
+}
+
+// otherSlot is the version the bootloader reports in the slot that does
+// not run, what a dual-bank rollback returns to.
+func (r *runner) otherSlot(pl *boot.Platform) string {
+	info, err := pl.Describe(r.ctx)
+	if err != nil {
+		return ""
+	}
+	for _, s := range info.Boot.Slots {
+		if !s.Active && s.Bootable {
+			return s.Version
+		}
+	}
+	return ""
+}
+
+// observe is what `otarun status` shows: the port's boot state and the
+// engine's, read by a fresh port as a new command would.
+func (r *runner) observe() (model.Observed, error) {
+	pl, err := r.f.platform(r.dev)
+	if err != nil {
+		return model.Observed{}, err
+	}
+	st, err := r.engine(pl, false).Status(r.ctx)
+	if err != nil {
+		return model.Observed{}, err
+	}
+	obs := model.Observed{Running: st.RunningVersion, Trial: st.Trial, EngineState: string(st.State), EngineImage: st.Image}
+	for _, s := range st.Slots {
+		obs.Slots = append(obs.Slots, model.Slot{Name: s.Name, Version: s.Version, Active: s.Active, Pending: s.Pending, Confirmed: s.Confirmed})
+	}
+	return obs, nil
+}
