@@ -47,9 +47,15 @@ type failure struct {
 // runner plays one sequence on one board: the device (a flash), the model
 // of what the user may expect of it, and the commands in between.
 type runner struct {
-	ctx   context.Context
-	f     *fixture
-	dev   *flash.Emulator
+	ctx context.Context
+	f   *fixture
+	dev *flash.Emulator
+	// pl is the port over dev, kept from command to command until the
+	// power goes: otarun starts a plugin per command, but the platform
+	// reads its state from the flash at every call that needs it, and
+	// keeping it saves verifying both slots' signatures at each command,
+	// which would cost more than the rest of a step.
+	pl    *boot.Platform
 	m     *model.Model
 	c     counts
 	equal []string
@@ -65,6 +71,10 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 	}
 	r.m.Provisioned(factoryVersion)
 	r.c.sequence = 1
+	var err error
+	if r.pl, err = f.platform(r.dev); err != nil {
+		return &failure{v: &model.Violation{Rule: "port", Detail: err.Error()}}, r.c
+	}
 	for i, s := range steps {
 		r.c.steps[s.label()]++
 		if v := r.step(i, s); v != nil {
@@ -94,10 +104,7 @@ func (r *runner) step(i int, s step) *model.Violation {
 	if s.cut.At > 0 {
 		r.dev.SetCut(s.cut)
 	}
-	pl, err := r.f.platform(r.dev)
-	if err != nil {
-		return &model.Violation{Rule: "port", Detail: err.Error()}
-	}
+	pl := r.pl
 	var (
 		v   *model.Violation
 		img *model.Image // the image an install writes, for a cut
@@ -172,6 +179,10 @@ func (r *runner) step(i int, s step) *model.Violation {
 		}
 		r.dev.SetCut(flash.Cut{})
 		r.dev = r.dev.Clone()
+		var err error
+		if r.pl, err = r.f.platform(r.dev); err != nil {
+			return r.m.Boot(model.Observed{}, err)
+		}
 		if v := r.powerOn(); v != nil {
 			return v
 		}
@@ -185,10 +196,7 @@ func (r *runner) step(i int, s step) *model.Violation {
 
 // powerOn is `otarun boot` after a power cut.
 func (r *runner) powerOn() *model.Violation {
-	pl, err := r.f.platform(r.dev)
-	if err != nil {
-		return r.m.Boot(model.Observed{}, err)
-	}
+	pl := r.pl
 	if _, err := pl.Reboot(r.ctx); err != nil {
 		return r.m.Boot(model.Observed{}, err)
 	}
@@ -218,13 +226,9 @@ func (r *runner) otherSlot(pl *boot.Platform) string {
 }
 
 // observe is what `otarun status` shows: the port's boot state and the
-// engine's, read by a fresh port as a new command would.
+// engine's.
 func (r *runner) observe() (model.Observed, error) {
-	pl, err := r.f.platform(r.dev)
-	if err != nil {
-		return model.Observed{}, err
-	}
-	st, err := r.engine(pl, false).Status(r.ctx)
+	st, err := r.engine(r.pl, false).Status(r.ctx)
 	if err != nil {
 		return model.Observed{}, err
 	}
