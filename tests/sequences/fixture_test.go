@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/otaport/otaport/core/agent"
@@ -110,7 +111,7 @@ func (f *fixture) maxImage() uint64 {
 // imageName is the file name of an image of kind k and version v, the
 // name the printed otarun commands use.
 func imageName(k imageKind, v string) string {
-	return fmt.Sprintf("%s-%s.img", k.file(), v)
+	return fmt.Sprintf("%s-%s.img", k.file(), strings.TrimSuffix(v, "+0"))
 }
 
 // image returns the path of the image of kind k and version v, making it

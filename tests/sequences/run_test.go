@@ -39,9 +39,10 @@ func (c *counts) add(o counts) {
 type failure struct {
 	v  *model.Violation
 	at int
-	// equal is the version each imgEqual install resolved to, for the
-	// printed commands.
+	// equal is the version each imgEqual install resolved to, and fired
+	// whether each step's power cut happened, for the printed commands.
 	equal []string
+	fired []bool
 }
 
 // runner plays one sequence on one board: the device (a flash), the model
@@ -59,6 +60,7 @@ type runner struct {
 	m     *model.Model
 	c     counts
 	equal []string
+	fired []bool
 }
 
 // run plays steps on a clone of the board's provisioned flash and returns
@@ -67,7 +69,7 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 	r := &runner{
 		ctx: ctx, f: f, dev: f.base.Clone(), c: newCounts(),
 		m:     model.New(model.Config{DualBank: f.layout.Scheme == hal.DualBank, BootAttempts: max(1, f.layout.BootAttempts)}),
-		equal: make([]string, len(steps)),
+		equal: make([]string, len(steps)), fired: make([]bool, len(steps)),
 	}
 	r.m.Provisioned(factoryVersion)
 	r.c.sequence = 1
@@ -78,7 +80,7 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 	for i, s := range steps {
 		r.c.steps[s.label()]++
 		if v := r.step(i, s); v != nil {
-			return &failure{v: v, at: i, equal: r.equal}, r.c
+			return &failure{v: v, at: i, equal: r.equal, fired: r.fired}, r.c
 		}
 	}
 	return nil, r.c
@@ -128,9 +130,18 @@ func (r *runner) step(i int, s step) *model.Violation {
 			v = r.m.Install(im, err == nil)
 		}
 	case stepResume:
-		err := r.engine(pl, false).Resume(r.ctx)
+		eng := r.engine(pl, false)
+		err := eng.Resume(r.ctx)
 		if !after(err) {
-			v = r.m.Resume(err == nil)
+			var version string
+			if err == nil {
+				st, serr := eng.Status(r.ctx)
+				if serr != nil {
+					return &model.Violation{Rule: "status", Detail: serr.Error()}
+				}
+				version = st.Image
+			}
+			v = r.m.Resume(err == nil, version)
 		}
 	case stepBoot:
 		res, err := pl.Reboot(r.ctx)
@@ -168,6 +179,7 @@ func (r *runner) step(i int, s step) *model.Violation {
 		// made fewer) and comes back: the bootloader, then the engine's
 		// recovery, as `otarun boot`.
 		if r.dev.PoweredOff() {
+			r.fired[i] = true
 			r.c.cuts[s.cut.When.String()]++
 			if s.kind == stepInstall || s.kind == stepResume {
 				r.m.Cut(img)

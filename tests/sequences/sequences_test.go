@@ -168,7 +168,7 @@ func TestSequences(t *testing.T) {
 			}
 		}
 		f := fixtures[best.board]
-		t.Errorf("violation %s (board %s, seed %d, shrunk to %d steps):\n  %v\n%s", key, f.name, best.seed, len(best.steps), best.fl.v, otarun(f, best.steps, best.fl.equal))
+		t.Errorf("violation %s (board %s, seed %d, shrunk to %d steps):\n  %v\n%s", key, f.name, best.seed, len(best.steps), best.fl.v, otarun(f, best.steps, best.fl))
 	}
 
 	t.Log(report(total, perBoard, fixtures, violations))

@@ -140,7 +140,7 @@ func generate(seed uint64, n int) []step {
 // otarun returns the commands that reproduce steps on board b, as a user
 // would type them; a power cut, which otarun cannot make, is a comment on
 // the command it interrupts, followed by the power-on that comes after it.
-func otarun(f *fixture, steps []step, equal []string) string {
+func otarun(f *fixture, steps []step, fl *failure) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  # board %s (%s, boot_attempts %d); images signed with %s, key.pem/pub.pem: otaimg keygen --type %s\n",
 		f.name, f.layout.Scheme, max(1, f.layout.BootAttempts), f.layout.Signature, f.layout.Signature)
@@ -151,8 +151,8 @@ func otarun(f *fixture, steps []step, equal []string) string {
 		switch s.kind {
 		case stepInstall:
 			v := s.version
-			if s.img == imgEqual && i < len(equal) {
-				v = equal[i]
+			if s.img == imgEqual && i < len(fl.equal) {
+				v = fl.equal[i]
 			}
 			flags := ""
 			if s.img == imgAllowed {
@@ -170,8 +170,11 @@ func otarun(f *fixture, steps []step, equal []string) string {
 		default:
 			cmd = "otarun " + s.kind.String()
 		}
-		if s.cut.At > 0 {
+		switch {
+		case s.cut.At > 0 && i < len(fl.fired) && fl.fired[i]:
 			cmd += fmt.Sprintf("   # power cut %s flash operation %d (seed %#x), then:\n  otarun boot", s.cut.When, s.cut.At, s.cut.Seed)
+		case s.cut.At > 0:
+			cmd += "   # then the power goes off and on:\n  otarun boot"
 		}
 		fmt.Fprintf(&b, "  %s\n", cmd)
 	}

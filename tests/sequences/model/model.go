@@ -120,9 +120,10 @@ type Model struct {
 	// rules allow, after a power cut).
 	next []string
 
-	// interrupted is the image of an install a power cut stopped, which
-	// a resume may finish.
-	interrupted *Image
+	// interrupted lists the installs a power cut may have left for a
+	// resume to finish: the last one cut, and the ones before it when
+	// the cut may have come before the new install recorded itself.
+	interrupted []Image
 }
 
 // New returns the model of a device that has never run anything.
@@ -191,21 +192,23 @@ func (m *Model) accept(v string) {
 	m.next = []string{v}
 }
 
-// Resume: a resume answered ok or refused. Only an interrupted install of
-// an acceptable image may complete.
-func (m *Model) Resume(ok bool) *Violation {
-	img := m.interrupted
+// Resume: a resume answered ok (and then says which version it installed)
+// or refused. Only an interrupted install of an acceptable image may
+// complete.
+func (m *Model) Resume(ok bool, version string) *Violation {
+	cands := m.interrupted
 	m.interrupted = nil
 	if !ok {
 		return nil
 	}
-	if img == nil {
-		return violate("resume-accepted", "a resume completed an install, but no install was interrupted")
+	i := slices.IndexFunc(cands, func(c Image) bool { return c.Version == version })
+	if i < 0 {
+		return violate("resume-accepted", "a resume completed an install of %s, but no install of it was interrupted", version)
 	}
-	if !img.Trusted || !img.Intact || !img.Fits {
-		return violate("install-accepted", "a resume completed the install of %s; the device must refuse it (%s)", img.Version, m.why(*img))
+	if img := cands[i]; !img.Trusted || !img.Intact || !img.Fits {
+		return violate("install-accepted", "a resume completed the install of %s; the device must refuse it (%s)", img.Version, m.why(img))
 	}
-	m.accept(img.Version)
+	m.accept(version)
 	return nil
 }
 
@@ -231,7 +234,7 @@ func (m *Model) Rollback(ok bool, other string) *Violation {
 	switch {
 	case !m.pendingKnown:
 		allowed = ok // after a power cut the model does not know
-	case m.interrupted != nil:
+	case len(m.interrupted) > 0:
 		// An interrupted download is dropped; what runs and what is
 		// pending stay.
 		if ok {
@@ -290,15 +293,15 @@ func (m *Model) forbiddenNote(v string) string {
 // until the next boot shows what happened. img is the image an install or
 // resume was writing (nil otherwise).
 func (m *Model) Cut(img *Image) {
-	if img == nil && m.interrupted != nil {
-		img = m.interrupted // a resume
-	}
 	if img != nil {
-		m.interrupted = img
-		// The install may have reached the bootloader's request.
-		if img.Trusted && img.Intact && img.Fits && m.Acceptable(*img) {
-			m.installed[img.Version] = true
-			delete(m.forbidden, img.Version)
+		m.interrupted = append(m.interrupted, *img)
+	}
+	for _, c := range m.interrupted {
+		// The install (or the resume of it) may have reached the
+		// bootloader's request.
+		if c.Trusted && c.Intact && c.Fits {
+			m.installed[c.Version] = true
+			delete(m.forbidden, c.Version)
 		}
 	}
 	m.pendingKnown, m.next = false, nil
