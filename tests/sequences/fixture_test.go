@@ -31,11 +31,14 @@ type fixture struct {
 	layout hal.Layout
 	dir    string
 	// key signs the images the device trusts; other signs the wrong-key
-	// images, with the same algorithm, so only trust differs.
-	key, other crypto.Signer
-	keys       []crypto.PublicKey
-	pubFile    string
-	http       *http.Client
+	// images, with the same algorithm, so only trust differs. alien is
+	// trusted too, but of another algorithm than the board's
+	// image.signature: the board's policy must refuse what it signs.
+	key, other, alien crypto.Signer
+	alienType         string
+	keys              []crypto.PublicKey
+	pubFile           string
+	http              *http.Client
 
 	mu     sync.Mutex
 	images map[string]string // file name -> path
@@ -58,7 +61,14 @@ func newFixture(ctx context.Context, name string, l hal.Layout, dir string) (*fi
 	if f.other, err = image.GenerateKey(l.Signature); err != nil {
 		return nil, fmt.Errorf("board %s: key: %w", name, err)
 	}
-	f.keys = []crypto.PublicKey{f.key.Public()}
+	f.alienType = "ed25519"
+	if l.Signature == "ed25519" {
+		f.alienType = "ecdsa-p256"
+	}
+	if f.alien, err = image.GenerateKey(f.alienType); err != nil {
+		return nil, fmt.Errorf("board %s: key: %w", name, err)
+	}
+	f.keys = []crypto.PublicKey{f.key.Public(), f.alien.Public()}
 	pem, err := image.MarshalPublicKeyPEM(f.key.Public())
 	if err != nil {
 		return nil, err
@@ -136,8 +146,11 @@ func (f *fixture) image(k imageKind, v string) (string, error) {
 	payload := make([]byte, n)
 	_, _ = rand.NewChaCha8(h).Read(payload)
 	key := f.key
-	if k == imgWrongKey {
+	switch k {
+	case imgWrongKey:
 		key = f.other
+	case imgWrongAlg:
+		key = f.alien
 	}
 	b, err := image.Sign(payload, key, image.SignOptions{Version: ver, ErasedZero: f.layout.Flash.EraseValue == 0})
 	if err != nil {

@@ -119,7 +119,7 @@ func (r *runner) step(i int, s step) *model.Violation {
 			version = r.m.Running()
 			r.equal[i] = version
 		}
-		im := model.Image{Version: version, Trusted: s.img != imgWrongKey, Intact: s.img != imgTampered, Fits: s.img != imgOversized, AllowDowngrade: s.img == imgAllowed}
+		im := model.Image{Version: version, Trusted: s.img != imgWrongKey, Policy: s.img != imgWrongAlg, Intact: s.img != imgTampered, Fits: s.img != imgOversized, AllowDowngrade: s.img == imgAllowed}
 		img = &im
 		path, err := r.f.image(s.img, version)
 		if err != nil {

@@ -36,15 +36,16 @@ const (
 	imgDowngrade                  // older than anything installed, no --allow-downgrade
 	imgEqual                      // the running version, no --allow-downgrade
 	imgAllowed                    // older, with --allow-downgrade
+	imgWrongAlg                   // signed with a trusted key of another algorithm than the board's
 )
 
 func (k imageKind) String() string {
-	return [...]string{"good", "tampered", "oversized", "wrong-key", "downgrade", "equal-version", "downgrade-allowed"}[k]
+	return [...]string{"good", "tampered", "oversized", "wrong-key", "downgrade", "equal-version", "downgrade-allowed", "wrong-algorithm"}[k]
 }
 
 // file is the prefix of the image's file name.
 func (k imageKind) file() string {
-	return [...]string{"app", "tampered", "big", "wrongkey", "old", "same", "app"}[k]
+	return [...]string{"app", "tampered", "big", "wrongkey", "old", "same", "app", "otheralg"}[k]
 }
 
 // step is one command of a sequence. Everything random about it is drawn
@@ -105,8 +106,10 @@ func generate(seed uint64, n int) []step {
 				s.img = imgTampered
 			case y < 65:
 				s.img = imgOversized
-			case y < 75:
+			case y < 70:
 				s.img = imgWrongKey
+			case y < 75:
+				s.img = imgWrongAlg
 			case y < 83:
 				s.img = imgDowngrade
 			case y < 91:
@@ -142,10 +145,10 @@ func generate(seed uint64, n int) []step {
 // the command it interrupts, followed by the power-on that comes after it.
 func otarun(f *fixture, steps []step, fl *failure) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "  # board %s (%s, boot_attempts %d); images signed with %s, key.pem/pub.pem: otaimg keygen --type %s\n",
-		f.name, f.layout.Scheme, max(1, f.layout.BootAttempts), f.layout.Signature, f.layout.Signature)
-	fmt.Fprintf(&b, "  export OTARUN_PLUGIN=bin/otaport-%s OTAPORT_FLASH=seq.flash OTARUN_KEY=pub.pem\n", f.name)
-	fmt.Fprintf(&b, "  otarun provision --flash seq.flash --key pub.pem %s\n", imageName(imgGood, factoryVersion))
+	fmt.Fprintf(&b, "  # board %s (%s, boot_attempts %d); the device trusts pub.pem (%s, the board's image.signature) and alien.pem (%s)\n",
+		f.name, f.layout.Scheme, max(1, f.layout.BootAttempts), f.layout.Signature, f.alienType)
+	fmt.Fprintf(&b, "  export OTARUN_PLUGIN=bin/otaport-%s OTAPORT_FLASH=seq.flash OTARUN_KEY=pub.pem,alien.pem\n", f.name)
+	fmt.Fprintf(&b, "  otarun provision --flash seq.flash --key pub.pem --key alien.pem %s\n", imageName(imgGood, factoryVersion))
 	for i, s := range steps {
 		var cmd string
 		switch s.kind {
@@ -161,8 +164,11 @@ func otarun(f *fixture, steps []step, fl *failure) string {
 			cmd = fmt.Sprintf("otarun install %s%s", flags, imageName(s.img, v))
 			if s.img != imgGood && s.img != imgAllowed {
 				cmd += "   # " + s.img.String()
-				if s.img == imgWrongKey {
+				switch s.img {
+				case imgWrongKey:
 					cmd += " (signed with another key)"
+				case imgWrongAlg:
+					cmd += " (signed with alien.pem)"
 				}
 			}
 		case stepResume:

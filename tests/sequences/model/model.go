@@ -47,6 +47,9 @@ type Image struct {
 	Version string
 	// Trusted: signed with a key the device trusts.
 	Trusted bool
+	// Policy: signed with the algorithm the board's image.signature
+	// names (issue 9, item 4: another one is refused, even when trusted).
+	Policy bool
 	// Intact: its bytes are those that were signed.
 	Intact bool
 	// Fits: it fits the board's update slot.
@@ -143,7 +146,7 @@ func (m *Model) Provisioned(v string) {
 // are allowed), and, on dual-bank, not while a trial holds the fallback
 // image in the update slot.
 func (m *Model) Acceptable(img Image) bool {
-	if !img.Trusted || !img.Intact || !img.Fits {
+	if !img.Trusted || !img.Policy || !img.Intact || !img.Fits {
 		return false
 	}
 	if m.cfg.DualBank && m.trial != "" {
@@ -174,6 +177,8 @@ func (m *Model) why(img Image) string {
 	switch {
 	case !img.Trusted:
 		return "not signed with a trusted key"
+	case !img.Policy:
+		return "signed with another algorithm than the board's"
 	case !img.Intact:
 		return "its bytes are not those signed"
 	case !img.Fits:
@@ -205,7 +210,7 @@ func (m *Model) Resume(ok bool, version string) *Violation {
 	if i < 0 {
 		return violate("resume-accepted", "a resume completed an install of %s, but no install of it was interrupted", version)
 	}
-	if img := cands[i]; !img.Trusted || !img.Intact || !img.Fits {
+	if img := cands[i]; !img.Trusted || !img.Policy || !img.Intact || !img.Fits {
 		return violate("install-accepted", "a resume completed the install of %s; the device must refuse it (%s)", img.Version, m.why(img))
 	}
 	m.accept(version)
@@ -299,7 +304,7 @@ func (m *Model) Cut(img *Image) {
 	for _, c := range m.interrupted {
 		// The install (or the resume of it) may have reached the
 		// bootloader's request.
-		if c.Trusted && c.Intact && c.Fits {
+		if c.Trusted && c.Policy && c.Intact && c.Fits {
 			m.installed[c.Version] = true
 			delete(m.forbidden, c.Version)
 		}
