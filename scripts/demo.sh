@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The one-command demo (make demo): otaserve with its embedded broker, three
-# simulated devices on three catalog boards (each its own port plugin
+# The one-command demo (make demo): otaserve with its embedded broker, four
+# simulated devices on four catalog boards (each its own port plugin
 # process and flash file), a campaign to v1.1.0 that every device takes and
 # confirms, then a campaign to v1.2.0, an image that fails its health check,
-# from which every device rolls back to v1.1.0 on its own.
+# from which the three dual-bank devices roll back to v1.1.0 on their own.
+# The fourth device is single-bank: the copy of v1.2.0 over its app
+# partition overwrote v1.1.0, so it reports the failure once, keeps v1.2.0
+# running and does not reset itself again, not even after its agent is
+# restarted (the state loop guard persists in the device's params).
 #
 # How an image "fails its health check": the devices' health check
 # (health_check in each device.yaml) is a shell command that gets the
@@ -16,8 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
-boards=(nucleo-h743zi b-l475e-iot01a stm32f769i-disco)
-devices=(dev-a dev-b dev-c)
+boards=(nucleo-h743zi b-l475e-iot01a stm32f769i-disco stm32f407-disco)
+devices=(dev-a dev-b dev-c dev-d)
+single=3 # the index of the single-bank device
 
 for b in otarun otaserve otaimg "${boards[@]/#/otaport-}"; do
 	if [ ! -x "$bin/$b" ]; then
@@ -66,7 +71,7 @@ for v in 1.0.0 1.1.0 1.2.0; do
 	"$bin/otaimg" sign --key "$work/key.pem" --version "$v" --pad-header "$work/app.bin" "$work/app-$v.img"
 done
 
-step "provision three devices with v1.0.0"
+step "provision four devices with v1.0.0"
 for i in "${!boards[@]}"; do
 	"$bin/otarun" --plugin "$bin/otaport-${boards[$i]}" provision \
 		--key "$work/pub.pem" --flash "$work/${devices[$i]}.flash" "$work/app-1.0.0.img" 2>>"$work/provision.log"
@@ -84,6 +89,16 @@ mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | hea
 [ -n "$mqtt" ] || { echo "demo: otaserve did not start" >&2; exit 1; }
 echo "API and firmware on $(cat "$work/data/url"), MQTT on $mqtt"
 
+# start_agent I: the agent of device I, its events and log appended to.
+start_agent() {
+	local d=${devices[$1]} b=${boards[$1]}
+	"$bin/otarun" --plugin "$bin/otaport-$b" agent --config "$work/$d.yaml" --flash "$work/$d.flash" \
+		>>"$work/$d.events" 2>>"$work/$d.log" &
+	pids+=($!)
+	agent_pid[$1]=$!
+}
+agent_pid=()
+
 step "register the devices and start their agents"
 for i in "${!boards[@]}"; do
 	d=${devices[$i]} b=${boards[$i]}
@@ -99,21 +114,23 @@ health_check:
   timeout: 5s
 report_interval: 1s
 EOF
-	"$bin/otarun" --plugin "$bin/otaport-$b" agent --config "$work/$d.yaml" --flash "$work/$d.flash" \
-		>"$work/$d.events" 2>"$work/$d.log" &
-	pids+=($!)
-	echo "$d: $b, agent pid $!"
+	start_agent "$i"
+	echo "$d: $b, agent pid ${agent_pid[$i]}"
 done
-
-# wait_versions VERSION: until every device reports VERSION (or 60 s).
+# wait_versions VERSION [SINGLE]: until every device reports VERSION, the
+# single-bank one SINGLE if given (or 60 s).
 wait_versions() {
+	local want="" i
+	for i in "${!devices[@]}"; do
+		if [ "$i" -eq "$single" ]; then want+="${devices[$i]}=${2:-$1} "; else want+="${devices[$i]}=$1 "; fi
+	done
 	for _ in $(seq 600); do
-		if [ "$(serve device list | awk -v v="$1" 'NR > 1 && $5 == v' | wc -l)" -eq "${#devices[@]}" ]; then
+		if [ "$(serve device list | awk 'NR > 1 { print $2 "=" $5 }' | sort | tr '\n' ' ')" = "$want" ]; then
 			return 0
 		fi
 		sleep 0.1
 	done
-	echo "demo: the devices did not all report $1:" >&2
+	echo "demo: the devices do not report $want:" >&2
 	serve device list >&2
 	return 1
 }
@@ -159,7 +176,26 @@ wait_versions 1.1.0+0
 
 step "campaign 2: v1.2.0, which fails its health check"
 campaign 1.2.0
-wait_versions 1.1.0+0
+wait_versions 1.1.0+0 1.2.0+0
+
+# The single-bank device: count its resets, restart its agent, and count
+# again once the new agent has reported its version.
+d=${devices[$single]}
+resets() { grep -c '^reboot: rebooting' "$work/$d.events" || true; }
+informs() { grep -c '^inform ' "$work/$d.events" || true; }
+before=$(resets) seen=$(informs)
+step "restart the agent of $d (single bank, running the unhealthy v1.2.0)"
+kill -TERM "${agent_pid[$single]}"
+wait "${agent_pid[$single]}" 2>/dev/null || true
+start_agent "$single"
+for _ in $(seq 600); do
+	[ "$(informs)" -gt "$seen" ] && break
+	sleep 0.1
+done
+[ "$(informs)" -gt "$seen" ] || { echo "demo: the restarted agent of $d did not report its version" >&2; exit 1; }
+after=$(( $(resets) - before ))
+failed=$(grep -c '^failed ' "$work/$d.events" || true)
+echo "agent of $d restarted (pid ${agent_pid[$single]}): $after reset(s) since"
 
 step "what each device did (its agent's events)"
 for d in "${devices[@]}"; do
@@ -172,4 +208,8 @@ serve device list
 echo
 serve campaign list
 echo
-echo "every device took v1.1.0 and confirmed it, then rolled back from v1.2.0 to v1.1.0 on its own."
+echo "every dual-bank device took v1.1.0 and confirmed it, then rolled back from v1.2.0 to v1.1.0 on its own."
+# "1 reset": into v1.2.0; none for the failed health check, none after the restart.
+r12=$(awk '/^order .* 1\.2\.0/ { on = 1 } on && /^reboot: rebooting/ { n++ } END { print n + 0 }' "$work/$d.events")
+if [ "$failed" -eq 1 ]; then reported="reported once"; else reported="reported $failed times"; fi
+echo "$d (${boards[$single]}, single bank) refuses to loop: v1.2.0 failed its health check, $reported, no old image to return to, so 1.2.0+0 stays; $r12 reset for it, $after after an agent restart"

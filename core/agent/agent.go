@@ -114,6 +114,7 @@ type Agent struct {
 	busy     bool // an order is being carried out: do not inform on reconnect
 	progress engine.Observer
 	rec      record
+	layout   hal.Layout // the board's, read at the start of Run
 }
 
 // publishTimeout bounds one report to the cloud: a report that cannot go
@@ -193,6 +194,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.rec, err = loadRecord(ctx, a.port); err != nil {
 		return err
 	}
+	info, err := a.port.Describe(ctx)
+	if err != nil {
+		return fmt.Errorf("describe the port: %w", err)
+	}
+	a.layout = info.Layout
 	dev, err := a.device(ctx)
 	if err != nil {
 		return err
@@ -423,6 +429,7 @@ func (a *Agent) handle(ctx context.Context, o *cloud.Order) error {
 		return a.inform(ctx)
 	}
 	a.rec.Order, a.rec.Changes = newOrderRecord(o, dev.Running), 0
+	a.rec.forgetResets(o.Data.Version)
 	if err := a.save(ctx, PhaseInstalling); err != nil {
 		return err
 	}
@@ -459,7 +466,14 @@ func (a *Agent) fail(ctx context.Context, step cloud.Step, reason string) error 
 	if o == nil {
 		return nil
 	}
-	a.rec.remember(failure{Version: o.Version, Digest: o.Digest, Step: step, Reason: reason})
+	return a.failWith(ctx, failure{Version: o.Version, Digest: o.Digest, Step: step, Reason: reason})
+}
+
+// failWith is fail with the failure to remember made by the caller.
+func (a *Agent) failWith(ctx context.Context, f failure) error {
+	o := a.rec.Order
+	step, reason := f.Step, f.Reason
+	a.rec.remember(f)
 	a.rec.Order = nil
 	if err := a.save(ctx, ""); err != nil {
 		return err
@@ -478,6 +492,7 @@ func (a *Agent) succeed(ctx context.Context) error {
 	}
 	a.rec.MaxCount = max(a.rec.MaxCount, o.Counter)
 	a.rec.Order = nil
+	a.rec.forgetResets(o.Version)
 	if err := a.save(ctx, ""); err != nil {
 		return err
 	}
@@ -493,7 +508,8 @@ func (a *Agent) succeed(ctx context.Context) error {
 // left (an install by hand, a trial image), without reports. Each step is
 // persisted first, so a stop or a crash at any point resumes here at the
 // next start; MaxStateChanges stops a device that keeps coming back to the
-// same step.
+// same step, and countReset one that the agent would reset in a loop, across
+// restarts too.
 func (a *Agent) drive(ctx context.Context) error {
 	a.busy = a.rec.Order != nil
 	defer func() { a.busy = false }()
@@ -532,14 +548,28 @@ func (a *Agent) drive(ctx context.Context) error {
 				return a.fail(ctx, stepOf(err), err.Error())
 			}
 		case engine.Installed:
+			if err := a.countReset(st); err != nil {
+				return a.looping(ctx, err)
+			}
 			if err := a.save(ctx, PhaseRebooting); err != nil {
 				return err
 			}
-			if err := a.reboot(ctx); err != nil {
+			if _, err := a.reboot(ctx); err != nil {
 				return a.failOrReturn(ctx, err)
 			}
 		case engine.Testing:
-			if err := a.check(ctx, o); err != nil {
+			if f, ok := a.rec.kept(st.RunningVersion); ok {
+				// Judged before, on a board that cannot leave it.
+				if o != nil {
+					return a.fail(ctx, f.Step, f.Reason)
+				}
+				a.log.Info("the running image failed its health check before and is kept: nothing to do", "version", st.RunningVersion, "reason", f.Reason)
+				return nil
+			}
+			if err := a.check(ctx, o, st); err != nil {
+				if errors.Is(err, errLoop) {
+					return a.looping(ctx, err)
+				}
 				return a.failOrReturn(ctx, err)
 			}
 		case engine.Confirmed:
@@ -588,14 +618,65 @@ func (a *Agent) failOrReturn(ctx context.Context, err error) error {
 	return a.fail(ctx, stepOf(err), err.Error())
 }
 
+// errLoop marks the state loop guard's refusals.
+var errLoop = errors.New("state loop guard")
+
+// countReset counts, in the record (persisted by the save that announces
+// the reset), one more reset on account of the image the engine is at in
+// st, or refuses it with errLoop: at most MaxRebootsPerImage for one image
+// across agent restarts, and at most boot_attempts+1 in a row that bring
+// the engine back to the state it was in.
+func (a *Agent) countReset(st engine.Status) error {
+	img := st.Image
+	if img == "" {
+		img = "(unknown image)"
+	}
+	c := a.rec.resets(img)
+	inRow := max(a.layout.BootAttempts, 1) + 1
+	switch {
+	case c.Count >= MaxRebootsPerImage:
+		return fmt.Errorf("%w: not resetting the device for %s again: %d resets on its account already (at most %d per image); %s keeps running, the engine is %s",
+			errLoop, img, c.Count, MaxRebootsPerImage, orNone(st.RunningVersion), st.State)
+	case c.State == string(st.State) && c.Same >= inRow:
+		return fmt.Errorf("%w: not resetting the device for %s again: the last %d resets left the engine %s each time (at most boot_attempts+1 = %d in a row); %s keeps running",
+			errLoop, img, c.Same, st.State, inRow, orNone(st.RunningVersion))
+	}
+	if c.State == string(st.State) {
+		c.Same++
+	} else {
+		c.State, c.Same = string(st.State), 1
+	}
+	c.Count++
+	return nil
+}
+
+// looping ends what the state loop guard stopped: the order in hand fails
+// with the guard's words; without an order the device stays as it is, said
+// once per start.
+func (a *Agent) looping(ctx context.Context, err error) error {
+	if a.rec.Order != nil {
+		return a.fail(ctx, cloud.StepUpgradeFailed, err.Error())
+	}
+	a.log.Warn("finishing what the engine left", "err", err)
+	a.emit(Event{Kind: event.Error, Error: err.Error()})
+	return nil
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "no verified image"
+	}
+	return v
+}
+
 // reboot resets the device through the port. On the emulated board the
 // simulated bootloader runs and the agent goes on as the image it booted;
 // on hardware the process ends here and the next start resumes.
-func (a *Agent) reboot(ctx context.Context) error {
+func (a *Agent) reboot(ctx context.Context) (hal.RebootResult, error) {
 	a.emit(Event{Kind: event.Reboot, Message: "rebooting"})
 	res, err := a.port.Reboot(ctx)
 	if err != nil {
-		return fmt.Errorf("reboot through the port: %w", err)
+		return res, fmt.Errorf("reboot through the port: %w", err)
 	}
 	msg := res.Action
 	if res.Detail != "" {
@@ -608,12 +689,14 @@ func (a *Agent) reboot(ctx context.Context) error {
 			a.rec.Reason = "the bootloader did not keep the new image: " + res.Detail
 		}
 	}
-	return nil
+	return res, nil
 }
 
 // check runs the health check on the trial image, then confirms it, or
-// rolls back and reboots into the old one.
-func (a *Agent) check(ctx context.Context, o *orderRecord) error {
+// rolls back and reboots into the old one. Where there is no old image
+// (single bank, or a port that cannot roll back) it keeps the image, see
+// keep.
+func (a *Agent) check(ctx context.Context, o *orderRecord, st engine.Status) error {
 	if err := a.save(ctx, PhaseChecking); err != nil {
 		return err
 	}
@@ -637,20 +720,62 @@ func (a *Agent) check(ctx context.Context, o *orderRecord) error {
 		return nil
 	}
 	a.emit(Event{Kind: event.Health, Version: dev.Running, Error: herr.Error()})
+	if a.layout.Scheme == hal.SingleBank {
+		return a.keep(ctx, o, dev, herr, "single bank: %s was overwritten")
+	}
+	if err := a.countReset(st); err != nil {
+		return err
+	}
 	a.log.Warn("health check failed; rolling back", "version", dev.Running, "err", herr)
 	a.rec.Reason = herr.Error()
 	if err := a.save(ctx, PhaseReverting); err != nil {
 		return err
 	}
 	if err := a.eng.Rollback(ctx); err != nil {
-		// A single-bank board has no old image to return to; the
-		// bootloader's boot counter is the last resort.
+		if errors.Is(err, hal.ErrUnsupported) {
+			return a.keep(ctx, o, dev, herr, "the port cannot roll back to %s")
+		}
+		// The bootloader's boot counter is the last resort: a trial
+		// image that is not confirmed is left after boot_attempts boots.
 		a.log.Warn("rollback", "err", err)
 	}
-	if err := a.reboot(ctx); err != nil {
+	res, err := a.reboot(ctx)
+	if err != nil {
 		return err
 	}
-	a.emit(Event{Kind: event.RolledBack, Version: dev.Running, Error: herr.Error()})
+	if res.Version != "" && !image.SameVersion(res.Version, dev.Running) {
+		a.emit(Event{Kind: event.RolledBack, Version: res.Version, Error: herr.Error()})
+	}
+	return nil
+}
+
+// keep ends a failed health check where no other image can run: the
+// failure is remembered as kept (so no start checks it again or resets the
+// device for it), reported once with the health check's reason (to the
+// cloud when an order is in hand), and the running image stays,
+// unconfirmed, until an order for another version replaces it. Nothing
+// claims a rollback: there was none. why says why there is no return, with
+// %s for the image replaced.
+func (a *Agent) keep(ctx context.Context, o *orderRecord, dev Device, herr error, why string) error {
+	prev := "the old image"
+	if o != nil && o.From != "" {
+		prev = o.From
+	}
+	// Short, and after the health check's words: the cloud clips a report
+	// to 256 bytes.
+	reason := fmt.Sprintf("%v; %s stays, unconfirmed (%s); no further reset", herr, dev.Running, fmt.Sprintf(why, prev))
+	a.log.Warn("health check failed; no image to return to, keeping the running one", "version", dev.Running, "err", herr)
+	a.rec.Reason = ""
+	f := failure{Version: dev.Running, Step: cloud.StepUpgradeFailed, Reason: reason, Kept: true}
+	if o != nil {
+		f.Digest = o.Digest
+		return a.failWith(ctx, f)
+	}
+	a.rec.remember(f)
+	if err := a.save(ctx, ""); err != nil {
+		return err
+	}
+	a.emit(Event{Kind: event.Failed, Version: dev.Running, Error: reason})
 	return nil
 }
 

@@ -39,16 +39,21 @@ const (
 type rig struct {
 	t       *testing.T
 	dir     string
+	board   string
+	scheme  string // the board's signature algorithm, the rig's key type
+	payload int    // bytes of payload in each image
 	key     crypto.Signer
 	keyFile string
 	port    *boot.Platform
+	dev     agent.Port // what agents run on: port, or a wrapper of it
 	broker  *cloudtest.Broker
 	images  map[string][]byte // path -> image
 	hold    chan struct{}     // closed to let a held download go on
 	holdAt  int               // serve this many bytes, then wait on hold
 	fw      *httptest.Server
 	mu      sync.Mutex
-	msgs    []msg // messages devices published
+	msgs    []msg         // messages devices published
+	events  []agent.Event // what the agents reported to their watcher
 	changed chan struct{}
 }
 
@@ -59,8 +64,25 @@ type msg struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), images: map[string][]byte{}, changed: make(chan struct{}, 1)}
-	key, err := image.GenerateKey("ecdsa-p256")
+	return newRigOn(t, testBoard)
+}
+
+// newRigOn is newRig on another board of core/hal/haltest, with a key of
+// the board's signature algorithm and images that fit its slots.
+func newRigOn(t *testing.T, board string) *rig {
+	t.Helper()
+	l, ok := haltest.Layout(board)
+	if !ok {
+		t.Fatalf("board %s is not among core/hal/haltest's boards", board)
+	}
+	r := &rig{t: t, dir: t.TempDir(), board: board, scheme: l.Signature, payload: 64 << 10,
+		images: map[string][]byte{}, changed: make(chan struct{}, 1)}
+	for _, p := range l.Partitions {
+		if p.Name == hal.PartApp {
+			r.payload = min(r.payload, int(p.Size/2))
+		}
+	}
+	key, err := image.GenerateKey(l.Signature)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +96,6 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 
-	l, ok := haltest.Layout(testBoard)
-	if !ok {
-		t.Fatalf("board %s is not among core/hal/haltest's boards", testBoard)
-	}
 	dev, err := flash.NewMemory(l.Flash)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +104,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.dev = r.port
 
 	r.broker = cloudtest.Start(t, cloudtest.Config{
 		Lookup: func(p, d string) (string, bool) {
@@ -155,14 +174,14 @@ func (r *rig) serveFirmware(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// sign makes a signed image of version v: 64 KiB of payload.
+// sign makes a signed image of version v: r.payload bytes of payload.
 func (r *rig) sign(v string) []byte {
 	r.t.Helper()
 	ver, err := image.ParseVersion(v)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	payload := make([]byte, 64<<10)
+	payload := make([]byte, r.payload)
 	for i := range payload {
 		payload[i] = byte(i * 7)
 	}
@@ -186,7 +205,7 @@ func (r *rig) order(id int64, v string, edit func(*cloud.Order)) *cloud.Order {
 		Data: cloud.OrderData{
 			Size: int64(len(img)), Version: v, URL: r.fw.URL + path,
 			SignMethod: "SHA256", Sign: sha256Hex(img),
-			Otaport: &cloud.Extension{Scheme: "ecdsa-p256", Board: testBoard},
+			Otaport: &cloud.Extension{Scheme: r.scheme, Board: r.board},
 		},
 	}
 	if edit != nil {
@@ -220,8 +239,13 @@ func (r *rig) start(cfg agent.Config) (stop func()) {
 	r.t.Helper()
 	a, err := agent.New(agent.Options{
 		Config: cfg,
-		Port:   r.port,
+		Port:   r.dev,
 		Engine: engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, RetryBackoff: 10 * time.Millisecond},
+		OnEvent: func(ev agent.Event) {
+			r.mu.Lock()
+			r.events = append(r.events, ev)
+			r.mu.Unlock()
+		},
 	})
 	if err != nil {
 		r.t.Fatal(err)
@@ -501,3 +525,6 @@ func TestAgent_KeepsTryingTheCloud(t *testing.T) {
 		t.Errorf("%d connection attempts, want 2", n)
 	}
 }
+
+// keys returns the public key images of this rig are signed with.
+func (r *rig) keys() []crypto.PublicKey { return []crypto.PublicKey{r.key.Public()} }

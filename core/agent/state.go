@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/hal"
@@ -21,8 +22,21 @@ const stateKey = "otaport.agent"
 // step runs into the guard instead of looping for ever.
 const MaxStateChanges = 28
 
-// maxFailures is how many failed images the agent remembers.
-const maxFailures = 8
+// MaxRebootsPerImage is how many times the agent resets the device on
+// account of one image, counted in its persisted record and so across agent
+// restarts: an upgrade needs one (into the new image), a health check that
+// fails on a dual-bank board a second (back to the old one). Past it the
+// agent leaves the device as it is rather than loop, however it got there
+// (a reset that does nothing, a bootloader that keeps booting the same
+// image, a record an older agent left).
+const MaxRebootsPerImage = 3
+
+// maxFailures is how many failed images the agent remembers; maxCounts how
+// many images it keeps reset counts for.
+const (
+	maxFailures = 8
+	maxCounts   = 8
+)
 
 // Phase is where the agent stands with its current order. It is persisted
 // before the step it names, as the engine's state is.
@@ -53,6 +67,19 @@ type record struct {
 	// Reason is why the current order is being undone (a failed health
 	// check), kept across the reboot that undoes it.
 	Reason string `json:"reason,omitempty"`
+	// Resets counts the resets the agent asked for, per image: the state
+	// loop guard that outlives the agent (see allowReset).
+	Resets []resetCount `json:"resets,omitempty"`
+}
+
+// resetCount is the resets asked for on account of one image: Count in
+// all, and Same of them in a row from the engine state State, that is
+// resets after which the engine came back to the state it was in.
+type resetCount struct {
+	Image string `json:"image"`
+	Count int    `json:"count"`
+	State string `json:"state,omitempty"`
+	Same  int    `json:"same,omitempty"`
 }
 
 // orderRecord is the part of an order the agent needs after a restart.
@@ -73,6 +100,10 @@ type failure struct {
 	Digest  string     `json:"digest,omitempty"`
 	Step    cloud.Step `json:"step"`
 	Reason  string     `json:"reason"`
+	// Kept: the image failed its health check where there is no old image
+	// to return to (single bank): it runs, unconfirmed, and the agent
+	// neither checks it again nor resets the device for it.
+	Kept bool `json:"kept,omitempty"`
 }
 
 func newOrderRecord(o *cloud.Order, from string) *orderRecord {
@@ -102,6 +133,39 @@ func (rec *record) remember(f failure) {
 	if len(rec.Failed) > maxFailures {
 		rec.Failed = rec.Failed[len(rec.Failed)-maxFailures:]
 	}
+}
+
+// kept returns the failure of the running image v when it failed its
+// health check and was kept because nothing else can run.
+func (rec *record) kept(v string) (failure, bool) {
+	for i := len(rec.Failed) - 1; i >= 0; i-- {
+		if f := rec.Failed[i]; f.Kept && image.SameVersion(f.Version, v) {
+			return f, true
+		}
+	}
+	return failure{}, false
+}
+
+// resets returns the reset count of image v, added (with nothing counted)
+// when it has none; the oldest count goes when there are too many.
+func (rec *record) resets(v string) *resetCount {
+	for i := range rec.Resets {
+		if image.SameVersion(rec.Resets[i].Image, v) {
+			return &rec.Resets[i]
+		}
+	}
+	rec.Resets = append(rec.Resets, resetCount{Image: v})
+	if len(rec.Resets) > maxCounts {
+		rec.Resets = rec.Resets[len(rec.Resets)-maxCounts:]
+	}
+	return &rec.Resets[len(rec.Resets)-1]
+}
+
+// forgetResets drops the reset count of image v: it was confirmed, or a
+// new order for it starts afresh (an order for a version that failed here
+// is refused before, so this opens no loop).
+func (rec *record) forgetResets(v string) {
+	rec.Resets = slices.DeleteFunc(rec.Resets, func(c resetCount) bool { return image.SameVersion(c.Image, v) })
 }
 
 // loadRecord reads the agent's record; a missing or unreadable one is an

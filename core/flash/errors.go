@@ -19,6 +19,9 @@ var (
 	// ErrPowerCut: the injected power cut has happened; nothing reaches the
 	// flash until a new power-on (Clone or Reopen).
 	ErrPowerCut error = &codedError{"flash: power cut", hal.CodeFlash}
+	// ErrInUse: another emulator (another process, usually a port plugin)
+	// has the flash file open: one file is one device.
+	ErrInUse error = &codedError{"flash: in use", hal.CodeBusy}
 	// ErrClosed: the emulator was closed.
 	ErrClosed error = &codedError{"flash: closed", hal.CodeFlash}
 )

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/otaport/otaport/core/hal"
 )
@@ -235,6 +236,10 @@ func OpenFileWith(path string, g hal.FlashGeometry, opts Options) (*Emulator, er
 	if err != nil {
 		return nil, fmt.Errorf("open flash file: %w", err)
 	}
+	if err := lockWaiting(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open flash file %s: %w", path, err)
+	}
 	mem, err := loadPages(e, f)
 	if err != nil {
 		f.Close()
@@ -251,6 +256,26 @@ func OpenFileWith(path string, g hal.FlashGeometry, opts Options) (*Emulator, er
 	e.counts = counts
 	e.file = &fileStore{path: path, f: f, wear: wear, sync: opts.Sync, mem: mem}
 	return e, nil
+}
+
+// lockWait is how long OpenFile waits for a flash file another process
+// holds: a plugin whose host was just killed is on its way out (the kernel
+// kills it with its host), and its restarted host should not fail for the
+// moments that takes. A holder that is alive is refused after it.
+const lockWait = 2 * time.Second
+
+// lockWaiting takes the flash file's lock, waiting up to lockWait for a
+// holder that is exiting. The lock goes with the descriptor: closing the
+// file, or the process ending however it ends, frees it.
+func lockWaiting(f *os.File) error {
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := lockFile(f)
+		if err == nil || !errors.Is(err, ErrInUse) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // loadPages points e's pages at the content of f: at the pages of its

@@ -199,5 +199,21 @@ func layouts() []hal.Layout {
 			},
 			Signature: "ecdsa-p256", BootAttempts: 3,
 		},
+		// single-bank, 16/64/128 KiB sectors, byte writes (RM0090): the
+		// board of issue 9's reboot loop
+		{
+			Board: "stm32f407-disco", Vendor: "STMicroelectronics", SoC: "STM32F407VG",
+			Scheme: hal.SingleBank,
+			Flash: hal.FlashGeometry{Base: 0x08000000, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 4, Size: 0x4000}, {Count: 1, Size: 0x10000}, {Count: 7, Size: 0x20000}},
+				WriteAlign: 1, EraseValue: 0xff},
+			Partitions: []hal.Partition{
+				{Name: "bootloader", Offset: 0x0, Size: 0x8000},
+				{Name: "params", Offset: 0x8000, Size: 0x8000},
+				{Name: "storage", Offset: 0x10000, Size: 0x10000},
+				{Name: "app", Offset: 0x20000, Size: 0x60000},
+				{Name: "ota", Offset: 0x80000, Size: 0x80000},
+			},
+			Signature: "ecdsa-p256", BootAttempts: 1,
+		},
 	}
 }
