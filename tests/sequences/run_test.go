@@ -39,10 +39,12 @@ func (c *counts) add(o counts) {
 type failure struct {
 	v  *model.Violation
 	at int
-	// equal is the version each imgEqual install resolved to, and fired
-	// whether each step's power cut happened, for the printed commands.
+	// equal is the version each imgEqual install resolved to, fired
+	// whether each step's power cut happened and at the operation it was
+	// armed at, for the printed commands.
 	equal []string
 	fired []bool
+	cutAt []int
 }
 
 // runner plays one sequence on one board: the device (a flash), the model
@@ -61,6 +63,7 @@ type runner struct {
 	c     counts
 	equal []string
 	fired []bool
+	at    []int
 }
 
 // run plays steps on a clone of the board's provisioned flash and returns
@@ -69,7 +72,7 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 	r := &runner{
 		ctx: ctx, f: f, dev: f.base.Clone(), c: newCounts(),
 		m:     model.New(model.Config{DualBank: f.layout.Scheme == hal.DualBank, BootAttempts: max(1, f.layout.BootAttempts)}),
-		equal: make([]string, len(steps)), fired: make([]bool, len(steps)),
+		equal: make([]string, len(steps)), fired: make([]bool, len(steps)), at: make([]int, len(steps)),
 	}
 	r.m.Provisioned(factoryVersion)
 	r.c.sequence = 1
@@ -80,7 +83,7 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 	for i, s := range steps {
 		r.c.steps[s.label()]++
 		if v := r.step(i, s); v != nil {
-			return &failure{v: v, at: i, equal: r.equal, fired: r.fired}, r.c
+			return &failure{v: v, at: i, equal: r.equal, fired: r.fired, cutAt: r.at}, r.c
 		}
 	}
 	return nil, r.c
@@ -101,54 +104,83 @@ func (r *runner) engine(pl *boot.Platform, allowDowngrade bool) *engine.Engine {
 	return eng
 }
 
-// step runs one command and checks the promises after it.
-func (r *runner) step(i int, s step) *model.Violation {
-	if s.cut.At > 0 {
-		r.dev.SetCut(s.cut)
-	}
-	pl := r.pl
-	var (
-		v   *model.Violation
-		img *model.Image // the image an install writes, for a cut
-	)
-	after := func(cmdErr error) bool { return r.dev.PoweredOff() && cmdErr != nil }
+// command runs step s's command on pl as otarun would: version is the
+// version an install offers. A boot is the bootloader and then the
+// engine's recovery.
+func (r *runner) command(pl *boot.Platform, s step, version string) (hal.RebootResult, error) {
 	switch s.kind {
 	case stepInstall:
-		version := s.version
-		if s.img == imgEqual {
-			version = r.m.Running()
-			r.equal[i] = version
-		}
-		im := model.Image{Version: version, Trusted: s.img != imgWrongKey, Policy: s.img != imgWrongAlg, Intact: s.img != imgTampered, Fits: s.img != imgOversized, AllowDowngrade: s.img == imgAllowed}
-		img = &im
 		path, err := r.f.image(s.img, version)
 		if err != nil {
-			return &model.Violation{Rule: "fixture", Detail: err.Error()}
+			panic(err) // the fixture's own failure, not the device's
 		}
-		err = r.engine(pl, s.img == imgAllowed).Install(r.ctx, engine.Source{URL: path})
-		if !after(err) {
-			v = r.m.Install(im, err == nil)
-		}
+		return hal.RebootResult{}, r.engine(pl, s.img == imgAllowed).Install(r.ctx, engine.Source{URL: path})
 	case stepResume:
-		eng := r.engine(pl, false)
-		err := eng.Resume(r.ctx)
-		if !after(err) {
-			var version string
-			if err == nil {
-				st, serr := eng.Status(r.ctx)
-				if serr != nil {
-					return &model.Violation{Rule: "status", Detail: serr.Error()}
-				}
-				version = st.Image
-			}
-			v = r.m.Resume(err == nil, version)
-		}
+		return hal.RebootResult{}, r.engine(pl, false).Resume(r.ctx)
 	case stepBoot:
 		res, err := pl.Reboot(r.ctx)
 		if err == nil {
 			_, err = r.engine(pl, false).Recover(r.ctx)
 		}
-		if !after(err) {
+		return res, err
+	case stepConfirm:
+		return hal.RebootResult{}, r.engine(pl, false).Confirm(r.ctx)
+	case stepRollback:
+		return hal.RebootResult{}, r.engine(pl, false).Rollback(r.ctx)
+	}
+	return hal.RebootResult{}, nil
+}
+
+// arm arms step s's power cut at a flash operation the command makes:
+// it first runs the command on a clone of the flash to count them, then
+// picks the one the step drew. A command that makes none gets a power
+// cycle after it, with no cut.
+func (r *runner) arm(i int, s step, version string) {
+	probe := r.dev.Clone()
+	pl, err := r.f.platform(probe)
+	if err != nil {
+		return
+	}
+	_, _ = r.command(pl, s, version)
+	if n := probe.Ops(); n > 0 {
+		r.at[i] = 1 + int(s.cut.frac*float64(n))
+		r.dev.SetCut(flash.Cut{At: r.at[i], When: s.cut.when, Seed: s.cut.seed})
+	}
+}
+
+// step runs one command and checks the promises after it.
+func (r *runner) step(i int, s step) *model.Violation {
+	pl := r.pl
+	version := s.version
+	if s.kind == stepInstall && s.img == imgEqual {
+		version = r.m.Running()
+		r.equal[i] = version
+	}
+	im := model.Image{Version: version, Trusted: s.img != imgWrongKey, Policy: s.img != imgWrongAlg, Intact: s.img != imgTampered, Fits: s.img != imgOversized, AllowDowngrade: s.img == imgAllowed}
+	var other string
+	if s.kind == stepRollback {
+		other = r.otherSlot(pl)
+	}
+	if s.cut.on {
+		r.arm(i, s, version)
+	}
+	res, err := r.command(pl, s, version)
+	var v *model.Violation
+	if !r.dev.PoweredOff() || err == nil {
+		switch s.kind {
+		case stepInstall:
+			v = r.m.Install(im, err == nil)
+		case stepResume:
+			var installed string
+			if err == nil {
+				st, serr := r.engine(pl, false).Status(r.ctx)
+				if serr != nil {
+					return &model.Violation{Rule: "status", Detail: serr.Error()}
+				}
+				installed = st.Image
+			}
+			v = r.m.Resume(err == nil, installed)
+		case stepBoot:
 			obs, oerr := r.observe()
 			if oerr != nil {
 				return &model.Violation{Rule: "boots", Detail: oerr.Error()}
@@ -157,32 +189,24 @@ func (r *runner) step(i int, s step) *model.Violation {
 				return &model.Violation{Rule: "boot-claim", Detail: fmt.Sprintf("boot printed %s %s, but %s runs", res.Slot, res.Version, obs.Running)}
 			}
 			v = r.m.Boot(obs, err)
-		}
-	case stepConfirm:
-		err := r.engine(pl, false).Confirm(r.ctx)
-		if !after(err) {
+		case stepConfirm:
 			v = r.m.Confirm(err == nil)
-		}
-	case stepRollback:
-		other := r.otherSlot(pl)
-		err := r.engine(pl, false).Rollback(r.ctx)
-		if !after(err) {
+		case stepRollback:
 			v = r.m.Rollback(err == nil, other)
 		}
-	case stepStatus:
 	}
 	if v != nil {
 		return v
 	}
-	if s.cut.At > 0 {
-		// The power goes (at operation At, or after the command when it
-		// made fewer) and comes back: the bootloader, then the engine's
+	if s.cut.on {
+		// The power goes (at the operation arm chose, or after a command
+		// that made none) and comes back: the bootloader, then the engine's
 		// recovery, as `otarun boot`.
 		if r.dev.PoweredOff() {
 			r.fired[i] = true
-			r.c.cuts[s.cut.When.String()]++
-			if s.kind == stepInstall || s.kind == stepResume {
-				r.m.Cut(img)
+			r.c.cuts[s.cut.when.String()]++
+			if s.kind == stepInstall {
+				r.m.Cut(&im)
 			} else {
 				r.m.Cut(nil)
 			}

@@ -207,7 +207,7 @@ func report(c counts, perBoard map[string]int, fixtures []*fixture, violations i
 func cuts(s []step) int {
 	n := 0
 	for _, x := range s {
-		if x.cut.At > 0 {
+		if x.cut.on {
 			n++
 		}
 	}

@@ -47,11 +47,11 @@ func shrink(ctx context.Context, f *fixture, steps []step, rule string) ([]step,
 	}
 	// A cut the failure does not need is noise in the reproduction.
 	for i := 0; i < len(cur); i++ {
-		if cur[i].cut.At == 0 {
+		if !cur[i].cut.on {
 			continue
 		}
 		cand := append([]step(nil), cur...)
-		cand[i].cut.At = 0
+		cand[i].cut.on = false
 		if fl := fails(cand); fl != nil {
 			cur, best = cand[:fl.at+1], fl
 		}

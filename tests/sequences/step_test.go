@@ -55,8 +55,19 @@ type step struct {
 	kind    stepKind
 	img     imageKind
 	version string // for install; "" for imgEqual (the running version)
-	// cut, when At > 0, is a power cut armed for the step's command.
-	cut flash.Cut
+	cut     cut
+}
+
+// cut is a power cut drawn for a step. Where it falls is a fraction of
+// the flash operations the command makes, which depend on the device's
+// history: a fixed operation number would miss a command that makes fewer
+// operations, and a fraction keeps its meaning when shrinking removes
+// steps before it.
+type cut struct {
+	on   bool
+	frac float64 // in [0, 1): the cut is at operation 1 + frac*N of N
+	when flash.CutWhen
+	seed uint64
 }
 
 // label is the step's kind for the counts: install:good, boot, ...
@@ -88,7 +99,7 @@ func (v *versions) next(k imageKind) string {
 }
 
 // generate draws a sequence of n steps from seed. The weights favour what
-// moves the device (installs, boots) and keep one step in four under a
+// moves the device (installs, boots) and keep one step in three under a
 // power cut, a third of those torn.
 func generate(seed uint64, n int) []step {
 	r := rand.New(rand.NewPCG(seed, 0x5e9))
@@ -129,11 +140,14 @@ func generate(seed uint64, n int) []step {
 		default:
 			s.kind = stepStatus
 		}
-		if s.kind != stepStatus && r.IntN(4) == 0 {
-			// Most commands make a few to a few dozen flash operations;
-			// a spread of ranges reaches the first and the last ones.
-			span := []int{2, 8, 32, 128}[r.IntN(4)]
-			s.cut = flash.Cut{At: 1 + r.IntN(span), When: flash.CutWhen(r.IntN(3)), Seed: r.Uint64()}
+		if s.kind != stepStatus && r.IntN(3) == 0 {
+			// The range a cut is drawn from follows how many flash
+			// operations the command makes, so that most cuts land in
+			// it: an install of these images a dozen or two, a boot a
+			// few (a copy more), a confirm or a rollback one or two.
+			// Now and then a wide range reaches a rare long command
+			// (the params log compacting, a long copy).
+			s.cut = cut{on: true, frac: r.Float64(), when: flash.CutWhen(r.IntN(3)), seed: r.Uint64()}
 		}
 		steps = append(steps, s)
 	}
@@ -177,9 +191,9 @@ func otarun(f *fixture, steps []step, fl *failure) string {
 			cmd = "otarun " + s.kind.String()
 		}
 		switch {
-		case s.cut.At > 0 && i < len(fl.fired) && fl.fired[i]:
-			cmd += fmt.Sprintf("   # power cut %s flash operation %d (seed %#x), then:\n  otarun boot", s.cut.When, s.cut.At, s.cut.Seed)
-		case s.cut.At > 0:
+		case s.cut.on && i < len(fl.fired) && fl.fired[i]:
+			cmd += fmt.Sprintf("   # power cut %s flash operation %d (seed %#x), then:\n  otarun boot", s.cut.when, fl.cutAt[i], s.cut.seed)
+		case s.cut.on:
 			cmd += "   # then the power goes off and on:\n  otarun boot"
 		}
 		fmt.Fprintf(&b, "  %s\n", cmd)

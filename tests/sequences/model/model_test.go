@@ -5,7 +5,9 @@ import "testing"
 // dual is a dual-bank board with three boot attempts, as b-l475e-iot01a.
 var dual = Config{DualBank: true, BootAttempts: 3}
 
-func good(v string) Image { return Image{Version: v, Trusted: true, Policy: true, Intact: true, Fits: true} }
+func good(v string) Image {
+	return Image{Version: v, Trusted: true, Policy: true, Intact: true, Fits: true}
+}
 
 // obs builds what a user sees of a two-slot device.
 func obs(running string, trial bool, state, image string, slots ...Slot) Observed {
