@@ -382,6 +382,11 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
+	// A failed device shows that it failed, not the protocol's step code as
+	// a percentage.
+	if strings.Contains(s, "-1%") {
+		t.Errorf("demo output shows a failure step as a percentage (-1%%):\n%s", s)
+	}
 	if n := strings.Count(s, "rolled back to 1.1.0+0"); n < 3 {
 		t.Errorf("demo output reports %d rollbacks to 1.1.0+0, want one per dual-bank device (3)\n%s", n, s)
 	}

@@ -104,10 +104,13 @@ func New(cfg Config) (s *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger}
+	// The clean-up closes what was opened so far; it holds its own pointer,
+	// since every failed return sets s to nil before it runs.
+	srv := &Server{cfg: cfg, log: cfg.Logger}
+	s = srv
 	defer func() {
 		if err != nil {
-			s.Close()
+			_ = srv.Close()
 		}
 	}()
 	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "fleet.db")); err != nil {

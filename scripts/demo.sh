@@ -154,7 +154,7 @@ campaign() {
 		for id in "${ids[@]}"; do
 			line+=$(serve campaign status "$id" | awk -v id="$id" '
 				/^campaign / { st = $NF; sub(/:.*/, "", st); if ($0 ~ /, running$/) run = 1 }
-				/^demo\// { printf "  %s %s %s%%", $1, $3, $4 }
+				/^demo\// { printf "  %s %s", $1, $3; if ($4 ~ /%$/) printf " %s", $4 }
 				END { if (run) print " *"; else print "" }')
 		done
 		running=${line//[^*]/}

@@ -30,7 +30,6 @@ type agentFlags struct {
 	healthTimeout  time.Duration
 	reportInterval time.Duration
 	allowDowngrade bool
-	flash          string
 }
 
 // agentStrings is a repeatable string flag.
@@ -57,7 +56,6 @@ func agentCommand() command {
 			fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
 			fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
 			fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept orders for older versions")
-			fs.StringVar(&f.flash, "flash", "", "flash image file of the emulated board (sets OTAPORT_FLASH for the plugin)")
 		},
 		run: runAgent,
 	}
@@ -105,18 +103,11 @@ func agentConfig(f *agentFlags) (agent.Config, error) {
 	return cfg, nil
 }
 
-// agentPluginEnv is the environment the agent gives the port plugin: the flash
-// file, and the image keys as the simulated bootloader's keys unless
-// OTAPORT_BOOT_KEY says otherwise.
-func agentPluginEnv(flashFile string, keys []string) ([]string, error) {
+// bootKeyEnv is the environment the agent and provision give the port
+// plugin besides its flash: the image keys as the simulated bootloader's
+// keys unless OTAPORT_BOOT_KEY says otherwise.
+func bootKeyEnv(keys []string) ([]string, error) {
 	var env []string
-	if flashFile != "" {
-		abs, err := filepath.Abs(flashFile)
-		if err != nil {
-			return nil, err
-		}
-		env = append(env, "OTAPORT_FLASH="+abs)
-	}
 	if os.Getenv("OTAPORT_BOOT_KEY") == "" && len(keys) > 0 {
 		var abs []string
 		for _, k := range keys {
@@ -140,11 +131,15 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	extra, err := agentPluginEnv(f.flash, cfg.PublicKeys)
+	file, err := e.flashFile("agent", false)
 	if err != nil {
 		return err
 	}
-	port, err := openPlugin(ctx, e, extra...)
+	extra, err := bootKeyEnv(cfg.PublicKeys)
+	if err != nil {
+		return err
+	}
+	port, err := openPlugin(ctx, e, file, extra...)
 	if err != nil {
 		return err
 	}
@@ -263,8 +258,7 @@ func describeAgentEvent(ev agent.Event) string {
 
 // provisionFlags are the flags of the provision command.
 type provisionFlags struct {
-	keys  agentStrings
-	flash string
+	keys agentStrings
 }
 
 // provisionCommand writes a device's first image, as a factory does: the
@@ -279,7 +273,6 @@ func provisionCommand() command {
 			f := &provisionFlags{}
 			o.cmd["provision"] = f
 			fs.Var(&f.keys, "key", "PEM public key that signs the image (repeatable)")
-			fs.StringVar(&f.flash, "flash", "", "flash image file of the emulated board (sets OTAPORT_FLASH for the plugin)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			f := e.opts.cmd["provision"].(*provisionFlags)
@@ -289,11 +282,16 @@ func provisionCommand() command {
 			if len(f.keys) == 0 {
 				return fmt.Errorf("no --key: give the public key the image is signed with: %w", errUsage)
 			}
-			extra, err := agentPluginEnv(f.flash, f.keys)
+			// The one command that may make a new device: the factory's.
+			file, err := e.flashFile("provision", true)
 			if err != nil {
 				return err
 			}
-			port, err := openPlugin(ctx, e, extra...)
+			extra, err := bootKeyEnv(f.keys)
+			if err != nil {
+				return err
+			}
+			port, err := openPlugin(ctx, e, file, extra...)
 			if err != nil {
 				return err
 			}

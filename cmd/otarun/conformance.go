@@ -27,7 +27,7 @@ func conformanceCommand() command {
 			defer os.RemoveAll(dir)
 			flashFile := filepath.Join(dir, "scratch.flash")
 			target := func(ctx context.Context) (hal.Platform, func() error, error) {
-				c, err := openPlugin(ctx, e, "OTAPORT_FLASH="+flashFile)
+				c, err := openPlugin(ctx, e, flashFile)
 				if err != nil {
 					return nil, nil, err
 				}

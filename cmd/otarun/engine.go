@@ -21,15 +21,21 @@ import (
 )
 
 // engineCommands returns the commands that drive the upgrade engine
-// (install, boot, status, confirm, rollback). Each opens the port plugin,
-// whose flash is the file in OTAPORT_FLASH as the plugin reads it.
+// (install, boot, status, confirm, rollback). Each opens the port plugin on
+// the device's flash file (flashFile), which must exist.
 func engineCommands() []command {
 	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand()}
 }
 
-// withEngine opens the plugin and runs fn with an engine over it.
-func withEngine(ctx context.Context, e *env, opts engine.Options, fn func(*plugin.Client, *engine.Engine) error) error {
-	c, err := openPlugin(ctx, e)
+// withEngine opens the plugin on the device's flash (which must exist: see
+// flashFile) and runs fn with an engine over it.
+func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn func(*plugin.Client, *engine.Engine) error) error {
+	file, err := e.flashFile(cmd, false)
+	if err != nil {
+		return err
+	}
+	e.flash = file
+	c, err := openPlugin(ctx, e, file)
 	if err != nil {
 		return err
 	}
@@ -136,7 +142,7 @@ func installCommand() command {
 					}
 				}
 			}
-			return withEngine(ctx, e, opts, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "install", opts, func(c *plugin.Client, eng *engine.Engine) error {
 				var err error
 				if f.resume {
 					err = eng.Resume(ctx)
@@ -179,7 +185,7 @@ func bootCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("boot takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "boot", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				res, err := c.Reboot(ctx)
 				if err != nil {
 					return fmt.Errorf("boot: %w", err)
@@ -198,18 +204,23 @@ func bootCommand() command {
 				if res.Detail != "" {
 					fmt.Fprintf(e.stdout, "bootloader: %s\n", res.Detail)
 				}
-				fmt.Fprintf(e.stdout, "state: %s%s\n", st.State, stateHint(st))
+				info, err := c.Describe(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "state: %s%s\n", st.State, stateHint(st, info))
 				return nil
 			})
 		},
 	}
 }
 
-// stateHint is what to do next in a state, for people.
-func stateHint(st engine.Status) string {
+// stateHint is what to do next in a state, for people. info is the port's
+// description, which says what the bootloader will do with a trial.
+func stateHint(st engine.Status, info hal.Info) string {
 	switch st.State {
 	case engine.Testing:
-		return fmt.Sprintf(" (image %s on trial: otarun confirm keeps it, a reboot without it returns to %s)", st.Image, st.Previous)
+		return " (" + trialHint(st, info) + ")"
 	case engine.Installed:
 		return " (reboot to apply: otarun boot)"
 	case engine.Downloading, engine.Verifying:
@@ -222,6 +233,41 @@ func stateHint(st engine.Status) string {
 	return ""
 }
 
+// trialHint says what happens to an image on trial, as the bootloader will
+// do it: a dual-bank board boots it boot_attempts times unconfirmed and
+// returns to the old image at the reboot after; a single-bank board has
+// copied it over the old one and has nothing to return to.
+func trialHint(st engine.Status, info hal.Info) string {
+	keep := "otarun confirm keeps it"
+	if info.Layout.Scheme == hal.SingleBank {
+		return fmt.Sprintf("image %s on trial: %s; a single-bank board kept no copy of %s, so no reboot returns to it", st.Image, keep, st.Previous)
+	}
+	attempts, count := info.Layout.BootAttempts, info.Boot.BootCount
+	if !info.Boot.Trial || attempts < 1 || count < 1 || count > attempts {
+		return fmt.Sprintf("image %s on trial: %s", st.Image, keep)
+	}
+	when := "the next reboot"
+	if left := attempts - count; left > 0 {
+		when = "the " + ordinal(left+1) + " reboot from now"
+	}
+	return fmt.Sprintf("image %s on trial, boot %d of %d: %s; unconfirmed, %s returns to %s", st.Image, count, attempts, keep, when, st.Previous)
+}
+
+// ordinal writes n as 2nd, 3rd, 4th.
+func ordinal(n int) string {
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+		return fmt.Sprintf("%dth", n)
+	case n%10 == 1:
+		return fmt.Sprintf("%dst", n)
+	case n%10 == 2:
+		return fmt.Sprintf("%dnd", n)
+	case n%10 == 3:
+		return fmt.Sprintf("%drd", n)
+	}
+	return fmt.Sprintf("%dth", n)
+}
+
 func statusCommand() command {
 	return command{
 		name:  "status",
@@ -230,33 +276,41 @@ func statusCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("status takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "status", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				st, err := eng.Status(ctx)
 				if err != nil {
 					return err
 				}
 				if e.opts.json {
-					return writeJSON(e.stdout, st)
+					return writeJSON(e.stdout, struct {
+						Flash string `json:"flash"`
+						engine.Status
+					}{e.flash, st})
 				}
-				printStatus(e.stdout, st)
+				info, err := c.Describe(ctx)
+				if err != nil {
+					return err
+				}
+				printStatus(e.stdout, e.flash, st, info)
 				return nil
 			})
 		},
 	}
 }
 
-func printStatus(w io.Writer, st engine.Status) {
+func printStatus(w io.Writer, flashFile string, st engine.Status, info hal.Info) {
 	run := st.RunningVersion
 	if run == "" {
 		run = "none"
 	}
+	fmt.Fprintf(w, "flash:    %s\n", flashFile)
 	fmt.Fprintf(w, "board:    %s (%s)\n", st.Board, st.Scheme)
 	fmt.Fprintf(w, "running:  %s %s", st.RunningSlot, run)
 	if st.Trial {
 		fmt.Fprint(w, " (trial)")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "state:    %s%s\n", st.State, stateHint(st))
+	fmt.Fprintf(w, "state:    %s%s\n", st.State, stateHint(st, info))
 	if st.Image != "" {
 		fmt.Fprintf(w, "image:    %s", st.Image)
 		if st.Source != "" {
@@ -288,11 +342,11 @@ func confirmCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("confirm takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "confirm", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Confirm(ctx); err != nil {
 					return err
 				}
-				return printResult(ctx, e, eng, "confirmed")
+				return printResult(ctx, e, c, eng, "confirmed")
 			})
 		},
 	}
@@ -306,21 +360,21 @@ func rollbackCommand() command {
 			if len(args) > 0 {
 				return fmt.Errorf("rollback takes no arguments: %w", errUsage)
 			}
-			return withEngine(ctx, e, engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+			return withEngine(ctx, e, "rollback", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Rollback(ctx); err != nil {
 					if errors.Is(err, hal.ErrUnsupported) {
-						return fmt.Errorf("%w (a single-bank board keeps no old image once the new one is copied: install the old version again with --allow-downgrade)", err)
+						return fmt.Errorf("%w: install the old version again (otarun install --allow-downgrade)", err)
 					}
 					return err
 				}
-				return printResult(ctx, e, eng, "rolled back")
+				return printResult(ctx, e, c, eng, "rolled back")
 			})
 		},
 	}
 }
 
 // printResult prints the status after a command that changed it.
-func printResult(ctx context.Context, e *env, eng *engine.Engine, what string) error {
+func printResult(ctx context.Context, e *env, c *plugin.Client, eng *engine.Engine, what string) error {
 	st, err := eng.Status(ctx)
 	if err != nil {
 		return err
@@ -328,7 +382,11 @@ func printResult(ctx context.Context, e *env, eng *engine.Engine, what string) e
 	if e.opts.json {
 		return writeJSON(e.stdout, st)
 	}
-	fmt.Fprintf(e.stdout, "%s: %s %s runs, state %s%s\n", what, st.RunningSlot, st.RunningVersion, st.State, stateHint(st))
+	info, err := c.Describe(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %s %s runs, state %s%s\n", what, st.RunningSlot, st.RunningVersion, st.State, stateHint(st, info))
 	return nil
 }
 

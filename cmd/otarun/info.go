@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/otaport/otaport/core/hal"
@@ -15,7 +18,23 @@ func infoCommand() command {
 		name:  "info",
 		short: "print the board as the plugin describes it (layout, boot state)",
 		run: func(ctx context.Context, e *env, args []string) error {
-			c, err := openPlugin(ctx, e)
+			// The board's layout needs no device: with none at the
+			// flash file, the plugin describes a scratch one, and info
+			// says so rather than show a blank device.
+			file, err := e.flashFile("info", false)
+			missing, scratch := file, errors.Is(err, errMissingFlash)
+			if scratch {
+				dir, derr := os.MkdirTemp("", "otarun-info-")
+				if derr != nil {
+					return derr
+				}
+				defer os.RemoveAll(dir)
+				file, err = filepath.Join(dir, "scratch.flash"), nil
+			}
+			if err != nil {
+				return err
+			}
+			c, err := openPlugin(ctx, e, file)
 			if err != nil {
 				return err
 			}
@@ -24,10 +43,18 @@ func infoCommand() command {
 			if err != nil {
 				return fmt.Errorf("describe: %w", err)
 			}
+			if scratch {
+				info.Boot = hal.BootState{}
+			}
 			if e.opts.json {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(info)
+			}
+			if scratch {
+				fmt.Fprintf(e.stdout, "flash:      none (%s does not exist: the board only, no device; otarun provision makes one)\n", missing)
+			} else {
+				fmt.Fprintf(e.stdout, "flash:      %s\n", file)
 			}
 			printInfo(e.stdout, info)
 			return nil

@@ -34,6 +34,7 @@ type command struct {
 type options struct {
 	plugin       string
 	pluginSHA256 string
+	flash        string
 	json         bool
 	verbose      bool
 	cmd          map[string]any // command-specific values, set by command.flags
@@ -46,6 +47,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	// flash is the absolute path of the flash file the plugin was given,
+	// once a command has opened it.
+	flash string
 }
 
 func commands() []command {
@@ -79,6 +83,7 @@ func main() {
 func globalFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.plugin, "plugin", os.Getenv("OTARUN_PLUGIN"), "path of the port plugin (otaport-<board>); env OTARUN_PLUGIN")
 	fs.StringVar(&o.pluginSHA256, "plugin-sha256", "", "refuse to run the plugin unless its SHA-256 is this hex value")
+	fs.StringVar(&o.flash, "flash", os.Getenv("OTAPORT_FLASH"), "flash file of the emulated device (default ./<board>.flash; only provision creates one); env OTAPORT_FLASH")
 	fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of text for people")
 	fs.BoolVar(&o.verbose, "v", false, "log debug messages")
 }
@@ -165,7 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "otarun %s: %v\n", name, err)
+	// The engine names its operation as the command is named
+	// ("rollback: ..."): say it once.
+	fmt.Fprintf(stderr, "otarun %s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
 	if errors.Is(err, errUsage) {
 		return 2
 	}

@@ -10,19 +10,18 @@ import (
 	"github.com/otaport/otaport/core/hal/plugin"
 )
 
-// openPlugin starts the port plugin named by --plugin with extra environment
-// variables (for example OTAPORT_FLASH) and returns its client.
-func openPlugin(ctx context.Context, e *env, extraEnv ...string) (*plugin.Client, error) {
-	if e.opts.plugin == "" {
-		return nil, fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board> (build one with: go build -o bin/ ./ports/...): %w", errUsage)
-	}
-	if _, err := os.Stat(e.opts.plugin); err != nil {
-		return nil, fmt.Errorf("port plugin %s: %w (build it with: go build -o bin/ ./ports/...)", e.opts.plugin, err)
+// openPlugin starts the port plugin named by --plugin on the flash file
+// flashFile (OTAPORT_FLASH in the plugin's environment, which the plugin
+// reads through portkit.FromEnv) with extra environment variables, and
+// returns its client.
+func openPlugin(ctx context.Context, e *env, flashFile string, extraEnv ...string) (*plugin.Client, error) {
+	if err := e.checkPlugin(); err != nil {
+		return nil, err
 	}
 	cfg := plugin.ClientConfig{
 		Path:   e.opts.plugin,
 		Logger: e.log,
-		Env:    extraEnv,
+		Env:    append([]string{"OTAPORT_FLASH=" + flashFile}, extraEnv...),
 	}
 	if s := strings.TrimSpace(e.opts.pluginSHA256); s != "" {
 		sum, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
@@ -31,9 +30,18 @@ func openPlugin(ctx context.Context, e *env, extraEnv ...string) (*plugin.Client
 		}
 		cfg.SHA256 = sum
 	}
-	c, err := plugin.Open(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open port plugin %s: %w", e.opts.plugin, err)
+	// Open's errors name the plugin (or lead with its own words): no
+	// second prefix here.
+	return plugin.Open(ctx, cfg)
+}
+
+// checkPlugin refuses a missing --plugin or a plugin file that is not there.
+func (e *env) checkPlugin() error {
+	if e.opts.plugin == "" {
+		return fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board> (build one with: go build -o bin/ ./ports/...): %w", errUsage)
 	}
-	return c, nil
+	if _, err := os.Stat(e.opts.plugin); err != nil {
+		return fmt.Errorf("port plugin %s: %w (build it with: go build -o bin/ ./ports/...)", e.opts.plugin, err)
+	}
+	return nil
 }

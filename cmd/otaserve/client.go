@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/store"
@@ -329,7 +330,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		for _, p := range st.Devices {
 			step := "-"
 			if p.Progressed {
-				step = strconv.Itoa(p.Step)
+				step = cloud.Step(strconv.Itoa(p.Step)).Label()
 			}
 			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), string(p.State), step, dash(p.FromVersion), dash(p.Reason)})
 		}

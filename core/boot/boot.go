@@ -100,6 +100,7 @@ func bootState(p Params, check func(s Slot, minCounter uint32) (slotImage, error
 		if err != nil {
 			return st, err
 		}
+		si = p.reject(s, si)
 		ss := hal.SlotState{
 			Name:      s.Name(),
 			Bootable:  si.bootable(),
@@ -265,23 +266,25 @@ func bootDual(dev flash.Device, b *board, s *store, opts Options) (hal.RebootRes
 		if err != nil && ioErr == nil {
 			ioErr = err
 		}
-		return si
+		return p.reject(sl, si)
 	}
 
 	switch {
 	case p.RolledBack:
-		p.RolledBack = false
+		// Rollback made the old slot active again; the image given up
+		// is in the other one, and stays given up.
+		p.RolledBack, p.Rejected = false, true
 		res.Action = ActionRolledBack
 	case p.Trial:
 		t := p.Running
 		if int(p.BootCount) >= b.attempts {
-			p.Trial, p.BootCount, p.Running = false, 0, p.Active
+			p.Trial, p.BootCount, p.Running, p.Rejected = false, 0, p.Active, true
 			res.Action = ActionReverted
 			res.Detail = fmt.Sprintf("image in %s booted %d time(s) without confirming itself; back to %s", t.Name(), b.attempts, p.Active.Name())
 			break
 		}
 		if si := check(t); !si.bootable() {
-			p.Trial, p.BootCount, p.Running = false, 0, p.Active
+			p.Trial, p.BootCount, p.Running, p.Rejected = false, 0, p.Active, true
 			res.Action = ActionReverted
 			res.Detail = fmt.Sprintf("trial image no longer verifies (%v); back to %s", si.err, p.Active.Name())
 			break
@@ -325,6 +328,9 @@ func bootDual(dev flash.Device, b *board, s *store, opts Options) (hal.RebootRes
 		// Nobody confirmed the image in the other slot for this role:
 		// the running software confirms it after its health check.
 		p.Active, p.Running, p.Trial, p.BootCount, p.Confirmed = other, other, false, 0, false
+		// The slot given up is no longer the other one: what was
+		// rejected there was not rejected here.
+		p.Rejected = false
 		if res.Action == ActionNone {
 			res.Action = ActionSwitched
 		}

@@ -45,6 +45,11 @@ type Params struct {
 	Confirmed bool
 	// RolledBack: Rollback was asked for; the next power-on reports it.
 	RolledBack bool
+	// Rejected (dual-bank): the slot other than Active holds an image the
+	// bootloader reverted or Rollback gave up. It is never booted again,
+	// nor returned to by Rollback, until SetBoot asks for that slot again
+	// (a new install).
+	Rejected bool
 	// Copy and CopyDone are the single-bank copy progress: CopyDone bytes
 	// of app (a sector boundary) already hold the new image.
 	Copy     CopyState
@@ -61,6 +66,17 @@ func defaultParams() Params {
 	return Params{Active: SlotApp, Running: SlotApp, Confirmed: true}
 }
 
+// reject makes the image si in slot s unbootable when the parameters
+// reject that slot (Params.Rejected): the bootloader does not boot it and
+// Rollback does not return to it.
+func (p Params) reject(s Slot, si slotImage) slotImage {
+	if !p.Rejected || s != p.Active.Other() || !si.bootable() {
+		return si
+	}
+	return slotImage{img: si.img, err: fmt.Errorf("image %s in %s was reverted or rolled back: it boots again only when installed again",
+		si.img.Version, s.Name())}
+}
+
 // paramsVersion is the first byte of an encoded Params.
 const paramsVersion = 1
 
@@ -72,6 +88,7 @@ const (
 	flagTrial
 	flagConfirmed
 	flagRolledBack
+	flagRejected
 )
 
 // encode returns the 24-byte form of p (docs/boot-schemes.md):
@@ -94,6 +111,9 @@ func (p Params) encode() []byte {
 	}
 	if p.RolledBack {
 		f |= flagRolledBack
+	}
+	if p.Rejected {
+		f |= flagRejected
 	}
 	b[1] = f
 	b[2] = byte(p.Mode)
@@ -123,6 +143,7 @@ func decodeParams(b []byte) (Params, error) {
 		Trial:           b[1]&flagTrial != 0,
 		Confirmed:       b[1]&flagConfirmed != 0,
 		RolledBack:      b[1]&flagRolledBack != 0,
+		Rejected:        b[1]&flagRejected != 0,
 		Mode:            hal.BootMode(b[2]),
 		PendingSlot:     Slot(b[3]),
 		Active:          Slot(b[4]),

@@ -394,8 +394,14 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 		if pl.b.layout.Scheme == hal.SingleBank && uint64(si.img.TotalSize) > pl.b.slots[SlotApp].Size {
 			return hal.Errorf(hal.CodeOutOfBounds, "set boot %s: image of %d bytes does not fit app (%d bytes), which it is copied over", req.Mode, si.img.TotalSize, pl.b.slots[SlotApp].Size)
 		}
-		p.Pending, p.PendingSlot, p.Mode, p.ImageSize, p.RolledBack = true, target, req.Mode, uint32(si.img.TotalSize), false
+		// A new install of the slot ends its rejection.
+		p.Pending, p.PendingSlot, p.Mode, p.ImageSize, p.RolledBack, p.Rejected = true, target, req.Mode, uint32(si.img.TotalSize), false, false
 	case hal.BootConfirm:
+		if p.RolledBack {
+			// The running image is being given up: confirming it would
+			// raise the security counter past the image to return to.
+			return hal.Errorf(hal.CodeInvalid, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first", p.Running.Name(), p.Active.Name())
+		}
 		if p.Trial {
 			p.Active, p.Trial, p.BootCount = p.Running, false, 0
 		}
@@ -420,7 +426,9 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 
 // Rollback returns to the previous image at the next power-on. Dual-bank:
 // the other slot becomes active again, permanently (or a pending request is
-// cancelled). Single-bank: a pending copy is cancelled; once copied there is
+// cancelled); the image given up is rejected (Params.Rejected) and never
+// boots again until installed again, so there is no rollback to it either.
+// Single-bank: a pending copy is cancelled; once copied there is
 // no old image left, and it answers hal.ErrUnsupported.
 func (pl *Platform) Rollback(ctx context.Context) error {
 	pl.mu.Lock()
@@ -432,25 +440,30 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	switch {
 	case p.Pending:
 		p.Pending, p.Mode, p.ImageSize = false, 0, 0
+		// A cancelled image never boots unless installed again.
+		p.Rejected = pl.b.layout.Scheme == hal.DualBank
 	case pl.b.layout.Scheme == hal.SingleBank:
-		return hal.Errorf(hal.CodeUnsupported, "rollback: single-bank board %q: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
+		return hal.Errorf(hal.CodeUnsupported, "single-bank board %q: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
 	case p.Trial:
 		// Active is still the old image; leave the trial now rather than
 		// after the boot counter runs out.
 		p.Trial, p.BootCount, p.RolledBack = false, 0, true
 	default:
 		other := p.Running.Other()
+		// The caller names the operation (the engine's "rollback:"):
+		// these errors say only what stands in its way.
 		si, err := pl.check(other, p.SecurityCounter)
 		if err != nil {
-			return fmt.Errorf("rollback: %w", err)
+			return err
 		}
+		si = p.reject(other, si)
 		if !si.bootable() {
-			return hal.Errorf(hal.CodeNoImage, "rollback: no image to return to: %v", si.err)
+			return hal.Errorf(hal.CodeNoImage, "no image to return to: %v", si.err)
 		}
 		p.Active, p.Confirmed, p.RolledBack = other, true, true
 	}
 	if err := pl.s.setParams(p); err != nil {
-		return fmt.Errorf("rollback: %w", err)
+		return fmt.Errorf("record the rollback: %w", err)
 	}
 	return nil
 }

@@ -44,9 +44,25 @@ func checkSlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey, minCoun
 func verifySlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey) (slotImage, error) {
 	p := b.slots[s]
 	rr := &readRecorder{r: r}
+	// The bootloader is built for the board's signature algorithm: a key
+	// of another one, even among the keys, verifies nothing here.
+	alg := b.layout.Signature
+	given := keys
+	if alg != "" && len(keys) > 0 {
+		keys = image.KeysOfType(keys, alg)
+	}
 	img, err := image.Verify(io.NewSectionReader(rr, int64(p.Offset), int64(p.Size)), int64(p.Size), keys)
 	if rr.err != nil {
 		return slotImage{}, flashErr(fmt.Sprintf("read %s", p.Name), rr.err)
+	}
+	if img != nil && len(given) > 0 && alg != "" {
+		if aerr := img.CheckAlgorithm(alg); aerr != nil {
+			err = fmt.Errorf("board %s takes %s images only (image.signature): %w", b.layout.Board, alg, aerr)
+		} else if err == nil && len(keys) == 0 {
+			// No key of the board's algorithm: Verify checked the hash
+			// only, which must not make an image bootable.
+			err = fmt.Errorf("board %s takes %s images and none of its keys (%s) is %s: %w", b.layout.Board, alg, image.DescribeKeys(given), alg, image.ErrUnknownKey)
+		}
 	}
 	if err != nil {
 		if img == nil {

@@ -55,7 +55,7 @@ func TestParams_RoundTrip(t *testing.T) {
 	for _, p := range []Params{
 		defaultParams(),
 		{Pending: true, PendingSlot: SlotOTA, Mode: hal.BootPermanent, ImageSize: 1 << 20, Active: SlotOTA,
-			Running: SlotApp, Trial: true, BootCount: 3, RolledBack: true, Copy: CopyRunning, CopyDone: 0x4000, SecurityCounter: 0xFFFFFFFF},
+			Running: SlotApp, Trial: true, BootCount: 3, RolledBack: true, Rejected: true, Copy: CopyRunning, CopyDone: 0x4000, SecurityCounter: 0xFFFFFFFF},
 	} {
 		got, err := decodeParams(p.encode())
 		if err != nil || got != p {

@@ -103,6 +103,26 @@ func (s Step) Percent() (percent int, ok bool) {
 	return n, true
 }
 
+// Label is the step for people: "42%" for progress, what failed for a
+// failure step ("download-failed"), the raw value otherwise. It has no
+// spaces, so a table of steps splits into columns.
+func (s Step) Label() string {
+	if p, ok := s.Percent(); ok {
+		return strconv.Itoa(p) + "%"
+	}
+	switch s {
+	case StepUpgradeFailed:
+		return "upgrade-failed"
+	case StepDownloadFailed:
+		return "download-failed"
+	case StepVerifyFailed:
+		return "verify-failed"
+	case StepFlashFailed:
+		return "flash-failed"
+	}
+	return "step(" + string(s) + ")"
+}
+
 // Failed reports whether s is one of the failure steps.
 func (s Step) Failed() bool {
 	switch s {

@@ -358,3 +358,16 @@ func TestFuzzCorpus_Present(t *testing.T) {
 		}
 	}
 }
+
+func TestStep_Label(t *testing.T) {
+	for step, want := range map[Step]string{
+		"0": "0%", "42": "42%", "100": "100%",
+		StepUpgradeFailed: "upgrade-failed", StepDownloadFailed: "download-failed",
+		StepVerifyFailed: "verify-failed", StepFlashFailed: "flash-failed",
+		"-9": "step(-9)", "101": "step(101)",
+	} {
+		if got := step.Label(); got != want {
+			t.Errorf("Step(%q).Label() = %q, want %q", step, got, want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ func BenchmarkInstall(b *testing.B) {
 		wire bool
 	}{{"direct", false}, {"grpc", true}} {
 		b.Run(c.name, func(b *testing.B) {
-			k := newKeys(b)
+			k := boardKeys(b, "rpi4-b")
 			d := newDevice(b, "rpi4-b", k)
 			img := signed(b, k.priv, "2.0.0", 16<<20, 1)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -77,6 +77,10 @@ var (
 	ErrBusy = errors.New("engine busy")
 	// ErrNothingToResume: Resume found no interrupted install.
 	ErrNothingToResume = errors.New("nothing to resume")
+	// ErrNothingToRollBack: Rollback found no image to give up and none
+	// to return to: nothing was installed, the last install failed, or
+	// the new image was already reverted or rolled back. What runs stays.
+	ErrNothingToRollBack = errors.New("nothing to roll back")
 )
 
 // Defaults of Options.

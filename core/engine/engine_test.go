@@ -30,7 +30,7 @@ func TestInstall_TrialConfirmAndRevert(t *testing.T) {
 	for _, b := range boards {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
-			d := newDevice(t, b.name, newKeys(t))
+			d := newDevice(t, b.name, boardKeys(t, b.name))
 			d.factory("1.0.0", b.payload)
 
 			rec := &events{}
@@ -129,7 +129,7 @@ func TestRollback_DualBankTrial(t *testing.T) {
 
 func TestConfirm_BeforeRebootIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, "nodemcu-esp8266", newKeys(t))
+	d := newDevice(t, "nodemcu-esp8266", boardKeys(t, "nodemcu-esp8266"))
 	d.factory("1.0.0", 10<<10)
 	e := d.engine(engine.Options{})
 	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.0.1", 10<<10, 1))}); err != nil {

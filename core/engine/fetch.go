@@ -22,6 +22,9 @@ type fetcher struct {
 	v     validators
 	s     *stream
 	fails int // failures in a row without a byte of progress
+	// broke is why the last transfer broke, for the reason of a start
+	// over that follows it.
+	broke error
 	// dh is the order's digest, nil without one: the fetcher hashes each
 	// chunk as it arrives, beside the verifier and the port.
 	dh hash.Hash
@@ -92,6 +95,7 @@ func (f *fetcher) fill(ctx context.Context, buf []byte) (n int, last bool, err e
 				rerr = io.ErrUnexpectedEOF
 			}
 			what := transient{fmt.Errorf("%w: %s: transfer broke at byte %d of %s: %w", ErrDownload, f.op, f.pos, sizeString(f.total), rerr)}
+			f.broke = rerr
 			if err := f.retry(ctx, what); err != nil {
 				return n, false, err
 			}
@@ -116,7 +120,14 @@ func (f *fetcher) connect(ctx context.Context) error {
 	}
 	if s.start != f.pos {
 		s.body.Close()
-		return errStartOver{why: fmt.Sprintf("%s changed since byte %d was received (its ETag or Last-Modified differ)", f.op, f.pos)}
+		why := s.restart
+		if why == "" {
+			why = fmt.Sprintf("%s sent the file from byte %d when byte %d was asked for", f.op, s.start, f.pos)
+		}
+		if f.broke != nil {
+			why = fmt.Sprintf("the transfer broke at byte %d (%v), then %s", f.pos, f.broke, why)
+		}
+		return errStartOver{why: why}
 	}
 	if s.total >= 0 {
 		if f.total >= 0 && s.total != f.total {
@@ -129,7 +140,7 @@ func (f *fetcher) connect(ctx context.Context) error {
 		s.body.Close()
 		return fmt.Errorf("%w: %s is %d bytes, the update slot takes %d: refused before writing", ErrRefused, f.op, f.total, f.max)
 	}
-	f.v, f.s = s.v, s
+	f.v, f.s, f.broke = s.v, s, nil
 	return nil
 }
 

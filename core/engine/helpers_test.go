@@ -42,7 +42,19 @@ type keys struct {
 
 func newKeys(t testing.TB) keys {
 	t.Helper()
-	k, err := image.GenerateKey(image.KeyEd25519)
+	return newKeysOf(t, image.KeyEd25519)
+}
+
+// boardKeys returns a key of the signature algorithm board takes (its
+// image.signature): the bootloader and the engine refuse any other.
+func boardKeys(t testing.TB, board string) keys {
+	t.Helper()
+	return newKeysOf(t, catalogLayout(t, board).Signature)
+}
+
+func newKeysOf(t testing.TB, typ string) keys {
+	t.Helper()
+	k, err := image.GenerateKey(typ)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ type faultServer struct {
 	stallAt    int64   // stop sending at this offset until the client goes
 	rangeSkew  int64   // added to the first byte of a Content-Range
 	ignoreRng  bool    // answer 200 with the whole file to a Range request
+	noETag     bool    // send no ETag (and, as before, no Last-Modified)
 
 	served   int64    // body bytes sent, over all requests
 	requests []string // "GET range=... if-range=..."
@@ -95,7 +96,9 @@ func (s *faultServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h := w.Header()
-	h.Set("ETag", etag)
+	if !s.noETag {
+		h.Set("ETag", etag)
+	}
 	if !s.chunked {
 		h.Set("Content-Length", strconv.FormatInt(int64(len(content))-start+s.lenDelta, 10))
 	}
@@ -169,7 +172,7 @@ func (s *faultServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // httpCase sets up a device running 1.0.0 and a server with image 1.1.0.
 func httpCase(t *testing.T, board string, payloadSize int) (*device, []byte, *faultServer, string) {
 	t.Helper()
-	d := newDevice(t, board, newKeys(t))
+	d := newDevice(t, board, boardKeys(t, board))
 	d.factory("1.0.0", 8<<10)
 	img := signed(t, d.keys.priv, "1.1.0", payloadSize, 2)
 	s, srv := newFaultServer(t, img)
@@ -220,10 +223,12 @@ func TestHTTP_Faults(t *testing.T) {
 		say   string
 		state engine.State
 	}{
+		// Stopped before the first byte was written: the state stays
+		// what it was (the factory image, confirmed).
 		{"500 every time", func(s *faultServer, _ []byte) { s.always = 500 }, nil,
-			engine.ErrDownload, "500 Internal Server Error (firmware server busy) (gave up after 3 retries)", engine.Downloading},
+			engine.ErrDownload, "500 Internal Server Error (firmware server busy) (gave up after 3 retries)", engine.Confirmed},
 		{"404", func(s *faultServer, _ []byte) { s.always = 404 }, nil,
-			engine.ErrDownload, "404 Not Found", engine.Failed},
+			engine.ErrDownload, "404 Not Found", engine.Confirmed},
 		{"truncated body every time", func(s *faultServer, img []byte) { s.truncateAt = int64(len(img)) / 2 }, nil,
 			engine.ErrDownload, "transfer broke at byte", engine.Downloading},
 		{"tampered body", func(s *faultServer, img []byte) {
@@ -281,7 +286,7 @@ func TestHTTP_Faults(t *testing.T) {
 			if st.State != c.state {
 				t.Errorf("state %s (%s), want %s", st.State, st.LastError, c.state)
 			}
-			if st.LastError == "" {
+			if st.LastError == "" && st.State != engine.Confirmed {
 				t.Errorf("status has no last error")
 			}
 			d.expectRuns("1.0.0+0")
@@ -321,6 +326,30 @@ func TestHTTP_ChangedFileStartsOver(t *testing.T) {
 		t.Errorf("%d start-overs announced, want 1", started)
 	}
 	d.expectRuns("1.1.1+0")
+}
+
+// TestHTTP_StallingServerWithoutValidatorsIsNamed: a server that stalls,
+// ignores Range and sends neither ETag nor Last-Modified cannot be resumed;
+// the error says that, not that its validators differ (issue 9, item 7).
+func TestHTTP_StallingServerWithoutValidatorsIsNamed(t *testing.T) {
+	d, img, s, url := httpCase(t, "esp32-devkitc", 100<<10)
+	s.stallAt, s.ignoreRng, s.noETag = int64(len(img))/2, true, true
+	opts := fastOpts
+	opts.ReadTimeout = 100e6
+	err := d.engine(opts).Install(context.Background(), engine.Source{URL: url})
+	wantIs(t, err, engine.ErrDownload)
+	t.Log(err)
+	for _, no := range []string{"differ", "keeps changing"} {
+		if strings.Contains(err.Error(), no) {
+			t.Errorf("error %q says %q: the server sent no validators", err, no)
+		}
+	}
+	for _, say := range []string{"ignores Range", "no ETag or Last-Modified", "stalled"} {
+		if !strings.Contains(err.Error(), say) {
+			t.Errorf("error %q does not say %q", err, say)
+		}
+	}
+	d.expectRuns("1.0.0+0")
 }
 
 func TestHTTP_ServerIgnoringRangeIsSkipped(t *testing.T) {

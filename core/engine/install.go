@@ -20,11 +20,13 @@ import (
 //
 // The image is refused before anything is written when it cannot fit the
 // board, is not newer than the running one (unless Options.AllowDowngrade)
-// or is not the version the order announced; its digest, hash, signature
+// or is not the version the order announced; such a refusal, and any
+// error before the first change to the slot, leaves the state as it was
+// (an install pending before stays pending). Its digest, hash, signature
 // and security counter are checked before SetBoot, on the stream and again
 // on a read-back of the slot. An error that a later attempt may not have
 // (a dropped network, a crashed port, ctx) leaves a resumable download; a
-// refused or bad image leaves state Failed. Neither blocks the next Install.
+// bad image leaves state Failed. Neither blocks the next Install.
 func (e *Engine) Install(ctx context.Context, src Source) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -58,18 +60,23 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	if err := dev.canWrite(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
+	if _, err := e.keysFor(dev); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
 	same := rec.Source == src.URL && rec.Digest == dg.String() && rec.Announced == src.Version &&
 		rec.Permanent == src.Permanent && rec.Slot == dev.update.Name && src.Size == rec.Size
 	if same && (rec.State == Downloading || rec.State == Verifying) {
 		e.log.Info("install: resuming the interrupted install of the same order", "state", rec.State, "offset", rec.Offset)
 		return e.resume(ctx, &rec, dev, op, dg)
 	}
+	// The new record is saved only when the install is about to change
+	// the slot (transfer.begin): an image refused before that (too big,
+	// a downgrade, another version than the order's) leaves the record,
+	// and a pending install in it, as they were.
 	n := rec.fresh()
 	n.State, n.Source, n.Digest, n.Announced, n.Permanent = Downloading, src.URL, dg.String(), src.Version, src.Permanent
 	n.Size, n.Slot, n.Previous = src.Size, dev.update.Name, dev.running.Version
-	if err := e.announce(ctx, &n, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)); err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
+	n.draft, n.was, n.announce = true, rec.State, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)
 	return e.resume(ctx, &n, dev, op, dg)
 }
 
@@ -101,6 +108,9 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume: %w", err)
 	}
 	if err := dev.canWrite(); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if _, err := e.keysFor(dev); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return e.resume(ctx, &rec, dev, op, dg)
@@ -162,7 +172,7 @@ func (e *Engine) download(ctx context.Context, rec *record, dev device, op opene
 			continue
 		}
 		if errors.As(err, &over) {
-			err = fmt.Errorf("%w: %s: started over %d times: the source keeps changing", ErrDownload, op, maxStartOvers)
+			err = fmt.Errorf("%w: %s: gave up after starting over %d times; the last time: %s", ErrDownload, op, maxStartOvers, over.why)
 		}
 		if err != nil {
 			return nil, e.stop(ctx, rec, t, err)
@@ -209,7 +219,11 @@ type transfer struct {
 }
 
 func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*transfer, error) {
-	v, err := image.NewStreamVerifier(e.opts.Keys)
+	keys, err := e.keysFor(dev)
+	if err != nil {
+		return nil, err
+	}
+	v, err := image.NewStreamVerifier(keys)
 	if err != nil {
 		return nil, fmt.Errorf("install: keys: %w", err)
 	}
@@ -236,7 +250,7 @@ func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*tr
 		}
 		if err != nil {
 			e.log.Warn("install: checkpoint unusable, starting the download over", "err", err)
-			v, _ = image.NewStreamVerifier(e.opts.Keys)
+			v, _ = image.NewStreamVerifier(keys)
 			v.SetMaxSize(dev.maxSize)
 			t.v, t.dh = v, dg.newHash()
 			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
@@ -348,6 +362,9 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 		}
 	}
 	img, err := t.v.Finish()
+	if aerr := checkAlgorithm(img, t.dev); aerr != nil {
+		return nil, aerr
+	}
 	if err != nil {
 		return nil, streamError(err)
 	}
@@ -393,6 +410,9 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			if c.total > 0 {
 				size = c.total
 			}
+			if err := t.begin(ctx); err != nil {
+				return chunkMsg{}, err
+			}
 			if err := t.e.p.Init(ctx, hal.InitRequest{Size: uint64(size), Resume: t.resume}); err != nil {
 				return chunkMsg{}, fmt.Errorf("init %s for %d bytes: %w", t.dev.update.Name, size, err)
 			}
@@ -412,6 +432,28 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			return chunkMsg{}, nil
 		}
 	}
+}
+
+// begin saves the record of a new install before its first change to the
+// slot (Init erases it, and cancels a pending request for it): from here
+// on the install replaces whatever the record held.
+//
+// A request pending for the slot is cancelled first: saved the other way
+// round, a power cut in between would leave the bootloader a request for
+// the old image under the new install's record (a reboot would then try an
+// image the record does not name). Cancelled first, the cut leaves the old
+// record, which Recover turns into failed (the request is gone).
+func (t *transfer) begin(ctx context.Context) error {
+	if !t.rec.draft {
+		return nil
+	}
+	if s, ok := t.dev.slot(t.dev.update.Name); ok && s.Pending {
+		if err := t.e.p.Rollback(ctx); err != nil {
+			return fmt.Errorf("cancel the request pending for %s %s: %w", s.Name, s.Version, err)
+		}
+	}
+	t.rec.draft = false
+	return t.e.announce(ctx, t.rec, t.rec.announce)
 }
 
 // port is the port goroutine's work on one chunk: write it, report the
@@ -496,12 +538,12 @@ func (e *Engine) checkVersion(ver image.Version, dev device, rec *record) error 
 		}
 	}
 	if !e.opts.AllowDowngrade && dev.versionOK && ver.Compare(dev.version) <= 0 {
-		what := "older than"
 		if ver.Compare(dev.version) == 0 {
-			what = "the same as"
+			return fmt.Errorf("%w: image version %s already runs (in %s): not an upgrade; to install the same version again: otarun install --allow-downgrade",
+				ErrRefused, ver, dev.running.Name)
 		}
-		return fmt.Errorf("%w: image version %s is %s the running %s (in %s): a downgrade; allow it with Options.AllowDowngrade (otarun install --allow-downgrade)",
-			ErrRefused, ver, what, dev.version, dev.running.Name)
+		return fmt.Errorf("%w: image version %s is older than the running %s (in %s): a downgrade; to install it anyway: otarun install --allow-downgrade",
+			ErrRefused, ver, dev.version, dev.running.Name)
 	}
 	return nil
 }
@@ -533,9 +575,16 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 	if err := e.announce(ctx, rec, "read back and verify "+rec.Slot); err != nil {
 		return err
 	}
+	keys, err := e.keysFor(dev)
+	if err != nil {
+		return e.stop(ctx, rec, nil, err)
+	}
 	sr := newSlotReader(ctx, e.p, rec.ImageSize)
-	img, err := image.Verify(sr, rec.ImageSize, e.opts.Keys)
+	img, err := image.Verify(sr, rec.ImageSize, keys)
 	sr.wait()
+	if aerr := checkAlgorithm(img, dev); aerr != nil {
+		return e.stop(ctx, rec, nil, aerr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return e.stop(ctx, rec, nil, ctx.Err())
@@ -590,6 +639,14 @@ func terminal(err error) bool {
 // note when the state could not be saved (a port that died cannot store
 // it: the last checkpoint stays).
 func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) error {
+	if rec.draft {
+		// Stopped before it changed anything: the record stays as it
+		// was (a pending install stays pending), and so does the slot.
+		e.emit(Event{Kind: event.Error, State: rec.was, Version: rec.Image, Error: err.Error()})
+		// Info, not Error: the error is returned, and the caller says it.
+		e.log.Info("install stopped before anything was written; the state stays", "state", rec.was, "err", err)
+		return err
+	}
 	if terminal(err) {
 		rec.State, rec.Error, rec.Reboot = Failed, err.Error(), false
 		rec.clearDownload()
@@ -600,7 +657,8 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 		if serr := e.save(context.WithoutCancel(ctx), rec); serr != nil {
 			e.log.Error("install failed and its state could not be saved", "err", err, "save", serr)
 		} else {
-			e.log.Error("install failed", "err", err)
+			// The caller gets err: logged at Info, not said twice.
+			e.log.Info("install failed", "err", err)
 		}
 		return err
 	}
@@ -618,7 +676,7 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	if serr != nil {
 		e.log.Warn("install interrupted; its state stays at the last checkpoint", "err", err, "save", serr)
 	} else {
-		e.log.Warn("install interrupted, resumable", "err", err, "offset", rec.Offset)
+		e.log.Info("install interrupted, resumable", "err", err, "offset", rec.Offset)
 	}
 	return fmt.Errorf("%w (interrupted at byte %d: resume with Resume, otarun install --resume)", err, rec.Offset)
 }

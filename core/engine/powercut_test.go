@@ -24,7 +24,7 @@ func TestPowerCut_EveryOperationOfAnInstall(t *testing.T) {
 		{"esp32-devkitc", 40 << 10}, // dual-bank, 4 KiB sectors, 16-byte writes
 	} {
 		t.Run(b.name, func(t *testing.T) {
-			k := newKeys(t)
+			k := boardKeys(t, b.name)
 			base := newDevice(t, b.name, k)
 			base.factory("1.0.0", b.payload)
 			src := writeFile(t, signed(t, k.priv, "1.1.0", b.payload, 2))

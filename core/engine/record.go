@@ -67,6 +67,16 @@ type record struct {
 	// highest counter of an image confirmed on this device. It outlives
 	// every install.
 	MinCounter uint32 `json:"min_counter,omitempty"`
+
+	// draft is set on the record of a new install until it is first
+	// saved, just before the install's first change to the slot: until
+	// then the persisted record (a pending install among others) is what
+	// it was, and a refusal leaves it so. Never persisted.
+	draft bool
+	// was is the persisted state while the record is a draft, and
+	// announce the message of the draft's first save.
+	was      State
+	announce string
 }
 
 // fresh returns a record for a new attempt that keeps what must outlive

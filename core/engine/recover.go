@@ -162,6 +162,10 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 			msg = rec.Error
 		}
 	case RolledBack:
+		if rec.Reboot && !runs {
+			rec.Error = fmt.Sprintf("image %s rolled back on request; %s %s runs", rec.Image, dev.running.Name, dev.running.Version)
+			msg = rec.Error
+		}
 		rec.Reboot = false
 	}
 	if rec.State != old.State || rec.Reboot != old.Reboot || rec.Error != old.Error || rec.MinCounter != old.MinCounter {
@@ -186,6 +190,9 @@ func (e *Engine) Confirm(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("confirm: %w", err)
 	}
+	if rec.State == RolledBack && rec.Reboot {
+		return fmt.Errorf("confirm: %w: image %s is being rolled back and the previous image runs after the next reboot: reboot first (otarun boot); install it again to keep it", ErrBusy, rec.Image)
+	}
 	if rec.State == Installed && !newImageRuns(rec, dev) {
 		return fmt.Errorf("confirm: %w: image %s is installed but does not run yet: reboot first (otarun boot), then confirm", ErrBusy, rec.Image)
 	}
@@ -204,11 +211,21 @@ func (e *Engine) Confirm(ctx context.Context) error {
 	return nil
 }
 
-// Rollback gives up the new image: an interrupted download is dropped, a
-// pending request cancelled (the old image keeps running), and a new image
-// that runs is left for the old one at the next reboot (dual-bank; a
-// single-bank board has no old image once the copy is done and answers
-// hal.ErrUnsupported).
+// Rollback gives up the new image, and what that means depends on the state
+// (docs/engine.md, "Commands in every state"):
+//
+//   - Downloading, Verifying: the interrupted download is dropped;
+//   - Installed: the pending request is cancelled, the running image stays;
+//   - Testing: the trial ends, the old image runs after the next reboot;
+//   - Confirmed: dual-bank, the image the install replaced runs again
+//     after the next reboot, for good; single-bank keeps no old image and
+//     answers hal.ErrUnsupported;
+//   - Idle, Failed, RolledBack: refused with ErrNothingToRollBack, naming
+//     what runs: there is no new image to give up, and the image a revert
+//     or an earlier rollback gave up never boots again until it is
+//     installed again.
+//
+// Every accepted rollback ends in RolledBack.
 func (e *Engine) Rollback(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -218,16 +235,54 @@ func (e *Engine) Rollback(ctx context.Context) error {
 	}
 	switch rec.State {
 	case Downloading, Verifying:
+		// A crash after SetBoot and before Installed was saved leaves a
+		// Verifying record with a request pending: cancel it first, so
+		// that a cut between the two leaves no rolled-back record over
+		// a request.
+		dev, err := e.describe(ctx)
+		if err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
+		if updatePending(rec, dev) {
+			if err := e.p.Rollback(ctx); err != nil {
+				return fmt.Errorf("rollback: cancel the request for %s: %w", rec.Slot, err)
+			}
+		}
 		n := rec.fresh()
 		n.State, n.Image, n.Previous, n.Source = RolledBack, rec.Image, rec.Previous, rec.Source
 		n.Error = fmt.Sprintf("install of %s abandoned at byte %d", rec.Source, rec.Offset)
 		return e.announce(ctx, &n, n.Error)
 	}
-	if err := e.p.Rollback(ctx); err != nil {
-		if errors.Is(err, hal.ErrUnsupported) {
-			return fmt.Errorf("rollback: %w", err)
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	runs := "no verified image runs"
+	if dev.running.Bootable {
+		runs = fmt.Sprintf("%s %s runs", dev.running.Name, dev.running.Version)
+	}
+	switch rec.State {
+	case Idle:
+		return fmt.Errorf("rollback: %w: no image was installed; %s", ErrNothingToRollBack, runs)
+	case Failed:
+		return fmt.Errorf("rollback: %w: the last install (%s) failed and left nothing to give up; %s", ErrNothingToRollBack, rec.Source, runs)
+	case RolledBack:
+		if rec.Reboot {
+			return fmt.Errorf("rollback: %w: a rollback of image %s is already asked for; %s until the next reboot, then the image before it", ErrNothingToRollBack, rec.Image, runs)
 		}
-		return fmt.Errorf("rollback: port: %w", err)
+		return fmt.Errorf("rollback: %w: image %s was already given up (%s); %s, and %s boots again only when installed again",
+			ErrNothingToRollBack, rec.Image, rec.Error, runs, rec.Image)
+	}
+	if err := e.p.Rollback(ctx); err != nil {
+		switch {
+		case errors.Is(err, hal.ErrUnsupported):
+			return fmt.Errorf("rollback: %w; %s", err, runs)
+		case rec.State == Confirmed && errors.Is(err, hal.ErrNoImage):
+			// Nothing left to return to: a provisioned image, or one
+			// whose predecessor was overwritten or given up.
+			return fmt.Errorf("rollback: %w: %s and no other image may boot (%w)", ErrNothingToRollBack, runs, err)
+		}
+		return fmt.Errorf("rollback: %w", err)
 	}
 	if rec.State == Installed {
 		rec.State, rec.Reboot = RolledBack, false
@@ -236,5 +291,8 @@ func (e *Engine) Rollback(ctx context.Context) error {
 	}
 	rec.State, rec.Reboot = RolledBack, true
 	rec.Error = "rollback requested: the previous image runs after the next reboot"
+	if rec.Previous != "" {
+		rec.Error = fmt.Sprintf("rollback of %s requested: %s runs again after the next reboot", rec.Image, rec.Previous)
+	}
 	return e.announce(ctx, &rec, rec.Error)
 }

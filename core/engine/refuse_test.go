@@ -17,7 +17,6 @@ import (
 // (AliOS Things #981: after one failure, upgrades never succeeded again).
 func TestInstall_Refused(t *testing.T) {
 	const size = 12 << 10
-	other := newKeys(t)
 	cases := []struct {
 		name string
 		// image returns the file to install and the order.
@@ -25,11 +24,12 @@ func TestInstall_Refused(t *testing.T) {
 		allowDowngrade bool
 		want           error
 		say            string
-		// untouched: refused before any write to the update slot.
+		// untouched: refused before any write to the update slot, and
+		// before any change of the engine's state.
 		untouched bool
 	}{
 		{"wrong key", func(d *device) ([]byte, engine.Source) {
-			return signed(t, other.priv, "1.2.0", size, 6), engine.Source{}
+			return signed(t, boardKeys(t, d.layout.Board).priv, "1.2.0", size, 6), engine.Source{}
 		}, false, engine.ErrVerify, "unknown key", false},
 		{"unsigned", func(d *device) ([]byte, engine.Source) {
 			return signed(t, nil, "1.2.0", size, 6), engine.Source{}
@@ -39,7 +39,7 @@ func TestInstall_Refused(t *testing.T) {
 		}, false, engine.ErrRefused, "older than the running 1.1.0", true},
 		{"same version", func(d *device) ([]byte, engine.Source) {
 			return signed(t, d.keys.priv, "1.1.0", size, 6), engine.Source{}
-		}, false, engine.ErrRefused, "the same as the running", true},
+		}, false, engine.ErrRefused, "1.1.0+0 already runs (in ", true},
 		{"security counter below the device's", func(d *device) ([]byte, engine.Source) {
 			return signed(t, d.keys.priv, "1.2.0", size, 4), engine.Source{}
 		}, false, engine.ErrRefused, "security counter 4, below the device's 5", false},
@@ -82,7 +82,7 @@ func TestInstall_Refused(t *testing.T) {
 		for _, c := range cases {
 			t.Run(board+"/"+c.name, func(t *testing.T) {
 				ctx := context.Background()
-				d := newDevice(t, board, newKeys(t))
+				d := newDevice(t, board, boardKeys(t, board))
 				d.factory("1.0.0", size)
 				e := d.engine(engine.Options{})
 				if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", size, 5))}); err != nil {
@@ -105,8 +105,28 @@ func TestInstall_Refused(t *testing.T) {
 				if !strings.Contains(err.Error(), c.say) {
 					t.Errorf("error %q does not say %q", err, c.say)
 				}
+				// Words for the user: the command-line flag, not a Go
+				// option; an equal version is no downgrade.
+				if strings.Contains(err.Error(), "Options.") {
+					t.Errorf("error %q names a Go option", err)
+				}
+				if c.name == "same version" && strings.Contains(err.Error(), "downgrade:") {
+					t.Errorf("error %q calls an equal version a downgrade", err)
+				}
+				if c.name == "downgrade" || c.name == "same version" {
+					if !strings.Contains(err.Error(), "--allow-downgrade") {
+						t.Errorf("error %q does not name the flag that allows it", err)
+					}
+				}
 				st := d.status()
-				if st.State != engine.Failed || st.LastError != err.Error() {
+				switch {
+				case c.untouched:
+					// Refused before the first write: nothing changed,
+					// the record included (issue 9, reproduction 3).
+					if st.State != engine.Confirmed || st.Image != "1.1.0+0" || st.LastError != "" {
+						t.Errorf("state %s, image %s, last error %q; want confirmed 1.1.0+0 as before", st.State, st.Image, st.LastError)
+					}
+				case st.State != engine.Failed || st.LastError != err.Error():
 					t.Errorf("state %s, last error %q; want failed with the error", st.State, st.LastError)
 				}
 				for _, s := range st.Slots {

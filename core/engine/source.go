@@ -53,6 +53,21 @@ type stream struct {
 	// total is the size of the whole file, -1 when unknown.
 	total int64
 	v     validators
+	// restart says why the source starts the file over (start 0 where a
+	// later offset was asked for).
+	restart string
+}
+
+// changed describes how the validators of a file differ from was.
+func (v validators) changed(was validators) string {
+	var d []string
+	if v.etag != was.etag {
+		d = append(d, fmt.Sprintf("ETag %q, was %q", v.etag, was.etag))
+	}
+	if v.lastModified != was.lastModified {
+		d = append(d, fmt.Sprintf("Last-Modified %q, was %q", v.lastModified, was.lastModified))
+	}
+	return strings.Join(d, "; ")
 }
 
 // opener opens a source at an offset. An error wrapped in transient may
@@ -121,17 +136,18 @@ func (f fileOpener) open(ctx context.Context, off int64, v validators) (*stream,
 		return nil, fmt.Errorf("%w: source %s is not a regular file", ErrDownload, f.path)
 	}
 	cur := validators{etag: fmt.Sprintf("%x-%x", st.Size(), st.ModTime().UnixNano())}
-	if !v.empty() && v != cur {
-		off = 0
+	restart := ""
+	if off > 0 && !v.empty() && v != cur {
+		off, restart = 0, fmt.Sprintf("%s changed since byte %d was read (its size or modification time differ)", f.path, off)
 	}
 	if off > st.Size() {
-		off = 0
+		off, restart = 0, fmt.Sprintf("%s is %d bytes, shorter than the %d already read", f.path, st.Size(), off)
 	}
 	if _, err := fh.Seek(off, io.SeekStart); err != nil {
 		fh.Close()
 		return nil, fmt.Errorf("%w: source %s: seek to %d: %w", ErrDownload, f.path, off, err)
 	}
-	return &stream{body: fh, start: off, total: st.Size(), v: cur}, nil
+	return &stream{body: fh, start: off, total: st.Size(), v: cur, restart: restart}, nil
 }
 
 // httpOpener fetches over HTTP(S) with Range requests.
@@ -209,6 +225,14 @@ func (h *httpOpener) open(ctx context.Context, off int64, v validators) (*stream
 		if off > 0 && (v.empty() || s.v != v) {
 			// The file changed (or cannot be told apart): start over.
 			s.start = 0
+			switch {
+			case v.empty() && s.v.empty():
+				s.restart = fmt.Sprintf("GET %s ignores Range (it answered 200 with the whole file to a request for the bytes from %d on) and sends no ETag or Last-Modified to tell whether it is the same file: a download from it cannot resume", h.url, off)
+			case v.empty():
+				s.restart = fmt.Sprintf("GET %s ignores Range (it answered 200 to a request for the bytes from %d on) and sent no ETag or Last-Modified before, so it cannot be told whether the file is the same", h.url, off)
+			default:
+				s.restart = fmt.Sprintf("%s changed since byte %d was received (%s)", h.url, off, s.v.changed(v))
+			}
 			break
 		}
 		if off > 0 {

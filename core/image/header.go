@@ -175,6 +175,9 @@ var (
 	ErrUnknownKey = errors.New("image signed by an unknown key")
 	// ErrBadSignature: the signature does not verify with the key it names.
 	ErrBadSignature = errors.New("bad image signature")
+	// ErrAlgorithm: the image is signed, but with another algorithm than
+	// the one asked for (a board's image.signature).
+	ErrAlgorithm = errors.New("image signed with another algorithm")
 	// ErrTooLarge: the header announces an image larger than the stream
 	// verifier's limit (the slot it is written to).
 	ErrTooLarge = errors.New("image too large")

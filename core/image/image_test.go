@@ -337,3 +337,33 @@ func TestReadTrailer_ImgtoolImages(t *testing.T) {
 		t.Errorf("unpadded image has a trailer: %v %v", ok, err)
 	}
 }
+
+func TestCheckAlgorithm_NamesBoth(t *testing.T) {
+	ed, err := GenerateKey(KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := GenerateKey(KeyECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Sign([]byte("firmware"), ed, SignOptions{Version: Version{Major: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := Verify(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.CheckAlgorithm(KeyEd25519); err != nil {
+		t.Errorf("ed25519 image against ed25519: %v", err)
+	}
+	err = img.CheckAlgorithm(KeyECDSAP256)
+	if !errors.Is(err, ErrAlgorithm) || !strings.Contains(err.Error(), "signed with ed25519, not ecdsa-p256") {
+		t.Errorf("ed25519 image against ecdsa-p256: %v", err)
+	}
+	keys := KeysOfType([]crypto.PublicKey{ed.Public(), ec.Public(), ec}, KeyECDSAP256)
+	if len(keys) != 2 {
+		t.Errorf("KeysOfType kept %d keys, want the 2 ecdsa-p256 ones", len(keys))
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,10 +47,25 @@ type Store struct {
 	dir string
 }
 
-// NewStore opens (creating if needed) the blob directory dir.
+// uploadPattern names the temporary file of an upload in progress.
+const uploadPattern = ".upload-*"
+
+// NewStore opens (creating if needed) the blob directory dir. Uploads left
+// half done by a process that died are removed: the caller is the only
+// otaserve on its data directory (the fleet store's lock), so none of them
+// can be in progress.
 func NewStore(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open firmware store %s: %w", dir, err)
+	}
+	left, err := filepath.Glob(filepath.Join(dir, uploadPattern))
+	if err != nil {
+		return nil, fmt.Errorf("open firmware store %s: %w", dir, err)
+	}
+	for _, f := range left {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open firmware store %s: remove an interrupted upload: %w", dir, err)
+		}
 	}
 	return &Store{dir: dir}, nil
 }
@@ -76,7 +92,7 @@ func (s *Store) Open(sum string) (*os.File, error) {
 // accepts anything. maxSize bounds the upload (0: no bound). Putting bytes
 // already stored keeps the existing file.
 func (s *Store) Put(ctx context.Context, r io.Reader, maxSize int64, check func(f *os.File, size int64) error) (Blob, error) {
-	tmp, err := os.CreateTemp(s.dir, ".upload-*")
+	tmp, err := os.CreateTemp(s.dir, uploadPattern)
 	if err != nil {
 		return Blob{}, fmt.Errorf("store firmware: %w", err)
 	}

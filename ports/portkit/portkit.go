@@ -117,7 +117,8 @@ func EmulatedFlash(l hal.Layout, file string) (flash.Device, error) {
 	}
 	dev, err := flash.OpenFile(file, l.Flash)
 	if err != nil {
-		return nil, fmt.Errorf("flash file %s (set %s to choose another): %w", file, EnvFlash, err)
+		// err names the file already (flash.OpenFile): add only the fix.
+		return nil, fmt.Errorf("%w (%s chooses another file)", err, EnvFlash)
 	}
 	return dev, nil
 }

@@ -3,14 +3,20 @@ package powercut
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/flash"
@@ -32,7 +38,7 @@ const (
 type fixture struct {
 	board      Board
 	layout     hal.Layout
-	key        ed25519.PrivateKey
+	key        crypto.Signer
 	bootOpts   boot.Options
 	keys       []crypto.PublicKey
 	oldImg     []byte
@@ -56,7 +62,10 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 	// A key derived from the board name: the images, and so every
 	// operation count and torn point, are the same from run to run.
 	seed := sha256.Sum256([]byte("otaport power-cut suite " + b.Name))
-	key := ed25519.NewKeyFromSeed(seed[:])
+	key, err := boardKey(b.Layout.Signature, seed)
+	if err != nil {
+		return nil, fmt.Errorf("board %s: %w", b.Name, err)
+	}
 	f := &fixture{
 		board:  b,
 		layout: b.Layout,
@@ -69,7 +78,6 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 	}
 	f.log = cfg.Logger
 	f.bootOpts = boot.Options{Keys: f.keys, Logger: cfg.Logger}
-	var err error
 	if f.oldImg, err = f.sign(OldVersion, cfg.payloadSize(), 1); err != nil {
 		return nil, err
 	}
@@ -124,6 +132,55 @@ func (f *fixture) sign(v string, n int, salt byte) ([]byte, error) {
 		return nil, fmt.Errorf("board %s: sign image %s: %w", f.board.Name, v, err)
 	}
 	return img, nil
+}
+
+// boardKey returns a key of the board's signature algorithm (its
+// image.signature: the bootloader boots no other), derived from seed where
+// the algorithm allows it so that the images keep their size from run to
+// run: ed25519 and ECDSA (signed as RFC 6979, deterministic) from the seed;
+// RSA keys are generated once per run, their signatures have a fixed size.
+func boardKey(alg string, seed [32]byte) (crypto.Signer, error) {
+	switch alg {
+	case image.KeyEd25519:
+		return ed25519.NewKeyFromSeed(seed[:]), nil
+	case image.KeyECDSAP256:
+		k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), seed[:])
+		if err != nil {
+			return nil, err
+		}
+		return deterministicSigner{k}, nil
+	case image.KeyRSA2048, image.KeyRSA3072:
+		rsaKeys.Do(func() {
+			rsaKeys.m = map[string]*rsa.PrivateKey{}
+			for bits, name := range map[int]string{2048: image.KeyRSA2048, 3072: image.KeyRSA3072} {
+				k, err := rsa.GenerateKey(crand.Reader, bits)
+				if err != nil {
+					rsaKeys.err = err
+					return
+				}
+				rsaKeys.m[name] = k
+			}
+		})
+		return rsaKeys.m[alg], rsaKeys.err
+	}
+	return nil, fmt.Errorf("image.signature %q: no key for it in the suite", alg)
+}
+
+var rsaKeys struct {
+	sync.Once
+	m   map[string]*rsa.PrivateKey
+	err error
+}
+
+// deterministicSigner signs with ECDSA as RFC 6979 does (no randomness),
+// so that the signature, and with its DER length the image, is the same on
+// every run.
+type deterministicSigner struct{ k *ecdsa.PrivateKey }
+
+func (d deterministicSigner) Public() crypto.PublicKey { return d.k.Public() }
+
+func (d deterministicSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return d.k.Sign(nil, digest, opts)
 }
 
 // factory programs the old image into app, as a factory programmer does.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	hclog "github.com/hashicorp/go-hclog"
 )
@@ -22,9 +23,16 @@ type hcLogger struct {
 	l    *slog.Logger
 	name string
 	args []any
+	// starting, while set, turns go-plugin's own messages into debug
+	// ones: a start that fails is reported by Open's error, in the
+	// plugin's words, and go-plugin's "plugin process exited" and
+	// "failed to exit gracefully" before it would only bury them.
+	starting *atomic.Bool
 }
 
-func newHCLogger(l *slog.Logger) hclog.Logger { return &hcLogger{l: l} }
+func newHCLogger(l *slog.Logger, starting *atomic.Bool) hclog.Logger {
+	return &hcLogger{l: l, starting: starting}
+}
 
 func slogLevel(level hclog.Level) slog.Level {
 	switch level {
@@ -50,6 +58,9 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	// caller as an ExitError, so the announcement is only debugging detail.
 	if lv == slog.LevelInfo && msg == "plugin process exited" {
 		lv = slog.LevelDebug
+	}
+	if h.name == "" && h.starting != nil && h.starting.Load() {
+		lv = min(lv, slog.LevelDebug)
 	}
 	ctx := context.Background()
 	if !h.l.Enabled(ctx, lv) {
@@ -77,7 +88,7 @@ func (h *hcLogger) ImpliedArgs() []any         { return h.args }
 func (h *hcLogger) Name() string               { return h.name }
 
 func (h *hcLogger) With(args ...any) hclog.Logger {
-	return &hcLogger{l: h.l, name: h.name, args: append(h.args[:len(h.args):len(h.args)], args...)}
+	return &hcLogger{l: h.l, name: h.name, args: append(h.args[:len(h.args):len(h.args)], args...), starting: h.starting}
 }
 
 func (h *hcLogger) Named(name string) hclog.Logger {

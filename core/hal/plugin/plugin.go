@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -229,6 +230,8 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	tieToHost(cmd)
 	tail := &tailWriter{}
+	starting := &atomic.Bool{}
+	starting.Store(true)
 	pc := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: PluginSets(nil),
@@ -237,7 +240,7 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		SecureConfig:     secure,
 		AutoMTLS:         true,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		Logger:           newHCLogger(logger),
+		Logger:           newHCLogger(logger, starting),
 		Stderr:           tail,
 		// What the plugin writes to os.Stdout and os.Stderr while serving
 		// (go-plugin forwards it over its stdio stream) is logged too.
@@ -273,9 +276,10 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("start port plugin %s: %w", base, ctx.Err())
 	}
 	if d.err != nil {
-		pc.Kill()
-		return nil, fmt.Errorf("start port plugin %s: %w%s", base, d.err, tail.explain())
+		pc.Kill() // returns once the process is reaped and its stderr read
+		return nil, startError(base, d.err, cmd, tail)
 	}
+	starting.Store(false)
 
 	c := d.c
 	c.name = "port plugin " + base
@@ -293,6 +297,23 @@ func Open(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return &ExitError{Plugin: base, State: state, Output: tail.last()}
 	}
 	return c, nil
+}
+
+// startError explains a plugin that did not start. When the process ended
+// and said something, its words lead: they name what is wrong (a flash file
+// of the wrong size, a directory), where go-plugin's own error is a page
+// on architectures, libraries and handshakes that fits any failure.
+func startError(base string, err error, cmd *exec.Cmd, tail *tailWriter) error {
+	said := tail.last()
+	if said == "" || cmd.ProcessState == nil {
+		return fmt.Errorf("start port plugin %s: %w%s", base, err, tail.explain())
+	}
+	state := cmd.ProcessState.String()
+	if strings.HasPrefix(said, base+":") {
+		// A port's main names itself, as otagen generates it.
+		return fmt.Errorf("%s (port plugin %s exited before serving: %s)", said, base, state)
+	}
+	return fmt.Errorf("%s (%s exited before the plugin handshake, %s: not an otaport port plugin, or one built for another protocol version)", said, base, state)
 }
 
 // checkSHA256 refuses a plugin file whose hash is not the expected one, in

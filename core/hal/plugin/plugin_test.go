@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,8 +62,12 @@ func servePlugin(kind string) {
 			os.Exit(1)
 		}
 		plugin.Serve(p)
+	case "fail":
+		// A port that cannot open its flash, as a generated main says so.
+		fmt.Fprintln(os.Stderr, filepath.Base(os.Args[0])+": "+failWords)
+		os.Exit(1)
 	default:
-		fmt.Fprintf(os.Stderr, "%s=%q: want full, minimal or bench\n", helperEnv, kind)
+		fmt.Fprintf(os.Stderr, "%s=%q: want full, minimal, bench or fail\n", helperEnv, kind)
 		os.Exit(1)
 	}
 }
@@ -511,6 +516,53 @@ func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 }
 func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
 func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+// failWords is what the "fail" helper says before it exits.
+const failWords = "open test-board flash: open flash file /tmp/x.flash: the file is 1000 bytes but the board's flash is 65536 bytes"
+
+// TestOpen_StartFailureLeadsWithThePluginsWords: a plugin that exits
+// before serving is reported by what it said, on one line, not by
+// go-plugin's boilerplate about architectures and handshakes, and without
+// go-plugin's lifecycle warnings in the host's log (issue 9, item 7).
+func TestOpen_StartFailureLeadsWithThePluginsWords(t *testing.T) {
+	notPlugin := filepath.Join(t.TempDir(), "frob")
+	if err := os.WriteFile(notPlugin, []byte("#!/bin/sh\necho 'usage: frob FILE' >&2\nexit 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path, env string
+		lead, say       string
+	}{
+		{"a port that cannot start", os.Args[0], helperEnv + "=fail", filepath.Base(os.Args[0]) + ": " + failWords, "exit status 1"},
+		{"not a plugin", notPlugin, "", "usage: frob FILE", "not an otaport port plugin"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := &recorder{}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cl, err := plugin.Open(ctx, plugin.ClientConfig{Path: c.path, Env: []string{c.env}, Logger: slog.New(rec)})
+			if err == nil {
+				cl.Close()
+				t.Fatal("Open succeeded")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, c.lead) {
+				t.Errorf("error does not lead with the plugin's words %q:\n%s", c.lead, msg)
+			}
+			if !strings.Contains(msg, c.say) || strings.Contains(msg, "\n") || strings.Contains(msg, "This usually means") {
+				t.Errorf("error is not one line saying %q:\n%s", c.say, msg)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			for _, r := range rec.records {
+				if r.Level >= slog.LevelWarn {
+					t.Errorf("host log has %v %q: the error says it all", r.Level, r.Message)
+				}
+			}
+		})
+	}
+}
 
 func TestPlugin_LogsReachHostSlog(t *testing.T) {
 	rec := &recorder{}
