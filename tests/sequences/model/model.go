@@ -158,7 +158,6 @@ func (m *Model) Acceptable(img Image) bool {
 // Install: an install of img answered ok (accepted: "installed, reboot to
 // apply") or refused.
 func (m *Model) Install(img Image, ok bool) *Violation {
-	m.interrupted = nil
 	want := m.Acceptable(img)
 	if ok != want {
 		if ok {
@@ -166,9 +165,25 @@ func (m *Model) Install(img Image, ok bool) *Violation {
 		}
 		return violate("install-refused", "an install of %s was refused; the device must take it", img.Version)
 	}
-	if ok {
+	switch {
+	case ok:
+		m.interrupted = nil
 		m.accept(img.Version)
+	case !img.Trusted || !img.Intact:
+		// Refused late: the hash and the signature are at the end of
+		// the image, so its bytes went to the update slot first. That
+		// slot held the pending image and the interrupted download, if
+		// any: both may be gone (and status must then say so), or a
+		// device that checks first may have kept them.
+		m.interrupted = nil
+		if m.pending != "" {
+			m.pendingKnown = false
+			m.next = []string{m.pending, m.running}
+		}
 	}
+	// Refused from its header (size, version, algorithm): nothing was
+	// written and nothing changes, a pending image and an interrupted
+	// download included.
 	return nil
 }
 

@@ -55,11 +55,23 @@ func TestModel(t *testing.T) {
 			return first(m.Install(good(v1), true), m.Install(img, false),
 				m.Check(obs(v0, false, "failed", "1.2.0+0", Slot{Name: "ota", Version: v1, Pending: true})))
 		}, "status-pending"},
-		{"a refused install drops the pending one", dual, func(m *Model) *Violation {
+		{"a header refusal drops the pending one", dual, func(m *Model) *Violation {
 			img := good("1.2.0+0")
-			img.Intact = false
+			img.Policy = false
 			return first(m.Install(good(v1), true), m.Install(img, false), m.Check(obs(v0, false, "failed", "1.2.0+0")))
 		}, "pending-kept"},
+		{"a tampered image, written over the pending one", dual, func(m *Model) *Violation {
+			img := good("1.2.0+0")
+			img.Intact = false
+			return first(m.Install(good(v1), true), m.Install(img, false), m.Check(obs(v0, false, "failed", "1.2.0+0")),
+				m.Boot(obs(v0, false, "failed", "1.2.0+0"), nil))
+		}, ""},
+		{"a tampered image, pending kept but status failed", dual, func(m *Model) *Violation {
+			img := good("1.2.0+0")
+			img.Intact = false
+			return first(m.Install(good(v1), true), m.Install(img, false),
+				m.Check(obs(v0, false, "failed", "1.2.0+0", Slot{Name: "ota", Version: v1, Pending: true})))
+		}, "status-pending"},
 		{"equal version accepted", dual, func(m *Model) *Violation { return m.Install(good(v0), true) }, "install-accepted"},
 		{"wrong algorithm accepted", dual, func(m *Model) *Violation {
 			img := good(v1)
