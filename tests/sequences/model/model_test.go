@@ -9,6 +9,20 @@ func good(v string) Image {
 	return Image{Version: v, Trusted: true, Policy: true, Intact: true, Fits: true}
 }
 
+// bad is image v with one defect, set by spoil.
+func bad(v string, spoil func(*Image)) Image {
+	img := good(v)
+	spoil(&img)
+	return img
+}
+
+// Defects an image may have, for bad.
+var (
+	oversized = func(i *Image) { i.Fits = false }
+	tampered  = func(i *Image) { i.Intact = false }
+	otherAlg  = func(i *Image) { i.Policy = false }
+)
+
 // obs builds what a user sees of a two-slot device.
 func obs(running string, trial bool, state, image string, slots ...Slot) Observed {
 	return Observed{Running: running, Trial: trial, Slots: slots, EngineState: state, EngineImage: image}
@@ -50,33 +64,23 @@ func TestModel(t *testing.T) {
 			return first(m.Install(good(v1), true), m.Boot(trialObs, nil), m.Rollback(true, v0), m.Boot(obs(v1, false, "confirmed", v1), nil))
 		}, "runs-rejected/rolled-back"},
 		{"issue 9 #3: a refused install, status failed", dual, func(m *Model) *Violation {
-			img := good("1.2.0+0")
-			img.Fits = false
-			return first(m.Install(good(v1), true), m.Install(img, false),
+			return first(m.Install(good(v1), true), m.Install(bad("1.2.0+0", oversized), false),
 				m.Check(obs(v0, false, "failed", "1.2.0+0", Slot{Name: "ota", Version: v1, Pending: true})))
 		}, "status-pending"},
 		{"a header refusal drops the pending one", dual, func(m *Model) *Violation {
-			img := good("1.2.0+0")
-			img.Policy = false
-			return first(m.Install(good(v1), true), m.Install(img, false), m.Check(obs(v0, false, "failed", "1.2.0+0")))
+			return first(m.Install(good(v1), true), m.Install(bad("1.2.0+0", otherAlg), false), m.Check(obs(v0, false, "failed", "1.2.0+0")))
 		}, "pending-kept"},
 		{"a tampered image, written over the pending one", dual, func(m *Model) *Violation {
-			img := good("1.2.0+0")
-			img.Intact = false
-			return first(m.Install(good(v1), true), m.Install(img, false), m.Check(obs(v0, false, "failed", "1.2.0+0")),
+			return first(m.Install(good(v1), true), m.Install(bad("1.2.0+0", tampered), false), m.Check(obs(v0, false, "failed", "1.2.0+0")),
 				m.Boot(obs(v0, false, "failed", "1.2.0+0"), nil))
 		}, ""},
 		{"a tampered image, pending kept but status failed", dual, func(m *Model) *Violation {
-			img := good("1.2.0+0")
-			img.Intact = false
-			return first(m.Install(good(v1), true), m.Install(img, false),
+			return first(m.Install(good(v1), true), m.Install(bad("1.2.0+0", tampered), false),
 				m.Check(obs(v0, false, "failed", "1.2.0+0", Slot{Name: "ota", Version: v1, Pending: true})))
 		}, "status-pending"},
 		{"equal version accepted", dual, func(m *Model) *Violation { return m.Install(good(v0), true) }, "install-accepted"},
 		{"wrong algorithm accepted", dual, func(m *Model) *Violation {
-			img := good(v1)
-			img.Policy = false
-			return m.Install(img, true)
+			return m.Install(bad(v1, otherAlg), true)
 		}, "install-accepted"},
 		{"single-bank rollback with nothing pending", Config{BootAttempts: 1}, func(m *Model) *Violation {
 			return m.Rollback(true, "")
