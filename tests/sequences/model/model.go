@@ -123,6 +123,10 @@ type Model struct {
 	// rules allow, after a power cut).
 	next []string
 
+	// rollbackAsked: a rollback was accepted and the boot that carries
+	// it out has not come yet.
+	rollbackAsked bool
+
 	// interrupted lists the installs a power cut may have left for a
 	// resume to finish: the last one cut, and the ones before it when
 	// the cut may have come before the new install recorded itself.
@@ -263,6 +267,11 @@ func (m *Model) Rollback(ok bool, other string) *Violation {
 		}
 	case m.pending != "":
 		target, away = m.running, m.pending
+	case m.rollbackAsked:
+		// Asked again before the reboot: refusing ("already asked
+		// for") and accepting without changing anything both keep the
+		// promise of the first one.
+		return nil
 	case !m.cfg.DualBank:
 		allowed = false
 	case m.trial != "":
@@ -294,6 +303,7 @@ func (m *Model) Rollback(ok bool, other string) *Violation {
 		}
 	}
 	m.pending, m.trial, m.interrupted = "", "", nil
+	m.rollbackAsked = true
 	if target != "" {
 		m.next = []string{target}
 	} else {
@@ -370,7 +380,7 @@ func (m *Model) Boot(obs Observed, err error) *Violation {
 		}
 		m.trial = ""
 	}
-	m.pending, m.pendingKnown = "", true
+	m.pending, m.pendingKnown, m.rollbackAsked = "", true, false
 	if obs.EngineState != "downloading" && obs.EngineState != "verifying" {
 		m.interrupted = nil // the cut came after the install's end
 	}

@@ -78,6 +78,10 @@ func TestModel(t *testing.T) {
 			return first(m.Install(good(v1), true), m.Install(bad("1.2.0+0", tampered), false),
 				m.Check(obs(v0, false, "failed", "1.2.0+0", Slot{Name: "ota", Version: v1, Pending: true})))
 		}, "status-pending"},
+		{"a second rollback before the reboot", dual, func(m *Model) *Violation {
+			return first(m.Install(good(v1), true), m.Boot(trialObs, nil), m.Rollback(true, v0), m.Rollback(false, v0),
+				m.Boot(obs(v0, false, "rolled-back", v1), nil))
+		}, ""},
 		{"equal version accepted", dual, func(m *Model) *Violation { return m.Install(good(v0), true) }, "install-accepted"},
 		{"wrong algorithm accepted", dual, func(m *Model) *Violation {
 			return m.Install(bad(v1, otherAlg), true)
