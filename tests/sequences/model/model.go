@@ -261,10 +261,11 @@ func (m *Model) Rollback(ok bool, other string) *Violation {
 	case len(m.interrupted) > 0:
 		// An interrupted download is dropped; what runs and what is
 		// pending stay.
-		if ok {
-			m.interrupted = nil
-			return nil
+		if !ok {
+			return violate("rollback-refused", "rollback was refused while the interrupted install of %s could be dropped", m.interrupted[len(m.interrupted)-1].Version)
 		}
+		m.interrupted = nil
+		return nil
 	case m.pending != "":
 		target, away = m.running, m.pending
 	case m.rollbackAsked:
