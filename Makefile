@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin
 
-.PHONY: all build generate test vet lint demo clean bench
+.PHONY: all build generate test vet lint demo clean bench sequences
 
 all: build
 
@@ -28,6 +28,11 @@ test: lint
 
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# The sequence tester in full mode: a million random steps over every
+# catalog board, checked against the reference model (tests/sequences).
+sequences:
+	OTAPORT_SEQUENCES=full $(GO) test -count=1 -timeout 60m -run '^TestSequences$$' -v ./tests/sequences/
 
 demo: build
 	./scripts/demo.sh

@@ -1,0 +1,170 @@
+package sequences
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/otaport/otaport/core/agent"
+	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
+)
+
+// factoryVersion is the image every sequence starts from, provisioned.
+const factoryVersion = "1.0.0+0"
+
+// fixture is one catalog board made ready for sequences: its keys, the
+// images offered to it (made on first use, then shared by every worker)
+// and the flash of a device provisioned with factoryVersion.
+type fixture struct {
+	name   string
+	layout hal.Layout
+	dir    string
+	// key signs the images the device trusts; other signs the wrong-key
+	// images, with the same algorithm, so only trust differs. alien is
+	// trusted too, but of another algorithm than the board's
+	// image.signature: the board's policy must refuse what it signs.
+	key, other, alien crypto.Signer
+	alienType         string
+	keys              []crypto.PublicKey
+	pubFile           string
+	http              *http.Client
+
+	mu     sync.Mutex
+	images map[string]string // file name -> path
+
+	base *flash.Emulator // provisioned; every sequence runs on a clone
+}
+
+// newFixture makes keys of the board's own signature type (so that the
+// board's image policy holds for the good images), writes the public key
+// where otarun's --key would read it and provisions a device.
+func newFixture(ctx context.Context, name string, l hal.Layout, dir string) (*fixture, error) {
+	f := &fixture{name: name, layout: l, dir: filepath.Join(dir, name), images: map[string]string{}, http: &http.Client{}}
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return nil, err
+	}
+	var err error
+	if f.key, err = image.GenerateKey(l.Signature); err != nil {
+		return nil, fmt.Errorf("board %s: key: %w", name, err)
+	}
+	if f.other, err = image.GenerateKey(l.Signature); err != nil {
+		return nil, fmt.Errorf("board %s: key: %w", name, err)
+	}
+	f.alienType = "ed25519"
+	if l.Signature == "ed25519" {
+		f.alienType = "ecdsa-p256"
+	}
+	if f.alien, err = image.GenerateKey(f.alienType); err != nil {
+		return nil, fmt.Errorf("board %s: key: %w", name, err)
+	}
+	f.keys = []crypto.PublicKey{f.key.Public(), f.alien.Public()}
+	pem, err := image.MarshalPublicKeyPEM(f.key.Public())
+	if err != nil {
+		return nil, err
+	}
+	f.pubFile = filepath.Join(f.dir, "pub.pem")
+	if err := os.WriteFile(f.pubFile, pem, 0o644); err != nil {
+		return nil, err
+	}
+	factory, err := f.image(imgGood, factoryVersion)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := flash.NewMemoryWith(l.Flash, flash.Options{Strict: true})
+	if err != nil {
+		return nil, fmt.Errorf("board %s: %w", name, err)
+	}
+	pl, err := f.platform(dev)
+	if err != nil {
+		return nil, err
+	}
+	st, err := agent.Provision(ctx, pl, []string{f.pubFile}, factory, nil)
+	if err != nil {
+		return nil, fmt.Errorf("board %s: provision: %w", name, err)
+	}
+	if st.RunningVersion != factoryVersion {
+		return nil, fmt.Errorf("board %s: provisioned, but %q runs", name, st.RunningVersion)
+	}
+	f.base = dev
+	return f, nil
+}
+
+// platform is the port a command opens: a fresh boot.Platform over the
+// flash, as each otarun command starts the board's plugin afresh.
+func (f *fixture) platform(dev *flash.Emulator) (*boot.Platform, error) {
+	pl, err := boot.NewPlatform(f.layout, dev, boot.Options{Keys: f.keys})
+	if err != nil {
+		return nil, fmt.Errorf("board %s: %w", f.name, err)
+	}
+	return pl, nil
+}
+
+// maxImage is the largest image the board takes (its smaller slot, and
+// app on single-bank, which ota is copied over).
+func (f *fixture) maxImage() uint64 {
+	app, _ := f.layout.Partition(hal.PartApp)
+	ota, _ := f.layout.Partition(hal.PartOTA)
+	return min(app.Size, ota.Size)
+}
+
+// imageName is the file name of an image of kind k and version v, the
+// name the printed otarun commands use.
+func imageName(k imageKind, v string) string {
+	return fmt.Sprintf("%s-%s.img", k.file(), strings.TrimSuffix(v, "+0"))
+}
+
+// image returns the path of the image of kind k and version v, making it
+// on first use. Images are small (1 to 5 KiB) so that a step costs little;
+// an oversized one is one byte larger than the board takes.
+func (f *fixture) image(k imageKind, v string) (string, error) {
+	name := imageName(k, v)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.images[name]; ok {
+		return p, nil
+	}
+	ver, err := image.ParseVersion(v)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256([]byte(f.name + " " + name))
+	n := 1024 + int(binary.LittleEndian.Uint32(h[:])%4096)
+	if k == imgOversized {
+		n = int(f.maxImage()) + 1
+	}
+	payload := make([]byte, n)
+	_, _ = rand.NewChaCha8(h).Read(payload)
+	key := f.key
+	switch k {
+	case imgWrongKey:
+		key = f.other
+	case imgWrongAlg:
+		key = f.alien
+	}
+	b, err := image.Sign(payload, key, image.SignOptions{Version: ver, ErasedZero: f.layout.Flash.EraseValue == 0})
+	if err != nil {
+		return "", fmt.Errorf("board %s: sign %s: %w", f.name, name, err)
+	}
+	if k == imgTampered {
+		// One bit of the payload, after signing: hash and signature
+		// no longer match.
+		b[image.DefaultHeaderSize+n/2] ^= 0x10
+	}
+	p := filepath.Join(f.dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return "", err
+	}
+	f.images[name] = p
+	return p, nil
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package sequences
+
+const raceEnabled = false
