@@ -94,6 +94,9 @@ type device struct {
 	dev    *flash.Emulator
 	plat   *boot.Platform
 	keys   keys
+	// alien, when a test sets it, is a trusted key of another algorithm
+	// than the board's.
+	alien keys
 }
 
 func newDevice(t testing.TB, board string, k keys) *device {

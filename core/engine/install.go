@@ -60,6 +60,12 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	if err := dev.canWrite(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
+	if rec.State == RolledBack && rec.Reboot && dev.scheme == hal.DualBank {
+		// The image the rollback returns to is in the slot this install
+		// would erase: writing now would leave nothing to boot.
+		return fmt.Errorf("install: %w: a rollback awaits the next reboot, and %s holds the image it returns to: reboot first (otarun boot), then install",
+			ErrBusy, dev.update.Name)
+	}
 	if _, err := e.keysFor(dev); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
@@ -405,6 +411,11 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			}
 			if err := t.e.checkHeader(t.v, t.dev, t.rec); err != nil {
 				return chunkMsg{}, err
+			}
+			if hdr, ok := t.v.Header(); ok && !t.resume {
+				if err := t.e.probeAlgorithm(ctx, t.op, c.val, hdr, t.dev); err != nil {
+					return chunkMsg{}, err
+				}
 			}
 			size := t.dev.maxSize
 			if c.total > 0 {

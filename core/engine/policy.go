@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"context"
 	"crypto"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
 
 	"github.com/otaport/otaport/core/image"
 )
@@ -48,4 +52,46 @@ func checkAlgorithm(img *image.Image, dev device) error {
 			ErrRefused, dev.info.Layout.Board, alg, err, alg)
 	}
 	return nil
+}
+
+// probeSpan is how much of the signature area probeAlgorithm reads: the
+// TLV info header, the key hash and the largest signature (RSA-3072 is 384
+// bytes) with room to spare.
+const probeSpan = 4 << 10
+
+// probeAlgorithm reads the image's signature area from the source before a
+// byte goes to the slot, and refuses an image signed with another algorithm
+// than the board's, when the device trusts keys of other algorithms too: the signatures come after the payload, so the stream
+// alone learns them only once the slot is written, and a pending image
+// would be lost to an image the board never takes. A source that cannot
+// read ahead (no Range, a changed file, a short area) is no refusal: the
+// check after the stream still applies.
+func (e *Engine) probeAlgorithm(ctx context.Context, op opener, v validators, hdr image.Header, dev device) error {
+	alg := dev.info.Layout.Signature
+	if alg == "" || len(image.KeysOfType(e.opts.Keys, alg)) == len(e.opts.Keys) {
+		// Every trusted key is of the board's algorithm: an image signed
+		// another way verifies with none of them and is refused at the
+		// end like any image of an unknown key, at no extra request.
+		return nil
+	}
+	at := hdr.HashedSize()
+	s, err := op.open(ctx, at, v)
+	if err != nil {
+		e.log.Debug("install: the signature area could not be read ahead", "err", err)
+		return nil
+	}
+	defer s.body.Close()
+	if s.start != at {
+		return nil // the source starts over: the file is not the one whose header we hold
+	}
+	b, err := io.ReadAll(io.LimitReader(s.body, probeSpan))
+	if err != nil {
+		return nil
+	}
+	types, err := image.SignatureKeyTypes(b)
+	if err != nil || len(types) == 0 || slices.Contains(types, alg) {
+		return nil
+	}
+	return fmt.Errorf("%w: board %s takes %s images only (image.signature): image %s is signed with %s, not %s: sign it with the board's %s key (otaimg sign --key)",
+		ErrRefused, dev.info.Layout.Board, alg, hdr.Version, strings.Join(types, ", "), alg, alg)
 }

@@ -3,11 +3,13 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
 )
 
 // On b-l475e-iot01a (dual-bank, three boot attempts) the factory image runs
@@ -142,6 +144,11 @@ func TestInstall_RefusedKeepsPending(t *testing.T) {
 		{"older than the running image", func(d *device) []byte {
 			return signed(t, d.keys.priv, "0.9.0", size, 1)
 		}},
+		// A trusted key, but not of the board's algorithm: the signature
+		// comes after the payload, so it is read ahead from the source.
+		{"signed with another algorithm", func(d *device) []byte {
+			return signed(t, d.alien.priv, "1.2.0", size, 1)
+		}},
 	}
 	for _, board := range []string{rollbackBoard, "longan-nano"} {
 		for _, r := range refusals {
@@ -149,7 +156,12 @@ func TestInstall_RefusedKeepsPending(t *testing.T) {
 				ctx := context.Background()
 				d := newDevice(t, board, boardKeys(t, board))
 				d.factory("1.0.0", size)
-				e := d.engine(engine.Options{})
+				alienType := image.KeyEd25519
+				if d.layout.Signature == image.KeyEd25519 {
+					alienType = image.KeyECDSAP256
+				}
+				d.alien = newKeysOf(t, alienType)
+				e := d.engine(engine.Options{Keys: append(slices.Clone(d.keys.pub), d.alien.pub...)})
 				good := writeFile(t, signed(t, d.keys.priv, "1.1.0", size, 1))
 				if err := e.Install(ctx, engine.Source{URL: good}); err != nil {
 					t.Fatal(err)
@@ -204,4 +216,37 @@ func TestConfirm_AfterRollbackBeforeRebootIsRefused(t *testing.T) {
 		t.Fatalf("port's confirm after a rollback: %v, want an invalid request", err)
 	}
 	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+}
+
+// TestInstall_RefusedWhileARollbackAwaitsItsReboot: after a rollback from a
+// trial (or of a confirmed upgrade), the image to return to sits in the
+// slot an install would write; an install before the reboot would erase it
+// and leave nothing to boot. It is refused, naming the reboot, and the
+// device returns to the old image. Found by the sequence tester.
+func TestInstall_RefusedWhileARollbackAwaitsItsReboot(t *testing.T) {
+	for _, confirmed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "from-trial", true: "of-confirmed"}[confirmed], func(t *testing.T) {
+			ctx := context.Background()
+			d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
+			d.factory("1.0.0", 8<<10)
+			e := d.engine(engine.Options{})
+			if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 1))}); err != nil {
+				t.Fatal(err)
+			}
+			d.expectRuns("1.1.0+0")
+			if confirmed {
+				if err := e.Confirm(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.2.0", 8<<10, 1))})
+			if !errors.Is(err, engine.ErrBusy) || !strings.Contains(err.Error(), "reboot") {
+				t.Fatalf("install before the rollback's reboot: %v, want ErrBusy naming the reboot", err)
+			}
+			wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+		})
+	}
 }

@@ -53,3 +53,21 @@ func (img *Image) CheckAlgorithm(typ string) error {
 	}
 	return fmt.Errorf("image %s is signed with %s, not %s: %w", img.Version, strings.Join(others, ", "), typ, ErrAlgorithm)
 }
+
+// SignatureKeyTypes returns the key types ("ed25519", "ecdsa-p256", ...)
+// of the signatures in an unprotected TLV area, given from its start (the
+// image's Header.HashedSize()). b may run past the area's end; an area cut
+// short is an error, so a caller that read too little learns it.
+func SignatureKeyTypes(b []byte) ([]string, error) {
+	tlvs, _, err := parseArea(b, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	var types []string
+	for _, t := range tlvs {
+		if t.Type.IsSignature() {
+			types = append(types, t.Type.KeyType())
+		}
+	}
+	return types, nil
+}

@@ -13,8 +13,8 @@
 // keeping its own seed) and printed as the otarun commands that reproduce
 // it.
 //
-// OTAPORT_SEQUENCES selects the mode: unset, the suite skips; "sample" runs
-// a small seeded sample (what `make test` will run); "full" runs
+// OTAPORT_SEQUENCES selects the mode: unset or "sample" runs a small seeded
+// sample (what `make test` runs); "full" runs
 // OTAPORT_SEQUENCES_STEPS steps (default 1,000,000) and prints the counts
 // (`make sequences`). OTAPORT_SEQUENCES_SEED changes the seed.
 //

@@ -126,6 +126,11 @@ type Model struct {
 	// rollbackAsked: a rollback was accepted and the boot that carries
 	// it out has not come yet.
 	rollbackAsked bool
+	// returnTo is what an accepted rollback returns to at the next boot
+	// when that is not what runs (a trial given up, a confirmed upgrade
+	// rolled back): on dual-bank it sits in the update slot, which no
+	// install may erase before that boot.
+	returnTo string
 
 	// interrupted lists the installs a power cut may have left for a
 	// resume to finish: the last one cut, and the ones before it when
@@ -153,7 +158,7 @@ func (m *Model) Acceptable(img Image) bool {
 	if !img.Trusted || !img.Policy || !img.Intact || !img.Fits {
 		return false
 	}
-	if m.cfg.DualBank && m.trial != "" {
+	if m.cfg.DualBank && (m.trial != "" || m.returnTo != "") {
 		return false
 	}
 	return img.AllowDowngrade || Compare(img.Version, m.running) > 0
@@ -204,6 +209,8 @@ func (m *Model) why(img Image) string {
 		return "too large for the slot"
 	case m.cfg.DualBank && m.trial != "":
 		return "image " + m.trial + " is on trial"
+	case m.cfg.DualBank && m.returnTo != "":
+		return "a rollback to " + m.returnTo + " awaits the next boot"
 	}
 	return "not newer than the running " + m.running
 }
@@ -305,6 +312,10 @@ func (m *Model) Rollback(ok bool, other string) *Violation {
 	}
 	m.pending, m.trial, m.interrupted = "", "", nil
 	m.rollbackAsked = true
+	m.returnTo = ""
+	if target != "" && target != m.running {
+		m.returnTo = target
+	}
 	if target != "" {
 		m.next = []string{target}
 	} else {
@@ -381,7 +392,7 @@ func (m *Model) Boot(obs Observed, err error) *Violation {
 		}
 		m.trial = ""
 	}
-	m.pending, m.pendingKnown, m.rollbackAsked = "", true, false
+	m.pending, m.pendingKnown, m.rollbackAsked, m.returnTo = "", true, false, ""
 	if obs.EngineState != "downloading" && obs.EngineState != "verifying" {
 		m.interrupted = nil // the cut came after the install's end
 	}
