@@ -3,10 +3,9 @@ package engine
 import (
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/otaport/otaport/core/image"
 )
@@ -47,11 +46,18 @@ func checkAlgorithm(img *image.Image, dev device) error {
 	if img == nil || alg == "" {
 		return nil
 	}
-	if err := img.CheckAlgorithm(alg); err != nil {
-		return fmt.Errorf("%w: board %s takes %s images only (image.signature): %w: sign it with the board's %s key (otaimg sign --key)",
-			ErrRefused, dev.info.Layout.Board, alg, err, alg)
+	return refuseAlgorithm(img.CheckAlgorithm(alg), dev)
+}
+
+// refuseAlgorithm words an image.ErrAlgorithm for the board, whichever
+// check found it; other errors and nil pass through.
+func refuseAlgorithm(err error, dev device) error {
+	if !errors.Is(err, image.ErrAlgorithm) {
+		return err
 	}
-	return nil
+	alg := dev.info.Layout.Signature
+	return fmt.Errorf("%w: board %s takes %s images only (image.signature): %w: sign it with the board's %s key (otaimg sign --key)",
+		ErrRefused, dev.info.Layout.Board, alg, err, alg)
 }
 
 // probeSpan is how much of the signature area probeAlgorithm reads: the
@@ -61,8 +67,9 @@ const probeSpan = 4 << 10
 
 // probeAlgorithm reads the image's signature area from the source before a
 // byte goes to the slot, and refuses an image signed with another algorithm
-// than the board's, when the device trusts keys of other algorithms too: the signatures come after the payload, so the stream
-// alone learns them only once the slot is written, and a pending image
+// than the board's, when the device trusts keys of other algorithms too:
+// the signatures come after the payload, so the stream alone learns them
+// only once the slot is written, and a pending image
 // would be lost to an image the board never takes. A source that cannot
 // read ahead (no Range, a changed file, a short area) is no refusal: the
 // check after the stream still applies.
@@ -88,10 +95,8 @@ func (e *Engine) probeAlgorithm(ctx context.Context, op opener, v validators, hd
 	if err != nil {
 		return nil
 	}
-	types, err := image.SignatureKeyTypes(b)
-	if err != nil || len(types) == 0 || slices.Contains(types, alg) {
-		return nil
+	if err := image.CheckAreaAlgorithm(b, hdr.Version, alg); errors.Is(err, image.ErrAlgorithm) {
+		return refuseAlgorithm(err, dev)
 	}
-	return fmt.Errorf("%w: board %s takes %s images only (image.signature): image %s is signed with %s, not %s: sign it with the board's %s key (otaimg sign --key)",
-		ErrRefused, dev.info.Layout.Board, alg, hdr.Version, strings.Join(types, ", "), alg, alg)
+	return nil // a short or malformed area: the stream's own checks say so
 }

@@ -38,8 +38,25 @@ func DescribeKeys(keys []crypto.PublicKey) string {
 // signatures but none made with a key of type typ (one of KeyTypes). An
 // unsigned image passes: whether it may be unsigned is Verify's question.
 func (img *Image) CheckAlgorithm(typ string) error {
+	return checkAlgorithm(img.TLVs, img.Version, typ)
+}
+
+// CheckAreaAlgorithm is CheckAlgorithm over the unprotected TLV area of an
+// image of version v, given from its start (Header.HashedSize()) before the
+// image is whole: what an installer can read ahead of the payload. b may
+// run past the area's end; an area cut short is an error, so a caller that
+// read too little learns it.
+func CheckAreaAlgorithm(b []byte, v Version, typ string) error {
+	tlvs, _, err := parseArea(b, 0, false)
+	if err != nil {
+		return err
+	}
+	return checkAlgorithm(tlvs, v, typ)
+}
+
+func checkAlgorithm(tlvs []TLV, v Version, typ string) error {
 	var others []string
-	for _, t := range img.TLVs {
+	for _, t := range tlvs {
 		if !t.Type.IsSignature() {
 			continue
 		}
@@ -51,23 +68,5 @@ func (img *Image) CheckAlgorithm(typ string) error {
 	if len(others) == 0 {
 		return nil
 	}
-	return fmt.Errorf("image %s is signed with %s, not %s: %w", img.Version, strings.Join(others, ", "), typ, ErrAlgorithm)
-}
-
-// SignatureKeyTypes returns the key types ("ed25519", "ecdsa-p256", ...)
-// of the signatures in an unprotected TLV area, given from its start (the
-// image's Header.HashedSize()). b may run past the area's end; an area cut
-// short is an error, so a caller that read too little learns it.
-func SignatureKeyTypes(b []byte) ([]string, error) {
-	tlvs, _, err := parseArea(b, 0, false)
-	if err != nil {
-		return nil, err
-	}
-	var types []string
-	for _, t := range tlvs {
-		if t.Type.IsSignature() {
-			types = append(types, t.Type.KeyType())
-		}
-	}
-	return types, nil
+	return fmt.Errorf("image %s is signed with %s, not %s: %w", v, strings.Join(others, ", "), typ, ErrAlgorithm)
 }
