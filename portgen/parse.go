@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/spell"
 )
 
 // Problem is one thing wrong in a board file: where, which field, what is
@@ -393,7 +394,7 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		idx, ok := fields[name]
 		if !ok {
 			known := yamlFields(v.Type())
-			if s := nearest(name, known); s != "" {
+			if s := spell.Nearest(name, known); s != "" {
 				suggested[s] = k.Line
 				d.fail(k, sub, "unknown field; did you mean %s?", s)
 			} else {
@@ -559,46 +560,4 @@ func yamlName(f reflect.StructField) string {
 		return ""
 	}
 	return name
-}
-
-// nearest returns the known name closest to name when it is close enough to
-// be a typo, else "".
-func nearest(name string, known []string) string {
-	best, bestD := "", 1<<30
-	for _, k := range known {
-		d := levenshtein(strings.ToLower(name), k)
-		if d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if bestD <= 2 || bestD*3 <= len(name) {
-		return best
-	}
-	return ""
-}
-
-func levenshtein(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		if a == b {
-			return 0
-		}
-		return max(len(a), len(b))
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/size"
 )
 
 // fieldSpec is what the format says of one YAML field beyond its Go type:
@@ -24,9 +25,8 @@ type fieldSpec struct {
 // specKey names a field in fieldSpecs: Go type name and YAML name.
 func specKey(t reflect.Type, yamlName string) string { return t.Name() + "." + yamlName }
 
-// sizePattern matches the text forms ParseSize accepts. (That a fraction
-// gives a whole number of bytes is checked by the parser, not the pattern.)
-const sizePattern = `^\s*(0|[1-9][0-9]*|0[xX][0-9a-fA-F]+|(0|[1-9][0-9]*)(\.[0-9]+)?\s*[KMG]iB)\s*$`
+// sizePattern matches the text forms ParseSize accepts (size.Pattern).
+const sizePattern = size.Pattern
 
 var fieldSpecs = map[string]fieldSpec{
 	"Board.name": {required: true, hint: "give the board a name such as stm32f407-disco",
@@ -125,7 +125,7 @@ func (o jsonObj) MarshalJSON() ([]byte, error) {
 // this output; editors use it to complete and check board files.
 func Schema() ([]byte, error) {
 	defs := jsonObj{{"size", jsonObj{
-		{"description", "A byte count: 4096, 0x1000, or a number with a binary unit (4KiB, 1MiB, 1.5MiB when that is a whole number of bytes). Decimal units (KB, MB) are refused."},
+		{"description", "A byte count: 4096, 0x1000, or a number with a binary unit (4KiB, 1MiB, 2GiB, 1TiB, 1.5MiB when that is a whole number of bytes). Decimal units (KB, MB) are refused."},
 		{"oneOf", []jsonObj{
 			{{"type", "integer"}, {"minimum", 0}, {"maximum", int64(MaxSize)}},
 			{{"type", "string"}, {"pattern", sizePattern}},

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/spell"
 )
 
 // Signature types a board may ask images to carry (MCUboot's TLV types).
@@ -235,7 +236,7 @@ func (v *validator) image() {
 }
 
 func didYouMean(s string, known []string) string {
-	if n := nearest(s, known); n != "" {
+	if n := spell.Nearest(s, known); n != "" {
 		return fmt.Sprintf(" (did you mean %s?)", n)
 	}
 	return ""
