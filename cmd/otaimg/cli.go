@@ -2,112 +2,35 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/image"
 )
 
-const usage = `usage: otaimg <command> [flags] [args]
+// newRoot returns otaimg's command tree.
+func newRoot() *cobra.Command {
+	root := cli.NewRoot("otaimg", "make and check MCUboot-format firmware images",
+		"otaimg makes and checks otaport firmware images, which are MCUboot images: keygen, sign,\n"+
+			"verify, info and getpub work as MCUboot's imgtool does, and each reads what the other writes.")
+	root.AddCommand(keygenCommand(), signCommand(), verifyCommand(), infoCommand(), getpubCommand())
+	return root
+}
 
-commands:
-  keygen  --type ed25519|ecdsa-p256|rsa-2048|rsa-3072 -o key.pem
-  sign    --key key.pem --version 1.2.3+4 [flags] in.bin out.img
-  verify  [--key pub.pem]... image.img
-  info    [--json] image.img
-  getpub  --key key.pem [-o pub.pem] [--lang pem|c|rust|go]
-
-Run "otaimg <command> -h" for the flags of a command.
-`
-
-// errUsage marks errors that are the caller's invocation, exit status 2.
-var errUsage = errors.New("usage")
-
-// errFlags is a flag error the flag package has already printed with the
-// usage.
-var errFlags = fmt.Errorf("bad flags: %w", errUsage)
-
+// run is otaimg with its arguments and streams; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmds := map[string]func([]string, io.Writer, io.Writer) error{
-		"keygen": cmdKeygen,
-		"sign":   cmdSign,
-		"create": cmdSign, // imgtool's alias
-		"verify": cmdVerify,
-		"info":   cmdInfo,
-		"getpub": cmdGetpub,
-	}
-	name := args[0]
-	if name == "help" || name == "-h" || name == "--help" {
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	cmd, ok := cmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "otaimg: unknown command %q\n%s", name, usage)
-		return 2
-	}
-	err := cmd(args[1:], stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errFlags):
-		return 2
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "otaimg %s: %v\n", name, err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "otaimg %s: %v\n", name, err)
-		return 1
-	}
-}
-
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments (as imgtool's click allows) and returns the
-// positionals.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errFlags
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: otaimg %s %s\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errUsage)
+	return cli.Run(context.Background(), newRoot(), args, stdout, stderr)
 }
 
 // intFlag accepts decimal, 0x hex, 0o octal and 0b binary, as imgtool's
@@ -118,6 +41,7 @@ type intFlag struct {
 }
 
 func (f *intFlag) String() string { return strconv.FormatInt(f.v, 10) }
+func (f *intFlag) Type() string   { return "int" }
 func (f *intFlag) Set(s string) error {
 	n, err := strconv.ParseInt(s, 0, 64)
 	if err != nil || n < 0 {
@@ -127,149 +51,158 @@ func (f *intFlag) Set(s string) error {
 	return nil
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-func cmdKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keygen", "--type TYPE -o key.pem", stderr)
-	typ := fs.String("type", "", "key type: "+strings.Join(image.KeyTypes(), ", "))
-	fs.StringVar(typ, "t", "", "short for --type")
-	out := fs.String("o", "", "file to write the private key to (PKCS#8 PEM)")
-	fs.StringVar(out, "key", "", "same as -o (imgtool's -k)")
-	fs.StringVar(out, "k", "", "same as -o")
+func keygenCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keygen --type TYPE -o key.pem",
+		Short: "generate a signing key (ed25519, ecdsa-p256, rsa-2048, rsa-3072)",
+	}
+	fs := cmd.Flags()
+	typ := fs.StringP("type", "t", "", "key type: "+strings.Join(image.KeyTypes(), ", "))
+	out := fs.StringP("output", "o", "", "file to write the private key to (PKCS#8 PEM)")
+	fs.StringVarP(out, "key", "k", "", "same as -o (imgtool's -k)")
 	force := fs.Bool("force", false, "overwrite an existing key file")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return keygen(cmd.OutOrStdout(), pos, *typ, *out, *force)
 	}
+	return cmd
+}
+
+func keygen(stdout io.Writer, pos []string, typ, out string, force bool) error {
 	if len(pos) != 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
-	if *typ == "" || *out == "" {
-		return usageErr("need --type (%s) and -o FILE", strings.Join(image.KeyTypes(), ", "))
+	if typ == "" || out == "" {
+		return cli.Usagef("need --type (%s) and -o FILE", strings.Join(image.KeyTypes(), ", "))
 	}
-	key, err := image.GenerateKey(*typ)
+	key, err := image.GenerateKey(typ)
 	if err != nil {
-		return usageErr("%v", err)
+		return cli.Usage(err)
 	}
 	pemBytes, err := image.MarshalPrivateKeyPEM(key)
 	if err != nil {
 		return err
 	}
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if *force {
+	if force {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	f, err := os.OpenFile(*out, flags, 0o600)
+	f, err := os.OpenFile(out, flags, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s already exists; a new key would orphan the devices that trust the old one: choose another name or pass --force", *out)
+		return fmt.Errorf("%s already exists; a new key would orphan the devices that trust the old one: choose another name or pass --force", out)
 	}
 	if err != nil {
 		return fmt.Errorf("write key: %w", err)
 	}
 	if _, err := f.Write(pemBytes); err != nil {
 		f.Close()
-		return fmt.Errorf("write key %s: %w", *out, err)
+		return fmt.Errorf("write key %s: %w", out, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write key %s: %w", *out, err)
+		return fmt.Errorf("write key %s: %w", out, err)
 	}
 	hash, _ := image.KeyHash(key.Public())
-	fmt.Fprintf(stdout, "wrote %s key %s (key hash %x)\n", *typ, *out, hash)
+	fmt.Fprintf(stdout, "wrote %s key %s (key hash %x)\n", typ, out, hash)
 	return nil
 }
 
-func cmdSign(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sign", "--key key.pem --version 1.2.3+4 [flags] in.bin out.img", stderr)
-	keyPath := fs.String("key", "", "private key (PEM); without it the image carries a hash and no signature")
-	fs.StringVar(keyPath, "k", "", "short for --key")
-	version := fs.String("version", "", "image version major.minor.revision+build (required)")
-	fs.StringVar(version, "v", "", "short for --version")
-	secCnt := fs.String("security-counter", "", "security counter (number, or auto = from the version)")
-	fs.StringVar(secCnt, "s", "", "short for --security-counter")
-	var headerSize, slotSize, loadAddr, maxSectors intFlag
-	headerSize.v = image.DefaultHeaderSize
-	fs.Var(&headerSize, "header-size", "header size, the payload offset (default 0x200)")
-	fs.Var(&headerSize, "H", "short for --header-size")
-	padHeader := fs.Bool("pad-header", false, "add the header room in front of the input (otherwise the input must start with header-size zero bytes)")
-	fs.Var(&slotSize, "slot-size", "slot size: refuse an image that leaves no room for the trailer")
-	fs.Var(&slotSize, "S", "short for --slot-size")
-	pad := fs.Bool("pad", false, "pad the image to --slot-size and write the trailer magic (a pending upgrade)")
-	confirm := fs.Bool("confirm", false, "like --pad, and mark the image confirmed (image_ok)")
-	align := fs.Int("align", 1, "flash write size for the trailer: 1, 2, 4, 8, 16 or 32")
-	maxAlign := fs.Int("max-align", 0, "largest write size of the slots: 8, 16 or 32 (default max(8, align))")
-	fs.Var(&maxSectors, "max-sectors", "sectors in the swap status area (default 128)")
-	fs.Var(&maxSectors, "M", "short for --max-sectors")
-	overwriteOnly := fs.Bool("overwrite-only", false, "trailer for an overwrite-only bootloader")
-	fs.Var(&loadAddr, "load-addr", "RAM load address (sets RAM_LOAD)")
-	fs.Var(&loadAddr, "L", "short for --load-addr")
-	pubFormat := fs.String("public-key-format", "hash", "hash: KEYHASH TLV; full: the whole public key (PUBKEY TLV)")
-	erased := fs.String("erased-val", "0xff", "value of erased flash: 0 or 0xff")
-	fs.StringVar(erased, "R", "0xff", "short for --erased-val")
-	nonBootable := fs.Bool("non-bootable", false, "set the NON_BOOTABLE flag")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+// signFlags are the flags of sign, imgtool's names and short forms.
+type signFlags struct {
+	keyPath, version, secCnt string
+	headerSize, slotSize     cli.Size
+	loadAddr, maxSectors     intFlag
+	padHeader, pad, confirm  bool
+	align, maxAlign          int
+	overwriteOnly, nonBoot   bool
+	pubFormat, erased        string
+}
+
+func signCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "sign --key key.pem --version 1.2.3+4 [flags] in.bin out.img",
+		Aliases: []string{"create"}, // imgtool's name
+		Short:   "sign a binary into an image (imgtool sign)",
 	}
+	var f signFlags
+	f.headerSize.Bytes = image.DefaultHeaderSize
+	fs := cmd.Flags()
+	fs.StringVarP(&f.keyPath, "key", "k", "", "private key (PEM); without it the image carries a hash and no signature")
+	fs.StringVarP(&f.version, "version", "v", "", "image version major.minor.revision+build (required)")
+	fs.StringVarP(&f.secCnt, "security-counter", "s", "", "security counter (number, or auto = from the version)")
+	fs.VarP(&f.headerSize, "header-size", "H", "header size, the payload offset: 0x200, 512, 1KiB")
+	fs.BoolVar(&f.padHeader, "pad-header", false, "add the header room in front of the input (otherwise the input must start with header-size zero bytes)")
+	fs.VarP(&f.slotSize, "slot-size", "S", "slot size (0x8000, 32KiB, as board files write it): refuse an image that leaves no room for the trailer")
+	fs.BoolVar(&f.pad, "pad", false, "pad the image to --slot-size and write the trailer magic (a pending upgrade)")
+	fs.BoolVar(&f.confirm, "confirm", false, "like --pad, and mark the image confirmed (image_ok)")
+	fs.IntVar(&f.align, "align", 1, "flash write size for the trailer: 1, 2, 4, 8, 16 or 32")
+	fs.IntVar(&f.maxAlign, "max-align", 0, "largest write size of the slots: 8, 16 or 32 (default max(8, align))")
+	fs.VarP(&f.maxSectors, "max-sectors", "M", "sectors in the swap status area (default 128)")
+	fs.BoolVar(&f.overwriteOnly, "overwrite-only", false, "trailer for an overwrite-only bootloader")
+	fs.VarP(&f.loadAddr, "load-addr", "L", "RAM load address (sets RAM_LOAD)")
+	fs.StringVar(&f.pubFormat, "public-key-format", "hash", "hash: KEYHASH TLV; full: the whole public key (PUBKEY TLV)")
+	fs.StringVarP(&f.erased, "erased-val", "R", "0xff", "value of erased flash: 0 or 0xff")
+	fs.BoolVar(&f.nonBoot, "non-bootable", false, "set the NON_BOOTABLE flag")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return sign(cmd.OutOrStdout(), pos, &f) }
+	return cmd
+}
+
+func sign(stdout io.Writer, pos []string, f *signFlags) error {
 	if len(pos) != 2 {
-		return usageErr("want an input and an output file, got %d arguments", len(pos))
+		return cli.Usagef("want an input and an output file, got %d arguments", len(pos))
 	}
 	in, out := pos[0], pos[1]
-	if *version == "" {
-		return usageErr("--version is required (e.g. --version 1.2.3+4)")
+	if f.version == "" {
+		return cli.Usagef("--version is required (e.g. --version 1.2.3+4)")
 	}
-	v, err := image.ParseVersion(*version)
+	v, err := image.ParseVersion(f.version)
 	if err != nil {
-		return usageErr("--version: %v", err)
+		return cli.Usagef("--version: %v", err)
 	}
 	opts := image.SignOptions{
 		Version:        v,
-		HeaderSize:     int(headerSize.v),
-		HeaderIncluded: !*padHeader,
-		LoadAddr:       uint32(loadAddr.v),
-		NonBootable:    *nonBootable,
-		SlotSize:       slotSize.v,
-		Pad:            *pad,
-		Confirm:        *confirm,
+		HeaderSize:     int(f.headerSize.Bytes),
+		HeaderIncluded: !f.padHeader,
+		LoadAddr:       uint32(f.loadAddr.v),
+		NonBootable:    f.nonBoot,
+		SlotSize:       int64(f.slotSize.Bytes),
+		Pad:            f.pad,
+		Confirm:        f.confirm,
 		Trailer: image.TrailerOptions{
-			Align: *align, MaxAlign: *maxAlign, MaxSectors: int(maxSectors.v), OverwriteOnly: *overwriteOnly,
+			Align: f.align, MaxAlign: f.maxAlign, MaxSectors: int(f.maxSectors.v), OverwriteOnly: f.overwriteOnly,
 		},
 	}
-	if loadAddr.v > 0xffffffff {
-		return usageErr("--load-addr 0x%x does not fit 32 bits", loadAddr.v)
+	if f.loadAddr.v > 0xffffffff {
+		return cli.Usagef("--load-addr 0x%x does not fit 32 bits", f.loadAddr.v)
 	}
-	switch *pubFormat {
+	switch f.pubFormat {
 	case "hash":
 	case "full":
 		opts.FullPublicKey = true
 	default:
-		return usageErr("--public-key-format %q: want hash or full", *pubFormat)
+		return cli.Usagef("--public-key-format %q: want hash or full", f.pubFormat)
 	}
-	switch *erased {
+	switch f.erased {
 	case "0xff", "0xFF":
 	case "0":
 		opts.ErasedZero = true
 	default:
-		return usageErr("--erased-val %q: want 0 or 0xff", *erased)
+		return cli.Usagef("--erased-val %q: want 0 or 0xff", f.erased)
 	}
-	switch *secCnt {
+	switch f.secCnt {
 	case "":
 	case "auto":
 		c := image.AutoSecurityCounter(v)
 		opts.SecurityCounter = &c
 	default:
-		n, err := strconv.ParseUint(*secCnt, 0, 32)
+		n, err := strconv.ParseUint(f.secCnt, 0, 32)
 		if err != nil {
-			return usageErr("--security-counter %q: want a 32-bit number or auto", *secCnt)
+			return cli.Usagef("--security-counter %q: want a 32-bit number or auto", f.secCnt)
 		}
 		c := uint32(n)
 		opts.SecurityCounter = &c
 	}
 	var key crypto.Signer
-	if *keyPath != "" {
-		if key, err = image.ReadPrivateKey(*keyPath); err != nil {
+	if f.keyPath != "" {
+		if key, err = image.ReadPrivateKey(f.keyPath); err != nil {
 			return err
 		}
 	}
@@ -294,17 +227,20 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdVerify(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("verify", "[--key pub.pem]... image.img", stderr)
-	var keyPaths listFlag
-	fs.Var(&keyPaths, "key", "public or private key (PEM) the signature must verify with; repeat for several")
-	fs.Var(&keyPaths, "k", "short for --key")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+func verifyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify [--key pub.pem]... image.img",
+		Short: "check an image's hash and, with --key, its signature",
 	}
+	var keyPaths []string
+	cmd.Flags().StringArrayVarP(&keyPaths, "key", "k", nil, "public or private key (PEM) the signature must verify with; repeat for several")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return verify(cmd.OutOrStdout(), pos, keyPaths) }
+	return cmd
+}
+
+func verify(stdout io.Writer, pos, keyPaths []string) error {
 	if len(pos) != 1 {
-		return usageErr("want one image file, got %d arguments", len(pos))
+		return cli.Usagef("want one image file, got %d arguments", len(pos))
 	}
 	var keys []crypto.PublicKey
 	for _, p := range keyPaths {
@@ -391,15 +327,19 @@ type trailerJSON struct {
 	SwapSize uint32 `json:"swap_size"`
 }
 
-func cmdInfo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("info", "[--json] image.img", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+func infoCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "info [--json] image.img",
+		Short: "print an image's header, TLVs and trailer (signature not checked: see verify)",
 	}
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return info(cmd.OutOrStdout(), pos, *asJSON) }
+	return cmd
+}
+
+func info(stdout io.Writer, pos []string, asJSON bool) error {
 	if len(pos) != 1 {
-		return usageErr("want one image file, got %d arguments", len(pos))
+		return cli.Usagef("want one image file, got %d arguments", len(pos))
 	}
 	path := pos[0]
 	data, err := os.ReadFile(path)
@@ -446,7 +386,7 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	if tr, ok, err := image.ReadTrailer(r, int64(len(data))); err == nil && ok && int64(len(data)) > img.TotalSize {
 		info.Trailer = &trailerJSON{MaxAlign: tr.MaxAlign, ImageOK: tr.ImageOK, CopyDone: tr.CopyDone, SwapInfo: tr.SwapInfo, SwapSize: tr.SwapSize}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(info)
@@ -494,36 +434,41 @@ func printInfo(w io.Writer, img *image.Image, info infoJSON) {
 	}
 }
 
-func cmdGetpub(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("getpub", "--key key.pem [-o out] [--lang pem|c|rust|go]", stderr)
-	keyPath := fs.String("key", "", "key file (PEM, private or public)")
-	fs.StringVar(keyPath, "k", "", "short for --key")
-	out := fs.String("o", "", "output file (default standard output)")
-	lang := fs.String("lang", image.LangPEM, "pem, or c, rust, go: the key bytes as source to embed")
-	fs.StringVar(lang, "l", image.LangPEM, "short for --lang")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+func getpubCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "getpub --key key.pem [-o out] [--lang pem|c|rust|go]",
+		Short: "print the public key of a key, as PEM or as source to embed",
 	}
+	fs := cmd.Flags()
+	keyPath := fs.StringP("key", "k", "", "key file (PEM, private or public)")
+	out := fs.StringP("output", "o", "", "output file (default standard output)")
+	lang := fs.StringP("lang", "l", image.LangPEM, "pem, or c, rust, go: the key bytes as source to embed")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return getpub(cmd.OutOrStdout(), pos, *keyPath, *out, *lang)
+	}
+	return cmd
+}
+
+func getpub(stdout io.Writer, pos []string, keyPath, out, lang string) error {
 	if len(pos) != 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
-	if *keyPath == "" {
-		return usageErr("need --key FILE")
+	if keyPath == "" {
+		return cli.Usagef("need --key FILE")
 	}
-	pub, err := image.ReadPublicKey(*keyPath)
+	pub, err := image.ReadPublicKey(keyPath)
 	if err != nil {
 		return err
 	}
-	b, err := image.FormatPublicKey(pub, *lang)
+	b, err := image.FormatPublicKey(pub, lang)
 	if err != nil {
-		return usageErr("--lang: %v", err)
+		return cli.Usagef("--lang: %v", err)
 	}
-	if *out == "" {
+	if out == "" {
 		_, err := stdout.Write(b)
 		return err
 	}
-	if err := os.WriteFile(*out, b, 0o644); err != nil {
+	if err := os.WriteFile(out, b, 0o644); err != nil {
 		return fmt.Errorf("write public key: %w", err)
 	}
 	return nil

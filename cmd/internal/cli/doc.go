@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Reference writes the reference of a tool for docs/cli.md: one section per
+// command, with its usage line, its description and its flags, in the order
+// of the tree. It is what --help prints, so the page and the help cannot
+// disagree.
+func Reference(root *cobra.Command) []byte {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	var b bytes.Buffer
+	var walk func(c *cobra.Command, depth int)
+	walk = func(c *cobra.Command, depth int) {
+		c.InitDefaultHelpFlag()
+		c.InitDefaultVersionFlag()
+		fmt.Fprintf(&b, "%s %s\n\n", strings.Repeat("#", min(depth+2, 4)), c.CommandPath())
+		desc := c.Long
+		if desc == "" {
+			desc = c.Short
+		}
+		if desc != "" {
+			fmt.Fprintf(&b, "%s\n\n", strings.TrimSpace(desc))
+		}
+		fmt.Fprintf(&b, "```\n%s", c.UseLine())
+		if c.HasAvailableSubCommands() {
+			fmt.Fprintf(&b, "\n%s [command]", c.CommandPath())
+		}
+		fmt.Fprint(&b, "\n```\n\n")
+		if c.Example != "" {
+			fmt.Fprintf(&b, "Examples:\n\n```\n%s\n```\n\n", strings.Trim(c.Example, "\n"))
+		}
+		if c.HasAvailableLocalFlags() {
+			fmt.Fprintf(&b, "Flags:\n\n```\n%s```\n\n", c.LocalFlags().FlagUsages())
+		}
+		if c == root && c.HasAvailablePersistentFlags() {
+			fmt.Fprintf(&b, "Flags of every %s command:\n\n```\n%s```\n\n", c.Name(), c.PersistentFlags().FlagUsages())
+		}
+		// The shells' own subcommands of completion say nothing the
+		// completion section does not.
+		if c.Name() == "completion" {
+			return
+		}
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				walk(sub, depth+1)
+			}
+		}
+	}
+	walk(root, 0)
+	return b.Bytes()
+}
+
+// UpdateReference returns doc, the text of docs/cli.md, with the reference
+// of root (Reference) between the lines "<!-- begin NAME reference -->" and
+// "<!-- end NAME reference -->".
+func UpdateReference(doc []byte, root *cobra.Command) ([]byte, error) {
+	begin := []byte("<!-- begin " + root.Name() + " reference -->\n")
+	end := []byte("<!-- end " + root.Name() + " reference -->")
+	i := bytes.Index(doc, begin)
+	j := bytes.Index(doc, end)
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("no %q and %q lines around the reference of %s", bytes.TrimSpace(begin), end, root.Name())
+	}
+	var out bytes.Buffer
+	out.Write(doc[:i+len(begin)])
+	out.WriteString("\n")
+	out.Write(Reference(root))
+	out.Write(doc[j:])
+	return out.Bytes(), nil
+}
