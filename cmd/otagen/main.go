@@ -7,15 +7,15 @@
 //	otagen validate FILE.yaml                  check the file only
 //	otagen list [--json] FILE.yaml             print the catalog
 //
-// Everything is generated in memory before anything is written, so an
+// docs/cli.md has the whole reference. Everything is generated in memory before anything is written, so an
 // invalid file leaves the output untouched. The work is in package portgen;
 // this is flags and messages.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +24,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/portgen"
@@ -33,73 +36,70 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage:
-  otagen [-o DIR] [--board NAME] [--force] FILE.yaml
-                                             validate and generate DIR/<board>/ (DIR defaults to ports);
-                                             --force overwrites the port of another board of the same name
-  otagen --module PATH [-o DIR] [--replace DIR] [--board NAME] FILE.yaml
-                                             generate one board as the Go module PATH in DIR (default .)
-  otagen validate FILE.yaml                  validate only
-  otagen list [--json] FILE.yaml             print the boards of a catalog
-`
-
-// errUsage is a command line that makes no sense; the usage is printed.
-var errUsage = errors.New("usage")
-
 // run is otagen with its arguments and streams; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	var err error
-	switch {
-	case len(args) > 0 && args[0] == "validate":
-		err = validate(args[1:], stdout, stderr)
-	case len(args) > 0 && args[0] == "list":
-		err = list(args[1:], stdout)
-	case len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		err = generate(args, stdout, stderr)
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "otagen: %v\n%s", err, usage)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "otagen: %v\n", err)
-		return 1
-	}
+	return cli.Run(context.Background(), newRoot(), args, stdout, stderr)
 }
 
-// parseArgs parses flags wherever they are among the arguments
-// ("otagen boards.yaml --board x" as well as "otagen --board x boards.yaml").
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+// newRoot returns otagen's command tree: the root generates, validate and
+// list only read.
+func newRoot() *cobra.Command {
+	root := cli.NewRoot("otagen FILE.yaml", "validate board descriptions and generate their ports",
+		"otagen validates a board description (one board, or a catalog under boards:) and generates\n"+
+			"its port into DIR/<board>/ (DIR defaults to ports), with the registry of the ports in DIR/all.\n"+
+			"Everything is generated in memory before anything is written, so an invalid file leaves the\n"+
+			"output untouched. With --module, one board is generated as its own Go module in DIR (default .).")
+	root.Example = `  otagen boards.yaml
+  otagen boards.yaml --board stm32f407-disco
+  otagen --module example.com/you/otaport-myboard -o otaport-myboard myboard.yaml`
+	var f generateFlags
+	fs := root.Flags()
+	fs.StringVarP(&f.root, "output", "o", "", "output `dir`ectory: the root of the ports (default ports), or of the module (default .)")
+	fs.StringVar(&f.only, "board", "", "generate only the board `name`d")
+	fs.StringVar(&f.module, "module", "", "generate the board as its own Go module with this `path`, outside otaport's repository")
+	fs.StringVar(&f.replace, "replace", "", "with --module: build against the otaport checkout in `dir` (a replace directive in go.mod)")
+	fs.BoolVar(&f.force, "force", false, "overwrite the port of another board with the same name")
+	root.Args = fileOrCommand
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		return generate(args, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 	}
+	root.AddCommand(validateCommand(), listCommand())
+	return root
+}
+
+// fileOrCommand refuses a first argument that is no file but is, or nearly
+// is, the name of a command: "otagen valdate x.yaml" is a typo of validate,
+// not a board file called valdate.
+func fileOrCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(args[0]); err != nil && cli.IsCommand(cmd, args[0]) {
+		return cli.UnknownCommand(cmd, args[0])
+	}
+	return nil
 }
 
 // oneFile returns the single FILE argument.
 func oneFile(pos []string) (string, error) {
 	if len(pos) != 1 {
-		return "", fmt.Errorf("%w: want one board file, got %d arguments", errUsage, len(pos))
+		return "", cli.Usagef("want one board file, got %d arguments", len(pos))
 	}
 	return pos[0], nil
 }
 
+func validateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE.yaml",
+		Short: "check a board file, generate nothing",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return validate(args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+}
+
 func validate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	file, boards, err := loadBoards(fs, args)
+	file, boards, err := loadBoards(args)
 	if err != nil {
 		return err
 	}
@@ -119,14 +119,10 @@ func warnEmulator(w io.Writer, file string, boards []*portgen.Board) {
 	}
 }
 
-// loadBoards parses the command's flags and reads and validates the one
-// board file its arguments name, which it returns with the boards.
-func loadBoards(fs *flag.FlagSet, args []string) (file string, boards []*portgen.Board, err error) {
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return "", nil, err
-	}
-	file, err = oneFile(pos)
+// loadBoards reads and validates the one board file the arguments name,
+// which it returns with the boards.
+func loadBoards(args []string) (file string, boards []*portgen.Board, err error) {
+	file, err = oneFile(args)
 	if err != nil {
 		return "", nil, err
 	}
@@ -162,14 +158,22 @@ type listEntry struct {
 	Module string      `json:"module,omitempty"` // a port in its own module
 }
 
-func list(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	_, boards, err := loadBoards(fs, args)
+func listCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [--json] FILE.yaml",
+		Short: "print the boards of a catalog",
+	}
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return list(args, *asJSON, cmd.OutOrStdout()) }
+	return cmd
+}
+
+func list(args []string, asJSON bool, stdout io.Writer) error {
+	_, boards, err := loadBoards(args)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		out := make([]listEntry, 0, len(boards))
 		for _, b := range boards {
 			if b.OutOfTree() {
@@ -210,14 +214,15 @@ func humanSize(n uint64) string {
 	return fmt.Sprintf("%d", n)
 }
 
-func generate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("otagen", flag.ContinueOnError)
-	root := fs.String("o", "", "output `dir`ectory: the root of the ports (default ports), or of the module (default .)")
-	only := fs.String("board", "", "generate only the board `name`d")
-	module := fs.String("module", "", "generate the board as its own Go module with this `path`, outside otaport's repository")
-	replace := fs.String("replace", "", "with --module: build against the otaport checkout in `dir` (a replace directive in go.mod)")
-	force := fs.Bool("force", false, "overwrite the port of another board with the same name")
-	file, boards, err := loadBoards(fs, args)
+// generateFlags are the flags of otagen's root command, which generates.
+type generateFlags struct {
+	root, only, module, replace string
+	force                       bool
+}
+
+func generate(args []string, f generateFlags, stdout, stderr io.Writer) error {
+	root, only, module, replace, force := &f.root, &f.only, &f.module, &f.replace, &f.force
+	file, boards, err := loadBoards(args)
 	if err != nil {
 		return err
 	}
@@ -231,7 +236,7 @@ func generate(args []string, stdout, stderr io.Writer) error {
 		return generateModule(stdout, file, boards, *module, *replace, *root)
 	}
 	if *replace != "" {
-		return fmt.Errorf("%w: --replace goes with --module", errUsage)
+		return cli.Usagef("--replace goes with --module")
 	}
 	if *root == "" {
 		*root = "ports"
@@ -295,7 +300,7 @@ func generate(args []string, stdout, stderr io.Writer) error {
 // root (default: the current directory).
 func generateModule(stdout io.Writer, file string, boards []*portgen.Board, path, replace, root string) error {
 	if len(boards) != 1 {
-		return fmt.Errorf("%w: --module makes one port, and %s has %d boards; pick one with --board", errUsage, file, len(boards))
+		return cli.Usagef("--module makes one port, and %s has %d boards; pick one with --board", file, len(boards))
 	}
 	if root == "" {
 		root = "."

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/otaport/otaport/cmd/internal/cli/clitest"
 	"github.com/otaport/otaport/portgen"
 )
 
@@ -27,5 +28,5 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs otagen as a user does: testdata/script/*.txtar.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata/script"})
+	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: clitest.Cmds()})
 }
