@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/campaign"
@@ -29,30 +33,70 @@ type conn struct {
 	out   io.Writer
 }
 
-// clientFlags adds the flags every client command shares.
-func clientFlags(fs *flag.FlagSet) func() (*conn, error) {
-	server := fs.String("server", os.Getenv("OTASERVE_URL"), "otaserve URL (env OTASERVE_URL; default: DATA/url, else http://127.0.0.1:8080)")
-	token := fs.String("token", os.Getenv("OTASERVE_TOKEN"), "operator token (env OTASERVE_TOKEN; default: DATA/token)")
-	data := fs.String("data", defaultData, "data directory of a local otaserve, to find its URL and token")
-	asJSON := fs.Bool("json", false, "print JSON for scripts instead of tables")
-	return func() (*conn, error) {
-		c := &conn{base: *server, token: *token, json: *asJSON}
-		if c.base == "" {
-			if b, err := os.ReadFile(filepath.Join(*data, "url")); err == nil {
-				c.base = strings.TrimSpace(string(b))
-			} else {
-				c.base = "http://127.0.0.1:8080"
-			}
+// clientFlags are the flags every client command shares, set on the
+// device, image and campaign commands for all of theirs.
+type clientFlags struct {
+	server, token, data string
+	json                bool
+}
+
+func (f *clientFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.server, "server", "", "otaserve URL (env OTASERVE_URL; default: DATA/url, else http://127.0.0.1:8080)")
+	fs.StringVar(&f.token, "token", "", "operator token (env OTASERVE_TOKEN; default: DATA/token)")
+	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL and token")
+	fs.BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
+}
+
+// connect finds the server and the token: the flags, else the environment,
+// else what a local otaserve run wrote to its data directory.
+func (f *clientFlags) connect(out io.Writer) (*conn, error) {
+	c := &conn{base: cmp.Or(f.server, os.Getenv("OTASERVE_URL")), token: cmp.Or(f.token, os.Getenv("OTASERVE_TOKEN")), json: f.json, out: out}
+	if c.base == "" {
+		if b, err := os.ReadFile(filepath.Join(f.data, "url")); err == nil {
+			c.base = strings.TrimSpace(string(b))
+		} else {
+			c.base = "http://127.0.0.1:8080"
 		}
-		if c.token == "" {
-			b, err := os.ReadFile(filepath.Join(*data, "token"))
+	}
+	if c.token == "" {
+		b, err := os.ReadFile(filepath.Join(f.data, "token"))
+		if err != nil {
+			return nil, fmt.Errorf("no operator token: pass --token, set OTASERVE_TOKEN, or run where %s exists (%w)", filepath.Join(f.data, "token"), err)
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	c.base = strings.TrimSuffix(c.base, "/")
+	return c, nil
+}
+
+// clientGroup returns a group of client commands (device, image, campaign)
+// that share one set of client flags; each member is made by a function of
+// those flags.
+func clientGroup(use, short string, members ...func(*clientFlags) *cobra.Command) *cobra.Command {
+	f := &clientFlags{}
+	cmds := make([]*cobra.Command, 0, len(members))
+	for _, m := range members {
+		cmds = append(cmds, m(f))
+	}
+	g := cli.Group(use, short, cmds...)
+	f.register(g.PersistentFlags())
+	return g
+}
+
+// clientCommand is a client command: run gets the connection and the
+// arguments that args let through.
+func clientCommand(f *clientFlags, use, short string, args cobra.PositionalArgs, run func(c *conn, args []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  args,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.connect(cmd.OutOrStdout())
 			if err != nil {
-				return nil, fmt.Errorf("no operator token: pass --token, set OTASERVE_TOKEN, or run where %s exists (%w)", filepath.Join(*data, "token"), err)
+				return err
 			}
-			c.token = strings.TrimSpace(string(b))
-		}
-		c.base = strings.TrimSuffix(c.base, "/")
-		return c, nil
+			return run(c, args)
+		},
 	}
 }
 
@@ -128,58 +172,53 @@ func when(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-func client(group string, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef("%s: missing subcommand", group)
-	}
-	name := group + " " + args[0]
-	fs := flag.NewFlagSet("otaserve "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	connect := clientFlags(fs)
-	parse := func(nargs int, argName string) (*conn, error) {
-		if err := fs.Parse(args[1:]); err != nil {
-			return nil, err
-		}
-		if fs.NArg() != nargs {
-			if nargs == 0 {
-				return nil, usagef("%s: unexpected argument %q", name, fs.Arg(0))
-			}
-			return nil, usagef("%s: give %s", name, argName)
-		}
-		c, err := connect()
-		if c != nil {
-			c.out = stdout
-		}
-		return c, err
-	}
-	switch name {
-	case "device add":
-		pk := fs.String("product", "", "product key")
-		dn := fs.String("name", "", "device name")
-		secret := fs.String("secret", "", "device secret (generated and printed once if absent)")
-		board := fs.String("board", "", "board the device's images are built for")
-		grp := fs.String("group", "", "group, for campaign targets")
-		c, err := parse(0, "")
-		if err != nil {
-			return err
-		}
+func deviceCommand() *cobra.Command {
+	return clientGroup("device", "add, list and show devices", deviceAdd, deviceList, deviceGet)
+}
+
+func imageCommand() *cobra.Command {
+	return clientGroup("image", "upload and list firmware images", imageUpload, imageList)
+}
+
+func campaignCommand() *cobra.Command {
+	return clientGroup("campaign", "create campaigns, follow them, pause, resume or cancel them",
+		campaignCreate, campaignList, campaignStatus, campaignAction("pause"), campaignAction("resume"), campaignAction("cancel"))
+}
+
+func deviceAdd(f *clientFlags) *cobra.Command {
+	var pk, dn, secret, board, grp string
+	cmd := clientCommand(f, "add --product PK --name DN --board B [--group G] [--secret S]", "register a device", cli.NoArgs, func(c *conn, _ []string) error {
 		var d api.Device
-		if err := c.postJSON("/devices", api.AddDevice{ProductKey: *pk, DeviceName: *dn, DeviceSecret: *secret, Board: *board, Group: *grp}, &d); err != nil {
+		if err := c.postJSON("/devices", api.AddDevice{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, Board: board, Group: grp}, &d); err != nil {
 			return err
 		}
 		if c.json {
 			return c.printJSON(d)
 		}
 		fmt.Fprintf(c.out, "added %s (board %s)\n", d.Key(), d.Board)
-		if *secret == "" {
+		if secret == "" {
 			fmt.Fprintf(c.out, "device secret (shown once): %s\n", d.DeviceSecret)
 		}
 		return nil
-	case "device list":
-		c, err := parse(0, "")
-		if err != nil {
-			return err
-		}
+	})
+	fs := cmd.Flags()
+	fs.StringVar(&pk, "product", "", "product key")
+	fs.StringVar(&dn, "name", "", "device name")
+	fs.StringVar(&secret, "secret", "", "device secret (generated and printed once if absent)")
+	fs.StringVar(&board, "board", "", "board the device's images are built for")
+	fs.StringVar(&grp, "group", "", "group, for campaign targets")
+	return cmd
+}
+
+// deviceHeader is the header of the device tables; deviceRow a row.
+const deviceHeader = "PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR"
+
+func deviceRow(d api.Device) []string {
+	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)}
+}
+
+func deviceList(f *clientFlags) *cobra.Command {
+	return clientCommand(f, "list", "list the devices", cli.NoArgs, func(c *conn, _ []string) error {
 		var ds []api.Device
 		if err := c.call(http.MethodGet, "/devices", "", nil, &ds); err != nil {
 			return err
@@ -189,17 +228,17 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		}
 		var rows [][]string
 		for _, d := range ds {
-			rows = append(rows, []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)})
+			rows = append(rows, deviceRow(d))
 		}
-		return c.table("PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR", rows)
-	case "device get":
-		c, err := parse(1, "PK/DN")
-		if err != nil {
-			return err
-		}
-		pk, dn, ok := strings.Cut(fs.Arg(0), "/")
+		return c.table(deviceHeader, rows)
+	})
+}
+
+func deviceGet(f *clientFlags) *cobra.Command {
+	return clientCommand(f, "get PK/DN", "show one device", cli.ExactArgs(1, "PK/DN"), func(c *conn, args []string) error {
+		pk, dn, ok := strings.Cut(args[0], "/")
 		if !ok {
-			return usagef("device get: %q: give productKey/deviceName", fs.Arg(0))
+			return cli.Usagef("%q: give productKey/deviceName", args[0])
 		}
 		var d api.Device
 		if err := c.call(http.MethodGet, "/devices/"+url.PathEscape(pk)+"/"+url.PathEscape(dn), "", nil, &d); err != nil {
@@ -208,38 +247,39 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if c.json {
 			return c.printJSON(d)
 		}
-		return c.table("PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR",
-			[][]string{{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)}})
-	case "image upload":
-		board := fs.String("board", "", "board the image is built for")
-		version := fs.String("version", "", "expected version (checked against the image header)")
-		c, err := parse(1, "the image FILE")
+		return c.table(deviceHeader, [][]string{deviceRow(d)})
+	})
+}
+
+func imageUpload(f *clientFlags) *cobra.Command {
+	var board, version string
+	cmd := clientCommand(f, "upload --board B [--version V] FILE", "upload a signed image, checked on arrival", cli.ExactArgs(1, "the image FILE"), func(c *conn, args []string) error {
+		file, err := os.Open(args[0])
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		q := url.Values{"board": {*board}}
-		if *version != "" {
-			q.Set("version", *version)
+		defer file.Close()
+		q := url.Values{"board": {board}}
+		if version != "" {
+			q.Set("version", version)
 		}
 		var img store.Image
-		if err := c.call(http.MethodPost, "/images?"+q.Encode(), "application/octet-stream", f, &img); err != nil {
-			return fmt.Errorf("upload %s: %w", fs.Arg(0), err)
+		if err := c.call(http.MethodPost, "/images?"+q.Encode(), "application/octet-stream", file, &img); err != nil {
+			return fmt.Errorf("upload %s: %w", args[0], err)
 		}
 		if c.json {
 			return c.printJSON(img)
 		}
 		fmt.Fprintf(c.out, "image %d: %s for %s, %d bytes, sha256 %s, signed %s\n", img.ID, img.Version, img.Board, img.Size, img.SHA256, img.SignatureType)
 		return nil
-	case "image list":
-		c, err := parse(0, "")
-		if err != nil {
-			return err
-		}
+	})
+	cmd.Flags().StringVar(&board, "board", "", "board the image is built for")
+	cmd.Flags().StringVar(&version, "version", "", "expected version (checked against the image header)")
+	return cmd
+}
+
+func imageList(f *clientFlags) *cobra.Command {
+	return clientCommand(f, "list", "list the images", cli.NoArgs, func(c *conn, _ []string) error {
 		var imgs []store.Image
 		if err := c.call(http.MethodGet, "/images", "", nil, &imgs); err != nil {
 			return err
@@ -253,39 +293,47 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 				i.SHA256[:min(12, len(i.SHA256))], i.SignatureType, strconv.FormatUint(uint64(i.SecurityCounter), 10), when(i.Uploaded)})
 		}
 		return c.table("ID\tVERSION\tBOARD\tSIZE\tSHA256\tSIGNATURE\tSEC-CNT\tUPLOADED", rows)
-	case "campaign create":
-		imageID := fs.Uint64("image", 0, "image ID (see image list)")
-		target := fs.String("target", "", "product=PK, group=G or devices=pk/dn1,pk/dn2")
-		waves := fs.String("waves", "100%", "cumulative wave sizes, counts or percentages: 1,10%,100%")
-		success := fs.Int("success", 80, "a wave succeeds when this percentage of its devices finished")
-		errPct := fs.Int("error", 20, "the campaign pauses when more than this percentage of a wave failed")
-		c, err := parse(0, "")
-		if err != nil {
-			return err
-		}
-		t, err := parseTarget(*target)
-		if err != nil {
-			return err
-		}
-		var camp store.Campaign
-		req := campaign.CreateRequest{ImageID: *imageID, Target: t, Waves: *waves, SuccessPercent: *success, ErrorPercent: *errPct}
-		if err := c.postJSON("/campaigns", req, &camp); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(camp)
-		}
-		n := 0
-		for _, w := range camp.Waves {
-			n += len(w.Devices)
-		}
-		fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, camp.Version, n, len(camp.Waves), camp.State)
-		return nil
-	case "campaign list":
-		c, err := parse(0, "")
-		if err != nil {
-			return err
-		}
+	})
+}
+
+func campaignCreate(f *clientFlags) *cobra.Command {
+	var (
+		imageID         uint64
+		target, waves   string
+		success, errPct int
+	)
+	cmd := clientCommand(f, "create --image ID --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]",
+		"start a campaign: an image to a target, in waves", cli.NoArgs, func(c *conn, _ []string) error {
+			t, err := parseTarget(target)
+			if err != nil {
+				return err
+			}
+			var camp store.Campaign
+			req := campaign.CreateRequest{ImageID: imageID, Target: t, Waves: waves, SuccessPercent: success, ErrorPercent: errPct}
+			if err := c.postJSON("/campaigns", req, &camp); err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(camp)
+			}
+			n := 0
+			for _, w := range camp.Waves {
+				n += len(w.Devices)
+			}
+			fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, camp.Version, n, len(camp.Waves), camp.State)
+			return nil
+		})
+	fs := cmd.Flags()
+	fs.Uint64Var(&imageID, "image", 0, "image ID (see image list)")
+	fs.StringVar(&target, "target", "", "product=PK, group=G or devices=pk/dn1,pk/dn2")
+	fs.StringVar(&waves, "waves", "100%", "cumulative wave sizes, counts or percentages: 1,10%,100%")
+	fs.IntVar(&success, "success", 80, "a wave succeeds when this percentage of its devices finished")
+	fs.IntVar(&errPct, "error", 20, "the campaign pauses when more than this percentage of a wave failed")
+	return cmd
+}
+
+func campaignList(f *clientFlags) *cobra.Command {
+	return clientCommand(f, "list", "list the campaigns", cli.NoArgs, func(c *conn, _ []string) error {
 		var cs []store.Campaign
 		if err := c.call(http.MethodGet, "/campaigns", "", nil, &cs); err != nil {
 			return err
@@ -299,13 +347,13 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 				string(cp.State), strconv.Itoa(len(cp.Waves)), targetString(cp.Target), dash(cp.Reason)})
 		}
 		return c.table("ID\tIMAGE\tVERSION\tSTATE\tWAVES\tTARGET\tREASON", rows)
-	case "campaign status":
-		c, err := parse(1, "the campaign ID")
-		if err != nil {
-			return err
-		}
+	})
+}
+
+func campaignStatus(f *clientFlags) *cobra.Command {
+	return clientCommand(f, "status ID", "show a campaign's waves and devices", cli.ExactArgs(1, "the campaign ID"), func(c *conn, args []string) error {
 		var st campaign.Status
-		if err := c.call(http.MethodGet, "/campaigns/"+url.PathEscape(fs.Arg(0)), "", nil, &st); err != nil {
+		if err := c.call(http.MethodGet, "/campaigns/"+url.PathEscape(args[0]), "", nil, &st); err != nil {
 			return err
 		}
 		if c.json {
@@ -335,29 +383,32 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), string(p.State), step, dash(p.FromVersion), dash(p.Reason)})
 		}
 		return c.table("DEVICE\tWAVE\tSTATE\tSTEP\tFROM\tREASON", rows)
-	case "campaign pause", "campaign resume", "campaign cancel":
-		c, err := parse(1, "the campaign ID")
-		if err != nil {
-			return err
-		}
-		var cp store.Campaign
-		if err := c.postJSON("/campaigns/"+url.PathEscape(fs.Arg(0))+"/"+args[0], struct{}{}, &cp); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(cp)
-		}
-		fmt.Fprintf(c.out, "campaign %d: %s\n", cp.ID, cp.State)
-		return nil
+	})
+}
+
+// campaignAction returns the command that pauses, resumes or cancels a
+// campaign (action is the API's verb).
+func campaignAction(action string) func(*clientFlags) *cobra.Command {
+	return func(f *clientFlags) *cobra.Command {
+		return clientCommand(f, action+" ID", action+" a campaign", cli.ExactArgs(1, "the campaign ID"), func(c *conn, args []string) error {
+			var cp store.Campaign
+			if err := c.postJSON("/campaigns/"+url.PathEscape(args[0])+"/"+action, struct{}{}, &cp); err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(cp)
+			}
+			fmt.Fprintf(c.out, "campaign %d: %s\n", cp.ID, cp.State)
+			return nil
+		})
 	}
-	return usagef("unknown command %q", name)
 }
 
 // parseTarget reads --target: product=PK, group=G or devices=pk/a,pk/b.
 func parseTarget(s string) (store.Target, error) {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || v == "" {
-		return store.Target{}, usagef("--target %q: give product=PK, group=G or devices=pk/dn1,pk/dn2", s)
+		return store.Target{}, cli.Usagef("--target %q: give product=PK, group=G or devices=pk/dn1,pk/dn2", s)
 	}
 	switch k {
 	case "product":
@@ -367,7 +418,7 @@ func parseTarget(s string) (store.Target, error) {
 	case "devices":
 		return store.Target{Devices: strings.Split(v, ",")}, nil
 	}
-	return store.Target{}, usagef("--target %q: %q is not product, group or devices", s, k)
+	return store.Target{}, cli.Usagef("--target %q: %q is not product, group or devices", s, k)
 }
 
 func targetString(t store.Target) string {

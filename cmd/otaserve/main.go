@@ -6,45 +6,29 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet"
 )
 
-const usage = `usage: otaserve COMMAND [flags]
+const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
+firmware, the campaigns, the REST API and an embedded MQTT broker; the device, image and
+campaign commands drive a running otaserve over its REST API.
 
-server:
-  otaserve run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--tls-cert C --tls-key K]
-
-devices:
-  otaserve device add --product PK --name DN --board B [--group G] [--secret S]
-  otaserve device list
-  otaserve device get PK/DN
-
-images:
-  otaserve image upload --board B [--version V] FILE
-  otaserve image list
-
-campaigns:
-  otaserve campaign create --image ID --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]
-  otaserve campaign list
-  otaserve campaign status|pause|resume|cancel ID
-
-Client commands take --server URL (env OTASERVE_URL), --token T (env
-OTASERVE_TOKEN) and --json; by default they read the URL and token that
-'otaserve run' wrote to its data directory (--data, default otaserve-data).
-`
+Client commands take --server URL (env OTASERVE_URL), --token T (env OTASERVE_TOKEN) and
+--json; by default they read the URL and token that "otaserve run" wrote to its data
+directory (--data, default otaserve-data).`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -53,103 +37,81 @@ func main() {
 // run is main without the process: it returns the exit status (0 ok, 1
 // failure, 2 usage).
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "run":
-		err = serve(args[1:], stderr)
-	case "device", "image", "campaign":
-		err = client(args[0], args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "otaserve: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "otaserve: %v\n\n%s", err, usage)
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "otaserve: %v\n", err)
-		return 1
-	}
-	return 0
+	return cli.Run(context.Background(), newRoot(), args, stdout, stderr)
 }
 
-// usageError is a mistake in the command line.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
-
-// stringList is a repeatable flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+// newRoot returns otaserve's command tree.
+func newRoot() *cobra.Command {
+	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
+	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand())
+	return root
+}
 
 const defaultData = "otaserve-data"
 
-func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("otaserve run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--tls-cert C --tls-key K]",
+		Short: "serve the registry, firmware, campaigns, the REST API and the MQTT broker",
+		Args:  cli.NoArgs,
+	}
+	fs := cmd.Flags()
 	data := fs.String("data", defaultData, "data directory: database, firmware, token")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and firmware server")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
-	var keyFiles stringList
-	fs.Var(&keyFiles, "key", "public key PEM that signs images (repeatable)")
+	keyFiles := fs.StringArray("key", nil, "public key PEM that signs images (repeatable)")
 	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
-	verbose := fs.Bool("v", false, "debug logs")
-	if err := fs.Parse(args); err != nil {
-		return err
+	verbose := fs.BoolP("verbose", "v", false, "debug logs")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		level := slog.LevelInfo
+		if *verbose {
+			level = slog.LevelDebug
+		}
+		return serve(cmd.Context(), serveFlags{
+			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
+			token: *token, keyFiles: *keyFiles, certFile: *certFile, keyFile: *keyFile,
+		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
-	if fs.NArg() > 0 {
-		return usagef("run: unexpected argument %q", fs.Arg(0))
-	}
-	keys, err := image.ReadPublicKeys(keyFiles)
+	return cmd
+}
+
+// serveFlags are the settings of otaserve run.
+type serveFlags struct {
+	data, httpAddr, mqttAddr, brokerURL, publicURL, token string
+	keyFiles                                              []string
+	certFile, keyFile                                     string
+}
+
+func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
+	keys, err := image.ReadPublicKeys(f.keyFiles)
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
 	}
 	var tlsConfig *tls.Config
-	if *certFile != "" || *keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if f.certFile != "" || f.keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
-			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", *certFile, *keyFile, err)
+			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", f.certFile, f.keyFile, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if len(keys) == 0 {
 		log.Warn("no --key given: image uploads will be refused until otaserve runs with the public key that signs them")
 	}
 	srv, err := fleet.New(fleet.Config{
-		DataDir: *data, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, BrokerURL: *brokerURL,
-		Keys: keys, Token: *token, PublicURL: *publicURL, TLS: tlsConfig, Logger: log,
+		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
+		Keys: keys, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	tok, generated := srv.Token()
 	if generated {
-		fmt.Fprintf(stderr, "operator token (also in %s): %s\n", filepath.Join(*data, "token"), tok)
+		fmt.Fprintf(stderr, "operator token (also in %s): %s\n", filepath.Join(f.data, "token"), tok)
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
@@ -157,7 +119,7 @@ func serve(args []string, stderr io.Writer) error {
 	if tlsConfig != nil {
 		scheme = "https"
 	}
-	url, urlFile := scheme+"://"+srv.Addrs().HTTP, filepath.Join(*data, "url")
+	url, urlFile := scheme+"://"+srv.Addrs().HTTP, filepath.Join(f.data, "url")
 	if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o644); err != nil {
 		srv.Close()
 		return fmt.Errorf("write %s: %w", urlFile, err)
@@ -165,8 +127,8 @@ func serve(args []string, stderr io.Writer) error {
 	// A stale URL would send the CLI to a server that is gone.
 	defer os.Remove(urlFile)
 	a := srv.Addrs()
-	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, *brokerURL))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, f.brokerURL))
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()

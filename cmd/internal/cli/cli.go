@@ -162,6 +162,20 @@ func NoArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// ExactArgs is the Args check of a command that takes n arguments, what
+// they are ("the campaign ID") said when they are missing.
+func ExactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) > n:
+			return Usagef("unexpected argument %q", args[n])
+		case len(args) < n:
+			return Usagef("give %s", what)
+		}
+		return nil
+	}
+}
+
 func commandNames(cmd *cobra.Command) []string {
 	var names []string
 	for _, c := range cmd.Commands() {
