@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/event"
 )
@@ -25,39 +27,41 @@ type agentFlags struct {
 	deviceName     string
 	deviceSecret   string
 	ca             string
-	keys           agentStrings
+	keys           []string
 	healthCmd      string
 	healthTimeout  time.Duration
 	reportInterval time.Duration
 	allowDowngrade bool
 }
 
-// agentStrings is a repeatable string flag.
-type agentStrings []string
-
-func (l *agentStrings) String() string     { return strings.Join(*l, ",") }
-func (l *agentStrings) Set(v string) error { *l = append(*l, v); return nil }
+// register adds the agent's flags to fs: the agent command's and the
+// root's, for "otarun --plugin P --config device.yaml".
+func (f *agentFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "device configuration file (device.yaml); flags override it")
+	fs.StringVar(&f.broker, "broker", "", "MQTT broker URL, tcp://host:1883 or ssl://host:8883")
+	fs.StringVar(&f.productKey, "product-key", "", "the device's product key")
+	fs.StringVar(&f.deviceName, "device-name", "", "the device's name")
+	fs.StringVar(&f.deviceSecret, "device-secret", "", "the device's secret (prefer identity.device_secret_file in device.yaml)")
+	fs.StringVar(&f.ca, "ca", "", "PEM file of the CAs of the broker and the firmware server")
+	fs.StringArrayVar(&f.keys, "key", nil, "PEM public key that signs images (repeatable; replaces public_keys)")
+	fs.StringVar(&f.healthCmd, "health-cmd", "", "health check, run with sh -c after booting a trial image")
+	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
+	fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
+	fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept orders for older versions")
+}
 
 func agentCommand() command {
+	f := &agentFlags{}
 	return command{
 		name:  "agent",
 		short: "run the device agent: take upgrade orders from the cloud (the default command)",
-		flags: func(fs *flag.FlagSet, o *options) {
-			f := &agentFlags{}
-			o.cmd["agent"] = f
-			fs.StringVar(&f.config, "config", "", "device configuration file (device.yaml); flags override it")
-			fs.StringVar(&f.broker, "broker", "", "MQTT broker URL, tcp://host:1883 or ssl://host:8883")
-			fs.StringVar(&f.productKey, "product-key", "", "the device's product key")
-			fs.StringVar(&f.deviceName, "device-name", "", "the device's name")
-			fs.StringVar(&f.deviceSecret, "device-secret", "", "the device's secret (prefer identity.device_secret_file in device.yaml)")
-			fs.StringVar(&f.ca, "ca", "", "PEM file of the CAs of the broker and the firmware server")
-			fs.Var(&f.keys, "key", "PEM public key that signs images (repeatable; replaces public_keys)")
-			fs.StringVar(&f.healthCmd, "health-cmd", "", "health check, run with sh -c after booting a trial image")
-			fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
-			fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
-			fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept orders for older versions")
+		flags: f.register,
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return cli.Usagef("unexpected argument %q", args[0])
+			}
+			return runAgent(ctx, e, f)
 		},
-		run: runAgent,
 	}
 }
 
@@ -98,7 +102,7 @@ func agentConfig(f *agentFlags) (agent.Config, error) {
 		cfg.AllowDowngrade = true
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("%w: %w", err, errUsage)
+		return cfg, cli.Usage(err)
 	}
 	return cfg, nil
 }
@@ -122,11 +126,8 @@ func bootKeyEnv(keys []string) ([]string, error) {
 	return env, nil
 }
 
-func runAgent(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unexpected argument %q: %w", args[0], errUsage)
-	}
-	f := e.opts.cmd["agent"].(*agentFlags)
+// runAgent runs the device agent until ctx ends.
+func runAgent(ctx context.Context, e *env, f *agentFlags) error {
 	cfg, err := agentConfig(f)
 	if err != nil {
 		return err
@@ -256,38 +257,32 @@ func describeAgentEvent(ev agent.Event) string {
 	return b.String()
 }
 
-// provisionFlags are the flags of the provision command.
-type provisionFlags struct {
-	keys agentStrings
-}
-
 // provisionCommand writes a device's first image, as a factory does: the
 // image is installed for good (no trial), the simulated device is powered
 // on into it and the image is confirmed. The demo and the end-to-end tests
 // start every device from such a flash.
 func provisionCommand() command {
+	var keys []string
 	return command{
 		name:  "provision",
+		args:  "--key pub.pem IMAGE",
 		short: "write, boot and confirm a device's first image (factory provisioning)",
-		flags: func(fs *flag.FlagSet, o *options) {
-			f := &provisionFlags{}
-			o.cmd["provision"] = f
-			fs.Var(&f.keys, "key", "PEM public key that signs the image (repeatable)")
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringArrayVar(&keys, "key", nil, "PEM public key that signs the image (repeatable)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			f := e.opts.cmd["provision"].(*provisionFlags)
 			if len(args) != 1 {
-				return fmt.Errorf("give one IMAGE file to provision: %w", errUsage)
+				return cli.Usagef("give one IMAGE file to provision")
 			}
-			if len(f.keys) == 0 {
-				return fmt.Errorf("no --key: give the public key the image is signed with: %w", errUsage)
+			if len(keys) == 0 {
+				return cli.Usagef("no --key: give the public key the image is signed with")
 			}
 			// The one command that may make a new device: the factory's.
 			file, err := e.flashFile("provision", true)
 			if err != nil {
 				return err
 			}
-			extra, err := bootKeyEnv(f.keys)
+			extra, err := bootKeyEnv(keys)
 			if err != nil {
 				return err
 			}
@@ -296,7 +291,7 @@ func provisionCommand() command {
 				return err
 			}
 			defer port.Close()
-			st, err := agent.Provision(ctx, port, f.keys, args[0], e.log)
+			st, err := agent.Provision(ctx, port, keys, args[0], e.log)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/event"
 )
@@ -22,7 +23,7 @@ public_keys: [pub.pem]
 health_check: {command: [true], timeout: 3s}
 `), 0o644)
 	f := &agentFlags{config: cfgFile, broker: "tcp://127.0.0.1:2883", deviceSecret: "s", healthCmd: "exit 0",
-		reportInterval: 2 * time.Second, keys: agentStrings{"other.pem"}}
+		reportInterval: 2 * time.Second, keys: []string{"other.pem"}}
 	cfg, err := agentConfig(f)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ health_check: {command: [true], timeout: 3s}
 
 func TestAgentConfig_MissingSettingsIsUsage(t *testing.T) {
 	_, err := agentConfig(&agentFlags{broker: "tcp://127.0.0.1:1883"})
-	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "identity") || !strings.Contains(err.Error(), "public_keys") {
+	if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "identity") || !strings.Contains(err.Error(), "public_keys") {
 		t.Errorf("error %v, want a usage error naming identity and public_keys", err)
 	}
 }

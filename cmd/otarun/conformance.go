@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/conformance"
 	"github.com/otaport/otaport/core/hal"
 )
@@ -16,7 +17,7 @@ func conformanceCommand() command {
 		short: "run the port conformance kit against the plugin, on a scratch flash file",
 		run: func(ctx context.Context, e *env, args []string) error {
 			if e.opts.plugin == "" {
-				return fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board>: %w", errUsage)
+				return cli.Usagef("no port plugin: pass --plugin bin/otaport-<board>")
 			}
 			// The kit erases and rewrites the flash: never the user's, always a
 			// scratch file of its own that goes away afterwards.
@@ -37,7 +38,7 @@ func conformanceCommand() command {
 			passed, failed := conformance.Run(ctx, target, e.stdout)
 			fmt.Fprintf(e.stdout, "%d passed, %d failed\n", passed, failed)
 			if failed > 0 {
-				return exitError{code: 1}
+				return cli.ExitError{Code: 1}
 			}
 			return nil
 		},

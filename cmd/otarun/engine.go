@@ -4,16 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/hal/plugin"
@@ -42,10 +43,7 @@ func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn
 	defer c.Close()
 	// The engine says what it does through the observer; its log is for
 	// warnings, and everything with -v.
-	opts.Logger = e.log
-	if !e.opts.verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	opts.Logger = e.warn
 	eng, err := engine.New(c, c, opts)
 	if err != nil {
 		return err
@@ -53,17 +51,11 @@ func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn
 	return fn(c, eng)
 }
 
-// keyFiles is a repeatable --key flag.
-type keyFiles []string
-
-func (k *keyFiles) String() string     { return strings.Join(*k, ",") }
-func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
-
 func installCommand() command {
 	var f struct {
-		keys           keyFiles
+		keys           []string
 		digest         string
-		size           int64
+		size           cli.Size
 		version        string
 		allowDowngrade bool
 		ca             string
@@ -74,11 +66,12 @@ func installCommand() command {
 	}
 	return command{
 		name:  "install",
+		args:  "--key pub.pem SOURCE",
 		short: "download, verify and install an image (file or http(s) URL); reboot to apply",
-		flags: func(fs *flag.FlagSet, _ *options) {
-			fs.Var(&f.keys, "key", "public key (PEM) the image must be signed with; repeat for several; env OTARUN_KEY")
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringArrayVar(&f.keys, "key", nil, "public key (PEM) the image must be signed with; repeat for several; env OTARUN_KEY")
 			fs.StringVar(&f.digest, "digest", "", "digest of the whole file the order announced: sha256:HEX or md5:HEX")
-			fs.Int64Var(&f.size, "size", 0, "size of the file the order announced, in bytes")
+			fs.Var(&f.size, "size", "size of the file the order announced: 123456, 0x1e240, 512KiB")
 			fs.StringVar(&f.version, "expect-version", "", "version the order announced (1.2.3+4); another one is refused")
 			fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept an image not newer than the running one (the security counter is still checked)")
 			fs.StringVar(&f.ca, "ca", "", "CA certificate file (PEM) to trust for an https:// source")
@@ -97,11 +90,11 @@ func installCommand() command {
 			}
 			switch {
 			case f.resume && len(args) > 0:
-				return fmt.Errorf("--resume continues the interrupted install with its own source: give no SOURCE (got %q): %w", args[0], errUsage)
+				return cli.Usagef("--resume continues the interrupted install with its own source: give no SOURCE (got %q)", args[0])
 			case !f.resume && len(args) != 1:
-				return fmt.Errorf("give one SOURCE (a file or an http(s):// URL), or --resume: %w", errUsage)
+				return cli.Usagef("give one SOURCE (a file or an http(s):// URL), or --resume")
 			case len(f.keys) == 0:
-				return fmt.Errorf("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem): %w", errUsage)
+				return cli.Usagef("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem)")
 			}
 			keys, err := image.ReadPublicKeys(f.keys)
 			if err != nil {
@@ -147,7 +140,7 @@ func installCommand() command {
 				if f.resume {
 					err = eng.Resume(ctx)
 				} else {
-					err = eng.Install(ctx, engine.Source{URL: src, Digest: f.digest, Size: f.size, Version: f.version, Permanent: f.permanent})
+					err = eng.Install(ctx, engine.Source{URL: src, Digest: f.digest, Size: int64(f.size.Bytes), Version: f.version, Permanent: f.permanent})
 				}
 				finish()
 				if err != nil {
@@ -183,7 +176,7 @@ func bootCommand() command {
 		short: "power the simulated device on: run the bootloader, then the engine's recovery",
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("boot takes no arguments: %w", errUsage)
+				return cli.Usagef("boot takes no arguments")
 			}
 			return withEngine(ctx, e, "boot", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				res, err := c.Reboot(ctx)
@@ -274,7 +267,7 @@ func statusCommand() command {
 		short: "print the slots, their versions, the engine's state and its last error",
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("status takes no arguments: %w", errUsage)
+				return cli.Usagef("status takes no arguments")
 			}
 			return withEngine(ctx, e, "status", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				st, err := eng.Status(ctx)
@@ -340,7 +333,7 @@ func confirmCommand() command {
 		short: "mark the running image good (after its health check)",
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("confirm takes no arguments: %w", errUsage)
+				return cli.Usagef("confirm takes no arguments")
 			}
 			return withEngine(ctx, e, "confirm", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Confirm(ctx); err != nil {
@@ -358,7 +351,7 @@ func rollbackCommand() command {
 		short: "give up the new image: cancel a pending install, or return to the previous image at the next boot",
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("rollback takes no arguments: %w", errUsage)
+				return cli.Usagef("rollback takes no arguments")
 			}
 			return withEngine(ctx, e, "rollback", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				if err := eng.Rollback(ctx); err != nil {

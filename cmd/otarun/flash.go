@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 )
 
 // pluginPrefix is how a port plugin is named: otaport-<board>.
@@ -28,7 +30,7 @@ func (e *env) flashFile(cmd string, create bool) (string, error) {
 		base := strings.TrimSuffix(filepath.Base(e.opts.plugin), ".exe")
 		board, ok := strings.CutPrefix(base, pluginPrefix)
 		if !ok || board == "" {
-			return "", fmt.Errorf("no flash file: give the emulated device's flash with --flash FILE (or OTAPORT_FLASH): %w", errUsage)
+			return "", cli.Usagef("no flash file: give the emulated device's flash with --flash FILE (or OTAPORT_FLASH)")
 		}
 		file = board + ".flash"
 	}

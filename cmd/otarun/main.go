@@ -6,27 +6,49 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
-	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/otaport/otaport/cmd/internal/cli"
 )
 
-// command is one subcommand of otarun. Each lives in its own file and adds
-// itself to the table returned by commands.
+// command is one subcommand of otarun. Each lives in its own file and is
+// added to the tree by newRoot.
 type command struct {
 	name  string
+	args  string // the arguments in the usage line, after the name
 	short string
 	// flags registers the command's own flags on fs.
-	flags func(fs *flag.FlagSet, o *options)
-	run   func(ctx context.Context, env *env, args []string) error
+	flags func(fs *pflag.FlagSet)
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+// cobra returns c as a command of the tree, whose run gets the env of the
+// invocation.
+func (c command) cobra(o *options) *cobra.Command {
+	use := c.name
+	if c.args != "" {
+		use += " " + c.args
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: c.short,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd.Context(), newEnv(cmd, o), args)
+		},
+	}
+	if c.flags != nil {
+		c.flags(cmd.Flags())
+	}
+	return cmd
 }
 
 // options are the flags every command understands; they may come before or
@@ -37,19 +59,53 @@ type options struct {
 	flash        string
 	json         bool
 	verbose      bool
-	cmd          map[string]any // command-specific values, set by command.flags
 }
 
-// env is what a command runs with: its options, its output streams and a
-// logger.
+// register adds the flags of o to fs. Their environment variables are read
+// when a command runs (fromEnv), so that the help and docs/cli.md show the
+// same defaults everywhere.
+func (o *options) register(fs *pflag.FlagSet) {
+	fs.StringVar(&o.plugin, "plugin", "", "path of the port plugin (otaport-<board>); env OTARUN_PLUGIN")
+	fs.StringVar(&o.pluginSHA256, "plugin-sha256", "", "refuse to run the plugin unless its SHA-256 is this hex value")
+	fs.StringVar(&o.flash, "flash", "", "flash file of the emulated device (default ./<board>.flash; only provision creates one); env OTAPORT_FLASH")
+	fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of text for people")
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log debug messages")
+}
+
+// fromEnv fills in what the command line left out from the environment.
+func (o *options) fromEnv() {
+	o.plugin = cmp.Or(o.plugin, os.Getenv("OTARUN_PLUGIN"))
+	o.flash = cmp.Or(o.flash, os.Getenv("OTAPORT_FLASH"))
+}
+
+// env is what a command runs with: its options, its output streams and
+// loggers.
 type env struct {
 	opts   *options
 	stdout io.Writer
 	stderr io.Writer
-	log    *slog.Logger
+	// log is the command's logger: info, or debug with -v.
+	log *slog.Logger
+	// warn logs warnings only, for the engine that says what it does
+	// through its observer; it is log with -v.
+	warn *slog.Logger
 	// flash is the absolute path of the flash file the plugin was given,
 	// once a command has opened it.
 	flash string
+}
+
+func newEnv(cmd *cobra.Command, o *options) *env {
+	level, warn := slog.LevelInfo, slog.LevelWarn
+	if o.verbose {
+		level, warn = slog.LevelDebug, slog.LevelDebug
+	}
+	return &env{
+		opts:   o,
+		stdout: cmd.OutOrStdout(),
+		stderr: cmd.ErrOrStderr(),
+		log:    cli.Logger(cmd, cmd.ErrOrStderr(), level),
+		warn:   cli.Logger(cmd, cmd.ErrOrStderr(), warn),
+	}
 }
 
 func commands() []command {
@@ -59,19 +115,44 @@ func commands() []command {
 		agentCommand(),
 		provisionCommand(),
 	}
-	cmds = append(cmds, engineCommands()...)
-	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
-	return cmds
+	return append(cmds, engineCommands()...)
 }
 
-// errUsage marks an error caused by how otarun was called (exit status 2).
-var errUsage = errors.New("usage")
+const long = `otarun is the generic core of otaport on a device: it loads a port plugin (--plugin
+bin/otaport-<board>) and runs the device agent, which takes upgrade orders from the cloud, or
+one of the local commands. With no command, otarun runs the agent.`
 
-// exitError carries an exit status other than 1 (for example a failed
-// conformance run that has already printed its report).
-type exitError struct{ code int }
-
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+// newRoot returns otarun's command tree. The root is the agent: "otarun
+// --plugin P --config device.yaml" takes the agent's flags.
+func newRoot() *cobra.Command {
+	o := &options{}
+	root := cli.NewRoot("otarun", "the device side of otaport: the agent, and local installs", long)
+	root.Example = `  otarun --plugin bin/otaport-b-l475e-iot01a --config device.yaml
+  otarun --plugin bin/otaport-b-l475e-iot01a install v2.img --key pub.pem
+  otarun --plugin bin/otaport-b-l475e-iot01a status --json`
+	o.register(root.PersistentFlags())
+	root.PersistentPreRun = func(*cobra.Command, []string) { o.fromEnv() }
+	af := &agentFlags{}
+	af.register(root.Flags())
+	// The agent takes no argument: any is a command, perhaps mistyped
+	// ("otarun stauts"), never an argument of the agent.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return cli.UnknownCommand(cmd, args[0])
+		}
+		return nil
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		if o.plugin == "" && cmd.Flags().NFlag() == 0 {
+			return cli.Usagef("give a command, or --plugin bin/otaport-<board> to run the device agent")
+		}
+		return runAgent(cmd.Context(), newEnv(cmd, o), af)
+	}
+	for _, c := range commands() {
+		root.AddCommand(c.cobra(o))
+	}
+	return root
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -80,139 +161,7 @@ func main() {
 	os.Exit(code)
 }
 
-func globalFlags(fs *flag.FlagSet, o *options) {
-	fs.StringVar(&o.plugin, "plugin", os.Getenv("OTARUN_PLUGIN"), "path of the port plugin (otaport-<board>); env OTARUN_PLUGIN")
-	fs.StringVar(&o.pluginSHA256, "plugin-sha256", "", "refuse to run the plugin unless its SHA-256 is this hex value")
-	fs.StringVar(&o.flash, "flash", os.Getenv("OTAPORT_FLASH"), "flash file of the emulated device (default ./<board>.flash; only provision creates one); env OTAPORT_FLASH")
-	fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of text for people")
-	fs.BoolVar(&o.verbose, "v", false, "log debug messages")
-}
-
+// run is otarun with its arguments and streams; it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o := &options{cmd: map[string]any{}}
-	cmds := commands()
-
-	// With no command name, otarun is the agent: `otarun --plugin P --config
-	// device.yaml` must take the agent's flags too, so the command goes in
-	// front before any flag is parsed.
-	if len(args) > 0 && !namesCommand(args, cmds) && !asksHelp(args) {
-		args = append([]string{"agent"}, args...)
-	}
-
-	// Global flags before the command name.
-	gfs := flag.NewFlagSet("otarun", flag.ContinueOnError)
-	gfs.SetOutput(stderr)
-	globalFlags(gfs, o)
-	gfs.Usage = func() { usage(stderr, gfs, cmds) }
-	if err := gfs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	rest := gfs.Args()
-	if len(rest) == 0 {
-		if o.plugin == "" {
-			usage(stderr, gfs, cmds)
-			return 2
-		}
-		rest = []string{"agent"}
-	}
-	name := rest[0]
-	var cmd *command
-	for i := range cmds {
-		if cmds[i].name == name {
-			cmd = &cmds[i]
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "otarun: unknown command %q\n", name)
-		usage(stderr, gfs, cmds)
-		return 2
-	}
-
-	// The command's flags, with the global ones again so they may follow it.
-	// Keep what was given before the command name: registering the flags
-	// again resets their variables to the defaults.
-	given := map[string]string{}
-	gfs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
-	fs := flag.NewFlagSet("otarun "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	globalFlags(fs, o)
-	for k, v := range given {
-		_ = fs.Set(k, v)
-	}
-	if cmd.flags != nil {
-		cmd.flags(fs, o)
-	}
-	if err := fs.Parse(rest[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	e := &env{
-		opts:   o,
-		stdout: stdout,
-		stderr: stderr,
-		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
-	}
-	err := cmd.run(ctx, e, fs.Args())
-	if err == nil {
-		return 0
-	}
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	// The engine names its operation as the command is named
-	// ("rollback: ..."): say it once.
-	fmt.Fprintf(stderr, "otarun %s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
-	if errors.Is(err, errUsage) {
-		return 2
-	}
-	return 1
-}
-
-func usage(w io.Writer, fs *flag.FlagSet, cmds []command) {
-	fmt.Fprintf(w, "usage: otarun --plugin PATH [command] [flags]\n\n")
-	fmt.Fprintf(w, "With no command, otarun runs the device agent.\n\ncommands:\n")
-	var b strings.Builder
-	for _, c := range cmds {
-		if c.short == "" {
-			continue
-		}
-		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.short)
-	}
-	fmt.Fprint(w, b.String())
-	fmt.Fprintf(w, "\nflags:\n")
-	fs.PrintDefaults()
-}
-
-// namesCommand reports whether one of args is the name of a command.
-func namesCommand(args []string, cmds []command) bool {
-	for _, a := range args {
-		for _, c := range cmds {
-			if a == c.name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// asksHelp reports whether args ask for otarun's own usage.
-func asksHelp(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "-h", "-help", "--help":
-			return true
-		}
-	}
-	return false
+	return cli.Run(ctx, newRoot(), args, stdout, stderr)
 }

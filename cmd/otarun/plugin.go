@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/hal/plugin"
 )
 
@@ -26,7 +27,7 @@ func openPlugin(ctx context.Context, e *env, flashFile string, extraEnv ...strin
 	if s := strings.TrimSpace(e.opts.pluginSHA256); s != "" {
 		sum, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
 		if err != nil || len(sum) != 32 {
-			return nil, fmt.Errorf("--plugin-sha256 %q: want 64 hex digits (sha256sum of the plugin file): %w", s, errUsage)
+			return nil, cli.Usagef("--plugin-sha256 %q: want 64 hex digits (sha256sum of the plugin file)", s)
 		}
 		cfg.SHA256 = sum
 	}
@@ -38,7 +39,7 @@ func openPlugin(ctx context.Context, e *env, flashFile string, extraEnv ...strin
 // checkPlugin refuses a missing --plugin or a plugin file that is not there.
 func (e *env) checkPlugin() error {
 	if e.opts.plugin == "" {
-		return fmt.Errorf("no port plugin: pass --plugin bin/otaport-<board> (build one with: go build -o bin/ ./ports/...): %w", errUsage)
+		return cli.Usagef("no port plugin: pass --plugin bin/otaport-<board> (build one with: go build -o bin/ ./ports/...)")
 	}
 	if _, err := os.Stat(e.opts.plugin); err != nil {
 		return fmt.Errorf("port plugin %s: %w (build it with: go build -o bin/ ./ports/...)", e.opts.plugin, err)
