@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/spell"
 )
 
 // Defaults of Config.
@@ -148,6 +150,12 @@ func ParseConfig(b []byte, name string) (Config, error) {
 	if len(b) > maxConfigSize {
 		return Config{}, fmt.Errorf("%s: more than %d bytes", name, maxConfigSize)
 	}
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) == nil {
+		if errs := unknownFields(&doc, reflect.TypeFor[Config](), "", name); len(errs) > 0 {
+			return Config{}, errors.Join(errs...)
+		}
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -160,6 +168,50 @@ func ParseConfig(b []byte, name string) (Config, error) {
 	}
 	c.file = name
 	return c, nil
+}
+
+// unknownFields names each key of the YAML node n that no field of the
+// struct type t takes, with its line and the nearest known field, as otagen
+// does for board files: yaml.v3's own message ("field helth_check not found
+// in type agent.Config") names a Go type and no fix. path is n's place in the
+// file, name the file's.
+func unknownFields(n *yaml.Node, t reflect.Type, path, name string) []error {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return unknownFields(n.Content[0], t, path, name)
+	}
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return nil // the decoder says what is wrong with the shape
+	}
+	fields := map[string]reflect.Type{}
+	var known []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = f.Type
+		known = append(known, tag)
+	}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		sub := k.Value
+		if path != "" {
+			sub = path + "." + k.Value
+		}
+		ft, ok := fields[k.Value]
+		if !ok {
+			hint := "known fields here: " + strings.Join(known, ", ")
+			if s := spell.Nearest(k.Value, known); s != "" {
+				hint = "did you mean " + s + "?"
+			}
+			errs = append(errs, fmt.Errorf("%s:%d: %s: unknown field; %s", name, k.Line, sub, hint))
+			continue
+		}
+		errs = append(errs, unknownFields(v, ft, sub, name)...)
+	}
+	return errs
 }
 
 // cleanYAMLError drops yaml.v3's "yaml: unmarshal errors:\n  " wrapping.

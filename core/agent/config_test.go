@@ -51,7 +51,9 @@ func TestParseConfig_Errors(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"typo", "helth_check: {command: [true]}", "field helth_check not found"},
+		{"typo", "helth_check: {command: [true]}", "device.yaml:1: helth_check: unknown field; did you mean health_check?"},
+		{"typo in a section", "broker: tcp://a:1883\nidentity:\n  product_key: pk\n  device_nmae: d\n", "device.yaml:4: identity.device_nmae: unknown field; did you mean device_name?"},
+		{"no near field", "colour: blue", "device.yaml:1: colour: unknown field; known fields here: broker, identity,"},
 		{"bare number duration", "report_interval: 10", `"10" is not a duration`},
 		{"negative duration", "report_interval: -1s", "negative"},
 		{"two documents", "broker: a\n---\nbroker: b\n", "more than one YAML document"},
@@ -60,7 +62,7 @@ func TestParseConfig_Errors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(c.yaml), "device.yaml")
-			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "device.yaml: ") {
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "device.yaml:") {
 				t.Errorf("error %v, want one naming device.yaml and %q", err, c.want)
 			}
 		})
@@ -128,7 +130,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b, "device.yaml")
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "device.yaml: ") {
+			if !strings.HasPrefix(err.Error(), "device.yaml:") {
 				t.Fatalf("error does not name the file: %v", err)
 			}
 			return
