@@ -28,5 +28,5 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs otagen as a user does: testdata/script/*.txtar.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: clitest.Cmds()})
+	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: map[string]func(*testscript.TestScript, bool, []string){"exits": clitest.Exits}})
 }

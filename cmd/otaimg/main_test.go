@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/otaport/otaport/cmd/internal/cli/clitest"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected output in testdata/script/*.txtar")
@@ -44,6 +46,7 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits": clitest.Exits,
 			// flip FILE OFFSET: invert the low bit of one byte (tampering).
 			"flip": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 2 {

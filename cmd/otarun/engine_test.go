@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/otaport/otaport/cmd/internal/cli/clitest"
 )
 
 // The boards the end-to-end scripts run on: dual-bank with one boot
@@ -77,6 +79,7 @@ func TestEngineScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits": clitest.Exits,
 			// serve DIR: serve DIR over HTTP on loopback; $URL is its root.
 			"serve": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {

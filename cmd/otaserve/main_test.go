@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaport/otaport/core/image"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/otaport/otaport/cmd/internal/cli/clitest"
+	"github.com/otaport/otaport/core/image"
 )
 
 func TestMain(m *testing.M) {
@@ -27,6 +29,7 @@ func TestScripts(t *testing.T) {
 			return writeImages(env.WorkDir)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits": clitest.Exits,
 			// waitfile FILE waits for a background otaserve to write FILE.
 			"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 1 {

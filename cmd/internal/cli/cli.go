@@ -58,7 +58,8 @@ func Usagef(format string, a ...any) error {
 }
 
 // ExitError ends a command with an exit status whose reason the command has
-// already printed (a conformance run that printed its failures).
+// already printed (a conformance run that printed its failures), or with 0
+// once it has done all it had to (--version).
 type ExitError struct{ Code int }
 
 func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
@@ -83,7 +84,6 @@ func NewRoot(name, short, long string) *cobra.Command {
 		Use:           name,
 		Short:         short,
 		Long:          long,
-		Version:       Version(),
 		SilenceErrors: true, // Run prints them, once, with the command's name
 		SilenceUsage:  true, // a failure is not a reason to print the help
 		Args:          Subcommands,
@@ -92,6 +92,17 @@ func NewRoot(name, short, long string) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return Usage(err) })
 	f := logFormat("text")
 	root.PersistentFlags().Var(&f, "log-format", "format of the log lines on standard error: text or json (one object per line, for log collectors)")
+	// Not cobra's own --version, which answers before the arguments are
+	// checked: "otaimg sgin --version 1.0.0" would print the version and
+	// exit 0 instead of suggesting sign.
+	version := root.Flags().Bool("version", false, "print the version of "+root.Name())
+	root.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if !*version {
+			return nil
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s version %s\n", cmd.Name(), Version())
+		return ExitError{Code: ExitOK}
+	}
 	return root
 }
 

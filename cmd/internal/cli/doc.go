@@ -19,7 +19,6 @@ func Reference(root *cobra.Command) []byte {
 	var walk func(c *cobra.Command, depth int)
 	walk = func(c *cobra.Command, depth int) {
 		c.InitDefaultHelpFlag()
-		c.InitDefaultVersionFlag()
 		fmt.Fprintf(&b, "%s %s\n\n", strings.Repeat("#", min(depth+2, 4)), c.CommandPath())
 		desc := c.Long
 		if desc == "" {

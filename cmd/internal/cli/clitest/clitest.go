@@ -10,20 +10,14 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// Cmds returns the testscript commands of the conventions:
+// Exits is the testscript command
 //
 //	exits N PROG [ARGS...]
 //
-// runs PROG as exec does and fails unless it exits with status N (0 done, 1
-// failed, 2 a wrong command line); stdout and stderr are kept for the
-// commands that follow.
-func Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
-	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"exits": exits,
-	}
-}
-
-func exits(ts *testscript.TestScript, neg bool, args []string) {
+// which runs PROG as exec does and fails unless it exits with status N (0
+// done, 1 failed, 2 a wrong command line); stdout and stderr are kept for
+// the commands that follow.
+func Exits(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: exits N PROG [ARGS...]")
 	}
