@@ -60,9 +60,9 @@ func newRoot() *cobra.Command {
 	fs.StringVar(&f.replace, "replace", "", "with --module: build against the otaport checkout in `dir` (a replace directive in go.mod)")
 	fs.BoolVar(&f.force, "force", false, "overwrite the port of another board with the same name")
 	root.Args = fileOrCommand
-	root.RunE = func(cmd *cobra.Command, args []string) error {
+	cli.SetRun(root, func(cmd *cobra.Command, args []string) error {
 		return generate(args, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
-	}
+	})
 	root.AddCommand(validateCommand(), listCommand())
 	return root
 }

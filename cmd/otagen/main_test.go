@@ -30,3 +30,6 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: map[string]func(*testscript.TestScript, bool, []string){"exits": clitest.Exits}})
 }
+
+// TestReference keeps the otagen section of docs/cli.md equal to the commands.
+func TestReference(t *testing.T) { clitest.CheckReference(t, newRoot()) }

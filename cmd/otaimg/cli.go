@@ -233,7 +233,7 @@ func verifyCommand() *cobra.Command {
 		Short: "check an image's hash and, with --key, its signature",
 	}
 	var keyPaths []string
-	cmd.Flags().StringArrayVarP(&keyPaths, "key", "k", nil, "public or private key (PEM) the signature must verify with; repeat for several")
+	cmd.Flags().StringArrayVarP(&keyPaths, "key", "k", nil, "public or private key `file` (PEM) the signature must verify with; repeat for several")
 	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return verify(cmd.OutOrStdout(), pos, keyPaths) }
 	return cmd
 }

@@ -113,3 +113,6 @@ func TestRun_ExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestReference keeps the otaimg section of docs/cli.md equal to the commands.
+func TestReference(t *testing.T) { clitest.CheckReference(t, newRoot()) }

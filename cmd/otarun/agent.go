@@ -43,7 +43,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.deviceName, "device-name", "", "the device's name")
 	fs.StringVar(&f.deviceSecret, "device-secret", "", "the device's secret (prefer identity.device_secret_file in device.yaml)")
 	fs.StringVar(&f.ca, "ca", "", "PEM file of the CAs of the broker and the firmware server")
-	fs.StringArrayVar(&f.keys, "key", nil, "PEM public key that signs images (repeatable; replaces public_keys)")
+	fs.StringArrayVar(&f.keys, "key", nil, "PEM `file` of a public key that signs images (repeatable; replaces public_keys)")
 	fs.StringVar(&f.healthCmd, "health-cmd", "", "health check, run with sh -c after booting a trial image")
 	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
 	fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
@@ -268,7 +268,7 @@ func provisionCommand() command {
 		args:  "--key pub.pem IMAGE",
 		short: "write, boot and confirm a device's first image (factory provisioning)",
 		flags: func(fs *pflag.FlagSet) {
-			fs.StringArrayVar(&keys, "key", nil, "PEM public key that signs the image (repeatable)")
+			fs.StringArrayVar(&keys, "key", nil, "PEM `file` of the public key that signs the image (repeatable)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 1 {

@@ -69,7 +69,7 @@ func installCommand() command {
 		args:  "--key pub.pem SOURCE",
 		short: "download, verify and install an image (file or http(s) URL); reboot to apply",
 		flags: func(fs *pflag.FlagSet) {
-			fs.StringArrayVar(&f.keys, "key", nil, "public key (PEM) the image must be signed with; repeat for several; env OTARUN_KEY")
+			fs.StringArrayVar(&f.keys, "key", nil, "public key `file` (PEM) the image must be signed with; repeat for several; env OTARUN_KEY")
 			fs.StringVar(&f.digest, "digest", "", "digest of the whole file the order announced: sha256:HEX or md5:HEX")
 			fs.Var(&f.size, "size", "size of the file the order announced: 123456, 0x1e240, 512KiB")
 			fs.StringVar(&f.version, "expect-version", "", "version the order announced (1.2.3+4); another one is refused")

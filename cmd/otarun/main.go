@@ -142,12 +142,12 @@ func newRoot() *cobra.Command {
 		}
 		return nil
 	}
-	root.RunE = func(cmd *cobra.Command, _ []string) error {
+	cli.SetRun(root, func(cmd *cobra.Command, _ []string) error {
 		if o.plugin == "" && cmd.Flags().NFlag() == 0 {
 			return cli.Usagef("give a command, or --plugin bin/otaport-<board> to run the device agent")
 		}
 		return runAgent(cmd.Context(), newEnv(cmd, o), af)
-	}
+	})
 	for _, c := range commands() {
 		root.AddCommand(c.cobra(o))
 	}

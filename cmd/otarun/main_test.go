@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/otaport/otaport/cmd/internal/cli/clitest"
 )
 
 // TestRun_CommandSelection checks which command otarun runs for a command
@@ -45,3 +47,6 @@ func TestRun_CommandSelection(t *testing.T) {
 		})
 	}
 }
+
+// TestReference keeps the otarun section of docs/cli.md equal to the commands.
+func TestReference(t *testing.T) { clitest.CheckReference(t, newRoot()) }

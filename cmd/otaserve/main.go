@@ -62,7 +62,7 @@ func runCommand() *cobra.Command {
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
-	keyFiles := fs.StringArray("key", nil, "public key PEM that signs images (repeatable)")
+	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
 	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")

@@ -78,3 +78,6 @@ func writeImages(dir string) error {
 	}
 	return nil
 }
+
+// TestReference keeps the otaserve section of docs/cli.md equal to the commands.
+func TestReference(t *testing.T) { clitest.CheckReference(t, newRoot()) }

@@ -88,7 +88,9 @@ func NewRoot(name, short, long string) *cobra.Command {
 		SilenceUsage:  true, // a failure is not a reason to print the help
 		Args:          Subcommands,
 		RunE:          needCommand,
+		Annotations:   map[string]string{groupAnnotation: "true"},
 	}
+	root.SetUsageTemplate(usageTemplate)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return Usage(err) })
 	f := logFormat("text")
 	root.PersistentFlags().Var(&f, "log-format", "format of the log lines on standard error: text or json (one object per line, for log collectors)")
@@ -111,14 +113,52 @@ func NewRoot(name, short, long string) *cobra.Command {
 // lists them or suggests the nearest.
 func Group(use, short string, cmds ...*cobra.Command) *cobra.Command {
 	g := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  Subcommands,
-		RunE:  needCommand,
+		Use:         use,
+		Short:       short,
+		Args:        Subcommands,
+		RunE:        needCommand,
+		Annotations: map[string]string{groupAnnotation: "true"},
 	}
 	g.AddCommand(cmds...)
 	return g
 }
+
+// SetRun makes root, which NewRoot made a group of commands, a command that
+// runs run itself when no subcommand is named (otagen generates, otarun runs
+// the agent).
+func SetRun(root *cobra.Command, run func(cmd *cobra.Command, args []string) error) {
+	root.RunE = run
+	delete(root.Annotations, groupAnnotation)
+}
+
+// groupAnnotation marks a command that only groups others: its usage shows
+// "TOOL [command]" alone, no usage line of its own.
+const groupAnnotation = "otaport/group"
+
+// usageTemplate is cobra's usage template, less the command groups otaport
+// does not use, with no usage line of their own for groupAnnotation
+// commands (cobra runs them, to refuse what names no subcommand).
+const usageTemplate = `Usage:{{if and .Runnable (ne (index .Annotations "otaport/group") "true")}}
+  {{.UseLine}}{{end}}{{if .HasAvailableSubCommands}}
+  {{.CommandPath}} [command]{{end}}{{if gt (len .Aliases) 0}}
+
+Aliases:
+  {{.NameAndAliases}}{{end}}{{if .HasExample}}
+
+Examples:
+{{.Example}}{{end}}{{if .HasAvailableSubCommands}}
+
+Available Commands:{{range .Commands}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
+
+Flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+Global Flags:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableSubCommands}}
+
+Use "{{.CommandPath}} [command] --help" for more information about a command.{{end}}
+`
 
 // needCommand runs a command that only holds others: a command line that
 // names none of them is a usage error. (Cobra would print the help and exit

@@ -9,9 +9,8 @@ import (
 )
 
 // Reference writes the reference of a tool for docs/cli.md: one section per
-// command, with its usage line, its description and its flags, in the order
-// of the tree. It is what --help prints, so the page and the help cannot
-// disagree.
+// command, with its description and its usage as --help prints it, in the
+// order of the tree, so the page and the help cannot disagree.
 func Reference(root *cobra.Command) []byte {
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
@@ -27,20 +26,7 @@ func Reference(root *cobra.Command) []byte {
 		if desc != "" {
 			fmt.Fprintf(&b, "%s\n\n", strings.TrimSpace(desc))
 		}
-		fmt.Fprintf(&b, "```\n%s", c.UseLine())
-		if c.HasAvailableSubCommands() {
-			fmt.Fprintf(&b, "\n%s [command]", c.CommandPath())
-		}
-		fmt.Fprint(&b, "\n```\n\n")
-		if c.Example != "" {
-			fmt.Fprintf(&b, "Examples:\n\n```\n%s\n```\n\n", strings.Trim(c.Example, "\n"))
-		}
-		if c.HasAvailableLocalFlags() {
-			fmt.Fprintf(&b, "Flags:\n\n```\n%s```\n\n", c.LocalFlags().FlagUsages())
-		}
-		if c == root && c.HasAvailablePersistentFlags() {
-			fmt.Fprintf(&b, "Flags of every %s command:\n\n```\n%s```\n\n", c.Name(), c.PersistentFlags().FlagUsages())
-		}
+		fmt.Fprintf(&b, "```\n%s```\n\n", c.UsageString())
 		// The shells' own subcommands of completion say nothing the
 		// completion section does not.
 		if c.Name() == "completion" {
