@@ -5,30 +5,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
-	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/otaport/otaport/cmd/internal/cli"
-	"github.com/otaport/otaport/core/image"
-	"github.com/otaport/otaport/fleet"
 )
-
-const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
-firmware, the campaigns, the REST API and an embedded MQTT broker; the device, image and
-campaign commands drive a running otaserve over its REST API.
-
-Client commands take --server URL (env OTASERVE_URL), --token T (env OTASERVE_TOKEN) and
---json; by default they read the URL and token that "otaserve run" wrote to its data
-directory (--data, default otaserve-data).`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -38,126 +19,4 @@ func main() {
 // failure, 2 usage).
 func run(args []string, stdout, stderr io.Writer) int {
 	return cli.Run(context.Background(), newRoot(), args, stdout, stderr)
-}
-
-// newRoot returns otaserve's command tree.
-func newRoot() *cobra.Command {
-	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
-	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand())
-	return root
-}
-
-const defaultData = "otaserve-data"
-
-func runCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--tls-cert C --tls-key K]",
-		Short: "serve the registry, firmware, campaigns, the REST API and the MQTT broker",
-		Args:  cli.NoArgs,
-	}
-	fs := cmd.Flags()
-	data := fs.String("data", defaultData, "data directory: database, firmware, token")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and firmware server")
-	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
-	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
-	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
-	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
-	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
-	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
-	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
-	verbose := fs.BoolP("verbose", "v", false, "debug logs")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		level := slog.LevelInfo
-		if *verbose {
-			level = slog.LevelDebug
-		}
-		return serve(cmd.Context(), serveFlags{
-			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
-			token: *token, keyFiles: *keyFiles, certFile: *certFile, keyFile: *keyFile,
-		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
-	}
-	return cmd
-}
-
-// serveFlags are the settings of otaserve run.
-type serveFlags struct {
-	data, httpAddr, mqttAddr, brokerURL, publicURL, token string
-	keyFiles                                              []string
-	certFile, keyFile                                     string
-}
-
-func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
-	keys, err := image.ReadPublicKeys(f.keyFiles)
-	if err != nil {
-		return fmt.Errorf("--key: %w", err)
-	}
-	var tlsConfig *tls.Config
-	if f.certFile != "" || f.keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-		if err != nil {
-			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", f.certFile, f.keyFile, err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	if len(keys) == 0 {
-		log.Warn("no --key given: image uploads will be refused until otaserve runs with the public key that signs them")
-	}
-	srv, err := fleet.New(fleet.Config{
-		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
-		Keys: keys, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	tok, generated := srv.Token()
-	if generated {
-		fmt.Fprintf(stderr, "operator token (also in %s): %s\n", filepath.Join(f.data, "token"), tok)
-	}
-	// The CLI on this machine finds the server through this file, which
-	// matters when --http asked for port 0.
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-	}
-	url, urlFile := scheme+"://"+srv.Addrs().HTTP, filepath.Join(f.data, "url")
-	if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o644); err != nil {
-		srv.Close()
-		return fmt.Errorf("write %s: %w", urlFile, err)
-	}
-	// A stale URL would send the CLI to a server that is gone.
-	defer os.Remove(urlFile)
-	a := srv.Addrs()
-	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, f.brokerURL))
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	// Stopping is bounded: a second signal ends the process at once (the
-	// default action, restored by stop), and so does a shutdown that takes
-	// too long. Either is safe for the data: every database commit is
-	// atomic, and a device whose order or report was in flight is served
-	// again when it reconnects.
-	stop()
-	select {
-	case err := <-errc:
-		return err
-	case <-time.After(shutdownLimit):
-		return fmt.Errorf("shutdown did not finish within %v; exiting without waiting for it", shutdownLimit)
-	}
-}
-
-// shutdownLimit bounds the wait for Run to return after a signal: the HTTP
-// grace period (5 s) plus closing the broker's and the devices' connections.
-const shutdownLimit = 30 * time.Second
-
-func orExternal(addr, external string) string {
-	if addr != "" {
-		return addr
-	}
-	return "the external broker"
 }
