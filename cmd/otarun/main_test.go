@@ -30,6 +30,7 @@ func TestRun_CommandSelection(t *testing.T) {
 		{"an unknown command is refused, not taken as an argument of the agent", []string{"--plugin", "p", "frobnicate"}, 2, "", `unknown command "frobnicate" for "otarun"`},
 		{"a mistyped command is suggested", []string{"--plugin", "p", "stauts"}, 2, "", "did you mean status?"},
 		{"the version", []string{"--version"}, 0, "otarun version ", ""},
+		{"help on a mistyped command", []string{"help", "stauts"}, 2, "", `unknown command "stauts" for "otarun"; did you mean status?`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -92,6 +92,7 @@ func NewRoot(name, short, long string) *cobra.Command {
 	}
 	root.SetUsageTemplate(usageTemplate)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return Usage(err) })
+	root.SetHelpCommand(helpCommand())
 	f := logFormat("text")
 	root.PersistentFlags().Var(&f, "log-format", "format of the log lines on standard error: text or json (one object per line, for log collectors)")
 	// Not cobra's own --version, which answers before the arguments are
@@ -159,6 +160,34 @@ Global Flags:
 
 Use "{{.CommandPath}} [command] --help" for more information about a command.{{end}}
 `
+
+// helpCommand is "TOOL help COMMAND": cobra's, except that a name that is
+// no command is a usage error with a suggestion, as everywhere else, not
+// the tool's help with exit status 0.
+func helpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return commandNames(cmd), cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return Usage(err)
+			}
+			if len(rest) > 0 {
+				return UnknownCommand(cmd, rest[0])
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
+}
 
 // needCommand runs a command that only holds others: a command line that
 // names none of them is a usage error. (Cobra would print the help and exit

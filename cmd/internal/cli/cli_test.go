@@ -51,6 +51,8 @@ func TestRun_ExitStatusAndMessages(t *testing.T) {
 		{[]string{"group", "status", "extra"}, 2, "", `tool group status: unexpected argument "extra"`},
 		{[]string{"--log-format", "xml", "fail"}, 2, "", "want text or json"},
 		{[]string{"--nosuch"}, 2, "", "unknown flag: --nosuch"},
+		{[]string{"help", "group", "status"}, 0, "Usage:\n  tool group status [flags]\n", ""},
+		{[]string{"help", "group", "stauts"}, 2, "", `tool help: unknown command "stauts" for "tool group"; did you mean status?`},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
