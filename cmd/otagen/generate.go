@@ -199,30 +199,29 @@ type generateFlags struct {
 }
 
 func generate(args []string, f generateFlags, stdout, stderr io.Writer) error {
-	root, only, module, replace, force := &f.root, &f.only, &f.module, &f.replace, &f.force
 	file, boards, err := loadBoards(args)
 	if err != nil {
 		return err
 	}
-	if *only != "" {
-		boards, err = pick(boards, *only, file)
+	if f.only != "" {
+		boards, err = pick(boards, f.only, file)
 		if err != nil {
 			return err
 		}
 	}
-	if *module != "" {
-		return generateModule(stdout, file, boards, *module, *replace, *root)
+	if f.module != "" {
+		return generateModule(stdout, file, boards, f.module, f.replace, f.root)
 	}
-	if *replace != "" {
+	if f.replace != "" {
 		return cli.Usagef("--replace goes with --module")
 	}
-	if *root == "" {
-		*root = "ports"
+	if f.root == "" {
+		f.root = "ports"
 	}
 
-	if !*force {
+	if !f.force {
 		for _, b := range boards {
-			if err := portgen.CheckPortDir(filepath.Join(*root, b.Name), b); err != nil {
+			if err := portgen.CheckPortDir(filepath.Join(f.root, b.Name), b); err != nil {
 				return fmt.Errorf("%s: board %s: %w", file, b.Name, err)
 			}
 		}
@@ -248,7 +247,7 @@ func generate(args []string, f generateFlags, stdout, stderr io.Writer) error {
 	}
 	// The registry lists every port under the root, not only those of this
 	// run, so generating one board never drops the others from it.
-	existing, err := portgen.PortDirs(*root)
+	existing, err := portgen.PortDirs(f.root)
 	if err != nil {
 		return err
 	}
@@ -266,11 +265,11 @@ func generate(args []string, f generateFlags, stdout, stderr io.Writer) error {
 	}
 	files = append(files, reg)
 
-	res, err := portgen.WriteFiles(*root, files)
+	res, err := portgen.WriteFiles(f.root, files)
 	if err != nil {
 		return err
 	}
-	report(stdout, *root, boards, res, len(all))
+	report(stdout, f.root, boards, res, len(all))
 	return nil
 }
 
