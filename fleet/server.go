@@ -50,6 +50,9 @@ type Config struct {
 	BrokerURL string
 	// Keys verify uploaded images. Uploads are refused without one.
 	Keys []crypto.PublicKey
+	// Boards are the boards devices and images may be for, by name, with
+	// what each takes (cmd/otaserve passes the catalog's).
+	Boards map[string]api.Board
 	// Token is the operator's API token; empty means the one stored in the
 	// database, generated at first start.
 	Token string
@@ -145,7 +148,7 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	apiHandler, err := api.New(api.Config{
-		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Token: s.token,
+		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
 		Logger: cfg.Logger.With("part", "api"),
 	})
 	if err != nil {

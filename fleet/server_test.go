@@ -48,7 +48,8 @@ func start(t *testing.T, dir string, keys []crypto.PublicKey) *running {
 	if os.Getenv("FLEET_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log})
+	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log,
+		Boards: map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +343,8 @@ func TestServer_TLS(t *testing.T) {
 	cert, certPEM := selfSigned(t)
 	key, _ := image.GenerateKey(image.KeyEd25519)
 	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: []crypto.PublicKey{key.Public()},
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+		Boards: map[string]api.Board{"b": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}},
+		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}}})
 	if err != nil {
 		t.Fatal(err)
 	}

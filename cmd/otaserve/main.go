@@ -140,9 +140,13 @@ func serve(args []string, stderr io.Writer) error {
 	if len(keys) == 0 {
 		log.Warn("no --key given: image uploads will be refused until otaserve runs with the public key that signs them")
 	}
+	boards, err := catalogBoards()
+	if err != nil {
+		return err
+	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: *data, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, BrokerURL: *brokerURL,
-		Keys: keys, Token: *token, PublicURL: *publicURL, TLS: tlsConfig, Logger: log,
+		Keys: keys, Boards: boards, Token: *token, PublicURL: *publicURL, TLS: tlsConfig, Logger: log,
 	})
 	if err != nil {
 		return err

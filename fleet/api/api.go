@@ -21,6 +21,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,11 +42,26 @@ type Campaigns interface {
 	Status(id uint64) (campaign.Status, error)
 }
 
+// Board is what the API checks devices and images against: one board of
+// the catalog, as otaserve's main reads it from the ports.
+type Board struct {
+	// MaxImageSize is the largest image the board takes whichever slot
+	// runs: an image that does not fit its update slot is refused by the
+	// device only after the campaign has started.
+	MaxImageSize int64
+	// Signature is the one signature algorithm the board's bootloader
+	// checks (image.KeyEd25519, image.KeyECDSAP256, ...).
+	Signature string
+}
+
 // Config configures the API handler.
 type Config struct {
 	Store     *store.Store
 	Firmware  *firmware.Store
 	Campaigns Campaigns
+	// Boards are the boards devices may be registered as and images built
+	// for, by name; a board not listed is refused.
+	Boards map[string]Board
 	// Keys verify uploaded images; an upload is refused without one.
 	Keys []crypto.PublicKey
 	// Token is the operator's bearer token; it must not be empty.
@@ -173,6 +189,10 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("board: required, the board name the device's images are built for"))
 		return
 	}
+	if _, err := h.board(req.Board); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
 	if req.DeviceSecret == "" {
 		var b [16]byte
 		rand.Read(b[:])
@@ -280,9 +300,18 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("board: required (query ?board=NAME or form field), the board the image is built for"))
 		return
 	}
+	b, err := h.board(board)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	limit := h.cfg.MaxImageSize
+	if b.MaxImageSize > 0 && b.MaxImageSize < limit {
+		limit = b.MaxImageSize
+	}
 	var meta firmware.Meta
-	blob, err := h.cfg.Firmware.Put(r.Context(), body, h.cfg.MaxImageSize, func(f *os.File, size int64) error {
-		m, err := firmware.Check(f, size, h.cfg.Keys)
+	blob, err := h.cfg.Firmware.Put(r.Context(), body, limit, func(f *os.File, size int64) error {
+		m, err := firmware.Check(f, size, h.cfg.Keys, b.Signature)
 		if err != nil {
 			return err
 		}
@@ -292,6 +321,9 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		meta = m
 		return nil
 	})
+	if errors.Is(err, firmware.ErrTooLarge) && limit == b.MaxImageSize {
+		err = fmt.Errorf("%w: board %s takes images of at most %d bytes, the size of its update slot: build a smaller image", err, board, b.MaxImageSize)
+	}
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -307,6 +339,20 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 	}
 	h.cfg.Logger.Info("image uploaded", "image", img.ID, "version", img.Version, "board", img.Board, "sha256", img.SHA256)
 	writeJSON(w, http.StatusCreated, img)
+}
+
+// board returns the catalog entry of a board name, or an error that lists
+// the boards otaserve knows.
+func (h *handler) board(name string) (Board, error) {
+	if b, ok := h.cfg.Boards[name]; ok {
+		return b, nil
+	}
+	names := make([]string, 0, len(h.cfg.Boards))
+	for n := range h.cfg.Boards {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return Board{}, fmt.Errorf("board %q is not in otaserve's catalog; use one of: %s", name, strings.Join(names, ", "))
 }
 
 func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {

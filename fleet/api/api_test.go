@@ -25,7 +25,9 @@ type env struct {
 	t   *testing.T
 	srv *httptest.Server
 	key crypto.Signer
-	st  *store.Store
+	// edKey is a second trusted key, of another algorithm.
+	edKey crypto.Signer
+	st    *store.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -48,13 +50,27 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public()}, Token: token})
+	edKey, err := image.GenerateKey(image.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public(), edKey.Public()}, Boards: testBoards, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, key: key, st: st}
+	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st}
+}
+
+// testBoards are the boards of the tests: b1 and b2 as a catalog board,
+// tiny with an update slot too small for the test images, ed checking
+// ed25519 signatures.
+var testBoards = map[string]Board{
+	"b1":   {MaxImageSize: 64 << 10, Signature: image.KeyECDSAP256},
+	"b2":   {MaxImageSize: 64 << 10, Signature: image.KeyECDSAP256},
+	"tiny": {MaxImageSize: 4 << 10, Signature: image.KeyECDSAP256},
+	"ed":   {MaxImageSize: 64 << 10, Signature: image.KeyEd25519},
 }
 
 func (e *env) signed(version string, key crypto.Signer) []byte {
@@ -134,9 +150,18 @@ func TestDevices(t *testing.T) {
 	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-1", Board: "b1"}, &e1); st != http.StatusConflict {
 		t.Errorf("duplicate add: status %d (%s)", st, e1.Error)
 	}
-	for _, bad := range []AddDevice{{ProductKey: "pk1", DeviceName: "a/b", Board: "b1"}, {ProductKey: "pk1", DeviceName: "x"}} {
-		if st := e.postJSON("/devices", bad, &e1); st != http.StatusBadRequest {
-			t.Errorf("add %+v: status %d, want 400", bad, st)
+	for _, bad := range []struct {
+		req    AddDevice
+		errHas string
+	}{
+		{AddDevice{ProductKey: "pk1", DeviceName: "a/b", Board: "b1"}, "device_name"},
+		{AddDevice{ProductKey: "pk1", DeviceName: "x"}, "board: required"},
+		// Before, any board name was taken, and the device refused its
+		// first order only once the campaign had started.
+		{AddDevice{ProductKey: "pk1", DeviceName: "x", Board: "no-such-board"}, `board "no-such-board" is not in otaserve's catalog; use one of: b1, b2, ed, tiny`},
+	} {
+		if st := e.postJSON("/devices", bad.req, &e1); st != http.StatusBadRequest || !strings.Contains(e1.Error, bad.errHas) {
+			t.Errorf("add %+v: status %d %q, want 400 mentioning %q", bad.req, st, e1.Error, bad.errHas)
 		}
 	}
 	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-2", DeviceSecret: "given", Board: "b1"}, &added); st != http.StatusCreated || added.DeviceSecret != "given" {
@@ -198,6 +223,12 @@ func TestUpload(t *testing.T) {
 		{"padded", "?board=b1", append(append([]byte{}, good...), 0xff, 0xff), false, 422, "unpadded"},
 		{"version disagrees with the header", "?board=b1&version=1.3.0", good, false, 422, "header says 1.2.0+0"},
 		{"no board", "?version=1.2.0", good, false, 400, "board"},
+		// Before, these were accepted and refused by each device once the
+		// campaign had started.
+		{"unknown board", "?board=no-such-board", good, false, 400, `board "no-such-board" is not in otaserve's catalog`},
+		{"larger than the board's update slot", "?board=tiny", good, false, 413, "board tiny takes images of at most 4096 bytes, the size of its update slot"},
+		{"signed with another algorithm than the board's", "?board=ed", good, false, 422, "signed with ecdsa-p256, not ed25519: image signed with another algorithm: sign it with the board's ed25519 key"},
+		{"signed with the board's algorithm", "?board=ed", e.signed("1.2.0", e.edKey), false, 201, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,6 +251,12 @@ func TestUpload(t *testing.T) {
 			}
 			var img store.Image
 			json.Unmarshal(raw, &img)
+			if img.Board == "ed" {
+				if img.SignatureType != image.KeyEd25519 {
+					t.Errorf("image = %+v", img)
+				}
+				return
+			}
 			if img.Version != "1.2.0+0" || img.Board != "b1" || img.Size != int64(len(good)) || img.SignatureType != image.KeyECDSAP256 || len(img.SHA256) != 64 || img.KeyID == "" {
 				t.Errorf("image = %+v", img)
 			}
@@ -227,8 +264,8 @@ func TestUpload(t *testing.T) {
 	}
 	var imgs []store.Image
 	e.do(http.MethodGet, "/images", "", nil, &imgs)
-	if len(imgs) != 2 {
-		t.Errorf("%d images listed, want the 2 accepted", len(imgs))
+	if len(imgs) != 3 {
+		t.Errorf("%d images listed, want the 3 accepted", len(imgs))
 	}
 }
 
