@@ -24,9 +24,21 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
 }
 
+// Store is what the service needs of the fleet database (*store.Store).
+// Its changes go through Write, so that a failed write changes nothing, in
+// the database or in the service's memory.
+type Store interface {
+	Campaigns() ([]store.Campaign, error)
+	Campaign(id uint64) (store.Campaign, error)
+	Progress(id uint64) ([]store.Progress, error)
+	Image(id uint64) (store.Image, error)
+	Devices() ([]store.Device, error)
+	Write(fn func(*store.Writer) error) error
+}
+
 // Config configures a Service.
 type Config struct {
-	Store *store.Store
+	Store Store
 	// FirmwareURL returns the URL a device downloads an image from.
 	FirmwareURL func(img store.Image) string
 	Logger      *slog.Logger
@@ -155,16 +167,29 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	if err != nil {
 		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	c, err = s.cfg.Store.AddCampaign(c, ps)
+	// The campaign, its first wave's orders and the registry's mirror of
+	// them are stored in one transaction: a failure leaves no campaign
+	// behind that would wait for a start it never gets.
+	var m *Machine
+	var orders []string
+	err = s.cfg.Store.Write(func(w *store.Writer) error {
+		stored, err := w.AddCampaign(c, ps)
+		if err != nil {
+			return err
+		}
+		m = NewMachine(stored, ps)
+		orders = m.Start(now)
+		return s.persist(w, m)
+	})
 	if err != nil {
 		return store.Campaign{}, err
 	}
-	m := NewMachine(c, ps)
+	c = m.Campaign()
 	s.active[c.ID] = m
 	s.images[c.ID] = img
-	orders := m.Start(now)
-	if err := s.saveLocked(m, orders); err != nil {
-		return store.Campaign{}, err
+	s.settleLocked(m)
+	for _, k := range orders {
+		s.queueLocked(c.ID, k)
 	}
 	s.log.Info("campaign created", "campaign", c.ID, "image", img.ID, "version", img.Version, "devices", len(keys), "waves", len(c.Waves))
 	return m.Campaign(), nil
@@ -277,27 +302,22 @@ func (s *Service) operate(ctx context.Context, id uint64, k event.Kind) (store.C
 		}
 		return c, fmt.Errorf("campaign %d is %s: %w", id, c.State, ErrState)
 	}
-	orders, err := m.Apply(Event{Kind: k, At: time.Now().UTC()})
+	d := m.Draft()
+	orders, err := d.Apply(Event{Kind: k, At: time.Now().UTC()})
 	if err != nil {
 		return m.Campaign(), err
 	}
-	return m.Campaign(), s.saveLocked(m, orders)
-}
-
-// saveLocked persists a machine's changes, then queues its orders: an order
-// is never sent that a restart would forget.
-func (s *Service) saveLocked(m *Machine, orders []string) error {
-	err := s.cfg.Store.Write(func(w *store.Writer) error {
-		return s.persist(w, m)
-	})
-	if err != nil {
-		return err
+	if err := s.cfg.Store.Write(func(w *store.Writer) error { return s.persist(w, d) }); err != nil {
+		return m.Campaign(), fmt.Errorf("%s campaign %d: %w", k, id, err)
 	}
+	// Memory changes only now that the write has committed; then the
+	// orders go out: an order is never sent that a restart would forget.
+	m.Commit(d)
 	s.settleLocked(m)
 	for _, k := range orders {
-		s.queueLocked(m.c.ID, k)
+		s.queueLocked(id, k)
 	}
-	return nil
+	return m.Campaign(), nil
 }
 
 // persist writes a machine's campaign and changed progress, and mirrors
@@ -462,7 +482,11 @@ func (s *Service) HandleMessages(msgs []Message) error {
 		key      string
 	}
 	var orders []order
-	touched := map[uint64]*Machine{}
+	var applyErrs []error
+	// The events are applied to drafts of the machines they touch, and
+	// the drafts replace nothing until the write has committed: a failed
+	// write leaves memory as the database is.
+	drafts := map[uint64]*Machine{}
 	err := s.cfg.Store.Write(func(w *store.Writer) error {
 		for _, de := range evs {
 			ev := de.ev
@@ -494,30 +518,37 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				if _, ok := m.Device(ev.Device); !ok {
 					continue
 				}
-				keys, err := m.Apply(ev)
+				d := drafts[id]
+				if d == nil {
+					d = m.Draft()
+					drafts[id] = d
+				}
+				keys, err := d.Apply(ev)
 				if err != nil {
-					errs = append(errs, err)
+					applyErrs = append(applyErrs, err)
 					continue
 				}
-				touched[id] = m
 				for _, k := range keys {
 					orders = append(orders, order{id, k})
 				}
 			}
 		}
-		for _, m := range touched {
-			if err := s.persist(w, m); err != nil {
+		for _, d := range drafts {
+			if err := s.persist(w, d); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	errs = append(errs, applyErrs...)
 	if err != nil {
-		// Nothing was stored, so nothing is sent; the devices report
-		// again.
+		// Nothing was stored and nothing changed in memory, so nothing
+		// is sent; the devices report again.
 		return errors.Join(append(errs, err)...)
 	}
-	for _, m := range touched {
+	for id, d := range drafts {
+		m := s.active[id]
+		m.Commit(d)
 		s.settleLocked(m)
 	}
 	for _, o := range orders {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -232,4 +233,106 @@ func FuzzHandleMessage(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// failingStore is the real store whose writes fail after their changes
+// are made, as a full disk or an I/O error at commit does: the transaction
+// is rolled back.
+type failingStore struct {
+	*store.Store
+	fail bool
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (f *failingStore) Write(fn func(*store.Writer) error) error {
+	return f.Store.Write(func(w *store.Writer) error {
+		if err := fn(w); err != nil {
+			return err
+		}
+		if f.fail {
+			return errDiskFull
+		}
+		return nil
+	})
+}
+
+// TestService_FailedWriteLeavesMemoryAsStored: a device report or an
+// operator action whose write fails changes nothing, neither in the
+// database nor in what the service shows and acts on. Before, the event
+// was applied to the campaign in memory inside the write, and memory ran
+// ahead of the database until a restart.
+func TestService_FailedWriteLeavesMemoryAsStored(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	img := seed(t, st, 2)
+	fs := &failingStore{Store: st}
+	svc, err := NewService(Config{Store: fs, FirmwareURL: func(store.Image) string { return "http://127.0.0.1/fw" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	svc.SetPublisher(rec)
+	defer svc.SetPublisher(nil)
+	c, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, svc)
+	before, err := svc.Status(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fs.fail = true
+	for _, m := range []struct{ kind, payload string }{
+		{"progress", `{"id":1,"params":{"step":"40","desc":"downloading"}}`},
+		{"inform", `{"id":2,"params":{"version":"2.0.0"}}`}, // would finish d0 and order d1
+		{"progress", `{"id":3,"params":{"step":"-2","desc":"timeout"}}`},
+	} {
+		topic := map[string]string{"inform": cloud.Topics("pk", "d0").Inform, "progress": cloud.Topics("pk", "d0").Progress}[m.kind]
+		if err := svc.HandleMessage(topic, []byte(m.payload)); !errors.Is(err, errDiskFull) {
+			t.Fatalf("%s with a failing store: err = %v, want the write's error", m.kind, err)
+		}
+	}
+	for name, act := range map[string]func(context.Context, uint64) (store.Campaign, error){
+		"pause": svc.Pause, "cancel": svc.Cancel,
+	} {
+		got, err := act(context.Background(), c.ID)
+		if !errors.Is(err, errDiskFull) {
+			t.Fatalf("%s with a failing store: err = %v, want the write's error", name, err)
+		}
+		if got.State != store.CampaignRunning {
+			t.Errorf("%s with a failing store answered %s, want the campaign as stored (running)", name, got.State)
+		}
+	}
+	flush(t, svc)
+	after, err := svc.Status(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("status after failed writes:\n%+v\nwant it unchanged:\n%+v", after, before)
+	}
+	if n := len(rec.orders(t, "pk", "d1")); n != 0 {
+		t.Errorf("d1 got %d orders from a change that was never stored", n)
+	}
+
+	// Once the store works again the same report counts, once.
+	fs.fail = false
+	msg(t, svc, "inform", "d0", `{"id":4,"params":{"version":"2.0.0"}}`)
+	if n := len(rec.orders(t, "pk", "d1")); n != 1 {
+		t.Errorf("d1 got %d orders once d0 confirmed, want 1", n)
+	}
+	stored, err := st.Progress(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, _ := svc.Status(c.ID)
+	if !reflect.DeepEqual(stored, mem.Devices) {
+		t.Errorf("stored progress %+v\n!= the service's %+v", stored, mem.Devices)
+	}
 }

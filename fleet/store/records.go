@@ -198,7 +198,9 @@ type WaveState string
 const (
 	WaveWaiting   WaveState = "waiting"
 	WaveRunning   WaveState = "running"
+	WavePaused    WaveState = "paused" // a running wave of a paused campaign
 	WaveSucceeded WaveState = "succeeded"
+	WaveCanceled  WaveState = "canceled" // an unfinished wave of a canceled campaign
 )
 
 // Target selects the devices of a campaign: every device of a product, of a
@@ -215,6 +217,10 @@ type Wave struct {
 	Spec    string    `json:"spec"`
 	Devices []string  `json:"devices"`
 	State   WaveState `json:"state"`
+	// Acknowledged is how many of the wave's devices had failed when the
+	// operator last resumed the campaign: the thresholds count the wave
+	// without them from then on.
+	Acknowledged int `json:"acknowledged,omitempty"`
 }
 
 // Campaign is a rollout of one image to a set of devices in waves.
@@ -274,7 +280,17 @@ type Progress struct {
 // AddCampaign records a new campaign and its devices' initial progress in one
 // transaction, and assigns its ID.
 func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	var out Campaign
+	err := s.Write(func(w *Writer) (err error) {
+		out, err = w.AddCampaign(c, ps)
+		return err
+	})
+	return out, err
+}
+
+// AddCampaign is Store.AddCampaign within the writer's transaction.
+func (w *Writer) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
+	err := func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCampaigns)
 		id, err := b.NextSequence()
 		if err != nil {
@@ -294,7 +310,7 @@ func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
 			}
 		}
 		return nil
-	})
+	}(w.tx)
 	if err != nil {
 		return Campaign{}, fmt.Errorf("add campaign for image %d: %w", c.ImageID, err)
 	}
