@@ -147,8 +147,16 @@ func New(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A deleted device is refused by the embedded broker's lookup and
+	// disconnected at once; an external broker's sign-in is its own.
+	revoke := func(pk, dn string) {
+		if s.broker != nil {
+			s.broker.Revoke(pk, dn)
+		}
+	}
 	apiHandler, err := api.New(api.Config{
-		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
+		Revoke: revoke,
+		Store:  s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
 		Logger: cfg.Logger.With("part", "api"),
 	})
 	if err != nil {

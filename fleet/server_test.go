@@ -414,3 +414,36 @@ func TestServer_TLS(t *testing.T) {
 		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.0"
 	})
 }
+
+// TestServer_DeleteDeviceRevokesItsSignIn: a deleted device is disconnected
+// at once and its next sign-in is refused. Before, there was no delete.
+func TestServer_DeleteDeviceRevokesItsSignIn(t *testing.T) {
+	r := start(t, t.TempDir(), nil)
+	defer r.stop(t)
+	var added api.Device
+	if st := r.post(t, "/devices", api.AddDevice{ProductKey: "pkA", DeviceName: "gone", Board: "board-a"}, &added); st != 201 {
+		t.Fatalf("add device: %d", st)
+	}
+	ident := cloud.Identity{ProductKey: "pkA", DeviceName: "gone", DeviceSecret: added.DeviceSecret}
+	cl, err := cloud.Dial(context.Background(), cloud.Config{Broker: "tcp://" + r.srv.Addrs().MQTT, Identity: ident, OnOrder: func(*cloud.Order, []byte) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	waitFor(t, "the device to be signed in", func() bool { return len(r.srv.broker.Connected()) == 1 })
+
+	if st := r.call(t, http.MethodDelete, "/devices/pkA/gone", nil, "", nil); st != http.StatusNoContent {
+		t.Fatalf("delete: %d", st)
+	}
+	waitFor(t, "the deleted device to be disconnected", func() bool { return len(r.srv.broker.Connected()) == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if again, err := cloud.Dial(ctx, cloud.Config{Broker: "tcp://" + r.srv.Addrs().MQTT, Identity: ident, OnOrder: func(*cloud.Order, []byte) {}}); err == nil {
+		again.Close()
+		t.Fatal("a deleted device signed in again")
+	}
+	var e api.Error
+	if st := r.call(t, http.MethodGet, "/devices/pkA/gone", nil, "", &e); st != http.StatusNotFound {
+		t.Errorf("get after delete: %d %s", st, e.Error)
+	}
+}

@@ -192,17 +192,31 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 			rows = append(rows, []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)})
 		}
 		return c.table("PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR", rows)
+	case "device delete":
+		c, err := parse(1, "PK/DN")
+		if err != nil {
+			return err
+		}
+		path, err := devicePath(name, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := c.call(http.MethodDelete, path, "", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", fs.Arg(0))
+		return nil
 	case "device get":
 		c, err := parse(1, "PK/DN")
 		if err != nil {
 			return err
 		}
-		pk, dn, ok := strings.Cut(fs.Arg(0), "/")
-		if !ok {
-			return usagef("device get: %q: give productKey/deviceName", fs.Arg(0))
+		path, err := devicePath(name, fs.Arg(0))
+		if err != nil {
+			return err
 		}
 		var d api.Device
-		if err := c.call(http.MethodGet, "/devices/"+url.PathEscape(pk)+"/"+url.PathEscape(dn), "", nil, &d); err != nil {
+		if err := c.call(http.MethodGet, path, "", nil, &d); err != nil {
 			return err
 		}
 		if c.json {
@@ -253,6 +267,16 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 				i.SHA256[:min(12, len(i.SHA256))], i.SignatureType, strconv.FormatUint(uint64(i.SecurityCounter), 10), when(i.Uploaded)})
 		}
 		return c.table("ID\tVERSION\tBOARD\tSIZE\tSHA256\tSIGNATURE\tSEC-CNT\tUPLOADED", rows)
+	case "image delete", "campaign delete":
+		c, err := parse(1, "the "+group+" ID")
+		if err != nil {
+			return err
+		}
+		if err := c.call(http.MethodDelete, "/"+group+"s/"+url.PathEscape(fs.Arg(0)), "", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "deleted %s %s\n", group, fs.Arg(0))
+		return nil
 	case "campaign create":
 		imageID := fs.Uint64("image", 0, "image ID (see image list)")
 		target := fs.String("target", "", "product=PK, group=G or devices=pk/dn1,pk/dn2")
@@ -351,6 +375,16 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return usagef("unknown command %q", name)
+}
+
+// devicePath turns a PK/DN argument of command cmd into the device's API
+// path.
+func devicePath(cmd, arg string) (string, error) {
+	pk, dn, ok := strings.Cut(arg, "/")
+	if !ok {
+		return "", usagef("%s: %q: give productKey/deviceName", cmd, arg)
+	}
+	return "/devices/" + url.PathEscape(pk) + "/" + url.PathEscape(dn), nil
 }
 
 // parseTarget reads --target: product=PK, group=G or devices=pk/a,pk/b.

@@ -30,16 +30,17 @@ server:
 devices:
   otaserve device add --product PK --name DN --board B [--group G] [--secret S]
   otaserve device list
-  otaserve device get PK/DN
+  otaserve device get|delete PK/DN
 
 images:
   otaserve image upload --board B [--version V] FILE
   otaserve image list
+  otaserve image delete ID
 
 campaigns:
   otaserve campaign create --image ID --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]
   otaserve campaign list
-  otaserve campaign status|pause|resume|cancel ID
+  otaserve campaign status|pause|resume|cancel|delete ID
 
 Client commands take --server URL (env OTASERVE_URL), --token T (env
 OTASERVE_TOKEN) and --json; by default they read the URL and token that

@@ -40,6 +40,9 @@ type Campaigns interface {
 	Resume(ctx context.Context, id uint64) (store.Campaign, error)
 	Cancel(ctx context.Context, id uint64) (store.Campaign, error)
 	Status(id uint64) (campaign.Status, error)
+	DeleteDevice(ctx context.Context, pk, dn string) (store.Device, error)
+	DeleteImage(ctx context.Context, id uint64) (img store.Image, shared bool, err error)
+	DeleteCampaign(ctx context.Context, id uint64) error
 }
 
 // Board is what the API checks devices and images against: one board of
@@ -64,6 +67,10 @@ type Config struct {
 	Boards map[string]Board
 	// Keys verify uploaded images; an upload is refused without one.
 	Keys []crypto.PublicKey
+	// Revoke, when set, ends the broker connection of a device just
+	// deleted; its next sign-in is refused since the registry no longer
+	// knows it.
+	Revoke func(pk, dn string)
 	// Token is the operator's bearer token; it must not be empty.
 	Token string
 	// MaxImageSize bounds an upload; 0 means 64 MiB.
@@ -94,12 +101,15 @@ func New(cfg Config) (http.Handler, error) {
 	h.mux.HandleFunc("GET "+Prefix+"/devices", h.listDevices)
 	h.mux.HandleFunc("POST "+Prefix+"/devices", h.addDevice)
 	h.mux.HandleFunc("GET "+Prefix+"/devices/{pk}/{dn}", h.getDevice)
+	h.mux.HandleFunc("DELETE "+Prefix+"/devices/{pk}/{dn}", h.deleteDevice)
 	h.mux.HandleFunc("GET "+Prefix+"/images", h.listImages)
 	h.mux.HandleFunc("POST "+Prefix+"/images", h.uploadImage)
 	h.mux.HandleFunc("GET "+Prefix+"/images/{id}", h.getImage)
+	h.mux.HandleFunc("DELETE "+Prefix+"/images/{id}", h.deleteImage)
 	h.mux.HandleFunc("GET "+Prefix+"/campaigns", h.listCampaigns)
 	h.mux.HandleFunc("POST "+Prefix+"/campaigns", h.createCampaign)
 	h.mux.HandleFunc("GET "+Prefix+"/campaigns/{id}", h.campaignStatus)
+	h.mux.HandleFunc("DELETE "+Prefix+"/campaigns/{id}", h.deleteCampaign)
 	h.mux.HandleFunc("POST "+Prefix+"/campaigns/{id}/{action}", h.campaignAction)
 	return h, nil
 }
@@ -230,6 +240,20 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, public(d))
 }
 
+// deleteDevice removes a device and revokes its sign-in: the broker
+// refuses it from now on and drops its connection if it has one.
+func (h *handler) deleteDevice(w http.ResponseWriter, r *http.Request) {
+	pk, dn := r.PathValue("pk"), r.PathValue("dn")
+	if _, err := h.cfg.Campaigns.DeleteDevice(r.Context(), pk, dn); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if h.cfg.Revoke != nil {
+		h.cfg.Revoke(pk, dn)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (h *handler) listImages(w http.ResponseWriter, r *http.Request) {
 	imgs, err := h.cfg.Store.Images()
 	if err != nil {
@@ -353,6 +377,41 @@ func (h *handler) board(name string) (Board, error) {
 	}
 	slices.Sort(names)
 	return Board{}, fmt.Errorf("board %q is not in otaserve's catalog; use one of: %s", name, strings.Join(names, ", "))
+}
+
+// deleteImage removes an image no active campaign uses, and its file
+// unless another image record shares it.
+func (h *handler) deleteImage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	img, shared, err := h.cfg.Campaigns.DeleteImage(r.Context(), id)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if !shared {
+		if err := h.cfg.Firmware.Remove(img.SHA256); err != nil {
+			// The record is gone; a file left behind costs only disk.
+			h.cfg.Logger.Warn("image deleted but its file stays", "image", id, "err", err)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) deleteCampaign(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := h.cfg.Campaigns.DeleteCampaign(r.Context(), id); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -335,5 +337,63 @@ func TestCampaigns(t *testing.T) {
 	}
 	if st := e.do(http.MethodGet, "/campaigns/77", "", nil, &er); st != 404 {
 		t.Errorf("unknown campaign: %d", st)
+	}
+}
+
+// TestDelete: devices, images and campaigns can be deleted, except what a
+// running campaign still needs; the refusal names the campaign. Before,
+// there was no delete at all.
+func TestDelete(t *testing.T) {
+	e := newEnv(t)
+	for _, dn := range []string{"d0", "d1"} {
+		e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: dn, Board: "b1"}, nil)
+	}
+	data := e.signed("2.0.0", e.key)
+	var img, twin store.Image
+	e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(data), &img)
+	// The same bytes for another board share the file.
+	e.do(http.MethodPost, "/images?board=b2", "application/octet-stream", bytes.NewReader(data), &twin)
+	var c store.Campaign
+	if st := e.postJSON("/campaigns", campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Devices: []string{"pk1/d0"}}, Waves: "100%", SuccessPercent: 100}, &c); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	del := func(path string, want int, errHas string) {
+		t.Helper()
+		var er Error
+		var out any
+		if want != http.StatusNoContent {
+			out = &er
+		}
+		if st := e.do(http.MethodDelete, path, "", nil, out); st != want || !strings.Contains(er.Error, errHas) {
+			t.Errorf("DELETE %s: %d %q, want %d mentioning %q", path, st, er.Error, want, errHas)
+		}
+	}
+	del("/devices/pk1/d0", http.StatusConflict, "delete device pk1/d0: it is ordered in campaign 1 (running): cancel that campaign first")
+	del(fmt.Sprintf("/images/%d", img.ID), http.StatusConflict, fmt.Sprintf("delete image %d: campaign %d (running) uses it", img.ID, c.ID))
+	del(fmt.Sprintf("/campaigns/%d", c.ID), http.StatusConflict, "it is running: cancel it first")
+	del("/devices/pk1/d1", http.StatusNoContent, "")
+	del("/devices/pk1/d1", http.StatusNotFound, "not found")
+	del("/images/99", http.StatusNotFound, "not found")
+	del("/campaigns/x", http.StatusBadRequest, "not a number")
+
+	if st := e.postJSON(fmt.Sprintf("/campaigns/%d/cancel", c.ID), struct{}{}, nil); st != 200 {
+		t.Fatalf("cancel: %d", st)
+	}
+	del(fmt.Sprintf("/images/%d", img.ID), http.StatusNoContent, "")
+	if _, err := os.Stat(img.Path); err != nil {
+		t.Errorf("the file image %d shares was removed with image %d: %v", twin.ID, img.ID, err)
+	}
+	del(fmt.Sprintf("/images/%d", twin.ID), http.StatusNoContent, "")
+	if _, err := os.Stat(twin.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file of the last image deleted is still there: %v", err)
+	}
+	// A campaign that has ended can go; it no longer needs its image.
+	del(fmt.Sprintf("/campaigns/%d", c.ID), http.StatusNoContent, "")
+	del(fmt.Sprintf("/campaigns/%d", c.ID), http.StatusNotFound, "not found")
+	del("/devices/pk1/d0", http.StatusNoContent, "")
+	var left []Device
+	e.do(http.MethodGet, "/devices", "", nil, &left)
+	if len(left) != 0 {
+		t.Errorf("devices after deleting both: %+v", left)
 	}
 }

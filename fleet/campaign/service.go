@@ -573,6 +573,11 @@ func (s *Service) resendLocked(key string) {
 	}
 }
 
+// usesImage reports whether active campaign cid sends image id.
+func (s *Service) usesImage(cid, id uint64) bool {
+	return s.images[cid].ID == id
+}
+
 func (s *Service) activeIDs() []uint64 {
 	ids := make([]uint64, 0, len(s.active))
 	for id := range s.active {

@@ -87,6 +87,18 @@ func (s *Store) Open(sum string) (*os.File, error) {
 	return f, nil
 }
 
+// Remove deletes the blob with this SHA-256; a blob already gone is not an
+// error. A device downloading it now keeps its open file to the end.
+func (s *Store) Remove(sum string) error {
+	if !sumPattern.MatchString(sum) {
+		return fmt.Errorf("remove firmware %q: not a lower-case hex SHA-256", sum)
+	}
+	if err := os.Remove(s.Path(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove firmware %s: %w", sum, err)
+	}
+	return nil
+}
+
 // Put copies r into the store. check runs on the complete file before it is
 // given its name, so a refused upload never becomes visible; a nil check
 // accepts anything. maxSize bounds the upload (0: no bound). Putting bytes

@@ -392,3 +392,66 @@ func (s *Store) Progress(id uint64) ([]Progress, error) {
 	}
 	return ps, nil
 }
+
+// DeleteDevice removes a device from the registry within the writer's
+// transaction; ErrNotFound if there is none. Its campaigns' records of it
+// stay, as history.
+func (w *Writer) DeleteDevice(pk, dn string) (Device, error) {
+	b := w.tx.Bucket(bucketDevices)
+	k := []byte(DeviceKey(pk, dn))
+	var d Device
+	err := get(b, k, &d)
+	if err == nil {
+		err = b.Delete(k)
+	}
+	if err != nil {
+		return Device{}, fmt.Errorf("delete device %s: %w", DeviceKey(pk, dn), err)
+	}
+	return d, nil
+}
+
+// DeleteImage removes an image record within the writer's transaction and
+// returns it; ErrNotFound if there is none. shared says whether another
+// image record names the same file (the same bytes uploaded for another
+// board), which must then stay on disk.
+func (w *Writer) DeleteImage(id uint64) (img Image, shared bool, err error) {
+	b := w.tx.Bucket(bucketImages)
+	err = get(b, idKey(id), &img)
+	if err == nil {
+		err = b.Delete(idKey(id))
+	}
+	if err == nil {
+		var imgs []Image
+		imgs, err = all[Image](b)
+		for _, o := range imgs {
+			shared = shared || o.SHA256 == img.SHA256
+		}
+	}
+	if err != nil {
+		return Image{}, false, fmt.Errorf("delete image %d: %w", id, err)
+	}
+	return img, shared, nil
+}
+
+// DeleteCampaign removes a campaign and its devices' progress within the
+// writer's transaction; ErrNotFound if there is none.
+func (w *Writer) DeleteCampaign(id uint64) error {
+	err := func() error {
+		b := w.tx.Bucket(bucketCampaigns)
+		if b.Get(idKey(id)) == nil {
+			return ErrNotFound
+		}
+		if err := b.Delete(idKey(id)); err != nil {
+			return err
+		}
+		pb := w.tx.Bucket(bucketProgress)
+		if pb.Bucket(idKey(id)) == nil {
+			return nil
+		}
+		return pb.DeleteBucket(idKey(id))
+	}()
+	if err != nil {
+		return fmt.Errorf("delete campaign %d: %w", id, err)
+	}
+	return nil
+}
