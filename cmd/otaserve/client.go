@@ -192,7 +192,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 			rows = append(rows, []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)})
 		}
 		return c.table("PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR", rows)
-	case "device delete":
+	case "device get", "device delete":
 		c, err := parse(1, "PK/DN")
 		if err != nil {
 			return err
@@ -201,19 +201,12 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := c.call(http.MethodDelete, path, "", nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", fs.Arg(0))
-		return nil
-	case "device get":
-		c, err := parse(1, "PK/DN")
-		if err != nil {
-			return err
-		}
-		path, err := devicePath(name, fs.Arg(0))
-		if err != nil {
-			return err
+		if args[0] == "delete" {
+			if err := c.call(http.MethodDelete, path, "", nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", fs.Arg(0))
+			return nil
 		}
 		var d api.Device
 		if err := c.call(http.MethodGet, path, "", nil, &d); err != nil {
