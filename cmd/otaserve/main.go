@@ -38,7 +38,7 @@ images:
   otaserve image delete ID
 
 campaigns:
-  otaserve campaign create --image ID --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]
+  otaserve campaign create --image ID [--image ID]... --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]
   otaserve campaign list
   otaserve campaign status|pause|resume|cancel|delete ID
 

@@ -167,15 +167,6 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-// Device is a device as the API shows it: without its secret, which is
-// only returned once, by AddDevice.
-type Device struct {
-	store.Device
-	DeviceSecret string `json:"device_secret,omitempty"`
-}
-
-func public(d store.Device) Device { return Device{Device: d, DeviceSecret: ""} }
-
 // AddDevice is the body of POST /devices. An empty secret is generated.
 type AddDevice struct {
 	ProductKey   string `json:"product_key"`
@@ -215,7 +206,9 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Logger.Info("device added", "device", d.Key(), "board", d.Board, "group", d.Group)
-	writeJSON(w, http.StatusCreated, Device{Device: d, DeviceSecret: d.DeviceSecret})
+	out := toDevice(d)
+	out.DeviceSecret = d.DeviceSecret // shown this once
+	writeJSON(w, http.StatusCreated, out)
 }
 
 func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
@@ -226,7 +219,7 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Device, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, public(d))
+		out = append(out, toDevice(d))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -237,7 +230,7 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, public(d))
+	writeJSON(w, http.StatusOK, toDevice(d))
 }
 
 // deleteDevice removes a device and revokes its sign-in: the broker
@@ -260,10 +253,11 @@ func (h *handler) listImages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	if imgs == nil {
-		imgs = []store.Image{}
+	out := make([]Image, 0, len(imgs))
+	for _, i := range imgs {
+		out = append(out, toImage(i))
 	}
-	writeJSON(w, http.StatusOK, imgs)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func pathID(r *http.Request) (uint64, error) {
@@ -285,7 +279,7 @@ func (h *handler) getImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, img)
+	writeJSON(w, http.StatusOK, toImage(img))
 }
 
 // uploadImage takes the image as the raw body or as the "file" part of a
@@ -362,7 +356,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Logger.Info("image uploaded", "image", img.ID, "version", img.Version, "board", img.Board, "sha256", img.SHA256)
-	writeJSON(w, http.StatusCreated, img)
+	writeJSON(w, http.StatusCreated, toImage(img))
 }
 
 // board returns the catalog entry of a board name, or an error that lists
@@ -420,30 +414,29 @@ func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	// The live state of an active campaign is in the service.
-	for i := range cs {
-		if st, err := h.cfg.Campaigns.Status(cs[i].ID); err == nil {
-			cs[i] = st.Campaign
+	out := make([]Campaign, 0, len(cs))
+	for _, c := range cs {
+		// The live state of an active campaign is in the service.
+		if st, err := h.cfg.Campaigns.Status(c.ID); err == nil {
+			c = st.Campaign
 		}
+		out = append(out, toCampaign(c))
 	}
-	if cs == nil {
-		cs = []store.Campaign{}
-	}
-	writeJSON(w, http.StatusOK, cs)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *handler) createCampaign(w http.ResponseWriter, r *http.Request) {
-	var req campaign.CreateRequest
+	var req CreateCampaign
 	if err := decode(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	c, err := h.cfg.Campaigns.Create(r.Context(), req)
+	c, err := h.cfg.Campaigns.Create(r.Context(), req.request())
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	writeJSON(w, http.StatusCreated, toCampaign(c))
 }
 
 func (h *handler) campaignStatus(w http.ResponseWriter, r *http.Request) {
@@ -457,7 +450,7 @@ func (h *handler) campaignStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, toStatus(st))
 }
 
 func (h *handler) campaignAction(w http.ResponseWriter, r *http.Request) {
@@ -483,5 +476,5 @@ func (h *handler) campaignAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, toCampaign(c))
 }

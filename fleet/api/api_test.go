@@ -30,6 +30,7 @@ type env struct {
 	// edKey is a second trusted key, of another algorithm.
 	edKey crypto.Signer
 	st    *store.Store
+	dir   string // the data directory: fleet.db and firmware/
 }
 
 func newEnv(t *testing.T) *env {
@@ -62,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st}
+	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st, dir: dir}
 }
 
 // testBoards are the boards of the tests: b1 and b2 as a catalog board,
@@ -180,7 +181,7 @@ func TestDevices(t *testing.T) {
 		}
 	}
 	var one Device
-	if st := e.do(http.MethodGet, "/devices/pk1/dev-1", "", nil, &one); st != 200 || one.Group != "lab" || one.State != store.DeviceRegistered {
+	if st := e.do(http.MethodGet, "/devices/pk1/dev-1", "", nil, &one); st != 200 || one.Group != "lab" || one.State != string(store.DeviceRegistered) {
 		t.Errorf("get: %d %+v", st, one)
 	}
 	if st := e.do(http.MethodGet, "/devices/pk1/nope", "", nil, &e1); st != http.StatusNotFound {
@@ -251,7 +252,10 @@ func TestUpload(t *testing.T) {
 				}
 				return
 			}
-			var img store.Image
+			if strings.Contains(string(raw), `"path"`) {
+				t.Errorf("the answer publishes the server's file path: %s", raw)
+			}
+			var img Image
 			json.Unmarshal(raw, &img)
 			if img.Board == "ed" {
 				if img.SignatureType != image.KeyEd25519 {
@@ -264,7 +268,7 @@ func TestUpload(t *testing.T) {
 			}
 		})
 	}
-	var imgs []store.Image
+	var imgs []Image
 	e.do(http.MethodGet, "/images", "", nil, &imgs)
 	if len(imgs) != 3 {
 		t.Errorf("%d images listed, want the 3 accepted", len(imgs))
@@ -277,21 +281,21 @@ func TestCampaigns(t *testing.T) {
 		e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: fmt.Sprintf("d%d", i), Board: "b1", Group: "lab"}, nil)
 	}
 	e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "other", Board: "b2"}, nil)
-	var img store.Image
+	var img Image
 	e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(e.signed("2.0.0", e.key)), &img)
 
 	var er Error
 	bad := []struct {
-		req    campaign.CreateRequest
+		req    CreateCampaign
 		status int
 		errHas string
 	}{
-		{campaign.CreateRequest{ImageID: 99, Target: store.Target{Group: "lab"}, Waves: "100%"}, 400, "image 99"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk1"}, Waves: "100%"}, 400, "pk1/other is a b2 board"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "none"}, Waves: "100%"}, 400, "selects no"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Devices: []string{"pk1/zz"}}, Waves: "100%"}, 400, "not registered"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,10%"}, 400, "end with 100%"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab", Product: "pk1"}, Waves: "100%"}, 400, "exactly one"},
+		{CreateCampaign{ImageID: 99, Target: Target{Group: "lab"}, Waves: "100%"}, 400, "image 99"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Product: "pk1"}, Waves: "100%"}, 400, "pk1/other is a b2 board"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Group: "none"}, Waves: "100%"}, 400, "selects no"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Devices: []string{"pk1/zz"}}, Waves: "100%"}, 400, "not registered"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Group: "lab"}, Waves: "1,10%"}, 400, "end with 100%"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Group: "lab", Product: "pk1"}, Waves: "100%"}, 400, "exactly one"},
 	}
 	for _, b := range bad {
 		if st := e.postJSON("/campaigns", b.req, &er); st != b.status || !strings.Contains(er.Error, b.errHas) {
@@ -299,17 +303,17 @@ func TestCampaigns(t *testing.T) {
 		}
 	}
 
-	var c store.Campaign
-	req := campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0}
+	var c Campaign
+	req := CreateCampaign{ImageID: img.ID, Target: Target{Group: "lab"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0}
 	if st := e.postJSON("/campaigns", req, &c); st != 201 {
 		t.Fatalf("create: %d", st)
 	}
 	if st := e.postJSON("/campaigns", req, &er); st != 400 || !strings.Contains(er.Error, "still in campaign") {
 		t.Errorf("overlapping campaign: %d %q", st, er.Error)
 	}
-	var status campaign.Status
+	var status Status
 	e.do(http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), "", nil, &status)
-	if status.Campaign.State != store.CampaignRunning || len(status.Waves) != 2 || status.Waves[0].Running != 1 || status.Waves[1].Pending != 3 || len(status.Devices) != 4 {
+	if status.Campaign.State != string(store.CampaignRunning) || len(status.Waves) != 2 || status.Waves[0].Running != 1 || status.Waves[1].Pending != 3 || len(status.Devices) != 4 {
 		t.Errorf("status = %+v", status)
 	}
 	for _, step := range []struct {
@@ -320,15 +324,15 @@ func TestCampaigns(t *testing.T) {
 		{"resume", 409, ""}, {"pause", 200, store.CampaignPaused}, {"resume", 200, store.CampaignRunning},
 		{"cancel", 200, store.CampaignCanceled}, {"pause", 409, ""}, {"explode", 404, ""},
 	} {
-		var got store.Campaign
+		var got Campaign
 		st := e.postJSON(fmt.Sprintf("/campaigns/%d/%s", c.ID, step.action), struct{}{}, &got)
-		if st != step.status || (step.state != "" && got.State != step.state) {
+		if st != step.status || (step.state != "" && got.State != string(step.state)) {
 			t.Errorf("%s: %d %s, want %d %s", step.action, st, got.State, step.status, step.state)
 		}
 	}
-	var list []store.Campaign
+	var list []Campaign
 	e.do(http.MethodGet, "/campaigns", "", nil, &list)
-	if len(list) != 1 || list[0].State != store.CampaignCanceled {
+	if len(list) != 1 || list[0].State != string(store.CampaignCanceled) {
 		t.Errorf("list = %+v", list)
 	}
 	e.do(http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), "", nil, &status)
@@ -349,12 +353,12 @@ func TestDelete(t *testing.T) {
 		e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: dn, Board: "b1"}, nil)
 	}
 	data := e.signed("2.0.0", e.key)
-	var img, twin store.Image
+	var img, twin Image
 	e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(data), &img)
 	// The same bytes for another board share the file.
 	e.do(http.MethodPost, "/images?board=b2", "application/octet-stream", bytes.NewReader(data), &twin)
-	var c store.Campaign
-	if st := e.postJSON("/campaigns", campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Devices: []string{"pk1/d0"}}, Waves: "100%", SuccessPercent: 100}, &c); st != 201 {
+	var c Campaign
+	if st := e.postJSON("/campaigns", CreateCampaign{ImageID: img.ID, Target: Target{Devices: []string{"pk1/d0"}}, Waves: "100%", SuccessPercent: 100}, &c); st != 201 {
 		t.Fatalf("create: %d", st)
 	}
 	del := func(path string, want int, errHas string) {
@@ -380,11 +384,11 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("cancel: %d", st)
 	}
 	del(fmt.Sprintf("/images/%d", img.ID), http.StatusNoContent, "")
-	if _, err := os.Stat(img.Path); err != nil {
+	if _, err := os.Stat(filepath.Join(e.dir, "firmware", img.SHA256)); err != nil {
 		t.Errorf("the file image %d shares was removed with image %d: %v", twin.ID, img.ID, err)
 	}
 	del(fmt.Sprintf("/images/%d", twin.ID), http.StatusNoContent, "")
-	if _, err := os.Stat(twin.Path); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(e.dir, "firmware", twin.SHA256)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the file of the last image deleted is still there: %v", err)
 	}
 	// A campaign that has ended can go; it no longer needs its image.

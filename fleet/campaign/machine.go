@@ -305,7 +305,9 @@ func (m *Machine) inform(ev Event) []string {
 	}
 	p = m.edit(ev.Device)
 	p.Updated = ev.At
-	if image.SameVersion(ev.Version, m.c.Version) {
+	// The version the device was ordered: its board's image's.
+	img, _ := m.c.Image(*p)
+	if image.SameVersion(ev.Version, img.Version) {
 		p.State, p.Reason = store.ProgressFinished, "confirmed running "+ev.Version
 		return m.advance(ev.At)
 	}
@@ -324,7 +326,7 @@ func (m *Machine) inform(ev Event) []string {
 	if p.FromVersion != "" && image.SameVersion(ev.Version, p.FromVersion) {
 		m.fail(p, "rolled back to "+ev.Version, ev.At)
 	} else {
-		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, m.c.Version), ev.At)
+		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, img.Version), ev.At)
 	}
 	return m.advance(ev.At)
 }

@@ -231,7 +231,7 @@ func TestMachine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, ps, err := NewCampaign(store.Campaign{ID: 1, Version: target, SuccessPercent: tt.success, ErrorPercent: tt.fail},
+			c, ps, err := NewCampaign(store.Campaign{ID: 1, Images: []store.CampaignImage{{ID: 1, Version: target}}, SuccessPercent: tt.success, ErrorPercent: tt.fail},
 				devs(tt.devices), specs, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -282,7 +282,7 @@ func sameList(a, b []string) bool {
 
 func TestMachine_ChangedReportsEachTouchedDeviceOnce(t *testing.T) {
 	specs, _ := ParseWaves("100%")
-	c, ps, err := NewCampaign(store.Campaign{ID: 1, Version: target, SuccessPercent: 100}, devs(3), specs, nil)
+	c, ps, err := NewCampaign(store.Campaign{ID: 1, Images: []store.CampaignImage{{ID: 1, Version: target}}, SuccessPercent: 100}, devs(3), specs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -223,12 +224,19 @@ type Wave struct {
 	Acknowledged int `json:"acknowledged,omitempty"`
 }
 
-// Campaign is a rollout of one image to a set of devices in waves.
-type Campaign struct {
+// CampaignImage is one image a campaign sends: to the devices of its board.
+type CampaignImage struct {
 	ID      uint64 `json:"id"`
-	ImageID uint64 `json:"image_id"`
+	Board   string `json:"board,omitempty"`
 	Version string `json:"version"`
-	Target  Target `json:"target"`
+}
+
+// Campaign is a rollout of an image per board to a set of devices in waves.
+type Campaign struct {
+	ID uint64 `json:"id"`
+	// Images has one image per board of the target, sorted by board.
+	Images []CampaignImage `json:"images"`
+	Target Target          `json:"target"`
 	// SuccessPercent: a wave succeeds when finished/total >= this.
 	SuccessPercent int `json:"success_percent"`
 	// ErrorPercent: the campaign pauses when failed/total > this in a wave.
@@ -239,6 +247,46 @@ type Campaign struct {
 	Reason  string    `json:"reason,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+}
+
+// UnmarshalJSON reads a campaign record, including one written before
+// campaigns took an image per board (image_id and version, one image).
+func (c *Campaign) UnmarshalJSON(b []byte) error {
+	type plain Campaign // without this method
+	var v struct {
+		plain
+		ImageID uint64 `json:"image_id"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = Campaign(v.plain)
+	if len(c.Images) == 0 && v.ImageID != 0 {
+		c.Images = []CampaignImage{{ID: v.ImageID, Version: v.Version}}
+	}
+	return nil
+}
+
+// Image returns the image a device of the campaign is sent: the one its
+// progress names, or the campaign's only image (records written before
+// campaigns took an image per board name none).
+func (c Campaign) Image(p Progress) (CampaignImage, bool) {
+	for _, img := range c.Images {
+		if img.ID == p.Image || (p.Image == 0 && len(c.Images) == 1) {
+			return img, true
+		}
+	}
+	return CampaignImage{}, false
+}
+
+// ImageIDs lists the campaign's image IDs, for messages.
+func (c Campaign) ImageIDs() []uint64 {
+	ids := make([]uint64, len(c.Images))
+	for i, img := range c.Images {
+		ids[i] = img.ID
+	}
+	return ids
 }
 
 // ProgressState is where one device is in one campaign.
@@ -261,9 +309,11 @@ func (p ProgressState) Terminal() bool {
 
 // Progress is one device's part in one campaign.
 type Progress struct {
-	Device string        `json:"device"`
-	Wave   int           `json:"wave"`
-	State  ProgressState `json:"state"`
+	Device string `json:"device"`
+	// Image is the ID of the campaign's image for the device's board.
+	Image uint64        `json:"image,omitempty"`
+	Wave  int           `json:"wave"`
+	State ProgressState `json:"state"`
 	// Step is the last step the device reported ("0".."100", negative on
 	// failure); Progressed says it reported any step since its order, which
 	// tells a rollback apart from a device that reconnected before starting.
@@ -312,7 +362,7 @@ func (w *Writer) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
 		return nil
 	}(w.tx)
 	if err != nil {
-		return Campaign{}, fmt.Errorf("add campaign for image %d: %w", c.ImageID, err)
+		return Campaign{}, fmt.Errorf("add campaign for images %v: %w", c.ImageIDs(), err)
 	}
 	return c, nil
 }
