@@ -129,7 +129,7 @@ func serve(args []string, stderr io.Writer) error {
 	if *certFile != "" || *keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 		if err != nil {
-			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", *certFile, *keyFile, err)
+			return fmt.Errorf("--tls-cert %q / --tls-key %q: %w: give both, the certificate and its private key as PEM files", *certFile, *keyFile, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
