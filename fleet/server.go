@@ -152,10 +152,12 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	// A deleted device is refused by the embedded broker's lookup and
-	// disconnected at once; an external broker's sign-in is its own.
+	// disconnected at once; an external broker's sign-in is its own. The
+	// broker is made below; embedded is set once, before HTTP serves.
+	var embedded *broker.Broker
 	revoke := func(pk, dn string) {
-		if s.broker != nil {
-			s.broker.Revoke(pk, dn)
+		if embedded != nil {
+			embedded.Revoke(pk, dn)
 		}
 	}
 	apiHandler, err := api.New(api.Config{
@@ -192,6 +194,7 @@ func New(cfg Config) (s *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
+		embedded = s.broker
 		if err := s.broker.Start(context.Background()); err != nil {
 			return nil, fmt.Errorf("start the embedded broker (--mqtt %s): %w%s", cfg.MQTTAddr, err, listenFix("--mqtt", err))
 		}

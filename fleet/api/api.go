@@ -365,6 +365,9 @@ func (h *handler) board(name string) (Board, error) {
 	if b, ok := h.cfg.Boards[name]; ok {
 		return b, nil
 	}
+	if len(h.cfg.Boards) == 0 {
+		return Board{}, fmt.Errorf("board %q: this server was configured with no boards (api.Config.Boards), so it takes no device or image", name)
+	}
 	names := make([]string, 0, len(h.cfg.Boards))
 	for n := range h.cfg.Boards {
 		names = append(names, n)
