@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -21,8 +22,6 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
-	"github.com/otaport/otaport/fleet/campaign"
-	"github.com/otaport/otaport/fleet/store"
 )
 
 // conn is the CLI's link to a running otaserve.
@@ -173,16 +172,17 @@ func when(t time.Time) string {
 }
 
 func deviceCommand() *cobra.Command {
-	return clientGroup("device", "add, list and show devices", deviceAdd, deviceList, deviceGet)
+	return clientGroup("device", "add, list, show and delete devices", deviceAdd, deviceList, deviceGet, deviceDelete)
 }
 
 func imageCommand() *cobra.Command {
-	return clientGroup("image", "upload and list firmware images", imageUpload, imageList)
+	return clientGroup("image", "upload, list and delete firmware images", imageUpload, imageList, deleteByID("image", "delete an image no campaign uses"))
 }
 
 func campaignCommand() *cobra.Command {
-	return clientGroup("campaign", "create campaigns, follow them, pause, resume or cancel them",
-		campaignCreate, campaignList, campaignStatus, campaignAction("pause"), campaignAction("resume"), campaignAction("cancel"))
+	return clientGroup("campaign", "create campaigns, follow them, pause, resume, cancel or delete them",
+		campaignCreate, campaignList, campaignStatus, campaignAction("pause"), campaignAction("resume"), campaignAction("cancel"),
+		deleteByID("campaign", "delete an ended campaign"))
 }
 
 func deviceAdd(f *clientFlags) *cobra.Command {
@@ -236,12 +236,12 @@ func deviceList(f *clientFlags) *cobra.Command {
 
 func deviceGet(f *clientFlags) *cobra.Command {
 	return clientCommand(f, "get PK/DN", "show one device", cli.ExactArgs(1, "PK/DN"), func(c *conn, args []string) error {
-		pk, dn, ok := strings.Cut(args[0], "/")
-		if !ok {
-			return cli.Usagef("%q: give productKey/deviceName", args[0])
+		path, err := devicePath(args[0])
+		if err != nil {
+			return err
 		}
 		var d api.Device
-		if err := c.call(http.MethodGet, "/devices/"+url.PathEscape(pk)+"/"+url.PathEscape(dn), "", nil, &d); err != nil {
+		if err := c.call(http.MethodGet, path, "", nil, &d); err != nil {
 			return err
 		}
 		if c.json {
@@ -249,6 +249,29 @@ func deviceGet(f *clientFlags) *cobra.Command {
 		}
 		return c.table(deviceHeader, [][]string{deviceRow(d)})
 	})
+}
+
+func deviceDelete(f *clientFlags) *cobra.Command {
+	return clientCommand(f, "delete PK/DN", "delete a device and revoke its sign-in", cli.ExactArgs(1, "PK/DN"), func(c *conn, args []string) error {
+		path, err := devicePath(args[0])
+		if err != nil {
+			return err
+		}
+		if err := c.call(http.MethodDelete, path, "", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", args[0])
+		return nil
+	})
+}
+
+// devicePath turns a PK/DN argument into the device's API path.
+func devicePath(arg string) (string, error) {
+	pk, dn, ok := strings.Cut(arg, "/")
+	if !ok {
+		return "", cli.Usagef("%q: give productKey/deviceName", arg)
+	}
+	return "/devices/" + url.PathEscape(pk) + "/" + url.PathEscape(dn), nil
 }
 
 func imageUpload(f *clientFlags) *cobra.Command {
@@ -263,7 +286,7 @@ func imageUpload(f *clientFlags) *cobra.Command {
 		if version != "" {
 			q.Set("version", version)
 		}
-		var img store.Image
+		var img api.Image
 		if err := c.call(http.MethodPost, "/images?"+q.Encode(), "application/octet-stream", file, &img); err != nil {
 			return fmt.Errorf("upload %s: %w", args[0], err)
 		}
@@ -280,7 +303,7 @@ func imageUpload(f *clientFlags) *cobra.Command {
 
 func imageList(f *clientFlags) *cobra.Command {
 	return clientCommand(f, "list", "list the images", cli.NoArgs, func(c *conn, _ []string) error {
-		var imgs []store.Image
+		var imgs []api.Image
 		if err := c.call(http.MethodGet, "/images", "", nil, &imgs); err != nil {
 			return err
 		}
@@ -296,20 +319,34 @@ func imageList(f *clientFlags) *cobra.Command {
 	})
 }
 
+// deleteByID returns the delete command of group (image, campaign), whose
+// members the API names /GROUPs/ID.
+func deleteByID(group, short string) func(*clientFlags) *cobra.Command {
+	return func(f *clientFlags) *cobra.Command {
+		return clientCommand(f, "delete ID", short, cli.ExactArgs(1, "the "+group+" ID"), func(c *conn, args []string) error {
+			if err := c.call(http.MethodDelete, "/"+group+"s/"+url.PathEscape(args[0]), "", nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "deleted %s %s\n", group, args[0])
+			return nil
+		})
+	}
+}
+
 func campaignCreate(f *clientFlags) *cobra.Command {
 	var (
-		imageID         uint64
+		imageIDs        idList
 		target, waves   string
 		success, errPct int
 	)
-	cmd := clientCommand(f, "create --image ID --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]",
-		"start a campaign: an image to a target, in waves", cli.NoArgs, func(c *conn, _ []string) error {
+	cmd := clientCommand(f, "create --image ID [--image ID]... --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]",
+		"start a campaign: an image (one per board) to a target, in waves", cli.NoArgs, func(c *conn, _ []string) error {
 			t, err := parseTarget(target)
 			if err != nil {
 				return err
 			}
-			var camp store.Campaign
-			req := campaign.CreateRequest{ImageID: imageID, Target: t, Waves: waves, SuccessPercent: success, ErrorPercent: errPct}
+			var camp api.Campaign
+			req := api.CreateCampaign{ImageIDs: imageIDs, Target: t, Waves: waves, SuccessPercent: success, ErrorPercent: errPct}
 			if err := c.postJSON("/campaigns", req, &camp); err != nil {
 				return err
 			}
@@ -320,11 +357,11 @@ func campaignCreate(f *clientFlags) *cobra.Command {
 			for _, w := range camp.Waves {
 				n += len(w.Devices)
 			}
-			fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, camp.Version, n, len(camp.Waves), camp.State)
+			fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, versions(camp.Images), n, len(camp.Waves), camp.State)
 			return nil
 		})
 	fs := cmd.Flags()
-	fs.Uint64Var(&imageID, "image", 0, "image ID (see image list)")
+	fs.Var(&imageIDs, "image", "image `ID` (see image list); repeat it for a target of several boards, one image per board")
 	fs.StringVar(&target, "target", "", "product=PK, group=G or devices=pk/dn1,pk/dn2")
 	fs.StringVar(&waves, "waves", "100%", "cumulative wave sizes, counts or percentages: 1,10%,100%")
 	fs.IntVar(&success, "success", 80, "a wave succeeds when this percentage of its devices finished")
@@ -334,7 +371,7 @@ func campaignCreate(f *clientFlags) *cobra.Command {
 
 func campaignList(f *clientFlags) *cobra.Command {
 	return clientCommand(f, "list", "list the campaigns", cli.NoArgs, func(c *conn, _ []string) error {
-		var cs []store.Campaign
+		var cs []api.Campaign
 		if err := c.call(http.MethodGet, "/campaigns", "", nil, &cs); err != nil {
 			return err
 		}
@@ -343,8 +380,12 @@ func campaignList(f *clientFlags) *cobra.Command {
 		}
 		var rows [][]string
 		for _, cp := range cs {
-			rows = append(rows, []string{strconv.FormatUint(cp.ID, 10), strconv.FormatUint(cp.ImageID, 10), cp.Version,
-				string(cp.State), strconv.Itoa(len(cp.Waves)), targetString(cp.Target), dash(cp.Reason)})
+			var ids []string
+			for _, img := range cp.Images {
+				ids = append(ids, strconv.FormatUint(img.ID, 10))
+			}
+			rows = append(rows, []string{strconv.FormatUint(cp.ID, 10), strings.Join(ids, ","), versions(cp.Images),
+				cp.State, strconv.Itoa(len(cp.Waves)), targetString(cp.Target), dash(cp.Reason)})
 		}
 		return c.table("ID\tIMAGE\tVERSION\tSTATE\tWAVES\tTARGET\tREASON", rows)
 	})
@@ -352,7 +393,7 @@ func campaignList(f *clientFlags) *cobra.Command {
 
 func campaignStatus(f *clientFlags) *cobra.Command {
 	return clientCommand(f, "status ID", "show a campaign's waves and devices", cli.ExactArgs(1, "the campaign ID"), func(c *conn, args []string) error {
-		var st campaign.Status
+		var st api.Status
 		if err := c.call(http.MethodGet, "/campaigns/"+url.PathEscape(args[0]), "", nil, &st); err != nil {
 			return err
 		}
@@ -360,14 +401,14 @@ func campaignStatus(f *clientFlags) *cobra.Command {
 			return c.printJSON(st)
 		}
 		cp := st.Campaign
-		fmt.Fprintf(c.out, "campaign %d: image %d (%s) to %s, %s", cp.ID, cp.ImageID, cp.Version, targetString(cp.Target), cp.State)
+		fmt.Fprintf(c.out, "campaign %d: %s to %s, %s", cp.ID, describeImages(cp.Images), targetString(cp.Target), cp.State)
 		if cp.Reason != "" {
 			fmt.Fprintf(c.out, ": %s", cp.Reason)
 		}
 		fmt.Fprintf(c.out, "\nthresholds: success >= %d%%, error > %d%%\n\n", cp.SuccessPercent, cp.ErrorPercent)
 		var rows [][]string
 		for _, w := range st.Waves {
-			rows = append(rows, []string{strconv.Itoa(w.Index), w.Spec, string(w.State), strconv.Itoa(w.Total), strconv.Itoa(w.Pending),
+			rows = append(rows, []string{strconv.Itoa(w.Index), w.Spec, w.State, strconv.Itoa(w.Total), strconv.Itoa(w.Pending),
 				strconv.Itoa(w.Running), strconv.Itoa(w.Finished), strconv.Itoa(w.Failed), strconv.Itoa(w.Canceled)})
 		}
 		if err := c.table("WAVE\tSPEC\tSTATE\tTOTAL\tPENDING\tRUNNING\tFINISHED\tFAILED\tCANCELED", rows); err != nil {
@@ -380,7 +421,7 @@ func campaignStatus(f *clientFlags) *cobra.Command {
 			if p.Progressed {
 				step = cloud.Step(strconv.Itoa(p.Step)).Label()
 			}
-			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), string(p.State), step, dash(p.FromVersion), dash(p.Reason)})
+			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), p.State, step, dash(p.FromVersion), dash(p.Reason)})
 		}
 		return c.table("DEVICE\tWAVE\tSTATE\tSTEP\tFROM\tREASON", rows)
 	})
@@ -391,7 +432,7 @@ func campaignStatus(f *clientFlags) *cobra.Command {
 func campaignAction(action string) func(*clientFlags) *cobra.Command {
 	return func(f *clientFlags) *cobra.Command {
 		return clientCommand(f, action+" ID", action+" a campaign", cli.ExactArgs(1, "the campaign ID"), func(c *conn, args []string) error {
-			var cp store.Campaign
+			var cp api.Campaign
 			if err := c.postJSON("/campaigns/"+url.PathEscape(args[0])+"/"+action, struct{}{}, &cp); err != nil {
 				return err
 			}
@@ -405,23 +446,69 @@ func campaignAction(action string) func(*clientFlags) *cobra.Command {
 }
 
 // parseTarget reads --target: product=PK, group=G or devices=pk/a,pk/b.
-func parseTarget(s string) (store.Target, error) {
+func parseTarget(s string) (api.Target, error) {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || v == "" {
-		return store.Target{}, cli.Usagef("--target %q: give product=PK, group=G or devices=pk/dn1,pk/dn2", s)
+		return api.Target{}, cli.Usagef("--target %q: give product=PK, group=G or devices=pk/dn1,pk/dn2", s)
 	}
 	switch k {
 	case "product":
-		return store.Target{Product: v}, nil
+		return api.Target{Product: v}, nil
 	case "group":
-		return store.Target{Group: v}, nil
+		return api.Target{Group: v}, nil
 	case "devices":
-		return store.Target{Devices: strings.Split(v, ",")}, nil
+		return api.Target{Devices: strings.Split(v, ",")}, nil
 	}
-	return store.Target{}, cli.Usagef("--target %q: %q is not product, group or devices", s, k)
+	return api.Target{}, cli.Usagef("--target %q: %q is not product, group or devices", s, k)
 }
 
-func targetString(t store.Target) string {
+// idList is the repeatable --image of campaign create.
+type idList []uint64
+
+func (l *idList) String() string {
+	var out []string
+	for _, id := range *l {
+		out = append(out, strconv.FormatUint(id, 10))
+	}
+	return strings.Join(out, ",")
+}
+
+func (l *idList) Type() string { return "ID" }
+
+func (l *idList) Set(v string) error {
+	id, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not an image ID (a number, see image list)", v)
+	}
+	*l = append(*l, id)
+	return nil
+}
+
+// versions lists a campaign's distinct image versions.
+func versions(imgs []api.CampaignImage) string {
+	var out []string
+	for _, img := range imgs {
+		if !slices.Contains(out, img.Version) {
+			out = append(out, img.Version)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// describeImages says what a campaign sends: "image 1 (1.1.0+0)" for one
+// board, "images 1 (1.1.0+0 for b1), 2 (1.1.0+0 for b2)" for several.
+func describeImages(imgs []api.CampaignImage) string {
+	if len(imgs) == 1 {
+		return fmt.Sprintf("image %d (%s)", imgs[0].ID, imgs[0].Version)
+	}
+	var out []string
+	for _, img := range imgs {
+		out = append(out, fmt.Sprintf("%d (%s for %s)", img.ID, img.Version, img.Board))
+	}
+	return "images " + strings.Join(out, ", ")
+}
+
+func targetString(t api.Target) string {
 	switch {
 	case t.Product != "":
 		return "product=" + t.Product

@@ -82,16 +82,20 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
-			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", f.certFile, f.keyFile, err)
+			return fmt.Errorf("--tls-cert %q / --tls-key %q: %w: give both, the certificate and its private key as PEM files", f.certFile, f.keyFile, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if len(keys) == 0 {
 		log.Warn("no --key given: image uploads will be refused until otaserve runs with the public key that signs them")
 	}
+	boards, err := catalogBoards()
+	if err != nil {
+		return err
+	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
-		Keys: keys, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, Logger: log,
+		Keys: keys, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, Logger: log,
 	})
 	if err != nil {
 		return err
