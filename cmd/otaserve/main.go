@@ -147,9 +147,10 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, generated := srv.Token()
-	if generated {
-		fmt.Fprintf(stderr, "operator token (also in %s): %s\n", filepath.Join(*data, "token"), tok)
+	// The token is a lasting credential: it stays in its file (mode 0600)
+	// and out of the log, which is often kept, shipped and shared.
+	if _, generated := srv.Token(); generated {
+		fmt.Fprintf(stderr, "otaserve: operator token generated, in %s (readable by this user only)\n", filepath.Join(*data, "token"))
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
