@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/otaport/otaport/fleet/api"
@@ -61,6 +62,9 @@ type Config struct {
 	// broker's listener TLS).
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// Version is what /version reports; default the module version the Go
+	// toolchain recorded in the binary.
+	Version string
 }
 
 // Addrs are the addresses a Server listens on.
@@ -83,6 +87,11 @@ type Server struct {
 	opUser    string
 	opPass    string
 	brokerURL string
+
+	firmwareDir string
+	metrics     *metrics
+	// serving is true while Run has the campaign service connected.
+	serving atomic.Bool
 }
 
 // TokenSetting is the database setting that holds the operator token.
@@ -119,7 +128,8 @@ func New(cfg Config) (s *Server, err error) {
 	if err := s.loadToken(); err != nil {
 		return nil, err
 	}
-	blobs, err := firmware.NewStore(filepath.Join(cfg.DataDir, "firmware"))
+	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
+	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
 		return nil, err
 	}
@@ -151,9 +161,11 @@ func New(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics = newMetrics(s)
 	mux := http.NewServeMux()
-	mux.Handle(api.Prefix+"/", apiHandler)
-	mux.Handle("/firmware/", http.StripPrefix("/firmware", firmware.Handler(blobs)))
+	mux.Handle(api.Prefix+"/", s.metrics.timeAPI(apiHandler))
+	mux.Handle("/firmware/", s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs))))
+	s.handleOps(mux)
 	s.http = &http.Server{Handler: mux, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 
@@ -284,6 +296,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.campaigns.SetPublisher(pub)
 	defer s.campaigns.SetPublisher(nil)
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 
 	errc := make(chan error, 1)
 	go func() {
