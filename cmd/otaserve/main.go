@@ -167,6 +167,9 @@ func serve(args []string, stderr io.Writer) error {
 	defer os.Remove(urlFile)
 	a := srv.Addrs()
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, *brokerURL))
+	// Single use and valid for minutes, unlike the operator token; a new
+	// one: POST /api/v1/dashboard/login-link with the token.
+	fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", srv.LoginURL())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
