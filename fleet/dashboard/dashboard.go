@@ -139,7 +139,9 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The pages are for this origin only: no framing, no guessing types.
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	// Not no-referrer: with it a browser sends "Origin: null" with a form's
+	// POST, which sameOrigin refuses.
+	w.Header().Set("Referrer-Policy", "same-origin")
 	d.mux.ServeHTTP(w, r)
 }
 

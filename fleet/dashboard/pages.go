@@ -61,6 +61,9 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
 	},
 	"size": humanSize,
+	// A progress record counts waves from 0; the pages from 1, as the API's
+	// wave status does.
+	"wave": func(i int) int { return i + 1 },
 	"pct": func(n, total int) int {
 		if total == 0 {
 			return 0
@@ -290,8 +293,8 @@ func (d *Dashboard) upload(w http.ResponseWriter, r *http.Request, _ session) {
 type campaignRow struct {
 	store.Campaign
 	Total, Finished, Failed, Running int
-	BytesSent, ImageSize              int64
-	Board                             string
+	BytesSent, ImageSize             int64
+	Board                            string
 }
 
 func (d *Dashboard) campaignRows() ([]campaignRow, error) {
@@ -324,14 +327,20 @@ func (d *Dashboard) row(st campaign.Status) campaignRow {
 		c.Running += w.Running
 	}
 	for _, p := range st.Devices {
-		switch {
-		case p.State == store.ProgressFinished:
-			c.BytesSent += c.ImageSize
-		case p.Progressed && p.Step > 0:
-			c.BytesSent += c.ImageSize * int64(min(p.Step, 100)) / 100
-		}
+		c.BytesSent += sent(p, c.ImageSize)
 	}
 	return c
+}
+
+// sent estimates the bytes a device fetched from the step it reported.
+func sent(p store.Progress, size int64) int64 {
+	switch {
+	case p.State == store.ProgressFinished:
+		return size
+	case p.Progressed && p.Step > 0:
+		return size * int64(min(p.Step, 100)) / 100
+	}
+	return 0
 }
 
 func (d *Dashboard) campaigns(w http.ResponseWriter, r *http.Request, _ session) {
@@ -405,6 +414,7 @@ func percent(s, what string) (int, error) {
 
 type waveRow struct {
 	campaign.WaveStatus
+	BytesSent int64
 }
 
 func (d *Dashboard) campaign(w http.ResponseWriter, r *http.Request, _ session) {
@@ -421,7 +431,12 @@ func (d *Dashboard) campaign(w http.ResponseWriter, r *http.Request, _ session) 
 	p := page{Title: fmt.Sprintf("Campaign %d", id), Nav: "campaigns", Campaign: d.row(st), Progress: st.Devices,
 		Error: r.URL.Query().Get("err")}
 	for _, wv := range st.Waves {
-		p.Waves = append(p.Waves, waveRow{wv})
+		p.Waves = append(p.Waves, waveRow{WaveStatus: wv})
+	}
+	for _, pr := range st.Devices {
+		if pr.Wave >= 0 && pr.Wave < len(p.Waves) {
+			p.Waves[pr.Wave].BytesSent += sent(pr, p.Campaign.ImageSize)
+		}
 	}
 	d.render(w, r, http.StatusOK, "campaign", p)
 }
