@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -38,6 +39,11 @@ const token = "operator-token-for-tests"
 // serve runs the dashboard over a real store, campaign service and API on
 // a loopback server.
 func serve(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock) {
+	d, srv, clk, _ := serveStore(t)
+	return d, srv, clk
+}
+
+func serveStore(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock, *store.Store) {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -60,7 +66,7 @@ func serve(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock) {
 	must(err)
 	srv := httptest.NewServer(d)
 	t.Cleanup(srv.Close)
-	return d, srv, clk
+	return d, srv, clk, st
 }
 
 // browser is an HTTP client with cookies that does not follow redirects.
@@ -221,5 +227,117 @@ func TestStatic_NeedsNoSession(t *testing.T) {
 		if resp.StatusCode != 200 || len(body) < 100 {
 			t.Errorf("GET %s: %d, %d bytes", p, resp.StatusCode, len(body))
 		}
+	}
+}
+
+// signIn returns a signed-in browser and its session's CSRF token.
+func signIn(t *testing.T, d *dashboard.Dashboard, srv *httptest.Server) (*http.Client, string) {
+	t.Helper()
+	c := browser(t)
+	get(t, c, srv.URL+d.LoginLink())
+	_, page := get(t, c, srv.URL+"/campaigns")
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no csrf field in the campaigns page")
+	}
+	return c, m[1]
+}
+
+var deviceRow = regexp.MustCompile(`data-device="([^"]+)"`)
+
+// TestFleet_Filters: each filter and the search keep the devices that
+// match and only those.
+func TestFleet_Filters(t *testing.T) {
+	d, srv, _, st := serveStore(t)
+	for _, dev := range []store.Device{
+		{ProductKey: "pk", DeviceName: "a1", Board: "nucleo-h743zi", Group: "lab", Version: "1.0.0+0", State: store.DeviceIdle},
+		{ProductKey: "pk", DeviceName: "a2", Board: "nucleo-h743zi", Group: "field", Version: "1.1.0+0", State: store.DeviceFailed, LastError: "sensor bus timeout"},
+		{ProductKey: "pk", DeviceName: "b1", Board: "stm32f407-disco", Group: "lab", Version: "1.1.0+0", State: store.DeviceRegistered},
+	} {
+		if err := st.AddDevice(dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := signIn(t, d, srv)
+	for _, tc := range []struct{ query, want string }{
+		{"", "pk/a1 pk/a2 pk/b1"},
+		{"board=nucleo-h743zi", "pk/a1 pk/a2"},
+		{"group=lab", "pk/a1 pk/b1"},
+		{"version=1.1.0%2B0", "pk/a2 pk/b1"},
+		{"state=failed", "pk/a2"},
+		{"state=offline", "pk/a1 pk/a2 pk/b1"},
+		{"state=online", ""},
+		{"q=TIMEOUT", "pk/a2"},
+		{"q=b1", "pk/b1"},
+		{"board=nucleo-h743zi&group=lab", "pk/a1"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			resp, body := get(t, c, srv.URL+"/?"+tc.query)
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET /?%s: %d", tc.query, resp.StatusCode)
+			}
+			var got []string
+			for _, m := range deviceRow.FindAllStringSubmatch(body, -1) {
+				got = append(got, m[1])
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("devices %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCampaign_PauseResumeCancelFromThePage: the page's forms create a
+// campaign and pause, resume and cancel it through the API; an action the
+// campaign's state refuses comes back as the API's error.
+func TestCampaign_PauseResumeCancelFromThePage(t *testing.T) {
+	d, srv, _, st := serveStore(t)
+	for _, n := range []string{"a", "b"} {
+		if err := st.AddDevice(store.Device{ProductKey: "pk", DeviceName: n, Board: "b", Group: "lab", Version: "1.0.0+0", State: store.DeviceIdle}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Recorded as an upload would record it; the devices never download it.
+	img, err := st.AddImage(store.Image{Version: "2.0.0+0", Board: "b", Size: 1000, SHA256: strings.Repeat("ab", 32), Uploaded: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, csrf := signIn(t, d, srv)
+	post := func(path string, form url.Values) (string, string) {
+		t.Helper()
+		form.Set("csrf", csrf)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, _ := do(t, c, req)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d, want 303", path, resp.StatusCode)
+		}
+		loc := resp.Header.Get("Location")
+		_, body := get(t, c, srv.URL+loc)
+		return loc, body
+	}
+	loc, _ := post("/campaigns", url.Values{"image": {fmt.Sprint(img.ID)}, "target_kind": {"group"}, "target": {"lab"},
+		"waves": {"1,100%"}, "success": {"100"}, "error": {"0"}})
+	if loc != "/campaigns/1" {
+		t.Fatalf("create: sent to %s, want /campaigns/1", loc)
+	}
+	state := regexp.MustCompile(`id="campaign-state">([a-z]+)<`)
+	for _, tc := range []struct{ action, want, err string }{
+		{"pause", "paused", ""},
+		{"pause", "paused", "paused"}, // twice: the API refuses, the page says why
+		{"resume", "running", ""},
+		{"cancel", "canceled", ""},
+	} {
+		_, body := post("/campaigns/1/"+tc.action, url.Values{})
+		m := state.FindStringSubmatch(body)
+		if m == nil || m[1] != tc.want {
+			t.Errorf("after %s: state %v, want %s", tc.action, m, tc.want)
+		}
+		if tc.err != "" && !strings.Contains(body, `id="error"`) {
+			t.Errorf("after a refused %s: no error on the page", tc.action)
+		}
+	}
+	if _, body := post("/campaigns", url.Values{"image": {"99"}, "target_kind": {"group"}, "target": {"lab"}}); !strings.Contains(body, "campaign refused") {
+		t.Errorf("a campaign for a missing image: the page does not say it was refused")
 	}
 }
