@@ -191,7 +191,7 @@ func (a *Agent) emit(ev Event) {
 // broker at the start, a state store that fails).
 func (a *Agent) Run(ctx context.Context) error {
 	var err error
-	if a.rec, err = loadRecord(ctx, a.port); err != nil {
+	if a.rec, err = loadRecord(ctx, a.eng); err != nil {
 		return err
 	}
 	info, err := a.port.Describe(ctx)
@@ -321,15 +321,12 @@ func (a *Agent) device(ctx context.Context) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("describe the port: %w", err)
 	}
-	d := Device{Board: info.Layout.Board, SecurityCounter: a.rec.MaxCount}
+	d := Device{Board: info.Layout.Board, SecurityCounter: info.Boot.SecurityCounter}
 	if run, ok := info.Boot.Running(); ok {
 		d.Running = run.Version
 	}
 	if n, err := info.MaxImageSize(); err == nil {
 		d.SlotSize = n // else 0, and CheckOrder refuses every image
-	}
-	if st, err := a.eng.Status(ctx); err == nil {
-		d.SecurityCounter = max(d.SecurityCounter, st.SecurityCounter)
 	}
 	for _, k := range a.keys {
 		if t, err := image.KeyType(k); err == nil && !slices.Contains(d.Schemes, t) {
@@ -402,7 +399,7 @@ func (a *Agent) save(ctx context.Context, phase Phase) error {
 	} else {
 		a.rec.Phase, a.rec.Changes = "", 0
 	}
-	return saveRecord(ctx, a.port, a.rec)
+	return saveRecord(ctx, a.eng, a.rec)
 }
 
 // handle takes one order.
@@ -506,7 +503,6 @@ func (a *Agent) succeed(ctx context.Context) error {
 	if o == nil {
 		return nil
 	}
-	a.rec.MaxCount = max(a.rec.MaxCount, o.Counter)
 	a.rec.Order = nil
 	a.rec.forgetResets(o.Version)
 	if err := a.save(ctx, ""); err != nil {

@@ -510,7 +510,11 @@ func TestAgent_StateLoopGuardGivesUp(t *testing.T) {
 	// A record as a device would leave it after many restarts in the
 	// middle of one order.
 	rec := fmt.Sprintf(`{"order":{"id":7,"version":"1.1.0","url":"%s/firmware/1.1.0","size":1},"phase":"checking","changes":%d}`, r.fw.URL, agent.MaxStateChanges)
-	if err := r.port.Set(context.Background(), "otaport.agent", []byte(rec)); err != nil {
+	eng, err := engine.New(r.port, r.port, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.SetNote(context.Background(), []byte(rec)); err != nil {
 		t.Fatal(err)
 	}
 	r.start(r.config())

@@ -7,13 +7,8 @@ import (
 	"slices"
 
 	"github.com/otaport/otaport/core/cloud"
-	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
-
-// stateKey is the agent's record in the port's key-value store, beside the
-// engine's.
-const stateKey = "otaport.agent"
 
 // MaxStateChanges is how many persisted state changes one order may go
 // through before the agent gives it up: Mender's state-loop guard, with
@@ -59,11 +54,10 @@ const (
 // that failed here, so that a cloud that re-sends a failing order gets the
 // failure again instead of a device that reboots in a loop.
 type record struct {
-	Order    *orderRecord `json:"order,omitempty"`
-	Phase    Phase        `json:"phase,omitempty"`
-	Changes  int          `json:"changes,omitempty"`
-	Failed   []failure    `json:"failed,omitempty"`
-	MaxCount uint32       `json:"counter,omitempty"` // highest security counter confirmed
+	Order   *orderRecord `json:"order,omitempty"`
+	Phase   Phase        `json:"phase,omitempty"`
+	Changes int          `json:"changes,omitempty"`
+	Failed  []failure    `json:"failed,omitempty"`
 	// Reason is why the current order is being undone (a failed health
 	// check), kept across the reboot that undoes it.
 	Reason string `json:"reason,omitempty"`
@@ -168,28 +162,36 @@ func (rec *record) forgetResets(v string) {
 	rec.Resets = slices.DeleteFunc(rec.Resets, func(c resetCount) bool { return image.SameVersion(c.Image, v) })
 }
 
+// notes is where the agent's record lives: the caller's note in the
+// device's one record, which the engine writes whole in one operation
+// (*engine.Engine).
+type notes interface {
+	Note(ctx context.Context) ([]byte, error)
+	SetNote(ctx context.Context, note []byte) error
+}
+
 // loadRecord reads the agent's record; a missing or unreadable one is an
 // empty record (a record we cannot read must not block upgrades).
-func loadRecord(ctx context.Context, kv hal.KV) (record, error) {
-	b, ok, err := kv.Get(ctx, stateKey)
+func loadRecord(ctx context.Context, n notes) (record, error) {
+	b, err := n.Note(ctx)
 	if err != nil {
-		return record{}, fmt.Errorf("read agent state %q: %w", stateKey, err)
+		return record{}, fmt.Errorf("read the agent's record: %w", err)
 	}
 	var rec record
-	if !ok || json.Unmarshal(b, &rec) != nil {
+	if len(b) == 0 || json.Unmarshal(b, &rec) != nil {
 		return record{}, nil
 	}
 	return rec, nil
 }
 
 // saveRecord writes the agent's record.
-func saveRecord(ctx context.Context, kv hal.KV, rec record) error {
+func saveRecord(ctx context.Context, n notes, rec record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("encode agent state: %w", err)
+		return fmt.Errorf("encode the agent's record: %w", err)
 	}
-	if err := kv.Set(ctx, stateKey, b); err != nil {
-		return fmt.Errorf("save agent state %q: %w", stateKey, err)
+	if err := n.SetNote(ctx, b); err != nil {
+		return fmt.Errorf("save the agent's record: %w", err)
 	}
 	return nil
 }

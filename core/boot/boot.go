@@ -94,7 +94,7 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 // bootState describes the slots under parameters p, each read with check
 // (checkSlot, or a Platform's cache of it).
 func bootState(p Params, check func(s Slot, minCounter uint32) (slotImage, error)) (hal.BootState, error) {
-	st := hal.BootState{Trial: p.Trial, BootCount: int(p.BootCount)}
+	st := hal.BootState{Trial: p.Trial, BootCount: int(p.BootCount), SecurityCounter: p.SecurityCounter}
 	for _, s := range []Slot{SlotApp, SlotOTA} {
 		si, err := check(s, p.SecurityCounter)
 		if err != nil {

@@ -90,6 +90,9 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(`{"format":1,"state":"testing","image":"1.2.3+4"}`))
 	f.Add([]byte(`{"format":2,"state":"idle"}`))
+	f.Add([]byte(`{"format":2,"state":"downloading","base":{"state":"confirmed","image":"1.1.0"},"note":{"order":{"id":7}}}`))
+	f.Add([]byte(`{"format":2,"state":"downloading","base":{"state":"downloading"}}`))
+	f.Add([]byte(`{"format":3,"state":"idle"}`))
 	f.Add([]byte(`{"format":1,"state":"bogus"}`))
 	f.Add([]byte(`{"format":1,"state":"failed","offset":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -97,7 +100,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.Format != recordFormat || r.Offset < 0 || r.Size < 0 || r.Total < 0 {
+		if (r.Format != recordFormat && r.Format != legacyFormat) || r.Offset < 0 || r.Size < 0 || r.Total < 0 {
 			t.Fatalf("decodeRecord accepted %+v", r)
 		}
 		// An accepted record survives a save and a load unchanged.
@@ -106,7 +109,8 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatal(err)
 		}
 		r2, err := decodeRecord(b2)
-		if err != nil || r2.State != r.State || r2.Offset != r.Offset || string(r2.Verifier) != string(r.Verifier) {
+		if err != nil || r2.State != r.State || r2.Offset != r.Offset || string(r2.Verifier) != string(r.Verifier) ||
+			string(r2.Note) != string(r.Note) || (r2.Base == nil) != (r.Base == nil) {
 			t.Fatalf("record %+v does not round-trip: %+v, %v", r, r2, err)
 		}
 	})

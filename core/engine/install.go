@@ -81,7 +81,7 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	// and a pending install in it, as they were.
 	n := rec.fresh()
 	n.State, n.Source, n.Digest, n.Announced, n.Permanent = Downloading, src.URL, dg.String(), src.Version, src.Permanent
-	n.Size, n.Slot, n.Previous = src.Size, dev.update.Name, dev.running.Version
+	n.Size, n.Slot, n.Previous, n.Base = src.Size, dev.update.Name, dev.running.Version, baseOf(rec)
 	n.draft, n.was, n.announce = true, rec.State, fmt.Sprintf("download %s into %s", src.URL, dev.update.Name)
 	return e.resume(ctx, &n, dev, op, dg)
 }
@@ -560,11 +560,12 @@ func (e *Engine) checkVersion(ver image.Version, dev device, rec *record) error 
 }
 
 // checkImage applies the policy that needs the whole image: the security
-// counter, which MCUboot keeps in the protected TLVs at the end.
-func (e *Engine) checkImage(img *image.Image, rec *record) error {
-	if img.SecurityCounter < rec.MinCounter {
+// counter, which MCUboot keeps in the protected TLVs at the end, against
+// the bootloader's (the one copy of it, in hal.BootState).
+func (e *Engine) checkImage(img *image.Image, dev device) error {
+	if min := dev.info.Boot.SecurityCounter; img.SecurityCounter < min {
 		return fmt.Errorf("%w: image %s has security counter %d, below the device's %d: a rollback to a version with known flaws, refused always",
-			ErrRefused, img.Version, img.SecurityCounter, rec.MinCounter)
+			ErrRefused, img.Version, img.SecurityCounter, min)
 	}
 	return nil
 }
@@ -573,7 +574,7 @@ func (e *Engine) checkImage(img *image.Image, rec *record) error {
 // to boot it.
 func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, streamed *image.Image) error {
 	if streamed != nil {
-		if err := e.checkImage(streamed, rec); err != nil {
+		if err := e.checkImage(streamed, dev); err != nil {
 			return e.stop(ctx, rec, nil, err)
 		}
 		rec.Image, rec.ImageSize, rec.Counter = streamed.Version.String(), streamed.TotalSize, streamed.SecurityCounter
@@ -608,7 +609,7 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 	if err := e.checkVersion(img.Version, dev, rec); err != nil {
 		return e.stop(ctx, rec, nil, err)
 	}
-	if err := e.checkImage(img, rec); err != nil {
+	if err := e.checkImage(img, dev); err != nil {
 		return e.stop(ctx, rec, nil, err)
 	}
 	rec.Image, rec.Counter = img.Version.String(), img.SecurityCounter

@@ -6,20 +6,36 @@ import (
 	"fmt"
 )
 
-// stateKey is the key of the engine's record in the port's KV store.
-const stateKey = "otaport.engine"
+// recordKey is the key of the device's one record in the port's KV store:
+// the engine's state and its caller's note (the agent's order and guards),
+// written together by one KV Set, so that no power cut can leave one ahead
+// of the other.
+const recordKey = "otaport.device"
 
-// recordFormat is the version of the persisted record. A record of another
-// format is not trusted: the engine starts from idle (keeping nothing that
-// could block an upgrade).
-const recordFormat = 1
+// The keys of the two records an earlier otaport kept, the engine's (of
+// format 1) and the agent's. They are read once, when recordKey is missing,
+// and removed by the first save.
+const (
+	legacyEngineKey = "otaport.engine"
+	legacyAgentKey  = "otaport.agent"
+)
 
-// record is the persisted state of the engine: one JSON value under
-// stateKey, written with one KV Set, which the port makes atomic across a
+// recordFormat is the version of the persisted record; legacyFormat the
+// engine's record of an earlier otaport, which this one reads. A record of
+// another format is not trusted: the engine starts from idle (keeping
+// nothing that could block an upgrade).
+const (
+	recordFormat = 2
+	legacyFormat = 1
+)
+
+// record is the persisted state of the device: one JSON value under
+// recordKey, written with one KV Set, which the port makes atomic across a
 // power cut. JSON keeps it readable with `otarun status --json` and
 // extensible; its size (a few hundred bytes, most of it the verifier's
-// state during a download) fits the params partition of the smallest
-// catalog board.
+// state during a download and the caller's note) fits the params partition
+// of the smallest catalog board. The bootloader's own state (which slot
+// runs, the security counter) is not copied here: hal.BootState has it.
 type record struct {
 	Format int    `json:"format"`
 	Seq    uint64 `json:"seq"` // incremented at every save, for logs
@@ -63,10 +79,16 @@ type record struct {
 	// (Installed, or a rollback of a running image).
 	Reboot bool `json:"reboot,omitempty"`
 
-	// MinCounter is the lowest security counter an image may have: the
-	// highest counter of an image confirmed on this device. It outlives
-	// every install.
-	MinCounter uint32 `json:"min_counter,omitempty"`
+	// Base is the state that stood before this install began (nil when
+	// the record is not an install's, or none stood): an interrupted
+	// download that is dropped returns to it, so that dropping a
+	// download leaves the device as it was, a rollback to the image the
+	// running one replaced included.
+	Base *base `json:"base,omitempty"`
+
+	// Note is the caller's part of the record (the agent's order in hand
+	// and its guards), kept as it is given (Engine.SetNote).
+	Note json.RawMessage `json:"note,omitempty"`
 
 	// draft is set on the record of a new install until it is first
 	// saved, just before the install's first change to the slot: until
@@ -77,12 +99,64 @@ type record struct {
 	// announce the message of the draft's first save.
 	was      State
 	announce string
+	// legacy is set on a record read from the legacy keys: the save
+	// that writes it under recordKey removes them.
+	legacy bool
+}
+
+// base is what a record keeps of the state before an install.
+type base struct {
+	State    State  `json:"state"`
+	Source   string `json:"source,omitempty"`
+	Image    string `json:"image,omitempty"`
+	Previous string `json:"previous,omitempty"`
+	Slot     string `json:"slot,omitempty"`
+	Counter  uint32 `json:"counter,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// baseOf returns what stands of r when a new install begins: its outcome,
+// without a reboot it was waiting for. An install in progress or a
+// request pending (which the new install cancels before its first write)
+// leaves nothing that stands but a failed attempt.
+func baseOf(r record) *base {
+	b := &base{State: r.State, Source: r.Source, Image: r.Image, Previous: r.Previous, Slot: r.Slot, Counter: r.Counter, Error: r.Error}
+	switch r.State {
+	case Idle:
+		return nil
+	case Downloading, Verifying:
+		// Replaced by the new install: what stood before it stands.
+		return r.Base
+	case Installed:
+		b.State = Failed
+		b.Error = fmt.Sprintf("the request to boot %s was cancelled by a later install", r.Image)
+	case RolledBack:
+		if r.Reboot {
+			// Dual bank refuses an install while a rollback awaits
+			// its reboot; on single bank the cancelled request is
+			// what the rollback was.
+			b.Error = fmt.Sprintf("the request to boot %s was cancelled", r.Image)
+		}
+	}
+	return b
+}
+
+// restore returns the record of the state b describes, keeping what
+// outlives attempts.
+func (r *record) restore(b *base) record {
+	n := r.fresh()
+	if b == nil {
+		n.State = Idle
+		return n
+	}
+	n.State, n.Source, n.Image, n.Previous, n.Slot, n.Counter, n.Error = b.State, b.Source, b.Image, b.Previous, b.Slot, b.Counter, b.Error
+	return n
 }
 
 // fresh returns a record for a new attempt that keeps what must outlive
 // attempts.
 func (r *record) fresh() record {
-	return record{Format: recordFormat, Seq: r.Seq, MinCounter: r.MinCounter}
+	return record{Format: recordFormat, Seq: r.Seq, Note: r.Note, legacy: r.legacy}
 }
 
 // clearDownload drops the resumable part of the record.
@@ -97,8 +171,18 @@ func decodeRecord(b []byte) (record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return record{}, fmt.Errorf("engine state: %w", err)
 	}
-	if r.Format != recordFormat {
-		return record{}, fmt.Errorf("engine state: format %d, this engine reads format %d", r.Format, recordFormat)
+	if r.Format != recordFormat && r.Format != legacyFormat {
+		return record{}, fmt.Errorf("engine state: format %d, this engine reads formats %d and %d", r.Format, legacyFormat, recordFormat)
+	}
+	if r.Base != nil {
+		switch r.Base.State {
+		case Testing, Confirmed, RolledBack, Failed:
+		default:
+			return record{}, fmt.Errorf("engine state: base state %q", r.Base.State)
+		}
+	}
+	if len(r.Note) > 0 && !json.Valid(r.Note) {
+		return record{}, fmt.Errorf("engine state: note is not JSON")
 	}
 	switch r.State {
 	case Idle, Downloading, Verifying, Installed, Testing, Confirmed, RolledBack, Failed:
@@ -114,33 +198,102 @@ func decodeRecord(b []byte) (record, error) {
 // load reads the record. A missing record is Idle; a record that cannot be
 // read is logged and taken as Idle too, so that a corrupt record never
 // blocks an upgrade (the bootloader's own parameters still protect the
-// running image).
+// running image). The caller's note survives an unreadable engine part
+// only when it is readable itself.
 func (e *Engine) load(ctx context.Context) (record, error) {
-	b, ok, err := e.kv.Get(ctx, stateKey)
+	b, ok, err := e.kv.Get(ctx, recordKey)
 	if err != nil {
-		return record{}, fmt.Errorf("read engine state (kv %q): %w", stateKey, err)
+		return record{}, fmt.Errorf("read the device record (kv %q): %w", recordKey, err)
 	}
 	if !ok {
-		return record{Format: recordFormat, State: Idle}, nil
+		return e.loadLegacy(ctx)
 	}
 	r, err := decodeRecord(b)
 	if err != nil {
-		e.log.Warn("engine state unreadable, starting from idle", "key", stateKey, "err", err)
+		e.log.Warn("device record unreadable, starting from idle", "key", recordKey, "err", err)
 		return record{Format: recordFormat, State: Idle}, nil
 	}
 	return r, nil
 }
 
-// save persists r (one atomic KV Set).
+// loadLegacy reads the two records of an earlier otaport into one.
+func (e *Engine) loadLegacy(ctx context.Context) (record, error) {
+	r := record{Format: recordFormat, State: Idle}
+	eb, eok, err := e.kv.Get(ctx, legacyEngineKey)
+	if err != nil {
+		return record{}, fmt.Errorf("read the engine record of an earlier version (kv %q): %w", legacyEngineKey, err)
+	}
+	ab, aok, err := e.kv.Get(ctx, legacyAgentKey)
+	if err != nil {
+		return record{}, fmt.Errorf("read the agent record of an earlier version (kv %q): %w", legacyAgentKey, err)
+	}
+	if eok {
+		if lr, err := decodeRecord(eb); err != nil {
+			e.log.Warn("engine record of an earlier version unreadable, starting from idle", "key", legacyEngineKey, "err", err)
+		} else {
+			r = lr
+		}
+	}
+	if aok && json.Valid(ab) {
+		r.Note = ab
+	}
+	r.legacy = eok || aok
+	return r, nil
+}
+
+// save persists r (one atomic KV Set), then removes the legacy records r
+// was read from: a power cut between the two leaves them, and recordKey,
+// which is read first, stands.
 func (e *Engine) save(ctx context.Context, r *record) error {
 	r.Format = recordFormat
 	r.Seq++
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode engine state: %w", err)
+		return fmt.Errorf("encode the device record: %w", err)
 	}
-	if err := e.kv.Set(ctx, stateKey, b); err != nil {
-		return fmt.Errorf("persist engine state %s (kv %q, %d bytes): %w", r.State, stateKey, len(b), err)
+	if err := e.kv.Set(ctx, recordKey, b); err != nil {
+		return fmt.Errorf("persist engine state %s (kv %q, %d bytes): %w", r.State, recordKey, len(b), err)
+	}
+	if r.legacy {
+		for _, k := range []string{legacyEngineKey, legacyAgentKey} {
+			if err := e.kv.Set(ctx, k, nil); err != nil {
+				e.log.Warn("remove a record of an earlier version", "key", k, "err", err)
+			}
+		}
+		r.legacy = false
+	}
+	return nil
+}
+
+// Note returns the caller's part of the device record (nil when there is
+// none): what the agent keeps of its order and its guards, beside the
+// engine's state in the same record.
+func (e *Engine) Note(ctx context.Context) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("note: %w", err)
+	}
+	return r.Note, nil
+}
+
+// SetNote replaces the caller's part of the device record, a JSON value
+// (nil removes it). The record is written whole, in one KV Set, with the
+// engine's state as it stands.
+func (e *Engine) SetNote(ctx context.Context, note []byte) error {
+	if len(note) > 0 && !json.Valid(note) {
+		return fmt.Errorf("set note: not a JSON value")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.load(ctx)
+	if err != nil {
+		return fmt.Errorf("set note: %w", err)
+	}
+	r.Note = note
+	if err := e.save(ctx, &r); err != nil {
+		return fmt.Errorf("set note: %w", err)
 	}
 	return nil
 }

@@ -38,7 +38,8 @@ type Status struct {
 	// LastError is why the engine is Failed or RolledBack, or what
 	// interrupted a download.
 	LastError string `json:"last_error,omitempty"`
-	// SecurityCounter is the lowest security counter the engine accepts.
+	// SecurityCounter is the lowest security counter an image may carry:
+	// the bootloader's (hal.BootState), of which the engine keeps no copy.
 	SecurityCounter uint32 `json:"security_counter"`
 }
 
@@ -75,7 +76,7 @@ func statusOf(rec record, dev device) Status {
 		Percent:         percent(rec.Offset, rec.Total),
 		RebootRequired:  rec.Reboot,
 		LastError:       rec.Error,
-		SecurityCounter: rec.MinCounter,
+		SecurityCounter: dev.info.Boot.SecurityCounter,
 	}
 	if st.Slots == nil {
 		st.Slots = []hal.SlotState{}
@@ -136,7 +137,6 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 			msg = fmt.Sprintf("image %s runs from %s, on trial: confirm it after a health check", rec.Image, dev.running.Name)
 			if dev.running.Confirmed && !dev.trial {
 				rec.State = Confirmed
-				rec.MinCounter = max(rec.MinCounter, rec.Counter)
 				msg = fmt.Sprintf("image %s runs from %s, confirmed (permanent boot)", rec.Image, dev.running.Name)
 			}
 		case updatePending(rec, dev):
@@ -154,7 +154,6 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 		switch {
 		case runs && dev.running.Confirmed && !dev.trial:
 			rec.State = Confirmed
-			rec.MinCounter = max(rec.MinCounter, rec.Counter)
 			msg = fmt.Sprintf("image %s confirmed", rec.Image)
 		case !runs:
 			rec.State, rec.Reboot = RolledBack, false
@@ -168,7 +167,7 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 		}
 		rec.Reboot = false
 	}
-	if rec.State != old.State || rec.Reboot != old.Reboot || rec.Error != old.Error || rec.MinCounter != old.MinCounter {
+	if rec.State != old.State || rec.Reboot != old.Reboot || rec.Error != old.Error {
 		if err := e.announce(ctx, &rec, msg); err != nil {
 			return Status{}, fmt.Errorf("recover: %w", err)
 		}
@@ -177,8 +176,8 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 }
 
 // Confirm marks the running image good (SetBoot confirm): a new image on
-// trial becomes the one the bootloader keeps, and its security counter the
-// lowest the device accepts from now on. Run it after the health check.
+// trial becomes the one the bootloader keeps, and the bootloader raises its
+// security counter to the image's. Run it after the health check.
 func (e *Engine) Confirm(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -204,7 +203,6 @@ func (e *Engine) Confirm(ctx context.Context) error {
 	}
 	if (rec.State == Testing || rec.State == Installed) && newImageRuns(rec, dev) {
 		rec.State, rec.Error, rec.Reboot = Confirmed, "", false
-		rec.MinCounter = max(rec.MinCounter, rec.Counter)
 		return e.announce(ctx, &rec, fmt.Sprintf("image %s confirmed in %s", rec.Image, dev.running.Name))
 	}
 	e.log.Info("confirmed the running image", "slot", dev.running.Name, "version", dev.running.Version, "state", rec.State)
@@ -214,7 +212,8 @@ func (e *Engine) Confirm(ctx context.Context) error {
 // Rollback gives up the new image, and what that means depends on the state
 // (docs/engine.md, "Commands in every state"):
 //
-//   - Downloading, Verifying: the interrupted download is dropped;
+//   - Downloading, Verifying: the interrupted download is dropped and the
+//     state of before the install stands again;
 //   - Installed: the pending request is cancelled, the running image stays;
 //   - Testing: the trial ends, the old image runs after the next reboot;
 //   - Confirmed: dual-bank, the image the install replaced runs again
@@ -248,10 +247,12 @@ func (e *Engine) Rollback(ctx context.Context) error {
 				return fmt.Errorf("rollback: cancel the request for %s: %w", rec.Slot, err)
 			}
 		}
-		n := rec.fresh()
-		n.State, n.Image, n.Previous, n.Source = RolledBack, rec.Image, rec.Previous, rec.Source
-		n.Error = fmt.Sprintf("install of %s abandoned at byte %d", rec.Source, rec.Offset)
-		return e.announce(ctx, &n, n.Error)
+		// What stood before the install stands again: the image the
+		// running one replaced included, if the download did not reach
+		// it (the port's Rollback checks that it still verifies).
+		n := rec.restore(rec.Base)
+		msg := fmt.Sprintf("install of %s abandoned at byte %d; the engine is %s again", rec.Source, rec.Offset, n.State)
+		return e.announce(ctx, &n, msg)
 	}
 	dev, err := e.describe(ctx)
 	if err != nil {
@@ -272,6 +273,11 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		}
 		return fmt.Errorf("rollback: %w: image %s was already given up (%s); %s, and %s boots again only when installed again",
 			ErrNothingToRollBack, rec.Image, rec.Error, runs, rec.Image)
+	}
+	if rec.State == Confirmed && dev.scheme == hal.DualBank {
+		if err := returnsToPrevious(rec, dev, runs); err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
 	}
 	if err := e.p.Rollback(ctx); err != nil {
 		switch {
@@ -295,4 +301,27 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		rec.Error = fmt.Sprintf("rollback of %s requested: %s runs again after the next reboot", rec.Image, rec.Previous)
 	}
 	return e.announce(ctx, &rec, rec.Error)
+}
+
+// returnsToPrevious refuses the rollback of a confirmed image unless the
+// other slot still holds the image its install replaced: an install that
+// stopped short of its request (dropped, or cut before SetBoot) may have
+// left a complete image there that never ran, and a rollback must not make
+// that one boot.
+func returnsToPrevious(rec record, dev device, runs string) error {
+	if rec.Previous == "" {
+		return fmt.Errorf("%w: %s and nothing ran before image %s (provisioned, or installed over a blank slot)", ErrNothingToRollBack, runs, rec.Image)
+	}
+	other, _ := dev.slot(dev.update.Name)
+	if !other.Bootable || !image.SameVersion(other.Version, rec.Previous) {
+		holds := "no verified image"
+		if other.Version != "" {
+			holds = other.Version
+			if other.Bootable {
+				holds += ", never run (an install that did not finish)"
+			}
+		}
+		return fmt.Errorf("%w: %s, and %s, which it replaced, is no longer in %s (it holds %s)", ErrNothingToRollBack, runs, rec.Previous, dev.update.Name, holds)
+	}
+	return nil
 }

@@ -153,6 +153,12 @@ type BootState struct {
 	Trial bool `json:"trial,omitempty"`
 	// BootCount is the number of boots of an unconfirmed image so far.
 	BootCount int `json:"boot_count,omitempty"`
+	// SecurityCounter is the lowest security counter an image may carry
+	// and still boot (MCUboot's hardware security counter): the bootloader
+	// raises it to an image's counter when it makes that image permanent,
+	// and nothing else keeps a copy of it. 0 where the bootloader keeps
+	// none.
+	SecurityCounter uint32 `json:"security_counter,omitempty"`
 }
 
 // Info is what Describe returns.

@@ -91,7 +91,8 @@ func (p *testPlatform) Describe(context.Context) (hal.Info, error) {
 				{Name: hal.PartApp, Version: "1.0.0+0", Bootable: true, Active: true, Confirmed: true},
 				{Name: hal.PartOTA, Pending: p.boot.Mode == hal.BootTest},
 			},
-			BootCount: 2,
+			BootCount:       2,
+			SecurityCounter: 7,
 		},
 		// A claim the server must correct: this platform is built without
 		// KV and Reboot in the minimal variant.

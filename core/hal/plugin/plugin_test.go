@@ -142,7 +142,7 @@ func TestPlugin_RoundTrip(t *testing.T) {
 			if got, want := info.Capabilities, []string{"extra", plugin.CapKV, plugin.CapReboot}; !slices.Equal(got, want) {
 				t.Errorf("capabilities = %q, want %q", got, want)
 			}
-			if len(info.Boot.Slots) != 2 || !info.Boot.Slots[0].Active || info.Boot.Slots[0].Version != "1.0.0+0" || info.Boot.BootCount != 2 {
+			if len(info.Boot.Slots) != 2 || !info.Boot.Slots[0].Active || info.Boot.Slots[0].Version != "1.0.0+0" || info.Boot.BootCount != 2 || info.Boot.SecurityCounter != 7 {
 				t.Errorf("boot state = %+v", info.Boot)
 			}
 

@@ -155,7 +155,7 @@ func layoutFromPB(pl *halpb.Layout) hal.Layout {
 func infoToPB(in hal.Info) *halpb.Info {
 	pb := &halpb.Info{
 		Layout:       layoutToPB(in.Layout),
-		Boot:         &halpb.BootState{Trial: in.Boot.Trial, BootCount: int64(in.Boot.BootCount)},
+		Boot:         &halpb.BootState{Trial: in.Boot.Trial, BootCount: int64(in.Boot.BootCount), SecurityCounter: in.Boot.SecurityCounter},
 		Capabilities: in.Capabilities,
 	}
 	for _, s := range in.Boot.Slots {
@@ -170,7 +170,7 @@ func infoToPB(in hal.Info) *halpb.Info {
 func infoFromPB(pb *halpb.Info) hal.Info {
 	in := hal.Info{
 		Layout:       layoutFromPB(pb.GetLayout()),
-		Boot:         hal.BootState{Trial: pb.GetBoot().GetTrial(), BootCount: int(pb.GetBoot().GetBootCount())},
+		Boot:         hal.BootState{Trial: pb.GetBoot().GetTrial(), BootCount: int(pb.GetBoot().GetBootCount()), SecurityCounter: pb.GetBoot().GetSecurityCounter()},
 		Capabilities: pb.GetCapabilities(),
 	}
 	for _, s := range pb.GetBoot().GetSlots() {

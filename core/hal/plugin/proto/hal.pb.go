@@ -556,12 +556,13 @@ func (x *SlotState) GetConfirmed() bool {
 }
 
 type BootState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Slots         []*SlotState           `protobuf:"bytes,1,rep,name=slots,proto3" json:"slots,omitempty"`
-	Trial         bool                   `protobuf:"varint,2,opt,name=trial,proto3" json:"trial,omitempty"`
-	BootCount     int64                  `protobuf:"varint,3,opt,name=boot_count,json=bootCount,proto3" json:"boot_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Slots           []*SlotState           `protobuf:"bytes,1,rep,name=slots,proto3" json:"slots,omitempty"`
+	Trial           bool                   `protobuf:"varint,2,opt,name=trial,proto3" json:"trial,omitempty"`
+	BootCount       int64                  `protobuf:"varint,3,opt,name=boot_count,json=bootCount,proto3" json:"boot_count,omitempty"`
+	SecurityCounter uint32                 `protobuf:"varint,4,opt,name=security_counter,json=securityCounter,proto3" json:"security_counter,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BootState) Reset() {
@@ -611,6 +612,13 @@ func (x *BootState) GetTrial() bool {
 func (x *BootState) GetBootCount() int64 {
 	if x != nil {
 		return x.BootCount
+	}
+	return 0
+}
+
+func (x *BootState) GetSecurityCounter() uint32 {
+	if x != nil {
+		return x.SecurityCounter
 	}
 	return 0
 }
@@ -1448,12 +1456,13 @@ const file_hal_proto_rawDesc = "" +
 	"\bbootable\x18\x03 \x01(\bR\bbootable\x12\x16\n" +
 	"\x06active\x18\x04 \x01(\bR\x06active\x12\x18\n" +
 	"\apending\x18\x05 \x01(\bR\apending\x12\x1c\n" +
-	"\tconfirmed\x18\x06 \x01(\bR\tconfirmed\"q\n" +
+	"\tconfirmed\x18\x06 \x01(\bR\tconfirmed\"\x9c\x01\n" +
 	"\tBootState\x12/\n" +
 	"\x05slots\x18\x01 \x03(\v2\x19.otaport.hal.v1.SlotStateR\x05slots\x12\x14\n" +
 	"\x05trial\x18\x02 \x01(\bR\x05trial\x12\x1d\n" +
 	"\n" +
-	"boot_count\x18\x03 \x01(\x03R\tbootCount\"\x89\x01\n" +
+	"boot_count\x18\x03 \x01(\x03R\tbootCount\x12)\n" +
+	"\x10security_counter\x18\x04 \x01(\rR\x0fsecurityCounter\"\x89\x01\n" +
 	"\x04Info\x12.\n" +
 	"\x06layout\x18\x01 \x01(\v2\x16.otaport.hal.v1.LayoutR\x06layout\x12-\n" +
 	"\x04boot\x18\x02 \x01(\v2\x19.otaport.hal.v1.BootStateR\x04boot\x12\"\n" +
