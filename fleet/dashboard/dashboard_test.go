@@ -138,13 +138,7 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 // the session's CSRF token, or from another origin, changes nothing.
 func TestPost_NeedsTheSessionsCSRFToken(t *testing.T) {
 	d, srv, _ := serve(t)
-	c := browser(t)
-	get(t, c, srv.URL+d.LoginLink())
-	_, page := get(t, c, srv.URL+"/campaigns")
-	m := csrfField.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatal("no csrf field in the campaigns page")
-	}
+	c, csrf := signIn(t, d, srv)
 	post := func(form url.Values, origin string) int {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/campaigns", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -169,11 +163,11 @@ func TestPost_NeedsTheSessionsCSRFToken(t *testing.T) {
 		want   int
 	}{
 		{"no token", campaign, "", http.StatusForbidden},
-		{"another token", withToken(strings.Repeat("0", len(m[1]))), "", http.StatusForbidden},
-		{"another origin", withToken(m[1]), "https://evil.example", http.StatusForbidden},
-		{"opaque origin", withToken(m[1]), "null", http.StatusForbidden},
+		{"another token", withToken(strings.Repeat("0", len(csrf))), "", http.StatusForbidden},
+		{"another origin", withToken(csrf), "https://evil.example", http.StatusForbidden},
+		{"opaque origin", withToken(csrf), "null", http.StatusForbidden},
 		// Accepted, then refused by the API (no image 1): back to the page.
-		{"the session's token", withToken(m[1]), srv.URL, http.StatusSeeOther},
+		{"the session's token", withToken(csrf), srv.URL, http.StatusSeeOther},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := post(tc.form, tc.origin); got != tc.want {
