@@ -247,8 +247,11 @@ func (d *Dashboard) signedIn(h ctxHandler) http.HandlerFunc {
 	}
 }
 
-// csrfField reads the csrf form field; a multipart form (an upload) is
-// parsed only up to that field, which the form puts first.
+// csrfField reads the csrf form field. An upload (a multipart form) carries
+// it in its action URL instead: reading it from the body would consume the
+// stream the API reads the image from. The URL stays on this host
+// (Referrer-Policy same-origin) and the token is the session's, as in a
+// field.
 func csrfField(r *http.Request) string {
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
 		return r.URL.Query().Get("csrf")

@@ -3,11 +3,11 @@ package dashboard
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -260,22 +260,34 @@ func (d *Dashboard) callAPI(r *http.Request, method, path, ctype string, body io
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	rec := httptest.NewRecorder()
+	rec := &answer{header: http.Header{}, code: http.StatusOK}
 	d.cfg.API.ServeHTTP(rec, req)
-	if rec.Code >= 300 {
+	if rec.code >= 300 {
 		var e struct {
 			Error string `json:"error"`
 		}
-		if json.Unmarshal(rec.Body.Bytes(), &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s", e.Error)
+		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
 		}
-		return fmt.Errorf("%s %s: %d %s", method, path, rec.Code, strings.TrimSpace(rec.Body.String()))
+		return fmt.Errorf("%s %s: %d %s", method, path, rec.code, strings.TrimSpace(rec.body.String()))
 	}
 	if out != nil {
-		return json.Unmarshal(rec.Body.Bytes(), out)
+		return json.Unmarshal(rec.body.Bytes(), out)
 	}
 	return nil
 }
+
+// answer keeps an in-process API answer (net/http/httptest's recorder
+// would do, but that package registers a command-line flag in the server).
+type answer struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (a *answer) Header() http.Header         { return a.header }
+func (a *answer) WriteHeader(code int)        { a.code = code }
+func (a *answer) Write(p []byte) (int, error) { return a.body.Write(p) }
 
 // upload passes the page's multipart form to the API unchanged: the API
 // reads board, version and file from it.
