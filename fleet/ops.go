@@ -283,6 +283,9 @@ func (s *Server) Version() Version {
 // error names each check that failed.
 func (s *Server) Ready(ctx context.Context) error {
 	var errs []error
+	if s.store == nil {
+		return errors.New("store: closed (the server has stopped)")
+	}
 	if _, _, err := s.store.Setting(TokenSetting); err != nil {
 		errs = append(errs, fmt.Errorf("store %s: %w", s.store.Path(), err))
 	}

@@ -4,8 +4,10 @@
 // sign in to (embedded, or an external Mosquitto/EMQX that otaserve joins as
 // an operator). cmd/otaserve is a thin main over Server.
 //
-// The parts live in sub-packages (store, firmware, campaign, api, broker);
-// this package only wires them and owns their lifetimes.
+// The parts live in sub-packages (store, firmware, campaign, api, broker,
+// dashboard); this package wires them, owns their lifetimes and serves what
+// watches the whole process: health, readiness, version and metrics
+// (ops.go).
 package fleet
 
 import (
