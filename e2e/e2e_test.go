@@ -661,3 +661,44 @@ func TestMosquitto_CampaignOverExternalBroker(t *testing.T) {
 		t.Errorf("the broker let dev-a publish on dev-b's progress topic: %v", got)
 	}
 }
+
+// TestMixedBoardCampaign: one campaign to a group of devices on two boards,
+// with an image per board: each device takes its board's image and
+// confirms it, and the campaign finishes. Before, a campaign took one image
+// and its target had to be of one board: one campaign per board.
+func TestMixedBoardCampaign(t *testing.T) {
+	r := newFleetRig(t)
+	httpPort, mqttPort := freePort(t), freePort(t)
+	r.otaserve(httpPort, mqttPort)
+	var images []string
+	for i, board := range boards[:2] {
+		dn := fmt.Sprintf("dev-%d", i)
+		r.provision(board, dn)
+		r.serve("device", "add", "--product", "demo", "--name", dn, "--board", board, "--group", "mix", "--secret", "s-"+dn)
+		r.deviceYAML(dn, fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort), "s-"+dn, "")
+		r.agent(board, dn)
+		out := r.serve("image", "upload", "--board", board, "app-1.1.0.img")
+		id := regexp.MustCompile(`^image (\d+):`).FindStringSubmatch(out)
+		if id == nil {
+			t.Fatalf("image upload said %q", out)
+		}
+		images = append(images, "--image", id[1])
+	}
+	for _, dn := range []string{"dev-0", "dev-1"} {
+		eventually(t, dn+" reports 1.0.0+0", func() (bool, string) { v := r.versionOf(dn); return v == "1.0.0+0", v })
+	}
+	out := r.serve(append(append([]string{"campaign", "create"}, images...), "--target", "group=mix", "--waves", "1,100%", "--success", "100")...)
+	c := regexp.MustCompile(`^campaign (\d+): 1.1.0\+0 to 2 devices in 2 waves, running`).FindStringSubmatch(out)
+	if c == nil {
+		t.Fatalf("campaign create said %q", out)
+	}
+	eventually(t, "campaign finished", func() (bool, string) {
+		s := r.campaignState(c[1])
+		return strings.HasSuffix(s, "finished: every wave succeeded"), s
+	})
+	for _, dn := range []string{"dev-0", "dev-1"} {
+		if v := r.versionOf(dn); v != "1.1.0+0" {
+			t.Errorf("otaserve has %s for %s, want 1.1.0+0", v, dn)
+		}
+	}
+}

@@ -44,7 +44,9 @@ func TestDashboard_Browser(t *testing.T) {
 	dir := t.TempDir()
 	key, _ := image.GenerateKey(image.KeyEd25519)
 	r := start(t, dir, []crypto.PublicKey{key.Public()})
-	defer r.stop(t)
+	// A cleanup, not a defer: it runs after the devices' (registered
+	// later), so no device reconnects to a broker shutting down.
+	t.Cleanup(func() { r.stop(t) })
 	devs := connectDevices(t, r, []string{"ok", "ok", "ok"}, nil)
 	imgFile := filepath.Join(dir, "app-2.0.0.img")
 	if err := os.WriteFile(imgFile, signedImage(t, key, "2.0.0"), 0o600); err != nil {
@@ -118,6 +120,7 @@ func TestDashboard_Browser(t *testing.T) {
 
 	run("create a campaign",
 		chromedp.Navigate(strings.TrimSuffix(url, "/")+"/campaigns"),
+		chromedp.SetValue(`select[name=image]`, "1", chromedp.ByQuery),
 		chromedp.SetValue(`select[name=target_kind]`, "group", chromedp.ByQuery),
 		chromedp.SendKeys(`input[name=target]`, "lab", chromedp.ByQuery),
 		chromedp.SetValue(`input[name=waves]`, "1,100%", chromedp.ByQuery),

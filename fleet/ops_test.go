@@ -18,8 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/otaport/otaport/core/image"
-	"github.com/otaport/otaport/fleet/campaign"
-	"github.com/otaport/otaport/fleet/store"
+	"github.com/otaport/otaport/fleet/api"
 )
 
 // get fetches a path of the server's HTTP listener without a token.
@@ -80,7 +79,9 @@ func (r *running) scrape(t *testing.T) map[string]float64 {
 func TestServer_MetricsFollowACampaign(t *testing.T) {
 	key, _ := image.GenerateKey(image.KeyEd25519)
 	r := start(t, t.TempDir(), []crypto.PublicKey{key.Public()})
-	defer r.stop(t)
+	// A cleanup, not a defer: it runs after the devices' (registered
+	// later), so no device reconnects to a broker shutting down.
+	t.Cleanup(func() { r.stop(t) })
 	hold := make(chan struct{})
 	devs := connectDevices(t, r, []string{"ok", "ok", "ok"}, hold)
 
@@ -107,12 +108,12 @@ func TestServer_MetricsFollowACampaign(t *testing.T) {
 	received := m["otaserve_mqtt_messages_received_total"]
 
 	data := signedImage(t, key, "2.0.0")
-	var img store.Image
+	var img api.Image
 	if st := r.call(t, http.MethodPost, "/images?board=board-a", data, "application/octet-stream", &img); st != 201 {
 		t.Fatalf("upload: %d", st)
 	}
-	var c store.Campaign
-	if st := r.post(t, "/campaigns", campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "100%"}, &c); st != 201 {
+	var c api.Campaign
+	if st := r.post(t, "/campaigns", api.CreateCampaign{ImageID: img.ID, Target: api.Target{Group: "lab"}, Waves: "100%"}, &c); st != 201 {
 		t.Fatalf("create campaign: %d", st)
 	}
 	camp := fmt.Sprintf("campaign=%d", c.ID)

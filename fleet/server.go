@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/otaport/otaport/fleet/api"
@@ -54,6 +55,9 @@ type Config struct {
 	BrokerURL string
 	// Keys verify uploaded images. Uploads are refused without one.
 	Keys []crypto.PublicKey
+	// Boards are the boards devices and images may be for, by name, with
+	// what each takes (cmd/otaserve passes the catalog's).
+	Boards map[string]api.Board
 	// Token is the operator's API token; empty means the one stored in the
 	// database, generated at first start.
 	Token string
@@ -126,8 +130,11 @@ func New(cfg Config) (s *Server, err error) {
 			_ = srv.Close()
 		}
 	}()
+	if st, err := os.Stat(cfg.DataDir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("data directory %s (--data) is a file: give a directory (it is created if missing)", cfg.DataDir)
+	}
 	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "fleet.db")); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
 	}
 	if err := s.loadToken(); err != nil {
 		return nil, err
@@ -139,7 +146,7 @@ func New(cfg Config) (s *Server, err error) {
 	}
 
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen for HTTP on %s (--http): %w", cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("listen for HTTP on %s (--http): %w%s", cfg.HTTPAddr, err, listenFix("--http", err))
 	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	if base == "" {
@@ -158,8 +165,18 @@ func New(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A deleted device is refused by the embedded broker's lookup and
+	// disconnected at once; an external broker's sign-in is its own. The
+	// broker is made below; embedded is set once, before HTTP serves.
+	var embedded *broker.Broker
+	revoke := func(pk, dn string) {
+		if embedded != nil {
+			embedded.Revoke(pk, dn)
+		}
+	}
 	apiHandler, err := api.New(api.Config{
-		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Token: s.token,
+		Revoke: revoke,
+		Store:  s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
 		Logger: cfg.Logger.With("part", "api"),
 	})
 	if err != nil {
@@ -208,8 +225,9 @@ func New(cfg Config) (s *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
+		embedded = s.broker
 		if err := s.broker.Start(context.Background()); err != nil {
-			return nil, fmt.Errorf("start the embedded broker on %s (--mqtt): %w", cfg.MQTTAddr, err)
+			return nil, fmt.Errorf("start the embedded broker (--mqtt %s): %w%s", cfg.MQTTAddr, err, listenFix("--mqtt", err))
 		}
 		scheme := "tcp"
 		if cfg.TLS != nil {
@@ -218,6 +236,23 @@ func New(cfg Config) (s *Server, err error) {
 		s.brokerURL = scheme + "://" + s.broker.Addr().String()
 	}
 	return s, nil
+}
+
+// listenFix says how to fix a failed listen on the address of flag, for
+// the one-line message a failed start prints.
+func listenFix(flag string, err error) string {
+	var addrErr *net.AddrError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Sprintf(": another program (another otaserve?) listens there; stop it or pass another %s (port 0 picks a free one)", flag)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Sprintf(": ports below 1024 need privileges; pass another %s such as 127.0.0.1:8080", flag)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Sprintf(": no interface of this machine has that address; pass %s with one it has, or 0.0.0.0:PORT", flag)
+	case errors.As(err, &addrErr):
+		return fmt.Sprintf(": pass %s as HOST:PORT, such as 127.0.0.1:8080", flag)
+	}
+	return ""
 }
 
 func randomHex(n int) string {
@@ -315,6 +350,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}, s.campaigns.HandleMessages)
 	cancel()
 	if err != nil {
+		if s.broker == nil {
+			return fmt.Errorf("%w (--broker): is the broker running, and does it take otaserve's user and password?", err)
+		}
 		return err
 	}
 	defer mq.Close()

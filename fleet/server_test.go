@@ -30,7 +30,6 @@ import (
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
-	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -48,7 +47,8 @@ func start(t *testing.T, dir string, keys []crypto.PublicKey) *running {
 	if os.Getenv("FLEET_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log})
+	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log,
+		Boards: map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,28 +235,28 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 		return len(list) == len(modes)
 	})
 
-	var img store.Image
+	var img api.Image
 	if st := r.call(t, http.MethodPost, "/images?board=board-a&version=2.0.0", signedImage(t, key, "2.0.0"), "application/octet-stream", &img); st != 201 {
 		t.Fatalf("upload: %d", st)
 	}
-	var c store.Campaign
-	req := campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,3,100%", SuccessPercent: 50, ErrorPercent: 50}
+	var c api.Campaign
+	req := api.CreateCampaign{ImageID: img.ID, Target: api.Target{Group: "lab"}, Waves: "1,3,100%", SuccessPercent: 50, ErrorPercent: 50}
 	if st := r.post(t, "/campaigns", req, &c); st != 201 {
 		t.Fatalf("create campaign: %d", st)
 	}
-	var status campaign.Status
+	var status api.Status
 	waitFor(t, "the campaign to end", func() bool {
 		r.call(t, http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), nil, "", &status)
-		return status.Campaign.State != store.CampaignRunning
+		return status.Campaign.State != string(store.CampaignRunning)
 	})
-	check := func(status campaign.Status) {
+	check := func(status api.Status) {
 		t.Helper()
-		if status.Campaign.State != store.CampaignFinished {
+		if status.Campaign.State != string(store.CampaignFinished) {
 			t.Errorf("campaign %s (%s), want finished", status.Campaign.State, status.Campaign.Reason)
 		}
 		want := [][2]int{{1, 0}, {2, 0}, {1, 1}} // finished, failed per wave
 		for i, w := range status.Waves {
-			if w.State != store.WaveSucceeded || w.Finished != want[i][0] || w.Failed != want[i][1] {
+			if w.State != string(store.WaveSucceeded) || w.Finished != want[i][0] || w.Failed != want[i][1] {
 				t.Errorf("wave %d: %+v, want succeeded with %v", i+1, w, want[i])
 			}
 		}
@@ -268,7 +268,7 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 					t.Errorf("%s reason %q", p.Device, p.Reason)
 				}
 			}
-			if p.State != wantState {
+			if p.State != string(wantState) {
 				t.Errorf("%s: %s (%s), want %s", p.Device, p.State, p.Reason, wantState)
 			}
 		}
@@ -292,17 +292,17 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 	if tok, generated := r2.srv.Token(); tok != r.token || generated || strings.TrimSpace(string(tokenFile)) != tok {
 		t.Errorf("token after restart: %q generated=%v, file %q; want %q", tok, generated, tokenFile, r.token)
 	}
-	var again campaign.Status
+	var again api.Status
 	r2.call(t, http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), nil, "", &again)
 	check(again)
 	var d3 api.Device
 	r2.call(t, http.MethodGet, "/devices/pkA/dev-3", nil, "", &d3)
-	if d3.State != store.DeviceFailed || !strings.Contains(d3.LastError, "rolled back") {
+	if d3.State != string(store.DeviceFailed) || !strings.Contains(d3.LastError, "rolled back") {
 		t.Errorf("dev-3 after restart: %+v", d3)
 	}
 	var d0 api.Device
 	r2.call(t, http.MethodGet, "/devices/pkA/dev-0", nil, "", &d0)
-	if d0.Version != "2.0.0+0" || d0.State != store.DeviceIdle || d0.LastSeen.IsZero() {
+	if d0.Version != "2.0.0+0" || d0.State != string(store.DeviceIdle) || d0.LastSeen.IsZero() {
 		t.Errorf("dev-0 after restart: %+v", d0)
 	}
 }
@@ -356,7 +356,8 @@ func TestServer_TLS(t *testing.T) {
 	cert, certPEM := selfSigned(t)
 	key, _ := image.GenerateKey(image.KeyEd25519)
 	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: []crypto.PublicKey{key.Public()},
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+		Boards: map[string]api.Board{"b": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}},
+		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +392,7 @@ func TestServer_TLS(t *testing.T) {
 	}
 	data := signedImage(t, key, "3.1.0")
 	resp, body := do(http.MethodPost, base+api.Prefix+"/images?board=b", data, nil)
-	var img store.Image
+	var img api.Image
 	if resp.StatusCode != 201 || json.Unmarshal(body, &img) != nil {
 		t.Fatalf("upload over HTTPS: %d %s", resp.StatusCode, body)
 	}
@@ -425,4 +426,37 @@ func TestServer_TLS(t *testing.T) {
 		var got api.Device
 		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.0"
 	})
+}
+
+// TestServer_DeleteDeviceRevokesItsSignIn: a deleted device is disconnected
+// at once and its next sign-in is refused. Before, there was no delete.
+func TestServer_DeleteDeviceRevokesItsSignIn(t *testing.T) {
+	r := start(t, t.TempDir(), nil)
+	defer r.stop(t)
+	var added api.Device
+	if st := r.post(t, "/devices", api.AddDevice{ProductKey: "pkA", DeviceName: "gone", Board: "board-a"}, &added); st != 201 {
+		t.Fatalf("add device: %d", st)
+	}
+	ident := cloud.Identity{ProductKey: "pkA", DeviceName: "gone", DeviceSecret: added.DeviceSecret}
+	cl, err := cloud.Dial(context.Background(), cloud.Config{Broker: "tcp://" + r.srv.Addrs().MQTT, Identity: ident, OnOrder: func(*cloud.Order, []byte) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	waitFor(t, "the device to be signed in", func() bool { return len(r.srv.broker.Connected()) == 1 })
+
+	if st := r.call(t, http.MethodDelete, "/devices/pkA/gone", nil, "", nil); st != http.StatusNoContent {
+		t.Fatalf("delete: %d", st)
+	}
+	waitFor(t, "the deleted device to be disconnected", func() bool { return len(r.srv.broker.Connected()) == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if again, err := cloud.Dial(ctx, cloud.Config{Broker: "tcp://" + r.srv.Addrs().MQTT, Identity: ident, OnOrder: func(*cloud.Order, []byte) {}}); err == nil {
+		again.Close()
+		t.Fatal("a deleted device signed in again")
+	}
+	var e api.Error
+	if st := r.call(t, http.MethodGet, "/devices/pkA/gone", nil, "", &e); st != http.StatusNotFound {
+		t.Errorf("get after delete: %d %s", st, e.Error)
+	}
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/otaport/otaport/fleet"
 )
 
-// TestNew_StartFailuresAreErrors: every way a start can fail returns an
-// error that names what failed and the flag to change, and leaves nothing
+// TestNew_StartFailuresAreErrors: every way a start can fail returns a
+// one-line error that names what failed, the flag to change and how, and leaves nothing
 // open behind it (the data directory can be used again at once). Before,
 // New's clean-up called Close on the nil it had just returned, and
 // otaserve run panicked instead of saying why.
@@ -32,16 +32,16 @@ func TestNew_StartFailuresAreErrors(t *testing.T) {
 	}{
 		{"http port busy", func(dir string) fleet.Config {
 			return fleet.Config{DataDir: dir, HTTPAddr: busy.Addr().String(), MQTTAddr: "127.0.0.1:0"}
-		}, []string{busy.Addr().String(), "--http"}},
+		}, []string{busy.Addr().String(), "--http", "stop it or pass another --http (port 0 picks a free one)"}},
 		{"mqtt port busy", func(dir string) fleet.Config {
 			return fleet.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: busy.Addr().String()}
-		}, []string{busy.Addr().String()}},
+		}, []string{busy.Addr().String(), "--mqtt", "stop it or pass another --mqtt"}},
 		{"http address nonsense", func(dir string) fleet.Config {
 			return fleet.Config{DataDir: dir, HTTPAddr: "nonsense", MQTTAddr: "127.0.0.1:0"}
-		}, []string{"nonsense", "--http"}},
+		}, []string{"nonsense", "pass --http as HOST:PORT"}},
 		{"data is a file", func(string) fleet.Config {
 			return fleet.Config{DataDir: file, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"}
-		}, []string{file}},
+		}, []string{file, "(--data) is a file: give a directory"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -57,6 +57,9 @@ func TestNew_StartFailuresAreErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not name %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is more than one line", err)
 			}
 			// Nothing left open: the same directory starts cleanly (the
 			// store's file lock would refuse a second open otherwise).

@@ -142,8 +142,9 @@ wait_versions 1.0.0+0
 serve device list
 
 # campaign VERSION: upload the image of VERSION for each board, start one
-# campaign per board (a campaign targets one board), and follow them until
-# none is running.
+# campaign per device (so that each device's outcome reads on its own line;
+# one campaign could also take the four boards, an image each), and follow
+# them until none is running.
 campaign() {
 	local v=$1 ids=() i id
 	for i in "${!boards[@]}"; do

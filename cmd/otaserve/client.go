@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,8 +18,6 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
-	"github.com/otaport/otaport/fleet/campaign"
-	"github.com/otaport/otaport/fleet/store"
 )
 
 // conn is the CLI's link to a running otaserve.
@@ -192,17 +191,24 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 			rows = append(rows, []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)})
 		}
 		return c.table("PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR", rows)
-	case "device get":
+	case "device get", "device delete":
 		c, err := parse(1, "PK/DN")
 		if err != nil {
 			return err
 		}
-		pk, dn, ok := strings.Cut(fs.Arg(0), "/")
-		if !ok {
-			return usagef("device get: %q: give productKey/deviceName", fs.Arg(0))
+		path, err := devicePath(name, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if args[0] == "delete" {
+			if err := c.call(http.MethodDelete, path, "", nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", fs.Arg(0))
+			return nil
 		}
 		var d api.Device
-		if err := c.call(http.MethodGet, "/devices/"+url.PathEscape(pk)+"/"+url.PathEscape(dn), "", nil, &d); err != nil {
+		if err := c.call(http.MethodGet, path, "", nil, &d); err != nil {
 			return err
 		}
 		if c.json {
@@ -226,7 +232,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if *version != "" {
 			q.Set("version", *version)
 		}
-		var img store.Image
+		var img api.Image
 		if err := c.call(http.MethodPost, "/images?"+q.Encode(), "application/octet-stream", f, &img); err != nil {
 			return fmt.Errorf("upload %s: %w", fs.Arg(0), err)
 		}
@@ -240,7 +246,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		var imgs []store.Image
+		var imgs []api.Image
 		if err := c.call(http.MethodGet, "/images", "", nil, &imgs); err != nil {
 			return err
 		}
@@ -253,8 +259,19 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 				i.SHA256[:min(12, len(i.SHA256))], i.SignatureType, strconv.FormatUint(uint64(i.SecurityCounter), 10), when(i.Uploaded)})
 		}
 		return c.table("ID\tVERSION\tBOARD\tSIZE\tSHA256\tSIGNATURE\tSEC-CNT\tUPLOADED", rows)
+	case "image delete", "campaign delete":
+		c, err := parse(1, "the "+group+" ID")
+		if err != nil {
+			return err
+		}
+		if err := c.call(http.MethodDelete, "/"+group+"s/"+url.PathEscape(fs.Arg(0)), "", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "deleted %s %s\n", group, fs.Arg(0))
+		return nil
 	case "campaign create":
-		imageID := fs.Uint64("image", 0, "image ID (see image list)")
+		var imageIDs idList
+		fs.Var(&imageIDs, "image", "image `ID` (see image list); repeat it for a target of several boards, one image per board")
 		target := fs.String("target", "", "product=PK, group=G or devices=pk/dn1,pk/dn2")
 		waves := fs.String("waves", "100%", "cumulative wave sizes, counts or percentages: 1,10%,100%")
 		success := fs.Int("success", 80, "a wave succeeds when this percentage of its devices finished")
@@ -267,8 +284,8 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		var camp store.Campaign
-		req := campaign.CreateRequest{ImageID: *imageID, Target: t, Waves: *waves, SuccessPercent: *success, ErrorPercent: *errPct}
+		var camp api.Campaign
+		req := api.CreateCampaign{ImageIDs: imageIDs, Target: t, Waves: *waves, SuccessPercent: *success, ErrorPercent: *errPct}
 		if err := c.postJSON("/campaigns", req, &camp); err != nil {
 			return err
 		}
@@ -279,14 +296,14 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		for _, w := range camp.Waves {
 			n += len(w.Devices)
 		}
-		fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, camp.Version, n, len(camp.Waves), camp.State)
+		fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, versions(camp.Images), n, len(camp.Waves), camp.State)
 		return nil
 	case "campaign list":
 		c, err := parse(0, "")
 		if err != nil {
 			return err
 		}
-		var cs []store.Campaign
+		var cs []api.Campaign
 		if err := c.call(http.MethodGet, "/campaigns", "", nil, &cs); err != nil {
 			return err
 		}
@@ -295,8 +312,12 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		}
 		var rows [][]string
 		for _, cp := range cs {
-			rows = append(rows, []string{strconv.FormatUint(cp.ID, 10), strconv.FormatUint(cp.ImageID, 10), cp.Version,
-				string(cp.State), strconv.Itoa(len(cp.Waves)), targetString(cp.Target), dash(cp.Reason)})
+			var ids []string
+			for _, img := range cp.Images {
+				ids = append(ids, strconv.FormatUint(img.ID, 10))
+			}
+			rows = append(rows, []string{strconv.FormatUint(cp.ID, 10), strings.Join(ids, ","), versions(cp.Images),
+				cp.State, strconv.Itoa(len(cp.Waves)), targetString(cp.Target), dash(cp.Reason)})
 		}
 		return c.table("ID\tIMAGE\tVERSION\tSTATE\tWAVES\tTARGET\tREASON", rows)
 	case "campaign status":
@@ -304,7 +325,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		var st campaign.Status
+		var st api.Status
 		if err := c.call(http.MethodGet, "/campaigns/"+url.PathEscape(fs.Arg(0)), "", nil, &st); err != nil {
 			return err
 		}
@@ -312,14 +333,14 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 			return c.printJSON(st)
 		}
 		cp := st.Campaign
-		fmt.Fprintf(c.out, "campaign %d: image %d (%s) to %s, %s", cp.ID, cp.ImageID, cp.Version, targetString(cp.Target), cp.State)
+		fmt.Fprintf(c.out, "campaign %d: %s to %s, %s", cp.ID, describeImages(cp.Images), targetString(cp.Target), cp.State)
 		if cp.Reason != "" {
 			fmt.Fprintf(c.out, ": %s", cp.Reason)
 		}
 		fmt.Fprintf(c.out, "\nthresholds: success >= %d%%, error > %d%%\n\n", cp.SuccessPercent, cp.ErrorPercent)
 		var rows [][]string
 		for _, w := range st.Waves {
-			rows = append(rows, []string{strconv.Itoa(w.Index), w.Spec, string(w.State), strconv.Itoa(w.Total), strconv.Itoa(w.Pending),
+			rows = append(rows, []string{strconv.Itoa(w.Index), w.Spec, w.State, strconv.Itoa(w.Total), strconv.Itoa(w.Pending),
 				strconv.Itoa(w.Running), strconv.Itoa(w.Finished), strconv.Itoa(w.Failed), strconv.Itoa(w.Canceled)})
 		}
 		if err := c.table("WAVE\tSPEC\tSTATE\tTOTAL\tPENDING\tRUNNING\tFINISHED\tFAILED\tCANCELED", rows); err != nil {
@@ -332,7 +353,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 			if p.Progressed {
 				step = cloud.Step(strconv.Itoa(p.Step)).Label()
 			}
-			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), string(p.State), step, dash(p.FromVersion), dash(p.Reason)})
+			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), p.State, step, dash(p.FromVersion), dash(p.Reason)})
 		}
 		return c.table("DEVICE\tWAVE\tSTATE\tSTEP\tFROM\tREASON", rows)
 	case "campaign pause", "campaign resume", "campaign cancel":
@@ -340,7 +361,7 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		var cp store.Campaign
+		var cp api.Campaign
 		if err := c.postJSON("/campaigns/"+url.PathEscape(fs.Arg(0))+"/"+args[0], struct{}{}, &cp); err != nil {
 			return err
 		}
@@ -353,24 +374,78 @@ func client(group string, args []string, stdout, stderr io.Writer) error {
 	return usagef("unknown command %q", name)
 }
 
+// devicePath turns a PK/DN argument of command cmd into the device's API
+// path.
+func devicePath(cmd, arg string) (string, error) {
+	pk, dn, ok := strings.Cut(arg, "/")
+	if !ok {
+		return "", usagef("%s: %q: give productKey/deviceName", cmd, arg)
+	}
+	return "/devices/" + url.PathEscape(pk) + "/" + url.PathEscape(dn), nil
+}
+
 // parseTarget reads --target: product=PK, group=G or devices=pk/a,pk/b.
-func parseTarget(s string) (store.Target, error) {
+func parseTarget(s string) (api.Target, error) {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || v == "" {
-		return store.Target{}, usagef("--target %q: give product=PK, group=G or devices=pk/dn1,pk/dn2", s)
+		return api.Target{}, usagef("--target %q: give product=PK, group=G or devices=pk/dn1,pk/dn2", s)
 	}
 	switch k {
 	case "product":
-		return store.Target{Product: v}, nil
+		return api.Target{Product: v}, nil
 	case "group":
-		return store.Target{Group: v}, nil
+		return api.Target{Group: v}, nil
 	case "devices":
-		return store.Target{Devices: strings.Split(v, ",")}, nil
+		return api.Target{Devices: strings.Split(v, ",")}, nil
 	}
-	return store.Target{}, usagef("--target %q: %q is not product, group or devices", s, k)
+	return api.Target{}, usagef("--target %q: %q is not product, group or devices", s, k)
 }
 
-func targetString(t store.Target) string {
+// idList is a repeatable flag of IDs.
+type idList []uint64
+
+func (l *idList) String() string {
+	var out []string
+	for _, id := range *l {
+		out = append(out, strconv.FormatUint(id, 10))
+	}
+	return strings.Join(out, ",")
+}
+
+func (l *idList) Set(v string) error {
+	id, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not an image ID (a number, see image list)", v)
+	}
+	*l = append(*l, id)
+	return nil
+}
+
+// versions lists a campaign's distinct image versions.
+func versions(imgs []api.CampaignImage) string {
+	var out []string
+	for _, img := range imgs {
+		if !slices.Contains(out, img.Version) {
+			out = append(out, img.Version)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// describeImages says what a campaign sends: "image 1 (1.1.0+0)" for one
+// board, "images 1 (1.1.0+0 for b1), 2 (1.1.0+0 for b2)" for several.
+func describeImages(imgs []api.CampaignImage) string {
+	if len(imgs) == 1 {
+		return fmt.Sprintf("image %d (%s)", imgs[0].ID, imgs[0].Version)
+	}
+	var out []string
+	for _, img := range imgs {
+		out = append(out, fmt.Sprintf("%d (%s for %s)", img.ID, img.Version, img.Board))
+	}
+	return "images " + strings.Join(out, ", ")
+}
+
+func targetString(t api.Target) string {
 	switch {
 	case t.Product != "":
 		return "product=" + t.Product

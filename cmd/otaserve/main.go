@@ -30,16 +30,17 @@ server:
 devices:
   otaserve device add --product PK --name DN --board B [--group G] [--secret S]
   otaserve device list
-  otaserve device get PK/DN
+  otaserve device get|delete PK/DN
 
 images:
   otaserve image upload --board B [--version V] FILE
   otaserve image list
+  otaserve image delete ID
 
 campaigns:
-  otaserve campaign create --image ID --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]
+  otaserve campaign create --image ID [--image ID]... --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]
   otaserve campaign list
-  otaserve campaign status|pause|resume|cancel ID
+  otaserve campaign status|pause|resume|cancel|delete ID
 
 Client commands take --server URL (env OTASERVE_URL), --token T (env
 OTASERVE_TOKEN) and --json; by default they read the URL and token that
@@ -128,7 +129,7 @@ func serve(args []string, stderr io.Writer) error {
 	if *certFile != "" || *keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 		if err != nil {
-			return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", *certFile, *keyFile, err)
+			return fmt.Errorf("--tls-cert %q / --tls-key %q: %w: give both, the certificate and its private key as PEM files", *certFile, *keyFile, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
@@ -140,9 +141,13 @@ func serve(args []string, stderr io.Writer) error {
 	if len(keys) == 0 {
 		log.Warn("no --key given: image uploads will be refused until otaserve runs with the public key that signs them")
 	}
+	boards, err := catalogBoards()
+	if err != nil {
+		return err
+	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: *data, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, BrokerURL: *brokerURL,
-		Keys: keys, Token: *token, PublicURL: *publicURL, TLS: tlsConfig, Logger: log,
+		Keys: keys, Boards: boards, Token: *token, PublicURL: *publicURL, TLS: tlsConfig, Logger: log,
 	})
 	if err != nil {
 		return err

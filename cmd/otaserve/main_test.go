@@ -61,7 +61,8 @@ func TestScripts(t *testing.T) {
 
 // writeImages writes pub.pem and images signed with a fixed ed25519 key
 // (ed25519 signatures are deterministic, so digests are stable):
-// app-2.0.0.bin, a tampered copy, and one signed by another key.
+// app-2.0.0.bin, a tampered copy, one signed by another key, and big.bin,
+// 64 KiB, too large for longan-nano.
 func writeImages(dir string) error {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
@@ -79,10 +80,14 @@ func writeImages(dir string) error {
 	if err != nil {
 		return err
 	}
+	big, err := image.Sign(bytes.Repeat([]byte("otaport "), 8<<10), key, image.SignOptions{Version: v})
+	if err != nil {
+		return err
+	}
 	tampered := bytes.Clone(good)
 	tampered[image.DefaultHeaderSize+100] ^= 0x20
 	for name, data := range map[string][]byte{
-		"pub.pem": pub, "app-2.0.0.bin": good, "tampered.bin": tampered, "foreign.bin": foreign,
+		"pub.pem": pub, "app-2.0.0.bin": good, "tampered.bin": tampered, "foreign.bin": foreign, "big.bin": big,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err

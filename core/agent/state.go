@@ -121,8 +121,14 @@ func (rec *record) failedBefore(o *cloud.Order) (failure, bool) {
 	return failure{}, false
 }
 
+// maxReason is the most of a failure's reason the record keeps: the device
+// record must fit the params partition (docs/engine.md), and the cloud
+// clips a report to 256 bytes anyway.
+const maxReason = 160
+
 // remember records a failure of the current order, newest last.
 func (rec *record) remember(f failure) {
+	f.Reason = clip(f.Reason, maxReason)
 	rec.Failed = append(rec.Failed, f)
 	if len(rec.Failed) > maxFailures {
 		rec.Failed = rec.Failed[len(rec.Failed)-maxFailures:]
@@ -194,4 +200,12 @@ func saveRecord(ctx context.Context, n notes, rec record) error {
 		return fmt.Errorf("save the agent's record: %w", err)
 	}
 	return nil
+}
+
+// clip shortens s to at most n runes, marking the cut.
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

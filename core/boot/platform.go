@@ -102,6 +102,12 @@ func (pl *Platform) checkWritable(op string) error {
 		// finished: ota is the source of that copy.
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the bootloader's copy of ota over app stopped at 0x%x: power on (Reboot) to finish it first", op, pl.update().Name, p.CopyDone)
 	}
+	if pl.b.layout.Scheme == hal.DualBank && p.RolledBack {
+		// Whatever a process above believes, the next power-on boots
+		// the image in the update slot: erasing it would leave nothing.
+		return hal.Errorf(hal.CodeBusy, "%s %s: a rollback to the image in %s awaits the next power-on: power on (Reboot) first",
+			op, pl.update().Name, pl.update().Name)
+	}
 	if pl.b.layout.Scheme == hal.DualBank && p.Trial {
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
 			op, pl.update().Name, p.Running.Name(), pl.update().Name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // recordKey is the key of the device's one record in the port's KV store:
@@ -104,41 +105,30 @@ type record struct {
 	legacy bool
 }
 
-// base is what a record keeps of the state before an install.
+// base is what a record keeps of the state before an install: only a state
+// whose image can still be rolled back or confirmed (testing, confirmed)
+// needs keeping; after any other, a dropped download leaves the engine
+// idle, where a rollback is refused as it would have been. It is small on
+// purpose: the whole record must fit one area of the smallest params
+// partition.
 type base struct {
 	State    State  `json:"state"`
-	Source   string `json:"source,omitempty"`
 	Image    string `json:"image,omitempty"`
 	Previous string `json:"previous,omitempty"`
 	Slot     string `json:"slot,omitempty"`
 	Counter  uint32 `json:"counter,omitempty"`
-	Error    string `json:"error,omitempty"`
 }
 
-// baseOf returns what stands of r when a new install begins: its outcome,
-// without a reboot it was waiting for. An install in progress or a
-// request pending (which the new install cancels before its first write)
-// leaves nothing that stands but a failed attempt.
+// baseOf returns what stands of r when a new install begins.
 func baseOf(r record) *base {
-	b := &base{State: r.State, Source: r.Source, Image: r.Image, Previous: r.Previous, Slot: r.Slot, Counter: r.Counter, Error: r.Error}
 	switch r.State {
-	case Idle:
-		return nil
+	case Testing, Confirmed:
+		return &base{State: r.State, Image: r.Image, Previous: r.Previous, Slot: r.Slot, Counter: r.Counter}
 	case Downloading, Verifying:
 		// Replaced by the new install: what stood before it stands.
 		return r.Base
-	case Installed:
-		b.State = Failed
-		b.Error = fmt.Sprintf("the request to boot %s was cancelled by a later install", r.Image)
-	case RolledBack:
-		if r.Reboot {
-			// Dual bank refuses an install while a rollback awaits
-			// its reboot; on single bank the cancelled request is
-			// what the rollback was.
-			b.Error = fmt.Sprintf("the request to boot %s was cancelled", r.Image)
-		}
 	}
-	return b
+	return nil
 }
 
 // restore returns the record of the state b describes, keeping what
@@ -149,7 +139,7 @@ func (r *record) restore(b *base) record {
 		n.State = Idle
 		return n
 	}
-	n.State, n.Source, n.Image, n.Previous, n.Slot, n.Counter, n.Error = b.State, b.Source, b.Image, b.Previous, b.Slot, b.Counter, b.Error
+	n.State, n.Image, n.Previous, n.Slot, n.Counter = b.State, b.Image, b.Previous, b.Slot, b.Counter
 	return n
 }
 
@@ -176,7 +166,7 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	if r.Base != nil {
 		switch r.Base.State {
-		case Testing, Confirmed, RolledBack, Failed:
+		case Testing, Confirmed:
 		default:
 			return record{}, fmt.Errorf("engine state: base state %q", r.Base.State)
 		}
@@ -241,12 +231,17 @@ func (e *Engine) loadLegacy(ctx context.Context) (record, error) {
 	return r, nil
 }
 
+// maxRecordError is the most of an error the record keeps: the caller gets
+// the whole error, and the record must fit the smallest params partition.
+const maxRecordError = 512
+
 // save persists r (one atomic KV Set), then removes the legacy records r
 // was read from: a power cut between the two leaves them, and recordKey,
 // which is read first, stands.
 func (e *Engine) save(ctx context.Context, r *record) error {
 	r.Format = recordFormat
 	r.Seq++
+	r.Error = clip(r.Error, maxRecordError)
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode the device record: %w", err)
@@ -296,4 +291,16 @@ func (e *Engine) SetNote(ctx context.Context, note []byte) error {
 		return fmt.Errorf("set note: %w", err)
 	}
 	return nil
+}
+
+// clip shortens s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }

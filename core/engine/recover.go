@@ -161,11 +161,15 @@ func (e *Engine) Recover(ctx context.Context) (Status, error) {
 			msg = rec.Error
 		}
 	case RolledBack:
+		// While the image given up still runs, the power-on that carries
+		// out the rollback has not come (an agent that restarted, not
+		// the device): the rollback still awaits it, and so does the
+		// guard of the slot it returns to.
 		if rec.Reboot && !runs {
 			rec.Error = fmt.Sprintf("image %s rolled back on request; %s %s runs", rec.Image, dev.running.Name, dev.running.Version)
 			msg = rec.Error
+			rec.Reboot = false
 		}
-		rec.Reboot = false
 	}
 	if rec.State != old.State || rec.Reboot != old.Reboot || rec.Error != old.Error {
 		if err := e.announce(ctx, &rec, msg); err != nil {

@@ -67,16 +67,7 @@ func TestRollback_AfterRevertIsRefused(t *testing.T) {
 // is refused and the image given up does not come back.
 func TestRollback_SecondRollbackIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
-	d.factory("1.0.0", 8<<10)
-	e := d.engine(engine.Options{})
-	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 1))}); err != nil {
-		t.Fatal(err)
-	}
-	d.expectRuns("1.1.0+0")
-	if err := e.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, e := rolledBackFromTrial(t)
 	// Asked twice before the reboot: the second says a rollback is due.
 	wantNothingToRollBack(t, e.Rollback(ctx), "app 1.1.0+0")
 	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
@@ -249,4 +240,47 @@ func TestInstall_RefusedWhileARollbackAwaitsItsReboot(t *testing.T) {
 			wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
 		})
 	}
+}
+
+// Found by the sequence tester with the agent: a rollback from a trial,
+// then an agent that restarts (its Recover runs, the device does not
+// reboot) and takes an order. Recover took the rollback as done, the
+// install erased the slot the next boot returns to, and a refused image
+// there left nothing to boot. The rollback awaits its power-on for as long
+// as the image given up runs, and the port refuses to erase its slot.
+func TestRollback_AwaitsItsRebootAcrossARecover(t *testing.T) {
+	ctx := context.Background()
+	d, e := rolledBackFromTrial(t)
+	st, err := e.Recover(ctx) // a process restart, not a power-on
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != engine.RolledBack || !st.RebootRequired {
+		t.Fatalf("after a recover without a reboot: state %s, reboot required %v; want rolled-back, reboot required", st.State, st.RebootRequired)
+	}
+	err = e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.2.0", 8<<10, 1))})
+	wantIs(t, err, engine.ErrBusy)
+	// The port holds too, whatever the engine's record says.
+	if err := d.plat.Init(ctx, hal.InitRequest{Size: 4096}); !errors.Is(err, hal.ErrBusy) {
+		t.Fatalf("port Init while a rollback awaits its power-on: %v, want hal.ErrBusy", err)
+	}
+	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+}
+
+// rolledBackFromTrial returns a device whose image 1.1.0 runs on trial over
+// the factory's 1.0.0 and was rolled back, the reboot not yet come.
+func rolledBackFromTrial(t *testing.T) (*device, *engine.Engine) {
+	t.Helper()
+	ctx := context.Background()
+	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
+	d.factory("1.0.0", 8<<10)
+	e := d.engine(engine.Options{})
+	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 1))}); err != nil {
+		t.Fatal(err)
+	}
+	d.expectRuns("1.1.0+0")
+	if err := e.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d, e
 }

@@ -21,6 +21,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,21 @@ type Campaigns interface {
 	Resume(ctx context.Context, id uint64) (store.Campaign, error)
 	Cancel(ctx context.Context, id uint64) (store.Campaign, error)
 	Status(id uint64) (campaign.Status, error)
+	DeleteDevice(ctx context.Context, pk, dn string) (store.Device, error)
+	DeleteImage(ctx context.Context, id uint64) (img store.Image, shared bool, err error)
+	DeleteCampaign(ctx context.Context, id uint64) error
+}
+
+// Board is what the API checks devices and images against: one board of
+// the catalog, as otaserve's main reads it from the ports.
+type Board struct {
+	// MaxImageSize is the largest image the board takes whichever slot
+	// runs: an image that does not fit its update slot is refused by the
+	// device only after the campaign has started.
+	MaxImageSize int64
+	// Signature is the one signature algorithm the board's bootloader
+	// checks (image.KeyEd25519, image.KeyECDSAP256, ...).
+	Signature string
 }
 
 // Config configures the API handler.
@@ -46,8 +62,15 @@ type Config struct {
 	Store     *store.Store
 	Firmware  *firmware.Store
 	Campaigns Campaigns
+	// Boards are the boards devices may be registered as and images built
+	// for, by name; a board not listed is refused.
+	Boards map[string]Board
 	// Keys verify uploaded images; an upload is refused without one.
 	Keys []crypto.PublicKey
+	// Revoke, when set, ends the broker connection of a device just
+	// deleted; its next sign-in is refused since the registry no longer
+	// knows it.
+	Revoke func(pk, dn string)
 	// Token is the operator's bearer token; it must not be empty.
 	Token string
 	// MaxImageSize bounds an upload; 0 means 64 MiB.
@@ -78,12 +101,15 @@ func New(cfg Config) (http.Handler, error) {
 	h.mux.HandleFunc("GET "+Prefix+"/devices", h.listDevices)
 	h.mux.HandleFunc("POST "+Prefix+"/devices", h.addDevice)
 	h.mux.HandleFunc("GET "+Prefix+"/devices/{pk}/{dn}", h.getDevice)
+	h.mux.HandleFunc("DELETE "+Prefix+"/devices/{pk}/{dn}", h.deleteDevice)
 	h.mux.HandleFunc("GET "+Prefix+"/images", h.listImages)
 	h.mux.HandleFunc("POST "+Prefix+"/images", h.uploadImage)
 	h.mux.HandleFunc("GET "+Prefix+"/images/{id}", h.getImage)
+	h.mux.HandleFunc("DELETE "+Prefix+"/images/{id}", h.deleteImage)
 	h.mux.HandleFunc("GET "+Prefix+"/campaigns", h.listCampaigns)
 	h.mux.HandleFunc("POST "+Prefix+"/campaigns", h.createCampaign)
 	h.mux.HandleFunc("GET "+Prefix+"/campaigns/{id}", h.campaignStatus)
+	h.mux.HandleFunc("DELETE "+Prefix+"/campaigns/{id}", h.deleteCampaign)
 	h.mux.HandleFunc("POST "+Prefix+"/campaigns/{id}/{action}", h.campaignAction)
 	return h, nil
 }
@@ -141,15 +167,6 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-// Device is a device as the API shows it: without its secret, which is
-// only returned once, by AddDevice.
-type Device struct {
-	store.Device
-	DeviceSecret string `json:"device_secret,omitempty"`
-}
-
-func public(d store.Device) Device { return Device{Device: d, DeviceSecret: ""} }
-
 // AddDevice is the body of POST /devices. An empty secret is generated.
 type AddDevice struct {
 	ProductKey   string `json:"product_key"`
@@ -173,6 +190,10 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("board: required, the board name the device's images are built for"))
 		return
 	}
+	if _, err := h.board(req.Board); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
 	if req.DeviceSecret == "" {
 		var b [16]byte
 		rand.Read(b[:])
@@ -185,7 +206,9 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Logger.Info("device added", "device", d.Key(), "board", d.Board, "group", d.Group)
-	writeJSON(w, http.StatusCreated, Device{Device: d, DeviceSecret: d.DeviceSecret})
+	out := toDevice(d)
+	out.DeviceSecret = d.DeviceSecret // shown this once
+	writeJSON(w, http.StatusCreated, out)
 }
 
 func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
@@ -196,7 +219,7 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Device, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, public(d))
+		out = append(out, toDevice(d))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -207,7 +230,21 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, public(d))
+	writeJSON(w, http.StatusOK, toDevice(d))
+}
+
+// deleteDevice removes a device and revokes its sign-in: the broker
+// refuses it from now on and drops its connection if it has one.
+func (h *handler) deleteDevice(w http.ResponseWriter, r *http.Request) {
+	pk, dn := r.PathValue("pk"), r.PathValue("dn")
+	if _, err := h.cfg.Campaigns.DeleteDevice(r.Context(), pk, dn); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if h.cfg.Revoke != nil {
+		h.cfg.Revoke(pk, dn)
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *handler) listImages(w http.ResponseWriter, r *http.Request) {
@@ -216,10 +253,11 @@ func (h *handler) listImages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	if imgs == nil {
-		imgs = []store.Image{}
+	out := make([]Image, 0, len(imgs))
+	for _, i := range imgs {
+		out = append(out, toImage(i))
 	}
-	writeJSON(w, http.StatusOK, imgs)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func pathID(r *http.Request) (uint64, error) {
@@ -241,7 +279,7 @@ func (h *handler) getImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, img)
+	writeJSON(w, http.StatusOK, toImage(img))
 }
 
 // uploadImage takes the image as the raw body or as the "file" part of a
@@ -280,9 +318,18 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("board: required (query ?board=NAME or form field), the board the image is built for"))
 		return
 	}
+	b, err := h.board(board)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	limit := h.cfg.MaxImageSize
+	if b.MaxImageSize > 0 && b.MaxImageSize < limit {
+		limit = b.MaxImageSize
+	}
 	var meta firmware.Meta
-	blob, err := h.cfg.Firmware.Put(r.Context(), body, h.cfg.MaxImageSize, func(f *os.File, size int64) error {
-		m, err := firmware.Check(f, size, h.cfg.Keys)
+	blob, err := h.cfg.Firmware.Put(r.Context(), body, limit, func(f *os.File, size int64) error {
+		m, err := firmware.Check(f, size, h.cfg.Keys, b.Signature)
 		if err != nil {
 			return err
 		}
@@ -292,6 +339,9 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		meta = m
 		return nil
 	})
+	if errors.Is(err, firmware.ErrTooLarge) && limit == b.MaxImageSize {
+		err = fmt.Errorf("%w: board %s takes images of at most %d bytes, the size of its update slot: build a smaller image", err, board, b.MaxImageSize)
+	}
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -306,7 +356,59 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Logger.Info("image uploaded", "image", img.ID, "version", img.Version, "board", img.Board, "sha256", img.SHA256)
-	writeJSON(w, http.StatusCreated, img)
+	writeJSON(w, http.StatusCreated, toImage(img))
+}
+
+// board returns the catalog entry of a board name, or an error that lists
+// the boards otaserve knows.
+func (h *handler) board(name string) (Board, error) {
+	if b, ok := h.cfg.Boards[name]; ok {
+		return b, nil
+	}
+	if len(h.cfg.Boards) == 0 {
+		return Board{}, fmt.Errorf("board %q: this server was configured with no boards (api.Config.Boards), so it takes no device or image", name)
+	}
+	names := make([]string, 0, len(h.cfg.Boards))
+	for n := range h.cfg.Boards {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return Board{}, fmt.Errorf("board %q is not in otaserve's catalog; use one of: %s", name, strings.Join(names, ", "))
+}
+
+// deleteImage removes an image no active campaign uses, and its file
+// unless another image record shares it.
+func (h *handler) deleteImage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	img, shared, err := h.cfg.Campaigns.DeleteImage(r.Context(), id)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if !shared {
+		if err := h.cfg.Firmware.Remove(img.SHA256); err != nil {
+			// The record is gone; a file left behind costs only disk.
+			h.cfg.Logger.Warn("image deleted but its file stays", "image", id, "err", err)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) deleteCampaign(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := h.cfg.Campaigns.DeleteCampaign(r.Context(), id); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {
@@ -315,30 +417,29 @@ func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	// The live state of an active campaign is in the service.
-	for i := range cs {
-		if st, err := h.cfg.Campaigns.Status(cs[i].ID); err == nil {
-			cs[i] = st.Campaign
+	out := make([]Campaign, 0, len(cs))
+	for _, c := range cs {
+		// The live state of an active campaign is in the service.
+		if st, err := h.cfg.Campaigns.Status(c.ID); err == nil {
+			c = st.Campaign
 		}
+		out = append(out, toCampaign(c))
 	}
-	if cs == nil {
-		cs = []store.Campaign{}
-	}
-	writeJSON(w, http.StatusOK, cs)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *handler) createCampaign(w http.ResponseWriter, r *http.Request) {
-	var req campaign.CreateRequest
+	var req CreateCampaign
 	if err := decode(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	c, err := h.cfg.Campaigns.Create(r.Context(), req)
+	c, err := h.cfg.Campaigns.Create(r.Context(), req.request())
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	writeJSON(w, http.StatusCreated, toCampaign(c))
 }
 
 func (h *handler) campaignStatus(w http.ResponseWriter, r *http.Request) {
@@ -352,7 +453,7 @@ func (h *handler) campaignStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, toStatus(st))
 }
 
 func (h *handler) campaignAction(w http.ResponseWriter, r *http.Request) {
@@ -378,5 +479,5 @@ func (h *handler) campaignAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, toCampaign(c))
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +27,10 @@ type env struct {
 	t   *testing.T
 	srv *httptest.Server
 	key crypto.Signer
-	st  *store.Store
+	// edKey is a second trusted key, of another algorithm.
+	edKey crypto.Signer
+	st    *store.Store
+	dir   string // the data directory: fleet.db and firmware/
 }
 
 func newEnv(t *testing.T) *env {
@@ -48,13 +53,27 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public()}, Token: token})
+	edKey, err := image.GenerateKey(image.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public(), edKey.Public()}, Boards: testBoards, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, key: key, st: st}
+	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st, dir: dir}
+}
+
+// testBoards are the boards of the tests: b1 and b2 as a catalog board,
+// tiny with an update slot too small for the test images, ed checking
+// ed25519 signatures.
+var testBoards = map[string]Board{
+	"b1":   {MaxImageSize: 64 << 10, Signature: image.KeyECDSAP256},
+	"b2":   {MaxImageSize: 64 << 10, Signature: image.KeyECDSAP256},
+	"tiny": {MaxImageSize: 4 << 10, Signature: image.KeyECDSAP256},
+	"ed":   {MaxImageSize: 64 << 10, Signature: image.KeyEd25519},
 }
 
 func (e *env) signed(version string, key crypto.Signer) []byte {
@@ -134,9 +153,18 @@ func TestDevices(t *testing.T) {
 	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-1", Board: "b1"}, &e1); st != http.StatusConflict {
 		t.Errorf("duplicate add: status %d (%s)", st, e1.Error)
 	}
-	for _, bad := range []AddDevice{{ProductKey: "pk1", DeviceName: "a/b", Board: "b1"}, {ProductKey: "pk1", DeviceName: "x"}} {
-		if st := e.postJSON("/devices", bad, &e1); st != http.StatusBadRequest {
-			t.Errorf("add %+v: status %d, want 400", bad, st)
+	for _, bad := range []struct {
+		req    AddDevice
+		errHas string
+	}{
+		{AddDevice{ProductKey: "pk1", DeviceName: "a/b", Board: "b1"}, "device_name"},
+		{AddDevice{ProductKey: "pk1", DeviceName: "x"}, "board: required"},
+		// Before, any board name was taken, and the device refused its
+		// first order only once the campaign had started.
+		{AddDevice{ProductKey: "pk1", DeviceName: "x", Board: "no-such-board"}, `board "no-such-board" is not in otaserve's catalog; use one of: b1, b2, ed, tiny`},
+	} {
+		if st := e.postJSON("/devices", bad.req, &e1); st != http.StatusBadRequest || !strings.Contains(e1.Error, bad.errHas) {
+			t.Errorf("add %+v: status %d %q, want 400 mentioning %q", bad.req, st, e1.Error, bad.errHas)
 		}
 	}
 	if st := e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "dev-2", DeviceSecret: "given", Board: "b1"}, &added); st != http.StatusCreated || added.DeviceSecret != "given" {
@@ -153,7 +181,7 @@ func TestDevices(t *testing.T) {
 		}
 	}
 	var one Device
-	if st := e.do(http.MethodGet, "/devices/pk1/dev-1", "", nil, &one); st != 200 || one.Group != "lab" || one.State != store.DeviceRegistered {
+	if st := e.do(http.MethodGet, "/devices/pk1/dev-1", "", nil, &one); st != 200 || one.Group != "lab" || one.State != string(store.DeviceRegistered) {
 		t.Errorf("get: %d %+v", st, one)
 	}
 	if st := e.do(http.MethodGet, "/devices/pk1/nope", "", nil, &e1); st != http.StatusNotFound {
@@ -198,6 +226,12 @@ func TestUpload(t *testing.T) {
 		{"padded", "?board=b1", append(append([]byte{}, good...), 0xff, 0xff), false, 422, "unpadded"},
 		{"version disagrees with the header", "?board=b1&version=1.3.0", good, false, 422, "header says 1.2.0+0"},
 		{"no board", "?version=1.2.0", good, false, 400, "board"},
+		// Before, these were accepted and refused by each device once the
+		// campaign had started.
+		{"unknown board", "?board=no-such-board", good, false, 400, `board "no-such-board" is not in otaserve's catalog`},
+		{"larger than the board's update slot", "?board=tiny", good, false, 413, "board tiny takes images of at most 4096 bytes, the size of its update slot"},
+		{"signed with another algorithm than the board's", "?board=ed", good, false, 422, "signed with ecdsa-p256, not ed25519: image signed with another algorithm: sign it with the board's ed25519 key"},
+		{"signed with the board's algorithm", "?board=ed", e.signed("1.2.0", e.edKey), false, 201, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,17 +252,26 @@ func TestUpload(t *testing.T) {
 				}
 				return
 			}
-			var img store.Image
+			if strings.Contains(string(raw), `"path"`) {
+				t.Errorf("the answer publishes the server's file path: %s", raw)
+			}
+			var img Image
 			json.Unmarshal(raw, &img)
+			if img.Board == "ed" {
+				if img.SignatureType != image.KeyEd25519 {
+					t.Errorf("image = %+v", img)
+				}
+				return
+			}
 			if img.Version != "1.2.0+0" || img.Board != "b1" || img.Size != int64(len(good)) || img.SignatureType != image.KeyECDSAP256 || len(img.SHA256) != 64 || img.KeyID == "" {
 				t.Errorf("image = %+v", img)
 			}
 		})
 	}
-	var imgs []store.Image
+	var imgs []Image
 	e.do(http.MethodGet, "/images", "", nil, &imgs)
-	if len(imgs) != 2 {
-		t.Errorf("%d images listed, want the 2 accepted", len(imgs))
+	if len(imgs) != 3 {
+		t.Errorf("%d images listed, want the 3 accepted", len(imgs))
 	}
 }
 
@@ -238,21 +281,21 @@ func TestCampaigns(t *testing.T) {
 		e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: fmt.Sprintf("d%d", i), Board: "b1", Group: "lab"}, nil)
 	}
 	e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: "other", Board: "b2"}, nil)
-	var img store.Image
+	var img Image
 	e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(e.signed("2.0.0", e.key)), &img)
 
 	var er Error
 	bad := []struct {
-		req    campaign.CreateRequest
+		req    CreateCampaign
 		status int
 		errHas string
 	}{
-		{campaign.CreateRequest{ImageID: 99, Target: store.Target{Group: "lab"}, Waves: "100%"}, 400, "image 99"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk1"}, Waves: "100%"}, 400, "pk1/other is a b2 board"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "none"}, Waves: "100%"}, 400, "selects no"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Devices: []string{"pk1/zz"}}, Waves: "100%"}, 400, "not registered"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,10%"}, 400, "end with 100%"},
-		{campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab", Product: "pk1"}, Waves: "100%"}, 400, "exactly one"},
+		{CreateCampaign{ImageID: 99, Target: Target{Group: "lab"}, Waves: "100%"}, 400, "image 99"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Product: "pk1"}, Waves: "100%"}, 400, "pk1/other is a b2 board"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Group: "none"}, Waves: "100%"}, 400, "selects no"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Devices: []string{"pk1/zz"}}, Waves: "100%"}, 400, "not registered"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Group: "lab"}, Waves: "1,10%"}, 400, "end with 100%"},
+		{CreateCampaign{ImageID: img.ID, Target: Target{Group: "lab", Product: "pk1"}, Waves: "100%"}, 400, "exactly one"},
 	}
 	for _, b := range bad {
 		if st := e.postJSON("/campaigns", b.req, &er); st != b.status || !strings.Contains(er.Error, b.errHas) {
@@ -260,17 +303,17 @@ func TestCampaigns(t *testing.T) {
 		}
 	}
 
-	var c store.Campaign
-	req := campaign.CreateRequest{ImageID: img.ID, Target: store.Target{Group: "lab"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0}
+	var c Campaign
+	req := CreateCampaign{ImageID: img.ID, Target: Target{Group: "lab"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0}
 	if st := e.postJSON("/campaigns", req, &c); st != 201 {
 		t.Fatalf("create: %d", st)
 	}
 	if st := e.postJSON("/campaigns", req, &er); st != 400 || !strings.Contains(er.Error, "still in campaign") {
 		t.Errorf("overlapping campaign: %d %q", st, er.Error)
 	}
-	var status campaign.Status
+	var status Status
 	e.do(http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), "", nil, &status)
-	if status.Campaign.State != store.CampaignRunning || len(status.Waves) != 2 || status.Waves[0].Running != 1 || status.Waves[1].Pending != 3 || len(status.Devices) != 4 {
+	if status.Campaign.State != string(store.CampaignRunning) || len(status.Waves) != 2 || status.Waves[0].Running != 1 || status.Waves[1].Pending != 3 || len(status.Devices) != 4 {
 		t.Errorf("status = %+v", status)
 	}
 	for _, step := range []struct {
@@ -281,15 +324,15 @@ func TestCampaigns(t *testing.T) {
 		{"resume", 409, ""}, {"pause", 200, store.CampaignPaused}, {"resume", 200, store.CampaignRunning},
 		{"cancel", 200, store.CampaignCanceled}, {"pause", 409, ""}, {"explode", 404, ""},
 	} {
-		var got store.Campaign
+		var got Campaign
 		st := e.postJSON(fmt.Sprintf("/campaigns/%d/%s", c.ID, step.action), struct{}{}, &got)
-		if st != step.status || (step.state != "" && got.State != step.state) {
+		if st != step.status || (step.state != "" && got.State != string(step.state)) {
 			t.Errorf("%s: %d %s, want %d %s", step.action, st, got.State, step.status, step.state)
 		}
 	}
-	var list []store.Campaign
+	var list []Campaign
 	e.do(http.MethodGet, "/campaigns", "", nil, &list)
-	if len(list) != 1 || list[0].State != store.CampaignCanceled {
+	if len(list) != 1 || list[0].State != string(store.CampaignCanceled) {
 		t.Errorf("list = %+v", list)
 	}
 	e.do(http.MethodGet, fmt.Sprintf("/campaigns/%d", c.ID), "", nil, &status)
@@ -298,5 +341,63 @@ func TestCampaigns(t *testing.T) {
 	}
 	if st := e.do(http.MethodGet, "/campaigns/77", "", nil, &er); st != 404 {
 		t.Errorf("unknown campaign: %d", st)
+	}
+}
+
+// TestDelete: devices, images and campaigns can be deleted, except what a
+// running campaign still needs; the refusal names the campaign. Before,
+// there was no delete at all.
+func TestDelete(t *testing.T) {
+	e := newEnv(t)
+	for _, dn := range []string{"d0", "d1"} {
+		e.postJSON("/devices", AddDevice{ProductKey: "pk1", DeviceName: dn, Board: "b1"}, nil)
+	}
+	data := e.signed("2.0.0", e.key)
+	var img, twin Image
+	e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(data), &img)
+	// The same bytes for another board share the file.
+	e.do(http.MethodPost, "/images?board=b2", "application/octet-stream", bytes.NewReader(data), &twin)
+	var c Campaign
+	if st := e.postJSON("/campaigns", CreateCampaign{ImageID: img.ID, Target: Target{Devices: []string{"pk1/d0"}}, Waves: "100%", SuccessPercent: 100}, &c); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	del := func(path string, want int, errHas string) {
+		t.Helper()
+		var er Error
+		var out any
+		if want != http.StatusNoContent {
+			out = &er
+		}
+		if st := e.do(http.MethodDelete, path, "", nil, out); st != want || !strings.Contains(er.Error, errHas) {
+			t.Errorf("DELETE %s: %d %q, want %d mentioning %q", path, st, er.Error, want, errHas)
+		}
+	}
+	del("/devices/pk1/d0", http.StatusConflict, "delete device pk1/d0: it is ordered in campaign 1 (running): cancel that campaign first")
+	del(fmt.Sprintf("/images/%d", img.ID), http.StatusConflict, fmt.Sprintf("delete image %d: campaign %d (running) uses it", img.ID, c.ID))
+	del(fmt.Sprintf("/campaigns/%d", c.ID), http.StatusConflict, "it is running: cancel it first")
+	del("/devices/pk1/d1", http.StatusNoContent, "")
+	del("/devices/pk1/d1", http.StatusNotFound, "not found")
+	del("/images/99", http.StatusNotFound, "not found")
+	del("/campaigns/x", http.StatusBadRequest, "not a number")
+
+	if st := e.postJSON(fmt.Sprintf("/campaigns/%d/cancel", c.ID), struct{}{}, nil); st != 200 {
+		t.Fatalf("cancel: %d", st)
+	}
+	del(fmt.Sprintf("/images/%d", img.ID), http.StatusNoContent, "")
+	if _, err := os.Stat(filepath.Join(e.dir, "firmware", img.SHA256)); err != nil {
+		t.Errorf("the file image %d shares was removed with image %d: %v", twin.ID, img.ID, err)
+	}
+	del(fmt.Sprintf("/images/%d", twin.ID), http.StatusNoContent, "")
+	if _, err := os.Stat(filepath.Join(e.dir, "firmware", twin.SHA256)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file of the last image deleted is still there: %v", err)
+	}
+	// A campaign that has ended can go; it no longer needs its image.
+	del(fmt.Sprintf("/campaigns/%d", c.ID), http.StatusNoContent, "")
+	del(fmt.Sprintf("/campaigns/%d", c.ID), http.StatusNotFound, "not found")
+	del("/devices/pk1/d0", http.StatusNoContent, "")
+	var left []Device
+	e.do(http.MethodGet, "/devices", "", nil, &left)
+	if len(left) != 0 {
+		t.Errorf("devices after deleting both: %+v", left)
 	}
 }

@@ -210,6 +210,17 @@ func (b *Broker) Connected() []string {
 	return b.hook.devices()
 }
 
+// Revoke disconnects device pk/dn if it is signed in, for a device that has
+// just been deleted from the registry: Lookup no longer knows it, so its
+// next sign-in is refused.
+func (b *Broker) Revoke(pk, dn string) {
+	for _, cl := range b.hook.clients(pk, dn) {
+		// The error is the reason code sent, not a failure.
+		_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		b.log.Info("device disconnected: deleted from the registry", "device", pk+"/"+dn)
+	}
+}
+
 // Topics of the OTA protocol an operator may use: everything under it.
 const operatorFilter = "/ota/device/#"
 

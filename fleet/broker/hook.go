@@ -132,3 +132,16 @@ func (h *accessHook) devices() []string {
 	sort.Strings(out)
 	return out
 }
+
+// clients returns the live connections of device pk/dn.
+func (h *accessHook) clients(pk, dn string) []*mqtt.Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*mqtt.Client
+	for cl, p := range h.conns {
+		if !p.operator && p.pk == pk && p.dn == dn {
+			out = append(out, cl)
+		}
+	}
+	return out
+}

@@ -2,7 +2,11 @@
 // hawkBit's rollout rules: waves start in cascade, a wave succeeds when
 // finished/total >= the success threshold and then the next wave starts, and
 // the campaign pauses when failed/total > the error threshold in a wave
-// (strictly greater). An empty wave counts as a success.
+// (strictly greater). An empty wave counts as a success. An operator's
+// resume acknowledges the failures counted so far, as hawkBit's does: from
+// then on the wave's thresholds count its devices without them, so a wave
+// whose failures were accepted can still succeed, and a new failure is
+// weighed against the devices still to come.
 //
 // The rules are a pure state machine (Machine: feed events, read the state
 // and the orders to send), kept apart from the plumbing that feeds it from
@@ -42,9 +46,15 @@ type Event struct {
 // Machine is one campaign's state: the campaign record and its devices'
 // progress. It does no I/O: the caller persists Changed() and sends the
 // orders the methods return.
+//
+// A caller that must keep the machine as stored until a write commits
+// applies events to a Draft and Commits it once the write has succeeded.
 type Machine struct {
-	c       store.Campaign
+	c store.Campaign
+	// devs is every device's progress, or in a draft only the records the
+	// draft changed; the others are read from base.
 	devs    map[string]*store.Progress
+	base    *Machine
 	changed map[string]bool
 }
 
@@ -57,6 +67,72 @@ func NewMachine(c store.Campaign, ps []store.Progress) *Machine {
 		m.devs[p.Device] = &p
 	}
 	return m
+}
+
+// Draft returns a copy of m to apply events to, for a caller that must not
+// change m before the events are stored: m stays as it is until Commit. The
+// draft shares m's unchanged progress records, read-only, and copies a
+// record on its first change, so it costs what it changes, not the size of
+// the campaign.
+func (m *Machine) Draft() *Machine {
+	c := m.c
+	// Wave device lists are never written, so they are shared; the waves'
+	// states are.
+	c.Waves = slices.Clone(m.c.Waves)
+	return &Machine{c: c, devs: map[string]*store.Progress{}, base: m, changed: map[string]bool{}}
+}
+
+// Commit makes a draft of m, and what was applied to it, m's own. m must
+// not have changed since the draft was made.
+func (m *Machine) Commit(d *Machine) {
+	m.c = d.c
+	for k, p := range d.devs {
+		m.devs[k] = p
+	}
+}
+
+// get returns a device's record to read.
+func (m *Machine) get(key string) (*store.Progress, bool) {
+	if p, ok := m.devs[key]; ok {
+		return p, true
+	}
+	if m.base != nil {
+		return m.base.get(key)
+	}
+	return nil, false
+}
+
+// edit returns a device's record to change, marked changed; in a draft, the
+// draft's own copy. The device must be in the campaign.
+func (m *Machine) edit(key string) *store.Progress {
+	m.changed[key] = true
+	if p, ok := m.devs[key]; ok {
+		return p
+	}
+	cp := *m.base.mustGet(key)
+	m.devs[key] = &cp
+	return &cp
+}
+
+func (m *Machine) mustGet(key string) *store.Progress {
+	p, ok := m.get(key)
+	if !ok {
+		panic("campaign: device " + key + " is not in campaign " + fmt.Sprint(m.c.ID)) // a programmer's error
+	}
+	return p
+}
+
+// keys returns every device of the campaign, unordered.
+func (m *Machine) keys() []string {
+	root := m
+	for root.base != nil {
+		root = root.base
+	}
+	out := make([]string, 0, len(root.devs))
+	for k := range root.devs {
+		out = append(out, k)
+	}
+	return out
 }
 
 // Campaign returns a copy of the campaign record as it is now; the copy
@@ -74,7 +150,7 @@ func (m *Machine) Campaign() store.Campaign {
 
 // Device returns one device's progress.
 func (m *Machine) Device(key string) (store.Progress, bool) {
-	p, ok := m.devs[key]
+	p, ok := m.get(key)
 	if !ok {
 		return store.Progress{}, false
 	}
@@ -83,9 +159,10 @@ func (m *Machine) Device(key string) (store.Progress, bool) {
 
 // Devices returns every device's progress ordered by key.
 func (m *Machine) Devices() []store.Progress {
-	out := make([]store.Progress, 0, len(m.devs))
-	for _, p := range m.devs {
-		out = append(out, *p)
+	keys := m.keys()
+	out := make([]store.Progress, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *m.mustGet(k))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
 	return out
@@ -134,6 +211,14 @@ func (m *Machine) Apply(ev Event) ([]string, error) {
 		if m.c.State != store.CampaignPaused {
 			return nil, fmt.Errorf("resume campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
 		}
+		// The operator has seen the failures that paused it (or were
+		// there when it was paused): the thresholds count anew.
+		for i := range m.c.Waves {
+			if w := &m.c.Waves[i]; w.State == store.WavePaused {
+				_, failed, _ := m.count(i)
+				w.Acknowledged = failed
+			}
+		}
 		m.setState(store.CampaignRunning, "", ev.At)
 		return m.advance(ev.At), nil
 	case event.Cancel:
@@ -141,10 +226,10 @@ func (m *Machine) Apply(ev Event) ([]string, error) {
 			return nil, fmt.Errorf("cancel campaign %d (%s): %w", m.c.ID, m.c.State, ErrState)
 		}
 		m.setState(store.CampaignCanceled, "canceled by operator", ev.At)
-		for k, p := range m.devs {
-			if p.State == store.ProgressPending {
+		for _, k := range m.keys() {
+			if p := m.mustGet(k); p.State == store.ProgressPending {
+				p = m.edit(k)
 				p.State, p.Reason, p.Updated = store.ProgressCanceled, "campaign canceled", ev.At
-				m.changed[k] = true
 			}
 		}
 		return nil, nil
@@ -152,8 +237,22 @@ func (m *Machine) Apply(ev Event) ([]string, error) {
 	return nil, fmt.Errorf("campaign %d: unknown event kind %q", m.c.ID, ev.Kind)
 }
 
+// setState moves the campaign to state s, and its waves with it: the
+// running wave of a paused campaign is paused, the unfinished waves of a
+// canceled one are canceled.
 func (m *Machine) setState(s store.CampaignState, reason string, at time.Time) {
 	m.c.State, m.c.Reason, m.c.Updated = s, reason, at
+	for i := range m.c.Waves {
+		w := &m.c.Waves[i]
+		switch {
+		case s == store.CampaignPaused && w.State == store.WaveRunning:
+			w.State = store.WavePaused
+		case s == store.CampaignRunning && w.State == store.WavePaused:
+			w.State = store.WaveRunning
+		case s == store.CampaignCanceled && w.State != store.WaveSucceeded:
+			w.State = store.WaveCanceled
+		}
+	}
 }
 
 // stepReasons names the platform's negative progress steps.
@@ -165,14 +264,14 @@ var stepReasons = map[int]string{
 }
 
 func (m *Machine) progress(ev Event) []string {
-	p, ok := m.devs[ev.Device]
+	p, ok := m.get(ev.Device)
 	// A step from a device this campaign has not ordered (or whose part
 	// is over) belongs to something else: ignore it.
 	if !ok || (p.State != store.ProgressOrdered && p.State != store.ProgressRunning) {
 		return nil
 	}
+	p = m.edit(ev.Device)
 	p.Step, p.Desc, p.Updated, p.Progressed = ev.Step, ev.Desc, ev.At, true
-	m.changed[ev.Device] = true
 	if ev.Step >= 0 {
 		p.State = store.ProgressRunning
 		return nil
@@ -189,7 +288,7 @@ func (m *Machine) progress(ev Event) []string {
 }
 
 func (m *Machine) inform(ev Event) []string {
-	p, ok := m.devs[ev.Device]
+	p, ok := m.get(ev.Device)
 	if !ok {
 		return nil
 	}
@@ -197,17 +296,18 @@ func (m *Machine) inform(ev Event) []string {
 	case store.ProgressPending:
 		// Not ordered yet: remember what it runs, to recognise a rollback.
 		if p.FromVersion != ev.Version {
-			p.FromVersion = ev.Version
-			m.changed[ev.Device] = true
+			m.edit(ev.Device).FromVersion = ev.Version
 		}
 		return nil
 	case store.ProgressOrdered, store.ProgressRunning:
 	default:
 		return nil
 	}
-	m.changed[ev.Device] = true
+	p = m.edit(ev.Device)
 	p.Updated = ev.At
-	if image.SameVersion(ev.Version, m.c.Version) {
+	// The version the device was ordered: its board's image's.
+	img, _ := m.c.Image(*p)
+	if image.SameVersion(ev.Version, img.Version) {
 		p.State, p.Reason = store.ProgressFinished, "confirmed running "+ev.Version
 		return m.advance(ev.At)
 	}
@@ -226,14 +326,14 @@ func (m *Machine) inform(ev Event) []string {
 	if p.FromVersion != "" && image.SameVersion(ev.Version, p.FromVersion) {
 		m.fail(p, "rolled back to "+ev.Version, ev.At)
 	} else {
-		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, m.c.Version), ev.At)
+		m.fail(p, fmt.Sprintf("runs %s after the order for %s", ev.Version, img.Version), ev.At)
 	}
 	return m.advance(ev.At)
 }
 
-// fail marks a device failed and pauses the campaign if its wave is now over
-// the error threshold. Only a new failure checks the threshold, so resuming a
-// campaign paused for errors lets it go on until the next failure.
+// fail marks a device failed (p is the machine's own record, from edit) and
+// pauses the campaign if its wave is now over the error threshold, counted
+// without the failures acknowledged by the last resume.
 func (m *Machine) fail(p *store.Progress, reason string, at time.Time) {
 	p.State, p.Reason, p.Updated = store.ProgressFailed, reason, at
 	if m.c.State != store.CampaignRunning {
@@ -241,17 +341,22 @@ func (m *Machine) fail(p *store.Progress, reason string, at time.Time) {
 	}
 	w := m.c.Waves[p.Wave]
 	_, failed, _ := m.count(p.Wave)
-	total := len(w.Devices)
+	failed -= w.Acknowledged
+	total := len(w.Devices) - w.Acknowledged
 	if failed*100 > m.c.ErrorPercent*total {
-		m.setState(store.CampaignPaused, fmt.Sprintf("wave %d: %d of %d devices failed, over the error threshold of %d%%",
-			p.Wave+1, failed, total, m.c.ErrorPercent), at)
+		since := ""
+		if w.Acknowledged > 0 {
+			since = " since the last resume"
+		}
+		m.setState(store.CampaignPaused, fmt.Sprintf("wave %d: %d of %d devices failed%s, over the error threshold of %d%%",
+			p.Wave+1, failed, total, since, m.c.ErrorPercent), at)
 	}
 }
 
 // count returns a wave's finished, failed and not-yet-terminal devices.
 func (m *Machine) count(wave int) (finished, failed, open int) {
 	for _, k := range m.c.Waves[wave].Devices {
-		switch m.devs[k].State {
+		switch m.mustGet(k).State {
 		case store.ProgressFinished:
 			finished++
 		case store.ProgressFailed, store.ProgressCanceled:
@@ -280,17 +385,17 @@ func (m *Machine) advance(at time.Time) []string {
 			w.State = store.WaveRunning
 			m.c.Updated = at
 			for _, k := range w.Devices {
-				p := m.devs[k]
-				if p.State != store.ProgressPending {
+				if m.mustGet(k).State != store.ProgressPending {
 					continue
 				}
+				p := m.edit(k)
 				p.State, p.Orders, p.OrderedAt, p.Updated = store.ProgressOrdered, p.Orders+1, at, at
-				m.changed[k] = true
 				orders = append(orders, k)
 			}
 		}
 		finished, _, open := m.count(i)
-		total := len(w.Devices)
+		// Failures acknowledged by a resume are out of the count.
+		total := len(w.Devices) - w.Acknowledged
 		if finished*100 >= m.c.SuccessPercent*total {
 			w.State = store.WaveSucceeded
 			m.c.Updated = at
@@ -306,8 +411,8 @@ func (m *Machine) advance(at time.Time) []string {
 	}
 	// Every wave has succeeded; the campaign is over once no device is
 	// still on its way.
-	for _, p := range m.devs {
-		if !p.State.Terminal() {
+	for _, k := range m.keys() {
+		if !m.mustGet(k).State.Terminal() {
 			return orders
 		}
 	}

@@ -117,6 +117,52 @@ func TestMachine(t *testing.T) {
 			devStates: map[string]store.ProgressState{"pk/d1": store.ProgressRunning},
 		},
 		{
+			// Before, a paused campaign showed its wave as running.
+			name: "a paused campaign shows its wave paused, and running again once resumed", devices: 2, waves: "1,100%", success: 100, fail: 100,
+			startOrders: []string{"pk/d0"},
+			steps:       []step{op(event.Pause)},
+			state:       store.CampaignPaused, waveStates: []store.WaveState{store.WavePaused, store.WaveWaiting},
+		},
+		{
+			name: "resumed after a pause: the wave runs again", devices: 2, waves: "1,100%", success: 100, fail: 100,
+			startOrders: []string{"pk/d0"},
+			steps:       []step{op(event.Pause), op(event.Resume)},
+			state:       store.CampaignRunning, waveStates: []store.WaveState{store.WaveRunning, store.WaveWaiting},
+		},
+		{
+			name: "a canceled campaign shows its unfinished waves canceled", devices: 2, waves: "1,100%", success: 100, fail: 100,
+			startOrders: []string{"pk/d0"},
+			steps:       []step{op(event.Cancel)},
+			state:       store.CampaignCanceled, waveStates: []store.WaveState{store.WaveCanceled, store.WaveCanceled},
+		},
+		{
+			// Before, the resume paused the campaign again at once (every
+			// device of the wave was done and short of the success
+			// threshold), and `campaign resume` printed "paused".
+			name: "resume acknowledges the failures: a wave whose devices all failed lets the next one start", devices: 2, waves: "1,100%", success: 100, fail: 0,
+			startOrders: []string{"pk/d0"},
+			steps:       []step{prog("pk/d0", -2), op(event.Resume, "pk/d1")},
+			state:       store.CampaignRunning, waveStates: []store.WaveState{store.WaveSucceeded, store.WaveRunning},
+		},
+		{
+			name: "after a resume the success threshold counts the wave without the acknowledged failures", devices: 4, waves: "100%", success: 100, fail: 60,
+			startOrders: devs(4),
+			steps:       []step{prog("pk/d0", -2), prog("pk/d1", -2), prog("pk/d2", -2), op(event.Resume), informs("pk/d3", target)},
+			state:       store.CampaignFinished, waveStates: []store.WaveState{store.WaveSucceeded},
+		},
+		{
+			name: "after a resume the error threshold counts anew: one failure of the two left is at 50%, not over", devices: 4, waves: "100%", success: 100, fail: 50,
+			startOrders: devs(4),
+			steps:       []step{prog("pk/d0", -2), prog("pk/d1", -2), op(event.Pause), op(event.Resume), prog("pk/d2", -2)},
+			state:       store.CampaignRunning, waveStates: []store.WaveState{store.WaveRunning},
+		},
+		{
+			name: "after a resume the error threshold still pauses on new failures", devices: 4, waves: "100%", success: 100, fail: 0,
+			startOrders: devs(4),
+			steps:       []step{prog("pk/d0", -2), op(event.Resume), prog("pk/d1", -2)},
+			state:       store.CampaignPaused, reason: "1 of 3 devices failed since the last resume", waveStates: []store.WaveState{store.WavePaused},
+		},
+		{
 			name: "old version after progress is a rollback", devices: 1, waves: "100%", success: 100, fail: 100,
 			startOrders: devs(1),
 			steps:       []step{informs("pk/d0", "1.0.0", "pk/d0"), prog("pk/d0", 100), informs("pk/d0", "1.0.0")},
@@ -149,7 +195,7 @@ func TestMachine(t *testing.T) {
 			steps: []step{
 				progOrders("pk/d0", -1), op(event.Resume), informs("pk/d1", target), prog("pk/d2", -4),
 			},
-			state: store.CampaignPaused, reason: "2 of 4 devices failed",
+			state: store.CampaignPaused, reason: "1 of 3 devices failed since the last resume",
 		},
 		{
 			name: "an ended wave under the success threshold pauses instead of waiting forever", devices: 2, waves: "100%", success: 100, fail: 60,
@@ -185,7 +231,7 @@ func TestMachine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, ps, err := NewCampaign(store.Campaign{ID: 1, Version: target, SuccessPercent: tt.success, ErrorPercent: tt.fail},
+			c, ps, err := NewCampaign(store.Campaign{ID: 1, Images: []store.CampaignImage{{ID: 1, Version: target}}, SuccessPercent: tt.success, ErrorPercent: tt.fail},
 				devs(tt.devices), specs, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -236,7 +282,7 @@ func sameList(a, b []string) bool {
 
 func TestMachine_ChangedReportsEachTouchedDeviceOnce(t *testing.T) {
 	specs, _ := ParseWaves("100%")
-	c, ps, err := NewCampaign(store.Campaign{ID: 1, Version: target, SuccessPercent: 100}, devs(3), specs, nil)
+	c, ps, err := NewCampaign(store.Campaign{ID: 1, Images: []store.CampaignImage{{ID: 1, Version: target}}, SuccessPercent: 100}, devs(3), specs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func TestService_BrokerThatDoesNotAckBlocksNothing(t *testing.T) {
 	var c store.Campaign
 	within(t, "Create while the broker does not acknowledge", func() {
 		var err error
-		c, err = svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100})
+		c, err = svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100})
 		if err != nil {
 			t.Error(err)
 		}
@@ -121,7 +121,7 @@ func TestService_OrderKeepsAmpersandUnescaped(t *testing.T) {
 	rec := &recorder{}
 	svc.SetPublisher(rec)
 	defer svc.SetPublisher(nil)
-	if _, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100}); err != nil {
+	if _, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100}); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, svc)
@@ -148,7 +148,7 @@ func TestService_HandleMessagesStoresABatchTogether(t *testing.T) {
 	img := seed(t, st, n)
 	rec := &recorder{}
 	svc.SetPublisher(rec)
-	c, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 50})
+	c, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 50})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,21 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
 }
 
+// Store is what the service needs of the fleet database (*store.Store).
+// Its changes go through Write, so that a failed write changes nothing, in
+// the database or in the service's memory.
+type Store interface {
+	Campaigns() ([]store.Campaign, error)
+	Campaign(id uint64) (store.Campaign, error)
+	Progress(id uint64) ([]store.Progress, error)
+	Image(id uint64) (store.Image, error)
+	Devices() ([]store.Device, error)
+	Write(fn func(*store.Writer) error) error
+}
+
 // Config configures a Service.
 type Config struct {
-	Store *store.Store
+	Store Store
 	// FirmwareURL returns the URL a device downloads an image from.
 	FirmwareURL func(img store.Image) string
 	Logger      *slog.Logger
@@ -48,7 +60,8 @@ type Service struct {
 
 	mu     sync.Mutex
 	active map[uint64]*Machine
-	images map[uint64]store.Image
+	// images holds each active campaign's images by image ID.
+	images map[uint64]map[uint64]store.Image
 	lastID int64
 }
 
@@ -58,7 +71,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]store.Image{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]map[uint64]store.Image{}}
 	cs, err := cfg.Store.Campaigns()
 	if err != nil {
 		return nil, err
@@ -71,11 +84,15 @@ func NewService(cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		img, err := cfg.Store.Image(c.ImageID)
-		if err != nil {
-			return nil, fmt.Errorf("load campaign %d: %w", c.ID, err)
+		imgs := map[uint64]store.Image{}
+		for _, ci := range c.Images {
+			img, err := cfg.Store.Image(ci.ID)
+			if err != nil {
+				return nil, fmt.Errorf("load campaign %d: %w", c.ID, err)
+			}
+			imgs[img.ID] = img
 		}
-		s.images[c.ID] = img
+		s.images[c.ID] = imgs
 		s.active[c.ID] = NewMachine(c, ps)
 	}
 	return s, nil
@@ -100,7 +117,9 @@ func (s *Service) Flush(ctx context.Context) error {
 
 // CreateRequest is an operator's new campaign.
 type CreateRequest struct {
-	ImageID        uint64       `json:"image_id"`
+	// ImageIDs are the images to send, one per board of the target: each
+	// device gets the image of its board.
+	ImageIDs       []uint64     `json:"image_ids"`
 	Target         store.Target `json:"target"`
 	Waves          string       `json:"waves"` // "1,10%,100%"
 	SuccessPercent int          `json:"success_percent"`
@@ -116,11 +135,22 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	invalid := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 	}
-	img, err := s.cfg.Store.Image(req.ImageID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Campaign{}, invalid("image %d does not exist: see the image list", req.ImageID)
-	} else if err != nil {
-		return store.Campaign{}, err
+	if len(req.ImageIDs) == 0 {
+		return store.Campaign{}, invalid("no image: give the image of each board of the target (see the image list)")
+	}
+	byBoard := map[string]store.Image{}
+	byID := map[uint64]store.Image{}
+	for _, id := range req.ImageIDs {
+		img, err := s.cfg.Store.Image(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Campaign{}, invalid("image %d does not exist: see the image list", id)
+		} else if err != nil {
+			return store.Campaign{}, err
+		}
+		if other, ok := byBoard[img.Board]; ok && other.ID != img.ID {
+			return store.Campaign{}, invalid("images %d and %d are both for board %s: give one image per board", other.ID, img.ID, img.Board)
+		}
+		byBoard[img.Board], byID[img.ID] = img, img
 	}
 	specs, err := ParseWaves(req.Waves)
 	if err != nil {
@@ -130,10 +160,19 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	if err != nil {
 		return store.Campaign{}, err
 	}
-	keys, versions, err := selectTarget(req.Target, devs, img)
+	keys, picked, err := selectTarget(req.Target, devs, byBoard)
 	if err != nil {
 		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	versions := map[string]string{}
+	for k, d := range picked {
+		versions[k] = d.Version
+	}
+	var images []store.CampaignImage
+	for _, img := range byBoard {
+		images = append(images, store.CampaignImage{ID: img.ID, Board: img.Board, Version: img.Version})
+	}
+	slices.SortFunc(images, func(a, b store.CampaignImage) int { return strings.Compare(a.Board, b.Board) })
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -149,31 +188,48 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	}
 	now := time.Now().UTC()
 	c, ps, err := NewCampaign(store.Campaign{
-		ImageID: img.ID, Version: img.Version, Target: req.Target,
+		Images: images, Target: req.Target,
 		SuccessPercent: req.SuccessPercent, ErrorPercent: req.ErrorPercent, Created: now, Updated: now,
 	}, keys, specs, versions)
 	if err != nil {
 		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	c, err = s.cfg.Store.AddCampaign(c, ps)
+	for i := range ps {
+		ps[i].Image = byBoard[picked[ps[i].Device].Board].ID
+	}
+	// The campaign, its first wave's orders and the registry's mirror of
+	// them are stored in one transaction: a failure leaves no campaign
+	// behind that would wait for a start it never gets.
+	var m *Machine
+	var orders []string
+	err = s.cfg.Store.Write(func(w *store.Writer) error {
+		stored, err := w.AddCampaign(c, ps)
+		if err != nil {
+			return err
+		}
+		m = NewMachine(stored, ps)
+		orders = m.Start(now)
+		return s.persist(w, m)
+	})
 	if err != nil {
 		return store.Campaign{}, err
 	}
-	m := NewMachine(c, ps)
+	c = m.Campaign()
 	s.active[c.ID] = m
-	s.images[c.ID] = img
-	orders := m.Start(now)
-	if err := s.saveLocked(m, orders); err != nil {
-		return store.Campaign{}, err
+	s.images[c.ID] = byID
+	for _, k := range orders {
+		s.queueLocked(c.ID, k)
 	}
-	s.log.Info("campaign created", "campaign", c.ID, "image", img.ID, "version", img.Version, "devices", len(keys), "waves", len(c.Waves))
+	s.settleLocked(m)
+	s.log.Info("campaign created", "campaign", c.ID, "images", c.ImageIDs(), "devices", len(keys), "waves", len(c.Waves))
 	return m.Campaign(), nil
 }
 
 // selectTarget returns the device keys a target selects, in key order, with
-// their known versions. Every device must be of the image's board: sending an
-// image to another board is the "mix-and-match" mistake.
-func selectTarget(t store.Target, devs []store.Device, img store.Image) ([]string, map[string]string, error) {
+// their records. Every device must have an image of its board among images
+// (by board), and every image a device: sending an image to another board
+// is the "mix-and-match" mistake.
+func selectTarget(t store.Target, devs []store.Device, images map[string]store.Image) ([]string, map[string]store.Device, error) {
 	set := 0
 	for _, on := range []bool{t.Product != "", t.Group != "", len(t.Devices) > 0} {
 		if on {
@@ -218,16 +274,34 @@ func selectTarget(t store.Target, devs []store.Device, img store.Image) ([]strin
 		return nil, nil, fmt.Errorf("target %s selects no registered device", describeTarget(t))
 	}
 	var keys []string
-	versions := map[string]string{}
+	byKey = map[string]store.Device{}
+	used := map[string]bool{}
 	for _, d := range picked {
-		if d.Board != img.Board {
-			return nil, nil, fmt.Errorf("device %s is a %s board but image %d is built for %s: target only %s devices", d.Key(), d.Board, img.ID, img.Board, img.Board)
+		if _, ok := images[d.Board]; !ok {
+			return nil, nil, fmt.Errorf("device %s is a %s board and the campaign has no image for %s (it has %s): add a %s image, or target only devices of those boards",
+				d.Key(), d.Board, d.Board, describeImages(images), d.Board)
 		}
+		used[d.Board] = true
 		keys = append(keys, d.Key())
-		versions[d.Key()] = d.Version
+		byKey[d.Key()] = d
+	}
+	for board, img := range images {
+		if !used[board] {
+			return nil, nil, fmt.Errorf("image %d is for %s and target %s selects no %s device: leave it out", img.ID, board, describeTarget(t), board)
+		}
 	}
 	slices.Sort(keys)
-	return keys, versions, nil
+	return keys, byKey, nil
+}
+
+// describeImages lists images by board, "image 3 for b1, image 4 for b2".
+func describeImages(images map[string]store.Image) string {
+	var out []string
+	for board, img := range images {
+		out = append(out, fmt.Sprintf("image %d for %s", img.ID, board))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
 
 func describeTarget(t store.Target) string {
@@ -277,27 +351,22 @@ func (s *Service) operate(ctx context.Context, id uint64, k event.Kind) (store.C
 		}
 		return c, fmt.Errorf("campaign %d is %s: %w", id, c.State, ErrState)
 	}
-	orders, err := m.Apply(Event{Kind: k, At: time.Now().UTC()})
+	d := m.Draft()
+	orders, err := d.Apply(Event{Kind: k, At: time.Now().UTC()})
 	if err != nil {
 		return m.Campaign(), err
 	}
-	return m.Campaign(), s.saveLocked(m, orders)
-}
-
-// saveLocked persists a machine's changes, then queues its orders: an order
-// is never sent that a restart would forget.
-func (s *Service) saveLocked(m *Machine, orders []string) error {
-	err := s.cfg.Store.Write(func(w *store.Writer) error {
-		return s.persist(w, m)
-	})
-	if err != nil {
-		return err
+	if err := s.cfg.Store.Write(func(w *store.Writer) error { return s.persist(w, d) }); err != nil {
+		return m.Campaign(), fmt.Errorf("%s campaign %d: %w", k, id, err)
+	}
+	// Memory changes only now that the write has committed; then the
+	// orders go out: an order is never sent that a restart would forget.
+	m.Commit(d)
+	for _, k := range orders {
+		s.queueLocked(id, k)
 	}
 	s.settleLocked(m)
-	for _, k := range orders {
-		s.queueLocked(m.c.ID, k)
-	}
-	return nil
+	return m.Campaign(), nil
 }
 
 // persist writes a machine's campaign and changed progress, and mirrors
@@ -321,6 +390,7 @@ func (s *Service) settleLocked(m *Machine) {
 	c := m.Campaign()
 	if _, ok := s.active[c.ID]; ok {
 		delete(s.active, c.ID)
+		delete(s.images, c.ID)
 		s.log.Info("campaign ended", "campaign", c.ID, "state", c.State, "reason", c.Reason)
 	}
 }
@@ -358,7 +428,16 @@ func (s *Service) queueLocked(campaign uint64, key string) {
 
 // orderLocked encodes the order of a campaign for one device.
 func (s *Service) orderLocked(campaign uint64, key string) ([]byte, error) {
-	img := s.images[campaign]
+	m, ok := s.active[campaign]
+	if !ok {
+		return nil, fmt.Errorf("order for %s: campaign %d is not active", key, campaign)
+	}
+	p, _ := m.Device(key)
+	ci, ok := m.c.Image(p)
+	if !ok {
+		return nil, fmt.Errorf("order for %s: campaign %d names no image for it", key, campaign)
+	}
+	img := s.images[campaign][ci.ID]
 	// Order ids are milliseconds like the platform's, kept increasing so
 	// two orders never share one.
 	id := max(time.Now().UnixMilli(), s.lastID+1)
@@ -462,7 +541,11 @@ func (s *Service) HandleMessages(msgs []Message) error {
 		key      string
 	}
 	var orders []order
-	touched := map[uint64]*Machine{}
+	var applyErrs []error
+	// The events are applied to drafts of the machines they touch, and
+	// the drafts replace nothing until the write has committed: a failed
+	// write leaves memory as the database is.
+	drafts := map[uint64]*Machine{}
 	err := s.cfg.Store.Write(func(w *store.Writer) error {
 		for _, de := range evs {
 			ev := de.ev
@@ -494,34 +577,44 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				if _, ok := m.Device(ev.Device); !ok {
 					continue
 				}
-				keys, err := m.Apply(ev)
+				d := drafts[id]
+				if d == nil {
+					d = m.Draft()
+					drafts[id] = d
+				}
+				keys, err := d.Apply(ev)
 				if err != nil {
-					errs = append(errs, err)
+					applyErrs = append(applyErrs, err)
 					continue
 				}
-				touched[id] = m
 				for _, k := range keys {
 					orders = append(orders, order{id, k})
 				}
 			}
 		}
-		for _, m := range touched {
-			if err := s.persist(w, m); err != nil {
+		for _, d := range drafts {
+			if err := s.persist(w, d); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	errs = append(errs, applyErrs...)
 	if err != nil {
-		// Nothing was stored, so nothing is sent; the devices report
-		// again.
+		// Nothing was stored and nothing changed in memory, so nothing
+		// is sent; the devices report again.
 		return errors.Join(append(errs, err)...)
 	}
-	for _, m := range touched {
-		s.settleLocked(m)
+	for id, d := range drafts {
+		s.active[id].Commit(d)
 	}
+	// The orders are encoded from the machines, so before an ended
+	// campaign's machine is forgotten.
 	for _, o := range orders {
 		s.queueLocked(o.campaign, o.key)
+	}
+	for id := range drafts {
+		s.settleLocked(s.active[id])
 	}
 	for _, key := range requests {
 		s.resendLocked(key)
@@ -540,6 +633,12 @@ func (s *Service) resendLocked(key string) {
 			return
 		}
 	}
+}
+
+// usesImage reports whether active campaign cid sends image id.
+func (s *Service) usesImage(cid, id uint64) bool {
+	_, ok := s.images[cid][id]
+	return ok
 }
 
 func (s *Service) activeIDs() []uint64 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,7 +100,7 @@ func TestService_OrdersAndRestart(t *testing.T) {
 	img := seed(t, st, 3)
 	rec := &recorder{}
 	svc.SetPublisher(rec)
-	c, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 50})
+	c, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestService_AbandonedOperatorRequestChangesNothing(t *testing.T) {
 	defer svc.SetPublisher(nil)
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	req := CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100, ErrorPercent: 100}
+	req := CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100, ErrorPercent: 100}
 
 	if _, err := svc.Create(gone, req); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Create with a canceled context: err = %v, want context.Canceled", err)
@@ -221,7 +223,7 @@ func FuzzHandleMessage(f *testing.F) {
 	img := seed(f, st, 2)
 	svc.SetPublisher(&recorder{})
 	defer svc.SetPublisher(nil)
-	if _, err := svc.Create(context.Background(), CreateRequest{ImageID: img.ID, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100}); err != nil {
+	if _, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100}); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
@@ -232,4 +234,180 @@ func FuzzHandleMessage(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// failingStore is the real store whose writes fail after their changes
+// are made, as a full disk or an I/O error at commit does: the transaction
+// is rolled back.
+type failingStore struct {
+	*store.Store
+	fail bool
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (f *failingStore) Write(fn func(*store.Writer) error) error {
+	return f.Store.Write(func(w *store.Writer) error {
+		if err := fn(w); err != nil {
+			return err
+		}
+		if f.fail {
+			return errDiskFull
+		}
+		return nil
+	})
+}
+
+// TestService_FailedWriteLeavesMemoryAsStored: a device report or an
+// operator action whose write fails changes nothing, neither in the
+// database nor in what the service shows and acts on. Before, the event
+// was applied to the campaign in memory inside the write, and memory ran
+// ahead of the database until a restart.
+func TestService_FailedWriteLeavesMemoryAsStored(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	img := seed(t, st, 2)
+	fs := &failingStore{Store: st}
+	svc, err := NewService(Config{Store: fs, FirmwareURL: func(store.Image) string { return "http://127.0.0.1/fw" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	svc.SetPublisher(rec)
+	defer svc.SetPublisher(nil)
+	c, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100, ErrorPercent: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, svc)
+	before, err := svc.Status(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fs.fail = true
+	for _, m := range []struct{ kind, payload string }{
+		{"progress", `{"id":1,"params":{"step":"40","desc":"downloading"}}`},
+		{"inform", `{"id":2,"params":{"version":"2.0.0"}}`}, // would finish d0 and order d1
+		{"progress", `{"id":3,"params":{"step":"-2","desc":"timeout"}}`},
+	} {
+		topic := map[string]string{"inform": cloud.Topics("pk", "d0").Inform, "progress": cloud.Topics("pk", "d0").Progress}[m.kind]
+		if err := svc.HandleMessage(topic, []byte(m.payload)); !errors.Is(err, errDiskFull) {
+			t.Fatalf("%s with a failing store: err = %v, want the write's error", m.kind, err)
+		}
+	}
+	for name, act := range map[string]func(context.Context, uint64) (store.Campaign, error){
+		"pause": svc.Pause, "cancel": svc.Cancel,
+	} {
+		got, err := act(context.Background(), c.ID)
+		if !errors.Is(err, errDiskFull) {
+			t.Fatalf("%s with a failing store: err = %v, want the write's error", name, err)
+		}
+		if got.State != store.CampaignRunning {
+			t.Errorf("%s with a failing store answered %s, want the campaign as stored (running)", name, got.State)
+		}
+	}
+	flush(t, svc)
+	after, err := svc.Status(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("status after failed writes:\n%+v\nwant it unchanged:\n%+v", after, before)
+	}
+	if n := len(rec.orders(t, "pk", "d1")); n != 0 {
+		t.Errorf("d1 got %d orders from a change that was never stored", n)
+	}
+
+	// Once the store works again the same report counts, once.
+	fs.fail = false
+	msg(t, svc, "inform", "d0", `{"id":4,"params":{"version":"2.0.0"}}`)
+	if n := len(rec.orders(t, "pk", "d1")); n != 1 {
+		t.Errorf("d1 got %d orders once d0 confirmed, want 1", n)
+	}
+	stored, err := st.Progress(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, _ := svc.Status(c.ID)
+	if !reflect.DeepEqual(stored, mem.Devices) {
+		t.Errorf("stored progress %+v\n!= the service's %+v", stored, mem.Devices)
+	}
+}
+
+// TestService_MixedBoardCampaign: a campaign takes an image per board and
+// orders each device its board's image, and finishes when each runs its
+// image's version. Before, a target had to be of one board: one campaign
+// per board.
+func TestService_MixedBoardCampaign(t *testing.T) {
+	svc, st := newService(t, filepath.Join(t.TempDir(), "fleet.db"))
+	defer st.Close()
+	imgB := seed(t, st, 2) // pk/d0 and pk/d1 on board b, image 2.0.0+0
+	if err := st.AddDevice(store.Device{ProductKey: "pk", DeviceName: "c0", Board: "c", Version: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	imgC, err := st.AddImage(store.Image{Version: "2.1.0", Board: "c", Size: 100, SHA256: fmt.Sprintf("%064x", 3), MD5: fmt.Sprintf("%032x", 4), SignatureType: "ecdsa-p256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgB2, err := st.AddImage(store.Image{Version: "2.0.1", Board: "b", Size: 100, SHA256: fmt.Sprintf("%064x", 5), MD5: fmt.Sprintf("%032x", 6), SignatureType: "ed25519"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	svc.SetPublisher(rec)
+	defer svc.SetPublisher(nil)
+	ctx := context.Background()
+	for _, bad := range []struct {
+		ids    []uint64
+		errHas string
+	}{
+		{[]uint64{imgB.ID}, "device pk/c0 is a c board and the campaign has no image for c (it has image 1 for b): add a c image"},
+		{[]uint64{imgB.ID, imgB2.ID, imgC.ID}, "images 1 and 3 are both for board b: give one image per board"},
+		{nil, "no image"},
+	} {
+		_, err := svc.Create(ctx, CreateRequest{ImageIDs: bad.ids, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), bad.errHas) {
+			t.Errorf("create with images %v: %v, want ErrInvalid mentioning %q", bad.ids, err, bad.errHas)
+		}
+	}
+	_, err = svc.Create(ctx, CreateRequest{ImageIDs: []uint64{imgB.ID, imgC.ID}, Target: store.Target{Devices: []string{"pk/d0"}}, Waves: "100%", SuccessPercent: 100})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "image 2 is for c and target devices=pk/d0 selects no c device: leave it out") {
+		t.Errorf("create with an image no device takes: %v", err)
+	}
+
+	c, err := svc.Create(ctx, CreateRequest{ImageIDs: []uint64{imgC.ID, imgB.ID}, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.CampaignImage{{ID: imgB.ID, Board: "b", Version: "2.0.0+0"}, {ID: imgC.ID, Board: "c", Version: "2.1.0"}}
+	if !reflect.DeepEqual(c.Images, want) {
+		t.Errorf("campaign images = %+v, want %+v", c.Images, want)
+	}
+	flush(t, svc)
+	for dn, img := range map[string]store.Image{"d0": imgB, "d1": imgB, "c0": imgC} {
+		ords := rec.orders(t, "pk", dn)
+		if len(ords) != 1 || ords[0].Data.Sign != img.SHA256 || ords[0].Data.Version != img.Version || ords[0].Data.Otaport.Board != img.Board {
+			t.Errorf("%s got %+v, want one order of image %d (%s for %s)", dn, ords, img.ID, img.Version, img.Board)
+		}
+	}
+	// c0 confirming the b image's version would be a wrong image; its
+	// own version finishes it.
+	msg(t, svc, "progress", "c0", `{"id":1,"params":{"step":"100","desc":""}}`)
+	msg(t, svc, "inform", "c0", `{"id":2,"params":{"version":"2.1.0"}}`)
+	msg(t, svc, "inform", "d0", `{"id":3,"params":{"version":"2.0.0"}}`)
+	msg(t, svc, "inform", "d1", `{"id":4,"params":{"version":"2.0.0"}}`)
+	stat, err := svc.Status(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stat.Campaign.State != store.CampaignFinished {
+		t.Errorf("campaign %s (%s), want finished; devices %+v", stat.Campaign.State, stat.Campaign.Reason, stat.Devices)
+	}
+	if _, _, err := svc.DeleteImage(ctx, imgB2.ID); err != nil {
+		t.Errorf("delete an image no campaign uses: %v", err)
+	}
 }

@@ -50,13 +50,14 @@ func (d *Dashboard) history(devs []store.Device) (history, error) {
 			if !want[p.Device] {
 				continue
 			}
-			h.orders[p.Device] = append(h.orders[p.Device], orderRow{Campaign: c.ID, Version: st.Campaign.Version, Progress: p})
+			img, _ := st.Campaign.Image(p)
+			h.orders[p.Device] = append(h.orders[p.Device], orderRow{Campaign: c.ID, Version: img.Version, Progress: p})
 			if _, ok := first[p.Device]; !ok && p.FromVersion != "" {
 				first[p.Device] = p.FromVersion
 			}
 			switch p.State {
 			case store.ProgressFinished:
-				h.events[p.Device] = append(h.events[p.Device], event{at: p.Updated, version: st.Campaign.Version,
+				h.events[p.Device] = append(h.events[p.Device], event{at: p.Updated, version: img.Version,
 					how: fmt.Sprintf("confirmed in campaign %d", c.ID)})
 			case store.ProgressFailed:
 				h.events[p.Device] = append(h.events[p.Device], event{at: p.Updated,

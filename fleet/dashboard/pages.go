@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/store"
 )
@@ -292,8 +293,8 @@ func (a *answer) Write(p []byte) (int, error) { return a.body.Write(p) }
 // upload passes the page's multipart form to the API unchanged: the API
 // reads board, version and file from it.
 func (d *Dashboard) upload(w http.ResponseWriter, r *http.Request, _ session) {
-	var img store.Image
-	err := d.callAPI(r, http.MethodPost, "/api/v1/images", r.Header.Get("Content-Type"), r.Body, &img)
+	var img api.Image
+	err := d.callAPI(r, http.MethodPost, api.Prefix+"/images", r.Header.Get("Content-Type"), r.Body, &img)
 	if err != nil {
 		http.Redirect(w, r, "/images?err="+url.QueryEscape("upload refused: "+err.Error()), http.StatusSeeOther)
 		return
@@ -305,8 +306,16 @@ func (d *Dashboard) upload(w http.ResponseWriter, r *http.Request, _ session) {
 type campaignRow struct {
 	store.Campaign
 	Total, Finished, Failed, Running int
-	BytesSent, ImageSize             int64
-	Board                            string
+	BytesSent                        int64
+	// Images names the campaign's image per board, "2.0.0+0 for b-l475e-iot01a".
+	Images string
+	sizes  map[uint64]int64 // image ID -> bytes
+}
+
+// size is the size of the image a device of the campaign is sent.
+func (c campaignRow) size(p store.Progress) int64 {
+	img, _ := c.Campaign.Image(p)
+	return c.sizes[img.ID]
 }
 
 func (d *Dashboard) campaignRows() ([]campaignRow, error) {
@@ -328,10 +337,15 @@ func (d *Dashboard) campaignRows() ([]campaignRow, error) {
 // row sums a campaign's status. Bytes sent are estimated from the steps the
 // devices reported (a device at 40% has fetched 40% of the image).
 func (d *Dashboard) row(st campaign.Status) campaignRow {
-	c := campaignRow{Campaign: st.Campaign}
-	if img, err := d.cfg.Store.Image(st.Campaign.ImageID); err == nil {
-		c.ImageSize, c.Board = img.Size, img.Board
+	c := campaignRow{Campaign: st.Campaign, sizes: map[uint64]int64{}}
+	var names []string
+	for _, ci := range st.Campaign.Images {
+		names = append(names, ci.Version+" for "+ci.Board)
+		if img, err := d.cfg.Store.Image(ci.ID); err == nil {
+			c.sizes[ci.ID] = img.Size
+		}
 	}
+	c.Images = strings.Join(names, ", ")
 	for _, w := range st.Waves {
 		c.Total += w.Total
 		c.Finished += w.Finished
@@ -339,7 +353,7 @@ func (d *Dashboard) row(st campaign.Status) campaignRow {
 		c.Running += w.Running
 	}
 	for _, p := range st.Devices {
-		c.BytesSent += sent(p, c.ImageSize)
+		c.BytesSent += sent(p, c.size(p))
 	}
 	return c
 }
@@ -377,12 +391,20 @@ func (d *Dashboard) createCampaign(w http.ResponseWriter, r *http.Request, _ ses
 	fail := func(err error) {
 		http.Redirect(w, r, "/campaigns?err="+url.QueryEscape("campaign refused: "+err.Error()), http.StatusSeeOther)
 	}
-	imageID, err := strconv.ParseUint(r.PostFormValue("image"), 10, 64)
-	if err != nil {
-		fail(fmt.Errorf("image: choose one"))
+	req := api.CreateCampaign{Waves: strings.TrimSpace(r.PostFormValue("waves"))}
+	for _, v := range r.PostForm["image"] {
+		id, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			fail(fmt.Errorf("image %q: not an image ID", v))
+			return
+		}
+		req.ImageIDs = append(req.ImageIDs, id)
+	}
+	if len(req.ImageIDs) == 0 {
+		fail(errors.New("images: choose one per board of the target"))
 		return
 	}
-	req := campaign.CreateRequest{ImageID: imageID, Waves: strings.TrimSpace(r.PostFormValue("waves"))}
+	var err error
 	if req.SuccessPercent, err = percent(r.PostFormValue("success"), "success threshold"); err != nil {
 		fail(err)
 		return
@@ -404,12 +426,12 @@ func (d *Dashboard) createCampaign(w http.ResponseWriter, r *http.Request, _ ses
 		return
 	}
 	body, _ := json.Marshal(req)
-	var c store.Campaign
-	if err := d.callAPI(r, http.MethodPost, "/api/v1/campaigns", "application/json", bytes.NewReader(body), &c); err != nil {
+	var c api.Campaign
+	if err := d.callAPI(r, http.MethodPost, api.Prefix+"/campaigns", "application/json", bytes.NewReader(body), &c); err != nil {
 		fail(err)
 		return
 	}
-	d.log.Info("dashboard: campaign created", "campaign", c.ID, "version", c.Version)
+	d.log.Info("dashboard: campaign created", "campaign", c.ID, "images", req.ImageIDs)
 	http.Redirect(w, r, fmt.Sprintf("/campaigns/%d", c.ID), http.StatusSeeOther)
 }
 
@@ -447,7 +469,7 @@ func (d *Dashboard) campaign(w http.ResponseWriter, r *http.Request, _ session) 
 	}
 	for _, pr := range st.Devices {
 		if pr.Wave >= 0 && pr.Wave < len(p.Waves) {
-			p.Waves[pr.Wave].BytesSent += sent(pr, p.Campaign.ImageSize)
+			p.Waves[pr.Wave].BytesSent += sent(pr, p.Campaign.size(pr))
 		}
 	}
 	d.render(w, r, http.StatusOK, "campaign", p)
@@ -456,7 +478,7 @@ func (d *Dashboard) campaign(w http.ResponseWriter, r *http.Request, _ session) 
 func (d *Dashboard) campaignAction(w http.ResponseWriter, r *http.Request, _ session) {
 	id, act := r.PathValue("id"), r.PathValue("action")
 	back := "/campaigns/" + url.PathEscape(id)
-	if err := d.callAPI(r, http.MethodPost, "/api/v1/campaigns/"+url.PathEscape(id)+"/"+url.PathEscape(act), "", nil, nil); err != nil {
+	if err := d.callAPI(r, http.MethodPost, api.Prefix+"/campaigns/"+url.PathEscape(id)+"/"+url.PathEscape(act), "", nil, nil); err != nil {
 		http.Redirect(w, r, back+"?err="+url.QueryEscape(act+": "+err.Error()), http.StatusSeeOther)
 		return
 	}

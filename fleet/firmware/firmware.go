@@ -87,6 +87,18 @@ func (s *Store) Open(sum string) (*os.File, error) {
 	return f, nil
 }
 
+// Remove deletes the blob with this SHA-256; a blob already gone is not an
+// error. A device downloading it now keeps its open file to the end.
+func (s *Store) Remove(sum string) error {
+	if !sumPattern.MatchString(sum) {
+		return fmt.Errorf("remove firmware %q: not a lower-case hex SHA-256", sum)
+	}
+	if err := os.Remove(s.Path(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove firmware %s: %w", sum, err)
+	}
+	return nil
+}
+
 // Put copies r into the store. check runs on the complete file before it is
 // given its name, so a refused upload never becomes visible; a nil check
 // accepts anything. maxSize bounds the upload (0: no bound). Putting bytes
@@ -158,13 +170,31 @@ type Meta struct {
 // and refuses trailing bytes: the order announces the file's size, and a
 // device must not be sent more than the image it installs. At least one key
 // is required, so that the fleet never distributes an image no one signed.
-func Check(r io.ReaderAt, size int64, keys []crypto.PublicKey) (Meta, error) {
+// A non-empty algorithm is the one the target board's bootloader checks
+// ("ecdsa-p256", ...): the image must carry a signature of that algorithm
+// that verifies with one of keys, as the device will require.
+func Check(r io.ReaderAt, size int64, keys []crypto.PublicKey, algorithm string) (Meta, error) {
 	if len(keys) == 0 {
 		return Meta{}, fmt.Errorf("%w: no public key configured to check image signatures: start otaserve with --key PUB.pem", ErrRefused)
 	}
 	img, err := image.Verify(r, size, keys)
 	if err != nil {
 		return Meta{}, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	if algorithm != "" && img.Signature.KeyType() != algorithm {
+		// Signed by one of our keys, but not with the board's algorithm:
+		// say so by name rather than as an unknown key.
+		if err := img.CheckAlgorithm(algorithm); err != nil {
+			return Meta{}, fmt.Errorf("%w: %w: sign it with the board's %s key", ErrRefused, err, algorithm)
+		}
+		own := image.KeysOfType(keys, algorithm)
+		if len(own) == 0 {
+			return Meta{}, fmt.Errorf("%w: the board checks %s signatures and otaserve has no %s public key (it has %s): start otaserve with --key for the board's key",
+				ErrRefused, algorithm, algorithm, image.DescribeKeys(keys))
+		}
+		if img, err = image.Verify(r, size, own); err != nil {
+			return Meta{}, fmt.Errorf("%w: its %s signature: %w", ErrRefused, algorithm, err)
+		}
 	}
 	if img.TotalSize != size {
 		return Meta{}, fmt.Errorf("%w: the file has %d bytes but the image ends at %d: upload the unpadded image", ErrRefused, size, img.TotalSize)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -198,7 +199,9 @@ type WaveState string
 const (
 	WaveWaiting   WaveState = "waiting"
 	WaveRunning   WaveState = "running"
+	WavePaused    WaveState = "paused" // a running wave of a paused campaign
 	WaveSucceeded WaveState = "succeeded"
+	WaveCanceled  WaveState = "canceled" // an unfinished wave of a canceled campaign
 )
 
 // Target selects the devices of a campaign: every device of a product, of a
@@ -215,14 +218,25 @@ type Wave struct {
 	Spec    string    `json:"spec"`
 	Devices []string  `json:"devices"`
 	State   WaveState `json:"state"`
+	// Acknowledged is how many of the wave's devices had failed when the
+	// operator last resumed the campaign: the thresholds count the wave
+	// without them from then on.
+	Acknowledged int `json:"acknowledged,omitempty"`
 }
 
-// Campaign is a rollout of one image to a set of devices in waves.
-type Campaign struct {
+// CampaignImage is one image a campaign sends: to the devices of its board.
+type CampaignImage struct {
 	ID      uint64 `json:"id"`
-	ImageID uint64 `json:"image_id"`
+	Board   string `json:"board,omitempty"`
 	Version string `json:"version"`
-	Target  Target `json:"target"`
+}
+
+// Campaign is a rollout of an image per board to a set of devices in waves.
+type Campaign struct {
+	ID uint64 `json:"id"`
+	// Images has one image per board of the target, sorted by board.
+	Images []CampaignImage `json:"images"`
+	Target Target          `json:"target"`
 	// SuccessPercent: a wave succeeds when finished/total >= this.
 	SuccessPercent int `json:"success_percent"`
 	// ErrorPercent: the campaign pauses when failed/total > this in a wave.
@@ -233,6 +247,46 @@ type Campaign struct {
 	Reason  string    `json:"reason,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+}
+
+// UnmarshalJSON reads a campaign record, including one written before
+// campaigns took an image per board (image_id and version, one image).
+func (c *Campaign) UnmarshalJSON(b []byte) error {
+	type plain Campaign // without this method
+	var v struct {
+		plain
+		ImageID uint64 `json:"image_id"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = Campaign(v.plain)
+	if len(c.Images) == 0 && v.ImageID != 0 {
+		c.Images = []CampaignImage{{ID: v.ImageID, Version: v.Version}}
+	}
+	return nil
+}
+
+// Image returns the image a device of the campaign is sent: the one its
+// progress names, or the campaign's only image (records written before
+// campaigns took an image per board name none).
+func (c Campaign) Image(p Progress) (CampaignImage, bool) {
+	for _, img := range c.Images {
+		if img.ID == p.Image || (p.Image == 0 && len(c.Images) == 1) {
+			return img, true
+		}
+	}
+	return CampaignImage{}, false
+}
+
+// ImageIDs lists the campaign's image IDs, for messages.
+func (c Campaign) ImageIDs() []uint64 {
+	ids := make([]uint64, len(c.Images))
+	for i, img := range c.Images {
+		ids[i] = img.ID
+	}
+	return ids
 }
 
 // ProgressState is where one device is in one campaign.
@@ -255,9 +309,11 @@ func (p ProgressState) Terminal() bool {
 
 // Progress is one device's part in one campaign.
 type Progress struct {
-	Device string        `json:"device"`
-	Wave   int           `json:"wave"`
-	State  ProgressState `json:"state"`
+	Device string `json:"device"`
+	// Image is the ID of the campaign's image for the device's board.
+	Image uint64        `json:"image,omitempty"`
+	Wave  int           `json:"wave"`
+	State ProgressState `json:"state"`
 	// Step is the last step the device reported ("0".."100", negative on
 	// failure); Progressed says it reported any step since its order, which
 	// tells a rollback apart from a device that reconnected before starting.
@@ -274,7 +330,17 @@ type Progress struct {
 // AddCampaign records a new campaign and its devices' initial progress in one
 // transaction, and assigns its ID.
 func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	var out Campaign
+	err := s.Write(func(w *Writer) (err error) {
+		out, err = w.AddCampaign(c, ps)
+		return err
+	})
+	return out, err
+}
+
+// AddCampaign is Store.AddCampaign within the writer's transaction.
+func (w *Writer) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
+	err := func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCampaigns)
 		id, err := b.NextSequence()
 		if err != nil {
@@ -294,9 +360,9 @@ func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
 			}
 		}
 		return nil
-	})
+	}(w.tx)
 	if err != nil {
-		return Campaign{}, fmt.Errorf("add campaign for image %d: %w", c.ImageID, err)
+		return Campaign{}, fmt.Errorf("add campaign for images %v: %w", c.ImageIDs(), err)
 	}
 	return c, nil
 }
@@ -375,4 +441,67 @@ func (s *Store) Progress(id uint64) ([]Progress, error) {
 		return nil, fmt.Errorf("progress of campaign %d: %w", id, err)
 	}
 	return ps, nil
+}
+
+// DeleteDevice removes a device from the registry within the writer's
+// transaction; ErrNotFound if there is none. Its campaigns' records of it
+// stay, as history.
+func (w *Writer) DeleteDevice(pk, dn string) (Device, error) {
+	b := w.tx.Bucket(bucketDevices)
+	k := []byte(DeviceKey(pk, dn))
+	var d Device
+	err := get(b, k, &d)
+	if err == nil {
+		err = b.Delete(k)
+	}
+	if err != nil {
+		return Device{}, fmt.Errorf("delete device %s: %w", DeviceKey(pk, dn), err)
+	}
+	return d, nil
+}
+
+// DeleteImage removes an image record within the writer's transaction and
+// returns it; ErrNotFound if there is none. shared says whether another
+// image record names the same file (the same bytes uploaded for another
+// board), which must then stay on disk.
+func (w *Writer) DeleteImage(id uint64) (img Image, shared bool, err error) {
+	b := w.tx.Bucket(bucketImages)
+	err = get(b, idKey(id), &img)
+	if err == nil {
+		err = b.Delete(idKey(id))
+	}
+	if err == nil {
+		var imgs []Image
+		imgs, err = all[Image](b)
+		for _, o := range imgs {
+			shared = shared || o.SHA256 == img.SHA256
+		}
+	}
+	if err != nil {
+		return Image{}, false, fmt.Errorf("delete image %d: %w", id, err)
+	}
+	return img, shared, nil
+}
+
+// DeleteCampaign removes a campaign and its devices' progress within the
+// writer's transaction; ErrNotFound if there is none.
+func (w *Writer) DeleteCampaign(id uint64) error {
+	err := func() error {
+		b := w.tx.Bucket(bucketCampaigns)
+		if b.Get(idKey(id)) == nil {
+			return ErrNotFound
+		}
+		if err := b.Delete(idKey(id)); err != nil {
+			return err
+		}
+		pb := w.tx.Bucket(bucketProgress)
+		if pb.Bucket(idKey(id)) == nil {
+			return nil
+		}
+		return pb.DeleteBucket(idKey(id))
+	}()
+	if err != nil {
+		return fmt.Errorf("delete campaign %d: %w", id, err)
+	}
+	return nil
 }

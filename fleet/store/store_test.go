@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"reflect"
@@ -33,7 +34,7 @@ func TestStore_ReopenKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.AddCampaign(Campaign{ImageID: img.ID, Version: img.Version, Target: Target{Group: "lab"},
+	c, err := s.AddCampaign(Campaign{Images: []CampaignImage{{ID: img.ID, Board: img.Board, Version: img.Version}}, Target: Target{Group: "lab"},
 		SuccessPercent: 80, ErrorPercent: 20, State: CampaignRunning, Created: at,
 		Waves: []Wave{{Spec: "100%", Devices: []string{dev.Key()}, State: WaveRunning}}},
 		[]Progress{{Device: dev.Key(), State: ProgressPending}})
@@ -212,5 +213,29 @@ func TestWrite_CommitsTogetherOrNotAtAll(t *testing.T) {
 	ps, err := s.Progress(c.ID)
 	if err != nil || len(ps) != 1 || ps[0].State != ProgressFinished {
 		t.Errorf("progress = %+v, %v", ps, err)
+	}
+}
+
+// A campaign stored before campaigns took an image per board (image_id and
+// version) reads as a campaign with that one image, and its devices, whose
+// progress names no image, get it.
+func TestCampaign_ReadsOneImageRecords(t *testing.T) {
+	var c Campaign
+	if err := json.Unmarshal([]byte(`{"id":3,"image_id":7,"version":"1.1.0+0","target":{"group":"lab"},"state":"finished"}`), &c); err != nil {
+		t.Fatal(err)
+	}
+	want := []CampaignImage{{ID: 7, Version: "1.1.0+0"}}
+	if !reflect.DeepEqual(c.Images, want) || c.ID != 3 || c.Target.Group != "lab" || c.State != CampaignFinished {
+		t.Fatalf("old record read as %+v", c)
+	}
+	if img, ok := c.Image(Progress{Device: "pk/d"}); !ok || img.ID != 7 {
+		t.Errorf("image of a device with no image named: %+v %v", img, ok)
+	}
+	two := Campaign{Images: []CampaignImage{{ID: 1, Board: "a"}, {ID: 2, Board: "b"}}}
+	if img, ok := two.Image(Progress{Image: 2}); !ok || img.Board != "b" {
+		t.Errorf("image 2 of a two-image campaign: %+v %v", img, ok)
+	}
+	if _, ok := two.Image(Progress{}); ok {
+		t.Error("a device naming no image got one of two")
 	}
 }

@@ -26,7 +26,7 @@ func Layout() hal.Layout {
 		},
 		Partitions: []hal.Partition{
 			{Name: "bootloader", Offset: 0x0, Size: 0x4000},
-			{Name: "params", Offset: 0x4000, Size: 0x800},
+			{Name: "params", Offset: 0x4000, Size: 0x2000},
 			{Name: "app", Offset: 0x6000, Size: 0xd000},
 			{Name: "ota", Offset: 0x13000, Size: 0xd000},
 		},

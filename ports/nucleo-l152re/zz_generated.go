@@ -27,7 +27,7 @@ func Layout() hal.Layout {
 		},
 		Partitions: []hal.Partition{
 			{Name: "bootloader", Offset: 0x0, Size: 0x8000},
-			{Name: "params", Offset: 0x8000, Size: 0x1000},
+			{Name: "params", Offset: 0x8000, Size: 0x2000},
 			{Name: "app", Offset: 0x10000, Size: 0x38000},
 			{Name: "ota", Offset: 0x48000, Size: 0x38000},
 		},

@@ -64,6 +64,13 @@ type runner struct {
 	equal []string
 	fired []bool
 	at    []int
+	// agentResets counts the resets the agent asked for on account of
+	// each image, across its restarts.
+	agentResets map[string]int
+	// agentOrder is the image of the order the agent holds, taken and
+	// not finished when it stopped: a restart carries it out again.
+	agentOrder *model.Image
+	heldID     int64
 }
 
 // run plays steps on a clone of the board's provisioned flash and returns
@@ -73,6 +80,7 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 		ctx: ctx, f: f, dev: f.base.Clone(), c: newCounts(),
 		m:     model.New(model.Config{DualBank: f.layout.Scheme == hal.DualBank, BootAttempts: max(1, f.layout.BootAttempts)}),
 		equal: make([]string, len(steps)), fired: make([]bool, len(steps)), at: make([]int, len(steps)),
+		agentResets: map[string]int{},
 	}
 	r.m.Provisioned(factoryVersion)
 	r.c.sequence = 1
@@ -141,7 +149,11 @@ func (r *runner) arm(i int, s step, version string) {
 	if err != nil {
 		return
 	}
-	_, _ = r.command(pl, s, version)
+	if s.kind == stepAgentOrder || s.kind == stepAgentRestart {
+		r.runAgent(&agentPort{Platform: pl}, i, s, version)
+	} else {
+		_, _ = r.command(pl, s, version)
+	}
 	if n := probe.Ops(); n > 0 {
 		r.at[i] = 1 + int(s.cut.frac*float64(n))
 		r.dev.SetCut(flash.Cut{At: r.at[i], When: s.cut.when, Seed: s.cut.seed})
@@ -152,7 +164,7 @@ func (r *runner) arm(i int, s step, version string) {
 func (r *runner) step(i int, s step) *model.Violation {
 	pl := r.pl
 	version := s.version
-	if s.kind == stepInstall && s.img == imgEqual {
+	if (s.kind == stepInstall || s.kind == stepAgentOrder) && s.img == imgEqual {
 		version = r.m.Running()
 		r.equal[i] = version
 	}
@@ -163,6 +175,27 @@ func (r *runner) step(i int, s step) *model.Violation {
 	}
 	if s.cut.on {
 		r.arm(i, s, version)
+	}
+	if s.kind == stepAgentOrder || s.kind == stepAgentRestart {
+		im.AllowDowngrade = false
+		var img *model.Image
+		if s.kind == stepAgentOrder {
+			img = &im
+		}
+		// The order the agent held before the step, which it carries
+		// out again first: a cut may interrupt its install too.
+		var imgs []*model.Image
+		if r.agentOrder != nil {
+			imgs = append(imgs, r.agentOrder)
+		}
+		v, installed := r.agentStep(pl, i, s, version, img)
+		if v != nil {
+			return v
+		}
+		if img != nil && !installed {
+			imgs = append(imgs, img)
+		}
+		return r.afterCut(i, s, imgs...)
 	}
 	res, err := r.command(pl, s, version)
 	var v *model.Violation
@@ -198,6 +231,17 @@ func (r *runner) step(i int, s step) *model.Violation {
 	if v != nil {
 		return v
 	}
+	if s.kind == stepInstall {
+		return r.afterCut(i, s, &im)
+	}
+	return r.afterCut(i, s)
+}
+
+// afterCut ends step i: when it drew a power cut, the power goes (at the
+// operation arm chose, or after a command that made none) and comes back,
+// with imgs the images the step may have been installing. Then the
+// promises that hold after every step are checked.
+func (r *runner) afterCut(i int, s step, imgs ...*model.Image) *model.Violation {
 	if s.cut.on {
 		// The power goes (at the operation arm chose, or after a command
 		// that made none) and comes back: the bootloader, then the engine's
@@ -205,10 +249,9 @@ func (r *runner) step(i int, s step) *model.Violation {
 		if r.dev.PoweredOff() {
 			r.fired[i] = true
 			r.c.cuts[s.cut.when.String()]++
-			if s.kind == stepInstall {
-				r.m.Cut(&im)
-			} else {
-				r.m.Cut(nil)
+			r.m.Cut(nil)
+			for _, img := range imgs {
+				r.m.Cut(img)
 			}
 		} else {
 			r.c.armed++
@@ -263,8 +306,11 @@ func (r *runner) otherSlot(pl *boot.Platform) string {
 
 // observe is what `otarun status` shows: the port's boot state and the
 // engine's.
-func (r *runner) observe() (model.Observed, error) {
-	st, err := r.engine(r.pl, false).Status(r.ctx)
+func (r *runner) observe() (model.Observed, error) { return r.observeOn(r.pl) }
+
+// observeOn is observe through the port pl.
+func (r *runner) observeOn(pl *boot.Platform) (model.Observed, error) {
+	st, err := r.engine(pl, false).Status(r.ctx)
 	if err != nil {
 		return model.Observed{}, err
 	}

@@ -18,10 +18,12 @@ const (
 	stepConfirm
 	stepRollback
 	stepStatus
+	stepAgentOrder   // the agent starts, takes an order, stops
+	stepAgentRestart // the agent starts, finishes what was left, stops
 )
 
 func (k stepKind) String() string {
-	return [...]string{"install", "resume", "boot", "confirm", "rollback", "status"}[k]
+	return [...]string{"install", "resume", "boot", "confirm", "rollback", "status", "agent-order", "agent-restart"}[k]
 }
 
 // imageKind is what is wrong, if anything, with an image offered to
@@ -55,6 +57,8 @@ type step struct {
 	kind    stepKind
 	img     imageKind
 	version string // for install; "" for imgEqual (the running version)
+	// healthy: the agent's health check passes (agent steps).
+	healthy bool
 	cut     cut
 }
 
@@ -72,10 +76,22 @@ type cut struct {
 
 // label is the step's kind for the counts: install:good, boot, ...
 func (s step) label() string {
-	if s.kind == stepInstall {
+	switch s.kind {
+	case stepInstall:
 		return "install:" + s.img.String()
+	case stepAgentOrder:
+		return "agent-order:" + s.img.String() + health(s.healthy)
+	case stepAgentRestart:
+		return "agent-restart" + health(s.healthy)
 	}
 	return s.kind.String()
+}
+
+func health(ok bool) string {
+	if ok {
+		return ""
+	}
+	return ":unhealthy"
 }
 
 // versions hands out the versions of a sequence: good and faulty new
@@ -98,6 +114,33 @@ func (v *versions) next(k imageKind) string {
 	return fmt.Sprintf("1.0.%d+0", v.newer)
 }
 
+// share is an image kind drawn with y < upTo of a draw in [0, 100).
+type share struct {
+	upTo int
+	img  imageKind
+}
+
+// userImages are what a user offers otarun install; orderImages what the
+// cloud orders: mostly good images, some that fail on the device, never an
+// allowed downgrade (the agent does not allow downgrades here, as
+// device.yaml's default).
+var (
+	userImages = []share{{45, imgGood}, {55, imgTampered}, {65, imgOversized}, {70, imgWrongKey}, {75, imgWrongAlg},
+		{83, imgDowngrade}, {91, imgEqual}, {100, imgAllowed}}
+	orderImages = []share{{70, imgGood}, {80, imgTampered}, {85, imgWrongKey}, {90, imgWrongAlg}, {95, imgDowngrade}, {100, imgEqual}}
+)
+
+// draw draws an image kind by its shares.
+func draw(r *rand.Rand, shares []share) imageKind {
+	y := r.IntN(100)
+	for _, s := range shares {
+		if y < s.upTo {
+			return s.img
+		}
+	}
+	return shares[len(shares)-1].img
+}
+
 // generate draws a sequence of n steps from seed. The weights favour what
 // moves the device (installs, boots) and keep one step in three under a
 // power cut, a third of those torn.
@@ -110,35 +153,26 @@ func generate(seed uint64, n int) []step {
 		switch x := r.IntN(100); {
 		case x < 34:
 			s.kind = stepInstall
-			switch y := r.IntN(100); {
-			case y < 45:
-				s.img = imgGood
-			case y < 55:
-				s.img = imgTampered
-			case y < 65:
-				s.img = imgOversized
-			case y < 70:
-				s.img = imgWrongKey
-			case y < 75:
-				s.img = imgWrongAlg
-			case y < 83:
-				s.img = imgDowngrade
-			case y < 91:
-				s.img = imgEqual
-			default:
-				s.img = imgAllowed
-			}
+			s.img = draw(r, userImages)
 			s.version = vs.next(s.img)
-		case x < 40:
+		case x < 39:
 			s.kind = stepResume
-		case x < 70:
+		case x < 66:
 			s.kind = stepBoot
-		case x < 82:
+		case x < 77:
 			s.kind = stepConfirm
-		case x < 94:
+		case x < 88:
 			s.kind = stepRollback
-		default:
+		case x < 94:
 			s.kind = stepStatus
+		case x < 97:
+			s.kind = stepAgentOrder
+			s.img = draw(r, orderImages)
+			s.version = vs.next(s.img)
+			s.healthy = r.IntN(5) < 3
+		default:
+			s.kind = stepAgentRestart
+			s.healthy = r.IntN(5) < 3
 		}
 		if s.kind != stepStatus && r.IntN(3) == 0 {
 			// The range a cut is drawn from follows how many flash
@@ -187,6 +221,17 @@ func otarun(f *fixture, steps []step, fl *failure) string {
 			}
 		case stepResume:
 			cmd = "otarun install --resume"
+		case stepAgentOrder, stepAgentRestart:
+			cmd = "otarun agent --config device.yaml   # health check " + map[bool]string{true: "passes", false: "fails"}[s.healthy]
+			if s.kind == stepAgentOrder {
+				v := s.version
+				if s.img == imgEqual && i < len(fl.equal) {
+					v = fl.equal[i]
+				}
+				cmd += fmt.Sprintf("; the cloud orders %s (%s); stopped when the order ends", imageName(s.img, v), s.img)
+			} else {
+				cmd += "; stopped once it waits for orders"
+			}
 		default:
 			cmd = "otarun " + s.kind.String()
 		}

@@ -84,7 +84,7 @@ func layouts() []hal.Layout {
 				WriteAlign: 2, EraseValue: 0xff},
 			Partitions: []hal.Partition{
 				{Name: "bootloader", Offset: 0x0, Size: 0x4000},
-				{Name: "params", Offset: 0x4000, Size: 0x800},
+				{Name: "params", Offset: 0x4000, Size: 0x2000},
 				{Name: "app", Offset: 0x6000, Size: 0xd000},
 				{Name: "ota", Offset: 0x13000, Size: 0xd000},
 			},
@@ -146,7 +146,7 @@ func layouts() []hal.Layout {
 				WriteAlign: 4, EraseValue: 0x00},
 			Partitions: []hal.Partition{
 				{Name: "bootloader", Offset: 0x0, Size: 0x8000},
-				{Name: "params", Offset: 0x8000, Size: 0x1000},
+				{Name: "params", Offset: 0x8000, Size: 0x2000},
 				{Name: "app", Offset: 0x10000, Size: 0x38000},
 				{Name: "ota", Offset: 0x48000, Size: 0x38000},
 			},

@@ -1,0 +1,202 @@
+package api
+
+import (
+	"time"
+
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// The API's types are its own, each field listed, and filled from the
+// store's records by the functions below: a field added to a record (a
+// secret, a server path) is published only once it is added here too. A
+// test keeps them from embedding or holding a store or campaign type.
+
+// Device is a device as the API shows it: without its secret, which is
+// only returned once, by AddDevice.
+type Device struct {
+	ProductKey   string    `json:"product_key"`
+	DeviceName   string    `json:"device_name"`
+	DeviceSecret string    `json:"device_secret,omitempty"`
+	Board        string    `json:"board"`
+	Group        string    `json:"group,omitempty"`
+	Version      string    `json:"version,omitempty"`
+	State        string    `json:"state"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	Added        time.Time `json:"added"`
+}
+
+// Key is the device's registry key, "productKey/deviceName".
+func (d Device) Key() string { return store.DeviceKey(d.ProductKey, d.DeviceName) }
+
+// toDevice shows a device without its secret.
+func toDevice(d store.Device) Device {
+	return Device{
+		ProductKey: d.ProductKey, DeviceName: d.DeviceName, Board: d.Board, Group: d.Group, Version: d.Version,
+		State: string(d.State), LastError: d.LastError, LastSeen: d.LastSeen, Added: d.Added,
+	}
+}
+
+// Image is an uploaded, verified image.
+type Image struct {
+	ID      uint64 `json:"id"`
+	Version string `json:"version"`
+	Board   string `json:"board"`
+	Size    int64  `json:"size"`
+	// SHA256 and MD5 are lower-case hex digests of the whole file.
+	SHA256          string `json:"sha256"`
+	MD5             string `json:"md5"`
+	SecurityCounter uint32 `json:"security_counter"`
+	// SignatureType is the signing scheme ("ecdsa-p256", "ed25519", ...),
+	// KeyID the hex SHA-256 of the key that verified it.
+	SignatureType string    `json:"signature_type"`
+	KeyID         string    `json:"key_id,omitempty"`
+	Uploaded      time.Time `json:"uploaded"`
+}
+
+func toImage(i store.Image) Image {
+	return Image{
+		ID: i.ID, Version: i.Version, Board: i.Board, Size: i.Size, SHA256: i.SHA256, MD5: i.MD5,
+		SecurityCounter: i.SecurityCounter, SignatureType: i.SignatureType, KeyID: i.KeyID, Uploaded: i.Uploaded,
+	}
+}
+
+// Target selects a campaign's devices: every device of a product, of a
+// group, or a list of device keys ("pk/dn"). Exactly one is set.
+type Target struct {
+	Product string   `json:"product,omitempty"`
+	Group   string   `json:"group,omitempty"`
+	Devices []string `json:"devices,omitempty"`
+}
+
+func (t Target) record() store.Target {
+	return store.Target{Product: t.Product, Group: t.Group, Devices: t.Devices}
+}
+
+// CampaignImage is the image a campaign sends to the devices of one board.
+type CampaignImage struct {
+	ID      uint64 `json:"id"`
+	Board   string `json:"board,omitempty"`
+	Version string `json:"version"`
+}
+
+// Wave is one group of a campaign's devices, started together.
+type Wave struct {
+	Spec    string   `json:"spec"`
+	Devices []string `json:"devices"`
+	// State is waiting, running, paused, succeeded or canceled.
+	State string `json:"state"`
+	// Acknowledged is how many of the wave's failures the operator's last
+	// resume acknowledged: the thresholds count the wave without them.
+	Acknowledged int `json:"acknowledged,omitempty"`
+}
+
+// Campaign is a rollout of an image per board to a set of devices in waves.
+type Campaign struct {
+	ID             uint64          `json:"id"`
+	Images         []CampaignImage `json:"images"`
+	Target         Target          `json:"target"`
+	SuccessPercent int             `json:"success_percent"`
+	ErrorPercent   int             `json:"error_percent"`
+	Waves          []Wave          `json:"waves"`
+	// State is running, paused, finished or canceled; Reason says why it
+	// is paused, finished or canceled.
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+func toCampaign(c store.Campaign) Campaign {
+	out := Campaign{
+		ID: c.ID, Images: []CampaignImage{}, Target: Target{Product: c.Target.Product, Group: c.Target.Group, Devices: c.Target.Devices},
+		SuccessPercent: c.SuccessPercent, ErrorPercent: c.ErrorPercent, Waves: []Wave{},
+		State: string(c.State), Reason: c.Reason, Created: c.Created, Updated: c.Updated,
+	}
+	for _, i := range c.Images {
+		out.Images = append(out.Images, CampaignImage{ID: i.ID, Board: i.Board, Version: i.Version})
+	}
+	for _, w := range c.Waves {
+		out.Waves = append(out.Waves, Wave{Spec: w.Spec, Devices: w.Devices, State: string(w.State), Acknowledged: w.Acknowledged})
+	}
+	return out
+}
+
+// Progress is one device's part in a campaign.
+type Progress struct {
+	Device string `json:"device"`
+	Image  uint64 `json:"image,omitempty"`
+	Wave   int    `json:"wave"` // from 0
+	// State is pending, ordered, running, finished, failed or canceled.
+	State string `json:"state"`
+	// Step is the last step the device reported ("0".."100", negative on
+	// failure); Progressed says it reported any since its order.
+	Step        int       `json:"step"`
+	Progressed  bool      `json:"progressed,omitempty"`
+	Desc        string    `json:"desc,omitempty"`
+	FromVersion string    `json:"from_version,omitempty"`
+	Orders      int       `json:"orders"`
+	Reason      string    `json:"reason,omitempty"`
+	OrderedAt   time.Time `json:"ordered_at,omitzero"`
+	Updated     time.Time `json:"updated,omitzero"`
+}
+
+// WaveStatus counts one wave's devices by state.
+type WaveStatus struct {
+	Index    int    `json:"index"` // from 1
+	Spec     string `json:"spec"`
+	State    string `json:"state"`
+	Total    int    `json:"total"`
+	Pending  int    `json:"pending"`
+	Running  int    `json:"running"` // ordered or reporting progress
+	Finished int    `json:"finished"`
+	Failed   int    `json:"failed"`
+	Canceled int    `json:"canceled"`
+}
+
+// Status is a campaign with its per-wave counts and per-device progress.
+type Status struct {
+	Campaign Campaign     `json:"campaign"`
+	Waves    []WaveStatus `json:"waves"`
+	Devices  []Progress   `json:"devices"`
+}
+
+func toStatus(st campaign.Status) Status {
+	out := Status{Campaign: toCampaign(st.Campaign), Waves: []WaveStatus{}, Devices: []Progress{}}
+	for _, w := range st.Waves {
+		out.Waves = append(out.Waves, WaveStatus{Index: w.Index, Spec: w.Spec, State: string(w.State), Total: w.Total,
+			Pending: w.Pending, Running: w.Running, Finished: w.Finished, Failed: w.Failed, Canceled: w.Canceled})
+	}
+	for _, p := range st.Devices {
+		out.Devices = append(out.Devices, Progress{
+			Device: p.Device, Image: p.Image, Wave: p.Wave, State: string(p.State), Step: p.Step, Progressed: p.Progressed,
+			Desc: p.Desc, FromVersion: p.FromVersion, Orders: p.Orders, Reason: p.Reason, OrderedAt: p.OrderedAt, Updated: p.Updated,
+		})
+	}
+	return out
+}
+
+// CreateCampaign is the body of POST /campaigns. The images are one per
+// board of the target, each device getting its board's: image_ids, or
+// image_id for a target of one board.
+type CreateCampaign struct {
+	ImageID  uint64   `json:"image_id,omitempty"`
+	ImageIDs []uint64 `json:"image_ids,omitempty"`
+	Target   Target   `json:"target"`
+	// Waves are cumulative counts or percentages of the target: "1,10%,100%".
+	Waves string `json:"waves"`
+	// SuccessPercent: a wave succeeds when finished/total >= this.
+	SuccessPercent int `json:"success_percent"`
+	// ErrorPercent: the campaign pauses when failed/total > this in a wave.
+	ErrorPercent int `json:"error_percent"`
+}
+
+func (c CreateCampaign) request() campaign.CreateRequest {
+	ids := c.ImageIDs
+	if c.ImageID != 0 {
+		ids = append([]uint64{c.ImageID}, ids...)
+	}
+	return campaign.CreateRequest{ImageIDs: ids, Target: c.Target.record(), Waves: c.Waves,
+		SuccessPercent: c.SuccessPercent, ErrorPercent: c.ErrorPercent}
+}
