@@ -152,9 +152,10 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, generated := srv.Token()
-	if generated {
-		fmt.Fprintf(stderr, "operator token (also in %s): %s\n", filepath.Join(*data, "token"), tok)
+	// The token is a lasting credential: it stays in its file (mode 0600)
+	// and out of the log, which is often kept, shipped and shared.
+	if _, generated := srv.Token(); generated {
+		fmt.Fprintf(stderr, "otaserve: operator token generated, in %s (readable by this user only)\n", filepath.Join(*data, "token"))
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
@@ -171,6 +172,9 @@ func serve(args []string, stderr io.Writer) error {
 	defer os.Remove(urlFile)
 	a := srv.Addrs()
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, *brokerURL))
+	// Single use and valid for minutes, unlike the operator token; a new
+	// one: POST /api/v1/dashboard/login-link with the token.
+	fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", srv.LoginURL())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
