@@ -4,8 +4,10 @@
 // sign in to (embedded, or an external Mosquitto/EMQX that otaserve joins as
 // an operator). cmd/otaserve is a thin main over Server.
 //
-// The parts live in sub-packages (store, firmware, campaign, api, broker);
-// this package only wires them and owns their lifetimes.
+// The parts live in sub-packages (store, firmware, campaign, api, broker,
+// dashboard); this package wires them, owns their lifetimes and serves what
+// watches the whole process: health, readiness, version and metrics
+// (ops.go).
 package fleet
 
 import (
@@ -24,12 +26,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/dashboard"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/store"
 )
@@ -65,6 +69,9 @@ type Config struct {
 	// broker's listener TLS).
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// Version is what /version reports; default the module version the Go
+	// toolchain recorded in the binary.
+	Version string
 }
 
 // Addrs are the addresses a Server listens on.
@@ -87,6 +94,12 @@ type Server struct {
 	opUser    string
 	opPass    string
 	brokerURL string
+
+	firmwareDir string
+	metrics     *metrics
+	dashboard   *dashboard.Dashboard
+	// serving is true while Run has the campaign service connected.
+	serving atomic.Bool
 }
 
 // TokenSetting is the database setting that holds the operator token.
@@ -126,7 +139,8 @@ func New(cfg Config) (s *Server, err error) {
 	if err := s.loadToken(); err != nil {
 		return nil, err
 	}
-	blobs, err := firmware.NewStore(filepath.Join(cfg.DataDir, "firmware"))
+	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
+	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
 		return nil, err
 	}
@@ -168,9 +182,26 @@ func New(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics = newMetrics(s)
 	mux := http.NewServeMux()
-	mux.Handle(api.Prefix+"/", apiHandler)
-	mux.Handle("/firmware/", http.StripPrefix("/firmware", firmware.Handler(blobs)))
+	mux.Handle(api.Prefix+"/", s.metrics.timeAPI(apiHandler))
+	mux.Handle("/firmware/", s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs))))
+	s.handleOps(mux)
+	s.dashboard, err = dashboard.New(dashboard.Config{
+		Store: s.store, Campaigns: s.campaigns, API: apiHandler, Token: s.token,
+		Online: func() []string {
+			if s.broker == nil {
+				return nil
+			}
+			return s.broker.Connected()
+		},
+		Logger: cfg.Logger.With("part", "dashboard"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/", s.dashboard)
+	mux.Handle("POST "+dashboard.LinkPath, s.dashboard)
 	s.http = &http.Server{Handler: mux, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 
@@ -297,6 +328,17 @@ func (s *Server) Addrs() Addrs {
 // this start (the first one on this data directory).
 func (s *Server) Token() (token string, generated bool) { return s.token, s.generated }
 
+// LoginURL makes a new single-use sign-in link to the dashboard, valid for
+// a few minutes: "http://ADDR/?login=SECRET". It is a credential until it
+// is used or expires; print it for the operator, never log it.
+func (s *Server) LoginURL() string {
+	scheme := "http"
+	if s.cfg.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + s.httpLn.Addr().String() + s.dashboard.LoginLink()
+}
+
 // Run connects the campaign service to the broker and serves HTTP until ctx
 // ends, then stops everything in order and releases the data directory.
 func (s *Server) Run(ctx context.Context) error {
@@ -322,6 +364,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.campaigns.SetPublisher(pub)
 	defer s.campaigns.SetPublisher(nil)
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 
 	errc := make(chan error, 1)
 	go func() {

@@ -97,6 +97,7 @@ type device struct {
 	cl      *cloud.Client
 	version string
 	mode    string // "ok", "fail" or "rollback"
+	hold    chan struct{}
 	mu      sync.Mutex
 	errs    []error
 }
@@ -128,6 +129,9 @@ func (d *device) onOrder(o *cloud.Order) {
 		}
 		d.cl.Progress(ctx, cloud.StepPercent(50), "downloading")
 		d.cl.Progress(ctx, cloud.StepPercent(100), "installed")
+		if d.hold != nil {
+			<-d.hold
+		}
 		switch d.mode {
 		case "ok":
 			d.cl.Inform(ctx, o.Data.Version)
@@ -137,6 +141,51 @@ func (d *device) onOrder(o *cloud.Order) {
 			d.cl.Inform(ctx, d.version)
 		}
 	}()
+}
+
+// connectDevices registers a device per mode in group "lab" of product pkA,
+// named dev-0, dev-1..., signs each in to the embedded broker and reports
+// version 1.0.0+0. A non-nil hold delays every device's outcome (confirm,
+// failure or rollback) until it is closed.
+func connectDevices(t *testing.T, r *running, modes []string, hold chan struct{}) []*device {
+	t.Helper()
+	devs := make([]*device, len(modes))
+	for i, mode := range modes {
+		var added api.Device
+		name := fmt.Sprintf("dev-%d", i)
+		if st := r.post(t, "/devices", api.AddDevice{ProductKey: "pkA", DeviceName: name, Board: "board-a", Group: "lab"}, &added); st != 201 {
+			t.Fatalf("add device: %d", st)
+		}
+		d := &device{version: "1.0.0+0", mode: mode, hold: hold}
+		ready := make(chan struct{})
+		cl, err := cloud.Dial(context.Background(), cloud.Config{
+			Broker:   "tcp://" + r.srv.Addrs().MQTT,
+			Identity: cloud.Identity{ProductKey: "pkA", DeviceName: name, DeviceSecret: added.DeviceSecret},
+			OnOrder:  func(o *cloud.Order, _ []byte) { d.onOrder(o) },
+			OnConnect: func() {
+				// After a reconnection.
+				go func() {
+					<-ready
+					if err := d.cl.Inform(context.Background(), d.version); err != nil {
+						d.fail(err)
+					}
+				}()
+			},
+		})
+		if err != nil {
+			t.Fatalf("device %s: %v", name, err)
+		}
+		d.cl = cl
+		close(ready)
+		// OnConnect is not called for the first connection (Dial reports
+		// that one), so report the version here too.
+		if err := cl.Inform(context.Background(), d.version); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		devs[i] = d
+	}
+	return devs
 }
 
 func signedImage(t *testing.T, key crypto.Signer, version string) []byte {
@@ -169,42 +218,7 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 	r := start(t, dir, []crypto.PublicKey{key.Public()})
 
 	modes := []string{"ok", "ok", "ok", "rollback", "ok"}
-	devs := make([]*device, len(modes))
-	for i, mode := range modes {
-		var added api.Device
-		name := fmt.Sprintf("dev-%d", i)
-		if st := r.post(t, "/devices", api.AddDevice{ProductKey: "pkA", DeviceName: name, Board: "board-a", Group: "lab"}, &added); st != 201 {
-			t.Fatalf("add device: %d", st)
-		}
-		d := &device{version: "1.0.0+0", mode: mode}
-		ready := make(chan struct{})
-		cl, err := cloud.Dial(context.Background(), cloud.Config{
-			Broker:   "tcp://" + r.srv.Addrs().MQTT,
-			Identity: cloud.Identity{ProductKey: "pkA", DeviceName: name, DeviceSecret: added.DeviceSecret},
-			OnOrder:  func(o *cloud.Order, _ []byte) { d.onOrder(o) },
-			OnConnect: func() {
-				// After a reconnection.
-				go func() {
-					<-ready
-					if err := d.cl.Inform(context.Background(), d.version); err != nil {
-						d.fail(err)
-					}
-				}()
-			},
-		})
-		if err != nil {
-			t.Fatalf("device %s: %v", name, err)
-		}
-		d.cl = cl
-		close(ready)
-		// OnConnect is not called for the first connection (Dial reports
-		// that one), so report the version here too.
-		if err := cl.Inform(context.Background(), d.version); err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		devs[i] = d
-	}
+	devs := connectDevices(t, r, modes, nil)
 	waitFor(t, "every device to report its version", func() bool {
 		for _, d := range devs {
 			if len(d.errs) > 0 {

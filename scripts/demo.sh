@@ -16,7 +16,9 @@
 # images differ only in their signed version.
 #
 # Everything runs on 127.0.0.1 in a temporary directory that is removed at
-# the end, with every process the demo started (see cleanup).
+# the end, with every process the demo started (see cleanup). otaserve's
+# dashboard sign-in link is printed at the start; DEMO_KEEP=1 keeps
+# everything running at the end, with a fresh link, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
@@ -88,6 +90,8 @@ done
 mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | head -n 1)
 [ -n "$mqtt" ] || { echo "demo: otaserve did not start" >&2; exit 1; }
 echo "API and firmware on $(cat "$work/data/url"), MQTT on $mqtt"
+dashboard=$(sed -n 's/.*dashboard sign-in link.*: \(http[^ ]*\)$/\1/p' "$work/otaserve.log" | head -n 1)
+echo "dashboard: open $dashboard to watch (single use, valid 5 minutes; DEMO_KEEP=1 keeps the demo running at the end)"
 
 # start_agent I: the agent of device I, its events and log appended to.
 start_agent() {
@@ -214,3 +218,13 @@ echo "every dual-bank device took v1.1.0 and confirmed it, then rolled back from
 r12=$(awk '/^order .* 1\.2\.0/ { on = 1 } on && /^reboot: rebooting/ { n++ } END { print n + 0 }' "$work/$d.events")
 if [ "$failed" -eq 1 ]; then reported="reported once"; else reported="reported $failed times"; fi
 echo "$d (${boards[$single]}, single bank) refuses to loop: v1.2.0 failed its health check, $reported, no old image to return to, so 1.2.0+0 stays; $r12 reset for it, $after after an agent restart"
+
+# DEMO_KEEP=1: leave the server and the agents running for the dashboard,
+# with a fresh sign-in link (the first one may be spent or expired), until
+# Ctrl-C.
+if [ -n "${DEMO_KEEP:-}" ]; then
+	link=$(curl -fsS -X POST -H "Authorization: Bearer $(cat "$work/data/token")" "$(cat "$work/data/url")/api/v1/dashboard/login-link")
+	step "the dashboard"
+	echo "sign in at $link (single use, valid 5 minutes); Ctrl-C stops the demo and removes everything"
+	while :; do sleep 1; done
+fi

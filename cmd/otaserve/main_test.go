@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,20 @@ func TestScripts(t *testing.T) {
 					time.Sleep(20 * time.Millisecond)
 				}
 				ts.Fatalf("%s never appeared", args[0])
+			},
+			// contains FILE SECRETFILE: FILE holds the secret of SECRETFILE
+			// (its content without the final newline); with !, it does not.
+			"contains": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: contains FILE SECRETFILE")
+				}
+				secret := strings.TrimSpace(ts.ReadFile(args[1]))
+				if secret == "" {
+					ts.Fatalf("%s is empty", args[1])
+				}
+				if found := strings.Contains(ts.ReadFile(args[0]), secret); found != !neg {
+					ts.Fatalf("%s contains the secret of %s: %v", args[0], args[1], found)
+				}
 			},
 		},
 	})

@@ -100,9 +100,10 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	tok, generated := srv.Token()
-	if generated {
-		fmt.Fprintf(stderr, "operator token (also in %s): %s\n", filepath.Join(f.data, "token"), tok)
+	// The token is a lasting credential: it stays in its file (mode 0600)
+	// and out of the log, which is often kept, shipped and shared.
+	if _, generated := srv.Token(); generated {
+		fmt.Fprintf(stderr, "otaserve: operator token generated, in %s (readable by this user only)\n", filepath.Join(f.data, "token"))
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
@@ -119,6 +120,9 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	defer os.Remove(urlFile)
 	a := srv.Addrs()
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, f.brokerURL))
+	// Single use and valid for minutes, unlike the operator token; a new
+	// one: POST /api/v1/dashboard/login-link with the token.
+	fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", srv.LoginURL())
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)

@@ -167,3 +167,35 @@ func TestPowerCut_RollbacksNeverBootAnImageThatNeverRan(t *testing.T) {
 		}
 	})
 }
+
+// Found by the sequence tester (nucleo-h743zi): a downgrade cut after it
+// recorded itself, resumed without --allow-downgrade (refused: failed),
+// then a rollback of the confirmed image: refused, though the image it
+// replaced was intact in the other slot. A failed install leaves the
+// rollback that stood before it.
+func TestPowerCut_FailedResumeKeepsTheRollbackBefore(t *testing.T) {
+	ctx := context.Background()
+	d := cutBase(t, "nucleo-h743zi")
+	e := d.engine(cutOpts)
+	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 20<<10, 1))}); err != nil {
+		t.Fatal(err)
+	}
+	d.expectRuns("1.1.0+0")
+	if err := e.Confirm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.dev.SetCut(flash.Cut{At: 2, When: flash.Before})
+	down := cutOpts
+	down.AllowDowngrade = true
+	if err := d.engine(down).Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "0.1.2", 20<<10, 1))}); err == nil {
+		t.Fatal("install: no error with the power cut")
+	}
+	d.powerOn(d.dev.Clone())
+	d.expectRuns("1.1.0+0")
+	e = d.engine(cutOpts)
+	wantIs(t, e.Resume(ctx), engine.ErrRefused)
+	if err := e.Rollback(ctx); err != nil {
+		t.Fatalf("rollback of 1.1.0 to the intact 1.0.0 after the failed resume: %v", err)
+	}
+	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+}

@@ -223,9 +223,12 @@ func (e *Engine) Confirm(ctx context.Context) error {
 //   - Confirmed: dual-bank, the image the install replaced runs again
 //     after the next reboot, for good; single-bank keeps no old image and
 //     answers hal.ErrUnsupported;
-//   - Idle, Failed, RolledBack: refused with ErrNothingToRollBack, naming
-//     what runs: there is no new image to give up, and the image a revert
-//     or an earlier rollback gave up never boots again until it is
+//   - Failed: as Confirmed when a confirmed image stood before the failed
+//     install (it may return to the image it replaced if the install did
+//     not reach it), else as Idle;
+//   - Idle, RolledBack: refused with ErrNothingToRollBack, naming what
+//     runs: there is no new image to give up, and the image a revert or
+//     an earlier rollback gave up never boots again until it is
 //     installed again.
 //
 // Every accepted rollback ends in RolledBack.
@@ -257,6 +260,13 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		n := rec.restore(rec.Base)
 		msg := fmt.Sprintf("install of %s abandoned at byte %d; the engine is %s again", rec.Source, rec.Offset, n.State)
 		return e.announce(ctx, &n, msg)
+	}
+	if rec.State == Failed && rec.Base != nil && rec.Base.State == Confirmed {
+		// A failed install leaves what stood before it: the confirmed
+		// image may still return to the one it replaced, when the
+		// failed install did not reach that image's slot (checked
+		// below, as for any confirmed image).
+		rec = rec.restore(rec.Base)
 	}
 	dev, err := e.describe(ctx)
 	if err != nil {

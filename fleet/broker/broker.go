@@ -238,3 +238,22 @@ func operatorAllowed(topic string) bool {
 func sessionID(pk, dn string) string { return "device/" + pk + "/" + dn }
 
 func operatorSessionID(clientID string) string { return "operator/" + clientID }
+
+// Stats are the broker's counters, for metrics.
+type Stats struct {
+	// Connections is the number of clients connected now, devices and
+	// operators.
+	Connections int64
+	// MessagesReceived and MessagesSent count PUBLISH packets from and to
+	// clients since the broker started.
+	MessagesReceived int64
+	MessagesSent     int64
+}
+
+// Stats reads the broker's counters.
+func (b *Broker) Stats() Stats {
+	// Clone loads each counter atomically; the broker updates them from its
+	// client goroutines.
+	i := b.srv.Info.Clone()
+	return Stats{Connections: i.ClientsConnected, MessagesReceived: i.MessagesReceived, MessagesSent: i.MessagesSent}
+}

@@ -1,0 +1,303 @@
+// Package dashboard is otaserve's web dashboard: the fleet, a device's
+// history, images, campaigns and a chart of the fleet's versions, as pages
+// rendered on the server with html/template, kept live by htmx polling
+// (vendored, embedded with go:embed: no CDN, no build step).
+//
+// It reads the fleet from the store and the campaign service, and makes
+// every change (an upload, a campaign, pause, resume, cancel) through the
+// REST API's own handler, in process, so that a change from the page is
+// checked exactly as one from the CLI. It is not an API: scripts use
+// fleet/api with the bearer token.
+//
+// Sign-in is a single-use link (Server.LoginLink) that expires within
+// minutes, exchanged for a session cookie (HttpOnly, SameSite=Strict);
+// every POST of a page carries the session's CSRF token.
+package dashboard
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Campaigns is what the dashboard reads of the campaign service.
+type Campaigns interface {
+	Status(id uint64) (campaign.Status, error)
+}
+
+// Config configures the dashboard.
+type Config struct {
+	Store     *store.Store
+	Campaigns Campaigns
+	// API is the REST API's handler (fleet/api) and Token its operator
+	// token: the dashboard's changes go through it.
+	API   http.Handler
+	Token string
+	// Online lists the devices signed in to the broker now, as "pk/dn";
+	// nil when unknown (an external broker).
+	Online func() []string
+	// LinkTTL is how long a sign-in link stays valid; default 5 minutes.
+	// SessionTTL is how long a session lasts; default 12 hours.
+	LinkTTL    time.Duration
+	SessionTTL time.Duration
+	// Now is the clock; default time.Now. Tests move it to expire links.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Dashboard is the dashboard's HTTP handler and its sessions.
+type Dashboard struct {
+	cfg   Config
+	log   *slog.Logger
+	pages map[string]*template.Template
+	mux   *http.ServeMux
+
+	mu       sync.Mutex
+	links    map[string]time.Time // single-use sign-in secret -> expiry
+	sessions map[string]session   // cookie value -> session
+}
+
+type session struct {
+	csrf    string
+	expires time.Time
+}
+
+// CookieName is the session cookie's name.
+const CookieName = "otaserve_session"
+
+// LinkPath is the API route that makes a new sign-in link, for an
+// operator whose printed link expired: POST with the bearer token.
+const LinkPath = "/api/v1/dashboard/login-link"
+
+// New prepares the dashboard.
+func New(cfg Config) (*Dashboard, error) {
+	if cfg.Store == nil || cfg.Campaigns == nil || cfg.API == nil || cfg.Token == "" {
+		return nil, errors.New("dashboard: Store, Campaigns, API and Token are required")
+	}
+	if cfg.LinkTTL == 0 {
+		cfg.LinkTTL = 5 * time.Minute
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Dashboard{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{},
+		links: map[string]time.Time{}, sessions: map[string]session{}}
+	for _, p := range []string{"fleet", "device", "images", "campaigns", "campaign", "signin"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
+		if err != nil {
+			return nil, fmt.Errorf("dashboard: template %s: %w", p, err)
+		}
+		d.pages[p] = t
+	}
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: static files: %w", err)
+	}
+	m := http.NewServeMux()
+	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /{$}", d.fleet)
+	m.HandleFunc("GET /devices/{pk}/{dn}", d.signedIn(d.device))
+	m.HandleFunc("GET /images", d.signedIn(d.images))
+	m.HandleFunc("POST /images", d.signedIn(d.upload))
+	m.HandleFunc("GET /campaigns", d.signedIn(d.campaigns))
+	m.HandleFunc("POST /campaigns", d.signedIn(d.createCampaign))
+	m.HandleFunc("GET /campaigns/{id}", d.signedIn(d.campaign))
+	m.HandleFunc("POST /campaigns/{id}/{action}", d.signedIn(d.campaignAction))
+	m.HandleFunc("POST /logout", d.signedIn(d.logout))
+	m.HandleFunc("POST "+LinkPath, d.newLink)
+	d.mux = m
+	return d, nil
+}
+
+// ServeHTTP serves the pages, under "/".
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The pages are for this origin only: no framing, no guessing types.
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Not no-referrer: with it a browser sends "Origin: null" with a form's
+	// POST, which sameOrigin refuses.
+	w.Header().Set("Referrer-Policy", "same-origin")
+	d.mux.ServeHTTP(w, r)
+}
+
+func randomToken() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// LoginLink makes a new single-use sign-in link, "/?login=SECRET", to be
+// put after the server's base URL. It expires after Config.LinkTTL.
+func (d *Dashboard) LoginLink() string {
+	tok := randomToken()
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, exp := range d.links {
+		if !now.Before(exp) {
+			delete(d.links, k)
+		}
+	}
+	d.links[tok] = now.Add(d.cfg.LinkTTL)
+	return "/?login=" + tok
+}
+
+// newLink answers POST LinkPath with a new sign-in link, for the bearer of
+// the operator token.
+func (d *Dashboard) newLink(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(d.cfg.Token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve"`)
+		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintf(w, "%s://%s%s\n", scheme, r.Host, d.LoginLink())
+}
+
+// redeem spends a sign-in link and opens a session.
+func (d *Dashboard) redeem(secret string) (cookie string, ok bool) {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	exp, found := d.links[secret]
+	delete(d.links, secret) // single use, even when expired
+	if !found || !now.Before(exp) {
+		return "", false
+	}
+	for k, s := range d.sessions {
+		if !now.Before(s.expires) {
+			delete(d.sessions, k)
+		}
+	}
+	cookie = randomToken()
+	d.sessions[cookie] = session{csrf: randomToken(), expires: now.Add(d.cfg.SessionTTL)}
+	return cookie, true
+}
+
+// current returns the request's session.
+func (d *Dashboard) current(r *http.Request) (session, bool) {
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		return session{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.sessions[c.Value]
+	if !ok || !d.cfg.Now().Before(s.expires) {
+		return session{}, false
+	}
+	return s, true
+}
+
+type ctxHandler func(w http.ResponseWriter, r *http.Request, s session)
+
+// signedIn serves h to a signed-in operator; it refuses a POST whose CSRF
+// token (form field csrf, or header X-CSRF-Token from htmx) is not the
+// session's, or whose Origin is another site's.
+func (d *Dashboard) signedIn(h ctxHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s, ok := d.current(r)
+		if !ok {
+			d.signIn(w, r, http.StatusUnauthorized, "")
+			return
+		}
+		if r.Method == http.MethodPost {
+			got := r.Header.Get("X-CSRF-Token")
+			if got == "" {
+				got = csrfField(r)
+			}
+			if subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 || !sameOrigin(r) {
+				http.Error(w, "forbidden: the form's CSRF token does not match this session; reload the page and try again", http.StatusForbidden)
+				return
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		h(w, r, s)
+	}
+}
+
+// csrfField reads the csrf form field. An upload (a multipart form) carries
+// it in its action URL instead: reading it from the body would consume the
+// stream the API reads the image from. The URL stays on this host
+// (Referrer-Policy same-origin) and the token is the session's, as in a
+// field.
+func csrfField(r *http.Request) string {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		return r.URL.Query().Get("csrf")
+	}
+	return r.PostFormValue("csrf")
+}
+
+// sameOrigin: a browser sends Origin with a POST; when it does, it must be
+// this host.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" || o == "null" {
+		return o == ""
+	}
+	_, host, _ := strings.Cut(o, "://")
+	return host == r.Host
+}
+
+// fleet serves "/": with ?login=, the sign-in; otherwise the fleet page.
+func (d *Dashboard) fleet(w http.ResponseWriter, r *http.Request) {
+	if secret := r.URL.Query().Get("login"); secret != "" {
+		cookie, ok := d.redeem(secret)
+		if !ok {
+			d.signIn(w, r, http.StatusUnauthorized, "This sign-in link was used already or has expired.")
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: cookie, Path: "/", HttpOnly: true,
+			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(d.cfg.SessionTTL / time.Second)})
+		d.log.Info("dashboard: signed in", "remote", r.RemoteAddr)
+		// Off the URL, so the spent secret stays out of the history.
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	d.signedIn(d.fleetPage)(w, r)
+}
+
+func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ session) {
+	if c, err := r.Cookie(CookieName); err == nil {
+		d.mu.Lock()
+		delete(d.sessions, c.Value)
+		d.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	d.signIn(w, r, http.StatusOK, "Signed out.")
+}
+
+func (d *Dashboard) signIn(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	d.render(w, r, status, "signin", page{Title: "Sign in", Message: msg, LinkPath: LinkPath})
+}

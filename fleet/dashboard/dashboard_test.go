@@ -1,0 +1,337 @@
+package dashboard_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/dashboard"
+	"github.com/otaport/otaport/fleet/firmware"
+	"github.com/otaport/otaport/fleet/store"
+)
+
+// clock is a test's time, moved by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+const token = "operator-token-for-tests"
+
+// serve runs the dashboard over a real store, campaign service and API on
+// a loopback server.
+func serve(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock) {
+	d, srv, clk, _ := serveStore(t)
+	return d, srv, clk
+}
+
+func serveStore(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock, *store.Store) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "fleet.db"))
+	must(err)
+	t.Cleanup(func() { st.Close() })
+	blobs, err := firmware.NewStore(filepath.Join(dir, "firmware"))
+	must(err)
+	svc, err := campaign.NewService(campaign.Config{Store: st, FirmwareURL: func(store.Image) string { return "" }})
+	must(err)
+	h, err := api.New(api.Config{Store: st, Firmware: blobs, Campaigns: svc, Token: token})
+	must(err)
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	d, err := dashboard.New(dashboard.Config{Store: st, Campaigns: svc, API: h, Token: token, Now: clk.Now})
+	must(err)
+	srv := httptest.NewServer(d)
+	t.Cleanup(srv.Close)
+	return d, srv, clk, st
+}
+
+// browser is an HTTP client with cookies that does not follow redirects.
+func browser(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return do(t, c, req)
+}
+
+// TestSignIn_LinkIsSingleUseAndExpires: a link opens one session, with a
+// cookie the page's scripts cannot read and other sites cannot send; the
+// same link again, an expired one or an unknown one is refused.
+func TestSignIn_LinkIsSingleUseAndExpires(t *testing.T) {
+	d, srv, clk := serve(t)
+	c := browser(t)
+	if resp, _ := get(t, c, srv.URL+"/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the fleet without a session: %d, want 401", resp.StatusCode)
+	}
+	link := d.LoginLink()
+	resp, _ := get(t, c, srv.URL+link)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("sign-in: %d to %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || cookies[0].Name != dashboard.CookieName || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie: %+v, want one HttpOnly SameSite=Strict %s", cookies, dashboard.CookieName)
+	}
+	if resp, body := get(t, c, srv.URL+"/"); resp.StatusCode != 200 || !strings.Contains(body, "<h1>Fleet</h1>") {
+		t.Fatalf("the fleet with the session: %d", resp.StatusCode)
+	}
+
+	expired := d.LoginLink()
+	for _, c := range []struct {
+		name, link string
+		later      time.Duration // how long after the link was made
+	}{
+		{"the same link again", link, 0},
+		{"an unknown link", "/?login=0123456789abcdef", 0},
+		{"an expired link", expired, 5*time.Minute + time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clk.add(c.later)
+			resp, body := get(t, browser(t), srv.URL+c.link)
+			if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 || !strings.Contains(body, "used already or has expired") {
+				t.Errorf("%d, cookies %v, want 401 saying the link was used or expired", resp.StatusCode, resp.Cookies())
+			}
+		})
+	}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+// TestPost_NeedsTheSessionsCSRFToken: a signed-in browser's POST without
+// the session's CSRF token, or from another origin, changes nothing.
+func TestPost_NeedsTheSessionsCSRFToken(t *testing.T) {
+	d, srv, _ := serve(t)
+	c, csrf := signIn(t, d, srv)
+	post := func(form url.Values, origin string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/campaigns", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, _ := do(t, c, req)
+		return resp.StatusCode
+	}
+	campaign := url.Values{"image": {"1"}, "target_kind": {"group"}, "target": {"lab"}, "waves": {"100%"}}
+	withToken := func(tok string) url.Values {
+		f := url.Values{"csrf": {tok}}
+		for k, v := range campaign {
+			f[k] = v
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		name   string
+		form   url.Values
+		origin string
+		want   int
+	}{
+		{"no token", campaign, "", http.StatusForbidden},
+		{"another token", withToken(strings.Repeat("0", len(csrf))), "", http.StatusForbidden},
+		{"another origin", withToken(csrf), "https://evil.example", http.StatusForbidden},
+		{"opaque origin", withToken(csrf), "null", http.StatusForbidden},
+		// Accepted, then refused by the API (no image 1): back to the page.
+		{"the session's token", withToken(csrf), srv.URL, http.StatusSeeOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := post(tc.form, tc.origin); got != tc.want {
+				t.Errorf("POST /campaigns: %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoginLinkAPI: a new sign-in link for the bearer of the operator
+// token, and none without it.
+func TestLoginLinkAPI(t *testing.T) {
+	_, srv, _ := serve(t)
+	for _, tc := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"wrong token", "Bearer nope", http.StatusUnauthorized},
+		{"operator token", "Bearer " + token, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+dashboard.LinkPath, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, body := do(t, http.DefaultClient, req)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("POST %s: %d, want %d", dashboard.LinkPath, resp.StatusCode, tc.want)
+			}
+			if tc.want != http.StatusOK {
+				return
+			}
+			link := strings.TrimSpace(body)
+			if !strings.HasPrefix(link, srv.URL+"/?login=") {
+				t.Fatalf("link %q", link)
+			}
+			if resp, _ := get(t, browser(t), link); resp.StatusCode != http.StatusSeeOther {
+				t.Errorf("the new link: %d, want 303", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestStatic_NeedsNoSession: the sign-in page itself loads htmx and the
+// style sheet, embedded in the binary.
+func TestStatic_NeedsNoSession(t *testing.T) {
+	_, srv, _ := serve(t)
+	for _, p := range []string{"/static/htmx.min.js", "/static/style.css"} {
+		resp, body := get(t, browser(t), srv.URL+p)
+		if resp.StatusCode != 200 || len(body) < 100 {
+			t.Errorf("GET %s: %d, %d bytes", p, resp.StatusCode, len(body))
+		}
+	}
+}
+
+// signIn returns a signed-in browser and its session's CSRF token.
+func signIn(t *testing.T, d *dashboard.Dashboard, srv *httptest.Server) (*http.Client, string) {
+	t.Helper()
+	c := browser(t)
+	get(t, c, srv.URL+d.LoginLink())
+	_, page := get(t, c, srv.URL+"/campaigns")
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no csrf field in the campaigns page")
+	}
+	return c, m[1]
+}
+
+var deviceRow = regexp.MustCompile(`data-device="([^"]+)"`)
+
+// TestFleet_Filters: each filter and the search keep the devices that
+// match and only those.
+func TestFleet_Filters(t *testing.T) {
+	d, srv, _, st := serveStore(t)
+	for _, dev := range []store.Device{
+		{ProductKey: "pk", DeviceName: "a1", Board: "nucleo-h743zi", Group: "lab", Version: "1.0.0+0", State: store.DeviceIdle},
+		{ProductKey: "pk", DeviceName: "a2", Board: "nucleo-h743zi", Group: "field", Version: "1.1.0+0", State: store.DeviceFailed, LastError: "sensor bus timeout"},
+		{ProductKey: "pk", DeviceName: "b1", Board: "stm32f407-disco", Group: "lab", Version: "1.1.0+0", State: store.DeviceRegistered},
+	} {
+		if err := st.AddDevice(dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := signIn(t, d, srv)
+	for _, tc := range []struct{ query, want string }{
+		{"", "pk/a1 pk/a2 pk/b1"},
+		{"board=nucleo-h743zi", "pk/a1 pk/a2"},
+		{"group=lab", "pk/a1 pk/b1"},
+		{"version=1.1.0%2B0", "pk/a2 pk/b1"},
+		{"state=failed", "pk/a2"},
+		{"state=offline", "pk/a1 pk/a2 pk/b1"},
+		{"state=online", ""},
+		{"q=TIMEOUT", "pk/a2"},
+		{"q=b1", "pk/b1"},
+		{"board=nucleo-h743zi&group=lab", "pk/a1"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			resp, body := get(t, c, srv.URL+"/?"+tc.query)
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET /?%s: %d", tc.query, resp.StatusCode)
+			}
+			var got []string
+			for _, m := range deviceRow.FindAllStringSubmatch(body, -1) {
+				got = append(got, m[1])
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("devices %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCampaign_PauseResumeCancelFromThePage: the page's forms create a
+// campaign and pause, resume and cancel it through the API; an action the
+// campaign's state refuses comes back as the API's error.
+func TestCampaign_PauseResumeCancelFromThePage(t *testing.T) {
+	d, srv, _, st := serveStore(t)
+	for _, n := range []string{"a", "b"} {
+		if err := st.AddDevice(store.Device{ProductKey: "pk", DeviceName: n, Board: "b", Group: "lab", Version: "1.0.0+0", State: store.DeviceIdle}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Recorded as an upload would record it; the devices never download it.
+	img, err := st.AddImage(store.Image{Version: "2.0.0+0", Board: "b", Size: 1000, SHA256: strings.Repeat("ab", 32), Uploaded: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, csrf := signIn(t, d, srv)
+	post := func(path string, form url.Values) (string, string) {
+		t.Helper()
+		form.Set("csrf", csrf)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, _ := do(t, c, req)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d, want 303", path, resp.StatusCode)
+		}
+		loc := resp.Header.Get("Location")
+		_, body := get(t, c, srv.URL+loc)
+		return loc, body
+	}
+	loc, _ := post("/campaigns", url.Values{"image": {fmt.Sprint(img.ID)}, "target_kind": {"group"}, "target": {"lab"},
+		"waves": {"1,100%"}, "success": {"100"}, "error": {"0"}})
+	if loc != "/campaigns/1" {
+		t.Fatalf("create: sent to %s, want /campaigns/1", loc)
+	}
+	state := regexp.MustCompile(`id="campaign-state">([a-z]+)<`)
+	for _, tc := range []struct{ action, want, err string }{
+		{"pause", "paused", ""},
+		{"pause", "paused", "paused"}, // twice: the API refuses, the page says why
+		{"resume", "running", ""},
+		{"cancel", "canceled", ""},
+	} {
+		_, body := post("/campaigns/1/"+tc.action, url.Values{})
+		m := state.FindStringSubmatch(body)
+		if m == nil || m[1] != tc.want {
+			t.Errorf("after %s: state %v, want %s", tc.action, m, tc.want)
+		}
+		if tc.err != "" && !strings.Contains(body, `id="error"`) {
+			t.Errorf("after a refused %s: no error on the page", tc.action)
+		}
+	}
+	if _, body := post("/campaigns", url.Values{"image": {"99"}, "target_kind": {"group"}, "target": {"lab"}}); !strings.Contains(body, "campaign refused") {
+		t.Errorf("a campaign for a missing image: the page does not say it was refused")
+	}
+}
