@@ -339,7 +339,9 @@ func splitBrokerURL(raw string) (brokerURL, user, pass string, err error) {
 func (s *Server) Addrs() Addrs {
 	a := Addrs{HTTP: s.httpLn.Addr().String()}
 	if s.broker != nil {
-		a.MQTT = s.broker.Addr().String()
+		if addr := s.broker.Addr(); addr != nil { // nil once the broker is closed
+			a.MQTT = addr.String()
+		}
 	}
 	return a
 }

@@ -146,7 +146,7 @@ func (b *Broker) Start(ctx context.Context) error {
 func (b *Broker) Addr() net.Addr {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ln == nil {
+	if b.ln == nil || b.closed {
 		return nil
 	}
 	return b.ln.Addr()
