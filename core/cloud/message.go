@@ -218,6 +218,13 @@ func (in Inform) Module() string { return ModuleName(in.Params.Module) }
 // is absent).
 func (o *Order) Module() string { return ModuleName(o.Data.Module) }
 
+// WithModule returns p about module name (ModuleField: the default module
+// leaves the field out).
+func (p Progress) WithModule(name string) Progress {
+	p.Params.Module = ModuleField(name)
+	return p
+}
+
 // NewProgress returns the report of percent done (clamped to 0..100) for the
 // order id.
 func NewProgress(id int64, percent int, desc string) Progress {
