@@ -292,6 +292,15 @@ func (c *Config) resolve(dir string) {
 	}
 }
 
+// File is the file the configuration was read from; "device.yaml" when it
+// was not read from a file.
+func (c *Config) File() string {
+	if c.file == "" {
+		return "device.yaml"
+	}
+	return c.file
+}
+
 // where names the source of the configuration for an error message.
 func (c *Config) where(field string) string {
 	if c.file == "" {
