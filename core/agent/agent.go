@@ -93,7 +93,7 @@ type Event struct {
 	// Module is the module the event is about, on a device of several.
 	Module  string `json:"module,omitempty"`
 	Order   int64  `json:"order,omitempty"`
-	Version string     `json:"version,omitempty"`
+	Version string `json:"version,omitempty"`
 	// State is the engine's state for "state" and "progress" events.
 	State   string `json:"state,omitempty"`
 	Percent int    `json:"percent,omitempty"`
