@@ -125,9 +125,9 @@ type CreateRequest struct {
 	// the default one. Each device's image is the one of its module's
 	// board.
 	Module         string `json:"module,omitempty"`
-	Waves          string       `json:"waves"` // "1,10%,100%"
-	SuccessPercent int          `json:"success_percent"`
-	ErrorPercent   int          `json:"error_percent"`
+	Waves          string `json:"waves"` // "1,10%,100%"
+	SuccessPercent int    `json:"success_percent"`
+	ErrorPercent   int    `json:"error_percent"`
 }
 
 // ErrInvalid wraps every error of Create caused by the request itself.
