@@ -220,7 +220,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // handleOps mounts the operations endpoints on mux.
-func (s *Server) handleOps(mux *http.ServeMux) {
+func (s *Server) handleOps(mux *routeMux) {
 	mux.HandleFunc("GET "+HealthPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

@@ -100,6 +100,25 @@ type Server struct {
 	dashboard   *dashboard.Dashboard
 	// serving is true while Run has the campaign service connected.
 	serving atomic.Bool
+	// patterns are what the HTTP listener's mux registered, in order.
+	patterns []string
+}
+
+// routeMux is the HTTP listener's mux, remembering the patterns it
+// registers: the test of docs/api.yaml reads them from the server itself
+// rather than from a list that could drift from it.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // TokenSetting is the database setting that holds the operator token.
@@ -183,9 +202,9 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.metrics = newMetrics(s)
-	mux := http.NewServeMux()
+	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.Handle(api.Prefix+"/", s.metrics.timeAPI(apiHandler))
-	mux.Handle("/firmware/", s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs))))
+	mux.Handle("GET /firmware/{sha256}", s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs))))
 	s.handleOps(mux)
 	s.dashboard, err = dashboard.New(dashboard.Config{
 		Store: s.store, Campaigns: s.campaigns, API: apiHandler, Token: s.token,
@@ -202,6 +221,7 @@ func New(cfg Config) (s *Server, err error) {
 	}
 	mux.Handle("/", s.dashboard)
 	mux.Handle("POST "+dashboard.LinkPath, s.dashboard)
+	s.patterns = mux.patterns
 	s.http = &http.Server{Handler: mux, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -354,13 +355,23 @@ func rollbackCommand() command {
 				return cli.Usagef("rollback takes no arguments")
 			}
 			return withEngine(ctx, e, "rollback", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
+				before, err := eng.Status(ctx)
+				if err != nil {
+					return err
+				}
 				if err := eng.Rollback(ctx); err != nil {
 					if errors.Is(err, hal.ErrUnsupported) {
 						return fmt.Errorf("%w: install the old version again (otarun install --allow-downgrade)", err)
 					}
 					return err
 				}
-				return printResult(ctx, e, c, eng, "rolled back")
+				what := "rolled back"
+				if before.State == engine.Downloading || before.State == engine.Verifying {
+					// Nothing was rolled back: the download was dropped
+					// and the state of before it stands.
+					what = "dropped the interrupted install of " + cmp.Or(before.Image, before.Source)
+				}
+				return printResult(ctx, e, c, eng, what)
 			})
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -89,6 +90,34 @@ func TestEngineScripts(t *testing.T) {
 				ts.Defer(srv.Close)
 				ts.Setenv("URL", srv.URL)
 			},
+			// mkfile NAME N: a file of N pseudo-random bytes (an image
+			// larger than one write of the engine).
+			"mkfile": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: mkfile NAME N")
+				}
+				n, err := strconv.Atoi(args[1])
+				ts.Check(err)
+				b := make([]byte, n)
+				_, _ = rand.NewChaCha8([32]byte{1}).Read(b)
+				ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+			},
+			// serve-cut DIR N: serve DIR over HTTP on loopback, each
+			// response cut after N bytes of its body (Range is
+			// honoured); $CUTURL is its root.
+			"serve-cut": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: serve-cut DIR N")
+				}
+				n, err := strconv.Atoi(args[1])
+				ts.Check(err)
+				files := http.FileServer(http.Dir(ts.MkAbs(args[0])))
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					files.ServeHTTP(&cutWriter{ResponseWriter: w, left: n}, r)
+				}))
+				ts.Defer(srv.Close)
+				ts.Setenv("CUTURL", srv.URL)
+			},
 			// status FIELD VALUE: the JSON object of the last
 			// `otarun status --json` has FIELD (a string or bool) = VALUE.
 			"status": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -132,4 +161,24 @@ func TestEngineScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// cutWriter passes on at most left bytes of a body, then fails the
+// connection, as a network that drops in the middle of a download.
+type cutWriter struct {
+	http.ResponseWriter
+	left int
+}
+
+func (w *cutWriter) Write(b []byte) (int, error) {
+	if len(b) > w.left {
+		_, _ = w.ResponseWriter.Write(b[:w.left])
+		w.left = 0
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler) // ends the connection short of the Content-Length
+	}
+	w.left -= len(b)
+	return w.ResponseWriter.Write(b)
 }

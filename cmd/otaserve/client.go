@@ -287,9 +287,24 @@ func deviceDelete(f *clientFlags) *cobra.Command {
 		if err := c.call(http.MethodDelete, path, "", nil, nil); err != nil {
 			return err
 		}
+		if c.json {
+			pk, dn, _ := strings.Cut(args[0], "/")
+			return c.printJSON(deleted{Deleted: "device", ProductKey: pk, DeviceName: dn})
+		}
 		fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", args[0])
 		return nil
 	})
+}
+
+// deleted is what a delete prints with --json: the API answers a delete
+// with no body, so the command says what it deleted, in the API's names.
+type deleted struct {
+	// Deleted is device, image or campaign.
+	Deleted    string `json:"deleted"`
+	ProductKey string `json:"product_key,omitempty"`
+	DeviceName string `json:"device_name,omitempty"`
+	// ID is the image's or campaign's; IDs start at 1.
+	ID uint64 `json:"id,omitempty"`
 }
 
 // devicePath turns a PK/DN argument into the device's API path.
@@ -353,6 +368,14 @@ func deleteByID(group, short string) func(*clientFlags) *cobra.Command {
 		return clientCommand(f, "delete ID", short, cli.ExactArgs(1, "the "+group+" ID"), func(c *conn, args []string) error {
 			if err := c.call(http.MethodDelete, "/"+group+"s/"+url.PathEscape(args[0]), "", nil, nil); err != nil {
 				return err
+			}
+			if c.json {
+				// The server took the ID, so it is a number.
+				id, err := strconv.ParseUint(args[0], 10, 64)
+				if err != nil {
+					return fmt.Errorf("%s %q deleted, but the ID is not a number: %w", group, args[0], err)
+				}
+				return c.printJSON(deleted{Deleted: group, ID: id})
 			}
 			fmt.Fprintf(c.out, "deleted %s %s\n", group, args[0])
 			return nil

@@ -98,20 +98,55 @@ func New(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
-	h.mux.HandleFunc("GET "+Prefix+"/devices", h.listDevices)
-	h.mux.HandleFunc("POST "+Prefix+"/devices", h.addDevice)
-	h.mux.HandleFunc("GET "+Prefix+"/devices/{pk}/{dn}", h.getDevice)
-	h.mux.HandleFunc("DELETE "+Prefix+"/devices/{pk}/{dn}", h.deleteDevice)
-	h.mux.HandleFunc("GET "+Prefix+"/images", h.listImages)
-	h.mux.HandleFunc("POST "+Prefix+"/images", h.uploadImage)
-	h.mux.HandleFunc("GET "+Prefix+"/images/{id}", h.getImage)
-	h.mux.HandleFunc("DELETE "+Prefix+"/images/{id}", h.deleteImage)
-	h.mux.HandleFunc("GET "+Prefix+"/campaigns", h.listCampaigns)
-	h.mux.HandleFunc("POST "+Prefix+"/campaigns", h.createCampaign)
-	h.mux.HandleFunc("GET "+Prefix+"/campaigns/{id}", h.campaignStatus)
-	h.mux.HandleFunc("DELETE "+Prefix+"/campaigns/{id}", h.deleteCampaign)
-	h.mux.HandleFunc("POST "+Prefix+"/campaigns/{id}/{action}", h.campaignAction)
+	for _, r := range h.table() {
+		h.mux.HandleFunc(r.Method+" "+r.Path, r.serve)
+	}
 	return h, nil
+}
+
+// Route is one operation of the API: an HTTP method and a path in
+// net/http's pattern syntax ("/api/v1/devices/{pk}/{dn}").
+type Route struct {
+	Method string
+	Path   string
+}
+
+func (r Route) String() string { return r.Method + " " + r.Path }
+
+// route is a Route with the method that serves it.
+type route struct {
+	Route
+	serve http.HandlerFunc
+}
+
+// table is the API's one list of routes: New registers it and Routes
+// reads it, so docs/api.yaml's test sees what the server serves.
+func (h *handler) table() []route {
+	return []route{
+		{Route{http.MethodGet, Prefix + "/devices"}, h.listDevices},
+		{Route{http.MethodPost, Prefix + "/devices"}, h.addDevice},
+		{Route{http.MethodGet, Prefix + "/devices/{pk}/{dn}"}, h.getDevice},
+		{Route{http.MethodDelete, Prefix + "/devices/{pk}/{dn}"}, h.deleteDevice},
+		{Route{http.MethodGet, Prefix + "/images"}, h.listImages},
+		{Route{http.MethodPost, Prefix + "/images"}, h.uploadImage},
+		{Route{http.MethodGet, Prefix + "/images/{id}"}, h.getImage},
+		{Route{http.MethodDelete, Prefix + "/images/{id}"}, h.deleteImage},
+		{Route{http.MethodGet, Prefix + "/campaigns"}, h.listCampaigns},
+		{Route{http.MethodPost, Prefix + "/campaigns"}, h.createCampaign},
+		{Route{http.MethodGet, Prefix + "/campaigns/{id}"}, h.campaignStatus},
+		{Route{http.MethodDelete, Prefix + "/campaigns/{id}"}, h.deleteCampaign},
+		{Route{http.MethodPost, Prefix + "/campaigns/{id}/{action}"}, h.campaignAction},
+	}
+}
+
+// Routes lists the operations New's handler serves, in the order it
+// registers them.
+func Routes() []Route {
+	var out []Route
+	for _, r := range (&handler{}).table() {
+		out = append(out, r.Route)
+	}
+	return out
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

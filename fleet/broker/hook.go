@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 
@@ -130,7 +131,10 @@ func (h *accessHook) devices() []string {
 		}
 	}
 	sort.Strings(out)
-	return out
+	// A device is signed in once: while a new connection takes over its
+	// session, the old one is still here until the broker's disconnect
+	// of it reaches this hook.
+	return slices.Compact(out)
 }
 
 // clients returns the live connections of device pk/dn.
