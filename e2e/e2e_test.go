@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -700,5 +701,77 @@ func TestMixedBoardCampaign(t *testing.T) {
 		if v := r.versionOf(dn); v != "1.1.0+0" {
 			t.Errorf("otaserve has %s for %s, want 1.1.0+0", v, dn)
 		}
+	}
+}
+
+// TestTwoModuleDevice: a device of two modules, its MCU (the default
+// module, on nucleo-h743zi) and its Wi-Fi module (on b-l475e-iot01a), each
+// its own port plugin process on its own flash, run by one otarun agent
+// from device.yaml's modules list. A campaign for module wifi upgrades the
+// Wi-Fi module while the MCU's version stays, and otaserve shows each
+// module's version.
+func TestTwoModuleDevice(t *testing.T) {
+	r := newFleetRig(t)
+	httpPort, mqttPort := freePort(t), freePort(t)
+	r.otaserve(httpPort, mqttPort)
+	mcuBoard, wifiBoard := boards[0], boards[1]
+	run(t, r.dir, "otarun", "--plugin", filepath.Join(bin, "otaport-"+mcuBoard), "provision", "--key", "pub.pem", "--flash", "mcu.flash", "app-1.0.0.img")
+	run(t, r.dir, "otarun", "--plugin", filepath.Join(bin, "otaport-"+wifiBoard), "provision", "--key", "pub.pem", "--flash", "wifi.flash", "app-1.0.0.img")
+	r.serve("device", "add", "--product", "demo", "--name", "combo", "--board", mcuBoard, "--module", "wifi="+wifiBoard, "--secret", "s-combo")
+	r.deviceYAML("combo", fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort), "s-combo", fmt.Sprintf(`modules:
+  - {name: default, plugin: %s, flash: mcu.flash}
+  - {name: wifi, plugin: %s, flash: wifi.flash}
+`, filepath.Join(bin, "otaport-"+mcuBoard), filepath.Join(bin, "otaport-"+wifiBoard)))
+	agent := start(t, r.dir, "combo", nil, "otarun", "agent", "--json", "--config", "combo.yaml")
+
+	modules := func() (map[string]string, string) {
+		out := r.serve("device", "get", "demo/combo", "--json")
+		var d struct {
+			Modules []struct{ Name, Board, Version, State string }
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("device get --json: %v\n%s", err, out)
+		}
+		got := map[string]string{}
+		for _, m := range d.Modules {
+			got[m.Name] = m.Board + " " + m.Version + " " + m.State
+		}
+		return got, out
+	}
+	eventually(t, "both modules report 1.0.0+0", func() (bool, string) {
+		m, out := modules()
+		return m["default"] == mcuBoard+" 1.0.0+0 idle" && m["wifi"] == wifiBoard+" 1.0.0+0 idle", out
+	})
+
+	out := r.serve("image", "upload", "--board", wifiBoard, "app-1.1.0.img")
+	id := regexp.MustCompile(`^image (\d+):`).FindStringSubmatch(out)
+	if id == nil {
+		t.Fatalf("image upload said %q", out)
+	}
+	out = r.serve("campaign", "create", "--module", "wifi", "--image", id[1], "--target", "devices=demo/combo")
+	c := regexp.MustCompile(`^campaign (\d+): 1.1.0\+0 to module wifi of 1 devices in 1 waves, running`).FindStringSubmatch(out)
+	if c == nil {
+		t.Fatalf("campaign create said %q", out)
+	}
+	eventually(t, "the wifi campaign finished", func() (bool, string) {
+		s := r.campaignState(c[1])
+		return strings.HasSuffix(s, "finished: every wave succeeded"), s
+	})
+	m, out := modules()
+	if m["wifi"] != wifiBoard+" 1.1.0+0 idle" || m["default"] != mcuBoard+" 1.0.0+0 idle" {
+		t.Errorf("after the wifi campaign otaserve has %v, want wifi at 1.1.0+0 and the MCU still at 1.0.0+0:\n%s", m, out)
+	}
+	list := r.serve("device", "list")
+	if !regexp.MustCompile(`(?m)^demo +combo +` + mcuBoard + ` +- +1\.0\.0\+0 +idle +wifi=1\.1\.0\+0\(idle\)`).MatchString(list) {
+		t.Errorf("device list does not show both modules' versions:\n%s", list)
+	}
+	// The agent confirmed the Wi-Fi module's image, and only that one.
+	b, _ := os.ReadFile(agent.log)
+	log := string(b)
+	if !regexp.MustCompile(`"event":"confirmed","module":"wifi"[^\n]*"version":"1\.1\.0`).MatchString(log) {
+		t.Errorf("the agent's events have no confirmation of wifi 1.1.0:\n%s", tail(log, 3000))
+	}
+	if regexp.MustCompile(`"event":"confirmed","module":"default"`).MatchString(log) {
+		t.Errorf("the MCU confirmed an image it was never ordered:\n%s", tail(log, 3000))
 	}
 }

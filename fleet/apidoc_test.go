@@ -140,14 +140,14 @@ func TestAPIDoc_CoversEveryRoute(t *testing.T) {
 func TestAPIDoc_SchemasMatchTypes(t *testing.T) {
 	types := map[string]reflect.Type{}
 	for _, v := range []any{
-		api.Device{}, api.AddDevice{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
+		api.Device{}, api.AddDevice{}, api.Module{}, api.ModuleSpec{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
 		api.Progress{}, api.WaveStatus{}, api.Status{}, api.CreateCampaign{}, api.Error{}, Version{},
 	} {
 		types[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)
 	}
 	// Request bodies: a field the server defaults when absent need not be
 	// required, so there required only has to be a subset.
-	requests := map[string]bool{"AddDevice": true, "CreateCampaign": true, "Target": true}
+	requests := map[string]bool{"AddDevice": true, "CreateCampaign": true, "Target": true, "ModuleSpec": true}
 
 	for _, pkg := range []string{"api", "."} {
 		for _, name := range jsonTypes(t, pkg) {

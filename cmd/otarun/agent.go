@@ -132,6 +132,9 @@ func runAgent(ctx context.Context, e *env, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
+	if len(cfg.Modules) > 0 {
+		return runModules(ctx, e, cfg)
+	}
 	file, err := e.flashFile("agent", false)
 	if err != nil {
 		return err
@@ -153,6 +156,41 @@ func runAgent(ctx context.Context, e *env, f *agentFlags) error {
 		OnEvent: view.event,
 		Logger:  e.log,
 	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// runModules runs the agent of a device of several modules: a port plugin
+// per module, each on its own flash, as device.yaml's modules list them.
+func runModules(ctx context.Context, e *env, cfg agent.Config) error {
+	if e.opts.plugin != "" || e.opts.flash != "" {
+		return cli.Usagef("%s lists modules, each with its own plugin and flash: drop --plugin and --flash (and OTARUN_PLUGIN, OTAPORT_FLASH)", cfg.File())
+	}
+	ports := map[string]agent.Port{}
+	for i, m := range cfg.ModuleList() {
+		at := fmt.Sprintf("%s: modules[%d]", cfg.File(), i)
+		if _, err := os.Stat(m.Plugin); err != nil {
+			return fmt.Errorf("%s.plugin: %w (build it with: go build -o bin/ ./ports/...)", at, err)
+		}
+		if _, err := os.Stat(m.Flash); err != nil {
+			return fmt.Errorf("%s.flash: %w: make the module's flash with otarun provision --plugin %s --flash %s --key pub.pem IMAGE", at, err, m.Plugin, m.Flash)
+		}
+		extra, err := bootKeyEnv(m.PublicKeys)
+		if err != nil {
+			return err
+		}
+		port, err := openPluginAt(ctx, e, m.Plugin, m.PluginSHA256, at+".plugin_sha256", m.Flash, extra...)
+		if err != nil {
+			return fmt.Errorf("module %s: %w", m.Name, err)
+		}
+		defer port.Close()
+		ports[m.Name] = port
+	}
+	view := newAgentView(e.stdout, e.opts.json, agentIsTerminal(e.stdout))
+	defer view.close()
+	a, err := agent.New(agent.Options{Config: cfg, Ports: ports, OnEvent: view.event, Logger: e.log})
 	if err != nil {
 		return err
 	}
@@ -206,6 +244,9 @@ func (v *agentView) event(ev agent.Event) {
 		}
 		if v.lastPct < 0 || ev.Percent/10 != v.lastPct/10 || ev.Percent == 100 && v.lastPct != 100 {
 			v.lastPct = ev.Percent
+			if ev.Module != "" {
+				fmt.Fprintf(v.w, "[%s] ", ev.Module)
+			}
 			fmt.Fprintf(v.w, "download %3d%% (%d of %d bytes)\n", ev.Percent, ev.Offset, ev.Total)
 		}
 		return
@@ -238,6 +279,9 @@ func agentBar(pct int, off, total int64) string {
 // describeAgentEvent is an event as a line for people.
 func describeAgentEvent(ev agent.Event) string {
 	var b strings.Builder
+	if ev.Module != "" {
+		fmt.Fprintf(&b, "[%s] ", ev.Module)
+	}
 	b.WriteString(string(ev.Kind))
 	if ev.Order != 0 {
 		fmt.Fprintf(&b, " order %d", ev.Order)

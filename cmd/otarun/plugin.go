@@ -19,15 +19,21 @@ func openPlugin(ctx context.Context, e *env, flashFile string, extraEnv ...strin
 	if err := e.checkPlugin(); err != nil {
 		return nil, err
 	}
+	return openPluginAt(ctx, e, e.opts.plugin, e.opts.pluginSHA256, "--plugin-sha256", flashFile, extraEnv...)
+}
+
+// openPluginAt starts the plugin at path, which must have the SHA-256 sha
+// if that is set (shaField says where sha was given, for the error).
+func openPluginAt(ctx context.Context, e *env, path, sha, shaField, flashFile string, extraEnv ...string) (*plugin.Client, error) {
 	cfg := plugin.ClientConfig{
-		Path:   e.opts.plugin,
+		Path:   path,
 		Logger: e.log,
 		Env:    append([]string{"OTAPORT_FLASH=" + flashFile}, extraEnv...),
 	}
-	if s := strings.TrimSpace(e.opts.pluginSHA256); s != "" {
+	if s := strings.TrimSpace(sha); s != "" {
 		sum, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
 		if err != nil || len(sum) != 32 {
-			return nil, cli.Usagef("--plugin-sha256 %q: want 64 hex digits (sha256sum of the plugin file)", s)
+			return nil, cli.Usagef("%s %q: want 64 hex digits (sha256sum of the plugin file)", shaField, s)
 		}
 		cfg.SHA256 = sum
 	}

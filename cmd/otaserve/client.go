@@ -187,9 +187,18 @@ func campaignCommand() *cobra.Command {
 
 func deviceAdd(f *clientFlags) *cobra.Command {
 	var pk, dn, secret, board, grp string
-	cmd := clientCommand(f, "add --product PK --name DN --board B [--group G] [--secret S]", "register a device", cli.NoArgs, func(c *conn, _ []string) error {
+	var modules []string
+	cmd := clientCommand(f, "add --product PK --name DN --board B [--module NAME=BOARD]... [--group G] [--secret S]", "register a device", cli.NoArgs, func(c *conn, _ []string) error {
+		req := api.AddDevice{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, Board: board, Group: grp}
+		for _, m := range modules {
+			name, mb, ok := strings.Cut(m, "=")
+			if !ok || name == "" || mb == "" {
+				return cli.Usagef("--module %q: want NAME=BOARD, e.g. --module wifi=esp32-devkitc", m)
+			}
+			req.Modules = append(req.Modules, api.ModuleSpec{Name: name, Board: mb})
+		}
 		var d api.Device
-		if err := c.postJSON("/devices", api.AddDevice{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, Board: board, Group: grp}, &d); err != nil {
+		if err := c.postJSON("/devices", req, &d); err != nil {
 			return err
 		}
 		if c.json {
@@ -205,16 +214,34 @@ func deviceAdd(f *clientFlags) *cobra.Command {
 	fs.StringVar(&pk, "product", "", "product key")
 	fs.StringVar(&dn, "name", "", "device name")
 	fs.StringVar(&secret, "secret", "", "device secret (generated and printed once if absent)")
-	fs.StringVar(&board, "board", "", "board the device's images are built for")
+	fs.StringVar(&board, "board", "", "board the device's images are built for (its default module's)")
+	fs.StringArrayVar(&modules, "module", nil, "another module of the device and its board, `NAME=BOARD` (repeatable): --module wifi=esp32-devkitc")
 	fs.StringVar(&grp, "group", "", "group, for campaign targets")
 	return cmd
 }
 
 // deviceHeader is the header of the device tables; deviceRow a row.
-const deviceHeader = "PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tLAST SEEN\tLAST ERROR"
+// BOARD, VERSION and STATE are the default module's; MODULES the others'.
+const deviceHeader = "PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tMODULES\tLAST SEEN\tLAST ERROR"
 
 func deviceRow(d api.Device) []string {
-	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), when(d.LastSeen), dash(d.LastError)}
+	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), moduleSummary(d.Modules), when(d.LastSeen), dash(d.LastError)}
+}
+
+// moduleSummary lists the modules besides the default one as
+// "wifi=2.1.0(idle)", "-" for a device of one module.
+func moduleSummary(ms []api.Module) string {
+	var out []string
+	for _, m := range ms {
+		if m.Name == "default" {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%s(%s)", m.Name, dash(m.Version), m.State))
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
 }
 
 func deviceList(f *clientFlags) *cobra.Command {
@@ -360,16 +387,17 @@ func campaignCreate(f *clientFlags) *cobra.Command {
 	var (
 		imageIDs        idList
 		target, waves   string
+		module          string
 		success, errPct int
 	)
-	cmd := clientCommand(f, "create --image ID [--image ID]... --target product=PK|group=G|devices=pk/a,pk/b [--waves 1,10%,100%] [--success 80] [--error 20]",
+	cmd := clientCommand(f, "create --image ID [--image ID]... --target product=PK|group=G|devices=pk/a,pk/b [--module NAME] [--waves 1,10%,100%] [--success 80] [--error 20]",
 		"start a campaign: an image (one per board) to a target, in waves", cli.NoArgs, func(c *conn, _ []string) error {
 			t, err := parseTarget(target)
 			if err != nil {
 				return err
 			}
 			var camp api.Campaign
-			req := api.CreateCampaign{ImageIDs: imageIDs, Target: t, Waves: waves, SuccessPercent: success, ErrorPercent: errPct}
+			req := api.CreateCampaign{ImageIDs: imageIDs, Target: t, Module: module, Waves: waves, SuccessPercent: success, ErrorPercent: errPct}
 			if err := c.postJSON("/campaigns", req, &camp); err != nil {
 				return err
 			}
@@ -380,12 +408,17 @@ func campaignCreate(f *clientFlags) *cobra.Command {
 			for _, w := range camp.Waves {
 				n += len(w.Devices)
 			}
-			fmt.Fprintf(c.out, "campaign %d: %s to %d devices in %d waves, %s\n", camp.ID, versions(camp.Images), n, len(camp.Waves), camp.State)
+			of := ""
+			if camp.Module != "default" {
+				of = "module " + camp.Module + " of "
+			}
+			fmt.Fprintf(c.out, "campaign %d: %s to %s%d devices in %d waves, %s\n", camp.ID, versions(camp.Images), of, n, len(camp.Waves), camp.State)
 			return nil
 		})
 	fs := cmd.Flags()
 	fs.Var(&imageIDs, "image", "image `ID` (see image list); repeat it for a target of several boards, one image per board")
 	fs.StringVar(&target, "target", "", "product=PK, group=G or devices=pk/dn1,pk/dn2")
+	fs.StringVar(&module, "module", "default", "the module of the target devices to upgrade (the images are for its board)")
 	fs.StringVar(&waves, "waves", "100%", "cumulative wave sizes, counts or percentages: 1,10%,100%")
 	fs.IntVar(&success, "success", 80, "a wave succeeds when this percentage of its devices finished")
 	fs.IntVar(&errPct, "error", 20, "the campaign pauses when more than this percentage of a wave failed")
@@ -407,10 +440,10 @@ func campaignList(f *clientFlags) *cobra.Command {
 			for _, img := range cp.Images {
 				ids = append(ids, strconv.FormatUint(img.ID, 10))
 			}
-			rows = append(rows, []string{strconv.FormatUint(cp.ID, 10), strings.Join(ids, ","), versions(cp.Images),
+			rows = append(rows, []string{strconv.FormatUint(cp.ID, 10), strings.Join(ids, ","), versions(cp.Images), cp.Module,
 				cp.State, strconv.Itoa(len(cp.Waves)), targetString(cp.Target), dash(cp.Reason)})
 		}
-		return c.table("ID\tIMAGE\tVERSION\tSTATE\tWAVES\tTARGET\tREASON", rows)
+		return c.table("ID\tIMAGE\tVERSION\tMODULE\tSTATE\tWAVES\tTARGET\tREASON", rows)
 	})
 }
 

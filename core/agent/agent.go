@@ -22,7 +22,9 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
@@ -33,9 +35,11 @@ import (
 )
 
 // Link is the agent's side of the cloud connection; *cloud.Client is one.
+// The agent names the module and the order of every report itself, since
+// the modules of a device carry out their orders at the same time.
 type Link interface {
-	Inform(ctx context.Context, version string) error
-	Progress(ctx context.Context, step cloud.Step, desc string) error
+	InformModule(ctx context.Context, module, version string) error
+	Report(ctx context.Context, p cloud.Progress) error
 	Close() error
 }
 
@@ -52,10 +56,15 @@ type Port interface {
 type Options struct {
 	// Config is the device's configuration, already validated.
 	Config Config
-	// Port is the board's port.
+	// Port is the board's port, for a device of one module (Config lists
+	// no modules).
 	Port Port
-	// Keys are the public keys images must be signed with. Empty means the
-	// keys of Config.PublicKeys, read by New.
+	// Ports holds the port of each module of Config.Modules, by name, for a
+	// device of several.
+	Ports map[string]Port
+	// Keys are the public keys images must be signed with, for every
+	// module. Empty means the keys of each module's public_keys (or
+	// Config.PublicKeys), read by New.
 	Keys []crypto.PublicKey
 	// HTTPClient downloads images; nil means the engine's default, with
 	// Config.CA as its trust anchors.
@@ -80,9 +89,11 @@ type Options struct {
 type Event struct {
 	// Kind is one of the engine's kinds (event.State, event.Progress,
 	// event.Error) or the agent's own (event.Start ... event.Stop).
-	Kind    event.Kind `json:"event"`
-	Order   int64      `json:"order,omitempty"`
-	Version string     `json:"version,omitempty"`
+	Kind event.Kind `json:"event"`
+	// Module is the module the event is about, on a device of several.
+	Module  string `json:"module,omitempty"`
+	Order   int64  `json:"order,omitempty"`
+	Version string `json:"version,omitempty"`
 	// State is the engine's state for "state" and "progress" events.
 	State   string `json:"state,omitempty"`
 	Percent int    `json:"percent,omitempty"`
@@ -92,12 +103,57 @@ type Event struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// Agent runs one device. Create it with New and call Run once.
-type Agent struct {
-	cfg    Config
+// unit runs one module of the device: its port, its engine, its record
+// (in its own port's params) and its orders. The Agent connects to the
+// cloud for all of them and hands each its orders.
+type unit struct {
+	module string
+	cfg    Config // the device's, with the module's keys, health check and downgrade rule
 	port   Port
 	eng    *engine.Engine
 	keys   []crypto.PublicKey
+	log    *slog.Logger
+	emitFn func(Event)
+
+	orders    chan *cloud.Order
+	reconnect chan struct{}
+
+	// Set while Run runs; read by the engine's observer on the goroutine
+	// that runs the engine.
+	link     moduleLink
+	busy     bool // an order is being carried out: do not inform on reconnect
+	progress engine.Observer
+	rec      record
+	layout   hal.Layout // the board's, read at the start of Run
+}
+
+// moduleLink is a unit's view of the Link: reports carry the unit's module
+// and the id of the unit's current order.
+type moduleLink struct {
+	link   Link
+	module string
+	order  *atomic.Int64
+}
+
+func (l moduleLink) Inform(ctx context.Context, version string) error {
+	return l.link.InformModule(ctx, l.module, version)
+}
+
+func (l moduleLink) Progress(ctx context.Context, step cloud.Step, desc string) error {
+	return l.link.Report(ctx, cloud.Progress{ID: l.order.Load(), Params: cloud.ProgressParams{Step: step, Desc: desc, Module: cloud.ModuleField(l.module)}})
+}
+
+// publishTimeout bounds one report to the cloud: a report that cannot go
+// out while the link is down is dropped (the next one, or the version
+// report after the reconnection, tells the cloud where the device stands)
+// rather than holding up the upgrade.
+const publishTimeout = 5 * time.Second
+
+// Agent runs one device: one unit per module, over one connection to the
+// cloud. Create it with New and call Run once.
+type Agent struct {
+	cfg    Config
+	units  []*unit
 	dial   func(ctx context.Context, cfg cloud.Config) (Link, error)
 	adjust func(*cloud.Config)
 	log    *slog.Logger
@@ -107,72 +163,93 @@ type Agent struct {
 
 	orders    chan *cloud.Order
 	reconnect chan struct{}
-
-	// Set while Run runs; read by the engine's observer on the goroutine
-	// that runs the engine.
-	link     Link
-	busy     bool // an order is being carried out: do not inform on reconnect
-	progress engine.Observer
-	rec      record
-	layout   hal.Layout // the board's, read at the start of Run
 }
 
-// publishTimeout bounds one report to the cloud: a report that cannot go
-// out while the link is down is dropped (the next one, or the version
-// report after the reconnection, tells the cloud where the device stands)
-// rather than holding up the upgrade.
-const publishTimeout = 5 * time.Second
-
-// New checks the options and builds the agent and its engine. It does not
-// touch the port or the network.
+// New checks the options and builds the agent and an engine per module. It
+// does not touch the ports or the network.
 func New(opts Options) (*Agent, error) {
-	if opts.Port == nil {
-		return nil, errors.New("agent: no port")
-	}
-	keys := opts.Keys
-	if len(keys) == 0 {
-		var err error
-		if keys, err = loadKeys(opts.Config.PublicKeys); err != nil {
-			return nil, err
-		}
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{
-		cfg: opts.Config, port: opts.Port, keys: keys, dial: opts.Dial, adjust: opts.CloudConfig,
-		log: log, onEv: opts.OnEvent,
+		cfg: opts.Config, dial: opts.Dial, adjust: opts.CloudConfig, log: log, onEv: opts.OnEvent,
 		orders:    make(chan *cloud.Order, 16),
 		reconnect: make(chan struct{}, 1),
 	}
 	if a.dial == nil {
 		a.dial = func(ctx context.Context, cfg cloud.Config) (Link, error) { return cloud.Dial(ctx, cfg) }
 	}
-	eo := opts.Engine
-	eo.Keys = keys
-	eo.AllowDowngrade = opts.Config.AllowDowngrade
-	eo.Logger = log.With("part", "engine")
-	eo.Observer = engine.ObserverFunc(a.engineEvent)
-	eo.HTTPClient = opts.HTTPClient
-	if eo.HTTPClient == nil && opts.Config.CA != "" {
+	httpClient := opts.HTTPClient
+	if httpClient == nil && opts.Config.CA != "" {
 		pem, err := os.ReadFile(opts.Config.CA)
 		if err != nil {
 			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("ca"), err)
 		}
-		hc, err := engine.NewHTTPClient(pem)
-		if err != nil {
+		if httpClient, err = engine.NewHTTPClient(pem); err != nil {
 			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("ca"), err)
 		}
-		eo.HTTPClient = hc
 	}
-	eng, err := engine.New(opts.Port, opts.Port, eo)
+	several := len(opts.Config.Modules) > 0
+	for i, m := range opts.Config.ModuleList() {
+		port := opts.Port
+		if several {
+			if port = opts.Ports[m.Name]; port == nil {
+				return nil, fmt.Errorf("agent: %s: no port for module %s", opts.Config.where(fmt.Sprintf("modules[%d]", i)), m.Name)
+			}
+		}
+		if port == nil {
+			return nil, errors.New("agent: no port")
+		}
+		u, err := a.newUnit(opts, m, port, httpClient, several)
+		if err != nil {
+			if several {
+				return nil, fmt.Errorf("module %s: %w", m.Name, err)
+			}
+			return nil, err
+		}
+		a.units = append(a.units, u)
+	}
+	return a, nil
+}
+
+// newUnit builds the unit of module m over port.
+func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client, several bool) (*unit, error) {
+	keys := opts.Keys
+	if len(keys) == 0 {
+		var err error
+		if keys, err = loadKeys(m.PublicKeys); err != nil {
+			return nil, err
+		}
+	}
+	cfg := opts.Config
+	cfg.PublicKeys, cfg.HealthCheck, cfg.AllowDowngrade = m.PublicKeys, *m.HealthCheck, *m.AllowDowngrade
+	u := &unit{
+		module: m.Name, cfg: cfg, port: port, keys: keys, log: a.log,
+		orders:    make(chan *cloud.Order, 16),
+		reconnect: make(chan struct{}, 1),
+	}
+	u.emitFn = a.emit
+	if several {
+		u.log = a.log.With("module", m.Name)
+		u.emitFn = func(ev Event) {
+			ev.Module = m.Name
+			a.emit(ev)
+		}
+	}
+	eo := opts.Engine
+	eo.Keys = keys
+	eo.AllowDowngrade = cfg.AllowDowngrade
+	eo.Logger = u.log.With("part", "engine")
+	eo.Observer = engine.ObserverFunc(u.engineEvent)
+	eo.HTTPClient = hc
+	eng, err := engine.New(port, port, eo)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a.eng = eng
-	a.progress = engine.Throttle(engine.ObserverFunc(a.reportProgress), opts.Config.reportInterval(), nil)
-	return a, nil
+	u.eng = eng
+	u.progress = engine.Throttle(engine.ObserverFunc(u.reportProgress), cfg.reportInterval(), nil)
+	return u, nil
 }
 
 func (a *Agent) emit(ev Event) {
@@ -184,36 +261,20 @@ func (a *Agent) emit(ev Event) {
 	a.onEv(ev)
 }
 
-// Run runs the agent until ctx ends: recover, connect, finish what was
-// left, report the running version, then take orders. It returns nil when
-// ctx ends, with the engine's state persisted (a download resumes at the
-// next start); an error when the device cannot run at all (no port, no
-// broker at the start, a state store that fails).
+func (a *unit) emit(ev Event) { a.emitFn(ev) }
+
+// Run runs the agent until ctx ends: recover each module, connect, finish
+// what each module was left doing, report each module's running version,
+// then take orders, each module's on its own. It returns nil when ctx ends,
+// with the engines' state persisted (a download resumes at the next
+// start); an error when the device cannot run at all (no port, no broker
+// at the start, a state store that fails).
 func (a *Agent) Run(ctx context.Context) error {
-	var err error
-	if a.rec, err = loadRecord(ctx, a.eng); err != nil {
-		return err
+	for _, u := range a.units {
+		if err := u.prepare(ctx); err != nil {
+			return err
+		}
 	}
-	info, err := a.port.Describe(ctx)
-	if err != nil {
-		return fmt.Errorf("describe the port: %w", err)
-	}
-	a.layout = info.Layout
-	dev, err := a.device(ctx)
-	if err != nil {
-		return err
-	}
-	a.emit(Event{Kind: event.Start, Version: dev.Running, Message: "board " + dev.Board})
-	a.log.Info("agent starting", "board", dev.Board, "version", dev.Running, "pending", a.rec.Phase)
-
-	// What the engine left: reconcile its record with what the bootloader
-	// did at this power-on.
-	if st, err := a.eng.Recover(ctx); err != nil {
-		a.log.Warn("recover", "err", err)
-	} else {
-		a.emit(Event{Kind: event.State, State: string(st.State), Version: st.Image, Message: "at start"})
-	}
-
 	cc := cloud.Config{
 		Broker:    a.cfg.Broker,
 		Identity:  cloud.Identity{ProductKey: a.cfg.Identity.ProductKey, DeviceName: a.cfg.Identity.DeviceName},
@@ -237,6 +298,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 		OnError: func(err error) { a.log.Warn("cloud", "err", err) },
 	}
+	var err error
 	if cc.Identity.DeviceSecret, err = a.cfg.secret(); err != nil {
 		return err
 	}
@@ -247,36 +309,138 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return a.stopped(ctx, err)
 	}
-	a.link = link
 	defer link.Close()
 	a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, len(a.units))
+	for _, u := range a.units {
+		u.link = moduleLink{link: link, module: u.module, order: new(atomic.Int64)}
+		go func() {
+			err := u.loop(uctx)
+			if err != nil {
+				cancel() // the device cannot run: stop the other modules too
+			}
+			done <- err
+		}()
+	}
+	var first error
+	running := len(a.units)
+	for running > 0 {
+		select {
+		case err := <-done:
+			running--
+			if first == nil {
+				first = err // units return nil when ctx ends, so this is the cause
+			}
+		case <-a.reconnect:
+			// The platform wants the version after every connection
+			// (AliOS Things issue #1805), every module's.
+			a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
+			for _, u := range a.units {
+				select {
+				case u.reconnect <- struct{}{}:
+				default:
+				}
+			}
+		case o := <-a.orders:
+			a.route(uctx, link, o)
+		}
+	}
+	return a.stopped(ctx, first)
+}
+
+// route hands an order to its module's unit, or refuses an order for a
+// module the device does not have.
+func (a *Agent) route(ctx context.Context, link Link, o *cloud.Order) {
+	name := o.Module()
+	var have []string
+	for _, u := range a.units {
+		if u.module == name {
+			select {
+			case u.orders <- o:
+			default:
+				u.log.Warn("order dropped: too many orders waiting", "id", o.ID)
+			}
+			return
+		}
+		have = append(have, u.module)
+	}
+	msg := fmt.Sprintf("no module %q on this device (it has %s): send the order for one of those", name, strings.Join(have, ", "))
+	a.emit(Event{Kind: event.Refused, Module: name, Order: o.ID, Version: o.Data.Version, Error: msg})
+	a.log.Warn("order refused", "id", o.ID, "module", name, "reason", msg)
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := link.Report(pctx, cloud.NewFailure(o.ID, cloud.StepUpgradeFailed, msg).WithModule(name)); err != nil {
+		a.log.Warn("progress not sent", "err", err)
+	}
+}
+
+// prepare reads the unit's record and port and reconciles the engine's
+// record with what the bootloader did at this power-on, before the agent
+// connects.
+func (a *unit) prepare(ctx context.Context) error {
+	var err error
+	if a.rec, err = loadRecord(ctx, a.eng); err != nil {
+		return err
+	}
+	info, err := a.port.Describe(ctx)
+	if err != nil {
+		return fmt.Errorf("describe the port: %w", err)
+	}
+	a.layout = info.Layout
+	dev, err := a.device(ctx)
+	if err != nil {
+		return err
+	}
+	a.emit(Event{Kind: event.Start, Version: dev.Running, Message: "board " + dev.Board})
+	a.log.Info("agent starting", "board", dev.Board, "version", dev.Running, "pending", a.rec.Phase)
+	if st, err := a.eng.Recover(ctx); err != nil {
+		a.log.Warn("recover", "err", err)
+	} else {
+		a.emit(Event{Kind: event.State, State: string(st.State), Version: st.Image, Message: "at start"})
+	}
+	return nil
+}
+
+// loop finishes what the unit was left doing, reports its version and takes
+// its orders until ctx ends (nil) or the module cannot go on (an error).
+func (a *unit) loop(ctx context.Context) error {
+	if a.rec.Order != nil {
+		a.link.order.Store(a.rec.Order.ID)
+	}
 	// Finish an order that a reboot or a stop interrupted before the
 	// version is reported: the cloud reads the old version from a device
 	// that has started on an order as a rollback.
 	if err := a.drive(ctx); err != nil {
-		return a.stopped(ctx, err)
+		return quiet(ctx, err)
 	}
 	if err := a.inform(ctx); err != nil {
-		return a.stopped(ctx, err)
+		return quiet(ctx, err)
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return a.stopped(ctx, nil)
+			return nil
 		case <-a.reconnect:
-			// The platform wants the version after every connection
-			// (AliOS Things issue #1805).
-			a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 			if err := a.inform(ctx); err != nil {
-				return a.stopped(ctx, err)
+				return quiet(ctx, err)
 			}
 		case o := <-a.orders:
 			if err := a.handle(ctx, o); err != nil {
-				return a.stopped(ctx, err)
+				return quiet(ctx, err)
 			}
 		}
 	}
+}
+
+// quiet is nil for an error that only says ctx ended.
+func quiet(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // connect dials the cloud until it answers or ctx ends: a device keeps
@@ -309,14 +473,16 @@ func (a *Agent) connect(ctx context.Context, cc cloud.Config) (Link, error) {
 func (a *Agent) stopped(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		a.emit(Event{Kind: event.Stop, Message: "stopped; state saved"})
-		a.log.Info("agent stopped", "phase", a.rec.Phase)
+		for _, u := range a.units {
+			u.log.Info("agent stopped", "phase", u.rec.Phase)
+		}
 		return nil
 	}
 	return err
 }
 
 // device describes the board for CheckOrder.
-func (a *Agent) device(ctx context.Context) (Device, error) {
+func (a *unit) device(ctx context.Context) (Device, error) {
 	info, err := a.port.Describe(ctx)
 	if err != nil {
 		return Device{}, fmt.Errorf("describe the port: %w", err)
@@ -340,7 +506,7 @@ func (a *Agent) device(ctx context.Context) (Device, error) {
 }
 
 // inform reports the running version.
-func (a *Agent) inform(ctx context.Context) error {
+func (a *unit) inform(ctx context.Context) error {
 	dev, err := a.device(ctx)
 	if err != nil {
 		return err
@@ -362,7 +528,7 @@ func (a *Agent) inform(ctx context.Context) error {
 
 // report sends a progress step for the current order; failures to send are
 // logged, not fatal.
-func (a *Agent) report(ctx context.Context, step cloud.Step, desc string) {
+func (a *unit) report(ctx context.Context, step cloud.Step, desc string) {
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if err := a.link.Progress(pctx, step, desc); err != nil {
@@ -372,7 +538,7 @@ func (a *Agent) report(ctx context.Context, step cloud.Step, desc string) {
 
 // engineEvent is the engine's observer: every event goes to the watcher,
 // progress also (throttled) to the cloud.
-func (a *Agent) engineEvent(ev engine.Event) {
+func (a *unit) engineEvent(ev engine.Event) {
 	a.emit(Event{Kind: ev.Kind, State: string(ev.State), Version: ev.Version, Percent: ev.Percent,
 		Offset: ev.Offset, Total: ev.Total, Message: ev.Message, Error: ev.Error})
 	if ev.Kind == event.Progress || ev.Kind == event.State {
@@ -382,9 +548,9 @@ func (a *Agent) engineEvent(ev engine.Event) {
 
 // reportProgress sends a download percentage to the cloud (through the
 // throttle: at most once a percent, at least every report interval).
-func (a *Agent) reportProgress(ev engine.Event) {
+func (a *unit) reportProgress(ev engine.Event) {
 	// 0 went out when the order was accepted.
-	if ev.Kind != event.Progress || ev.Percent <= 0 || a.link == nil || !a.busy {
+	if ev.Kind != event.Progress || ev.Percent <= 0 || a.link.link == nil || !a.busy {
 		return
 	}
 	a.report(context.Background(), cloud.StepPercent(ev.Percent), "downloading")
@@ -392,7 +558,7 @@ func (a *Agent) reportProgress(ev engine.Event) {
 
 // save persists the agent's record. While an order is in hand every save is
 // a state change that counts against MaxStateChanges.
-func (a *Agent) save(ctx context.Context, phase Phase) error {
+func (a *unit) save(ctx context.Context, phase Phase) error {
 	if a.rec.Order != nil {
 		a.rec.Phase = phase
 		a.rec.Changes++
@@ -403,7 +569,8 @@ func (a *Agent) save(ctx context.Context, phase Phase) error {
 }
 
 // handle takes one order.
-func (a *Agent) handle(ctx context.Context, o *cloud.Order) error {
+func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
+	a.link.order.Store(o.ID)
 	a.emit(Event{Kind: event.Order, Order: o.ID, Version: o.Data.Version, Total: o.Data.Size})
 	if f, ok := a.rec.failedBefore(o); ok {
 		msg := fmt.Sprintf("not retried: %s failed on this device: %s", o.Data.Version, f.Reason)
@@ -474,7 +641,7 @@ func stepOf(err error) cloud.Step {
 
 // fail ends the current order as failed: it is remembered (so the same
 // image is not tried again), reported, and the running version informed.
-func (a *Agent) fail(ctx context.Context, step cloud.Step, reason string) error {
+func (a *unit) fail(ctx context.Context, step cloud.Step, reason string) error {
 	o := a.rec.Order
 	if o == nil {
 		return nil
@@ -483,7 +650,7 @@ func (a *Agent) fail(ctx context.Context, step cloud.Step, reason string) error 
 }
 
 // failWith is fail with the failure to remember made by the caller.
-func (a *Agent) failWith(ctx context.Context, f failure) error {
+func (a *unit) failWith(ctx context.Context, f failure) error {
 	o := a.rec.Order
 	step, reason := f.Step, f.Reason
 	a.rec.remember(f)
@@ -498,7 +665,7 @@ func (a *Agent) failWith(ctx context.Context, f failure) error {
 }
 
 // succeed ends the current order as done: the new version runs, confirmed.
-func (a *Agent) succeed(ctx context.Context) error {
+func (a *unit) succeed(ctx context.Context) error {
 	o := a.rec.Order
 	if o == nil {
 		return nil
@@ -522,7 +689,7 @@ func (a *Agent) succeed(ctx context.Context) error {
 // next start; MaxStateChanges stops a device that keeps coming back to the
 // same step, and countReset one that the agent would reset in a loop, across
 // restarts too.
-func (a *Agent) drive(ctx context.Context) error {
+func (a *unit) drive(ctx context.Context) error {
 	a.busy = a.rec.Order != nil
 	defer func() { a.busy = false }()
 	reinstalled := false
@@ -637,7 +804,7 @@ func (a *Agent) drive(ctx context.Context) error {
 
 // failOrReturn ends the current order with err, or returns err when there
 // is no order or ctx ended.
-func (a *Agent) failOrReturn(ctx context.Context, err error) error {
+func (a *unit) failOrReturn(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -656,7 +823,7 @@ var errLoop = errors.New("state loop guard")
 // st, or refuses it with errLoop: at most MaxRebootsPerImage for one image
 // across agent restarts, and at most boot_attempts+1 in a row that bring
 // the engine back to the state it was in.
-func (a *Agent) countReset(st engine.Status) error {
+func (a *unit) countReset(st engine.Status) error {
 	img := st.Image
 	if img == "" {
 		img = "(unknown image)"
@@ -683,7 +850,7 @@ func (a *Agent) countReset(st engine.Status) error {
 // looping ends what the state loop guard stopped: the order in hand fails
 // with the guard's words; without an order the device stays as it is, said
 // once per start.
-func (a *Agent) looping(ctx context.Context, err error) error {
+func (a *unit) looping(ctx context.Context, err error) error {
 	if a.rec.Order != nil {
 		return a.fail(ctx, cloud.StepUpgradeFailed, err.Error())
 	}
@@ -702,7 +869,7 @@ func orNone(v string) string {
 // reboot resets the device through the port. On the emulated board the
 // simulated bootloader runs and the agent goes on as the image it booted;
 // on hardware the process ends here and the next start resumes.
-func (a *Agent) reboot(ctx context.Context) (hal.RebootResult, error) {
+func (a *unit) reboot(ctx context.Context) (hal.RebootResult, error) {
 	a.emit(Event{Kind: event.Reboot, Message: "rebooting"})
 	res, err := a.port.Reboot(ctx)
 	if err != nil {
@@ -726,7 +893,7 @@ func (a *Agent) reboot(ctx context.Context) (hal.RebootResult, error) {
 // rolls back and reboots into the old one. Where there is no old image
 // (single bank, or a port that cannot roll back) it keeps the image, see
 // keep.
-func (a *Agent) check(ctx context.Context, o *orderRecord, st engine.Status) error {
+func (a *unit) check(ctx context.Context, o *orderRecord, st engine.Status) error {
 	if err := a.save(ctx, PhaseChecking); err != nil {
 		return err
 	}
@@ -786,7 +953,7 @@ func (a *Agent) check(ctx context.Context, o *orderRecord, st engine.Status) err
 // unconfirmed, until an order for another version replaces it. Nothing
 // claims a rollback: there was none. why says why there is no return, with
 // %s for the image replaced.
-func (a *Agent) keep(ctx context.Context, o *orderRecord, dev Device, herr error, why string) error {
+func (a *unit) keep(ctx context.Context, o *orderRecord, dev Device, herr error, why string) error {
 	prev := "the old image"
 	if o != nil && o.From != "" {
 		prev = o.From

@@ -195,6 +195,27 @@ func (r *rig) sign(v string) []byte {
 // order publishes an order for a new image of version v and returns it.
 func (r *rig) order(id int64, v string, edit func(*cloud.Order)) *cloud.Order {
 	r.t.Helper()
+	o := r.newOrder(id, v, edit)
+	r.publish(o)
+	return o
+}
+
+// publish sends an order to the device through the rig's broker.
+func (r *rig) publish(o *cloud.Order) {
+	r.t.Helper()
+	b, err := cloud.Marshal(o)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.broker.Publish(cloud.Topics(pk, dn).Upgrade, b); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// newOrder makes an order for a new image of version v, served by the
+// rig's firmware server, without sending it.
+func (r *rig) newOrder(id int64, v string, edit func(*cloud.Order)) *cloud.Order {
+	r.t.Helper()
 	img := r.sign(v)
 	path := "/firmware/" + v
 	r.mu.Lock()
@@ -210,13 +231,6 @@ func (r *rig) order(id int64, v string, edit func(*cloud.Order)) *cloud.Order {
 	}
 	if edit != nil {
 		edit(o)
-	}
-	b, err := cloud.Marshal(o)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := r.broker.Publish(cloud.Topics(pk, dn).Upgrade, b); err != nil {
-		r.t.Fatal(err)
 	}
 	return o
 }
@@ -237,16 +251,20 @@ func (r *rig) config() agent.Config {
 // start runs an agent on the rig until the returned stop is called.
 func (r *rig) start(cfg agent.Config) (stop func()) {
 	r.t.Helper()
-	a, err := agent.New(agent.Options{
-		Config: cfg,
-		Port:   r.dev,
-		Engine: engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, RetryBackoff: 10 * time.Millisecond},
-		OnEvent: func(ev agent.Event) {
-			r.mu.Lock()
-			r.events = append(r.events, ev)
-			r.mu.Unlock()
-		},
-	})
+	return r.startWith(agent.Options{Config: cfg, Port: r.dev})
+}
+
+// startWith is start with the options' config and ports; the rig sets the
+// engine's options and the event watcher.
+func (r *rig) startWith(opts agent.Options) (stop func()) {
+	r.t.Helper()
+	opts.Engine = engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 8 << 10, RetryBackoff: 10 * time.Millisecond}
+	opts.OnEvent = func(ev agent.Event) {
+		r.mu.Lock()
+		r.events = append(r.events, ev)
+		r.mu.Unlock()
+	}
+	a, err := agent.New(opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}

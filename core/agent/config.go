@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -61,9 +62,16 @@ type Config struct {
 	// AllowDowngrade accepts an order for a version older than or equal to
 	// the running one. The security counter is checked regardless.
 	AllowDowngrade bool `yaml:"allow_downgrade"`
-	// Module is the module reported in inform and progress (newer SDKs);
-	// empty for the default module.
+	// Module names the device's one module in inform and progress (newer
+	// SDKs); empty for the default module ("default"). A device of several
+	// modules lists them in Modules instead.
 	Module string `yaml:"module"`
+	// Modules lists the modules of a device made of several upgradable
+	// parts (an MCU and a Wi-Fi module), each with its own port plugin,
+	// flash and versions, and with the device's public_keys, health_check
+	// and allow_downgrade unless it sets its own. Absent, the device is one
+	// module on the port given on the command line.
+	Modules []ModuleConfig `yaml:"modules"`
 	// SignForm is the layout of the MQTT sign-in: "doc" (the default: the
 	// platform documentation's, signed with the current time) or "sdk" (the
 	// C SDK v3's, signed with its fixed timestamp, so the password never
@@ -73,6 +81,35 @@ type Config struct {
 
 	// file is where the configuration was read from, for error messages.
 	file string
+}
+
+// ModuleConfig is one module of a device of several, an element of
+// device.yaml's modules:
+//
+//	modules:
+//	  - name: default                  # the MCU: orders without a module field
+//	    plugin: bin/otaport-nucleo-h743zi
+//	    flash: mcu.flash
+//	  - name: wifi
+//	    plugin: bin/otaport-b-l475e-iot01a
+//	    flash: wifi.flash
+//	    public_keys: [wifi-pub.pem]
+//	    health_check: {command: [wifi-selftest], timeout: 20s}
+type ModuleConfig struct {
+	// Name is the module's name in orders, inform and progress; "default"
+	// is the module that orders without a module field are for.
+	Name string `yaml:"name"`
+	// Plugin is the module's port plugin (otaport-<board>).
+	Plugin string `yaml:"plugin"`
+	// PluginSHA256, if set, is the hex SHA-256 the plugin file must have.
+	PluginSHA256 string `yaml:"plugin_sha256"`
+	// Flash is the module's flash file (the emulated module's flash).
+	Flash string `yaml:"flash"`
+	// PublicKeys, HealthCheck and AllowDowngrade replace the device's own
+	// for this module when set.
+	PublicKeys     []string     `yaml:"public_keys"`
+	HealthCheck    *HealthCheck `yaml:"health_check"`
+	AllowDowngrade *bool        `yaml:"allow_downgrade"`
 }
 
 // IdentityConfig is the identity part of device.yaml.
@@ -179,6 +216,16 @@ func unknownFields(n *yaml.Node, t reflect.Type, path, name string) []error {
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 		return unknownFields(n.Content[0], t, path, name)
 	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice {
+		var errs []error
+		for i, e := range n.Content {
+			errs = append(errs, unknownFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), name)...)
+		}
+		return errs
+	}
 	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
 		return nil // the decoder says what is wrong with the shape
 	}
@@ -236,6 +283,22 @@ func (c *Config) resolve(dir string) {
 	for i, k := range c.PublicKeys {
 		c.PublicKeys[i] = rel(k)
 	}
+	for i := range c.Modules {
+		m := &c.Modules[i]
+		m.Plugin, m.Flash = rel(m.Plugin), rel(m.Flash)
+		for j, k := range m.PublicKeys {
+			m.PublicKeys[j] = rel(k)
+		}
+	}
+}
+
+// File is the file the configuration was read from; "device.yaml" when it
+// was not read from a file.
+func (c *Config) File() string {
+	if c.file == "" {
+		return "device.yaml"
+	}
+	return c.file
 }
 
 // where names the source of the configuration for an error message.
@@ -274,19 +337,12 @@ func (c *Config) Validate() error {
 	if id.DeviceSecret != "" && id.DeviceSecretFile != "" {
 		bad("identity.device_secret_file", "set together with identity.device_secret: keep one")
 	}
-	if len(c.PublicKeys) == 0 {
+	if len(c.PublicKeys) == 0 && !c.everyModuleHasKeys() {
 		bad("public_keys", "none: list the PEM public key(s) images are signed with (--key pub.pem)")
 	}
-	for i, k := range c.PublicKeys {
-		if strings.TrimSpace(k) == "" {
-			bad(fmt.Sprintf("public_keys[%d]", i), "empty file name")
-		}
-	}
-	if h := c.HealthCheck; len(h.Command) == 0 && h.Timeout != 0 {
-		bad("health_check.timeout", "set without health_check.command")
-	} else if len(h.Command) > 0 && strings.TrimSpace(h.Command[0]) == "" {
-		bad("health_check.command", "the program name (first element) is empty")
-	}
+	checkKeys(bad, "", c.PublicKeys)
+	checkHealth(bad, "", c.HealthCheck)
+	c.validateModules(bad)
 	if c.ReportInterval != 0 && time.Duration(c.ReportInterval) < 100*time.Millisecond {
 		bad("report_interval", "%v is too short: progress would flood the broker; use 1s or more", c.ReportInterval)
 	}
@@ -299,6 +355,102 @@ func (c *Config) Validate() error {
 		bad("keep_alive", "%v: the platform accepts %v to %v", k, cloud.MinKeepAlive, cloud.MaxKeepAlive)
 	}
 	return errors.Join(errs...)
+}
+
+// checkKeys checks a list of key files; prefix is the place of the list's
+// owner ("" or "modules[1].").
+func checkKeys(bad func(field, format string, a ...any), prefix string, keys []string) {
+	for i, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			bad(fmt.Sprintf("%spublic_keys[%d]", prefix, i), "empty file name")
+		}
+	}
+}
+
+// checkHealth checks a health check; prefix as for checkKeys.
+func checkHealth(bad func(field, format string, a ...any), prefix string, h HealthCheck) {
+	if len(h.Command) == 0 && h.Timeout != 0 {
+		bad(prefix+"health_check.timeout", "set without %shealth_check.command", prefix)
+	} else if len(h.Command) > 0 && strings.TrimSpace(h.Command[0]) == "" {
+		bad(prefix+"health_check.command", "the program name (first element) is empty")
+	}
+}
+
+// everyModuleHasKeys reports whether modules are listed and each has its
+// own public_keys, so the device needs none.
+func (c *Config) everyModuleHasKeys() bool {
+	for _, m := range c.Modules {
+		if len(m.PublicKeys) == 0 {
+			return false
+		}
+	}
+	return len(c.Modules) > 0
+}
+
+// validateModules checks the module of a device of one module, or the
+// modules list of a device of several.
+func (c *Config) validateModules(bad func(field, format string, a ...any)) {
+	if c.Module != "" {
+		if err := cloud.CheckModule(c.Module); err != nil {
+			bad("module", "%v", err)
+		}
+		if len(c.Modules) > 0 {
+			bad("module", "set together with modules: name each module in modules[].name and drop module")
+		}
+	}
+	names, flashes := map[string]int{}, map[string]int{}
+	for i, m := range c.Modules {
+		at := fmt.Sprintf("modules[%d].", i)
+		if m.Name == "" {
+			bad(at+"name", "not set: name the module as orders name it (\"default\" for the one orders without a module are for, e.g. the MCU; \"wifi\" ...)")
+		} else if err := cloud.CheckModule(m.Name); err != nil {
+			bad(at+"name", "%v", err)
+		} else if j, dup := names[m.Name]; dup {
+			bad(at+"name", "%q is modules[%d].name too: give each module its own name", m.Name, j)
+		} else {
+			names[m.Name] = i
+		}
+		if strings.TrimSpace(m.Plugin) == "" {
+			bad(at+"plugin", "not set: give the module's port plugin, e.g. bin/otaport-<board> (build it with go build -o bin/ ./ports/...)")
+		}
+		if strings.TrimSpace(m.Flash) == "" {
+			bad(at+"flash", "not set: give the module's flash file, e.g. %s.flash (otarun provision --flash FILE makes one)", cmp.Or(m.Name, "module"))
+		} else if j, dup := flashes[m.Flash]; dup {
+			bad(at+"flash", "%s is modules[%d].flash too: each module has its own flash", m.Flash, j)
+		} else {
+			flashes[m.Flash] = i
+		}
+		checkKeys(bad, at, m.PublicKeys)
+		if m.HealthCheck != nil {
+			checkHealth(bad, at, *m.HealthCheck)
+		}
+	}
+}
+
+// ModuleList returns the device's modules with the device's settings
+// filled in where a module sets none: the modules of modules:, or the one
+// module of a device.yaml without it (named by module:, or "default", with
+// no plugin or flash: the command line gives them).
+func (c *Config) ModuleList() []ModuleConfig {
+	if len(c.Modules) == 0 {
+		hc := c.HealthCheck
+		return []ModuleConfig{{Name: cloud.ModuleName(c.Module), PublicKeys: c.PublicKeys, HealthCheck: &hc, AllowDowngrade: &c.AllowDowngrade}}
+	}
+	out := make([]ModuleConfig, len(c.Modules))
+	for i, m := range c.Modules {
+		if len(m.PublicKeys) == 0 {
+			m.PublicKeys = c.PublicKeys
+		}
+		if m.HealthCheck == nil {
+			hc := c.HealthCheck
+			m.HealthCheck = &hc
+		}
+		if m.AllowDowngrade == nil {
+			m.AllowDowngrade = &c.AllowDowngrade
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // secret returns the device secret, reading DeviceSecretFile if set.

@@ -125,6 +125,7 @@ func TestSecret_FromFile(t *testing.T) {
 // what parses survives Validate without a panic.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
+	f.Add([]byte(modulesConfig))
 	f.Add([]byte("health_check: {command: [], timeout: 1h}"))
 	f.Add([]byte("a: &x [*x]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -137,4 +138,118 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		_ = c.Validate()
 	})
+}
+
+const modulesConfig = `
+broker: tcp://127.0.0.1:1883
+identity: {product_key: demo, device_name: dev-1, device_secret: s3cret}
+public_keys: [pub.pem]
+health_check: {command: [true]}
+modules:
+  - name: default
+    plugin: bin/otaport-nucleo-h743zi
+    flash: mcu.flash
+  - name: wifi
+    plugin: bin/otaport-esp32-devkitc
+    flash: wifi.flash
+    public_keys: [wifi.pem]
+    health_check: {command: [wifi-selftest], timeout: 20s}
+    allow_downgrade: true
+`
+
+func TestLoadConfig_Modules(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "device.yaml")
+	if err := os.WriteFile(path, []byte(modulesConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	ms := c.ModuleList()
+	if len(ms) != 2 {
+		t.Fatalf("ModuleList = %+v", ms)
+	}
+	mcu, wifi := ms[0], ms[1]
+	checks := []struct {
+		what, got, want string
+	}{
+		{"mcu name", mcu.Name, "default"},
+		{"mcu plugin", mcu.Plugin, filepath.Join(dir, "bin/otaport-nucleo-h743zi")},
+		{"mcu flash", mcu.Flash, filepath.Join(dir, "mcu.flash")},
+		{"mcu keys (the device's)", strings.Join(mcu.PublicKeys, ","), filepath.Join(dir, "pub.pem")},
+		{"mcu health (the device's)", strings.Join(mcu.HealthCheck.Command, " "), "true"},
+		{"wifi keys (its own)", strings.Join(wifi.PublicKeys, ","), filepath.Join(dir, "wifi.pem")},
+		{"wifi health (its own)", strings.Join(wifi.HealthCheck.Command, " ") + " " + wifi.HealthCheck.Timeout.String(), "wifi-selftest 20s"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %q, want %q", ch.what, ch.got, ch.want)
+		}
+	}
+	if *mcu.AllowDowngrade || !*wifi.AllowDowngrade {
+		t.Errorf("allow_downgrade: mcu %v, wifi %v; want false, true", *mcu.AllowDowngrade, *wifi.AllowDowngrade)
+	}
+}
+
+// TestModuleList_OneModule: a device.yaml of today is one module, "default"
+// or the one its module field names.
+func TestModuleList_OneModule(t *testing.T) {
+	for module, want := range map[string]string{"": "default", "MCU": "MCU"} {
+		c, err := ParseConfig([]byte(goodConfig+"module: "+module+"\n"), "device.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		ms := c.ModuleList()
+		if len(ms) != 1 || ms[0].Name != want || ms[0].Plugin != "" || len(ms[0].PublicKeys) != 1 {
+			t.Errorf("module %q: ModuleList = %+v, want one module %s on the command line's plugin", module, ms, want)
+		}
+	}
+}
+
+func TestValidate_Modules(t *testing.T) {
+	cases := []struct {
+		name, edit, want string
+	}{
+		{"module and modules", "module: MCU\n", "device.yaml: module: set together with modules"},
+		{"no name", "  - plugin: p\n    flash: f\n", "device.yaml: modules[2].name: not set"},
+		{"bad name", "  - {name: wi fi, plugin: p, flash: f}\n", `device.yaml: modules[2].name: module "wi fi": use letters`},
+		{"same name", "  - {name: wifi, plugin: p, flash: f}\n", `device.yaml: modules[2].name: "wifi" is modules[1].name too`},
+		{"no plugin", "  - {name: bt, flash: f}\n", "device.yaml: modules[2].plugin: not set: give the module's port plugin"},
+		{"no flash", "  - {name: bt, plugin: p}\n", "device.yaml: modules[2].flash: not set: give the module's flash file, e.g. bt.flash"},
+		{"same flash", "  - {name: bt, plugin: p, flash: wifi.flash}\n", "device.yaml: modules[2].flash: wifi.flash is modules[1].flash too"},
+		{"empty key", "  - {name: bt, plugin: p, flash: f, public_keys: [\" \"]}\n", "device.yaml: modules[2].public_keys[0]: empty file name"},
+		{"timeout alone", "  - {name: bt, plugin: p, flash: f, health_check: {timeout: 1s}}\n", "device.yaml: modules[2].health_check.timeout: set without modules[2].health_check.command"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text := modulesConfig + c.edit
+			if strings.HasPrefix(c.edit, "module:") {
+				text = c.edit + modulesConfig
+			}
+			cfg, err := ParseConfig([]byte(text), "device.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Validate: %v, want an error with %q", err, c.want)
+			}
+		})
+	}
+	// A typo inside a module is named with its place in the list.
+	_, err := ParseConfig([]byte(modulesConfig+"  - {name: bt, plugn: p}\n"), "device.yaml")
+	if err == nil || !strings.Contains(err.Error(), "device.yaml:16: modules[2].plugn: unknown field; did you mean plugin?") {
+		t.Errorf("typo in a module: %v", err)
+	}
+	_, err = ParseConfig([]byte(modulesConfig+"  - {name: bt, health_check: {comand: [x]}}\n"), "device.yaml")
+	if err == nil || !strings.Contains(err.Error(), "modules[2].health_check.comand: unknown field; did you mean command?") {
+		t.Errorf("typo in a module's health check: %v", err)
+	}
 }

@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -314,8 +315,11 @@ func (c *Client) handle(raw []byte) {
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
 		defer cancel()
 		p := NewFailure(id, StepUpgradeFailed, clipDesc(err.Error()))
-		if c.cfg.Module != "" {
-			p.Params.Module = c.cfg.Module
+		p.Params.Module = ModuleField(c.cfg.Module)
+		if m := bestEffortModule(raw); m != "" {
+			// The failure is the module's the order named, when it
+			// named one that can be read.
+			p.Params.Module = ModuleField(m)
 		}
 		if err := c.publish(ctx, c.topics.Progress, p); err != nil {
 			c.report(err)
@@ -368,12 +372,55 @@ func bestEffortID(raw []byte) int64 {
 	return id
 }
 
+// bestEffortModule digs data.module out of an order that failed to parse;
+// "" when there is none or it is not a module name.
+func bestEffortModule(raw []byte) string {
+	if len(raw) > MaxOrderSize {
+		return ""
+	}
+	var w struct {
+		Data struct {
+			Module string `json:"module"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(bytes.TrimRight(raw, "\x00 \t\r\n"), &w) != nil || CheckModule(w.Data.Module) != nil {
+		return ""
+	}
+	return w.Data.Module
+}
+
 // Inform reports the running version on the inform topic.
 func (c *Client) Inform(ctx context.Context, version string) error {
+	return c.InformModule(ctx, c.cfg.Module, version)
+}
+
+// InformModule reports the running version of one module of a device made
+// of several (one inform per module, as the Link SDK's
+// aiot_ota_report_version_ext sends them); "" or DefaultModule is the
+// default one, sent without a module field.
+func (c *Client) InformModule(ctx context.Context, module, version string) error {
 	if err := checkText("version", version, maxVersionLen, true); err != nil {
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
-	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: c.cfg.Module}})
+	if err := checkText("module", module, maxModuleLen, false); err != nil {
+		return fmt.Errorf("cloud: inform: %w", err)
+	}
+	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module)}})
+}
+
+// Report sends a progress message as it is: the caller names the order and
+// the module (ModuleField of its name). A device of several modules, whose
+// modules carry out orders at the same time, reports with it rather than
+// with Progress, which knows only the last order.
+func (c *Client) Report(ctx context.Context, p Progress) error {
+	if !p.Params.Step.valid() {
+		return fmt.Errorf("cloud: progress: step %q: want StepPercent(0..100) or a failure step", p.Params.Step)
+	}
+	if err := checkText("module", p.Params.Module, maxModuleLen, false); err != nil {
+		return fmt.Errorf("cloud: progress: %w", err)
+	}
+	p.Params.Desc = clipDesc(p.Params.Desc)
+	return c.publish(ctx, c.topics.Progress, p)
 }
 
 // Request asks the cloud for the order pending for this device, reporting

@@ -209,6 +209,45 @@ func TestClient_OrderProgressInformOnTheWire(t *testing.T) {
 	}
 }
 
+// TestClient_ModulesOnTheWire: a device of several modules informs once per
+// module and reports the progress of each module's order with its module and
+// its order's id, whichever order came last.
+func TestClient_ModulesOnTheWire(t *testing.T) {
+	b := startBroker(t, "127.0.0.1:0", nil)
+	w := dialWire(t, b)
+	d, err := dialDevice(t, "tcp://"+b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics, ctx := d.Topics(), context.Background()
+	steps := []struct {
+		send  func() error
+		topic string
+		want  string
+	}{
+		{func() error { return d.InformModule(ctx, cloud.DefaultModule, "1.0.0") }, topics.Inform, `{"id":1,"params":{"version":"1.0.0"}}`},
+		{func() error { return d.InformModule(ctx, "wifi", "2.0.0") }, topics.Inform, `{"id":2,"params":{"version":"2.0.0","module":"wifi"}}`},
+		{func() error {
+			return d.Report(ctx, cloud.Progress{ID: 11, Params: cloud.ProgressParams{Step: "40", Desc: "downloading", Module: "wifi"}})
+		}, topics.Progress, `{"id":11,"params":{"step":"40","desc":"downloading","module":"wifi"}}`},
+		{func() error { return d.Report(ctx, cloud.NewFailure(10, cloud.StepFlashFailed, "write")) }, topics.Progress, `{"id":10,"params":{"step":"-4","desc":"write"}}`},
+	}
+	for i, s := range steps {
+		if err := s.send(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got := w.next(t, s.topic); got != s.want {
+			t.Errorf("step %d on the wire: %s, want %s", i, got, s.want)
+		}
+	}
+	if err := d.InformModule(ctx, "wi\x01fi", "1"); err == nil {
+		t.Error("InformModule took a module with a control character")
+	}
+	if err := d.Report(ctx, cloud.Progress{ID: 1, Params: cloud.ProgressParams{Step: "150"}}); err == nil {
+		t.Error("Report took step 150")
+	}
+}
+
 func TestClient_DuplicateOrderIgnored(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", nil)
 	w := dialWire(t, b)

@@ -46,6 +46,47 @@ const (
 	maxProgressLen = 4 << 10
 )
 
+// DefaultModule is the module of a device that names none: the Link SDK's
+// name for it (aiot_ota_report_version_ext with module "default"). A
+// message without a module field is about the default module, and otaport
+// leaves the field out for it, as a device of a single module and the
+// platform do; "default" spelt out is read the same.
+const DefaultModule = "default"
+
+// ModuleName returns the module a message's field names: DefaultModule for
+// an empty field.
+func ModuleName(field string) string {
+	if field == "" {
+		return DefaultModule
+	}
+	return field
+}
+
+// ModuleField returns what goes in a message's module field for module
+// name: nothing for the default module, so that devices that predate
+// modules read the message as they always did.
+func ModuleField(name string) string {
+	if name == DefaultModule {
+		return ""
+	}
+	return name
+}
+
+// CheckModule checks a module name as devices and the fleet use it: 1 to 64
+// letters, digits, '-', '_' or '.', as the platform's console accepts.
+func CheckModule(name string) error {
+	if name == "" || len(name) > maxModuleLen {
+		return fmt.Errorf("module %q: want 1 to %d characters", clip(name), maxModuleLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("module %q: use letters, digits, '-', '_' and '.' only", clip(name))
+		}
+	}
+	return nil
+}
+
 // ErrInvalidOrder is wrapped by every error ParseOrder and Order.Validate
 // return for an order that is not acceptable; errors.Is tells it apart from
 // transport errors.
@@ -163,6 +204,25 @@ type ProgressParams struct {
 	Step   Step   `json:"step"`
 	Desc   string `json:"desc,omitempty"`
 	Module string `json:"module,omitempty"`
+}
+
+// Module returns the module the report is about (DefaultModule when the
+// field is absent).
+func (p Progress) Module() string { return ModuleName(p.Params.Module) }
+
+// Module returns the module the inform is about (DefaultModule when the
+// field is absent).
+func (in Inform) Module() string { return ModuleName(in.Params.Module) }
+
+// Module returns the module the order is for (DefaultModule when the field
+// is absent).
+func (o *Order) Module() string { return ModuleName(o.Data.Module) }
+
+// WithModule returns p about module name (ModuleField: the default module
+// leaves the field out).
+func (p Progress) WithModule(name string) Progress {
+	p.Params.Module = ModuleField(name)
+	return p
 }
 
 // NewProgress returns the report of percent done (clamped to 0..100) for the
@@ -488,6 +548,9 @@ func ParseProgress(b []byte) (*Progress, error) {
 	step := Step(strings.TrimSpace(s))
 	if !step.valid() {
 		return nil, fmt.Errorf("%w: progress: params.step %q: want \"0\"..\"100\", \"-1\", \"-2\", \"-3\" or \"-4\"", ErrInvalidMessage, clip(s))
+	}
+	if err := checkText("params.module", w.Params.Module, maxModuleLen, false); err != nil {
+		return nil, fmt.Errorf("%w: progress: %w", ErrInvalidMessage, err)
 	}
 	return &Progress{ID: id, Params: ProgressParams{Step: step, Desc: w.Params.Desc, Module: w.Params.Module}}, nil
 }

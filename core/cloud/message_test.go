@@ -332,7 +332,7 @@ func FuzzParseOrder(f *testing.F) {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
 		m2, s2 := o2.Digest()
-		if m2 != method || !bytes.Equal(s2, sum) || o2.ID != o.ID || o2.Data.URL != o.Data.URL {
+		if m2 != method || !bytes.Equal(s2, sum) || o2.ID != o.ID || o2.Data.URL != o.Data.URL || o2.Module() != o.Module() {
 			t.Fatalf("round trip changed the order: %+v -> %+v", o, o2)
 		}
 	})
@@ -369,5 +369,109 @@ func TestStep_Label(t *testing.T) {
 		if got := step.Label(); got != want {
 			t.Errorf("Step(%q).Label() = %q, want %q", step, got, want)
 		}
+	}
+}
+
+// TestModules_OnTheWire is the module field of every message, both ways: the
+// default module travels without the field (as a device of one module sends
+// it), another module with it, and a reader takes an absent field and
+// "default" alike.
+func TestModules_OnTheWire(t *testing.T) {
+	cases := []struct {
+		name   string
+		v      any
+		want   string
+		module string // what the reader's Module() returns
+	}{
+		{"inform default", Inform{ID: 1, Params: InformParams{Version: "1.0.0", Module: ModuleField(DefaultModule)}}, `{"id":1,"params":{"version":"1.0.0"}}`, DefaultModule},
+		{"inform wifi", Inform{ID: 2, Params: InformParams{Version: "2.1.0", Module: ModuleField("wifi")}}, `{"id":2,"params":{"version":"2.1.0","module":"wifi"}}`, "wifi"},
+		{"inform default spelt out", Inform{ID: 3, Params: InformParams{Version: "1.0.0", Module: "default"}}, `{"id":3,"params":{"version":"1.0.0","module":"default"}}`, DefaultModule},
+		{"progress default", Progress{ID: 9, Params: ProgressParams{Step: "45", Module: ModuleField(DefaultModule)}}, `{"id":9,"params":{"step":"45"}}`, DefaultModule},
+		{"progress wifi", Progress{ID: 9, Params: ProgressParams{Step: "-3", Desc: "bad", Module: "wifi"}}, `{"id":9,"params":{"step":"-3","desc":"bad","module":"wifi"}}`, "wifi"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Marshal(c.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != c.want {
+				t.Errorf("got  %s\nwant %s", b, c.want)
+			}
+			var got string
+			switch c.v.(type) {
+			case Inform:
+				in, err := ParseInform(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = in.Module()
+			case Progress:
+				p, err := ParseProgress(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = p.Module()
+			}
+			if got != c.module {
+				t.Errorf("read back as module %q, want %q", got, c.module)
+			}
+		})
+	}
+	for field, want := range map[string]string{"": DefaultModule, "default": DefaultModule, "wifi": "wifi"} {
+		o, err := ParseOrder([]byte(`{"code":"1000","message":"success","id":1,"data":{"size":1,"version":"1","url":"http://h/f","md5":"0123456789abcdef0123456789abcdef","module":"` + field + `"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Module() != want {
+			t.Errorf("order with data.module %q: Module() = %q, want %q", field, o.Module(), want)
+		}
+	}
+}
+
+func TestCheckModule(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"default": true, "wifi": true, "MCU": true, "esp32-c3_v1.0": true, strings.Repeat("m", 64): true,
+		"": false, strings.Repeat("m", 65): false, "wi fi": false, "wifi/2": false, "modül": false,
+	} {
+		if err := CheckModule(name); (err == nil) != ok {
+			t.Errorf("CheckModule(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}
+
+// FuzzParseReport: inform and progress messages parse or fail with
+// ErrInvalidMessage, and what parses keeps its module through a round trip.
+func FuzzParseReport(f *testing.F) {
+	f.Add([]byte(`{"id":0,"params":{"version":"app-1.0.0","module":"MCU"}}`))
+	f.Add([]byte(`{"id":1,"params":{"step":"-2","desc":"x","module":"wifi"}}`))
+	f.Add([]byte(`{"id":1,"params":{"step":45,"module":""}}` + "\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		roundTrip(t, "inform", b, ParseInform, func(a, b *Inform) bool {
+			return a.Module() == b.Module() && a.Params.Version == b.Params.Version
+		})
+		roundTrip(t, "progress", b, ParseProgress, func(a, b *Progress) bool {
+			return a.Module() == b.Module() && a.Params.Step == b.Params.Step
+		})
+	})
+}
+
+// roundTrip parses b; what parses must marshal and parse again the same.
+func roundTrip[T any](t *testing.T, what string, b []byte, parse func([]byte) (T, error), same func(a, b T) bool) {
+	t.Helper()
+	v, err := parse(b)
+	if err != nil {
+		if !errors.Is(err, ErrInvalidMessage) {
+			t.Fatalf("%s error not wrapping ErrInvalidMessage: %v", what, err)
+		}
+		return
+	}
+	out, err := Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := parse(out)
+	if err != nil || !same(v, v2) {
+		t.Fatalf("%s round trip: %+v -> %s -> %+v, %v", what, v, out, v2, err)
 	}
 }

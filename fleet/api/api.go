@@ -209,6 +209,15 @@ type AddDevice struct {
 	DeviceSecret string `json:"device_secret,omitempty"`
 	Board        string `json:"board"`
 	Group        string `json:"group,omitempty"`
+	// Modules are the device's modules besides the default one (whose
+	// board is Board), each with its own board: [{"name":"wifi","board":"esp32-devkitc"}].
+	Modules []ModuleSpec `json:"modules,omitempty"`
+}
+
+// ModuleSpec names one module of a device and its board.
+type ModuleSpec struct {
+	Name  string `json:"name"`
+	Board string `json:"board"`
 }
 
 func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
@@ -229,13 +238,31 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	var mods []store.Module
+	seen := map[string]bool{store.DefaultModule: true}
+	for i, m := range req.Modules {
+		if err := cloud.CheckModule(m.Name); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("modules[%d].name: %w", i, err))
+			return
+		}
+		if seen[m.Name] {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("modules[%d].name: %q is listed twice (the default module's board is board): give each module once", i, m.Name))
+			return
+		}
+		seen[m.Name] = true
+		if _, err := h.board(m.Board); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("modules[%d].board: %w", i, err))
+			return
+		}
+		mods = append(mods, store.Module{Name: m.Name, Board: m.Board, State: store.DeviceRegistered})
+	}
 	if req.DeviceSecret == "" {
 		var b [16]byte
 		rand.Read(b[:])
 		req.DeviceSecret = hex.EncodeToString(b[:])
 	}
 	d := store.Device{ProductKey: req.ProductKey, DeviceName: req.DeviceName, DeviceSecret: req.DeviceSecret,
-		Board: req.Board, Group: req.Group, State: store.DeviceRegistered, Added: time.Now().UTC()}
+		Board: req.Board, Group: req.Group, State: store.DeviceRegistered, Added: time.Now().UTC(), Modules: mods}
 	if err := h.cfg.Store.AddDevice(d); err != nil {
 		writeError(w, statusOf(err), err)
 		return

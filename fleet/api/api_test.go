@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -399,5 +400,36 @@ func TestDelete(t *testing.T) {
 	e.do(http.MethodGet, "/devices", "", nil, &left)
 	if len(left) != 0 {
 		t.Errorf("devices after deleting both: %+v", left)
+	}
+}
+
+// TestDevices_Modules: a device registers its other modules with their
+// boards, checked as the device's own; the device's answer lists every
+// module, the default one first; a campaign names its module.
+func TestDevices_Modules(t *testing.T) {
+	e := newEnv(t)
+	var e1 Error
+	for _, bad := range []struct {
+		mods   []ModuleSpec
+		errHas string
+	}{
+		{[]ModuleSpec{{Name: "wi fi", Board: "b2"}}, `modules[0].name: module "wi fi": use letters`},
+		{[]ModuleSpec{{Name: "default", Board: "b2"}}, `modules[0].name: "default" is listed twice`},
+		{[]ModuleSpec{{Name: "wifi", Board: "b2"}, {Name: "wifi", Board: "b1"}}, `modules[1].name: "wifi" is listed twice`},
+		{[]ModuleSpec{{Name: "wifi", Board: "no-such-board"}}, `modules[0].board: board "no-such-board" is not in otaserve's catalog`},
+	} {
+		req := AddDevice{ProductKey: "pk1", DeviceName: "combo", Board: "b1", Modules: bad.mods}
+		if st := e.postJSON("/devices", req, &e1); st != http.StatusBadRequest || !strings.Contains(e1.Error, bad.errHas) {
+			t.Errorf("add with modules %+v: status %d %q, want 400 mentioning %q", bad.mods, st, e1.Error, bad.errHas)
+		}
+	}
+	var added Device
+	req := AddDevice{ProductKey: "pk1", DeviceName: "combo", Board: "b1", Modules: []ModuleSpec{{Name: "wifi", Board: "b2"}}}
+	if st := e.postJSON("/devices", req, &added); st != http.StatusCreated {
+		t.Fatalf("add: status %d", st)
+	}
+	want := []Module{{Name: "default", Board: "b1", State: "registered"}, {Name: "wifi", Board: "b2", State: "registered"}}
+	if !reflect.DeepEqual(added.Modules, want) {
+		t.Errorf("modules = %+v, want %+v", added.Modules, want)
 	}
 }

@@ -25,6 +25,19 @@ type Device struct {
 	LastError    string    `json:"last_error,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Added        time.Time `json:"added"`
+	// Modules are every module of the device, the default one first (its
+	// board, version and state are also the fields above).
+	Modules []Module `json:"modules"`
+}
+
+// Module is one upgradable part of a device, with its own board and
+// version.
+type Module struct {
+	Name      string `json:"name"`
+	Board     string `json:"board,omitempty"`
+	Version   string `json:"version,omitempty"`
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Key is the device's registry key, "productKey/deviceName".
@@ -32,10 +45,14 @@ func (d Device) Key() string { return store.DeviceKey(d.ProductKey, d.DeviceName
 
 // toDevice shows a device without its secret.
 func toDevice(d store.Device) Device {
-	return Device{
+	out := Device{
 		ProductKey: d.ProductKey, DeviceName: d.DeviceName, Board: d.Board, Group: d.Group, Version: d.Version,
 		State: string(d.State), LastError: d.LastError, LastSeen: d.LastSeen, Added: d.Added,
 	}
+	for _, m := range d.ModuleList() {
+		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError})
+	}
+	return out
 }
 
 // Image is an uploaded, verified image.
@@ -94,7 +111,9 @@ type Wave struct {
 
 // Campaign is a rollout of an image per board to a set of devices in waves.
 type Campaign struct {
-	ID             uint64          `json:"id"`
+	ID uint64 `json:"id"`
+	// Module is the module of the target devices the campaign upgrades.
+	Module         string          `json:"module"`
 	Images         []CampaignImage `json:"images"`
 	Target         Target          `json:"target"`
 	SuccessPercent int             `json:"success_percent"`
@@ -110,7 +129,7 @@ type Campaign struct {
 
 func toCampaign(c store.Campaign) Campaign {
 	out := Campaign{
-		ID: c.ID, Images: []CampaignImage{}, Target: Target{Product: c.Target.Product, Group: c.Target.Group, Devices: c.Target.Devices},
+		ID: c.ID, Module: c.ModuleName(), Images: []CampaignImage{}, Target: Target{Product: c.Target.Product, Group: c.Target.Group, Devices: c.Target.Devices},
 		SuccessPercent: c.SuccessPercent, ErrorPercent: c.ErrorPercent, Waves: []Wave{},
 		State: string(c.State), Reason: c.Reason, Created: c.Created, Updated: c.Updated,
 	}
@@ -184,6 +203,9 @@ type CreateCampaign struct {
 	ImageID  uint64   `json:"image_id,omitempty"`
 	ImageIDs []uint64 `json:"image_ids,omitempty"`
 	Target   Target   `json:"target"`
+	// Module is the module of the target devices to upgrade; empty means
+	// "default".
+	Module string `json:"module,omitempty"`
 	// Waves are cumulative counts or percentages of the target: "1,10%,100%".
 	Waves string `json:"waves"`
 	// SuccessPercent: a wave succeeds when finished/total >= this.
@@ -197,6 +219,6 @@ func (c CreateCampaign) request() campaign.CreateRequest {
 	if c.ImageID != 0 {
 		ids = append([]uint64{c.ImageID}, ids...)
 	}
-	return campaign.CreateRequest{ImageIDs: ids, Target: c.Target.record(), Waves: c.Waves,
+	return campaign.CreateRequest{ImageIDs: ids, Target: c.Target.record(), Module: c.Module, Waves: c.Waves,
 		SuccessPercent: c.SuccessPercent, ErrorPercent: c.ErrorPercent}
 }

@@ -119,11 +119,15 @@ func (s *Service) Flush(ctx context.Context) error {
 type CreateRequest struct {
 	// ImageIDs are the images to send, one per board of the target: each
 	// device gets the image of its board.
-	ImageIDs       []uint64     `json:"image_ids"`
-	Target         store.Target `json:"target"`
-	Waves          string       `json:"waves"` // "1,10%,100%"
-	SuccessPercent int          `json:"success_percent"`
-	ErrorPercent   int          `json:"error_percent"`
+	ImageIDs []uint64     `json:"image_ids"`
+	Target   store.Target `json:"target"`
+	// Module is the module of the target devices to upgrade; empty for
+	// the default one. Each device's image is the one of its module's
+	// board.
+	Module         string `json:"module,omitempty"`
+	Waves          string `json:"waves"` // "1,10%,100%"
+	SuccessPercent int    `json:"success_percent"`
+	ErrorPercent   int    `json:"error_percent"`
 }
 
 // ErrInvalid wraps every error of Create caused by the request itself.
@@ -137,6 +141,10 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	}
 	if len(req.ImageIDs) == 0 {
 		return store.Campaign{}, invalid("no image: give the image of each board of the target (see the image list)")
+	}
+	module := cloud.ModuleName(req.Module)
+	if err := cloud.CheckModule(module); err != nil {
+		return store.Campaign{}, invalid("%v", err)
 	}
 	byBoard := map[string]store.Image{}
 	byID := map[uint64]store.Image{}
@@ -160,13 +168,13 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	if err != nil {
 		return store.Campaign{}, err
 	}
-	keys, picked, err := selectTarget(req.Target, devs, byBoard)
+	keys, picked, err := selectTarget(req.Target, module, devs, byBoard)
 	if err != nil {
 		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	versions := map[string]string{}
-	for k, d := range picked {
-		versions[k] = d.Version
+	for k, m := range picked {
+		versions[k] = m.Version
 	}
 	var images []store.CampaignImage
 	for _, img := range byBoard {
@@ -180,15 +188,18 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 		return store.Campaign{}, fmt.Errorf("create campaign: %w", err)
 	}
 	for id, m := range s.active {
+		if m.c.ModuleName() != module {
+			continue // a device's modules upgrade independently
+		}
 		for _, k := range keys {
 			if p, ok := m.Device(k); ok && !p.State.Terminal() {
-				return store.Campaign{}, invalid("device %s is still in campaign %d (%s): cancel that campaign or wait for it to finish", k, id, m.Campaign().State)
+				return store.Campaign{}, invalid("device %s is still in campaign %d (%s) for module %s: cancel that campaign or wait for it to finish", k, id, m.Campaign().State, module)
 			}
 		}
 	}
 	now := time.Now().UTC()
 	c, ps, err := NewCampaign(store.Campaign{
-		Images: images, Target: req.Target,
+		Images: images, Target: req.Target, Module: cloud.ModuleField(module),
 		SuccessPercent: req.SuccessPercent, ErrorPercent: req.ErrorPercent, Created: now, Updated: now,
 	}, keys, specs, versions)
 	if err != nil {
@@ -221,15 +232,15 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 		s.queueLocked(c.ID, k)
 	}
 	s.settleLocked(m)
-	s.log.Info("campaign created", "campaign", c.ID, "images", c.ImageIDs(), "devices", len(keys), "waves", len(c.Waves))
+	s.log.Info("campaign created", "campaign", c.ID, "module", module, "images", c.ImageIDs(), "devices", len(keys), "waves", len(c.Waves))
 	return m.Campaign(), nil
 }
 
 // selectTarget returns the device keys a target selects, in key order, with
-// their records. Every device must have an image of its board among images
-// (by board), and every image a device: sending an image to another board
-// is the "mix-and-match" mistake.
-func selectTarget(t store.Target, devs []store.Device, images map[string]store.Image) ([]string, map[string]store.Device, error) {
+// the records of their module. Every device must have the module, and an
+// image of the module's board among images (by board), and every image a
+// device: sending an image to another board is the "mix-and-match" mistake.
+func selectTarget(t store.Target, module string, devs []store.Device, images map[string]store.Image) ([]string, map[string]store.Module, error) {
 	set := 0
 	for _, on := range []bool{t.Product != "", t.Group != "", len(t.Devices) > 0} {
 		if on {
@@ -274,16 +285,32 @@ func selectTarget(t store.Target, devs []store.Device, images map[string]store.I
 		return nil, nil, fmt.Errorf("target %s selects no registered device", describeTarget(t))
 	}
 	var keys []string
-	byKey = map[string]store.Device{}
+	mods := map[string]store.Module{}
 	used := map[string]bool{}
 	for _, d := range picked {
-		if _, ok := images[d.Board]; !ok {
-			return nil, nil, fmt.Errorf("device %s is a %s board and the campaign has no image for %s (it has %s): add a %s image, or target only devices of those boards",
-				d.Key(), d.Board, d.Board, describeImages(images), d.Board)
+		m, ok := d.Module(module)
+		if !ok {
+			var have []string
+			for _, m := range d.ModuleList() {
+				have = append(have, m.Name)
+			}
+			return nil, nil, fmt.Errorf("device %s has no module %s (it has %s): register it (otaserve device add --module %s=BOARD), or target only devices that have it",
+				d.Key(), module, strings.Join(have, ", "), module)
 		}
-		used[d.Board] = true
+		if m.Board == "" {
+			return nil, nil, fmt.Errorf("device %s reported module %s but its board is not registered: register it (otaserve device add --module %s=BOARD)", d.Key(), module, module)
+		}
+		if _, ok := images[m.Board]; !ok {
+			what := "device " + d.Key()
+			if module != store.DefaultModule {
+				what = fmt.Sprintf("device %s's module %s", d.Key(), module)
+			}
+			return nil, nil, fmt.Errorf("%s is a %s board and the campaign has no image for %s (it has %s): add a %s image, or target only devices of those boards",
+				what, m.Board, m.Board, describeImages(images), m.Board)
+		}
+		used[m.Board] = true
 		keys = append(keys, d.Key())
-		byKey[d.Key()] = d
+		mods[d.Key()] = m
 	}
 	for board, img := range images {
 		if !used[board] {
@@ -291,7 +318,7 @@ func selectTarget(t store.Target, devs []store.Device, images map[string]store.I
 		}
 	}
 	slices.Sort(keys)
-	return keys, byKey, nil
+	return keys, mods, nil
 }
 
 // describeImages lists images by board, "image 3 for b1, image 4 for b2".
@@ -377,7 +404,7 @@ func (s *Service) persist(w *store.Writer, m *Machine) error {
 		return err
 	}
 	for _, p := range changed {
-		s.syncDevice(w, p)
+		s.syncDevice(w, p, m.c.Module)
 	}
 	return nil
 }
@@ -395,18 +422,21 @@ func (s *Service) settleLocked(m *Machine) {
 	}
 }
 
-// syncDevice mirrors a device's campaign progress into the registry.
-func (s *Service) syncDevice(w *store.Writer, p store.Progress) {
+// syncDevice mirrors a device's campaign progress into the registry's
+// record of the campaign's module.
+func (s *Service) syncDevice(w *store.Writer, p store.Progress, module string) {
 	pk, dn, _ := store.SplitDeviceKey(p.Device)
-	err := w.UpdateDevice(pk, dn, func(d *store.Device) error {
-		switch p.State {
-		case store.ProgressOrdered, store.ProgressRunning:
-			d.State = store.DeviceUpgrading
-		case store.ProgressFailed:
-			d.State, d.LastError = store.DeviceFailed, p.Reason
-		case store.ProgressFinished:
-			d.State, d.LastError = store.DeviceIdle, ""
-		}
+	err := w.UpdateDevice(pk, dn, func(dev *store.Device) error {
+		dev.EditModule(module, func(d *store.Module) {
+			switch p.State {
+			case store.ProgressOrdered, store.ProgressRunning:
+				d.State = store.DeviceUpgrading
+			case store.ProgressFailed:
+				d.State, d.LastError = store.DeviceFailed, p.Reason
+			case store.ProgressFinished:
+				d.State, d.LastError = store.DeviceIdle, ""
+			}
+		})
 		return nil
 	})
 	if err != nil {
@@ -445,7 +475,8 @@ func (s *Service) orderLocked(campaign uint64, key string) ([]byte, error) {
 	o := cloud.Order{
 		Code: cloud.OrderCodeSuccess, Message: cloud.OrderMessageSuccess, ID: id,
 		Data: cloud.OrderData{
-			Size: img.Size, Version: img.Version, URL: s.cfg.FirmwareURL(img),
+			Module: cloud.ModuleField(m.c.ModuleName()),
+			Size:   img.Size, Version: img.Version, URL: s.cfg.FirmwareURL(img),
 			Sign: img.SHA256, SignMethod: "SHA256", MD5: img.MD5,
 			Otaport: &cloud.Extension{
 				Scheme: img.SignatureType, KeyID: img.KeyID, SecurityCounter: img.SecurityCounter,
@@ -478,11 +509,14 @@ func (s *Service) HandleMessage(topic string, payload []byte) error {
 	return s.HandleMessages([]Message{{Topic: topic, Payload: payload}})
 }
 
-// deviceEvent is a parsed device message.
+// deviceEvent is a parsed device message about one module.
 type deviceEvent struct {
-	pk, dn string
-	ev     Event
+	pk, dn, module string
+	ev             Event
 }
+
+// request is a device's request for the pending order of one module.
+type request struct{ key, module string }
 
 // HandleMessages takes device messages in arrival order, as HandleMessage
 // does, and stores all their changes in one transaction: a busy fleet's
@@ -499,7 +533,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	now := time.Now().UTC()
 	var errs []error
 	var evs []deviceEvent
-	var requests []string
+	var requests []request
 	for _, msg := range msgs {
 		kind, pk, dn, ok := cloud.ParseTopic(msg.Topic)
 		if !ok {
@@ -513,7 +547,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
+			evs = append(evs, deviceEvent{pk, dn, in.Module(), Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
 			if err != nil {
@@ -525,9 +559,13 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, Event{Kind: event.Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
+			evs = append(evs, deviceEvent{pk, dn, pr.Module(), Event{Kind: event.Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
 		case cloud.KindRequest:
-			requests = append(requests, key)
+			module := cloud.DefaultModule
+			if in, err := cloud.ParseInform(msg.Payload); err == nil {
+				module = in.Module()
+			}
+			requests = append(requests, request{key, module})
 		}
 	}
 	if len(evs) == 0 && len(requests) == 0 {
@@ -549,19 +587,21 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	err := s.cfg.Store.Write(func(w *store.Writer) error {
 		for _, de := range evs {
 			ev := de.ev
-			err := w.UpdateDevice(de.pk, de.dn, func(d *store.Device) error {
-				d.LastSeen = now
-				switch ev.Kind {
-				case event.Inform:
-					d.Version = ev.Version
-					if d.State == store.DeviceRegistered {
-						d.State = store.DeviceIdle
+			err := w.UpdateDevice(de.pk, de.dn, func(dev *store.Device) error {
+				dev.LastSeen = now
+				dev.EditModule(de.module, func(d *store.Module) {
+					switch ev.Kind {
+					case event.Inform:
+						d.Version = ev.Version
+						if d.State == store.DeviceRegistered {
+							d.State = store.DeviceIdle
+						}
+					case event.Progress:
+						if ev.Step < 0 {
+							d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
+						}
 					}
-				case event.Progress:
-					if ev.Step < 0 {
-						d.State, d.LastError = store.DeviceFailed, fmt.Sprintf("step %d: %s", ev.Step, ev.Desc)
-					}
-				}
+				})
 				return nil
 			})
 			if errors.Is(err, store.ErrNotFound) {
@@ -574,7 +614,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 			}
 			for _, id := range s.activeIDs() {
 				m := s.active[id]
-				if _, ok := m.Device(ev.Device); !ok {
+				if _, ok := m.Device(ev.Device); !ok || m.c.ModuleName() != de.module {
 					continue
 				}
 				d := drafts[id]
@@ -616,18 +656,19 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	for id := range drafts {
 		s.settleLocked(s.active[id])
 	}
-	for _, key := range requests {
-		s.resendLocked(key)
+	for _, r := range requests {
+		s.resendLocked(r.key, r.module)
 	}
 	return errors.Join(errs...)
 }
 
-// resendLocked answers a device's request for its pending order.
-func (s *Service) resendLocked(key string) {
+// resendLocked answers a device's request for the pending order of a
+// module.
+func (s *Service) resendLocked(key, module string) {
 	for _, id := range s.activeIDs() {
 		m := s.active[id]
 		p, ok := m.Device(key)
-		if ok && m.c.State == store.CampaignRunning &&
+		if ok && m.c.ModuleName() == module && m.c.State == store.CampaignRunning &&
 			(p.State == store.ProgressOrdered || p.State == store.ProgressRunning) {
 			s.queueLocked(id, key)
 			return

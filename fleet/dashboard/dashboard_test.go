@@ -335,3 +335,31 @@ func TestCampaign_PauseResumeCancelFromThePage(t *testing.T) {
 		t.Errorf("a campaign for a missing image: the page does not say it was refused")
 	}
 }
+
+// TestDevice_ShowsEachModule: the fleet page and a device's page show the
+// version of each module of a device of several.
+func TestDevice_ShowsEachModule(t *testing.T) {
+	d, srv, _, st := serveStore(t)
+	dev := store.Device{ProductKey: "pk", DeviceName: "combo", Board: "nucleo-h743zi", Version: "1.0.0+0", State: store.DeviceIdle,
+		Modules: []store.Module{{Name: "wifi", Board: "esp32-devkitc", Version: "2.1.0+0", State: store.DeviceIdle}}}
+	if err := st.AddDevice(dev); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := signIn(t, d, srv)
+	_, fleet := get(t, c, srv.URL+"/")
+	if !strings.Contains(fleet, `<span title="idle">wifi 2.1.0&#43;0</span>`) {
+		t.Errorf("the fleet page does not show the wifi module's version:\n%s", fleet)
+	}
+	resp, page := get(t, c, srv.URL+"/devices/pk/combo")
+	if resp.StatusCode != 200 {
+		t.Fatalf("device page: %d %s", resp.StatusCode, page)
+	}
+	for _, want := range []string{
+		`<tr data-module="default"><td>default</td><td>nucleo-h743zi</td><td class="version">1.0.0&#43;0</td>`,
+		`<tr data-module="wifi"><td>wifi</td><td>esp32-devkitc</td><td class="version">2.1.0&#43;0</td>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the device page lacks %s", want)
+		}
+	}
+}

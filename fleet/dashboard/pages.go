@@ -391,7 +391,7 @@ func (d *Dashboard) createCampaign(w http.ResponseWriter, r *http.Request, _ ses
 	fail := func(err error) {
 		http.Redirect(w, r, "/campaigns?err="+url.QueryEscape("campaign refused: "+err.Error()), http.StatusSeeOther)
 	}
-	req := api.CreateCampaign{Waves: strings.TrimSpace(r.PostFormValue("waves"))}
+	req := api.CreateCampaign{Waves: strings.TrimSpace(r.PostFormValue("waves")), Module: strings.TrimSpace(r.PostFormValue("module"))}
 	for _, v := range r.PostForm["image"] {
 		id, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {

@@ -39,6 +39,61 @@ type Device struct {
 	LastError    string      `json:"last_error,omitempty"`
 	LastSeen     time.Time   `json:"last_seen,omitzero"`
 	Added        time.Time   `json:"added"`
+	// Modules are the device's modules besides the default one, whose
+	// board, version, state and last error are the fields above (so a
+	// record of a device of one module reads as it always did).
+	Modules []Module `json:"modules,omitempty"`
+}
+
+// DefaultModule is the module of a device that names none, as the
+// protocol's (core/cloud) DefaultModule.
+const DefaultModule = "default"
+
+// Module is one upgradable part of a device (its Wi-Fi module), with its
+// own board and version.
+type Module struct {
+	Name      string      `json:"name"`
+	Board     string      `json:"board,omitempty"`
+	Version   string      `json:"version,omitempty"`
+	State     DeviceState `json:"state"`
+	LastError string      `json:"last_error,omitempty"`
+}
+
+// ModuleList returns every module of the device, the default one first.
+func (d Device) ModuleList() []Module {
+	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError}}
+	return append(out, d.Modules...)
+}
+
+// Module returns one module of the device ("" is the default one).
+func (d Device) Module(name string) (Module, bool) {
+	for _, m := range d.ModuleList() {
+		if m.Name == name || name == "" && m.Name == DefaultModule {
+			return m, true
+		}
+	}
+	return Module{}, false
+}
+
+// EditModule applies fn to one module of the device, adding the module
+// (registered, of an unknown board) when the device has none of that name:
+// a device reports the modules it has.
+func (d *Device) EditModule(name string, fn func(*Module)) {
+	if name == "" || name == DefaultModule {
+		m := Module{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError}
+		fn(&m)
+		d.Version, d.State, d.LastError = m.Version, m.State, m.LastError
+		return
+	}
+	for i := range d.Modules {
+		if d.Modules[i].Name == name {
+			fn(&d.Modules[i])
+			return
+		}
+	}
+	m := Module{Name: name, State: DeviceRegistered}
+	fn(&m)
+	d.Modules = append(d.Modules, m)
 }
 
 // Key is the device's registry key, "productKey/deviceName".
@@ -234,6 +289,9 @@ type CampaignImage struct {
 // Campaign is a rollout of an image per board to a set of devices in waves.
 type Campaign struct {
 	ID uint64 `json:"id"`
+	// Module is the module of the devices the campaign upgrades; empty for
+	// the default one (and in records from before modules).
+	Module string `json:"module,omitempty"`
 	// Images has one image per board of the target, sorted by board.
 	Images []CampaignImage `json:"images"`
 	Target Target          `json:"target"`
@@ -278,6 +336,14 @@ func (c Campaign) Image(p Progress) (CampaignImage, bool) {
 		}
 	}
 	return CampaignImage{}, false
+}
+
+// ModuleName is the campaign's module, DefaultModule when it names none.
+func (c Campaign) ModuleName() string {
+	if c.Module == "" {
+		return DefaultModule
+	}
+	return c.Module
 }
 
 // ImageIDs lists the campaign's image IDs, for messages.

@@ -239,3 +239,29 @@ func TestCampaign_ReadsOneImageRecords(t *testing.T) {
 		t.Error("a device naming no image got one of two")
 	}
 }
+
+// TestDevice_Modules: a record of a device of one module reads as its
+// default module; a report of another module adds it; an edit of the
+// default module writes the device's own fields.
+func TestDevice_Modules(t *testing.T) {
+	var d Device
+	if err := json.Unmarshal([]byte(`{"product_key":"pk","device_name":"d","board":"b","version":"1.0.0","state":"idle"}`), &d); err != nil {
+		t.Fatal(err)
+	}
+	if ms := d.ModuleList(); len(ms) != 1 || ms[0] != (Module{Name: DefaultModule, Board: "b", Version: "1.0.0", State: DeviceIdle}) {
+		t.Errorf("a record from before modules: %+v", ms)
+	}
+	d.EditModule("wifi", func(m *Module) { m.Version = "2.0.0" })
+	d.EditModule("", func(m *Module) { m.Version, m.State = "1.1.0", DeviceUpgrading })
+	d.EditModule("wifi", func(m *Module) { m.State = DeviceFailed })
+	if d.Version != "1.1.0" || d.State != DeviceUpgrading {
+		t.Errorf("default module's edit: version %s state %s", d.Version, d.State)
+	}
+	w, ok := d.Module("wifi")
+	if !ok || w != (Module{Name: "wifi", Version: "2.0.0", State: DeviceFailed}) || len(d.Modules) != 1 {
+		t.Errorf("wifi = %+v, %v; modules %+v", w, ok, d.Modules)
+	}
+	if _, ok := d.Module("bt"); ok {
+		t.Error("Module found a module the device does not have")
+	}
+}
