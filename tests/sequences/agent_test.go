@@ -198,7 +198,7 @@ type cloudLink struct {
 	onOrder func(*cloud.Order, []byte)
 }
 
-func (l *cloudLink) Inform(context.Context, string) error {
+func (l *cloudLink) InformModule(context.Context, string, string) error {
 	select {
 	case l.idle <- struct{}{}:
 	default:
@@ -206,10 +206,10 @@ func (l *cloudLink) Inform(context.Context, string) error {
 	return nil
 }
 
-func (l *cloudLink) Progress(_ context.Context, step cloud.Step, _ string) error {
+func (l *cloudLink) Report(_ context.Context, p cloud.Progress) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if step.Failed() {
+	if p.Params.Step.Failed() {
 		l.failed++
 	}
 	return nil
