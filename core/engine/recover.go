@@ -231,7 +231,8 @@ func (e *Engine) Confirm(ctx context.Context) error {
 //     an earlier rollback gave up never boots again until it is
 //     installed again.
 //
-// Every accepted rollback ends in RolledBack.
+// Every accepted rollback of an image ends in RolledBack; dropping a
+// download returns to the state that stood before it.
 func (e *Engine) Rollback(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
