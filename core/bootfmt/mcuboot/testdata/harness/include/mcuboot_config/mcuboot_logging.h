@@ -1,0 +1,1 @@
+/* Logging is off: the harness prints only what it measures. */
