@@ -34,8 +34,7 @@ import (
 type agentPort struct {
 	*boot.Platform
 	r *runner
-	// img is the image of the step's order (nil for a restart), health
-	// whether the step's health check passes.
+	// img is the image of the step's order (nil for a restart).
 	img *model.Image
 	// installed is set once a boot request for the order's image was
 	// accepted; inRow counts resets in a row that changed nothing.
