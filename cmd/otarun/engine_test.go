@@ -131,6 +131,23 @@ func TestEngineScripts(t *testing.T) {
 					ts.Fatalf("status %s = %q, want %s%q", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
 				}
 			},
+			// module NAME FIELD VALUE: the object of module NAME in the
+			// last `otarun status --config F --json` of every module has
+			// FIELD = VALUE.
+			"module": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 3 {
+					ts.Fatalf("usage: module NAME FIELD VALUE")
+				}
+				var all map[string]map[string]any
+				ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &all))
+				st, ok := all[args[0]]
+				if !ok {
+					ts.Fatalf("no module %s in status", args[0])
+				}
+				if got := fmt.Sprint(st[args[1]]); got != args[2] {
+					ts.Fatalf("module %s: %s = %q, want %q", args[0], args[1], got, args[2])
+				}
+			},
 			// slot NAME VERSION BOOTABLE: the last status --json lists slot
 			// NAME with that version and bootable flag.
 			"slot": func(ts *testscript.TestScript, neg bool, args []string) {
