@@ -314,9 +314,13 @@ func provisionCommand() command {
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringArrayVar(&keys, "key", nil, "PEM `file` of the public key that signs the image (repeatable)")
 		},
+		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 1 {
 				return cli.Usagef("give one IMAGE file to provision")
+			}
+			if len(keys) == 0 {
+				keys = e.keys
 			}
 			if len(keys) == 0 {
 				return cli.Usagef("no --key: give the public key the image is signed with")

@@ -13,8 +13,9 @@ import (
 
 func conformanceCommand() command {
 	return command{
-		name:  "conformance",
-		short: "run the port conformance kit against the plugin, on a scratch flash file",
+		name:    "conformance",
+		short:   "run the port conformance kit against the plugin, on a scratch flash file",
+		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
 			if e.opts.plugin == "" {
 				return cli.Usagef("no port plugin: pass --plugin bin/otaport-<board>")

@@ -37,7 +37,13 @@ func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn
 		return err
 	}
 	e.flash = file
-	c, err := openPlugin(ctx, e, file)
+	// The keys of device.yaml's module are its simulated bootloader's,
+	// as the agent gives them.
+	extra, err := bootKeyEnv(e.keys)
+	if err != nil {
+		return err
+	}
+	c, err := openPlugin(ctx, e, file, extra...)
 	if err != nil {
 		return err
 	}
@@ -81,7 +87,11 @@ func installCommand() command {
 			fs.DurationVar(&f.readTimeout, "read-timeout", engine.DefaultReadTimeout, "give up a transfer that delivers no byte for this long (it is retried)")
 			fs.IntVar(&f.retries, "retries", engine.DefaultRetries, "retries in a row of a failed transfer before the install stops (0: none)")
 		},
+		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
+			if len(f.keys) == 0 {
+				f.keys = e.keys
+			}
 			if len(f.keys) == 0 {
 				for _, k := range strings.Split(os.Getenv("OTARUN_KEY"), ",") {
 					if k = strings.TrimSpace(k); k != "" {
@@ -173,8 +183,9 @@ func installCommand() command {
 
 func bootCommand() command {
 	return command{
-		name:  "boot",
-		short: "power the simulated device on: run the bootloader, then the engine's recovery",
+		name:    "boot",
+		short:   "power the simulated device on: run the bootloader, then the engine's recovery",
+		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return cli.Usagef("boot takes no arguments")
@@ -264,11 +275,15 @@ func ordinal(n int) string {
 
 func statusCommand() command {
 	return command{
-		name:  "status",
-		short: "print the slots, their versions, the engine's state and its last error",
+		name:    "status",
+		short:   "print the slots, their versions, the engine's state and its last error",
+		modules: everyModule,
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return cli.Usagef("status takes no arguments")
+			}
+			if len(e.modules) > 0 {
+				return statusModules(ctx, e)
 			}
 			return withEngine(ctx, e, "status", engine.Options{}, func(c *plugin.Client, eng *engine.Engine) error {
 				st, err := eng.Status(ctx)
@@ -330,8 +345,9 @@ func printStatus(w io.Writer, flashFile string, st engine.Status, info hal.Info)
 
 func confirmCommand() command {
 	return command{
-		name:  "confirm",
-		short: "mark the running image good (after its health check)",
+		name:    "confirm",
+		short:   "mark the running image good (after its health check)",
+		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return cli.Usagef("confirm takes no arguments")
@@ -348,8 +364,9 @@ func confirmCommand() command {
 
 func rollbackCommand() command {
 	return command{
-		name:  "rollback",
-		short: "give up the new image: cancel a pending install, or return to the previous image at the next boot",
+		name:    "rollback",
+		short:   "give up the new image: cancel a pending install, or return to the previous image at the next boot",
+		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return cli.Usagef("rollback takes no arguments")

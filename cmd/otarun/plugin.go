@@ -19,7 +19,7 @@ func openPlugin(ctx context.Context, e *env, flashFile string, extraEnv ...strin
 	if err := e.checkPlugin(); err != nil {
 		return nil, err
 	}
-	return openPluginAt(ctx, e, e.opts.plugin, e.opts.pluginSHA256, "--plugin-sha256", flashFile, extraEnv...)
+	return openPluginAt(ctx, e, e.opts.plugin, e.opts.pluginSHA256, e.shaField, flashFile, extraEnv...)
 }
 
 // openPluginAt starts the plugin at path, which must have the SHA-256 sha

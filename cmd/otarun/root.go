@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/otaport/otaport/cmd/internal/cli"
+	"github.com/otaport/otaport/core/agent"
 )
 
 // command is one subcommand of otarun. Each lives in its own file and is
@@ -22,6 +23,9 @@ type command struct {
 	// flags registers the command's own flags on fs.
 	flags func(fs *pflag.FlagSet)
 	run   func(ctx context.Context, e *env, args []string) error
+	// modules says whether the command takes --config and --module to
+	// act on a module of device.yaml.
+	modules moduleUse
 }
 
 // cobra returns c as a command of the tree, whose run gets the env of the
@@ -34,12 +38,20 @@ func (c command) cobra(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: c.short,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd.Context(), newEnv(cmd, o), args)
-		},
+	}
+	mf := &moduleFlags{}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		e := newEnv(cmd, o)
+		if err := e.pickModule(mf, c.modules); err != nil {
+			return err
+		}
+		return c.run(cmd.Context(), e, args)
 	}
 	if c.flags != nil {
 		c.flags(cmd.Flags())
+	}
+	if c.modules != noModule {
+		mf.register(cmd.Flags())
 	}
 	return cmd
 }
@@ -85,6 +97,19 @@ type env struct {
 	// flash is the absolute path of the flash file the plugin was given,
 	// once a command has opened it.
 	flash string
+	// keys are the public keys of the module of --config, for a command
+	// whose --key is not given.
+	keys []string
+	// shaField names where opts.pluginSHA256 was given, for its error.
+	shaField string
+	// modules are, for status --config of a device of several modules
+	// without --module, every module, each to show on its own.
+	modules []agent.ModuleConfig
+	// device is the device.yaml of --config, or nil.
+	device *agent.Config
+	// flags are the command's, parsed: what the command line set wins
+	// over device.yaml.
+	flags *pflag.FlagSet
 }
 
 func newEnv(cmd *cobra.Command, o *options) *env {
@@ -98,6 +123,9 @@ func newEnv(cmd *cobra.Command, o *options) *env {
 		stderr: cmd.ErrOrStderr(),
 		log:    cli.Logger(cmd, cmd.ErrOrStderr(), level),
 		warn:   cli.Logger(cmd, cmd.ErrOrStderr(), warn),
+		// Without --config, the flag is where the SHA-256 comes from.
+		shaField: "--plugin-sha256",
+		flags:    cmd.Flags(),
 	}
 }
 

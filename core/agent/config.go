@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -475,4 +476,56 @@ func (c *Config) reportInterval() time.Duration {
 		return DefaultReportInterval
 	}
 	return time.Duration(c.ReportInterval)
+}
+
+// CheckModules checks module and modules alone, for a command that acts on
+// modules and needs no broker or identity. Each error names the field and
+// the fix, as Validate's do.
+func (c *Config) CheckModules() error {
+	var errs []error
+	c.validateModules(func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", c.where(field), fmt.Sprintf(format, a...)))
+	})
+	return errors.Join(errs...)
+}
+
+// PickModule returns the module name of the device, as ModuleList fills it
+// in, and its place in modules (-1 for a device.yaml without modules), for
+// a command that acts on one module. An empty name is the only module, or
+// the one named default. The modules list is checked first, so that a
+// module without a plugin is named as the agent names it.
+func (c *Config) PickModule(name string) (ModuleConfig, int, error) {
+	if err := c.CheckModules(); err != nil {
+		return ModuleConfig{}, 0, err
+	}
+	mods := c.ModuleList()
+	names := make([]string, len(mods))
+	for i, m := range mods {
+		names[i] = m.Name
+	}
+	at := func(i int) int {
+		if len(c.Modules) == 0 {
+			return -1
+		}
+		return i
+	}
+	if name == "" {
+		if len(mods) == 1 {
+			return mods[0], at(0), nil
+		}
+		name = cloud.DefaultModule
+		if !slices.Contains(names, name) {
+			return ModuleConfig{}, 0, fmt.Errorf("%s lists the modules %s: pick one with --module NAME", c.File(), strings.Join(names, ", "))
+		}
+	}
+	for i, m := range mods {
+		if m.Name == name {
+			return m, at(i), nil
+		}
+	}
+	hint := ""
+	if s := spell.Nearest(name, names); s != "" {
+		hint = " (did you mean " + s + "?)"
+	}
+	return ModuleConfig{}, 0, fmt.Errorf("%s: no module %q%s: the modules are %s", c.File(), name, hint, strings.Join(names, ", "))
 }
