@@ -175,7 +175,7 @@ func runModules(ctx context.Context, e *env, cfg agent.Config) error {
 			return fmt.Errorf("%s.plugin: %w (build it with: go build -o bin/ ./ports/...)", at, err)
 		}
 		if _, err := os.Stat(m.Flash); err != nil {
-			return fmt.Errorf("%s.flash: %w: make the module's flash with otarun provision --plugin %s --flash %s --key pub.pem IMAGE", at, err, m.Plugin, m.Flash)
+			return fmt.Errorf("%s.flash: %w: make the module's flash with otarun provision --config %s --module %s IMAGE", at, err, cfg.File(), m.Name)
 		}
 		extra, err := bootKeyEnv(m.PublicKeys)
 		if err != nil {

@@ -30,6 +30,8 @@ func TestRun_CommandSelection(t *testing.T) {
 		{"an unknown command is refused, not taken as an argument of the agent", []string{"--plugin", "p", "frobnicate"}, 2, "", `unknown command "frobnicate" for "otarun"`},
 		{"a mistyped command is suggested", []string{"--plugin", "p", "stauts"}, 2, "", "did you mean status?"},
 		{"the version", []string{"--version"}, 0, "otarun version ", ""},
+		{"--module needs --config", []string{"status", "--module", "wifi"}, 2, "", "otarun status: --module wifi: give the device.yaml that lists the device's modules with --config FILE"},
+		{"a missing --config of a command", []string{"install", "v2.img", "--config", "/no/such/device.yaml"}, 1, "", "otarun install: device configuration: open /no/such/device.yaml"},
 		{"help on a mistyped command", []string{"help", "stauts"}, 2, "", `unknown command "stauts" for "otarun"; did you mean status?`},
 	}
 	for _, tc := range cases {

@@ -37,7 +37,7 @@ type moduleFlags struct {
 
 func (f *moduleFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "device configuration `file` (device.yaml): take the plugin, plugin_sha256, flash and public_keys of a module from it (--plugin, --flash, --key still win)")
-	fs.StringVar(&f.module, "module", "", "the module of --config to act on (default: the only one, or default)")
+	fs.StringVar(&f.module, "module", "", "the `name` of the module of --config to act on (default: the only one, or default; status without it shows every module)")
 }
 
 // pickModule reads --config and sets e up for the module --module names: its
