@@ -33,10 +33,10 @@ func engineCommands() []command {
 // flashFile) and runs fn with an engine over it.
 func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn func(*plugin.Client, *engine.Engine) error) error {
 	file, err := e.flashFile(cmd, false)
+	e.flash = file
 	if err != nil {
 		return err
 	}
-	e.flash = file
 	// The keys of device.yaml's module are its simulated bootloader's,
 	// as the agent gives them.
 	extra, err := bootKeyEnv(e.keys)

@@ -39,8 +39,11 @@ func (e *env) flashFile(cmd string, create bool) (string, error) {
 		return "", fmt.Errorf("flash file %s: %w", file, err)
 	}
 	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) && !create {
-		return abs, fmt.Errorf("%w: flash file %s does not exist, and otarun %s would start a blank device there: give the device's flash with --flash FILE (or OTAPORT_FLASH), or make a new device with otarun provision --flash FILE --key pub.pem IMAGE",
-			errMissingFlash, abs, cmd)
+		fix := "give the device's flash with --flash FILE (or OTAPORT_FLASH), or make a new device with otarun provision --flash FILE --key pub.pem IMAGE"
+		if e.flashOf != "" {
+			fix = fmt.Sprintf("make the module's flash with otarun provision --config %s --module %s IMAGE", e.device.File(), e.flashOf)
+		}
+		return abs, fmt.Errorf("%w: flash file %s does not exist, and otarun %s would start a blank device there: %s", errMissingFlash, abs, cmd, fix)
 	}
 	return abs, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,6 +96,7 @@ func (e *env) useModule(m agent.ModuleConfig, i int) {
 	}
 	if !fs.Changed("flash") && m.Flash != "" {
 		e.opts.flash = m.Flash
+		e.flashOf = m.Name
 	}
 	e.keys = m.PublicKeys
 }
@@ -128,7 +130,7 @@ func statusModules(ctx context.Context, e *env) error {
 			return nil
 		})
 		if err != nil {
-			all[m.Name] = moduleStatus{Flash: m.Flash, Error: err.Error()}
+			all[m.Name] = moduleStatus{Flash: cmp.Or(sub.flash, m.Flash), Error: err.Error()}
 			errs = append(errs, fmt.Errorf("module %s: %w", m.Name, err))
 		}
 	}

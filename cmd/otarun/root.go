@@ -105,6 +105,9 @@ type env struct {
 	// modules are, for status --config of a device of several modules
 	// without --module, every module, each to show on its own.
 	modules []agent.ModuleConfig
+	// flashOf is the module of device.yaml whose flash opts.flash is, if
+	// it is one, for the fix of a missing flash.
+	flashOf string
 	// device is the device.yaml of --config, or nil.
 	device *agent.Config
 	// flags are the command's, parsed: what the command line set wins
