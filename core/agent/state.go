@@ -109,11 +109,23 @@ func newOrderRecord(o *cloud.Order, from string) *orderRecord {
 }
 
 // failedBefore returns the failure of the version o orders, if it failed
-// here. The version, not the image's digest, is what counts: a rebuilt
-// image of a failed version (ECDSA signatures differ at every signing) is
-// the same version to the operator, who publishes a new version to retry.
+// here. What failed is what counts: a version whose image ran and failed
+// (its health check, the bootloader's refusal, the loop guard) fails again
+// whatever file carries it (ECDSA signatures differ at every signing), so
+// the version is matched, and the operator publishes a new version to
+// retry; bytes that are not the image signed fail as those bytes, so only
+// the same file (its digest) is refused again, and a forged or corrupted
+// file never blocks the genuine one. A download that failed is not
+// remembered at all (see remember).
 func (rec *record) failedBefore(o *cloud.Order) (failure, bool) {
+	digest := digestString(o)
 	for _, f := range rec.Failed {
+		if f.Step == cloud.StepVerifyFailed {
+			if f.Digest != "" && f.Digest == digest {
+				return f, true
+			}
+			continue
+		}
 		if image.SameVersion(f.Version, o.Data.Version) {
 			return f, true
 		}
@@ -126,8 +138,13 @@ func (rec *record) failedBefore(o *cloud.Order) (failure, bool) {
 // clips a report to 256 bytes anyway.
 const maxReason = 160
 
-// remember records a failure of the current order, newest last.
+// remember records a failure of the current order, newest last. A failed
+// download is the network's failure, not the image's: the order may come
+// again and is carried out again.
 func (rec *record) remember(f failure) {
+	if f.Step == cloud.StepDownloadFailed {
+		return
+	}
 	f.Reason = clip(f.Reason, maxReason)
 	rec.Failed = append(rec.Failed, f)
 	if len(rec.Failed) > maxFailures {
