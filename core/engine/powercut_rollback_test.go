@@ -113,24 +113,8 @@ func TestPowerCut_InstallOverAPendingOne(t *testing.T) {
 // before the install, and the rollback that state allows still works.
 func TestPowerCut_DroppedDownloadKeepsTheRollbackBefore(t *testing.T) {
 	ctx := context.Background()
-	d := cutBase(t, "nodemcu-esp8266")
+	d := downgradeCutAfterItsRecord(t, "nodemcu-esp8266", "1.0.5")
 	e := d.engine(cutOpts)
-	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 20<<10, 1))}); err != nil {
-		t.Fatal(err)
-	}
-	d.expectRuns("1.1.0+0")
-	if err := e.Confirm(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Op 1 saves the install's record; the cut comes before op 2, the
-	// first change to the slot that holds 1.0.0.
-	d.dev.SetCut(flash.Cut{At: 2, When: flash.Before})
-	down := engine.Options{ChunkSize: cutOpts.ChunkSize, CheckpointEvery: cutOpts.CheckpointEvery, Retries: -1, AllowDowngrade: true}
-	if err := d.engine(down).Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.0.5", 20<<10, 1))}); err == nil {
-		t.Fatal("install: no error with the power cut")
-	}
-	d.powerOn(d.dev.Clone())
-	e = d.engine(cutOpts)
 	if st := d.status(); st.State != engine.Downloading {
 		t.Fatalf("after the cut: state %s, want downloading (the install recorded itself)", st.State)
 	}
@@ -175,7 +159,25 @@ func TestPowerCut_RollbacksNeverBootAnImageThatNeverRan(t *testing.T) {
 // rollback that stood before it.
 func TestPowerCut_FailedResumeKeepsTheRollbackBefore(t *testing.T) {
 	ctx := context.Background()
-	d := cutBase(t, "nucleo-h743zi")
+	d := downgradeCutAfterItsRecord(t, "nucleo-h743zi", "0.1.2")
+	d.expectRuns("1.1.0+0")
+	e := d.engine(cutOpts)
+	wantIs(t, e.Resume(ctx), engine.ErrRefused)
+	if err := e.Rollback(ctx); err != nil {
+		t.Fatalf("rollback of 1.1.0 to the intact 1.0.0 after the failed resume: %v", err)
+	}
+	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+}
+
+// downgradeCutAfterItsRecord returns board's device with 1.1.0 installed over
+// the factory's 1.0.0 and confirmed, then the install of a downgrade to
+// version cut after it saved its record (op 1) and before the first change
+// to the slot that holds 1.0.0 (op 2), powered on again (the bootloader not
+// yet run).
+func downgradeCutAfterItsRecord(t *testing.T, board, version string) *device {
+	t.Helper()
+	ctx := context.Background()
+	d := cutBase(t, board)
 	e := d.engine(cutOpts)
 	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 20<<10, 1))}); err != nil {
 		t.Fatal(err)
@@ -187,15 +189,9 @@ func TestPowerCut_FailedResumeKeepsTheRollbackBefore(t *testing.T) {
 	d.dev.SetCut(flash.Cut{At: 2, When: flash.Before})
 	down := cutOpts
 	down.AllowDowngrade = true
-	if err := d.engine(down).Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "0.1.2", 20<<10, 1))}); err == nil {
+	if err := d.engine(down).Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, version, 20<<10, 1))}); err == nil {
 		t.Fatal("install: no error with the power cut")
 	}
 	d.powerOn(d.dev.Clone())
-	d.expectRuns("1.1.0+0")
-	e = d.engine(cutOpts)
-	wantIs(t, e.Resume(ctx), engine.ErrRefused)
-	if err := e.Rollback(ctx); err != nil {
-		t.Fatalf("rollback of 1.1.0 to the intact 1.0.0 after the failed resume: %v", err)
-	}
-	wantState(t, d.expectRuns("1.0.0+0"), engine.RolledBack, "1.0.0+0")
+	return d
 }

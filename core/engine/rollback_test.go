@@ -192,16 +192,7 @@ func TestInstall_RefusedKeepsPending(t *testing.T) {
 // up (and raise the security counter past the one to return to): refused.
 func TestConfirm_AfterRollbackBeforeRebootIsRefused(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
-	d.factory("1.0.0", 8<<10)
-	e := d.engine(engine.Options{})
-	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 7))}); err != nil {
-		t.Fatal(err)
-	}
-	d.expectRuns("1.1.0+0")
-	if err := e.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, e := rolledBackFromTrialWithCounter(t, 7)
 	wantIs(t, e.Confirm(ctx), engine.ErrBusy)
 	if err := d.plat.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm}); hal.CodeOf(err) != hal.CodeInvalid {
 		t.Fatalf("port's confirm after a rollback: %v, want an invalid request", err)
@@ -271,11 +262,18 @@ func TestRollback_AwaitsItsRebootAcrossARecover(t *testing.T) {
 // the factory's 1.0.0 and was rolled back, the reboot not yet come.
 func rolledBackFromTrial(t *testing.T) (*device, *engine.Engine) {
 	t.Helper()
+	return rolledBackFromTrialWithCounter(t, 1)
+}
+
+// rolledBackFromTrialWithCounter is rolledBackFromTrial with 1.1.0 carrying
+// security counter cnt.
+func rolledBackFromTrialWithCounter(t *testing.T, cnt uint32) (*device, *engine.Engine) {
+	t.Helper()
 	ctx := context.Background()
 	d := newDevice(t, rollbackBoard, boardKeys(t, rollbackBoard))
 	d.factory("1.0.0", 8<<10)
 	e := d.engine(engine.Options{})
-	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, 1))}); err != nil {
+	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "1.1.0", 8<<10, cnt))}); err != nil {
 		t.Fatal(err)
 	}
 	d.expectRuns("1.1.0+0")

@@ -221,7 +221,6 @@ var healthFails = []string{"false"}
 
 // agentRun is what one agent step did, for the runner's checks.
 type agentRun struct {
-	err        error
 	ended      bool     // the order ended (confirmed, failed, refused)
 	refused    bool     // the order was refused before the agent took it in hand
 	heldEnded  bool     // the order the agent held before the step ended
@@ -295,14 +294,10 @@ func (r *runner) runAgent(pl *agentPort, i int, s step, version string) agentRun
 	}
 	ran := make(chan error, 1)
 	go func() { ran <- a.Run(ctx) }()
-	stop := func() {
-		cancel()
-		out.err = <-ran
-	}
 	select {
 	case <-link.idle:
-	case err := <-ran:
-		out.err = err
+	case <-ran:
+		// Stopped before it waited for orders (its port failed).
 		return out
 	}
 	if s.kind == stepAgentOrder {
@@ -324,15 +319,15 @@ func (r *runner) runAgent(pl *agentPort, i int, s step, version string) agentRun
 		link.onOrder(&cloud.Order{ID: sentinel, Data: cloud.OrderData{Version: "sentinel", URL: path, Size: size}}, nil)
 		select {
 		case <-settled:
-		case err := <-ran:
-			out.err = err
+		case <-ran:
 			link.mu.Lock()
 			out.failed = link.failed
 			link.mu.Unlock()
 			return out
 		}
 	}
-	stop()
+	cancel()
+	<-ran
 	mu.Lock()
 	defer mu.Unlock()
 	if s.kind != stepAgentOrder {
