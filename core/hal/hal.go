@@ -27,7 +27,73 @@ const (
 	SingleBank Scheme = "single-bank"
 	// DualBank: app and ota are slots A and B; the bootloader boots either.
 	DualBank Scheme = "dual-bank"
+	// Swap: app and ota are MCUboot's primary and secondary slots. The
+	// bootloader swaps their contents sector by sector, with a status that
+	// survives a power cut, runs the new image from app on trial, and swaps
+	// back at the next power-on an image that did not confirm itself. The
+	// image always runs from app; ota keeps the one to return to.
+	Swap Scheme = "swap"
 )
+
+// Reverts reports whether the scheme keeps the previous image after an
+// upgrade, so that a trial can fall back and a confirmed image can roll
+// back: dual-bank and swap, not single-bank.
+func (s Scheme) Reverts() bool { return s == DualBank || s == Swap }
+
+// Bootloader names the second-stage bootloader a board runs and how it is
+// built: it decides the bytes of every boot request (whose format the
+// params partition or the slots' trailers hold) and the scheme.
+type Bootloader struct {
+	// Name is otaport (otaport's own boot record), mcuboot or esp-idf.
+	Name string `json:"name"`
+	// Mode is MCUboot's upgrade mode (overwrite-only, swap-move,
+	// swap-scratch, swap-offset, direct-xip); empty for the others.
+	Mode string `json:"mode,omitempty"`
+}
+
+// Bootloader names and MCUboot modes, as board files spell them.
+const (
+	BootloaderOtaport = "otaport"
+	BootloaderMCUboot = "mcuboot"
+	BootloaderESPIDF  = "esp-idf"
+
+	ModeOverwriteOnly = "overwrite-only"
+	ModeSwapMove      = "swap-move"
+	ModeSwapScratch   = "swap-scratch"
+	ModeSwapOffset    = "swap-offset"
+	ModeDirectXIP     = "direct-xip"
+)
+
+// String returns the bootloader as a board file writes it: "mcuboot
+// swap-move", "esp-idf".
+func (b Bootloader) String() string {
+	if b.Mode == "" {
+		return b.Name
+	}
+	return b.Name + " " + b.Mode
+}
+
+// SchemeOf returns the scheme a bootloader implies, and false for a
+// bootloader or mode this version does not know. otaport's own bootloader
+// implies none: its board names the scheme.
+func SchemeOf(b Bootloader) (Scheme, bool) {
+	switch b.Name {
+	case BootloaderMCUboot:
+		switch b.Mode {
+		case ModeOverwriteOnly:
+			return SingleBank, true
+		case ModeSwapMove, ModeSwapScratch, ModeSwapOffset:
+			return Swap, true
+		case ModeDirectXIP:
+			return DualBank, true
+		}
+	case BootloaderESPIDF:
+		if b.Mode == "" {
+			return DualBank, true
+		}
+	}
+	return "", false
+}
 
 // Well-known partition names. Every board has all four.
 const (
@@ -69,10 +135,13 @@ func (p Partition) End() uint64 { return p.Offset + p.Size }
 
 // Layout is the static description of a board: what a port is generated from.
 type Layout struct {
-	Board      string        `json:"board"`
-	Vendor     string        `json:"vendor,omitempty"`
-	SoC        string        `json:"soc,omitempty"`
-	Scheme     Scheme        `json:"scheme"`
+	Board  string `json:"board"`
+	Vendor string `json:"vendor,omitempty"`
+	SoC    string `json:"soc,omitempty"`
+	Scheme Scheme `json:"scheme"`
+	// Bootloader is the bootloader the board runs; the zero value is
+	// otaport's own, with Scheme as the board names it.
+	Bootloader Bootloader    `json:"bootloader,omitzero"`
 	Flash      FlashGeometry `json:"flash"`
 	Partitions []Partition   `json:"partitions"`
 	// Signature is the image signature type the board expects
