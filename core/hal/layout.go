@@ -238,28 +238,29 @@ func (v *validator) writeAlign(f FlashGeometry, g *geom) {
 }
 
 func (v *validator) scheme(l Layout) {
-	if v.known("scheme") && l.Scheme != SingleBank && l.Scheme != DualBank && l.Scheme != Swap {
-		v.add("scheme", "unknown scheme %q; write single-bank (the bootloader copies ota over app), dual-bank (it boots either slot) or swap (it swaps them and swaps back an unconfirmed image)", l.Scheme)
-		return
-	}
 	b := l.Bootloader
-	if b == (Bootloader{}) || b.Name == BootloaderOtaport {
-		if b.Mode != "" {
-			v.add("bootloader.mode", "is %q, but otaport's own bootloader has no modes: remove it", b.Mode)
+	if b != (Bootloader{}) && b.Name != BootloaderOtaport {
+		want, ok := SchemeOf(b)
+		switch {
+		case !v.known("bootloader.name"):
+			// Reported where it was read.
+		case !ok && b.Name == BootloaderMCUboot:
+			v.add("bootloader.mode", "unknown MCUboot mode %q; write %s, %s, %s, %s or %s, as the MCUBOOT_* option the bootloader is built with",
+				b.Mode, ModeOverwriteOnly, ModeSwapMove, ModeSwapScratch, ModeSwapOffset, ModeDirectXIP)
+		case !ok && b.Name == BootloaderESPIDF:
+			v.add("bootloader.mode", "is %q, but ESP-IDF's bootloader has no modes; remove it", b.Mode)
+		case !ok:
+			v.add("bootloader.name", "unknown bootloader %q; write %s, %s or %s", b.Name, BootloaderMCUboot, BootloaderESPIDF, BootloaderOtaport)
+		case v.known("scheme") && l.Scheme != want:
+			v.add("scheme", "is %s, but %s boots as %s; remove scheme, or name the bootloader that boots this way", l.Scheme, b, want)
 		}
 		return
 	}
-	want, ok := SchemeOf(b)
-	switch {
-	case !ok && b.Name == BootloaderMCUboot:
-		v.add("bootloader.mode", "unknown MCUboot mode %q; write %s, %s, %s, %s or %s, as the MCUBOOT_* option the bootloader is built with",
-			b.Mode, ModeOverwriteOnly, ModeSwapMove, ModeSwapScratch, ModeSwapOffset, ModeDirectXIP)
-	case !ok && b.Name == BootloaderESPIDF:
-		v.add("bootloader.mode", "is %q, but ESP-IDF's bootloader has no modes: remove it", b.Mode)
-	case !ok:
-		v.add("bootloader.name", "unknown bootloader %q; write %s, %s or %s", b.Name, BootloaderMCUboot, BootloaderESPIDF, BootloaderOtaport)
-	case v.known("scheme") && l.Scheme != want:
-		v.add("scheme", "is %s, but %s boots as %s: remove scheme, or name the bootloader that boots this way", l.Scheme, b, want)
+	if b.Mode != "" {
+		v.add("bootloader.mode", "is %q, but otaport's own bootloader has no modes; remove it", b.Mode)
+	}
+	if v.known("scheme") && l.Scheme != SingleBank && l.Scheme != DualBank && l.Scheme != Swap {
+		v.add("scheme", "unknown scheme %q; write single-bank (the bootloader copies ota over app), dual-bank (it boots either slot) or swap (it swaps them and swaps back an unconfirmed image)", l.Scheme)
 	}
 }
 
