@@ -337,6 +337,10 @@ func TestParse_Rules(t *testing.T) {
 			return edit(t, singleBase, "scheme: single-bank", "bootloader: {mode: swap-move}")
 		},
 			14, "bootloader.name", "missing; write name: mcuboot, esp-idf or otaport", 0},
+		{"boot_attempts beyond a real bootloader's one trial", func(t *testing.T) string {
+			return edit(t, dualBase, "scheme: dual-bank", "bootloader: {name: esp-idf}")
+		},
+			18, "image.boot_attempts", "is 2, but esp-idf boots a new image once", 0},
 		{"unknown signature", func(t *testing.T) string {
 			return edit(t, singleBase, "signature: ecdsa-p256", "signature: ecdsa-p384")
 		},

@@ -270,9 +270,14 @@ func (v *validator) bootAttempts(l Layout) {
 	}
 	// 0 is the default, one boot, as MCUboot's test mode.
 	n := l.BootAttempts
+	_, real := SchemeOf(l.Bootloader)
 	switch {
 	case n < 0 || n > MaxBootAttempts:
 		v.add("boot_attempts", "is %d; a dual-bank bootloader allows 1 to %d unconfirmed boots before it falls back: write 1, 2 or 3 (or leave it out for 1)", n, MaxBootAttempts)
+	case n > 1 && real && v.known("bootloader.name"):
+		v.add("boot_attempts", "is %d, but %s boots a new image once and takes it back at the next power-on unless it confirmed itself; remove it (only otaport's own bootloader counts boots)", n, l.Bootloader)
+	case n > 1 && l.Scheme == Swap && v.known("scheme"):
+		v.add("boot_attempts", "is %d on a swap board, whose bootloader swaps a new image back at the power-on after its trial; remove it", n)
 	case n > 1 && l.Scheme == SingleBank && v.known("scheme"):
 		v.add("boot_attempts", "is %d on a single-bank board, which cannot fall back once the image is copied; remove it, or use scheme: dual-bank", n)
 	}
