@@ -34,6 +34,7 @@ import (
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/dashboard"
+	"github.com/otaport/otaport/fleet/devca"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/store"
 )
@@ -94,6 +95,7 @@ type Server struct {
 	http      *http.Server
 	token     string
 	generated bool
+	devCA     *devca.CA
 	opUser    string
 	opPass    string
 	brokerURL string
@@ -161,6 +163,9 @@ func New(cfg Config) (s *Server, err error) {
 	if err := s.loadToken(); err != nil {
 		return nil, err
 	}
+	if s.devCA, _, err = devca.Open(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
+	}
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
@@ -197,8 +202,8 @@ func New(cfg Config) (s *Server, err error) {
 		}
 	}
 	apiHandler, err := api.New(api.Config{
-		Revoke: revoke,
-		Store:  s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
+		Revoke: revoke, Certificates: s.devCA,
+		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
 		Logger: cfg.Logger.With("part", "api"),
 	})
 	if err != nil {
@@ -236,8 +241,12 @@ func New(cfg Config) (s *Server, err error) {
 		// The service is the embedded broker's only operator, with a
 		// password that lives as long as the process.
 		s.opUser, s.opPass = "otaserve", randomHex(16)
+		var deviceCAs *x509.CertPool
+		if cfg.TLS != nil {
+			deviceCAs = s.devCA.Pool()
+		}
 		s.broker, err = broker.New(broker.Config{
-			Addr: cfg.MQTTAddr, TLS: cfg.TLS,
+			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs,
 			Lookup: func(pk, dn string) (string, bool) {
 				d, err := s.store.Device(pk, dn)
 				return d.DeviceSecret, err == nil

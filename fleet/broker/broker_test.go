@@ -623,3 +623,31 @@ func TestNew_DeviceCAsNeedTLS(t *testing.T) {
 		t.Fatalf("New = %v, want a refusal naming TLS", err)
 	}
 }
+
+// TestSignIn_ReconnectSignsAfresh: a device's client signs each
+// reconnection with the time of that reconnection, so a broker that checks
+// freshness takes it back after its window has passed since the first
+// sign-in.
+func TestSignIn_ReconnectSignsAfresh(t *testing.T) {
+	clk := newClock()
+	b := startBrokerWith(t, broker.SignInPolicy{Now: clk.Now})
+	reconnected := make(chan struct{}, 1)
+	c, err := cloud.Dial(t.Context(), cloud.Config{
+		Broker:   "tcp://" + b.Addr().String(),
+		Identity: cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: registry["pk1/devA"]},
+		Now:      clk.Now, MaxReconnectInterval: time.Second,
+		OnOrder:   func(*cloud.Order, []byte) {},
+		OnConnect: func() { reconnected <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	clk.Add(time.Hour)
+	b.Revoke("pk1", "devA") // drops the connection; the device is still registered
+	select {
+	case <-reconnected:
+	case <-time.After(testTimeout):
+		t.Fatal("the device did not sign in again an hour after its first sign-in")
+	}
+}
