@@ -392,7 +392,9 @@ func compressPayload(body []byte, thumb bool) ([]byte, error) {
 	w, err := lzma.Writer2Config{
 		Properties: &lzma.Properties{LC: lzmaLC, LP: lzmaLP, PB: lzmaPB},
 		DictCap:    lzmaDictSize,
-		Matcher:    lzma.BinaryTree,
+		// Not lzma.BinaryTree: in v0.5.17 its output fails to decode
+		// ("writeMatch: distance out of range") on Thumb code.
+		Matcher: lzma.HashTable4,
 	}.NewWriter2(out)
 	if err != nil {
 		return nil, fmt.Errorf("LZMA2 encoder: %w", err)
