@@ -34,6 +34,11 @@ type expander struct {
 	pw   *io.PipeWriter
 	done chan struct{}
 	err  error // the decoding goroutine's, read after done
+	// bad is a decoding error: it is reported only once the stream
+	// verifier found the image authentic, so that a changed payload is
+	// named as such (a hash mismatch) and not by what the decoder made
+	// of it.
+	bad  error
 	sw   *slotWriter
 	body int64 // plain payload bytes written
 }
@@ -66,7 +71,8 @@ func (x *expander) run(r io.Reader) error {
 	}
 	h, err := image.ParseHeader(hb)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrVerify, err)
+		x.bad = fmt.Errorf("%w: %w", ErrVerify, err)
+		return drain(r)
 	}
 	room := make([]byte, h.HeaderSize)
 	copy(room, hb)
@@ -77,18 +83,23 @@ func (x *expander) run(r io.Reader) error {
 		return unwrapSlot(err)
 	}
 	body, err := image.PayloadReader(h, r)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrVerify, err)
+	if err == nil {
+		x.body, err = io.Copy(x.sw, body)
 	}
-	x.body, err = io.Copy(x.sw, body)
 	var se slotError
 	switch {
 	case errors.As(err, &se):
 		return se.err
 	case err != nil:
-		return fmt.Errorf("%w: decompress: %w", ErrVerify, err)
+		x.bad = fmt.Errorf("%w: decompress: %w", ErrVerify, err)
 	}
-	_, err = io.Copy(io.Discard, r)
+	return drain(r)
+}
+
+// drain reads r to its end: the rest of the stream, which the stream
+// verifier checks.
+func drain(r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
 	return err
 }
 
@@ -117,6 +128,9 @@ func (x *expander) finish(img *image.Image) (*image.Image, error) {
 	<-x.done
 	if x.err != nil {
 		return nil, x.err
+	}
+	if x.bad != nil {
+		return nil, x.bad
 	}
 	h, prot, tlv, err := img.PlainLayout()
 	if err != nil {
