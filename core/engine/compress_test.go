@@ -309,3 +309,77 @@ func TestPowerCut_CompressedInstall(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP_CompressedDroppedConnections: a connection dropped in the middle
+// of a compressed image is resumed by the fetcher without sending a byte
+// twice (the decoder sees one continuous stream); an install that gives up
+// leaves no checkpoint, and its Resume downloads from byte 0 again.
+func TestHTTP_CompressedDroppedConnections(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "esp32-devkitc", boardKeys(t, "esp32-devkitc"))
+	d.factory("1.0.0", 8<<10)
+	img := compressedImage(t, d.keys.priv, "1.1.0", 2, image.CompressionLZMA2ARMThumb)
+	s, srv := newFaultServer(t, img)
+	url := srv.URL + "/fw/1.1.0.img"
+	s.dropAt = []int64{100, 5000, int64(len(img)) - 10}
+	if err := d.engine(fastOpts).Install(ctx, engine.Source{URL: url}); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	if got := s.bytesServed(); got != int64(len(img)) {
+		t.Errorf("served %d bytes for an image of %d", got, len(img))
+	}
+	d.expectRuns("1.1.0+0")
+
+	// Another device; its server fails once the download is under way.
+	d = newDevice(t, "esp32-devkitc", d.keys)
+	d.factory("1.0.0", 8<<10)
+	s, srv = newFaultServer(t, img)
+	url = srv.URL + "/fw/1.1.0.img"
+	s.truncateAt = int64(len(img)) / 2
+	opts := fastOpts
+	opts.ChunkSize, opts.CheckpointEvery, opts.Retries = 4<<10, 4<<10, 0
+	err := d.engine(opts).Install(ctx, engine.Source{URL: url})
+	if err == nil {
+		t.Fatal("install through a server that cuts every response succeeded")
+	}
+	if st := d.status(); st.State != engine.Downloading || st.Offset != 0 {
+		t.Fatalf("after the failed attempt: state %s offset %d, want downloading at 0 (no checkpoint)", st.State, st.Offset)
+	}
+	s.mu.Lock()
+	s.truncateAt, s.requests = 0, nil
+	s.mu.Unlock()
+	if err := d.engine(opts).Resume(ctx); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if len(s.requests) != 1 || strings.Contains(s.requests[0], "bytes=") {
+		t.Errorf("resume requests %v, want one for the whole file", s.requests)
+	}
+	d.expectRuns("1.1.0+0")
+}
+
+// TestInstall_CompressedLargerThanSlot: an image whose compressed form
+// fits the slot but whose plain form does not is refused, and nothing is
+// marked bootable.
+func TestInstall_CompressedLargerThanSlot(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "longan-nano", boardKeys(t, "longan-nano"))
+	d.factory("1.0.0", 8<<10)
+	ota, _ := d.layout.Partition(hal.PartOTA)
+	body := bytes.Repeat([]byte("0123456789abcdef"), int(ota.Size)/16+1)
+	cnt := uint32(2)
+	b, err := image.Sign(body, d.keys.priv, image.SignOptions{Version: image.Version{Major: 1, Minor: 1}, SecurityCounter: &cnt, Compression: image.CompressionLZMA2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.engine(engine.Options{ChunkSize: 4 << 10}).Install(ctx, engine.Source{URL: writeFile(t, b)})
+	wantIs(t, err, engine.ErrRefused)
+	if !strings.Contains(err.Error(), "decompressed image needs more than") {
+		t.Fatalf("error %q", err)
+	}
+	for _, s := range d.status().Slots {
+		if s.Pending {
+			t.Fatalf("slot %s pending", s.Name)
+		}
+	}
+	d.expectRuns("1.0.0+0")
+}
