@@ -17,6 +17,7 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet"
+	"github.com/otaport/otaport/fleet/broker"
 )
 
 const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
@@ -52,6 +53,8 @@ func runCommand() *cobra.Command {
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
 	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
+	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
+	timeless := fs.StringArray("allow-timeless", nil, "`product` key whose devices may sign in with the C SDK's fixed timestamp or none, which can be replayed (repeatable)")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		level := slog.LevelInfo
@@ -61,6 +64,7 @@ func runCommand() *cobra.Command {
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
 			token: *token, keyFiles: *keyFiles, certFile: *certFile, keyFile: *keyFile,
+			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
 	return cmd
@@ -71,9 +75,13 @@ type serveFlags struct {
 	data, httpAddr, mqttAddr, brokerURL, publicURL, token string
 	keyFiles                                              []string
 	certFile, keyFile                                     string
+	signIn                                                broker.SignInPolicy
 }
 
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
+	if f.signIn.Window <= 0 {
+		return fmt.Errorf("--signin-window %s: give a positive duration such as 15m; a sign-in whose timestamp is further from this server's clock is refused", f.signIn.Window)
+	}
 	keys, err := image.ReadPublicKeys(f.keyFiles)
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
@@ -95,7 +103,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
-		Keys: keys, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, Logger: log,
+		Keys: keys, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 	})
 	if err != nil {
 		return err
