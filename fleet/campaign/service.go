@@ -72,12 +72,16 @@ type Service struct {
 	// images holds each active campaign's images by image ID.
 	images map[uint64]map[uint64]store.Image
 	lastID int64
-	// sent is the id of the last order sent to each device, so that a
-	// failure report about an older one (a device refusing an order that
-	// a newer one replaced: its nonce is stale) does not fail the device.
-	// In memory only: after a restart every report counts, as before.
-	sent map[string]int64
+	// sent holds the ids of the last orders sent to each device, newest
+	// last, so that a failure report about one a newer order replaced (a
+	// device refusing it: its nonce is stale) does not fail the device.
+	// Only ids the service sent count: the platform's SDKs report a
+	// constant id. In memory only: after a restart every report counts.
+	sent map[string][]int64
 }
+
+// maxSent is how many order ids per device sent remembers.
+const maxSent = 8
 
 // pending is an order the service decided on: a campaign's, for a device.
 type pending struct {
@@ -91,7 +95,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]map[uint64]store.Image{}, sent: map[string]int64{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]map[uint64]store.Image{}, sent: map[string][]int64{}}
 	if cfg.OrderTTL == 0 {
 		s.cfg.OrderTTL = DefaultOrderTTL
 	}
@@ -571,7 +575,10 @@ func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, er
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("order for %s: %w", key, err)
 	}
-	s.sent[key] = id
+	s.sent[key] = append(s.sent[key], id)
+	if n := len(s.sent[key]); n > maxSent {
+		s.sent[key] = s.sent[key][n-maxSent:]
+	}
 	// cloud.Marshal, not json.Marshal: it leaves '&' (common in signed
 	// download URLs) unescaped, as the C devices' JSON parsers expect.
 	payload, err := cloud.Marshal(o)
@@ -664,10 +671,11 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	evs = slices.DeleteFunc(evs, func(de deviceEvent) bool {
-		last, ok := s.sent[de.ev.Device]
-		stale := de.ev.Kind == event.Progress && de.ev.Step < 0 && ok && de.order != 0 && de.order < last
+		ids := s.sent[de.ev.Device]
+		stale := de.ev.Kind == event.Progress && de.ev.Step < 0 && len(ids) > 1 &&
+			slices.Contains(ids[:len(ids)-1], de.order) && de.order != ids[len(ids)-1]
 		if stale {
-			s.log.Info("failure report about an order since replaced; ignored", "device", de.ev.Device, "order", de.order, "latest", last, "desc", de.ev.Desc)
+			s.log.Info("failure report about an order since replaced; ignored", "device", de.ev.Device, "order", de.order, "latest", ids[len(ids)-1], "desc", de.ev.Desc)
 		}
 		return stale
 	})
