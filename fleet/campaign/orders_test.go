@@ -52,6 +52,25 @@ func TestService_SignsOrders(t *testing.T) {
 	}
 	flush(t, svc)
 
+	// informed sends d0's version report with nonce and returns its
+	// orders, want of them.
+	informed := func(svc *Service, rec *recorder, nonce string, want int) []*cloud.Order {
+		t.Helper()
+		msg(t, svc, "inform", "d0", `{"id":2,"params":{"version":"1.0.0+0","nonce":"`+nonce+`"}}`)
+		ords := rec.orders(t, "pk", "d0")
+		if len(ords) != want {
+			t.Fatalf("%d orders after version report %s, want %d", len(ords), nonce, want)
+		}
+		return ords
+	}
+	// refused reports the refusal of order id; the device is then state.
+	refused := func(svc *Service, id int64, state store.ProgressState) {
+		t.Helper()
+		msg(t, svc, "progress", "d0", `{"id":`+strconv.FormatInt(id, 10)+`,"params":{"step":"-1","desc":"order refused"}}`)
+		if stat, _ := svc.Status(c.ID); stat.Devices[0].State != state {
+			t.Errorf("after the refusal of order %d the device is %s, want %s", id, stat.Devices[0].State, state)
+		}
+	}
 	check := func(o *cloud.Order, counter uint64, nonce string) {
 		t.Helper()
 		if err := cloud.VerifyOrder(o, pub); err != nil {
@@ -73,16 +92,9 @@ func TestService_SignsOrders(t *testing.T) {
 
 	// A new version report before the order was taken: ordered again,
 	// with its nonce; the device's refusal of the first order is ignored.
-	msg(t, svc, "inform", "d0", `{"id":2,"params":{"version":"1.0.0+0","nonce":"`+n2+`"}}`)
-	ords = rec.orders(t, "pk", "d0")
-	if len(ords) != 2 {
-		t.Fatalf("%d orders after the second report, want 2", len(ords))
-	}
+	ords = informed(svc, rec, n2, 2)
 	check(ords[1], 2, n2)
-	msg(t, svc, "progress", "d0", `{"id":`+itoa(ords[0].ID)+`,"params":{"step":"-1","desc":"order refused: stale nonce"}}`)
-	if stat, _ := svc.Status(c.ID); stat.Devices[0].State != store.ProgressOrdered {
-		t.Errorf("after the refusal of the replaced order the device is %s, want still ordered", stat.Devices[0].State)
-	}
+	refused(svc, ords[0].ID, store.ProgressOrdered)
 
 	// A restart does not reuse a counter.
 	svc.SetPublisher(nil)
@@ -92,20 +104,11 @@ func TestService_SignsOrders(t *testing.T) {
 	rec = &recorder{}
 	svc.SetPublisher(rec)
 	defer svc.SetPublisher(nil)
-	msg(t, svc, "inform", "d0", `{"id":3,"params":{"version":"1.0.0+0","nonce":"`+n3+`"}}`)
-	ords = rec.orders(t, "pk", "d0")
-	if len(ords) != 1 {
-		t.Fatalf("%d orders after the restart, want 1", len(ords))
-	}
+	ords = informed(svc, rec, n3, 1)
 	check(ords[0], 3, n3)
 	// The refusal of the order in hand counts.
-	msg(t, svc, "progress", "d0", `{"id":`+itoa(ords[0].ID)+`,"params":{"step":"-1","desc":"order refused: expired"}}`)
-	if stat, _ := svc.Status(c.ID); stat.Devices[0].State != store.ProgressFailed {
-		t.Errorf("after the refusal of the order in hand the device is %s, want failed", stat.Devices[0].State)
-	}
+	refused(svc, ords[0].ID, store.ProgressFailed)
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestLoadOrderKey_MadeOnceReadableByOwnerOnly: the first load makes the
 // key (mode 0600), later ones read the same key; a key of another type is
