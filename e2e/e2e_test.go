@@ -636,9 +636,9 @@ func TestMosquitto_CampaignOverExternalBroker(t *testing.T) {
 	})
 
 	// The exact messages, as a platform device would send them: inform
-	// {"id":N,"params":{"version":"..."}}, progress with the step as a
-	// string.
-	inform := regexp.MustCompile(`^\{"id":\d+,"params":\{"version":"1\.1\.0\+0"\}\}$`)
+	// {"id":N,"params":{"version":"..."}}, with otaport's nonce for signed
+	// orders the one addition, progress with the step as a string.
+	inform := regexp.MustCompile(`^\{"id":\d+,"params":\{"version":"1\.1\.0\+0"(,"nonce":"[0-9a-f]{32}")?\}\}$`)
 	eventually(t, "inform of 1.1.0+0 on the wire", func() (bool, string) {
 		return len(w.find("/ota/device/inform/demo/dev-a", inform)) > 0, w.all()
 	})
