@@ -70,6 +70,9 @@ type Config struct {
 	// they reach this server by another name than HTTPAddr; default
 	// http(s)://HTTPAddr.
 	PublicURL string
+	// SignIn is what the embedded broker asks of a device's sign-in beyond
+	// its signature (transport, fresh timestamp, few failures).
+	SignIn broker.SignInPolicy
 	// TLS, when set, makes the HTTP server HTTPS (and the embedded
 	// broker's listener TLS).
 	TLS    *tls.Config
@@ -250,6 +253,7 @@ func New(cfg Config) (s *Server, err error) {
 				return d.DeviceSecret, err == nil
 			},
 			Operators: map[string]string{s.opUser: s.opPass},
+			SignIn:    cfg.SignIn,
 			Logger:    cfg.Logger.With("part", "broker"),
 		})
 		if err != nil {

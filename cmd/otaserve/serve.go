@@ -17,6 +17,7 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet"
+	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
 )
 
@@ -54,6 +55,8 @@ func runCommand() *cobra.Command {
 	orderKey := fs.String("order-key", "", "PEM `file` of the Ed25519 key that signs orders (default DATA/"+campaign.OrderKeyFile+", made at first start)")
 	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
+	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
+	timeless := fs.StringArray("allow-timeless", nil, "`product` key whose devices may sign in with the C SDK's fixed timestamp or none, which can be replayed (repeatable)")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		level := slog.LevelInfo
@@ -63,6 +66,7 @@ func runCommand() *cobra.Command {
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile,
+			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
 	return cmd
@@ -74,9 +78,13 @@ type serveFlags struct {
 	keyFiles                                              []string
 	orderKey                                              string
 	certFile, keyFile                                     string
+	signIn                                                broker.SignInPolicy
 }
 
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
+	if f.signIn.Window <= 0 {
+		return fmt.Errorf("--signin-window %s: give a positive duration such as 15m; a sign-in whose timestamp is further from this server's clock is refused", f.signIn.Window)
+	}
 	keys, err := image.ReadPublicKeys(f.keyFiles)
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
@@ -98,7 +106,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
-		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, Logger: log,
+		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -44,6 +44,9 @@ type Config struct {
 	// MaxPacketSize bounds every MQTT packet a client may send; 0 means
 	// 64 KiB, far above any OTA message.
 	MaxPacketSize uint32
+	// SignIn is what a device's sign-in must show beyond its signature:
+	// the transport it claims, a fresh timestamp, and few failures.
+	SignIn SignInPolicy
 }
 
 // Broker is a running MQTT broker. Its methods are safe for concurrent use.
@@ -98,7 +101,7 @@ func New(cfg Config) (*Broker, error) {
 		InlineClient: true,
 		Logger:       log.With("component", "mqtt"),
 	})
-	hook := newAccessHook(cfg.Lookup, cfg.Operators, log)
+	hook := newAccessHook(cfg.Lookup, cfg.Operators, cfg.SignIn, cfg.TLS != nil, log)
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add access hook: %w", err)
 	}

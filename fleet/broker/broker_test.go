@@ -3,6 +3,9 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,9 +33,39 @@ func lookup(pk, dn string) (string, bool) {
 
 const opUser, opPass = "fleet", "op-pass"
 
+// signedAt is when the test devices sign (cloud.SignOptions.Timestamp), and
+// the broker's clock unless a test moves it.
+const signedAt = "1700000000000"
+
+// clock is a broker clock a test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.UnixMilli(1700000000000)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
 func startBroker(t *testing.T) *broker.Broker {
 	t.Helper()
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}})
+	return startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now})
+}
+
+func startBrokerWith(t *testing.T, p broker.SignInPolicy) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}, SignIn: p,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +109,7 @@ func dial(t *testing.T, b *broker.Broker, clientID, user, pass string, tweak fun
 
 func dialDevice(t *testing.T, b *broker.Broker, dn, secret string, tweak func(*paho.ClientOptions)) (*conn, error) {
 	t.Helper()
-	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: dn, DeviceSecret: secret}, cloud.SignOptions{Timestamp: "1700000000000"})
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: dn, DeviceSecret: secret}, cloud.SignOptions{Timestamp: signedAt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +170,9 @@ func (c *conn) next(t *testing.T) paho.Message {
 }
 
 func TestSignIn_Refusals(t *testing.T) {
-	b := startBroker(t)
+	// Every refusal below counts against the address (twice: paho tries
+	// MQTT 3.1 after 3.1.1 is refused); the limit is not what this tests.
+	b := startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now, MaxFailures: 100})
 	cases := []struct {
 		name                   string
 		clientID, user, passwd string
@@ -148,9 +183,10 @@ func TestSignIn_Refusals(t *testing.T) {
 		{"no credentials", "x", "", ""},
 		{"operator name used as device", "pk1.devA|securemode=3,signmethod=hmacsha256|", opUser, opPass + "x"},
 	}
-	good, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{})
-	wrong, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-B"}, cloud.SignOptions{})
-	ghost, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "ghost", DeviceSecret: "x"}, cloud.SignOptions{})
+	at := cloud.SignOptions{Timestamp: signedAt}
+	good, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, at)
+	wrong, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-B"}, at)
+	ghost, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "ghost", DeviceSecret: "x"}, at)
 	cases[0].clientID, cases[0].user, cases[0].passwd = wrong.ClientID, wrong.Username, wrong.Password
 	cases[1].clientID, cases[1].user, cases[1].passwd = ghost.ClientID, ghost.Username, ghost.Password
 	for _, c := range cases {
@@ -267,7 +303,7 @@ func TestSession_NewConnectionTakesOver(t *testing.T) {
 	// over, as on the platform.
 	b := startBroker(t)
 	first := mustDevice(t, b, "devA")
-	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{ClientID: "sn-42", Timestamp: "1800000000000"})
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{ClientID: "sn-42", Timestamp: "1700000060000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +378,7 @@ func TestNew_ConfigErrors(t *testing.T) {
 }
 
 func TestStart_ContextEndsBroker(t *testing.T) {
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup})
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,5 +398,86 @@ func TestStart_ContextEndsBroker(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestSignIn_Policy: a good signature is not enough. The transport claimed
+// must be the one used, the timestamp must be fresh (or the product allowed
+// timeless sign-ins, as the C SDK's fixed timestamp needs), and each case
+// is refused with a good signature, so only the rule refuses it.
+func TestSignIn_Policy(t *testing.T) {
+	devA := cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}
+	ms := func(d time.Duration) string {
+		return strconv.FormatInt(time.UnixMilli(1700000000000).Add(d).UnixMilli(), 10)
+	}
+	cases := []struct {
+		name     string
+		timeless []string
+		sign     cloud.SignOptions
+		ok       bool
+	}{
+		{"fresh", nil, cloud.SignOptions{Timestamp: signedAt}, true},
+		{"14 minutes behind", nil, cloud.SignOptions{Timestamp: ms(-14 * time.Minute)}, true},
+		{"14 minutes ahead", nil, cloud.SignOptions{Timestamp: ms(14 * time.Minute)}, true},
+		{"16 minutes behind: a replay", nil, cloud.SignOptions{Timestamp: ms(-16 * time.Minute)}, false},
+		{"16 minutes ahead", nil, cloud.SignOptions{Timestamp: ms(16 * time.Minute)}, false},
+		{"TLS claimed over TCP", nil, cloud.SignOptions{Timestamp: signedAt, TLS: true}, false},
+		{"no timestamp", nil, cloud.SignOptions{}, false},
+		{"the C SDK's fixed timestamp", nil, cloud.SignOptions{Form: cloud.FormSDK}, false},
+		{"the C SDK's fixed timestamp, product allowed", []string{"pk1"}, cloud.SignOptions{Form: cloud.FormSDK}, true},
+		{"no timestamp, product allowed", []string{"pk1"}, cloud.SignOptions{}, true},
+		{"no timestamp, another product allowed", []string{"pk2"}, cloud.SignOptions{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now, Timeless: c.timeless})
+			cr, err := cloud.SignIn(devA, c.sign)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = dial(t, b, cr.ClientID, cr.Username, cr.Password, nil)
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && err == nil {
+				t.Fatal("signed in; want a refusal")
+			}
+		})
+	}
+}
+
+// TestSignIn_RateLimited: an address that fails MaxFailures times in a
+// window is refused even with good credentials until the window passes; so
+// is a device, from any address; other addresses and devices are not held
+// to it.
+func TestSignIn_RateLimited(t *testing.T) {
+	clk := newClock()
+	b := startBrokerWith(t, broker.SignInPolicy{Now: clk.Now, MaxFailures: 3, FailureWindow: time.Minute})
+	from := func(ip string) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) {
+			o.SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: testTimeout})
+		}
+	}
+	try := func(dn, secret, ip string) error {
+		_, err := dialDevice(t, b, dn, secret, from(ip))
+		return err
+	}
+	for i := range 3 {
+		if err := try("devA", "wrong", "127.0.0.2"); err == nil {
+			t.Fatalf("attempt %d with a wrong secret signed in", i+1)
+		}
+	}
+	if err := try("devB", registry["pk1/devB"], "127.0.0.2"); err == nil {
+		t.Fatal("the address that failed 3 times signed in a good device in the same window")
+	}
+	if err := try("devA", registry["pk1/devA"], "127.0.0.3"); err == nil {
+		t.Fatal("the device that failed 3 times signed in from another address in the same window")
+	}
+	if err := try("devB", registry["pk1/devB"], "127.0.0.3"); err != nil {
+		t.Fatalf("a good device from another address was held to the failures of others: %v", err)
+	}
+	clk.Add(time.Minute)
+	if err := try("devA", registry["pk1/devA"], "127.0.0.2"); err != nil {
+		t.Fatalf("the window passed and the good device is still refused: %v", err)
 	}
 }
