@@ -13,6 +13,7 @@ package fleet
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -56,6 +57,10 @@ type Config struct {
 	BrokerURL string
 	// Keys verify uploaded images. Uploads are refused without one.
 	Keys []crypto.PublicKey
+	// OrderKey is the PEM file of the Ed25519 key that signs every order;
+	// default DataDir/order-key.pem, generated at first start (mode 0600).
+	// Devices trust its public half (otaserve order-key).
+	OrderKey string
 	// Boards are the boards devices and images may be for, by name, with
 	// what each takes (cmd/otaserve passes the catalog's).
 	Boards map[string]api.Board
@@ -101,6 +106,7 @@ type Server struct {
 	brokerURL string
 
 	firmwareDir string
+	orderKey    ed25519.PrivateKey
 	metrics     *metrics
 	dashboard   *dashboard.Dashboard
 	// serving is true while Run has the campaign service connected.
@@ -166,6 +172,9 @@ func New(cfg Config) (s *Server, err error) {
 	if s.devCA, _, err = devca.Open(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
 	}
+	if s.orderKey, err = s.loadOrderKey(); err != nil {
+		return nil, err
+	}
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
@@ -187,6 +196,7 @@ func New(cfg Config) (s *Server, err error) {
 	s.campaigns, err = campaign.NewService(campaign.Config{
 		Store:       s.store,
 		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
+		OrderKey:    s.orderKey,
 		Logger:      cfg.Logger.With("part", "campaign"),
 	})
 	if err != nil {
@@ -320,6 +330,29 @@ func (s *Server) loadToken() error {
 	}
 	return nil
 }
+
+// loadOrderKey reads the order key: Config.OrderKey's file, or the data
+// directory's, made at the first start.
+func (s *Server) loadOrderKey() (ed25519.PrivateKey, error) {
+	path, flag := s.cfg.OrderKey, "--order-key"
+	if path == "" {
+		path, flag = OrderKeyPath(s.cfg.DataDir), "--data"
+	}
+	key, created, err := campaign.LoadOrderKey(path, s.cfg.OrderKey == "")
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, flag)
+	}
+	if created {
+		s.log.Info("order key generated; give devices its public half (otaserve order-key)", "file", path)
+	}
+	return key, nil
+}
+
+// OrderKeyPath is where otaserve keeps its order key in data directory dir.
+func OrderKeyPath(dir string) string { return filepath.Join(dir, campaign.OrderKeyFile) }
+
+// OrderPublicKey is the PEM public key devices check orders with.
+func (s *Server) OrderPublicKey() ([]byte, error) { return campaign.OrderPublicKeyPEM(s.orderKey) }
 
 // splitBrokerURL turns "mqtt://user:pass@host:1883" into paho's URL and the
 // credentials.

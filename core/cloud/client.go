@@ -445,13 +445,22 @@ func (c *Client) Inform(ctx context.Context, version string) error {
 // aiot_ota_report_version_ext sends them); "" or DefaultModule is the
 // default one, sent without a module field.
 func (c *Client) InformModule(ctx context.Context, module, version string) error {
+	return c.InformNonce(ctx, module, version, "")
+}
+
+// InformNonce is InformModule with a nonce (NewNonce) that the next order
+// must echo; "" sends none, as the platform's devices do.
+func (c *Client) InformNonce(ctx context.Context, module, version, nonce string) error {
 	if err := checkText("version", version, maxVersionLen, true); err != nil {
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
 	if err := checkText("module", module, maxModuleLen, false); err != nil {
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
-	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module)}})
+	if err := checkNonce("nonce", nonce); err != nil {
+		return fmt.Errorf("cloud: inform: %w", err)
+	}
+	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce}})
 }
 
 // Report sends a progress message as it is: the caller names the order and
