@@ -3,9 +3,17 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +30,7 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/devca"
 )
 
 // conn is the CLI's link to a running otaserve.
@@ -172,7 +181,7 @@ func when(t time.Time) string {
 }
 
 func deviceCommand() *cobra.Command {
-	return clientGroup("device", "add, list, show and delete devices", deviceAdd, deviceList, deviceGet, deviceDelete)
+	return clientGroup("device", "add, list, show and delete devices, issue their certificates", deviceAdd, deviceList, deviceGet, deviceDelete, deviceCert)
 }
 
 func imageCommand() *cobra.Command {
@@ -294,6 +303,107 @@ func deviceDelete(f *clientFlags) *cobra.Command {
 		fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", args[0])
 		return nil
 	})
+}
+
+func deviceCert(f *clientFlags) *cobra.Command {
+	var keyFile, out, caOut string
+	var days int
+	cmd := clientCommand(f, "cert PK/DN --key KEY.pem --out CERT.pem [--ca-out CA.pem]",
+		"issue a device its client certificate, for the broker's certificate sign-in", cli.ExactArgs(1, "PK/DN"), func(c *conn, args []string) error {
+			path, err := devicePath(args[0])
+			if err != nil {
+				return err
+			}
+			if keyFile == "" || out == "" {
+				return cli.Usagef("give --key (the device's key, made if missing) and --out (where the certificate goes)")
+			}
+			pk, dn, _ := strings.Cut(args[0], "/")
+			key, made, err := deviceKey(keyFile)
+			if err != nil {
+				return err
+			}
+			csr, err := devca.NewRequest(key, pk, dn)
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.postJSON(path+"/certificate", api.CertificateRequest{CSR: string(csr), ValidDays: days}, &cert); err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, []byte(cert.Certificate), 0o644); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			if caOut != "" {
+				if err := os.WriteFile(caOut, []byte(cert.CA), 0o644); err != nil {
+					return fmt.Errorf("--ca-out: %w", err)
+				}
+			}
+			if c.json {
+				return c.printJSON(cert)
+			}
+			if made {
+				fmt.Fprintf(c.out, "made the device's key: %s (readable by this user only; it goes on the device and nowhere else)\n", keyFile)
+			}
+			fmt.Fprintf(c.out, "issued %s its certificate, valid until %s: %s\n", args[0], cert.NotAfter.Local().Format("2006-01-02"), out)
+			return nil
+		})
+	fs := cmd.Flags()
+	fs.StringVar(&keyFile, "key", "", "the device's private key, PEM (made, P-256, when the file does not exist)")
+	fs.StringVar(&out, "out", "", "where to write the certificate, PEM")
+	fs.StringVar(&caOut, "ca-out", "", "where to write the device CA's certificate, PEM (what an external broker checks devices against)")
+	fs.IntVar(&days, "valid-days", 0, "days the certificate lasts (default two years)")
+	return cmd
+}
+
+// deviceKey reads the private key in file, or makes a P-256 key there
+// when the file does not exist.
+func deviceKey(file string) (key crypto.Signer, made bool, err error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, false, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, false, err
+		}
+		// O_EXCL: a key that appeared meanwhile is not overwritten.
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, false, fmt.Errorf("--key: %w", err)
+		}
+		if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+			f.Close()
+			return nil, false, fmt.Errorf("--key: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, false, fmt.Errorf("--key: %w", err)
+		}
+		return k, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("--key: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, false, fmt.Errorf("--key %s: no PEM key in it; give the device's private key, or a path that does not exist to make one", file)
+	}
+	var k any
+	switch b.Type {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("--key %s: %w", file, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, false, fmt.Errorf("--key %s: a %T cannot sign a certificate request", file, k)
+	}
+	return s, false, nil
 }
 
 // deleted is what a delete prints with --json: the API answers a delete
