@@ -30,6 +30,7 @@ import (
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/devca"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -426,6 +427,57 @@ func TestServer_TLS(t *testing.T) {
 		var got api.Device
 		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.0"
 	})
+
+	// A device that signs in by the certificate the server's device CA
+	// issued it, from a request made with its own key: no secret on it.
+	if resp, body := do(http.MethodPost, base+api.Prefix+"/devices", []byte(`{"product_key":"pk","device_name":"cert-dev","board":"b"}`), nil); resp.StatusCode != 201 {
+		t.Fatalf("add device: %d %s", resp.StatusCode, body)
+	}
+	devKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := devca.NewRequest(devKey, "pk", "cert-dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqBody, _ := json.Marshal(api.CertificateRequest{CSR: string(csr)})
+	resp, body = do(http.MethodPost, base+api.Prefix+"/devices/pk/cert-dev/certificate", reqBody, nil)
+	var issued api.Certificate
+	if resp.StatusCode != 201 || json.Unmarshal(body, &issued) != nil {
+		t.Fatalf("issue certificate: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(http.MethodPost, base+api.Prefix+"/devices/pk/nobody/certificate", reqBody, nil); resp.StatusCode != 404 {
+		t.Errorf("certificate of an unregistered device: %d, want 404", resp.StatusCode)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert-dev.crt"), filepath.Join(dir, "cert-dev.key")
+	kder, _ := x509.MarshalPKCS8PrivateKey(devKey)
+	os.WriteFile(certFile, []byte(issued.Certificate), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	certCfg := cloud.Config{
+		Broker:   "ssl://" + srv.Addrs().MQTT,
+		Identity: cloud.Identity{ProductKey: "pk", DeviceName: "cert-dev"},
+		CAFile:   caFile, CertFile: certFile, KeyFile: keyFile,
+		OnOrder: func(*cloud.Order, []byte) {},
+	}
+	cc, err := cloud.Dial(context.Background(), certCfg)
+	if err != nil {
+		t.Fatalf("device by certificate: %v", err)
+	}
+	if err := cc.Inform(context.Background(), "3.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the version report of the device signed in by certificate", func() bool {
+		_, body := do(http.MethodGet, base+api.Prefix+"/devices/pk/cert-dev", nil, nil)
+		var got api.Device
+		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.1"
+	})
+	cc.Close()
+	// Deleting the device revokes its certificate's sign-in too.
+	if resp, _ := do(http.MethodDelete, base+api.Prefix+"/devices/pk/cert-dev", nil, nil); resp.StatusCode != 204 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	if cc, err := cloud.Dial(context.Background(), certCfg); err == nil {
+		cc.Close()
+		t.Fatal("a deleted device signed in by its certificate")
+	}
 }
 
 // TestServer_DeleteDeviceRevokesItsSignIn: a deleted device is disconnected
