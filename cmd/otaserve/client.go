@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -30,7 +31,7 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
-	"github.com/otaport/otaport/fleet/devca"
+	"github.com/otaport/otaport/fleet/pki"
 )
 
 // conn is the CLI's link to a running otaserve.
@@ -39,19 +40,21 @@ type conn struct {
 	token string
 	json  bool
 	out   io.Writer
+	http  *http.Client
 }
 
 // clientFlags are the flags every client command shares, set on the
 // device, image and campaign commands for all of theirs.
 type clientFlags struct {
-	server, token, data string
-	json                bool
+	server, token, data, ca string
+	json                    bool
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.server, "server", "", "otaserve URL (env OTASERVE_URL; default: DATA/url, else http://127.0.0.1:8080)")
 	fs.StringVar(&f.token, "token", "", "operator token (env OTASERVE_TOKEN; default: DATA/token)")
-	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL and token")
+	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL, token and CA")
+	fs.StringVar(&f.ca, "ca", "", "PEM `file` of the CA of otaserve's certificate (env OTASERVE_CA; default: DATA/ca.pem when it exists, and the system's)")
 	fs.BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
 }
 
@@ -74,7 +77,42 @@ func (f *clientFlags) connect(out io.Writer) (*conn, error) {
 		c.token = strings.TrimSpace(string(b))
 	}
 	c.base = strings.TrimSuffix(c.base, "/")
+	hc, err := f.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	c.http = hc
 	return c, nil
+}
+
+// httpClient trusts the system's CAs and otaserve's own: --ca, else
+// OTASERVE_CA, else the fleet CA of a local otaserve's data directory.
+func (f *clientFlags) httpClient() (*http.Client, error) {
+	file, flag := f.ca, "--ca"
+	if file == "" {
+		file, flag = os.Getenv("OTASERVE_CA"), "OTASERVE_CA"
+	}
+	if file == "" {
+		local := filepath.Join(f.data, pki.CertFile)
+		if _, err := os.Stat(local); err != nil {
+			return http.DefaultClient, nil
+		}
+		file, flag = local, "--data"
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, file)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
 }
 
 // clientGroup returns a group of client commands (device, image, campaign)
@@ -118,7 +156,7 @@ func (c *conn) call(method, path, ctype string, body io.Reader, out any) error {
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach otaserve at %s (--server): %w", c.base, err)
 	}
@@ -322,7 +360,7 @@ func deviceCert(f *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			csr, err := devca.NewRequest(key, pk, dn)
+			csr, err := pki.NewRequest(key, pk, dn)
 			if err != nil {
 				return err
 			}
@@ -350,7 +388,7 @@ func deviceCert(f *clientFlags) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&keyFile, "key", "", "the device's private key, PEM (made, P-256, when the file does not exist)")
 	fs.StringVar(&out, "out", "", "where to write the certificate, PEM")
-	fs.StringVar(&caOut, "ca-out", "", "where to write the device CA's certificate, PEM (what an external broker checks devices against)")
+	fs.StringVar(&caOut, "ca-out", "", "where to write the fleet CA's certificate, PEM (what devices pin, and what an external broker checks device certificates against)")
 	fs.IntVar(&days, "valid-days", 0, "days the certificate lasts (default two years)")
 	return cmd
 }
