@@ -429,7 +429,7 @@ func TestServer_TLS(t *testing.T) {
 		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.0"
 	})
 
-	// A device that signs in by the certificate the server's device CA
+	// A device that signs in by the certificate the server's fleet CA
 	// issued it, from a request made with its own key: no secret on it.
 	if resp, body := do(http.MethodPost, base+api.Prefix+"/devices", []byte(`{"product_key":"pk","device_name":"cert-dev","board":"b"}`), nil); resp.StatusCode != 201 {
 		t.Fatalf("add device: %d %s", resp.StatusCode, body)
