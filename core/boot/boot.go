@@ -85,9 +85,14 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		return hal.BootState{}, Params{}, err
 	}
 	p := s.params()
-	st, err := bootState(p, func(sl Slot, minCounter uint32) (slotImage, error) {
+	check := func(sl Slot, minCounter uint32) (slotImage, error) {
 		return checkSlot(dev, b, sl, opts.Keys, minCounter)
-	})
+	}
+	if b.swap != nil {
+		st, err := swapBootState(dev, b, p, check)
+		return st, p, err
+	}
+	st, err := bootState(p, check)
 	return st, p, err
 }
 
@@ -121,9 +126,12 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	log := opts.logger().With("board", b.layout.Board)
 	var res hal.RebootResult
 	var err error
-	if b.layout.Scheme == hal.SingleBank {
+	switch b.layout.Scheme {
+	case hal.SingleBank:
 		res, err = bootSingle(dev, b, s, opts)
-	} else {
+	case hal.Swap:
+		res, err = bootSwap(dev, b, s, opts)
+	default:
 		res, err = bootDual(dev, b, s, opts)
 	}
 	if err != nil {
