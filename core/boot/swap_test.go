@@ -362,12 +362,7 @@ func TestPowerCut_Swap(t *testing.T) {
 			runs, midway, untrial, unrun := 0, 0, 0, 0
 			for k := 1; k <= n; k++ {
 				for _, when := range cutsAt(k) {
-					d := base.Clone()
-					d.SetCut(flash.Cut{At: k, When: when, Seed: uint64(k)})
-					if _, err := boot.Boot(d, f.layout, f.opts); err == nil && when != flash.After {
-						t.Fatalf("cut %v op %d: boot succeeded through a power cut", when, k)
-					}
-					d = d.Clone()
+					d := f.bootCut(base, k, when)
 					if pri := f.stateOn(d, hal.PartApp); pri.Magic == mcuboot.MagicGood && pri.CopyDone == mcuboot.FlagUnset {
 						midway++
 					}
@@ -431,4 +426,16 @@ func (f *fixture) stateOn(d *flash.Emulator, name string) mcuboot.State {
 		f.t.Fatal(err)
 	}
 	return st
+}
+
+// bootCut powers on a copy of base with the power cut at operation k, and
+// returns the flash as the cut left it, powered on again.
+func (f *fixture) bootCut(base *flash.Emulator, k int, when flash.CutWhen) *flash.Emulator {
+	f.t.Helper()
+	d := base.Clone()
+	d.SetCut(flash.Cut{At: k, When: when, Seed: uint64(k)})
+	if _, err := boot.Boot(d, f.layout, f.opts); err == nil && when != flash.After {
+		f.t.Fatalf("cut %v op %d: boot succeeded through a power cut", when, k)
+	}
+	return d.Clone()
 }
