@@ -400,6 +400,11 @@ func (pl *Platform) checkRead(off uint64, n int) error {
 	if off > slot.Size || uint64(n) > slot.Size-off {
 		return hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, n, slot.Size)
 	}
+	if end := off + uint64(n); end > pl.maxWrite() {
+		// Only boot requests read and write MCUboot's trailer.
+		return hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach 0x%x, past 0x%x where MCUboot's trailer sectors and the swap's spare sector begin",
+			slot.Name, off, n, end, pl.maxWrite())
+	}
 	return nil
 }
 

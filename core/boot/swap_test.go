@@ -439,3 +439,42 @@ func (f *fixture) bootCut(base *flash.Emulator, k int, when flash.CutWhen) *flas
 	}
 	return d.Clone()
 }
+
+// hal's MaxImageSize for a swap board (its own arithmetic of MCUboot's
+// trailer) is exactly what the platform takes, which core/bootfmt/mcuboot's
+// layout decides: Init takes that many bytes and refuses one more. The
+// geometries put the trailer on both sides of a sector boundary.
+func TestSwap_MaxImageAgreesWithHal(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		align  uint32
+		sector uint64
+		ns     uint64 // ota's sectors; app has one more
+	}{{1, 4 << 10, 28}, {4, 4 << 10, 28}, {8, 1 << 10, 60}, {8, 1 << 10, 40}, {16, 2 << 10, 30}, {32, 4 << 10, 50}, {32, 1 << 10, 20}} {
+		s := tt.sector
+		total := 4 + 2*tt.ns + 1
+		tb := testBoard{name: "swap-max",
+			geo: hal.FlashGeometry{Size: total * s, Sectors: []hal.SectorRun{{Count: int(total), Size: s}},
+				WriteAlign: tt.align, EraseValue: 0xFF},
+			parts: parts([2]uint64{0, 2 * s}, [2]uint64{2 * s, 2 * s}, [2]uint64{4 * s, (tt.ns + 1) * s}, [2]uint64{(tt.ns + 5) * s, tt.ns * s}),
+		}
+		f := newFixture(t, tb, hal.Swap, 1)
+		f.layout.Bootloader = hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeSwapMove}
+		pl := f.platform()
+		info, err := pl.Describe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		max, err := info.MaxImageSize()
+		if err != nil || max == 0 {
+			t.Fatalf("%+v: MaxImageSize %d, %v", tt, max, err)
+		}
+		if err := pl.Init(ctx, hal.InitRequest{Size: max}); err != nil {
+			t.Errorf("%+v: init of hal's max %d: %v", tt, max, err)
+		}
+		if err := pl.Init(ctx, hal.InitRequest{Size: max + 1}); !errors.Is(err, hal.ErrOutOfBounds) {
+			t.Errorf("%+v: init of hal's max + 1 (%d): %v, want out of bounds", tt, max+1, err)
+		}
+		pl.Close()
+	}
+}
