@@ -89,7 +89,11 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		return checkSlot(dev, b, sl, opts.Keys, minCounter)
 	}
 	if b.swap != nil {
-		st, err := swapBootState(dev, b, p, check)
+		pri, sec, err := b.trailers(dev)
+		if err != nil {
+			return hal.BootState{}, p, err
+		}
+		st, err := swapBootState(pri, sec, p, check)
 		return st, p, err
 	}
 	st, err := bootState(p, check)

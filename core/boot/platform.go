@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/otaport/otaport/core/bootfmt/mcuboot"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 )
@@ -30,6 +31,7 @@ type Platform struct {
 	s      *store
 	closed bool
 	cache  slotCache
+	trl    trailerCache // a swap board's trailers
 	// cur and pad are Write's buffers, kept from call to call (under mu)
 	// so that a download allocates nothing per chunk: the garbage they
 	// made bounded the plugin's write rate.
@@ -110,7 +112,7 @@ func (pl *Platform) checkWritable(op string) error {
 	}
 	trial := p.Trial
 	if pl.b.swap != nil {
-		pri, _, err := pl.b.trailer(pl.dev, SlotApp)
+		pri, _, err := pl.trailers()
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
 		}
@@ -158,7 +160,10 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	var st hal.BootState
 	var err error
 	if pl.b.swap != nil {
-		st, err = swapBootState(pl.dev, pl.b, pl.s.params(), pl.check)
+		var pri, sec mcuboot.State
+		if pri, sec, err = pl.trailers(); err == nil {
+			st, err = swapBootState(pri, sec, pl.s.params(), pl.check)
+		}
 	} else {
 		st, err = bootState(pl.s.params(), pl.check)
 	}
@@ -204,9 +209,11 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	if pl.b.swap != nil {
 		// A request in ota's trailer goes before the image it names:
 		// MCUboot must never find a request over a half-written image.
+		pl.dropTrailer(SlotOTA)
 		if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
 			return fmt.Errorf("init %s: %w", slot.Name, err)
 		}
+		pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
 	}
 	if err := pl.dev.Erase(off, end-off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
@@ -579,6 +586,7 @@ func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
 	// A power-on: the bootloader keeps nothing from before the reset and
 	// verifies from the flash every slot it acts on.
 	pl.cache.reset()
+	pl.trl = trailerCache{}
 	if err := pl.s.load(); err != nil {
 		return hal.RebootResult{}, err
 	}

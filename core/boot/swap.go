@@ -1,10 +1,13 @@
 package boot
 
 import (
+	"bytes"
+	"cmp"
 	"crypto"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/otaport/otaport/core/bootfmt/mcuboot"
 	"github.com/otaport/otaport/core/flash"
@@ -175,12 +178,9 @@ func swapPending(sec mcuboot.State) bool {
 
 // swapBootState describes a swap board: the image always runs from app; ota
 // holds the image installed and requested, or after a swap the previous one.
-func swapBootState(r io.ReaderAt, b *board, p Params, check func(s Slot, minCounter uint32) (slotImage, error)) (hal.BootState, error) {
+// pri and sec are the trailers' states.
+func swapBootState(pri, sec mcuboot.State, p Params, check func(s Slot, minCounter uint32) (slotImage, error)) (hal.BootState, error) {
 	st := hal.BootState{SecurityCounter: p.SecurityCounter}
-	pri, sec, err := b.trailers(r)
-	if err != nil {
-		return st, err
-	}
 	st.Trial = swapTrial(pri) && !p.RolledBack
 	if st.Trial {
 		st.BootCount = 1
@@ -618,6 +618,13 @@ func bootSwap(dev flash.Device, b *board, s *store, opts Options) (hal.RebootRes
 	return res, nil
 }
 
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func swapName(t mcuboot.SwapType) string {
 	switch t {
 	case mcuboot.SwapTest:
@@ -641,27 +648,104 @@ func opName(op int) string {
 // MCUboot cannot turn one request into another (boot_set_next leaves a
 // good magic alone) nor write over a bad magic (BOOT_EBADIMAGE): the
 // trailer's sectors are erased first then, as an application does.
-func (b *board) requestSwap(dev flash.Device, permanent bool) error {
+//
+// okFirst writes image_ok before the magic: the same bytes, in an order
+// where a cut leaves a permanent request or none, never the test request
+// boot_set_pending's order leaves after its magic. A rollback asks for it:
+// the image it returns to must not come back on trial, to be swapped out
+// again at the power-on after.
+//
+// It returns the state the trailer holds after it.
+func (b *board) requestSwap(dev flash.Device, permanent, okFirst bool) (mcuboot.State, error) {
 	st, tail, err := b.trailer(dev, SlotOTA)
 	if err != nil {
-		return err
+		return st, err
 	}
 	if st.Magic == mcuboot.MagicGood && swapPending(st) && (st.ImageOK == mcuboot.FlagSet) == permanent {
-		return nil
+		return st, nil
 	}
 	if st.Magic != mcuboot.MagicUnset || st.ImageOK != mcuboot.FlagUnset || st.CopyDone != mcuboot.FlagUnset {
 		if err := b.scrambleTrailer(dev, SlotOTA); err != nil {
-			return err
+			return st, err
 		}
 		if _, tail, err = b.trailer(dev, SlotOTA); err != nil {
-			return err
+			return st, err
 		}
 	}
-	ws, err := b.swap.lay[SlotOTA].SetPending(tail, 0, permanent)
+	l := b.swap.lay[SlotOTA]
+	ws, err := l.SetPending(tail, 0, permanent)
 	if err != nil {
-		return fmt.Errorf("request the swap: %w", err)
+		return st, fmt.Errorf("request the swap: %w", err)
 	}
-	return b.writeTrailer(dev, SlotOTA, ws)
+	if okFirst {
+		slices.SortStableFunc(ws, func(a, b mcuboot.Write) int {
+			return cmp.Compare(boolInt(a.Off != l.ImageOKOff()), boolInt(b.Off != l.ImageOKOff()))
+		})
+	}
+	if err := b.writeTrailer(dev, SlotOTA, ws); err != nil {
+		return st, err
+	}
+	return b.afterWrites(SlotOTA, tail, ws)
+}
+
+// trailerCache is a Platform's reading of the two trailers, kept as
+// slotCache keeps its verification of the slots: what the Platform writes
+// to a trailer it records as the state those bytes decode to, so that
+// Describe reads the flash no more often on a swap board than on the
+// others; a power-on forgets it all.
+type trailerCache struct {
+	valid [2]bool
+	st    [2]mcuboot.State
+}
+
+// trailers returns the states of both trailers, from the cache when valid.
+func (pl *Platform) trailers() (pri, sec mcuboot.State, err error) {
+	for _, s := range []Slot{SlotApp, SlotOTA} {
+		if !pl.trl.valid[s] {
+			st, _, err := pl.b.trailer(pl.dev, s)
+			if err != nil {
+				return pri, sec, err
+			}
+			pl.noteTrailer(s, st)
+		}
+	}
+	return pl.trl.st[SlotApp], pl.trl.st[SlotOTA], nil
+}
+
+// noteTrailer records the state slot s's trailer now holds.
+func (pl *Platform) noteTrailer(s Slot, st mcuboot.State) { pl.trl.valid[s], pl.trl.st[s] = true, st }
+
+// dropTrailer forgets slot s's trailer: call it before writing to it (a
+// write that fails leaves it unknown).
+func (pl *Platform) dropTrailer(s Slot) { pl.trl.valid[s] = false }
+
+// afterWrites is the state of slot s's trailer once ws are programmed over
+// tail (its last InfoSize bytes): NOR programming only moves bits away from
+// the erased value.
+func (b *board) afterWrites(s Slot, tail []byte, ws []mcuboot.Write) (mcuboot.State, error) {
+	l := b.swap.lay[s]
+	out := bytes.Clone(tail)
+	base := l.SlotSize - l.InfoSize()
+	for _, w := range ws {
+		for i, c := range w.Data {
+			at := &out[w.Off-base+uint32(i)]
+			if l.Erased == 0xFF {
+				*at &= c
+			} else {
+				*at |= c
+			}
+		}
+	}
+	return l.Decode(out)
+}
+
+// erasedTrailer is the state of an erased trailer of slot s.
+func (b *board) erasedTrailer(s Slot) mcuboot.State {
+	l := b.swap.lay[s]
+	tail := make([]byte, l.InfoSize())
+	fillBytes(tail, l.Erased)
+	st, _ := l.Decode(tail) // a tail of InfoSize bytes on a valid layout
+	return st
 }
 
 // setBootSwap is SetBoot on a swap board (under the lock).
@@ -683,9 +767,12 @@ func (pl *Platform) setBootSwap(req hal.BootRequest) error {
 		if err := pl.s.setParams(p); err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
-		if err := pl.b.requestSwap(pl.dev, req.Mode == hal.BootPermanent); err != nil {
+		pl.dropTrailer(SlotOTA)
+		st, err := pl.b.requestSwap(pl.dev, req.Mode == hal.BootPermanent, false)
+		if err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
+		pl.noteTrailer(SlotOTA, st)
 		return nil
 	case hal.BootConfirm:
 		if p.RolledBack {
@@ -699,9 +786,15 @@ func (pl *Platform) setBootSwap(req hal.BootRequest) error {
 		if err != nil {
 			return hal.Errorf(hal.CodeInvalid, "set boot confirm: %v: power on (Reboot) to let MCUboot repair app's trailer", err)
 		}
+		pl.dropTrailer(SlotApp)
 		if err := pl.b.writeTrailer(pl.dev, SlotApp, ws); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)
 		}
+		st, err := pl.b.afterWrites(SlotApp, tail, ws)
+		if err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
+		}
+		pl.noteTrailer(SlotApp, st)
 		// image_ok first: a cut before the counter is raised leaves a
 		// confirmed image, whose counter the next power-on raises.
 		si, err := pl.check(SlotApp, 0)
@@ -727,7 +820,7 @@ func (pl *Platform) setBootSwap(req hal.BootRequest) error {
 // back.
 func (pl *Platform) rollbackSwap() error {
 	p := pl.s.params()
-	pri, sec, err := pl.b.trailers(pl.dev)
+	pri, sec, err := pl.trailers()
 	if err != nil {
 		return err
 	}
@@ -737,6 +830,7 @@ func (pl *Platform) rollbackSwap() error {
 		return nil
 	case swapPending(sec):
 		pl.cache.drop(SlotOTA)
+		pl.dropTrailer(SlotOTA)
 		ota := pl.b.slots[SlotOTA]
 		if err := pl.dev.Erase(int64(ota.Offset), int64(pl.b.swap.sector)); err != nil {
 			return flashErr(fmt.Sprintf("cancel the request: erase the image header in %s", ota.Name), err)
@@ -744,6 +838,7 @@ func (pl *Platform) rollbackSwap() error {
 		if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
 			return fmt.Errorf("cancel the request: %w", err)
 		}
+		pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
 		return nil
 	case swapTrial(pri):
 		p.RolledBack = true
@@ -762,9 +857,12 @@ func (pl *Platform) rollbackSwap() error {
 		if err := pl.s.setParams(p); err != nil {
 			return fmt.Errorf("record the rollback: %w", err)
 		}
-		if err := pl.b.requestSwap(pl.dev, true); err != nil {
+		pl.dropTrailer(SlotOTA)
+		st, err := pl.b.requestSwap(pl.dev, true, true)
+		if err != nil {
 			return fmt.Errorf("request the swap back: %w", err)
 		}
+		pl.noteTrailer(SlotOTA, st)
 		return nil
 	}
 	if err := pl.s.setParams(p); err != nil {

@@ -478,3 +478,57 @@ func TestSwap_MaxImageAgreesWithHal(t *testing.T) {
 		pl.Close()
 	}
 }
+
+// A power cut at any flash operation of a rollback after a confirm leaves
+// the rollback asked for or not, never half: the next power-on runs the old
+// image rolled back, or the new one still confirmed; never the old one on
+// trial, which the power-on after would swap out again.
+func TestPowerCut_SwapRollbackRequest(t *testing.T) {
+	ctx := context.Background()
+	f, pl := factorySwap(t)
+	install(t, pl, f.image("1.1.0", 0), hal.BootTest)
+	reboot(t, pl)
+	if err := pl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm}); err != nil {
+		t.Fatal(err)
+	}
+	base := f.dev
+	clean := base.Clone()
+	cpl, err := boot.NewPlatform(f.layout, clean, f.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops0 := clean.Ops()
+	if err := cpl.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := clean.Ops() - ops0
+	outcomes := map[string]int{}
+	for k := 1; k <= n; k++ {
+		for _, when := range cutKinds {
+			d := base.Clone()
+			dpl, err := boot.NewPlatform(f.layout, d, f.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.SetCut(flash.Cut{At: k, When: when, Seed: uint64(k)})
+			_ = dpl.Rollback(ctx)
+			d = d.Clone()
+			res, err := boot.Boot(d, f.layout, f.opts)
+			if err != nil {
+				t.Fatalf("cut %v op %d: %v", when, k, err)
+			}
+			st, _, err := boot.Inspect(d, f.layout, f.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Trial {
+				t.Fatalf("cut %v op %d of the rollback: %s runs on trial (%s); want it rolled back for good or not at all", when, k, res.Version, res.Action)
+			}
+			outcomes[v(res.Version)]++
+		}
+	}
+	if outcomes["1.0.0"] == 0 || outcomes["1.1.0"] == 0 {
+		t.Errorf("outcomes %v: want cuts that leave the rollback undone and cuts that leave it done", outcomes)
+	}
+	t.Logf("%d flash operations in the rollback; outcomes %v", n, outcomes)
+}
