@@ -6,10 +6,12 @@
 // a thin wrapper around it. The params partition holds the boot parameters
 // and the key-value store as a power-safe log in two alternating areas.
 // Boot is a power-on: the simulated second-stage bootloader that copies ota
-// over app (single-bank, resumable after a power cut at any operation) or
+// over app (single-bank, resumable after a power cut at any operation),
 // picks a slot (dual-bank, with a trial boot counter, confirm and fallback),
-// checking every image's hash, signature and security counter before it
-// boots it.
+// or is MCUboot swap-move (swap: the requests are MCUboot's image trailers,
+// and the swap, its status records, resume and revert are MCUboot's; see
+// swap.go), checking every image's hash, signature and security counter
+// before it boots it.
 //
 // It does not download, verify streams or decide when to upgrade (that is
 // core/engine), and it is not a bootloader for real hardware: it is the

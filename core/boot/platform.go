@@ -502,7 +502,8 @@ func (pl *Platform) checkRequest(req hal.BootRequest, target Slot, minCounter ui
 	return si, nil
 }
 
-// Rollback returns to the previous image at the next power-on. Dual-bank:
+// Rollback returns to the previous image at the next power-on. Swap: as
+// dual-bank, in MCUboot's terms (rollbackSwap). Dual-bank:
 // the other slot becomes active again, permanently (or a pending request is
 // cancelled); the image given up is rejected (Params.Rejected) and never
 // boots again until installed again, so there is no rollback to it either.

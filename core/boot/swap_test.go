@@ -225,21 +225,26 @@ func TestSwap_TrailerBytes(t *testing.T) {
 		if st := f.trailerState(hal.PartOTA); st.Magic != mcuboot.MagicUnset || st.ImageOK != mcuboot.FlagUnset {
 			t.Errorf("permanent=%v: ota's trailer after the swap: %+v, want erased", perm, st)
 		}
+		// swap_status_init's writes on an erased trailer, then copy_done
+		// (image_ok came from ota's trailer in a permanent swap).
 		lp := f.mcubootLayout(hal.PartApp)
 		tail := f.tail(hal.PartApp)
-		st, _ := lp.Decode(tail)
-		wantOK := mcuboot.FlagUnset
+		erased := bytes.Repeat([]byte{0xFF}, len(tail))
 		wantType := mcuboot.SwapTest
 		if perm {
-			wantOK, wantType = mcuboot.FlagSet, mcuboot.SwapPerm
+			wantType = mcuboot.SwapPerm
 		}
-		if st.Magic != mcuboot.MagicGood || st.CopyDone != mcuboot.FlagSet || st.ImageOK != wantOK || st.SwapType != wantType {
-			t.Errorf("permanent=%v: app's trailer after the swap %+v", perm, st)
+		si, err := lp.SwapInfoWrite(wantType, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		base := lp.SlotSize - lp.InfoSize()
-		sz := tail[lp.SwapSizeOff()-base:]
-		if got := uint32(sz[0]) | uint32(sz[1])<<8 | uint32(sz[2])<<16 | uint32(sz[3])<<24; got != uint32(len(img)) {
-			t.Errorf("permanent=%v: swap_size %d, want the image's %d", perm, got, len(img))
+		want := []mcuboot.Write{si}
+		if perm {
+			want = append(want, lp.ImageOKWrite())
+		}
+		want = append(want, lp.SwapSizeWrite(uint32(len(img))), lp.MagicWrite(), lp.CopyDoneWrite())
+		if exp := applied(lp, erased, want); !bytes.Equal(tail, exp) {
+			t.Errorf("permanent=%v: app's trailer after the swap\n got %x\nwant %x", perm, tail, exp)
 		}
 		if perm {
 			continue
@@ -253,6 +258,18 @@ func TestSwap_TrailerBytes(t *testing.T) {
 		}
 		if got, want := f.tail(hal.PartApp), applied(lp, tail, ws); !bytes.Equal(got, want) {
 			t.Errorf("app's trailer after confirm\n got %x\nwant %x", got, want)
+		}
+		// The rollback of the confirmed image: boot_set_pending(1) on ota,
+		// whose trailer the swap left erased.
+		before = f.tail(hal.PartOTA)
+		if err := pl.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ws, err = ls.SetPending(before, 0, true); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := f.tail(hal.PartOTA), applied(ls, before, ws); !bytes.Equal(got, want) {
+			t.Errorf("ota's trailer after the rollback\n got %x\nwant %x", got, want)
 		}
 	}
 }
