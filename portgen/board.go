@@ -26,7 +26,8 @@ type Board struct {
 	SoC        string      `yaml:"soc" json:"soc"`
 	Source     string      `yaml:"source" json:"source"`
 	Flash      Flash       `yaml:"flash" json:"flash"`
-	Scheme     string      `yaml:"scheme" json:"scheme"`
+	Scheme     string      `yaml:"scheme,omitempty" json:"scheme,omitempty"`
+	Bootloader Bootloader  `yaml:"bootloader,omitempty" json:"bootloader,omitzero"`
 	Partitions []Partition `yaml:"partitions" json:"partitions"`
 	Image      Image       `yaml:"image" json:"image"`
 
@@ -79,6 +80,14 @@ type Partition struct {
 	Size   Size   `yaml:"size" json:"size"`
 }
 
+// Bootloader is the second-stage bootloader the board runs, as its SDK
+// builds it: it decides the bytes of the boot requests and, when the board
+// gives no scheme, the scheme.
+type Bootloader struct {
+	Name string `yaml:"name" json:"name"`
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+}
+
 // Image is the board's image policy.
 type Image struct {
 	Signature    string `yaml:"signature" json:"signature"`
@@ -92,6 +101,8 @@ func (b *Board) Layout() hal.Layout {
 		Vendor: b.Vendor,
 		SoC:    b.SoC,
 		Scheme: hal.Scheme(b.Scheme),
+		// otaport's own bootloader is the zero value: one spelling of it.
+		Bootloader: hal.Bootloader{Name: b.Bootloader.Name, Mode: b.Bootloader.Mode},
 		Flash: hal.FlashGeometry{
 			Base:       uint64(b.Flash.Base),
 			Size:       uint64(b.Flash.Size),
@@ -107,6 +118,16 @@ func (b *Board) Layout() hal.Layout {
 		}
 	} else if b.Flash.EraseSize > 0 {
 		l.Flash.Sectors = []hal.SectorRun{{Count: int(uint64(b.Flash.Size) / uint64(b.Flash.EraseSize)), Size: uint64(b.Flash.EraseSize)}}
+	}
+	if l.Bootloader == (hal.Bootloader{Name: hal.BootloaderOtaport}) {
+		l.Bootloader = hal.Bootloader{}
+	}
+	if l.Scheme == "" {
+		// The bootloader decides the scheme; a board that names both is
+		// checked for agreement by the layout's rules.
+		if s, ok := hal.SchemeOf(l.Bootloader); ok {
+			l.Scheme = s
+		}
 	}
 	if l.BootAttempts == 0 {
 		l.BootAttempts = 1

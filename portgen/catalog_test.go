@@ -29,7 +29,13 @@ func TestCatalog_BoardsYAML(t *testing.T) {
 		if b.OutOfTree() {
 			continue // described in its own module
 		}
-		schemes[b.Scheme]++
+		l := b.Layout()
+		schemes[string(l.Scheme)]++
+		// The catalog says what each board's SDK ships, otaport's own
+		// bootloader included: an entry that names none is an omission.
+		if b.Bootloader.Name == "" {
+			t.Errorf("%s: no bootloader; name the one its SDK ships (mcuboot with its mode, esp-idf), or otaport where none fits", b.Name)
+		}
 		if len(strings.Fields(b.Source)) < 8 {
 			t.Errorf("%s: source %q is too thin; name the document and section or the SDK file", b.Name, b.Source)
 		}
@@ -40,7 +46,6 @@ func TestCatalog_BoardsYAML(t *testing.T) {
 		wide = wide || b.Flash.WriteAlign >= 8
 		nonUniform = nonUniform || len(b.Flash.Sectors) > 1
 		blockDevice = blockDevice || (b.Flash.EraseSize == 512 && b.Flash.Base == 0)
-		l := b.Layout()
 		for _, want := range []string{hal.PartBootloader, hal.PartParams, hal.PartApp, hal.PartOTA} {
 			if _, ok := l.Partition(want); !ok {
 				t.Errorf("%s: layout has no %s", b.Name, want)

@@ -34,6 +34,7 @@ type portData struct {
 	Name, Package, Vendor, SoC, Source string
 	Summary                            string // vendor, SoC and scheme, for doc comments
 	Scheme, Signature                  string
+	Boot                               string // the scheme, after the bootloader when it is not otaport's
 	DualBank                           bool
 	BootAttempts                       int
 
@@ -54,6 +55,7 @@ type portData struct {
 
 	// The same numbers as Go literals.
 	SchemeGo, FlashBaseGo, FlashSizeGo, EraseValueGo string
+	BootloaderGo                                     string // a hal.Bootloader literal, or empty
 	SectorRunsGo                                     []sectorData
 
 	Partitions []partData
@@ -100,8 +102,30 @@ func schemeGo(s hal.Scheme) string {
 		return "hal.SingleBank"
 	case hal.DualBank:
 		return "hal.DualBank"
+	case hal.Swap:
+		return "hal.Swap"
 	}
 	return fmt.Sprintf("hal.Scheme(%q)", string(s))
+}
+
+// bootloaderGo writes b as a hal.Bootloader literal; otaport's own is the
+// zero value, written as nothing.
+func bootloaderGo(b hal.Bootloader) string {
+	if b == (hal.Bootloader{}) {
+		return ""
+	}
+	if b.Mode == "" {
+		return fmt.Sprintf("hal.Bootloader{Name: %q}", b.Name)
+	}
+	return fmt.Sprintf("hal.Bootloader{Name: %q, Mode: %q}", b.Name, b.Mode)
+}
+
+// bootSummary is the scheme, and the bootloader when it is not otaport's.
+func bootSummary(l hal.Layout) string {
+	if l.Bootloader == (hal.Bootloader{}) {
+		return string(l.Scheme)
+	}
+	return fmt.Sprintf("%s, %s", l.Bootloader, l.Scheme)
 }
 
 // newPortData computes the data of b's templates; m is the module of a port
@@ -119,9 +143,10 @@ func newPortData(b *Board, m *Module) portData {
 		summary += ", "
 	}
 	d := portData{
+		Boot: bootSummary(l),
 		Name: b.Name, Package: PackageName(b.Name), Vendor: b.Vendor, SoC: b.SoC, Source: b.Source,
-		Summary: summary + b.Scheme,
-		Scheme:  b.Scheme, Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
+		Summary: summary + bootSummary(l),
+		Scheme:  string(l.Scheme), Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
 		BootAttempts:    l.BootAttempts,
 		ImportPath:      PortsPath + "/" + b.Name,
 		PkgDir:          "./ports/" + b.Name,
@@ -136,6 +161,7 @@ func newPortData(b *Board, m *Module) portData {
 		EraseValue:      fmt.Sprintf("0x%02X", l.Flash.EraseValue),
 		SourceC:         strings.ReplaceAll(strings.ReplaceAll(b.Source, "*/", "* /"), "\n", " "),
 		SchemeGo:        schemeGo(l.Scheme),
+		BootloaderGo:    bootloaderGo(l.Bootloader),
 		FlashBaseGo:     fmt.Sprintf("0x%08x", l.Flash.Base),
 		FlashSizeGo:     fmt.Sprintf("%#x", l.Flash.Size),
 		EraseValueGo:    fmt.Sprintf("0x%02x", l.Flash.EraseValue),

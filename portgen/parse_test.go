@@ -154,7 +154,7 @@ func TestParse_Rules(t *testing.T) {
 		{"unknown nested field with suggestion", func(t *testing.T) string { return edit(t, singleBase, "  write_align: 4", "  write_algin: 4") },
 			12, "flash.write_algin", "did you mean write_align?", 0},
 		{"unknown field without suggestion", func(t *testing.T) string { return edit(t, singleBase, "vendor: Example", "colour: blue") },
-			2, "colour", "known fields here: name, vendor, soc, source, flash, scheme, partitions, image", 0},
+			2, "colour", "known fields here: name, vendor, soc, source, flash, scheme, bootloader, partitions, image", 0},
 		{"unknown partition field", func(t *testing.T) string {
 			return edit(t, singleBase, "{name: app, offset: 0x20000, size: 384KiB}", "{name: app, offset: 0x20000, size: 384KiB, flags: ro}")
 		}, 18, "partitions[2].flags", "unknown field; known fields here: name, offset, size", 0},
@@ -303,6 +303,44 @@ func TestParse_Rules(t *testing.T) {
 		// Scheme and image.
 		{"unknown scheme", func(t *testing.T) string { return edit(t, singleBase, "scheme: single-bank", "scheme: single_bank") },
 			14, "scheme", `unknown scheme "single_bank" (did you mean single-bank?)`, 0},
+		{"neither scheme nor bootloader", func(t *testing.T) string { return edit(t, singleBase, "scheme: single-bank\n", "") },
+			1, "", "has neither bootloader nor scheme; name the bootloader", 0},
+		{"unknown bootloader", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "bootloader: {name: mcuboat, mode: overwrite-only}")
+		},
+			14, "bootloader.name", `unknown bootloader "mcuboat" (did you mean mcuboot?)`, 0},
+		{"unknown MCUboot mode", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "bootloader: {name: mcuboot, mode: swap-mov}")
+		},
+			14, "bootloader.mode", `unknown MCUboot mode "swap-mov" (did you mean swap-move?)`, 0},
+		{"MCUboot without a mode", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "bootloader: {name: mcuboot}")
+		},
+			14, "bootloader.mode", `unknown MCUboot mode ""; write overwrite-only`, 0},
+		{"esp-idf with a mode", func(t *testing.T) string {
+			return edit(t, dualBase, "scheme: dual-bank", "bootloader: {name: esp-idf, mode: swap-move}")
+		},
+			10, "bootloader.mode", `is "swap-move", but ESP-IDF's bootloader has no modes`, 0},
+		{"scheme the bootloader does not boot", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "scheme: single-bank\nbootloader: {name: mcuboot, mode: direct-xip}")
+		},
+			14, "scheme", "is single-bank, but mcuboot direct-xip boots as dual-bank", 0},
+		{"otaport's bootloader without a scheme", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "bootloader: {name: otaport}")
+		},
+			14, "bootloader", "is otaport's own, which has no scheme of its own; add scheme", 0},
+		{"otaport's bootloader with a mode", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "scheme: single-bank\nbootloader: {name: otaport, mode: swap-move}")
+		},
+			15, "bootloader.mode", "but otaport's own bootloader has no modes", 0},
+		{"bootloader without a name", func(t *testing.T) string {
+			return edit(t, singleBase, "scheme: single-bank", "bootloader: {mode: swap-move}")
+		},
+			14, "bootloader.name", "missing; write name: mcuboot, esp-idf or otaport", 0},
+		{"boot_attempts beyond a real bootloader's one trial", func(t *testing.T) string {
+			return edit(t, dualBase, "scheme: dual-bank", "bootloader: {name: esp-idf}")
+		},
+			18, "image.boot_attempts", "is 2, but esp-idf boots a new image once", 0},
 		{"unknown signature", func(t *testing.T) string {
 			return edit(t, singleBase, "signature: ecdsa-p256", "signature: ecdsa-p384")
 		},

@@ -39,9 +39,14 @@ var fieldSpecs = map[string]fieldSpec{
 		extra: jsonObj{{"minLength", 1}}},
 	"Board.flash": {required: true, hint: "describe the flash (base, size, sectors or erase_size, write_align, erase_value)",
 		doc: "Geometry of the flash that holds the images."},
-	"Board.scheme": {required: true, hint: "write scheme: single-bank or scheme: dual-bank",
-		doc:   "Boot scheme. single-bank: the image is downloaded to ota and the bootloader copies it over app. dual-bank: app and ota are slots A and B and the bootloader boots either.",
+	"Board.scheme": {doc: "Boot scheme; implied by bootloader unless it is otaport's own. single-bank: the image is downloaded to ota and the bootloader copies it over app. dual-bank: app and ota are slots A and B and the bootloader boots either. swap: the bootloader swaps app and ota, runs the new image on trial and swaps back one that does not confirm itself.",
 		extra: jsonObj{{"enum", Schemes()}}},
+	"Board.bootloader": {doc: "The second-stage bootloader the board runs, as its SDK builds it: it decides the bytes of every boot request and, unless scheme is given, the scheme (MCUboot overwrite-only: single-bank; swap-move, swap-scratch, swap-offset: swap; direct-xip: dual-bank; esp-idf: dual-bank). Without it, otaport's own bootloader and the scheme given."},
+	"Bootloader.name": {required: true, hint: "write name: mcuboot, esp-idf or otaport",
+		doc:   "mcuboot, esp-idf, or otaport (otaport's own boot record, for boards no real bootloader fits).",
+		extra: jsonObj{{"enum", Bootloaders()}}},
+	"Bootloader.mode": {doc: "MCUboot only: the upgrade mode it is built with (MCUBOOT_OVERWRITE_ONLY, MCUBOOT_SWAP_USING_MOVE, MCUBOOT_SWAP_USING_SCRATCH, MCUBOOT_SWAP_USING_OFFSET, MCUBOOT_DIRECT_XIP).",
+		extra: jsonObj{{"enum", MCUbootModes()}}},
 	"Board.partitions": {required: true, hint: "list bootloader, params, app and ota with offset and size",
 		doc:   "Partitions of the flash, offsets relative to flash.base. bootloader, params, app and ota are required; other names may be listed to document the rest of the flash.",
 		extra: jsonObj{{"minItems", 1}}},
@@ -178,6 +183,9 @@ func Schema() ([]byte, error) {
 			def = append(def, jsonField{"required", required})
 		}
 		def = append(def, jsonField{"additionalProperties", false})
+		if t == reflect.TypeOf(Board{}) {
+			def = append(def, jsonField{"anyOf", []jsonObj{{{"required", []string{"scheme"}}}, {{"required", []string{"bootloader"}}}}})
+		}
 		if t == reflect.TypeOf(Flash{}) {
 			def = append(def, jsonField{"oneOf", []jsonObj{{{"required", []string{"sectors"}}}, {{"required", []string{"erase_size"}}}}})
 		}

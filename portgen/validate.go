@@ -20,7 +20,19 @@ const (
 )
 
 // Schemes returns the boot schemes a board may name.
-func Schemes() []string { return []string{string(hal.SingleBank), string(hal.DualBank)} }
+func Schemes() []string {
+	return []string{string(hal.SingleBank), string(hal.DualBank), string(hal.Swap)}
+}
+
+// Bootloaders returns the bootloaders a board may name.
+func Bootloaders() []string {
+	return []string{hal.BootloaderMCUboot, hal.BootloaderESPIDF, hal.BootloaderOtaport}
+}
+
+// MCUbootModes returns MCUboot's upgrade modes, as a board names them.
+func MCUbootModes() []string {
+	return []string{hal.ModeOverwriteOnly, hal.ModeSwapMove, hal.ModeSwapScratch, hal.ModeSwapOffset, hal.ModeDirectXIP}
+}
 
 // Signatures returns the image signature types a board may name.
 func Signatures() []string { return []string{SigEd25519, SigECDSAP256, SigRSA2048, SigRSA3072} }
@@ -55,7 +67,17 @@ func boardPackage(name string) string { return strings.ReplaceAll(name, "-", "")
 func (b *Board) Validate() error {
 	pos := positions{"": b.Line}
 	mark := func(path string) { pos[path] = b.Line }
-	for _, f := range []string{"name", "source", "scheme", "flash", "flash.base", "flash.size", "flash.write_align", "flash.erase_value", "image", "image.signature", "partitions"} {
+	if b.Scheme != "" {
+		mark("scheme")
+	}
+	if b.Bootloader != (Bootloader{}) {
+		mark("bootloader")
+		mark("bootloader.name")
+		if b.Bootloader.Mode != "" {
+			mark("bootloader.mode")
+		}
+	}
+	for _, f := range []string{"name", "source", "flash", "flash.base", "flash.size", "flash.write_align", "flash.erase_value", "image", "image.signature", "partitions"} {
 		mark(f)
 	}
 	if len(b.Flash.Sectors) > 0 {
@@ -146,6 +168,7 @@ func (v *validator) run() {
 		v.add("source", "is empty; say where the geometry comes from (datasheet title and section, or SDK file)")
 	}
 	v.flashForm()
+	v.bootloader()
 	v.image()
 	v.layout()
 }
@@ -222,6 +245,22 @@ func (v *validator) flashForm() {
 	}
 }
 
+// bootloader checks that the board says how it boots: a scheme, or a
+// bootloader that implies one. Whether the two agree, and whether the name
+// and mode are known, are layout rules (hal).
+func (v *validator) bootloader() {
+	if v.present("scheme") || v.bad["scheme"] {
+		return
+	}
+	b := v.b.Bootloader
+	switch {
+	case !v.present("bootloader"):
+		v.add("", "has neither bootloader nor scheme; name the bootloader the board runs, such as bootloader: {name: mcuboot, mode: swap-move}, or write scheme: single-bank or dual-bank for otaport's own")
+	case b.Name == hal.BootloaderOtaport && v.usable("bootloader.name"):
+		v.refuse("bootloader", "is otaport's own, which has no scheme of its own; add scheme: single-bank, dual-bank or swap")
+	}
+}
+
 func (v *validator) image() {
 	if !v.usable("image") {
 		return
@@ -251,6 +290,9 @@ func (v *validator) yamlPath(p string) string {
 		return "image.boot_attempts"
 	case p == "signature":
 		return "image.signature"
+	case p == "scheme" && !v.present("scheme") && v.present("bootloader"):
+		// The bootloader implied the scheme.
+		return "bootloader"
 	case strings.HasPrefix(p, "flash.sectors") && v.uniform():
 		return "flash.erase_size"
 	}
@@ -282,9 +324,19 @@ func (v *validator) layout() {
 		if p.Ref != "" {
 			msg = strings.Replace(msg, p.Ref, fmt.Sprintf("line %d, %s", v.pos.line(v.yamlPath(p.Ref)), p.Ref), 1)
 		}
-		if path == "scheme" {
+		switch path {
+		case "scheme":
 			q := fmt.Sprintf("%q", v.b.Scheme)
 			msg = strings.Replace(msg, q, q+didYouMean(v.b.Scheme, Schemes()), 1)
+		case "bootloader.name":
+			q := fmt.Sprintf("%q", v.b.Bootloader.Name)
+			msg = strings.Replace(msg, q, q+didYouMean(v.b.Bootloader.Name, Bootloaders()), 1)
+		case "bootloader.mode":
+			if v.b.Bootloader.Name != hal.BootloaderMCUboot {
+				break
+			}
+			q := fmt.Sprintf("%q", v.b.Bootloader.Mode)
+			msg = strings.Replace(msg, q, q+didYouMean(v.b.Bootloader.Mode, MCUbootModes()), 1)
 		}
 		v.addAt(v.pos.line(path), field, "%s", msg)
 	}

@@ -69,6 +69,9 @@ func printInfo(w io.Writer, info hal.Info) {
 		fmt.Fprintf(w, "soc:        %s %s\n", l.Vendor, l.SoC)
 	}
 	fmt.Fprintf(w, "scheme:     %s\n", l.Scheme)
+	if b := l.Bootloader; b != (hal.Bootloader{}) {
+		fmt.Fprintf(w, "bootloader: %s\n", b)
+	}
 	fmt.Fprintf(w, "flash:      %s at 0x%08x, write align %d, erased 0x%02X\n", humanSize(l.Flash.Size), l.Flash.Base, l.Flash.WriteAlign, l.Flash.EraseValue)
 	fmt.Fprintf(w, "sectors:   ")
 	for _, s := range l.Flash.Sectors {

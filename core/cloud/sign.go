@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Identity is a device's triple as the platform issues it.
@@ -146,10 +148,14 @@ func SignIn(id Identity, o SignOptions) (Credentials, error) {
 // the signature and compares it in constant time. The password's hex may be
 // of either case. It refuses unknown devices, bad signatures, unknown
 // methods and secure modes, and timestamps that are not decimal digits.
-// Freshness is not checked: the C SDK signs a fixed timestamp.
-func VerifyCredentials(clientID, username string, password []byte, lookup func(pk, dn string) (secret string, ok bool)) (Identity, error) {
-	bad := func(format string, args ...any) (Identity, error) {
-		return Identity{}, fmt.Errorf("%w: "+format, append([]any{ErrMalformedCredentials}, args...)...)
+//
+// What the signature proves is the broker's to judge: the transport the
+// device claims (SignedIn.TLS) against the one it came over, and the signed
+// timestamp against its clock (the C SDK signs a fixed one, the documented
+// form may leave it out).
+func VerifyCredentials(clientID, username string, password []byte, lookup func(pk, dn string) (secret string, ok bool)) (SignedIn, error) {
+	bad := func(format string, args ...any) (SignedIn, error) {
+		return SignedIn{}, fmt.Errorf("%w: "+format, append([]any{ErrMalformedCredentials}, args...)...)
 	}
 	dn, pk, found := strings.Cut(username, "&")
 	if !found || strings.Contains(pk, "&") {
@@ -188,17 +194,45 @@ func VerifyCredentials(clientID, username string, password []byte, lookup func(p
 	}
 	got, err := hex.DecodeString(string(password))
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: device %s/%s: the password is not hex", ErrBadSignature, pk, dn)
+		return SignedIn{}, fmt.Errorf("%w: device %s/%s: the password is not hex", ErrBadSignature, pk, dn)
 	}
 	secret, ok := lookup(pk, dn)
 	if !ok {
-		return Identity{}, fmt.Errorf("%w: %s/%s", ErrUnknownDevice, pk, dn)
+		return SignedIn{}, fmt.Errorf("%w: %s/%s", ErrUnknownDevice, pk, dn)
 	}
 	want := signature(method, secret, cid, dn, pk, ts)
 	if !hmac.Equal(got, want) {
-		return Identity{}, fmt.Errorf("%w: device %s/%s", ErrBadSignature, pk, dn)
+		return SignedIn{}, fmt.Errorf("%w: device %s/%s", ErrBadSignature, pk, dn)
 	}
-	return Identity{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}, nil
+	return SignedIn{
+		Identity:  Identity{ProductKey: pk, DeviceName: dn, DeviceSecret: secret},
+		TLS:       params["securemode"] == "2",
+		Timestamp: ts,
+	}, nil
+}
+
+// SignedIn is a verified sign-in: the device, and what it signed besides.
+type SignedIn struct {
+	Identity
+	// TLS is the transport the device claims: securemode 2 (TLS) rather
+	// than 3 (plain TCP).
+	TLS bool
+	// Timestamp is the signed timestamp as sent, empty when there was none.
+	Timestamp string
+}
+
+// Time returns the signed timestamp as a time, and false when there is none
+// or it is the C SDK's fixed one (SDKTimestamp), which says nothing of when
+// the device signed.
+func (s SignedIn) Time() (time.Time, bool) {
+	if s.Timestamp == "" || s.Timestamp == SDKTimestamp {
+		return time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(s.Timestamp, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
 }
 
 // signature is the HMAC of the sorted, concatenated sign-in parameters.

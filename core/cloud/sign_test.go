@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Known sign-ins with where each expected value comes from.
@@ -87,7 +88,7 @@ func TestVerifyCredentials_AcceptsKnownVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id != v.id {
+			if id.Identity != v.id {
 				t.Errorf("identity = %+v, want %+v", id, v.id)
 			}
 			// Lower-case hex, as some clients send, is the same signature.
@@ -226,4 +227,44 @@ func FuzzVerifyCredentials(f *testing.F) {
 			t.Fatalf("accepted %q %q with an empty identity", client, user)
 		}
 	})
+}
+
+// TestVerifyCredentials_ReportsWhatWasSigned: the broker judges the
+// transport and the timestamp a device signed, so both must come back as
+// signed, in either form.
+func TestVerifyCredentials_ReportsWhatWasSigned(t *testing.T) {
+	id := Identity{ProductKey: "pk1", DeviceName: "dev", DeviceSecret: "s"}
+	lookup := func(string, string) (string, bool) { return "s", true }
+	cases := []struct {
+		name    string
+		o       SignOptions
+		tls     bool
+		ts      string
+		when    time.Time
+		hasTime bool
+	}{
+		{"doc, TLS, timestamp", SignOptions{TLS: true, Timestamp: "1700000000123"}, true, "1700000000123", time.UnixMilli(1700000000123), true},
+		{"doc, TCP, no timestamp", SignOptions{}, false, "", time.Time{}, false},
+		{"sdk, fixed timestamp", SignOptions{Form: FormSDK}, false, SDKTimestamp, time.Time{}, false},
+		{"sdk, TLS, own timestamp", SignOptions{Form: FormSDK, TLS: true, Timestamp: "1700000000000"}, true, "1700000000000", time.UnixMilli(1700000000000), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cr, err := SignIn(id, c.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := VerifyCredentials(cr.ClientID, cr.Username, []byte(cr.Password), lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.TLS != c.tls || s.Timestamp != c.ts {
+				t.Errorf("TLS %v, timestamp %q; want %v, %q", s.TLS, s.Timestamp, c.tls, c.ts)
+			}
+			when, ok := s.Time()
+			if ok != c.hasTime || !when.Equal(c.when) {
+				t.Errorf("Time() = %v, %v; want %v, %v", when, ok, c.when, c.hasTime)
+			}
+		})
+	}
 }

@@ -238,28 +238,29 @@ func (v *validator) writeAlign(f FlashGeometry, g *geom) {
 }
 
 func (v *validator) scheme(l Layout) {
-	if v.known("scheme") && l.Scheme != SingleBank && l.Scheme != DualBank && l.Scheme != Swap {
-		v.add("scheme", "unknown scheme %q; write single-bank (the bootloader copies ota over app), dual-bank (it boots either slot) or swap (it swaps them and swaps back an unconfirmed image)", l.Scheme)
-		return
-	}
 	b := l.Bootloader
-	if b == (Bootloader{}) || b.Name == BootloaderOtaport {
-		if b.Mode != "" {
-			v.add("bootloader.mode", "is %q, but otaport's own bootloader has no modes: remove it", b.Mode)
+	if b != (Bootloader{}) && b.Name != BootloaderOtaport {
+		want, ok := SchemeOf(b)
+		switch {
+		case !v.known("bootloader.name"):
+			// Reported where it was read.
+		case !ok && b.Name == BootloaderMCUboot:
+			v.add("bootloader.mode", "unknown MCUboot mode %q; write %s, %s, %s, %s or %s, as the MCUBOOT_* option the bootloader is built with",
+				b.Mode, ModeOverwriteOnly, ModeSwapMove, ModeSwapScratch, ModeSwapOffset, ModeDirectXIP)
+		case !ok && b.Name == BootloaderESPIDF:
+			v.add("bootloader.mode", "is %q, but ESP-IDF's bootloader has no modes; remove it", b.Mode)
+		case !ok:
+			v.add("bootloader.name", "unknown bootloader %q; write %s, %s or %s", b.Name, BootloaderMCUboot, BootloaderESPIDF, BootloaderOtaport)
+		case v.known("scheme") && l.Scheme != want:
+			v.add("scheme", "is %s, but %s boots as %s; remove scheme, or name the bootloader that boots this way", l.Scheme, b, want)
 		}
 		return
 	}
-	want, ok := SchemeOf(b)
-	switch {
-	case !ok && b.Name == BootloaderMCUboot:
-		v.add("bootloader.mode", "unknown MCUboot mode %q; write %s, %s, %s, %s or %s, as the MCUBOOT_* option the bootloader is built with",
-			b.Mode, ModeOverwriteOnly, ModeSwapMove, ModeSwapScratch, ModeSwapOffset, ModeDirectXIP)
-	case !ok && b.Name == BootloaderESPIDF:
-		v.add("bootloader.mode", "is %q, but ESP-IDF's bootloader has no modes: remove it", b.Mode)
-	case !ok:
-		v.add("bootloader.name", "unknown bootloader %q; write %s, %s or %s", b.Name, BootloaderMCUboot, BootloaderESPIDF, BootloaderOtaport)
-	case v.known("scheme") && l.Scheme != want:
-		v.add("scheme", "is %s, but %s boots as %s: remove scheme, or name the bootloader that boots this way", l.Scheme, b, want)
+	if b.Mode != "" {
+		v.add("bootloader.mode", "is %q, but otaport's own bootloader has no modes; remove it", b.Mode)
+	}
+	if v.known("scheme") && l.Scheme != SingleBank && l.Scheme != DualBank && l.Scheme != Swap {
+		v.add("scheme", "unknown scheme %q; write single-bank (the bootloader copies ota over app), dual-bank (it boots either slot) or swap (it swaps them and swaps back an unconfirmed image)", l.Scheme)
 	}
 }
 
@@ -269,11 +270,14 @@ func (v *validator) bootAttempts(l Layout) {
 	}
 	// 0 is the default, one boot, as MCUboot's test mode.
 	n := l.BootAttempts
+	_, real := SchemeOf(l.Bootloader)
 	switch {
 	case n < 0 || n > MaxBootAttempts:
 		v.add("boot_attempts", "is %d; a dual-bank bootloader allows 1 to %d unconfirmed boots before it falls back: write 1, 2 or 3 (or leave it out for 1)", n, MaxBootAttempts)
+	case n > 1 && real && v.known("bootloader.name"):
+		v.add("boot_attempts", "is %d, but %s boots a new image once and takes it back at the next power-on unless it confirmed itself; remove it (only otaport's own bootloader counts boots)", n, l.Bootloader)
 	case n > 1 && l.Scheme == Swap && v.known("scheme"):
-		v.add("boot_attempts", "is %d on a swap board; MCUboot swaps an unconfirmed image back at the next power-on: remove it (or write 1)", n)
+		v.add("boot_attempts", "is %d on a swap board, whose bootloader swaps a new image back at the power-on after its trial; remove it", n)
 	case n > 1 && l.Scheme == SingleBank && v.known("scheme"):
 		v.add("boot_attempts", "is %d on a single-bank board, which cannot fall back once the image is copied; remove it, or use scheme: dual-bank", n)
 	}

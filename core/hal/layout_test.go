@@ -53,7 +53,7 @@ func TestLayoutValidate_OneProblemPerRule(t *testing.T) {
 		{"swap, app too small", swap(0x40000, 128<<10, 0x80000, 2*128<<10, 0),
 			"partitions[2].size", "is 128KiB (1 sectors) and ota 256KiB (2); MCUboot swap-move needs app to have one sector more than ota (the sector it moves the image into) or as many: make app 384KiB"},
 		{"boot attempts on swap", swap(0x40000, 3*128<<10, 0xA0000, 2*128<<10, 2),
-			"boot_attempts", "is 2 on a swap board; MCUboot swaps an unconfirmed image back at the next power-on"},
+			"boot_attempts", "is 2 on a swap board, whose bootloader swaps a new image back at the power-on after its trial"},
 		{"no board", func(l *hal.Layout) { l.Board = "" }, "board", "is empty"},
 		{"scheme", func(l *hal.Layout) { l.Scheme = "triple-bank" }, "scheme", `unknown scheme "triple-bank"`},
 		{"flash size 0", func(l *hal.Layout) { l.Flash.Size = 0 }, "flash.size", "is 0"},

@@ -2,7 +2,18 @@ package broker_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"log/slog"
+	"math/big"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +23,7 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/broker"
+	"github.com/otaport/otaport/fleet/devca"
 )
 
 // testTimeout bounds each wait so that a broken test fails instead of
@@ -30,9 +42,39 @@ func lookup(pk, dn string) (string, bool) {
 
 const opUser, opPass = "fleet", "op-pass"
 
+// signedAt is when the test devices sign (cloud.SignOptions.Timestamp), and
+// the broker's clock unless a test moves it.
+const signedAt = "1700000000000"
+
+// clock is a broker clock a test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.UnixMilli(1700000000000)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
 func startBroker(t *testing.T) *broker.Broker {
 	t.Helper()
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}})
+	return startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now})
+}
+
+func startBrokerWith(t *testing.T, p broker.SignInPolicy) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}, SignIn: p,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +118,7 @@ func dial(t *testing.T, b *broker.Broker, clientID, user, pass string, tweak fun
 
 func dialDevice(t *testing.T, b *broker.Broker, dn, secret string, tweak func(*paho.ClientOptions)) (*conn, error) {
 	t.Helper()
-	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: dn, DeviceSecret: secret}, cloud.SignOptions{Timestamp: "1700000000000"})
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: dn, DeviceSecret: secret}, cloud.SignOptions{Timestamp: signedAt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +179,9 @@ func (c *conn) next(t *testing.T) paho.Message {
 }
 
 func TestSignIn_Refusals(t *testing.T) {
-	b := startBroker(t)
+	// Every refusal below counts against the address (twice: paho tries
+	// MQTT 3.1 after 3.1.1 is refused); the limit is not what this tests.
+	b := startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now, MaxFailures: 100})
 	cases := []struct {
 		name                   string
 		clientID, user, passwd string
@@ -148,9 +192,10 @@ func TestSignIn_Refusals(t *testing.T) {
 		{"no credentials", "x", "", ""},
 		{"operator name used as device", "pk1.devA|securemode=3,signmethod=hmacsha256|", opUser, opPass + "x"},
 	}
-	good, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{})
-	wrong, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-B"}, cloud.SignOptions{})
-	ghost, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "ghost", DeviceSecret: "x"}, cloud.SignOptions{})
+	at := cloud.SignOptions{Timestamp: signedAt}
+	good, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, at)
+	wrong, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-B"}, at)
+	ghost, _ := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "ghost", DeviceSecret: "x"}, at)
 	cases[0].clientID, cases[0].user, cases[0].passwd = wrong.ClientID, wrong.Username, wrong.Password
 	cases[1].clientID, cases[1].user, cases[1].passwd = ghost.ClientID, ghost.Username, ghost.Password
 	for _, c := range cases {
@@ -267,7 +312,7 @@ func TestSession_NewConnectionTakesOver(t *testing.T) {
 	// over, as on the platform.
 	b := startBroker(t)
 	first := mustDevice(t, b, "devA")
-	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{ClientID: "sn-42", Timestamp: "1800000000000"})
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}, cloud.SignOptions{ClientID: "sn-42", Timestamp: "1700000060000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +387,7 @@ func TestNew_ConfigErrors(t *testing.T) {
 }
 
 func TestStart_ContextEndsBroker(t *testing.T) {
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup})
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,5 +407,247 @@ func TestStart_ContextEndsBroker(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestSignIn_Policy: a good signature is not enough. The transport claimed
+// must be the one used, the timestamp must be fresh (or the product allowed
+// timeless sign-ins, as the C SDK's fixed timestamp needs), and each case
+// is refused with a good signature, so only the rule refuses it.
+func TestSignIn_Policy(t *testing.T) {
+	devA := cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}
+	ms := func(d time.Duration) string {
+		return strconv.FormatInt(time.UnixMilli(1700000000000).Add(d).UnixMilli(), 10)
+	}
+	cases := []struct {
+		name     string
+		timeless []string
+		sign     cloud.SignOptions
+		ok       bool
+	}{
+		{"fresh", nil, cloud.SignOptions{Timestamp: signedAt}, true},
+		{"14 minutes behind", nil, cloud.SignOptions{Timestamp: ms(-14 * time.Minute)}, true},
+		{"14 minutes ahead", nil, cloud.SignOptions{Timestamp: ms(14 * time.Minute)}, true},
+		{"16 minutes behind: a replay", nil, cloud.SignOptions{Timestamp: ms(-16 * time.Minute)}, false},
+		{"16 minutes ahead", nil, cloud.SignOptions{Timestamp: ms(16 * time.Minute)}, false},
+		{"TLS claimed over TCP", nil, cloud.SignOptions{Timestamp: signedAt, TLS: true}, false},
+		{"no timestamp", nil, cloud.SignOptions{}, false},
+		{"the C SDK's fixed timestamp", nil, cloud.SignOptions{Form: cloud.FormSDK}, false},
+		{"the C SDK's fixed timestamp, product allowed", []string{"pk1"}, cloud.SignOptions{Form: cloud.FormSDK}, true},
+		{"no timestamp, product allowed", []string{"pk1"}, cloud.SignOptions{}, true},
+		{"no timestamp, another product allowed", []string{"pk2"}, cloud.SignOptions{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now, Timeless: c.timeless})
+			cr, err := cloud.SignIn(devA, c.sign)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = dial(t, b, cr.ClientID, cr.Username, cr.Password, nil)
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && err == nil {
+				t.Fatal("signed in; want a refusal")
+			}
+		})
+	}
+}
+
+// TestSignIn_RateLimited: an address that fails MaxFailures times in a
+// window is refused even with good credentials until the window passes; so
+// is a device, from any address; other addresses and devices are not held
+// to it.
+func TestSignIn_RateLimited(t *testing.T) {
+	clk := newClock()
+	b := startBrokerWith(t, broker.SignInPolicy{Now: clk.Now, MaxFailures: 3, FailureWindow: time.Minute})
+	from := func(ip string) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) {
+			o.SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: testTimeout})
+		}
+	}
+	try := func(dn, secret, ip string) error {
+		_, err := dialDevice(t, b, dn, secret, from(ip))
+		return err
+	}
+	for i := range 3 {
+		if err := try("devA", "wrong", "127.0.0.2"); err == nil {
+			t.Fatalf("attempt %d with a wrong secret signed in", i+1)
+		}
+	}
+	if err := try("devB", registry["pk1/devB"], "127.0.0.2"); err == nil {
+		t.Fatal("the address that failed 3 times signed in a good device in the same window")
+	}
+	if err := try("devA", registry["pk1/devA"], "127.0.0.3"); err == nil {
+		t.Fatal("the device that failed 3 times signed in from another address in the same window")
+	}
+	if err := try("devB", registry["pk1/devB"], "127.0.0.3"); err != nil {
+		t.Fatalf("a good device from another address was held to the failures of others: %v", err)
+	}
+	clk.Add(time.Minute)
+	if err := try("devA", registry["pk1/devA"], "127.0.0.2"); err != nil {
+		t.Fatalf("the window passed and the good device is still refused: %v", err)
+	}
+}
+
+// tlsBroker starts a TLS broker with a self-signed server certificate for
+// 127.0.0.1 and, when ca is set, its device CA for client certificates.
+func tlsBroker(t *testing.T, ca *devca.CA) (*broker.Broker, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	cfg := broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now},
+		TLS:    &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	if ca != nil {
+		cfg.DeviceCAs = ca.Pool()
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, roots
+}
+
+// deviceCert issues device pk/dn a client certificate from ca.
+func deviceCert(t *testing.T, ca *devca.CA, pk, dn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := devca.NewRequest(key, pk, dn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := ca.Issue(csr, pk, dn, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(certPEM)
+	return tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: key}
+}
+
+// TestSignIn_ClientCertificate: on a TLS listener with a device CA, a
+// device signs in by the certificate the CA issued it, without a password,
+// and gets its own topics only; a certificate of an unregistered device, of
+// another CA, or used under another device's name is refused; devices
+// without a certificate still sign in with their secret.
+func TestSignIn_ClientCertificate(t *testing.T) {
+	ca, _, err := devca.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := devca.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, roots := tlsBroker(t, ca)
+	withCert := func(cert *tls.Certificate) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) {
+			o.Servers = nil
+			o.AddBroker("ssl://" + b.Addr().String())
+			tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+			if cert != nil {
+				tc.Certificates = []tls.Certificate{*cert}
+			}
+			o.SetTLSConfig(tc)
+		}
+	}
+	devA := deviceCert(t, ca, "pk1", "devA")
+	ghost := deviceCert(t, ca, "pk1", "ghost")
+	foreign := deviceCert(t, other, "pk1", "devA")
+
+	c, err := dial(t, b, "pk1.devA", "", "", withCert(&devA))
+	if err != nil {
+		t.Fatalf("certificate sign-in refused: %v", err)
+	}
+	if got := c.subscribe(t, "/ota/device/upgrade/pk1/devA"); got != 1 {
+		t.Errorf("own upgrade topic: granted 0x%02x, want QoS 1", got)
+	}
+	if got := c.subscribe(t, "/ota/device/upgrade/pk1/devB"); got != 0x80 {
+		t.Errorf("another device's upgrade topic: granted 0x%02x, want refused", got)
+	}
+	if _, err := dial(t, b, "pk1.devA", "devA&pk1", "", withCert(&devA)); err != nil {
+		t.Errorf("certificate with its own device as user name refused: %v", err)
+	}
+	for name, try := range map[string]func() error{
+		"unregistered device": func() error { _, err := dial(t, b, "pk1.ghost", "", "", withCert(&ghost)); return err },
+		"another CA":          func() error { _, err := dial(t, b, "pk1.devA", "", "", withCert(&foreign)); return err },
+		"another device's name": func() error {
+			_, err := dial(t, b, "pk1.devB", "devB&pk1", "", withCert(&devA))
+			return err
+		},
+		"no certificate, no password": func() error { _, err := dial(t, b, "pk1.devA", "devA&pk1", "", withCert(nil)); return err },
+	} {
+		if try() == nil {
+			t.Errorf("%s: signed in", name)
+		}
+	}
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devB", DeviceSecret: "secret-B"}, cloud.SignOptions{Timestamp: signedAt, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(t, b, cr.ClientID, cr.Username, cr.Password, withCert(nil)); err != nil {
+		t.Errorf("password sign-in over TLS refused beside certificates: %v", err)
+	}
+}
+
+func TestNew_DeviceCAsNeedTLS(t *testing.T) {
+	ca, _, err := devca.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, DeviceCAs: ca.Pool()})
+	if err == nil || !strings.Contains(err.Error(), "need a TLS listener") {
+		t.Fatalf("New = %v, want a refusal naming TLS", err)
+	}
+}
+
+// TestSignIn_ReconnectSignsAfresh: a device's client signs each
+// reconnection with the time of that reconnection, so a broker that checks
+// freshness takes it back after its window has passed since the first
+// sign-in.
+func TestSignIn_ReconnectSignsAfresh(t *testing.T) {
+	clk := newClock()
+	b := startBrokerWith(t, broker.SignInPolicy{Now: clk.Now})
+	reconnected := make(chan struct{}, 1)
+	c, err := cloud.Dial(t.Context(), cloud.Config{
+		Broker:   "tcp://" + b.Addr().String(),
+		Identity: cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: registry["pk1/devA"]},
+		Now:      clk.Now, MaxReconnectInterval: time.Second,
+		OnOrder:   func(*cloud.Order, []byte) {},
+		OnConnect: func() { reconnected <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	clk.Add(time.Hour)
+	b.Revoke("pk1", "devA") // drops the connection; the device is still registered
+	select {
+	case <-reconnected:
+	case <-time.After(testTimeout):
+		t.Fatal("the device did not sign in again an hour after its first sign-in")
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/otaport/otaport/core/cloud"
@@ -45,17 +48,22 @@ type accessHook struct {
 	lookup    func(pk, dn string) (string, bool)
 	operators map[string][32]byte // name -> SHA-256 of the password
 	log       *slog.Logger
+	policy    SignInPolicy
+	tls       bool // the listener's transport
+	failed    *failures
 
 	mu    sync.Mutex
 	conns map[*mqtt.Client]principal
 }
 
-func newAccessHook(lookup func(pk, dn string) (string, bool), operators map[string]string, log *slog.Logger) *accessHook {
+func newAccessHook(lookup func(pk, dn string) (string, bool), operators map[string]string, policy SignInPolicy, tls bool, log *slog.Logger) *accessHook {
 	ops := make(map[string][32]byte, len(operators))
 	for u, p := range operators {
 		ops[u] = sha256.Sum256([]byte(p))
 	}
-	return &accessHook{lookup: lookup, operators: ops, log: log, conns: map[*mqtt.Client]principal{}}
+	policy = policy.withDefaults()
+	return &accessHook{lookup: lookup, operators: ops, log: log, policy: policy, tls: tls,
+		failed: newFailures(policy), conns: map[*mqtt.Client]principal{}}
 }
 
 func (h *accessHook) ID() string { return "otaport-access" }
@@ -71,23 +79,63 @@ func (h *accessHook) Provides(b byte) bool {
 func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
 	remote := cl.Net.Remote
+	// Failures are counted per address and per device, and a key past its
+	// count is refused before its credentials are looked at: guessing a
+	// secret, or replaying captures, costs a window per few tries.
+	addr := addressKey(remote)
+	dev := ""
+	if dn, pkey, ok := strings.Cut(user, "&"); ok {
+		dev = deviceKey(pkey, dn)
+	}
+	if h.failed.blocked(addr) || (dev != "" && h.failed.blocked(dev)) {
+		h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
+			"max", h.policy.MaxFailures, "window", h.policy.FailureWindow)
+		return false
+	}
+	refuse := func(msg string, args ...any) bool {
+		h.failed.fail(addr)
+		if dev != "" {
+			h.failed.fail(dev)
+		}
+		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
+		return false
+	}
 	var p principal
 	if want, isOp := h.operators[user]; isOp {
 		got := sha256.Sum256(pk.Connect.Password)
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			h.log.Warn("operator sign-in refused: wrong password", "user", user, "remote", remote)
-			return false
+			return refuse("operator sign-in refused: wrong password")
 		}
 		p = principal{operator: true, user: user}
 		cl.ID = operatorSessionID(pk.Connect.ClientIdentifier)
+	} else if cn, ok := clientCertName(cl); ok {
+		// The TLS handshake verified the certificate against the
+		// device CAs: it names the device, which must still exist.
+		dn, pkey, found := strings.Cut(cn, "&")
+		if !found || dn == "" || pkey == "" {
+			return refuse("device sign-in refused", "err", fmt.Sprintf("certificate common name %q: want \"{deviceName}&{productKey}\"", cn))
+		}
+		if user != "" && user != cn {
+			return refuse("device sign-in refused", "err", fmt.Sprintf("user name %q is not the certificate's device %q", user, cn))
+		}
+		if _, known := h.lookup(pkey, dn); !known {
+			return refuse("device sign-in refused", "err", fmt.Sprintf("certificate of %s/%s, which is not registered", pkey, dn))
+		}
+		dev = deviceKey(pkey, dn)
+		p = principal{pk: pkey, dn: dn, topics: cloud.Topics(pkey, dn)}
+		cl.ID = sessionID(pkey, dn)
+		h.failed.forget(dev)
 	} else {
 		id, err := cloud.VerifyCredentials(pk.Connect.ClientIdentifier, user, pk.Connect.Password, h.lookup)
 		if err != nil {
-			h.log.Warn("device sign-in refused", "user", user, "remote", remote, "err", err)
-			return false
+			return refuse("device sign-in refused", "err", err)
+		}
+		if err := h.policy.check(id, h.tls); err != nil {
+			return refuse("device sign-in refused", "err", err)
 		}
 		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName)}
 		cl.ID = sessionID(id.ProductKey, id.DeviceName)
+		h.failed.forget(dev)
 	}
 	if pk.Connect.WillFlag && !p.allowed(pk.Connect.WillTopic, true) {
 		h.log.Warn("sign-in refused: will on a forbidden topic", "user", user, "topic", pk.Connect.WillTopic)
@@ -98,6 +146,20 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	h.mu.Unlock()
 	h.log.Info("signed in", "user", user, "operator", p.operator, "session", cl.ID, "remote", remote)
 	return true
+}
+
+// clientCertName returns the common name of the client certificate that
+// the connection's TLS handshake verified, if any.
+func clientCertName(cl *mqtt.Client) (string, bool) {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return "", false
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	return st.VerifiedChains[0][0].Subject.CommonName, true
 }
 
 // OnACLCheck allows a publish (write) or subscribe to topic for the

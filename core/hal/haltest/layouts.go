@@ -94,7 +94,7 @@ func layouts() []hal.Layout {
 		// dual-bank, 4 KiB sectors, 16-byte writes (ESP-IDF two-OTA table)
 		{
 			Board: "esp32-devkitc", Vendor: "Espressif", SoC: "ESP32-D0WD-V3",
-			Scheme: hal.DualBank,
+			Scheme: hal.DualBank, Bootloader: hal.Bootloader{Name: hal.BootloaderESPIDF},
 			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x400000, Sectors: []hal.SectorRun{{Count: 1024, Size: 0x1000}},
 				WriteAlign: 16, EraseValue: 0xff},
 			Partitions: []hal.Partition{
@@ -143,7 +143,7 @@ func layouts() []hal.Layout {
 		// single-bank, 4 KiB pages, word writes (nRF52840 NVMC)
 		{
 			Board: "nrf52840-dk", Vendor: "Nordic Semiconductor", SoC: "nRF52840",
-			Scheme: hal.SingleBank,
+			Scheme: hal.SingleBank, Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeOverwriteOnly},
 			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
 				WriteAlign: 4, EraseValue: 0xff},
 			Partitions: []hal.Partition{

@@ -37,6 +37,8 @@ func testLayout() hal.Layout {
 		Vendor: "otaport",
 		SoC:    "emulated",
 		Scheme: hal.DualBank,
+		// Not otaport's own: the bootloader crosses the wire too.
+		Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP},
 		Flash: hal.FlashGeometry{
 			Size:       18 << 20,
 			Sectors:    []hal.SectorRun{{Count: 288, Size: 64 << 10}},

@@ -190,7 +190,7 @@ func TestPlugin_RoundTrip(t *testing.T) {
 
 func layoutEqual(a, b hal.Layout) bool {
 	return a.Board == b.Board && a.Vendor == b.Vendor && a.SoC == b.SoC && a.Scheme == b.Scheme &&
-		a.Signature == b.Signature && a.BootAttempts == b.BootAttempts &&
+		a.Bootloader == b.Bootloader && a.Signature == b.Signature && a.BootAttempts == b.BootAttempts &&
 		a.Flash.Base == b.Flash.Base && a.Flash.Size == b.Flash.Size && a.Flash.WriteAlign == b.Flash.WriteAlign &&
 		a.Flash.EraseValue == b.Flash.EraseValue && slices.Equal(a.Flash.Sectors, b.Flash.Sectors) &&
 		slices.Equal(a.Partitions, b.Partitions)

@@ -113,13 +113,15 @@ func layoutToPB(l hal.Layout) *halpb.Layout {
 		pg.Sectors = append(pg.Sectors, &halpb.SectorRun{Count: int64(s.Count), Size: s.Size})
 	}
 	pl := &halpb.Layout{
-		Board:        l.Board,
-		Vendor:       l.Vendor,
-		Soc:          l.SoC,
-		Scheme:       string(l.Scheme),
-		Flash:        pg,
-		Signature:    l.Signature,
-		BootAttempts: int64(l.BootAttempts),
+		Board:          l.Board,
+		Vendor:         l.Vendor,
+		Soc:            l.SoC,
+		Scheme:         string(l.Scheme),
+		Flash:          pg,
+		Signature:      l.Signature,
+		BootAttempts:   int64(l.BootAttempts),
+		Bootloader:     l.Bootloader.Name,
+		BootloaderMode: l.Bootloader.Mode,
 	}
 	for _, p := range l.Partitions {
 		pl.Partitions = append(pl.Partitions, &halpb.Partition{Name: p.Name, Offset: p.Offset, Size: p.Size})
@@ -142,6 +144,7 @@ func layoutFromPB(pl *halpb.Layout) hal.Layout {
 			EraseValue: byte(pg.GetEraseValue()),
 		},
 		BootAttempts: int(pl.GetBootAttempts()),
+		Bootloader:   hal.Bootloader{Name: pl.GetBootloader(), Mode: pl.GetBootloaderMode()},
 	}
 	for _, s := range pg.GetSectors() {
 		l.Flash.Sectors = append(l.Flash.Sectors, hal.SectorRun{Count: int(s.GetCount()), Size: s.GetSize()})

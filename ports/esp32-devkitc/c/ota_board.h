@@ -34,7 +34,7 @@ typedef uint32_t ota_addr_t;
 #define OTA_PART_APP_SIZE 0x100000u
 #define OTA_PART_OTA_ADDR 0x00210000u
 #define OTA_PART_OTA_SIZE 0x100000u
-/* Boot scheme: dual-bank. */
+/* Boot scheme: esp-idf, dual-bank. */
 #define OTA_SCHEME_DUAL_BANK 1
 #define OTA_BOOT_ATTEMPTS    1u
 

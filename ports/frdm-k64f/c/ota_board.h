@@ -26,7 +26,7 @@ typedef uint32_t ota_addr_t;
 #define OTA_PART_OTA_SIZE 0x69000u
 #define OTA_PART_PARAMS_ADDR 0x000E2000u
 #define OTA_PART_PARAMS_SIZE 0x1E000u
-/* Boot scheme: single-bank. */
+/* Boot scheme: mcuboot overwrite-only, single-bank. */
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
 

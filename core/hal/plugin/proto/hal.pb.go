@@ -372,17 +372,20 @@ func (x *Partition) GetSize() uint64 {
 }
 
 type Layout struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Board         string                 `protobuf:"bytes,1,opt,name=board,proto3" json:"board,omitempty"`
-	Vendor        string                 `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
-	Soc           string                 `protobuf:"bytes,3,opt,name=soc,proto3" json:"soc,omitempty"`
-	Scheme        string                 `protobuf:"bytes,4,opt,name=scheme,proto3" json:"scheme,omitempty"`
-	Flash         *FlashGeometry         `protobuf:"bytes,5,opt,name=flash,proto3" json:"flash,omitempty"`
-	Partitions    []*Partition           `protobuf:"bytes,6,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	Signature     string                 `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
-	BootAttempts  int64                  `protobuf:"varint,8,opt,name=boot_attempts,json=bootAttempts,proto3" json:"boot_attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Board        string                 `protobuf:"bytes,1,opt,name=board,proto3" json:"board,omitempty"`
+	Vendor       string                 `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	Soc          string                 `protobuf:"bytes,3,opt,name=soc,proto3" json:"soc,omitempty"`
+	Scheme       string                 `protobuf:"bytes,4,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Flash        *FlashGeometry         `protobuf:"bytes,5,opt,name=flash,proto3" json:"flash,omitempty"`
+	Partitions   []*Partition           `protobuf:"bytes,6,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	Signature    string                 `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
+	BootAttempts int64                  `protobuf:"varint,8,opt,name=boot_attempts,json=bootAttempts,proto3" json:"boot_attempts,omitempty"`
+	// The bootloader the board runs (hal.Bootloader); empty for otaport's own.
+	Bootloader     string `protobuf:"bytes,9,opt,name=bootloader,proto3" json:"bootloader,omitempty"`
+	BootloaderMode string `protobuf:"bytes,10,opt,name=bootloader_mode,json=bootloaderMode,proto3" json:"bootloader_mode,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Layout) Reset() {
@@ -469,6 +472,20 @@ func (x *Layout) GetBootAttempts() int64 {
 		return x.BootAttempts
 	}
 	return 0
+}
+
+func (x *Layout) GetBootloader() string {
+	if x != nil {
+		return x.Bootloader
+	}
+	return ""
+}
+
+func (x *Layout) GetBootloaderMode() string {
+	if x != nil {
+		return x.BootloaderMode
+	}
+	return ""
 }
 
 type SlotState struct {
@@ -1438,7 +1455,7 @@ const file_hal_proto_rawDesc = "" +
 	"\tPartition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x04R\x04size\"\x93\x02\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\"\xdc\x02\n" +
 	"\x06Layout\x12\x14\n" +
 	"\x05board\x18\x01 \x01(\tR\x05board\x12\x16\n" +
 	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x10\n" +
@@ -1449,7 +1466,12 @@ const file_hal_proto_rawDesc = "" +
 	"partitions\x18\x06 \x03(\v2\x19.otaport.hal.v1.PartitionR\n" +
 	"partitions\x12\x1c\n" +
 	"\tsignature\x18\a \x01(\tR\tsignature\x12#\n" +
-	"\rboot_attempts\x18\b \x01(\x03R\fbootAttempts\"\xa5\x01\n" +
+	"\rboot_attempts\x18\b \x01(\x03R\fbootAttempts\x12\x1e\n" +
+	"\n" +
+	"bootloader\x18\t \x01(\tR\n" +
+	"bootloader\x12'\n" +
+	"\x0fbootloader_mode\x18\n" +
+	" \x01(\tR\x0ebootloaderMode\"\xa5\x01\n" +
 	"\tSlotState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +

@@ -26,7 +26,7 @@ typedef uint32_t ota_addr_t;
 #define OTA_PART_APP_SIZE 0x60000u
 #define OTA_PART_OTA_ADDR 0x08080000u
 #define OTA_PART_OTA_SIZE 0x80000u
-/* Boot scheme: single-bank. */
+/* Boot scheme: mcuboot overwrite-only, single-bank. */
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
 
