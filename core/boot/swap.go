@@ -562,10 +562,13 @@ func bootSwap(dev flash.Device, b *board, s *store, opts Options) (hal.RebootRes
 			break
 		}
 		bs.swapType = t
-		// Before the first flash operation of the swap: a revert, or a
+		// Before the first flash operation of the swap: a revert, or the
 		// permanent swap a rollback asked for, gives up the image it
-		// moves into ota; any other swap brings a new one there.
-		p.Rejected = t == mcuboot.SwapRevert || (t == mcuboot.SwapPerm && p.RolledBack)
+		// moves into ota. No swap lifts that: only SetBoot does, before
+		// it writes a request. (A revert cut after app's trailer was
+		// erased finishes as a permanent swap, fixup_revert's doing: the
+		// image it moves into ota is still the one given up.)
+		p.Rejected = p.Rejected || t == mcuboot.SwapRevert || p.RolledBack
 		p.RolledBack = false
 		if err := s.setParams(p); err != nil {
 			return res, fmt.Errorf("boot: record the %s swap: %w", swapName(t), err)

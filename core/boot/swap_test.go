@@ -412,6 +412,13 @@ func TestPowerCut_Swap(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
+					if ota := slotState(st, hal.PartOTA); tt.want == "1.0.0" && ota.Bootable {
+						// The image a revert or a rollback gave up sits in
+						// ota, and stays given up however the cut fell (a
+						// revert cut after app's trailer was erased ends as
+						// a permanent swap).
+						t.Fatalf("cut %v op %d: ota holds %s bootable after the %s; want it given up", when, k, ota.Version, tt.name)
+					}
 					if st.Trial != tt.trial {
 						if !tt.trial || f.stateOn(d, hal.PartApp).CopyDone != mcuboot.FlagBad {
 							t.Fatalf("cut %v op %d: trial %v, want %v (app's trailer %+v)", when, k, st.Trial, tt.trial, f.stateOn(d, hal.PartApp))
