@@ -22,7 +22,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "otaport-nrf52840-dk-swap: core/hal/haltest has no nrf52840-dk-swap")
 		os.Exit(1)
 	}
-	open := func(l hal.Layout, cfg portkit.Config) (flash.Device, error) { return portkit.EmulatedFlash(l, cfg.Flash) }
+	open := func(l hal.Layout, cfg portkit.Config) (flash.Device, error) {
+		return portkit.EmulatedFlash(l, cfg.Flash)
+	}
 	p, err := portkit.Open(l, open, portkit.FromEnv(os.Getenv, slog.Default()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "otaport-nrf52840-dk-swap:", err)
