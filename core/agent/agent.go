@@ -984,7 +984,7 @@ func (a *unit) check(ctx context.Context, o *orderRecord, st engine.Status) erro
 		return nil
 	}
 	a.emit(Event{Kind: event.Health, Version: dev.Running, Error: herr.Error()})
-	if a.layout.Scheme == hal.SingleBank {
+	if !a.layout.Scheme.Reverts() {
 		return a.keep(ctx, o, dev, herr, "single bank: %s was overwritten")
 	}
 	if err := a.countReset(st); err != nil {
