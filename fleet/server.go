@@ -52,6 +52,10 @@ type Config struct {
 	// MQTTAddr is where the embedded broker listens; default 127.0.0.1:1883.
 	// Unused when BrokerURL is set.
 	MQTTAddr string
+	// MQTTPlainAddr, with TLS, adds an embedded broker listener without TLS
+	// for devices not yet moved to TLS (a migration period the operator
+	// ends by removing it).
+	MQTTPlainAddr string
 	// BrokerURL selects an external broker instead of the embedded one,
 	// "tcp://operator:password@host:1883" (mqtt://, ssl://, mqtts:// also
 	// accepted); otaserve signs in with the user and password of the URL.
@@ -94,6 +98,9 @@ type Config struct {
 type Addrs struct {
 	HTTP string // host:port
 	MQTT string // host:port of the embedded broker, "" with an external one
+	// MQTTPlain is the embedded broker's listener without TLS
+	// (Config.MQTTPlainAddr), "" without one.
+	MQTTPlain string
 }
 
 // Server is a running fleet.
@@ -277,7 +284,7 @@ func New(cfg Config) (s *Server, err error) {
 			deviceCAs = s.devCA.Pool()
 		}
 		s.broker, err = broker.New(broker.Config{
-			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs,
+			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs, PlainAddr: cfg.MQTTPlainAddr,
 			Lookup: func(pk, dn string) (string, bool) {
 				d, err := s.store.Device(pk, dn)
 				return d.DeviceSecret, err == nil
@@ -408,6 +415,9 @@ func (s *Server) Addrs() Addrs {
 	if s.broker != nil {
 		if addr := s.broker.Addr(); addr != nil { // nil once the broker is closed
 			a.MQTT = addr.String()
+		}
+		if addr := s.broker.PlainAddr(); addr != nil {
+			a.MQTTPlain = addr.String()
 		}
 	}
 	return a

@@ -59,6 +59,7 @@ func runCommand() *cobra.Command {
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
 	tlsHosts := fs.StringArray("tls-host", nil, "a `name` devices reach this server by, for the certificate made at start (repeatable; the listen addresses, --public-url's host and localhost are in it)")
 	plain := fs.Bool("insecure-plain", false, "serve HTTP and MQTT without TLS: sign-ins, orders and reports can be read and changed on the way")
+	plainMQTT := fs.String("insecure-plain-mqtt", "", "`addr`ess of a second MQTT listener, without TLS, for devices not yet moved to TLS (a migration period: remove it when they have)")
 	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
 	timeless := fs.StringArray("allow-timeless", nil, "`product` key whose devices may sign in with the C SDK's fixed timestamp or none, which can be replayed (repeatable)")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
@@ -69,7 +70,7 @@ func runCommand() *cobra.Command {
 		}
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
-			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain,
+			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
@@ -84,6 +85,7 @@ type serveFlags struct {
 	certFile, keyFile                                     string
 	tlsHosts                                              []string
 	plain                                                 bool
+	plainMQTT                                             string
 	signIn                                                broker.SignInPolicy
 }
 
@@ -98,6 +100,9 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	var tlsConfig *tls.Config
 	if f.plain && (f.certFile != "" || f.keyFile != "" || len(f.tlsHosts) > 0) {
 		return cli.Usagef("--insecure-plain with --tls-cert, --tls-key or --tls-host: choose TLS or plain")
+	}
+	if f.plainMQTT != "" && (f.plain || f.brokerURL != "") {
+		return cli.Usagef("--insecure-plain-mqtt is a plain listener beside the embedded broker's TLS one: it goes with neither --insecure-plain nor --broker")
 	}
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
@@ -116,7 +121,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
-		AutoTLS: !f.plain, TLSHosts: f.tlsHosts,
+		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT,
 	})
 	if err != nil {
 		return err
@@ -141,6 +146,9 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	defer os.Remove(urlFile)
 	a := srv.Addrs()
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, f.brokerURL))
+	if a.MQTTPlain != "" {
+		fmt.Fprintf(stderr, "otaserve: --insecure-plain-mqtt: MQTT without TLS on %s for devices not yet moved to TLS; remove it when they have\n", a.MQTTPlain)
+	}
 	switch {
 	case f.plain:
 		fmt.Fprintf(stderr, "otaserve: --insecure-plain: HTTP and MQTT in the clear; anyone on the way reads and changes sign-ins, orders and reports (images stay signed)\n")

@@ -39,6 +39,11 @@ type Config struct {
 	// the password sign-in (what Mosquitto's use_identity_as_username
 	// takes too). Devices without a certificate sign in with their secret.
 	DeviceCAs *x509.CertPool
+	// PlainAddr, with TLS, adds a listener without TLS at that address, for
+	// devices not yet moved to TLS: a migration period that ends when the
+	// operator removes it. Sign-ins there must claim securemode 3 and are
+	// logged as warnings.
+	PlainAddr string
 	// Lookup returns the secret of a registered device. Devices it does not
 	// know cannot connect.
 	Lookup func(pk, dn string) (secret string, ok bool)
@@ -65,6 +70,7 @@ type Broker struct {
 	subID  atomic.Int64
 	mu     sync.Mutex
 	ln     net.Listener
+	plain  net.Listener // PlainAddr's, nil without
 	closed bool
 	stop   chan struct{} // closed by Close, ends the context watcher
 }
@@ -79,6 +85,9 @@ const sessionExpiry = 7 * 24 * 60 * 60
 func New(cfg Config) (*Broker, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("broker: Addr is empty; set it to a listen address such as 127.0.0.1:1883")
+	}
+	if cfg.PlainAddr != "" && cfg.TLS == nil {
+		return nil, errors.New("broker: PlainAddr without TLS; the one listener is plain already")
 	}
 	if cfg.DeviceCAs != nil && cfg.TLS == nil {
 		return nil, errors.New("broker: DeviceCAs without TLS; client certificates need a TLS listener")
@@ -140,15 +149,30 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 		ln = tls.NewListener(ln, tc)
 	}
-	if err := b.srv.AddListener(listeners.NewNet("otaport", ln)); err != nil {
+	if err := b.srv.AddListener(listeners.NewNet(listenerID, ln)); err != nil {
 		ln.Close()
 		return fmt.Errorf("broker: add listener: %w", err)
 	}
+	var plain net.Listener
+	if b.cfg.PlainAddr != "" {
+		if plain, err = lc.Listen(ctx, "tcp", b.cfg.PlainAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("broker: listen without TLS on %s: %w", b.cfg.PlainAddr, err)
+		}
+		if err := b.srv.AddListener(listeners.NewNet(plainListenerID, plain)); err != nil {
+			ln.Close()
+			plain.Close()
+			return fmt.Errorf("broker: add listener: %w", err)
+		}
+	}
 	if err := b.srv.Serve(); err != nil {
 		ln.Close()
+		if plain != nil {
+			plain.Close()
+		}
 		return fmt.Errorf("broker: serve: %w", err)
 	}
-	b.ln = ln
+	b.ln, b.plain = ln, plain
 	b.log.Info("broker listening", "addr", ln.Addr().String(), "tls", b.cfg.TLS != nil)
 	go func() {
 		select {
@@ -158,6 +182,23 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// Listener ids, as mochi reports them in a client's connection.
+const (
+	listenerID      = "otaport"
+	plainListenerID = "otaport-plain"
+)
+
+// PlainAddr is the address of the listener without TLS (Config.PlainAddr);
+// nil without one, before Start or after Close.
+func (b *Broker) PlainAddr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.plain == nil || b.closed {
+		return nil
+	}
+	return b.plain.Addr()
 }
 
 // Addr is the address the broker listens on, with the real port when

@@ -495,6 +495,13 @@ func TestSignIn_RateLimited(t *testing.T) {
 // 127.0.0.1 and, when ca is set, its device CA for client certificates.
 func tlsBroker(t *testing.T, ca *pki.CA) (*broker.Broker, *x509.CertPool) {
 	t.Helper()
+	return tlsBrokerWith(t, ca, "")
+}
+
+// tlsBrokerWith is tlsBroker with a listener without TLS at plainAddr
+// (none when empty).
+func tlsBrokerWith(t *testing.T, ca *pki.CA, plainAddr string) (*broker.Broker, *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -514,7 +521,7 @@ func tlsBroker(t *testing.T, ca *pki.CA) (*broker.Broker, *x509.CertPool) {
 	roots.AddCert(leaf)
 	cfg := broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now},
 		TLS:    &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), PlainAddr: plainAddr}
 	if ca != nil {
 		cfg.DeviceCAs = ca.Pool()
 	}
@@ -649,5 +656,51 @@ func TestSignIn_ReconnectSignsAfresh(t *testing.T) {
 	case <-reconnected:
 	case <-time.After(testTimeout):
 		t.Fatal("the device did not sign in again an hour after its first sign-in")
+	}
+}
+
+// TestSignIn_PlainListenerOfAMigration: a TLS broker with a listener
+// without TLS, for devices not yet moved: there securemode 3 signs in and
+// securemode 2 is refused, on the TLS listener the other way round.
+func TestSignIn_PlainListenerOfAMigration(t *testing.T) {
+	b, roots := tlsBrokerWith(t, nil, "127.0.0.1:0")
+	devA := cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: "secret-A"}
+	overTLS := func(o *paho.ClientOptions) {
+		o.Servers = nil
+		o.AddBroker("ssl://" + b.Addr().String())
+		o.SetTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	}
+	plain := func(o *paho.ClientOptions) {
+		o.Servers = nil
+		o.AddBroker("tcp://" + b.PlainAddr().String())
+	}
+	cases := []struct {
+		name     string
+		claimTLS bool
+		via      func(*paho.ClientOptions)
+		ok       bool
+	}{
+		{"securemode 3 on the plain listener", false, plain, true},
+		{"securemode 2 on the plain listener", true, plain, false},
+		{"securemode 2 over TLS", true, overTLS, true},
+		{"securemode 3 over TLS", false, overTLS, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cr, err := cloud.SignIn(devA, cloud.SignOptions{Timestamp: signedAt, TLS: c.claimTLS})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = dial(t, b, cr.ClientID, cr.Username, cr.Password, c.via)
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && err == nil {
+				t.Fatal("signed in; want a refusal")
+			}
+		})
+	}
+	if _, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, PlainAddr: "127.0.0.1:0"}); err == nil {
+		t.Error("a plain listener beside a plain broker was taken")
 	}
 }

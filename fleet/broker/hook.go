@@ -130,8 +130,14 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		if err != nil {
 			return refuse("device sign-in refused", "err", err)
 		}
-		if err := h.policy.check(id, h.tls); err != nil {
+		// The plain listener of a migration period is the one place a
+		// TLS broker takes securemode 3.
+		plain := cl.Net.Listener == plainListenerID
+		if err := h.policy.check(id, h.tls && !plain); err != nil {
 			return refuse("device sign-in refused", "err", err)
+		}
+		if plain {
+			h.log.Warn("device signed in without TLS, on the listener of the migration period: move it to ssl://", "device", id.ProductKey+"/"+id.DeviceName, "remote", remote)
 		}
 		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName)}
 		cl.ID = sessionID(id.ProductKey, id.DeviceName)
