@@ -91,6 +91,12 @@ type Config struct {
 	// and the caller reports when it is ready (the agent first finishes an
 	// interrupted upgrade, so that the version it reports is the final one).
 	OnConnect func()
+	// OnStatement, if set, receives each release statement otaserve
+	// publishes for the device's product, parsed but not verified (the
+	// order key is the caller's); the client subscribes to ReleaseTopic
+	// for it. It runs on a paho goroutine: hand the statement over and
+	// return.
+	OnStatement func(*Statement)
 }
 
 // Client is a device's connection to the cloud. It reconnects by itself and
@@ -117,7 +123,14 @@ type Client struct {
 	seenMu   sync.Mutex
 	seen     map[string]bool
 	seenRing []string
+
+	// frozen makes every version report say params.possiblyFrozen.
+	frozen atomic.Bool
 }
+
+// SetPossiblyFrozen makes the version reports from now on say whether the
+// device may be frozen (InformParams.PossiblyFrozen).
+func (c *Client) SetPossiblyFrozen(frozen bool) { c.frozen.Store(frozen) }
 
 type orderRef struct {
 	id     int64
@@ -296,6 +309,26 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 	return tc, nil
 }
 
+// subscribeStatements subscribes to the product's release topic.
+func (c *Client) subscribeStatements(ctx context.Context, mq paho.Client) error {
+	tok := mq.Subscribe(c.topics.Release, qos, func(_ paho.Client, m paho.Message) {
+		s, err := ParseStatement(m.Payload())
+		if err != nil {
+			c.log.Warn("release statement refused", "err", err)
+			c.report(fmt.Errorf("cloud: %w", err))
+			return
+		}
+		c.cfg.OnStatement(s)
+	})
+	if err := wait(ctx, tok); err != nil {
+		return fmt.Errorf("cloud: subscribe %s: %w", c.topics.Release, err)
+	}
+	if st, ok := tok.(*paho.SubscribeToken); ok && st.Result()[c.topics.Release] > qos {
+		return fmt.Errorf("cloud: subscribe %s: the broker refused the subscription (code 0x%02x)", c.topics.Release, st.Result()[c.topics.Release])
+	}
+	return nil
+}
+
 // onConnect runs on a paho goroutine after every connection: it subscribes
 // to the upgrade topic, then tells Dial (the first time) or OnConnect (every
 // later time).
@@ -319,6 +352,14 @@ func (c *Client) onConnect(mq paho.Client) {
 		c.log.Error("subscription failed", "err", err)
 	} else {
 		c.log.Info("connected and subscribed", "topic", c.topics.Upgrade)
+	}
+	if err == nil && c.cfg.OnStatement != nil {
+		// Not fatal: a broker that refuses it (the platform's) leaves the
+		// device without statements, which its freeze watch reports.
+		if serr := c.subscribeStatements(ctx, mq); serr != nil {
+			c.log.Warn("no release statements", "err", serr)
+			c.report(serr)
+		}
 	}
 	if c.dialed.CompareAndSwap(false, true) {
 		c.firstSub <- err // Dial reports this one
@@ -467,7 +508,8 @@ func (c *Client) InformNonce(ctx context.Context, module, version, nonce string)
 	if err := checkNonce("nonce", nonce); err != nil {
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
-	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce}})
+	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce,
+		PossiblyFrozen: c.frozen.Load()}})
 }
 
 // Report sends a progress message as it is: the caller names the order and

@@ -119,6 +119,10 @@ type InformParams struct {
 	// order must echo in data.otaport.nonce, so that an order made before
 	// this report is refused (see Extension).
 	Nonce string `json:"nonce,omitempty"`
+	// PossiblyFrozen is otaport's addition too: the device has heard no
+	// release statement (Statement) for longer than it allows, so orders
+	// may be withheld from it.
+	PossiblyFrozen bool `json:"possiblyFrozen,omitempty"`
 }
 
 // Step is the progress step of a Progress message. The platform wants it as a

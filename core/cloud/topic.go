@@ -34,6 +34,7 @@ type TopicSet struct {
 	Upgrade  string // the device subscribes here for orders
 	Progress string // the device publishes progress here
 	Request  string // the device asks for the pending order here
+	Release  string // the device subscribes here for otaserve's statements (ReleaseTopic)
 }
 
 // Topics returns the OTA topics of the device {pk}/{dn}.
@@ -44,6 +45,7 @@ func Topics(pk, dn string) TopicSet {
 		Upgrade:  t(KindUpgrade),
 		Progress: t(KindProgress),
 		Request:  t(KindRequest),
+		Release:  ReleaseTopic(pk),
 	}
 }
 
