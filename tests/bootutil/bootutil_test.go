@@ -1,0 +1,156 @@
+package bootutil
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/otaport/otaport/core/bootfmt/mcuboot"
+)
+
+// powerOn is one power-on of the device and what must follow it. before is
+// what the running image does before this power-on: "" nothing, "confirm"
+// boot_set_confirmed on the slot it runs from (written by
+// core/bootfmt/mcuboot). boots is the slot and version MCUboot must start, or
+// "none"; primary and secondary are what each slot must hold afterwards:
+// "old", "new", "erased", "dropped" (device.holds) or "" (not
+// checked).
+type powerOn struct {
+	before             string
+	boots              string
+	primary, secondary string
+}
+
+// TestMCUboot_BootsOtaportImages installs an old image in the primary slot
+// and a new one in the secondary, both signed by core/image, writes the boot
+// request with core/bootfmt/mcuboot, and powers the device on with MCUboot's
+// own bootloader, once per row of powerOns.
+func TestMCUboot_BootsOtaportImages(t *testing.T) {
+	cases := []struct {
+		name    string
+		mode    mcuboot.Mode
+		write   uint32
+		erased  byte
+		request string // test or permanent
+		tamper  bool   // flip one payload byte of the new image
+		ons     []powerOn
+	}{
+		{name: "overwrite-only copies the new image and keeps it", mode: mcuboot.OverwriteOnly, write: 4, erased: 0xff, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "dropped"},
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "dropped"},
+			}},
+		{name: "overwrite-only refuses a tampered image", mode: mcuboot.OverwriteOnly, write: 8, erased: 0x00, request: "permanent", tamper: true,
+			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
+		{name: "swap-move reverts an unconfirmed image", mode: mcuboot.SwapMove, write: 4, erased: 0xff, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{boots: "primary 1.0.0+0", primary: "old", secondary: "new"},
+				{boots: "primary 1.0.0+0", primary: "old", secondary: "new"},
+			}},
+		{name: "swap-move keeps a confirmed image", mode: mcuboot.SwapMove, write: 8, erased: 0xff, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+			}},
+		{name: "swap-move keeps a permanent image", mode: mcuboot.SwapMove, write: 4, erased: 0x00, request: "permanent",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+			}},
+		{name: "swap-move refuses a tampered image", mode: mcuboot.SwapMove, write: 4, erased: 0xff, request: "test", tamper: true,
+			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
+		{name: "swap-scratch reverts an unconfirmed image", mode: mcuboot.SwapScratch, write: 4, erased: 0xff, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{boots: "primary 1.0.0+0", primary: "old", secondary: "new"},
+			}},
+		{name: "swap-scratch keeps a confirmed image", mode: mcuboot.SwapScratch, write: 8, erased: 0x00, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+			}},
+		{name: "direct-xip boots the higher version and reverts it unconfirmed", mode: mcuboot.DirectXIP, write: 4, erased: 0xff, request: "test",
+			ons: []powerOn{
+				{boots: "secondary 1.1.0+0", primary: "old", secondary: "new"},
+				{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"},
+			}},
+		{name: "direct-xip keeps a confirmed image", mode: mcuboot.DirectXIP, write: 8, erased: 0x00, request: "test",
+			ons: []powerOn{
+				{boots: "secondary 1.1.0+0", primary: "old", secondary: "new"},
+				{before: "confirm", boots: "secondary 1.1.0+0", primary: "old", secondary: "new"},
+			}},
+		{name: "direct-xip refuses a tampered image", mode: mcuboot.DirectXIP, write: 4, erased: 0xff, request: "test", tamper: true,
+			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
+	}
+	mcubootTree(t)
+	s := newSigner(t)
+	rng := rand.New(rand.NewChaCha8([32]byte{'o', 't', 'a'}))
+	payload := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	images := map[string][]byte{
+		"old": s.sign(t, payload(40000), "1.0.0"),
+		"new": s.sign(t, payload(47000), "1.1.0"),
+	}
+	out := t.TempDir()
+	builds := map[mcuboot.Mode]bootloader{}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := slots(c.mode, 32, c.write, c.erased)
+			b, ok := builds[c.mode]
+			if !ok {
+				b = compile(t, out, c.mode, g.maxImgSectors(), s)
+				builds[c.mode] = b
+			}
+			d := newDevice(t, g, c.mode)
+			d.write(t, g.pri, images["old"])
+			if c.mode == mcuboot.DirectXIP {
+				// The running image confirmed itself: in direct-xip with
+				// revert, a slot without the magic is not bootable.
+				d.confirm(t, g.pri)
+			}
+			newImg := images["new"]
+			if c.tamper {
+				newImg = append([]byte(nil), newImg...)
+				newImg[0x200+1000] ^= 0x01
+			}
+			d.write(t, g.sec, newImg)
+			imgs := map[string][]byte{"old": images["old"], "new": newImg}
+			d.request(t, c.request == "permanent")
+
+			running := g.pri
+			for i, on := range c.ons {
+				if on.before == "confirm" {
+					d.confirm(t, running)
+				}
+				r := b.powerOn(t, d)
+				got := "none"
+				if r.booted {
+					got = r.slot + " " + r.version
+					running = g.pri
+					if r.slot == "secondary" {
+						running = g.sec
+					}
+				}
+				if got != on.boots {
+					t.Fatalf("power-on %d: MCUboot boots %s, want %s\nMCUboot's log:\n%s", i+1, got, on.boots, r.log)
+				}
+				for _, w := range []struct {
+					a    area
+					want string
+				}{{g.pri, on.primary}, {g.sec, on.secondary}} {
+					if w.want == "" {
+						continue
+					}
+					if err := d.holds(t, w.a, w.want, imgs); err != nil {
+						t.Errorf("power-on %d: %v\nMCUboot's log:\n%s", i+1, err, r.log)
+					}
+				}
+			}
+		})
+	}
+}
