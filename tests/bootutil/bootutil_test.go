@@ -1,7 +1,10 @@
 package bootutil
 
 import (
+	"bytes"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/otaport/otaport/core/bootfmt/mcuboot"
@@ -136,6 +139,10 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 						running = g.sec
 					}
 				}
+				if len(r.refused) > 0 {
+					t.Errorf("power-on %d: MCUboot made flash operations a real flash refuses:\n%s\nMCUboot's log:\n%s",
+						i+1, strings.Join(r.refused, "\n"), r.log)
+				}
 				if got != on.boots {
 					t.Fatalf("power-on %d: MCUboot boots %s, want %s\nMCUboot's log:\n%s", i+1, got, on.boots, r.log)
 				}
@@ -152,5 +159,33 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMCUboot_FlashRefusesWhatNORRefuses shows that the harness's flash is
+// as strict as a NOR part: direct-xip writes copy_done in the trailer of the
+// slot it first boots, and when that byte is already programmed (0x02, a
+// "bad" flag, here written by the test) the write is refused, reported, and
+// MCUboot goes on (boot_select_or_erase only warns).
+func TestMCUboot_FlashRefusesWhatNORRefuses(t *testing.T) {
+	mcubootTree(t)
+	s := newSigner(t)
+	g := slots(mcuboot.DirectXIP, 32, 4, 0xff)
+	b := compile(t, t.TempDir(), mcuboot.DirectXIP, g.maxImgSectors(), s)
+	d := newDevice(t, g, mcuboot.DirectXIP)
+	d.write(t, g.pri, s.sign(t, bytes.Repeat([]byte{1}, 30000), "1.0.0"))
+	d.confirm(t, g.pri)
+	d.write(t, g.sec, s.sign(t, bytes.Repeat([]byte{2}, 30000), "1.1.0"))
+	d.request(t, false)
+	l := g.layout(mcuboot.DirectXIP, g.sec)
+	d.apply(t, g.sec, []mcuboot.Write{{Off: l.CopyDoneOff(), Data: []byte{0x02, 0xff, 0xff, 0xff}}})
+
+	r := b.powerOn(t, d)
+	want := fmt.Sprintf("refused write secondary 0x%x 0x4 not-erased", l.CopyDoneOff())
+	if len(r.refused) != 1 || r.refused[0] != want {
+		t.Errorf("refused %q, want [%q]\nMCUboot's log:\n%s", r.refused, want, r.log)
+	}
+	if !r.booted || r.slot != "secondary" || r.version != "1.1.0+0" {
+		t.Errorf("MCUboot %s, want boots secondary 1.1.0+0\nMCUboot's log:\n%s", r, r.log)
 	}
 }

@@ -174,9 +174,9 @@ type report struct {
 	booted  bool
 	slot    string // primary, secondary
 	version string
-	refused []string
-	out     string // stdout, for messages
-	log     string // MCUboot's log (stderr)
+	refused []string // flash operations the strict back end refused
+	out     string   // stdout, for messages
+	log     string   // MCUboot's log (stderr)
 }
 
 func (r report) String() string {
@@ -187,6 +187,7 @@ func (r report) String() string {
 }
 
 // powerOn runs MCUboot once over d's flash and loads the flash it leaves.
+// The caller checks r.refused: a flash operation a real part refuses.
 func (b bootloader) powerOn(t *testing.T, d *device) report {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "flash.bin")
@@ -216,10 +217,6 @@ func (b bootloader) powerOn(t *testing.T, d *device) report {
 		default:
 			t.Fatalf("MCUboot harness printed %q, which this test does not read", line)
 		}
-	}
-	if len(r.refused) > 0 {
-		t.Errorf("MCUboot made flash operations a real flash refuses:\n%s\nMCUboot's log:\n%s",
-			strings.Join(r.refused, "\n"), r.log)
 	}
 	flashBytes, err := os.ReadFile(path)
 	if err != nil {
