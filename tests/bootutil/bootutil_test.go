@@ -1,9 +1,7 @@
 package bootutil
 
 import (
-	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -87,17 +85,9 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 	}
 	mcubootTree(t)
 	s := newSigner(t)
-	rng := rand.New(rand.NewChaCha8([32]byte{'o', 't', 'a'}))
-	payload := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
 	images := map[string][]byte{
-		"old": s.sign(t, payload(40000), "1.0.0"),
-		"new": s.sign(t, payload(47000), "1.1.0"),
+		"old": s.sign(t, payload(1, 40000), "1.0.0"),
+		"new": s.sign(t, payload(2, 47000), "1.1.0"),
 	}
 	out := t.TempDir()
 	builds := map[mcuboot.Mode]bootloader{}
@@ -173,9 +163,9 @@ func TestMCUboot_FlashRefusesWhatNORRefuses(t *testing.T) {
 	g := slots(mcuboot.DirectXIP, 32, 4, 0xff)
 	b := compile(t, t.TempDir(), mcuboot.DirectXIP, g.maxImgSectors(), s)
 	d := newDevice(t, g, mcuboot.DirectXIP)
-	d.write(t, g.pri, s.sign(t, bytes.Repeat([]byte{1}, 30000), "1.0.0"))
+	d.write(t, g.pri, s.sign(t, payload(1, 30000), "1.0.0"))
 	d.confirm(t, g.pri)
-	d.write(t, g.sec, s.sign(t, bytes.Repeat([]byte{2}, 30000), "1.1.0"))
+	d.write(t, g.sec, s.sign(t, payload(2, 30000), "1.1.0"))
 	d.request(t, false)
 	l := g.layout(mcuboot.DirectXIP, g.sec)
 	d.apply(t, g.sec, []mcuboot.Write{{Off: l.CopyDoneOff(), Data: []byte{0x02, 0xff, 0xff, 0xff}}})

@@ -23,11 +23,12 @@ type geometry struct {
 	write    uint32
 	erased   byte
 	pri, sec area
-	scr      area // size 0: no scratch area
+	scr      area   // size 0: no scratch area
+	size     uint64 // of the flash; 0: up to the end of the last area
 }
 
 func (g geometry) flashSize() uint64 {
-	return max(g.pri.off+g.pri.size, g.sec.off+g.sec.size, g.scr.off+g.scr.size)
+	return max(g.size, g.pri.off+g.pri.size, g.sec.off+g.sec.size, g.scr.off+g.scr.size)
 }
 
 // maxImgSectors is MCUBOOT_MAX_IMG_SECTORS as Zephyr's

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,6 +134,16 @@ func (s signer) sign(t *testing.T, payload []byte, v string) []byte {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// payload is n bytes of firmware, the same for the same seed.
+func payload(seed byte, n int) []byte {
+	rng := rand.New(rand.NewChaCha8([32]byte{'o', 't', 'a', seed}))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
 }
 
 // bootloader is one compiled MCUboot build.
