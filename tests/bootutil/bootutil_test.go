@@ -70,6 +70,19 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
 				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
 			}},
+		{name: "swap-offset reverts an unconfirmed image", mode: mcuboot.SwapOffset, write: 4, erased: 0xff, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{boots: "primary 1.0.0+0", primary: "old", secondary: "new@1"},
+				{boots: "primary 1.0.0+0", primary: "old", secondary: "new@1"},
+			}},
+		{name: "swap-offset keeps a confirmed image", mode: mcuboot.SwapOffset, write: 8, erased: 0x00, request: "test",
+			ons: []powerOn{
+				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
+			}},
+		{name: "swap-offset refuses a tampered image", mode: mcuboot.SwapOffset, write: 4, erased: 0xff, request: "permanent", tamper: true,
+			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
 		{name: "direct-xip boots the higher version and reverts it unconfirmed", mode: mcuboot.DirectXIP, write: 4, erased: 0xff, request: "test",
 			ons: []powerOn{
 				{boots: "secondary 1.1.0+0", primary: "old", secondary: "new"},
@@ -100,7 +113,7 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 				builds[c.mode] = b
 			}
 			d := newDevice(t, g, c.mode)
-			d.write(t, g.pri, images["old"])
+			d.write(t, g.pri, 0, images["old"])
 			if c.mode == mcuboot.DirectXIP {
 				// The running image confirmed itself: in direct-xip with
 				// revert, a slot without the magic is not bootable.
@@ -111,7 +124,7 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 				newImg = append([]byte(nil), newImg...)
 				newImg[0x200+1000] ^= 0x01
 			}
-			d.write(t, g.sec, newImg)
+			d.write(t, g.sec, g.updateOff(c.mode), newImg)
 			imgs := map[string][]byte{"old": images["old"], "new": newImg}
 			d.request(t, c.request == "permanent")
 
@@ -163,9 +176,9 @@ func TestMCUboot_FlashRefusesWhatNORRefuses(t *testing.T) {
 	g := slots(mcuboot.DirectXIP, 32, 4, 0xff)
 	b := compile(t, t.TempDir(), mcuboot.DirectXIP, g.maxImgSectors(), s)
 	d := newDevice(t, g, mcuboot.DirectXIP)
-	d.write(t, g.pri, s.sign(t, payload(1, 30000), "1.0.0"))
+	d.write(t, g.pri, 0, s.sign(t, payload(1, 30000), "1.0.0"))
 	d.confirm(t, g.pri)
-	d.write(t, g.sec, s.sign(t, payload(2, 30000), "1.1.0"))
+	d.write(t, g.sec, 0, s.sign(t, payload(2, 30000), "1.1.0"))
 	d.request(t, false)
 	l := g.layout(mcuboot.DirectXIP, g.sec)
 	d.apply(t, g.sec, []mcuboot.Write{{Off: l.CopyDoneOff(), Data: []byte{0x02, 0xff, 0xff, 0xff}}})

@@ -3,6 +3,7 @@ package bootutil
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/otaport/otaport/core/bootfmt/mcuboot"
@@ -46,17 +47,20 @@ func (g geometry) layout(mode mcuboot.Mode, a area) mcuboot.Layout {
 }
 
 // slots returns a geometry of two slots of n sectors of 4 KiB each, the
-// primary one sector larger for swap-move (boot_slots_compatible's
-// recommendation) and a one-sector scratch area after them for swap-scratch.
+// primary one sector larger for swap-move and the secondary for swap-offset
+// (boot_slots_compatible's recommendations) and a one-sector scratch area after them for swap-scratch.
 func slots(mode mcuboot.Mode, n int, write uint32, erased byte) geometry {
 	const sector = 0x1000
 	g := geometry{sector: sector, write: write, erased: erased}
-	np := n
-	if mode == mcuboot.SwapMove {
+	np, ns := n, n
+	switch mode {
+	case mcuboot.SwapMove:
 		np++
+	case mcuboot.SwapOffset:
+		ns++ // boot_slots_compatible in swap_offset.c: the secondary one sector larger
 	}
 	g.pri = area{"primary", 0, uint64(np) * sector}
-	g.sec = area{"secondary", g.pri.size, uint64(n) * sector}
+	g.sec = area{"secondary", g.pri.size, uint64(ns) * sector}
 	if mode == mcuboot.SwapScratch {
 		g.scr = area{"scratch", g.sec.off + g.sec.size, sector}
 	}
@@ -108,23 +112,33 @@ func (d *device) load(t *testing.T, b []byte) {
 	d.fl = fl
 }
 
-// write programs img at the start of slot a, its last write unit padded
-// with the erased value.
-func (d *device) write(t *testing.T, a area, img []byte) {
+// updateOff is where in the secondary slot an update image goes: one
+// sector in for swap-offset (which moves it down by one sector as it swaps),
+// else the start.
+func (g geometry) updateOff(mode mcuboot.Mode) uint64 {
+	if mode == mcuboot.SwapOffset {
+		return g.sector
+	}
+	return 0
+}
+
+// write programs img at off in slot a, its last write unit padded with the
+// erased value.
+func (d *device) write(t *testing.T, a area, off uint64, img []byte) {
 	t.Helper()
 	n := (len(img) + int(d.g.write) - 1) / int(d.g.write) * int(d.g.write)
 	b := bytes.Repeat([]byte{d.g.erased}, n)
 	copy(b, img)
-	if err := d.fl.Program(int64(a.off), b); err != nil {
+	if err := d.fl.Program(int64(a.off+off), b); err != nil {
 		t.Fatalf("write the image to %s: %v", a.name, err)
 	}
 }
 
-// read returns n bytes from the start of slot a.
-func (d *device) read(t *testing.T, a area, n int) []byte {
+// read returns n bytes at off in slot a.
+func (d *device) read(t *testing.T, a area, off uint64, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
-	if _, err := d.fl.ReadAt(b, int64(a.off)); err != nil {
+	if _, err := d.fl.ReadAt(b, int64(a.off+off)); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -135,7 +149,7 @@ func (d *device) read(t *testing.T, a area, n int) []byte {
 func (d *device) request(t *testing.T, permanent bool) {
 	t.Helper()
 	l := d.g.layout(d.mode, d.g.sec)
-	ws, err := l.SetPending(d.read(t, d.g.sec, int(d.g.sec.size))[l.SlotSize-l.InfoSize():], 0, permanent)
+	ws, err := l.SetPending(d.read(t, d.g.sec, 0, int(d.g.sec.size))[l.SlotSize-l.InfoSize():], 0, permanent)
 	if err != nil {
 		t.Fatalf("set pending: %v", err)
 	}
@@ -147,7 +161,7 @@ func (d *device) request(t *testing.T, permanent bool) {
 func (d *device) confirm(t *testing.T, a area) {
 	t.Helper()
 	l := d.g.layout(d.mode, a)
-	ws, err := l.SetConfirmed(d.read(t, a, int(a.size))[l.SlotSize-l.InfoSize():], 0)
+	ws, err := l.SetConfirmed(d.read(t, a, 0, int(a.size))[l.SlotSize-l.InfoSize():], 0)
 	if err != nil {
 		t.Fatalf("set confirmed in %s: %v", a.name, err)
 	}
@@ -167,7 +181,7 @@ func (d *device) apply(t *testing.T, a area, ws []mcuboot.Write) {
 }
 
 // holds says why slot a does not hold want: "old", "new" (an image of imgs:
-// the slot starts with its bytes), "erased" (every byte of the slot), or
+// the slot starts with its bytes; "new@1": one sector in), "erased" (every byte of the slot), or
 // "dropped" (its first and last sectors erased: the image header and the
 // trailer, what MCUboot erases of an image it has copied or refused).
 func (d *device) holds(t *testing.T, a area, want string, imgs map[string][]byte) error {
@@ -193,12 +207,17 @@ func (d *device) holds(t *testing.T, a area, want string, imgs map[string][]byte
 		}
 		return erased(a.size-d.g.sector, d.g.sector)
 	}
-	img, ok := imgs[want]
+	name, at, _ := strings.Cut(want, "@")
+	img, ok := imgs[name]
 	if !ok {
 		t.Fatalf("no image %q", want)
 	}
-	if got := d.read(t, a, len(img)); !bytes.Equal(got, img) {
-		return fmt.Errorf("%s does not hold the %s image (first difference at 0x%x)", a.name, want, firstDiff(got, img))
+	off := uint64(0)
+	if at == "1" {
+		off = d.g.sector
+	}
+	if got := d.read(t, a, off, len(img)); !bytes.Equal(got, img) {
+		return fmt.Errorf("%s does not hold the %s image at 0x%x (first difference at 0x%x)", a.name, name, off, firstDiff(got, img))
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ var modeDefines = map[mcuboot.Mode][]string{
 	mcuboot.OverwriteOnly: {"-DMCUBOOT_OVERWRITE_ONLY=1"},
 	mcuboot.SwapScratch:   {"-DMCUBOOT_SWAP_USING_SCRATCH=1"},
 	mcuboot.SwapMove:      {"-DMCUBOOT_SWAP_USING_MOVE=1"},
+	mcuboot.SwapOffset:    {"-DMCUBOOT_SWAP_USING_OFFSET=1"},
 	mcuboot.DirectXIP:     {"-DMCUBOOT_DIRECT_XIP=1", "-DMCUBOOT_DIRECT_XIP_REVERT=1"},
 }
 
