@@ -21,67 +21,50 @@ type powerOn struct {
 	primary, secondary string
 }
 
+// bootCase is one device: the mode of its MCUboot build, its flash, the
+// request otaport writes for the new image, and its power-ons.
+type bootCase struct {
+	name    string
+	mode    mcuboot.Mode
+	write   uint32
+	erased  byte
+	request string // test or permanent
+	tamper  bool   // flip one payload byte of the new image
+	ons     []powerOn
+}
+
+// swapCases are the flows every swap mode runs alike. reverted is where the
+// new image is after a revert: MCUboot swaps it back to where it was
+// written.
+func swapCases(mode mcuboot.Mode, reverted string) []bootCase {
+	swapped := powerOn{boots: "primary 1.1.0+0", primary: "new", secondary: "old"}
+	back := powerOn{boots: "primary 1.0.0+0", primary: "old", secondary: reverted}
+	confirmed := swapped
+	confirmed.before = "confirm"
+	return []bootCase{
+		{name: mode.String() + " reverts an unconfirmed image", mode: mode, write: 4, erased: 0xff, request: "test",
+			ons: []powerOn{swapped, back, back}},
+		{name: mode.String() + " keeps a confirmed image", mode: mode, write: 8, erased: 0x00, request: "test",
+			ons: []powerOn{swapped, confirmed, swapped}},
+		{name: mode.String() + " keeps a permanent image", mode: mode, write: 4, erased: 0x00, request: "permanent",
+			ons: []powerOn{swapped, swapped}},
+		{name: mode.String() + " refuses a tampered image", mode: mode, write: 8, erased: 0xff, request: "test", tamper: true,
+			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
+	}
+}
+
 // TestMCUboot_BootsOtaportImages installs an old image in the primary slot
 // and a new one in the secondary, both signed by core/image, writes the boot
 // request with core/bootfmt/mcuboot, and powers the device on with MCUboot's
 // own bootloader, once per row of powerOns.
 func TestMCUboot_BootsOtaportImages(t *testing.T) {
-	cases := []struct {
-		name    string
-		mode    mcuboot.Mode
-		write   uint32
-		erased  byte
-		request string // test or permanent
-		tamper  bool   // flip one payload byte of the new image
-		ons     []powerOn
-	}{
+	cases := []bootCase{
 		{name: "overwrite-only copies the new image and keeps it", mode: mcuboot.OverwriteOnly, write: 4, erased: 0xff, request: "test",
 			ons: []powerOn{
 				{boots: "primary 1.1.0+0", primary: "new", secondary: "dropped"},
 				{boots: "primary 1.1.0+0", primary: "new", secondary: "dropped"},
 			}},
 		{name: "overwrite-only refuses a tampered image", mode: mcuboot.OverwriteOnly, write: 8, erased: 0x00, request: "permanent", tamper: true,
-			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
-		{name: "swap-move reverts an unconfirmed image", mode: mcuboot.SwapMove, write: 4, erased: 0xff, request: "test",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{boots: "primary 1.0.0+0", primary: "old", secondary: "new"},
-				{boots: "primary 1.0.0+0", primary: "old", secondary: "new"},
-			}},
-		{name: "swap-move keeps a confirmed image", mode: mcuboot.SwapMove, write: 8, erased: 0xff, request: "test",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-			}},
-		{name: "swap-move keeps a permanent image", mode: mcuboot.SwapMove, write: 4, erased: 0x00, request: "permanent",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-			}},
-		{name: "swap-move refuses a tampered image", mode: mcuboot.SwapMove, write: 4, erased: 0xff, request: "test", tamper: true,
-			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
-		{name: "swap-scratch reverts an unconfirmed image", mode: mcuboot.SwapScratch, write: 4, erased: 0xff, request: "test",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{boots: "primary 1.0.0+0", primary: "old", secondary: "new"},
-			}},
-		{name: "swap-scratch keeps a confirmed image", mode: mcuboot.SwapScratch, write: 8, erased: 0x00, request: "test",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-			}},
-		{name: "swap-offset reverts an unconfirmed image", mode: mcuboot.SwapOffset, write: 4, erased: 0xff, request: "test",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{boots: "primary 1.0.0+0", primary: "old", secondary: "new@1"},
-				{boots: "primary 1.0.0+0", primary: "old", secondary: "new@1"},
-			}},
-		{name: "swap-offset keeps a confirmed image", mode: mcuboot.SwapOffset, write: 8, erased: 0x00, request: "test",
-			ons: []powerOn{
-				{boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-				{before: "confirm", boots: "primary 1.1.0+0", primary: "new", secondary: "old"},
-			}},
-		{name: "swap-offset refuses a tampered image", mode: mcuboot.SwapOffset, write: 4, erased: 0xff, request: "permanent", tamper: true,
 			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
 		{name: "direct-xip boots the higher version and reverts it unconfirmed", mode: mcuboot.DirectXIP, write: 4, erased: 0xff, request: "test",
 			ons: []powerOn{
@@ -96,6 +79,10 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 		{name: "direct-xip refuses a tampered image", mode: mcuboot.DirectXIP, write: 4, erased: 0xff, request: "test", tamper: true,
 			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
 	}
+	cases = append(cases, swapCases(mcuboot.SwapMove, "new")...)
+	cases = append(cases, swapCases(mcuboot.SwapScratch, "new")...)
+	// swap-offset swaps the new image back one sector into the secondary.
+	cases = append(cases, swapCases(mcuboot.SwapOffset, "new@1")...)
 	mcubootTree(t)
 	s := newSigner(t)
 	images := map[string][]byte{
