@@ -9,6 +9,7 @@ import (
 	"github.com/otaport/otaport/core/bootfmt/mcuboot"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
 )
 
 // area is a flash area: a slot or the scratch area.
@@ -229,4 +230,36 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// version is the version in the image header at the start of slot a, or one
+// sector in (where swap-offset keeps an update), "" when neither holds one.
+func (d *device) version(t *testing.T, a area) string {
+	t.Helper()
+	for _, off := range []uint64{0, d.g.sector} {
+		if h, err := image.ParseHeader(d.read(t, a, off, image.HeaderSize)); err == nil {
+			return h.Version.String()
+		}
+	}
+	return ""
+}
+
+// predict is what core/bootfmt/mcuboot says the next power-on of a swap or
+// overwrite-only build boots, from the two trailers as they are: the
+// secondary's image when its swap-type table asks for a test, permanent or
+// revert swap (or copy), else the primary's.
+func (d *device) predict(t *testing.T) string {
+	t.Helper()
+	st := func(a area) mcuboot.State {
+		l := d.g.layout(d.mode, a)
+		s, err := l.Decode(d.read(t, a, uint64(l.SlotSize-l.InfoSize()), int(l.InfoSize())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if mcuboot.Decide(d.mode, st(d.g.pri), st(d.g.sec)) == mcuboot.SwapNone {
+		return d.version(t, d.g.pri)
+	}
+	return d.version(t, d.g.sec)
 }
