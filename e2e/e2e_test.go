@@ -210,11 +210,15 @@ func (r *fleetRig) serve(args ...string) string {
 	return run(r.t, r.dir, "otaserve", append([]string{args[0], args[1], "--data", "data"}, args[2:]...)...)
 }
 
-// deviceYAML writes dn.yaml for the agent.
+// deviceYAML writes dn.yaml for the agent, with the public half of the
+// order key of otaserve's data directory (made here if otaserve has not
+// made it yet).
 func (r *fleetRig) deviceYAML(dn, broker, secret, extra string) string {
+	run(r.t, r.dir, "otaserve", "order-key", "--data", "data", "-o", "order.pub")
 	y := fmt.Sprintf(`broker: %s
 identity: {product_key: demo, device_name: %s, device_secret: %s}
 public_keys: [pub.pem]
+order_key: order.pub
 health_check:
   command: [sh, -c, 'case "$OTARUN_VERSION" in 1.2.*) echo "self-test failed" >&2; exit 1;; esac']
 report_interval: 1s
@@ -632,9 +636,9 @@ func TestMosquitto_CampaignOverExternalBroker(t *testing.T) {
 	})
 
 	// The exact messages, as a platform device would send them: inform
-	// {"id":N,"params":{"version":"..."}}, progress with the step as a
-	// string.
-	inform := regexp.MustCompile(`^\{"id":\d+,"params":\{"version":"1\.1\.0\+0"\}\}$`)
+	// {"id":N,"params":{"version":"..."}}, with otaport's nonce for signed
+	// orders the one addition, progress with the step as a string.
+	inform := regexp.MustCompile(`^\{"id":\d+,"params":\{"version":"1\.1\.0\+0"(,"nonce":"[0-9a-f]{32}")?\}\}$`)
 	eventually(t, "inform of 1.1.0+0 on the wire", func() (bool, string) {
 		return len(w.find("/ota/device/inform/demo/dev-a", inform)) > 0, w.all()
 	})

@@ -142,12 +142,13 @@ func TestAPIDoc_SchemasMatchTypes(t *testing.T) {
 	for _, v := range []any{
 		api.Device{}, api.AddDevice{}, api.Module{}, api.ModuleSpec{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
 		api.Progress{}, api.WaveStatus{}, api.Status{}, api.CreateCampaign{}, api.Error{}, Version{},
+		api.CertificateRequest{}, api.Certificate{},
 	} {
 		types[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)
 	}
 	// Request bodies: a field the server defaults when absent need not be
 	// required, so there required only has to be a subset.
-	requests := map[string]bool{"AddDevice": true, "CreateCampaign": true, "Target": true, "ModuleSpec": true}
+	requests := map[string]bool{"AddDevice": true, "CreateCampaign": true, "Target": true, "ModuleSpec": true, "CertificateRequest": true}
 
 	for _, pkg := range []string{"api", "."} {
 		for _, name := range jsonTypes(t, pkg) {

@@ -8,9 +8,10 @@ import (
 	"github.com/otaport/otaport/fleet"
 )
 
-// TestNew_SecretsAreReadableByTheOwnerOnly: the operator token (DATA/token)
-// and the database, which holds every device secret as given, are created
-// readable and writable by otaserve's user only. This is all the protection
+// TestNew_SecretsAreReadableByTheOwnerOnly: the operator token (DATA/token),
+// the order key (DATA/order-key.pem) and the database, which holds every
+// device secret as given, are created readable and writable by otaserve's
+// user only. This is all the protection
 // the secrets have at rest today (docs/security.md, "Secrets in the clear").
 func TestNew_SecretsAreReadableByTheOwnerOnly(t *testing.T) {
 	dir := t.TempDir()
@@ -19,7 +20,7 @@ func TestNew_SecretsAreReadableByTheOwnerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	for _, name := range []string{"token", "fleet.db"} {
+	for _, name := range []string{"token", "fleet.db", "order-key.pem"} {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

@@ -13,6 +13,7 @@ package fleet
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -34,6 +35,7 @@ import (
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/dashboard"
+	"github.com/otaport/otaport/fleet/devca"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/store"
 )
@@ -55,6 +57,10 @@ type Config struct {
 	BrokerURL string
 	// Keys verify uploaded images. Uploads are refused without one.
 	Keys []crypto.PublicKey
+	// OrderKey is the PEM file of the Ed25519 key that signs every order;
+	// default DataDir/order-key.pem, generated at first start (mode 0600).
+	// Devices trust its public half (otaserve order-key).
+	OrderKey string
 	// Boards are the boards devices and images may be for, by name, with
 	// what each takes (cmd/otaserve passes the catalog's).
 	Boards map[string]api.Board
@@ -94,11 +100,13 @@ type Server struct {
 	http      *http.Server
 	token     string
 	generated bool
+	devCA     *devca.CA
 	opUser    string
 	opPass    string
 	brokerURL string
 
 	firmwareDir string
+	orderKey    ed25519.PrivateKey
 	metrics     *metrics
 	dashboard   *dashboard.Dashboard
 	// serving is true while Run has the campaign service connected.
@@ -161,6 +169,12 @@ func New(cfg Config) (s *Server, err error) {
 	if err := s.loadToken(); err != nil {
 		return nil, err
 	}
+	if s.devCA, _, err = devca.Open(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
+	}
+	if s.orderKey, err = s.loadOrderKey(); err != nil {
+		return nil, err
+	}
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
@@ -182,6 +196,7 @@ func New(cfg Config) (s *Server, err error) {
 	s.campaigns, err = campaign.NewService(campaign.Config{
 		Store:       s.store,
 		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
+		OrderKey:    s.orderKey,
 		Logger:      cfg.Logger.With("part", "campaign"),
 	})
 	if err != nil {
@@ -197,8 +212,8 @@ func New(cfg Config) (s *Server, err error) {
 		}
 	}
 	apiHandler, err := api.New(api.Config{
-		Revoke: revoke,
-		Store:  s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
+		Revoke: revoke, Certificates: s.devCA,
+		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
 		Logger: cfg.Logger.With("part", "api"),
 	})
 	if err != nil {
@@ -236,8 +251,12 @@ func New(cfg Config) (s *Server, err error) {
 		// The service is the embedded broker's only operator, with a
 		// password that lives as long as the process.
 		s.opUser, s.opPass = "otaserve", randomHex(16)
+		var deviceCAs *x509.CertPool
+		if cfg.TLS != nil {
+			deviceCAs = s.devCA.Pool()
+		}
 		s.broker, err = broker.New(broker.Config{
-			Addr: cfg.MQTTAddr, TLS: cfg.TLS,
+			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs,
 			Lookup: func(pk, dn string) (string, bool) {
 				d, err := s.store.Device(pk, dn)
 				return d.DeviceSecret, err == nil
@@ -311,6 +330,29 @@ func (s *Server) loadToken() error {
 	}
 	return nil
 }
+
+// loadOrderKey reads the order key: Config.OrderKey's file, or the data
+// directory's, made at the first start.
+func (s *Server) loadOrderKey() (ed25519.PrivateKey, error) {
+	path, flag := s.cfg.OrderKey, "--order-key"
+	if path == "" {
+		path, flag = OrderKeyPath(s.cfg.DataDir), "--data"
+	}
+	key, created, err := campaign.LoadOrderKey(path, s.cfg.OrderKey == "")
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, flag)
+	}
+	if created {
+		s.log.Info("order key generated; give devices its public half (otaserve order-key)", "file", path)
+	}
+	return key, nil
+}
+
+// OrderKeyPath is where otaserve keeps its order key in data directory dir.
+func OrderKeyPath(dir string) string { return filepath.Join(dir, campaign.OrderKeyFile) }
+
+// OrderPublicKey is the PEM public key devices check orders with.
+func (s *Server) OrderPublicKey() ([]byte, error) { return campaign.OrderPublicKeyPEM(s.orderKey) }
 
 // splitBrokerURL turns "mqtt://user:pass@host:1883" into paho's URL and the
 // credentials.

@@ -103,6 +103,10 @@ start_agent() {
 }
 agent_pid=()
 
+# Orders are signed with otaserve's order key (made at its first start);
+# each device checks them with its public half.
+"$bin/otaserve" order-key --data "$work/data" -o "$work/order.pub"
+
 step "register the devices and start their agents"
 for i in "${!boards[@]}"; do
 	d=${devices[$i]} b=${boards[$i]}
@@ -112,6 +116,7 @@ for i in "${!boards[@]}"; do
 broker: tcp://$mqtt
 identity: {product_key: demo, device_name: $d, device_secret_file: $d.secret}
 public_keys: [pub.pem]
+order_key: order.pub
 # The demo's self-test: any 1.2.x image is "broken".
 health_check:
   command: [sh, -c, 'case "\$OTARUN_VERSION" in 1.2.*) echo "self-test failed: sensor bus timeout in \$OTARUN_VERSION" >&2; exit 1;; esac']

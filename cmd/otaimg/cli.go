@@ -114,6 +114,7 @@ type signFlags struct {
 	align, maxAlign          int
 	overwriteOnly, nonBoot   bool
 	pubFormat, erased        string
+	compression              string
 }
 
 func signCommand() *cobra.Command {
@@ -141,6 +142,7 @@ func signCommand() *cobra.Command {
 	fs.StringVar(&f.pubFormat, "public-key-format", "hash", "hash: KEYHASH TLV; full: the whole public key (PUBKEY TLV)")
 	fs.StringVarP(&f.erased, "erased-val", "R", "0xff", "value of erased flash: 0 or 0xff")
 	fs.BoolVar(&f.nonBoot, "non-bootable", false, "set the NON_BOOTABLE flag")
+	fs.StringVar(&f.compression, "compression", "disabled", "disabled, lzma2, or lzma2armthumb (ARM Thumb branch filter first); falls back to a plain image when that is smaller, as imgtool does")
 	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return sign(cmd.OutOrStdout(), pos, &f) }
 	return cmd
 }
@@ -172,6 +174,13 @@ func sign(stdout io.Writer, pos []string, f *signFlags) error {
 	}
 	if f.loadAddr.v > 0xffffffff {
 		return cli.Usagef("--load-addr 0x%x does not fit 32 bits", f.loadAddr.v)
+	}
+	switch f.compression {
+	case "disabled", "":
+	case image.CompressionLZMA2, image.CompressionLZMA2ARMThumb:
+		opts.Compression = f.compression
+	default:
+		return cli.Usagef("--compression %q: want disabled, lzma2 or lzma2armthumb", f.compression)
 	}
 	switch f.pubFormat {
 	case "hash":
@@ -224,7 +233,23 @@ func sign(stdout io.Writer, pos []string, f *signFlags) error {
 		signer = fmt.Sprintf("signed with %s key %x", kt, h[:4])
 	}
 	fmt.Fprintf(stdout, "%s -> %s: version %s, %d bytes, %s\n", in, out, v, len(img), signer)
+	if opts.Compression != "" {
+		h, _ := image.ParseHeader(img)
+		if h.Flags&image.FlagCompressedLZMA2 != 0 {
+			fmt.Fprintf(stdout, "  compressed %s: payload %d bytes from %d (%.1f %%)\n", opts.Compression, h.ImageSize, len(payload)-int(h.HeaderSize)*boolInt(opts.HeaderIncluded),
+				100*float64(h.ImageSize)/float64(len(payload)-int(h.HeaderSize)*boolInt(opts.HeaderIncluded)))
+		} else {
+			fmt.Fprintf(stdout, "  not compressed: %s would not make the image smaller (as imgtool, otaimg then writes the plain image)\n", opts.Compression)
+		}
+	}
 	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func verifyCommand() *cobra.Command {
@@ -279,6 +304,16 @@ func verify(stdout io.Writer, pos, keyPaths []string) error {
 	if img.HasSecurityCounter {
 		fmt.Fprintf(stdout, "  security counter %d\n", img.SecurityCounter)
 	}
+	if c := img.Compressed; c != nil {
+		sig := "none"
+		switch {
+		case c.Signature != nil && img.Signer != nil:
+			sig = "DECOMP_SIGNATURE: ok"
+		case c.Signature != nil:
+			sig = "DECOMP_SIGNATURE: not checked (no --key given)"
+		}
+		fmt.Fprintf(stdout, "  compressed %s: decompresses to a %d-byte payload, DECOMP_SHA %x: ok, %s\n", c.Method(), c.Size, c.SHA, sig)
+	}
 	return nil
 }
 
@@ -299,6 +334,16 @@ type infoJSON struct {
 	SecurityCounter *uint32      `json:"security_counter,omitempty"`
 	TLVs            []tlvJSON    `json:"tlvs"`
 	Trailer         *trailerJSON `json:"trailer,omitempty"`
+	// Compression is set for a compressed image; hash_ok then also
+	// covers the decompressed image's DECOMP_SHA.
+	Compression *compressionJSON `json:"compression,omitempty"`
+}
+
+type compressionJSON struct {
+	Method           string `json:"method"`
+	DecompressedSize uint32 `json:"decompressed_size"`
+	DecompressedHash string `json:"decompressed_hash"`
+	DecompressedSig  bool   `json:"decompressed_signature"`
 }
 
 type headerJSON struct {
@@ -375,6 +420,9 @@ func info(stdout io.Writer, pos []string, asJSON bool) error {
 		c := img.SecurityCounter
 		info.SecurityCounter = &c
 	}
+	if c := img.Compressed; c != nil {
+		info.Compression = &compressionJSON{Method: c.Method(), DecompressedSize: c.Size, DecompressedHash: hex.EncodeToString(c.SHA), DecompressedSig: c.Signature != nil}
+	}
 	for _, a := range []struct {
 		name string
 		tlvs []image.TLV
@@ -420,6 +468,9 @@ func printInfo(w io.Writer, img *image.Image, info infoJSON) {
 		fmt.Fprintf(w, "security counter: %d\n", *info.SecurityCounter)
 	} else {
 		fmt.Fprintf(w, "security counter: none\n")
+	}
+	if c := info.Compression; c != nil {
+		fmt.Fprintf(w, "compression:      %s, decompresses to a %d-byte payload, DECOMP_SHA %s\n", c.Method, c.DecompressedSize, c.DecompressedHash)
 	}
 	fmt.Fprintf(w, "TLVs:\n")
 	for _, t := range info.TLVs {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,4 +183,117 @@ func TestImgtoolInterop(t *testing.T) {
 func cutFirstLine(s string) string {
 	_, rest, _ := strings.Cut(s, "\n")
 	return rest
+}
+
+// TestImgtoolInterop_Compressed: otaimg's compressed images pass imgtool's
+// verify and liblzma (Python's lzma module, what imgtool compresses with)
+// decodes their payload; imgtool's pass otaimg's verify; both tools build
+// the same structure (header but for the payload size, the same protected
+// TLVs with the same DECOMP_* values) and fall back to the same plain image
+// when compression does not help.
+func TestImgtoolInterop_Compressed(t *testing.T) {
+	cmd := imgtoolCommand(t)
+	dir := t.TempDir()
+	it := imgtool{t: t, cmd: cmd, dir: dir}
+	thumb, err := os.ReadFile(filepath.Join(imageTestdata, "imgtool", "payload-thumb.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, 6000)
+	x := uint32(7)
+	for i := range noise {
+		x = x*1664525 + 1013904223
+		noise[i] = byte(x >> 24)
+	}
+	for name, b := range map[string][]byte{
+		"thumb.bin": thumb, "thumb-hdr.bin": append(make([]byte, 0x200), thumb...), "noise.bin": noise,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, typ := range []string{image.KeyEd25519, image.KeyECDSAP256, image.KeyRSA2048} {
+		key := "k-" + typ + ".pem"
+		it.must("keygen", "-t", typ, "-k", key)
+		for _, method := range []string{image.CompressionLZMA2, image.CompressionLZMA2ARMThumb} {
+			for _, in := range []string{"thumb.bin", "thumb-hdr.bin", "noise.bin"} {
+				t.Run(typ+"/"+method+"/"+in, func(t *testing.T) {
+					it.t = t
+					flags := []string{"-k", key, "-v", "1.4.0", "-H", "0x200", "-S", "0x10000", "-s", "4", "--compression", method}
+					if in != "thumb-hdr.bin" {
+						flags = append(flags, "--pad-header")
+					}
+					ours, theirs := "ota.img", "imgtool.img"
+					mustOtaimg(t, dir, append(append([]string{"sign"}, flags...), in, ours)...)
+					it.must(append(append([]string{"sign"}, flags...), in, theirs)...)
+					if out := it.must("verify", "-k", key, ours); !strings.Contains(out, "Image was correctly validated") {
+						t.Errorf("imgtool verify: %s", out)
+					}
+					out := mustOtaimg(t, dir, "verify", "--key", key, theirs)
+					a, _ := os.ReadFile(filepath.Join(dir, ours))
+					b, _ := os.ReadFile(filepath.Join(dir, theirs))
+					ia, err := image.Parse(bytes.NewReader(a), int64(len(a)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ib, err := image.Parse(bytes.NewReader(b), int64(len(b)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if in == "noise.bin" {
+						// Both fall back to the plain image.
+						if ia.Compressed != nil || ib.Compressed != nil {
+							t.Fatalf("noise compressed: otaimg %v, imgtool %v", ia.Compressed != nil, ib.Compressed != nil)
+						}
+						if typ == image.KeyEd25519 && !bytes.Equal(a, b) {
+							t.Fatal("the fallback images differ")
+						}
+						return
+					}
+					if ia.Compressed == nil || ib.Compressed == nil || !strings.Contains(out, "compressed "+method) {
+						t.Fatalf("not compressed: otaimg %v, imgtool %v; otaimg verify said %s", ia.Compressed, ib.Compressed, out)
+					}
+					ha, hb := ia.Header, ib.Header
+					ha.ImageSize, hb.ImageSize = 0, 0
+					if typ == image.KeyECDSAP256 {
+						// DECOMP_SIGNATURE holds a DER signature of 70 to 72 bytes.
+						ha.ProtectedTLVSize = hb.ProtectedTLVSize
+					}
+					if ha != hb || !bytes.Equal(a[image.HeaderSize:ha.HeaderSize+2], b[image.HeaderSize:hb.HeaderSize+2]) {
+						t.Errorf("headers differ: otaimg %+v, imgtool %+v", ia.Header, ib.Header)
+					}
+					if len(ia.ProtectedTLVs) != len(ib.ProtectedTLVs) {
+						t.Fatalf("protected TLVs: otaimg %d, imgtool %d", len(ia.ProtectedTLVs), len(ib.ProtectedTLVs))
+					}
+					for i, ta := range ia.ProtectedTLVs {
+						tb := ib.ProtectedTLVs[i]
+						same := ta.Type == tb.Type && (bytes.Equal(ta.Value, tb.Value) || ta.Type == image.TLVDecompSignature && typ != image.KeyEd25519)
+						if !same {
+							t.Errorf("protected TLV %d: otaimg %s %x, imgtool %s %x", i, ta.Type, ta.Value, tb.Type, tb.Value)
+						}
+					}
+					// liblzma reads otaimg's raw LZMA2 stream.
+					py := cmd[0]
+					if len(cmd) == 1 {
+						py = "python3"
+					}
+					script := `import lzma, sys
+b = open(sys.argv[1], 'rb').read()[int(sys.argv[2]):int(sys.argv[3])]
+f = [{"id": lzma.FILTER_LZMA2, "dict_size": 131072, "lc": 3, "lp": 1, "pb": 2}]
+if sys.argv[4] == "lzma2armthumb":
+    f.insert(0, {"id": lzma.FILTER_ARMTHUMB})
+sys.stdout.buffer.write(lzma.decompress(b[2:], format=lzma.FORMAT_RAW, filters=f))
+`
+					c := exec.Command(py, "-c", script, filepath.Join(dir, ours), fmt.Sprint(ia.Header.HeaderSize), fmt.Sprint(ia.Header.PayloadEnd()), method)
+					got, err := c.Output()
+					if err != nil {
+						t.Fatalf("liblzma on otaimg's payload: %v", err)
+					}
+					if !bytes.Equal(got, thumb) {
+						t.Fatalf("liblzma decodes otaimg's payload to %d bytes other than the input", len(got))
+					}
+				})
+			}
+		}
+	}
 }

@@ -32,6 +32,8 @@ type agentFlags struct {
 	healthTimeout  time.Duration
 	reportInterval time.Duration
 	allowDowngrade bool
+	orderKey       string
+	unsignedOrders bool
 }
 
 // register adds the agent's flags to fs: the agent command's and the
@@ -48,6 +50,8 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
 	fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
 	fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept orders for older versions")
+	fs.StringVar(&f.orderKey, "order-key", "", "PEM `file` of otaserve's order-signing public key (otaserve order-key)")
+	fs.BoolVar(&f.unsignedOrders, "unsigned-orders", false, "take orders without otaserve's signature (the Alibaba Cloud platform's; see docs/security.md)")
 }
 
 func agentCommand() command {
@@ -100,6 +104,11 @@ func agentConfig(f *agentFlags) (agent.Config, error) {
 	}
 	if f.allowDowngrade {
 		cfg.AllowDowngrade = true
+	}
+	set(&cfg.OrderKey, f.orderKey)
+	if f.unsignedOrders {
+		off := false
+		cfg.SignedOrders = &off
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, cli.Usage(err)

@@ -20,6 +20,7 @@ func TestAgentConfig_FlagsOverrideFile(t *testing.T) {
 	os.WriteFile(cfgFile, []byte(`broker: tcp://127.0.0.1:1883
 identity: {product_key: pk, device_name: dev, device_secret_file: secret}
 public_keys: [pub.pem]
+order_key: order.pub
 health_check: {command: [true], timeout: 3s}
 `), 0o644)
 	f := &agentFlags{config: cfgFile, broker: "tcp://127.0.0.1:2883", deviceSecret: "s", healthCmd: "exit 0",

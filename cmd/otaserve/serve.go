@@ -18,6 +18,7 @@ import (
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet"
 	"github.com/otaport/otaport/fleet/broker"
+	"github.com/otaport/otaport/fleet/campaign"
 )
 
 const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
@@ -31,7 +32,7 @@ directory (--data, default otaserve-data).`
 // newRoot returns otaserve's command tree.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
-	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand())
+	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), orderKeyCommand())
 	return root
 }
 
@@ -39,7 +40,7 @@ const defaultData = "otaserve-data"
 
 func runCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--tls-cert C --tls-key K]",
+		Use:   "run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
 		Short: "serve the registry, firmware, campaigns, the REST API and the MQTT broker",
 		Args:  cli.NoArgs,
 	}
@@ -51,6 +52,7 @@ func runCommand() *cobra.Command {
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
+	orderKey := fs.String("order-key", "", "PEM `file` of the Ed25519 key that signs orders (default DATA/"+campaign.OrderKeyFile+", made at first start)")
 	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
 	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
@@ -63,7 +65,7 @@ func runCommand() *cobra.Command {
 		}
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
-			token: *token, keyFiles: *keyFiles, certFile: *certFile, keyFile: *keyFile,
+			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
@@ -74,6 +76,7 @@ func runCommand() *cobra.Command {
 type serveFlags struct {
 	data, httpAddr, mqttAddr, brokerURL, publicURL, token string
 	keyFiles                                              []string
+	orderKey                                              string
 	certFile, keyFile                                     string
 	signIn                                                broker.SignInPolicy
 }
@@ -103,7 +106,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
-		Keys: keys, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
+		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -62,6 +62,9 @@ type Options struct {
 	// Ports holds the port of each module of Config.Modules, by name, for a
 	// device of several.
 	Ports map[string]Port
+	// OrderKey is otaserve's order-signing public key (Ed25519); nil means
+	// Config.OrderKey's file, read by New.
+	OrderKey crypto.PublicKey
 	// Keys are the public keys images must be signed with, for every
 	// module. Empty means the keys of each module's public_keys (or
 	// Config.PublicKeys), read by New.
@@ -118,6 +121,12 @@ type unit struct {
 	orders    chan *cloud.Order
 	reconnect chan struct{}
 
+	// auth checks orders; nil when they are not signed. nonce is the
+	// nonce of the module's latest version report, in memory only: after
+	// a restart the next report carries a new one.
+	auth  *orderAuth
+	nonce string
+
 	// Set while Run runs; read by the engine's observer on the goroutine
 	// that runs the engine.
 	link     moduleLink
@@ -135,8 +144,21 @@ type moduleLink struct {
 	order  *atomic.Int64
 }
 
-func (l moduleLink) Inform(ctx context.Context, version string) error {
-	return l.link.InformModule(ctx, l.module, version)
+// nonceLink is a Link whose version reports can carry a nonce;
+// *cloud.Client is one. Signed orders need it.
+type nonceLink interface {
+	InformNonce(ctx context.Context, module, version, nonce string) error
+}
+
+func (l moduleLink) Inform(ctx context.Context, version, nonce string) error {
+	if nonce == "" {
+		return l.link.InformModule(ctx, l.module, version)
+	}
+	nl, ok := l.link.(nonceLink)
+	if !ok {
+		return fmt.Errorf("inform: the cloud link (%T) cannot carry the nonce signed orders need", l.link)
+	}
+	return nl.InformNonce(ctx, l.module, version, nonce)
 }
 
 func (l moduleLink) Progress(ctx context.Context, step cloud.Step, desc string) error {
@@ -154,6 +176,7 @@ const publishTimeout = 5 * time.Second
 type Agent struct {
 	cfg    Config
 	units  []*unit
+	auth   *orderAuth
 	dial   func(ctx context.Context, cfg cloud.Config) (Link, error)
 	adjust func(*cloud.Config)
 	log    *slog.Logger
@@ -190,6 +213,13 @@ func New(opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("ca"), err)
 		}
 	}
+	var err error
+	if a.auth, err = newOrderAuth(opts.Config, opts.OrderKey); err != nil {
+		return nil, err
+	}
+	if a.auth == nil {
+		log.Warn("orders are not authenticated: anyone who can publish on the device's upgrade topic can order an upgrade (order_key, signed_orders in device.yaml)")
+	}
 	several := len(opts.Config.Modules) > 0
 	for i, m := range opts.Config.ModuleList() {
 		port := opts.Port
@@ -225,7 +255,7 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 	cfg := opts.Config
 	cfg.PublicKeys, cfg.HealthCheck, cfg.AllowDowngrade = m.PublicKeys, *m.HealthCheck, *m.AllowDowngrade
 	u := &unit{
-		module: m.Name, cfg: cfg, port: port, keys: keys, log: a.log,
+		module: m.Name, cfg: cfg, port: port, keys: keys, log: a.log, auth: a.auth,
 		orders:    make(chan *cloud.Order, 16),
 		reconnect: make(chan struct{}, 1),
 	}
@@ -310,6 +340,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return a.stopped(ctx, err)
 	}
 	defer link.Close()
+	if _, ok := link.(nonceLink); a.auth != nil && !ok {
+		return fmt.Errorf("agent: signed orders need version reports with a nonce, and the cloud link (%T) cannot send one", link)
+	}
 	a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 
 	uctx, cancel := context.WithCancel(ctx)
@@ -515,9 +548,17 @@ func (a *unit) inform(ctx context.Context) error {
 		a.log.Warn("no image runs that the bootloader knows the version of; nothing to report")
 		return nil
 	}
+	if a.auth != nil {
+		// Set before the report goes out: a report whose acknowledgement
+		// is lost may still have reached the cloud, and an order that
+		// answers an older one is then stale either way.
+		if a.nonce, err = cloud.NewNonce(); err != nil {
+			return err
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if err := a.link.Inform(pctx, dev.Running); err != nil {
+	if err := a.link.Inform(pctx, dev.Running, a.nonce); err != nil {
 		// Not fatal: the next connection reports it again.
 		a.log.Warn("inform", "version", dev.Running, "err", err)
 		return nil
@@ -572,15 +613,30 @@ func (a *unit) save(ctx context.Context, phase Phase) error {
 func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 	a.link.order.Store(o.ID)
 	a.emit(Event{Kind: event.Order, Order: o.ID, Version: o.Data.Version, Total: o.Data.Size})
+	dev, err := a.device(ctx)
+	if err != nil {
+		return err
+	}
+	if a.auth != nil {
+		if err := a.auth.authenticate(o, a.module, dev.Board, a.rec.OrderCounter, a.nonce); err != nil {
+			// Nothing is written: a forged or replayed order costs the
+			// device a report, not a flash write.
+			a.emit(Event{Kind: event.Refused, Order: o.ID, Version: o.Data.Version, Error: err.Error()})
+			a.log.Warn("order refused", "id", o.ID, "reason", err)
+			a.report(ctx, cloud.StepUpgradeFailed, err.Error())
+			return nil
+		}
+		// Taken: in memory now, persisted with the install's first save.
+		// An order refused below or answered as already running is not
+		// worth a write; until the next start the counter in memory
+		// refuses its replay, and after it the new nonce does.
+		a.rec.OrderCounter = o.Data.Otaport.Counter
+	}
 	if f, ok := a.rec.failedBefore(o); ok {
 		msg := fmt.Sprintf("not retried: %s failed on this device: %s", o.Data.Version, f.Reason)
 		a.emit(Event{Kind: event.Refused, Order: o.ID, Version: o.Data.Version, Message: msg})
 		a.report(ctx, f.Step, msg)
 		return nil
-	}
-	dev, err := a.device(ctx)
-	if err != nil {
-		return err
 	}
 	verdict, err := CheckOrder(o, dev, a.cfg.AllowDowngrade)
 	if err != nil {

@@ -45,7 +45,8 @@ type rig struct {
 	key     crypto.Signer
 	keyFile string
 	port    *boot.Platform
-	dev     agent.Port // what agents run on: port, or a wrapper of it
+	flash   *flash.Emulator // the port's flash, to count its operations
+	dev     agent.Port      // what agents run on: port, or a wrapper of it
 	broker  *cloudtest.Broker
 	images  map[string][]byte // path -> image
 	hold    chan struct{}     // closed to let a held download go on
@@ -104,7 +105,7 @@ func newRigOn(t *testing.T, board string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.dev = r.port
+	r.dev, r.flash = r.port, dev
 
 	r.broker = cloudtest.Start(t, cloudtest.Config{
 		Lookup: func(p, d string) (string, bool) {
@@ -245,6 +246,8 @@ func (r *rig) config() agent.Config {
 		},
 		// Long enough that no heartbeat repeats a percentage in a test.
 		ReportInterval: agent.Duration(time.Hour),
+		// The rig's orders are unsigned; orders_test.go signs them.
+		SignedOrders: new(bool),
 	}
 }
 

@@ -40,6 +40,7 @@ const (
 //	public_keys: [pub.pem]
 //	health_check: {command: [sh, -c, "exit 0"], timeout: 10s}
 //	report_interval: 5s
+//	order_key: order.pub
 //
 // Relative file names are relative to the directory of device.yaml.
 type Config struct {
@@ -79,6 +80,19 @@ type Config struct {
 	// changes: what a broker with a static password file, such as
 	// Mosquitto with mosquitto_passwd, can check).
 	SignForm string `yaml:"sign_form"`
+	// OrderKey is a PEM file of otaserve's order-signing public key
+	// (Ed25519, `otaserve order-key`): an order must be signed with it, for
+	// this device, board and module, unexpired, newer than the last one
+	// taken and answering the latest version report (docs/security.md).
+	OrderKey string `yaml:"order_key"`
+	// SignedOrders false takes orders without otaserve's signature: for the
+	// Alibaba Cloud platform, which cannot sign them. Unset means true, and
+	// OrderKey is then required.
+	SignedOrders *bool `yaml:"signed_orders"`
+	// TrustedClock false says the device's clock cannot be trusted (no RTC,
+	// no time sync): the orders' expiry is not checked, and the nonce alone
+	// refuses a replayed order. Unset means true.
+	TrustedClock *bool `yaml:"trusted_clock"`
 
 	// file is where the configuration was read from, for error messages.
 	file string
@@ -280,6 +294,7 @@ func (c *Config) resolve(dir string) {
 		return filepath.Join(dir, p)
 	}
 	c.CA = rel(c.CA)
+	c.OrderKey = rel(c.OrderKey)
 	c.Identity.DeviceSecretFile = rel(c.Identity.DeviceSecretFile)
 	for i, k := range c.PublicKeys {
 		c.PublicKeys[i] = rel(k)
@@ -347,6 +362,7 @@ func (c *Config) Validate() error {
 	if c.ReportInterval != 0 && time.Duration(c.ReportInterval) < 100*time.Millisecond {
 		bad("report_interval", "%v is too short: progress would flood the broker; use 1s or more", c.ReportInterval)
 	}
+	c.validateOrders(bad)
 	switch c.SignForm {
 	case "", "doc", "sdk":
 	default:
@@ -356,6 +372,28 @@ func (c *Config) Validate() error {
 		bad("keep_alive", "%v: the platform accepts %v to %v", k, cloud.MinKeepAlive, cloud.MaxKeepAlive)
 	}
 	return errors.Join(errs...)
+}
+
+// validateOrders checks the settings of signed orders: a device must say
+// either which key signs its orders or that they are not signed.
+func (c *Config) validateOrders(bad func(field, format string, a ...any)) {
+	switch {
+	case c.SignedOrders == nil || *c.SignedOrders:
+		if strings.TrimSpace(c.OrderKey) == "" {
+			bad("order_key", "not set: give otaserve's order-signing public key (otaserve order-key --data DIR > order.pub; order_key: order.pub), "+
+				"or set signed_orders: false to take unsigned orders from the Alibaba Cloud platform (docs/security.md says what that leaves open)")
+		}
+	case c.OrderKey != "":
+		bad("signed_orders", "false together with order_key %s: drop order_key to take unsigned orders, or signed_orders to check them", c.OrderKey)
+	case c.TrustedClock != nil:
+		bad("trusted_clock", "set with signed_orders: false: only signed orders carry an expiry; drop trusted_clock")
+	}
+}
+
+// signedOrders reports whether orders must be signed: an order key is given
+// and signed_orders is not false.
+func (c *Config) signedOrders() bool {
+	return c.OrderKey != "" && (c.SignedOrders == nil || *c.SignedOrders)
 }
 
 // checkKeys checks a list of key files; prefix is the place of the list's

@@ -18,6 +18,7 @@ health_check:
   timeout: 3s
 report_interval: 2s
 keep_alive: 60s
+order_key: keys/order.pub
 `
 
 func TestLoadConfig_ResolvesFilesNextToIt(t *testing.T) {
@@ -35,6 +36,9 @@ func TestLoadConfig_ResolvesFilesNextToIt(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "keys", "pub.pem"); c.PublicKeys[0] != want {
 		t.Errorf("public_keys[0] = %s, want %s", c.PublicKeys[0], want)
+	}
+	if want := filepath.Join(dir, "keys", "order.pub"); c.OrderKey != want {
+		t.Errorf("order_key = %s, want %s", c.OrderKey, want)
 	}
 	if want := filepath.Join(dir, "ca.pem"); c.CA != want {
 		t.Errorf("ca = %s, want %s", c.CA, want)
@@ -94,6 +98,10 @@ func TestValidate_NamesFieldAndFix(t *testing.T) {
 		{"flooding", func(c *Config) { c.ReportInterval = Duration(time.Millisecond) }, "report_interval"},
 		{"keep-alive", func(c *Config) { c.KeepAlive = Duration(time.Second) }, "keep_alive"},
 		{"sign form", func(c *Config) { c.SignForm = "v3" }, `sign_form: "v3"`},
+		{"no order key", func(c *Config) { c.OrderKey = "" }, "device.yaml: order_key: not set: give otaserve's order-signing public key (otaserve order-key"},
+		{"no order key, signed", func(c *Config) { c.OrderKey, c.SignedOrders = "", ptr(true) }, "or set signed_orders: false"},
+		{"order key, unsigned", func(c *Config) { c.SignedOrders = ptr(false) }, "device.yaml: signed_orders: false together with order_key"},
+		{"clock, unsigned", func(c *Config) { c.OrderKey, c.SignedOrders, c.TrustedClock = "", ptr(false), ptr(false) }, "device.yaml: trusted_clock: set with signed_orders: false"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -144,6 +152,7 @@ const modulesConfig = `
 broker: tcp://127.0.0.1:1883
 identity: {product_key: demo, device_name: dev-1, device_secret: s3cret}
 public_keys: [pub.pem]
+signed_orders: false
 health_check: {command: [true]}
 modules:
   - name: default
@@ -245,7 +254,7 @@ func TestValidate_Modules(t *testing.T) {
 	}
 	// A typo inside a module is named with its place in the list.
 	_, err := ParseConfig([]byte(modulesConfig+"  - {name: bt, plugn: p}\n"), "device.yaml")
-	if err == nil || !strings.Contains(err.Error(), "device.yaml:16: modules[2].plugn: unknown field; did you mean plugin?") {
+	if err == nil || !strings.Contains(err.Error(), "device.yaml:17: modules[2].plugn: unknown field; did you mean plugin?") {
 		t.Errorf("typo in a module: %v", err)
 	}
 	_, err = ParseConfig([]byte(modulesConfig+"  - {name: bt, health_check: {comand: [x]}}\n"), "device.yaml")
@@ -253,3 +262,5 @@ func TestValidate_Modules(t *testing.T) {
 		t.Errorf("typo in a module's health check: %v", err)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -64,6 +64,9 @@ type record struct {
 	// Resets counts the resets the agent asked for, per image: the state
 	// loop guard that outlives the agent (see allowReset).
 	Resets []resetCount `json:"resets,omitempty"`
+	// OrderCounter is the counter of the last signed order taken: an
+	// order whose counter is not above it is a replay.
+	OrderCounter uint64 `json:"order_counter,omitempty"`
 }
 
 // resetCount is the resets asked for on account of one image: Count in

@@ -52,6 +52,14 @@ type Config struct {
 	// CAFile is a PEM file of the CAs that may sign the broker's
 	// certificate; empty means the system's.
 	CAFile string
+	// CertFile and KeyFile are the device's client certificate and its
+	// key, PEM, for a broker that signs devices in by certificate (TLS
+	// only). With them the device secret may be empty: the broker knows
+	// the device by its certificate.
+	CertFile, KeyFile string
+	// Now is the clock the sign-in's timestamp is read from; nil means
+	// time.Now.
+	Now func() time.Time
 	// InsecureSkipVerify accepts any broker certificate. For tests only.
 	InsecureSkipVerify bool
 	// KeepAlive is the MQTT keep-alive, 30 s to 1200 s as the platform
@@ -174,12 +182,34 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 	if cfg.MaxReconnectInterval <= 0 {
 		cfg.MaxReconnectInterval = time.Minute
 	}
-	sign := cfg.Sign
-	sign.TLS = useTLS
-	if sign.Form == FormDoc && sign.Timestamp == "" {
-		sign.Timestamp = strconv.FormatInt(time.Now().UnixMilli(), 10)
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, nil, errors.New("cloud: Config.CertFile and KeyFile go together: give the client certificate and its key, or neither")
 	}
-	creds, err := SignIn(cfg.Identity, sign)
+	if cfg.CertFile != "" && !useTLS {
+		return nil, nil, fmt.Errorf("cloud: Config.CertFile needs TLS, but Config.Broker %q is plain TCP: use ssl://", cfg.Broker)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	// The credentials are made again before every reconnection: a broker
+	// that checks the timestamp's freshness refuses the first one's once
+	// its window has passed.
+	credentials := func() (Credentials, error) {
+		if cfg.CertFile != "" && cfg.Identity.DeviceSecret == "" {
+			if err := checkIdentity(cfg.Identity.ProductKey, cfg.Identity.DeviceName); err != nil {
+				return Credentials{}, err
+			}
+			return Credentials{ClientID: cfg.Identity.ProductKey + "." + cfg.Identity.DeviceName,
+				Username: cfg.Identity.DeviceName + "&" + cfg.Identity.ProductKey}, nil
+		}
+		sign := cfg.Sign
+		sign.TLS = useTLS
+		if sign.Form == FormDoc && sign.Timestamp == "" {
+			sign.Timestamp = strconv.FormatInt(cfg.Now().UnixMilli(), 10)
+		}
+		return SignIn(cfg.Identity, sign)
+	}
+	creds, err := credentials()
 	if err != nil {
 		return nil, nil, fmt.Errorf("cloud: %w", err)
 	}
@@ -227,6 +257,15 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			c.log.Warn("connection lost; reconnecting", "err", err)
 			c.report(fmt.Errorf("cloud: connection lost: %w", err))
+		}).
+		SetReconnectingHandler(func(_ paho.Client, o *paho.ClientOptions) {
+			cr, err := credentials()
+			if err != nil {
+				// Not reached: the same inputs signed the first time.
+				c.log.Error("sign in again", "err", err)
+				return
+			}
+			o.SetClientID(cr.ClientID).SetUsername(cr.Username).SetPassword(cr.Password)
 		})
 	if tc != nil {
 		opts.SetTLSConfig(tc)
@@ -246,6 +285,13 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 			return nil, fmt.Errorf("cloud: Config.CAFile %s: no PEM certificate in it", cfg.CAFile)
 		}
 		tc.RootCAs = pool
+	}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cloud: Config.CertFile %s, KeyFile %s: %w", cfg.CertFile, cfg.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
 }
@@ -399,13 +445,22 @@ func (c *Client) Inform(ctx context.Context, version string) error {
 // aiot_ota_report_version_ext sends them); "" or DefaultModule is the
 // default one, sent without a module field.
 func (c *Client) InformModule(ctx context.Context, module, version string) error {
+	return c.InformNonce(ctx, module, version, "")
+}
+
+// InformNonce is InformModule with a nonce (NewNonce) that the next order
+// must echo; "" sends none, as the platform's devices do.
+func (c *Client) InformNonce(ctx context.Context, module, version, nonce string) error {
 	if err := checkText("version", version, maxVersionLen, true); err != nil {
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
 	if err := checkText("module", module, maxModuleLen, false); err != nil {
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
-	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module)}})
+	if err := checkNonce("nonce", nonce); err != nil {
+		return fmt.Errorf("cloud: inform: %w", err)
+	}
+	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce}})
 }
 
 // Report sends a progress message as it is: the caller names the order and

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -113,6 +114,11 @@ type Inform struct {
 type InformParams struct {
 	Version string `json:"version"`
 	Module  string `json:"module,omitempty"`
+	// Nonce is otaport's addition (an otaport device with signed orders
+	// sends it; the platform ignores it): a fresh random value the next
+	// order must echo in data.otaport.nonce, so that an order made before
+	// this report is refused (see Extension).
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // Step is the progress step of a Progress message. The platform wants it as a
@@ -290,6 +296,24 @@ type Extension struct {
 	// Board is the board the image is built for: a device refuses an image
 	// for another board (the "mix-and-match" threat).
 	Board string `json:"board,omitempty"`
+
+	// The fields below make an order authentic and fresh (SignOrder): the
+	// one device it is for, when it stops being valid, otaserve's counter
+	// of the device's orders, the nonce of the device's latest version
+	// report, and the signature of otaserve's order key over them and the
+	// fields of data the device acts on (OrderSigningBytes).
+	ProductKey string `json:"productKey,omitempty"`
+	DeviceName string `json:"deviceName,omitempty"`
+	// Expires is when the order stops being valid, in Unix seconds.
+	Expires int64 `json:"expires,omitempty"`
+	// Counter increases with every order otaserve signs for the device.
+	Counter uint64 `json:"counter,omitempty"`
+	// Nonce is the nonce of the version report the order answers.
+	Nonce string `json:"nonce,omitempty"`
+	// Signer is OrderKeyID of the key that signed the order.
+	Signer string `json:"signer,omitempty"`
+	// Signature is the base64 Ed25519 signature over OrderSigningBytes.
+	Signature string `json:"signature,omitempty"`
 }
 
 // orderWire is Order as it may arrive: the platform's id is a number and its
@@ -426,6 +450,26 @@ func (x *Extension) validate() error {
 	if x.Board != "" && !isToken(x.Board, 64) {
 		return fmt.Errorf("data.otaport.board %q: want a board name of lower-case letters, digits, '-' and '_'", clip(x.Board))
 	}
+	if x.ProductKey != "" || x.DeviceName != "" {
+		if err := checkIdentity(x.ProductKey, x.DeviceName); err != nil {
+			return fmt.Errorf("data.otaport.productKey/deviceName: %w", err)
+		}
+	}
+	if x.Expires < 0 {
+		return fmt.Errorf("data.otaport.expires is %d, want Unix seconds", x.Expires)
+	}
+	if err := checkNonce("data.otaport.nonce", x.Nonce); err != nil {
+		return err
+	}
+	if x.Signer != "" && (len(x.Signer) != 64 || !isHex(x.Signer)) {
+		return fmt.Errorf("data.otaport.signer %q: want the hex SHA-256 of the order key", clip(x.Signer))
+	}
+	if x.Signature != "" {
+		sig, err := base64.StdEncoding.DecodeString(x.Signature)
+		if err != nil || len(sig) != ed25519.SignatureSize {
+			return fmt.Errorf("data.otaport.signature: want base64 of a %d-byte Ed25519 signature", ed25519.SignatureSize)
+		}
+	}
 	return nil
 }
 
@@ -511,6 +555,9 @@ func ParseInform(b []byte) (*Inform, error) {
 		return nil, fmt.Errorf("%w: inform: %w", ErrInvalidMessage, err)
 	}
 	if err := checkText("params.module", w.Params.Module, maxModuleLen, false); err != nil {
+		return nil, fmt.Errorf("%w: inform: %w", ErrInvalidMessage, err)
+	}
+	if err := checkNonce("params.nonce", w.Params.Nonce); err != nil {
 		return nil, fmt.Errorf("%w: inform: %w", ErrInvalidMessage, err)
 	}
 	return &Inform{ID: id, Params: *w.Params}, nil

@@ -180,7 +180,13 @@ func (d *device) recover() (hal.RebootResult, engine.Status) {
 // device leaves the factory.
 func (d *device) factory(v string, size int) {
 	d.t.Helper()
-	img := signed(d.t, d.keys.priv, v, size, 1)
+	d.factoryCounter(v, size, 1)
+}
+
+// factoryCounter is factory with the image's security counter.
+func (d *device) factoryCounter(v string, size int, cnt uint32) {
+	d.t.Helper()
+	img := signed(d.t, d.keys.priv, v, size, cnt)
 	src := writeFile(d.t, img)
 	e := d.engine(engine.Options{AllowDowngrade: true})
 	if err := e.Install(context.Background(), engine.Source{URL: src, Permanent: true}); err != nil {

@@ -213,6 +213,10 @@ type transfer struct {
 	v      *image.StreamVerifier
 	dh     hash.Hash
 	resume bool // the slot holds rec.Offset bytes of this image
+	// x decompresses a compressed image into the slot; nil for a plain
+	// one. Set by the verifying stage before the first chunk goes to the
+	// port goroutine.
+	x *expander
 
 	// Owned by the port goroutine while run runs; by the caller after.
 	written int64  // bytes written to the slot, all hashed
@@ -349,6 +353,9 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	// pipeline stops, so an error of the source keeps all the progress.
 	close(jobs)
 	<-ported
+	// A decompression that did not finish stops with the pipeline
+	// (finish has already ended one that did).
+	defer t.stopExpander()
 	switch {
 	case perr != nil:
 		return nil, perr
@@ -374,8 +381,23 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	if err != nil {
 		return nil, streamError(err)
 	}
+	if t.x != nil {
+		// The compressed image is authentic: complete the plain one in
+		// the slot, whose hash and signature (DECOMP_SHA and
+		// DECOMP_SIGNATURE) the read-back checks before SetBoot.
+		if img, err = t.x.finish(img); err != nil {
+			return nil, err
+		}
+	}
 	t.rec.Offset, t.rec.Total = t.written, max(t.total, t.written)
 	return img, nil
+}
+
+// stopExpander ends the decompression of a download that will not finish.
+func (t *transfer) stopExpander() {
+	if t.x != nil {
+		t.x.stop()
+	}
 }
 
 // stream is the verifying stage: it feeds each chunk to the stream
@@ -420,6 +442,15 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			size := t.dev.maxSize
 			if c.total > 0 {
 				size = c.total
+			}
+			if hdr, _ := t.v.Header(); hdr.Flags&image.FlagCompressedLZMA2 != 0 {
+				if t.resume {
+					return chunkMsg{}, errStartOver{why: "a compressed image's download cannot resume (the LZMA2 decoder's state is not saved)"}
+				}
+				// The plain image's size is in TLVs at the end of the
+				// stream: prepare the whole slot.
+				size = t.dev.maxSize
+				t.x = newExpander(ctx, t.e.p, t.dev, t.chunk)
 			}
 			if err := t.begin(ctx); err != nil {
 				return chunkMsg{}, err
@@ -472,7 +503,11 @@ func (t *transfer) begin(ctx context.Context) error {
 func (t *transfer) port(ctx context.Context, c chunkMsg) error {
 	t.total, t.val = c.total, c.val
 	data := c.buf[:c.n]
-	if len(data) > 0 {
+	if len(data) > 0 && t.x != nil {
+		if err := t.x.write(data); err != nil {
+			return err
+		}
+	} else if len(data) > 0 {
 		if err := t.e.p.Write(ctx, uint64(t.written), data); err != nil {
 			if t.resume && errors.Is(err, hal.ErrNotErased) {
 				return errStartOver{why: fmt.Sprintf("the slot holds other bytes at 0x%x than the resumed download (a write torn by a crash)", t.written)}
@@ -483,7 +518,8 @@ func (t *transfer) port(ctx context.Context, c chunkMsg) error {
 	t.written += int64(len(data))
 	t.vstate, t.dstate = c.vstate, c.dstate
 	t.e.emit(Event{Kind: event.Progress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
-	if !c.last && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
+	// A compressed download is not checkpointed: see expander.
+	if !c.last && t.x == nil && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
 		return t.checkpoint(ctx)
 	}
 	return nil
@@ -680,7 +716,7 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	var serr error
-	if t != nil && state == Downloading && t.written > rec.Offset && t.written%int64(t.dev.align) == 0 {
+	if t != nil && t.x == nil && state == Downloading && t.written > rec.Offset && t.written%int64(t.dev.align) == 0 {
 		serr = t.checkpoint(sctx)
 	} else {
 		serr = e.save(sctx, rec)

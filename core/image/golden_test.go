@@ -26,6 +26,7 @@ var goldenCases = []struct {
 	{"ed25519-slot", KeyEd25519, SignOptions{Version: Version{1, 2, 3, 4}, Confirm: true, SlotSize: 0x1800, Trailer: TrailerOptions{Align: 4, MaxSectors: 8}}},
 	{"ecdsa-p256", KeyECDSAP256, SignOptions{Version: Version{2, 0, 0, 0}, SecurityCounter: ptr[uint32](2)}},
 	{"rsa-2048", KeyRSA2048, SignOptions{Version: Version{2, 0, 0, 0}}},
+	{"ed25519-lzma2armthumb", KeyEd25519, SignOptions{Version: Version{1, 3, 0, 0}, SecurityCounter: ptr[uint32](3), Compression: CompressionLZMA2ARMThumb}},
 	{"rsa-3072", KeyRSA3072, SignOptions{Version: Version{3, 0, 0, 0}, HeaderSize: 0x400}},
 }
 

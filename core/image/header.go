@@ -128,7 +128,7 @@ func ParseHeader(b []byte) (Header, error) {
 	if h.ProtectedTLVSize != 0 && h.ProtectedTLVSize < tlvInfoSize {
 		return h, fmt.Errorf("image header: ih_protect_tlv_size %d is smaller than a TLV info header (%d): %w", h.ProtectedTLVSize, tlvInfoSize, ErrMalformed)
 	}
-	return h, nil
+	return h, checkCompressionFlags(h)
 }
 
 // Marshal encodes h as the 32 bytes of struct image_header.

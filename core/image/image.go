@@ -42,6 +42,9 @@ type Image struct {
 	// Signer is the key that verified the signature; nil from Parse and
 	// from a hash-only verification.
 	Signer crypto.PublicKey
+	// Compressed is set when the payload is LZMA2-compressed (flag
+	// COMPRESSED_LZMA2): what its DECOMP_* TLVs say of the plain image.
+	Compressed *Compressed
 }
 
 // Parse reads the structure of the image in the first size bytes of r:
@@ -169,7 +172,7 @@ func (img *Image) interpret() error {
 	if img.HashType == 0 {
 		return fmt.Errorf("unprotected TLV area at 0x%x: no SHA256 TLV, so the image cannot be checked: %w", img.Header.HashedSize(), ErrMalformed)
 	}
-	return nil
+	return img.interpretCompression()
 }
 
 // Find returns the first TLV of type t in either area.

@@ -38,11 +38,7 @@ var imgtoolCases = []struct {
 func TestImgtoolImages_Verify(t *testing.T) {
 	for _, tc := range imgtoolCases {
 		t.Run(tc.file, func(t *testing.T) {
-			b := readTestdata(t, "imgtool", tc.file)
-			var keys []crypto.PublicKey
-			if tc.key != "" {
-				keys = append(keys, testKey(t, tc.key).Public())
-			}
+			b, keys := imgtoolImage(t, tc.file, tc.key)
 			img, err := verifyBytes(b, keys...)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
@@ -138,4 +134,15 @@ func compareButSignature(t *testing.T, got, want []byte) {
 			t.Fatalf("TLV %v = %x, want %x", g.Type, g.Value, w.Value)
 		}
 	}
+}
+
+// imgtoolImage reads one of imgtool's images and the public key of key
+// ("" for none).
+func imgtoolImage(t *testing.T, file, key string) ([]byte, []crypto.PublicKey) {
+	t.Helper()
+	var keys []crypto.PublicKey
+	if key != "" {
+		keys = append(keys, testKey(t, key).Public())
+	}
+	return readTestdata(t, "imgtool", file), keys
 }

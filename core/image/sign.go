@@ -56,6 +56,11 @@ type SignOptions struct {
 	Trailer TrailerOptions
 	// ErasedZero says erased flash reads 0x00, not 0xff (imgtool -R 0).
 	ErasedZero bool
+	// Compression is CompressionLZMA2 or CompressionLZMA2ARMThumb to
+	// compress the payload as imgtool --compression does, or "" (none).
+	// Sign falls back to the plain image when compression does not make
+	// it smaller, as imgtool does.
+	Compression string
 }
 
 // AutoSecurityCounter is the counter imgtool derives from a version with
@@ -70,33 +75,21 @@ func AutoSecurityCounter(v Version) uint32 {
 // what imgtool sign makes with the same options (ECDSA and RSA-PSS
 // signatures are randomised, so only those bytes differ).
 func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
-	hs := opts.HeaderSize
-	if hs == 0 {
-		hs = DefaultHeaderSize
+	switch opts.Compression {
+	case CompressionNone:
+		return signPlain(payload, key, opts)
+	case CompressionLZMA2, CompressionLZMA2ARMThumb:
+		return signCompressed(payload, key, opts)
 	}
-	if hs < HeaderSize || hs > math.MaxUint16 {
-		return nil, fmt.Errorf("sign: header size 0x%x: want 0x%x to 0xffff", hs, HeaderSize)
-	}
-	erased := byte(0xff)
-	if opts.ErasedZero {
-		erased = 0
-	}
-	var kt string
-	if key != nil {
-		var err error
-		if kt, err = KeyType(key.Public()); err != nil {
-			return nil, fmt.Errorf("sign: %w", err)
-		}
-	}
-	trailer, err := TrailerSize(opts.Trailer)
-	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
-	}
-	pad := opts.Pad || opts.Confirm
-	if pad && opts.SlotSize <= 0 {
-		return nil, fmt.Errorf("sign: padding needs the slot size (--slot-size)")
-	}
+	return nil, fmt.Errorf("sign: compression %q: want %s or %s", opts.Compression, CompressionLZMA2, CompressionLZMA2ARMThumb)
+}
 
+// signPlain is Sign without compression.
+func signPlain(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
+	hs, erased, kt, err := opts.prepare(key)
+	if err != nil {
+		return nil, err
+	}
 	var buf []byte
 	if opts.HeaderIncluded {
 		if len(payload) < hs || !allBytes(payload[:hs], 0) {
@@ -108,6 +101,47 @@ func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
 		fill(buf, erased)
 		buf = append(buf, payload...)
 	}
+	return assemble(buf, hs, erased, key, kt, opts, 0, nil)
+}
+
+// prepare checks the options and returns the header size, the erased
+// value and the key's type.
+func (opts SignOptions) prepare(key crypto.Signer) (hs int, erased byte, kt string, err error) {
+	hs = opts.HeaderSize
+	if hs == 0 {
+		hs = DefaultHeaderSize
+	}
+	if hs < HeaderSize || hs > math.MaxUint16 {
+		return 0, 0, "", fmt.Errorf("sign: header size 0x%x: want 0x%x to 0xffff", hs, HeaderSize)
+	}
+	erased = 0xff
+	if opts.ErasedZero {
+		erased = 0
+	}
+	if key != nil {
+		if kt, err = KeyType(key.Public()); err != nil {
+			return 0, 0, "", fmt.Errorf("sign: %w", err)
+		}
+	}
+	if _, err := TrailerSize(opts.Trailer); err != nil {
+		return 0, 0, "", fmt.Errorf("sign: %w", err)
+	}
+	if (opts.Pad || opts.Confirm) && opts.SlotSize <= 0 {
+		return 0, 0, "", fmt.Errorf("sign: padding needs the slot size (--slot-size)")
+	}
+	return hs, erased, kt, nil
+}
+
+// assemble finishes an image whose header room and payload are in buf:
+// header (with extra flags), protected TLVs (the security counter, then
+// the entries in prot), hash, key and signature TLVs, and the padding to
+// the slot.
+func assemble(buf []byte, hs int, erased byte, key crypto.Signer, kt string, opts SignOptions, flags uint32, extra []byte) ([]byte, error) {
+	trailer, err := TrailerSize(opts.Trailer)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	pad := opts.Pad || opts.Confirm
 	imgSize := len(buf) - hs
 	if uint64(imgSize) > math.MaxUint32 {
 		return nil, fmt.Errorf("sign: payload of %d bytes does not fit the header's 32-bit size", imgSize)
@@ -116,6 +150,9 @@ func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
 	var prot []byte
 	if opts.SecurityCounter != nil {
 		prot = appendTLV(prot, TLVSecCnt, binary.LittleEndian.AppendUint32(nil, *opts.SecurityCounter))
+	}
+	prot = append(prot, extra...)
+	if len(prot) > 0 {
 		prot = appendInfo(prot, TLVProtectedInfoMagic)
 	}
 	h := Header{
@@ -125,6 +162,7 @@ func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
 		ProtectedTLVSize: uint16(len(prot)),
 		ImageSize:        uint32(imgSize),
 		Version:          opts.Version,
+		Flags:            flags,
 	}
 	if opts.LoadAddr != 0 {
 		h.Flags |= FlagRAMLoad
@@ -175,6 +213,75 @@ func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// signCompressed is Sign with compression, in imgtool's two passes: the
+// plain image is signed first, and its hash, signature and payload size go
+// into the DECOMP_* TLVs of the compressed image, which is signed in turn.
+func signCompressed(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
+	hs, erased, kt, err := opts.prepare(key)
+	if err != nil {
+		return nil, err
+	}
+	first := opts
+	first.Compression, first.Pad, first.Confirm = CompressionNone, false, false
+	plainImg, err := signPlain(payload, key, first)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := Parse(bytes.NewReader(plainImg), int64(len(plainImg)))
+	if err != nil {
+		return nil, fmt.Errorf("sign: the plain image: %w", err)
+	}
+	body := payload
+	if opts.HeaderIncluded {
+		body = payload[hs:]
+	}
+	comp, err := compressPayload(body, opts.Compression == CompressionLZMA2ARMThumb)
+	if err != nil {
+		return nil, fmt.Errorf("sign: compress: %w", err)
+	}
+	var sig []byte
+	for _, t := range plain.TLVs {
+		if t.Type.IsSignature() {
+			sig = t.Value
+			break
+		}
+	}
+	// imgtool's test (main.py, sign): the raw LZMA2 stream and the three
+	// TLV values against the plain payload; when compression does not win
+	// it writes the plain image without a word, and so do we.
+	if len(comp)-2+4+len(plain.Hash)+len(sig) >= len(body) {
+		if !opts.Pad && !opts.Confirm {
+			return plainImg, nil
+		}
+		return signPlain(payload, key, first.withPadding(opts))
+	}
+	// imgtool fills the compressed image's header room as it filled the
+	// plain one's (load_compressed): the erased value with --pad-header,
+	// zeros without, so both hashes cover the same padding bytes.
+	buf := make([]byte, hs, hs+len(comp)+1024)
+	if !opts.HeaderIncluded {
+		fill(buf, erased)
+	}
+	buf = append(buf, comp...)
+	var extra []byte
+	extra = appendTLV(extra, TLVDecompSize, binary.LittleEndian.AppendUint32(nil, uint32(len(body))))
+	extra = appendTLV(extra, TLVDecompSHA, plain.Hash)
+	if sig != nil {
+		extra = appendTLV(extra, TLVDecompSignature, sig)
+	}
+	flags := uint32(FlagCompressedLZMA2)
+	if opts.Compression == CompressionLZMA2ARMThumb {
+		flags |= FlagCompressedARMThm
+	}
+	return assemble(buf, hs, erased, key, kt, opts, flags, extra)
+}
+
+// withPadding returns o with the padding choices of p.
+func (o SignOptions) withPadding(p SignOptions) SignOptions {
+	o.Pad, o.Confirm = p.Pad, p.Confirm
+	return o
 }
 
 // signDigest signs as MCUboot verifies: ed25519 over the digest as the

@@ -177,7 +177,8 @@ func (v *StreamVerifier) learnTotal() error {
 
 // Finish checks the image once all of it has been written: structure, the
 // SHA-256 against the SHA256 TLV and the signature. It reads nothing back.
-// Errors are those of Verify.
+// Errors are those of Verify. Of a compressed image it checks the image as
+// sent, not DECOMP_SHA or DECOMP_SIGNATURE (see the package comment).
 func (v *StreamVerifier) Finish() (*Image, error) {
 	if v.err != nil {
 		return nil, v.err

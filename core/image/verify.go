@@ -22,6 +22,11 @@ const pssSaltLength = 32
 // image's SHA256 TLV and, when keys are given, checks that a signature TLV
 // verifies with one of them. With no keys only the hash is checked.
 //
+// For a compressed image (COMPRESSED_LZMA2) it then decompresses the
+// payload and checks the plain image the bootloader rebuilds against
+// DECOMP_SHA and, with keys, DECOMP_SIGNATURE; those errors say
+// "decompressed image".
+//
 // The error wraps ErrHashMismatch, ErrUnsigned, ErrUnknownKey,
 // ErrBadSignature or ErrUnsupported to say which check failed, or the
 // errors of Parse for a broken structure.
@@ -42,12 +47,23 @@ func Verify(r io.ReaderAt, size int64, keys []crypto.PublicKey) (*Image, error) 
 	if _, err := io.CopyBuffer(h, io.NewSectionReader(r, 0, img.Header.HashedSize()), buf); err != nil {
 		return img, fmt.Errorf("hash image: %w", err)
 	}
-	return img, img.check(h.Sum(nil), ks)
+	if err := img.check(h.Sum(nil), ks); err != nil {
+		return img, err
+	}
+	if img.Compressed != nil {
+		if _, err := img.checkDecompressed(r, ks); err != nil {
+			return img, err
+		}
+	}
+	return img, nil
 }
 
 // checkSupported refuses what this package cannot verify, before any
 // hashing is spent on it.
 func (img *Image) checkSupported() error {
+	if img.Header.Flags&FlagCompressedLZMA1 != 0 {
+		return fmt.Errorf("image flags %s: LZMA1 compression, which neither imgtool nor MCUboot makes or reads; sign with --compression lzma2: %w", img.Header.FlagString(), ErrUnsupported)
+	}
 	if img.Header.Flags&(FlagEncryptedAES128|FlagEncryptedAES256) != 0 {
 		return fmt.Errorf("image flags %s: encrypted images are hashed before encryption and otaport does not decrypt: %w", img.Header.FlagString(), ErrUnsupported)
 	}

@@ -45,6 +45,13 @@ type Campaigns interface {
 	DeleteCampaign(ctx context.Context, id uint64) error
 }
 
+// Certificates is what the API needs of the fleet's device certificate
+// authority (fleet/devca).
+type Certificates interface {
+	Issue(csrPEM []byte, pk, dn string, validity time.Duration) (certPEM []byte, notAfter time.Time, err error)
+	CertPEM() []byte
+}
+
 // Board is what the API checks devices and images against: one board of
 // the catalog, as otaserve's main reads it from the ports.
 type Board struct {
@@ -71,6 +78,8 @@ type Config struct {
 	// deleted; its next sign-in is refused since the registry no longer
 	// knows it.
 	Revoke func(pk, dn string)
+	// Certificates issues devices' client certificates; nil refuses.
+	Certificates Certificates
 	// Token is the operator's bearer token; it must not be empty.
 	Token string
 	// MaxImageSize bounds an upload; 0 means 64 MiB.
@@ -127,6 +136,7 @@ func (h *handler) table() []route {
 		{Route{http.MethodPost, Prefix + "/devices"}, h.addDevice},
 		{Route{http.MethodGet, Prefix + "/devices/{pk}/{dn}"}, h.getDevice},
 		{Route{http.MethodDelete, Prefix + "/devices/{pk}/{dn}"}, h.deleteDevice},
+		{Route{http.MethodPost, Prefix + "/devices/{pk}/{dn}/certificate"}, h.issueCertificate},
 		{Route{http.MethodGet, Prefix + "/images"}, h.listImages},
 		{Route{http.MethodPost, Prefix + "/images"}, h.uploadImage},
 		{Route{http.MethodGet, Prefix + "/images/{id}"}, h.getImage},
@@ -307,6 +317,40 @@ func (h *handler) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Revoke(pk, dn)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// maxCertificateDays bounds a requested validity: past the CA's own
+// lifetime a certificate is cut to it anyway.
+const maxCertificateDays = 20 * 365
+
+// issueCertificate signs a registered device's certificate request into
+// its client certificate, for the broker's certificate sign-in.
+func (h *handler) issueCertificate(w http.ResponseWriter, r *http.Request) {
+	pk, dn := r.PathValue("pk"), r.PathValue("dn")
+	if h.cfg.Certificates == nil {
+		writeError(w, http.StatusNotFound, errors.New("this server issues no device certificates"))
+		return
+	}
+	var req CertificateRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if req.ValidDays < 0 || req.ValidDays > maxCertificateDays {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("valid_days %d: give 1 to %d, or 0 for the default", req.ValidDays, maxCertificateDays))
+		return
+	}
+	if _, err := h.cfg.Store.Device(pk, dn); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	cert, notAfter, err := h.cfg.Certificates.Issue([]byte(req.CSR), pk, dn, time.Duration(req.ValidDays)*24*time.Hour)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("csr: %w", err))
+		return
+	}
+	h.cfg.Logger.Info("device certificate issued", "device", pk+"/"+dn, "not_after", notAfter)
+	writeJSON(w, http.StatusCreated, Certificate{Certificate: string(cert), CA: string(h.cfg.Certificates.CertPEM()), NotAfter: notAfter})
 }
 
 func (h *handler) listImages(w http.ResponseWriter, r *http.Request) {

@@ -222,3 +222,19 @@ func (c CreateCampaign) request() campaign.CreateRequest {
 	return campaign.CreateRequest{ImageIDs: ids, Target: c.Target.record(), Module: c.Module, Waves: c.Waves,
 		SuccessPercent: c.SuccessPercent, ErrorPercent: c.ErrorPercent}
 }
+
+// CertificateRequest is the body of POST /devices/{pk}/{dn}/certificate.
+type CertificateRequest struct {
+	// CSR is a PEM certificate request made with the device's key.
+	CSR string `json:"csr"`
+	// ValidDays is how long the certificate lasts; 0 means two years.
+	ValidDays int `json:"valid_days,omitempty"`
+}
+
+// Certificate is a device's client certificate, with the CA that issued
+// it (what a broker checks it against).
+type Certificate struct {
+	Certificate string    `json:"certificate"`
+	CA          string    `json:"ca"`
+	NotAfter    time.Time `json:"not_after"`
+}

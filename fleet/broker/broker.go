@@ -12,6 +12,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,12 @@ type Config struct {
 	Addr string
 	// TLS, when set, makes the listener TLS (the platform's securemode 2).
 	TLS *tls.Config
+	// DeviceCAs, with TLS, lets a device sign in by a client certificate
+	// one of them issued instead of a password: its subject's common name
+	// is the device, "{deviceName}&{productKey}" as in the user name of
+	// the password sign-in (what Mosquitto's use_identity_as_username
+	// takes too). Devices without a certificate sign in with their secret.
+	DeviceCAs *x509.CertPool
 	// Lookup returns the secret of a registered device. Devices it does not
 	// know cannot connect.
 	Lookup func(pk, dn string) (secret string, ok bool)
@@ -72,6 +79,9 @@ const sessionExpiry = 7 * 24 * 60 * 60
 func New(cfg Config) (*Broker, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("broker: Addr is empty; set it to a listen address such as 127.0.0.1:1883")
+	}
+	if cfg.DeviceCAs != nil && cfg.TLS == nil {
+		return nil, errors.New("broker: DeviceCAs without TLS; client certificates need a TLS listener")
 	}
 	if cfg.Lookup == nil {
 		return nil, errors.New("broker: Lookup is nil; set it to the device registry's secret lookup")
@@ -122,7 +132,13 @@ func (b *Broker) Start(ctx context.Context) error {
 		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Addr, err)
 	}
 	if b.cfg.TLS != nil {
-		ln = tls.NewListener(ln, b.cfg.TLS)
+		tc := b.cfg.TLS.Clone()
+		if b.cfg.DeviceCAs != nil {
+			// A certificate is one way in, the secret the other: ask
+			// for one, check it when given.
+			tc.ClientCAs, tc.ClientAuth = b.cfg.DeviceCAs, tls.VerifyClientCertIfGiven
+		}
+		ln = tls.NewListener(ln, tc)
 	}
 	if err := b.srv.AddListener(listeners.NewNet("otaport", ln)); err != nil {
 		ln.Close()

@@ -2,8 +2,16 @@ package broker_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
 	"strconv"
 	"strings"
@@ -15,6 +23,7 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/broker"
+	"github.com/otaport/otaport/fleet/devca"
 )
 
 // testTimeout bounds each wait so that a broken test fails instead of
@@ -479,5 +488,166 @@ func TestSignIn_RateLimited(t *testing.T) {
 	clk.Add(time.Minute)
 	if err := try("devA", registry["pk1/devA"], "127.0.0.2"); err != nil {
 		t.Fatalf("the window passed and the good device is still refused: %v", err)
+	}
+}
+
+// tlsBroker starts a TLS broker with a self-signed server certificate for
+// 127.0.0.1 and, when ca is set, its device CA for client certificates.
+func tlsBroker(t *testing.T, ca *devca.CA) (*broker.Broker, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	cfg := broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now},
+		TLS:    &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	if ca != nil {
+		cfg.DeviceCAs = ca.Pool()
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, roots
+}
+
+// deviceCert issues device pk/dn a client certificate from ca.
+func deviceCert(t *testing.T, ca *devca.CA, pk, dn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := devca.NewRequest(key, pk, dn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := ca.Issue(csr, pk, dn, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(certPEM)
+	return tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: key}
+}
+
+// TestSignIn_ClientCertificate: on a TLS listener with a device CA, a
+// device signs in by the certificate the CA issued it, without a password,
+// and gets its own topics only; a certificate of an unregistered device, of
+// another CA, or used under another device's name is refused; devices
+// without a certificate still sign in with their secret.
+func TestSignIn_ClientCertificate(t *testing.T) {
+	ca, _, err := devca.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := devca.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, roots := tlsBroker(t, ca)
+	withCert := func(cert *tls.Certificate) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) {
+			o.Servers = nil
+			o.AddBroker("ssl://" + b.Addr().String())
+			tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+			if cert != nil {
+				tc.Certificates = []tls.Certificate{*cert}
+			}
+			o.SetTLSConfig(tc)
+		}
+	}
+	devA := deviceCert(t, ca, "pk1", "devA")
+	ghost := deviceCert(t, ca, "pk1", "ghost")
+	foreign := deviceCert(t, other, "pk1", "devA")
+
+	c, err := dial(t, b, "pk1.devA", "", "", withCert(&devA))
+	if err != nil {
+		t.Fatalf("certificate sign-in refused: %v", err)
+	}
+	if got := c.subscribe(t, "/ota/device/upgrade/pk1/devA"); got != 1 {
+		t.Errorf("own upgrade topic: granted 0x%02x, want QoS 1", got)
+	}
+	if got := c.subscribe(t, "/ota/device/upgrade/pk1/devB"); got != 0x80 {
+		t.Errorf("another device's upgrade topic: granted 0x%02x, want refused", got)
+	}
+	if _, err := dial(t, b, "pk1.devA", "devA&pk1", "", withCert(&devA)); err != nil {
+		t.Errorf("certificate with its own device as user name refused: %v", err)
+	}
+	for name, try := range map[string]func() error{
+		"unregistered device": func() error { _, err := dial(t, b, "pk1.ghost", "", "", withCert(&ghost)); return err },
+		"another CA":          func() error { _, err := dial(t, b, "pk1.devA", "", "", withCert(&foreign)); return err },
+		"another device's name": func() error {
+			_, err := dial(t, b, "pk1.devB", "devB&pk1", "", withCert(&devA))
+			return err
+		},
+		"no certificate, no password": func() error { _, err := dial(t, b, "pk1.devA", "devA&pk1", "", withCert(nil)); return err },
+	} {
+		if try() == nil {
+			t.Errorf("%s: signed in", name)
+		}
+	}
+	cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: "devB", DeviceSecret: "secret-B"}, cloud.SignOptions{Timestamp: signedAt, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(t, b, cr.ClientID, cr.Username, cr.Password, withCert(nil)); err != nil {
+		t.Errorf("password sign-in over TLS refused beside certificates: %v", err)
+	}
+}
+
+func TestNew_DeviceCAsNeedTLS(t *testing.T) {
+	ca, _, err := devca.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, DeviceCAs: ca.Pool()})
+	if err == nil || !strings.Contains(err.Error(), "need a TLS listener") {
+		t.Fatalf("New = %v, want a refusal naming TLS", err)
+	}
+}
+
+// TestSignIn_ReconnectSignsAfresh: a device's client signs each
+// reconnection with the time of that reconnection, so a broker that checks
+// freshness takes it back after its window has passed since the first
+// sign-in.
+func TestSignIn_ReconnectSignsAfresh(t *testing.T) {
+	clk := newClock()
+	b := startBrokerWith(t, broker.SignInPolicy{Now: clk.Now})
+	reconnected := make(chan struct{}, 1)
+	c, err := cloud.Dial(t.Context(), cloud.Config{
+		Broker:   "tcp://" + b.Addr().String(),
+		Identity: cloud.Identity{ProductKey: "pk1", DeviceName: "devA", DeviceSecret: registry["pk1/devA"]},
+		Now:      clk.Now, MaxReconnectInterval: time.Second,
+		OnOrder:   func(*cloud.Order, []byte) {},
+		OnConnect: func() { reconnected <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	clk.Add(time.Hour)
+	b.Revoke("pk1", "devA") // drops the connection; the device is still registered
+	select {
+	case <-reconnected:
+	case <-time.After(testTimeout):
+		t.Fatal("the device did not sign in again an hour after its first sign-in")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -106,6 +108,23 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		}
 		p = principal{operator: true, user: user}
 		cl.ID = operatorSessionID(pk.Connect.ClientIdentifier)
+	} else if cn, ok := clientCertName(cl); ok {
+		// The TLS handshake verified the certificate against the
+		// device CAs: it names the device, which must still exist.
+		dn, pkey, found := strings.Cut(cn, "&")
+		if !found || dn == "" || pkey == "" {
+			return refuse("device sign-in refused", "err", fmt.Sprintf("certificate common name %q: want \"{deviceName}&{productKey}\"", cn))
+		}
+		if user != "" && user != cn {
+			return refuse("device sign-in refused", "err", fmt.Sprintf("user name %q is not the certificate's device %q", user, cn))
+		}
+		if _, known := h.lookup(pkey, dn); !known {
+			return refuse("device sign-in refused", "err", fmt.Sprintf("certificate of %s/%s, which is not registered", pkey, dn))
+		}
+		dev = deviceKey(pkey, dn)
+		p = principal{pk: pkey, dn: dn, topics: cloud.Topics(pkey, dn)}
+		cl.ID = sessionID(pkey, dn)
+		h.failed.forget(dev)
 	} else {
 		id, err := cloud.VerifyCredentials(pk.Connect.ClientIdentifier, user, pk.Connect.Password, h.lookup)
 		if err != nil {
@@ -127,6 +146,20 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	h.mu.Unlock()
 	h.log.Info("signed in", "user", user, "operator", p.operator, "session", cl.ID, "remote", remote)
 	return true
+}
+
+// clientCertName returns the common name of the client certificate that
+// the connection's TLS handshake verified, if any.
+func clientCertName(cl *mqtt.Client) (string, bool) {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return "", false
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	return st.VerifiedChains[0][0].Subject.CommonName, true
 }
 
 // OnACLCheck allows a publish (write) or subscribe to topic for the

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,7 +42,15 @@ type Config struct {
 	Store Store
 	// FirmwareURL returns the URL a device downloads an image from.
 	FirmwareURL func(img store.Image) string
-	Logger      *slog.Logger
+	// OrderKey signs every order (cloud.SignOrder) for the device, board
+	// and module, with an expiry, the device's next order counter and the
+	// nonce of its latest version report. nil sends unsigned orders, which
+	// only a device with signed_orders: false takes.
+	OrderKey ed25519.PrivateKey
+	// OrderTTL is how long a signed order is valid; 0 means
+	// DefaultOrderTTL.
+	OrderTTL time.Duration
+	Logger   *slog.Logger
 }
 
 // Service runs the campaigns: it keeps a Machine per active campaign, feeds
@@ -63,6 +72,21 @@ type Service struct {
 	// images holds each active campaign's images by image ID.
 	images map[uint64]map[uint64]store.Image
 	lastID int64
+	// sent holds the ids of the last orders sent to each device, newest
+	// last, so that a failure report about one a newer order replaced (a
+	// device refusing it: its nonce is stale) does not fail the device.
+	// Only ids the service sent count: the platform's SDKs report a
+	// constant id. In memory only: after a restart every report counts.
+	sent map[string][]int64
+}
+
+// maxSent is how many order ids per device sent remembers.
+const maxSent = 8
+
+// pending is an order the service decided on: a campaign's, for a device.
+type pending struct {
+	campaign uint64
+	key      string
 }
 
 // NewService loads the active campaigns from the store. Orders wait until a
@@ -71,7 +95,10 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]map[uint64]store.Image{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, out: newOutbox(cfg.Logger), active: map[uint64]*Machine{}, images: map[uint64]map[uint64]store.Image{}, sent: map[string][]int64{}}
+	if cfg.OrderTTL == 0 {
+		s.cfg.OrderTTL = DefaultOrderTTL
+	}
 	cs, err := cfg.Store.Campaigns()
 	if err != nil {
 		return nil, err
@@ -228,9 +255,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 	c = m.Campaign()
 	s.active[c.ID] = m
 	s.images[c.ID] = byID
-	for _, k := range orders {
-		s.queueLocked(c.ID, k)
-	}
+	s.sendLocked(pendingOf(c.ID, orders))
 	s.settleLocked(m)
 	s.log.Info("campaign created", "campaign", c.ID, "module", module, "images", c.ImageIDs(), "devices", len(keys), "waves", len(c.Waves))
 	return m.Campaign(), nil
@@ -389,9 +414,7 @@ func (s *Service) operate(ctx context.Context, id uint64, k event.Kind) (store.C
 	// Memory changes only now that the write has committed; then the
 	// orders go out: an order is never sent that a restart would forget.
 	m.Commit(d)
-	for _, k := range orders {
-		s.queueLocked(id, k)
-	}
+	s.sendLocked(pendingOf(id, orders))
 	s.settleLocked(m)
 	return m.Campaign(), nil
 }
@@ -444,20 +467,77 @@ func (s *Service) syncDevice(w *store.Writer, p store.Progress, module string) {
 	}
 }
 
-// queueLocked encodes a device's order and queues it in the outbox, which
-// never blocks.
-func (s *Service) queueLocked(campaign uint64, key string) {
-	payload, err := s.orderLocked(campaign, key)
-	if err != nil {
-		s.log.Error("order not sent", "campaign", campaign, "device", key, "err", err)
-		return
+func pendingOf(campaign uint64, keys []string) []pending {
+	out := make([]pending, len(keys))
+	for i, k := range keys {
+		out[i] = pending{campaign, k}
 	}
-	pk, dn, _ := store.SplitDeviceKey(key)
-	s.out.put(key, outgoing{campaign: campaign, topic: cloud.Topics(pk, dn).Upgrade, payload: payload})
+	return out
 }
 
-// orderLocked encodes the order of a campaign for one device.
-func (s *Service) orderLocked(campaign uint64, key string) ([]byte, error) {
+// seal is what makes one order authentic and fresh (see Config.OrderKey).
+type seal struct {
+	counter uint64
+	nonce   string
+	expires time.Time
+}
+
+// sendLocked encodes the orders, signs them and queues them in the outbox,
+// which never blocks. Signing takes each device's next order counter, and
+// the counters of the batch are stored in one transaction before any order
+// goes out, so a restart never signs a counter twice. When that write
+// fails nothing is sent: the devices are ordered again when they next
+// report their version.
+func (s *Service) sendLocked(orders []pending) {
+	if len(orders) == 0 {
+		return
+	}
+	seals := make([]*seal, len(orders))
+	if s.cfg.OrderKey != nil {
+		expires := time.Now().Add(s.cfg.OrderTTL)
+		err := s.cfg.Store.Write(func(w *store.Writer) error {
+			for i, o := range orders {
+				m, ok := s.active[o.campaign]
+				if !ok {
+					continue
+				}
+				pk, dn, _ := store.SplitDeviceKey(o.key)
+				err := w.UpdateDevice(pk, dn, func(d *store.Device) error {
+					d.OrderCounter++
+					mod, _ := d.Module(m.c.ModuleName())
+					seals[i] = &seal{counter: d.OrderCounter, nonce: mod.Nonce, expires: expires}
+					return nil
+				})
+				if errors.Is(err, store.ErrNotFound) {
+					continue // deleted meanwhile: no order
+				} else if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			s.log.Error("orders not sent: the order counters could not be stored", "orders", len(orders), "err", err)
+			return
+		}
+	}
+	for i, o := range orders {
+		if s.cfg.OrderKey != nil && seals[i] == nil {
+			continue
+		}
+		payload, err := s.orderLocked(o.campaign, o.key, seals[i])
+		if err != nil {
+			s.log.Error("order not sent", "campaign", o.campaign, "device", o.key, "err", err)
+			continue
+		}
+		pk, dn, _ := store.SplitDeviceKey(o.key)
+		s.out.put(o.key, outgoing{campaign: o.campaign, topic: cloud.Topics(pk, dn).Upgrade, payload: payload})
+	}
+}
+
+// orderLocked encodes the order of a campaign for one device, signed with
+// sl when it is not nil.
+func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, error) {
 	m, ok := s.active[campaign]
 	if !ok {
 		return nil, fmt.Errorf("order for %s: campaign %d is not active", key, campaign)
@@ -484,8 +564,20 @@ func (s *Service) orderLocked(campaign uint64, key string) ([]byte, error) {
 			},
 		},
 	}
+	if sl != nil {
+		x := o.Data.Otaport
+		x.ProductKey, x.DeviceName, _ = store.SplitDeviceKey(key)
+		x.Expires, x.Counter, x.Nonce = sl.expires.Unix(), sl.counter, sl.nonce
+		if err := cloud.SignOrder(&o, s.cfg.OrderKey); err != nil {
+			return nil, fmt.Errorf("order for %s: %w", key, err)
+		}
+	}
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("order for %s: %w", key, err)
+	}
+	s.sent[key] = append(s.sent[key], id)
+	if n := len(s.sent[key]); n > maxSent {
+		s.sent[key] = s.sent[key][n-maxSent:]
 	}
 	// cloud.Marshal, not json.Marshal: it leaves '&' (common in signed
 	// download URLs) unescaped, as the C devices' JSON parsers expect.
@@ -513,6 +605,8 @@ func (s *Service) HandleMessage(topic string, payload []byte) error {
 type deviceEvent struct {
 	pk, dn, module string
 	ev             Event
+	nonce          string // of an inform
+	order          int64  // the order id of a progress report
 }
 
 // request is a device's request for the pending order of one module.
@@ -547,7 +641,8 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, in.Module(), Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
+			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce,
+				ev: Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
 			if err != nil {
@@ -559,7 +654,8 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("progress from %s: step %q: %w", key, pr.Params.Step, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk, dn, pr.Module(), Event{Kind: event.Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
+			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: pr.Module(), order: pr.ID,
+				ev: Event{Kind: event.Progress, Device: key, Step: step, Desc: pr.Params.Desc, At: now}})
 		case cloud.KindRequest:
 			module := cloud.DefaultModule
 			if in, err := cloud.ParseInform(msg.Payload); err == nil {
@@ -574,11 +670,16 @@ func (s *Service) HandleMessages(msgs []Message) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type order struct {
-		campaign uint64
-		key      string
-	}
-	var orders []order
+	evs = slices.DeleteFunc(evs, func(de deviceEvent) bool {
+		ids := s.sent[de.ev.Device]
+		stale := de.ev.Kind == event.Progress && de.ev.Step < 0 && len(ids) > 1 &&
+			slices.Contains(ids[:len(ids)-1], de.order) && de.order != ids[len(ids)-1]
+		if stale {
+			s.log.Info("failure report about an order since replaced; ignored", "device", de.ev.Device, "order", de.order, "latest", ids[len(ids)-1], "desc", de.ev.Desc)
+		}
+		return stale
+	})
+	var orders []pending
 	var applyErrs []error
 	// The events are applied to drafts of the machines they touch, and
 	// the drafts replace nothing until the write has committed: a failed
@@ -592,7 +693,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				dev.EditModule(de.module, func(d *store.Module) {
 					switch ev.Kind {
 					case event.Inform:
-						d.Version = ev.Version
+						d.Version, d.Nonce = ev.Version, de.nonce
 						if d.State == store.DeviceRegistered {
 							d.State = store.DeviceIdle
 						}
@@ -627,9 +728,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 					applyErrs = append(applyErrs, err)
 					continue
 				}
-				for _, k := range keys {
-					orders = append(orders, order{id, k})
-				}
+				orders = append(orders, pendingOf(id, keys)...)
 			}
 		}
 		for _, d := range drafts {
@@ -650,30 +749,30 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	}
 	// The orders are encoded from the machines, so before an ended
 	// campaign's machine is forgotten.
-	for _, o := range orders {
-		s.queueLocked(o.campaign, o.key)
+	for _, r := range requests {
+		if p, ok := s.requestedLocked(r.key, r.module); ok {
+			orders = append(orders, p)
+		}
 	}
+	s.sendLocked(orders)
 	for id := range drafts {
 		s.settleLocked(s.active[id])
-	}
-	for _, r := range requests {
-		s.resendLocked(r.key, r.module)
 	}
 	return errors.Join(errs...)
 }
 
-// resendLocked answers a device's request for the pending order of a
-// module.
-func (s *Service) resendLocked(key, module string) {
+// requestedLocked finds the order a device's request for the pending order
+// of a module is answered with.
+func (s *Service) requestedLocked(key, module string) (pending, bool) {
 	for _, id := range s.activeIDs() {
 		m := s.active[id]
 		p, ok := m.Device(key)
 		if ok && m.c.ModuleName() == module && m.c.State == store.CampaignRunning &&
 			(p.State == store.ProgressOrdered || p.State == store.ProgressRunning) {
-			s.queueLocked(id, key)
-			return
+			return pending{id, key}, true
 		}
 	}
+	return pending{}, false
 }
 
 // usesImage reports whether active campaign cid sends image id.

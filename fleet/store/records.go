@@ -43,6 +43,12 @@ type Device struct {
 	// board, version, state and last error are the fields above (so a
 	// record of a device of one module reads as it always did).
 	Modules []Module `json:"modules,omitempty"`
+	// Nonce is the nonce of the default module's latest version report,
+	// which its next order echoes (Module.Nonce for the others).
+	Nonce string `json:"nonce,omitempty"`
+	// OrderCounter is the counter of the last order signed for the
+	// device, any module: the next one is above it, across restarts.
+	OrderCounter uint64 `json:"order_counter,omitempty"`
 }
 
 // DefaultModule is the module of a device that names none, as the
@@ -57,11 +63,13 @@ type Module struct {
 	Version   string      `json:"version,omitempty"`
 	State     DeviceState `json:"state"`
 	LastError string      `json:"last_error,omitempty"`
+	// Nonce is the nonce of the module's latest version report.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // ModuleList returns every module of the device, the default one first.
 func (d Device) ModuleList() []Module {
-	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError}}
+	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce}}
 	return append(out, d.Modules...)
 }
 
@@ -80,9 +88,9 @@ func (d Device) Module(name string) (Module, bool) {
 // a device reports the modules it has.
 func (d *Device) EditModule(name string, fn func(*Module)) {
 	if name == "" || name == DefaultModule {
-		m := Module{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError}
+		m := Module{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce}
 		fn(&m)
-		d.Version, d.State, d.LastError = m.Version, m.State, m.LastError
+		d.Version, d.State, d.LastError, d.Nonce = m.Version, m.State, m.LastError, m.Nonce
 		return
 	}
 	for i := range d.Modules {

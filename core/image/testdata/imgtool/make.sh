@@ -19,3 +19,11 @@ $IMGTOOL sign -H 0x200 -S 0x10000 -k $K/ed25519.pem -v 1.2.3 payload-hdr.bin ed2
 $IMGTOOL sign -H 0x200 --pad-header -k $K/ed25519.pem -v 1.2.3 -s 5 --pad -S 0x2000 --align 4 payload.bin ed25519-pad.img
 $IMGTOOL sign -H 0x200 --pad-header -k $K/ed25519.pem -v 1.2.3 --confirm -S 0x2000 --align 8 --max-align 16 payload.bin ed25519-confirm.img
 $IMGTOOL sign -H 0x200 --pad-header -k $K/ed25519.pem -v 1.2.3 --pad --overwrite-only -S 0x2000 payload.bin ed25519-overwrite.img
+# Compressed images, and the plain images they decompress to.
+T="sign -H 0x200 --pad-header -S 0x10000 -k $K/ed25519.pem -v 1.3.0"
+$IMGTOOL $T payload-thumb.bin ed25519-thumb.img
+$IMGTOOL $T --compression lzma2 payload-thumb.bin ed25519-lzma2.img
+$IMGTOOL $T -s 3 payload-thumb.bin ed25519-thumb-sec.img
+$IMGTOOL $T -s 3 --compression lzma2armthumb payload-thumb.bin ed25519-lzma2armthumb.img
+$IMGTOOL sign -H 0x200 -S 0x10000 -k $K/ecdsa-p256.pem -v 2.1.0 --compression lzma2armthumb payload-thumb-hdr.bin ecdsa-p256-lzma2armthumb-hdr.img
+$IMGTOOL sign -H 0x200 --pad-header -S 0x10000 -v 1.3.0 --compression lzma2 payload-thumb.bin unsigned-lzma2.img

@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
+)
+
+// orderAuth checks that an order is otaserve's and fresh: signed with the
+// order key of device.yaml, for this device, unexpired (on a device whose
+// clock is trusted), with a counter above the last order taken and the
+// nonce of the latest version report. One per agent; the counter and the
+// nonce are each module's (unit.rec, unit.nonce).
+type orderAuth struct {
+	key    ed25519.PublicKey
+	pk, dn string
+	clock  bool // the device's clock is trusted: check expiry
+	now    func() time.Time
+}
+
+// newOrderAuth reads the order key of cfg; nil when orders are not signed.
+// key, when not nil, replaces the file's.
+func newOrderAuth(cfg Config, key crypto.PublicKey) (*orderAuth, error) {
+	if key == nil {
+		if !cfg.signedOrders() {
+			if cfg.SignedOrders != nil && *cfg.SignedOrders {
+				return nil, fmt.Errorf("agent: %s: not set while signed_orders is true: give otaserve's order-signing public key", cfg.where("order_key"))
+			}
+			return nil, nil
+		}
+		var err error
+		if key, err = image.ReadPublicKey(cfg.OrderKey); err != nil {
+			return nil, fmt.Errorf("agent: %s: %w", cfg.where("order_key"), err)
+		}
+	}
+	pub, ok := key.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("agent: %s: a %T, want otaserve's Ed25519 order key (otaserve order-key), not an image key", cfg.where("order_key"), key)
+	}
+	return &orderAuth{
+		key: pub, pk: cfg.Identity.ProductKey, dn: cfg.Identity.DeviceName,
+		clock: cfg.TrustedClock == nil || *cfg.TrustedClock, now: time.Now,
+	}, nil
+}
+
+// authenticate refuses an order that is not otaserve's or not fresh, with
+// the reason, wrapping ErrRefused. board is the device's board, last the
+// counter of the last order the module took, nonce the nonce of the
+// module's latest version report ("" before the first).
+func (au *orderAuth) authenticate(o *cloud.Order, module, board string, last uint64, nonce string) error {
+	refuse := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, a...))
+	}
+	if err := cloud.VerifyOrder(o, au.key); err != nil {
+		return refuse("%v; this device takes orders signed with otaserve's order key only (order_key in device.yaml)", err)
+	}
+	x := o.Data.Otaport
+	if x.ProductKey != au.pk || x.DeviceName != au.dn {
+		return refuse("the order is for device %s/%s, this is %s/%s", x.ProductKey, x.DeviceName, au.pk, au.dn)
+	}
+	if x.Board != board {
+		return refuse("the order is for board %q, this device is a %s", x.Board, board)
+	}
+	if m := o.Module(); m != module {
+		return refuse("the order is for module %s, not %s", m, module)
+	}
+	if au.clock {
+		if x.Expires == 0 {
+			return refuse("the order carries no expiry (data.otaport.expires)")
+		}
+		if now := au.now(); now.Unix() > x.Expires {
+			return refuse("the order expired at %s; the device's clock says %s (trusted_clock: false in device.yaml if this device's clock cannot be trusted)",
+				time.Unix(x.Expires, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+	}
+	if x.Counter <= last {
+		return refuse("order counter %d is not above %d, the last this device took: a replayed order", x.Counter, last)
+	}
+	if nonce == "" || !strings.EqualFold(x.Nonce, nonce) {
+		return refuse("the order answers version report nonce %q, not %q of this device's latest report: made before that report (a replay, or sent before a reconnection; the cloud orders again after the report)",
+			x.Nonce, nonce)
+	}
+	return nil
+}
