@@ -155,28 +155,34 @@ type bootloader struct {
 
 // compile builds MCUboot's bootloader in mode for a flash whose slots have at
 // most maxImgSectors sectors (MCUBOOT_MAX_IMG_SECTORS), with s's key, into
-// the directory out.
-func compile(t *testing.T, out string, mode mcuboot.Mode, maxImgSectors int, s signer) bootloader {
+// the directory dir.
+func compile(t *testing.T, dir string, mode mcuboot.Mode, maxImgSectors int, s signer) bootloader {
 	t.Helper()
-	dir, cc := mcubootTree(t)
+	src, cc := mcubootTree(t)
 	defs, ok := modeDefines[mode]
 	if !ok {
 		t.Fatalf("no build of MCUboot for mode %s", mode)
 	}
-	bin := filepath.Join(out, fmt.Sprintf("boot-%s-%d", mode, maxImgSectors))
+	bin := filepath.Join(dir, fmt.Sprintf("boot-%s-%d", mode, maxImgSectors))
 	args := []string{"-std=c11", "-Wall", "-O1", "-o", bin,
 		fmt.Sprintf("-DMCUBOOT_MAX_IMG_SECTORS=%d", maxImgSectors),
 		`-DMBEDTLS_CONFIG_FILE="mbedtls_asn1_config.h"`}
 	args = append(args, defs...)
 	args = append(args, "-I"+s.pubInc, "-Itestdata/harness/include",
-		"-I"+filepath.Join(dir, "boot/bootutil/include"), "-I"+filepath.Join(dir, "boot/bootutil/src"),
-		"-I"+filepath.Join(dir, "ext/tinycrypt/lib/include"), "-I"+filepath.Join(dir, "ext/mbedtls-asn1/include"),
+		"-I"+filepath.Join(src, "boot/bootutil/include"), "-I"+filepath.Join(src, "boot/bootutil/src"),
+		"-I"+filepath.Join(src, "ext/tinycrypt/lib/include"), "-I"+filepath.Join(src, "ext/mbedtls-asn1/include"),
 		"testdata/harness/boot.c")
 	for _, f := range mcubootSources {
-		args = append(args, filepath.Join(dir, f))
+		args = append(args, filepath.Join(src, f))
 	}
-	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+	out, err := exec.Command(cc, args...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("compile MCUboot (%s): gcc %s: %v\n%s", mode, strings.Join(args, " "), err, out)
+	}
+	// A warning in the harness's own files (a -D the configuration header
+	// redefines, say) is a build that is not the one the test thinks it runs.
+	if bytes.Contains(out, []byte("testdata/harness/")) {
+		t.Fatalf("compile MCUboot (%s): gcc warns about the harness:\n%s", mode, out)
 	}
 	return bootloader{bin: bin, mode: mode}
 }
