@@ -30,6 +30,7 @@ type bootCase struct {
 	erased  byte
 	request string // test or permanent
 	tamper  bool   // flip one payload byte of the new image
+	blank   bool   // no old image in the primary slot
 	ons     []powerOn
 }
 
@@ -79,6 +80,21 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 		{name: "direct-xip refuses a tampered image", mode: mcuboot.DirectXIP, write: 4, erased: 0xff, request: "test", tamper: true,
 			ons: []powerOn{{boots: "primary 1.0.0+0", primary: "old", secondary: "erased"}}},
 	}
+	// An empty primary slot (a blank device given its first image through
+	// the secondary): overwrite-only, swap-scratch and direct-xip boot the
+	// new image; swap-move and swap-offset read the primary's header before
+	// anything else ("Failed reading image headers") and boot nothing.
+	blank := func(mode mcuboot.Mode, on powerOn) bootCase {
+		return bootCase{name: mode.String() + " with an empty primary slot", mode: mode, write: 4, erased: 0xff,
+			request: "test", blank: true, ons: []powerOn{on}}
+	}
+	cases = append(cases,
+		blank(mcuboot.OverwriteOnly, powerOn{boots: "primary 1.1.0+0", primary: "new", secondary: "dropped"}),
+		blank(mcuboot.SwapScratch, powerOn{boots: "primary 1.1.0+0", primary: "new"}),
+		blank(mcuboot.DirectXIP, powerOn{boots: "secondary 1.1.0+0", primary: "erased", secondary: "new"}),
+		blank(mcuboot.SwapMove, powerOn{boots: "none", primary: "erased", secondary: "new"}),
+		blank(mcuboot.SwapOffset, powerOn{boots: "none", primary: "erased", secondary: "new@1"}),
+	)
 	cases = append(cases, swapCases(mcuboot.SwapMove, "new")...)
 	cases = append(cases, swapCases(mcuboot.SwapScratch, "new")...)
 	// swap-offset swaps the new image back one sector into the secondary.
@@ -100,8 +116,10 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 				builds[c.mode] = b
 			}
 			d := newDevice(t, g, c.mode)
-			d.write(t, g.pri, 0, images["old"])
-			if c.mode == mcuboot.DirectXIP {
+			if !c.blank {
+				d.write(t, g.pri, 0, images["old"])
+			}
+			if c.mode == mcuboot.DirectXIP && !c.blank {
 				// The running image confirmed itself: in direct-xip with
 				// revert, a slot without the magic is not bootable.
 				d.confirm(t, g.pri)
@@ -122,9 +140,10 @@ func TestMCUboot_BootsOtaportImages(t *testing.T) {
 				}
 				// The Go package's reading of the trailers, MCUboot's own
 				// writes included, must foresee what MCUboot does. (Direct-xip
-				// has no swap table; a tampered image fails after the table.)
+				// has no swap table; a tampered image fails after the table,
+				// an empty primary before it in swap-move and swap-offset.)
 				predicted := ""
-				if c.mode != mcuboot.DirectXIP && !c.tamper {
+				if c.mode != mcuboot.DirectXIP && !c.tamper && !c.blank {
 					predicted = d.predict(t)
 				}
 				r := b.powerOn(t, d)
