@@ -208,3 +208,46 @@ func TestMCUboot_FlashRefusesWhatNORRefuses(t *testing.T) {
 		t.Errorf("MCUboot %s, want boots secondary 1.1.0+0\nMCUboot's log:\n%s", r, r.log)
 	}
 }
+
+// TestMCUboot_RequestCutShort cuts the power after each write of a
+// permanent request (magic, image_ok, swap_info, in core/bootfmt/mcuboot's
+// order) and powers on MCUboot twice: what the order promises (docs/boot-
+// schemes.md) must hold for the real bootloader: no write, no request; the
+// magic alone, a test request that MCUboot reverts; with image_ok, the
+// permanent request.
+func TestMCUboot_RequestCutShort(t *testing.T) {
+	mcubootTree(t)
+	s := newSigner(t)
+	imgs := map[string][]byte{
+		"old": s.sign(t, payload(1, 30000), "1.0.0"),
+		"new": s.sign(t, payload(2, 35000), "1.1.0"),
+	}
+	g := slots(mcuboot.SwapMove, 32, 4, 0xff)
+	b := compile(t, t.TempDir(), mcuboot.SwapMove, g.maxImgSectors(), s)
+	for _, c := range []struct {
+		writes int      // of the request, before the cut
+		boots  []string // the versions of two power-ons
+	}{
+		{0, []string{"1.0.0+0", "1.0.0+0"}},
+		{1, []string{"1.1.0+0", "1.0.0+0"}},
+		{2, []string{"1.1.0+0", "1.1.0+0"}},
+		{3, []string{"1.1.0+0", "1.1.0+0"}},
+	} {
+		t.Run(fmt.Sprintf("after %d writes", c.writes), func(t *testing.T) {
+			d := newDevice(t, g, mcuboot.SwapMove)
+			d.write(t, g.pri, 0, imgs["old"])
+			d.write(t, g.sec, 0, imgs["new"])
+			ws := d.pending(t, true)
+			if len(ws) != 3 {
+				t.Fatalf("a permanent request is %d writes, want 3 (magic, image_ok, swap_info)", len(ws))
+			}
+			d.apply(t, g.sec, ws[:c.writes])
+			for i, want := range c.boots {
+				r := b.powerOn(t, d)
+				if len(r.refused) > 0 || !r.booted || r.slot != "primary" || r.version != want {
+					t.Fatalf("power-on %d: MCUboot %s (refused %q), want boots primary %s\nMCUboot's log:\n%s", i+1, r, r.refused, want, r.log)
+				}
+			}
+		})
+	}
+}

@@ -149,12 +149,19 @@ func (d *device) read(t *testing.T, a area, off uint64, n int) []byte {
 // secondary slot's trailer.
 func (d *device) request(t *testing.T, permanent bool) {
 	t.Helper()
+	d.apply(t, d.g.sec, d.pending(t, permanent))
+}
+
+// pending returns the writes of boot_set_pending_multi(0, permanent) on the
+// secondary slot as it is, in MCUboot's order.
+func (d *device) pending(t *testing.T, permanent bool) []mcuboot.Write {
+	t.Helper()
 	l := d.g.layout(d.mode, d.g.sec)
 	ws, err := l.SetPending(d.read(t, d.g.sec, 0, int(d.g.sec.size))[l.SlotSize-l.InfoSize():], 0, permanent)
 	if err != nil {
 		t.Fatalf("set pending: %v", err)
 	}
-	d.apply(t, d.g.sec, ws)
+	return ws
 }
 
 // confirm writes what boot_set_confirmed_multi(0) writes in slot a's
