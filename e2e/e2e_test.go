@@ -9,6 +9,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -215,7 +217,10 @@ func (r *fleetRig) serve(args ...string) string {
 // made it yet).
 func (r *fleetRig) deviceYAML(dn, broker, secret, extra string) string {
 	run(r.t, r.dir, "otaserve", "order-key", "--data", "data", "-o", "order.pub")
+	// ca: otaserve's own CA, made at its first start, pinned as devices
+	// pin it; the Mosquitto rig's plain broker leaves it unused.
 	y := fmt.Sprintf(`broker: %s
+ca: data/ca.pem
 identity: {product_key: demo, device_name: %s, device_secret: %s}
 public_keys: [pub.pem]
 order_key: order.pub
@@ -290,6 +295,7 @@ func (r *fleetRig) otaserve(httpPort, mqttPort int, extra ...string) *proc {
 // "in the middle" for as long as a test needs.
 type holdProxy struct {
 	upstream string
+	caFile   string // otaserve's CA, read when a request comes: otaserve makes it at its first start
 	holdAt   int64
 	mu       sync.Mutex
 	release  chan struct{}
@@ -298,12 +304,12 @@ type holdProxy struct {
 	ln       net.Listener
 }
 
-func newHoldProxy(t *testing.T, upstream string, holdAt int64) *holdProxy {
+func newHoldProxy(t *testing.T, upstream, caFile string, holdAt int64) *holdProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &holdProxy{upstream: upstream, holdAt: holdAt, release: make(chan struct{}), started: make(chan struct{}, 16), ln: ln}
+	h := &holdProxy{upstream: upstream, caFile: caFile, holdAt: holdAt, release: make(chan struct{}), started: make(chan struct{}, 16), ln: ln}
 	h.srv = &http.Server{Handler: h}
 	go h.srv.Serve(ln)
 	t.Cleanup(func() { h.open(); h.srv.Close() })
@@ -334,7 +340,16 @@ func (h *holdProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			up.Header.Set(k, v)
 		}
 	}
-	resp, err := http.DefaultClient.Do(up)
+	pem, err := os.ReadFile(h.caFile)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(up)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -407,7 +422,7 @@ func TestDemo(t *testing.T) {
 func TestFaults_AgentKilledAndOtaserveRestarted(t *testing.T) {
 	r := newFleetRig(t)
 	httpPort, mqttPort := freePort(t), freePort(t)
-	proxy := newHoldProxy(t, fmt.Sprintf("http://127.0.0.1:%d", httpPort), 100<<10)
+	proxy := newHoldProxy(t, fmt.Sprintf("https://127.0.0.1:%d", httpPort), filepath.Join(r.dir, "data", "ca.pem"), 100<<10)
 	srv := r.otaserve(httpPort, mqttPort, "--public-url", proxy.URL())
 	board, dn := boards[0], "dev-a"
 	r.provision(board, dn)
@@ -415,7 +430,7 @@ func TestFaults_AgentKilledAndOtaserveRestarted(t *testing.T) {
 	if !strings.Contains(out, "added demo/dev-a") {
 		t.Fatalf("device add: %s", out)
 	}
-	r.deviceYAML(dn, fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort), "s-a", "")
+	r.deviceYAML(dn, fmt.Sprintf("ssl://127.0.0.1:%d", mqttPort), "s-a", "")
 	ag := r.agent(board, dn)
 	eventually(t, "device reports 1.0.0+0", func() (bool, string) { v := r.versionOf(dn); return v == "1.0.0+0", v })
 
@@ -609,7 +624,7 @@ func TestMosquitto_CampaignOverExternalBroker(t *testing.T) {
 	_ = w
 
 	httpPort := freePort(t)
-	proxy := newHoldProxy(t, fmt.Sprintf("http://127.0.0.1:%d", httpPort), 100<<10)
+	proxy := newHoldProxy(t, fmt.Sprintf("https://127.0.0.1:%d", httpPort), filepath.Join(r.dir, "data", "ca.pem"), 100<<10)
 	r.otaserve(httpPort, freePort(t), "--public-url", proxy.URL(),
 		"--broker", fmt.Sprintf("tcp://otaserve:operator-pw@127.0.0.1:%d", m.port))
 	board, dn := boards[1], "dev-a"
@@ -680,7 +695,7 @@ func TestMixedBoardCampaign(t *testing.T) {
 		dn := fmt.Sprintf("dev-%d", i)
 		r.provision(board, dn)
 		r.serve("device", "add", "--product", "demo", "--name", dn, "--board", board, "--group", "mix", "--secret", "s-"+dn)
-		r.deviceYAML(dn, fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort), "s-"+dn, "")
+		r.deviceYAML(dn, fmt.Sprintf("ssl://127.0.0.1:%d", mqttPort), "s-"+dn, "")
 		r.agent(board, dn)
 		out := r.serve("image", "upload", "--board", board, "app-1.1.0.img")
 		id := regexp.MustCompile(`^image (\d+):`).FindStringSubmatch(out)
@@ -722,7 +737,7 @@ func TestTwoModuleDevice(t *testing.T) {
 	run(t, r.dir, "otarun", "--plugin", filepath.Join(bin, "otaport-"+mcuBoard), "provision", "--key", "pub.pem", "--flash", "mcu.flash", "app-1.0.0.img")
 	run(t, r.dir, "otarun", "--plugin", filepath.Join(bin, "otaport-"+wifiBoard), "provision", "--key", "pub.pem", "--flash", "wifi.flash", "app-1.0.0.img")
 	r.serve("device", "add", "--product", "demo", "--name", "combo", "--board", mcuBoard, "--module", "wifi="+wifiBoard, "--secret", "s-combo")
-	r.deviceYAML("combo", fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort), "s-combo", fmt.Sprintf(`modules:
+	r.deviceYAML("combo", fmt.Sprintf("ssl://127.0.0.1:%d", mqttPort), "s-combo", fmt.Sprintf(`modules:
   - {name: default, plugin: %s, flash: mcu.flash}
   - {name: wifi, plugin: %s, flash: wifi.flash}
 `, filepath.Join(bin, "otaport-"+mcuBoard), filepath.Join(bin, "otaport-"+wifiBoard)))

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ import (
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/pki"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -426,6 +428,57 @@ func TestServer_TLS(t *testing.T) {
 		var got api.Device
 		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.0"
 	})
+
+	// A device that signs in by the certificate the server's fleet CA
+	// issued it, from a request made with its own key: no secret on it.
+	if resp, body := do(http.MethodPost, base+api.Prefix+"/devices", []byte(`{"product_key":"pk","device_name":"cert-dev","board":"b"}`), nil); resp.StatusCode != 201 {
+		t.Fatalf("add device: %d %s", resp.StatusCode, body)
+	}
+	devKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := pki.NewRequest(devKey, "pk", "cert-dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqBody, _ := json.Marshal(api.CertificateRequest{CSR: string(csr)})
+	resp, body = do(http.MethodPost, base+api.Prefix+"/devices/pk/cert-dev/certificate", reqBody, nil)
+	var issued api.Certificate
+	if resp.StatusCode != 201 || json.Unmarshal(body, &issued) != nil {
+		t.Fatalf("issue certificate: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(http.MethodPost, base+api.Prefix+"/devices/pk/nobody/certificate", reqBody, nil); resp.StatusCode != 404 {
+		t.Errorf("certificate of an unregistered device: %d, want 404", resp.StatusCode)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert-dev.crt"), filepath.Join(dir, "cert-dev.key")
+	kder, _ := x509.MarshalPKCS8PrivateKey(devKey)
+	os.WriteFile(certFile, []byte(issued.Certificate), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	certCfg := cloud.Config{
+		Broker:   "ssl://" + srv.Addrs().MQTT,
+		Identity: cloud.Identity{ProductKey: "pk", DeviceName: "cert-dev"},
+		CAFile:   caFile, CertFile: certFile, KeyFile: keyFile,
+		OnOrder: func(*cloud.Order, []byte) {},
+	}
+	cc, err := cloud.Dial(context.Background(), certCfg)
+	if err != nil {
+		t.Fatalf("device by certificate: %v", err)
+	}
+	if err := cc.Inform(context.Background(), "3.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the version report of the device signed in by certificate", func() bool {
+		_, body := do(http.MethodGet, base+api.Prefix+"/devices/pk/cert-dev", nil, nil)
+		var got api.Device
+		return json.Unmarshal(body, &got) == nil && got.Version == "3.0.1"
+	})
+	cc.Close()
+	// Deleting the device revokes its certificate's sign-in too.
+	if resp, _ := do(http.MethodDelete, base+api.Prefix+"/devices/pk/cert-dev", nil, nil); resp.StatusCode != 204 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	if cc, err := cloud.Dial(context.Background(), certCfg); err == nil {
+		cc.Close()
+		t.Fatal("a deleted device signed in by its certificate")
+	}
 }
 
 // TestServer_DeleteDeviceRevokesItsSignIn: a deleted device is disconnected
@@ -458,5 +511,82 @@ func TestServer_DeleteDeviceRevokesItsSignIn(t *testing.T) {
 	var e api.Error
 	if st := r.call(t, http.MethodGet, "/devices/pkA/gone", nil, "", &e); st != http.StatusNotFound {
 		t.Errorf("get after delete: %d %s", st, e.Error)
+	}
+}
+
+// TestServer_AutoTLS: without a certificate of its own, the server serves
+// HTTPS and MQTT over TLS with a certificate of its fleet CA, which a client
+// that pins DataDir/ca.pem trusts by every name the server listed.
+func TestServer_AutoTLS(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", AutoTLS: true,
+		TLSHosts: []string{"fleet.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	for _, host := range []string{"127.0.0.1", "localhost", "fleet.example"} {
+		conn, err := tls.Dial("tcp", srv.Addrs().HTTP, &tls.Config{RootCAs: pool, ServerName: host})
+		if err != nil {
+			t.Errorf("HTTPS as %s: %v", host, err)
+			continue
+		}
+		conn.Close()
+	}
+	if conn, err := tls.Dial("tcp", srv.Addrs().HTTP, &tls.Config{RootCAs: pool, ServerName: "elsewhere.example"}); err == nil {
+		conn.Close()
+		t.Error("the certificate made at start claims a name it was not given")
+	}
+	if conn, err := tls.Dial("tcp", srv.Addrs().MQTT, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Errorf("MQTT over TLS: %v", err)
+	} else {
+		conn.Close()
+	}
+	if !slices.Contains(srv.TLSHosts(), "fleet.example") {
+		t.Errorf("TLSHosts = %v, want fleet.example among them", srv.TLSHosts())
+	}
+}
+
+func TestTLSHosts(t *testing.T) {
+	name, _ := os.Hostname()
+	cases := []struct {
+		name string
+		cfg  Config
+		want []string
+		err  string
+	}{
+		{"loopback", Config{HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883"}, []string{"localhost", "127.0.0.1", "::1"}, ""},
+		{"every interface", Config{HTTPAddr: ":8080", MQTTAddr: "0.0.0.0:1883"}, []string{"localhost", "127.0.0.1", "::1", name}, ""},
+		{"public URL and extra", Config{HTTPAddr: "10.0.0.5:8080", MQTTAddr: "10.0.0.5:1883", PublicURL: "https://fleet.example:8443", TLSHosts: []string{"fleet.lan"}},
+			[]string{"localhost", "127.0.0.1", "::1", "10.0.0.5", "fleet.example", "fleet.lan"}, ""},
+		{"bad public URL", Config{HTTPAddr: "127.0.0.1:8080", PublicURL: "fleet"}, nil, "--public-url"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := tlsHosts(c.cfg)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err %v, want one naming %s", err, c.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, c.want) {
+				t.Errorf("tlsHosts = %v, %v; want %v", got, err, c.want)
+			}
+		})
 	}
 }

@@ -79,7 +79,7 @@ for i in "${!boards[@]}"; do
 		--key "$work/pub.pem" --flash "$work/${devices[$i]}.flash" "$work/app-1.0.0.img" 2>>"$work/provision.log"
 done
 
-step "start otaserve (API, firmware server, embedded MQTT broker)"
+step "start otaserve (API, firmware server, embedded MQTT broker; TLS with its own CA, which devices pin)"
 "$bin/otaserve" run --data "$work/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 --key "$work/pub.pem" \
 	>"$work/otaserve.log" 2>&1 &
 pids+=($!)
@@ -91,7 +91,8 @@ mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | hea
 [ -n "$mqtt" ] || { echo "demo: otaserve did not start" >&2; exit 1; }
 echo "API and firmware on $(cat "$work/data/url"), MQTT on $mqtt"
 dashboard=$(sed -n 's/.*dashboard sign-in link.*: \(http[^ ]*\)$/\1/p' "$work/otaserve.log" | head -n 1)
-echo "dashboard: open $dashboard to watch (single use, valid 5 minutes; DEMO_KEEP=1 keeps the demo running at the end)"
+echo "dashboard: open $dashboard to watch (single use, valid 5 minutes; DEMO_KEEP=1 keeps the demo running at the end;"
+echo "  the browser does not know otaserve's CA: import $work/data/ca.pem, or accept its warning)"
 
 # start_agent I: the agent of device I, its events and log appended to.
 start_agent() {
@@ -112,9 +113,17 @@ for i in "${!boards[@]}"; do
 	d=${devices[$i]} b=${boards[$i]}
 	secret=$(serve device add --product demo --name "$d" --board "$b" --group demo | sed -n 's/^device secret (shown once): //p')
 	printf '%s\n' "$secret" >"$work/$d.secret"
+	identity="device_secret_file: $d.secret"
+	if [ "$i" -eq 1 ]; then
+		# This one signs in by a certificate of otaserve's CA instead:
+		# its key is made here and never leaves it.
+		serve device cert "demo/$d" --key "$work/$d.key" --out "$work/$d.crt" >/dev/null
+		identity="cert: $d.crt, key: $d.key"
+	fi
 	cat >"$work/$d.yaml" <<EOF
-broker: tcp://$mqtt
-identity: {product_key: demo, device_name: $d, device_secret_file: $d.secret}
+broker: ssl://$mqtt
+ca: data/ca.pem
+identity: {product_key: demo, device_name: $d, $identity}
 public_keys: [pub.pem]
 order_key: order.pub
 # The demo's self-test: any 1.2.x image is "broken".
@@ -124,7 +133,7 @@ health_check:
 report_interval: 1s
 EOF
 	start_agent "$i"
-	echo "$d: $b, agent pid ${agent_pid[$i]}"
+	echo "$d: $b, agent pid ${agent_pid[$i]}$( [ "$i" -eq 1 ] && echo ", signed in by certificate")"
 done
 # wait_versions VERSION [SINGLE]: until every device reports VERSION, the
 # single-bank one SINGLE if given (or 60 s).
@@ -228,7 +237,7 @@ echo "$d (${boards[$single]}, single bank) refuses to loop: v1.2.0 failed its he
 # with a fresh sign-in link (the first one may be spent or expired), until
 # Ctrl-C.
 if [ -n "${DEMO_KEEP:-}" ]; then
-	link=$(curl -fsS -X POST -H "Authorization: Bearer $(cat "$work/data/token")" "$(cat "$work/data/url")/api/v1/dashboard/login-link")
+	link=$(curl -fsS --cacert "$work/data/ca.pem" -X POST -H "Authorization: Bearer $(cat "$work/data/token")" "$(cat "$work/data/url")/api/v1/dashboard/login-link")
 	step "the dashboard"
 	echo "sign in at $link (single use, valid 5 minutes); Ctrl-C stops the demo and removes everything"
 	while :; do sleep 1; done

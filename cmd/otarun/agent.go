@@ -27,6 +27,7 @@ type agentFlags struct {
 	deviceName     string
 	deviceSecret   string
 	ca             string
+	cert, certKey  string
 	keys           []string
 	healthCmd      string
 	healthTimeout  time.Duration
@@ -45,6 +46,8 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.deviceName, "device-name", "", "the device's name")
 	fs.StringVar(&f.deviceSecret, "device-secret", "", "the device's secret (prefer identity.device_secret_file in device.yaml)")
 	fs.StringVar(&f.ca, "ca", "", "PEM file of the CAs of the broker and the firmware server")
+	fs.StringVar(&f.cert, "cert", "", "the device's client certificate, PEM, to sign in by certificate over TLS (otaserve device cert)")
+	fs.StringVar(&f.certKey, "cert-key", "", "the private key of --cert, PEM")
 	fs.StringArrayVar(&f.keys, "key", nil, "PEM `file` of a public key that signs images (repeatable; replaces public_keys)")
 	fs.StringVar(&f.healthCmd, "health-cmd", "", "health check, run with sh -c after booting a trial image")
 	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
@@ -90,6 +93,8 @@ func agentConfig(f *agentFlags) (agent.Config, error) {
 		cfg.Identity.DeviceSecret, cfg.Identity.DeviceSecretFile = f.deviceSecret, ""
 	}
 	set(&cfg.CA, f.ca)
+	set(&cfg.Identity.Cert, f.cert)
+	set(&cfg.Identity.Key, f.certKey)
 	if len(f.keys) > 0 {
 		cfg.PublicKeys = append([]string(nil), f.keys...)
 	}

@@ -240,11 +240,12 @@ func stateHint(st engine.Status, info hal.Info) string {
 
 // trialHint says what happens to an image on trial, as the bootloader will
 // do it: a dual-bank board boots it boot_attempts times unconfirmed and
-// returns to the old image at the reboot after; a single-bank board has
-// copied it over the old one and has nothing to return to.
+// returns to the old image at the reboot after (a swap board boots it once
+// and swaps back at the next); a single-bank board has copied it over the
+// old one and has nothing to return to.
 func trialHint(st engine.Status, info hal.Info) string {
 	keep := "otarun confirm keeps it"
-	if info.Layout.Scheme == hal.SingleBank {
+	if !info.Layout.Scheme.Reverts() {
 		return fmt.Sprintf("image %s on trial: %s; a single-bank board kept no copy of %s, so no reboot returns to it", st.Image, keep, st.Previous)
 	}
 	attempts, count := info.Layout.BootAttempts, info.Boot.BootCount

@@ -20,7 +20,8 @@ import (
 )
 
 // The boards the end-to-end scripts run on: dual-bank with one boot
-// attempt, dual-bank with three, single-bank.
+// attempt, dual-bank with three, single-bank (and the swap board, built
+// from testdata).
 var scriptBoards = []string{"esp32-devkitc", "b-l475e-iot01a", "longan-nano"}
 
 var (
@@ -42,6 +43,9 @@ func buildBinaries(t *testing.T) string {
 		for _, b := range scriptBoards {
 			pkgs = append(pkgs, "../../ports/"+b+"/cmd/otaport-"+b)
 		}
+		// The swap board's plugin, from testdata: no catalog board
+		// uses MCUboot swap-move yet.
+		pkgs = append(pkgs, "./testdata/otaport-nrf52840-dk-swap")
 		cmd := exec.Command("go", append([]string{"build", "-o", binDir + "/"}, pkgs...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

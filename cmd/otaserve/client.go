@@ -3,9 +3,18 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +31,7 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/pki"
 )
 
 // conn is the CLI's link to a running otaserve.
@@ -30,19 +40,21 @@ type conn struct {
 	token string
 	json  bool
 	out   io.Writer
+	http  *http.Client
 }
 
 // clientFlags are the flags every client command shares, set on the
 // device, image and campaign commands for all of theirs.
 type clientFlags struct {
-	server, token, data string
-	json                bool
+	server, token, data, ca string
+	json                    bool
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.server, "server", "", "otaserve URL (env OTASERVE_URL; default: DATA/url, else http://127.0.0.1:8080)")
 	fs.StringVar(&f.token, "token", "", "operator token (env OTASERVE_TOKEN; default: DATA/token)")
-	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL and token")
+	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL, token and CA")
+	fs.StringVar(&f.ca, "ca", "", "PEM `file` of the CA of otaserve's certificate (env OTASERVE_CA; default: DATA/ca.pem when it exists, and the system's)")
 	fs.BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
 }
 
@@ -65,7 +77,42 @@ func (f *clientFlags) connect(out io.Writer) (*conn, error) {
 		c.token = strings.TrimSpace(string(b))
 	}
 	c.base = strings.TrimSuffix(c.base, "/")
+	hc, err := f.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	c.http = hc
 	return c, nil
+}
+
+// httpClient trusts the system's CAs and otaserve's own: --ca, else
+// OTASERVE_CA, else the fleet CA of a local otaserve's data directory.
+func (f *clientFlags) httpClient() (*http.Client, error) {
+	file, flag := f.ca, "--ca"
+	if file == "" {
+		file, flag = os.Getenv("OTASERVE_CA"), "OTASERVE_CA"
+	}
+	if file == "" {
+		local := filepath.Join(f.data, pki.CertFile)
+		if _, err := os.Stat(local); err != nil {
+			return http.DefaultClient, nil
+		}
+		file, flag = local, "--data"
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, file)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
 }
 
 // clientGroup returns a group of client commands (device, image, campaign)
@@ -109,7 +156,7 @@ func (c *conn) call(method, path, ctype string, body io.Reader, out any) error {
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach otaserve at %s (--server): %w", c.base, err)
 	}
@@ -172,7 +219,7 @@ func when(t time.Time) string {
 }
 
 func deviceCommand() *cobra.Command {
-	return clientGroup("device", "add, list, show and delete devices", deviceAdd, deviceList, deviceGet, deviceDelete)
+	return clientGroup("device", "add, list, show and delete devices, issue their certificates", deviceAdd, deviceList, deviceGet, deviceDelete, deviceCert)
 }
 
 func imageCommand() *cobra.Command {
@@ -294,6 +341,107 @@ func deviceDelete(f *clientFlags) *cobra.Command {
 		fmt.Fprintf(c.out, "deleted %s: its sign-in is revoked\n", args[0])
 		return nil
 	})
+}
+
+func deviceCert(f *clientFlags) *cobra.Command {
+	var keyFile, out, caOut string
+	var days int
+	cmd := clientCommand(f, "cert PK/DN --key KEY.pem --out CERT.pem [--ca-out CA.pem]",
+		"issue a device its client certificate, for the broker's certificate sign-in", cli.ExactArgs(1, "PK/DN"), func(c *conn, args []string) error {
+			path, err := devicePath(args[0])
+			if err != nil {
+				return err
+			}
+			if keyFile == "" || out == "" {
+				return cli.Usagef("give --key (the device's key, made if missing) and --out (where the certificate goes)")
+			}
+			pk, dn, _ := strings.Cut(args[0], "/")
+			key, made, err := deviceKey(keyFile)
+			if err != nil {
+				return err
+			}
+			csr, err := pki.NewRequest(key, pk, dn)
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.postJSON(path+"/certificate", api.CertificateRequest{CSR: string(csr), ValidDays: days}, &cert); err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, []byte(cert.Certificate), 0o644); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			if caOut != "" {
+				if err := os.WriteFile(caOut, []byte(cert.CA), 0o644); err != nil {
+					return fmt.Errorf("--ca-out: %w", err)
+				}
+			}
+			if c.json {
+				return c.printJSON(cert)
+			}
+			if made {
+				fmt.Fprintf(c.out, "made the device's key: %s (readable by this user only; it goes on the device and nowhere else)\n", keyFile)
+			}
+			fmt.Fprintf(c.out, "issued %s its certificate, valid until %s: %s\n", args[0], cert.NotAfter.Local().Format("2006-01-02"), out)
+			return nil
+		})
+	fs := cmd.Flags()
+	fs.StringVar(&keyFile, "key", "", "the device's private key, PEM (made, P-256, when the file does not exist)")
+	fs.StringVar(&out, "out", "", "where to write the certificate, PEM")
+	fs.StringVar(&caOut, "ca-out", "", "where to write the fleet CA's certificate, PEM (what devices pin, and what an external broker checks device certificates against)")
+	fs.IntVar(&days, "valid-days", 0, "days the certificate lasts (default two years)")
+	return cmd
+}
+
+// deviceKey reads the private key in file, or makes a P-256 key there
+// when the file does not exist.
+func deviceKey(file string) (key crypto.Signer, made bool, err error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, false, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, false, err
+		}
+		// O_EXCL: a key that appeared meanwhile is not overwritten.
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, false, fmt.Errorf("--key: %w", err)
+		}
+		if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+			f.Close()
+			return nil, false, fmt.Errorf("--key: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, false, fmt.Errorf("--key: %w", err)
+		}
+		return k, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("--key: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, false, fmt.Errorf("--key %s: no PEM key in it; give the device's private key, or a path that does not exist to make one", file)
+	}
+	var k any
+	switch b.Type {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("--key %s: %w", file, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, false, fmt.Errorf("--key %s: a %T cannot sign a certificate request", file, k)
+	}
+	return s, false, nil
 }
 
 // deleted is what a delete prints with --json: the API answers a delete

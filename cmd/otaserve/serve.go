@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/otaport/otaport/fleet"
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/pki"
 )
 
 const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
@@ -53,8 +55,10 @@ func runCommand() *cobra.Command {
 	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
 	orderKey := fs.String("order-key", "", "PEM `file` of the Ed25519 key that signs orders (default DATA/"+campaign.OrderKeyFile+", made at first start)")
-	certFile := fs.String("tls-cert", "", "certificate PEM: serve HTTPS and MQTT over TLS (with --tls-key)")
+	certFile := fs.String("tls-cert", "", "certificate PEM to serve HTTPS and MQTT over TLS with (with --tls-key); default: one of the fleet CA, made at start")
 	keyFile := fs.String("tls-key", "", "private key PEM of --tls-cert")
+	tlsHosts := fs.StringArray("tls-host", nil, "a `name` devices reach this server by, for the certificate made at start (repeatable; the listen addresses, --public-url's host and localhost are in it)")
+	plain := fs.Bool("insecure-plain", false, "serve HTTP and MQTT without TLS: sign-ins, orders and reports can be read and changed on the way")
 	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
 	timeless := fs.StringArray("allow-timeless", nil, "`product` key whose devices may sign in with the C SDK's fixed timestamp or none, which can be replayed (repeatable)")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
@@ -65,7 +69,7 @@ func runCommand() *cobra.Command {
 		}
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
-			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile,
+			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
@@ -78,6 +82,8 @@ type serveFlags struct {
 	keyFiles                                              []string
 	orderKey                                              string
 	certFile, keyFile                                     string
+	tlsHosts                                              []string
+	plain                                                 bool
 	signIn                                                broker.SignInPolicy
 }
 
@@ -90,6 +96,9 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		return fmt.Errorf("--key: %w", err)
 	}
 	var tlsConfig *tls.Config
+	if f.plain && (f.certFile != "" || f.keyFile != "" || len(f.tlsHosts) > 0) {
+		return cli.Usagef("--insecure-plain with --tls-cert, --tls-key or --tls-host: choose TLS or plain")
+	}
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
@@ -107,6 +116,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
+		AutoTLS: !f.plain, TLSHosts: f.tlsHosts,
 	})
 	if err != nil {
 		return err
@@ -118,9 +128,9 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
+	scheme := "https"
+	if f.plain {
+		scheme = "http"
 	}
 	url, urlFile := scheme+"://"+srv.Addrs().HTTP, filepath.Join(f.data, "url")
 	if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o644); err != nil {
@@ -131,6 +141,13 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	defer os.Remove(urlFile)
 	a := srv.Addrs()
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, f.brokerURL))
+	switch {
+	case f.plain:
+		fmt.Fprintf(stderr, "otaserve: --insecure-plain: HTTP and MQTT in the clear; anyone on the way reads and changes sign-ins, orders and reports (images stay signed)\n")
+	case len(srv.TLSHosts()) > 0:
+		fmt.Fprintf(stderr, "otaserve: TLS with a certificate of the fleet CA for %s; devices pin %s (ca in device.yaml); another name: --tls-host\n",
+			strings.Join(srv.TLSHosts(), ", "), filepath.Join(f.data, pki.CertFile))
+	}
 	// Single use and valid for minutes, unlike the operator token; a new
 	// one: POST /api/v1/dashboard/login-link with the token.
 	fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", srv.LoginURL())

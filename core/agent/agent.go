@@ -14,6 +14,7 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -213,6 +214,15 @@ func New(opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("ca"), err)
 		}
 	}
+	if id := opts.Config.Identity; id.Cert != "" {
+		// Found at start, not at the first sign-in in the background.
+		if _, err := os.Stat(id.Cert); err != nil {
+			return nil, fmt.Errorf("agent: %s: %w", opts.Config.where("identity.cert"), err)
+		}
+		if _, err := tls.LoadX509KeyPair(id.Cert, id.Key); err != nil {
+			return nil, fmt.Errorf("agent: %s: %w: give the private key of %s", opts.Config.where("identity.key"), err, id.Cert)
+		}
+	}
 	var err error
 	if a.auth, err = newOrderAuth(opts.Config, opts.OrderKey); err != nil {
 		return nil, err
@@ -306,9 +316,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cc := cloud.Config{
-		Broker:    a.cfg.Broker,
-		Identity:  cloud.Identity{ProductKey: a.cfg.Identity.ProductKey, DeviceName: a.cfg.Identity.DeviceName},
-		CAFile:    a.cfg.CA,
+		Broker:   a.cfg.Broker,
+		Identity: cloud.Identity{ProductKey: a.cfg.Identity.ProductKey, DeviceName: a.cfg.Identity.DeviceName},
+		CAFile:   a.cfg.CA,
+		CertFile: a.cfg.Identity.Cert, KeyFile: a.cfg.Identity.Key,
 		KeepAlive: time.Duration(a.cfg.KeepAlive),
 		Module:    a.cfg.Module,
 		Logger:    a.log.With("part", "cloud"),
@@ -973,7 +984,7 @@ func (a *unit) check(ctx context.Context, o *orderRecord, st engine.Status) erro
 		return nil
 	}
 	a.emit(Event{Kind: event.Health, Version: dev.Running, Error: herr.Error()})
-	if a.layout.Scheme == hal.SingleBank {
+	if !a.layout.Scheme.Reverts() {
 		return a.keep(ctx, o, dev, herr, "single bank: %s was overwritten")
 	}
 	if err := a.countReset(st); err != nil {

@@ -134,6 +134,11 @@ type IdentityConfig struct {
 	DeviceSecret string `yaml:"device_secret"`
 	// DeviceSecretFile holds the secret instead of device.yaml (one line).
 	DeviceSecretFile string `yaml:"device_secret_file"`
+	// Cert and Key are the device's client certificate and its private
+	// key (PEM files), for a broker that signs devices in by certificate
+	// over TLS (otaserve device cert). With them no secret is needed.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // HealthCheck is the command that decides whether a trial image is good. It
@@ -296,6 +301,8 @@ func (c *Config) resolve(dir string) {
 	c.CA = rel(c.CA)
 	c.OrderKey = rel(c.OrderKey)
 	c.Identity.DeviceSecretFile = rel(c.Identity.DeviceSecretFile)
+	c.Identity.Cert = rel(c.Identity.Cert)
+	c.Identity.Key = rel(c.Identity.Key)
 	for i, k := range c.PublicKeys {
 		c.PublicKeys[i] = rel(k)
 	}
@@ -347,8 +354,13 @@ func (c *Config) Validate() error {
 	if err := cloud.CheckIdentity(id.ProductKey, id.DeviceName); err != nil {
 		bad("identity", "%v (identity.product_key and identity.device_name, or --product-key and --device-name)", err)
 	}
-	if id.DeviceSecret == "" && id.DeviceSecretFile == "" {
-		bad("identity.device_secret", "not set: give the secret issued with the device (or identity.device_secret_file, --device-secret)")
+	switch {
+	case (id.Cert == "") != (id.Key == ""):
+		bad("identity.cert", "and identity.key go together: give the device's certificate and its private key, or neither")
+	case id.Cert != "" && c.Broker != "" && !slices.ContainsFunc([]string{"ssl://", "tls://", "mqtts://"}, func(p string) bool { return strings.HasPrefix(c.Broker, p) }):
+		bad("identity.cert", "a client certificate needs TLS, but broker %q is plain TCP: use ssl://", c.Broker)
+	case id.DeviceSecret == "" && id.DeviceSecretFile == "" && id.Cert == "":
+		bad("identity.device_secret", "not set: give the secret issued with the device (or identity.device_secret_file, --device-secret), or its certificate (identity.cert and identity.key)")
 	}
 	if id.DeviceSecret != "" && id.DeviceSecretFile != "" {
 		bad("identity.device_secret_file", "set together with identity.device_secret: keep one")

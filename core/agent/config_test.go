@@ -92,6 +92,9 @@ func TestValidate_NamesFieldAndFix(t *testing.T) {
 		{"bad device name", func(c *Config) { c.Identity.DeviceName = "a/b" }, "identity"},
 		{"no secret", func(c *Config) { c.Identity.DeviceSecret = "" }, "identity.device_secret: not set"},
 		{"two secrets", func(c *Config) { c.Identity.DeviceSecretFile = "s" }, "keep one"},
+		{"certificate without its key", func(c *Config) { c.Broker, c.Identity.Cert = "ssl://x:8883", "dev.crt" }, "identity.cert: and identity.key go together"},
+		{"certificate over TCP", func(c *Config) { c.Broker, c.Identity.Cert, c.Identity.Key = "tcp://x:1883", "dev.crt", "dev.key" }, "identity.cert: a client certificate needs TLS"},
+		{"no secret, no certificate", func(c *Config) { c.Identity.DeviceSecret = "" }, "or its certificate (identity.cert and identity.key)"},
 		{"no keys", func(c *Config) { c.PublicKeys = nil }, "public_keys: none"},
 		{"timeout alone", func(c *Config) { c.HealthCheck.Command = nil }, "health_check.timeout: set without"},
 		{"empty program", func(c *Config) { c.HealthCheck.Command = []string{" "} }, "health_check.command"},
@@ -264,3 +267,17 @@ func TestValidate_Modules(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestValidate_CertificateInsteadOfSecret: a device with its certificate
+// and key over TLS needs no secret.
+func TestValidate_CertificateInsteadOfSecret(t *testing.T) {
+	c, err := ParseConfig([]byte(goodConfig), "device.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Broker = "ssl://broker.example:8883"
+	c.Identity.DeviceSecret, c.Identity.Cert, c.Identity.Key = "", "dev.crt", "dev.key"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+}

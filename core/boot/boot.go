@@ -6,10 +6,12 @@
 // a thin wrapper around it. The params partition holds the boot parameters
 // and the key-value store as a power-safe log in two alternating areas.
 // Boot is a power-on: the simulated second-stage bootloader that copies ota
-// over app (single-bank, resumable after a power cut at any operation) or
+// over app (single-bank, resumable after a power cut at any operation),
 // picks a slot (dual-bank, with a trial boot counter, confirm and fallback),
-// checking every image's hash, signature and security counter before it
-// boots it.
+// or is MCUboot swap-move (swap: the requests are MCUboot's image trailers,
+// and the swap, its status records, resume and revert are MCUboot's; see
+// swap.go), checking every image's hash, signature and security counter
+// before it boots it.
 //
 // It does not download, verify streams or decide when to upgrade (that is
 // core/engine), and it is not a bootloader for real hardware: it is the
@@ -85,9 +87,18 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		return hal.BootState{}, Params{}, err
 	}
 	p := s.params()
-	st, err := bootState(p, func(sl Slot, minCounter uint32) (slotImage, error) {
+	check := func(sl Slot, minCounter uint32) (slotImage, error) {
 		return checkSlot(dev, b, sl, opts.Keys, minCounter)
-	})
+	}
+	if b.swap != nil {
+		pri, sec, err := b.trailers(dev)
+		if err != nil {
+			return hal.BootState{}, p, err
+		}
+		st, err := swapBootState(pri, sec, p, check)
+		return st, p, err
+	}
+	st, err := bootState(p, check)
 	return st, p, err
 }
 
@@ -121,9 +132,12 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	log := opts.logger().With("board", b.layout.Board)
 	var res hal.RebootResult
 	var err error
-	if b.layout.Scheme == hal.SingleBank {
+	switch b.layout.Scheme {
+	case hal.SingleBank:
 		res, err = bootSingle(dev, b, s, opts)
-	} else {
+	case hal.Swap:
+		res, err = bootSwap(dev, b, s, opts)
+	default:
 		res, err = bootDual(dev, b, s, opts)
 	}
 	if err != nil {

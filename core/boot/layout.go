@@ -42,6 +42,7 @@ type board struct {
 	params   hal.Partition
 	slots    [2]hal.Partition
 	attempts int
+	swap     *swapGeo // the swap scheme's geometry; nil in the others
 }
 
 // checkLayout validates l with hal.Layout.Validate, over the geometry of
@@ -68,13 +69,19 @@ func checkLayout(l hal.Layout, dev flash.Device) (*board, error) {
 	}
 	checked := l
 	checked.Flash = g
-	if err := checked.ValidateWith(hal.ValidateOptions{Map: b.sectors}).Err(); err != nil {
+	err := checked.ValidateWith(hal.ValidateOptions{Map: b.sectors}).Err()
+	if err != nil {
 		return nil, fmt.Errorf("board %q: layout: %w", l.Board, err)
 	}
 	b.attempts = max(l.BootAttempts, 1)
 	b.params, _ = l.Partition(hal.PartParams)
 	b.slots[SlotApp], _ = l.Partition(hal.PartApp)
 	b.slots[SlotOTA], _ = l.Partition(hal.PartOTA)
+	if l.Scheme == hal.Swap {
+		if b.swap, err = newSwapGeo(b); err != nil {
+			return nil, fmt.Errorf("board %q: %w", l.Board, err)
+		}
+	}
 	return b, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/otaport/otaport/core/bootfmt/mcuboot"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 )
@@ -30,6 +31,7 @@ type Platform struct {
 	s      *store
 	closed bool
 	cache  slotCache
+	trl    trailerCache // a swap board's trailers
 	// cur and pad are Write's buffers, kept from call to call (under mu)
 	// so that a download allocates nothing per chunk: the garbage they
 	// made bounded the plugin's write rate.
@@ -102,17 +104,45 @@ func (pl *Platform) checkWritable(op string) error {
 		// finished: ota is the source of that copy.
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the bootloader's copy of ota over app stopped at 0x%x: power on (Reboot) to finish it first", op, pl.update().Name, p.CopyDone)
 	}
-	if pl.b.layout.Scheme == hal.DualBank && p.RolledBack {
+	if pl.b.layout.Scheme.Reverts() && p.RolledBack {
 		// Whatever a process above believes, the next power-on boots
 		// the image in the update slot: erasing it would leave nothing.
 		return hal.Errorf(hal.CodeBusy, "%s %s: a rollback to the image in %s awaits the next power-on: power on (Reboot) first",
 			op, pl.update().Name, pl.update().Name)
 	}
-	if pl.b.layout.Scheme == hal.DualBank && p.Trial {
+	trial := p.Trial
+	if pl.b.swap != nil {
+		pri, _, err := pl.trailers()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
+		}
+		trial = swapTrial(pri)
+	}
+	if pl.b.layout.Scheme.Reverts() && trial {
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
 			op, pl.update().Name, p.Running.Name(), pl.update().Name)
 	}
 	return nil
+}
+
+// maxWrite is the most bytes Write and Init take in the update slot: the
+// slot, or on a swap board MCUboot's largest image, which leaves the
+// trailer's sectors and the sector the move needs free.
+func (pl *Platform) maxWrite() uint64 {
+	if pl.b.swap != nil {
+		return pl.b.swap.maxImage
+	}
+	return pl.update().Size
+}
+
+// tooLarge is the error of an image of n bytes that does not fit.
+func (pl *Platform) tooLarge(op string, n uint64) error {
+	slot := pl.update()
+	if pl.b.swap != nil {
+		return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes is larger than %d bytes, the most MCUboot swap-move takes on this board ((app sectors - 1) x %d - %d trailer sector(s) of %d bytes): build a smaller image",
+			op, slot.Name, n, pl.b.swap.maxImage, pl.b.swap.sector, pl.b.swap.trailerSecs, pl.b.swap.sector)
+	}
+	return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes does not fit in slot %s of %d bytes", op, slot.Name, n, slot.Name, slot.Size)
 }
 
 // Describe returns the layout, the boot state read from the slots' images
@@ -127,7 +157,16 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	l := pl.b.layout
 	l.Flash = pl.b.geo
 	l.BootAttempts = pl.b.attempts
-	st, err := bootState(pl.s.params(), pl.check)
+	var st hal.BootState
+	var err error
+	if pl.b.swap != nil {
+		var pri, sec mcuboot.State
+		if pri, sec, err = pl.trailers(); err == nil {
+			st, err = swapBootState(pri, sec, pl.s.params(), pl.check)
+		}
+	} else {
+		st, err = bootState(pl.s.params(), pl.check)
+	}
 	if err != nil {
 		return hal.Info{}, fmt.Errorf("describe: %w", err)
 	}
@@ -148,8 +187,8 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	if req.Size == 0 {
 		return hal.Errorf(hal.CodeInvalid, "init %s: image size 0: give the size of the image to write", slot.Name)
 	}
-	if req.Size > slot.Size {
-		return hal.Errorf(hal.CodeOutOfBounds, "init %s: image of %d bytes does not fit in slot %s of %d bytes", slot.Name, req.Size, slot.Name, slot.Size)
+	if req.Size > pl.maxWrite() {
+		return pl.tooLarge("init", req.Size)
 	}
 	if err := pl.checkWritable("init"); err != nil {
 		return err
@@ -167,6 +206,15 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	}
 	off, end := int64(slot.Offset), pl.b.coverEnd(slot, req.Size)
 	pl.cache.drop(pl.updateSlot())
+	if pl.b.swap != nil {
+		// A request in ota's trailer goes before the image it names:
+		// MCUboot must never find a request over a half-written image.
+		pl.dropTrailer(SlotOTA)
+		if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
+			return fmt.Errorf("init %s: %w", slot.Name, err)
+		}
+		pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
+	}
 	if err := pl.dev.Erase(off, end-off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
 	}
@@ -192,6 +240,10 @@ func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 	}
 	if off > slot.Size || uint64(len(data)) > slot.Size-off {
 		return hal.Errorf(hal.CodeOutOfBounds, "write %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, len(data), slot.Size)
+	}
+	if end := off + uint64(len(data)); end > pl.maxWrite() {
+		return hal.Errorf(hal.CodeOutOfBounds, "write %s at 0x%x: %d bytes reach 0x%x, past 0x%x where MCUboot's trailer sectors and the swap's spare sector begin: an image is at most %d bytes on this board",
+			slot.Name, off, len(data), end, pl.maxWrite(), pl.maxWrite())
 	}
 	if len(data) == 0 {
 		return nil
@@ -355,6 +407,11 @@ func (pl *Platform) checkRead(off uint64, n int) error {
 	if off > slot.Size || uint64(n) > slot.Size-off {
 		return hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", slot.Name, off, n, slot.Size)
 	}
+	if end := off + uint64(n); end > pl.maxWrite() {
+		// Only boot requests read and write MCUboot's trailer.
+		return hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach 0x%x, past 0x%x where MCUboot's trailer sectors and the swap's spare sector begin",
+			slot.Name, off, n, end, pl.maxWrite())
+	}
 	return nil
 }
 
@@ -376,26 +433,16 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	if err := pl.ready(ctx); err != nil {
 		return err
 	}
+	if pl.b.swap != nil {
+		return pl.setBootSwap(req)
+	}
 	p := pl.s.params()
 	switch req.Mode {
 	case hal.BootTest, hal.BootPermanent:
 		target := pl.b.updateSlot(p.Running)
-		slot := pl.b.slots[target]
-		if err := pl.checkWritable("set boot"); err != nil {
-			return err
-		}
-		if req.Size > slot.Size {
-			return hal.Errorf(hal.CodeOutOfBounds, "set boot: image of %d bytes does not fit in slot %s of %d bytes", req.Size, slot.Name, slot.Size)
-		}
-		si, err := pl.check(target, p.SecurityCounter)
+		si, err := pl.checkRequest(req, target, p.SecurityCounter)
 		if err != nil {
-			return fmt.Errorf("set boot %s: %w", req.Mode, err)
-		}
-		if !si.bootable() {
-			return hal.Errorf(hal.CodeNoImage, "set boot %s: %v", req.Mode, si.err)
-		}
-		if req.Size != 0 && req.Size < uint64(si.img.TotalSize) {
-			return hal.Errorf(hal.CodeInvalid, "set boot %s: size %d is less than the image in %s (%d bytes)", req.Mode, req.Size, slot.Name, si.img.TotalSize)
+			return err
 		}
 		if pl.b.layout.Scheme == hal.SingleBank && uint64(si.img.TotalSize) > pl.b.slots[SlotApp].Size {
 			return hal.Errorf(hal.CodeOutOfBounds, "set boot %s: image of %d bytes does not fit app (%d bytes), which it is copied over", req.Mode, si.img.TotalSize, pl.b.slots[SlotApp].Size)
@@ -430,7 +477,33 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	return nil
 }
 
-// Rollback returns to the previous image at the next power-on. Dual-bank:
+// checkRequest checks what a test or permanent request names: the update
+// slot may change, the size fits, and the image in target verifies (hash,
+// signature, security counter not below minCounter) and is as large as
+// the request says.
+func (pl *Platform) checkRequest(req hal.BootRequest, target Slot, minCounter uint32) (slotImage, error) {
+	slot := pl.b.slots[target]
+	if err := pl.checkWritable("set boot"); err != nil {
+		return slotImage{}, err
+	}
+	if req.Size > pl.maxWrite() {
+		return slotImage{}, pl.tooLarge("set boot", req.Size)
+	}
+	si, err := pl.check(target, minCounter)
+	if err != nil {
+		return slotImage{}, fmt.Errorf("set boot %s: %w", req.Mode, err)
+	}
+	if !si.bootable() {
+		return slotImage{}, hal.Errorf(hal.CodeNoImage, "set boot %s: %v", req.Mode, si.err)
+	}
+	if req.Size != 0 && req.Size < uint64(si.img.TotalSize) {
+		return slotImage{}, hal.Errorf(hal.CodeInvalid, "set boot %s: size %d is less than the image in %s (%d bytes)", req.Mode, req.Size, slot.Name, si.img.TotalSize)
+	}
+	return si, nil
+}
+
+// Rollback returns to the previous image at the next power-on. Swap: as
+// dual-bank, in MCUboot's terms (rollbackSwap). Dual-bank:
 // the other slot becomes active again, permanently (or a pending request is
 // cancelled); the image given up is rejected (Params.Rejected) and never
 // boots again until installed again, so there is no rollback to it either.
@@ -441,6 +514,9 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	defer pl.mu.Unlock()
 	if err := pl.ready(ctx); err != nil {
 		return err
+	}
+	if pl.b.swap != nil {
+		return pl.rollbackSwap()
 	}
 	p := pl.s.params()
 	switch {
@@ -511,6 +587,7 @@ func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
 	// A power-on: the bootloader keeps nothing from before the reset and
 	// verifies from the flash every slot it acts on.
 	pl.cache.reset()
+	pl.trl = trailerCache{}
 	if err := pl.s.load(); err != nil {
 		return hal.RebootResult{}, err
 	}

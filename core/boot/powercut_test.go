@@ -48,12 +48,7 @@ func TestPowerCut_SingleBankCopy(t *testing.T) {
 			runs, halfCopied := 0, 0
 			for k := 1; k <= n; k++ {
 				for _, when := range cutsAt(k) {
-					d := base.Clone()
-					d.SetCut(flash.Cut{At: k, When: when, Seed: uint64(k)})
-					if _, err := boot.Boot(d, f.layout, f.opts); err == nil && when != flash.After {
-						t.Fatalf("cut %v op %d: boot succeeded through a power cut", when, k)
-					}
-					d = d.Clone()
+					d := f.bootCut(base, k, when)
 					if _, p, err := boot.Inspect(d, f.layout, f.opts); err == nil && p.Copy == boot.CopyRunning {
 						// Half-copied: the port must not touch ota before the bootloader finishes.
 						halfCopied++

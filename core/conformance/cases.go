@@ -58,8 +58,8 @@ func describeLayout(ctx context.Context, e *env) error {
 		}
 		if s.Active {
 			active++
-			if l.Scheme == hal.SingleBank && s.Name != hal.PartApp {
-				bad("single-bank board runs from slot %q: it always runs app", s.Name)
+			if l.Scheme != hal.DualBank && s.Name != hal.PartApp {
+				bad("%s board runs from slot %q: it always runs app", l.Scheme, s.Name)
 			}
 		}
 	}

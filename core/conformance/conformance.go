@@ -234,11 +234,20 @@ func (e *env) restart(ctx context.Context) error {
 }
 
 // updateSlot returns the partition Write and Read address (hal.Info's
-// rule), refusing one of size 0, into which no case can write.
+// rule), refusing one of size 0, into which no case can write. On a swap
+// board it is the part an image may fill (hal.Info.MaxImageSize): the
+// slot's end holds MCUboot's trailer, which only boot requests write.
 func updateSlot(info hal.Info) (hal.Partition, error) {
 	p, err := info.UpdateSlot()
 	if err != nil {
 		return hal.Partition{}, err
+	}
+	if info.Layout.Scheme == hal.Swap {
+		n, err := info.MaxImageSize()
+		if err != nil {
+			return hal.Partition{}, err
+		}
+		p.Size = min(p.Size, n)
 	}
 	if p.Size == 0 {
 		return hal.Partition{}, fmt.Errorf("layout of board %q: partition %q has size 0", info.Layout.Board, p.Name)

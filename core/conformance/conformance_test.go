@@ -448,6 +448,28 @@ func TestKit_BootPlatform(t *testing.T) {
 	}
 }
 
+// swapLayout is uniform-4k as MCUboot swap-move wants it: app one sector
+// larger than ota.
+func swapLayout() hal.Layout {
+	b := bootBoards[0]
+	b.parts[2], b.parts[3] = [2]uint64{0x6000, 0x1D000}, [2]uint64{0x23000, 0x1C000}
+	l := b.layout(hal.Swap)
+	l.Bootloader = hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeSwapMove}
+	return l
+}
+
+// The kit passes on a swap board, in process and across the gRPC wire of a
+// plugin.
+func TestKit_BootPlatformSwap(t *testing.T) {
+	l := swapLayout()
+	dev, err := flash.NewMemoryWith(l.Flash, flash.Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("in-process", func(t *testing.T) { conformancetest.Test(t, bootTarget(l, dev, boot.Options{})) })
+	t.Run("grpc", func(t *testing.T) { conformancetest.Test(t, grpcTarget(t, l, dev)) })
+}
+
 func TestKit_BootPlatformOverFile(t *testing.T) {
 	b := bootBoards[1]
 	l := b.layout(hal.DualBank)
@@ -500,9 +522,14 @@ func TestKit_BootPlatformOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The port behind a real gRPC connection: error codes and data cross
-	// the wire as they do from a plugin process.
-	open := func(ctx context.Context) (hal.Platform, func() error, error) {
+	conformancetest.Test(t, grpcTarget(t, l, dev))
+}
+
+// grpcTarget starts boot.NewPlatform over dev behind a real gRPC
+// connection at each call: error codes and data cross the wire as they do
+// from a plugin process.
+func grpcTarget(t *testing.T, l hal.Layout, dev flash.Device) conformance.Target {
+	return func(ctx context.Context) (hal.Platform, func() error, error) {
 		p, err := boot.NewPlatform(l, dev, boot.Options{})
 		if err != nil {
 			return nil, nil, err
@@ -517,5 +544,4 @@ func TestKit_BootPlatformOverGRPC(t *testing.T) {
 			return p.Close()
 		}, nil
 	}
-	conformancetest.Test(t, open)
 }

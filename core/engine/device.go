@@ -67,9 +67,9 @@ func (d device) slot(name string) (hal.SlotState, bool) {
 }
 
 // canWrite refuses an install while the update slot holds the image to fall
-// back to (a dual-bank trial).
+// back to (a trial on a dual-bank or swap board).
 func (d device) canWrite() error {
-	if d.scheme == hal.DualBank && d.trial {
+	if d.scheme.Reverts() && d.trial {
 		return fmt.Errorf("%w: the running image %s in %s is on trial and %s holds the image to fall back to: confirm it (otarun confirm) or roll back (otarun rollback) before a new install",
 			ErrBusy, d.running.Version, d.running.Name, d.update.Name)
 	}

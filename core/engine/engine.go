@@ -90,7 +90,12 @@ const (
 	DefaultRetries         = 5
 	DefaultRetryBackoff    = time.Second
 	DefaultReadTimeout     = 30 * time.Second
-	maxRetryBackoff        = 30 * time.Second
+	// DefaultMinRate and DefaultRateWindow: 30 KiB every two minutes, far
+	// below the slowest cellular link (NB-IoT's few kbit/s) and far above a
+	// trickle; a 1 MiB image takes at most about 70 minutes.
+	DefaultMinRate    = 256
+	DefaultRateWindow = 2 * time.Minute
+	maxRetryBackoff   = 30 * time.Second
 )
 
 // Options configures an Engine. The zero value works with DefaultXxx for
@@ -126,6 +131,15 @@ type Options struct {
 	// ReadTimeout is how long a transfer may deliver no byte (connection,
 	// response headers or body) before it counts as stalled.
 	ReadTimeout time.Duration
+	// MinRate is the fewest bytes per second a transfer must average over
+	// each RateWindow, or it is cut as too slow (ErrTooSlow): a server that
+	// trickles a byte just inside ReadTimeout would otherwise hold the
+	// download forever (Uptane's slow retrieval). 0 means DefaultMinRate;
+	// negative, no minimum.
+	MinRate int64
+	// RateWindow is the span MinRate is averaged over; 0 means
+	// DefaultRateWindow.
+	RateWindow time.Duration
 }
 
 // Engine runs upgrades on one device. Its methods are safe for concurrent
@@ -164,6 +178,15 @@ func New(p hal.Platform, kv hal.KV, opts Options) (*Engine, error) {
 	}
 	if opts.RetryBackoff == 0 {
 		opts.RetryBackoff = DefaultRetryBackoff
+	}
+	if opts.MinRate == 0 {
+		opts.MinRate = DefaultMinRate
+	}
+	if opts.RateWindow < 0 {
+		return nil, fmt.Errorf("engine: negative RateWindow")
+	}
+	if opts.RateWindow == 0 {
+		opts.RateWindow = DefaultRateWindow
 	}
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = DefaultReadTimeout

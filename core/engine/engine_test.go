@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ var boards = []struct {
 	{"longan-nano", 20 << 10},
 	{"rpi-pico", 64 << 10},
 	{"nucleo-l152re", 30 << 10},
+	{"nrf52840-dk-swap", 40 << 10},
 }
 
 func TestInstall_TrialConfirmAndRevert(t *testing.T) {
@@ -103,28 +105,62 @@ func TestInstall_TrialConfirmAndRevert(t *testing.T) {
 	}
 }
 
-func TestRollback_DualBankTrial(t *testing.T) {
+// A trial on a board that keeps the previous image (dual-bank, swap):
+// no install over the fallback, and a rollback returns to it.
+func TestRollback_RevertingTrial(t *testing.T) {
+	for _, board := range []string{"esp32-devkitc", "nrf52840-dk-swap"} {
+		t.Run(board, func(t *testing.T) {
+			ctx := context.Background()
+			d := newDevice(t, board, boardKeys(t, board))
+			d.factory("1.0.0", 10<<10)
+			e := d.engine(engine.Options{})
+			if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "2.0.0", 10<<10, 2))}); err != nil {
+				t.Fatal(err)
+			}
+			d.expectRuns("2.0.0+0")
+			// A new install while on trial would overwrite the fallback.
+			err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "3.0.0", 10<<10, 3))})
+			wantIs(t, err, engine.ErrBusy)
+			if err := e.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st := d.status(); st.State != engine.RolledBack || !st.RebootRequired {
+				t.Fatalf("after rollback: %+v", st)
+			}
+			st := d.expectRuns("1.0.0+0")
+			if st.State != engine.RolledBack || st.RebootRequired {
+				t.Fatalf("after reboot: %+v", st)
+			}
+		})
+	}
+}
+
+// On a swap board a confirmed image rolls back too: MCUboot swaps the
+// previous image, kept in ota, back in; the image given up is not returned
+// to again.
+func TestRollback_SwapAfterConfirm(t *testing.T) {
 	ctx := context.Background()
-	d := newDevice(t, "esp32-devkitc", newKeys(t))
+	board := "nrf52840-dk-swap"
+	d := newDevice(t, board, boardKeys(t, board))
 	d.factory("1.0.0", 10<<10)
 	e := d.engine(engine.Options{})
-	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "2.0.0", 10<<10, 2))}); err != nil {
+	if err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "2.0.0", 10<<10, 1))}); err != nil {
 		t.Fatal(err)
 	}
 	d.expectRuns("2.0.0+0")
-	// A new install while on trial would overwrite the fallback.
-	err := e.Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, "3.0.0", 10<<10, 3))})
-	wantIs(t, err, engine.ErrBusy)
-	if err := e.Rollback(ctx); err != nil {
+	if err := e.Confirm(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := d.status(); st.State != engine.RolledBack || !st.RebootRequired {
-		t.Fatalf("after rollback: %+v", st)
+	if err := e.Rollback(ctx); err != nil {
+		t.Fatalf("rollback of the confirmed 2.0.0: %v", err)
 	}
-	st := d.expectRuns("1.0.0+0")
-	if st.State != engine.RolledBack || st.RebootRequired {
-		t.Fatalf("after reboot: %+v", st)
+	if st := d.expectRuns("1.0.0+0"); st.State != engine.RolledBack {
+		t.Fatalf("after the rollback's reboot: state %s", st.State)
 	}
+	if err := e.Rollback(ctx); !errors.Is(err, engine.ErrNothingToRollBack) {
+		t.Fatalf("a second rollback: %v, want ErrNothingToRollBack", err)
+	}
+	d.expectRuns("1.0.0+0")
 }
 
 func TestConfirm_BeforeRebootIsRefused(t *testing.T) {

@@ -22,6 +22,8 @@ type fetcher struct {
 	v     validators
 	s     *stream
 	fails int // failures in a row without a byte of progress
+	// slowCuts counts transfers cut as too slow, progress or not.
+	slowCuts int
 	// broke is why the last transfer broke, for the reason of a start
 	// over that follows it.
 	broke error
@@ -96,6 +98,14 @@ func (f *fetcher) fill(ctx context.Context, buf []byte) (n int, last bool, err e
 			}
 			what := transient{fmt.Errorf("%w: %s: transfer broke at byte %d of %s: %w", ErrDownload, f.op, f.pos, sizeString(f.total), rerr)}
 			f.broke = rerr
+			if errors.Is(rerr, ErrTooSlow) {
+				// The bytes a trickle brings do not earn it more tries:
+				// cuts for slowness count over the whole download.
+				f.slowCuts++
+				if f.slowCuts > f.e.opts.Retries {
+					return n, false, fmt.Errorf("%w (cut as too slow %d times)", what, f.slowCuts)
+				}
+			}
 			if err := f.retry(ctx, what); err != nil {
 				return n, false, err
 			}

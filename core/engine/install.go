@@ -60,7 +60,7 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 	if err := dev.canWrite(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
-	if rec.State == RolledBack && rec.Reboot && dev.scheme == hal.DualBank {
+	if rec.State == RolledBack && rec.Reboot && dev.scheme.Reverts() {
 		// The image the rollback returns to is in the slot this install
 		// would erase: writing now would leave nothing to boot.
 		return fmt.Errorf("install: %w: a rollback awaits the next reboot, and %s holds the image it returns to: reboot first (otarun boot), then install",

@@ -96,8 +96,9 @@ func newImageRuns(rec record, dev device) bool {
 	if dev.scheme == hal.DualBank {
 		return dev.running.Name == rec.Slot
 	}
-	// Single-bank: the image has been copied over app unless the request
-	// is still pending (an equal version installed with a downgrade).
+	// Single-bank and swap: the image runs from app once copied or
+	// swapped there, unless the request is still pending (an equal
+	// version installed with a downgrade).
 	ota, _ := dev.slot(rec.Slot)
 	return !ota.Pending
 }
@@ -289,7 +290,7 @@ func (e *Engine) Rollback(ctx context.Context) error {
 		return fmt.Errorf("rollback: %w: image %s was already given up (%s); %s, and %s boots again only when installed again",
 			ErrNothingToRollBack, rec.Image, rec.Error, runs, rec.Image)
 	}
-	if rec.State == Confirmed && dev.scheme == hal.DualBank {
+	if rec.State == Confirmed && dev.scheme.Reverts() {
 		if err := returnsToPrevious(rec, dev, runs); err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}

@@ -92,6 +92,10 @@ func isTransient(err error) bool {
 // for Options.ReadTimeout.
 var ErrStalled = errors.New("transfer stalled")
 
+// ErrTooSlow is the cause of a transfer cancelled because it averaged less
+// than Options.MinRate over a RateWindow.
+var ErrTooSlow = errors.New("transfer too slow")
+
 // newOpener returns the opener of src.
 func (e *Engine) newOpener(src string) (opener, error) {
 	switch {
@@ -100,7 +104,7 @@ func (e *Engine) newOpener(src string) (opener, error) {
 		if err != nil || u.Host == "" {
 			return nil, fmt.Errorf("source %q: not a valid URL", src)
 		}
-		return &httpOpener{url: src, client: e.http, timeout: e.opts.ReadTimeout}, nil
+		return &httpOpener{url: src, client: e.http, timeout: e.opts.ReadTimeout, minRate: e.opts.MinRate, window: e.opts.RateWindow}, nil
 	case strings.HasPrefix(src, "file://"):
 		u, err := url.Parse(src)
 		if err != nil {
@@ -155,6 +159,10 @@ type httpOpener struct {
 	url     string
 	client  *http.Client
 	timeout time.Duration
+	// minRate bytes per second over each window, or the transfer is cut;
+	// minRate < 0: no minimum.
+	minRate int64
+	window  time.Duration
 }
 
 func (h *httpOpener) String() string { return h.url }
@@ -196,7 +204,8 @@ func (h *httpOpener) open(ctx context.Context, off int64, v validators) (*stream
 		return fail(transient{fmt.Errorf("%w: GET %s: %w", ErrDownload, h.url, err)})
 	}
 	s := &stream{
-		body:  &watchedBody{rc: resp.Body, watch: watch, ctx: ctx, cancel: cancel},
+		body: &watchedBody{rc: resp.Body, watch: watch, ctx: ctx, cancel: cancel,
+			minRate: h.minRate, window: h.window, since: time.Now()},
 		total: -1,
 		v:     validators{etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")},
 	}
@@ -312,21 +321,38 @@ func (w *stallWatch) kick() { w.t.Reset(w.d) }
 func (w *stallWatch) stop() { w.t.Stop() }
 
 // watchedBody is a response body whose reads keep the stall watch from
-// firing, and whose errors say "stalled" when that is why.
+// firing, that is cut when it averages less than minRate over a window,
+// and whose errors say "stalled" or "too slow" when that is why.
 type watchedBody struct {
 	rc     io.ReadCloser
 	watch  *stallWatch
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+
+	minRate int64
+	window  time.Duration
+	since   time.Time // start of the current window
+	got     int64     // bytes in it
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
 		b.watch.kick()
+		b.got += int64(n)
+	}
+	if b.minRate >= 0 && err == nil {
+		if now := time.Now(); now.Sub(b.since) >= b.window {
+			if want := int64(float64(b.minRate) * b.window.Seconds()); b.got < max(want, 1) {
+				cause := fmt.Errorf("%w: %d bytes in the last %v, less than the %d bytes/s the device requires (MinRate)", ErrTooSlow, b.got, b.window, b.minRate)
+				b.cancel(cause)
+				return n, cause
+			}
+			b.since, b.got = now, 0
+		}
 	}
 	if err != nil && err != io.EOF {
-		if cause := context.Cause(b.ctx); errors.Is(cause, ErrStalled) {
+		if cause := context.Cause(b.ctx); errors.Is(cause, ErrStalled) || errors.Is(cause, ErrTooSlow) {
 			err = cause
 		}
 	}

@@ -5,6 +5,7 @@ package engine_test
 // order nor the server announces a size, and one that never answers.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/hal"
@@ -69,4 +71,63 @@ func TestHTTP_ServerThatNeverAnswersStalls(t *testing.T) {
 		t.Errorf("%d requests, want %d (the first and %d retries)", got, opts.Retries+1, opts.Retries)
 	}
 	d.expectRuns("1.0.0+0")
+}
+
+// TestHTTP_TricklingServerIsCutAsTooSlow: Uptane's slow retrieval as an
+// attacker plays it: a byte just often enough to keep the read timeout
+// from firing, forever. Each attempt is cut once it averages less than
+// MinRate over a window, the retries too, and the device keeps its image.
+// A server at a fair rate under the same options completes.
+func TestHTTP_TricklingServerIsCutAsTooSlow(t *testing.T) {
+	d := newDevice(t, "esp32-devkitc", newKeys(t))
+	d.factory("1.0.0", 8<<10)
+	img := signed(t, d.keys.priv, "1.1.0", 30<<10, 2)
+	var requests atomic.Int64
+	trickle := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A well-behaved server in every way (Range, a strong ETag) but
+		// its pace: each attempt resumes where the last was cut.
+		requests.Add(1)
+		w.Header().Set("ETag", `"trickle"`)
+		from := 0
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &from); err == nil && r.Header.Get("If-Range") == `"trickle"` {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(img)-1, len(img)))
+			w.Header().Set("Content-Length", fmt.Sprint(len(img)-from))
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			from = 0
+			w.Header().Set("Content-Length", fmt.Sprint(len(img)))
+		}
+		for i := from; i < len(img); i++ {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := w.Write(img[i : i+1]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(trickle.Close)
+	opts := fastOpts
+	opts.ReadTimeout = 5e9 // never reached: a byte comes every few milliseconds
+	opts.MinRate, opts.RateWindow = 10<<10, 100*time.Millisecond
+	err := d.engine(opts).Install(context.Background(), engine.Source{URL: trickle.URL + "/trickle.img", Size: int64(len(img))})
+	wantIs(t, err, engine.ErrTooSlow)
+	if !strings.Contains(err.Error(), "less than the 10240 bytes/s the device requires") {
+		t.Errorf("error %q does not say what rate was required", err)
+	}
+	if got := requests.Load(); got != int64(opts.Retries)+1 {
+		t.Errorf("%d requests, want %d (the first and %d retries)", got, opts.Retries+1, opts.Retries)
+	}
+	d.expectRuns("1.0.0+0")
+
+	fair := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "fair.img", time.Time{}, bytes.NewReader(img))
+	}))
+	t.Cleanup(fair.Close)
+	if err := d.engine(opts).Install(context.Background(), engine.Source{URL: fair.URL + "/fair.img", Size: int64(len(img))}); err != nil {
+		t.Fatalf("a server at a fair rate: %v", err)
+	}
 }

@@ -241,8 +241,8 @@ type Info struct {
 
 // Platform is the port contract: the five functions of the AliOS Things
 // porting guide plus Describe. Offsets of Write and Read are relative to the
-// update slot (the ota partition in single-bank, the inactive slot in
-// dual-bank), as hal_ota_write and hal_ota_read are.
+// update slot (the ota partition in single-bank and swap, the inactive slot
+// in dual-bank), as hal_ota_write and hal_ota_read are.
 type Platform interface {
 	// Describe returns the board's layout and boot state.
 	Describe(ctx context.Context) (Info, error)
@@ -256,8 +256,8 @@ type Platform interface {
 	Read(ctx context.Context, off uint64, n int) ([]byte, error)
 	// SetBoot tells the bootloader what to do at the next boot.
 	SetBoot(ctx context.Context, req BootRequest) error
-	// Rollback returns to the previous image (dual-bank), or cancels a
-	// pending upgrade (single-bank, before the copy).
+	// Rollback returns to the previous image (dual-bank, swap), or cancels
+	// a pending upgrade (single-bank, before the copy).
 	Rollback(ctx context.Context) error
 }
 

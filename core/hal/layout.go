@@ -502,10 +502,34 @@ func (v *validator) slots(s Scheme, g *geom, app, ota *part) {
 		if !slices.Equal(la, lo) {
 			v.add(ota.path+".offset", "has sectors %s but app has %s; in dual-bank an image must erase the same way in either slot: place ota where the sectors match app's", runsString(lo), runsString(la))
 		}
+	case Swap:
+		v.swapSlots(g, app, ota)
 	case SingleBank:
 		if ota.Size < app.Size {
 			v.add(ota.path+".size", "is %s, smaller than app (%s); the bootloader copies ota over app, so an image that fills app would not fit: make ota at least %s", formatSize(ota.Size), formatSize(app.Size), formatSize(app.Size))
 		}
+	}
+}
+
+// swapSlots: MCUboot swap-move (boot_slots_compatible in swap_move.c)
+// moves the primary's sectors up by one and then exchanges them one by one
+// with the secondary's, so every sector of both slots has one size, and app
+// has as many sectors as ota or, as MCUboot recommends, one more: the one
+// the move shifts the image into.
+func (v *validator) swapSlots(g *geom, app, ota *part) {
+	if g == nil || !app.inside || !ota.inside {
+		return
+	}
+	la := g.m.Runs(app.Offset, app.End())
+	lo := g.m.Runs(ota.Offset, ota.End())
+	if len(la) != 1 || len(lo) != 1 || la[0].Size != lo[0].Size {
+		v.add(ota.path+".offset", "has sectors %s and app has %s; MCUboot swap-move exchanges the slots sector by sector, so every sector of both must be one size: place app and ota in sectors of one size", runsString(lo), runsString(la))
+		return
+	}
+	s, np, ns := la[0].Size, la[0].Count, lo[0].Count
+	if np != ns && np != ns+1 {
+		v.add(app.path+".size", "is %s (%d sectors) and ota %s (%d); MCUboot swap-move needs app to have one sector more than ota (the sector it moves the image into) or as many: make app %s",
+			formatSize(app.Size), np, formatSize(ota.Size), ns, formatSize(uint64(ns+1)*s))
 	}
 }
 

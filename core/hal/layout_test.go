@@ -27,6 +27,14 @@ func TestLayoutValidate_OneProblemPerRule(t *testing.T) {
 	part := func(i int, off, size uint64) func(*hal.Layout) {
 		return func(l *hal.Layout) { l.Partitions[i].Offset, l.Partitions[i].Size = off, size }
 	}
+	// swap makes the layout a swap board with app and ota where given.
+	swap := func(appOff, appSize, otaOff, otaSize uint64, attempts int) func(*hal.Layout) {
+		return func(l *hal.Layout) {
+			l.Scheme, l.BootAttempts = hal.Swap, attempts
+			l.Partitions[2] = hal.Partition{Name: "app", Offset: appOff, Size: appSize}
+			l.Partitions[3] = hal.Partition{Name: "ota", Offset: otaOff, Size: otaSize}
+		}
+	}
 	tests := []struct {
 		name string
 		edit func(*hal.Layout)
@@ -39,6 +47,13 @@ func TestLayoutValidate_OneProblemPerRule(t *testing.T) {
 			l.Partitions[2] = hal.Partition{Name: "app", Offset: 0x20000, Size: 256 << 10}
 			l.Partitions[3] = hal.Partition{Name: "ota", Offset: 0x60000, Size: 256 << 10}
 		}, "", ""},
+		{"valid swap", swap(0x40000, 3*128<<10, 0xA0000, 2*128<<10, 0), "", ""},
+		{"swap over sectors of two sizes", swap(0x10000, 64<<10+2*128<<10, 0x80000, 2*128<<10, 0),
+			"partitions[3].offset", "has sectors 2x128KiB and app has 1x64KiB + 2x128KiB; MCUboot swap-move exchanges the slots sector by sector"},
+		{"swap, app too small", swap(0x40000, 128<<10, 0x80000, 2*128<<10, 0),
+			"partitions[2].size", "is 128KiB (1 sectors) and ota 256KiB (2); MCUboot swap-move needs app to have one sector more than ota (the sector it moves the image into) or as many: make app 384KiB"},
+		{"boot attempts on swap", swap(0x40000, 3*128<<10, 0xA0000, 2*128<<10, 2),
+			"boot_attempts", "is 2 on a swap board, whose bootloader swaps a new image back at the power-on after its trial"},
 		{"no board", func(l *hal.Layout) { l.Board = "" }, "board", "is empty"},
 		{"scheme", func(l *hal.Layout) { l.Scheme = "triple-bank" }, "scheme", `unknown scheme "triple-bank"`},
 		{"flash size 0", func(l *hal.Layout) { l.Flash.Size = 0 }, "flash.size", "is 0"},

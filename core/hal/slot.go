@@ -41,18 +41,54 @@ func (i Info) UpdateSlot() (Partition, error) {
 }
 
 // MaxImageSize is the largest image the board takes now: the update slot's
-// size, and in single-bank no more than app's either, since the bootloader
-// copies the image over app. It fails as UpdateSlot does.
+// size, in single-bank no more than app's either, since the bootloader
+// copies the image over app, and in swap MCUboot swap-move's limit
+// (SwapMoveMaxImage). It fails as UpdateSlot does.
 func (i Info) MaxImageSize() (uint64, error) {
 	p, err := i.UpdateSlot()
 	if err != nil {
 		return 0, err
 	}
 	n := p.Size
-	if i.Layout.Scheme == SingleBank {
+	switch i.Layout.Scheme {
+	case SingleBank:
 		if app, ok := i.Layout.Partition(PartApp); ok {
 			n = min(n, app.Size)
 		}
+	case Swap:
+		n = min(n, i.Layout.SwapMoveMaxImage())
 	}
 	return n, nil
+}
+
+// SwapMoveMaxImage is app_max_size of MCUboot's swap_move.c for the layout's
+// slots: app (the primary) less the sector the move shifts the image into
+// and the sectors of its trailer, or ota (the secondary) less its trailer's
+// sectors, whichever is smaller; 0 when the slots are not a valid swap-move
+// pair (Validate says why). The trailer is boot_trailer_sz without
+// encryption: BOOT_MAX_IMG_SECTORS (app's sector count) x 3 status records
+// of one write unit, then swap size, swap info, copy_done and image_ok each
+// BOOT_MAX_ALIGN (the write unit, at least 8) apart, and the 16-byte magic
+// in a BOOT_MAX_ALIGN block. core/boot, which writes those bytes through
+// core/bootfmt/mcuboot, checks that this arithmetic agrees with it.
+func (l Layout) SwapMoveMaxImage() uint64 {
+	app, ok1 := l.Partition(PartApp)
+	ota, ok2 := l.Partition(PartOTA)
+	if !ok1 || !ok2 || l.Flash.WriteAlign == 0 {
+		return 0
+	}
+	m := l.Flash.Map()
+	ra, ro := m.Runs(app.Offset, app.End()), m.Runs(ota.Offset, ota.End())
+	if len(ra) != 1 || len(ro) != 1 || ra[0].Size != ro[0].Size {
+		return 0
+	}
+	s, np, ns := ra[0].Size, uint64(ra[0].Count), uint64(ro[0].Count)
+	w := uint64(l.Flash.WriteAlign)
+	maxAlign := max(8, w)
+	trailer := np*3*w + 4*maxAlign + (16+maxAlign-1)/maxAlign*maxAlign
+	t := (trailer + s - 1) / s
+	if np < t+2 || ns < t+1 {
+		return 0
+	}
+	return min((np-1-t)*s, (ns-t)*s)
 }

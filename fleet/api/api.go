@@ -46,7 +46,7 @@ type Campaigns interface {
 }
 
 // Certificates is what the API needs of the fleet's device certificate
-// authority (fleet/devca).
+// authority (fleet/pki).
 type Certificates interface {
 	Issue(csrPEM []byte, pk, dn string, validity time.Duration) (certPEM []byte, notAfter time.Time, err error)
 	CertPEM() []byte

@@ -23,7 +23,7 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/broker"
-	"github.com/otaport/otaport/fleet/devca"
+	"github.com/otaport/otaport/fleet/pki"
 )
 
 // testTimeout bounds each wait so that a broken test fails instead of
@@ -493,7 +493,7 @@ func TestSignIn_RateLimited(t *testing.T) {
 
 // tlsBroker starts a TLS broker with a self-signed server certificate for
 // 127.0.0.1 and, when ca is set, its device CA for client certificates.
-func tlsBroker(t *testing.T, ca *devca.CA) (*broker.Broker, *x509.CertPool) {
+func tlsBroker(t *testing.T, ca *pki.CA) (*broker.Broker, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -530,13 +530,13 @@ func tlsBroker(t *testing.T, ca *devca.CA) (*broker.Broker, *x509.CertPool) {
 }
 
 // deviceCert issues device pk/dn a client certificate from ca.
-func deviceCert(t *testing.T, ca *devca.CA, pk, dn string) tls.Certificate {
+func deviceCert(t *testing.T, ca *pki.CA, pk, dn string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := devca.NewRequest(key, pk, dn)
+	csr, err := pki.NewRequest(key, pk, dn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,11 +554,11 @@ func deviceCert(t *testing.T, ca *devca.CA, pk, dn string) tls.Certificate {
 // another CA, or used under another device's name is refused; devices
 // without a certificate still sign in with their secret.
 func TestSignIn_ClientCertificate(t *testing.T) {
-	ca, _, err := devca.Open(t.TempDir())
+	ca, _, err := pki.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, err := devca.Open(t.TempDir())
+	other, _, err := pki.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,7 +614,7 @@ func TestSignIn_ClientCertificate(t *testing.T) {
 }
 
 func TestNew_DeviceCAsNeedTLS(t *testing.T) {
-	ca, _, err := devca.Open(t.TempDir())
+	ca, _, err := pki.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
 	"github.com/otaport/otaport/ports/all"
 )
 
@@ -58,33 +59,47 @@ func Traits(l hal.Layout) []string {
 //     pages, 4-byte words, erased 0x00);
 //   - dual-bank: stm32f769i-disco (two banks of 16/64/128 KiB sectors),
 //     b-l475e-iot01a (2 KiB pages, 8-byte double words, 3 boot attempts),
-//     rpi4-b (64 MiB eMMC of 512-byte blocks, erased 0x00).
+//     rpi4-b (64 MiB eMMC of 512-byte blocks, erased 0x00);
+//   - swap: nrf52840-dk-swap (MCUboot swap-move, 4 KiB pages, word
+//     writes), a layout of core/hal/haltest until the catalog has a swap
+//     board.
 func DefaultBoards() []string {
 	return []string{
 		"stm32f407-disco", "frdm-k64f", "nucleo-l152re",
 		"stm32f769i-disco", "b-l475e-iot01a", "rpi4-b",
+		"nrf52840-dk-swap",
 	}
 }
 
-// CatalogBoards names every board of the catalog, sorted.
+// CatalogBoards names every board of the catalog, sorted, then the boards
+// of core/hal/haltest that the catalog does not hold (haltest.Extra).
 func CatalogBoards() []string {
 	var names []string
 	for _, e := range all.Catalog() {
 		names = append(names, e.Name)
 	}
+	for _, n := range haltest.Extra() {
+		if _, ok := all.Lookup(n); !ok {
+			names = append(names, n)
+		}
+	}
 	return names
 }
 
-// Boards returns the catalog boards called names, in that order, with the
-// layouts their generated ports declare.
+// Boards returns the boards called names, in that order, with the layouts
+// their generated ports declare, or core/hal/haltest's for a board the
+// catalog does not hold.
 func Boards(names ...string) ([]Board, error) {
 	var out []Board
 	for _, n := range names {
-		e, ok := all.Lookup(n)
-		if !ok {
+		var l hal.Layout
+		if e, ok := all.Lookup(n); ok {
+			l = e.Layout()
+		} else if hl, ok := haltest.Layout(n); ok && slices.Contains(haltest.Extra(), n) {
+			l = hl
+		} else {
 			return nil, fmt.Errorf("board %q is not in the catalog (boards.yaml); known boards: %v", n, CatalogBoards())
 		}
-		l := e.Layout()
 		l.Flash.Sectors = slices.Clone(l.Flash.Sectors)
 		l.Partitions = slices.Clone(l.Partitions)
 		out = append(out, Board{Name: n, Layout: l})

@@ -19,9 +19,10 @@ type Flow struct {
 	Name string
 	// Doc says what the flow does, for the report.
 	Doc string
-	// DualOnly: the flow needs a dual-bank board (a single-bank board has
-	// no old image to fall back to once it has copied the new one).
-	DualOnly bool
+	// Reverting: the flow needs a board that keeps the old image, dual-bank
+	// or swap (a single-bank board has no old image to fall back to once
+	// it has copied the new one).
+	Reverting bool
 	// wantNew: a clean run ends with the new image running (confirmed);
 	// otherwise with the old one running and the engine rolled back.
 	wantNew bool
@@ -34,14 +35,15 @@ type Flow struct {
 //     SetBoot), power-on (the bootloader's copy or switch, then the
 //     engine's recovery), confirm, power-on;
 //   - revert: install, then power-ons without a confirm until the
-//     bootloader's boot counter runs out and it falls back (dual-bank);
+//     bootloader's boot counter runs out and it falls back (dual-bank), or
+//     MCUboot swaps the image back at the next one (swap);
 //   - rollback: an explicit rollback: of the trial image after its first
-//     boot (dual-bank), or of the pending copy before the reboot
+//     boot (dual-bank, swap), or of the pending copy before the reboot
 //     (single-bank); then power-on.
 func Flows() []Flow {
 	return []Flow{
 		{Name: "upgrade", Doc: "install, power-on, confirm, power-on", wantNew: true, run: runUpgrade},
-		{Name: "revert", Doc: "install, power-on without confirm until the bootloader falls back", DualOnly: true, run: runRevert},
+		{Name: "revert", Doc: "install, power-on without confirm until the bootloader falls back", Reverting: true, run: runRevert},
 		{Name: "rollback", Doc: "install, (power-on,) explicit rollback, power-on", run: runRollback},
 	}
 }
@@ -64,7 +66,7 @@ func FlowsNamed(names ...string) ([]Flow, error) {
 }
 
 // applies reports whether fl can run on a board of scheme s.
-func (fl Flow) applies(s hal.Scheme) bool { return !fl.DualOnly || s == hal.DualBank }
+func (fl Flow) applies(s hal.Scheme) bool { return !fl.Reverting || s.Reverts() }
 
 func runUpgrade(ctx context.Context, f *fixture, dev *flash.Emulator) error {
 	a, err := f.attach(dev)
@@ -114,7 +116,7 @@ func runRollback(ctx context.Context, f *fixture, dev *flash.Emulator) error {
 	if err := a.install(ctx); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
-	if f.layout.Scheme == hal.DualBank {
+	if f.layout.Scheme.Reverts() {
 		o, err := f.powerOn(ctx, dev)
 		if err != nil {
 			return err
@@ -238,7 +240,7 @@ func (f *fixture) consistent(o *powered, run hal.SlotState) error {
 		if v != f.newVer {
 			return bad("the new image does not run")
 		}
-		if f.layout.Scheme == hal.DualBank && (!st.Trial || run.Confirmed) {
+		if f.layout.Scheme.Reverts() && (!st.Trial || run.Confirmed) {
 			return bad("the bootloader has no trial running")
 		}
 	case stateConfirmed:

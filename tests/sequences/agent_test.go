@@ -382,8 +382,8 @@ func (r *runner) checkAgent(ap *agentPort, res agentRun, s step, im *model.Image
 		}
 	}
 	for _, v := range res.rolledBack {
-		if r.f.layout.Scheme == hal.SingleBank {
-			return &model.Violation{Rule: "claim-rollback", Detail: fmt.Sprintf("the agent said it rolled back to %s on a single-bank board", v)}
+		if !r.f.layout.Scheme.Reverts() {
+			return &model.Violation{Rule: "claim-rollback", Detail: fmt.Sprintf("the agent said it rolled back to %s on a %s board", v, r.f.layout.Scheme)}
 		}
 		if v != obs.Running {
 			return &model.Violation{Rule: "claim-rollback", Detail: fmt.Sprintf("the agent said it rolled back to %s, but %s runs", v, obs.Running)}

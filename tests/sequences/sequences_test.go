@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
 	"github.com/otaport/otaport/ports/all"
 )
 
@@ -84,16 +85,16 @@ func TestSequences(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 
-	cat := all.Catalog()
+	cat := boards(t)
 	fixtures := make([]*fixture, len(cat))
 	var wg sync.WaitGroup
 	errs := make([]error, len(cat))
 	sem := make(chan struct{}, cfg.workers)
-	for i, e := range cat {
+	for i, l := range cat {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			fixtures[i], errs[i] = newFixture(ctx, e.Name, e.Layout(), dir)
+			fixtures[i], errs[i] = newFixture(ctx, l.Board, l, dir)
 		})
 	}
 	wg.Wait()
@@ -174,6 +175,35 @@ func TestSequences(t *testing.T) {
 	}
 
 	t.Log(report(total, perBoard, fixtures, violations))
+}
+
+// boards returns the layouts the suite runs on: every catalog board, then
+// the boards of core/hal/haltest the catalog does not hold (the swap board),
+// or those OTAPORT_SEQUENCES_BOARDS names (a,b).
+func boards(t *testing.T) []hal.Layout {
+	var ls []hal.Layout
+	for _, e := range all.Catalog() {
+		ls = append(ls, e.Layout())
+	}
+	for _, n := range haltest.Extra() {
+		if _, ok := all.Lookup(n); !ok {
+			l, _ := haltest.Layout(n)
+			ls = append(ls, l)
+		}
+	}
+	s := os.Getenv("OTAPORT_SEQUENCES_BOARDS")
+	if s == "" {
+		return ls
+	}
+	var picked []hal.Layout
+	for _, n := range strings.Split(s, ",") {
+		i := slices.IndexFunc(ls, func(l hal.Layout) bool { return l.Board == n })
+		if i < 0 {
+			t.Fatalf("OTAPORT_SEQUENCES_BOARDS: board %q is neither in the catalog nor in core/hal/haltest", n)
+		}
+		picked = append(picked, ls[i])
+	}
+	return picked
 }
 
 // report is the closing summary: counts per step kind, per cut, per board

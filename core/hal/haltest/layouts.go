@@ -20,7 +20,7 @@ import (
 // declares it, and false for a board this package does not hold. Every call
 // returns a fresh copy that the caller may change.
 func Layout(name string) (hal.Layout, bool) {
-	for _, l := range layouts() {
+	for _, l := range append(layouts(), extras()...) {
 		if l.Board == name {
 			return l, true
 		}
@@ -28,14 +28,47 @@ func Layout(name string) (hal.Layout, bool) {
 	return hal.Layout{}, false
 }
 
-// Boards returns the names of the boards it holds, sorted.
-func Boards() []string {
-	var names []string
-	for _, l := range layouts() {
-		names = append(names, l.Board)
+// Boards returns the names of the catalog boards it holds, sorted (Extra's
+// are not among them).
+func Boards() []string { return names(layouts()) }
+
+// names returns the boards' names, sorted.
+func names(ls []hal.Layout) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.Board)
 	}
-	slices.Sort(names)
-	return names
+	slices.Sort(out)
+	return out
+}
+
+// Extra returns the names of the boards it holds that the catalog does not
+// (yet): layouts of real parts for a scheme no catalog board uses, which
+// Layout returns too. A test in ports/all checks only Boards.
+func Extra() []string { return names(extras()) }
+
+// extras returns the boards of Extra, built anew at each call.
+func extras() []hal.Layout {
+	return []hal.Layout{
+		// swap (MCUboot swap-move), 4 KiB pages, word writes (nRF52840
+		// NVMC): the partitions of nRF Connect SDK's nrf52840dk with
+		// MCUboot, app (slot0) one sector larger than ota (slot1) for the
+		// move, as boot_slots_compatible recommends.
+		{
+			Board: "nrf52840-dk-swap", Vendor: "Nordic Semiconductor", SoC: "nRF52840",
+			Scheme:     hal.Swap,
+			Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeSwapMove},
+			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
+				WriteAlign: 4, EraseValue: 0xff},
+			Partitions: []hal.Partition{
+				{Name: "bootloader", Offset: 0x0, Size: 0xc000},
+				{Name: "app", Offset: 0xc000, Size: 0x77000},
+				{Name: "ota", Offset: 0x83000, Size: 0x76000},
+				{Name: "params", Offset: 0xf9000, Size: 0x7000},
+			},
+			Signature: "ecdsa-p256", BootAttempts: 1,
+		},
+	}
 }
 
 // layouts returns the boards, built anew at each call so that no caller

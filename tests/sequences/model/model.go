@@ -35,10 +35,12 @@ import (
 	"strings"
 )
 
-// Config is what the model knows of a board: its scheme and how many
+// Config is what the model knows of a board: whether its scheme keeps the
+// previous image after an upgrade (dual-bank, and swap, whose image always
+// runs from app while the previous one waits in ota), and how many
 // unconfirmed boots a trial image gets.
 type Config struct {
-	DualBank     bool
+	Reverts      bool
 	BootAttempts int
 }
 
@@ -128,8 +130,8 @@ type Model struct {
 	rollbackAsked bool
 	// returnTo is what an accepted rollback returns to at the next boot
 	// when that is not what runs (a trial given up, a confirmed upgrade
-	// rolled back): on dual-bank it sits in the update slot, which no
-	// install may erase before that boot.
+	// rolled back): on dual-bank and swap it sits in the update slot,
+	// which no install may erase before that boot.
 	returnTo string
 
 	// interrupted lists the installs a power cut may have left for a
@@ -152,13 +154,13 @@ func (m *Model) Provisioned(v string) {
 
 // Acceptable says whether the device must take img now: signed with a
 // trusted key, intact, fitting, newer than what runs (unless downgrades
-// are allowed), and, on dual-bank, not while a trial holds the fallback
-// image in the update slot.
+// are allowed), and, on a board that keeps the previous image, not while a
+// trial or a rollback holds the fallback image in the update slot.
 func (m *Model) Acceptable(img Image) bool {
 	if !img.Trusted || !img.Policy || !img.Intact || !img.Fits {
 		return false
 	}
-	if m.cfg.DualBank && (m.trial != "" || m.returnTo != "") {
+	if m.cfg.Reverts && (m.trial != "" || m.returnTo != "") {
 		return false
 	}
 	return img.AllowDowngrade || Compare(img.Version, m.running) > 0
@@ -207,9 +209,9 @@ func (m *Model) why(img Image) string {
 		return "its bytes are not those signed"
 	case !img.Fits:
 		return "too large for the slot"
-	case m.cfg.DualBank && m.trial != "":
+	case m.cfg.Reverts && m.trial != "":
 		return "image " + m.trial + " is on trial"
-	case m.cfg.DualBank && m.returnTo != "":
+	case m.cfg.Reverts && m.returnTo != "":
 		return "a rollback to " + m.returnTo + " awaits the next boot"
 	}
 	return "not newer than the running " + m.running
@@ -280,7 +282,7 @@ func (m *Model) Rollback(ok bool, other string) *Violation {
 		// for") and accepting without changing anything both keep the
 		// promise of the first one.
 		return nil
-	case !m.cfg.DualBank:
+	case !m.cfg.Reverts:
 		allowed = false
 	case m.trial != "":
 		target, away = m.trialFrom, m.trial

@@ -2,8 +2,14 @@ package model
 
 import "testing"
 
-// dual is a dual-bank board with three boot attempts, as b-l475e-iot01a.
-var dual = Config{DualBank: true, BootAttempts: 3}
+// dual is a dual-bank board with three boot attempts, as b-l475e-iot01a;
+// swap a swap board (MCUboot swap-move), one trial boot, the image always
+// in app; single a single-bank board.
+var (
+	dual   = Config{Reverts: true, BootAttempts: 3}
+	swap   = Config{Reverts: true, BootAttempts: 1}
+	single = Config{BootAttempts: 1}
+)
 
 func good(v string) Image {
 	return Image{Version: v, Trusted: true, Policy: true, Intact: true, Fits: true}
@@ -34,6 +40,7 @@ func obs(running string, trial bool, state, image string, slots ...Slot) Observe
 func TestModel(t *testing.T) {
 	const v0, v1 = "1.0.0+0", "1.1.0+0"
 	trialObs := obs(v1, true, "testing", v1, Slot{Name: "app", Version: v0, Confirmed: true}, Slot{Name: "ota", Version: v1, Active: true})
+	swapTrial := obs(v1, true, "testing", v1, Slot{Name: "app", Version: v1, Active: true}, Slot{Name: "ota", Version: v0})
 	cases := []struct {
 		name string
 		cfg  Config
@@ -53,6 +60,22 @@ func TestModel(t *testing.T) {
 			return first(m.Install(good(v1), true), m.Boot(trialObs, nil), m.Boot(trialObs, nil), m.Boot(trialObs, nil),
 				m.Boot(obs(v0, false, "rolled-back", v1), nil))
 		}, ""},
+		{"swap: install during the trial refused", swap, func(m *Model) *Violation {
+			return first(m.Install(good(v1), true), m.Boot(swapTrial, nil), m.Install(good("1.2.0+0"), false))
+		}, ""},
+		{"swap: install during the trial accepted", swap, func(m *Model) *Violation {
+			return first(m.Install(good(v1), true), m.Boot(swapTrial, nil), m.Install(good("1.2.0+0"), true))
+		}, "install-accepted"},
+		{"swap: rollback after confirm returns to ota's image", swap, func(m *Model) *Violation {
+			return first(m.Install(good(v1), true), m.Boot(swapTrial, nil), m.Confirm(true),
+				m.Rollback(true, v0), m.Boot(obs(v0, false, "rolled-back", v1), nil))
+		}, ""},
+		{"swap: a second trial boot", swap, func(m *Model) *Violation {
+			return first(m.Install(good(v1), true), m.Boot(swapTrial, nil), m.Boot(swapTrial, nil))
+		}, "boot-claim"},
+		{"single-bank: rollback after the copy accepted", single, func(m *Model) *Violation {
+			return first(m.Install(good(v1), true), m.Boot(obs(v1, true, "testing", v1), nil), m.Rollback(true, ""))
+		}, "rollback-accepted"},
 		{"a fourth trial boot", dual, func(m *Model) *Violation {
 			return first(m.Install(good(v1), true), m.Boot(trialObs, nil), m.Boot(trialObs, nil), m.Boot(trialObs, nil), m.Boot(trialObs, nil))
 		}, "boot-claim"},

@@ -1,4 +1,4 @@
-package devca
+package pki
 
 import (
 	"bytes"

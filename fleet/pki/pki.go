@@ -1,5 +1,6 @@
-// Package devca is the fleet's device certificate authority: a CA of its
-// own, kept in the server's data directory, that issues the client
+// Package pki is the fleet's certificate authority: a CA of its own, kept in
+// the server's data directory, that devices pin (the server's certificate
+// comes from it unless the operator brings one) and that issues the client
 // certificates devices sign in to the broker with (mutual TLS) instead of a
 // password.
 //
@@ -7,14 +8,16 @@
 // signs the request's public key into a certificate whose subject common
 // name is the device, "{deviceName}&{productKey}": the user name of the
 // password sign-in, and what Mosquitto's use_identity_as_username takes.
-// The device's private key never leaves it.
-package devca
+// The device's private key never leaves it. Client and server certificates
+// carry their own extended key usage, so neither passes for the other.
+package pki
 
 import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -22,6 +25,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,8 +33,8 @@ import (
 
 // Files of the CA in the data directory.
 const (
-	CertFile = "device-ca.pem"
-	KeyFile  = "device-ca.key"
+	CertFile = "ca.pem"
+	KeyFile  = "ca.key"
 )
 
 // caValidity is how long the CA made at first start lasts: longer than the
@@ -59,16 +63,16 @@ func Open(dir string) (ca *CA, created bool, err error) {
 	case cerr == nil && kerr == nil:
 		ca, err := parse(certPEM, keyPEM)
 		if err != nil {
-			return nil, false, fmt.Errorf("device CA %s and %s: %w: restore both files, or remove both to make a new CA (every device certificate must then be issued again)", certPath, keyPath, err)
+			return nil, false, fmt.Errorf("fleet CA %s and %s: %w: restore both files, or remove both to make a new CA (every device certificate must then be issued again)", certPath, keyPath, err)
 		}
 		return ca, false, nil
 	case errors.Is(cerr, fs.ErrNotExist) && errors.Is(kerr, fs.ErrNotExist):
 	case cerr != nil && !errors.Is(cerr, fs.ErrNotExist):
-		return nil, false, fmt.Errorf("device CA: %w", cerr)
+		return nil, false, fmt.Errorf("fleet CA: %w", cerr)
 	case kerr != nil && !errors.Is(kerr, fs.ErrNotExist):
-		return nil, false, fmt.Errorf("device CA: %w", kerr)
+		return nil, false, fmt.Errorf("fleet CA: %w", kerr)
 	default:
-		return nil, false, fmt.Errorf("device CA: one of %s and %s is missing: restore it, or remove the other to make a new CA (every device certificate must then be issued again)", certPath, keyPath)
+		return nil, false, fmt.Errorf("fleet CA: one of %s and %s is missing: restore it, or remove the other to make a new CA (every device certificate must then be issued again)", certPath, keyPath)
 	}
 	certPEM, keyPEM, err = create(time.Now())
 	if err != nil {
@@ -77,10 +81,10 @@ func Open(dir string) (ca *CA, created bool, err error) {
 	// The key first: a certificate without its key would be refused at
 	// the next start, a lone key is replaced.
 	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		return nil, false, fmt.Errorf("device CA: %w", err)
+		return nil, false, fmt.Errorf("fleet CA: %w", err)
 	}
 	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return nil, false, fmt.Errorf("device CA: %w", err)
+		return nil, false, fmt.Errorf("fleet CA: %w", err)
 	}
 	ca, err = parse(certPEM, keyPEM)
 	return ca, true, err
@@ -89,7 +93,7 @@ func Open(dir string) (ca *CA, created bool, err error) {
 func create(now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("device CA: %w", err)
+		return nil, nil, fmt.Errorf("fleet CA: %w", err)
 	}
 	serial, err := serialNumber()
 	if err != nil {
@@ -97,7 +101,7 @@ func create(now time.Time) (certPEM, keyPEM []byte, err error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "otaport device CA"},
+		Subject:               pkix.Name{CommonName: "otaport fleet CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(caValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -107,11 +111,11 @@ func create(now time.Time) (certPEM, keyPEM []byte, err error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("device CA: %w", err)
+		return nil, nil, fmt.Errorf("fleet CA: %w", err)
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("device CA: %w", err)
+		return nil, nil, fmt.Errorf("fleet CA: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
@@ -152,7 +156,7 @@ func publicEqual(a, b crypto.PublicKey) bool {
 func serialNumber() (*big.Int, error) {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return nil, fmt.Errorf("device CA: serial number: %w", err)
+		return nil, fmt.Errorf("fleet CA: serial number: %w", err)
 	}
 	return n, nil
 }
@@ -224,4 +228,52 @@ func NewRequest(key crypto.Signer, pk, dn string) ([]byte, error) {
 		return nil, fmt.Errorf("certificate request: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// ServerValidity is how long a server certificate made at start lasts: it
+// is made again at every start, and devices pin the CA, not it.
+const ServerValidity = 365 * 24 * time.Hour
+
+// IssueServer makes a key and a server certificate for hosts (DNS names or
+// IP addresses), for the server's own TLS listeners.
+func (c *CA) IssueServer(hosts []string) (tls.Certificate, error) {
+	if len(hosts) == 0 {
+		return tls.Certificate{}, errors.New("server certificate: no host names")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	now := c.now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: hosts[0]},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(ServerValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if tmpl.NotAfter.After(c.cert.NotAfter) {
+		tmpl.NotAfter = c.cert.NotAfter
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, key.Public(), c.key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, c.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
