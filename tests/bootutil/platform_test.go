@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/otaport/otaport/core/boot"
@@ -16,10 +18,11 @@ import (
 // otaport port does, through core/boot's Platform (Init, Write, SetBoot) on
 // the nRF52840 swap-move board, and lets MCUboot's own swap-move bootloader
 // boot it: it swaps it in, and at the next power-on swaps it back unless the
-// Platform confirmed it in between. Beside it, a copy of the flash powers on
-// with core/boot's simulated bootloader: it must boot the same version and
-// leave both slots byte for byte as MCUboot does, trailers and swap status
-// included.
+// Platform confirmed it in between; a Platform rollback returns to the old
+// image. Beside it, a copy of the flash goes through the same calls and
+// powers on with core/boot's simulated bootloader: it must boot the same
+// version and leave both slots byte for byte as MCUboot does, trailers and
+// swap status included.
 func TestMCUboot_BootsWhatCoreBootInstalled(t *testing.T) {
 	mcubootTree(t)
 	l, ok := haltest.Layout("nrf52840-dk-swap")
@@ -38,77 +41,93 @@ func TestMCUboot_BootsWhatCoreBootInstalled(t *testing.T) {
 	imgs := map[string][]byte{
 		"old": s.sign(t, payload(1, 50000), "1.0.0"),
 		"new": s.sign(t, payload(2, 61000), "1.1.0"),
+		"2nd": s.sign(t, payload(3, 45000), "1.2.0"),
 	}
 	opts := boot.Options{Keys: []crypto.PublicKey{s.key.Public()}}
 
-	type want struct{ boots, primary, secondary string }
-	swapped := want{"primary 1.1.0+0", "new", "old"}
-	back := want{"primary 1.0.0+0", "old", "new"}
-	for _, c := range []struct {
-		name    string
-		confirm bool // core/boot confirms the new image after its first boot
-		ons     []want
+	// A step is a Platform call ("test NAME", "permanent NAME": an install
+	// of imgs[NAME]; "confirm"; "rollback") or a power-on ("boots V": MCUboot
+	// boots version V from the primary).
+	flows := []struct {
+		name  string
+		steps []string
 	}{
-		{"unconfirmed reverts", false, []want{swapped, back, back}},
-		{"confirmed by core/boot stays", true, []want{swapped, swapped, swapped}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
+		{"unconfirmed reverts", []string{"test new", "boots 1.1.0+0", "boots 1.0.0+0", "boots 1.0.0+0"}},
+		{"confirmed stays", []string{"test new", "boots 1.1.0+0", "confirm", "boots 1.1.0+0", "boots 1.1.0+0"}},
+		{"permanent stays", []string{"permanent new", "boots 1.1.0+0", "boots 1.1.0+0"}},
+		{"rollback during the trial", []string{"test new", "boots 1.1.0+0", "rollback", "boots 1.0.0+0", "boots 1.0.0+0"}},
+		{"rollback after confirm", []string{"test new", "boots 1.1.0+0", "confirm", "rollback", "boots 1.0.0+0", "boots 1.0.0+0"}},
+		{"rollback cancels a request", []string{"permanent new", "rollback", "boots 1.0.0+0"}},
+		{"a new install after a revert", []string{"test new", "boots 1.1.0+0", "boots 1.0.0+0", "permanent 2nd", "boots 1.2.0+0", "boots 1.2.0+0"}},
+	}
+	for _, f := range flows {
+		t.Run(f.name, func(t *testing.T) {
 			real := newDevice(t, g, mcuboot.SwapMove)
 			real.write(t, g.pri, 0, imgs["old"]) // the factory's programmer
-			platform(t, l, real, opts, func(ctx context.Context, pl *boot.Platform) error {
-				img := imgs["new"]
-				if err := pl.Init(ctx, hal.InitRequest{Size: uint64(len(img))}); err != nil {
-					return err
-				}
-				for off := 0; off < len(img); off += 4096 {
-					if err := pl.Write(ctx, uint64(off), img[off:min(off+4096, len(img))]); err != nil {
-						return err
-					}
-				}
-				return pl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootTest, Size: uint64(len(img))})
-			})
 			sim := newDevice(t, g, mcuboot.SwapMove)
 			sim.load(t, real.bytes(t))
-
-			for i, w := range c.ons {
-				if c.confirm && i == 1 {
+			for i, st := range f.steps {
+				op, arg, _ := strings.Cut(st, " ")
+				if op != "boots" {
+					// The same call on both flashes: on MCUboot's, the
+					// Platform sees only what MCUboot left (its params were
+					// never written by a bootloader); on core/boot's, what
+					// core/boot's bootloader left too.
 					for _, d := range []*device{real, sim} {
 						platform(t, l, d, opts, func(ctx context.Context, pl *boot.Platform) error {
-							return pl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm})
+							return call(ctx, pl, op, imgs[arg])
 						})
 					}
+					continue
 				}
 				res, simErr := boot.Boot(sim.fl, l, opts)
 				r := b.powerOn(t, real)
 				if len(r.refused) > 0 {
-					t.Errorf("power-on %d: refused flash operations: %q\nMCUboot's log:\n%s", i+1, r.refused, r.log)
+					t.Errorf("step %d: refused flash operations: %q\nMCUboot's log:\n%s", i+1, r.refused, r.log)
 				}
-				if got := r.slot + " " + r.version; !r.booted || got != w.boots {
-					t.Fatalf("power-on %d: MCUboot %s, want boots %s\nMCUboot's log:\n%s", i+1, r, w.boots, r.log)
+				if !r.booted || r.slot != "primary" || r.version != arg {
+					t.Fatalf("step %d: MCUboot %s, want boots primary %s\nMCUboot's log:\n%s", i+1, r, arg, r.log)
 				}
-				for _, c := range []struct {
-					a    area
-					want string
-				}{{g.pri, w.primary}, {g.sec, w.secondary}} {
-					if err := real.holds(t, c.a, c.want, imgs); err != nil {
-						t.Errorf("power-on %d: %v", i+1, err)
-					}
-				}
-
 				if simErr != nil || res.Slot != hal.PartApp || res.Version != r.version {
-					t.Errorf("power-on %d: core/boot's bootloader boots %+v (error %v), MCUboot boots %s from app", i+1, res, simErr, r.version)
+					t.Errorf("step %d: core/boot's bootloader boots %+v (error %v), MCUboot boots %s from app", i+1, res, simErr, r.version)
 				}
 				for _, a := range []area{g.pri, g.sec} {
 					got, want := sim.read(t, a, 0, int(a.size)), real.read(t, a, 0, int(a.size))
 					if !bytes.Equal(got, want) {
 						at := firstDiff(got, want)
-						t.Errorf("power-on %d: core/boot leaves the %s slot other than MCUboot does: at 0x%x it holds %02x, MCUboot %02x\nMCUboot's log:\n%s",
+						t.Errorf("step %d: core/boot leaves the %s slot other than MCUboot does: at 0x%x it holds %02x, MCUboot %02x\nMCUboot's log:\n%s",
 							i+1, a.name, at, got[at], want[at], r.log)
 					}
 				}
 			}
 		})
 	}
+}
+
+// call makes one Platform call of a flow: an install of img with a test or
+// permanent request, a confirmation or a rollback.
+func call(ctx context.Context, pl *boot.Platform, op string, img []byte) error {
+	switch op {
+	case "test", "permanent":
+		if err := pl.Init(ctx, hal.InitRequest{Size: uint64(len(img))}); err != nil {
+			return err
+		}
+		for off := 0; off < len(img); off += 4096 {
+			if err := pl.Write(ctx, uint64(off), img[off:min(off+4096, len(img))]); err != nil {
+				return err
+			}
+		}
+		mode := hal.BootTest
+		if op == "permanent" {
+			mode = hal.BootPermanent
+		}
+		return pl.SetBoot(ctx, hal.BootRequest{Mode: mode, Size: uint64(len(img))})
+	case "confirm":
+		return pl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm})
+	case "rollback":
+		return pl.Rollback(ctx)
+	}
+	return fmt.Errorf("no Platform call %q", op)
 }
 
 // platform opens core/boot's Platform on d's flash, runs do and closes it:
