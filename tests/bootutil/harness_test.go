@@ -193,11 +193,16 @@ type report struct {
 	slot    string // primary, secondary
 	version string
 	refused []string // flash operations the strict back end refused
+	ops     int      // writes and erases MCUboot made
+	cut     bool     // the power failed (powerOnCut) before MCUboot was done
 	out     string   // stdout, for messages
 	log     string   // MCUboot's log (stderr)
 }
 
 func (r report) String() string {
+	if r.cut {
+		return fmt.Sprintf("lost power at flash operation %d", r.ops)
+	}
 	if !r.booted {
 		return "no image booted"
 	}
@@ -208,12 +213,28 @@ func (r report) String() string {
 // The caller checks r.refused: a flash operation a real part refuses.
 func (b bootloader) powerOn(t *testing.T, d *device) report {
 	t.Helper()
+	return b.run(t, d, 0)
+}
+
+// powerOnCut is powerOn with the power failing instead of MCUboot's k-th
+// write or erase (k >= 1): d keeps what the operations before it did.
+func (b bootloader) powerOnCut(t *testing.T, d *device, k int) report {
+	t.Helper()
+	return b.run(t, d, k)
+}
+
+func (b bootloader) run(t *testing.T, d *device, cut int) report {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "flash.bin")
 	if err := os.WriteFile(path, d.bytes(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{path, hexs(d.g.sector), strconv.Itoa(int(d.g.write)), hexs(uint64(d.g.erased)),
-		hexs(d.g.pri.off), hexs(d.g.pri.size), hexs(d.g.sec.off), hexs(d.g.sec.size)}
+	var args []string
+	if cut > 0 {
+		args = []string{"--cut", strconv.Itoa(cut)}
+	}
+	args = append(args, path, hexs(d.g.sector), strconv.Itoa(int(d.g.write)), hexs(uint64(d.g.erased)),
+		hexs(d.g.pri.off), hexs(d.g.pri.size), hexs(d.g.sec.off), hexs(d.g.sec.size))
 	if d.g.scr.size != 0 {
 		args = append(args, hexs(d.g.scr.off), hexs(d.g.scr.size))
 	}
@@ -232,6 +253,12 @@ func (b bootloader) powerOn(t *testing.T, d *device) report {
 		case len(f) == 4 && f[0] == "boot":
 			r.booted, r.slot, r.version = true, f[1], f[3]
 		case len(f) == 2 && f[0] == "fail":
+		case len(f) == 2 && (f[0] == "ops" || f[0] == "cut"):
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("MCUboot harness printed %q", line)
+			}
+			r.ops, r.cut = n, f[0] == "cut"
 		default:
 			t.Fatalf("MCUboot harness printed %q, which this test does not read", line)
 		}

@@ -8,9 +8,12 @@
  *     fail <rc>
  *
  * preceded by a "refused ..." line for every flash operation the back end
- * refused. MCUboot's own log goes to stderr.
+ * refused, and followed by "ops N", the number of writes and erases MCUboot
+ * made. With --cut K the power fails instead of the K-th write or erase:
+ * the flash is written back as it is and the harness prints "cut K" alone.
+ * MCUboot's own log goes to stderr.
  *
- * Usage: boot FLASH SECTOR WRITE ERASED PRI_OFF PRI_SIZE SEC_OFF SEC_SIZE [SCR_OFF SCR_SIZE]
+ * Usage: boot [--cut K] FLASH SECTOR WRITE ERASED PRI_OFF PRI_SIZE SEC_OFF SEC_SIZE [SCR_OFF SCR_SIZE]
  * (numbers in C notation: 4096, 0x1000). The upgrade mode is compile-time
  * (-D), as in MCUboot; the public key is the pubkey.inc on the include path,
  * a C array as `otaimg getpub --lang c` (or imgtool getpub) prints it.
@@ -48,6 +51,31 @@ static size_t flash_size;
 static uint32_t sector_size;
 static uint32_t write_size;
 static uint8_t erased;
+static const char *flash_path;
+static unsigned long ops;
+static unsigned long cut_at;
+
+static int save(void)
+{
+    FILE *f = fopen(flash_path, "wb");
+    if (f == NULL || fwrite(flash, 1, flash_size, f) != flash_size || fclose(f) != 0) {
+        fprintf(stderr, "boot: write %s failed\n", flash_path);
+        return 1;
+    }
+    return 0;
+}
+
+/* operation counts one write or erase; at the one --cut names, the power
+ * fails before it: the flash keeps what the earlier ones did. */
+static void operation(void)
+{
+    ops++;
+    if (cut_at != 0 && ops == cut_at) {
+        int rc = save();
+        printf("cut %lu\n", ops);
+        exit(rc);
+    }
+}
 
 static void refuse(const char *op, const struct flash_area *fap, uint32_t off, uint32_t len, const char *why)
 {
@@ -92,6 +120,7 @@ int flash_area_write(const struct flash_area *fap, uint32_t off, const void *src
         refuse("write", fap, off, len, "misaligned");
         return -1;
     }
+    operation();
     uint8_t *p = flash + fap->fa_off + off;
     for (uint32_t i = 0; i < len; i++) {
         if (p[i] != erased) {
@@ -113,6 +142,7 @@ int flash_area_erase(const struct flash_area *fap, uint32_t off, uint32_t len)
         refuse("erase", fap, off, len, "not-whole-sectors");
         return -1;
     }
+    operation();
     memset(flash + fap->fa_off + off, erased, len);
     return 0;
 }
@@ -201,10 +231,16 @@ static void add_area(int id, const char *off, const char *size)
 
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--cut") == 0) {
+        cut_at = num(argv[2], "cut");
+        argc -= 2;
+        argv += 2;
+    }
     if (argc != 9 && argc != 11) {
-        fprintf(stderr, "usage: boot FLASH SECTOR WRITE ERASED PRI_OFF PRI_SIZE SEC_OFF SEC_SIZE [SCR_OFF SCR_SIZE]\n");
+        fprintf(stderr, "usage: boot [--cut K] FLASH SECTOR WRITE ERASED PRI_OFF PRI_SIZE SEC_OFF SEC_SIZE [SCR_OFF SCR_SIZE]\n");
         return 2;
     }
+    flash_path = argv[1];
     FILE *f = fopen(argv[1], "rb");
     if (f == NULL || fseek(f, 0, SEEK_END) != 0) {
         perror(argv[1]);
@@ -235,13 +271,11 @@ int main(int argc, char **argv)
     memset(&rsp, 0, sizeof rsp);
     fih_ret rc = boot_go(&rsp);
 
-    f = fopen(argv[1], "wb");
-    if (f == NULL || fwrite(flash, 1, flash_size, f) != flash_size || fclose(f) != 0) {
-        fprintf(stderr, "boot: write %s failed\n", argv[1]);
+    if (save() != 0) {
         return 1;
     }
     if (FIH_NOT_EQ(rc, FIH_SUCCESS)) {
-        printf("fail %d\n", (int)rc);
+        printf("fail %d\nops %lu\n", (int)rc, ops);
         return 0;
     }
     const char *name = "unknown";
@@ -251,7 +285,7 @@ int main(int argc, char **argv)
         }
     }
     const struct image_version *v = &rsp.br_hdr->ih_ver;
-    printf("boot %s 0x%x %u.%u.%u+%u\n", name, rsp.br_image_off, v->iv_major, v->iv_minor,
-           v->iv_revision, v->iv_build_num);
+    printf("boot %s 0x%x %u.%u.%u+%u\nops %lu\n", name, rsp.br_image_off, v->iv_major, v->iv_minor,
+           v->iv_revision, v->iv_build_num, ops);
     return 0;
 }
