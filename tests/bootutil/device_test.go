@@ -100,6 +100,14 @@ func (d *device) bytes(t *testing.T) []byte {
 	return b
 }
 
+// clone is a copy of d on a flash of its own.
+func (d *device) clone(t *testing.T) *device {
+	t.Helper()
+	c := &device{g: d.g, mode: d.mode}
+	c.load(t, d.bytes(t))
+	return c
+}
+
 // load replaces the flash with b, what the bootloader left.
 func (d *device) load(t *testing.T, b []byte) {
 	t.Helper()
