@@ -51,7 +51,7 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.server, "server", "", "otaserve URL (env OTASERVE_URL; default: DATA/url, else http://127.0.0.1:8080)")
+	fs.StringVar(&f.server, "server", "", "otaserve URL (env OTASERVE_URL; default: DATA/url, else https://127.0.0.1:8080)")
 	fs.StringVar(&f.token, "token", "", "operator token (env OTASERVE_TOKEN; default: DATA/token)")
 	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL, token and CA")
 	fs.StringVar(&f.ca, "ca", "", "PEM `file` of the CA of otaserve's certificate (env OTASERVE_CA; default: DATA/ca.pem when it exists, and the system's)")
@@ -66,7 +66,7 @@ func (f *clientFlags) connect(out io.Writer) (*conn, error) {
 		if b, err := os.ReadFile(filepath.Join(f.data, "url")); err == nil {
 			c.base = strings.TrimSpace(string(b))
 		} else {
-			c.base = "http://127.0.0.1:8080"
+			c.base = "https://127.0.0.1:8080"
 		}
 	}
 	if c.token == "" {

@@ -372,8 +372,15 @@ func (c *Client) handle(raw []byte) {
 		}
 		return
 	}
+	// An order is the same order as one before when it has its id, or,
+	// when otaserve signed it, its signature: a forgery that takes the id
+	// of the next genuine order cannot then make the device drop it (the
+	// agent refuses the forgery; its signature is not the genuine one's).
 	key := "id:" + strconv.FormatInt(o.ID, 10)
-	if o.ID == 0 {
+	switch {
+	case o.Data.Otaport != nil && o.Data.Otaport.Signature != "":
+		key = "sig:" + o.Data.Otaport.Signature
+	case o.ID == 0:
 		key = fmt.Sprintf("raw:%x", sha256.Sum256(raw))
 	}
 	if !c.remember(key) {

@@ -1,13 +1,16 @@
 package cloud_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -493,4 +496,47 @@ func selfSigned(t *testing.T) ([]byte, *tls.Config) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
+
+// TestClient_ForgeryCannotShadowTheGenuineOrder: a forged order that takes
+// the id of the next genuine, signed order reaches the agent (which refuses
+// it), and does not make the client drop the genuine one as a duplicate;
+// the genuine one delivered again is still a duplicate.
+func TestClient_ForgeryCannotShadowTheGenuineOrder(t *testing.T) {
+	b := startBroker(t, "127.0.0.1:0", nil)
+	w := dialWire(t, b)
+	d, err := dialDevice(t, "tcp://"+b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedOrder := func(version, signature string) []byte {
+		o := cloud.Order{
+			Code: cloud.OrderCodeSuccess, Message: cloud.OrderMessageSuccess, ID: 9,
+			Data: cloud.OrderData{Size: 4096, Version: version, URL: "http://127.0.0.1:9/fw.bin",
+				SignMethod: "SHA256", Sign: strings.Repeat("5e", 32),
+				Otaport: &cloud.Extension{Scheme: "ecdsa-p256", Board: "stm32f407-disco", Signer: strings.Repeat("ab", 32), Signature: signature}},
+		}
+		raw, err := cloud.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	forged := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'f'}, ed25519.SignatureSize))
+	genuine := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'g'}, ed25519.SignatureSize))
+	up := d.Topics().Upgrade
+	w.publish(t, up, signedOrder("6.6.6", forged))
+	w.publish(t, up, signedOrder("2.0.0", genuine))
+	w.publish(t, up, signedOrder("2.0.0", genuine)) // redelivered
+	w.publish(t, up, order(10, "2.0.1"))
+	if o := d.nextOrder(t); o.Data.Version != "6.6.6" {
+		t.Fatalf("first order %s, want the forgery (the agent refuses it)", o.Data.Version)
+	}
+	if o := d.nextOrder(t); o.Data.Version != "2.0.0" {
+		t.Fatalf("second order %s, want the genuine one", o.Data.Version)
+	}
+	// Orders are handled in arrival order: the redelivery came before 10.
+	if o := d.nextOrder(t); o.ID != 10 {
+		t.Fatalf("third order %d %s, want 10 (the redelivered genuine order is a duplicate)", o.ID, o.Data.Version)
+	}
 }

@@ -140,10 +140,11 @@ func layouts() []hal.Layout {
 			},
 			Signature: "ecdsa-p256", BootAttempts: 1,
 		},
-		// single-bank, 4 KiB pages, word writes (nRF52840 NVMC)
+		// swap (MCUboot swap-move), 4 KiB pages, word writes (nRF52840 NVMC),
+		// same-size slots as Zephyr's partition table
 		{
 			Board: "nrf52840-dk", Vendor: "Nordic Semiconductor", SoC: "nRF52840",
-			Scheme: hal.SingleBank, Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeOverwriteOnly},
+			Scheme: hal.Swap, Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeSwapMove},
 			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
 				WriteAlign: 4, EraseValue: 0xff},
 			Partitions: []hal.Partition{

@@ -28,7 +28,7 @@ typedef uint32_t ota_addr_t;
 #define OTA_PART_SCRATCH_SIZE 0x1E000u
 #define OTA_PART_PARAMS_ADDR 0x000F8000u
 #define OTA_PART_PARAMS_SIZE 0x8000u
-/* Boot scheme: mcuboot overwrite-only, single-bank. */
+/* Boot scheme: mcuboot swap-move, swap. */
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
 
