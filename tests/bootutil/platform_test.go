@@ -1,0 +1,232 @@
+package bootutil
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/bootfmt/mcuboot"
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/hal/haltest"
+)
+
+// TestMCUboot_BootsWhatCoreBootInstalled installs an image the way every
+// otaport port does, through core/boot's Platform (Init, Write, SetBoot) on
+// the nRF52840 swap-move board, and lets MCUboot's own swap-move bootloader
+// boot it: it swaps it in, and at the next power-on swaps it back unless the
+// Platform confirmed it in between; a Platform rollback returns to the old
+// image. Beside it, a copy of the flash goes through the same calls and
+// powers on with core/boot's simulated bootloader: it must boot the same
+// version and leave both slots byte for byte as MCUboot does, trailers and
+// swap status included.
+func TestMCUboot_BootsWhatCoreBootInstalled(t *testing.T) {
+	mcubootTree(t)
+	l, g := nrfSwap(t)
+	s := newSigner(t)
+	b := compile(t, t.TempDir(), mcuboot.SwapMove, g.maxImgSectors(), s)
+	imgs := map[string][]byte{
+		"old": s.sign(t, payload(1, 50000), "1.0.0"),
+		"new": s.sign(t, payload(2, 61000), "1.1.0"),
+		"2nd": s.sign(t, payload(3, 45000), "1.2.0"),
+	}
+	opts := boot.Options{Keys: []crypto.PublicKey{s.key.Public()}}
+
+	// A step is a Platform call ("test NAME", "permanent NAME": an install
+	// of imgs[NAME]; "confirm"; "rollback") or a power-on ("boots V": MCUboot
+	// boots version V from the primary).
+	flows := []struct {
+		name  string
+		steps []string
+	}{
+		{"unconfirmed reverts", []string{"test new", "boots 1.1.0+0", "boots 1.0.0+0", "boots 1.0.0+0"}},
+		{"confirmed stays", []string{"test new", "boots 1.1.0+0", "confirm", "boots 1.1.0+0", "boots 1.1.0+0"}},
+		{"permanent stays", []string{"permanent new", "boots 1.1.0+0", "boots 1.1.0+0"}},
+		{"rollback during the trial", []string{"test new", "boots 1.1.0+0", "rollback", "boots 1.0.0+0", "boots 1.0.0+0"}},
+		{"rollback after confirm", []string{"test new", "boots 1.1.0+0", "confirm", "rollback", "boots 1.0.0+0", "boots 1.0.0+0"}},
+		{"rollback cancels a request", []string{"permanent new", "rollback", "boots 1.0.0+0"}},
+		{"a new install after a revert", []string{"test new", "boots 1.1.0+0", "boots 1.0.0+0", "permanent 2nd", "boots 1.2.0+0", "boots 1.2.0+0"}},
+	}
+	for _, f := range flows {
+		t.Run(f.name, func(t *testing.T) {
+			real := newDevice(t, g, mcuboot.SwapMove)
+			real.write(t, g.pri, 0, imgs["old"]) // the factory's programmer
+			sim := real.clone(t)
+			for i, st := range f.steps {
+				op, arg, _ := strings.Cut(st, " ")
+				if op != "boots" {
+					// The same call on both flashes: on MCUboot's, the
+					// Platform sees only what MCUboot left (its params were
+					// never written by a bootloader); on core/boot's, what
+					// core/boot's bootloader left too.
+					for _, d := range []*device{real, sim} {
+						platform(t, l, d, opts, func(ctx context.Context, pl *boot.Platform) error {
+							return call(ctx, pl, op, imgs[arg])
+						})
+					}
+					continue
+				}
+				res, simErr := boot.Boot(sim.fl, l, opts)
+				r := b.powerOn(t, real)
+				if len(r.refused) > 0 {
+					t.Errorf("step %d: refused flash operations: %q\nMCUboot's log:\n%s", i+1, r.refused, r.log)
+				}
+				if !r.booted || r.slot != "primary" || r.version != arg {
+					t.Fatalf("step %d: MCUboot %s, want boots primary %s\nMCUboot's log:\n%s", i+1, r, arg, r.log)
+				}
+				if simErr != nil || res.Slot != hal.PartApp || res.Version != r.version {
+					t.Errorf("step %d: core/boot's bootloader boots %+v (error %v), MCUboot boots %s from app", i+1, res, simErr, r.version)
+				}
+				for _, a := range []area{g.pri, g.sec} {
+					got, want := sim.read(t, a, 0, int(a.size)), real.read(t, a, 0, int(a.size))
+					if !bytes.Equal(got, want) {
+						at := firstDiff(got, want)
+						t.Errorf("step %d: core/boot leaves the %s slot other than MCUboot does: at 0x%x it holds %02x, MCUboot %02x\nMCUboot's log:\n%s",
+							i+1, a.name, at, got[at], want[at], r.log)
+					}
+				}
+			}
+		})
+	}
+}
+
+// call makes one Platform call of a flow: an install of img with a test or
+// permanent request, a confirmation or a rollback.
+func call(ctx context.Context, pl *boot.Platform, op string, img []byte) error {
+	switch op {
+	case "test", "permanent":
+		if err := pl.Init(ctx, hal.InitRequest{Size: uint64(len(img))}); err != nil {
+			return err
+		}
+		for off := 0; off < len(img); off += 4096 {
+			if err := pl.Write(ctx, uint64(off), img[off:min(off+4096, len(img))]); err != nil {
+				return err
+			}
+		}
+		mode := hal.BootTest
+		if op == "permanent" {
+			mode = hal.BootPermanent
+		}
+		return pl.SetBoot(ctx, hal.BootRequest{Mode: mode, Size: uint64(len(img))})
+	case "confirm":
+		return pl.SetBoot(ctx, hal.BootRequest{Mode: hal.BootConfirm})
+	case "rollback":
+		return pl.Rollback(ctx)
+	}
+	return fmt.Errorf("no Platform call %q", op)
+}
+
+// nrfSwap is haltest's nRF52840 swap-move board and its slots as the
+// harness takes them.
+func nrfSwap(t *testing.T) (hal.Layout, geometry) {
+	t.Helper()
+	l, ok := haltest.Layout("nrf52840-dk-swap")
+	if !ok {
+		t.Fatal("haltest has no nrf52840-dk-swap board")
+	}
+	app, _ := l.Partition(hal.PartApp)
+	ota, _ := l.Partition(hal.PartOTA)
+	if len(l.Flash.Sectors) != 1 {
+		t.Fatalf("%s: the harness takes uniform sectors, the board has %v", l.Board, l.Flash.Sectors)
+	}
+	return l, geometry{sector: l.Flash.Sectors[0].Size, write: l.Flash.WriteAlign, erased: l.Flash.EraseValue, size: l.Flash.Size,
+		pri: area{"primary", app.Offset, app.Size}, sec: area{"secondary", ota.Offset, ota.Size}}
+}
+
+// platform opens core/boot's Platform on d's flash, runs do and closes it:
+// what a port does between two power-ons.
+func platform(t *testing.T, l hal.Layout, d *device, opts boot.Options, do func(context.Context, *boot.Platform) error) {
+	t.Helper()
+	pl, err := boot.NewPlatform(l, d.fl, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := do(context.Background(), pl); err != nil {
+		t.Fatalf("core/boot's Platform: %v", err)
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMCUboot_CutSwapsResumeAlike cuts the power before every flash
+// operation of a swap (and of the revert that follows it) on the nRF52840
+// swap-move board, once in MCUboot's bootloader and once in core/boot's,
+// and powers the device on again with each: whichever bootloader was cut,
+// MCUboot and core/boot must both finish the swap from the status records
+// left behind, boot the same version and leave both slots byte for byte
+// alike.
+func TestMCUboot_CutSwapsResumeAlike(t *testing.T) {
+	mcubootTree(t)
+	l, g := nrfSwap(t)
+	s := newSigner(t)
+	b := compile(t, t.TempDir(), mcuboot.SwapMove, g.maxImgSectors(), s)
+	opts := boot.Options{Keys: []crypto.PublicKey{s.key.Public()}}
+
+	installed := newDevice(t, g, mcuboot.SwapMove)
+	installed.write(t, g.pri, 0, s.sign(t, payload(1, 30000), "1.0.0"))
+	platform(t, l, installed, opts, func(ctx context.Context, pl *boot.Platform) error {
+		return call(ctx, pl, "test", s.sign(t, payload(2, 41000), "1.1.0"))
+	})
+	swapped := installed.clone(t)
+	if r := b.powerOn(t, swapped); r.version != "1.1.0+0" {
+		t.Fatalf("MCUboot %s, want boots 1.1.0", r)
+	}
+
+	for _, phase := range []struct {
+		name  string
+		from  *device
+		boots string
+	}{{"swap", installed, "1.1.0+0"}, {"revert", swapped, "1.0.0+0"}} {
+		// Each bootloader's own count of writes and erases: MCUboot copies
+		// through a 1 KiB buffer (BUF_SZ in loader.c), core/boot a sector at
+		// a time, so the counts differ; a cut between two sectors leaves the
+		// same states.
+		counts := map[string]int{"MCUboot": b.powerOn(t, phase.from.clone(t)).ops}
+		sim := phase.from.clone(t)
+		before := sim.fl.Ops()
+		if _, err := boot.Boot(sim.fl, l, opts); err != nil {
+			t.Fatal(err)
+		}
+		counts["core/boot"] = sim.fl.Ops() - before
+		for _, cutIn := range []string{"MCUboot", "core/boot"} {
+			for k := 1; k <= counts[cutIn]; k++ {
+				d := phase.from.clone(t)
+				if cutIn == "MCUboot" {
+					if r := b.powerOnCut(t, d, k); !r.cut {
+						t.Fatalf("%s, cut at %d: MCUboot %s", phase.name, k, r)
+					}
+				} else {
+					d.fl.SetCut(flash.Cut{At: k})
+					if _, err := boot.Boot(d.fl, l, opts); !errors.Is(err, flash.ErrPowerCut) {
+						t.Fatalf("%s, cut at %d: core/boot's bootloader: %v, want a power cut", phase.name, k, err)
+					}
+					d.fl = d.fl.Clone()
+				}
+				sim := d.clone(t)
+				res, simErr := boot.Boot(sim.fl, l, opts)
+				r := b.powerOn(t, d)
+				if len(r.refused) > 0 || !r.booted || r.version != phase.boots {
+					t.Fatalf("%s cut in %s before operation %d: MCUboot then %s (refused %q), want boots %s\nMCUboot's log:\n%s",
+						phase.name, cutIn, k, r, r.refused, phase.boots, r.log)
+				}
+				if simErr != nil || res.Version != phase.boots {
+					t.Errorf("%s cut in %s before operation %d: core/boot's bootloader then boots %+v (error %v), want %s",
+						phase.name, cutIn, k, res, simErr, phase.boots)
+				}
+				for _, a := range []area{g.pri, g.sec} {
+					got, want := sim.read(t, a, 0, int(a.size)), d.read(t, a, 0, int(a.size))
+					if at := firstDiff(got, want); at < len(got) {
+						t.Errorf("%s cut in %s before operation %d: core/boot leaves the %s slot other than MCUboot does: at 0x%x it holds %02x, MCUboot %02x",
+							phase.name, cutIn, k, a.name, at, got[at], want[at])
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,1 @@
+/* loader.c includes this in swap builds; the host's malloc is enough. */
