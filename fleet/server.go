@@ -11,6 +11,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -76,6 +77,11 @@ type Config struct {
 	// they reach this server by another name than HTTPAddr; default
 	// http(s)://HTTPAddr.
 	PublicURL string
+	// StatementInterval is how often the signed release statement of each
+	// product is published (cloud.Statement), each valid for three
+	// intervals; default DefaultStatementInterval. Devices that hear none
+	// for long report themselves as possibly frozen.
+	StatementInterval time.Duration
 	// SignIn is what the embedded broker asks of a device's sign-in beyond
 	// its signature (transport, fresh timestamp, few failures).
 	SignIn broker.SignInPolicy
@@ -503,6 +509,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.campaigns.SetPublisher(pub)
 	defer s.campaigns.SetPublisher(nil)
+	stmtCtx, stopStatements := context.WithCancel(ctx)
+	statementsDone := make(chan struct{})
+	go func() {
+		defer close(statementsDone)
+		s.publishStatements(stmtCtx, pub)
+	}()
+	defer func() { stopStatements(); <-statementsDone }()
 	s.serving.Store(true)
 	defer s.serving.Store(false)
 
@@ -531,6 +544,29 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	return nil
+}
+
+// DefaultStatementInterval is how often release statements go out by
+// default: a device's freeze watch (a day by default) hears of many before
+// it worries.
+const DefaultStatementInterval = 10 * time.Minute
+
+// publishStatements publishes each product's signed release statement at
+// once and then every StatementInterval, until ctx ends.
+func (s *Server) publishStatements(ctx context.Context, pub campaign.Publisher) {
+	every := cmp.Or(s.cfg.StatementInterval, DefaultStatementInterval)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.campaigns.PublishStatements(ctx, pub, time.Now(), 3*every); err != nil && ctx.Err() == nil {
+			s.log.Warn("release statements", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // operatorTLS is the TLS the service's own MQTT connection uses. To the

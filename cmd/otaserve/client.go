@@ -272,7 +272,12 @@ func deviceAdd(f *clientFlags) *cobra.Command {
 const deviceHeader = "PRODUCT\tDEVICE\tBOARD\tGROUP\tVERSION\tSTATE\tMODULES\tLAST SEEN\tLAST ERROR"
 
 func deviceRow(d api.Device) []string {
-	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), string(d.State), moduleSummary(d.Modules), when(d.LastSeen), dash(d.LastError)}
+	state := d.State
+	if d.PossiblyFrozen {
+		// What the device said of itself: it hears no release statement.
+		state += ",possibly-frozen"
+	}
+	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), state, moduleSummary(d.Modules), when(d.LastSeen), dash(d.LastError)}
 }
 
 // moduleSummary lists the modules besides the default one as

@@ -185,8 +185,9 @@ type Agent struct {
 
 	evMu sync.Mutex // serialises onEv
 
-	orders    chan *cloud.Order
-	reconnect chan struct{}
+	orders     chan *cloud.Order
+	reconnect  chan struct{}
+	statements chan *cloud.Statement
 }
 
 // New checks the options and builds the agent and an engine per module. It
@@ -198,8 +199,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: opts.Config, dial: opts.Dial, adjust: opts.CloudConfig, log: log, onEv: opts.OnEvent,
-		orders:    make(chan *cloud.Order, 16),
-		reconnect: make(chan struct{}, 1),
+		orders:     make(chan *cloud.Order, 16),
+		reconnect:  make(chan struct{}, 1),
+		statements: make(chan *cloud.Statement, 4),
 	}
 	if a.dial == nil {
 		a.dial = func(ctx context.Context, cfg cloud.Config) (Link, error) { return cloud.Dial(ctx, cfg) }
@@ -339,6 +341,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 		OnError: func(err error) { a.log.Warn("cloud", "err", err) },
 	}
+	if a.auth != nil {
+		// Only the order key can tell otaserve's statements from others.
+		cc.OnStatement = func(s *cloud.Statement) {
+			select {
+			case a.statements <- s:
+			default:
+				a.log.Warn("release statement dropped: too many waiting")
+			}
+		}
+	}
 	var err error
 	if cc.Identity.DeviceSecret, err = a.cfg.secret(); err != nil {
 		return err
@@ -358,6 +370,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if a.auth != nil {
+		go a.watchFreeze(uctx, link)
+	}
 	done := make(chan error, len(a.units))
 	for _, u := range a.units {
 		u.link = moduleLink{link: link, module: u.module, order: new(atomic.Int64)}
@@ -393,6 +408,63 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return a.stopped(ctx, first)
+}
+
+// frozenLink is a Link whose version reports can say the device may be
+// frozen; *cloud.Client is one.
+type frozenLink interface{ SetPossiblyFrozen(bool) }
+
+// watchFreeze takes otaserve's release statements and, when none has come
+// for FreezeAfter (counted on the device's own monotonic clock, so a
+// device without a trusted clock is watched too), reports the device as
+// possibly frozen in every module's version report, until one comes again.
+// It ends with ctx.
+func (a *Agent) watchFreeze(ctx context.Context, link Link) {
+	after := time.Duration(a.cfg.FreezeAfter)
+	if after <= 0 {
+		after = DefaultFreezeAfter
+	}
+	fl, _ := link.(frozenLink)
+	last, lastIssued, frozen := time.Now(), int64(0), false
+	set := func(v bool) {
+		frozen = v
+		if fl != nil {
+			fl.SetPossiblyFrozen(v)
+		}
+		// Every module reports its version again, saying it.
+		for _, u := range a.units {
+			select {
+			case u.reconnect <- struct{}{}:
+			default:
+			}
+		}
+	}
+	check := time.NewTicker(max(after/8, 10*time.Millisecond))
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-a.statements:
+			if err := a.auth.checkStatement(s, lastIssued); err != nil {
+				a.log.Warn("release statement refused", "err", err)
+				continue
+			}
+			last, lastIssued = time.Now(), s.Issued
+			if frozen {
+				a.log.Info("release statements again: no longer possibly frozen")
+				a.emit(Event{Kind: event.Frozen, Message: "thawed"})
+				set(false)
+			}
+		case <-check.C:
+			if !frozen && time.Since(last) > after {
+				msg := fmt.Sprintf("no release statement from otaserve for %v (freeze_after): orders may be withheld from this device", after)
+				a.log.Warn("possibly frozen", "reason", msg)
+				a.emit(Event{Kind: event.Frozen, Message: msg})
+				set(true)
+			}
+		}
+	}
 }
 
 // route hands an order to its module's unit, or refuses an order for a

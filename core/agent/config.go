@@ -30,6 +30,9 @@ const (
 	// maxConfigSize bounds device.yaml: a configuration is a few hundred
 	// bytes, and a parser should not be handed whatever a path points at.
 	maxConfigSize = 64 << 10
+	// DefaultFreezeAfter: otaserve sends a statement every 10 minutes, so a
+	// day without one is no network hiccup.
+	DefaultFreezeAfter = 24 * time.Hour
 )
 
 // Config is the device agent's configuration, as device.yaml holds it:
@@ -93,6 +96,11 @@ type Config struct {
 	// no time sync): the orders' expiry is not checked, and the nonce alone
 	// refuses a replayed order. Unset means true.
 	TrustedClock *bool `yaml:"trusted_clock"`
+	// FreezeAfter is how long the device may hear no release statement
+	// from otaserve (signed with the order key) before it reports itself
+	// as possibly frozen: cut off from orders it should get. 0 means
+	// DefaultFreezeAfter; it needs signed orders.
+	FreezeAfter Duration `yaml:"freeze_after"`
 
 	// file is where the configuration was read from, for error messages.
 	file string
@@ -399,6 +407,11 @@ func (c *Config) validateOrders(bad func(field, format string, a ...any)) {
 		bad("signed_orders", "false together with order_key %s: drop order_key to take unsigned orders, or signed_orders to check them", c.OrderKey)
 	case c.TrustedClock != nil:
 		bad("trusted_clock", "set with signed_orders: false: only signed orders carry an expiry; drop trusted_clock")
+	case c.FreezeAfter != 0:
+		bad("freeze_after", "set with signed_orders: false: only otaserve signs release statements; drop freeze_after")
+	}
+	if c.FreezeAfter < 0 {
+		bad("freeze_after", "%v is negative: give how long the device may hear no release statement, such as 24h, or leave it out for %v", time.Duration(c.FreezeAfter), DefaultFreezeAfter)
 	}
 }
 

@@ -105,6 +105,8 @@ func TestValidate_NamesFieldAndFix(t *testing.T) {
 		{"no order key, signed", func(c *Config) { c.OrderKey, c.SignedOrders = "", ptr(true) }, "or set signed_orders: false"},
 		{"order key, unsigned", func(c *Config) { c.SignedOrders = ptr(false) }, "device.yaml: signed_orders: false together with order_key"},
 		{"clock, unsigned", func(c *Config) { c.OrderKey, c.SignedOrders, c.TrustedClock = "", ptr(false), ptr(false) }, "device.yaml: trusted_clock: set with signed_orders: false"},
+		{"freeze watch, unsigned", func(c *Config) { c.OrderKey, c.SignedOrders, c.FreezeAfter = "", ptr(false), Duration(time.Hour) }, "device.yaml: freeze_after: set with signed_orders: false"},
+		{"negative freeze watch", func(c *Config) { c.FreezeAfter = Duration(-time.Hour) }, "device.yaml: freeze_after: -1h0m0s is negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

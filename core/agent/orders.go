@@ -87,3 +87,21 @@ func (au *orderAuth) authenticate(o *cloud.Order, module, board string, last uin
 	}
 	return nil
 }
+
+// checkStatement takes a release statement if it is otaserve's, for this
+// device's product, issued after the last one taken (lastIssued) and, with
+// a trusted clock, not expired.
+func (au *orderAuth) checkStatement(s *cloud.Statement, lastIssued int64) error {
+	if err := cloud.VerifyStatement(s, au.key); err != nil {
+		return err
+	}
+	switch {
+	case s.Product != au.pk:
+		return fmt.Errorf("release statement for product %s, this device is of %s", s.Product, au.pk)
+	case s.Issued <= lastIssued:
+		return fmt.Errorf("release statement issued at %d, not after the last one taken (%d): a replay", s.Issued, lastIssued)
+	case au.clock && au.now().Unix() >= s.Expires:
+		return fmt.Errorf("release statement expired at %s", time.Unix(s.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}

@@ -53,6 +53,10 @@ const (
 	Failed Kind = "failed"
 	// Stop: the agent stopped, its state saved.
 	Stop Kind = "stop"
+	// Frozen: the agent heard no release statement from otaserve for
+	// longer than it allows (its orders may be withheld), or, with
+	// Message "thawed", hears them again.
+	Frozen Kind = "frozen"
 )
 
 // Operator actions on a campaign (fleet/campaign), beside the device

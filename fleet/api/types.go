@@ -25,6 +25,10 @@ type Device struct {
 	LastError    string    `json:"last_error,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Added        time.Time `json:"added"`
+	// PossiblyFrozen: the device's latest version report says it has heard
+	// no release statement for longer than it allows (its orders may be
+	// withheld).
+	PossiblyFrozen bool `json:"possibly_frozen,omitempty"`
 	// Modules are every module of the device, the default one first (its
 	// board, version and state are also the fields above).
 	Modules []Module `json:"modules"`
@@ -48,6 +52,7 @@ func toDevice(d store.Device) Device {
 	out := Device{
 		ProductKey: d.ProductKey, DeviceName: d.DeviceName, Board: d.Board, Group: d.Group, Version: d.Version,
 		State: string(d.State), LastError: d.LastError, LastSeen: d.LastSeen, Added: d.Added,
+		PossiblyFrozen: d.PossiblyFrozen,
 	}
 	for _, m := range d.ModuleList() {
 		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError})

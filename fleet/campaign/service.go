@@ -606,6 +606,7 @@ type deviceEvent struct {
 	pk, dn, module string
 	ev             Event
 	nonce          string // of an inform
+	frozen         bool   // an inform that says the device may be frozen
 	order          int64  // the order id of a progress report
 }
 
@@ -641,7 +642,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce,
+			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen,
 				ev: Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
@@ -690,6 +691,10 @@ func (s *Service) HandleMessages(msgs []Message) error {
 			ev := de.ev
 			err := w.UpdateDevice(de.pk, de.dn, func(dev *store.Device) error {
 				dev.LastSeen = now
+				if ev.Kind == event.Inform {
+					// Every version report says it, one way or the other.
+					dev.PossiblyFrozen = de.frozen
+				}
 				dev.EditModule(de.module, func(d *store.Module) {
 					switch ev.Kind {
 					case event.Inform:

@@ -49,6 +49,10 @@ type Device struct {
 	// OrderCounter is the counter of the last order signed for the
 	// device, any module: the next one is above it, across restarts.
 	OrderCounter uint64 `json:"order_counter,omitempty"`
+	// PossiblyFrozen is what the device's latest version report said: it
+	// has heard no release statement for longer than it allows, so its
+	// orders may be withheld (Uptane's freeze).
+	PossiblyFrozen bool `json:"possibly_frozen,omitempty"`
 }
 
 // DefaultModule is the module of a device that names none, as the
