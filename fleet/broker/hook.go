@@ -49,8 +49,9 @@ type accessHook struct {
 	operators map[string][32]byte // name -> SHA-256 of the password
 	log       *slog.Logger
 	policy    SignInPolicy
-	tls       bool // the listener's transport
-	failed    *failures
+	tls       bool      // the listener's transport
+	byDevice  *failures // failed sign-ins per device
+	byAddress *failures // and per address
 
 	mu    sync.Mutex
 	conns map[*mqtt.Client]principal
@@ -63,7 +64,8 @@ func newAccessHook(lookup func(pk, dn string) (string, bool), operators map[stri
 	}
 	policy = policy.withDefaults()
 	return &accessHook{lookup: lookup, operators: ops, log: log, policy: policy, tls: tls,
-		failed: newFailures(policy), conns: map[*mqtt.Client]principal{}}
+		byDevice: newFailures(policy.MaxFailures, policy), byAddress: newFailures(addressFactor*policy.MaxFailures, policy),
+		conns: map[*mqtt.Client]principal{}}
 }
 
 func (h *accessHook) ID() string { return "otaport-access" }
@@ -87,23 +89,31 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	if dn, pkey, ok := strings.Cut(user, "&"); ok {
 		dev = deviceKey(pkey, dn)
 	}
-	if h.failed.blocked(addr) || (dev != "" && h.failed.blocked(dev)) {
-		h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
-			"max", h.policy.MaxFailures, "window", h.policy.FailureWindow)
-		return false
-	}
 	refuse := func(msg string, args ...any) bool {
-		h.failed.fail(addr)
+		h.byAddress.fail(addr)
 		if dev != "" {
-			h.failed.fail(dev)
+			h.byDevice.fail(dev)
 		}
 		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
 		return false
 	}
-	var p principal
-	if want, isOp := h.operators[user]; isOp {
+	want, isOp := h.operators[user]
+	opRight := false
+	if isOp {
 		got := sha256.Sum256(pk.Connect.Password)
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		opRight = subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	}
+	// An operator who signs in right is never held to the failures of its
+	// address: otaserve's own connection shares loopback with local
+	// devices.
+	if !opRight && (h.byAddress.blocked(addr) || (dev != "" && h.byDevice.blocked(dev))) {
+		h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
+			"max_per_device", h.policy.MaxFailures, "window", h.policy.FailureWindow)
+		return false
+	}
+	var p principal
+	if isOp {
+		if !opRight {
 			return refuse("operator sign-in refused: wrong password")
 		}
 		p = principal{operator: true, user: user}
@@ -124,7 +134,7 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		dev = deviceKey(pkey, dn)
 		p = principal{pk: pkey, dn: dn, topics: cloud.Topics(pkey, dn)}
 		cl.ID = sessionID(pkey, dn)
-		h.failed.forget(dev)
+		h.byDevice.forget(dev)
 	} else {
 		id, err := cloud.VerifyCredentials(pk.Connect.ClientIdentifier, user, pk.Connect.Password, h.lookup)
 		if err != nil {
@@ -141,7 +151,7 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		}
 		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName)}
 		cl.ID = sessionID(id.ProductKey, id.DeviceName)
-		h.failed.forget(dev)
+		h.byDevice.forget(dev)
 	}
 	if pk.Connect.WillFlag && !p.allowed(pk.Connect.WillTopic, true) {
 		h.log.Warn("sign-in refused: will on a forbidden topic", "user", user, "topic", pk.Connect.WillTopic)

@@ -23,9 +23,11 @@ type SignInPolicy struct {
 	// out. Such a sign-in can be replayed for as long as the device secret
 	// lasts: allow it only for products whose devices cannot do better.
 	Timeless []string
-	// MaxFailures is how many failed sign-ins one address, or one device,
-	// may make within FailureWindow; past it, its sign-ins are refused
-	// unchecked until the window ends. 0 means DefaultMaxFailures.
+	// MaxFailures is how many failed sign-ins one device may make within
+	// FailureWindow, and one address ten times as many (devices behind
+	// one carrier NAT share an address); past it, their sign-ins are
+	// refused unchecked until the window ends. Operators who sign in
+	// right are never held to it. 0 means DefaultMaxFailures.
 	MaxFailures int
 	// FailureWindow is the span failures are counted over; 0 means
 	// DefaultFailureWindow.
@@ -109,9 +111,13 @@ type failCount struct {
 // past it, expired entries go first, then any.
 const maxFailureKeys = 1 << 16
 
-func newFailures(p SignInPolicy) *failures {
-	return &failures{max: p.MaxFailures, window: p.FailureWindow, now: p.Now, m: map[string]*failCount{}}
+func newFailures(max int, p SignInPolicy) *failures {
+	return &failures{max: max, window: p.FailureWindow, now: p.Now, m: map[string]*failCount{}}
 }
+
+// addressFactor is how many more failures an address may make than a
+// device: an address may be a NAT in front of many devices.
+const addressFactor = 10
 
 // blocked reports whether key has used up its failures in the current window.
 func (f *failures) blocked(key string) bool {
