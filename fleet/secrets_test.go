@@ -9,10 +9,9 @@ import (
 )
 
 // TestNew_SecretsAreReadableByTheOwnerOnly: the operator token (DATA/token),
-// the order key (DATA/order-key.pem) and the database, which holds every
-// device secret as given, are created readable and writable by otaserve's
-// user only. This is all the protection
-// the secrets have at rest today (docs/security.md, "Secrets in the clear").
+// the order key (DATA/order-key.pem), the key that seals the device secrets
+// (DATA/secrets.key), the fleet CA's key (DATA/ca.key) and the database are
+// created readable and writable by otaserve's user only.
 func TestNew_SecretsAreReadableByTheOwnerOnly(t *testing.T) {
 	dir := t.TempDir()
 	srv, err := fleet.New(fleet.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
@@ -20,7 +19,7 @@ func TestNew_SecretsAreReadableByTheOwnerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	for _, name := range []string{"token", "fleet.db", "order-key.pem"} {
+	for _, name := range []string{"token", "fleet.db", "order-key.pem", "secrets.key", "ca.key"} {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

@@ -39,6 +39,7 @@ import (
 	"github.com/otaport/otaport/fleet/dashboard"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/pki"
+	"github.com/otaport/otaport/fleet/secrets"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -121,6 +122,7 @@ type Server struct {
 	token     string
 	generated bool
 	devCA     *pki.CA
+	secrets   *secrets.Sealer
 	tlsHosts  []string // the names of the certificate AutoTLS made
 	opUser    string
 	opPass    string
@@ -193,6 +195,12 @@ func New(cfg Config) (s *Server, err error) {
 	if s.devCA, _, err = pki.Open(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
 	}
+	if s.secrets, _, err = secrets.Open(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
+	}
+	if err := s.sealStoredSecrets(); err != nil {
+		return nil, err
+	}
 	if cfg.TLS == nil && cfg.AutoTLS {
 		hosts, err := tlsHosts(cfg)
 		if err != nil {
@@ -246,7 +254,7 @@ func New(cfg Config) (s *Server, err error) {
 		}
 	}
 	apiHandler, err := api.New(api.Config{
-		Revoke: revoke, Certificates: s.devCA,
+		Revoke: revoke, Certificates: s.devCA, Secrets: s.secrets,
 		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
 		Logger: cfg.Logger.With("part", "api"),
 	})
@@ -293,7 +301,15 @@ func New(cfg Config) (s *Server, err error) {
 			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs, PlainAddr: cfg.MQTTPlainAddr,
 			Lookup: func(pk, dn string) (string, bool) {
 				d, err := s.store.Device(pk, dn)
-				return d.DeviceSecret, err == nil
+				if err != nil {
+					return "", false
+				}
+				secret, err := s.secrets.Open(d.Key(), d.DeviceSecret)
+				if err != nil {
+					s.log.Error("device sign-in impossible", "err", err)
+					return "", false
+				}
+				return secret, true
 			},
 			Operators: map[string]string{s.opUser: s.opPass},
 			SignIn:    cfg.SignIn,
@@ -427,6 +443,45 @@ func (s *Server) Addrs() Addrs {
 		}
 	}
 	return a
+}
+
+// sealStoredSecrets seals the secrets an earlier version stored in the
+// clear, in one transaction: after the first start of this version the
+// database holds none.
+func (s *Server) sealStoredSecrets() error {
+	devs, err := s.store.Devices()
+	if err != nil {
+		return err
+	}
+	var clear []store.Device
+	for _, d := range devs {
+		if d.DeviceSecret != "" && !secrets.Sealed(d.DeviceSecret) {
+			clear = append(clear, d)
+		}
+	}
+	if len(clear) == 0 {
+		return nil
+	}
+	err = s.store.Write(func(w *store.Writer) error {
+		for _, d := range clear {
+			sealed, err := s.secrets.Seal(d.Key(), d.DeviceSecret)
+			if err != nil {
+				return err
+			}
+			if err := w.UpdateDevice(d.ProductKey, d.DeviceName, func(dev *store.Device) error {
+				dev.DeviceSecret = sealed
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("seal the device secrets stored in the clear: %w", err)
+	}
+	s.log.Info("device secrets sealed at rest", "devices", len(clear), "key", secrets.KeyFile)
+	return nil
 }
 
 // tlsHosts lists the names a certificate made at start must carry: those

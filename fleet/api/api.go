@@ -52,6 +52,12 @@ type Certificates interface {
 	CertPEM() []byte
 }
 
+// Secrets is what the API needs to keep a new device's secret at rest
+// (fleet/secrets).
+type Secrets interface {
+	Seal(device, secret string) (string, error)
+}
+
 // Board is what the API checks devices and images against: one board of
 // the catalog, as otaserve's main reads it from the ports.
 type Board struct {
@@ -80,6 +86,9 @@ type Config struct {
 	Revoke func(pk, dn string)
 	// Certificates issues devices' client certificates; nil refuses.
 	Certificates Certificates
+	// Secrets seals a new device's secret before it is stored; nil stores
+	// it as given.
+	Secrets Secrets
 	// Token is the operator's bearer token; it must not be empty.
 	Token string
 	// MaxImageSize bounds an upload; 0 means 64 MiB.
@@ -273,13 +282,21 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	d := store.Device{ProductKey: req.ProductKey, DeviceName: req.DeviceName, DeviceSecret: req.DeviceSecret,
 		Board: req.Board, Group: req.Group, State: store.DeviceRegistered, Added: time.Now().UTC(), Modules: mods}
+	if h.cfg.Secrets != nil {
+		sealed, err := h.cfg.Secrets.Seal(d.Key(), d.DeviceSecret)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		d.DeviceSecret = sealed
+	}
 	if err := h.cfg.Store.AddDevice(d); err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
 	h.cfg.Logger.Info("device added", "device", d.Key(), "board", d.Board, "group", d.Group)
 	out := toDevice(d)
-	out.DeviceSecret = d.DeviceSecret // shown this once
+	out.DeviceSecret = req.DeviceSecret // shown this once
 	writeJSON(w, http.StatusCreated, out)
 }
 
