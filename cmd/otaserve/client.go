@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -30,6 +27,7 @@ import (
 
 	"github.com/otaport/otaport/cmd/internal/cli"
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/pki"
 )
@@ -403,11 +401,11 @@ func deviceCert(f *clientFlags) *cobra.Command {
 func deviceKey(file string) (key crypto.Signer, made bool, err error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		k, err := image.GenerateKey(image.KeyECDSAP256)
 		if err != nil {
 			return nil, false, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
+		pemBytes, err := image.MarshalPrivateKeyPEM(k)
 		if err != nil {
 			return nil, false, err
 		}
@@ -416,7 +414,7 @@ func deviceKey(file string) (key crypto.Signer, made bool, err error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("--key: %w", err)
 		}
-		if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		if _, err := f.Write(pemBytes); err != nil {
 			f.Close()
 			return nil, false, fmt.Errorf("--key: %w", err)
 		}
@@ -428,25 +426,14 @@ func deviceKey(file string) (key crypto.Signer, made bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("--key: %w", err)
 	}
-	b, _ := pem.Decode(data)
-	if b == nil {
+	if b, _ := pem.Decode(data); b == nil {
 		return nil, false, fmt.Errorf("--key %s: no PEM key in it; give the device's private key, or a path that does not exist to make one", file)
 	}
-	var k any
-	switch b.Type {
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(b.Bytes)
-	default:
-		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	}
+	k, err := image.LoadPrivateKey(data)
 	if err != nil {
 		return nil, false, fmt.Errorf("--key %s: %w", file, err)
 	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, false, fmt.Errorf("--key %s: a %T cannot sign a certificate request", file, k)
-	}
-	return s, false, nil
+	return k, false, nil
 }
 
 // deleted is what a delete prints with --json: the API answers a delete
