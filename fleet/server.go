@@ -47,7 +47,7 @@ import (
 // Config configures a Server. Zero values take the defaults noted.
 type Config struct {
 	// DataDir holds the database (fleet.db), the firmware blobs
-	// (firmware/) and the operator token (token). Required.
+	// (firmware/) and the bootstrap admin token (token). Required.
 	DataDir string
 	// HTTPAddr serves the API under /api/v1 and firmware under /firmware/;
 	// default 127.0.0.1:8080. Port 0 picks a free port (see Addrs).
