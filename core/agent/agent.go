@@ -637,7 +637,13 @@ func (a *unit) device(ctx context.Context) (Device, error) {
 	if n, err := info.MaxImageSize(); err == nil {
 		d.SlotSize = n // else 0, and CheckOrder refuses every image
 	}
-	for _, k := range a.keys {
+	// The keys of the module's key set when it holds one; none when they
+	// cannot be told (an expired set), and the engine says why it refuses.
+	keys, err := a.eng.TrustedKeys(ctx)
+	if err != nil {
+		a.log.Warn("the module's trusted keys", "err", err)
+	}
+	for _, k := range keys {
 		if t, err := image.KeyType(k); err == nil && !slices.Contains(d.Schemes, t) {
 			d.Schemes = append(d.Schemes, t)
 		}

@@ -56,6 +56,19 @@ func (e *Engine) trustedKeys(ctx context.Context, dev device) ([]crypto.PublicKe
 	return keys, nil
 }
 
+// TrustedKeys returns the keys an image may be signed with on this device
+// now: the key set's image keys as the board's bootloader can use them, or
+// Options.Keys while there is no set.
+func (e *Engine) TrustedKeys(ctx context.Context) ([]crypto.PublicKey, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	dev, err := e.describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.trustedKeys(ctx, dev)
+}
+
 // KeySet returns the device's current key set, nil when it has none.
 func (e *Engine) KeySet(ctx context.Context) (*keyset.Set, error) {
 	e.mu.Lock()
