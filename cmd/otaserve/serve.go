@@ -35,7 +35,7 @@ operator, admin) and an expiry: "otaserve token create" makes one.`
 // newRoot returns otaserve's command tree.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
-	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), tokenCommand(), orderKeyCommand())
+	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), keysetCommand(), tokenCommand(), orderKeyCommand())
 	return root
 }
 

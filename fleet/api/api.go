@@ -80,6 +80,12 @@ type Config struct {
 	Boards map[string]Board
 	// Keys verify uploaded images; an upload is refused without one.
 	Keys []crypto.PublicKey
+	// KeySets, when set, holds the fleet's key sets (fleet/keysets): its
+	// latest set's image keys verify uploads instead of Keys, and the
+	// keysets routes push and list the chain. PublishKeySets sends the
+	// chain to the devices after a push.
+	KeySets        KeySets
+	PublishKeySets func(ctx context.Context) error
 	// Revoke, when set, ends the broker connection of a device just
 	// deleted; its next sign-in is refused since the registry no longer
 	// knows it.
@@ -148,8 +154,9 @@ type route struct {
 // read: what GET shows. operator: the day's work, undone or stopped again
 // by an operator (an upload, a campaign and its pause, resume, cancel, the
 // delete of an image no active campaign uses). admin: who may sign in
-// (devices, their certificates, tokens) and the history of what was done
-// to devices (a campaign's record).
+// (devices, their certificates, tokens), which image keys the fleet trusts
+// (key sets) and the history of what was done to devices (a campaign's
+// record).
 func (h *handler) table() []route {
 	const (
 		read, operator, admin = ScopeRead, ScopeOperator, ScopeAdmin
@@ -161,6 +168,8 @@ func (h *handler) table() []route {
 		{Route{get, Prefix + "/devices/{pk}/{dn}", read}, h.getDevice},
 		{Route{del, Prefix + "/devices/{pk}/{dn}", admin}, h.deleteDevice},
 		{Route{post, Prefix + "/devices/{pk}/{dn}/certificate", admin}, h.issueCertificate},
+		{Route{get, Prefix + "/keysets", read}, h.listKeySets},
+		{Route{post, Prefix + "/keysets", admin}, h.pushKeySet},
 		{Route{get, Prefix + "/images", read}, h.listImages},
 		{Route{post, Prefix + "/images", operator}, h.uploadImage},
 		{Route{get, Prefix + "/images/{id}", read}, h.getImage},
@@ -518,7 +527,14 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 	}
 	var meta firmware.Meta
 	blob, err := h.cfg.Firmware.Put(r.Context(), body, limit, func(f *os.File, size int64) error {
-		m, err := firmware.Check(f, size, h.cfg.Keys, b.Signature)
+		keys := h.cfg.Keys
+		if h.cfg.KeySets != nil {
+			var err error
+			if keys, err = h.cfg.KeySets.Keys(); err != nil {
+				return fmt.Errorf("%w: %w", firmware.ErrRefused, err)
+			}
+		}
+		m, err := firmware.Check(f, size, keys, b.Signature)
 		if err != nil {
 			return err
 		}

@@ -225,7 +225,7 @@ func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
 	ta, tb := cloud.Topics("pk1", "devA"), cloud.Topics("pk1", "devB")
 
 	for _, f := range []string{tb.Upgrade, "/ota/device/upgrade/pk1/+", "/ota/device/upgrade/+/+", "/ota/device/#", "#", "$SYS/#", ta.Progress, ta.Inform,
-		cloud.ReleaseTopic("pk2"), "/otaport/release/+", "/otaport/#"} {
+		cloud.ReleaseTopic("pk2"), "/otaport/release/+", "/otaport/#", cloud.KeySetTopic("pk2"), "/otaport/keyset/+"} {
 		if got := a.subscribe(t, f); got != 0x80 {
 			t.Errorf("device A subscribing %q: code 0x%02x, want 0x80 (refused)", f, got)
 		}
@@ -235,6 +235,9 @@ func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
 	}
 	if got := a.subscribe(t, ta.Release); got != 1 {
 		t.Fatalf("device A subscribing its product's release statements: code 0x%02x, want 1", got)
+	}
+	if got := a.subscribe(t, ta.KeySet); got != 1 {
+		t.Fatalf("device A subscribing its product's key sets: code 0x%02x, want 1", got)
 	}
 	if got := bee.subscribe(t, tb.Upgrade); got != 1 {
 		t.Fatalf("device B subscribing its own upgrade topic: code 0x%02x, want 1", got)
