@@ -14,7 +14,9 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -127,6 +129,12 @@ type unit struct {
 	// a restart the next report carries a new one.
 	auth  *orderAuth
 	nonce string
+	// migrating is set while the unit runs in the migration mode of a
+	// device.yaml from before signed orders (Config.Migration) and has not
+	// learned the order key: it takes unsigned orders. Read by the Agent
+	// for the version reports; onLearn tells it of a change.
+	migrating atomic.Bool
+	onLearn   func()
 
 	// Set while Run runs; read by the engine's observer on the goroutine
 	// that runs the engine.
@@ -188,6 +196,31 @@ type Agent struct {
 	orders     chan *cloud.Order
 	reconnect  chan struct{}
 	statements chan *cloud.Statement
+
+	// unsigned, once connected, carries whether any module takes unsigned
+	// orders into the version reports; nil for a link that cannot say it.
+	unsignedMu sync.Mutex
+	unsigned   unsignedLink
+}
+
+// unsignedLink is a Link whose version reports can say the device takes
+// unsigned orders; *cloud.Client is one.
+type unsignedLink interface{ SetUnsignedOrders(bool) }
+
+// reportUnsigned makes the version reports say whether a module takes
+// unsigned orders: one that is in migration mode, or set to take them.
+func (a *Agent) reportUnsigned() {
+	a.unsignedMu.Lock()
+	defer a.unsignedMu.Unlock()
+	if a.unsigned == nil {
+		return
+	}
+	unsigned := false
+	for _, u := range a.units {
+		// A unit out of migration mode never changes auth after New.
+		unsigned = unsigned || u.migrating.Load() || (!u.cfg.Migration() && u.auth == nil)
+	}
+	a.unsigned.SetUnsignedOrders(unsigned)
 }
 
 // New checks the options and builds the agent and an engine per module. It
@@ -229,7 +262,10 @@ func New(opts Options) (*Agent, error) {
 	if a.auth, err = newOrderAuth(opts.Config, opts.OrderKey); err != nil {
 		return nil, err
 	}
-	if a.auth == nil {
+	switch {
+	case opts.Config.Migration() && opts.OrderKey == nil:
+		log.Warn("device.yaml predates signed orders (no order_key, no signed_orders): migration mode, unsigned orders are taken until an order brings otaserve's order key endorsed by an image key; add order_key to take signed orders only from the start")
+	case a.auth == nil:
 		log.Warn("orders are not authenticated: anyone who can publish on the device's upgrade topic can order an upgrade (order_key, signed_orders in device.yaml)")
 	}
 	several := len(opts.Config.Modules) > 0
@@ -272,6 +308,8 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 		reconnect: make(chan struct{}, 1),
 	}
 	u.emitFn = a.emit
+	u.migrating.Store(cfg.Migration() && opts.OrderKey == nil)
+	u.onLearn = a.reportUnsigned
 	if several {
 		u.log = a.log.With("module", m.Name)
 		u.emitFn = func(ev Event) {
@@ -315,6 +353,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, u := range a.units {
 		if err := u.prepare(ctx); err != nil {
 			return err
+		}
+		if a.auth == nil && u.auth != nil {
+			// A key learned in migration mode: otaserve's statements
+			// are checked with it as a configured key's are.
+			a.auth = u.auth
 		}
 	}
 	cc := cloud.Config{
@@ -365,6 +408,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer link.Close()
 	if _, ok := link.(nonceLink); a.auth != nil && !ok {
 		return fmt.Errorf("agent: signed orders need version reports with a nonce, and the cloud link (%T) cannot send one", link)
+	}
+	if ul, ok := link.(unsignedLink); ok {
+		a.unsignedMu.Lock()
+		a.unsigned = ul
+		a.unsignedMu.Unlock()
+		a.reportUnsigned()
 	}
 	a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 
@@ -506,6 +555,13 @@ func (a *unit) prepare(ctx context.Context) error {
 		return fmt.Errorf("describe the port: %w", err)
 	}
 	a.layout = info.Layout
+	if a.migrating.Load() && a.rec.OrderKey != "" {
+		if err := a.takeKey(a.rec.OrderKey); err != nil {
+			// A record is written by this agent alone: say so and stay in
+			// migration mode rather than refuse every order.
+			a.log.Error("the order key learned before is unreadable; migration mode again", "err", err)
+		}
+	}
 	dev, err := a.device(ctx)
 	if err != nil {
 		return err
@@ -631,7 +687,7 @@ func (a *unit) inform(ctx context.Context) error {
 		a.log.Warn("no image runs that the bootloader knows the version of; nothing to report")
 		return nil
 	}
-	if a.auth != nil {
+	if a.auth != nil || a.migrating.Load() {
 		// Set before the report goes out: a report whose acknowledgement
 		// is lost may still have reached the cloud, and an order that
 		// answers an older one is then stale either way.
@@ -700,6 +756,14 @@ func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 	if err != nil {
 		return err
 	}
+	if a.migrating.Load() {
+		if err := a.learn(ctx, o); err != nil {
+			return err
+		}
+	}
+	if a.auth == nil && a.migrating.Load() {
+		a.log.Warn("unsigned order taken: migration mode (device.yaml without order_key), until an order brings otaserve's endorsed order key", "id", o.ID)
+	}
 	if a.auth != nil {
 		if err := a.auth.authenticate(o, a.module, dev.Board, a.rec.OrderCounter, a.nonce); err != nil {
 			// Nothing is written: a forged or replayed order costs the
@@ -747,6 +811,52 @@ func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 		return a.fail(ctx, stepOf(err), err.Error())
 	}
 	return a.drive(ctx)
+}
+
+// learn takes the order key an order brings, if one of the module's image
+// keys endorsed it (cloud.EndorsedKey), and persists it before the order is
+// checked with it: from then on the module takes signed orders only. An
+// order without a good endorsement teaches nothing and is taken as unsigned
+// (the dual-accept period): whoever could forge one could as well send it
+// without.
+func (a *unit) learn(ctx context.Context, o *cloud.Order) error {
+	if x := o.Data.Otaport; x == nil || x.OrderKey == "" {
+		return nil
+	}
+	key, err := cloud.EndorsedKey(o, a.keys)
+	if err != nil {
+		a.log.Warn("order key not learned", "id", o.ID, "err", err)
+		return nil
+	}
+	enc := base64.StdEncoding.EncodeToString(key)
+	a.rec.OrderKey = enc
+	if err := saveRecord(ctx, a.eng, a.rec); err != nil {
+		a.rec.OrderKey = ""
+		return err
+	}
+	if err := a.takeKey(enc); err != nil {
+		return err
+	}
+	a.log.Info("order key learned, endorsed by an image key: signed orders only from now on", "key", cloud.OrderKeyID(key))
+	return nil
+}
+
+// takeKey leaves migration mode with the order key enc (base64).
+func (a *unit) takeKey(enc string) error {
+	raw, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return fmt.Errorf("agent: the learned order key in the agent's record is not an Ed25519 key")
+	}
+	auth, err := newOrderAuth(a.cfg, ed25519.PublicKey(raw))
+	if err != nil {
+		return err
+	}
+	a.auth = auth
+	a.migrating.Store(false)
+	if a.onLearn != nil {
+		a.onLearn()
+	}
+	return nil
 }
 
 // installRecorded reports whether the engine's state shows the install of

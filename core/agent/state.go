@@ -67,6 +67,11 @@ type record struct {
 	// OrderCounter is the counter of the last signed order taken: an
 	// order whose counter is not above it is a replay.
 	OrderCounter uint64 `json:"order_counter,omitempty"`
+	// OrderKey is otaserve's order key (base64 of its 32 bytes) as a
+	// device in migration mode learned it from an order, endorsed by one
+	// of its image keys: from then on the module takes signed orders only,
+	// across restarts.
+	OrderKey string `json:"order_key,omitempty"`
 }
 
 // resetCount is the resets asked for on account of one image: Count in

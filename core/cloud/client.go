@@ -124,13 +124,18 @@ type Client struct {
 	seen     map[string]bool
 	seenRing []string
 
-	// frozen makes every version report say params.possiblyFrozen.
-	frozen atomic.Bool
+	// frozen makes every version report say params.possiblyFrozen,
+	// unsigned params.unsignedOrders.
+	frozen, unsigned atomic.Bool
 }
 
 // SetPossiblyFrozen makes the version reports from now on say whether the
 // device may be frozen (InformParams.PossiblyFrozen).
 func (c *Client) SetPossiblyFrozen(frozen bool) { c.frozen.Store(frozen) }
+
+// SetUnsignedOrders makes the version reports from now on say whether the
+// device takes unsigned orders (InformParams.UnsignedOrders).
+func (c *Client) SetUnsignedOrders(unsigned bool) { c.unsigned.Store(unsigned) }
 
 type orderRef struct {
 	id     int64
@@ -509,7 +514,7 @@ func (c *Client) InformNonce(ctx context.Context, module, version, nonce string)
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
 	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce,
-		PossiblyFrozen: c.frozen.Load()}})
+		PossiblyFrozen: c.frozen.Load(), UnsignedOrders: c.unsigned.Load()}})
 }
 
 // Report sends a progress message as it is: the caller names the order and
