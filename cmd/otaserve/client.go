@@ -275,6 +275,13 @@ func deviceRow(d api.Device) []string {
 		// What the device said of itself: it hears no release statement.
 		state += ",possibly-frozen"
 	}
+	if d.UnsignedOrders {
+		// It still takes unsigned orders: a device.yaml from before them.
+		state += ",unsigned-orders"
+	}
+	if d.PlainSignIn {
+		state += ",plain"
+	}
 	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), state, moduleSummary(d.Modules), when(d.LastSeen), dash(d.LastError)}
 }
 

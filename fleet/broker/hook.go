@@ -24,6 +24,7 @@ type principal struct {
 	user     string // operator name
 	pk, dn   string // device
 	topics   cloud.TopicSet
+	plain    bool // signed in on the plain listener of a migration period
 }
 
 // allowed is the topic ACL: a device publishes only its own inform,
@@ -52,6 +53,9 @@ type accessHook struct {
 	tls       bool      // the listener's transport
 	byDevice  *failures // failed sign-ins per device
 	byAddress *failures // and per address
+	// onDevice, when set, hears of every device sign-in and its listener
+	// (Config.OnDeviceSignIn).
+	onDevice func(pk, dn string, plain bool)
 
 	mu    sync.Mutex
 	conns map[*mqtt.Client]principal
@@ -149,7 +153,7 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		if plain {
 			h.log.Warn("device signed in without TLS, on the listener of the migration period: move it to ssl://", "device", id.ProductKey+"/"+id.DeviceName, "remote", remote)
 		}
-		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName)}
+		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName), plain: plain}
 		cl.ID = sessionID(id.ProductKey, id.DeviceName)
 		h.byDevice.forget(dev)
 	}
@@ -160,6 +164,9 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	h.mu.Lock()
 	h.conns[cl] = p
 	h.mu.Unlock()
+	if !p.operator && h.onDevice != nil {
+		h.onDevice(p.pk, p.dn, p.plain)
+	}
 	h.log.Info("signed in", "user", user, "operator", p.operator, "session", cl.ID, "remote", remote)
 	return true
 }
@@ -213,6 +220,18 @@ func (h *accessHook) devices() []string {
 	// session, the old one is still here until the broker's disconnect
 	// of it reaches this hook.
 	return slices.Compact(out)
+}
+
+// plain reports whether device pk/dn is signed in on the plain listener.
+func (h *accessHook) plain(pk, dn string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.conns {
+		if !p.operator && p.pk == pk && p.dn == dn && p.plain {
+			return true
+		}
+	}
+	return false
 }
 
 // clients returns the live connections of device pk/dn.
