@@ -64,7 +64,7 @@ func TestMigration_FromBeforeSignedOrdersAndTLS(t *testing.T) {
 
 	ag := r.agent(board, dn)
 	row := func() string {
-		return regexp.MustCompile(`(?m)^demo +`+dn+` .*$`).FindString(r.serve("device", "list"))
+		return regexp.MustCompile(`(?m)^demo +` + dn + ` .*$`).FindString(r.serve("device", "list"))
 	}
 	eventually(t, "the old device reports 1.1.0+0, unsigned orders, plain", func() (bool, string) {
 		l := row()
