@@ -93,14 +93,6 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	if dn, pkey, ok := strings.Cut(user, "&"); ok {
 		dev = deviceKey(pkey, dn)
 	}
-	refuse := func(msg string, args ...any) bool {
-		h.byAddress.fail(addr)
-		if dev != "" {
-			h.byDevice.fail(dev)
-		}
-		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
-		return false
-	}
 	want, isOp := h.operators[user]
 	opRight := false
 	if isOp {
@@ -109,10 +101,34 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	}
 	// An operator who signs in right is never held to the failures of its
 	// address: otaserve's own connection shares loopback with local
-	// devices.
-	if !opRight && (h.byAddress.blocked(addr) || (dev != "" && h.byDevice.blocked(dev))) {
-		h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
-			"max_per_device", h.policy.MaxFailures, "window", h.policy.FailureWindow)
+	// devices. Anyone else holds a place in the counts of its address and
+	// device while it is checked (acquire), given back or counted as a
+	// failure when the check ends.
+	held, heldDev := !opRight, dev
+	if held {
+		ok := h.byAddress.acquire(addr)
+		if ok && heldDev != "" && !h.byDevice.acquire(heldDev) {
+			h.byAddress.release(addr, false)
+			ok = false
+		}
+		if !ok {
+			h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
+				"max_per_device", h.policy.MaxFailures, "window", h.policy.FailureWindow)
+			return false
+		}
+	}
+	failed := false
+	defer func() {
+		if held {
+			h.byAddress.release(addr, failed)
+			if heldDev != "" {
+				h.byDevice.release(heldDev, failed)
+			}
+		}
+	}()
+	refuse := func(msg string, args ...any) bool {
+		failed = true
+		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
 		return false
 	}
 	var p principal
