@@ -135,6 +135,10 @@ type unit struct {
 	// for the version reports; onLearn tells it of a change.
 	migrating atomic.Bool
 	onLearn   func()
+	// issued takes the issue time of each release statement the agent
+	// took, for the unit to keep in its record between orders (the first
+	// unit's only).
+	issued chan int64
 
 	// Set while Run runs; read by the engine's observer on the goroutine
 	// that runs the engine.
@@ -306,6 +310,7 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 		module: m.Name, cfg: cfg, port: port, keys: keys, log: a.log, auth: a.auth,
 		orders:    make(chan *cloud.Order, 16),
 		reconnect: make(chan struct{}, 1),
+		issued:    make(chan int64, 1),
 	}
 	u.emitFn = a.emit
 	u.migrating.Store(cfg.Migration() && opts.OrderKey == nil)
@@ -420,7 +425,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.auth != nil {
-		go a.watchFreeze(uctx, link)
+		go a.watchFreeze(uctx, link, a.units[0].rec.StatementIssued)
 	}
 	done := make(chan error, len(a.units))
 	for _, u := range a.units {
@@ -468,13 +473,17 @@ type frozenLink interface{ SetPossiblyFrozen(bool) }
 // device without a trusted clock is watched too), reports the device as
 // possibly frozen in every module's version report, until one comes again.
 // It ends with ctx.
-func (a *Agent) watchFreeze(ctx context.Context, link Link) {
+//
+// lastIssued is the issue time of the last statement taken before this
+// start, from the record: an older one is a replay. Each one taken goes to
+// the first unit to keep (offerIssued).
+func (a *Agent) watchFreeze(ctx context.Context, link Link, lastIssued int64) {
 	after := time.Duration(a.cfg.FreezeAfter)
 	if after <= 0 {
 		after = DefaultFreezeAfter
 	}
 	fl, _ := link.(frozenLink)
-	last, lastIssued, frozen := time.Now(), int64(0), false
+	last, frozen := time.Now(), false
 	set := func(v bool) {
 		frozen = v
 		if fl != nil {
@@ -500,6 +509,7 @@ func (a *Agent) watchFreeze(ctx context.Context, link Link) {
 				continue
 			}
 			last, lastIssued = time.Now(), s.Issued
+			offerIssued(a.units[0].issued, s.Issued)
 			if frozen {
 				a.log.Info("release statements again: no longer possibly frozen")
 				a.emit(Event{Kind: event.Frozen, Message: "thawed"})
@@ -512,6 +522,24 @@ func (a *Agent) watchFreeze(ctx context.Context, link Link) {
 				a.emit(Event{Kind: event.Frozen, Message: msg})
 				set(true)
 			}
+		}
+	}
+}
+
+// offerIssued hands the unit the issue time of a statement taken, the newest
+// one waiting replacing an older: the unit keeps it between orders, so a
+// record written during a long install lags by at most that install.
+func offerIssued(ch chan int64, v int64) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+		}
+		select {
+		case old := <-ch:
+			v = max(v, old)
+		default:
 		}
 	}
 }
@@ -594,8 +622,13 @@ func (a *unit) loop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// Kept at a stop too: the stop is when it matters.
+			a.keepStatement(context.WithoutCancel(ctx))
 			return nil
 		case <-a.reconnect:
+			// A statement that ended a freeze is kept before the
+			// report that says so.
+			a.keepStatement(ctx)
 			if err := a.inform(ctx); err != nil {
 				return quiet(ctx, err)
 			}
@@ -603,7 +636,29 @@ func (a *unit) loop(ctx context.Context) error {
 			if err := a.handle(ctx, o); err != nil {
 				return quiet(ctx, err)
 			}
+		case v := <-a.issued:
+			a.keepIssued(ctx, v)
 		}
+	}
+}
+
+// keepStatement keeps the issue time of a statement taken, if one waits.
+func (a *unit) keepStatement(ctx context.Context) {
+	select {
+	case v := <-a.issued:
+		a.keepIssued(ctx, v)
+	default:
+	}
+}
+
+// keepIssued writes v to the record when it is newer than the one there.
+func (a *unit) keepIssued(ctx context.Context, v int64) {
+	if v <= a.rec.StatementIssued {
+		return
+	}
+	a.rec.StatementIssued = v
+	if err := saveRecord(ctx, a.eng, a.rec); err != nil {
+		a.log.Warn("release statement not kept in the record", "err", err)
 	}
 }
 

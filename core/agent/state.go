@@ -72,6 +72,10 @@ type record struct {
 	// of its image keys: from then on the module takes signed orders only,
 	// across restarts.
 	OrderKey string `json:"order_key,omitempty"`
+	// StatementIssued is when the last release statement the agent took
+	// was issued (the first module's record keeps it): after a restart an
+	// older statement is a replay, on a device without a clock too.
+	StatementIssued int64 `json:"statement_issued,omitempty"`
 }
 
 // resetCount is the resets asked for on account of one image: Count in
