@@ -127,6 +127,10 @@ type InformParams struct {
 	// unsigned orders (an agent in its migration mode that has not yet
 	// learned the order key), so the operator sees who is left to move.
 	UnsignedOrders bool `json:"unsignedOrders,omitempty"`
+	// KeySet is otaport's addition too: the version of the module's key
+	// set (core/keyset), 0 while it has none, so the operator sees a key
+	// rotation reach the fleet.
+	KeySet uint64 `json:"keySet,omitempty"`
 }
 
 // Step is the progress step of a Progress message. The platform wants it as a

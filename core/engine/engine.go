@@ -104,6 +104,9 @@ type Options struct {
 	// Keys are the device's public keys: an image must be signed by one of
 	// them. Without keys Install refuses to run.
 	Keys []crypto.PublicKey
+	// Clock is the device's trusted clock, nil when it has none: it checks
+	// a key set's expiry (core/keyset), which a device without one skips.
+	Clock func() time.Time
 	// AllowDowngrade accepts an image whose version is older than or equal
 	// to the running one. The security counter is checked regardless.
 	AllowDowngrade bool

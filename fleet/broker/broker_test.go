@@ -69,31 +69,34 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// testOutput is t.Output until the test's cleanups run: the MQTT server's
-// listener goroutines may still log after Close returns, and writing to a
-// finished test's output is a race.
-func testOutput(t *testing.T) io.Writer {
-	w := &stoppable{w: t.Output()}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.w = nil
-		w.mu.Unlock()
-	})
-	return w
+// testLogger logs to the test's output until the test ends: the broker's
+// listener goroutines may log an accept error after Close returns, and a
+// write to a finished test's output panics.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{w: t.Output()}
+	t.Cleanup(w.close) // registered before the broker's Close, so it runs after it
+	return slog.New(slog.NewTextHandler(w, nil))
 }
 
-type stoppable struct {
-	mu sync.Mutex
-	w  io.Writer
+type testWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
 }
 
-func (s *stoppable) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.w == nil {
-		return len(b), nil
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
 	}
-	return s.w.Write(b)
+	return w.w.Write(p)
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
 }
 
 func startBroker(t *testing.T) *broker.Broker {
@@ -104,7 +107,7 @@ func startBroker(t *testing.T) *broker.Broker {
 func startBrokerWith(t *testing.T, p broker.SignInPolicy) *broker.Broker {
 	t.Helper()
 	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}, SignIn: p,
-		Logger: slog.New(slog.NewTextHandler(testOutput(t), nil))})
+		Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +257,7 @@ func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
 	ta, tb := cloud.Topics("pk1", "devA"), cloud.Topics("pk1", "devB")
 
 	for _, f := range []string{tb.Upgrade, "/ota/device/upgrade/pk1/+", "/ota/device/upgrade/+/+", "/ota/device/#", "#", "$SYS/#", ta.Progress, ta.Inform,
-		cloud.ReleaseTopic("pk2"), "/otaport/release/+", "/otaport/#"} {
+		cloud.ReleaseTopic("pk2"), "/otaport/release/+", "/otaport/#", cloud.KeySetTopic("pk2"), "/otaport/keyset/+"} {
 		if got := a.subscribe(t, f); got != 0x80 {
 			t.Errorf("device A subscribing %q: code 0x%02x, want 0x80 (refused)", f, got)
 		}
@@ -264,6 +267,9 @@ func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
 	}
 	if got := a.subscribe(t, ta.Release); got != 1 {
 		t.Fatalf("device A subscribing its product's release statements: code 0x%02x, want 1", got)
+	}
+	if got := a.subscribe(t, ta.KeySet); got != 1 {
+		t.Fatalf("device A subscribing its product's key sets: code 0x%02x, want 1", got)
 	}
 	if got := bee.subscribe(t, tb.Upgrade); got != 1 {
 		t.Fatalf("device B subscribing its own upgrade topic: code 0x%02x, want 1", got)
@@ -575,7 +581,7 @@ func tlsBrokerWith(t *testing.T, ca *pki.CA, plainAddr string) (*broker.Broker, 
 	roots.AddCert(leaf)
 	cfg := broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now},
 		TLS:    &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
-		Logger: slog.New(slog.NewTextHandler(testOutput(t), nil)), PlainAddr: plainAddr}
+		Logger: testLogger(t), PlainAddr: plainAddr}
 	if ca != nil {
 		cfg.DeviceCAs = ca.Pool()
 	}
@@ -792,7 +798,7 @@ func TestSignIn_ConcurrentFloodIsRateLimited(t *testing.T) {
 			return lookup(pk, dn)
 		},
 		SignIn: broker.SignInPolicy{Now: newClock().Now, MaxFailures: maxFailures, FailureWindow: time.Minute},
-		Logger: slog.New(slog.NewTextHandler(testOutput(t), &slog.HandlerOptions{Level: slog.LevelError}))})
+		Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -630,6 +630,7 @@ type deviceEvent struct {
 	nonce          string // of an inform
 	frozen         bool   // an inform that says the device may be frozen
 	unsigned       bool   // an inform of a device that takes unsigned orders
+	keySet         uint64 // the key set version an inform says
 	order          int64  // the order id of a progress report
 }
 
@@ -665,7 +666,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen,
+			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen, keySet: in.Params.KeySet,
 				// A device that sends no nonce cannot take a signed order.
 				unsigned: in.Params.UnsignedOrders || in.Params.Nonce == "",
 				ev:       Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
@@ -723,7 +724,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				dev.EditModule(de.module, func(d *store.Module) {
 					switch ev.Kind {
 					case event.Inform:
-						d.Version, d.Nonce = ev.Version, de.nonce
+						d.Version, d.Nonce, d.KeySet = ev.Version, de.nonce, de.keySet
 						if d.State == store.DeviceRegistered {
 							d.State = store.DeviceIdle
 						}
