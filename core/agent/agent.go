@@ -901,9 +901,10 @@ func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 	return a.drive(ctx)
 }
 
-// learn takes the order key an order brings, if one of the module's image
-// keys endorsed it (cloud.EndorsedKey), and persists it before the order is
-// checked with it: from then on the module takes signed orders only. An
+// learn takes the order key an order brings, if one of the image keys the
+// module trusts now endorsed it (cloud.EndorsedKey), and persists it
+// before the order is checked with it: from then on the module takes
+// signed orders only. An
 // order without a good endorsement teaches nothing and is taken as unsigned
 // (the dual-accept period): whoever could forge one could as well send it
 // without.
@@ -911,7 +912,14 @@ func (a *unit) learn(ctx context.Context, o *cloud.Order) error {
 	if x := o.Data.Otaport; x == nil || x.OrderKey == "" {
 		return nil
 	}
-	key, err := cloud.EndorsedKey(o, a.keys)
+	// The keys it trusts now: a key set's, once it holds one, so a key the
+	// set revoked endorses nothing.
+	keys, err := a.eng.TrustedKeys(ctx)
+	if err != nil {
+		a.log.Warn("order key not learned: the module's trusted keys", "id", o.ID, "err", err)
+		return nil
+	}
+	key, err := cloud.EndorsedKey(o, keys)
 	if err != nil {
 		a.log.Warn("order key not learned", "id", o.ID, "err", err)
 		return nil
