@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,7 @@ import (
 // (install, boot, status, confirm, rollback). Each opens the port plugin on
 // the device's flash file (flashFile), which must exist.
 func engineCommands() []command {
-	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand()}
+	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand(), keysetCommand()}
 }
 
 // withEngine opens the plugin on the device's flash (which must exist: see
@@ -89,27 +90,15 @@ func installCommand() command {
 		},
 		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
-			if len(f.keys) == 0 {
-				f.keys = e.keys
-			}
-			if len(f.keys) == 0 {
-				for _, k := range strings.Split(os.Getenv("OTARUN_KEY"), ",") {
-					if k = strings.TrimSpace(k); k != "" {
-						f.keys = append(f.keys, k)
-					}
-				}
-			}
 			switch {
 			case f.resume && len(args) > 0:
 				return cli.Usagef("--resume continues the interrupted install with its own source: give no SOURCE (got %q)", args[0])
 			case !f.resume && len(args) != 1:
 				return cli.Usagef("give one SOURCE (a file or an http(s):// URL), or --resume")
-			case len(f.keys) == 0:
-				return cli.Usagef("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem)")
 			}
-			keys, err := image.ReadPublicKeys(f.keys)
+			keys, err := verificationKeys(f.keys, e)
 			if err != nil {
-				return fmt.Errorf("--key: %w", err)
+				return err
 			}
 			var caPEM []byte
 			if f.ca != "" {
@@ -331,6 +320,9 @@ func printStatus(w io.Writer, flashFile string, st engine.Status, info hal.Info)
 	if st.LastError != "" && st.State != engine.Failed && st.State != engine.RolledBack {
 		fmt.Fprintf(w, "error:    %s\n", st.LastError)
 	}
+	if st.KeySet != 0 {
+		fmt.Fprintf(w, "keys:     key set version %d\n", st.KeySet)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tVERSION\tBOOTABLE\tACTIVE\tPENDING\tCONFIRMED")
@@ -358,6 +350,63 @@ func confirmCommand() command {
 					return err
 				}
 				return printResult(ctx, e, c, eng, "confirmed")
+			})
+		},
+	}
+}
+
+// verificationKeys reads the keys a command checks images with: --key,
+// else device.yaml's, else OTARUN_KEY.
+func verificationKeys(files []string, e *env) ([]crypto.PublicKey, error) {
+	if len(files) == 0 {
+		files = e.keys
+	}
+	if len(files) == 0 {
+		for _, k := range strings.Split(os.Getenv("OTARUN_KEY"), ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				files = append(files, k)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, cli.Usagef("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem)")
+	}
+	keys, err := image.ReadPublicKeys(files)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	return keys, nil
+}
+
+func keysetCommand() command {
+	var files []string
+	return command{
+		name:  "keyset",
+		args:  "--key pub.pem SET.json",
+		short: "take a key set (otaimg keyset sign) as the agent does: checked against the device's own, kept in params",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringArrayVar(&files, "key", nil, "public key `file` (PEM) the device was provisioned with, which the first set must be signed by; env OTARUN_KEY")
+		},
+		modules: oneModule,
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 1 {
+				return cli.Usagef("keyset takes one key set file")
+			}
+			keys, err := verificationKeys(files, e)
+			if err != nil {
+				return err
+			}
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			return withEngine(ctx, e, "keyset", engine.Options{Keys: keys}, func(c *plugin.Client, eng *engine.Engine) error {
+				s, err := eng.ApplyKeySet(ctx, raw)
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				fmt.Fprintf(e.stdout, "key set version %d taken: %d image keys, %d revoked\n", s.Version, len(s.ImageKeys), len(s.Revoked))
+				return nil
 			})
 		},
 	}

@@ -24,17 +24,18 @@ import (
 )
 
 const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
-firmware, the campaigns, the REST API and an embedded MQTT broker; the device, image and
-campaign commands drive a running otaserve over its REST API.
+firmware, the campaigns, the REST API and an embedded MQTT broker; the device, image,
+campaign and token commands drive a running otaserve over its REST API.
 
 Client commands take --server URL (env OTASERVE_URL), --token T (env OTASERVE_TOKEN) and
---json; by default they read the URL and token that "otaserve run" wrote to its data
-directory (--data, default otaserve-data).`
+--json; by default they read the URL and the bootstrap admin token that "otaserve run"
+wrote to its data directory (--data, default otaserve-data). A token has a scope (read,
+operator, admin) and an expiry: "otaserve token create" makes one.`
 
 // newRoot returns otaserve's command tree.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
-	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), keysetCommand(), orderKeyCommand())
+	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), keysetCommand(), tokenCommand(), orderKeyCommand())
 	return root
 }
 
@@ -52,7 +53,7 @@ func runCommand() *cobra.Command {
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
-	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
+	token := fs.String("token", "", "an admin API token to serve with, kept hashed as the bootstrap token and written to DATA/token (default: the one in DATA/token, made at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
 	orderKey := fs.String("order-key", "", "PEM `file` of the Ed25519 key that signs orders (default DATA/"+campaign.OrderKeyFile+", made at first start)")
 	certFile := fs.String("tls-cert", "", "certificate PEM to serve HTTPS and MQTT over TLS with (with --tls-key); default: one of the fleet CA, made at start")
@@ -130,7 +131,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	// The token is a lasting credential: it stays in its file (mode 0600)
 	// and out of the log, which is often kept, shipped and shared.
 	if _, generated := srv.Token(); generated {
-		fmt.Fprintf(stderr, "otaserve: operator token generated, in %s (readable by this user only)\n", filepath.Join(f.data, "token"))
+		fmt.Fprintf(stderr, "otaserve: bootstrap admin token generated, in %s (readable by this user only); make narrower ones with otaserve token create\n", filepath.Join(f.data, "token"))
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
@@ -164,9 +165,14 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		fmt.Fprintf(stderr, "otaserve: TLS with a certificate of the fleet CA for %s; devices pin %s (ca in device.yaml); another name: --tls-host\n",
 			strings.Join(srv.TLSHosts(), ", "), filepath.Join(f.data, pki.CertFile))
 	}
-	// Single use and valid for minutes, unlike the operator token; a new
-	// one: POST /api/v1/dashboard/login-link with the token.
-	fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", srv.LoginURL())
+	// Single use and valid for minutes, unlike the token; a new one: POST
+	// /api/v1/dashboard/login-link with a token, whose scope the session
+	// gets.
+	if link := srv.LoginURL(); link != "" {
+		fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", link)
+	} else {
+		fmt.Fprintf(stderr, "otaserve: no bootstrap token (an admin revoked it): sign in to the dashboard with a link from POST %s and a token\n", "/api/v1/dashboard/login-link")
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
