@@ -579,6 +579,16 @@ func ReadDecryptionKey(path string) (any, error) {
 	return readKey(path, LoadDecryptionKey, "give the device's encryption private key, made with otaimg keygen --type x25519")
 }
 
+// KeyX25519 is the type of an X25519 encryption key, as imgtool keygen
+// names it.
+const KeyX25519 = "x25519"
+
+// GenerateEncryptionKey makes a new X25519 key pair for encrypted images:
+// the device keeps the private half, sign --encrypt takes the public one.
+func GenerateEncryptionKey() (*ecdh.PrivateKey, error) {
+	return ecdh.X25519().GenerateKey(rand.Reader)
+}
+
 // MarshalEncryptionPEM is the PEM of an X25519 key pair's public or
 // private half (PKCS#8 / SubjectPublicKeyInfo, as imgtool keygen and
 // getpub write them).
