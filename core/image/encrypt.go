@@ -268,12 +268,32 @@ var ErrDecryptKey = errors.New("image encrypted for another key")
 // image wrapped for another key, or whose key TLV was changed, fails with
 // ErrDecryptKey.
 func UnwrapKey(img *Image, priv any) ([]byte, error) {
-	e := img.Encryption
-	if e == nil {
+	if img.Encryption == nil {
 		return nil, fmt.Errorf("image flags %s: not an encrypted image: %w", img.Header.FlagString(), ErrMalformed)
 	}
+	return img.Encryption.Unwrap(priv)
+}
+
+// AreaEncryption reads the encryption of an image with header h from its
+// unprotected TLV area, given from its start (Header.HashedSize()) before
+// the image is whole: an installer reads the key TLV ahead of the payload
+// to decrypt it as it streams. It returns nil when h is not encrypted.
+func AreaEncryption(h Header, b []byte) (*Encryption, error) {
+	tlvs, _, err := parseArea(b, h.HashedSize(), false)
+	if err != nil {
+		return nil, err
+	}
+	img := &Image{Header: h, TLVs: tlvs}
+	if err := img.interpretEncryption(); err != nil {
+		return nil, err
+	}
+	return img.Encryption, nil
+}
+
+// Unwrap returns the AES key of e, unwrapped with priv as UnwrapKey says.
+func (e *Encryption) Unwrap(priv any) ([]byte, error) {
 	if e.KeyTLV == 0 {
-		return nil, fmt.Errorf("image flags %s: encrypted, but no ENC_* TLV carries its key: %w", img.Header.FlagString(), ErrMalformed)
+		return nil, fmt.Errorf("AES-%d encrypted image without an ENC_* TLV to carry its key: %w", e.KeyLen*8, ErrEncrypted)
 	}
 	k, err := decPrivate(priv)
 	if err != nil {
