@@ -83,6 +83,10 @@ func (t *transfer) prepareDecrypt(ctx context.Context, data []byte, off int64, v
 		return fmt.Errorf("%w: image %s is encrypted (flags %s) and the device has no decryption key: give its private key (otarun install --enc-key PRIV.pem, device.yaml enc_key)",
 			ErrRefused, hdr.Version, hdr.FlagString())
 	}
+	if b := t.dev.info.Layout.Bootloader; b.Name == hal.BootloaderMCUboot && b.Mode == hal.ModeDirectXIP {
+		return fmt.Errorf("%w: image %s is encrypted, and %s runs images in place: it cannot decrypt them (imgtool: encryption is not supported in direct-xip mode); sign it without --encrypt for this board",
+			ErrRefused, hdr.Version, b)
+	}
 	compressed := hdr.Flags&image.FlagCompressedLZMA2 != 0
 	if compressed && slotKeepsCiphertext(t.dev) {
 		return fmt.Errorf("%w: image %s is compressed and encrypted: otaport decompresses it into the slot, and %s (the board's bootloader) would then find the encrypted flag on a plain image it cannot decrypt; sign it without --compression for this board",
