@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -274,5 +276,50 @@ func TestAESKeyWrap_RFC3394(t *testing.T) {
 	got[5] ^= 1
 	if _, err := aesKeyUnwrap(kek, got); err == nil {
 		t.Fatal("a changed wrapped key unwraps")
+	}
+}
+
+// TestSign_GoldenEncrypted: the encrypted images Sign makes, decrypted,
+// are the golden ones decrypted, byte for byte up to the key TLV's value
+// (the AES key and the ephemeral key are random at each signing); the
+// golden images still decrypt and verify. go test -run
+// TestSign_GoldenEncrypted -update rewrites them.
+func TestSign_GoldenEncrypted(t *testing.T) {
+	pub, dk := encPub(t, "enc-x25519.pub"), encKey(t, "enc-x25519")
+	key := testKey(t, KeyEd25519)
+	keys := []crypto.PublicKey{key.Public()}
+	for _, tc := range []struct {
+		name string
+		opts SignOptions
+	}{
+		{"ed25519-enc-x25519", SignOptions{Version: Version{1, 4, 0, 0}, SecurityCounter: ptr[uint32](4), Encrypt: pub}},
+		{"ed25519-enc-x25519-aes256-lzma2armthumb", SignOptions{Version: Version{1, 4, 0, 0}, Encrypt: pub, EncryptKeyLen: 256, Compression: CompressionLZMA2ARMThumb}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := testPayload(1500)
+			if tc.opts.Compression != "" {
+				payload = readTestdata(t, "imgtool", "payload-thumb.bin")
+			}
+			got := mustSign(t, payload, key, tc.opts)
+			path := filepath.Join("testdata", "golden", tc.name+".img")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestSign_GoldenEncrypted -update)", err)
+			}
+			img, err := VerifyWith(bytes.NewReader(want), int64(len(want)), VerifyOptions{Keys: keys, DecryptKey: dk})
+			if err != nil {
+				t.Fatalf("golden image no longer verifies: %v", err)
+			}
+			kt, _ := img.Find(img.Encryption.KeyTLV)
+			g, w := decryptAll(t, got, dk), decryptAll(t, want, dk)
+			if len(g) != len(w) || !bytes.Equal(g[:kt.Offset], w[:kt.Offset]) {
+				t.Fatalf("decrypted, differs from %s at 0x%x (len %d vs %d); run with -update if the change is intended", path, firstDiff(g, w), len(g), len(w))
+			}
+		})
 	}
 }
