@@ -48,6 +48,9 @@ var imgtoolEncCases = []struct {
 	{"ecdsa-p256-enc-ec256-aes256.img", KeyECDSAP256, "ecdsa-p256", TLVEncEC256, 32, false},
 	{"rsa-2048-enc-rsa.img", KeyRSA2048, "rsa-2048", TLVEncRSA2048, 16, false},
 	{"ed25519-enc-x25519-pad.img", KeyEd25519, "enc-x25519", TLVEncX25519, 16, false},
+	// A header size that is no multiple of 16: imgtool pads header and
+	// payload together to the AES block.
+	{"ed25519-enc-x25519-h28.img", KeyEd25519, "enc-x25519", TLVEncX25519, 16, false},
 	{"ed25519-lzma2armthumb-enc-x25519.img", KeyEd25519, "enc-x25519", TLVEncX25519, 16, true},
 }
 
@@ -87,6 +90,8 @@ func TestSignEncrypted_MatchesImgtool(t *testing.T) {
 			switch tc.file {
 			case "ecdsa-p256-enc-ec256.img":
 				opts.SecurityCounter = ptr[uint32](9)
+			case "ed25519-enc-x25519-h28.img":
+				opts.HeaderSize = 0x28
 			case "ed25519-enc-x25519-pad.img":
 				opts.SlotSize, opts.Pad, opts.Trailer = 0x2000, true, TrailerOptions{Align: 4}
 			case "ed25519-lzma2armthumb-enc-x25519.img":

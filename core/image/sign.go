@@ -183,10 +183,11 @@ func assemble(buf []byte, hs int, erased byte, key crypto.Signer, kt string, opt
 	pad := opts.Pad || opts.Confirm
 	encFlag := opts.encFlag()
 	if encFlag != 0 {
-		// imgtool pads the payload to the AES block with zeros, which the
+		// imgtool pads header room and payload together to the AES block
+		// with zeros (len(self.payload) % 16 in its create), which the
 		// hash covers, and reserves two key slots in the trailer for the
 		// swap (16 bytes each whatever the key size, as imgtool does).
-		if r := (len(buf) - hs) % 16; r != 0 {
+		if r := len(buf) % 16; r != 0 {
 			buf = append(buf, make([]byte, 16-r)...)
 		}
 		if t, err := opts.Trailer.normalize(); err == nil && !t.OverwriteOnly {

@@ -38,3 +38,4 @@ $IMGTOOL $E -k $K/ecdsa-p256.pem -E $K/ecdsa-p256.pub.pem --encrypt-keylen 256 p
 $IMGTOOL $E -k $K/rsa-2048.pem -E $K/rsa-2048.pub.pem payload.bin rsa-2048-enc-rsa.img
 $IMGTOOL $E -k $K/ed25519.pem -E $K/enc-x25519.pub.pem --pad -S 0x2000 --align 4 payload.bin ed25519-enc-x25519-pad.img
 $IMGTOOL $E -k $K/ed25519.pem -E $K/enc-x25519.pub.pem --compression lzma2armthumb payload-thumb.bin ed25519-lzma2armthumb-enc-x25519.img
+$IMGTOOL sign -H 0x28 --pad-header -S 0x10000 -v 1.4.0 -k $K/ed25519.pem -E $K/enc-x25519.pub.pem payload.bin ed25519-enc-x25519-h28.img
