@@ -63,7 +63,7 @@ type SignOptions struct {
 	Compression string
 	// Encrypt, when set, encrypts the payload for this key (imgtool -E):
 	// an X25519, P-256 or RSA-2048 public key (see EncryptKeyType) or a
-	// KEK. The payload is padded with zeros to 16 bytes, hashed and
+	// KEK. Header room and payload are padded with zeros to 16 bytes, hashed and
 	// signed plain, then AES-CTR encrypted under a random key that an
 	// unprotected ENC_* TLV carries wrapped for this key.
 	Encrypt any
