@@ -140,7 +140,7 @@ func TestAPIDoc_CoversEveryRoute(t *testing.T) {
 func TestAPIDoc_SchemasMatchTypes(t *testing.T) {
 	types := map[string]reflect.Type{}
 	for _, v := range []any{
-		api.Device{}, api.AddDevice{}, api.Module{}, api.ModuleSpec{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
+		api.Device{}, api.AddDevice{}, api.Module{}, api.ModuleSpec{}, api.KeySet{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
 		api.Progress{}, api.WaveStatus{}, api.Status{}, api.CreateCampaign{}, api.Error{}, Version{},
 		api.CertificateRequest{}, api.Certificate{},
 	} {

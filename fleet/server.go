@@ -38,6 +38,7 @@ import (
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/dashboard"
 	"github.com/otaport/otaport/fleet/firmware"
+	"github.com/otaport/otaport/fleet/keysets"
 	"github.com/otaport/otaport/fleet/pki"
 	"github.com/otaport/otaport/fleet/secrets"
 	"github.com/otaport/otaport/fleet/store"
@@ -130,8 +131,11 @@ type Server struct {
 
 	firmwareDir string
 	orderKey    ed25519.PrivateKey
-	metrics     *metrics
-	dashboard   *dashboard.Dashboard
+	keySets     *keysets.Service
+	// keyPub publishes the key sets while Run runs (a keysets.Publisher).
+	keyPub    atomic.Pointer[keysets.Publisher]
+	metrics   *metrics
+	dashboard *dashboard.Dashboard
 	// serving is true while Run has the campaign service connected.
 	serving atomic.Bool
 	// patterns are what the HTTP listener's mux registered, in order.
@@ -235,6 +239,9 @@ func New(cfg Config) (s *Server, err error) {
 		base = scheme + "://" + s.httpLn.Addr().String()
 	}
 
+	if s.keySets, err = keysets.New(s.store, cfg.Keys); err != nil {
+		return nil, err
+	}
 	s.campaigns, err = campaign.NewService(campaign.Config{
 		Store:       s.store,
 		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
@@ -256,6 +263,7 @@ func New(cfg Config) (s *Server, err error) {
 	apiHandler, err := api.New(api.Config{
 		Revoke: revoke, Certificates: s.devCA, Secrets: s.secrets,
 		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
+		KeySets: s.keySets, PublishKeySets: s.publishKeySets,
 		Logger: cfg.Logger.With("part", "api"),
 	})
 	if err != nil {
@@ -564,6 +572,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.campaigns.SetPublisher(pub)
 	defer s.campaigns.SetPublisher(nil)
+	if kp, ok := pub.(keysets.Publisher); ok {
+		s.keyPub.Store(&kp)
+		defer s.keyPub.Store(nil)
+	}
 	stmtCtx, stopStatements := context.WithCancel(ctx)
 	statementsDone := make(chan struct{})
 	go func() {
@@ -616,12 +628,36 @@ func (s *Server) publishStatements(ctx context.Context, pub campaign.Publisher) 
 		if err := s.campaigns.PublishStatements(ctx, pub, time.Now(), 3*every); err != nil && ctx.Err() == nil {
 			s.log.Warn("release statements", "err", err)
 		}
+		// The chain is retained; sending it again reaches the products
+		// registered since, and a broker that lost it.
+		if err := s.publishKeySets(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("key sets", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// publishKeySets sends the key set chain to every product of the fleet.
+func (s *Server) publishKeySets(ctx context.Context) error {
+	kp := s.keyPub.Load()
+	if kp == nil {
+		return nil // not serving: Run sends it when it starts
+	}
+	devs, err := s.store.Devices()
+	if err != nil {
+		return fmt.Errorf("key sets: %w", err)
+	}
+	var products []string
+	for _, d := range devs {
+		if !slices.Contains(products, d.ProductKey) {
+			products = append(products, d.ProductKey)
+		}
+	}
+	return s.keySets.Publish(ctx, *kp, products)
 }
 
 // operatorTLS is the TLS the service's own MQTT connection uses. To the

@@ -25,7 +25,7 @@ func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaimg", "make and check MCUboot-format firmware images",
 		"otaimg makes and checks otaport firmware images, which are MCUboot images: keygen, sign,\n"+
 			"verify, info and getpub work as MCUboot's imgtool does, and each reads what the other writes.")
-	root.AddCommand(keygenCommand(), signCommand(), verifyCommand(), infoCommand(), getpubCommand())
+	root.AddCommand(keygenCommand(), signCommand(), verifyCommand(), infoCommand(), getpubCommand(), keysetCommand())
 	return root
 }
 

@@ -275,7 +275,11 @@ func deviceRow(d api.Device) []string {
 		// What the device said of itself: it hears no release statement.
 		state += ",possibly-frozen"
 	}
-	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), dash(d.Version), state, moduleSummary(d.Modules), when(d.LastSeen), dash(d.LastError)}
+	version := dash(d.Version)
+	if d.KeySet > 0 {
+		version += fmt.Sprintf(" (keys v%d)", d.KeySet) // the key set it holds
+	}
+	return []string{d.ProductKey, d.DeviceName, d.Board, dash(d.Group), version, state, moduleSummary(d.Modules), when(d.LastSeen), dash(d.LastError)}
 }
 
 // moduleSummary lists the modules besides the default one as

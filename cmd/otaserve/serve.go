@@ -34,7 +34,7 @@ directory (--data, default otaserve-data).`
 // newRoot returns otaserve's command tree.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
-	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), orderKeyCommand())
+	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), keysetCommand(), orderKeyCommand())
 	return root
 }
 

@@ -135,6 +135,8 @@ type unit struct {
 	progress engine.Observer
 	rec      record
 	layout   hal.Layout // the board's, read at the start of Run
+	// keySetRefused is the last key set refusal reported (keysets.go).
+	keySetRefused string
 }
 
 // moduleLink is a unit's view of the Link: reports carry the unit's module
@@ -188,6 +190,7 @@ type Agent struct {
 	orders     chan *cloud.Order
 	reconnect  chan struct{}
 	statements chan *cloud.Statement
+	keySets    chan [][]byte
 }
 
 // New checks the options and builds the agent and an engine per module. It
@@ -202,6 +205,7 @@ func New(opts Options) (*Agent, error) {
 		orders:     make(chan *cloud.Order, 16),
 		reconnect:  make(chan struct{}, 1),
 		statements: make(chan *cloud.Statement, 4),
+		keySets:    make(chan [][]byte, 1),
 	}
 	if a.dial == nil {
 		a.dial = func(ctx context.Context, cfg cloud.Config) (Link, error) { return cloud.Dial(ctx, cfg) }
@@ -292,6 +296,9 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 	eo.Logger = u.log.With("part", "engine")
 	eo.Observer = engine.ObserverFunc(u.engineEvent)
 	eo.HTTPClient = hc
+	if cfg.TrustedClock == nil || *cfg.TrustedClock {
+		eo.Clock = time.Now // checks key sets' expiry
+	}
 	eng, err := engine.New(port, port, eo)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -358,6 +365,20 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
+	cc.OnKeySets = func(docs [][]byte) {
+		// Only the newest chain matters: drop one still waiting.
+		for {
+			select {
+			case a.keySets <- docs:
+				return
+			default:
+			}
+			select {
+			case <-a.keySets:
+			default:
+			}
+		}
+	}
 	var err error
 	if cc.Identity.DeviceSecret, err = a.cfg.secret(); err != nil {
 		return err
@@ -380,6 +401,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.auth != nil {
 		go a.watchFreeze(uctx, link)
 	}
+	if kl, ok := link.(keySetLink); ok {
+		for _, u := range a.units {
+			kl.SetKeySetVersion(u.module, u.keySetVersion(uctx))
+		}
+	}
+	go a.watchKeySets(uctx, link)
 	done := make(chan error, len(a.units))
 	for _, u := range a.units {
 		u.link = moduleLink{link: link, module: u.module, order: new(atomic.Int64)}
@@ -617,7 +644,13 @@ func (a *unit) device(ctx context.Context) (Device, error) {
 	if n, err := info.MaxImageSize(); err == nil {
 		d.SlotSize = n // else 0, and CheckOrder refuses every image
 	}
-	for _, k := range a.keys {
+	// The keys of the module's key set when it holds one; none when they
+	// cannot be told (an expired set), and the engine says why it refuses.
+	keys, err := a.eng.TrustedKeys(ctx)
+	if err != nil {
+		a.log.Warn("the module's trusted keys", "err", err)
+	}
+	for _, k := range keys {
 		if t, err := image.KeyType(k); err == nil && !slices.Contains(d.Schemes, t) {
 			d.Schemes = append(d.Schemes, t)
 		}

@@ -95,8 +95,9 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		return hal.BootState{}, Params{}, err
 	}
 	p := s.params()
+	keys := bootKeys(b, s, opts.Keys, opts.logger())
 	check := func(sl Slot, minCounter uint32) (slotImage, error) {
-		return checkSlot(dev, b, sl, opts.Keys, minCounter)
+		return checkSlot(dev, b, sl, keys, minCounter)
 	}
 	if b.swap != nil {
 		pri, sec, err := b.trailers(dev)
@@ -138,6 +139,7 @@ func bootState(p Params, check func(s Slot, minCounter uint32) (slotImage, error
 // runBoot is the bootloader proper, over an opened params store.
 func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResult, error) {
 	log := opts.logger().With("board", b.layout.Board)
+	opts.Keys = bootKeys(b, s, opts.Keys, log)
 	var res hal.RebootResult
 	var err error
 	switch b.layout.Scheme {

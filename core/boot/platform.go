@@ -12,6 +12,7 @@ import (
 	"github.com/otaport/otaport/core/bootfmt/mcuboot"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/keyset"
 )
 
 // Platform is the generic port: hal.Platform, hal.KV and hal.Rebooter over a
@@ -92,7 +93,7 @@ func (pl *Platform) updateSlot() Slot { return pl.b.updateSlot(pl.s.params().Run
 
 // check is checkSlot with the platform's keys, through its cache.
 func (pl *Platform) check(s Slot, minCounter uint32) (slotImage, error) {
-	return pl.cache.check(pl.dev, pl.b, s, pl.opts.Keys, minCounter)
+	return pl.cache.check(pl.dev, pl.b, s, pl.keys(), minCounter)
 }
 
 // checkWritable refuses to touch the update slot while something depends on
@@ -570,6 +571,13 @@ func (pl *Platform) Set(ctx context.Context, key string, value []byte) error {
 	defer pl.mu.Unlock()
 	if err := pl.ready(ctx); err != nil {
 		return err
+	}
+	if key == keyset.StoreKey {
+		if err := pl.checkKeySet(value); err != nil {
+			return err
+		}
+		// The verifications cached were made with the keys before.
+		defer pl.cache.reset()
 	}
 	if err := pl.s.set(key, value); err != nil {
 		return fmt.Errorf("kv set %q: %w", key, err)

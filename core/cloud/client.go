@@ -97,6 +97,10 @@ type Config struct {
 	// for it. It runs on a paho goroutine: hand the statement over and
 	// return.
 	OnStatement func(*Statement)
+	// OnKeySets, if set, receives the documents of each key set message
+	// on the product's KeySetTopic (ParseKeySetChain), unchecked; it runs
+	// on a paho goroutine like OnStatement.
+	OnKeySets func(docs [][]byte)
 }
 
 // Client is a device's connection to the cloud. It reconnects by itself and
@@ -126,6 +130,18 @@ type Client struct {
 
 	// frozen makes every version report say params.possiblyFrozen.
 	frozen atomic.Bool
+	// keySets holds each module's key set version (SetKeySetVersion).
+	keySets sync.Map
+}
+
+// SetKeySetVersion makes module's version reports from now on carry the
+// version of its key set (InformParams.KeySet).
+func (c *Client) SetKeySetVersion(module string, v uint64) { c.keySets.Store(ModuleName(module), v) }
+
+func (c *Client) keySetVersion(module string) uint64 {
+	v, _ := c.keySets.Load(ModuleName(module))
+	n, _ := v.(uint64)
+	return n
 }
 
 // SetPossiblyFrozen makes the version reports from now on say whether the
@@ -311,20 +327,40 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 
 // subscribeStatements subscribes to the product's release topic.
 func (c *Client) subscribeStatements(ctx context.Context, mq paho.Client) error {
-	tok := mq.Subscribe(c.topics.Release, qos, func(_ paho.Client, m paho.Message) {
-		s, err := ParseStatement(m.Payload())
-		if err != nil {
-			c.log.Warn("release statement refused", "err", err)
-			c.report(fmt.Errorf("cloud: %w", err))
-			return
+	return c.subscribeOtaport(ctx, mq, c.topics.Release, func(b []byte) error {
+		s, err := ParseStatement(b)
+		if err == nil {
+			c.cfg.OnStatement(s)
 		}
-		c.cfg.OnStatement(s)
+		return err
+	})
+}
+
+// subscribeKeySets subscribes to the product's key set topic.
+func (c *Client) subscribeKeySets(ctx context.Context, mq paho.Client) error {
+	return c.subscribeOtaport(ctx, mq, c.topics.KeySet, func(b []byte) error {
+		docs, err := ParseKeySetChain(b)
+		if err == nil {
+			c.cfg.OnKeySets(docs)
+		}
+		return err
+	})
+}
+
+// subscribeOtaport subscribes to one of otaport's own topics; handle's
+// error on a message is logged and reported.
+func (c *Client) subscribeOtaport(ctx context.Context, mq paho.Client, topic string, handle func([]byte) error) error {
+	tok := mq.Subscribe(topic, qos, func(_ paho.Client, m paho.Message) {
+		if err := handle(m.Payload()); err != nil {
+			c.log.Warn("message refused", "topic", topic, "err", err)
+			c.report(fmt.Errorf("cloud: %w", err))
+		}
 	})
 	if err := wait(ctx, tok); err != nil {
-		return fmt.Errorf("cloud: subscribe %s: %w", c.topics.Release, err)
+		return fmt.Errorf("cloud: subscribe %s: %w", topic, err)
 	}
-	if st, ok := tok.(*paho.SubscribeToken); ok && st.Result()[c.topics.Release] > qos {
-		return fmt.Errorf("cloud: subscribe %s: the broker refused the subscription (code 0x%02x)", c.topics.Release, st.Result()[c.topics.Release])
+	if st, ok := tok.(*paho.SubscribeToken); ok && st.Result()[topic] > qos {
+		return fmt.Errorf("cloud: subscribe %s: the broker refused the subscription (code 0x%02x)", topic, st.Result()[topic])
 	}
 	return nil
 }
@@ -358,6 +394,14 @@ func (c *Client) onConnect(mq paho.Client) {
 		// device without statements, which its freeze watch reports.
 		if serr := c.subscribeStatements(ctx, mq); serr != nil {
 			c.log.Warn("no release statements", "err", serr)
+			c.report(serr)
+		}
+	}
+	if err == nil && c.cfg.OnKeySets != nil {
+		// Not fatal either: the platform publishes no key sets, and a
+		// device without them keeps its provisioned keys.
+		if serr := c.subscribeKeySets(ctx, mq); serr != nil {
+			c.log.Warn("no key sets", "err", serr)
 			c.report(serr)
 		}
 	}
@@ -509,7 +553,7 @@ func (c *Client) InformNonce(ctx context.Context, module, version, nonce string)
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
 	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce,
-		PossiblyFrozen: c.frozen.Load()}})
+		PossiblyFrozen: c.frozen.Load(), KeySet: c.keySetVersion(module)}})
 }
 
 // Report sends a progress message as it is: the caller names the order and

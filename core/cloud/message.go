@@ -123,6 +123,10 @@ type InformParams struct {
 	// release statement (Statement) for longer than it allows, so orders
 	// may be withheld from it.
 	PossiblyFrozen bool `json:"possiblyFrozen,omitempty"`
+	// KeySet is otaport's addition too: the version of the module's key
+	// set (core/keyset), 0 while it has none, so the operator sees a key
+	// rotation reach the fleet.
+	KeySet uint64 `json:"keySet,omitempty"`
 }
 
 // Step is the progress step of a Progress message. The platform wants it as a

@@ -283,6 +283,7 @@ func TestTopics_RoundTrip(t *testing.T) {
 		Progress: "/ota/device/progress/a1B2c3/dev-01",
 		Request:  "/ota/device/request/a1B2c3/dev-01",
 		Release:  "/otaport/release/a1B2c3",
+		KeySet:   "/otaport/keyset/a1B2c3",
 	}
 	if ts != want {
 		t.Fatalf("Topics = %+v", ts)

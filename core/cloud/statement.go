@@ -45,6 +45,33 @@ type Release struct {
 // only otaserve publishes there.
 func ReleaseTopic(pk string) string { return "/otaport/release/" + pk }
 
+// KeySetTopic is the topic of product pk's key sets (core/keyset): one
+// retained message, a JSON array of the set documents, oldest first, so
+// that a device that missed some can follow the chain. Each set carries
+// its own signatures; only otaserve publishes there.
+func KeySetTopic(pk string) string { return "/otaport/keyset/" + pk }
+
+// MaxKeySetChain bounds a key set message: 16 sets of the largest size
+// core/keyset takes is far more than a fleet's rotations.
+const MaxKeySetChain = 1 << 20
+
+// ParseKeySetChain splits a key set message into its documents (not
+// checked: core/keyset's Parse and Accept do that).
+func ParseKeySetChain(b []byte) ([][]byte, error) {
+	if len(b) > MaxKeySetChain {
+		return nil, fmt.Errorf("%w: key set message of %d bytes, more than %d", ErrInvalidMessage, len(b), MaxKeySetChain)
+	}
+	var docs []json.RawMessage
+	if err := json.Unmarshal(b, &docs); err != nil {
+		return nil, fmt.Errorf("%w: key set message: %w", ErrInvalidMessage, err)
+	}
+	out := make([][]byte, len(docs))
+	for i, d := range docs {
+		out[i] = d
+	}
+	return out, nil
+}
+
 // statementDomain starts the signed bytes: a statement's signature is never
 // an order's, though the same key makes both.
 const statementDomain = "otaport release v1"

@@ -86,3 +86,35 @@ func FuzzParseStatement(f *testing.F) {
 		}
 	})
 }
+
+func TestParseKeySetChain(t *testing.T) {
+	docs, err := ParseKeySetChain([]byte(`[{"signed":{}},{"signed":{"version":2}}]`))
+	if err != nil || len(docs) != 2 || string(docs[1]) != `{"signed":{"version":2}}` {
+		t.Fatalf("ParseKeySetChain: %q, %v", docs, err)
+	}
+	for name, raw := range map[string]string{
+		"not an array": `{"signed":{}}`,
+		"not json":     `[`,
+		"oversized":    "[" + strings.Repeat(" ", MaxKeySetChain) + "]",
+	} {
+		if _, err := ParseKeySetChain([]byte(raw)); !errors.Is(err, ErrInvalidMessage) {
+			t.Errorf("%s: %v, want ErrInvalidMessage", name, err)
+		}
+	}
+}
+
+func FuzzParseKeySetChain(f *testing.F) {
+	f.Add([]byte(`[{"signed":{}}]`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		docs, err := ParseKeySetChain(raw)
+		if err != nil {
+			return
+		}
+		for _, d := range docs {
+			if !json.Valid(d) {
+				t.Fatalf("a document that is not JSON: %q", d)
+			}
+		}
+	})
+}

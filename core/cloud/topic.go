@@ -35,6 +35,7 @@ type TopicSet struct {
 	Progress string // the device publishes progress here
 	Request  string // the device asks for the pending order here
 	Release  string // the device subscribes here for otaserve's statements (ReleaseTopic)
+	KeySet   string // the device subscribes here for its product's key sets (KeySetTopic)
 }
 
 // Topics returns the OTA topics of the device {pk}/{dn}.
@@ -46,6 +47,7 @@ func Topics(pk, dn string) TopicSet {
 		Progress: t(KindProgress),
 		Request:  t(KindRequest),
 		Release:  ReleaseTopic(pk),
+		KeySet:   KeySetTopic(pk),
 	}
 }
 

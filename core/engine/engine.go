@@ -109,6 +109,9 @@ type Options struct {
 	// image.LoadDecryptionKey). Without it an encrypted image is refused
 	// before anything is written.
 	DecryptKey any
+	// Clock is the device's trusted clock, nil when it has none: it checks
+	// a key set's expiry (core/keyset), which a device without one skips.
+	Clock func() time.Time
 	// AllowDowngrade accepts an image whose version is older than or equal
 	// to the running one. The security counter is checked regardless.
 	AllowDowngrade bool

@@ -66,7 +66,7 @@ func (e *Engine) Install(ctx context.Context, src Source) error {
 		return fmt.Errorf("install: %w: a rollback awaits the next reboot, and %s holds the image it returns to: reboot first (otarun boot), then install",
 			ErrBusy, dev.update.Name)
 	}
-	if _, err := e.keysFor(dev); err != nil {
+	if _, err := e.keysFor(ctx, dev); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
 	same := rec.Source == src.URL && rec.Digest == dg.String() && rec.Announced == src.Version &&
@@ -116,7 +116,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if err := dev.canWrite(); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	if _, err := e.keysFor(dev); err != nil {
+	if _, err := e.keysFor(ctx, dev); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return e.resume(ctx, &rec, dev, op, dg)
@@ -157,7 +157,7 @@ const maxStartOvers = 3
 // and returns the image the stream verified.
 func (e *Engine) download(ctx context.Context, rec *record, dev device, op opener, dg Digest) (*image.Image, error) {
 	for attempt := 0; ; attempt++ {
-		t, err := e.newTransfer(rec, dev, op, dg)
+		t, err := e.newTransfer(ctx, rec, dev, op, dg)
 		if err != nil {
 			return nil, e.stop(ctx, rec, nil, err)
 		}
@@ -233,8 +233,8 @@ type transfer struct {
 	chunk   int
 }
 
-func (e *Engine) newTransfer(rec *record, dev device, op opener, dg Digest) (*transfer, error) {
-	keys, err := e.keysFor(dev)
+func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op opener, dg Digest) (*transfer, error) {
+	keys, err := e.keysFor(ctx, dev)
 	if err != nil {
 		return nil, err
 	}
@@ -641,7 +641,7 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 	if err := e.announce(ctx, rec, "read back and verify "+rec.Slot); err != nil {
 		return err
 	}
-	keys, err := e.keysFor(dev)
+	keys, err := e.keysFor(ctx, dev)
 	if err != nil {
 		return e.stop(ctx, rec, nil, err)
 	}

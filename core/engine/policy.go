@@ -24,17 +24,22 @@ import (
 // algorithm is refused naming both. The bootloader (core/boot) applies the
 // same rule at every boot.
 
-// keysFor returns the keys an image for dev is verified with: those of the
-// board's signature algorithm, or all of them when the board names none.
-func (e *Engine) keysFor(dev device) ([]crypto.PublicKey, error) {
+// keysFor returns the keys an image for dev is verified with: the device's
+// trusted keys (trustedKeys) of the board's signature algorithm, or all of
+// them when the board names none.
+func (e *Engine) keysFor(ctx context.Context, dev device) ([]crypto.PublicKey, error) {
+	trusted, err := e.trustedKeys(ctx, dev)
+	if err != nil {
+		return nil, err
+	}
 	alg := dev.info.Layout.Signature
 	if alg == "" {
-		return e.opts.Keys, nil
+		return trusted, nil
 	}
-	keys := image.KeysOfType(e.opts.Keys, alg)
+	keys := image.KeysOfType(trusted, alg)
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("%w: board %s takes %s images only (image.signature) and none of the verification keys is %s (given: %s): give the board's %s public key (otarun install --key pub.pem)",
-			ErrRefused, dev.info.Layout.Board, alg, alg, image.DescribeKeys(e.opts.Keys), alg)
+			ErrRefused, dev.info.Layout.Board, alg, alg, image.DescribeKeys(trusted), alg)
 	}
 	return keys, nil
 }
@@ -75,7 +80,11 @@ const probeSpan = 4 << 10
 // check after the stream still applies.
 func (e *Engine) probeAlgorithm(ctx context.Context, op opener, v validators, hdr image.Header, dev device) error {
 	alg := dev.info.Layout.Signature
-	if alg == "" || len(image.KeysOfType(e.opts.Keys, alg)) == len(e.opts.Keys) {
+	trusted, err := e.trustedKeys(ctx, dev)
+	if err != nil {
+		return nil // keysFor refused before the stream began
+	}
+	if alg == "" || len(image.KeysOfType(trusted, alg)) == len(trusted) {
 		// Every trusted key is of the board's algorithm: an image signed
 		// another way verifies with none of them and is refused at the
 		// end like any image of an unknown key, at no extra request.

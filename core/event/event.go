@@ -57,6 +57,9 @@ const (
 	// longer than it allows (its orders may be withheld), or, with
 	// Message "thawed", hears them again.
 	Frozen Kind = "frozen"
+	// KeySet: a module took a new key set (core/keyset), or refused one,
+	// with the reason in Message.
+	KeySet Kind = "key-set"
 )
 
 // Operator actions on a campaign (fleet/campaign), beside the device

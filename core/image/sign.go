@@ -374,6 +374,11 @@ func encryptPayload(payload, tlv []byte, opts SignOptions) ([]byte, error) {
 	return appendTLV(tlv, t, w), nil
 }
 
+// SignDigest signs a SHA-256 digest as an image's signature is made, so
+// that an image key can sign otaport's other documents (a key set) with the
+// same algorithms the bootloader checks; VerifyDigest checks it.
+func SignDigest(key crypto.Signer, digest []byte) ([]byte, error) { return signDigest(key, digest) }
+
 // signDigest signs as MCUboot verifies: ed25519 over the digest as the
 // message, ECDSA over the digest (DER), RSA-PSS with a 32-byte salt.
 func signDigest(key crypto.Signer, digest []byte) ([]byte, error) {

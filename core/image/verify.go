@@ -205,6 +205,16 @@ func (img *Image) check(digest []byte, ks keySet) error {
 	}
 }
 
+// VerifyDigest reports whether sig is pub's signature over digest, made as
+// SignDigest makes it.
+func VerifyDigest(pub crypto.PublicKey, digest, sig []byte) bool {
+	ks, err := newKeySet([]crypto.PublicKey{pub})
+	if err != nil {
+		return false
+	}
+	return verifySignature(ks[0], ks[0].sig, digest, sig)
+}
+
 // verifySignature checks sig over digest the way MCUboot does: ed25519 over
 // the 32-byte digest as the message, ECDSA and RSA-PSS (salt 32) over the
 // digest as a SHA-256 hash.

@@ -80,6 +80,12 @@ type Config struct {
 	Boards map[string]Board
 	// Keys verify uploaded images; an upload is refused without one.
 	Keys []crypto.PublicKey
+	// KeySets, when set, holds the fleet's key sets (fleet/keysets): its
+	// latest set's image keys verify uploads instead of Keys, and the
+	// keysets routes push and list the chain. PublishKeySets sends the
+	// chain to the devices after a push.
+	KeySets        KeySets
+	PublishKeySets func(ctx context.Context) error
 	// Revoke, when set, ends the broker connection of a device just
 	// deleted; its next sign-in is refused since the registry no longer
 	// knows it.
@@ -146,6 +152,8 @@ func (h *handler) table() []route {
 		{Route{http.MethodGet, Prefix + "/devices/{pk}/{dn}"}, h.getDevice},
 		{Route{http.MethodDelete, Prefix + "/devices/{pk}/{dn}"}, h.deleteDevice},
 		{Route{http.MethodPost, Prefix + "/devices/{pk}/{dn}/certificate"}, h.issueCertificate},
+		{Route{http.MethodGet, Prefix + "/keysets"}, h.listKeySets},
+		{Route{http.MethodPost, Prefix + "/keysets"}, h.pushKeySet},
 		{Route{http.MethodGet, Prefix + "/images"}, h.listImages},
 		{Route{http.MethodPost, Prefix + "/images"}, h.uploadImage},
 		{Route{http.MethodGet, Prefix + "/images/{id}"}, h.getImage},
@@ -452,7 +460,14 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 	}
 	var meta firmware.Meta
 	blob, err := h.cfg.Firmware.Put(r.Context(), body, limit, func(f *os.File, size int64) error {
-		m, err := firmware.Check(f, size, h.cfg.Keys, b.Signature)
+		keys := h.cfg.Keys
+		if h.cfg.KeySets != nil {
+			var err error
+			if keys, err = h.cfg.KeySets.Keys(); err != nil {
+				return fmt.Errorf("%w: %w", firmware.ErrRefused, err)
+			}
+		}
+		m, err := firmware.Check(f, size, keys, b.Signature)
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,9 @@ type Device struct {
 	// no release statement for longer than it allows (its orders may be
 	// withheld).
 	PossiblyFrozen bool `json:"possibly_frozen,omitempty"`
+	// KeySet is the key set version the device's latest version report
+	// said it holds (the default module's), 0 for none.
+	KeySet uint64 `json:"key_set,omitempty"`
 	// Modules are every module of the device, the default one first (its
 	// board, version and state are also the fields above).
 	Modules []Module `json:"modules"`
@@ -42,6 +45,7 @@ type Module struct {
 	Version   string `json:"version,omitempty"`
 	State     string `json:"state"`
 	LastError string `json:"last_error,omitempty"`
+	KeySet    uint64 `json:"key_set,omitempty"`
 }
 
 // Key is the device's registry key, "productKey/deviceName".
@@ -52,10 +56,10 @@ func toDevice(d store.Device) Device {
 	out := Device{
 		ProductKey: d.ProductKey, DeviceName: d.DeviceName, Board: d.Board, Group: d.Group, Version: d.Version,
 		State: string(d.State), LastError: d.LastError, LastSeen: d.LastSeen, Added: d.Added,
-		PossiblyFrozen: d.PossiblyFrozen,
+		PossiblyFrozen: d.PossiblyFrozen, KeySet: d.KeySet,
 	}
 	for _, m := range d.ModuleList() {
-		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError})
+		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError, KeySet: m.KeySet})
 	}
 	return out
 }

@@ -246,6 +246,18 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 	return nil
 }
 
+// PublishRetained is Publish with the retain flag: the broker keeps the
+// message and hands it to every client that subscribes later.
+func (b *Broker) PublishRetained(ctx context.Context, topic string, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.srv.Publish(topic, payload, true, 1); err != nil {
+		return fmt.Errorf("broker: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
 // Subscribe calls fn with every message published on a topic matching
 // filter (MQTT wildcards allowed), from inside the process. fn runs on the
 // publisher's goroutine: it must not block. The returned function ends the

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -67,6 +68,36 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// testLogger logs to the test's output until the test ends: the broker's
+// listener goroutines may log an accept error after Close returns, and a
+// write to a finished test's output panics.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{w: t.Output()}
+	t.Cleanup(w.close) // registered before the broker's Close, so it runs after it
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.w.Write(p)
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}
+
 func startBroker(t *testing.T) *broker.Broker {
 	t.Helper()
 	return startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now})
@@ -75,7 +106,7 @@ func startBroker(t *testing.T) *broker.Broker {
 func startBrokerWith(t *testing.T, p broker.SignInPolicy) *broker.Broker {
 	t.Helper()
 	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}, SignIn: p,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +256,7 @@ func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
 	ta, tb := cloud.Topics("pk1", "devA"), cloud.Topics("pk1", "devB")
 
 	for _, f := range []string{tb.Upgrade, "/ota/device/upgrade/pk1/+", "/ota/device/upgrade/+/+", "/ota/device/#", "#", "$SYS/#", ta.Progress, ta.Inform,
-		cloud.ReleaseTopic("pk2"), "/otaport/release/+", "/otaport/#"} {
+		cloud.ReleaseTopic("pk2"), "/otaport/release/+", "/otaport/#", cloud.KeySetTopic("pk2"), "/otaport/keyset/+"} {
 		if got := a.subscribe(t, f); got != 0x80 {
 			t.Errorf("device A subscribing %q: code 0x%02x, want 0x80 (refused)", f, got)
 		}
@@ -235,6 +266,9 @@ func TestACL_DeviceStaysOnItsOwnTopics(t *testing.T) {
 	}
 	if got := a.subscribe(t, ta.Release); got != 1 {
 		t.Fatalf("device A subscribing its product's release statements: code 0x%02x, want 1", got)
+	}
+	if got := a.subscribe(t, ta.KeySet); got != 1 {
+		t.Fatalf("device A subscribing its product's key sets: code 0x%02x, want 1", got)
 	}
 	if got := bee.subscribe(t, tb.Upgrade); got != 1 {
 		t.Fatalf("device B subscribing its own upgrade topic: code 0x%02x, want 1", got)
@@ -546,7 +580,7 @@ func tlsBrokerWith(t *testing.T, ca *pki.CA, plainAddr string) (*broker.Broker, 
 	roots.AddCert(leaf)
 	cfg := broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now},
 		TLS:    &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), PlainAddr: plainAddr}
+		Logger: testLogger(t), PlainAddr: plainAddr}
 	if ca != nil {
 		cfg.DeviceCAs = ca.Pool()
 	}

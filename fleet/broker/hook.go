@@ -28,7 +28,7 @@ type principal struct {
 
 // allowed is the topic ACL: a device publishes only its own inform,
 // progress and request topics and subscribes only to its own upgrade topic
-// and its product's release statements, all by exact name, so no wildcard
+// and its product's release statements and key sets, all by exact name, so no wildcard
 // reaches another device; an operator uses anything under /ota/device/.
 func (p principal) allowed(topic string, write bool) bool {
 	if p.operator {
@@ -37,7 +37,7 @@ func (p principal) allowed(topic string, write bool) bool {
 	if write {
 		return topic == p.topics.Inform || topic == p.topics.Progress || topic == p.topics.Request
 	}
-	return topic == p.topics.Upgrade || topic == p.topics.Release
+	return topic == p.topics.Upgrade || topic == p.topics.Release || topic == p.topics.KeySet
 }
 
 // accessHook signs clients in and enforces the ACL. It remembers the

@@ -132,6 +132,11 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 	return wait(ctx, c.c.Publish(topic, 1, false, payload))
 }
 
+// PublishRetained is Publish with the retain flag.
+func (c *Client) PublishRetained(ctx context.Context, topic string, payload []byte) error {
+	return wait(ctx, c.c.Publish(topic, 1, true, payload))
+}
+
 // Close stops delivering messages and disconnects. It waits for a handler
 // call in progress, which holds no network wait (see Client), so it returns
 // in bounded time; it is safe to call more than once.

@@ -607,6 +607,7 @@ type deviceEvent struct {
 	ev             Event
 	nonce          string // of an inform
 	frozen         bool   // an inform that says the device may be frozen
+	keySet         uint64 // the key set version an inform says
 	order          int64  // the order id of a progress report
 }
 
@@ -642,7 +643,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen,
+			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen, keySet: in.Params.KeySet,
 				ev: Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
@@ -698,7 +699,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				dev.EditModule(de.module, func(d *store.Module) {
 					switch ev.Kind {
 					case event.Inform:
-						d.Version, d.Nonce = ev.Version, de.nonce
+						d.Version, d.Nonce, d.KeySet = ev.Version, de.nonce, de.keySet
 						if d.State == store.DeviceRegistered {
 							d.State = store.DeviceIdle
 						}

@@ -53,6 +53,8 @@ type Device struct {
 	// has heard no release statement for longer than it allows, so its
 	// orders may be withheld (Uptane's freeze).
 	PossiblyFrozen bool `json:"possibly_frozen,omitempty"`
+	// KeySet is the default module's key set version (Module.KeySet).
+	KeySet uint64 `json:"key_set,omitempty"`
 }
 
 // DefaultModule is the module of a device that names none, as the
@@ -69,11 +71,14 @@ type Module struct {
 	LastError string      `json:"last_error,omitempty"`
 	// Nonce is the nonce of the module's latest version report.
 	Nonce string `json:"nonce,omitempty"`
+	// KeySet is the key set version the module's latest version report
+	// said it holds (core/keyset), 0 for none.
+	KeySet uint64 `json:"key_set,omitempty"`
 }
 
 // ModuleList returns every module of the device, the default one first.
 func (d Device) ModuleList() []Module {
-	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce}}
+	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce, KeySet: d.KeySet}}
 	return append(out, d.Modules...)
 }
 
@@ -92,9 +97,9 @@ func (d Device) Module(name string) (Module, bool) {
 // a device reports the modules it has.
 func (d *Device) EditModule(name string, fn func(*Module)) {
 	if name == "" || name == DefaultModule {
-		m := Module{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce}
+		m := d.ModuleList()[0]
 		fn(&m)
-		d.Version, d.State, d.LastError, d.Nonce = m.Version, m.State, m.LastError, m.Nonce
+		d.Version, d.State, d.LastError, d.Nonce, d.KeySet = m.Version, m.State, m.LastError, m.Nonce, m.KeySet
 		return
 	}
 	for i := range d.Modules {
