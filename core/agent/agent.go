@@ -310,6 +310,14 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 	}
 	cfg := opts.Config
 	cfg.PublicKeys, cfg.HealthCheck, cfg.AllowDowngrade = m.PublicKeys, *m.HealthCheck, *m.AllowDowngrade
+	eo := opts.Engine
+	if m.EncKey != "" && eo.DecryptKey == nil {
+		k, err := image.ReadDecryptionKey(m.EncKey)
+		if err != nil {
+			return nil, fmt.Errorf("enc_key: %w", err)
+		}
+		eo.DecryptKey = k
+	}
 	u := &unit{
 		module: m.Name, cfg: cfg, port: port, keys: keys, log: a.log, auth: a.auth,
 		orders:    make(chan *cloud.Order, 16),
@@ -326,7 +334,6 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 			a.emit(ev)
 		}
 	}
-	eo := opts.Engine
 	eo.Keys = keys
 	eo.AllowDowngrade = cfg.AllowDowngrade
 	eo.Logger = u.log.With("part", "engine")

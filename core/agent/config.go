@@ -57,6 +57,10 @@ type Config struct {
 	CA string `yaml:"ca"`
 	// PublicKeys are PEM files of the keys images must be signed with.
 	PublicKeys []string `yaml:"public_keys"`
+	// EncKey is a file of the device's private key for encrypted images
+	// (otaimg sign --encrypt): an X25519, P-256 or RSA-2048 PEM key, or a
+	// base64 AES-KW key. Without it an encrypted image is refused.
+	EncKey string `yaml:"enc_key"`
 	// HealthCheck is run after the device booted a trial image.
 	HealthCheck HealthCheck `yaml:"health_check"`
 	// ReportInterval is the longest time between two progress reports
@@ -133,6 +137,7 @@ type ModuleConfig struct {
 	// PublicKeys, HealthCheck and AllowDowngrade replace the device's own
 	// for this module when set.
 	PublicKeys     []string     `yaml:"public_keys"`
+	EncKey         string       `yaml:"enc_key"`
 	HealthCheck    *HealthCheck `yaml:"health_check"`
 	AllowDowngrade *bool        `yaml:"allow_downgrade"`
 }
@@ -316,9 +321,10 @@ func (c *Config) resolve(dir string) {
 	for i, k := range c.PublicKeys {
 		c.PublicKeys[i] = rel(k)
 	}
+	c.EncKey = rel(c.EncKey)
 	for i := range c.Modules {
 		m := &c.Modules[i]
-		m.Plugin, m.Flash = rel(m.Plugin), rel(m.Flash)
+		m.Plugin, m.Flash, m.EncKey = rel(m.Plugin), rel(m.Flash), rel(m.EncKey)
 		for j, k := range m.PublicKeys {
 			m.PublicKeys[j] = rel(k)
 		}
@@ -511,12 +517,15 @@ func (c *Config) validateModules(bad func(field, format string, a ...any)) {
 func (c *Config) ModuleList() []ModuleConfig {
 	if len(c.Modules) == 0 {
 		hc := c.HealthCheck
-		return []ModuleConfig{{Name: cloud.ModuleName(c.Module), PublicKeys: c.PublicKeys, HealthCheck: &hc, AllowDowngrade: &c.AllowDowngrade}}
+		return []ModuleConfig{{Name: cloud.ModuleName(c.Module), PublicKeys: c.PublicKeys, EncKey: c.EncKey, HealthCheck: &hc, AllowDowngrade: &c.AllowDowngrade}}
 	}
 	out := make([]ModuleConfig, len(c.Modules))
 	for i, m := range c.Modules {
 		if len(m.PublicKeys) == 0 {
 			m.PublicKeys = c.PublicKeys
+		}
+		if m.EncKey == "" {
+			m.EncKey = c.EncKey
 		}
 		if m.HealthCheck == nil {
 			hc := c.HealthCheck
