@@ -1,0 +1,123 @@
+package delta
+
+// The binary range coder is LZMA's (11-bit probabilities, 32-bit range, carry
+// propagation through a cache byte), chosen because it is small, well
+// understood and easy to port to C: its whole decoder state is two words.
+
+const (
+	probBits  = 11
+	probOne   = 1 << probBits
+	probInit  = probOne / 2
+	moveBits  = 4 // adaptation speed: faster than LZMA's 5, the models restart every block
+	topValue  = 1 << 24
+	rcInitLen = 5 // bytes the decoder reads before the first bit
+)
+
+// prob is the probability, out of probOne, that the next bit is 0.
+type prob uint16
+
+// bitCoder codes one bit under a probability model. The encoder codes b and
+// returns it; the decoder ignores b and returns the bit it decoded. Writing
+// the models once against this interface keeps encoder and decoder from
+// drifting apart.
+type bitCoder interface {
+	bit(p *prob, b uint32) uint32
+}
+
+// rcEncoder is the range encoder; its output accumulates in out.
+type rcEncoder struct {
+	low       uint64
+	rng       uint32
+	cache     byte
+	cacheSize int64
+	out       []byte
+}
+
+func newEncoder() *rcEncoder {
+	return &rcEncoder{rng: 0xFFFFFFFF, cacheSize: 1}
+}
+
+func (e *rcEncoder) shiftLow() {
+	if uint32(e.low) < 0xFF000000 || e.low > 0xFFFFFFFF {
+		carry := byte(e.low >> 32)
+		temp := e.cache
+		for {
+			e.out = append(e.out, temp+carry)
+			temp = 0xFF
+			e.cacheSize--
+			if e.cacheSize == 0 {
+				break
+			}
+		}
+		e.cache = byte(uint32(e.low) >> 24)
+	}
+	e.cacheSize++
+	e.low = uint64(uint32(e.low) << 8)
+}
+
+func (e *rcEncoder) bit(p *prob, b uint32) uint32 {
+	bound := (e.rng >> probBits) * uint32(*p)
+	if b == 0 {
+		e.rng = bound
+		*p += (probOne - *p) >> moveBits
+	} else {
+		e.low += uint64(bound)
+		e.rng -= bound
+		*p -= *p >> moveBits
+	}
+	for e.rng < topValue {
+		e.rng <<= 8
+		e.shiftLow()
+	}
+	return b
+}
+
+// finish flushes the encoder and returns the coded bytes.
+func (e *rcEncoder) finish() []byte {
+	for i := 0; i < 5; i++ {
+		e.shiftLow()
+	}
+	return e.out
+}
+
+// byteSource is where the decoder takes coded bytes from; past the end of a
+// block it yields zeros and remembers the overrun, so a truncated block is an
+// error rather than a read of the next block.
+type byteSource interface {
+	readByte() byte
+}
+
+// rcDecoder is the range decoder.
+type rcDecoder struct {
+	rng  uint32
+	code uint32
+	src  byteSource
+}
+
+func (d *rcDecoder) init(src byteSource) {
+	d.src = src
+	d.rng = 0xFFFFFFFF
+	d.code = 0
+	for i := 0; i < rcInitLen; i++ {
+		d.code = d.code<<8 | uint32(src.readByte())
+	}
+}
+
+func (d *rcDecoder) bit(p *prob, _ uint32) uint32 {
+	bound := (d.rng >> probBits) * uint32(*p)
+	var b uint32
+	if d.code < bound {
+		d.rng = bound
+		*p += (probOne - *p) >> moveBits
+	} else {
+		d.code -= bound
+		d.rng -= bound
+		*p -= *p >> moveBits
+		b = 1
+	}
+	for d.rng < topValue {
+		d.rng <<= 8
+		d.code = d.code<<8 | uint32(d.src.readByte())
+	}
+	return b
+}
