@@ -208,7 +208,9 @@ func (d *Decoder) decodeBlock() error {
 	wantCRC := binary.LittleEndian.Uint32(bh[4:])
 	d.crc = 0
 	d.st.reset()
-	d.rc.init(&d.src)
+	if !d.rc.init(&d.src) {
+		return fmt.Errorf("block's coded bytes do not start with 0: %w", ErrCorrupt)
+	}
 
 	blockStart := d.block * d.h.BlockSize()
 	remaining := d.h.blockLen(d.block)

@@ -94,13 +94,18 @@ type rcDecoder struct {
 	src  byteSource
 }
 
-func (d *rcDecoder) init(src byteSource) {
+// init starts decoding; it reports false when the first byte, which the
+// encoder always writes as zero, is not, so that no byte of a patch goes
+// unchecked.
+func (d *rcDecoder) init(src byteSource) bool {
 	d.src = src
 	d.rng = 0xFFFFFFFF
+	first := src.readByte()
 	d.code = 0
-	for i := 0; i < rcInitLen; i++ {
+	for i := 1; i < rcInitLen; i++ {
 		d.code = d.code<<8 | uint32(src.readByte())
 	}
+	return first == 0
 }
 
 func (d *rcDecoder) bit(p *prob, _ uint32) uint32 {

@@ -1,0 +1,292 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+// firmwareLike returns a base of pseudo-code and a target made from it the
+// way a rebuild changes firmware: a block inserted (everything after it moves),
+// 32-bit pointers into the moved part adjusted, a few bytes edited, a tail
+// appended.
+func firmwareLike(seed uint64, size int) (base, target []byte) {
+	r := rand.New(rand.NewPCG(seed, 1))
+	base = make([]byte, size)
+	for i := range base {
+		// Skewed bytes, like instructions: a few opcodes dominate.
+		base[i] = byte(r.IntN(16) * r.IntN(16))
+	}
+	for i := 0; i+4 <= size; i += 64 {
+		v := uint32(0x40200000 + r.IntN(size))
+		base[i], base[i+1], base[i+2], base[i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	ins := size / 3
+	target = append(target, base[:ins]...)
+	extra := make([]byte, 700)
+	for i := range extra {
+		extra[i] = byte(r.Uint32())
+	}
+	target = append(target, extra...)
+	target = append(target, base[ins:]...)
+	for i := 0; i+4 <= len(target); i += 64 {
+		v := uint32(target[i]) | uint32(target[i+1])<<8 | uint32(target[i+2])<<16 | uint32(target[i+3])<<24
+		if v >= 0x40200000 && v < 0x40200000+uint32(size) && v-0x40200000 >= uint32(ins) {
+			v += uint32(len(extra))
+			target[i], target[i+1], target[i+2], target[i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+		}
+	}
+	for k := 0; k < 20; k++ {
+		target[r.IntN(len(target))] ^= byte(1 + r.IntN(255))
+	}
+	tail := make([]byte, 300)
+	for i := range tail {
+		tail[i] = byte(r.IntN(4))
+	}
+	return base, append(target, tail...)
+}
+
+func random(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type pair struct {
+	name         string
+	base, target []byte
+	blockLog     uint8
+}
+
+func pairs(t testing.TB) []pair {
+	fwBase, fwTarget := firmwareLike(1, 200_000)
+	smallBase, smallTarget := firmwareLike(2, 5000)
+	return []pair{
+		{name: "both empty"},
+		{name: "empty base", target: random(3, 10_000)},
+		{name: "empty target", base: random(4, 10_000)},
+		{name: "identical", base: fwBase, target: fwBase},
+		{name: "unrelated", base: random(5, 30_000), target: random(6, 40_000)},
+		{name: "one byte", base: []byte{7}, target: []byte{9}},
+		{name: "firmware-like", base: fwBase, target: fwTarget},
+		{name: "firmware-like, 4 KiB blocks", base: fwBase, target: fwTarget, blockLog: 12},
+		{name: "small, exact block multiple", base: smallBase, target: smallTarget[:4096], blockLog: 12},
+		{name: "shrunk", base: fwTarget, target: fwBase[:50_000]},
+		{name: "esp8266 fixture", base: fixture(t, "esp8266-old.bin"), target: fixture(t, "esp8266-new.bin"), blockLog: 13},
+	}
+}
+
+func TestEncodeApply_RoundTrip(t *testing.T) {
+	for _, p := range pairs(t) {
+		t.Run(p.name, func(t *testing.T) {
+			patch, err := Encode(p.base, p.target, Options{BlockLog: p.blockLog})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if err := Apply(context.Background(), bytes.NewReader(patch), bytes.NewReader(p.base), &out); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), p.target) {
+				t.Fatalf("applied target differs: %d bytes, want %d", out.Len(), len(p.target))
+			}
+			t.Logf("%d -> %d bytes: patch %d", len(p.base), len(p.target), len(patch))
+		})
+	}
+}
+
+// TestEncode_SmallerThanTarget holds the encoder to doing its job on data
+// with matches: a patch that is not far smaller than the target is a bug.
+func TestEncode_SmallerThanTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		base, target []byte
+		maxShare     float64
+	}{
+		{"identical", fixture(t, "esp8266-new.bin"), fixture(t, "esp8266-new.bin"), 0.01},
+		{"esp8266 fixture", fixture(t, "esp8266-old.bin"), fixture(t, "esp8266-new.bin"), 0.15},
+	} {
+		patch, err := Encode(tc.base, tc.target, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if share := float64(len(patch)) / float64(len(tc.target)); share > tc.maxShare {
+			t.Errorf("%s: patch is %.1f %% of the target, want at most %.1f %%", tc.name, 100*share, 100*tc.maxShare)
+		}
+	}
+}
+
+// TestResume_AtEveryBlock stops the apply after every block, serializes the
+// checkpoint, and resumes in a fresh decoder from the patch offset it names
+// into a target truncated to the offset it names: the result must be the
+// target, whatever the block the cut fell on.
+func TestResume_AtEveryBlock(t *testing.T) {
+	base, target := firmwareLike(7, 100_000)
+	patch, err := Encode(base, target, Options{BlockLog: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h, _ := ParseHeader(patch)
+	for cut := int64(0); cut <= h.Blocks(); cut++ {
+		var out bytes.Buffer
+		d, err := NewDecoder(bytes.NewReader(patch), bytes.NewReader(base), &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := int64(0); i < cut; i++ {
+			if err := d.Next(ctx); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+		}
+		cp, err := d.Checkpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cp) > MaxCheckpointSize {
+			t.Fatalf("checkpoint of %d bytes, the bound is %d", len(cp), MaxCheckpointSize)
+		}
+		// The power cut: everything after the checkpoint is lost, and
+		// some garbage written after it is discarded by the truncation.
+		out.WriteString("written after the checkpoint")
+		off, toff := d.PatchOffset(), d.TargetOffset()
+		out.Truncate(int(toff))
+		r, err := Resume(cp, bytes.NewReader(patch[off:]), bytes.NewReader(base), &out)
+		if err != nil {
+			t.Fatalf("cut after block %d: %v", cut, err)
+		}
+		if r.TargetOffset() != toff || r.PatchOffset() != off {
+			t.Fatalf("cut after block %d: resumed at target %d patch %d, checkpointed at %d %d", cut, r.TargetOffset(), r.PatchOffset(), toff, off)
+		}
+		if err := r.Run(ctx); err != nil {
+			t.Fatalf("cut after block %d: %v", cut, err)
+		}
+		if !bytes.Equal(out.Bytes(), target) {
+			t.Fatalf("cut after block %d: resumed target differs", cut)
+		}
+	}
+}
+
+func TestResume_RefusesTornCheckpoint(t *testing.T) {
+	base, target := firmwareLike(8, 20_000)
+	patch, _ := Encode(base, target, Options{BlockLog: 12})
+	d, err := NewDecoder(bytes.NewReader(patch), bytes.NewReader(base), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Next(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := d.Checkpoint()
+	for _, bad := range [][]byte{cp[:len(cp)-1], append(append([]byte{}, cp[:20]...), append([]byte{cp[20] ^ 1}, cp[21:]...)...), nil} {
+		if _, err := Resume(bad, bytes.NewReader(nil), bytes.NewReader(base), io.Discard); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Resume of a damaged checkpoint: %v, want ErrCorrupt", err)
+		}
+	}
+}
+
+// TestApply_RefusesCorruptPatch flips every byte of a small patch in turn:
+// each flip must give an error (the header CRC, the block CRC, the range
+// checks or the target digest catch it), never a wrong target.
+func TestApply_RefusesCorruptPatch(t *testing.T) {
+	base, target := firmwareLike(9, 3000)
+	patch, err := Encode(base, target, Options{BlockLog: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range patch {
+		bad := append([]byte{}, patch...)
+		bad[i] ^= 0x55
+		var out bytes.Buffer
+		err := Apply(context.Background(), bytes.NewReader(bad), bytes.NewReader(base), &out)
+		if err == nil {
+			t.Fatalf("flip at %d: applied without error", i)
+		}
+		if out.Len() > len(target) {
+			t.Fatalf("flip at %d: wrote %d bytes, the target has %d", i, out.Len(), len(target))
+		}
+	}
+	if err := Apply(context.Background(), bytes.NewReader(patch[:len(patch)-3]), bytes.NewReader(base), io.Discard); err == nil {
+		t.Fatal("truncated patch applied without error")
+	}
+}
+
+func TestCheckBase_NamesBothHashes(t *testing.T) {
+	base, target := firmwareLike(10, 3000)
+	patch, _ := Encode(base, target, Options{})
+	h, err := ParseHeader(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.CheckBase(sha256.Sum256(base)); err != nil {
+		t.Fatalf("right base refused: %v", err)
+	}
+	other := sha256.Sum256(target)
+	err = h.CheckBase(other)
+	if !errors.Is(err, ErrWrongBase) {
+		t.Fatalf("wrong base: %v, want ErrWrongBase", err)
+	}
+	want := sha256.Sum256(base)
+	for _, sum := range [][32]byte{want, other} {
+		if !strings.Contains(err.Error(), string(hexs(sum[:]))) {
+			t.Errorf("error %q does not name %x", err, sum)
+		}
+	}
+}
+
+func hexs(b []byte) []byte {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return out
+}
+
+// TestApply_MemoryBounded applies a 4 MiB target and counts what the apply
+// allocates: the decoder's state once, independent of the image size, and
+// within the 64 KiB the format promises a C applier.
+func TestApply_MemoryBounded(t *testing.T) {
+	if StateSize() > 64<<10 {
+		t.Fatalf("StateSize %d bytes, the bound is 64 KiB", StateSize())
+	}
+	base, target := firmwareLike(11, 4<<20)
+	patch, err := Encode(base, target, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, br := bytes.NewReader(patch), bytes.NewReader(base)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err = Apply(context.Background(), pr, br, io.Discard)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<10 {
+		t.Fatalf("apply of a %d-byte target allocated %d bytes, the bound is 64 KiB", len(target), got)
+	} else {
+		t.Logf("apply allocated %d bytes; StateSize %d", got, StateSize())
+	}
+}
