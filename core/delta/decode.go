@@ -232,7 +232,29 @@ func (d *Decoder) decodeBlock() error {
 			if err != nil {
 				return err
 			}
-			if err := d.emit(b + d.st.codeDiff(&d.rc, 0, pos)); err != nil {
+			if d.h.Filter == FilterXtensa && k+3 <= int64(dl) && isCall0(b) {
+				done, err := d.call0(oldPos+k, pos)
+				if err != nil {
+					return err
+				}
+				if done {
+					k += 2
+					pos += 3
+					continue
+				}
+			}
+			if d.h.Filter == FilterXtensa && k+4 <= int64(dl) {
+				done, err := d.ptr(oldPos+k, pos)
+				if err != nil {
+					return err
+				}
+				if done {
+					k += 3
+					pos += 4
+					continue
+				}
+			}
+			if err := d.emit(b + d.st.codeDiff(&d.rc, 0, b, pos)); err != nil {
 				return err
 			}
 			pos++
@@ -266,6 +288,62 @@ func (d *Decoder) decodeBlock() error {
 	}
 	if d.crc != wantCRC {
 		return fmt.Errorf("target CRC-32 0x%08x, block declares 0x%08x: %w", d.crc, wantCRC, ErrCorrupt)
+	}
+	return nil
+}
+
+// call0 decodes a CALL0 at target offset p from the one at base offset q;
+// false when the target holds something else there.
+func (d *Decoder) call0(q, p int64) (bool, error) {
+	if !d.st.codeCallIs(&d.rc, false) {
+		return false, nil
+	}
+	var ins [3]byte
+	if err := d.baseBytes(q, ins[:]); err != nil {
+		return false, err
+	}
+	m, ok := d.st.codeCallMove(&d.rc, 0)
+	if !ok {
+		return false, fmt.Errorf("call at target 0x%x: move out of range: %w", p, ErrCorrupt)
+	}
+	for _, b := range call0Apply(ins[:], q, m, p) {
+		if err := d.emit(b); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// ptr decodes a pointer at target offset p from the base word at q, when the
+// base holds a pointer there and the patch codes it as moved.
+func (d *Decoder) ptr(q, p int64) (bool, error) {
+	var w [4]byte
+	if err := d.baseBytes(q, w[:]); err != nil {
+		return false, err
+	}
+	if !isPtr(w[:]) || !d.st.codePtrIs(&d.rc, false) {
+		return false, nil
+	}
+	m, ok := d.st.codePtrMove(&d.rc, 0)
+	if !ok {
+		return false, fmt.Errorf("pointer at target 0x%x: move out of range: %w", p, ErrCorrupt)
+	}
+	v := word(w[:]) + uint32(m)
+	for _, b := range [4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} {
+		if err := d.emit(b); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (d *Decoder) baseBytes(q int64, dst []byte) error {
+	for i := range dst {
+		b, err := d.baseByte(q + int64(i))
+		if err != nil {
+			return err
+		}
+		dst[i] = b
 	}
 	return nil
 }

@@ -14,6 +14,9 @@ type Options struct {
 	// DefaultBlockLog. Smaller blocks resume with less re-sent, larger
 	// blocks make smaller patches.
 	BlockLog uint8
+	// Filters are the instruction-aware models to try; the encoder keeps
+	// the smallest patch. Nil tries every one (Filters).
+	Filters []Filter
 }
 
 // piece is a span of the target: copied from base+difference when old >= 0,
@@ -36,22 +39,40 @@ func Encode(base, target []byte, opts Options) ([]byte, error) {
 	}
 	h.BaseHash = sha256.Sum256(base)
 	h.TargetHash = sha256.Sum256(target)
-	out, _ := h.MarshalBinary()
-
+	filters := opts.Filters
+	if filters == nil {
+		filters = Filters
+	}
 	pieces := match(base, target)
+	var best []byte
+	for _, f := range filters {
+		if f > FilterXtensa {
+			return nil, fmt.Errorf("encode: unknown filter %d", f)
+		}
+		h.Filter = f
+		if p := encodeBlocks(h, base, target, pieces); best == nil || len(p) < len(best) {
+			best = p
+		}
+	}
+	return best, nil
+}
+
+// encodeBlocks codes the patch for one header.
+func encodeBlocks(h Header, base, target []byte, pieces []piece) []byte {
+	out, _ := h.MarshalBinary()
 	st := new(state)
 	for i := int64(0); i < h.Blocks(); i++ {
 		bs := i * h.BlockSize()
 		be := bs + h.blockLen(i)
 		enc := newEncoder()
 		st.reset()
-		encodeBlock(enc, st, base, target, clip(pieces, bs, be))
+		encodeBlock(enc, st, base, target, clip(pieces, bs, be), h.Filter == FilterXtensa)
 		payload := enc.finish()
 		out = binary.LittleEndian.AppendUint32(out, uint32(len(payload)))
 		out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(target[bs:be]))
 		out = append(out, payload...)
 	}
-	return out, nil
+	return out
 }
 
 // clip returns the parts of pieces inside [bs, be).
@@ -73,7 +94,7 @@ func clip(pieces []piece, bs, be int64) []piece {
 
 // encodeBlock codes one block's ops: seek, difference length and bytes,
 // literal length and bytes. The base pointer starts at 0 in every block.
-func encodeBlock(enc *rcEncoder, st *state, base, target []byte, pieces []piece) {
+func encodeBlock(enc *rcEncoder, st *state, base, target []byte, pieces []piece, xtensa bool) {
 	oldPos := int64(0)
 	for i := 0; i < len(pieces); i++ {
 		var d, x piece
@@ -90,7 +111,23 @@ func encodeBlock(enc *rcEncoder, st *state, base, target []byte, pieces []piece)
 		st.codeSeek(enc, d.old-oldPos)
 		codeUint(enc, &st.m.ints[intDiffLen], uint64(d.length))
 		for k := int64(0); k < d.length; k++ {
-			st.codeDiff(enc, target[d.newStart+k]-base[d.old+k], d.newStart+k)
+			q, p := d.old+k, d.newStart+k
+			if xtensa && k+3 <= d.length && isCall0(base[q]) {
+				if st.codeCallIs(enc, isCall0(target[p])) {
+					st.codeCallMove(enc, call0Move(base[q:], q, target[p:], p))
+					k += 2
+					continue
+				}
+			}
+			if xtensa && k+4 <= d.length && isPtr(base[q:]) {
+				m := int32(word(target[p:]) - word(base[q:]))
+				if st.codePtrIs(enc, st.ptrWorth(m)) {
+					st.codePtrMove(enc, m)
+					k += 3
+					continue
+				}
+			}
+			st.codeDiff(enc, target[p]-base[q], base[q], p)
 		}
 		oldPos = d.old + d.length
 		codeUint(enc, &st.m.ints[intExtraLen], uint64(x.length))

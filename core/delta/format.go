@@ -37,6 +37,7 @@ var ErrCorrupt = errors.New("corrupt patch")
 // target it built.
 type Header struct {
 	BlockLog   uint8    // the block size is 1<<BlockLog bytes of target
+	Filter     Filter   // the instruction-aware model the diffs are coded with
 	BaseSize   uint32   // bytes of base the patch was made against
 	TargetSize uint32   // bytes the patch produces
 	BaseHash   [32]byte // SHA-256 of the base
@@ -63,6 +64,7 @@ func (h Header) MarshalBinary() ([]byte, error) {
 	copy(b, Magic[:])
 	b[4] = Version
 	b[5] = h.BlockLog
+	b[6] = byte(h.Filter)
 	binary.LittleEndian.PutUint32(b[8:], h.BaseSize)
 	binary.LittleEndian.PutUint32(b[12:], h.TargetSize)
 	copy(b[16:48], h.BaseHash[:])
@@ -90,12 +92,41 @@ func ParseHeader(b []byte) (Header, error) {
 	if h.BlockLog < MinBlockLog || h.BlockLog > MaxBlockLog {
 		return h, fmt.Errorf("patch header: block size 2^%d outside 2^%d..2^%d: %w", h.BlockLog, MinBlockLog, MaxBlockLog, ErrCorrupt)
 	}
-	if b[6] != 0 || b[7] != 0 {
-		return h, fmt.Errorf("patch header: reserved bytes % x not zero: %w", b[6:8], ErrCorrupt)
+	h.Filter = Filter(b[6])
+	if h.Filter > FilterXtensa {
+		return h, fmt.Errorf("patch header: filter %d unknown (this decoder knows 0 none, 1 xtensa): %w", b[6], ErrCorrupt)
+	}
+	if b[7] != 0 {
+		return h, fmt.Errorf("patch header: reserved byte 0x%02x not zero: %w", b[7], ErrCorrupt)
 	}
 	h.BaseSize = binary.LittleEndian.Uint32(b[8:])
 	h.TargetSize = binary.LittleEndian.Uint32(b[12:])
 	copy(h.BaseHash[:], b[16:48])
 	copy(h.TargetHash[:], b[48:80])
 	return h, nil
+}
+
+// Filter names the instruction-aware model a patch's differences use.
+type Filter uint8
+
+// Filters.
+const (
+	// FilterNone codes every difference byte by byte.
+	FilterNone Filter = 0
+	// FilterXtensa codes the moves of Xtensa CALL0 targets (ESP8266,
+	// ESP32) as moves of the callee, from a cache of recent moves.
+	FilterXtensa Filter = 1
+)
+
+// Filters is every filter, in the order the encoder tries them.
+var Filters = []Filter{FilterNone, FilterXtensa}
+
+func (f Filter) String() string {
+	switch f {
+	case FilterNone:
+		return "none"
+	case FilterXtensa:
+		return "xtensa"
+	}
+	return fmt.Sprintf("filter(%d)", uint8(f))
 }
