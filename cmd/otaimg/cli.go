@@ -25,7 +25,7 @@ func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaimg", "make and check MCUboot-format firmware images",
 		"otaimg makes and checks otaport firmware images, which are MCUboot images: keygen, sign,\n"+
 			"verify, info and getpub work as MCUboot's imgtool does, and each reads what the other writes.")
-	root.AddCommand(keygenCommand(), signCommand(), verifyCommand(), infoCommand(), getpubCommand(), keysetCommand())
+	root.AddCommand(keygenCommand(), signCommand(), verifyCommand(), infoCommand(), diffCommand(), getpubCommand(), keysetCommand())
 	return root
 }
 
@@ -309,17 +309,20 @@ func boolInt(b bool) int {
 
 func verifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify [--key pub.pem]... [--enc-key priv.pem] image.img",
-		Short: "check an image's hash and, with --key, its signature (an encrypted image decrypted with --enc-key)",
+		Use:   "verify [--key pub.pem]... [--enc-key priv.pem] [--base OLD.img] image.img",
+		Short: "check an image's hash and, with --key, its signature (an encrypted image decrypted with --enc-key; a delta rebuilt on --base)",
 	}
 	var keyPaths []string
 	cmd.Flags().StringArrayVarP(&keyPaths, "key", "k", nil, "public or private key `file` (PEM) the signature must verify with; repeat for several")
 	encKey := cmd.Flags().String("enc-key", "", "the device's encryption private key `PRIV.pem` (or AES-KW key file): decrypt an encrypted image's payload, which the hash covers plain")
-	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return verify(cmd.OutOrStdout(), pos, keyPaths, *encKey) }
+	base := cmd.Flags().String("base", "", "for a delta image: the full image `OLD.img` it applies to; rebuild the target from it and verify the target as a full image")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return verify(cmd.Context(), cmd.OutOrStdout(), pos, keyPaths, *encKey, *base)
+	}
 	return cmd
 }
 
-func verify(stdout io.Writer, pos, keyPaths []string, encKey string) error {
+func verify(ctx context.Context, stdout io.Writer, pos, keyPaths []string, encKey, base string) error {
 	if len(pos) != 1 {
 		return cli.Usagef("want one image file, got %d arguments", len(pos))
 	}
@@ -384,6 +387,12 @@ func verify(stdout io.Writer, pos, keyPaths []string, encKey string) error {
 		}
 		fmt.Fprintf(stdout, "  compressed %s: decompresses to a %d-byte payload, DECOMP_SHA %x: ok, %s\n", c.Method(), c.Size, c.SHA, sig)
 	}
+	if img.Delta != nil {
+		return verifyDelta(ctx, stdout, path, img, base, keys)
+	}
+	if base != "" {
+		return cli.Usagef("--base %s: %s is not a delta image", base, path)
+	}
 	return nil
 }
 
@@ -410,6 +419,16 @@ type infoJSON struct {
 	// Encryption is set for an encrypted image, whose hash info cannot
 	// check (it covers the plain payload: otaimg verify --enc-key does).
 	Encryption *encryptionJSON `json:"encryption,omitempty"`
+	// Delta is set for a delta image: the base it applies to and the
+	// target it rebuilds.
+	Delta *deltaJSON `json:"delta,omitempty"`
+}
+
+type deltaJSON struct {
+	BaseHash   string `json:"base_hash"`
+	TargetSize uint32 `json:"target_size"`
+	TargetHash string `json:"target_hash"`
+	TargetSig  string `json:"target_signature,omitempty"`
 }
 
 type encryptionJSON struct {
@@ -504,6 +523,12 @@ func info(stdout io.Writer, pos []string, asJSON bool) error {
 	if c := img.Compressed; c != nil {
 		info.Compression = &compressionJSON{Method: c.Method(), DecompressedSize: c.Size, DecompressedHash: hex.EncodeToString(c.SHA), DecompressedSig: c.Signature != nil}
 	}
+	if d := img.Delta; d != nil {
+		info.Delta = &deltaJSON{BaseHash: hex.EncodeToString(d.BaseHash), TargetSize: d.TargetSize, TargetHash: hex.EncodeToString(d.TargetHash)}
+		if d.TargetSigType != 0 {
+			info.Delta.TargetSig = d.TargetSigType.String()
+		}
+	}
 	for _, a := range []struct {
 		name string
 		tlvs []image.TLV
@@ -558,6 +583,9 @@ func printInfo(w io.Writer, img *image.Image, info infoJSON) {
 	}
 	if c := info.Compression; c != nil {
 		fmt.Fprintf(w, "compression:      %s, decompresses to a %d-byte payload, DECOMP_SHA %s\n", c.Method, c.DecompressedSize, c.DecompressedHash)
+	}
+	if d := info.Delta; d != nil {
+		fmt.Fprintf(w, "delta:            for base %s; target %d bytes, SHA256 %s\n", d.BaseHash, d.TargetSize, d.TargetHash)
 	}
 	fmt.Fprintf(w, "TLVs:\n")
 	for _, t := range info.TLVs {

@@ -80,6 +80,17 @@ func checkCompressionFlags(h Header) error {
 	return nil
 }
 
+// refuseUnprotected refuses a TLV of the kinds in the unprotected area:
+// what describes the payload must be covered by the hash.
+func (img *Image) refuseUnprotected(kind func(TLVType) bool) error {
+	for _, t := range img.TLVs {
+		if kind(t.Type) {
+			return fmt.Errorf("TLV %s at 0x%x: in the unprotected TLV area, where the hash does not cover it: %w", t.Type, t.Offset-tlvHeaderSize, ErrMalformed)
+		}
+	}
+	return nil
+}
+
 // isDecompTLV reports whether t describes the plain image of a compressed
 // one: these TLVs are dropped when the image is decompressed.
 func isDecompTLV(t TLVType) bool {
@@ -92,10 +103,8 @@ func isDecompTLV(t TLVType) bool {
 // area).
 func (img *Image) interpretCompression() error {
 	at := func(t TLV) int64 { return t.Offset - tlvHeaderSize }
-	for _, t := range img.TLVs {
-		if isDecompTLV(t.Type) {
-			return fmt.Errorf("TLV %s at 0x%x: in the unprotected TLV area, where the hash does not cover it: %w", t.Type, at(t), ErrMalformed)
-		}
+	if err := img.refuseUnprotected(isDecompTLV); err != nil {
+		return err
 	}
 	h := img.Header
 	if h.Flags&FlagCompressedLZMA2 == 0 {

@@ -41,6 +41,7 @@ var flagNames = []struct {
 	{FlagCompressedLZMA1, "COMPRESSED_LZMA1"},
 	{FlagCompressedLZMA2, "COMPRESSED_LZMA2"},
 	{FlagCompressedARMThm, "COMPRESSED_ARM_THUMB"},
+	{FlagDelta, "OTAPORT_DELTA"},
 }
 
 // FlagNames lists the names of the flags set in f, unknown bits as hex.

@@ -49,6 +49,9 @@ type Image struct {
 	// encrypted (ENCRYPTED_AES128 or _AES256): the key size and the TLV
 	// carrying the wrapped key.
 	Encryption *Encryption
+	// Delta is set when the image is an otaport delta (flag OTAPORT_DELTA):
+	// what its TLVs say of the base and the target.
+	Delta *Delta
 }
 
 // Parse reads the structure of the image in the first size bytes of r:
@@ -177,6 +180,9 @@ func (img *Image) interpret() error {
 		return fmt.Errorf("unprotected TLV area at 0x%x: no SHA256 TLV, so the image cannot be checked: %w", img.Header.HashedSize(), ErrMalformed)
 	}
 	if err := img.interpretEncryption(); err != nil {
+		return err
+	}
+	if err := img.interpretDelta(); err != nil {
 		return err
 	}
 	return img.interpretCompression()

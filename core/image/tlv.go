@@ -70,6 +70,10 @@ var tlvNames = map[TLVType]string{
 	TLVCompDecSize:     "COMP_DEC_SIZE",
 	TLVUUIDVID:         "UUID_VID",
 	TLVUUIDCID:         "UUID_CID",
+	TLVDeltaBase:       "OTAPORT_DELTA_BASE",
+	TLVDeltaTargetSize: "OTAPORT_DELTA_TARGET_SIZE",
+	TLVDeltaTargetSHA:  "OTAPORT_DELTA_TARGET_SHA",
+	TLVDeltaTargetSig:  "OTAPORT_DELTA_TARGET_SIG",
 }
 
 // String is MCUboot's name for t without the IMAGE_TLV_ prefix, or its
