@@ -85,28 +85,46 @@ func apply(oldPath, patchPath, newPath string) error {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	d, err := delta.NewDecoder(pf, old, out)
+	err = delta.Apply(context.Background(), pf, old, out)
+	el := time.Since(start)
+	runtime.ReadMemStats(&after)
 	if err != nil {
 		return err
 	}
-	cpMax := 0
-	for {
-		err := d.Next(context.Background())
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		cp, err := d.Checkpoint()
-		if err != nil {
-			return err
-		}
-		cpMax = max(cpMax, len(cp))
+	cpMax, err := checkpoints(patchPath, old)
+	if err != nil {
+		return err
 	}
-	el := time.Since(start)
-	runtime.ReadMemStats(&after)
 	w := bufio.NewWriter(os.Stdout)
 	fmt.Fprintln(w, el.Seconds(), after.TotalAlloc-before.TotalAlloc, delta.StateSize(), cpMax)
 	return w.Flush()
+}
+
+// checkpoints applies the patch again, into nothing, taking a checkpoint
+// after every block, and returns the largest.
+func checkpoints(patchPath string, old io.ReaderAt) (int, error) {
+	pf, err := os.Open(patchPath)
+	if err != nil {
+		return 0, err
+	}
+	defer pf.Close()
+	d, err := delta.NewDecoder(bufio.NewReader(pf), old, io.Discard)
+	if err != nil {
+		return 0, err
+	}
+	largest := 0
+	for {
+		err := d.Next(context.Background())
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		cp, cerr := d.Checkpoint()
+		if cerr != nil {
+			return 0, cerr
+		}
+		largest = max(largest, len(cp))
+		if err != nil {
+			return largest, nil
+		}
+	}
 }

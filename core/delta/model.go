@@ -12,6 +12,9 @@ const maxIntBits = 40
 type intModel struct {
 	length [64]prob
 	top    [maxIntBits + 1][8]prob
+	// plain is set to one half before every plain bit: a model that
+	// never learns, kept here so that coding one allocates nothing.
+	plain prob
 }
 
 // Integers of the op stream, each with its own model.
@@ -144,8 +147,8 @@ func codeUint(c bitCoder, m *intModel, v uint64) (uint64, bool) {
 			b = c.bit(&m.top[n][ctx], b)
 			ctx = ctx<<1 | b
 		} else {
-			p := prob(probInit) // a plain bit: a model that never learns
-			b = c.bit(&p, b)
+			m.plain = probInit
+			b = c.bit(&m.plain, b)
 		}
 		out = out<<1 | uint64(b)
 	}
