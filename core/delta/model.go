@@ -32,9 +32,10 @@ const (
 type models struct {
 	seekSign [numInts]prob
 	ints     [numInts]intModel
-	// diffZero: is the difference byte zero, by whether the last two were
-	// and by the target offset mod 4 (instructions and pointers are aligned).
-	diffZero [16][256]prob
+	// diffZero: is the difference byte zero, by which of the last four
+	// were, and by the high nibble of the base byte (what changes between
+	// builds is mostly code and addresses, not strings or padding).
+	diffZero [16][16]prob
 	// diffByte: a non-zero difference, by whether the previous one was
 	// non-zero and the offset mod 4.
 	diffByte [2][4][256]prob
@@ -54,7 +55,6 @@ type models struct {
 type state struct {
 	m         models
 	prevDiff  [4]byte
-	prevOld   [4]byte
 	prevExtra byte
 	calls     [callCache]int32 // recent moves of call targets, most recent first
 	lastCall  uint32
@@ -111,7 +111,6 @@ func (s *state) reset() {
 		}
 	}
 	s.prevDiff = [4]byte{}
-	s.prevOld = [4]byte{}
 	s.prevExtra = 0
 }
 
@@ -197,13 +196,11 @@ func (s *state) codeDiff(c bitCoder, d, old byte, pos int64) byte {
 		nz = 1
 	}
 	out := byte(0)
-	if c.bit(&s.m.diffZero[zctx][s.zeroCtx(old)], nz) == 1 {
+	if c.bit(&s.m.diffZero[zctx][old>>4], nz) == 1 {
 		out = byte(tree8(c, &s.m.diffByte[zctx&1][ph], uint32(d)))
 	}
 	copy(s.prevDiff[1:], s.prevDiff[:3])
 	s.prevDiff[0] = out
-	copy(s.prevOld[1:], s.prevOld[:3])
-	s.prevOld[0] = old
 	return out
 }
 
@@ -212,10 +209,6 @@ func (s *state) codeExtra(c bitCoder, v byte) byte {
 	out := byte(tree8(c, &s.m.extra[s.prevExtra>>4], uint32(v)))
 	s.prevExtra = out
 	return out
-}
-
-func (s *state) zeroCtx(old byte) int {
-	return int(old >> 4)
 }
 
 // Xtensa CALL0 (Xtensa ISA reference, "CALL0"): op0 = 5 and n = 0 in the low
