@@ -5,16 +5,41 @@ package delta
 // understood and easy to port to C: its whole decoder state is two words.
 
 const (
-	probBits  = 11
+	probBits  = 12
 	probOne   = 1 << probBits
-	probInit  = probOne / 2
-	moveBits  = 4 // adaptation speed: faster than LZMA's 5, the models restart every block
+	probInit  = probOne / 2 << countBits
+	countBits = 4
 	topValue  = 1 << 24
 	rcInitLen = 5 // bytes the decoder reads before the first bit
 )
 
-// prob is the probability, out of probOne, that the next bit is 0.
+// prob is the probability, out of probOne, that the next bit is 0, in the
+// high 12 bits, and how many bits the model has seen (up to 15) in the low
+// 4. A model adapts fast while it is young and slower as it learns: the
+// models restart at every block, and most of them see few bits.
 type prob uint16
+
+// rate is the adaptation shift by the count of bits seen.
+var rate = [16]uint8{2, 2, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4}
+
+// update adapts p to the bit b.
+func (p *prob) update(b uint32) {
+	v := uint32(*p >> countBits)
+	n := uint32(*p) & (1<<countBits - 1)
+	sh := rate[n]
+	if b == 0 {
+		v += (probOne - v) >> sh
+	} else {
+		v -= v >> sh
+	}
+	v = min(max(v, 16), probOne-16)
+	if n < 1<<countBits-1 {
+		n++
+	}
+	*p = prob(v<<countBits | n)
+}
+
+func (p prob) p() uint32 { return uint32(p >> countBits) }
 
 // bitCoder codes one bit under a probability model. The encoder codes b and
 // returns it; the decoder ignores b and returns the bit it decoded. Writing
@@ -56,15 +81,14 @@ func (e *rcEncoder) shiftLow() {
 }
 
 func (e *rcEncoder) bit(p *prob, b uint32) uint32 {
-	bound := (e.rng >> probBits) * uint32(*p)
+	bound := (e.rng >> probBits) * p.p()
 	if b == 0 {
 		e.rng = bound
-		*p += (probOne - *p) >> moveBits
 	} else {
 		e.low += uint64(bound)
 		e.rng -= bound
-		*p -= *p >> moveBits
 	}
+	p.update(b)
 	for e.rng < topValue {
 		e.rng <<= 8
 		e.shiftLow()
@@ -109,17 +133,16 @@ func (d *rcDecoder) init(src byteSource) bool {
 }
 
 func (d *rcDecoder) bit(p *prob, _ uint32) uint32 {
-	bound := (d.rng >> probBits) * uint32(*p)
+	bound := (d.rng >> probBits) * p.p()
 	var b uint32
 	if d.code < bound {
 		d.rng = bound
-		*p += (probOne - *p) >> moveBits
 	} else {
 		d.code -= bound
 		d.rng -= bound
-		*p -= *p >> moveBits
 		b = 1
 	}
+	p.update(b)
 	for d.rng < topValue {
 		d.rng <<= 8
 		d.code = d.code<<8 | uint32(d.src.readByte())
