@@ -43,15 +43,23 @@ func Encode(base, target []byte, opts Options) ([]byte, error) {
 	if filters == nil {
 		filters = Filters
 	}
-	pieces := match(base, target)
-	var best []byte
 	for _, f := range filters {
 		if f > FilterXtensa {
 			return nil, fmt.Errorf("encode: unknown filter %d", f)
 		}
-		h.Filter = f
-		if p := encodeBlocks(h, base, target, pieces); best == nil || len(p) < len(best) {
-			best = p
+	}
+	var sa []int32
+	if len(base) > 0 {
+		sa = suffixArray(base)
+	}
+	var best []byte
+	for _, slack := range []int{4, 5, 6, 8} { // match's slack: see there
+		pieces := match(base, target, sa, slack)
+		for _, f := range filters {
+			h.Filter = f
+			if p := encodeBlocks(h, base, target, pieces); best == nil || len(p) < len(best) {
+				best = p
+			}
 		}
 	}
 	return best, nil
@@ -142,7 +150,13 @@ func encodeBlock(enc *rcEncoder, st *state, base, target []byte, pieces []piece,
 // of the base, extended forwards and backwards while at least half the bytes
 // agree, so that code whose addresses moved still matches with a sparse
 // difference. Spans no match covers become literals.
-func match(old, new []byte) []piece {
+//
+// slack is how many more bytes a new exact match must have than the current
+// approximate one still matches before the encoder switches to it: bsdiff
+// uses 8; smaller values follow moved code more closely at the cost of more
+// ops. Which is best depends on the pair, so the encoder tries a few and
+// keeps the smallest patch.
+func match(old, new []byte, sa []int32, slack int) []piece {
 	var pieces []piece
 	add := func(p piece) {
 		if p.length > 0 {
@@ -153,7 +167,6 @@ func match(old, new []byte) []piece {
 		add(piece{length: int64(len(new)), old: -1})
 		return pieces
 	}
-	sa := suffixArray(old)
 	oldSize, newSize := len(old), len(new)
 	var scan, n, pos, lastScan, lastPos, lastOffset int
 	for scan < newSize {
@@ -167,7 +180,7 @@ func match(old, new []byte) []piece {
 					oldScore++
 				}
 			}
-			if (n == oldScore && n != 0) || n > oldScore+8 {
+			if (n == oldScore && n != 0) || n > oldScore+slack {
 				break
 			}
 			if scan+lastOffset < oldSize && old[scan+lastOffset] == new[scan] {

@@ -47,7 +47,8 @@ type models struct {
 	// ptrIs, ptrSym: the same for 32-bit pointers into the address space.
 	ptrIs  [2]prob
 	ptrSym [16]prob
-	// extra: a literal byte, by the high nibble of the previous literal.
+	// extra: a literal byte, by the low nibble of the previous literal
+	// (Xtensa's op0: what kind of instruction the bytes belong to).
 	extra [16][256]prob
 }
 
@@ -206,7 +207,7 @@ func (s *state) codeDiff(c bitCoder, d, old byte, pos int64) byte {
 
 // codeExtra codes a literal byte of the target.
 func (s *state) codeExtra(c bitCoder, v byte) byte {
-	out := byte(tree8(c, &s.m.extra[s.prevExtra>>4], uint32(v)))
+	out := byte(tree8(c, &s.m.extra[s.prevExtra&15], uint32(v)))
 	s.prevExtra = out
 	return out
 }
