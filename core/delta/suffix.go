@@ -66,7 +66,7 @@ func suffixArrayFromIndex(data []byte) ([]int32, bool) {
 	}
 	seen := make([]bool, len(data))
 	for i, p := range sa {
-		if seen[p] || i > 0 && bytes.Compare(data[sa[i-1]:], data[p:]) >= 0 && i%97 == 0 {
+		if seen[p] || i > 0 && i%97 == 0 && bytes.Compare(data[sa[i-1]:], data[p:]) >= 0 {
 			return nil, false
 		}
 		seen[p] = true

@@ -102,7 +102,7 @@ func (img *Image) interpretDelta() error {
 		return fmt.Errorf("image header: flags %s: a delta image must also be NON_BOOTABLE: %w", h.FlagString(), ErrMalformed)
 	}
 	if h.Flags&(FlagCompressedLZMA2|FlagEncryptedAES128|FlagEncryptedAES256) != 0 {
-		return fmt.Errorf("image header: flags %s: a delta image is neither compressed nor encrypted (the patch is compressed already): %w", h.FlagString(), ErrUnsupported)
+		return fmt.Errorf("image header: flags %s: a delta image is neither compressed nor encrypted (the patch is compressed already): %w", h.FlagString(), ErrMalformed)
 	}
 	d := &Delta{}
 	seen := map[TLVType]bool{}

@@ -12,6 +12,7 @@ import (
 // testdata/fuzz/FuzzParseImage.
 func FuzzParseImage(f *testing.F) {
 	f.Add(mustSign(f, []byte{1, 2, 3}, nil, SignOptions{HeaderSize: 0x20}))
+	f.Add(deltaSeed(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		img, perr := Parse(bytes.NewReader(b), int64(len(b)))
 		if perr == nil {
@@ -119,4 +120,23 @@ func FuzzDecryptImage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// deltaSeed is a small delta image, so the fuzzer starts from the delta
+// TLVs too.
+func deltaSeed(f *testing.F) []byte {
+	var imgs [2]*Image
+	for i := range imgs {
+		b := mustSign(f, []byte{1, 2, byte(3 + i)}, nil, SignOptions{HeaderSize: 0x20})
+		img, err := Parse(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			f.Fatal(err)
+		}
+		imgs[i] = img
+	}
+	d, err := SignDelta(imgs[0], imgs[1], []byte{9}, nil, SignOptions{HeaderSize: 0x20})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return d
 }
