@@ -76,6 +76,7 @@ type pair struct {
 	name         string
 	base, target []byte
 	blockLog     uint8
+	filters      []Filter
 }
 
 func pairs(t testing.TB) []pair {
@@ -93,15 +94,20 @@ func pairs(t testing.TB) []pair {
 		{name: "small, exact block multiple", base: smallBase, target: smallTarget[:4096], blockLog: 12},
 		{name: "shrunk", base: fwTarget, target: fwBase[:50_000]},
 		{name: "esp8266 fixture", base: fixture(t, "esp8266-old.bin"), target: fixture(t, "esp8266-new.bin"), blockLog: 13},
+		{name: "esp8266 fixture, xtensa filter", base: fixture(t, "esp8266-old.bin"), target: fixture(t, "esp8266-new.bin"), blockLog: 12, filters: []Filter{FilterXtensa}},
+		{name: "firmware-like, xtensa filter", base: fwBase, target: fwTarget, filters: []Filter{FilterXtensa}},
 	}
 }
 
 func TestEncodeApply_RoundTrip(t *testing.T) {
 	for _, p := range pairs(t) {
 		t.Run(p.name, func(t *testing.T) {
-			patch, err := Encode(p.base, p.target, Options{BlockLog: p.blockLog})
+			patch, err := Encode(p.base, p.target, Options{BlockLog: p.blockLog, Filters: p.filters})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if h, _ := ParseHeader(patch); p.filters != nil && h.Filter != p.filters[0] {
+				t.Fatalf("patch made with filter %s, asked for %s", h.Filter, p.filters[0])
 			}
 			var out bytes.Buffer
 			if err := Apply(context.Background(), bytes.NewReader(patch), bytes.NewReader(p.base), &out); err != nil {
@@ -136,13 +142,40 @@ func TestEncode_SmallerThanTarget(t *testing.T) {
 	}
 }
 
+// TestEncode_XtensaFilterPays holds the Xtensa filter to its purpose: on
+// real ESP8266 code, coding call and pointer moves must beat byte-wise
+// differences clearly.
+func TestEncode_XtensaFilterPays(t *testing.T) {
+	base, target := fixture(t, "esp8266-old.bin"), fixture(t, "esp8266-new.bin")
+	size := map[Filter]int{}
+	for _, f := range Filters {
+		p, err := Encode(base, target, Options{Filters: []Filter{f}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		size[f] = len(p)
+	}
+	if size[FilterXtensa] > size[FilterNone]*95/100 {
+		t.Fatalf("xtensa filter: %d bytes, none: %d; want at least 5 %% smaller", size[FilterXtensa], size[FilterNone])
+	}
+	t.Logf("none %d bytes, xtensa %d", size[FilterNone], size[FilterXtensa])
+}
+
 // TestResume_AtEveryBlock stops the apply after every block, serializes the
 // checkpoint, and resumes in a fresh decoder from the patch offset it names
 // into a target truncated to the offset it names: the result must be the
 // target, whatever the block the cut fell on.
 func TestResume_AtEveryBlock(t *testing.T) {
-	base, target := firmwareLike(7, 100_000)
-	patch, err := Encode(base, target, Options{BlockLog: 12})
+	base, target := fixture(t, "esp8266-old.bin"), fixture(t, "esp8266-new.bin")
+	for _, f := range Filters {
+		t.Run(f.String(), func(t *testing.T) { testResume(t, base, target, f) })
+	}
+	fwBase, fwTarget := firmwareLike(7, 100_000)
+	t.Run("firmware-like", func(t *testing.T) { testResume(t, fwBase, fwTarget, FilterNone) })
+}
+
+func testResume(t *testing.T, base, target []byte, f Filter) {
+	patch, err := Encode(base, target, Options{BlockLog: 12, Filters: []Filter{f}})
 	if err != nil {
 		t.Fatal(err)
 	}
