@@ -115,15 +115,15 @@ type Client struct {
 	nextID atomic.Int64             // ids of inform and request messages
 	cur    atomic.Pointer[orderRef] // the order progress belongs to
 
-	ctx       context.Context // ends with Close, bounds background waits
-	cancel    context.CancelFunc
+	ctx    context.Context // ends with Close, bounds background waits
+	cancel context.CancelFunc
 	// Orders wait in queue, in arrival order, for the worker: paho's
 	// handler appends and returns at once, so acknowledgements never wait
 	// for an order being carried out, and the worker takes them in the
 	// order they came (qready says there is one).
-	qmu    sync.Mutex
-	queue  [][]byte
-	qready chan struct{}
+	qmu       sync.Mutex
+	queue     [][]byte
+	qready    chan struct{}
 	done      chan struct{} // closed by Close
 	workerEnd chan struct{} // closed when the worker returns
 	firstSub  chan error    // the first subscription's outcome, for Dial
