@@ -349,8 +349,8 @@ func TestApply_MemoryBounded(t *testing.T) {
 		name string
 		pair func() ([]byte, []byte)
 	}{
-		{"firmware-like 4 MiB", func() ([]byte, []byte) { return firmwareLike(11, 4<<20) }},
-		{"shuffled 2 MiB", func() ([]byte, []byte) { return shuffled(12, 2<<20) }},
+		{"firmware-like 2 MiB", func() ([]byte, []byte) { return firmwareLike(11, 2<<20) }},
+		{"shuffled 1 MiB", func() ([]byte, []byte) { return shuffled(12, 1<<20) }},
 	} {
 		got := applyAlloc(t, tc.pair)
 		if got > 64<<10 || got > small+1024 {
