@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -126,17 +125,19 @@ func subscribe(ctx context.Context, addr string, d device) error {
 }
 
 // publish sends one QoS 1 message to every device's topic from one
-// connection, with at most window messages unacknowledged.
-func publish(ctx context.Context, addr string, ds []device, tag string, window int) (int, error) {
+// connection, with at most window messages unacknowledged. It returns the
+// devices whose message the broker did not acknowledge.
+func publish(ctx context.Context, addr string, ds []device, tag string, window int) ([]device, error) {
 	c, err := client(ctx, addr, "spike-publisher", true, nil)
 	if err != nil {
-		return 0, err
+		return ds, err
 	}
 	defer c.Disconnect(250)
 	var (
 		wg     sync.WaitGroup
-		failed atomic.Int64
-		first  atomic.Value
+		mu     sync.Mutex
+		failed []device
+		first  error
 	)
 	sem := make(chan struct{}, window)
 	for _, d := range ds {
@@ -146,16 +147,38 @@ func publish(ctx context.Context, addr string, ds []device, tag string, window i
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if err := wait(ctx, t); err != nil {
-				failed.Add(1)
-				first.CompareAndSwap(nil, err)
+				mu.Lock()
+				defer mu.Unlock()
+				failed = append(failed, d)
+				if first == nil {
+					first = err
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		return int(n), fmt.Errorf("publish: %d of %d failed, first: %v", n, len(ds), first.Load())
+	if len(failed) > 0 {
+		return failed, fmt.Errorf("publish: %d of %d not acknowledged, first: %w", len(failed), len(ds), first)
 	}
-	return 0, nil
+	return nil, nil
+}
+
+// publishAll publishes to every device, sending again what the broker did
+// not acknowledge, as a QoS 1 publisher does after a lost connection. A
+// message sent twice may be delivered twice: the ledger counts that.
+func publishAll(ctx context.Context, addr string, ds []device, tag string, window, attempts int) (sent int, err error) {
+	todo := ds
+	for i := 0; i < attempts && len(todo) > 0 && ctx.Err() == nil; i++ {
+		sent += len(todo)
+		todo, err = publish(ctx, addr, todo, tag, window)
+		if err != nil {
+			fmt.Printf("  %s attempt %d: %v\n", tag, i+1, err)
+		}
+	}
+	if len(todo) > 0 {
+		return sent, fmt.Errorf("publish %s: %d devices not acknowledged after %d attempts", tag, len(todo), attempts)
+	}
+	return sent, nil
 }
 
 func payload(tag string, d device) string { return tag + ":" + d.id }
