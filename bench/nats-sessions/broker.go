@@ -26,7 +26,7 @@ import (
 // holds at most 1,000 consumers unless told otherwise, and MQTT keeps every
 // session's QoS 1 subscriptions as consumers of one stream ($MQTT_msgs), so
 // the default caps a server at 1,000 persistent sessions. -1 lifts it.
-func serve(dir string, natsPort, mqttPort, maxConsumers int) error {
+func serve(dir string, natsPort, mqttPort, maxConsumers, profPort int) error {
 	opts := &server.Options{
 		ServerName: "otaport-spike",
 		Host:       "127.0.0.1",
@@ -37,6 +37,9 @@ func serve(dir string, natsPort, mqttPort, maxConsumers int) error {
 		MQTT:       server.MQTTOpts{Host: "127.0.0.1", Port: mqttPort},
 	}
 	opts.JetStreamLimits.DefaultMaxConsumers = maxConsumers
+	// The profiling port serves /debug/pprof, for a goroutine dump of a
+	// stall without stopping the server.
+	opts.ProfPort = profPort
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("new nats server: %w", err)
@@ -60,10 +63,13 @@ type broker struct {
 	dir      string // its store: the JetStream directory or Mosquitto's persistence
 	mqttPort int
 	natsPort int
-	// maxConsumers is passed to serve (nats only).
-	maxConsumers int
-	cmd          *exec.Cmd
-	log          *os.File
+	// maxConsumers and profPort are passed to serve (nats only).
+	maxConsumers, profPort int
+	cmd                    *exec.Cmd
+	log                    *os.File
+	// exited is closed when the process ends, with its result in waitErr.
+	exited  chan struct{}
+	waitErr error
 }
 
 // start launches the broker process on b.dir; the store survives stop.
@@ -79,7 +85,7 @@ func (b *broker) start(ctx context.Context) error {
 			return fmt.Errorf("find own binary: %w", err)
 		}
 		b.cmd = exec.Command(self, "serve", "-dir", b.dir, "-nats-port", strconv.Itoa(b.natsPort), "-mqtt-port", strconv.Itoa(b.mqttPort),
-			"-max-consumers", strconv.Itoa(b.maxConsumers))
+			"-max-consumers", strconv.Itoa(b.maxConsumers), "-prof-port", strconv.Itoa(b.profPort))
 	case "mosquitto":
 		conf := filepath.Join(filepath.Dir(b.dir), "mosquitto.conf")
 		// Persistence on, the queue large enough for the spike, and no
@@ -97,6 +103,12 @@ func (b *broker) start(ctx context.Context) error {
 	if err := b.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", b.kind, err)
 	}
+	exited := make(chan struct{})
+	b.exited = exited
+	go func(cmd *exec.Cmd) {
+		b.waitErr = cmd.Wait()
+		close(exited)
+	}(b.cmd)
 	return nil
 }
 
@@ -109,7 +121,8 @@ func (b *broker) stop() error {
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("signal %s: %w", b.kind, err)
 	}
-	err := b.cmd.Wait()
+	<-b.exited
+	err := b.waitErr
 	b.log.Close()
 	b.cmd = nil
 	if err != nil {

@@ -166,7 +166,9 @@ func publish(ctx context.Context, addr string, ds []device, tag string, window i
 // publishAll publishes to every device, sending again what the broker did
 // not acknowledge, as a QoS 1 publisher does after a lost connection. A
 // message sent twice may be delivered twice: the ledger counts that.
-func publishAll(ctx context.Context, addr string, ds []device, tag string, window, attempts int) (sent int, err error) {
+// It returns the devices whose message was never acknowledged: they must
+// not expect it.
+func publishAll(ctx context.Context, addr string, ds []device, tag string, window, attempts int) (sent int, unacked []device, err error) {
 	todo := ds
 	for i := 0; i < attempts && len(todo) > 0 && ctx.Err() == nil; i++ {
 		sent += len(todo)
@@ -176,9 +178,9 @@ func publishAll(ctx context.Context, addr string, ds []device, tag string, windo
 		}
 	}
 	if len(todo) > 0 {
-		return sent, fmt.Errorf("publish %s: %d devices not acknowledged after %d attempts", tag, len(todo), attempts)
+		return sent, todo, fmt.Errorf("publish %s: %d devices not acknowledged after %d attempts", tag, len(todo), attempts)
 	}
-	return sent, nil
+	return sent, nil, nil
 }
 
 func payload(tag string, d device) string { return tag + ":" + d.id }
@@ -273,7 +275,7 @@ func receive(ctx context.Context, addr string, d device, l *ledger, expect int, 
 
 // ready waits until the broker accepts an MQTT connection: after a restart
 // NATS first recovers its streams and every session's consumer.
-func ready(ctx context.Context, addr string) (time.Duration, error) {
+func ready(ctx context.Context, addr string, exited <-chan struct{}) (time.Duration, error) {
 	start := time.Now()
 	for {
 		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -287,6 +289,8 @@ func ready(ctx context.Context, addr string) (time.Duration, error) {
 		select {
 		case <-ctx.Done():
 			return time.Since(start), errors.Join(errors.New("broker not ready"), ctx.Err())
+		case <-exited:
+			return time.Since(start), errors.New("broker exited before it was ready: see its log")
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
