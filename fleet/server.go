@@ -60,6 +60,10 @@ type Config struct {
 	// for devices not yet moved to TLS (a migration period the operator
 	// ends by removing it).
 	MQTTPlainAddr string
+	// FirmwarePlainAddr, with MQTTPlainAddr, serves firmware (and nothing
+	// else) over plain HTTP at that address to the devices signed in on
+	// the plain MQTT listener (migration.go).
+	FirmwarePlainAddr string
 	// BrokerURL selects an external broker instead of the embedded one,
 	// "tcp://operator:password@host:1883" (mqtt://, ssl://, mqtts:// also
 	// accepted); otaserve signs in with the user and password of the URL.
@@ -111,6 +115,9 @@ type Addrs struct {
 	// MQTTPlain is the embedded broker's listener without TLS
 	// (Config.MQTTPlainAddr), "" without one.
 	MQTTPlain string
+	// FirmwarePlain is the plain firmware listener
+	// (Config.FirmwarePlainAddr), "" without one.
+	FirmwarePlain string
 }
 
 // Server is a running fleet.
@@ -134,6 +141,9 @@ type Server struct {
 
 	firmwareDir string
 	orderKey    ed25519.PrivateKey
+	endorsement string // of the order key, by an image key; "" without
+	plainLn     net.Listener
+	plainHTTP   *http.Server
 	keySets     *keysets.Service
 	// keyPub publishes the key sets while Run runs (a keysets.Publisher).
 	keyPub    atomic.Pointer[keysets.Publisher]
@@ -226,6 +236,9 @@ func New(cfg Config) (s *Server, err error) {
 	if s.orderKey, err = s.loadOrderKey(); err != nil {
 		return nil, err
 	}
+	if s.endorsement, err = s.loadEndorsement(); err != nil {
+		return nil, err
+	}
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
@@ -247,15 +260,6 @@ func New(cfg Config) (s *Server, err error) {
 	if s.keySets, err = keysets.New(s.store, cfg.Keys); err != nil {
 		return nil, err
 	}
-	s.campaigns, err = campaign.NewService(campaign.Config{
-		Store:       s.store,
-		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
-		OrderKey:    s.orderKey,
-		Logger:      cfg.Logger.With("part", "campaign"),
-	})
-	if err != nil {
-		return nil, err
-	}
 	// A deleted device is refused by the embedded broker's lookup and
 	// disconnected at once; an external broker's sign-in is its own. The
 	// broker is made below; embedded is set once, before HTTP serves.
@@ -264,6 +268,18 @@ func New(cfg Config) (s *Server, err error) {
 		if embedded != nil {
 			embedded.Revoke(pk, dn)
 		}
+	}
+	s.campaigns, err = campaign.NewService(campaign.Config{
+		Store:       s.store,
+		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
+		DeviceFirmwareURL: s.deviceFirmwareURL(base, func(pk, dn string) bool {
+			return embedded != nil && embedded.SignedInPlain(pk, dn)
+		}),
+		OrderKey: s.orderKey, Endorsement: s.endorsement,
+		Logger: cfg.Logger.With("part", "campaign"),
+	})
+	if err != nil {
+		return nil, err
 	}
 	apiHandler, err := api.New(api.Config{
 		Revoke: revoke, Certificates: s.devCA, Secrets: s.secrets,
@@ -277,7 +293,11 @@ func New(cfg Config) (s *Server, err error) {
 	s.metrics = newMetrics(s)
 	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.Handle(api.Prefix+"/", s.metrics.timeAPI(apiHandler))
-	mux.Handle("GET /firmware/{sha256}", s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs))))
+	fwHandler := s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs)))
+	mux.Handle("GET /firmware/{sha256}", fwHandler)
+	if err := s.listenPlainFirmware(fwHandler); err != nil {
+		return nil, err
+	}
 	s.handleOps(mux)
 	s.dashboard, err = dashboard.New(dashboard.Config{
 		Store: s.store, Campaigns: s.campaigns, API: apiHandler, Tokens: s.tokens,
@@ -324,9 +344,10 @@ func New(cfg Config) (s *Server, err error) {
 				}
 				return secret, true
 			},
-			Operators: map[string]string{s.opUser: s.opPass},
-			SignIn:    cfg.SignIn,
-			Logger:    cfg.Logger.With("part", "broker"),
+			Operators:      map[string]string{s.opUser: s.opPass},
+			SignIn:         cfg.SignIn,
+			OnDeviceSignIn: s.noteSignIn,
+			Logger:         cfg.Logger.With("part", "broker"),
 		})
 		if err != nil {
 			return nil, err
@@ -531,6 +552,9 @@ func (s *Server) Addrs() Addrs {
 			a.MQTTPlain = addr.String()
 		}
 	}
+	if s.plainLn != nil {
+		a.FirmwarePlain = s.plainLn.Addr().String()
+	}
 	return a
 }
 
@@ -675,7 +699,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.serving.Store(true)
 	defer s.serving.Store(false)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2) // the HTTP listener's and the plain firmware one's
 	go func() {
 		var err error
 		if s.cfg.TLS != nil {
@@ -685,6 +709,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	if s.plainHTTP != nil {
+		go func() { errc <- s.plainHTTP.Serve(s.plainLn) }()
+	}
 	s.log.Info("otaserve running", "http", s.Addrs().HTTP, "mqtt", s.brokerURL)
 	select {
 	case err := <-errc:
@@ -698,6 +725,11 @@ func (s *Server) Run(ctx context.Context) error {
 		// resumes it with a Range request, so stopping is not an error.
 		s.log.Warn("HTTP connections still open after the grace period; closing them", "err", err)
 		_ = s.http.Close()
+	}
+	if s.plainHTTP != nil {
+		if err := s.plainHTTP.Shutdown(shutCtx); err != nil {
+			_ = s.plainHTTP.Close()
+		}
 	}
 	return nil
 }
@@ -786,6 +818,12 @@ func (s *Server) Close() error {
 	}
 	if s.httpLn != nil {
 		errs = append(errs, ignoreClosed(s.httpLn.Close()))
+	}
+	if s.plainHTTP != nil {
+		errs = append(errs, ignoreClosed(s.plainHTTP.Close()))
+	}
+	if s.plainLn != nil {
+		errs = append(errs, ignoreClosed(s.plainLn.Close()))
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())

@@ -40,7 +40,7 @@ func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn
 	}
 	// The keys of device.yaml's module are its simulated bootloader's,
 	// as the agent gives them.
-	extra, err := bootKeyEnv(e.keys)
+	extra, err := bootKeyEnv(e.keys, e.encKey)
 	if err != nil {
 		return err
 	}
@@ -71,6 +71,7 @@ func installCommand() command {
 		permanent      bool
 		readTimeout    time.Duration
 		retries        int
+		encKey         string
 	}
 	return command{
 		name:  "install",
@@ -87,6 +88,7 @@ func installCommand() command {
 			fs.BoolVar(&f.permanent, "permanent", false, "boot the image for good at the next reboot, without a trial")
 			fs.DurationVar(&f.readTimeout, "read-timeout", engine.DefaultReadTimeout, "give up a transfer that delivers no byte for this long (it is retried)")
 			fs.IntVar(&f.retries, "retries", engine.DefaultRetries, "retries in a row of a failed transfer before the install stops (0: none)")
+			fs.StringVar(&f.encKey, "enc-key", "", "the device's private key `PRIV.pem` for encrypted images (otaimg sign --encrypt): X25519, P-256 or RSA-2048 PEM, or a base64 AES-KW key; also the simulated bootloader's on an MCUboot board")
 		},
 		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
@@ -116,7 +118,17 @@ func installCommand() command {
 			}
 			obs, finish := newProgress(e)
 			defer finish()
+			if f.encKey != "" {
+				e.encKey = f.encKey
+			}
+			var decKey any
+			if e.encKey != "" {
+				if decKey, err = image.ReadDecryptionKey(e.encKey); err != nil {
+					return fmt.Errorf("--enc-key: %w", err)
+				}
+			}
 			opts := engine.Options{
+				DecryptKey:     decKey,
 				Keys:           keys,
 				AllowDowngrade: f.allowDowngrade,
 				HTTPClient:     client,

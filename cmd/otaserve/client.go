@@ -275,6 +275,13 @@ func deviceRow(d api.Device) []string {
 		// What the device said of itself: it hears no release statement.
 		state += ",possibly-frozen"
 	}
+	if d.UnsignedOrders {
+		// It still takes unsigned orders: a device.yaml from before them.
+		state += ",unsigned-orders"
+	}
+	if d.PlainSignIn {
+		state += ",plain"
+	}
 	version := dash(d.Version)
 	if d.KeySet > 0 {
 		version += fmt.Sprintf(" (keys v%d)", d.KeySet) // the key set it holds

@@ -61,6 +61,7 @@ func runCommand() *cobra.Command {
 	tlsHosts := fs.StringArray("tls-host", nil, "a `name` devices reach this server by, for the certificate made at start (repeatable; the listen addresses, --public-url's host and localhost are in it)")
 	plain := fs.Bool("insecure-plain", false, "serve HTTP and MQTT without TLS: sign-ins, orders and reports can be read and changed on the way")
 	plainMQTT := fs.String("insecure-plain-mqtt", "", "`addr`ess of a second MQTT listener, without TLS, for devices not yet moved to TLS (a migration period: remove it when they have)")
+	plainFirmware := fs.String("insecure-plain-http", "", "`addr`ess of a firmware-only HTTP listener without TLS, for the devices of --insecure-plain-mqtt (images stay signed)")
 	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
 	timeless := fs.StringArray("allow-timeless", nil, "`product` key whose devices may sign in with the C SDK's fixed timestamp or none, which can be replayed (repeatable)")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
@@ -71,7 +72,7 @@ func runCommand() *cobra.Command {
 		}
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
-			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT,
+			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
@@ -86,7 +87,7 @@ type serveFlags struct {
 	certFile, keyFile                                     string
 	tlsHosts                                              []string
 	plain                                                 bool
-	plainMQTT                                             string
+	plainMQTT, plainFirmware                              string
 	signIn                                                broker.SignInPolicy
 }
 
@@ -122,7 +123,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
-		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT,
+		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,
 	})
 	if err != nil {
 		return err
@@ -149,6 +150,13 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	fmt.Fprintf(stderr, "otaserve: API and firmware on %s, MQTT on %s\n", url, orExternal(a.MQTT, f.brokerURL))
 	if a.MQTTPlain != "" {
 		fmt.Fprintf(stderr, "otaserve: --insecure-plain-mqtt: MQTT without TLS on %s for devices not yet moved to TLS; remove it when they have\n", a.MQTTPlain)
+	}
+	if a.FirmwarePlain != "" {
+		fmt.Fprintf(stderr, "otaserve: --insecure-plain-http: firmware without TLS on %s for the devices signed in without TLS\n", a.FirmwarePlain)
+	}
+	if err := sayLeftBehind(srv, f.data, stderr); err != nil {
+		srv.Close()
+		return err
 	}
 	switch {
 	case f.plain:
@@ -191,6 +199,27 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 // shutdownLimit bounds the wait for Run to return after a signal: the HTTP
 // grace period (5 s) plus closing the broker's and the devices' connections.
 const shutdownLimit = 30 * time.Second
+
+// sayLeftBehind names the devices the migration from before signed orders
+// and TLS has not moved (fleet.Server.LeftBehind).
+func sayLeftBehind(srv *fleet.Server, data string, stderr io.Writer) error {
+	plain, unsigned, err := srv.LeftBehind()
+	if err != nil {
+		return err
+	}
+	if len(plain) > 0 {
+		fmt.Fprintf(stderr, "otaserve: left behind: %d device(s) last signed in without TLS and cannot sign in to this server, which has no --insecure-plain-mqtt: %s; give them a device.yaml with broker ssl://, ca and order_key, or run with --insecure-plain-mqtt until they have\n",
+			len(plain), strings.Join(plain, ", "))
+	}
+	if len(unsigned) > 0 {
+		how := "they learn the order key from the endorsement every signed order carries"
+		if _, err := os.Stat(fleet.EndorsementPath(data)); err != nil {
+			how = "no order key endorsement: make one with otaserve order-key --endorse IMAGE-KEY.pem, or they never learn the order key"
+		}
+		fmt.Fprintf(stderr, "otaserve: %d device(s) still take unsigned orders (device.yaml without order_key): %s; %s\n", len(unsigned), strings.Join(unsigned, ", "), how)
+	}
+	return nil
+}
 
 func orExternal(addr, external string) string {
 	if addr != "" {

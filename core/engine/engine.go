@@ -28,6 +28,7 @@ import (
 
 	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
 )
 
 // State is where an upgrade stands. It is persisted before the step it
@@ -104,9 +105,20 @@ type Options struct {
 	// Keys are the device's public keys: an image must be signed by one of
 	// them. Without keys Install refuses to run.
 	Keys []crypto.PublicKey
+	// DecryptKey is the device's private key for encrypted images (imgtool
+	// -E): an X25519, P-256 or RSA-2048 private key, or an image.KEK (see
+	// image.LoadDecryptionKey). Without it an encrypted image is refused
+	// before anything is written.
+	DecryptKey any
 	// Clock is the device's trusted clock, nil when it has none: it checks
 	// a key set's expiry (core/keyset), which a device without one skips.
 	Clock func() time.Time
+	// Dependencies checks an image's DEPENDENCY TLVs (image.Dependency:
+	// other images of the device that must run a version first) before the
+	// boot request; its error refuses the image. nil refuses every image
+	// that has dependencies: this engine cannot see the device's other
+	// images (the agent, which runs every module, sets it).
+	Dependencies func(ctx context.Context, deps []image.Dependency) error
 	// AllowDowngrade accepts an image whose version is older than or equal
 	// to the running one. The security counter is checked regardless.
 	AllowDowngrade bool

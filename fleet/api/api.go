@@ -287,13 +287,33 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+// maxJSONBody bounds a JSON request body: the largest, a campaign naming
+// its devices one by one, is far below it.
+const maxJSONBody = 1 << 20
+
+// errBodyTooLarge is a JSON body over maxJSONBody: 413, not a syntax error
+// about a body cut short.
+var errBodyTooLarge = errors.New("too large")
+
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return fmt.Errorf("request body: %w: more than %d bytes of JSON; a campaign of many devices targets a group instead", errBodyTooLarge, maxJSONBody)
+		}
 		return fmt.Errorf("request body: %w", err)
 	}
 	return nil
+}
+
+// bodyStatus is the status of a decode error: 413 for a body too large,
+// 400 for JSON that does not parse or fit.
+func bodyStatus(err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
 }
 
 // AddDevice is the body of POST /devices. An empty secret is generated.
@@ -316,8 +336,8 @@ type ModuleSpec struct {
 
 func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 	var req AddDevice
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	if err := cloud.CheckIdentity(req.ProductKey, req.DeviceName); err != nil {
@@ -424,8 +444,8 @@ func (h *handler) issueCertificate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req CertificateRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	if req.ValidDays < 0 || req.ValidDays > maxCertificateDays {
@@ -635,8 +655,8 @@ func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) createCampaign(w http.ResponseWriter, r *http.Request) {
 	var req CreateCampaign
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	c, err := h.cfg.Campaigns.Create(r.Context(), req.request())

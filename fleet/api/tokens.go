@@ -300,8 +300,8 @@ func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) createToken(w http.ResponseWriter, r *http.Request) {
 	var req CreateToken
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	scope, err := ParseScope(req.Scope)

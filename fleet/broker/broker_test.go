@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -757,9 +758,90 @@ func TestSignIn_PlainListenerOfAMigration(t *testing.T) {
 			if !c.ok && err == nil {
 				t.Fatal("signed in; want a refusal")
 			}
+			if !c.ok {
+				return
+			}
+			// What the fleet sends it must do without TLS as it does: the
+			// broker says which listener it is on (a connection taken over
+			// lingers until its disconnect reaches the broker).
+			deadline := time.Now().Add(testTimeout)
+			for b.SignedInPlain("pk1", "devA") != !c.claimTLS && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := b.SignedInPlain("pk1", "devA"); got != !c.claimTLS {
+				t.Errorf("SignedInPlain = %v, want %v", got, !c.claimTLS)
+			}
 		})
 	}
 	if _, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, PlainAddr: "127.0.0.1:0"}); err == nil {
 		t.Error("a plain listener beside a plain broker was taken")
+	}
+}
+
+// TestSignIn_ConcurrentFloodIsRateLimited: a flood of concurrent sign-ins
+// with wrong secrets, for one device and for made-up ones, from one
+// address, costs no more secret checks than the limits allow, however many
+// arrive at once (a check and its count are one step); the broker keeps
+// serving: a good device from another address and the operator sign in.
+func TestSignIn_ConcurrentFloodIsRateLimited(t *testing.T) {
+	const maxFailures, flood = 3, 200
+	var mu sync.Mutex
+	checked := 0
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Operators: map[string]string{opUser: opPass},
+		Lookup: func(pk, dn string) (string, bool) {
+			mu.Lock()
+			checked++
+			mu.Unlock()
+			// A registry read and an unsealing take a while: long enough
+			// for other attempts to arrive before this one is counted.
+			time.Sleep(5 * time.Millisecond)
+			return lookup(pk, dn)
+		},
+		SignIn: broker.SignInPolicy{Now: newClock().Now, MaxFailures: maxFailures, FailureWindow: time.Minute},
+		Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	from := func(ip string) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) {
+			o.SetProtocolVersion(4)
+			o.SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: testTimeout})
+		}
+	}
+	var wg sync.WaitGroup
+	var signedIn atomic.Int32
+	for i := range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dn := "devA"
+			if i%2 == 1 {
+				dn = fmt.Sprintf("ghost%d", i)
+			}
+			if _, err := dialDevice(t, b, dn, "wrong", from("127.0.0.6")); err == nil {
+				signedIn.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := signedIn.Load(); n > 0 {
+		t.Fatalf("%d sign-ins with wrong secrets succeeded", n)
+	}
+	mu.Lock()
+	n := checked
+	mu.Unlock()
+	// The address may fail 10 times as often as a device.
+	if limit := 10 * maxFailures; n > limit {
+		t.Errorf("the flood had %d secrets checked, want at most %d (the address's limit): checks ran past the count", n, limit)
+	}
+	if _, err := dialDevice(t, b, "devB", registry["pk1/devB"], from("127.0.0.7")); err != nil {
+		t.Errorf("a good device from another address after the flood: %v", err)
+	}
+	if _, err := dial(t, b, "otaserve", opUser, opPass, from("127.0.0.6")); err != nil {
+		t.Errorf("the operator after the flood from its address: %v", err)
 	}
 }
