@@ -12,6 +12,7 @@
 //
 //	nats-sessions run -broker nats -devices 20000
 //	nats-sessions run -broker mosquitto -devices 20000
+//	nats-sessions core -devices 20000    (core NATS subjects, no MQTT sessions)
 //	nats-sessions serve -dir D    (the NATS process the run starts)
 package main
 
@@ -30,7 +31,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nats-sessions run|serve [flags]")
+		fmt.Fprintln(os.Stderr, "usage: nats-sessions run|core|serve [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -44,8 +45,8 @@ func main() {
 		profPort := fs.Int("prof-port", 0, "pprof HTTP port (0: off)")
 		_ = fs.Parse(os.Args[2:])
 		err = serve(*dir, *natsPort, *mqttPort, *maxConsumers, *profPort)
-	case "run":
-		fs := flag.NewFlagSet("run", flag.ExitOnError)
+	case "run", "core":
+		fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 		var c config
 		fs.StringVar(&c.kind, "broker", "nats", "broker to measure: nats or mosquitto")
 		fs.StringVar(&c.dir, "dir", "", "work directory (default: a new temporary one, removed at the end)")
@@ -61,9 +62,13 @@ func main() {
 		_ = fs.Parse(os.Args[2:])
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		err = run(ctx, c)
+		if os.Args[1] == "core" {
+			err = runCore(ctx, c)
+		} else {
+			err = run(ctx, c)
+		}
 	default:
-		err = fmt.Errorf("unknown command %q: want run or serve", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want run, core or serve", os.Args[1])
 	}
 	if err != nil {
 		slog.Error("nats-sessions", "err", err)
@@ -83,22 +88,35 @@ type config struct {
 	linger             time.Duration
 }
 
+// newBroker makes the broker of c on its work directory, a temporary one
+// that cleanup removes when c names none.
+func newBroker(c config) (b *broker, cleanup func(), err error) {
+	cleanup = func() {}
+	if c.dir == "" {
+		tmp, err := os.MkdirTemp("", "nats-sessions-")
+		if err != nil {
+			return nil, nil, fmt.Errorf("make work directory: %w", err)
+		}
+		cleanup = func() { os.RemoveAll(tmp) }
+		c.dir = tmp
+	}
+	b = &broker{kind: c.kind, dir: filepath.Join(c.dir, "store"), mqttPort: c.mqttPort, natsPort: c.natsPort, maxConsumers: c.maxConsumers, profPort: c.profPort}
+	if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("make store directory: %w", err)
+	}
+	return b, cleanup, nil
+}
+
 func run(ctx context.Context, c config) (err error) {
 	if c.devices < 1 || c.batch < 1 || c.conc < 1 || c.sample < 1 {
 		return fmt.Errorf("-devices %d, -batch %d, -conc %d, -sample %d: each must be at least 1", c.devices, c.batch, c.conc, c.sample)
 	}
-	if c.dir == "" {
-		tmp, err := os.MkdirTemp("", "nats-sessions-")
-		if err != nil {
-			return fmt.Errorf("make work directory: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		c.dir = tmp
+	b, cleanup, err := newBroker(c)
+	if err != nil {
+		return err
 	}
-	b := &broker{kind: c.kind, dir: filepath.Join(c.dir, "store"), mqttPort: c.mqttPort, natsPort: c.natsPort, maxConsumers: c.maxConsumers, profPort: c.profPort}
-	if err := os.MkdirAll(b.dir, 0o755); err != nil {
-		return fmt.Errorf("make store directory: %w", err)
-	}
+	defer cleanup()
 	addr := fmt.Sprintf("127.0.0.1:%d", c.mqttPort)
 	if err := b.start(ctx); err != nil {
 		return err
