@@ -11,14 +11,14 @@ func TestLedger_TallyCountsEachOutcome(t *testing.T) {
 	l.add(ds[0].id, payload("m1", ds[0]))
 	l.add(ds[0].id, payload("m2", ds[0]))
 	l.add(ds[1].id, payload("m1", ds[1]))
-	l.add(ds[1].id, payload("m1", ds[1])) // a duplicate
+	l.add(ds[1].id, payload("m1", ds[1])) // a repeat
 	l.add(ds[2].id, payload("m9", ds[2])) // never sent
 	want := func(d device) []string { return []string{payload("m1", d), payload("m2", d)} }
 
 	got := l.tally(ds, want)
 	// ds[0]: 2 delivered. ds[1]: m1 delivered twice, m2 lost. ds[2]: both
 	// lost, one unexpected.
-	if exp := (tally{delivered: 3, lost: 3, duplicates: 1, unexpected: 1}); got != exp {
+	if exp := (tally{delivered: 3, lost: 3, repeats: 1, unexpected: 1}); got != exp {
 		t.Errorf("tally = %+v, want %+v", got, exp)
 	}
 	if n := l.count(ds[1].id); n != 2 {

@@ -58,7 +58,7 @@ func main() {
 		fs.IntVar(&c.natsPort, "nats-port", 14222, "NATS client port (nats only)")
 		fs.IntVar(&c.maxConsumers, "max-consumers", -1, "JetStream default_max_consumers (nats only; 0: the server's default of 1,000, -1: unlimited)")
 		fs.IntVar(&c.profPort, "prof-port", 0, "pprof HTTP port of the NATS server (nats only; 0: off)")
-		fs.DurationVar(&c.linger, "linger", 300*time.Millisecond, "how long a reconnected device waits for duplicates")
+		fs.DurationVar(&c.linger, "linger", 300*time.Millisecond, "how long a reconnected device waits for a second delivery")
 		_ = fs.Parse(os.Args[2:])
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
@@ -200,8 +200,8 @@ func run(ctx context.Context, c config) (err error) {
 		return receive(ctx, addr, d, &l, 1, 30*time.Second, c.linger)
 	})
 	t := l.tally(sample, func(d device) []string { return []string{payload("m1", d)} })
-	fmt.Printf("sample of %d reconnected in %v: %d failed to connect; m1 delivered %d, lost %d, duplicates %d, unexpected %d\n",
-		len(sample), r.took.Round(time.Millisecond), r.failed, t.delivered, t.lost, t.duplicates, t.unexpected)
+	fmt.Printf("sample of %d reconnected in %v: %d failed to connect; m1 delivered %d, lost %d, repeated %d, unexpected %d\n",
+		len(sample), r.took.Round(time.Millisecond), r.failed, t.delivered, t.lost, t.repeats, t.unexpected)
 	if r.failed > 0 {
 		fmt.Printf("  first: %v\n", r.firstErr)
 	}
@@ -258,8 +258,8 @@ func run(ctx context.Context, c config) (err error) {
 	for _, d := range ds {
 		expected += len(want(d))
 	}
-	fmt.Printf("after restart, over the whole run (%d acknowledged messages to %d devices): delivered %d, lost %d, duplicates %d, unexpected %d\n",
-		expected, len(ds), t.delivered, t.lost, t.duplicates, t.unexpected)
+	fmt.Printf("after restart, over the whole run (%d acknowledged messages to %d devices): delivered %d, lost %d, repeated %d, unexpected %d\n",
+		expected, len(ds), t.delivered, t.lost, t.repeats, t.unexpected)
 	warnings(b)
 	return nil
 }

@@ -217,7 +217,7 @@ func (l *ledger) count(id string) int {
 // tally compares the ledger with what each device should have received
 // exactly once.
 type tally struct {
-	delivered, lost, duplicates, unexpected int
+	delivered, lost, repeats, unexpected int
 }
 
 func (l *ledger) tally(ds []device, want func(device) []string) tally {
@@ -234,7 +234,7 @@ func (l *ledger) tally(ds []device, want func(device) []string) tally {
 				t.lost++
 			default:
 				t.delivered++
-				t.duplicates += n - 1
+				t.repeats += n - 1
 			}
 		}
 		for p, n := range got {
@@ -248,7 +248,7 @@ func (l *ledger) tally(ds []device, want func(device) []string) tally {
 
 // receive reconnects d's session and records what the broker delivers:
 // it waits until the device has everything it expects in total, then
-// lingers so that a duplicate would arrive before it disconnects.
+// lingers so that a second delivery would arrive before it disconnects.
 func receive(ctx context.Context, addr string, d device, l *ledger, expect int, timeout, linger time.Duration) error {
 	c, err := client(ctx, addr, d.id, false, func(_ mqtt.Client, m mqtt.Message) {
 		l.add(d.id, string(m.Payload()))
