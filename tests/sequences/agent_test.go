@@ -248,6 +248,10 @@ func (r *runner) runAgent(pl *agentPort, i int, s step, version string) agentRun
 	cfg := agent.Config{
 		Broker:   "tcp://127.0.0.1:1",
 		Identity: agent.IdentityConfig{ProductKey: "seq", DeviceName: r.f.name, DeviceSecret: "seq"},
+		// The runner's cloud sends unsigned orders (signed ones are
+		// core/agent's tests): said, so the agent is not in the
+		// migration mode of a device.yaml from before signed orders.
+		SignedOrders: new(bool),
 	}
 	if !s.healthy {
 		cfg.HealthCheck.Command = healthFails
