@@ -1,11 +1,11 @@
 /*
- * The C port (ports/c/ota_port.c) built into this package, without its
- * AliOS HAL (OTA_PORT_NO_HAL: the host drives ota_port_t directly), and the
- * flash driver that hands every call to the Go flash.Device of the port
- * (shim.go), through core/flash's power-cut injector when there is one.
+ * The flash driver of the C port on the host: it hands every call to the Go
+ * flash.Device of the port (shim.go), through core/flash's power-cut
+ * injector when there is one. The C port itself is ota_port.c, a link to
+ * ports/c/ota_port.c (so that the go command sees it change), built here
+ * without its AliOS HAL (OTA_PORT_NO_HAL: the host drives ota_port_t).
  */
-#include "../c/ota_port.c"
-
+#include "ota_hal_plat.h"
 #include "_cgo_export.h"
 
 static int host_erase(void *ctx, uint32_t off, uint32_t len)
