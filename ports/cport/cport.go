@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/cgo"
 	"slices"
 	"sync"
@@ -46,20 +47,35 @@ import (
 // Port is the C port of one board over one flash device. Its methods are
 // safe for concurrent use: a mutex serialises the calls into C, whose port
 // state (ota_port_t) is not shared with any other Port.
+//
+// A Port that is dropped without Close frees its C memory when the garbage
+// collector finds it unreachable: the power-cut sweep abandons thousands.
 type Port struct {
 	mu     sync.Mutex
+	*host
+	*cmem
+	closed bool
+}
+
+// host is what the C port's flash driver (shim.go) reaches through the
+// handle in flash_ctx. It does not point back at the Port, so that a
+// dropped Port can be collected.
+type host struct {
 	layout hal.Layout
 	dev    flash.Device
 	opts   boot.Options
-	c      *C.ota_port_t // C memory, with its workspace
-	ctx    *C.uintptr_t  // C memory: the handle of this Port, the C port's flash_ctx
-	h      cgo.Handle
-	io     *C.uint8_t // the padded-chunk buffer of ota_port_write_io
-	ioLen  int
-	closed bool
 	// flashErr is the error of the flash device under the last failing
-	// call from C (shim.go), which the C code reports as OTA_E_FLASH.
+	// call from C, which the C code reports as OTA_E_FLASH.
 	flashErr error
+}
+
+// cmem is the C memory of a Port.
+type cmem struct {
+	c     *C.ota_port_t // with its workspace
+	ctx   *C.uintptr_t  // the handle of the host, the C port's flash_ctx
+	h     cgo.Handle
+	io    *C.uint8_t // the padded-chunk buffer of ota_port_write_io
+	ioLen int
 }
 
 // Boards returns the names of the boards the C port is built for here, in
@@ -100,10 +116,10 @@ func New(l hal.Layout, dev flash.Device, opts boot.Options) (*Port, error) {
 	}
 	p, _ := l.Partition(hal.PartParams)
 	ram := C.size_t(3 * (p.Size/2 + 1))
-	pt := &Port{layout: l, dev: dev, opts: opts}
+	pt := &Port{host: &host{layout: l, dev: dev, opts: opts}, cmem: &cmem{}}
 	pt.c = (*C.ota_port_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ota_port_t{}))))
 	pt.ctx = (*C.uintptr_t)(C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0)))))
-	pt.h = cgo.NewHandle(pt)
+	pt.h = cgo.NewHandle(pt.host)
 	*pt.ctx = C.uintptr_t(pt.h)
 	pt.c.board = b
 	pt.c.ops = &C.otaport_host_ops
@@ -114,6 +130,7 @@ func New(l hal.Layout, dev flash.Device, opts boot.Options) (*Port, error) {
 		pt.free()
 		return nil, fmt.Errorf("c port: board %q: %w", l.Board, err)
 	}
+	runtime.AddCleanup(pt, (*cmem).free, pt.cmem)
 	return pt, nil
 }
 
@@ -137,14 +154,17 @@ func sameBoard(b *C.ota_board_t, l hal.Layout) error {
 	return nil
 }
 
-// free releases the C memory and the handle.
-func (p *Port) free() {
-	C.free(unsafe.Pointer(p.c.ram))
-	C.free(unsafe.Pointer(p.c))
-	C.free(unsafe.Pointer(p.ctx))
-	C.free(unsafe.Pointer(p.io))
-	p.h.Delete()
-	p.c, p.ctx, p.io = nil, nil, nil
+// free releases the C memory and the handle, once.
+func (m *cmem) free() {
+	if m.c == nil {
+		return
+	}
+	C.free(unsafe.Pointer(m.c.ram))
+	C.free(unsafe.Pointer(m.c))
+	C.free(unsafe.Pointer(m.ctx))
+	C.free(unsafe.Pointer(m.io))
+	m.h.Delete()
+	m.c, m.ctx, m.io = nil, nil, nil
 }
 
 // Close ends the port; with Options.CloseDevice it closes the device too.
@@ -175,6 +195,9 @@ var codes = map[C.int]hal.Code{
 func (p *Port) call(f func() C.int) error {
 	p.flashErr = nil
 	r := f()
+	// The cleanup of a dropped Port frees the C memory f used: not
+	// before f has returned.
+	defer runtime.KeepAlive(p)
 	if r == C.OTA_OK {
 		return nil
 	}
@@ -193,7 +216,7 @@ func (p *Port) call(f func() C.int) error {
 }
 
 // note keeps a flash error for call and returns the C result of err.
-func (p *Port) note(err error) C.int {
+func (p *host) note(err error) C.int {
 	if err != nil && !errors.Is(err, io.EOF) {
 		p.flashErr = err
 		return -1

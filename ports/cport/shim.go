@@ -14,11 +14,11 @@ import (
 
 // The flash driver of the C port on the host: each function is one call
 // of ops in ota_hal_plat.h, ctx the port's flash_ctx, a C word holding the
-// cgo.Handle of its Port. They run on the goroutine of the Port method
+// cgo.Handle of its Port's host. They run on the goroutine of the Port method
 // that called into C, under its lock.
 
-func portOf(ctx unsafe.Pointer) *Port {
-	return cgo.Handle(*(*C.uintptr_t)(ctx)).Value().(*Port)
+func portOf(ctx unsafe.Pointer) *host {
+	return cgo.Handle(*(*C.uintptr_t)(ctx)).Value().(*host)
 }
 
 // bytesOf is the n bytes at p, C's or a Go slice passed down to C.
