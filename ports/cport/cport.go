@@ -51,7 +51,7 @@ import (
 // A Port that is dropped without Close frees its C memory when the garbage
 // collector finds it unreachable: the power-cut sweep abandons thousands.
 type Port struct {
-	mu     sync.Mutex
+	mu sync.Mutex
 	*host
 	*cmem
 	closed bool
