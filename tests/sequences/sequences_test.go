@@ -26,6 +26,7 @@ type config struct {
 	steps   int    // at least this many steps in all
 	seed    uint64 // the seed of sequence i on board b is derived from it
 	workers int
+	cport   bool // the device runs the C port (ports/cport), not core/boot's
 }
 
 // configFromEnv reads OTAPORT_SEQUENCES (sample or full),
@@ -60,6 +61,13 @@ func configFromEnv(t *testing.T) config {
 		}
 		c.seed = n
 	}
+	switch port := os.Getenv("OTAPORT_SEQUENCES_PORT"); port {
+	case "c":
+		c.cport = true
+	case "", "go":
+	default:
+		t.Fatalf("OTAPORT_SEQUENCES_PORT=%q: want go, c or nothing", port)
+	}
 	return c
 }
 
@@ -81,11 +89,36 @@ type found struct {
 // every step against the model; a broken promise is shrunk and printed as
 // otarun commands.
 func TestSequences(t *testing.T) {
+	play(t, configFromEnv(t))
+}
+
+// TestSequences_CPort plays one sequence per board on the C port
+// (ports/cport) in go test; OTAPORT_SEQUENCES_PORT=c makes TestSequences
+// play as many as it plays on the Go port.
+func TestSequences_CPort(t *testing.T) {
 	cfg := configFromEnv(t)
+	if cfg.cport {
+		t.Skip("OTAPORT_SEQUENCES_PORT=c: TestSequences plays on the C port")
+	}
+	cfg.cport = true
+	cfg.steps = 15 * seqLen
+	play(t, cfg)
+}
+
+// play plays cfg's sequences and reports what broke.
+func play(t *testing.T, cfg config) {
 	ctx := context.Background()
 	dir := t.TempDir()
 
 	cat := boards(t)
+	if cfg.cport {
+		// MCUboot swap-move, and the boards of haltest outside the
+		// catalog, are not in the C port.
+		cat = slices.DeleteFunc(cat, func(l hal.Layout) bool {
+			_, ok := all.Lookup(l.Board)
+			return l.Scheme == hal.Swap || !ok
+		})
+	}
 	fixtures := make([]*fixture, len(cat))
 	var wg sync.WaitGroup
 	errs := make([]error, len(cat))
@@ -94,7 +127,7 @@ func TestSequences(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			fixtures[i], errs[i] = newFixture(ctx, l.Board, l, dir)
+			fixtures[i], errs[i] = newFixture(ctx, l.Board, l, dir, cfg.cport)
 		})
 	}
 	wg.Wait()
