@@ -90,6 +90,9 @@ func TestKeyRotation(t *testing.T) {
 	// The device refuses it too, though its device.yaml still lists the
 	// old key: the set it took says otherwise.
 	agents["dev-0"].stop(syscall.SIGTERM)
+	if out := run(t, r.dir, "otarun", "--plugin", filepath.Join(bin, "otaport-"+boards[0]), "status", "--flash", "dev-0.flash"); !strings.Contains(out, "key set version 2") {
+		t.Fatalf("otarun status does not show the key set:\n%s", out)
+	}
 	cmd := exec.Command(filepath.Join(bin, "otarun"), "--plugin", filepath.Join(bin, "otaport-"+boards[0]), "install",
 		"--key", "pub.pem", "--flash", "dev-0.flash", "app-1.3.0-old.img")
 	cmd.Dir = r.dir

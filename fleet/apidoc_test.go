@@ -133,6 +133,28 @@ func TestAPIDoc_CoversEveryRoute(t *testing.T) {
 	}
 }
 
+// TestAPIDoc_ScopesMatchTheRouteTable: each operation of the API says in
+// x-scope the scope the route table gives it, so the document a user reads
+// is the table the server checks.
+func TestAPIDoc_ScopesMatchTheRouteTable(t *testing.T) {
+	doc := readAPIDoc(t)
+	for _, r := range api.Routes() {
+		op, ok := doc.Paths[r.Path][strings.ToLower(r.Method)]
+		if !ok {
+			continue // TestAPIDoc_CoversEveryRoute reports it
+		}
+		var fields struct {
+			Scope string `yaml:"x-scope"`
+		}
+		if err := op.Decode(&fields); err != nil {
+			t.Fatalf("%s: %s: %v", apiDocPath, r, err)
+		}
+		if fields.Scope != string(r.Scope) {
+			t.Errorf("%s: %s has x-scope %q; the route table (fleet/api) gives it %s", apiDocPath, r, fields.Scope, r.Scope)
+		}
+	}
+}
+
 // TestAPIDoc_SchemasMatchTypes: each schema of docs/api.yaml has exactly
 // the JSON fields of the Go type of its name, with matching types; a field
 // that is always present (no omitempty) is required in an answer. Every
@@ -142,13 +164,13 @@ func TestAPIDoc_SchemasMatchTypes(t *testing.T) {
 	for _, v := range []any{
 		api.Device{}, api.AddDevice{}, api.Module{}, api.ModuleSpec{}, api.KeySet{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
 		api.Progress{}, api.WaveStatus{}, api.Status{}, api.CreateCampaign{}, api.Error{}, Version{},
-		api.CertificateRequest{}, api.Certificate{},
+		api.CertificateRequest{}, api.Certificate{}, api.Token{}, api.CreateToken{}, api.NewToken{},
 	} {
 		types[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)
 	}
 	// Request bodies: a field the server defaults when absent need not be
 	// required, so there required only has to be a subset.
-	requests := map[string]bool{"AddDevice": true, "CreateCampaign": true, "Target": true, "ModuleSpec": true, "CertificateRequest": true}
+	requests := map[string]bool{"AddDevice": true, "CreateCampaign": true, "Target": true, "ModuleSpec": true, "CertificateRequest": true, "CreateToken": true}
 
 	for _, pkg := range []string{"api", "."} {
 		for _, name := range jsonTypes(t, pkg) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto"
 	"flag"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/fleet/api"
 )
 
 var screenshots = flag.String("screenshots", "", "write the dashboard browser test's screenshots (PNG) to this directory (docs/ for the documentation)")
@@ -167,6 +170,32 @@ func TestDashboard_Browser(t *testing.T) {
 		chromedp.Evaluate(`[...document.querySelectorAll('#devices td.version')].map(e => e.textContent)`, &versions))
 	if strings.Join(versions, " ") != "2.0.0+0 2.0.0+0 2.0.0+0" {
 		t.Errorf("versions on the fleet page: %v", versions)
+	}
+
+	// A link made with a read token opens a read session: the header says
+	// so, and the images page offers no upload.
+	var wall api.NewToken
+	if code := r.post(t, "/tokens", api.CreateToken{Name: "wall", Scope: "read"}, &wall); code != http.StatusCreated {
+		t.Fatalf("create a read token: %d", code)
+	}
+	req, _ := http.NewRequest(http.MethodPost, r.base+"/dashboard/login-link", nil)
+	req.Header.Set("Authorization", "Bearer "+wall.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var who string
+	var forms int
+	run("a read session", chromedp.Navigate(strings.TrimSpace(string(link))),
+		chromedp.WaitVisible(`#devices`, chromedp.ByQuery),
+		chromedp.Navigate(strings.TrimSuffix(url, "/")+"/images"),
+		chromedp.WaitVisible(`#images`, chromedp.ByQuery),
+		chromedp.Text(`#who`, &who, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll('form.card').length`, &forms))
+	if !strings.Contains(who, "wall (read: read only)") || forms != 0 {
+		t.Errorf("a read session: header %q, %d upload forms; want read only and none", who, forms)
 	}
 	for _, d := range devs {
 		if len(d.errs) > 0 {

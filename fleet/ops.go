@@ -21,7 +21,7 @@ import (
 )
 
 // The operations endpoints, on the HTTP listener beside the API. None needs
-// the operator token: they tell whether the process is up and what it does,
+// an API token: they tell whether the process is up and what it does,
 // never a secret (no device secret, no token, no firmware URL).
 const (
 	HealthPath  = "/healthz"

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,7 +48,7 @@ import (
 // Config configures a Server. Zero values take the defaults noted.
 type Config struct {
 	// DataDir holds the database (fleet.db), the firmware blobs
-	// (firmware/) and the operator token (token). Required.
+	// (firmware/) and the bootstrap admin token (token). Required.
 	DataDir string
 	// HTTPAddr serves the API under /api/v1 and firmware under /firmware/;
 	// default 127.0.0.1:8080. Port 0 picks a free port (see Addrs).
@@ -59,6 +60,10 @@ type Config struct {
 	// for devices not yet moved to TLS (a migration period the operator
 	// ends by removing it).
 	MQTTPlainAddr string
+	// FirmwarePlainAddr, with MQTTPlainAddr, serves firmware (and nothing
+	// else) over plain HTTP at that address to the devices signed in on
+	// the plain MQTT listener (migration.go).
+	FirmwarePlainAddr string
 	// BrokerURL selects an external broker instead of the embedded one,
 	// "tcp://operator:password@host:1883" (mqtt://, ssl://, mqtts:// also
 	// accepted); otaserve signs in with the user and password of the URL.
@@ -72,8 +77,9 @@ type Config struct {
 	// Boards are the boards devices and images may be for, by name, with
 	// what each takes (cmd/otaserve passes the catalog's).
 	Boards map[string]api.Board
-	// Token is the operator's API token; empty means the one stored in the
-	// database, generated at first start.
+	// Token, when set, is an admin API token the server takes as its
+	// bootstrap token (replacing the one it made); empty means the one
+	// in DataDir/token, made at the first start.
 	Token string
 	// PublicURL is the base of the firmware URLs sent to devices, for when
 	// they reach this server by another name than HTTPAddr; default
@@ -109,6 +115,9 @@ type Addrs struct {
 	// MQTTPlain is the embedded broker's listener without TLS
 	// (Config.MQTTPlainAddr), "" without one.
 	MQTTPlain string
+	// FirmwarePlain is the plain firmware listener
+	// (Config.FirmwarePlainAddr), "" without one.
+	FirmwarePlain string
 }
 
 // Server is a running fleet.
@@ -120,7 +129,8 @@ type Server struct {
 	broker    *broker.Broker
 	httpLn    net.Listener
 	http      *http.Server
-	token     string
+	tokens    *api.Tokens
+	token     string // the secret of DATA/token; "" when there is none
 	generated bool
 	devCA     *pki.CA
 	secrets   *secrets.Sealer
@@ -131,6 +141,9 @@ type Server struct {
 
 	firmwareDir string
 	orderKey    ed25519.PrivateKey
+	endorsement string // of the order key, by an image key; "" without
+	plainLn     net.Listener
+	plainHTTP   *http.Server
 	keySets     *keysets.Service
 	// keyPub publishes the key sets while Run runs (a keysets.Publisher).
 	keyPub    atomic.Pointer[keysets.Publisher]
@@ -159,7 +172,9 @@ func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 	m.Handle(pattern, http.HandlerFunc(h))
 }
 
-// TokenSetting is the database setting that holds the operator token.
+// TokenSetting is the database setting where releases before scoped
+// tokens kept their one operator token, in the clear; the first start of
+// this release makes it the bootstrap admin token, hashed, and deletes it.
 const TokenSetting = "api-token"
 
 // New opens the data directory and binds the listeners, so Addrs is valid
@@ -221,6 +236,9 @@ func New(cfg Config) (s *Server, err error) {
 	if s.orderKey, err = s.loadOrderKey(); err != nil {
 		return nil, err
 	}
+	if s.endorsement, err = s.loadEndorsement(); err != nil {
+		return nil, err
+	}
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	blobs, err := firmware.NewStore(s.firmwareDir)
 	if err != nil {
@@ -242,15 +260,6 @@ func New(cfg Config) (s *Server, err error) {
 	if s.keySets, err = keysets.New(s.store, cfg.Keys); err != nil {
 		return nil, err
 	}
-	s.campaigns, err = campaign.NewService(campaign.Config{
-		Store:       s.store,
-		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
-		OrderKey:    s.orderKey,
-		Logger:      cfg.Logger.With("part", "campaign"),
-	})
-	if err != nil {
-		return nil, err
-	}
 	// A deleted device is refused by the embedded broker's lookup and
 	// disconnected at once; an external broker's sign-in is its own. The
 	// broker is made below; embedded is set once, before HTTP serves.
@@ -260,9 +269,21 @@ func New(cfg Config) (s *Server, err error) {
 			embedded.Revoke(pk, dn)
 		}
 	}
+	s.campaigns, err = campaign.NewService(campaign.Config{
+		Store:       s.store,
+		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
+		DeviceFirmwareURL: s.deviceFirmwareURL(base, func(pk, dn string) bool {
+			return embedded != nil && embedded.SignedInPlain(pk, dn)
+		}),
+		OrderKey: s.orderKey, Endorsement: s.endorsement,
+		Logger: cfg.Logger.With("part", "campaign"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	apiHandler, err := api.New(api.Config{
 		Revoke: revoke, Certificates: s.devCA, Secrets: s.secrets,
-		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Token: s.token,
+		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Tokens: s.tokens,
 		KeySets: s.keySets, PublishKeySets: s.publishKeySets,
 		Logger: cfg.Logger.With("part", "api"),
 	})
@@ -272,10 +293,14 @@ func New(cfg Config) (s *Server, err error) {
 	s.metrics = newMetrics(s)
 	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.Handle(api.Prefix+"/", s.metrics.timeAPI(apiHandler))
-	mux.Handle("GET /firmware/{sha256}", s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs))))
+	fwHandler := s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs)))
+	mux.Handle("GET /firmware/{sha256}", fwHandler)
+	if err := s.listenPlainFirmware(fwHandler); err != nil {
+		return nil, err
+	}
 	s.handleOps(mux)
 	s.dashboard, err = dashboard.New(dashboard.Config{
-		Store: s.store, Campaigns: s.campaigns, API: apiHandler, Token: s.token,
+		Store: s.store, Campaigns: s.campaigns, API: apiHandler, Tokens: s.tokens,
 		Online: func() []string {
 			if s.broker == nil {
 				return nil
@@ -319,9 +344,10 @@ func New(cfg Config) (s *Server, err error) {
 				}
 				return secret, true
 			},
-			Operators: map[string]string{s.opUser: s.opPass},
-			SignIn:    cfg.SignIn,
-			Logger:    cfg.Logger.With("part", "broker"),
+			Operators:      map[string]string{s.opUser: s.opPass},
+			SignIn:         cfg.SignIn,
+			OnDeviceSignIn: s.noteSignIn,
+			Logger:         cfg.Logger.With("part", "broker"),
 		})
 		if err != nil {
 			return nil, err
@@ -362,29 +388,105 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// loadToken settles the operator token: the configured one, else the stored
-// one, else a new one that is stored. It is also written to DATA/token
-// (mode 0600) so the CLI on this machine finds it.
+// loadToken settles the API tokens at start: it turns an earlier
+// release's plain token into the bootstrap admin token, stored hashed, and
+// settles the bootstrap token whose secret DATA/token holds (mode 0600),
+// where the CLI on this machine finds it:
+//   - --token: kept if it is a live token already, else it becomes the
+//     bootstrap token, replacing the live one;
+//   - DATA/token holding a live token: kept;
+//   - otherwise, on a first start or when DATA/token was lost, a new
+//     bootstrap token (the old one revoked). A bootstrap token an admin
+//     revoked is not made again, and DATA/token goes: the named tokens are
+//     the credentials then, and --token the way back in.
 func (s *Server) loadToken() error {
-	tok := s.cfg.Token
-	if tok == "" {
-		stored, ok, err := s.store.Setting(TokenSetting)
+	s.tokens = &api.Tokens{Store: s.store, Logger: s.log.With("part", "api")}
+	if err := s.migrateToken(); err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.DataDir, "token")
+	secret, flag := s.cfg.Token, "--token"
+	if secret == "" {
+		b, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read the bootstrap token: %w", err)
+		}
+		secret, flag = strings.TrimSpace(string(b)), ""
+	}
+	live := false
+	if secret != "" {
+		_, err := s.tokens.Authenticate(secret)
+		var authErr *api.AuthError
+		if err != nil && !errors.As(err, &authErr) {
+			return err
+		}
+		live = err == nil
+		if authErr != nil && flag != "" && !strings.HasPrefix(authErr.Reason, "unknown") {
+			return fmt.Errorf("--token: %s; give another token", authErr.Reason)
+		}
+	}
+	if !live {
+		ts, err := s.store.Tokens()
 		if err != nil {
 			return err
 		}
-		if ok {
-			tok = stored
-		} else {
-			tok, s.generated = randomHex(24), true
-			if err := s.store.SetSetting(TokenSetting, tok); err != nil {
-				return err
+		var bootstrap *store.Token
+		for i, t := range ts {
+			if t.Name == api.BootstrapToken && (bootstrap == nil || t.Live(time.Now())) {
+				bootstrap = &ts[i]
 			}
 		}
+		switch {
+		case flag == "" && bootstrap != nil && !bootstrap.Live(time.Now()):
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove the revoked bootstrap token: %w", err)
+			}
+			s.log.Info("the bootstrap token was revoked: no DATA/token; use a token of otaserve token create, or start with --token to make a new bootstrap token")
+			return nil
+		case bootstrap != nil && bootstrap.Live(time.Now()):
+			if _, err := s.store.RevokeToken(api.BootstrapToken, time.Now().UTC()); err != nil {
+				return err
+			}
+			if flag == "" {
+				s.log.Warn("DATA/token was missing or held no live token: the bootstrap token is replaced", "file", path)
+			}
+		}
+		if flag == "" {
+			secret, s.generated = api.NewSecret(), true
+		}
+		if _, err := s.tokens.Put(api.BootstrapToken, api.ScopeAdmin, secret, time.Time{}); err != nil {
+			return fmt.Errorf("store the bootstrap token: %w", err)
+		}
 	}
-	s.token = tok
-	path := filepath.Join(s.cfg.DataDir, "token")
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write operator token to %s: %w", path, err)
+	s.token = secret
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the bootstrap token to %s: %w", path, err)
+	}
+	return nil
+}
+
+// migrateToken turns the plain operator token of an earlier release
+// (setting TokenSetting) into the bootstrap admin token, hashed, in one
+// transaction. Its secret stays in DATA/token, so the CLI keeps working.
+func (s *Server) migrateToken() error {
+	migrated := false
+	err := s.store.Write(func(w *store.Writer) error {
+		plain, ok := w.Setting(TokenSetting)
+		if !ok {
+			return nil
+		}
+		migrated = true
+		err := w.AddToken(store.Token{Name: api.BootstrapToken, Scope: string(api.ScopeAdmin), Hash: api.HashSecret(plain), Created: time.Now().UTC()})
+		if err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		return w.DeleteSetting(TokenSetting)
+	})
+	if err != nil {
+		return fmt.Errorf("store the earlier release's operator token hashed: %w", err)
+	}
+	if migrated {
+		s.log.Info("the operator token of an earlier release is now the bootstrap admin token, stored hashed (pages bbolt freed may keep the old bytes until reused: bbolt compact drops them)")
 	}
 	return nil
 }
@@ -449,6 +551,9 @@ func (s *Server) Addrs() Addrs {
 		if addr := s.broker.PlainAddr(); addr != nil {
 			a.MQTTPlain = addr.String()
 		}
+	}
+	if s.plainLn != nil {
+		a.FirmwarePlain = s.plainLn.Addr().String()
 	}
 	return a
 }
@@ -532,19 +637,27 @@ func tlsHosts(cfg Config) ([]string, error) {
 // at start (Config.AutoTLS), none when it was given one or serves plain.
 func (s *Server) TLSHosts() []string { return slices.Clone(s.tlsHosts) }
 
-// Token returns the operator's API token and whether it was generated by
-// this start (the first one on this data directory).
+// Token returns the secret of the bootstrap token in DATA/token ("" when
+// an admin revoked it) and whether this start made it.
 func (s *Server) Token() (token string, generated bool) { return s.token, s.generated }
 
-// LoginURL makes a new single-use sign-in link to the dashboard, valid for
-// a few minutes: "http://ADDR/?login=SECRET". It is a credential until it
-// is used or expires; print it for the operator, never log it.
+// LoginURL makes a new single-use sign-in link to the dashboard for the
+// token of DATA/token, valid for a few minutes: "http://ADDR/?login=SECRET";
+// "" without that token. It is a credential until it is used or expires;
+// print it for the operator, never log it.
 func (s *Server) LoginURL() string {
+	if s.token == "" {
+		return ""
+	}
+	caller, err := s.tokens.Authenticate(s.token)
+	if err != nil {
+		return ""
+	}
 	scheme := "http"
 	if s.cfg.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + s.httpLn.Addr().String() + s.dashboard.LoginLink()
+	return scheme + "://" + s.httpLn.Addr().String() + s.dashboard.LoginLink(caller)
 }
 
 // Run connects the campaign service to the broker and serves HTTP until ctx
@@ -586,7 +699,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.serving.Store(true)
 	defer s.serving.Store(false)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2) // the HTTP listener's and the plain firmware one's
 	go func() {
 		var err error
 		if s.cfg.TLS != nil {
@@ -596,6 +709,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	if s.plainHTTP != nil {
+		go func() { errc <- s.plainHTTP.Serve(s.plainLn) }()
+	}
 	s.log.Info("otaserve running", "http", s.Addrs().HTTP, "mqtt", s.brokerURL)
 	select {
 	case err := <-errc:
@@ -609,6 +725,11 @@ func (s *Server) Run(ctx context.Context) error {
 		// resumes it with a Range request, so stopping is not an error.
 		s.log.Warn("HTTP connections still open after the grace period; closing them", "err", err)
 		_ = s.http.Close()
+	}
+	if s.plainHTTP != nil {
+		if err := s.plainHTTP.Shutdown(shutCtx); err != nil {
+			_ = s.plainHTTP.Close()
+		}
 	}
 	return nil
 }
@@ -697,6 +818,12 @@ func (s *Server) Close() error {
 	}
 	if s.httpLn != nil {
 		errs = append(errs, ignoreClosed(s.httpLn.Close()))
+	}
+	if s.plainHTTP != nil {
+		errs = append(errs, ignoreClosed(s.plainHTTP.Close()))
+	}
+	if s.plainLn != nil {
+		errs = append(errs, ignoreClosed(s.plainLn.Close()))
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())

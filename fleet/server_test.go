@@ -45,11 +45,17 @@ type running struct {
 
 func start(t *testing.T, dir string, keys []crypto.PublicKey) *running {
 	t.Helper()
+	return startToken(t, dir, keys, "")
+}
+
+// startToken starts a server as otaserve run --token does.
+func startToken(t *testing.T, dir string, keys []crypto.PublicKey, token string) *running {
+	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("FLEET_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log,
+	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log, Token: token,
 		Boards: map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
 	if err != nil {
 		t.Fatal(err)

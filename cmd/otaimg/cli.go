@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdh"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -54,10 +55,10 @@ func (f *intFlag) Set(s string) error {
 func keygenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keygen --type TYPE -o key.pem",
-		Short: "generate a signing key (ed25519, ecdsa-p256, rsa-2048, rsa-3072)",
+		Short: "generate a signing key (ed25519, ecdsa-p256, rsa-2048, rsa-3072) or an encryption key (x25519)",
 	}
 	fs := cmd.Flags()
-	typ := fs.StringP("type", "t", "", "key type: "+strings.Join(image.KeyTypes(), ", "))
+	typ := fs.StringP("type", "t", "", "key type: "+strings.Join(image.KeyTypes(), ", ")+"; or "+image.KeyX25519+", a device's encryption key (ecdsa-p256 and rsa-2048 keys encrypt too)")
 	out := fs.StringP("output", "o", "", "file to write the private key to (PKCS#8 PEM)")
 	fs.StringVarP(out, "key", "k", "", "same as -o (imgtool's -k)")
 	force := fs.Bool("force", false, "overwrite an existing key file")
@@ -72,15 +73,29 @@ func keygen(stdout io.Writer, pos []string, typ, out string, force bool) error {
 		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if typ == "" || out == "" {
-		return cli.Usagef("need --type (%s) and -o FILE", strings.Join(image.KeyTypes(), ", "))
+		return cli.Usagef("need --type (%s, %s) and -o FILE", strings.Join(image.KeyTypes(), ", "), image.KeyX25519)
 	}
-	key, err := image.GenerateKey(typ)
-	if err != nil {
-		return cli.Usage(err)
-	}
-	pemBytes, err := image.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return err
+	var pemBytes []byte
+	var what string
+	if typ == image.KeyX25519 {
+		key, err := image.GenerateEncryptionKey()
+		if err != nil {
+			return err
+		}
+		if pemBytes, err = image.MarshalEncryptionPEM(key); err != nil {
+			return err
+		}
+		what = fmt.Sprintf("an encryption key: sign --encrypt with its public half (otaimg getpub --key %s), the device decrypts with this file", out)
+	} else {
+		key, err := image.GenerateKey(typ)
+		if err != nil {
+			return cli.Usagef("%v, or %s", err, image.KeyX25519)
+		}
+		if pemBytes, err = image.MarshalPrivateKeyPEM(key); err != nil {
+			return err
+		}
+		hash, _ := image.KeyHash(key.Public())
+		what = fmt.Sprintf("key hash %x", hash)
 	}
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
@@ -100,8 +115,7 @@ func keygen(stdout io.Writer, pos []string, typ, out string, force bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write key %s: %w", out, err)
 	}
-	hash, _ := image.KeyHash(key.Public())
-	fmt.Fprintf(stdout, "wrote %s key %s (key hash %x)\n", typ, out, hash)
+	fmt.Fprintf(stdout, "wrote %s key %s (%s)\n", typ, out, what)
 	return nil
 }
 
@@ -115,6 +129,8 @@ type signFlags struct {
 	overwriteOnly, nonBoot   bool
 	pubFormat, erased        string
 	compression              string
+	encrypt, hmacSHA         string
+	encryptKeyLen            int
 }
 
 func signCommand() *cobra.Command {
@@ -143,6 +159,9 @@ func signCommand() *cobra.Command {
 	fs.StringVarP(&f.erased, "erased-val", "R", "0xff", "value of erased flash: 0 or 0xff")
 	fs.BoolVar(&f.nonBoot, "non-bootable", false, "set the NON_BOOTABLE flag")
 	fs.StringVar(&f.compression, "compression", "disabled", "disabled, lzma2, or lzma2armthumb (ARM Thumb branch filter first); falls back to a plain image when that is smaller, as imgtool does")
+	fs.StringVarP(&f.encrypt, "encrypt", "E", "", "encrypt the payload for the device's encryption key `PUB.pem` (X25519, ecdsa-p256 or rsa-2048 public key; or a base64 AES-KW key file), as imgtool -E")
+	fs.IntVar(&f.encryptKeyLen, "encrypt-keylen", 128, "AES key size with --encrypt: 128 or 256")
+	fs.StringVar(&f.hmacSHA, "hmac-sha", "auto", "HKDF/HMAC of the X25519 key wrap with --encrypt: auto (256), 256, or 512 (TLV ENC_X25519_SHA512)")
 	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return sign(cmd.OutOrStdout(), pos, &f) }
 	return cmd
 }
@@ -209,6 +228,9 @@ func sign(stdout io.Writer, pos []string, f *signFlags) error {
 		c := uint32(n)
 		opts.SecurityCounter = &c
 	}
+	if err := f.encryption(&opts); err != nil {
+		return err
+	}
 	var key crypto.Signer
 	if f.keyPath != "" {
 		if key, err = image.ReadPrivateKey(f.keyPath); err != nil {
@@ -233,6 +255,10 @@ func sign(stdout io.Writer, pos []string, f *signFlags) error {
 		signer = fmt.Sprintf("signed with %s key %x", kt, h[:4])
 	}
 	fmt.Fprintf(stdout, "%s -> %s: version %s, %d bytes, %s\n", in, out, v, len(img), signer)
+	if opts.Encrypt != nil {
+		t, _ := image.EncryptKeyType(opts.Encrypt, opts.HMACSHA512)
+		fmt.Fprintf(stdout, "  encrypted AES-%d, key wrapped in %s for %s\n", opts.EncryptKeyLen, t, f.encrypt)
+	}
 	if opts.Compression != "" {
 		h, _ := image.ParseHeader(img)
 		if h.Flags&image.FlagCompressedLZMA2 != 0 {
@@ -245,6 +271,35 @@ func sign(stdout io.Writer, pos []string, f *signFlags) error {
 	return nil
 }
 
+// encryption reads the --encrypt flags into opts.
+func (f *signFlags) encryption(opts *image.SignOptions) error {
+	if f.encrypt == "" {
+		if f.encryptKeyLen != 128 || (f.hmacSHA != "auto" && f.hmacSHA != "") {
+			return cli.Usagef("--encrypt-keylen and --hmac-sha need --encrypt PUB.pem")
+		}
+		return nil
+	}
+	if f.encryptKeyLen != 128 && f.encryptKeyLen != 256 {
+		return cli.Usagef("--encrypt-keylen %d: want 128 or 256", f.encryptKeyLen)
+	}
+	switch f.hmacSHA {
+	case "auto", "256", "":
+	case "512":
+		opts.HMACSHA512 = true
+	default:
+		return cli.Usagef("--hmac-sha %q: want auto, 256 or 512", f.hmacSHA)
+	}
+	k, err := image.ReadEncryptionKey(f.encrypt)
+	if err != nil {
+		return err
+	}
+	if _, err := image.EncryptKeyType(k, opts.HMACSHA512); err != nil {
+		return cli.Usagef("--encrypt %s: %v", f.encrypt, err)
+	}
+	opts.Encrypt, opts.EncryptKeyLen = k, f.encryptKeyLen
+	return nil
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -254,16 +309,17 @@ func boolInt(b bool) int {
 
 func verifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify [--key pub.pem]... image.img",
-		Short: "check an image's hash and, with --key, its signature",
+		Use:   "verify [--key pub.pem]... [--enc-key priv.pem] image.img",
+		Short: "check an image's hash and, with --key, its signature (an encrypted image decrypted with --enc-key)",
 	}
 	var keyPaths []string
 	cmd.Flags().StringArrayVarP(&keyPaths, "key", "k", nil, "public or private key `file` (PEM) the signature must verify with; repeat for several")
-	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return verify(cmd.OutOrStdout(), pos, keyPaths) }
+	encKey := cmd.Flags().String("enc-key", "", "the device's encryption private key `PRIV.pem` (or AES-KW key file): decrypt an encrypted image's payload, which the hash covers plain")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error { return verify(cmd.OutOrStdout(), pos, keyPaths, *encKey) }
 	return cmd
 }
 
-func verify(stdout io.Writer, pos, keyPaths []string) error {
+func verify(stdout io.Writer, pos, keyPaths []string, encKey string) error {
 	if len(pos) != 1 {
 		return cli.Usagef("want one image file, got %d arguments", len(pos))
 	}
@@ -275,6 +331,14 @@ func verify(stdout io.Writer, pos, keyPaths []string) error {
 		}
 		keys = append(keys, k)
 	}
+	opts := image.VerifyOptions{Keys: keys}
+	if encKey != "" {
+		k, err := image.ReadDecryptionKey(encKey)
+		if err != nil {
+			return err
+		}
+		opts.DecryptKey = k
+	}
 	path := pos[0]
 	f, err := os.Open(path)
 	if err != nil {
@@ -285,8 +349,11 @@ func verify(stdout io.Writer, pos, keyPaths []string) error {
 	if err != nil {
 		return fmt.Errorf("stat image: %w", err)
 	}
-	img, err := image.Verify(f, st.Size(), keys)
+	img, err := image.VerifyWith(f, st.Size(), opts)
 	if err != nil {
+		if errors.Is(err, image.ErrDecryptKey) {
+			return fmt.Errorf("%s: %w (--enc-key %s)", path, err, encKey)
+		}
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	fmt.Fprintf(stdout, "%s: image %s, %d bytes (header 0x%x, payload 0x%x)\n", path, img.Version, img.TotalSize, img.Header.HeaderSize, img.Header.ImageSize)
@@ -303,6 +370,9 @@ func verify(stdout io.Writer, pos, keyPaths []string) error {
 	}
 	if img.HasSecurityCounter {
 		fmt.Fprintf(stdout, "  security counter %d\n", img.SecurityCounter)
+	}
+	if e := img.Encryption; e != nil {
+		fmt.Fprintf(stdout, "  encrypted  AES-%d, key in %s: decrypted with %s: ok\n", e.KeyLen*8, e.KeyTLV, image.DecryptKeyName(opts.DecryptKey))
 	}
 	if c := img.Compressed; c != nil {
 		sig := "none"
@@ -337,6 +407,14 @@ type infoJSON struct {
 	// Compression is set for a compressed image; hash_ok then also
 	// covers the decompressed image's DECOMP_SHA.
 	Compression *compressionJSON `json:"compression,omitempty"`
+	// Encryption is set for an encrypted image, whose hash info cannot
+	// check (it covers the plain payload: otaimg verify --enc-key does).
+	Encryption *encryptionJSON `json:"encryption,omitempty"`
+}
+
+type encryptionJSON struct {
+	AESBits int    `json:"aes_bits"`
+	KeyTLV  string `json:"key_tlv"`
 }
 
 type compressionJSON struct {
@@ -408,6 +486,9 @@ func info(stdout io.Writer, pos []string, asJSON bool) error {
 	if info.Header.FlagNames == nil {
 		info.Header.FlagNames = []string{}
 	}
+	if e := img.Encryption; e != nil {
+		info.Encryption = &encryptionJSON{AESBits: e.KeyLen * 8, KeyTLV: e.KeyTLV.String()}
+	}
 	if _, err := image.Verify(r, int64(len(data)), nil); err != nil {
 		info.HashError = err.Error()
 	} else {
@@ -452,7 +533,10 @@ func printInfo(w io.Writer, img *image.Image, info infoJSON) {
 	fmt.Fprintf(w, "flags:            0x%08x (%s)\n", h.Flags, h.FlagString())
 	fmt.Fprintf(w, "total size:       %d (0x%x)\n", info.TotalSize, info.TotalSize)
 	status := "ok"
-	if !info.HashOK {
+	switch {
+	case info.Encryption != nil && !info.HashOK:
+		status = "not checked: it covers the plain payload; otaimg verify --enc-key PRIV.pem decrypts it"
+	case !info.HashOK:
 		status = "MISMATCH: " + info.HashError
 	}
 	fmt.Fprintf(w, "hash:             %s %s (%s)\n", info.HashType, info.Hash, status)
@@ -468,6 +552,9 @@ func printInfo(w io.Writer, img *image.Image, info infoJSON) {
 		fmt.Fprintf(w, "security counter: %d\n", *info.SecurityCounter)
 	} else {
 		fmt.Fprintf(w, "security counter: none\n")
+	}
+	if e := info.Encryption; e != nil {
+		fmt.Fprintf(w, "encryption:       AES-%d CTR, key wrapped in %s\n", e.AESBits, e.KeyTLV)
 	}
 	if c := info.Compression; c != nil {
 		fmt.Fprintf(w, "compression:      %s, decompresses to a %d-byte payload, DECOMP_SHA %s\n", c.Method, c.DecompressedSize, c.DecompressedHash)
@@ -508,11 +595,22 @@ func getpub(stdout io.Writer, pos []string, keyPath, out, lang string) error {
 		return cli.Usagef("need --key FILE")
 	}
 	pub, err := image.ReadPublicKey(keyPath)
+	var b []byte
 	if err != nil {
-		return err
-	}
-	b, err := image.FormatPublicKey(pub, lang)
-	if err != nil {
+		// An X25519 encryption key is no signing key: its public half
+		// is what sign --encrypt takes.
+		ek, eerr := image.ReadEncryptionKey(keyPath)
+		x, ok := ek.(*ecdh.PublicKey)
+		if eerr != nil || !ok || x.Curve() != ecdh.X25519() {
+			return err
+		}
+		if lang != image.LangPEM {
+			return cli.Usagef("--lang %s: an X25519 encryption key is given to sign --encrypt as PEM only", lang)
+		}
+		if b, err = image.MarshalEncryptionPEM(x); err != nil {
+			return err
+		}
+	} else if b, err = image.FormatPublicKey(pub, lang); err != nil {
 		return cli.Usagef("--lang: %v", err)
 	}
 	if out == "" {

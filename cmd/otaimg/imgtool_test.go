@@ -277,3 +277,120 @@ func TestImgtoolInterop_Compressed(t *testing.T) {
 		}
 	}
 }
+
+// mcubootDecrypt decrypts an encrypted image in place as MCUboot's
+// docs/encrypted_images.md describes it, with Python's cryptography (which
+// imgtool needs anyway), so that imgtool verify, which does not decrypt,
+// can check the plain image: argv image, private key PEM.
+const mcubootDecrypt = `import sys, struct
+from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519, padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+img = bytearray(open(sys.argv[1], 'rb').read())
+key = serialization.load_pem_private_key(open(sys.argv[2], 'rb').read(), None)
+_, _, hsz, psz, isz, flags = struct.unpack_from('<IIHHII', img)
+klen = 32 if flags & 8 else 16
+off = hsz + isz + psz
+_, tlen = struct.unpack_from('<HH', img, off)
+end, off, aes = off + tlen, off + 4, None
+while off < end:
+    t, l = struct.unpack_from('<HH', img, off)
+    v = bytes(img[off + 4:off + 4 + l])
+    off += 4 + l
+    if t == 0x30:
+        aes = key.decrypt(v, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    elif t in (0x32, 0x33, 0x34):
+        h = hashes.SHA512() if t == 0x34 else hashes.SHA256()
+        pl = 65 if t == 0x32 else 32
+        if t == 0x32:
+            shared = key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), v[:pl]))
+        else:
+            shared = key.exchange(x25519.X25519PublicKey.from_public_bytes(v[:pl]))
+        km = HKDF(algorithm=h, length=klen + h.digest_size, salt=None, info=b'MCUBoot_ECIES_v1').derive(shared)
+        tag, enc = v[pl:pl + h.digest_size], v[pl + h.digest_size:]
+        m = hmac.HMAC(km[klen:], h)
+        m.update(enc)
+        m.verify(tag)
+        d = Cipher(algorithms.AES(km[:klen]), modes.CTR(bytes(16))).decryptor()
+        aes = d.update(enc) + d.finalize()
+d = Cipher(algorithms.AES(aes), modes.CTR(bytes(16))).decryptor()
+img[hsz:hsz + isz] = d.update(bytes(img[hsz:hsz + isz])) + d.finalize()
+open(sys.argv[1], 'wb').write(img)
+`
+
+// TestImgtoolInterop_Encrypted: for each kind of encryption key imgtool
+// makes (x25519, ecdsa-p256, rsa-2048), keys made by either tool, images
+// encrypted by either: imgtool's verify with otaimg verify --enc-key, and
+// otaimg's, decrypted as MCUboot's docs say (imgtool has no decrypt
+// command), with imgtool verify; imgtool's dumpinfo reads otaimg's.
+func TestImgtoolInterop_Encrypted(t *testing.T) {
+	cmd := imgtoolCommand(t)
+	dir := t.TempDir()
+	it := imgtool{t: t, cmd: cmd, dir: dir}
+	payload := make([]byte, 5001)
+	for i := range payload {
+		payload[i] = byte(i * 13)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.bin"), payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	py := cmd[0]
+	if !strings.HasSuffix(cmd[len(cmd)-1], ".py") || len(cmd) != 2 {
+		py = "python3"
+	}
+	for _, tc := range []struct{ enc, sig string }{
+		{image.KeyX25519, image.KeyEd25519}, {image.KeyECDSAP256, image.KeyECDSAP256}, {image.KeyRSA2048, image.KeyRSA2048},
+	} {
+		for _, bits := range []string{"128", "256"} {
+			t.Run(tc.enc+"-"+bits, func(t *testing.T) {
+				it.t = t
+				sig := "sig-" + tc.sig + ".pem"
+				it.must("keygen", "-t", tc.sig, "-k", sig)
+				ours, theirs := "ota-"+tc.enc+".pem", "imgtool-"+tc.enc+".pem"
+				os.Remove(filepath.Join(dir, ours))
+				os.Remove(filepath.Join(dir, theirs))
+				mustOtaimg(t, dir, "keygen", "--type", tc.enc, "-o", ours)
+				it.must("keygen", "-t", tc.enc, "-k", theirs)
+				for _, k := range []string{ours, theirs} {
+					want := it.must("getpub", "-k", k, "-e", "pem")
+					if got := mustOtaimg(t, dir, "getpub", "--key", k); got != want {
+						t.Errorf("getpub %s: otaimg\n%s\nimgtool\n%s", k, got, want)
+					}
+				}
+				mustOtaimg(t, dir, "getpub", "--key", ours, "-o", "ota-pub.pem")
+				it.must("getpub", "-k", theirs, "-e", "pem", "-o", "imgtool-pub.pem")
+				flags := []string{"-v", "1.4.0", "-H", "0x200", "--pad-header", "-S", "0x10000", "-s", "auto", "--encrypt-keylen", bits}
+
+				// imgtool encrypts for otaimg's key; otaimg decrypts.
+				it.must(append(append([]string{"sign", "-k", sig, "-E", "ota-pub.pem"}, flags...), "app.bin", "theirs.img")...)
+				out := mustOtaimg(t, dir, "verify", "--key", sig, "--enc-key", ours, "theirs.img")
+				if !strings.Contains(out, "encrypted  AES-"+bits) {
+					t.Errorf("otaimg verify: %s", out)
+				}
+				if out, code := otaimg(t, dir, "verify", "--key", sig, "--enc-key", theirs, "theirs.img"); code != 1 || !strings.Contains(out, "image encrypted for another key") {
+					t.Errorf("otaimg verify with another key: exit %d: %s", code, out)
+				}
+
+				// otaimg encrypts for imgtool's key; imgtool reads it, and
+				// verifies it once decrypted.
+				mustOtaimg(t, dir, append(append([]string{"sign", "--key", sig, "--encrypt", "imgtool-pub.pem"}, flags...), "app.bin", "ours.img")...)
+				if out := it.must("dumpinfo", "ours.img"); !strings.Contains(out, "ENCRYPTED_AES"+bits) {
+					t.Errorf("imgtool dumpinfo: %s", out)
+				}
+				c := exec.Command(py, "-c", mcubootDecrypt, "ours.img", theirs)
+				c.Dir = dir
+				if out, err := c.CombinedOutput(); err != nil {
+					t.Fatalf("decrypt as MCUboot's docs say: %v\n%s", err, out)
+				}
+				if out := it.must("verify", "-k", sig, "ours.img"); !strings.Contains(out, "Image was correctly validated") {
+					t.Errorf("imgtool verify of the decrypted image: %s", out)
+				}
+				plain, _ := os.ReadFile(filepath.Join(dir, "ours.img"))
+				if !bytes.Contains(plain, payload[100:200]) {
+					t.Error("the decrypted image does not hold the payload")
+				}
+			})
+		}
+	}
+}

@@ -29,6 +29,7 @@ type agentFlags struct {
 	ca             string
 	cert, certKey  string
 	keys           []string
+	encKey         string
 	healthCmd      string
 	healthTimeout  time.Duration
 	reportInterval time.Duration
@@ -49,6 +50,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cert, "cert", "", "the device's client certificate, PEM, to sign in by certificate over TLS (otaserve device cert)")
 	fs.StringVar(&f.certKey, "cert-key", "", "the private key of --cert, PEM")
 	fs.StringArrayVar(&f.keys, "key", nil, "PEM `file` of a public key that signs images (repeatable; replaces public_keys)")
+	fs.StringVar(&f.encKey, "enc-key", "", "the device's private key `file` for encrypted images (replaces enc_key)")
 	fs.StringVar(&f.healthCmd, "health-cmd", "", "health check, run with sh -c after booting a trial image")
 	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "health check timeout (default 10s)")
 	fs.DurationVar(&f.reportInterval, "report-interval", 0, "longest time between two progress reports (default 5s)")
@@ -98,6 +100,7 @@ func agentConfig(f *agentFlags) (agent.Config, error) {
 	if len(f.keys) > 0 {
 		cfg.PublicKeys = append([]string(nil), f.keys...)
 	}
+	set(&cfg.EncKey, f.encKey)
 	if f.healthCmd != "" {
 		cfg.HealthCheck.Command = []string{"sh", "-c", f.healthCmd}
 	}
@@ -123,9 +126,18 @@ func agentConfig(f *agentFlags) (agent.Config, error) {
 
 // bootKeyEnv is the environment the agent and provision give the port
 // plugin besides its flash: the image keys as the simulated bootloader's
-// keys unless OTAPORT_BOOT_KEY says otherwise.
-func bootKeyEnv(keys []string) ([]string, error) {
+// keys unless OTAPORT_BOOT_KEY says otherwise, and the device's decryption
+// key as the one an MCUboot board's bootloader is built with unless
+// OTAPORT_BOOT_ENC_KEY says otherwise.
+func bootKeyEnv(keys []string, encKey string) ([]string, error) {
 	var env []string
+	if os.Getenv("OTAPORT_BOOT_ENC_KEY") == "" && encKey != "" {
+		a, err := filepath.Abs(encKey)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "OTAPORT_BOOT_ENC_KEY="+a)
+	}
 	if os.Getenv("OTAPORT_BOOT_KEY") == "" && len(keys) > 0 {
 		var abs []string
 		for _, k := range keys {
@@ -153,7 +165,7 @@ func runAgent(ctx context.Context, e *env, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
-	extra, err := bootKeyEnv(cfg.PublicKeys)
+	extra, err := bootKeyEnv(cfg.PublicKeys, cfg.EncKey)
 	if err != nil {
 		return err
 	}
@@ -191,7 +203,7 @@ func runModules(ctx context.Context, e *env, cfg agent.Config) error {
 		if _, err := os.Stat(m.Flash); err != nil {
 			return fmt.Errorf("%s.flash: %w: make the module's flash with otarun provision --config %s --module %s IMAGE", at, err, cfg.File(), m.Name)
 		}
-		extra, err := bootKeyEnv(m.PublicKeys)
+		extra, err := bootKeyEnv(m.PublicKeys, m.EncKey)
 		if err != nil {
 			return err
 		}
@@ -344,7 +356,7 @@ func provisionCommand() command {
 			if err != nil {
 				return err
 			}
-			extra, err := bootKeyEnv(keys)
+			extra, err := bootKeyEnv(keys, e.encKey)
 			if err != nil {
 				return err
 			}

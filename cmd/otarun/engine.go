@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,7 @@ import (
 // (install, boot, status, confirm, rollback). Each opens the port plugin on
 // the device's flash file (flashFile), which must exist.
 func engineCommands() []command {
-	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand()}
+	return []command{installCommand(), bootCommand(), statusCommand(), confirmCommand(), rollbackCommand(), keysetCommand()}
 }
 
 // withEngine opens the plugin on the device's flash (which must exist: see
@@ -39,7 +40,7 @@ func withEngine(ctx context.Context, e *env, cmd string, opts engine.Options, fn
 	}
 	// The keys of device.yaml's module are its simulated bootloader's,
 	// as the agent gives them.
-	extra, err := bootKeyEnv(e.keys)
+	extra, err := bootKeyEnv(e.keys, e.encKey)
 	if err != nil {
 		return err
 	}
@@ -70,6 +71,7 @@ func installCommand() command {
 		permanent      bool
 		readTimeout    time.Duration
 		retries        int
+		encKey         string
 	}
 	return command{
 		name:  "install",
@@ -86,30 +88,19 @@ func installCommand() command {
 			fs.BoolVar(&f.permanent, "permanent", false, "boot the image for good at the next reboot, without a trial")
 			fs.DurationVar(&f.readTimeout, "read-timeout", engine.DefaultReadTimeout, "give up a transfer that delivers no byte for this long (it is retried)")
 			fs.IntVar(&f.retries, "retries", engine.DefaultRetries, "retries in a row of a failed transfer before the install stops (0: none)")
+			fs.StringVar(&f.encKey, "enc-key", "", "the device's private key `PRIV.pem` for encrypted images (otaimg sign --encrypt): X25519, P-256 or RSA-2048 PEM, or a base64 AES-KW key; also the simulated bootloader's on an MCUboot board")
 		},
 		modules: oneModule,
 		run: func(ctx context.Context, e *env, args []string) error {
-			if len(f.keys) == 0 {
-				f.keys = e.keys
-			}
-			if len(f.keys) == 0 {
-				for _, k := range strings.Split(os.Getenv("OTARUN_KEY"), ",") {
-					if k = strings.TrimSpace(k); k != "" {
-						f.keys = append(f.keys, k)
-					}
-				}
-			}
 			switch {
 			case f.resume && len(args) > 0:
 				return cli.Usagef("--resume continues the interrupted install with its own source: give no SOURCE (got %q)", args[0])
 			case !f.resume && len(args) != 1:
 				return cli.Usagef("give one SOURCE (a file or an http(s):// URL), or --resume")
-			case len(f.keys) == 0:
-				return cli.Usagef("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem)")
 			}
-			keys, err := image.ReadPublicKeys(f.keys)
+			keys, err := verificationKeys(f.keys, e)
 			if err != nil {
-				return fmt.Errorf("--key: %w", err)
+				return err
 			}
 			var caPEM []byte
 			if f.ca != "" {
@@ -127,7 +118,17 @@ func installCommand() command {
 			}
 			obs, finish := newProgress(e)
 			defer finish()
+			if f.encKey != "" {
+				e.encKey = f.encKey
+			}
+			var decKey any
+			if e.encKey != "" {
+				if decKey, err = image.ReadDecryptionKey(e.encKey); err != nil {
+					return fmt.Errorf("--enc-key: %w", err)
+				}
+			}
 			opts := engine.Options{
+				DecryptKey:     decKey,
 				Keys:           keys,
 				AllowDowngrade: f.allowDowngrade,
 				HTTPClient:     client,
@@ -331,6 +332,9 @@ func printStatus(w io.Writer, flashFile string, st engine.Status, info hal.Info)
 	if st.LastError != "" && st.State != engine.Failed && st.State != engine.RolledBack {
 		fmt.Fprintf(w, "error:    %s\n", st.LastError)
 	}
+	if st.KeySet != 0 {
+		fmt.Fprintf(w, "keys:     key set version %d\n", st.KeySet)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tVERSION\tBOOTABLE\tACTIVE\tPENDING\tCONFIRMED")
@@ -358,6 +362,63 @@ func confirmCommand() command {
 					return err
 				}
 				return printResult(ctx, e, c, eng, "confirmed")
+			})
+		},
+	}
+}
+
+// verificationKeys reads the keys a command checks images with: --key,
+// else device.yaml's, else OTARUN_KEY.
+func verificationKeys(files []string, e *env) ([]crypto.PublicKey, error) {
+	if len(files) == 0 {
+		files = e.keys
+	}
+	if len(files) == 0 {
+		for _, k := range strings.Split(os.Getenv("OTARUN_KEY"), ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				files = append(files, k)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, cli.Usagef("no verification key: pass --key pub.pem (the public half of the signing key: otaimg getpub --key key.pem)")
+	}
+	keys, err := image.ReadPublicKeys(files)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	return keys, nil
+}
+
+func keysetCommand() command {
+	var files []string
+	return command{
+		name:  "keyset",
+		args:  "--key pub.pem SET.json",
+		short: "take a key set (otaimg keyset sign) as the agent does: checked against the device's own, kept in params",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringArrayVar(&files, "key", nil, "public key `file` (PEM) the device was provisioned with, which the first set must be signed by; env OTARUN_KEY")
+		},
+		modules: oneModule,
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 1 {
+				return cli.Usagef("keyset takes one key set file")
+			}
+			keys, err := verificationKeys(files, e)
+			if err != nil {
+				return err
+			}
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			return withEngine(ctx, e, "keyset", engine.Options{Keys: keys}, func(c *plugin.Client, eng *engine.Engine) error {
+				s, err := eng.ApplyKeySet(ctx, raw)
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				fmt.Fprintf(e.stdout, "key set version %d taken: %d image keys, %d revoked\n", s.Version, len(s.ImageKeys), len(s.Revoked))
+				return nil
 			})
 		},
 	}

@@ -98,7 +98,7 @@ func (e *env) useModule(m agent.ModuleConfig, i int) {
 		e.opts.flash = m.Flash
 		e.flashOf = m.Name
 	}
-	e.keys = m.PublicKeys
+	e.keys, e.encKey = m.PublicKeys, m.EncKey
 }
 
 // moduleStatus is one module's status in status --json of every module.

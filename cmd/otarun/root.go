@@ -100,6 +100,9 @@ type env struct {
 	// keys are the public keys of the module of --config, for a command
 	// whose --key is not given.
 	keys []string
+	// encKey is the device's decryption key of the module of --config
+	// (its enc_key), for a command whose --enc-key is not given.
+	encKey string
 	// shaField names where opts.pluginSHA256 was given, for its error.
 	shaField string
 	// modules are, for status --config of a device of several modules

@@ -50,7 +50,7 @@ type clientFlags struct {
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.server, "server", "", "otaserve URL (env OTASERVE_URL; default: DATA/url, else https://127.0.0.1:8080)")
-	fs.StringVar(&f.token, "token", "", "operator token (env OTASERVE_TOKEN; default: DATA/token)")
+	fs.StringVar(&f.token, "token", "", "API token (env OTASERVE_TOKEN; default: DATA/token, the bootstrap admin token)")
 	fs.StringVar(&f.data, "data", defaultData, "data directory of a local otaserve, to find its URL, token and CA")
 	fs.StringVar(&f.ca, "ca", "", "PEM `file` of the CA of otaserve's certificate (env OTASERVE_CA; default: DATA/ca.pem when it exists, and the system's)")
 	fs.BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
@@ -70,7 +70,7 @@ func (f *clientFlags) connect(out io.Writer) (*conn, error) {
 	if c.token == "" {
 		b, err := os.ReadFile(filepath.Join(f.data, "token"))
 		if err != nil {
-			return nil, fmt.Errorf("no operator token: pass --token, set OTASERVE_TOKEN, or run where %s exists (%w)", filepath.Join(f.data, "token"), err)
+			return nil, fmt.Errorf("no API token: pass --token, set OTASERVE_TOKEN, or run where %s exists (%w)", filepath.Join(f.data, "token"), err)
 		}
 		c.token = strings.TrimSpace(string(b))
 	}
@@ -274,6 +274,13 @@ func deviceRow(d api.Device) []string {
 	if d.PossiblyFrozen {
 		// What the device said of itself: it hears no release statement.
 		state += ",possibly-frozen"
+	}
+	if d.UnsignedOrders {
+		// It still takes unsigned orders: a device.yaml from before them.
+		state += ",unsigned-orders"
+	}
+	if d.PlainSignIn {
+		state += ",plain"
 	}
 	version := dash(d.Version)
 	if d.KeySet > 0 {

@@ -24,17 +24,18 @@ import (
 )
 
 const long = `otaserve is otaport's cloud side. "otaserve run" serves the device registry, the
-firmware, the campaigns, the REST API and an embedded MQTT broker; the device, image and
-campaign commands drive a running otaserve over its REST API.
+firmware, the campaigns, the REST API and an embedded MQTT broker; the device, image,
+campaign and token commands drive a running otaserve over its REST API.
 
 Client commands take --server URL (env OTASERVE_URL), --token T (env OTASERVE_TOKEN) and
---json; by default they read the URL and token that "otaserve run" wrote to its data
-directory (--data, default otaserve-data).`
+--json; by default they read the URL and the bootstrap admin token that "otaserve run"
+wrote to its data directory (--data, default otaserve-data). A token has a scope (read,
+operator, admin) and an expiry: "otaserve token create" makes one.`
 
 // newRoot returns otaserve's command tree.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("otaserve", "otaport's fleet server and its command line", long)
-	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), keysetCommand(), orderKeyCommand())
+	root.AddCommand(runCommand(), deviceCommand(), imageCommand(), campaignCommand(), keysetCommand(), tokenCommand(), orderKeyCommand())
 	return root
 }
 
@@ -52,7 +53,7 @@ func runCommand() *cobra.Command {
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
-	token := fs.String("token", "", "operator API token (default: the stored one, generated at first start)")
+	token := fs.String("token", "", "an admin API token to serve with, kept hashed as the bootstrap token and written to DATA/token (default: the one in DATA/token, made at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
 	orderKey := fs.String("order-key", "", "PEM `file` of the Ed25519 key that signs orders (default DATA/"+campaign.OrderKeyFile+", made at first start)")
 	certFile := fs.String("tls-cert", "", "certificate PEM to serve HTTPS and MQTT over TLS with (with --tls-key); default: one of the fleet CA, made at start")
@@ -60,6 +61,7 @@ func runCommand() *cobra.Command {
 	tlsHosts := fs.StringArray("tls-host", nil, "a `name` devices reach this server by, for the certificate made at start (repeatable; the listen addresses, --public-url's host and localhost are in it)")
 	plain := fs.Bool("insecure-plain", false, "serve HTTP and MQTT without TLS: sign-ins, orders and reports can be read and changed on the way")
 	plainMQTT := fs.String("insecure-plain-mqtt", "", "`addr`ess of a second MQTT listener, without TLS, for devices not yet moved to TLS (a migration period: remove it when they have)")
+	plainFirmware := fs.String("insecure-plain-http", "", "`addr`ess of a firmware-only HTTP listener without TLS, for the devices of --insecure-plain-mqtt (images stay signed)")
 	signinWindow := fs.Duration("signin-window", broker.DefaultSignInWindow, "how far a device's signed timestamp may be from this server's clock")
 	timeless := fs.StringArray("allow-timeless", nil, "`product` key whose devices may sign in with the C SDK's fixed timestamp or none, which can be replayed (repeatable)")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
@@ -70,7 +72,7 @@ func runCommand() *cobra.Command {
 		}
 		return serve(cmd.Context(), serveFlags{
 			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
-			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT,
+			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
@@ -85,7 +87,7 @@ type serveFlags struct {
 	certFile, keyFile                                     string
 	tlsHosts                                              []string
 	plain                                                 bool
-	plainMQTT                                             string
+	plainMQTT, plainFirmware                              string
 	signIn                                                broker.SignInPolicy
 }
 
@@ -121,7 +123,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
-		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT,
+		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,
 	})
 	if err != nil {
 		return err
@@ -129,7 +131,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	// The token is a lasting credential: it stays in its file (mode 0600)
 	// and out of the log, which is often kept, shipped and shared.
 	if _, generated := srv.Token(); generated {
-		fmt.Fprintf(stderr, "otaserve: operator token generated, in %s (readable by this user only)\n", filepath.Join(f.data, "token"))
+		fmt.Fprintf(stderr, "otaserve: bootstrap admin token generated, in %s (readable by this user only); make narrower ones with otaserve token create\n", filepath.Join(f.data, "token"))
 	}
 	// The CLI on this machine finds the server through this file, which
 	// matters when --http asked for port 0.
@@ -149,6 +151,13 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	if a.MQTTPlain != "" {
 		fmt.Fprintf(stderr, "otaserve: --insecure-plain-mqtt: MQTT without TLS on %s for devices not yet moved to TLS; remove it when they have\n", a.MQTTPlain)
 	}
+	if a.FirmwarePlain != "" {
+		fmt.Fprintf(stderr, "otaserve: --insecure-plain-http: firmware without TLS on %s for the devices signed in without TLS\n", a.FirmwarePlain)
+	}
+	if err := sayLeftBehind(srv, f.data, stderr); err != nil {
+		srv.Close()
+		return err
+	}
 	switch {
 	case f.plain:
 		fmt.Fprintf(stderr, "otaserve: --insecure-plain: HTTP and MQTT in the clear; anyone on the way reads and changes sign-ins, orders and reports (images stay signed)\n")
@@ -156,9 +165,14 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		fmt.Fprintf(stderr, "otaserve: TLS with a certificate of the fleet CA for %s; devices pin %s (ca in device.yaml); another name: --tls-host\n",
 			strings.Join(srv.TLSHosts(), ", "), filepath.Join(f.data, pki.CertFile))
 	}
-	// Single use and valid for minutes, unlike the operator token; a new
-	// one: POST /api/v1/dashboard/login-link with the token.
-	fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", srv.LoginURL())
+	// Single use and valid for minutes, unlike the token; a new one: POST
+	// /api/v1/dashboard/login-link with a token, whose scope the session
+	// gets.
+	if link := srv.LoginURL(); link != "" {
+		fmt.Fprintf(stderr, "otaserve: dashboard sign-in link (single use, expires in 5 minutes): %s\n", link)
+	} else {
+		fmt.Fprintf(stderr, "otaserve: no bootstrap token (an admin revoked it): sign in to the dashboard with a link from POST %s and a token\n", "/api/v1/dashboard/login-link")
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
@@ -185,6 +199,27 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 // shutdownLimit bounds the wait for Run to return after a signal: the HTTP
 // grace period (5 s) plus closing the broker's and the devices' connections.
 const shutdownLimit = 30 * time.Second
+
+// sayLeftBehind names the devices the migration from before signed orders
+// and TLS has not moved (fleet.Server.LeftBehind).
+func sayLeftBehind(srv *fleet.Server, data string, stderr io.Writer) error {
+	plain, unsigned, err := srv.LeftBehind()
+	if err != nil {
+		return err
+	}
+	if len(plain) > 0 {
+		fmt.Fprintf(stderr, "otaserve: left behind: %d device(s) last signed in without TLS and cannot sign in to this server, which has no --insecure-plain-mqtt: %s; give them a device.yaml with broker ssl://, ca and order_key, or run with --insecure-plain-mqtt until they have\n",
+			len(plain), strings.Join(plain, ", "))
+	}
+	if len(unsigned) > 0 {
+		how := "they learn the order key from the endorsement every signed order carries"
+		if _, err := os.Stat(fleet.EndorsementPath(data)); err != nil {
+			how = "no order key endorsement: make one with otaserve order-key --endorse IMAGE-KEY.pem, or they never learn the order key"
+		}
+		fmt.Fprintf(stderr, "otaserve: %d device(s) still take unsigned orders (device.yaml without order_key): %s; %s\n", len(unsigned), strings.Join(unsigned, ", "), how)
+	}
+	return nil
+}
 
 func orExternal(addr, external string) string {
 	if addr != "" {

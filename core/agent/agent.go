@@ -14,7 +14,9 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -127,6 +129,16 @@ type unit struct {
 	// a restart the next report carries a new one.
 	auth  *orderAuth
 	nonce string
+	// migrating is set while the unit runs in the migration mode of a
+	// device.yaml from before signed orders (Config.Migration) and has not
+	// learned the order key: it takes unsigned orders. Read by the Agent
+	// for the version reports; onLearn tells it of a change.
+	migrating atomic.Bool
+	onLearn   func()
+	// issued takes the issue time of each release statement the agent
+	// took, for the unit to keep in its record between orders (the first
+	// unit's only).
+	issued chan int64
 
 	// Set while Run runs; read by the engine's observer on the goroutine
 	// that runs the engine.
@@ -191,6 +203,31 @@ type Agent struct {
 	reconnect  chan struct{}
 	statements chan *cloud.Statement
 	keySets    chan [][]byte
+
+	// unsigned, once connected, carries whether any module takes unsigned
+	// orders into the version reports; nil for a link that cannot say it.
+	unsignedMu sync.Mutex
+	unsigned   unsignedLink
+}
+
+// unsignedLink is a Link whose version reports can say the device takes
+// unsigned orders; *cloud.Client is one.
+type unsignedLink interface{ SetUnsignedOrders(bool) }
+
+// reportUnsigned makes the version reports say whether a module takes
+// unsigned orders: one that is in migration mode, or set to take them.
+func (a *Agent) reportUnsigned() {
+	a.unsignedMu.Lock()
+	defer a.unsignedMu.Unlock()
+	if a.unsigned == nil {
+		return
+	}
+	unsigned := false
+	for _, u := range a.units {
+		// A unit out of migration mode never changes auth after New.
+		unsigned = unsigned || u.migrating.Load() || (!u.cfg.Migration() && u.auth == nil)
+	}
+	a.unsigned.SetUnsignedOrders(unsigned)
 }
 
 // New checks the options and builds the agent and an engine per module. It
@@ -233,7 +270,10 @@ func New(opts Options) (*Agent, error) {
 	if a.auth, err = newOrderAuth(opts.Config, opts.OrderKey); err != nil {
 		return nil, err
 	}
-	if a.auth == nil {
+	switch {
+	case opts.Config.Migration() && opts.OrderKey == nil:
+		log.Warn("device.yaml predates signed orders (no order_key, no signed_orders): migration mode, unsigned orders are taken until an order brings otaserve's order key endorsed by an image key; add order_key to take signed orders only from the start")
+	case a.auth == nil:
 		log.Warn("orders are not authenticated: anyone who can publish on the device's upgrade topic can order an upgrade (order_key, signed_orders in device.yaml)")
 	}
 	several := len(opts.Config.Modules) > 0
@@ -270,12 +310,23 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 	}
 	cfg := opts.Config
 	cfg.PublicKeys, cfg.HealthCheck, cfg.AllowDowngrade = m.PublicKeys, *m.HealthCheck, *m.AllowDowngrade
+	eo := opts.Engine
+	if m.EncKey != "" && eo.DecryptKey == nil {
+		k, err := image.ReadDecryptionKey(m.EncKey)
+		if err != nil {
+			return nil, fmt.Errorf("enc_key: %w", err)
+		}
+		eo.DecryptKey = k
+	}
 	u := &unit{
 		module: m.Name, cfg: cfg, port: port, keys: keys, log: a.log, auth: a.auth,
 		orders:    make(chan *cloud.Order, 16),
 		reconnect: make(chan struct{}, 1),
+		issued:    make(chan int64, 1),
 	}
 	u.emitFn = a.emit
+	u.migrating.Store(cfg.Migration() && opts.OrderKey == nil)
+	u.onLearn = a.reportUnsigned
 	if several {
 		u.log = a.log.With("module", m.Name)
 		u.emitFn = func(ev Event) {
@@ -283,7 +334,6 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 			a.emit(ev)
 		}
 	}
-	eo := opts.Engine
 	eo.Keys = keys
 	eo.AllowDowngrade = cfg.AllowDowngrade
 	eo.Logger = u.log.With("part", "engine")
@@ -322,6 +372,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, u := range a.units {
 		if err := u.prepare(ctx); err != nil {
 			return err
+		}
+		if a.auth == nil && u.auth != nil {
+			// A key learned in migration mode: otaserve's statements
+			// are checked with it as a configured key's are.
+			a.auth = u.auth
 		}
 	}
 	cc := cloud.Config{
@@ -387,12 +442,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, ok := link.(nonceLink); a.auth != nil && !ok {
 		return fmt.Errorf("agent: signed orders need version reports with a nonce, and the cloud link (%T) cannot send one", link)
 	}
+	if ul, ok := link.(unsignedLink); ok {
+		a.unsignedMu.Lock()
+		a.unsigned = ul
+		a.unsignedMu.Unlock()
+		a.reportUnsigned()
+	}
 	a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
 
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.auth != nil {
-		go a.watchFreeze(uctx, link)
+		go a.watchFreeze(uctx, link, a.units[0].rec.StatementIssued)
 	}
 	if kl, ok := link.(keySetLink); ok {
 		for _, u := range a.units {
@@ -446,13 +507,17 @@ type frozenLink interface{ SetPossiblyFrozen(bool) }
 // device without a trusted clock is watched too), reports the device as
 // possibly frozen in every module's version report, until one comes again.
 // It ends with ctx.
-func (a *Agent) watchFreeze(ctx context.Context, link Link) {
+//
+// lastIssued is the issue time of the last statement taken before this
+// start, from the record: an older one is a replay. Each one taken goes to
+// the first unit to keep (offerIssued).
+func (a *Agent) watchFreeze(ctx context.Context, link Link, lastIssued int64) {
 	after := time.Duration(a.cfg.FreezeAfter)
 	if after <= 0 {
 		after = DefaultFreezeAfter
 	}
 	fl, _ := link.(frozenLink)
-	last, lastIssued, frozen := time.Now(), int64(0), false
+	last, frozen := time.Now(), false
 	set := func(v bool) {
 		frozen = v
 		if fl != nil {
@@ -478,6 +543,7 @@ func (a *Agent) watchFreeze(ctx context.Context, link Link) {
 				continue
 			}
 			last, lastIssued = time.Now(), s.Issued
+			offerIssued(a.units[0].issued, s.Issued)
 			if frozen {
 				a.log.Info("release statements again: no longer possibly frozen")
 				a.emit(Event{Kind: event.Frozen, Message: "thawed"})
@@ -490,6 +556,24 @@ func (a *Agent) watchFreeze(ctx context.Context, link Link) {
 				a.emit(Event{Kind: event.Frozen, Message: msg})
 				set(true)
 			}
+		}
+	}
+}
+
+// offerIssued hands the unit the issue time of a statement taken, the newest
+// one waiting replacing an older: the unit keeps it between orders, so a
+// record written during a long install lags by at most that install.
+func offerIssued(ch chan int64, v int64) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+		}
+		select {
+		case old := <-ch:
+			v = max(v, old)
+		default:
 		}
 	}
 }
@@ -533,6 +617,13 @@ func (a *unit) prepare(ctx context.Context) error {
 		return fmt.Errorf("describe the port: %w", err)
 	}
 	a.layout = info.Layout
+	if a.migrating.Load() && a.rec.OrderKey != "" {
+		if err := a.takeKey(a.rec.OrderKey); err != nil {
+			// A record is written by this agent alone: say so and stay in
+			// migration mode rather than refuse every order.
+			a.log.Error("the order key learned before is unreadable; migration mode again", "err", err)
+		}
+	}
 	dev, err := a.device(ctx)
 	if err != nil {
 		return err
@@ -565,8 +656,13 @@ func (a *unit) loop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// Kept at a stop too: the stop is when it matters.
+			a.keepStatement(context.WithoutCancel(ctx))
 			return nil
 		case <-a.reconnect:
+			// A statement that ended a freeze is kept before the
+			// report that says so.
+			a.keepStatement(ctx)
 			if err := a.inform(ctx); err != nil {
 				return quiet(ctx, err)
 			}
@@ -574,7 +670,29 @@ func (a *unit) loop(ctx context.Context) error {
 			if err := a.handle(ctx, o); err != nil {
 				return quiet(ctx, err)
 			}
+		case v := <-a.issued:
+			a.keepIssued(ctx, v)
 		}
+	}
+}
+
+// keepStatement keeps the issue time of a statement taken, if one waits.
+func (a *unit) keepStatement(ctx context.Context) {
+	select {
+	case v := <-a.issued:
+		a.keepIssued(ctx, v)
+	default:
+	}
+}
+
+// keepIssued writes v to the record when it is newer than the one there.
+func (a *unit) keepIssued(ctx context.Context, v int64) {
+	if v <= a.rec.StatementIssued {
+		return
+	}
+	a.rec.StatementIssued = v
+	if err := saveRecord(ctx, a.eng, a.rec); err != nil {
+		a.log.Warn("release statement not kept in the record", "err", err)
 	}
 }
 
@@ -664,7 +782,7 @@ func (a *unit) inform(ctx context.Context) error {
 		a.log.Warn("no image runs that the bootloader knows the version of; nothing to report")
 		return nil
 	}
-	if a.auth != nil {
+	if a.auth != nil || a.migrating.Load() {
 		// Set before the report goes out: a report whose acknowledgement
 		// is lost may still have reached the cloud, and an order that
 		// answers an older one is then stale either way.
@@ -733,6 +851,14 @@ func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 	if err != nil {
 		return err
 	}
+	if a.migrating.Load() {
+		if err := a.learn(ctx, o); err != nil {
+			return err
+		}
+	}
+	if a.auth == nil && a.migrating.Load() {
+		a.log.Warn("unsigned order taken: migration mode (device.yaml without order_key), until an order brings otaserve's endorsed order key", "id", o.ID)
+	}
 	if a.auth != nil {
 		if err := a.auth.authenticate(o, a.module, dev.Board, a.rec.OrderCounter, a.nonce); err != nil {
 			// Nothing is written: a forged or replayed order costs the
@@ -780,6 +906,60 @@ func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 		return a.fail(ctx, stepOf(err), err.Error())
 	}
 	return a.drive(ctx)
+}
+
+// learn takes the order key an order brings, if one of the image keys the
+// module trusts now endorsed it (cloud.EndorsedKey), and persists it
+// before the order is checked with it: from then on the module takes
+// signed orders only. An
+// order without a good endorsement teaches nothing and is taken as unsigned
+// (the dual-accept period): whoever could forge one could as well send it
+// without.
+func (a *unit) learn(ctx context.Context, o *cloud.Order) error {
+	if x := o.Data.Otaport; x == nil || x.OrderKey == "" {
+		return nil
+	}
+	// The keys it trusts now: a key set's, once it holds one, so a key the
+	// set revoked endorses nothing.
+	keys, err := a.eng.TrustedKeys(ctx)
+	if err != nil {
+		a.log.Warn("order key not learned: the module's trusted keys", "id", o.ID, "err", err)
+		return nil
+	}
+	key, err := cloud.EndorsedKey(o, keys)
+	if err != nil {
+		a.log.Warn("order key not learned", "id", o.ID, "err", err)
+		return nil
+	}
+	enc := base64.StdEncoding.EncodeToString(key)
+	a.rec.OrderKey = enc
+	if err := saveRecord(ctx, a.eng, a.rec); err != nil {
+		a.rec.OrderKey = ""
+		return err
+	}
+	if err := a.takeKey(enc); err != nil {
+		return err
+	}
+	a.log.Info("order key learned, endorsed by an image key: signed orders only from now on", "key", cloud.OrderKeyID(key))
+	return nil
+}
+
+// takeKey leaves migration mode with the order key enc (base64).
+func (a *unit) takeKey(enc string) error {
+	raw, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return fmt.Errorf("agent: the learned order key in the agent's record is not an Ed25519 key")
+	}
+	auth, err := newOrderAuth(a.cfg, ed25519.PublicKey(raw))
+	if err != nil {
+		return err
+	}
+	a.auth = auth
+	a.migrating.Store(false)
+	if a.onLearn != nil {
+		a.onLearn()
+	}
+	return nil
 }
 
 // installRecorded reports whether the engine's state shows the install of

@@ -57,6 +57,10 @@ type Config struct {
 	CA string `yaml:"ca"`
 	// PublicKeys are PEM files of the keys images must be signed with.
 	PublicKeys []string `yaml:"public_keys"`
+	// EncKey is a file of the device's private key for encrypted images
+	// (otaimg sign --encrypt): an X25519, P-256 or RSA-2048 PEM key, or a
+	// base64 AES-KW key. Without it an encrypted image is refused.
+	EncKey string `yaml:"enc_key"`
 	// HealthCheck is run after the device booted a trial image.
 	HealthCheck HealthCheck `yaml:"health_check"`
 	// ReportInterval is the longest time between two progress reports
@@ -89,8 +93,10 @@ type Config struct {
 	// taken and answering the latest version report (docs/security.md).
 	OrderKey string `yaml:"order_key"`
 	// SignedOrders false takes orders without otaserve's signature: for the
-	// Alibaba Cloud platform, which cannot sign them. Unset means true, and
-	// OrderKey is then required.
+	// Alibaba Cloud platform, which cannot sign them. true requires
+	// OrderKey. Unset with OrderKey unset too is a device.yaml written
+	// before signed orders: the agent runs in its migration mode
+	// (Migration).
 	SignedOrders *bool `yaml:"signed_orders"`
 	// TrustedClock false says the device's clock cannot be trusted (no RTC,
 	// no time sync): the orders' expiry is not checked, and the nonce alone
@@ -131,6 +137,7 @@ type ModuleConfig struct {
 	// PublicKeys, HealthCheck and AllowDowngrade replace the device's own
 	// for this module when set.
 	PublicKeys     []string     `yaml:"public_keys"`
+	EncKey         string       `yaml:"enc_key"`
 	HealthCheck    *HealthCheck `yaml:"health_check"`
 	AllowDowngrade *bool        `yaml:"allow_downgrade"`
 }
@@ -314,9 +321,10 @@ func (c *Config) resolve(dir string) {
 	for i, k := range c.PublicKeys {
 		c.PublicKeys[i] = rel(k)
 	}
+	c.EncKey = rel(c.EncKey)
 	for i := range c.Modules {
 		m := &c.Modules[i]
-		m.Plugin, m.Flash = rel(m.Plugin), rel(m.Flash)
+		m.Plugin, m.Flash, m.EncKey = rel(m.Plugin), rel(m.Flash), rel(m.EncKey)
 		for j, k := range m.PublicKeys {
 			m.PublicKeys[j] = rel(k)
 		}
@@ -394,13 +402,15 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateOrders checks the settings of signed orders: a device must say
-// either which key signs its orders or that they are not signed.
+// validateOrders checks the settings of signed orders: a device says
+// which key signs its orders, or that they are not signed, or neither (a
+// device.yaml from before signed orders: Migration).
 func (c *Config) validateOrders(bad func(field, format string, a ...any)) {
 	switch {
+	case c.Migration():
 	case c.SignedOrders == nil || *c.SignedOrders:
 		if strings.TrimSpace(c.OrderKey) == "" {
-			bad("order_key", "not set: give otaserve's order-signing public key (otaserve order-key --data DIR > order.pub; order_key: order.pub), "+
+			bad("order_key", "not set while signed_orders is true: give otaserve's order-signing public key (otaserve order-key --data DIR > order.pub; order_key: order.pub), "+
 				"or set signed_orders: false to take unsigned orders from the Alibaba Cloud platform (docs/security.md says what that leaves open)")
 		}
 	case c.OrderKey != "":
@@ -413,6 +423,15 @@ func (c *Config) validateOrders(bad func(field, format string, a ...any)) {
 	if c.FreezeAfter < 0 {
 		bad("freeze_after", "%v is negative: give how long the device may hear no release statement, such as 24h, or leave it out for %v", time.Duration(c.FreezeAfter), DefaultFreezeAfter)
 	}
+}
+
+// Migration reports whether the configuration predates signed orders: it
+// sets neither order_key nor signed_orders. The agent then takes unsigned
+// orders, as the release that wrote it did, until an order brings
+// otaserve's order key endorsed by one of the device's image keys; from
+// then on it takes signed orders only (docs/security.md, migration).
+func (c *Config) Migration() bool {
+	return strings.TrimSpace(c.OrderKey) == "" && c.SignedOrders == nil
 }
 
 // signedOrders reports whether orders must be signed: an order key is given
@@ -498,12 +517,15 @@ func (c *Config) validateModules(bad func(field, format string, a ...any)) {
 func (c *Config) ModuleList() []ModuleConfig {
 	if len(c.Modules) == 0 {
 		hc := c.HealthCheck
-		return []ModuleConfig{{Name: cloud.ModuleName(c.Module), PublicKeys: c.PublicKeys, HealthCheck: &hc, AllowDowngrade: &c.AllowDowngrade}}
+		return []ModuleConfig{{Name: cloud.ModuleName(c.Module), PublicKeys: c.PublicKeys, EncKey: c.EncKey, HealthCheck: &hc, AllowDowngrade: &c.AllowDowngrade}}
 	}
 	out := make([]ModuleConfig, len(c.Modules))
 	for i, m := range c.Modules {
 		if len(m.PublicKeys) == 0 {
 			m.PublicKeys = c.PublicKeys
+		}
+		if m.EncKey == "" {
+			m.EncKey = c.EncKey
 		}
 		if m.HealthCheck == nil {
 			hc := c.HealthCheck

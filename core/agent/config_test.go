@@ -101,8 +101,7 @@ func TestValidate_NamesFieldAndFix(t *testing.T) {
 		{"flooding", func(c *Config) { c.ReportInterval = Duration(time.Millisecond) }, "report_interval"},
 		{"keep-alive", func(c *Config) { c.KeepAlive = Duration(time.Second) }, "keep_alive"},
 		{"sign form", func(c *Config) { c.SignForm = "v3" }, `sign_form: "v3"`},
-		{"no order key", func(c *Config) { c.OrderKey = "" }, "device.yaml: order_key: not set: give otaserve's order-signing public key (otaserve order-key"},
-		{"no order key, signed", func(c *Config) { c.OrderKey, c.SignedOrders = "", ptr(true) }, "or set signed_orders: false"},
+		{"no order key, signed", func(c *Config) { c.OrderKey, c.SignedOrders = "", ptr(true) }, "device.yaml: order_key: not set while signed_orders is true: give otaserve's order-signing public key (otaserve order-key"},
 		{"order key, unsigned", func(c *Config) { c.SignedOrders = ptr(false) }, "device.yaml: signed_orders: false together with order_key"},
 		{"clock, unsigned", func(c *Config) { c.OrderKey, c.SignedOrders, c.TrustedClock = "", ptr(false), ptr(false) }, "device.yaml: trusted_clock: set with signed_orders: false"},
 		{"freeze watch, unsigned", func(c *Config) { c.OrderKey, c.SignedOrders, c.FreezeAfter = "", ptr(false), Duration(time.Hour) }, "device.yaml: freeze_after: set with signed_orders: false"},
@@ -281,5 +280,30 @@ func TestValidate_CertificateInsteadOfSecret(t *testing.T) {
 	c.Identity.DeviceSecret, c.Identity.Cert, c.Identity.Key = "", "dev.crt", "dev.key"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// TestValidate_OldDeviceYAMLRunsInMigrationMode: the device.yaml the
+// release before signed orders wrote (e2e/testdata/migration) is valid, in
+// migration mode; before it was refused for its missing order_key.
+func TestValidate_OldDeviceYAMLRunsInMigrationMode(t *testing.T) {
+	c, err := LoadConfig("../../e2e/testdata/migration/dev-old.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v, want the old device.yaml taken", err)
+	}
+	if !c.Migration() {
+		t.Error("the old device.yaml is not in migration mode")
+	}
+	for _, y := range []string{"order_key: o.pub\n", "signed_orders: false\n", "signed_orders: true\norder_key: o.pub\n"} {
+		c, err := ParseConfig([]byte(y), "device.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Migration() {
+			t.Errorf("%q: in migration mode, want only a device.yaml that sets neither field", y)
+		}
 	}
 }

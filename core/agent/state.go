@@ -67,6 +67,15 @@ type record struct {
 	// OrderCounter is the counter of the last signed order taken: an
 	// order whose counter is not above it is a replay.
 	OrderCounter uint64 `json:"order_counter,omitempty"`
+	// OrderKey is otaserve's order key (base64 of its 32 bytes) as a
+	// device in migration mode learned it from an order, endorsed by one
+	// of its image keys: from then on the module takes signed orders only,
+	// across restarts.
+	OrderKey string `json:"order_key,omitempty"`
+	// StatementIssued is when the last release statement the agent took
+	// was issued (the first module's record keeps it): after a restart an
+	// older statement is a replay, on a device without a clock too.
+	StatementIssued int64 `json:"statement_issued,omitempty"`
 }
 
 // resetCount is the resets asked for on account of one image: Count in

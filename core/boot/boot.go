@@ -33,6 +33,12 @@ type Options struct {
 	// Keys are the public keys an image must be signed with (one of them).
 	// With none, images are checked by their SHA-256 only.
 	Keys []crypto.PublicKey
+	// DecryptKey is the private key an MCUboot board decrypts encrypted
+	// images (imgtool -E) with, as MCUboot compiles it in (its
+	// enc-*.pem): it decrypts ota's image as it swaps it into app and
+	// encrypts app's as it swaps it out. otaport's own bootloader and
+	// ESP-IDF's need none: the engine writes their slots decrypted.
+	DecryptKey any
 	// Logger receives what the bootloader does; nil discards it.
 	Logger *slog.Logger
 	// CloseDevice makes Platform.Close close the device too (when it has a
@@ -67,6 +73,7 @@ func Boot(dev flash.Device, l hal.Layout, opts Options) (hal.RebootResult, error
 	if err != nil {
 		return hal.RebootResult{}, err
 	}
+	b.decKey = opts.DecryptKey
 	s, err := openStore(dev, b)
 	if err != nil {
 		return hal.RebootResult{}, err
@@ -82,6 +89,7 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 	if err != nil {
 		return hal.BootState{}, Params{}, err
 	}
+	b.decKey = opts.DecryptKey
 	s, err := openStore(dev, b)
 	if err != nil {
 		return hal.BootState{}, Params{}, err

@@ -43,6 +43,9 @@ type board struct {
 	slots    [2]hal.Partition
 	attempts int
 	swap     *swapGeo // the swap scheme's geometry; nil in the others
+	// decKey is the device's private key for encrypted images
+	// (Options.DecryptKey): what MCUboot is built with.
+	decKey any
 }
 
 // checkLayout validates l with hal.Layout.Validate, over the geometry of

@@ -47,6 +47,7 @@ func NewPlatform(l hal.Layout, dev flash.Device, opts Options) (*Platform, error
 	if err != nil {
 		return nil, err
 	}
+	b.decKey = opts.DecryptKey
 	s, err := openStore(dev, b)
 	if err != nil {
 		return nil, fmt.Errorf("board %q: %w", l.Board, err)

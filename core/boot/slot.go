@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
 
@@ -51,7 +52,10 @@ func verifySlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey) (slotI
 	if alg != "" && len(keys) > 0 {
 		keys = image.KeysOfType(keys, alg)
 	}
-	img, err := image.Verify(io.NewSectionReader(rr, int64(p.Offset), int64(p.Size)), int64(p.Size), keys)
+	// An encrypted image is plain in every slot this bootloader boots
+	// from, its flag and key TLV kept (see encryptedPlain).
+	img, err := image.VerifyWith(io.NewSectionReader(rr, int64(p.Offset), int64(p.Size)), int64(p.Size),
+		image.VerifyOptions{Keys: keys, Decrypted: b.encryptedPlain(s), DecryptKey: b.decKey})
 	if rr.err != nil {
 		return slotImage{}, flashErr(fmt.Sprintf("read %s", p.Name), rr.err)
 	}
@@ -71,6 +75,18 @@ func verifySlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey) (slotI
 		return slotImage{img: img, err: fmt.Errorf("image %s in %s: %w", img.Version, p.Name, err)}, nil
 	}
 	return slotImage{img: img}, nil
+}
+
+// encryptedPlain reports whether an encrypted image (imgtool -E) in slot s
+// holds its payload plain. otaport's own bootloader and ESP-IDF's do not
+// decrypt: the engine writes the payload decrypted. MCUboot decrypts the
+// secondary slot's image into the primary as it swaps it (see swapCrypt),
+// so its primary holds the plain payload, flag and key TLV kept, and its
+// secondary the ciphertext, which it checks decrypted with its key
+// (Options.DecryptKey); without one such an image is refused as encrypted
+// (image.ErrEncrypted), as MCUboot built without encryption refuses it.
+func (b *board) encryptedPlain(s Slot) bool {
+	return b.layout.Bootloader.Name != hal.BootloaderMCUboot || s == SlotApp
 }
 
 // withCounter refuses an otherwise bootable image whose security counter is

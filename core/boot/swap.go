@@ -292,7 +292,12 @@ func (b *board) writeStatus(dev flash.Device, bs swapStatus) error {
 // program operation, where MCUboot copies through a small buffer: a cut
 // anywhere in it leaves the same work to redo, as the sector's status
 // record comes after it).
-func (b *board) copySector(dev flash.Device, from Slot, fromIdx int, to Slot, toIdx int) error {
+//
+// c, when not nil, is the AES-CTR of the image the sector belongs to, at
+// image offset (fromIdx or toIdx, whichever is the image's own) times the
+// sector size: MCUboot decrypts as it copies into the primary and
+// encrypts as it copies out of it (see swapCrypt).
+func (b *board) copySector(dev flash.Device, from Slot, fromIdx int, to Slot, toIdx int, c *image.PayloadCipher, imgIdx int) error {
 	sz := b.swap.sector
 	src := b.slots[from].Offset + uint64(fromIdx)*sz
 	dst := b.slots[to].Offset + uint64(toIdx)*sz
@@ -305,6 +310,9 @@ func (b *board) copySector(dev flash.Device, from Slot, fromIdx int, to Slot, to
 	}
 	if isErased(buf, b.geo.EraseValue) {
 		return nil
+	}
+	if c != nil {
+		c.XORKeyStreamAt(buf, buf, int64(imgIdx)*int64(sz))
 	}
 	if err := dev.Program(int64(dst), buf); err != nil {
 		return flashErr(fmt.Sprintf("swap: program %s at 0x%x", b.slots[to].Name, dst), err)
@@ -388,7 +396,7 @@ func (b *board) swapRun(dev flash.Device, bs *swapStatus) error {
 					return err
 				}
 			}
-			if err := b.copySector(dev, SlotApp, idx-1, SlotApp, idx); err != nil {
+			if err := b.copySector(dev, SlotApp, idx-1, SlotApp, idx, nil, 0); err != nil {
 				return err
 			}
 			if err := b.writeStatus(dev, *bs); err != nil {
@@ -399,13 +407,17 @@ func (b *board) swapRun(dev flash.Device, bs *swapStatus) error {
 		bs.idx = idx0
 	}
 	bs.op = opSwap
+	sc, err := b.swapCiphers(dev, *bs)
+	if err != nil {
+		return err
+	}
 	for idx := 1; idx <= last; idx++ {
 		if idx < bs.idx {
 			continue
 		}
 		// boot_swap_sectors
 		if bs.state == state0 {
-			if err := b.copySector(dev, SlotOTA, idx-1, SlotApp, idx-1); err != nil {
+			if err := b.copySector(dev, SlotOTA, idx-1, SlotApp, idx-1, sc.in, idx-1); err != nil {
 				return err
 			}
 			if err := b.writeStatus(dev, *bs); err != nil {
@@ -414,7 +426,7 @@ func (b *board) swapRun(dev flash.Device, bs *swapStatus) error {
 			bs.state = state0 + 1
 		}
 		if bs.state == state0+1 {
-			if err := b.copySector(dev, SlotApp, idx, SlotOTA, idx-1); err != nil {
+			if err := b.copySector(dev, SlotApp, idx, SlotOTA, idx-1, sc.out, idx-1); err != nil {
 				return err
 			}
 			if err := b.writeStatus(dev, *bs); err != nil {
@@ -872,4 +884,99 @@ func (pl *Platform) rollbackSwap() error {
 		return fmt.Errorf("record the rollback: %w", err)
 	}
 	return nil
+}
+
+// swapCrypt is the AES-CTR of the two images of a swap, as MCUboot keeps
+// them in its boot_status (boot_enc_load on each slot's ENC_* TLV): in
+// decrypts the secondary's image as its sectors go into the primary, out
+// encrypts the primary's as they go out, when that image carries the
+// encrypted flag and a key TLV (MCUboot's primary keeps both after it
+// decrypted the image in). nil when the image is plain or there is no key.
+//
+// MCUboot saves the two AES keys in the primary's trailer, for a swap a
+// power cut interrupts; this simulation keeps MCUboot's unencrypted
+// trailer layout (core/bootfmt/mcuboot) and reads the keys again from the
+// TLVs instead, wherever the swap has moved them so far: a divergence in
+// the trailer's bytes, not in what the swap does.
+type swapCrypt struct {
+	in, out *image.PayloadCipher
+}
+
+// swapCiphers returns the ciphers of a swap at bs (op swap): where each
+// image's sectors are at that step (see sectorView) gives its header and
+// TLVs, which no swap encrypts.
+func (b *board) swapCiphers(r io.ReaderAt, bs swapStatus) (swapCrypt, error) {
+	var sc swapCrypt
+	if b.decKey == nil {
+		return sc, nil
+	}
+	last := b.swap.lastIdx(bs.swapSize)
+	app, ota := b.slots[SlotApp].Offset, b.slots[SlotOTA].Offset
+	sz := b.swap.sector
+	done := bs.idx - idx0 // sectors of the old image out, of the new in
+	in := sectorView{r: r, sz: sz, n: last, at: func(k int) uint64 {
+		if k < done || k == done && bs.state > state0 {
+			return app + uint64(k)*sz
+		}
+		return ota + uint64(k)*sz
+	}}
+	out := in
+	out.at = func(k int) uint64 {
+		if k < done {
+			return ota + uint64(k)*sz
+		}
+		return app + uint64(k+1)*sz
+	}
+	var err error
+	if sc.in, err = b.imageCipher(&in); err != nil {
+		return sc, err
+	}
+	if sc.out, err = b.imageCipher(&out); err != nil {
+		return sc, err
+	}
+	return sc, nil
+}
+
+// imageCipher is the cipher of the image v shows, nil for one that is not
+// encrypted or whose key does not unwrap (MCUboot then copies it as it is).
+func (b *board) imageCipher(v *sectorView) (*image.PayloadCipher, error) {
+	img, err := image.Parse(v, int64(v.n)*int64(v.sz))
+	if v.err != nil {
+		return nil, flashErr("swap: read an image's key TLV", v.err)
+	}
+	if err != nil || img.Encryption == nil || img.Encryption.KeyTLV == 0 {
+		return nil, nil
+	}
+	key, err := image.UnwrapKey(img, b.decKey)
+	if err != nil {
+		return nil, nil
+	}
+	return image.NewPayloadCipher(img.Header, key)
+}
+
+// sectorView reads an image whose sector k is at flash offset at(k).
+type sectorView struct {
+	r   io.ReaderAt
+	sz  uint64
+	n   int
+	at  func(k int) uint64
+	err error // a read of the flash that failed
+}
+
+func (v *sectorView) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for len(p) > 0 {
+		k := int(uint64(off) / v.sz)
+		if off < 0 || k >= v.n {
+			return done, io.EOF
+		}
+		in := uint64(off) % v.sz
+		n := min(len(p), int(v.sz-in))
+		if _, err := v.r.ReadAt(p[:n], int64(v.at(k)+in)); err != nil {
+			v.err = err
+			return done, err
+		}
+		p, off, done = p[n:], off+int64(n), done+n
+	}
+	return done, nil
 }

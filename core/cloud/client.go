@@ -128,8 +128,9 @@ type Client struct {
 	seen     map[string]bool
 	seenRing []string
 
-	// frozen makes every version report say params.possiblyFrozen.
-	frozen atomic.Bool
+	// frozen makes every version report say params.possiblyFrozen,
+	// unsigned params.unsignedOrders.
+	frozen, unsigned atomic.Bool
 	// keySets holds each module's key set version (SetKeySetVersion).
 	keySets sync.Map
 }
@@ -147,6 +148,10 @@ func (c *Client) keySetVersion(module string) uint64 {
 // SetPossiblyFrozen makes the version reports from now on say whether the
 // device may be frozen (InformParams.PossiblyFrozen).
 func (c *Client) SetPossiblyFrozen(frozen bool) { c.frozen.Store(frozen) }
+
+// SetUnsignedOrders makes the version reports from now on say whether the
+// device takes unsigned orders (InformParams.UnsignedOrders).
+func (c *Client) SetUnsignedOrders(unsigned bool) { c.unsigned.Store(unsigned) }
 
 type orderRef struct {
 	id     int64
@@ -553,7 +558,7 @@ func (c *Client) InformNonce(ctx context.Context, module, version, nonce string)
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
 	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce,
-		PossiblyFrozen: c.frozen.Load(), KeySet: c.keySetVersion(module)}})
+		PossiblyFrozen: c.frozen.Load(), UnsignedOrders: c.unsigned.Load(), KeySet: c.keySetVersion(module)}})
 }
 
 // Report sends a progress message as it is: the caller names the order and

@@ -123,6 +123,10 @@ type InformParams struct {
 	// release statement (Statement) for longer than it allows, so orders
 	// may be withheld from it.
 	PossiblyFrozen bool `json:"possiblyFrozen,omitempty"`
+	// UnsignedOrders is otaport's addition too: the device still takes
+	// unsigned orders (an agent in its migration mode that has not yet
+	// learned the order key), so the operator sees who is left to move.
+	UnsignedOrders bool `json:"unsignedOrders,omitempty"`
 	// KeySet is otaport's addition too: the version of the module's key
 	// set (core/keyset), 0 while it has none, so the operator sees a key
 	// rotation reach the fleet.
@@ -322,6 +326,13 @@ type Extension struct {
 	Signer string `json:"signer,omitempty"`
 	// Signature is the base64 Ed25519 signature over OrderSigningBytes.
 	Signature string `json:"signature,omitempty"`
+
+	// OrderKey and Endorsement are for devices provisioned before signed
+	// orders: the order key's public half (base64 of its 32 bytes) and the
+	// image signing key's signature over it (Endorse). Outside the signed
+	// bytes: they vouch for themselves (EndorsedKey).
+	OrderKey    string `json:"orderKey,omitempty"`
+	Endorsement string `json:"endorsement,omitempty"`
 }
 
 // orderWire is Order as it may arrive: the platform's id is a number and its

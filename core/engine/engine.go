@@ -104,6 +104,11 @@ type Options struct {
 	// Keys are the device's public keys: an image must be signed by one of
 	// them. Without keys Install refuses to run.
 	Keys []crypto.PublicKey
+	// DecryptKey is the device's private key for encrypted images (imgtool
+	// -E): an X25519, P-256 or RSA-2048 private key, or an image.KEK (see
+	// image.LoadDecryptionKey). Without it an encrypted image is refused
+	// before anything is written.
+	DecryptKey any
 	// Clock is the device's trusted clock, nil when it has none: it checks
 	// a key set's expiry (core/keyset), which a device without one skips.
 	Clock func() time.Time

@@ -97,6 +97,9 @@ type device struct {
 	// alien, when a test sets it, is a trusted key of another algorithm
 	// than the board's.
 	alien keys
+	// decKey is the private key the simulated MCUboot decrypts
+	// encrypted images with (boot.Options.DecryptKey).
+	decKey any
 }
 
 func newDevice(t testing.TB, board string, k keys) *device {
@@ -114,7 +117,7 @@ func newDevice(t testing.TB, board string, k keys) *device {
 // powerOn makes a new platform over dev (a fresh process on the device).
 func (d *device) powerOn(dev *flash.Emulator) {
 	d.t.Helper()
-	p, err := boot.NewPlatform(d.layout, dev, boot.Options{Keys: d.keys.pub})
+	p, err := boot.NewPlatform(d.layout, dev, boot.Options{Keys: d.keys.pub, DecryptKey: d.decKey})
 	if err != nil {
 		d.t.Fatal(err)
 	}

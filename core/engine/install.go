@@ -217,6 +217,11 @@ type transfer struct {
 	// one. Set by the verifying stage before the first chunk goes to the
 	// port goroutine.
 	x *expander
+	// dec decrypts the payload of an encrypted image; nil for a plain
+	// one. Set by the verifying stage before the first chunk goes on, as
+	// x is; off is the image offset of the next chunk that stage takes.
+	dec *decryptor
+	off int64
 
 	// Owned by the port goroutine while run runs; by the caller after.
 	written int64  // bytes written to the slot, all hashed
@@ -298,6 +303,7 @@ const pipelineDepth = 4
 func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	t.off = t.written
 	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val, dh: t.dh}
 	free := make(chan []byte, pipelineDepth)
 	for range pipelineDepth {
@@ -421,7 +427,19 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 			return c, c.err
 		}
 		data := c.buf[:c.n]
-		if _, err := t.v.Write(data); err != nil {
+		if !inited {
+			if err := t.prepareDecrypt(ctx, data, t.off, c.val); err != nil {
+				return chunkMsg{}, err
+			}
+		}
+		plain := data
+		if t.dec != nil {
+			// The hash covers the plain payload; the slot gets the plain
+			// bytes or, on an MCUboot board, the chunk as received.
+			plain = t.dec.apply(data, t.off)
+		}
+		t.off += int64(len(data))
+		if _, err := t.v.Write(plain); err != nil {
 			return chunkMsg{}, streamError(err)
 		}
 		if !inited {
@@ -628,7 +646,9 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 		return e.stop(ctx, rec, nil, err)
 	}
 	sr := newSlotReader(ctx, e.p, rec.ImageSize)
-	img, err := image.Verify(sr, rec.ImageSize, keys)
+	// An encrypted image is in the slot as the bootloader takes it (see
+	// decrypt.go): decrypted again here where the slot keeps ciphertext.
+	img, err := image.VerifyWith(sr, rec.ImageSize, image.VerifyOptions{Keys: keys, DecryptKey: e.opts.DecryptKey, Decrypted: !slotKeepsCiphertext(dev)})
 	sr.wait()
 	if aerr := checkAlgorithm(img, dev); aerr != nil {
 		return e.stop(ctx, rec, nil, aerr)

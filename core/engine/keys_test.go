@@ -72,6 +72,9 @@ func TestKeySet_RotateAndRevoke(t *testing.T) {
 			if s, err := d.engine(engine.Options{}).KeySet(ctx); err != nil || s == nil || s.Version != 2 {
 				t.Fatalf("the set kept: %v, %v", s, err)
 			}
+			if st := d.status(); st.KeySet != 2 {
+				t.Fatalf("status says key set %d, want 2", st.KeySet)
+			}
 
 			// The revoked key's image is refused before a byte is
 			// written; the new key's installs.

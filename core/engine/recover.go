@@ -41,6 +41,9 @@ type Status struct {
 	// SecurityCounter is the lowest security counter an image may carry:
 	// the bootloader's (hal.BootState), of which the engine keeps no copy.
 	SecurityCounter uint32 `json:"security_counter"`
+	// KeySet is the version of the device's key set (core/keyset), 0 while
+	// it trusts the keys it was provisioned with.
+	KeySet uint64 `json:"key_set,omitempty"`
 }
 
 // Status returns the engine's state and the port's boot state. It changes
@@ -56,7 +59,11 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return statusOf(rec, dev), nil
+	st := statusOf(rec, dev)
+	if set, err := e.keySet(ctx); err == nil && set != nil {
+		st.KeySet = set.Version
+	}
+	return st, nil
 }
 
 func statusOf(rec record, dev device) Status {

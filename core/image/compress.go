@@ -53,6 +53,10 @@ type Compressed struct {
 	// Signature is DECOMP_SIGNATURE, the plain image's signature; nil in
 	// an unsigned image.
 	Signature []byte
+	// StreamSize is COMP_DEC_SIZE: the size of the compressed stream,
+	// its 2-byte header included, which an encrypted image pads with
+	// zeros to the AES block; 0 when the image has none.
+	StreamSize uint32
 }
 
 // Method is the compression's name, as imgtool's --compression takes it.
@@ -117,6 +121,15 @@ func (img *Image) interpretCompression() error {
 			dup, c.SHA = c.SHA != nil, t.Value
 		case TLVDecompSignature:
 			dup, c.Signature = c.Signature != nil, t.Value
+		case TLVCompDecSize:
+			if len(t.Value) != 4 {
+				return fmt.Errorf("TLV COMP_DEC_SIZE at 0x%x: length %d, want 4: %w", at(t), len(t.Value), ErrMalformed)
+			}
+			dup = c.StreamSize != 0
+			c.StreamSize = binary.LittleEndian.Uint32(t.Value)
+			if c.StreamSize > h.ImageSize || h.ImageSize-c.StreamSize > maxStreamPad(h) {
+				return fmt.Errorf("TLV COMP_DEC_SIZE at 0x%x: %d, but the payload (ih_img_size) is %d bytes: %w", at(t), c.StreamSize, h.ImageSize, ErrMalformed)
+			}
 		}
 		if dup {
 			return fmt.Errorf("TLV %s at 0x%x: a second one: %w", t.Type, at(t), ErrMalformed)
@@ -138,6 +151,15 @@ func (img *Image) interpretCompression() error {
 	}
 	img.Compressed = c
 	return nil
+}
+
+// maxStreamPad is how many zero bytes may follow the LZMA2 stream in the
+// payload: up to an AES block in an encrypted image, none otherwise.
+func maxStreamPad(h Header) uint32 {
+	if h.Flags&encryptionFlags != 0 {
+		return 15
+	}
+	return 0
 }
 
 // lzma2Header is the 2-byte header imgtool puts before the raw LZMA2
@@ -215,7 +237,7 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 	n, err := p.dec.Read(b)
 	switch {
 	case err == io.EOF:
-		if rest := p.lr.N + int64(p.br.Buffered()); rest != 0 {
+		if rest := p.lr.N + int64(p.br.Buffered()); rest != 0 && !p.zeroPad(rest) {
 			err = fmt.Errorf("compressed payload: the LZMA2 stream ends %d bytes before the payload (ih_img_size %d): %w", rest, p.h.ImageSize, ErrMalformed)
 		}
 	case err != nil:
@@ -227,6 +249,16 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 	}
 	p.err = err
 	return n, err
+}
+
+// zeroPad reports whether the rest bytes left after the LZMA2 stream are
+// the zero padding of an encrypted image, reading them.
+func (p *payloadReader) zeroPad(rest int64) bool {
+	if rest > int64(maxStreamPad(p.h)) {
+		return false
+	}
+	b, err := io.ReadAll(p.br)
+	return err == nil && int64(len(b)) == rest && allBytes(b, 0)
 }
 
 func truncated(err error) error {
@@ -269,6 +301,8 @@ func (img *Image) PlainLayout() (Header, []byte, []byte, error) {
 	for _, t := range img.TLVs {
 		v := t.Value
 		switch {
+		case isEncTLV(t.Type):
+			continue // imgtool's plain pass carries no wrapped key
 		case t.Type.isHash():
 			v = c.SHA
 		case t.Type.IsSignature() && signed:

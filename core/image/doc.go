@@ -22,7 +22,15 @@
 // the stream, so it is checked once the plain image is written (the engine
 // reads it back).
 //
-// The package does not decrypt payloads, and verifies SHA-256
+// An encrypted image (imgtool -E) carries its payload AES-CTR encrypted
+// and the AES key wrapped for the device's key in an ENC_* TLV, as
+// MCUboot's docs/encrypted_images.md defines it: Sign encrypts, UnwrapKey
+// and PayloadCipher decrypt, and VerifyWith checks the hash and signature
+// over the plain payload they cover. The stream verifier is given the
+// payload decrypted (SetDecrypted): the key TLV comes at the end of the
+// stream, so its caller reads it ahead.
+//
+// The package verifies SHA-256
 // images signed with ed25519, ECDSA P-256 or RSA-PSS 2048/3072 only: the
 // signature types otaport's boards use. Other images parse but fail to
 // verify with ErrUnsupported.

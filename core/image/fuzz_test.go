@@ -90,3 +90,33 @@ func FuzzStreamState(f *testing.F) {
 		v.Finish()
 	})
 }
+
+// FuzzDecryptImage feeds arbitrary bytes, seeded with encrypted images for
+// each key type, to the decrypting verifier with every kind of decryption
+// key: no panic, and every error wraps a sentinel callers branch on.
+// Seeds are in testdata/fuzz/FuzzDecryptImage (imgtool's encrypted images).
+func FuzzDecryptImage(f *testing.F) {
+	kek := KEK(bytes.Repeat([]byte{7}, 16))
+	decs := []any{encKey(f, "enc-x25519"), encKey(f, "ecdsa-p256"), encKey(f, "rsa-2048"), kek}
+	pubs := []any{encPub(f, "enc-x25519.pub"), encPub(f, "ecdsa-p256.pub"), encPub(f, "rsa-2048.pub"), kek}
+	for i, pub := range pubs {
+		for _, comp := range []string{CompressionNone, CompressionLZMA2} {
+			f.Add(mustSign(f, testPayload(300), nil, SignOptions{HeaderSize: 0x20, Encrypt: pub, EncryptKeyLen: 128 << (i % 2), Compression: comp}))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, dk := range decs {
+			_, err := VerifyWith(bytes.NewReader(b), int64(len(b)), VerifyOptions{DecryptKey: dk})
+			if err == nil {
+				continue
+			}
+			ok := false
+			for _, s := range []error{ErrTruncated, ErrMalformed, ErrNoImage, ErrUnsupported, ErrHashMismatch, ErrEncrypted, ErrDecryptKey} {
+				ok = ok || errors.Is(err, s)
+			}
+			if !ok {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
+		}
+	})
+}

@@ -45,6 +45,10 @@ type Image struct {
 	// Compressed is set when the payload is LZMA2-compressed (flag
 	// COMPRESSED_LZMA2): what its DECOMP_* TLVs say of the plain image.
 	Compressed *Compressed
+	// Encryption is set when the header flags say the payload is AES-CTR
+	// encrypted (ENCRYPTED_AES128 or _AES256): the key size and the TLV
+	// carrying the wrapped key.
+	Encryption *Encryption
 }
 
 // Parse reads the structure of the image in the first size bytes of r:
@@ -171,6 +175,9 @@ func (img *Image) interpret() error {
 	}
 	if img.HashType == 0 {
 		return fmt.Errorf("unprotected TLV area at 0x%x: no SHA256 TLV, so the image cannot be checked: %w", img.Header.HashedSize(), ErrMalformed)
+	}
+	if err := img.interpretEncryption(); err != nil {
+		return err
 	}
 	return img.interpretCompression()
 }

@@ -61,6 +61,30 @@ type SignOptions struct {
 	// Sign falls back to the plain image when compression does not make
 	// it smaller, as imgtool does.
 	Compression string
+	// Encrypt, when set, encrypts the payload for this key (imgtool -E):
+	// an X25519, P-256 or RSA-2048 public key (see EncryptKeyType) or a
+	// KEK. Header room and payload are padded with zeros to 16 bytes, hashed and
+	// signed plain, then AES-CTR encrypted under a random key that an
+	// unprotected ENC_* TLV carries wrapped for this key.
+	Encrypt any
+	// EncryptKeyLen is the AES key size in bits, 128 or 256 (imgtool
+	// --encrypt-keylen); 0 means 128.
+	EncryptKeyLen int
+	// HMACSHA512 wraps the key of an X25519 encryption key with
+	// HKDF/HMAC-SHA512, TLV ENC_X25519_SHA512 (imgtool --hmac-sha 512).
+	HMACSHA512 bool
+}
+
+// encFlag is the header flag of the AES key size opts asks for, 0 when it
+// does not encrypt.
+func (opts SignOptions) encFlag() uint32 {
+	switch {
+	case opts.Encrypt == nil:
+		return 0
+	case opts.EncryptKeyLen == 256:
+		return FlagEncryptedAES256
+	}
+	return FlagEncryptedAES128
 }
 
 // AutoSecurityCounter is the counter imgtool derives from a version with
@@ -86,6 +110,11 @@ func Sign(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
 
 // signPlain is Sign without compression.
 func signPlain(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, error) {
+	return signPlainFlags(payload, key, opts, 0)
+}
+
+// signPlainFlags is signPlain with extra header flags.
+func signPlainFlags(payload []byte, key crypto.Signer, opts SignOptions, flags uint32) ([]byte, error) {
 	hs, erased, kt, err := opts.prepare(key)
 	if err != nil {
 		return nil, err
@@ -101,7 +130,7 @@ func signPlain(payload []byte, key crypto.Signer, opts SignOptions) ([]byte, err
 		fill(buf, erased)
 		buf = append(buf, payload...)
 	}
-	return assemble(buf, hs, erased, key, kt, opts, 0, nil)
+	return assemble(buf, hs, erased, key, kt, opts, flags, nil)
 }
 
 // prepare checks the options and returns the header size, the erased
@@ -126,6 +155,16 @@ func (opts SignOptions) prepare(key crypto.Signer) (hs int, erased byte, kt stri
 	if _, err := TrailerSize(opts.Trailer); err != nil {
 		return 0, 0, "", fmt.Errorf("sign: %w", err)
 	}
+	if opts.Encrypt != nil {
+		if _, err := EncryptKeyType(opts.Encrypt, opts.HMACSHA512); err != nil {
+			return 0, 0, "", fmt.Errorf("sign: %w", err)
+		}
+		if opts.EncryptKeyLen != 0 && opts.EncryptKeyLen != 128 && opts.EncryptKeyLen != 256 {
+			return 0, 0, "", fmt.Errorf("sign: encryption key length %d: want 128 or 256 (bits)", opts.EncryptKeyLen)
+		}
+	} else if opts.HMACSHA512 || opts.EncryptKeyLen != 0 {
+		return 0, 0, "", fmt.Errorf("sign: an encryption key length or HMAC without an encryption key (--encrypt PUB.pem)")
+	}
 	if (opts.Pad || opts.Confirm) && opts.SlotSize <= 0 {
 		return 0, 0, "", fmt.Errorf("sign: padding needs the slot size (--slot-size)")
 	}
@@ -142,6 +181,19 @@ func assemble(buf []byte, hs int, erased byte, key crypto.Signer, kt string, opt
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	pad := opts.Pad || opts.Confirm
+	encFlag := opts.encFlag()
+	if encFlag != 0 {
+		// imgtool pads header room and payload together to the AES block
+		// with zeros (len(self.payload) % 16 in its create), which the
+		// hash covers, and reserves two key slots in the trailer for the
+		// swap (16 bytes each whatever the key size, as imgtool does).
+		if r := len(buf) % 16; r != 0 {
+			buf = append(buf, make([]byte, 16-r)...)
+		}
+		if t, err := opts.Trailer.normalize(); err == nil && !t.OverwriteOnly {
+			trailer += 2 * alignUp(16, t.MaxAlign)
+		}
+	}
 	imgSize := len(buf) - hs
 	if uint64(imgSize) > math.MaxUint32 {
 		return nil, fmt.Errorf("sign: payload of %d bytes does not fit the header's 32-bit size", imgSize)
@@ -162,7 +214,7 @@ func assemble(buf []byte, hs int, erased byte, key crypto.Signer, kt string, opt
 		ProtectedTLVSize: uint16(len(prot)),
 		ImageSize:        uint32(imgSize),
 		Version:          opts.Version,
-		Flags:            flags,
+		Flags:            flags | encFlag,
 	}
 	if opts.LoadAddr != 0 {
 		h.Flags |= FlagRAMLoad
@@ -192,6 +244,11 @@ func assemble(buf []byte, hs int, erased byte, key crypto.Signer, kt string, opt
 			return nil, fmt.Errorf("sign with %s key: %w", kt, err)
 		}
 		tlv = appendTLV(tlv, sigType(kt), sig)
+	}
+	if encFlag != 0 {
+		if tlv, err = encryptPayload(buf[hs:hs+imgSize], tlv, opts); err != nil {
+			return nil, fmt.Errorf("sign: %w", err)
+		}
 	}
 	if len(tlv)+tlvInfoSize > maxTLVArea {
 		return nil, fmt.Errorf("sign: unprotected TLV area of %d bytes exceeds 0xffff", len(tlv)+tlvInfoSize)
@@ -225,7 +282,10 @@ func signCompressed(payload []byte, key crypto.Signer, opts SignOptions) ([]byte
 	}
 	first := opts
 	first.Compression, first.Pad, first.Confirm = CompressionNone, false, false
-	plainImg, err := signPlain(payload, key, first)
+	// imgtool's first pass flags the plain image encrypted but neither
+	// pads nor encrypts it: DECOMP_SHA covers that header.
+	first.Encrypt, first.EncryptKeyLen, first.HMACSHA512 = nil, 0, false
+	plainImg, err := signPlainFlags(payload, key, first, opts.encFlag())
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +312,15 @@ func signCompressed(payload []byte, key crypto.Signer, opts SignOptions) ([]byte
 	// TLV values against the plain payload; when compression does not win
 	// it writes the plain image without a word, and so do we.
 	if len(comp)-2+4+len(plain.Hash)+len(sig) >= len(body) {
-		if !opts.Pad && !opts.Confirm {
+		if !opts.Pad && !opts.Confirm && opts.Encrypt == nil {
 			return plainImg, nil
 		}
-		return signPlain(payload, key, first.withPadding(opts))
+		// imgtool would write its first pass here, flagged encrypted but
+		// plain and without a key TLV, which MCUboot cannot boot; an
+		// encrypted image is what was asked for.
+		plainOpts := opts
+		plainOpts.Compression = CompressionNone
+		return signPlain(payload, key, plainOpts)
 	}
 	// imgtool fills the compressed image's header room as it filled the
 	// plain one's (load_compressed): the erased value with --pad-header,
@@ -271,6 +336,11 @@ func signCompressed(payload []byte, key crypto.Signer, opts SignOptions) ([]byte
 	if sig != nil {
 		extra = appendTLV(extra, TLVDecompSignature, sig)
 	}
+	if opts.Encrypt != nil {
+		// The compressed stream is padded to the AES block: COMP_DEC_SIZE
+		// says where it ends (imgtool's keep_comp_size).
+		extra = appendTLV(extra, TLVCompDecSize, binary.LittleEndian.AppendUint32(nil, uint32(len(comp))))
+	}
 	flags := uint32(FlagCompressedLZMA2)
 	if opts.Compression == CompressionLZMA2ARMThumb {
 		flags |= FlagCompressedARMThm
@@ -278,10 +348,30 @@ func signCompressed(payload []byte, key crypto.Signer, opts SignOptions) ([]byte
 	return assemble(buf, hs, erased, key, kt, opts, flags, extra)
 }
 
-// withPadding returns o with the padding choices of p.
-func (o SignOptions) withPadding(p SignOptions) SignOptions {
-	o.Pad, o.Confirm = p.Pad, p.Confirm
-	return o
+// encryptPayload encrypts payload in place under a new random AES key and
+// appends to tlv the key TLV that carries it wrapped for opts.Encrypt.
+func encryptPayload(payload, tlv []byte, opts SignOptions) ([]byte, error) {
+	t, err := EncryptKeyType(opts.Encrypt, opts.HMACSHA512)
+	if err != nil {
+		return nil, err
+	}
+	aesKey := make([]byte, 16)
+	if opts.EncryptKeyLen == 256 {
+		aesKey = make([]byte, 32)
+	}
+	if _, err := rand.Read(aesKey); err != nil {
+		return nil, err
+	}
+	w, err := wrapKey(opts.Encrypt, t, aesKey)
+	if err != nil {
+		return nil, fmt.Errorf("wrap the payload key: %w", err)
+	}
+	c, err := NewPayloadCipher(Header{HeaderSize: 0, ImageSize: uint32(len(payload))}, aesKey)
+	if err != nil {
+		return nil, err
+	}
+	c.XORKeyStreamAt(payload, payload, 0)
+	return appendTLV(tlv, t, w), nil
 }
 
 // SignDigest signs a SHA-256 digest as an image's signature is made, so

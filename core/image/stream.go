@@ -33,6 +33,32 @@ type StreamVerifier struct {
 	total   int64  // 0 until the unprotected TLV info header has arrived
 	err     error  // sticky: a stream that went wrong stays wrong
 	sum     [sha256.Size]byte
+	// dec is the encryption the payload written was decrypted from; nil
+	// when it arrives as the image carries it.
+	dec *Encryption
+}
+
+// SetDecrypted says that the payload is written decrypted, with the AES
+// key wrapped in e (the image's key TLV, read ahead of the stream): Finish
+// then checks the hash over the plain payload, as the image's hash is,
+// and that the image's key TLV is e's. Call it before the first payload
+// byte, and again on a verifier restored with UnmarshalBinary.
+func (v *StreamVerifier) SetDecrypted(e *Encryption) { v.dec = e }
+
+// checkDecrypted checks the encryption of the streamed image against
+// SetDecrypted's.
+func (v *StreamVerifier) checkDecrypted(img *Image) error {
+	switch e := img.Encryption; {
+	case e == nil && v.dec == nil:
+		return nil
+	case e == nil:
+		return fmt.Errorf("image flags %s: not encrypted, but the payload was decrypted as if it were: %w", img.Header.FlagString(), ErrMalformed)
+	case v.dec == nil:
+		return img.errEncrypted()
+	case e.KeyTLV != v.dec.KeyTLV || !bytes.Equal(e.Wrapped, v.dec.Wrapped) || e.KeyLen != v.dec.KeyLen:
+		return fmt.Errorf("TLV %s: not the wrapped key the payload was decrypted with (read ahead of the stream): the image changed during the download: %w", e.KeyTLV, ErrHashMismatch)
+	}
+	return nil
 }
 
 // NewStreamVerifier returns a verifier that checks the hash and, when keys
@@ -200,6 +226,9 @@ func (v *StreamVerifier) Finish() (*Image, error) {
 	if err := img.checkSupported(); err != nil {
 		return img, err
 	}
+	if err := v.checkDecrypted(img); err != nil {
+		return img, err
+	}
 	return img, img.check(v.h.Sum(v.sum[:0]), v.keys)
 }
 
@@ -288,7 +317,7 @@ func (v *StreamVerifier) UnmarshalBinary(b []byte) error {
 		return bad("offset %d and %d header bytes disagree", n, len(hdr))
 	}
 
-	nv := StreamVerifier{keys: v.keys, maxSize: v.maxSize, h: sha256.New(), n: n, total: total}
+	nv := StreamVerifier{keys: v.keys, maxSize: v.maxSize, h: sha256.New(), n: n, total: total, dec: v.dec}
 	if err := nv.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(hs); err != nil {
 		return bad("hash state: %v", err)
 	}

@@ -31,7 +31,32 @@ const pssSaltLength = 32
 // ErrBadSignature or ErrUnsupported to say which check failed, or the
 // errors of Parse for a broken structure.
 func Verify(r io.ReaderAt, size int64, keys []crypto.PublicKey) (*Image, error) {
-	ks, err := newKeySet(keys)
+	return VerifyWith(r, size, VerifyOptions{Keys: keys})
+}
+
+// VerifyOptions are the keys an image is checked with.
+type VerifyOptions struct {
+	// Keys are the public keys one of which must have signed the image;
+	// none checks the hash only.
+	Keys []crypto.PublicKey
+	// DecryptKey is the device's private key (see UnwrapKey): the payload
+	// of an encrypted image is decrypted with the AES key it unwraps
+	// before it is hashed, since the hash and the signature cover the
+	// plain payload.
+	DecryptKey any
+	// Decrypted says the payload of an image flagged encrypted is plain
+	// already: what MCUboot's primary slot holds after it decrypted the
+	// image in, or a slot otaport wrote decrypted. The header keeps its
+	// flags and key TLV, which the hash covers.
+	Decrypted bool
+}
+
+// VerifyWith is Verify with the options of an encrypted image: it
+// decrypts the payload with o.DecryptKey, unless o.Decrypted says it is
+// plain. An encrypted image with neither fails with ErrEncrypted, one
+// encrypted for another key with ErrDecryptKey.
+func VerifyWith(r io.ReaderAt, size int64, o VerifyOptions) (*Image, error) {
+	ks, err := newKeySet(o.Keys)
 	if err != nil {
 		return nil, err
 	}
@@ -41,6 +66,14 @@ func Verify(r io.ReaderAt, size int64, keys []crypto.PublicKey) (*Image, error) 
 	}
 	if err := img.checkSupported(); err != nil {
 		return img, err
+	}
+	if img.Encryption != nil && !o.Decrypted {
+		if o.DecryptKey == nil || img.Encryption.KeyTLV == 0 {
+			return img, img.errEncrypted()
+		}
+		if r, err = DecryptingReader(r, img, o.DecryptKey); err != nil {
+			return img, err
+		}
 	}
 	h := sha256.New()
 	buf := make([]byte, 32<<10)
@@ -58,14 +91,21 @@ func Verify(r io.ReaderAt, size int64, keys []crypto.PublicKey) (*Image, error) 
 	return img, nil
 }
 
+// errEncrypted says that img's payload cannot be checked without its key.
+func (img *Image) errEncrypted() error {
+	e := img.Encryption
+	if e.KeyTLV == 0 {
+		return fmt.Errorf("image flags %s: flagged encrypted but carries no wrapped key (the plain image of an encrypted compressed one): only a slot that holds it decrypted verifies: %w", img.Header.FlagString(), ErrEncrypted)
+	}
+	return fmt.Errorf("image flags %s: the payload is AES-%d encrypted (key in %s) and the hash covers the plain payload: give the device's private key to decrypt it (--enc-key): %w",
+		img.Header.FlagString(), e.KeyLen*8, e.KeyTLV, ErrEncrypted)
+}
+
 // checkSupported refuses what this package cannot verify, before any
 // hashing is spent on it.
 func (img *Image) checkSupported() error {
 	if img.Header.Flags&FlagCompressedLZMA1 != 0 {
 		return fmt.Errorf("image flags %s: LZMA1 compression, which neither imgtool nor MCUboot makes or reads; sign with --compression lzma2: %w", img.Header.FlagString(), ErrUnsupported)
-	}
-	if img.Header.Flags&(FlagEncryptedAES128|FlagEncryptedAES256) != 0 {
-		return fmt.Errorf("image flags %s: encrypted images are hashed before encryption and otaport does not decrypt: %w", img.Header.FlagString(), ErrUnsupported)
 	}
 	if img.HashType != TLVSHA256 {
 		return fmt.Errorf("image hash TLV %s: otaport verifies SHA256 images only (ed25519, ecdsa-p256, rsa-2048, rsa-3072 keys): %w", img.HashType, ErrUnsupported)

@@ -1,7 +1,8 @@
 // Package api is the operator's REST API over the fleet: register devices,
 // upload and list images, create campaigns and follow, pause, resume or
-// cancel them. Requests and answers are JSON; every request carries the
-// operator's bearer token.
+// cancel them, and manage the API's own tokens. Requests and answers are
+// JSON; every request carries a bearer token, whose scope (read, operator,
+// admin) the route table checks.
 //
 // It is not the devices' interface: devices speak MQTT to the broker and
 // download firmware from fleet/firmware's handler, which needs no token.
@@ -11,7 +12,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -95,8 +95,9 @@ type Config struct {
 	// Secrets seals a new device's secret before it is stored; nil stores
 	// it as given.
 	Secrets Secrets
-	// Token is the operator's bearer token; it must not be empty.
-	Token string
+	// Tokens checks every request's bearer token and keeps the tokens
+	// the token routes manage; required.
+	Tokens *Tokens
 	// MaxImageSize bounds an upload; 0 means 64 MiB.
 	MaxImageSize int64
 	Logger       *slog.Logger
@@ -112,8 +113,8 @@ type handler struct {
 
 // New returns the API's handler, serving under Prefix.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("api: empty operator token")
+	if cfg.Tokens == nil || cfg.Tokens.Store == nil {
+		return nil, errors.New("api: Tokens (with its Store) is required")
 	}
 	if cfg.MaxImageSize == 0 {
 		cfg.MaxImageSize = 64 << 20
@@ -123,16 +124,18 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
 	for _, r := range h.table() {
-		h.mux.HandleFunc(r.Method+" "+r.Path, r.serve)
+		h.mux.HandleFunc(r.Method+" "+r.Path, guard(r))
 	}
 	return h, nil
 }
 
-// Route is one operation of the API: an HTTP method and a path in
-// net/http's pattern syntax ("/api/v1/devices/{pk}/{dn}").
+// Route is one operation of the API: an HTTP method, a path in net/http's
+// pattern syntax ("/api/v1/devices/{pk}/{dn}") and the scope a token needs
+// for it.
 type Route struct {
 	Method string
 	Path   string
+	Scope  Scope
 }
 
 func (r Route) String() string { return r.Method + " " + r.Path }
@@ -143,26 +146,42 @@ type route struct {
 	serve http.HandlerFunc
 }
 
-// table is the API's one list of routes: New registers it and Routes
-// reads it, so docs/api.yaml's test sees what the server serves.
+// table is the API's one list of routes and the one place that says which
+// scope each needs: New registers it and Routes reads it, so docs/api.yaml's
+// test sees what the server serves and the dashboard asks it which of its
+// buttons a session may see.
+//
+// read: what GET shows. operator: the day's work, undone or stopped again
+// by an operator (an upload, a campaign and its pause, resume, cancel, the
+// delete of an image no active campaign uses). admin: who may sign in
+// (devices, their certificates, tokens), which image keys the fleet trusts
+// (key sets) and the history of what was done to devices (a campaign's
+// record).
 func (h *handler) table() []route {
+	const (
+		read, operator, admin = ScopeRead, ScopeOperator, ScopeAdmin
+		get, post, del        = http.MethodGet, http.MethodPost, http.MethodDelete
+	)
 	return []route{
-		{Route{http.MethodGet, Prefix + "/devices"}, h.listDevices},
-		{Route{http.MethodPost, Prefix + "/devices"}, h.addDevice},
-		{Route{http.MethodGet, Prefix + "/devices/{pk}/{dn}"}, h.getDevice},
-		{Route{http.MethodDelete, Prefix + "/devices/{pk}/{dn}"}, h.deleteDevice},
-		{Route{http.MethodPost, Prefix + "/devices/{pk}/{dn}/certificate"}, h.issueCertificate},
-		{Route{http.MethodGet, Prefix + "/keysets"}, h.listKeySets},
-		{Route{http.MethodPost, Prefix + "/keysets"}, h.pushKeySet},
-		{Route{http.MethodGet, Prefix + "/images"}, h.listImages},
-		{Route{http.MethodPost, Prefix + "/images"}, h.uploadImage},
-		{Route{http.MethodGet, Prefix + "/images/{id}"}, h.getImage},
-		{Route{http.MethodDelete, Prefix + "/images/{id}"}, h.deleteImage},
-		{Route{http.MethodGet, Prefix + "/campaigns"}, h.listCampaigns},
-		{Route{http.MethodPost, Prefix + "/campaigns"}, h.createCampaign},
-		{Route{http.MethodGet, Prefix + "/campaigns/{id}"}, h.campaignStatus},
-		{Route{http.MethodDelete, Prefix + "/campaigns/{id}"}, h.deleteCampaign},
-		{Route{http.MethodPost, Prefix + "/campaigns/{id}/{action}"}, h.campaignAction},
+		{Route{get, Prefix + "/devices", read}, h.listDevices},
+		{Route{post, Prefix + "/devices", admin}, h.addDevice},
+		{Route{get, Prefix + "/devices/{pk}/{dn}", read}, h.getDevice},
+		{Route{del, Prefix + "/devices/{pk}/{dn}", admin}, h.deleteDevice},
+		{Route{post, Prefix + "/devices/{pk}/{dn}/certificate", admin}, h.issueCertificate},
+		{Route{get, Prefix + "/keysets", read}, h.listKeySets},
+		{Route{post, Prefix + "/keysets", admin}, h.pushKeySet},
+		{Route{get, Prefix + "/images", read}, h.listImages},
+		{Route{post, Prefix + "/images", operator}, h.uploadImage},
+		{Route{get, Prefix + "/images/{id}", read}, h.getImage},
+		{Route{del, Prefix + "/images/{id}", operator}, h.deleteImage},
+		{Route{get, Prefix + "/campaigns", read}, h.listCampaigns},
+		{Route{post, Prefix + "/campaigns", operator}, h.createCampaign},
+		{Route{get, Prefix + "/campaigns/{id}", read}, h.campaignStatus},
+		{Route{del, Prefix + "/campaigns/{id}", admin}, h.deleteCampaign},
+		{Route{post, Prefix + "/campaigns/{id}/{action}", operator}, h.campaignAction},
+		{Route{get, Prefix + "/tokens", admin}, h.listTokens},
+		{Route{post, Prefix + "/tokens", admin}, h.createToken},
+		{Route{del, Prefix + "/tokens/{name}", admin}, h.revokeToken},
 	}
 }
 
@@ -176,14 +195,60 @@ func Routes() []Route {
 	return out
 }
 
+// ScopeOf returns the scope a route needs, the route given as
+// Route.String gives it ("POST /api/v1/images").
+func ScopeOf(route string) (Scope, bool) {
+	for _, r := range Routes() {
+		if r.String() == route {
+			return r.Scope, true
+		}
+	}
+	return "", false
+}
+
+// ServeHTTP serves the API to the bearer of a live token (or to the caller
+// the request's context carries, see WithCaller); each route then checks
+// the caller's scope.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve"`)
-		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token: pass --token or set OTASERVE_TOKEN (otaserve run writes it to DATA/token)"))
+	if _, ok := CallerFrom(r.Context()); !ok {
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || secret == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve"`)
+			writeError(w, http.StatusUnauthorized, errors.New("missing bearer token: pass --token or set OTASERVE_TOKEN (otaserve run writes its bootstrap admin token to DATA/token)"))
+			return
+		}
+		c, err := h.cfg.Tokens.Authenticate(secret)
+		if err != nil {
+			status := http.StatusInternalServerError
+			if errors.As(err, new(*AuthError)) {
+				status = http.StatusUnauthorized
+				w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve", error="invalid_token"`)
+			}
+			writeError(w, status, err)
+			return
+		}
+		inner := r.WithContext(WithCaller(r.Context(), c))
+		h.mux.ServeHTTP(w, inner)
+		// The mux records the route it matched on the request it gets;
+		// what wraps the API (its metrics) reads it from the outer one.
+		r.Pattern = inner.Pattern
 		return
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// guard serves a route to a caller whose scope allows it, and answers 403
+// naming the scope needed to anyone else.
+func guard(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, _ := CallerFrom(r.Context())
+		if !c.Scope.Allows(rt.Scope) {
+			writeError(w, http.StatusForbidden, fmt.Errorf("token %q has scope %s; %s needs scope %s: ask an admin for a token of it (otaserve token create --name NAME --scope %s)",
+				c.Token, c.Scope, rt.Route, rt.Scope, rt.Scope))
+			return
+		}
+		rt.serve(w, r)
+	}
 }
 
 // Error is the body of every error answer.
@@ -216,17 +281,39 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, firmware.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, new(badRequest)):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }
 
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+// maxJSONBody bounds a JSON request body: the largest, a campaign naming
+// its devices one by one, is far below it.
+const maxJSONBody = 1 << 20
+
+// errBodyTooLarge is a JSON body over maxJSONBody: 413, not a syntax error
+// about a body cut short.
+var errBodyTooLarge = errors.New("too large")
+
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return fmt.Errorf("request body: %w: more than %d bytes of JSON; a campaign of many devices targets a group instead", errBodyTooLarge, maxJSONBody)
+		}
 		return fmt.Errorf("request body: %w", err)
 	}
 	return nil
+}
+
+// bodyStatus is the status of a decode error: 413 for a body too large,
+// 400 for JSON that does not parse or fit.
+func bodyStatus(err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
 }
 
 // AddDevice is the body of POST /devices. An empty secret is generated.
@@ -249,8 +336,8 @@ type ModuleSpec struct {
 
 func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 	var req AddDevice
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	if err := cloud.CheckIdentity(req.ProductKey, req.DeviceName); err != nil {
@@ -357,8 +444,8 @@ func (h *handler) issueCertificate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req CertificateRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	if req.ValidDays < 0 || req.ValidDays > maxCertificateDays {
@@ -568,8 +655,8 @@ func (h *handler) listCampaigns(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) createCampaign(w http.ResponseWriter, r *http.Request) {
 	var req CreateCampaign
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	c, err := h.cfg.Campaigns.Create(r.Context(), req.request())

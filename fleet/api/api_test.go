@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/campaign"
@@ -32,6 +33,9 @@ type env struct {
 	edKey crypto.Signer
 	st    *store.Store
 	dir   string // the data directory: fleet.db and firmware/
+	// tokens are the API's tokens, token an admin one; clk their clock.
+	tokens *Tokens
+	clk    *clock
 }
 
 func newEnv(t *testing.T) *env {
@@ -58,13 +62,18 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public(), edKey.Public()}, Boards: testBoards, Token: token})
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	toks := &Tokens{Store: st, Now: clk.Now}
+	if _, err := toks.Put("test", ScopeAdmin, token, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public(), edKey.Public()}, Boards: testBoards, Tokens: toks})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st, dir: dir}
+	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st, dir: dir, tokens: toks, clk: clk}
 }
 
 // testBoards are the boards of the tests: b1 and b2 as a catalog board,

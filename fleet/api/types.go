@@ -29,6 +29,11 @@ type Device struct {
 	// no release statement for longer than it allows (its orders may be
 	// withheld).
 	PossiblyFrozen bool `json:"possibly_frozen,omitempty"`
+	// UnsignedOrders: the device's latest version report says it takes
+	// unsigned orders (a device.yaml from before signed orders); PlainSignIn:
+	// its latest sign-in was on the plain MQTT listener of a migration.
+	UnsignedOrders bool `json:"unsigned_orders,omitempty"`
+	PlainSignIn    bool `json:"plain_sign_in,omitempty"`
 	// KeySet is the key set version the device's latest version report
 	// said it holds (the default module's), 0 for none.
 	KeySet uint64 `json:"key_set,omitempty"`
@@ -56,7 +61,7 @@ func toDevice(d store.Device) Device {
 	out := Device{
 		ProductKey: d.ProductKey, DeviceName: d.DeviceName, Board: d.Board, Group: d.Group, Version: d.Version,
 		State: string(d.State), LastError: d.LastError, LastSeen: d.LastSeen, Added: d.Added,
-		PossiblyFrozen: d.PossiblyFrozen, KeySet: d.KeySet,
+		PossiblyFrozen: d.PossiblyFrozen, UnsignedOrders: d.UnsignedOrders, PlainSignIn: d.PlainSignIn, KeySet: d.KeySet,
 	}
 	for _, m := range d.ModuleList() {
 		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError, KeySet: m.KeySet})

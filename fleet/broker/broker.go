@@ -59,6 +59,10 @@ type Config struct {
 	// SignIn is what a device's sign-in must show beyond its signature:
 	// the transport it claims, a fresh timestamp, and few failures.
 	SignIn SignInPolicy
+	// OnDeviceSignIn, when set, is called after each device signs in, with
+	// whether it came in on the plain listener (PlainAddr): the fleet keeps
+	// it, to name the devices a broker without that listener leaves out.
+	OnDeviceSignIn func(pk, dn string, plain bool)
 }
 
 // Broker is a running MQTT broker. Its methods are safe for concurrent use.
@@ -121,6 +125,7 @@ func New(cfg Config) (*Broker, error) {
 		Logger:       log.With("component", "mqtt"),
 	})
 	hook := newAccessHook(cfg.Lookup, cfg.Operators, cfg.SignIn, cfg.TLS != nil, log)
+	hook.onDevice = cfg.OnDeviceSignIn
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add access hook: %w", err)
 	}
@@ -189,6 +194,11 @@ const (
 	listenerID      = "otaport"
 	plainListenerID = "otaport-plain"
 )
+
+// SignedInPlain reports whether device pk/dn is signed in on the listener
+// without TLS (Config.PlainAddr), so what it is sent must do without TLS
+// too.
+func (b *Broker) SignedInPlain(pk, dn string) bool { return b.hook.plain(pk, dn) }
 
 // PlainAddr is the address of the listener without TLS (Config.PlainAddr);
 // nil without one, before Start or after Close.

@@ -11,12 +11,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +69,36 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// testLogger logs to the test's output until the test ends: the broker's
+// listener goroutines may log an accept error after Close returns, and a
+// write to a finished test's output panics.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{w: t.Output()}
+	t.Cleanup(w.close) // registered before the broker's Close, so it runs after it
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.w.Write(p)
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}
+
 func startBroker(t *testing.T) *broker.Broker {
 	t.Helper()
 	return startBrokerWith(t, broker.SignInPolicy{Now: newClock().Now})
@@ -75,7 +107,7 @@ func startBroker(t *testing.T) *broker.Broker {
 func startBrokerWith(t *testing.T, p broker.SignInPolicy) *broker.Broker {
 	t.Helper()
 	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, Operators: map[string]string{opUser: opPass}, SignIn: p,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +581,7 @@ func tlsBrokerWith(t *testing.T, ca *pki.CA, plainAddr string) (*broker.Broker, 
 	roots.AddCert(leaf)
 	cfg := broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, SignIn: broker.SignInPolicy{Now: newClock().Now},
 		TLS:    &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), PlainAddr: plainAddr}
+		Logger: testLogger(t), PlainAddr: plainAddr}
 	if ca != nil {
 		cfg.DeviceCAs = ca.Pool()
 	}
@@ -726,9 +758,90 @@ func TestSignIn_PlainListenerOfAMigration(t *testing.T) {
 			if !c.ok && err == nil {
 				t.Fatal("signed in; want a refusal")
 			}
+			if !c.ok {
+				return
+			}
+			// What the fleet sends it must do without TLS as it does: the
+			// broker says which listener it is on (a connection taken over
+			// lingers until its disconnect reaches the broker).
+			deadline := time.Now().Add(testTimeout)
+			for b.SignedInPlain("pk1", "devA") != !c.claimTLS && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := b.SignedInPlain("pk1", "devA"); got != !c.claimTLS {
+				t.Errorf("SignedInPlain = %v, want %v", got, !c.claimTLS)
+			}
 		})
 	}
 	if _, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Lookup: lookup, PlainAddr: "127.0.0.1:0"}); err == nil {
 		t.Error("a plain listener beside a plain broker was taken")
+	}
+}
+
+// TestSignIn_ConcurrentFloodIsRateLimited: a flood of concurrent sign-ins
+// with wrong secrets, for one device and for made-up ones, from one
+// address, costs no more secret checks than the limits allow, however many
+// arrive at once (a check and its count are one step); the broker keeps
+// serving: a good device from another address and the operator sign in.
+func TestSignIn_ConcurrentFloodIsRateLimited(t *testing.T) {
+	const maxFailures, flood = 3, 200
+	var mu sync.Mutex
+	checked := 0
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Operators: map[string]string{opUser: opPass},
+		Lookup: func(pk, dn string) (string, bool) {
+			mu.Lock()
+			checked++
+			mu.Unlock()
+			// A registry read and an unsealing take a while: long enough
+			// for other attempts to arrive before this one is counted.
+			time.Sleep(5 * time.Millisecond)
+			return lookup(pk, dn)
+		},
+		SignIn: broker.SignInPolicy{Now: newClock().Now, MaxFailures: maxFailures, FailureWindow: time.Minute},
+		Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	from := func(ip string) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) {
+			o.SetProtocolVersion(4)
+			o.SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: testTimeout})
+		}
+	}
+	var wg sync.WaitGroup
+	var signedIn atomic.Int32
+	for i := range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dn := "devA"
+			if i%2 == 1 {
+				dn = fmt.Sprintf("ghost%d", i)
+			}
+			if _, err := dialDevice(t, b, dn, "wrong", from("127.0.0.6")); err == nil {
+				signedIn.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := signedIn.Load(); n > 0 {
+		t.Fatalf("%d sign-ins with wrong secrets succeeded", n)
+	}
+	mu.Lock()
+	n := checked
+	mu.Unlock()
+	// The address may fail 10 times as often as a device.
+	if limit := 10 * maxFailures; n > limit {
+		t.Errorf("the flood had %d secrets checked, want at most %d (the address's limit): checks ran past the count", n, limit)
+	}
+	if _, err := dialDevice(t, b, "devB", registry["pk1/devB"], from("127.0.0.7")); err != nil {
+		t.Errorf("a good device from another address after the flood: %v", err)
+	}
+	if _, err := dial(t, b, "otaserve", opUser, opPass, from("127.0.0.6")); err != nil {
+		t.Errorf("the operator after the flood from its address: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ type principal struct {
 	user     string // operator name
 	pk, dn   string // device
 	topics   cloud.TopicSet
+	plain    bool // signed in on the plain listener of a migration period
 }
 
 // allowed is the topic ACL: a device publishes only its own inform,
@@ -52,6 +53,9 @@ type accessHook struct {
 	tls       bool      // the listener's transport
 	byDevice  *failures // failed sign-ins per device
 	byAddress *failures // and per address
+	// onDevice, when set, hears of every device sign-in and its listener
+	// (Config.OnDeviceSignIn).
+	onDevice func(pk, dn string, plain bool)
 
 	mu    sync.Mutex
 	conns map[*mqtt.Client]principal
@@ -89,14 +93,6 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	if dn, pkey, ok := strings.Cut(user, "&"); ok {
 		dev = deviceKey(pkey, dn)
 	}
-	refuse := func(msg string, args ...any) bool {
-		h.byAddress.fail(addr)
-		if dev != "" {
-			h.byDevice.fail(dev)
-		}
-		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
-		return false
-	}
 	want, isOp := h.operators[user]
 	opRight := false
 	if isOp {
@@ -105,10 +101,34 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	}
 	// An operator who signs in right is never held to the failures of its
 	// address: otaserve's own connection shares loopback with local
-	// devices.
-	if !opRight && (h.byAddress.blocked(addr) || (dev != "" && h.byDevice.blocked(dev))) {
-		h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
-			"max_per_device", h.policy.MaxFailures, "window", h.policy.FailureWindow)
+	// devices. Anyone else holds a place in the counts of its address and
+	// device while it is checked (acquire), given back or counted as a
+	// failure when the check ends.
+	held, heldDev := !opRight, dev
+	if held {
+		ok := h.byAddress.acquire(addr)
+		if ok && heldDev != "" && !h.byDevice.acquire(heldDev) {
+			h.byAddress.release(addr, false)
+			ok = false
+		}
+		if !ok {
+			h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
+				"max_per_device", h.policy.MaxFailures, "window", h.policy.FailureWindow)
+			return false
+		}
+	}
+	failed := false
+	defer func() {
+		if held {
+			h.byAddress.release(addr, failed)
+			if heldDev != "" {
+				h.byDevice.release(heldDev, failed)
+			}
+		}
+	}()
+	refuse := func(msg string, args ...any) bool {
+		failed = true
+		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
 		return false
 	}
 	var p principal
@@ -149,7 +169,7 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		if plain {
 			h.log.Warn("device signed in without TLS, on the listener of the migration period: move it to ssl://", "device", id.ProductKey+"/"+id.DeviceName, "remote", remote)
 		}
-		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName)}
+		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName), plain: plain}
 		cl.ID = sessionID(id.ProductKey, id.DeviceName)
 		h.byDevice.forget(dev)
 	}
@@ -160,6 +180,9 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	h.mu.Lock()
 	h.conns[cl] = p
 	h.mu.Unlock()
+	if !p.operator && h.onDevice != nil {
+		h.onDevice(p.pk, p.dn, p.plain)
+	}
 	h.log.Info("signed in", "user", user, "operator", p.operator, "session", cl.ID, "remote", remote)
 	return true
 }
@@ -213,6 +236,18 @@ func (h *accessHook) devices() []string {
 	// session, the old one is still here until the broker's disconnect
 	// of it reaches this hook.
 	return slices.Compact(out)
+}
+
+// plain reports whether device pk/dn is signed in on the plain listener.
+func (h *accessHook) plain(pk, dn string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.conns {
+		if !p.operator && p.pk == pk && p.dn == dn && p.plain {
+			return true
+		}
+	}
+	return false
 }
 
 // clients returns the live connections of device pk/dn.

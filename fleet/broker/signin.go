@@ -105,6 +105,9 @@ type failures struct {
 type failCount struct {
 	start time.Time
 	n     int
+	// pending are attempts being checked (acquire), each a failure to come
+	// until release says otherwise.
+	pending int
 }
 
 // maxFailureKeys bounds the memory a flood from many addresses can take:
@@ -119,12 +122,43 @@ func newFailures(max int, p SignInPolicy) *failures {
 // device: an address may be a NAT in front of many devices.
 const addressFactor = 10
 
-// blocked reports whether key has used up its failures in the current window.
-func (f *failures) blocked(key string) bool {
+// acquire reports whether key may have an attempt checked now: its
+// failures, with the attempts being checked counted as failures, are below
+// the limit. The attempt holds its place until release. Checking and
+// counting in one step keeps a flood of concurrent attempts, each checked
+// before any is counted, from running past the limit.
+func (f *failures) acquire(key string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	now := f.now()
 	c, ok := f.m[key]
-	return ok && f.now().Sub(c.start) < f.window && c.n >= f.max
+	if !ok {
+		if len(f.m) >= maxFailureKeys {
+			f.evict(now)
+		}
+		c = &failCount{start: now}
+		f.m[key] = c
+	} else if now.Sub(c.start) >= f.window {
+		c.start, c.n = now, 0
+	}
+	if c.n+c.pending >= f.max {
+		return false
+	}
+	c.pending++
+	return true
+}
+
+// release ends an attempt acquire let through, counting it if it failed.
+func (f *failures) release(key string, failed bool) {
+	f.mu.Lock()
+	c, ok := f.m[key]
+	if ok && c.pending > 0 {
+		c.pending--
+	}
+	f.mu.Unlock()
+	if failed {
+		f.fail(key)
+	}
 }
 
 // fail counts a failure of key.
@@ -153,7 +187,7 @@ func (f *failures) forget(key string) {
 
 func (f *failures) evict(now time.Time) {
 	for k, c := range f.m {
-		if now.Sub(c.start) >= f.window {
+		if now.Sub(c.start) >= f.window && c.pending == 0 {
 			delete(f.m, k)
 		}
 	}

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -143,5 +145,78 @@ func TestLoadOrderKey_MadeOnceReadableByOwnerOnly(t *testing.T) {
 	}
 	if _, _, err := LoadOrderKey(bad, false); err == nil || !strings.Contains(err.Error(), `not a PEM "PRIVATE KEY"`) {
 		t.Errorf("LoadOrderKey of a public key: %v", err)
+	}
+}
+
+// TestService_MigrationOrders: with an endorsement of the order key, every
+// signed order carries the key and its endorsement, which the image key
+// verifies, and the URL made for its device; the device's version reports
+// say whether it still takes unsigned orders (an agent in migration mode
+// says so; one without a nonce cannot take a signed order), and the store
+// keeps the latest.
+func TestService_MigrationOrders(t *testing.T) {
+	key, _, err := LoadOrderKey(filepath.Join(t.TempDir(), OrderKeyFile), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	imageKey, err := image.GenerateKey("ecdsa-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endorsement, err := cloud.Endorse(imageKey, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := NewService(Config{Store: st, OrderKey: key, Endorsement: endorsement,
+		FirmwareURL:       func(img store.Image) string { return "https://fleet/firmware/" + img.SHA256 },
+		DeviceFirmwareURL: func(img store.Image, dev string) string { return "http://plain/" + dev + "/" + img.SHA256 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := seed(t, st, 1)
+	rec := &recorder{}
+	svc.SetPublisher(rec)
+	defer svc.SetPublisher(nil)
+	unsigned := func(want bool) {
+		t.Helper()
+		d, err := st.Device("pk", "d0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.UnsignedOrders != want {
+			t.Errorf("the store has unsigned_orders %v for d0, want %v", d.UnsignedOrders, want)
+		}
+	}
+	msg(t, svc, "inform", "d0", `{"id":1,"params":{"version":"1.0.0+0"}}`)
+	unsigned(true)
+	msg(t, svc, "inform", "d0", `{"id":2,"params":{"version":"1.0.0+0","nonce":"`+strings.Repeat("a1", 16)+`"}}`)
+	unsigned(false)
+	msg(t, svc, "inform", "d0", `{"id":3,"params":{"version":"1.0.0+0","nonce":"`+strings.Repeat("b2", 16)+`","unsignedOrders":true}}`)
+	unsigned(true)
+	if _, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "100%", SuccessPercent: 100, ErrorPercent: 100}); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, svc)
+	ords := rec.orders(t, "pk", "d0")
+	if len(ords) != 1 {
+		t.Fatalf("%d orders, want 1", len(ords))
+	}
+	o := ords[0]
+	if err := cloud.VerifyOrder(o, pub); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cloud.EndorsedKey(o, []crypto.PublicKey{imageKey.Public()})
+	if err != nil || !got.Equal(pub) {
+		t.Errorf("the order's endorsed key: %x, %v; want the order key", got, err)
+	}
+	if want := "http://plain/pk/d0/" + img.SHA256; o.Data.URL != want {
+		t.Errorf("order URL %s, want the device's %s", o.Data.URL, want)
 	}
 }

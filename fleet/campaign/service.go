@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,10 @@ type Config struct {
 	Store Store
 	// FirmwareURL returns the URL a device downloads an image from.
 	FirmwareURL func(img store.Image) string
+	// DeviceFirmwareURL, when set, replaces FirmwareURL with the URL for
+	// one device (its store.DeviceKey): a device signed in without TLS, in
+	// a migration period, gets a URL without TLS.
+	DeviceFirmwareURL func(img store.Image, device string) string
 	// OrderKey signs every order (cloud.SignOrder) for the device, board
 	// and module, with an expiry, the device's next order counter and the
 	// nonce of its latest version report. nil sends unsigned orders, which
@@ -50,7 +55,12 @@ type Config struct {
 	// OrderTTL is how long a signed order is valid; 0 means
 	// DefaultOrderTTL.
 	OrderTTL time.Duration
-	Logger   *slog.Logger
+	// Endorsement, with OrderKey, is the image signing key's endorsement of
+	// the order key (cloud.Endorse): every signed order carries it with the
+	// key, so that a device provisioned before signed orders learns the key
+	// from it (its agent's migration mode).
+	Endorsement string
+	Logger      *slog.Logger
 }
 
 // Service runs the campaigns: it keeps a Machine per active campaign, feeds
@@ -556,7 +566,7 @@ func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, er
 		Code: cloud.OrderCodeSuccess, Message: cloud.OrderMessageSuccess, ID: id,
 		Data: cloud.OrderData{
 			Module: cloud.ModuleField(m.c.ModuleName()),
-			Size:   img.Size, Version: img.Version, URL: s.cfg.FirmwareURL(img),
+			Size:   img.Size, Version: img.Version, URL: s.firmwareURL(img, key),
 			Sign: img.SHA256, SignMethod: "SHA256", MD5: img.MD5,
 			Otaport: &cloud.Extension{
 				Scheme: img.SignatureType, KeyID: img.KeyID, SecurityCounter: img.SecurityCounter,
@@ -568,6 +578,10 @@ func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, er
 		x := o.Data.Otaport
 		x.ProductKey, x.DeviceName, _ = store.SplitDeviceKey(key)
 		x.Expires, x.Counter, x.Nonce = sl.expires.Unix(), sl.counter, sl.nonce
+		if s.cfg.Endorsement != "" {
+			x.OrderKey = base64.StdEncoding.EncodeToString(s.cfg.OrderKey.Public().(ed25519.PublicKey))
+			x.Endorsement = s.cfg.Endorsement
+		}
 		if err := cloud.SignOrder(&o, s.cfg.OrderKey); err != nil {
 			return nil, fmt.Errorf("order for %s: %w", key, err)
 		}
@@ -586,6 +600,14 @@ func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, er
 		return nil, fmt.Errorf("order for %s: %w", key, err)
 	}
 	return payload, nil
+}
+
+// firmwareURL is where device key downloads img.
+func (s *Service) firmwareURL(img store.Image, key string) string {
+	if s.cfg.DeviceFirmwareURL != nil {
+		return s.cfg.DeviceFirmwareURL(img, key)
+	}
+	return s.cfg.FirmwareURL(img)
 }
 
 // Message is one MQTT message from a device topic.
@@ -607,6 +629,7 @@ type deviceEvent struct {
 	ev             Event
 	nonce          string // of an inform
 	frozen         bool   // an inform that says the device may be frozen
+	unsigned       bool   // an inform of a device that takes unsigned orders
 	keySet         uint64 // the key set version an inform says
 	order          int64  // the order id of a progress report
 }
@@ -644,7 +667,9 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				continue
 			}
 			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen, keySet: in.Params.KeySet,
-				ev: Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
+				// A device that sends no nonce cannot take a signed order.
+				unsigned: in.Params.UnsignedOrders || in.Params.Nonce == "",
+				ev:       Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
 			if err != nil {
@@ -694,7 +719,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				dev.LastSeen = now
 				if ev.Kind == event.Inform {
 					// Every version report says it, one way or the other.
-					dev.PossiblyFrozen = de.frozen
+					dev.PossiblyFrozen, dev.UnsignedOrders = de.frozen, de.unsigned
 				}
 				dev.EditModule(de.module, func(d *store.Module) {
 					switch ev.Kind {

@@ -9,12 +9,16 @@
 // checked exactly as one from the CLI. It is not an API: scripts use
 // fleet/api with the bearer token.
 //
-// Sign-in is a single-use link (Server.LoginLink) that expires within
+// Sign-in is a single-use link (Dashboard.LoginLink) that expires within
 // minutes, exchanged for a session cookie (HttpOnly, SameSite=Strict);
-// every POST of a page carries the session's CSRF token.
+// every POST of a page carries the session's CSRF token. A link, and the
+// session it opens, belong to the API token that made it: the session has
+// that token's scope, ends no later than the token expires and ends when
+// it is revoked.
 package dashboard
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
@@ -29,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/store"
 )
@@ -48,10 +53,11 @@ type Campaigns interface {
 type Config struct {
 	Store     *store.Store
 	Campaigns Campaigns
-	// API is the REST API's handler (fleet/api) and Token its operator
-	// token: the dashboard's changes go through it.
-	API   http.Handler
-	Token string
+	// API is the REST API's handler (fleet/api): the dashboard's changes
+	// go through it, as the session's caller. Tokens are its tokens, which
+	// make sign-in links and keep sessions to their scope and life.
+	API    http.Handler
+	Tokens *api.Tokens
 	// Online lists the devices signed in to the broker now, as "pk/dn";
 	// nil when unknown (an external broker).
 	Online func() []string
@@ -72,14 +78,30 @@ type Dashboard struct {
 	mux   *http.ServeMux
 
 	mu       sync.Mutex
-	links    map[string]time.Time // single-use sign-in secret -> expiry
-	sessions map[string]session   // cookie value -> session
+	links    map[string]link    // single-use sign-in secret -> its link
+	sessions map[string]session // cookie value -> session
+}
+
+// link is a sign-in link not yet used: the caller whose token made it.
+type link struct {
+	caller  api.Caller
+	expires time.Time
 }
 
 type session struct {
 	csrf    string
+	caller  api.Caller
 	expires time.Time
 }
+
+// The API routes behind the pages' forms: a session's scope must allow
+// one for its form to be offered and its POST served. The API's route
+// table says which scope each needs.
+const (
+	uploadRoute   = "POST " + api.Prefix + "/images"
+	createRoute   = "POST " + api.Prefix + "/campaigns"
+	campaignRoute = "POST " + api.Prefix + "/campaigns/{id}/{action}"
+)
 
 // CookieName is the session cookie's name.
 const CookieName = "otaserve_session"
@@ -90,8 +112,13 @@ const LinkPath = "/api/v1/dashboard/login-link"
 
 // New prepares the dashboard.
 func New(cfg Config) (*Dashboard, error) {
-	if cfg.Store == nil || cfg.Campaigns == nil || cfg.API == nil || cfg.Token == "" {
-		return nil, errors.New("dashboard: Store, Campaigns, API and Token are required")
+	if cfg.Store == nil || cfg.Campaigns == nil || cfg.API == nil || cfg.Tokens == nil {
+		return nil, errors.New("dashboard: Store, Campaigns, API and Tokens are required")
+	}
+	for _, r := range []string{uploadRoute, createRoute, campaignRoute} {
+		if _, ok := api.ScopeOf(r); !ok {
+			return nil, fmt.Errorf("dashboard: the API has no route %s", r)
+		}
 	}
 	if cfg.LinkTTL == 0 {
 		cfg.LinkTTL = 5 * time.Minute
@@ -106,7 +133,7 @@ func New(cfg Config) (*Dashboard, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dashboard{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{},
-		links: map[string]time.Time{}, sessions: map[string]session{}}
+		links: map[string]link{}, sessions: map[string]session{}}
 	for _, p := range []string{"fleet", "device", "images", "campaigns", "campaign", "signin"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -123,11 +150,11 @@ func New(cfg Config) (*Dashboard, error) {
 	m.HandleFunc("GET /{$}", d.fleet)
 	m.HandleFunc("GET /devices/{pk}/{dn}", d.signedIn(d.device))
 	m.HandleFunc("GET /images", d.signedIn(d.images))
-	m.HandleFunc("POST /images", d.signedIn(d.upload))
+	m.HandleFunc("POST /images", d.signedIn(d.needs(uploadRoute, d.upload)))
 	m.HandleFunc("GET /campaigns", d.signedIn(d.campaigns))
-	m.HandleFunc("POST /campaigns", d.signedIn(d.createCampaign))
+	m.HandleFunc("POST /campaigns", d.signedIn(d.needs(createRoute, d.createCampaign)))
 	m.HandleFunc("GET /campaigns/{id}", d.signedIn(d.campaign))
-	m.HandleFunc("POST /campaigns/{id}/{action}", d.signedIn(d.campaignAction))
+	m.HandleFunc("POST /campaigns/{id}/{action}", d.signedIn(d.needs(campaignRoute, d.campaignAction)))
 	m.HandleFunc("POST /logout", d.signedIn(d.logout))
 	m.HandleFunc("POST "+LinkPath, d.newLink)
 	d.mux = m
@@ -152,28 +179,48 @@ func randomToken() string {
 }
 
 // LoginLink makes a new single-use sign-in link, "/?login=SECRET", to be
-// put after the server's base URL. It expires after Config.LinkTTL.
-func (d *Dashboard) LoginLink() string {
+// put after the server's base URL, for caller (api.Tokens.Authenticate
+// says who holds a token). It expires after Config.LinkTTL, or with the
+// caller's token if that is sooner.
+func (d *Dashboard) LoginLink(caller api.Caller) string {
 	tok := randomToken()
 	now := d.cfg.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for k, exp := range d.links {
-		if !now.Before(exp) {
+	for k, l := range d.links {
+		if !now.Before(l.expires) {
 			delete(d.links, k)
 		}
 	}
-	d.links[tok] = now.Add(d.cfg.LinkTTL)
+	d.links[tok] = link{caller: caller, expires: within(now.Add(d.cfg.LinkTTL), caller)}
 	return "/?login=" + tok
 }
 
-// newLink answers POST LinkPath with a new sign-in link, for the bearer of
-// the operator token.
+// within returns t, or the caller's token's expiry if that is sooner.
+func within(t time.Time, c api.Caller) time.Time {
+	if !c.Expires.IsZero() && c.Expires.Before(t) {
+		return c.Expires
+	}
+	return t
+}
+
+// newLink answers POST LinkPath with a new sign-in link for the bearer of
+// a live token, of any scope: the session it opens has the token's scope.
 func (d *Dashboard) newLink(w http.ResponseWriter, r *http.Request) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(d.cfg.Token)) != 1 {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || secret == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve"`)
-		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		http.Error(w, "missing bearer token: pass an API token, of any scope (the session gets its scope)", http.StatusUnauthorized)
+		return
+	}
+	caller, err := d.cfg.Tokens.Authenticate(secret)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.As(err, new(*api.AuthError)) {
+			status = http.StatusUnauthorized
+			w.Header().Set("WWW-Authenticate", `Bearer realm="otaserve", error="invalid_token"`)
+		}
+		http.Error(w, err.Error(), status)
 		return
 	}
 	scheme := "http"
@@ -182,18 +229,18 @@ func (d *Dashboard) newLink(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	fmt.Fprintf(w, "%s://%s%s\n", scheme, r.Host, d.LoginLink())
+	fmt.Fprintf(w, "%s://%s%s\n", scheme, r.Host, d.LoginLink(caller))
 }
 
 // redeem spends a sign-in link and opens a session.
-func (d *Dashboard) redeem(secret string) (cookie string, ok bool) {
+func (d *Dashboard) redeem(secret string) (cookie string, expires time.Time, ok bool) {
 	now := d.cfg.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	exp, found := d.links[secret]
+	l, found := d.links[secret]
 	delete(d.links, secret) // single use, even when expired
-	if !found || !now.Before(exp) {
-		return "", false
+	if !found || !now.Before(l.expires) {
+		return "", time.Time{}, false
 	}
 	for k, s := range d.sessions {
 		if !now.Before(s.expires) {
@@ -201,23 +248,50 @@ func (d *Dashboard) redeem(secret string) (cookie string, ok bool) {
 		}
 	}
 	cookie = randomToken()
-	d.sessions[cookie] = session{csrf: randomToken(), expires: now.Add(d.cfg.SessionTTL)}
-	return cookie, true
+	s := session{csrf: randomToken(), caller: l.caller, expires: within(now.Add(d.cfg.SessionTTL), l.caller)}
+	d.sessions[cookie] = s
+	return cookie, s.expires, true
 }
 
-// current returns the request's session.
-func (d *Dashboard) current(r *http.Request) (session, bool) {
+// current returns the request's session. A session whose token was
+// revoked or expired meanwhile ends here; why is the message.
+func (d *Dashboard) current(r *http.Request) (session, string, bool) {
 	c, err := r.Cookie(CookieName)
 	if err != nil {
-		return session{}, false
+		return session{}, "", false
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	s, ok := d.sessions[c.Value]
+	d.mu.Unlock()
 	if !ok || !d.cfg.Now().Before(s.expires) {
-		return session{}, false
+		return session{}, "", false
 	}
-	return s, true
+	caller, err := d.cfg.Tokens.Check(s.caller)
+	if err != nil {
+		if errors.As(err, new(*api.AuthError)) {
+			d.mu.Lock()
+			delete(d.sessions, c.Value)
+			d.mu.Unlock()
+		}
+		d.log.Info("dashboard: session ended", "token", s.caller.Token, "why", err)
+		return session{}, "This session has ended: " + err.Error(), false
+	}
+	s.caller = caller
+	return s, "", true
+}
+
+type sessionKey struct{}
+
+// sessionOf returns the session signedIn found for the request.
+func sessionOf(r *http.Request) (session, bool) {
+	s, ok := r.Context().Value(sessionKey{}).(session)
+	return s, ok
+}
+
+// allows reports whether the session's scope allows an API route.
+func (s session) allows(route string) bool {
+	need, ok := api.ScopeOf(route)
+	return ok && s.caller.Scope.Allows(need)
 }
 
 type ctxHandler func(w http.ResponseWriter, r *http.Request, s session)
@@ -227,9 +301,9 @@ type ctxHandler func(w http.ResponseWriter, r *http.Request, s session)
 // session's, or whose Origin is another site's.
 func (d *Dashboard) signedIn(h ctxHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, ok := d.current(r)
+		s, why, ok := d.current(r)
 		if !ok {
-			d.signIn(w, r, http.StatusUnauthorized, "")
+			d.signIn(w, r, http.StatusUnauthorized, why)
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -243,6 +317,21 @@ func (d *Dashboard) signedIn(h ctxHandler) http.HandlerFunc {
 			}
 		}
 		w.Header().Set("Cache-Control", "no-store")
+		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
+	}
+}
+
+// needs serves h to a session whose scope allows the API route behind it,
+// and refuses anyone else with 403 (the pages do not offer them the form).
+// The API checks again; refusing here says it in the dashboard's words.
+func (d *Dashboard) needs(route string, h ctxHandler) ctxHandler {
+	return func(w http.ResponseWriter, r *http.Request, s session) {
+		if !s.allows(route) {
+			need, _ := api.ScopeOf(route)
+			http.Error(w, fmt.Sprintf("forbidden: this session is of token %q, of scope %s; this needs scope %s: sign in with a link made by a token of it (otaserve token create --scope %s)",
+				s.caller.Token, s.caller.Scope, need, need), http.StatusForbidden)
+			return
+		}
 		h(w, r, s)
 	}
 }
@@ -273,19 +362,26 @@ func sameOrigin(r *http.Request) bool {
 // fleet serves "/": with ?login=, the sign-in; otherwise the fleet page.
 func (d *Dashboard) fleet(w http.ResponseWriter, r *http.Request) {
 	if secret := r.URL.Query().Get("login"); secret != "" {
-		cookie, ok := d.redeem(secret)
+		cookie, expires, ok := d.redeem(secret)
 		if !ok {
 			d.signIn(w, r, http.StatusUnauthorized, "This sign-in link was used already or has expired.")
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: cookie, Path: "/", HttpOnly: true,
-			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(d.cfg.SessionTTL / time.Second)})
-		d.log.Info("dashboard: signed in", "remote", r.RemoteAddr)
+			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(expires.Sub(d.cfg.Now()) / time.Second)})
+		d.log.Info("dashboard: signed in", "remote", r.RemoteAddr, "token", d.sessionToken(cookie))
 		// Off the URL, so the spent secret stays out of the history.
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
 	d.signedIn(d.fleetPage)(w, r)
+}
+
+// sessionToken names the token of a session, for the log.
+func (d *Dashboard) sessionToken(cookie string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sessions[cookie].caller.Token
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ session) {

@@ -36,14 +36,17 @@ func (c *clock) add(d time.Duration) {
 
 const token = "operator-token-for-tests"
 
-// serve runs the dashboard over a real store, campaign service and API on
-// a loopback server.
-func serve(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock) {
-	d, srv, clk, _ := serveStore(t)
-	return d, srv, clk
+// fixture is the dashboard over a real store, campaign service and API on
+// a loopback server, with an admin token (token) in its tokens.
+type fixture struct {
+	d      *dashboard.Dashboard
+	srv    *httptest.Server
+	clk    *clock
+	st     *store.Store
+	tokens *api.Tokens
 }
 
-func serveStore(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock, *store.Store) {
+func setup(t *testing.T) *fixture {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -59,14 +62,41 @@ func serveStore(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock, *
 	must(err)
 	svc, err := campaign.NewService(campaign.Config{Store: st, FirmwareURL: func(store.Image) string { return "" }})
 	must(err)
-	h, err := api.New(api.Config{Store: st, Firmware: blobs, Campaigns: svc, Token: token})
-	must(err)
 	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	d, err := dashboard.New(dashboard.Config{Store: st, Campaigns: svc, API: h, Token: token, Now: clk.Now})
+	toks := &api.Tokens{Store: st, Now: clk.Now}
+	_, err = toks.Put("ops", api.ScopeAdmin, token, time.Time{})
+	must(err)
+	h, err := api.New(api.Config{Store: st, Firmware: blobs, Campaigns: svc, Tokens: toks})
+	must(err)
+	d, err := dashboard.New(dashboard.Config{Store: st, Campaigns: svc, API: h, Tokens: toks, Now: clk.Now})
 	must(err)
 	srv := httptest.NewServer(d)
 	t.Cleanup(srv.Close)
-	return d, srv, clk, st
+	return &fixture{d: d, srv: srv, clk: clk, st: st, tokens: toks}
+}
+
+// serve runs the dashboard (see setup).
+func serve(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock) {
+	f := setup(t)
+	return f.d, f.srv, f.clk
+}
+
+func serveStore(t *testing.T) (*dashboard.Dashboard, *httptest.Server, *clock, *store.Store) {
+	f := setup(t)
+	return f.d, f.srv, f.clk, f.st
+}
+
+// linkFor makes a sign-in link as an operator does, through the API route
+// with a token's secret, and returns its path ("/?login=...").
+func linkFor(t *testing.T, srv *httptest.Server, secret string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+dashboard.LinkPath, nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, body := do(t, http.DefaultClient, req)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", dashboard.LinkPath, resp.StatusCode, body)
+	}
+	return strings.TrimPrefix(strings.TrimSpace(body), srv.URL)
 }
 
 // browser is an HTTP client with cookies that does not follow redirects.
@@ -95,12 +125,12 @@ func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 // cookie the page's scripts cannot read and other sites cannot send; the
 // same link again, an expired one or an unknown one is refused.
 func TestSignIn_LinkIsSingleUseAndExpires(t *testing.T) {
-	d, srv, clk := serve(t)
+	_, srv, clk := serve(t)
 	c := browser(t)
 	if resp, _ := get(t, c, srv.URL+"/"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("the fleet without a session: %d, want 401", resp.StatusCode)
 	}
-	link := d.LoginLink()
+	link := linkFor(t, srv, token)
 	resp, _ := get(t, c, srv.URL+link)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
 		t.Fatalf("sign-in: %d to %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"))
@@ -113,7 +143,7 @@ func TestSignIn_LinkIsSingleUseAndExpires(t *testing.T) {
 		t.Fatalf("the fleet with the session: %d", resp.StatusCode)
 	}
 
-	expired := d.LoginLink()
+	expired := linkFor(t, srv, token)
 	for _, c := range []struct {
 		name, link string
 		later      time.Duration // how long after the link was made
@@ -228,7 +258,7 @@ func TestStatic_NeedsNoSession(t *testing.T) {
 func signIn(t *testing.T, d *dashboard.Dashboard, srv *httptest.Server) (*http.Client, string) {
 	t.Helper()
 	c := browser(t)
-	get(t, c, srv.URL+d.LoginLink())
+	get(t, c, srv.URL+linkFor(t, srv, token))
 	_, page := get(t, c, srv.URL+"/campaigns")
 	m := csrfField.FindStringSubmatch(page)
 	if m == nil {
@@ -361,5 +391,119 @@ func TestDevice_ShowsEachModule(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the device page lacks %s", want)
 		}
+	}
+}
+
+// TestSession_BoundToItsTokensScope: a session has the scope of the token
+// whose link opened it. A read session sees every page but no form that
+// changes the fleet, and its POSTs are refused with 403; an operator
+// session runs a campaign's actions. A session ends when its token
+// expires, even before its own time is up, and when the token is revoked.
+func TestSession_BoundToItsTokensScope(t *testing.T) {
+	f := setup(t)
+	if err := f.st.AddDevice(store.Device{ProductKey: "pk", DeviceName: "a", Board: "b", Group: "lab", Version: "1.0.0+0", State: store.DeviceIdle}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := f.st.AddImage(store.Image{Version: "2.0.0+0", Board: "b", Size: 1000, SHA256: strings.Repeat("ab", 32), Uploaded: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, adminCSRF := signIn(t, f.d, f.srv)
+	postAs := func(c *http.Client, csrf, path string, form url.Values) (int, string) {
+		t.Helper()
+		form.Set("csrf", csrf)
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, body := do(t, c, req)
+		return resp.StatusCode, body
+	}
+	if code, _ := postAs(admin, adminCSRF, "/campaigns", url.Values{"image": {fmt.Sprint(img.ID)}, "target_kind": {"group"}, "target": {"lab"},
+		"waves": {"1,100%"}, "success": {"100"}, "error": {"0"}}); code != http.StatusSeeOther {
+		t.Fatalf("an admin session creates a campaign: %d", code)
+	}
+	if _, err := f.st.Campaign(1); err != nil {
+		t.Fatalf("the admin session's campaign: %v", err)
+	}
+	session := func(name string, scope api.Scope, ttl time.Duration) (*http.Client, string) {
+		t.Helper()
+		secret, _, err := f.tokens.Create(name, scope, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := browser(t)
+		resp, _ := get(t, c, f.srv.URL+linkFor(t, f.srv, secret))
+		if len(resp.Cookies()) != 1 {
+			t.Fatalf("%s: no session cookie", name)
+		}
+		if max := time.Duration(resp.Cookies()[0].MaxAge) * time.Second; max > ttl {
+			t.Errorf("%s: the cookie lasts %v, past its token's %v", name, max, ttl)
+		}
+		_, page := get(t, c, f.srv.URL+"/")
+		m := csrfField.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("%s: no csrf field on the fleet page", name)
+		}
+		return c, m[1]
+	}
+	viewer, viewerCSRF := session("viewer", api.ScopeRead, time.Hour)
+	oncall, oncallCSRF := session("oncall", api.ScopeOperator, 2*time.Hour)
+
+	forms := []string{`action="/images?csrf=`, `id="create"`, `action="/campaigns/1/pause"`}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		offers bool
+	}{{"read", viewer, false}, {"operator", oncall, true}} {
+		for _, page := range []string{"/", "/images", "/campaigns", "/campaigns/1", "/devices/pk/a"} {
+			resp, body := get(t, c.client, f.srv.URL+page)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s session, GET %s: %d", c.name, page, resp.StatusCode)
+			}
+			for _, form := range forms {
+				if strings.Contains(body, form) && !c.offers {
+					t.Errorf("a %s session is offered %s on %s", c.name, form, page)
+				}
+			}
+		}
+	}
+	_, page := get(t, viewer, f.srv.URL+"/campaigns/1")
+	if !strings.Contains(page, "viewer (read: read only)") {
+		t.Error("the page does not say the session is read only")
+	}
+	_, page = get(t, oncall, f.srv.URL+"/campaigns/1")
+	if !strings.Contains(page, `action="/campaigns/1/pause"`) {
+		t.Error("an operator session is not offered Pause")
+	}
+
+	for _, path := range []string{"/campaigns/1/pause", "/campaigns", "/images"} {
+		code, body := postAs(viewer, viewerCSRF, path, url.Values{})
+		if code != http.StatusForbidden || !strings.Contains(body, `token "viewer", of scope read; this needs scope operator`) {
+			t.Errorf("a read session's POST %s: %d %q, want 403 naming scope operator", path, code, body)
+		}
+	}
+	if c, _ := f.st.Campaign(1); c.State != store.CampaignRunning {
+		t.Fatalf("after a read session's pause the campaign is %s", c.State)
+	}
+	if code, _ := postAs(oncall, oncallCSRF, "/campaigns/1/pause", url.Values{}); code != http.StatusSeeOther {
+		t.Errorf("an operator session's pause: %d, want 303", code)
+	}
+	if c, _ := f.st.Campaign(1); c.State != store.CampaignPaused {
+		t.Errorf("after an operator session's pause the campaign is %s", c.State)
+	}
+
+	// The read token expires after an hour: its session with it, though
+	// sessions last 12 hours; the operator's goes on.
+	f.clk.add(time.Hour + time.Second)
+	if resp, _ := get(t, viewer, f.srv.URL+"/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the read session after its token expired: %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := get(t, oncall, f.srv.URL+"/"); resp.StatusCode != http.StatusOK {
+		t.Errorf("the operator session before its token expires: %d, want 200", resp.StatusCode)
+	}
+	if _, err := f.st.RevokeToken("oncall", f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := get(t, oncall, f.srv.URL+"/"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "was revoked") {
+		t.Errorf("the operator session after its token was revoked: %d, want 401 saying so", resp.StatusCode)
 	}
 }

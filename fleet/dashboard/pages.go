@@ -29,6 +29,11 @@ type page struct {
 	Message  string // a notice at the top of the page
 	Error    string // an error at the top of the page
 	LinkPath string
+	// Token and Scope are the session's; Can says which forms its scope
+	// may send, so that the page offers no other.
+	Token string
+	Scope api.Scope
+	Can   can
 
 	Filter    filter
 	Choices   choices
@@ -45,6 +50,10 @@ type page struct {
 }
 
 type filter struct{ Board, Group, Version, State, Q string }
+
+// can is what a session may change: upload images, create campaigns, and
+// pause, resume or cancel them.
+type can struct{ Upload, Create, Act bool }
 
 type choices struct{ Boards, Groups, Versions, States []string }
 
@@ -108,8 +117,9 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 			p.Self += "?" + q.Encode()
 		}
 	}
-	if s, ok := d.current(r); ok {
-		p.CSRF = s.csrf
+	if s, ok := sessionOf(r); ok {
+		p.CSRF, p.Token, p.Scope = s.csrf, s.caller.Token, s.caller.Scope
+		p.Can = can{Upload: s.allows(uploadRoute), Create: s.allows(createRoute), Act: s.allows(campaignRoute)}
 	}
 	tmpl := "layout.html"
 	if r.Header.Get("HX-Request") == "true" && r.Header.Get("HX-Target") == "live" {
@@ -251,13 +261,17 @@ func (d *Dashboard) boards() choices {
 	return c
 }
 
-// callAPI runs one request through the REST API's handler, as the operator.
+// callAPI runs one request through the REST API's handler, as the
+// session's caller: the API checks its scope as it checks a token's.
 func (d *Dashboard) callAPI(r *http.Request, method, path, ctype string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(r.Context(), method, path, body)
+	s, ok := sessionOf(r)
+	if !ok {
+		return errors.New("no session") // signedIn puts one on every request that gets here
+	}
+	req, err := http.NewRequestWithContext(api.WithCaller(r.Context(), s.caller), method, path, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+d.cfg.Token)
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}

@@ -9,6 +9,7 @@
 package firmware
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/md5"
@@ -178,6 +179,9 @@ func Check(r io.ReaderAt, size int64, keys []crypto.PublicKey, algorithm string)
 		return Meta{}, fmt.Errorf("%w: no public key configured to check image signatures: start otaserve with --key PUB.pem", ErrRefused)
 	}
 	img, err := image.Verify(r, size, keys)
+	if errors.Is(err, image.ErrEncrypted) && img != nil {
+		return checkEncrypted(img, size, keys, algorithm)
+	}
 	if err != nil {
 		return Meta{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
@@ -208,6 +212,47 @@ func Check(r io.ReaderAt, size int64, keys []crypto.PublicKey, algorithm string)
 		m.KeyID = hex.EncodeToString(kh)
 	}
 	return m, nil
+}
+
+// checkEncrypted is Check of an encrypted image (otaimg sign --encrypt,
+// imgtool -E). Its hash and signature cover the plain payload, which only
+// the devices can decrypt (the server never holds their key), so the
+// server checks what it can: the key TLV, the board's algorithm, a
+// signature TLV that names (KEYHASH or PUBKEY) one of keys, and the size.
+// Each device verifies the hash and the signature, decrypted, before
+// anything is marked bootable.
+func checkEncrypted(img *image.Image, size int64, keys []crypto.PublicKey, algorithm string) (Meta, error) {
+	if img.Encryption.KeyTLV == 0 {
+		return Meta{}, fmt.Errorf("%w: image flags %s: encrypted but no key TLV carries its AES key: sign it again with otaimg sign --encrypt", ErrRefused, img.Header.FlagString())
+	}
+	if img.Signature == 0 {
+		return Meta{}, fmt.Errorf("%w: %w", ErrRefused, image.ErrUnsigned)
+	}
+	if algorithm != "" {
+		if err := img.CheckAlgorithm(algorithm); err != nil {
+			return Meta{}, fmt.Errorf("%w: %w: sign it with the board's %s key", ErrRefused, err, algorithm)
+		}
+		keys = image.KeysOfType(keys, algorithm)
+	}
+	named := img.KeyHash
+	if named == nil && img.PublicKey != nil {
+		h := sha256.Sum256(img.PublicKey)
+		named = h[:]
+	}
+	var id string
+	for _, k := range keys {
+		if kh, err := image.KeyHash(k); err == nil && bytes.Equal(kh, named) {
+			id = hex.EncodeToString(kh)
+		}
+	}
+	if id == "" {
+		return Meta{}, fmt.Errorf("%w: encrypted image %s names a signing key (key hash %x) that is none of otaserve's (%s): sign it with one of them",
+			ErrRefused, img.Version, named[:min(4, len(named))], image.DescribeKeys(keys))
+	}
+	if img.TotalSize != size {
+		return Meta{}, fmt.Errorf("%w: the file has %d bytes but the image ends at %d: upload the unpadded image", ErrRefused, size, img.TotalSize)
+	}
+	return Meta{Version: img.Version.String(), SecurityCounter: img.SecurityCounter, SignatureType: img.Signature.KeyType(), KeyID: id}, nil
 }
 
 // Handler serves GET and HEAD of /{sha256} from the store, with Range,

@@ -53,6 +53,13 @@ type Device struct {
 	// has heard no release statement for longer than it allows, so its
 	// orders may be withheld (Uptane's freeze).
 	PossiblyFrozen bool `json:"possibly_frozen,omitempty"`
+	// UnsignedOrders is what the device's latest version report said too:
+	// it takes unsigned orders (an agent in the migration mode of a
+	// device.yaml from before signed orders, or one without a nonce).
+	UnsignedOrders bool `json:"unsigned_orders,omitempty"`
+	// PlainSignIn: the device's latest sign-in on the embedded broker was
+	// on the listener without TLS of a migration period.
+	PlainSignIn bool `json:"plain_sign_in,omitempty"`
 	// KeySet is the default module's key set version (Module.KeySet).
 	KeySet uint64 `json:"key_set,omitempty"`
 }

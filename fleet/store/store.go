@@ -1,6 +1,6 @@
 // Package store is the fleet's persistent state: the device registry, the
-// firmware image catalog, campaigns with their per-device progress, and a few
-// settings (the operator token). It is one bbolt file, written in
+// firmware image catalog, campaigns with their per-device progress, the API
+// tokens (hashed) and a few settings. It is one bbolt file, written in
 // transactions, so a restart or a crash loses nothing that was acknowledged.
 //
 // It is not where campaign rules live (fleet/campaign) nor where firmware
@@ -41,6 +41,7 @@ var (
 	bucketImages    = []byte("images")
 	bucketCampaigns = []byte("campaigns")
 	bucketProgress  = []byte("progress")
+	bucketTokens    = []byte("tokens")
 	keySchema       = []byte("schema")
 )
 
@@ -75,7 +76,7 @@ func Open(path string) (*Store, error) {
 				return fmt.Errorf("schema version %d is newer than this otaserve understands (%d): upgrade otaserve", n, SchemaVersion)
 			}
 		}
-		for _, b := range [][]byte{bucketDevices, bucketImages, bucketCampaigns, bucketProgress} {
+		for _, b := range [][]byte{bucketDevices, bucketImages, bucketCampaigns, bucketProgress, bucketTokens} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

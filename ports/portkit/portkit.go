@@ -30,6 +30,10 @@ const (
 	// EnvBootKey lists the PEM public keys (comma-separated files) the
 	// simulated bootloader verifies images with.
 	EnvBootKey = "OTAPORT_BOOT_KEY"
+	// EnvBootEncKey names the private key file the simulated bootloader of
+	// an MCUboot board decrypts encrypted images with, as MCUboot is
+	// built with it.
+	EnvBootEncKey = "OTAPORT_BOOT_ENC_KEY"
 )
 
 // Config is how a port is opened. A plugin's main fills it from its
@@ -45,16 +49,18 @@ type Config struct {
 	KeyFiles []string
 	// Keys are public keys the bootloader verifies images with.
 	Keys []crypto.PublicKey
+	// EncKeyFile is the private key file of EnvBootEncKey; empty: none.
+	EncKeyFile string
 	// Logger receives what the bootloader does, with the board's name; nil
 	// discards it.
 	Logger *slog.Logger
 }
 
 // FromEnv returns the configuration a plugin's environment asks for:
-// OTAPORT_FLASH and OTAPORT_BOOT_KEY. getenv is os.Getenv in the plugin's
+// OTAPORT_FLASH, OTAPORT_BOOT_KEY and OTAPORT_BOOT_ENC_KEY. getenv is os.Getenv in the plugin's
 // main, which is the one place that reads the environment.
 func FromEnv(getenv func(string) string, logger *slog.Logger) Config {
-	cfg := Config{Flash: getenv(EnvFlash), Logger: logger}
+	cfg := Config{Flash: getenv(EnvFlash), Logger: logger, EncKeyFile: strings.TrimSpace(getenv(EnvBootEncKey))}
 	for _, f := range strings.Split(getenv(EnvBootKey), ",") {
 		if f = strings.TrimSpace(f); f != "" {
 			cfg.KeyFiles = append(cfg.KeyFiles, f)
@@ -104,6 +110,11 @@ func options(l hal.Layout, cfg Config) (boot.Options, error) {
 		return boot.Options{}, fmt.Errorf("%s: %w", EnvBootKey, err)
 	}
 	opts.Keys = append(opts.Keys, keys...)
+	if cfg.EncKeyFile != "" {
+		if opts.DecryptKey, err = image.ReadDecryptionKey(cfg.EncKeyFile); err != nil {
+			return boot.Options{}, fmt.Errorf("%s: %w", EnvBootEncKey, err)
+		}
+	}
 	return opts, nil
 }
 

@@ -9,11 +9,13 @@ package bootutil
 import (
 	"bytes"
 	"crypto"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,6 +54,18 @@ var mcubootSources = []string{
 	"ext/tinycrypt/lib/source/ecc_platform_specific.c",
 	"ext/mbedtls-asn1/src/asn1parse.c",
 	"ext/mbedtls-asn1/src/platform_util.c",
+}
+
+// encSources are what a build with MCUBOOT_ENCRYPT_EC256 adds, as the
+// simulator's feature enc-ec256 does: bootutil's encrypted.c and
+// tinycrypt's AES, CTR, HMAC and ECDH.
+var encSources = []string{
+	"boot/bootutil/src/encrypted.c",
+	"ext/tinycrypt/lib/source/aes_encrypt.c",
+	"ext/tinycrypt/lib/source/aes_decrypt.c",
+	"ext/tinycrypt/lib/source/ctr_mode.c",
+	"ext/tinycrypt/lib/source/hmac.c",
+	"ext/tinycrypt/lib/source/ecc_dh.c",
 }
 
 // modeDefines are the -D flags of each mode's build, as MCUboot's Kconfig
@@ -158,6 +172,14 @@ type bootloader struct {
 // the directory dir.
 func compile(t *testing.T, dir string, mode mcuboot.Mode, maxImgSectors int, s signer) bootloader {
 	t.Helper()
+	return compileWith(t, dir, mode, maxImgSectors, s, nil)
+}
+
+// compileWith is compile; with encKey, a build that decrypts images
+// encrypted for that P-256 key (MCUBOOT_ENC_IMAGES, MCUBOOT_ENCRYPT_EC256
+// on tinycrypt, the key's PKCS#8 DER compiled in as enckey.inc).
+func compileWith(t *testing.T, dir string, mode mcuboot.Mode, maxImgSectors int, s signer, encKey crypto.Signer) bootloader {
+	t.Helper()
 	src, cc := mcubootTree(t)
 	defs, ok := modeDefines[mode]
 	if !ok {
@@ -168,11 +190,32 @@ func compile(t *testing.T, dir string, mode mcuboot.Mode, maxImgSectors int, s s
 		fmt.Sprintf("-DMCUBOOT_MAX_IMG_SECTORS=%d", maxImgSectors),
 		`-DMBEDTLS_CONFIG_FILE="mbedtls_asn1_config.h"`}
 	args = append(args, defs...)
+	sources := mcubootSources
+	if encKey != nil {
+		bin += "-enc"
+		args[4] = bin
+		inc := t.TempDir()
+		der, err := x509.MarshalPKCS8PrivateKey(encKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c strings.Builder
+		c.WriteString("unsigned char enc_key[] = {")
+		for _, b := range der {
+			fmt.Fprintf(&c, "0x%02x,", b)
+		}
+		fmt.Fprintf(&c, "};\nstatic unsigned int enc_key_len = %d;\n", len(der))
+		if err := os.WriteFile(filepath.Join(inc, "enckey.inc"), []byte(c.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-DMCUBOOT_ENC_IMAGES=1", "-DMCUBOOT_ENCRYPT_EC256=1", "-I"+inc)
+		sources = append(slices.Clone(sources), encSources...)
+	}
 	args = append(args, "-I"+s.pubInc, "-Itestdata/harness/include",
 		"-I"+filepath.Join(src, "boot/bootutil/include"), "-I"+filepath.Join(src, "boot/bootutil/src"),
 		"-I"+filepath.Join(src, "ext/tinycrypt/lib/include"), "-I"+filepath.Join(src, "ext/mbedtls-asn1/include"),
 		"testdata/harness/boot.c")
-	for _, f := range mcubootSources {
+	for _, f := range sources {
 		args = append(args, filepath.Join(src, f))
 	}
 	out, err := exec.Command(cc, args...).CombinedOutput()

@@ -1,6 +1,6 @@
 // Package sequences is otaport's sequence tester: seeded, randomized
 // sequences of the commands a user types (install of good and bad images,
-// resume, boot, confirm, rollback, status) and of the device agent (started,
+// resume, boot, confirm, rollback, status, keyset) and of the device agent (started,
 // given an order, its health check passing or failing, stopped) with power
 // cuts before, after and torn at random flash operations, run over the real
 // parts (boot.Platform on the flash emulator, the simulated bootloader, the

@@ -18,6 +18,7 @@ import (
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/core/keyset"
 	"github.com/otaport/otaport/ports/cport"
 )
 
@@ -186,4 +187,38 @@ func (f *fixture) image(k imageKind, v string) (string, error) {
 	}
 	f.images[name] = p
 	return p, nil
+}
+
+// keySetRevokes is the first version of the fixture's key sets that
+// revokes alien.
+const keySetRevokes = 3
+
+// keySet returns the key set of version v, signed with key: up to
+// keySetRevokes-1 it trusts key and alien, as the device does without a
+// set; from keySetRevokes on it trusts key alone and revokes alien. alien
+// only ever signs images of another algorithm than the board's, which are
+// refused with or without it, so no set changes what the model expects:
+// the step proves that taking sets, a write to params beside the boot
+// request, never leaves the device unbootable, and that the bootloader
+// boots with the set it finds.
+func (f *fixture) keySet(v int) ([]byte, error) {
+	sp := keyset.Spec{Version: uint64(v), Roots: []crypto.PublicKey{f.key.Public()}, ImageKeys: f.keys}
+	if v >= keySetRevokes {
+		sp.ImageKeys = []crypto.PublicKey{f.key.Public()}
+		sp.Revoked = []crypto.PublicKey{f.alien.Public()}
+	}
+	raw, err := keyset.Sign(sp, f.key)
+	if err != nil {
+		return nil, fmt.Errorf("board %s: key set %d: %w", f.name, v, err)
+	}
+	return raw, nil
+}
+
+func keySetName(v int) string { return fmt.Sprintf("keyset-v%d.json", v) }
+
+func keySetDesc(v int) string {
+	if v >= keySetRevokes {
+		return "trusts pub.pem, revokes alien.pem"
+	}
+	return "trusts pub.pem and alien.pem"
 }

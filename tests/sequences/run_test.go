@@ -134,6 +134,15 @@ func (r *runner) command(pl devicePort, s step, version string) (hal.RebootResul
 		return hal.RebootResult{}, r.engine(pl, false).Confirm(r.ctx)
 	case stepRollback:
 		return hal.RebootResult{}, r.engine(pl, false).Rollback(r.ctx)
+	case stepKeySet:
+		raw, err := r.f.keySet(s.keySet)
+		if err != nil {
+			panic(err) // the fixture's own failure, not the device's
+		}
+		// Taken, or refused while a trial or a boot request is pending:
+		// either way the model expects the same device.
+		_, err = r.engine(pl, false).ApplyKeySet(r.ctx, raw)
+		return hal.RebootResult{}, err
 	}
 	return hal.RebootResult{}, nil
 }

@@ -20,10 +20,11 @@ const (
 	stepStatus
 	stepAgentOrder   // the agent starts, takes an order, stops
 	stepAgentRestart // the agent starts, finishes what was left, stops
+	stepKeySet       // otarun keyset: the next key set of the chain
 )
 
 func (k stepKind) String() string {
-	return [...]string{"install", "resume", "boot", "confirm", "rollback", "status", "agent-order", "agent-restart"}[k]
+	return [...]string{"install", "resume", "boot", "confirm", "rollback", "status", "agent-order", "agent-restart", "keyset"}[k]
 }
 
 // imageKind is what is wrong, if anything, with an image offered to
@@ -59,7 +60,10 @@ type step struct {
 	version string // for install; "" for imgEqual (the running version)
 	// healthy: the agent's health check passes (agent steps).
 	healthy bool
-	cut     cut
+	// keySet is the version of the key set a keyset step offers
+	// (fixture.keySet).
+	keySet int
+	cut    cut
 }
 
 // cut is a power cut drawn for a step. Where it falls is a fraction of
@@ -147,6 +151,7 @@ func draw(r *rand.Rand, shares []share) imageKind {
 func generate(seed uint64, n int) []step {
 	r := rand.New(rand.NewPCG(seed, 0x5e9))
 	var vs versions
+	var keySets int
 	steps := make([]step, 0, n)
 	for range n {
 		var s step
@@ -163,8 +168,12 @@ func generate(seed uint64, n int) []step {
 			s.kind = stepConfirm
 		case x < 88:
 			s.kind = stepRollback
-		case x < 94:
+		case x < 92:
 			s.kind = stepStatus
+		case x < 94:
+			s.kind = stepKeySet
+			keySets++
+			s.keySet = keySets
 		case x < 97:
 			s.kind = stepAgentOrder
 			s.img = draw(r, orderImages)
@@ -221,6 +230,8 @@ func otarun(f *fixture, steps []step, fl *failure) string {
 			}
 		case stepResume:
 			cmd = "otarun install --resume"
+		case stepKeySet:
+			cmd = fmt.Sprintf("otarun keyset %s   # %s", keySetName(s.keySet), keySetDesc(s.keySet))
 		case stepAgentOrder, stepAgentRestart:
 			cmd = "otarun agent --config device.yaml   # health check " + map[bool]string{true: "passes", false: "fails"}[s.healthy]
 			if s.kind == stepAgentOrder {

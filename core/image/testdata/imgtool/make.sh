@@ -27,3 +27,15 @@ $IMGTOOL $T -s 3 payload-thumb.bin ed25519-thumb-sec.img
 $IMGTOOL $T -s 3 --compression lzma2armthumb payload-thumb.bin ed25519-lzma2armthumb.img
 $IMGTOOL sign -H 0x200 -S 0x10000 -k $K/ecdsa-p256.pem -v 2.1.0 --compression lzma2armthumb payload-thumb-hdr.bin ecdsa-p256-lzma2armthumb-hdr.img
 $IMGTOOL sign -H 0x200 --pad-header -S 0x10000 -v 1.3.0 --compression lzma2 payload-thumb.bin unsigned-lzma2.img
+# Encrypted images (-E), for the encryption keys in ../keys: X25519, and the
+# P-256 and RSA-2048 signing keys, whose type imgtool wants to match the
+# signature's.
+E="sign -H 0x200 --pad-header -S 0x10000 -v 1.4.0"
+$IMGTOOL $E -k $K/ed25519.pem -E $K/enc-x25519.pub.pem payload.bin ed25519-enc-x25519.img
+$IMGTOOL $E -k $K/ed25519.pem -E $K/enc-x25519.pub.pem --encrypt-keylen 256 --hmac-sha 512 payload.bin ed25519-enc-x25519-sha512-aes256.img
+$IMGTOOL $E -k $K/ecdsa-p256.pem -E $K/ecdsa-p256.pub.pem -s 9 payload.bin ecdsa-p256-enc-ec256.img
+$IMGTOOL $E -k $K/ecdsa-p256.pem -E $K/ecdsa-p256.pub.pem --encrypt-keylen 256 payload.bin ecdsa-p256-enc-ec256-aes256.img
+$IMGTOOL $E -k $K/rsa-2048.pem -E $K/rsa-2048.pub.pem payload.bin rsa-2048-enc-rsa.img
+$IMGTOOL $E -k $K/ed25519.pem -E $K/enc-x25519.pub.pem --pad -S 0x2000 --align 4 payload.bin ed25519-enc-x25519-pad.img
+$IMGTOOL $E -k $K/ed25519.pem -E $K/enc-x25519.pub.pem --compression lzma2armthumb payload-thumb.bin ed25519-lzma2armthumb-enc-x25519.img
+$IMGTOOL sign -H 0x28 --pad-header -S 0x10000 -v 1.4.0 -k $K/ed25519.pem -E $K/enc-x25519.pub.pem payload.bin ed25519-enc-x25519-h28.img

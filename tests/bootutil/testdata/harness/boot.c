@@ -41,6 +41,13 @@ const struct bootutil_key bootutil_keys[] = {
 };
 const int bootutil_key_cnt = 1;
 
+#if defined(MCUBOOT_ENC_IMAGES)
+/* The device's decryption key (PKCS#8 DER), as a port compiles it in:
+ * enckey.inc defines enc_key[] and enc_key_len. */
+#include "enckey.inc"
+const struct bootutil_key bootutil_enc_key = {.key = enc_key, .len = &enc_key_len};
+#endif
+
 #define NAREAS 3
 
 static const char *area_names[NAREAS + 1] = {"", "primary", "secondary", "scratch"};
