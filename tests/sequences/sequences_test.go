@@ -88,21 +88,11 @@ type found struct {
 // TestSequences plays random sequences on every catalog board and checks
 // every step against the model; a broken promise is shrunk and printed as
 // otarun commands.
+//
+// OTAPORT_SEQUENCES_PORT=c plays them on the C port (ports/cport) instead
+// of core/boot's Go port.
 func TestSequences(t *testing.T) {
 	play(t, configFromEnv(t))
-}
-
-// TestSequences_CPort plays one sequence per board on the C port
-// (ports/cport) in go test; OTAPORT_SEQUENCES_PORT=c makes TestSequences
-// play as many as it plays on the Go port.
-func TestSequences_CPort(t *testing.T) {
-	cfg := configFromEnv(t)
-	if cfg.cport {
-		t.Skip("OTAPORT_SEQUENCES_PORT=c: TestSequences plays on the C port")
-	}
-	cfg.cport = true
-	cfg.steps = 15 * seqLen
-	play(t, cfg)
 }
 
 // play plays cfg's sequences and reports what broke.
