@@ -129,6 +129,7 @@ type signFlags struct {
 	overwriteOnly, nonBoot   bool
 	pubFormat, erased        string
 	compression              string
+	dependencies             string
 	encrypt, hmacSHA         string
 	encryptKeyLen            int
 }
@@ -158,6 +159,7 @@ func signCommand() *cobra.Command {
 	fs.StringVar(&f.pubFormat, "public-key-format", "hash", "hash: KEYHASH TLV; full: the whole public key (PUBKEY TLV)")
 	fs.StringVarP(&f.erased, "erased-val", "R", "0xff", "value of erased flash: 0 or 0xff")
 	fs.BoolVar(&f.nonBoot, "non-bootable", false, "set the NON_BOOTABLE flag")
+	fs.StringVarP(&f.dependencies, "dependencies", "d", "", "images this one needs, as imgtool -d: \"(IMAGE,VERSION),...\", e.g. \"(1,2.0.0)\": the device's module of image index 1 (device.yaml modules, in order, after the default module's 0) must run 2.0.0 or later")
 	fs.StringVar(&f.compression, "compression", "disabled", "disabled, lzma2, or lzma2armthumb (ARM Thumb branch filter first); falls back to a plain image when that is smaller, as imgtool does")
 	fs.StringVarP(&f.encrypt, "encrypt", "E", "", "encrypt the payload for the device's encryption key `PUB.pem` (X25519, ecdsa-p256 or rsa-2048 public key; or a base64 AES-KW key file), as imgtool -E")
 	fs.IntVar(&f.encryptKeyLen, "encrypt-keylen", 128, "AES key size with --encrypt: 128 or 256")
@@ -227,6 +229,11 @@ func sign(stdout io.Writer, pos []string, f *signFlags) error {
 		}
 		c := uint32(n)
 		opts.SecurityCounter = &c
+	}
+	if f.dependencies != "" {
+		if opts.Dependencies, err = image.ParseDependencies(f.dependencies); err != nil {
+			return cli.Usagef("--dependencies: %v", err)
+		}
 	}
 	if err := f.encryption(&opts); err != nil {
 		return err
@@ -389,21 +396,23 @@ func verify(stdout io.Writer, pos, keyPaths []string, encKey string) error {
 
 // infoJSON is the --json form of otaimg info; field names are stable.
 type infoJSON struct {
-	File            string       `json:"file"`
-	FileSize        int64        `json:"file_size"`
-	Version         string       `json:"version"`
-	Header          headerJSON   `json:"header"`
-	TotalSize       int64        `json:"total_size"`
-	HashType        string       `json:"hash_type"`
-	Hash            string       `json:"hash"`
-	HashOK          bool         `json:"hash_ok"`
-	HashError       string       `json:"hash_error,omitempty"`
-	Signature       string       `json:"signature,omitempty"`
-	KeyType         string       `json:"key_type,omitempty"`
-	KeyHash         string       `json:"key_hash,omitempty"`
-	SecurityCounter *uint32      `json:"security_counter,omitempty"`
-	TLVs            []tlvJSON    `json:"tlvs"`
-	Trailer         *trailerJSON `json:"trailer,omitempty"`
+	File            string     `json:"file"`
+	FileSize        int64      `json:"file_size"`
+	Version         string     `json:"version"`
+	Header          headerJSON `json:"header"`
+	TotalSize       int64      `json:"total_size"`
+	HashType        string     `json:"hash_type"`
+	Hash            string     `json:"hash"`
+	HashOK          bool       `json:"hash_ok"`
+	HashError       string     `json:"hash_error,omitempty"`
+	Signature       string     `json:"signature,omitempty"`
+	KeyType         string     `json:"key_type,omitempty"`
+	KeyHash         string     `json:"key_hash,omitempty"`
+	SecurityCounter *uint32    `json:"security_counter,omitempty"`
+	// Dependencies are the DEPENDENCY TLVs, as imgtool -d writes them.
+	Dependencies []string     `json:"dependencies,omitempty"`
+	TLVs         []tlvJSON    `json:"tlvs"`
+	Trailer      *trailerJSON `json:"trailer,omitempty"`
 	// Compression is set for a compressed image; hash_ok then also
 	// covers the decompressed image's DECOMP_SHA.
 	Compression *compressionJSON `json:"compression,omitempty"`
@@ -501,6 +510,9 @@ func info(stdout io.Writer, pos []string, asJSON bool) error {
 		c := img.SecurityCounter
 		info.SecurityCounter = &c
 	}
+	for _, d := range img.Dependencies {
+		info.Dependencies = append(info.Dependencies, d.String())
+	}
 	if c := img.Compressed; c != nil {
 		info.Compression = &compressionJSON{Method: c.Method(), DecompressedSize: c.Size, DecompressedHash: hex.EncodeToString(c.SHA), DecompressedSig: c.Signature != nil}
 	}
@@ -552,6 +564,9 @@ func printInfo(w io.Writer, img *image.Image, info infoJSON) {
 		fmt.Fprintf(w, "security counter: %d\n", *info.SecurityCounter)
 	} else {
 		fmt.Fprintf(w, "security counter: none\n")
+	}
+	if len(info.Dependencies) > 0 {
+		fmt.Fprintf(w, "dependencies:     %s\n", strings.Join(info.Dependencies, ", "))
 	}
 	if e := info.Encryption; e != nil {
 		fmt.Fprintf(w, "encryption:       AES-%d CTR, key wrapped in %s\n", e.AESBits, e.KeyTLV)

@@ -342,6 +342,7 @@ func (a *Agent) newUnit(opts Options, m ModuleConfig, port Port, hc *http.Client
 	if cfg.TrustedClock == nil || *cfg.TrustedClock {
 		eo.Clock = time.Now // checks key sets' expiry
 	}
+	eo.Dependencies = func(ctx context.Context, deps []image.Dependency) error { return a.checkDependencies(ctx, u, deps) }
 	eng, err := engine.New(port, port, eo)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

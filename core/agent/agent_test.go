@@ -44,7 +44,8 @@ type rig struct {
 	payload int    // bytes of payload in each image
 	key     crypto.Signer
 	keyFile string
-	encrypt any // the key images are encrypted for; nil: plain images
+	encrypt any                // the key images are encrypted for; nil: plain images
+	deps    []image.Dependency // the DEPENDENCY TLVs of the images sign makes
 	port    *boot.Platform
 	flash   *flash.Emulator // the port's flash, to count its operations
 	dev     agent.Port      // what agents run on: port, or a wrapper of it
@@ -187,7 +188,7 @@ func (r *rig) sign(v string) []byte {
 	for i := range payload {
 		payload[i] = byte(i * 7)
 	}
-	img, err := image.Sign(payload, r.key, image.SignOptions{Version: ver, Encrypt: r.encrypt})
+	img, err := image.Sign(payload, r.key, image.SignOptions{Version: ver, Encrypt: r.encrypt, Dependencies: r.deps})
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/core/image"
 )
 
 // TestAgent_TwoModulesUpgradeIndependently runs a device of two modules,
@@ -16,17 +17,7 @@ import (
 // order's progress with its module, and refuses an order for a module the
 // device does not have.
 func TestAgent_TwoModulesUpgradeIndependently(t *testing.T) {
-	mcu := newRig(t)
-	wifi := newRigOn(t, "esp32-devkitc")
-	cfg := mcu.config()
-	cfg.Modules = []agent.ModuleConfig{
-		{Name: cloud.DefaultModule, Plugin: "otaport-" + mcu.board, Flash: "mcu.flash"},
-		{Name: "wifi", Plugin: "otaport-" + wifi.board, Flash: "wifi.flash", PublicKeys: []string{wifi.keyFile}},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	mcu.startWith(agent.Options{Config: cfg, Ports: map[string]agent.Port{cloud.DefaultModule: mcu.port, "wifi": wifi.port}})
+	mcu, wifi := startTwoModules(t)
 	mcu.waitFor("inform of the MCU", 0, informOfModule(cloud.DefaultModule, "1.0.0+0"))
 	i := mcu.waitFor("inform of the Wi-Fi module", 0, informOfModule("wifi", "1.0.0+0"))
 
@@ -80,6 +71,55 @@ func TestAgent_TwoModulesUpgradeIndependently(t *testing.T) {
 			t.Errorf("report for another order after the refused one: %s", m.payload)
 		}
 	}
+}
+
+// TestAgent_DependencyKeepsTheModulesOfAReleaseTogether: an MCU image that
+// needs the Wi-Fi module at 2.0.0 (a DEPENDENCY TLV, imgtool sign -d) is
+// refused before its boot request while the Wi-Fi module runs 1.0.0, and
+// the refusal says what is missing: an order withheld for one module
+// (Uptane's partial bundle) cannot leave the other running an image that
+// needs it. Once the Wi-Fi module runs 2.1.0, the MCU image installs.
+func TestAgent_DependencyKeepsTheModulesOfAReleaseTogether(t *testing.T) {
+	mcu, wifi := startTwoModules(t)
+	i := mcu.waitFor("inform of the Wi-Fi module", 0, informOfModule("wifi", "1.0.0+0"))
+
+	mcu.deps = []image.Dependency{{ImageID: 1, MinVersion: image.Version{Major: 2}}}
+	mcu.order(3001, "1.1.0", nil)
+	mcu.waitFor("refusal of the MCU image", i, func(m msg) bool {
+		p, err := cloud.ParseProgress(m.payload)
+		return m.kind == cloud.KindProgress && err == nil && p.ID == 3001 && p.Params.Step.Failed() &&
+			strings.Contains(p.Params.Desc, "needs module wifi (image 1) at 2.0.0+0 or later, which runs 1.0.0+0")
+	})
+	if s := mcu.running(); s.Version != "1.0.0+0" || !s.Confirmed {
+		t.Fatalf("the MCU runs %+v after a refused image, want 1.0.0+0 confirmed", s)
+	}
+
+	j := len(mcu.since(0))
+	mcu.publish(wifi.newOrder(3002, "2.1.0", func(o *cloud.Order) { o.Data.Module = "wifi" }))
+	mcu.waitFor("inform of Wi-Fi 2.1.0", j, informOfModule("wifi", "2.1.0+0"))
+	mcu.order(3003, "1.3.0", nil)
+	mcu.waitFor("inform of the MCU 1.3.0", j, informOfModule(cloud.DefaultModule, "1.3.0+0"))
+	if s := mcu.running(); s.Version != "1.3.0+0" || !s.Confirmed {
+		t.Fatalf("the MCU runs %+v, want 1.3.0+0 confirmed once its dependency is met", s)
+	}
+}
+
+// startTwoModules starts an agent of two modules: the MCU (default, image
+// 0) on the rig's board and the Wi-Fi module (image 1) on esp32-devkitc,
+// with its own key. The MCU's rig watches the device's messages.
+func startTwoModules(t *testing.T) (mcu, wifi *rig) {
+	mcu = newRig(t)
+	wifi = newRigOn(t, "esp32-devkitc")
+	cfg := mcu.config()
+	cfg.Modules = []agent.ModuleConfig{
+		{Name: cloud.DefaultModule, Plugin: "otaport-" + mcu.board, Flash: "mcu.flash"},
+		{Name: "wifi", Plugin: "otaport-" + wifi.board, Flash: "wifi.flash", PublicKeys: []string{wifi.keyFile}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	mcu.startWith(agent.Options{Config: cfg, Ports: map[string]agent.Port{cloud.DefaultModule: mcu.port, "wifi": wifi.port}})
+	return mcu, wifi
 }
 
 func informOfModule(module, v string) func(m msg) bool {

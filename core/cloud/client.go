@@ -115,9 +115,15 @@ type Client struct {
 	nextID atomic.Int64             // ids of inform and request messages
 	cur    atomic.Pointer[orderRef] // the order progress belongs to
 
-	ctx       context.Context // ends with Close, bounds background waits
-	cancel    context.CancelFunc
-	inbox     chan []byte   // raw orders from paho's handler to the worker
+	ctx    context.Context // ends with Close, bounds background waits
+	cancel context.CancelFunc
+	// Orders wait in queue, in arrival order, for the worker: paho's
+	// handler appends and returns at once, so acknowledgements never wait
+	// for an order being carried out, and the worker takes them in the
+	// order they came (qready says there is one).
+	qmu       sync.Mutex
+	queue     [][]byte
+	qready    chan struct{}
 	done      chan struct{} // closed by Close
 	workerEnd chan struct{} // closed when the worker returns
 	firstSub  chan error    // the first subscription's outcome, for Dial
@@ -264,7 +270,7 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		cfg:       cfg,
 		log:       log.With("device", cfg.Identity.ProductKey+"/"+cfg.Identity.DeviceName),
 		topics:    Topics(cfg.Identity.ProductKey, cfg.Identity.DeviceName),
-		inbox:     make(chan []byte),
+		qready:    make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		workerEnd: make(chan struct{}),
 		firstSub:  make(chan error, 1),
@@ -284,9 +290,10 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		// restarted has no session to resume.
 		SetCleanSession(false).
 		SetResumeSubs(false).
-		// Handlers run on their own goroutines, so the order handler may
-		// wait for the worker without stalling paho's acknowledgements.
-		SetOrderMatters(false).
+		// Handlers run in arrival order on paho's goroutine; none of
+		// them blocks (the order handler queues, see enqueue), so
+		// acknowledgements are never held up.
+		SetOrderMatters(true).
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			c.log.Warn("connection lost; reconnecting", "err", err)
@@ -374,12 +381,7 @@ func (c *Client) subscribeOtaport(ctx context.Context, mq paho.Client, topic str
 // to the upgrade topic, then tells Dial (the first time) or OnConnect (every
 // later time).
 func (c *Client) onConnect(mq paho.Client) {
-	tok := mq.Subscribe(c.topics.Upgrade, qos, func(_ paho.Client, m paho.Message) {
-		select {
-		case c.inbox <- m.Payload():
-		case <-c.done:
-		}
-	})
+	tok := mq.Subscribe(c.topics.Upgrade, qos, func(_ paho.Client, m paho.Message) { c.enqueue(m.Payload()) })
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	err := wait(ctx, tok)
@@ -423,14 +425,54 @@ func (c *Client) onConnect(mq paho.Client) {
 	}
 }
 
-// work takes orders one at a time, so that OnOrder calls never overlap and
-// duplicates are seen in arrival order.
+// maxQueuedOrders bounds the orders waiting for the worker: far more than
+// a campaign sends one device; past it an order is dropped and reported.
+const maxQueuedOrders = 64
+
+// enqueue queues an order for the worker; it never blocks.
+func (c *Client) enqueue(raw []byte) {
+	c.qmu.Lock()
+	if len(c.queue) >= maxQueuedOrders {
+		c.qmu.Unlock()
+		c.log.Warn("order dropped: too many orders waiting", "waiting", maxQueuedOrders)
+		c.report(fmt.Errorf("cloud: order dropped: %d orders already waiting", maxQueuedOrders))
+		return
+	}
+	c.queue = append(c.queue, raw)
+	c.qmu.Unlock()
+	select {
+	case c.qready <- struct{}{}:
+	default: // the worker has been told already
+	}
+}
+
+// dequeue takes the oldest waiting order.
+func (c *Client) dequeue() ([]byte, bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if len(c.queue) == 0 {
+		return nil, false
+	}
+	raw := c.queue[0]
+	c.queue = c.queue[1:]
+	return raw, true
+}
+
+// work takes orders one at a time, in arrival order, so that OnOrder calls
+// never overlap and duplicates are seen as they came.
 func (c *Client) work() {
 	defer close(c.workerEnd)
 	for {
 		select {
-		case raw := <-c.inbox:
-			c.handle(raw)
+		case <-c.qready:
+			for raw, ok := c.dequeue(); ok; raw, ok = c.dequeue() {
+				select {
+				case <-c.done:
+					return
+				default:
+				}
+				c.handle(raw)
+			}
 		case <-c.done:
 			return
 		}

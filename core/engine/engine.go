@@ -28,6 +28,7 @@ import (
 
 	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/core/image"
 )
 
 // State is where an upgrade stands. It is persisted before the step it
@@ -112,6 +113,12 @@ type Options struct {
 	// Clock is the device's trusted clock, nil when it has none: it checks
 	// a key set's expiry (core/keyset), which a device without one skips.
 	Clock func() time.Time
+	// Dependencies checks an image's DEPENDENCY TLVs (image.Dependency:
+	// other images of the device that must run a version first) before the
+	// boot request; its error refuses the image. nil refuses every image
+	// that has dependencies: this engine cannot see the device's other
+	// images (the agent, which runs every module, sets it).
+	Dependencies func(ctx context.Context, deps []image.Dependency) error
 	// AllowDowngrade accepts an image whose version is older than or equal
 	// to the running one. The security counter is checked regardless.
 	AllowDowngrade bool

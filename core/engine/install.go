@@ -624,6 +624,23 @@ func (e *Engine) checkImage(img *image.Image, dev device) error {
 	return nil
 }
 
+// checkDependencies refuses an image whose dependencies on the device's
+// other images are not met (Options.Dependencies): with them, the modules
+// of one release go together, and an order withheld for one module cannot
+// leave another running an image that needs it (Uptane's partial bundle).
+func (e *Engine) checkDependencies(ctx context.Context, img *image.Image) error {
+	if len(img.Dependencies) == 0 {
+		return nil
+	}
+	if e.opts.Dependencies == nil {
+		return fmt.Errorf("%w: image %s depends on %v, and this install cannot see the device's other images: install it through the agent (otarun agent), which runs every module", ErrRefused, img.Version, img.Dependencies)
+	}
+	if err := e.opts.Dependencies(ctx, img.Dependencies); err != nil {
+		return fmt.Errorf("%w: image %s: %w", ErrRefused, img.Version, err)
+	}
+	return nil
+}
+
 // verifyAndBoot reads the slot back, verifies it, and asks the bootloader
 // to boot it.
 func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, streamed *image.Image) error {
@@ -666,6 +683,9 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 		return e.stop(ctx, rec, nil, err)
 	}
 	if err := e.checkImage(img, dev); err != nil {
+		return e.stop(ctx, rec, nil, err)
+	}
+	if err := e.checkDependencies(ctx, img); err != nil {
 		return e.stop(ctx, rec, nil, err)
 	}
 	rec.Image, rec.Counter = img.Version.String(), img.SecurityCounter

@@ -45,6 +45,10 @@ type Image struct {
 	// Compressed is set when the payload is LZMA2-compressed (flag
 	// COMPRESSED_LZMA2): what its DECOMP_* TLVs say of the plain image.
 	Compressed *Compressed
+	// Dependencies are the DEPENDENCY TLVs: other images of the device (by
+	// MCUboot's image index) that must run at least a version before this
+	// one may (imgtool sign -d).
+	Dependencies []Dependency
 	// Encryption is set when the header flags say the payload is AES-CTR
 	// encrypted (ENCRYPTED_AES128 or _AES256): the key size and the TLV
 	// carrying the wrapped key.
@@ -135,6 +139,12 @@ func (img *Image) interpret() error {
 		switch {
 		case t.Type.isHash(), t.Type.IsSignature(), t.Type == TLVKeyHash, t.Type == TLVPubKey, t.Type == TLVSigPure:
 			return fmt.Errorf("TLV %s at 0x%x: in the protected TLV area, which the hash covers; it belongs in the unprotected area: %w", t.Type, t.Offset-tlvHeaderSize, ErrMalformed)
+		case t.Type == TLVDependency:
+			d, err := parseDependency(t.Value)
+			if err != nil {
+				return fmt.Errorf("TLV DEPENDENCY at 0x%x: %w", t.Offset-tlvHeaderSize, err)
+			}
+			img.Dependencies = append(img.Dependencies, d)
 		case t.Type == TLVSecCnt:
 			if img.HasSecurityCounter {
 				return fmt.Errorf("TLV SEC_CNT at 0x%x: a second security counter: %w", t.Offset-tlvHeaderSize, ErrMalformed)

@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"crypto"
+	"fmt"
 	"testing"
 )
 
@@ -20,6 +21,8 @@ var imgtoolCases = []struct {
 }{
 	{"ed25519.img", KeyEd25519, "payload.bin", SignOptions{Version: Version{1, 2, 3, 4}, SlotSize: 0x10000}, Version{1, 2, 3, 4}, nil, 0, false},
 	{"ed25519-sec.img", KeyEd25519, "payload.bin", SignOptions{Version: Version{1, 2, 3, 4}, SecurityCounter: ptr[uint32](7), SlotSize: 0x10000}, Version{1, 2, 3, 4}, ptr[uint32](7), 0, false},
+	{"ed25519-dep.img", KeyEd25519, "payload.bin", SignOptions{Version: Version{1, 2, 3, 4}, SecurityCounter: ptr[uint32](7), SlotSize: 0x10000,
+		Dependencies: []Dependency{{1, Version{2, 0, 0, 0}}, {2, Version{0, 3, 1, 9}}}}, Version{1, 2, 3, 4}, ptr[uint32](7), 0, false},
 	{"ecdsa-p256.img", KeyECDSAP256, "payload.bin", SignOptions{Version: Version{2, 0, 1, 0}, SecurityCounter: ptr(AutoSecurityCounter(Version{2, 0, 1, 0})), SlotSize: 0x10000}, Version{2, 0, 1, 0}, ptr[uint32](0x02000001), 0, false},
 	{"ecdsa-p256-pubkey.img", KeyECDSAP256, "payload.bin", SignOptions{Version: Version{1, 0, 0, 0}, FullPublicKey: true, SlotSize: 0x10000}, Version{1, 0, 0, 0}, nil, 0, false},
 	{"rsa-2048.img", KeyRSA2048, "payload.bin", SignOptions{Version: Version{0, 9, 0, 77}, SlotSize: 0x10000}, Version{0, 9, 0, 77}, nil, 0, false},
@@ -45,6 +48,9 @@ func TestImgtoolImages_Verify(t *testing.T) {
 			}
 			if img.Version != tc.version || img.Header.Flags != tc.flags {
 				t.Errorf("version %v flags %#x, want %v %#x", img.Version, img.Header.Flags, tc.version, tc.flags)
+			}
+			if fmt.Sprint(img.Dependencies) != fmt.Sprint(tc.opts.Dependencies) {
+				t.Errorf("dependencies %v, want %v", img.Dependencies, tc.opts.Dependencies)
 			}
 			if (tc.secCnt != nil) != img.HasSecurityCounter || (tc.secCnt != nil && *tc.secCnt != img.SecurityCounter) {
 				t.Errorf("security counter %v %d, want %v", img.HasSecurityCounter, img.SecurityCounter, tc.secCnt)

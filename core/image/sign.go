@@ -26,6 +26,8 @@ type SignOptions struct {
 	// (imgtool --security-counter). AutoSecurityCounter derives one from
 	// the version as imgtool's "auto" does.
 	SecurityCounter *uint32
+	// Dependencies add DEPENDENCY TLVs to the protected area (imgtool -d).
+	Dependencies []Dependency
 	// HeaderSize is the payload offset (imgtool -H); 0 means
 	// DefaultHeaderSize.
 	HeaderSize int
@@ -202,6 +204,9 @@ func assemble(buf []byte, hs int, erased byte, key crypto.Signer, kt string, opt
 	var prot []byte
 	if opts.SecurityCounter != nil {
 		prot = appendTLV(prot, TLVSecCnt, binary.LittleEndian.AppendUint32(nil, *opts.SecurityCounter))
+	}
+	for _, d := range opts.Dependencies { // after SEC_CNT, as imgtool orders them
+		prot = appendTLV(prot, TLVDependency, d.bytes())
 	}
 	prot = append(prot, extra...)
 	if len(prot) > 0 {

@@ -9,6 +9,7 @@ K=../keys
 S="sign -H 0x200 --pad-header -S 0x10000"
 $IMGTOOL $S -k $K/ed25519.pem    -v 1.2.3+4   payload.bin ed25519.img
 $IMGTOOL $S -k $K/ed25519.pem    -v 1.2.3+4 -s 7 payload.bin ed25519-sec.img
+$IMGTOOL $S -k $K/ed25519.pem    -v 1.2.3+4 -s 7 -d "(1,2.0.0+0),(2,0.3.1+9)" payload.bin ed25519-dep.img
 $IMGTOOL $S -k $K/ecdsa-p256.pem -v 2.0.1 -s auto payload.bin ecdsa-p256.img
 $IMGTOOL $S -k $K/ecdsa-p256.pem -v 1.0.0 --public-key-format full payload.bin ecdsa-p256-pubkey.img
 $IMGTOOL $S -k $K/rsa-2048.pem   -v 0.9.0+77  payload.bin rsa-2048.img
