@@ -152,9 +152,11 @@ func TestCPort_SameBytesAsGo(t *testing.T) {
 			}
 			d := &diffPair{t: t, l: l, cOnDev: 1}
 			for i := range d.devs {
-				if d.devs[i], err = flash.NewMemoryWith(l.Flash, flash.Options{Strict: true}); err != nil {
+				dev, err := flash.NewMemoryWith(l.Flash, flash.Options{Strict: true})
+				if err != nil {
 					t.Fatal(err)
 				}
+				d.devs[i] = dev
 			}
 			d.ports[0], d.ports[1] = d.open(0, false), d.open(1, true)
 			defer func() {
@@ -162,12 +164,13 @@ func TestCPort_SameBytesAsGo(t *testing.T) {
 					p.Close()
 				}
 			}()
-			run(ctx, t, d, key)
+			sameCalls(ctx, t, d, key)
 		})
 	}
 }
 
-func run(ctx context.Context, t *testing.T, d *diffPair, key crypto.Signer) {
+// sameCalls is the sequence of calls TestCPort_SameBytesAsGo makes on both ports.
+func sameCalls(ctx context.Context, t *testing.T, d *diffPair, key crypto.Signer) {
 	l := d.l
 	app, _ := l.Partition(hal.PartApp)
 	a := int(l.Flash.WriteAlign)
