@@ -10,9 +10,12 @@ all: build
 generate:
 	$(GO) run ./cmd/otagen boards.yaml
 
-# otagen, otarun, otaimg, otaserve and every port plugin as bin/otaport-<board>.
+# otagen, otarun, otaimg, otaserve and every port plugin as bin/otaport-<board>,
+# and the C port's plugin of every board as bin/otaport-<board>-c: one program
+# (ports/cport/cmd/otaport-c) that takes its board from its name.
 build:
 	$(GO) build -o $(BIN)/ ./cmd/... ./ports/...
+	@for h in ports/*/c/ota_board.h; do b=$${h#ports/}; b=$${b%%/*}; cp $(BIN)/otaport-c $(BIN)/otaport-$$b-c || exit 1; done
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -176,6 +176,14 @@ func (l moduleLink) Inform(ctx context.Context, version, nonce string) error {
 	return nl.InformNonce(ctx, l.module, version, nonce)
 }
 
+// carriesNonce reports whether the link can send a version report's nonce:
+// signed orders need it (Run refuses a link without), a device in migration
+// mode uses it when it can.
+func (l moduleLink) carriesNonce() bool {
+	_, ok := l.link.(nonceLink)
+	return ok
+}
+
 func (l moduleLink) Progress(ctx context.Context, step cloud.Step, desc string) error {
 	return l.link.Report(ctx, cloud.Progress{ID: l.order.Load(), Params: cloud.ProgressParams{Step: step, Desc: desc, Module: cloud.ModuleField(l.module)}})
 }
@@ -783,7 +791,7 @@ func (a *unit) inform(ctx context.Context) error {
 		a.log.Warn("no image runs that the bootloader knows the version of; nothing to report")
 		return nil
 	}
-	if a.auth != nil || a.migrating.Load() {
+	if a.auth != nil || a.migrating.Load() && a.link.carriesNonce() {
 		// Set before the report goes out: a report whose acknowledgement
 		// is lost may still have reached the cloud, and an order that
 		// answers an older one is then stale either way.

@@ -589,3 +589,47 @@ func TestAgent_KeepsTryingTheCloud(t *testing.T) {
 
 // keys returns the public key images of this rig are signed with.
 func (r *rig) keys() []crypto.PublicKey { return []crypto.PublicKey{r.key.Public()} }
+
+// plainLink is a cloud link that cannot carry a version report's nonce, as
+// a link to a platform of the protocol's first versions.
+type plainLink struct{ informs chan string }
+
+func (l plainLink) InformModule(_ context.Context, _, version string) error {
+	l.informs <- version
+	return nil
+}
+func (plainLink) Report(context.Context, cloud.Progress) error { return nil }
+func (plainLink) Close() error                                 { return nil }
+
+// TestAgent_MigrationModeInformsOverALinkWithoutNonce: a device.yaml from
+// before signed orders (migration mode) reports its version over a link
+// that cannot carry the nonce, without one, instead of never reporting.
+func TestAgent_MigrationModeInformsOverALinkWithoutNonce(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config()
+	cfg.SignedOrders = nil // neither order_key nor signed_orders: migration mode
+	if !cfg.Migration() {
+		t.Fatal("the config is not in migration mode")
+	}
+	link := plainLink{informs: make(chan string, 4)}
+	a, err := agent.New(agent.Options{Config: cfg, Port: r.port,
+		Dial: func(context.Context, cloud.Config) (agent.Link, error) { return link, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case v := <-link.informs:
+		if v != "1.0.0+0" {
+			t.Errorf("informed %s, want 1.0.0+0", v)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("no version report over a link without nonce")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

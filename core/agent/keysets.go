@@ -32,20 +32,17 @@ const keySetRetry = 30 * time.Second
 // could not take yet. It ends with ctx.
 func (a *Agent) watchKeySets(ctx context.Context, link Link) {
 	var chain [][]byte
-	retry := time.NewTimer(0)
-	if !retry.Stop() {
-		<-retry.C
-	}
-	defer retry.Stop()
+	var retry <-chan time.Time // nil: nothing to try again
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case chain = <-a.keySets:
-		case <-retry.C:
+		case <-retry:
 		}
+		retry = nil
 		if !a.applyKeySets(ctx, link, chain) {
-			retry.Reset(keySetRetry)
+			retry = time.After(keySetRetry)
 		}
 	}
 }

@@ -36,6 +36,8 @@ type env struct {
 	// tokens are the API's tokens, token an admin one; clk their clock.
 	tokens *Tokens
 	clk    *clock
+	// cfg is the handler's configuration, for a test that serves another.
+	cfg Config
 }
 
 func newEnv(t *testing.T) *env {
@@ -67,13 +69,14 @@ func newEnv(t *testing.T) *env {
 	if _, err := toks.Put("test", ScopeAdmin, token, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public(), edKey.Public()}, Boards: testBoards, Tokens: toks})
+	cfg := Config{Store: st, Firmware: blobs, Campaigns: svc, Keys: []crypto.PublicKey{key.Public(), edKey.Public()}, Boards: testBoards, Tokens: toks}
+	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st, dir: dir, tokens: toks, clk: clk}
+	return &env{t: t, srv: srv, key: key, edKey: edKey, st: st, dir: dir, tokens: toks, clk: clk, cfg: cfg}
 }
 
 // testBoards are the boards of the tests: b1 and b2 as a catalog board,

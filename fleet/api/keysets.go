@@ -71,7 +71,11 @@ func (h *handler) pushKeySet(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := h.cfg.KeySets.Push(raw)
 	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, fmt.Errorf("%w (otaimg keyset sign makes a set; each must be signed by the roots of the one before)", err))
+		status := http.StatusInternalServerError // the database, not the set
+		if errors.Is(err, keyset.ErrRefused) {
+			status, err = http.StatusUnprocessableEntity, fmt.Errorf("%w (otaimg keyset sign makes a set; each must be signed by the roots of the one before)", err)
+		}
+		writeError(w, status, err)
 		return
 	}
 	h.cfg.Logger.Info("key set pushed", "version", s.Version, "image_keys", len(s.ImageKeys), "revoked", len(s.Revoked))

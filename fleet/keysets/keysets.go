@@ -73,8 +73,9 @@ func New(st Store, anchors []crypto.PublicKey) (*Service, error) {
 	return s, nil
 }
 
-// ErrRefused wraps a set the chain cannot take.
-var ErrRefused = errors.New("key set refused")
+// ErrRefused wraps a set the chain cannot take: keyset.ErrRefused, the
+// error a device refuses a set with.
+var ErrRefused = keyset.ErrRefused
 
 // Push checks raw as a device holding the chain would (keyset.Accept, with
 // this server's clock) and appends it.
@@ -86,7 +87,7 @@ func (s *Service) Push(raw []byte) (*keyset.Set, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := keyset.Accept(s.latest, s.anchors, next, s.now()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		return nil, err // wraps ErrRefused
 	}
 	chain := append(slices.Clone(s.chain), next.Raw())
 	b, err := marshal(chain)

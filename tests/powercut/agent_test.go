@@ -8,6 +8,8 @@ import (
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+	"github.com/otaport/otaport/ports/cport"
 )
 
 // agent is the software that runs on the device after a power-on, as the
@@ -15,14 +17,27 @@ import (
 // keeping its state in the platform's key-value store.
 type agent struct {
 	f   *fixture
-	pl  *boot.Platform
+	pl  port
 	eng *engine.Engine
+}
+
+// port is the board's platform as the engine uses it: core/boot's (the Go
+// port) or the C port's (ports/cport), Config.CPort.
+type port interface {
+	hal.Platform
+	hal.KV
 }
 
 // attach starts the software on dev without a reboot: a platform (which
 // reads the params partition and writes nothing) and an engine.
 func (f *fixture) attach(dev flash.Device) (*agent, error) {
-	pl, err := boot.NewPlatform(f.layout, dev, f.bootOpts)
+	var pl port
+	var err error
+	if f.cport {
+		pl, err = cport.New(f.layout, dev, f.bootOpts)
+	} else {
+		pl, err = boot.NewPlatform(f.layout, dev, f.bootOpts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("platform: %w", err)
 	}

@@ -53,6 +53,8 @@ type fixture struct {
 	// and one client for every engine saves a transport per power-on.
 	http *http.Client
 	base *flash.Emulator
+	// cport: the software runs on the C port (Config.CPort).
+	cport bool
 }
 
 // newFixture signs the images of board b, writes the new one to a file in
@@ -77,6 +79,7 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 		http:       &http.Client{},
 	}
 	f.log = cfg.Logger
+	f.cport = cfg.CPort
 	f.bootOpts = boot.Options{Keys: f.keys, Logger: cfg.Logger}
 	if f.oldImg, err = f.sign(OldVersion, cfg.payloadSize(), 1); err != nil {
 		return nil, err

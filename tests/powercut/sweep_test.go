@@ -79,6 +79,11 @@ type Config struct {
 	// Logger, when set, receives the logs of the bootloader and the
 	// engine of every run: for one Case, to see what happened.
 	Logger *slog.Logger
+	// CPort runs the engine over the C port of each board (ports/cport:
+	// ports/c/ota_port.c with cgo, every flash call through the cut
+	// injector) instead of core/boot's Go port. The bootloader is the
+	// same simulated one.
+	CPort bool
 }
 
 // Sizes are the Sample and Multi of one board (see Config).

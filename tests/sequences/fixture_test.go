@@ -19,6 +19,7 @@ import (
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/core/keyset"
+	"github.com/otaport/otaport/ports/cport"
 )
 
 // factoryVersion is the image every sequence starts from, provisioned.
@@ -45,13 +46,15 @@ type fixture struct {
 	images map[string]string // file name -> path
 
 	base *flash.Emulator // provisioned; every sequence runs on a clone
+	// cport: the commands run on the C port (ports/cport).
+	cport bool
 }
 
 // newFixture makes keys of the board's own signature type (so that the
 // board's image policy holds for the good images), writes the public key
 // where otarun's --key would read it and provisions a device.
-func newFixture(ctx context.Context, name string, l hal.Layout, dir string) (*fixture, error) {
-	f := &fixture{name: name, layout: l, dir: filepath.Join(dir, name), images: map[string]string{}, http: &http.Client{}}
+func newFixture(ctx context.Context, name string, l hal.Layout, dir string, cport bool) (*fixture, error) {
+	f := &fixture{name: name, layout: l, dir: filepath.Join(dir, name), images: map[string]string{}, http: &http.Client{}, cport: cport}
 	if err := os.MkdirAll(f.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -101,10 +104,26 @@ func newFixture(ctx context.Context, name string, l hal.Layout, dir string) (*fi
 	return f, nil
 }
 
-// platform is the port a command opens: a fresh boot.Platform over the
-// flash, as each otarun command starts the board's plugin afresh.
-func (f *fixture) platform(dev *flash.Emulator) (*boot.Platform, error) {
-	pl, err := boot.NewPlatform(f.layout, dev, boot.Options{Keys: f.keys})
+// devicePort is a board's port as the commands use it: core/boot's
+// Platform (the Go port) or ports/cport's (the C port).
+type devicePort interface {
+	hal.Platform
+	hal.KV
+	hal.Rebooter
+	Close() error
+}
+
+// platform is the port a command opens: a fresh port over the flash, as
+// each otarun command starts the board's plugin afresh; the C port when the
+// fixture runs on it (OTAPORT_SEQUENCES_PORT=c).
+func (f *fixture) platform(dev *flash.Emulator) (devicePort, error) {
+	var pl devicePort
+	var err error
+	if f.cport {
+		pl, err = cport.New(f.layout, dev, boot.Options{Keys: f.keys})
+	} else {
+		pl, err = boot.NewPlatform(f.layout, dev, boot.Options{Keys: f.keys})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("board %s: %w", f.name, err)
 	}

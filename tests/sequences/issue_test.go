@@ -67,7 +67,7 @@ func TestSequences_Issue9(t *testing.T) {
 					t.Fatalf("board %s is not in the catalog", c.board)
 				}
 				var err error
-				if f, err = newFixture(ctx, e.Name, e.Layout(), dir); err != nil {
+				if f, err = newFixture(ctx, e.Name, e.Layout(), dir, false); err != nil {
 					t.Fatal(err)
 				}
 				fixtures[c.board] = f

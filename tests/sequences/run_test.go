@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
@@ -58,7 +57,7 @@ type runner struct {
 	// reads its state from the flash at every call that needs it, and
 	// keeping it saves verifying both slots' signatures at each command,
 	// which would cost more than the rest of a step.
-	pl    *boot.Platform
+	pl    devicePort
 	m     *model.Model
 	c     counts
 	equal []string
@@ -99,7 +98,7 @@ func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 
 // engine is the engine a command runs, as otarun builds it: one per
 // command, over the port the command opened.
-func (r *runner) engine(pl *boot.Platform, allowDowngrade bool) *engine.Engine {
+func (r *runner) engine(pl devicePort, allowDowngrade bool) *engine.Engine {
 	eng, err := engine.New(pl, pl, engine.Options{
 		Keys: r.f.keys, AllowDowngrade: allowDowngrade, HTTPClient: r.f.http,
 		// Small chunks and checkpoints so that a cut lands between
@@ -115,7 +114,7 @@ func (r *runner) engine(pl *boot.Platform, allowDowngrade bool) *engine.Engine {
 // command runs step s's command on pl as otarun would: version is the
 // version an install offers. A boot is the bootloader and then the
 // engine's recovery.
-func (r *runner) command(pl *boot.Platform, s step, version string) (hal.RebootResult, error) {
+func (r *runner) command(pl devicePort, s step, version string) (hal.RebootResult, error) {
 	switch s.kind {
 	case stepInstall:
 		path, err := r.f.image(s.img, version)
@@ -159,7 +158,7 @@ func (r *runner) arm(i int, s step, version string) {
 		return
 	}
 	if s.kind == stepAgentOrder || s.kind == stepAgentRestart {
-		r.runAgent(&agentPort{Platform: pl}, i, s, version)
+		r.runAgent(&agentPort{devicePort: pl}, i, s, version)
 	} else {
 		_, _ = r.command(pl, s, version)
 	}
@@ -300,7 +299,7 @@ func (r *runner) powerOn() *model.Violation {
 
 // otherSlot is the version the bootloader reports in the slot that does
 // not run, what a dual-bank rollback returns to.
-func (r *runner) otherSlot(pl *boot.Platform) string {
+func (r *runner) otherSlot(pl devicePort) string {
 	info, err := pl.Describe(r.ctx)
 	if err != nil {
 		return ""
@@ -318,7 +317,7 @@ func (r *runner) otherSlot(pl *boot.Platform) string {
 func (r *runner) observe() (model.Observed, error) { return r.observeOn(r.pl) }
 
 // observeOn is observe through the port pl.
-func (r *runner) observeOn(pl *boot.Platform) (model.Observed, error) {
+func (r *runner) observeOn(pl devicePort) (model.Observed, error) {
 	st, err := r.engine(pl, false).Status(r.ctx)
 	if err != nil {
 		return model.Observed{}, err

@@ -26,6 +26,7 @@ type config struct {
 	steps   int    // at least this many steps in all
 	seed    uint64 // the seed of sequence i on board b is derived from it
 	workers int
+	cport   bool // the device runs the C port (ports/cport), not core/boot's
 }
 
 // configFromEnv reads OTAPORT_SEQUENCES (sample or full),
@@ -60,6 +61,13 @@ func configFromEnv(t *testing.T) config {
 		}
 		c.seed = n
 	}
+	switch port := os.Getenv("OTAPORT_SEQUENCES_PORT"); port {
+	case "c":
+		c.cport = true
+	case "", "go":
+	default:
+		t.Fatalf("OTAPORT_SEQUENCES_PORT=%q: want go, c or nothing", port)
+	}
 	return c
 }
 
@@ -80,12 +88,27 @@ type found struct {
 // TestSequences plays random sequences on every catalog board and checks
 // every step against the model; a broken promise is shrunk and printed as
 // otarun commands.
+//
+// OTAPORT_SEQUENCES_PORT=c plays them on the C port (ports/cport) instead
+// of core/boot's Go port.
 func TestSequences(t *testing.T) {
-	cfg := configFromEnv(t)
+	play(t, configFromEnv(t))
+}
+
+// play plays cfg's sequences and reports what broke.
+func play(t *testing.T, cfg config) {
 	ctx := context.Background()
 	dir := t.TempDir()
 
 	cat := boards(t)
+	if cfg.cport {
+		// MCUboot swap-move, and the boards of haltest outside the
+		// catalog, are not in the C port.
+		cat = slices.DeleteFunc(cat, func(l hal.Layout) bool {
+			_, ok := all.Lookup(l.Board)
+			return l.Scheme == hal.Swap || !ok
+		})
+	}
 	fixtures := make([]*fixture, len(cat))
 	var wg sync.WaitGroup
 	errs := make([]error, len(cat))
@@ -94,7 +117,7 @@ func TestSequences(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			fixtures[i], errs[i] = newFixture(ctx, l.Board, l, dir)
+			fixtures[i], errs[i] = newFixture(ctx, l.Board, l, dir, cfg.cport)
 		})
 	}
 	wg.Wait()

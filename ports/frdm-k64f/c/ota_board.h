@@ -20,14 +20,19 @@ typedef uint32_t ota_addr_t;
 /* Partitions. */
 #define OTA_PART_BOOTLOADER_ADDR 0x00000000u
 #define OTA_PART_BOOTLOADER_SIZE 0x10000u
+#define OTA_PART_BOOTLOADER_OFFSET 0x0u
 #define OTA_PART_APP_ADDR 0x00010000u
 #define OTA_PART_APP_SIZE 0x69000u
+#define OTA_PART_APP_OFFSET 0x10000u
 #define OTA_PART_OTA_ADDR 0x00079000u
 #define OTA_PART_OTA_SIZE 0x69000u
+#define OTA_PART_OTA_OFFSET 0x79000u
 #define OTA_PART_PARAMS_ADDR 0x000E2000u
 #define OTA_PART_PARAMS_SIZE 0x1E000u
+#define OTA_PART_PARAMS_OFFSET 0xE2000u
 /* Boot scheme: mcuboot overwrite-only, single-bank. */
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
+#define OTA_BOARD_SCHEME     OTA_SINGLE_BANK
 
 #endif /* OTA_BOARD_FRDM_K64F_H */

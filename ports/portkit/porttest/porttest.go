@@ -22,6 +22,21 @@ import (
 // geometry it cannot open.
 func Conformance(t *testing.T, board string, l hal.Layout) {
 	t.Helper()
+	ConformanceOf(t, board, l, func(dev flash.Device) (Port, error) {
+		return boot.NewPlatform(l, dev, boot.Options{})
+	})
+}
+
+// Port is what a port's constructor returns: the contract and Close.
+type Port interface {
+	hal.Platform
+	Close() error
+}
+
+// ConformanceOf is Conformance over the port newPort opens on a flash
+// device (the C port of ports/cport, say) instead of core/boot's Platform.
+func ConformanceOf(t *testing.T, board string, l hal.Layout, newPort func(dev flash.Device) (Port, error)) {
+	t.Helper()
 	if l.Board != board {
 		t.Fatalf("Layout().Board = %q, want %q", l.Board, board)
 	}
@@ -41,7 +56,7 @@ func Conformance(t *testing.T, board string, l hal.Layout) {
 			}
 			// Every call is a power-on: a fresh port over the same flash.
 			conformancetest.Test(t, func(ctx context.Context) (hal.Platform, func() error, error) {
-				p, err := boot.NewPlatform(l, dev, boot.Options{})
+				p, err := newPort(dev)
 				if err != nil {
 					return nil, nil, err
 				}

@@ -1,0 +1,1 @@
+../c/ota_hal_plat.h

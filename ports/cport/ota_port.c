@@ -1,0 +1,1 @@
+../c/ota_port.c
