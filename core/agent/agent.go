@@ -766,7 +766,7 @@ func (a *unit) device(ctx context.Context) (Device, error) {
 	}
 	// The keys of the module's key set when it holds one; none when they
 	// cannot be told (an expired set), and the engine says why it refuses.
-	keys, err := a.eng.TrustedKeys(ctx)
+	keys, err := a.eng.TrustedKeys(ctx, info.Layout)
 	if err != nil {
 		a.log.Warn("the module's trusted keys", "err", err)
 	}
@@ -930,7 +930,7 @@ func (a *unit) learn(ctx context.Context, o *cloud.Order) error {
 	}
 	// The keys it trusts now: a key set's, once it holds one, so a key the
 	// set revoked endorses nothing.
-	keys, err := a.eng.TrustedKeys(ctx)
+	keys, err := a.eng.TrustedKeys(ctx, a.layout)
 	if err != nil {
 		a.log.Warn("order key not learned: the module's trusted keys", "id", o.ID, "err", err)
 		return nil

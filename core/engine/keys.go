@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/keyset"
 )
 
@@ -45,28 +46,31 @@ func (e *Engine) now() time.Time {
 // key set's image keys when the device has one, else Options.Keys, both
 // as keyset.Effective narrows them for the board's bootloader.
 func (e *Engine) trustedKeys(ctx context.Context, dev device) ([]crypto.PublicKey, error) {
+	return e.trustedKeysOf(ctx, dev.info.Layout.Bootloader.Name)
+}
+
+// trustedKeysOf is trustedKeys for a board whose bootloader is called
+// bootloader.
+func (e *Engine) trustedKeysOf(ctx context.Context, bootloader string) ([]crypto.PublicKey, error) {
 	set, err := e.keySet(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	keys, err := keyset.Effective(set, e.opts.Keys, keyset.ReadsSet(dev.info.Layout.Bootloader.Name), e.now())
+	keys, err := keyset.Effective(set, e.opts.Keys, keyset.ReadsSet(bootloader), e.now())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	return keys, nil
 }
 
-// TrustedKeys returns the keys an image may be signed with on this device
-// now: the key set's image keys as the board's bootloader can use them, or
-// Options.Keys while there is no set.
-func (e *Engine) TrustedKeys(ctx context.Context) ([]crypto.PublicKey, error) {
+// TrustedKeys returns the keys an image may be signed with on a device of
+// layout l now: the key set's image keys as l's bootloader can use them, or
+// Options.Keys while there is no set. The caller has described the port
+// already, so it gives the layout rather than the engine asking again.
+func (e *Engine) TrustedKeys(ctx context.Context, l hal.Layout) ([]crypto.PublicKey, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	dev, err := e.describe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return e.trustedKeys(ctx, dev)
+	return e.trustedKeysOf(ctx, l.Bootloader.Name)
 }
 
 // KeySet returns the device's current key set, nil when it has none.

@@ -42,9 +42,8 @@ type Service struct {
 	anchors []crypto.PublicKey
 	now     func() time.Time
 
-	mu     sync.Mutex
-	chain  [][]byte
-	latest *keyset.Set
+	mu   sync.Mutex
+	sets []*keyset.Set // the chain, oldest first; each keeps its document (Raw)
 }
 
 // New loads the chain from st. anchors are the keys otaserve verifies
@@ -68,7 +67,7 @@ func New(st Store, anchors []crypto.PublicKey) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key sets: setting %q, set %d: %w", Setting, i, err)
 		}
-		s.chain, s.latest = append(s.chain, []byte(d)), set
+		s.sets = append(s.sets, set)
 	}
 	return s, nil
 }
@@ -86,11 +85,11 @@ func (s *Service) Push(raw []byte) (*keyset.Set, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := keyset.Accept(s.latest, s.anchors, next, s.now()); err != nil {
+	if err := keyset.Accept(s.latest(), s.anchors, next, s.now()); err != nil {
 		return nil, err // wraps ErrRefused
 	}
-	chain := append(slices.Clone(s.chain), next.Raw())
-	b, err := marshal(chain)
+	sets := append(slices.Clone(s.sets), next)
+	b, err := marshal(sets)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +99,22 @@ func (s *Service) Push(raw []byte) (*keyset.Set, error) {
 	if err := s.store.SetSetting(Setting, string(b)); err != nil {
 		return nil, fmt.Errorf("key sets: %w", err)
 	}
-	s.chain, s.latest = chain, next
+	s.sets = sets
 	return next, nil
 }
 
-func marshal(chain [][]byte) ([]byte, error) {
-	docs := make([]json.RawMessage, len(chain))
-	for i, d := range chain {
-		docs[i] = d
+// latest is the newest set, nil when there is none. Called under s.mu.
+func (s *Service) latest() *keyset.Set {
+	if len(s.sets) == 0 {
+		return nil
+	}
+	return s.sets[len(s.sets)-1]
+}
+
+func marshal(sets []*keyset.Set) ([]byte, error) {
+	docs := make([]json.RawMessage, len(sets))
+	for i, set := range sets {
+		docs[i] = set.Raw()
 	}
 	b, err := json.Marshal(docs)
 	if err != nil {
@@ -116,17 +123,11 @@ func marshal(chain [][]byte) ([]byte, error) {
 	return b, nil
 }
 
-// Sets returns the chain, parsed, oldest first.
+// Sets returns the chain, oldest first.
 func (s *Service) Sets() []*keyset.Set {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*keyset.Set, 0, len(s.chain))
-	for _, d := range s.chain {
-		if set, err := keyset.Parse(d); err == nil { // parsed at New or Push
-			out = append(out, set)
-		}
-	}
-	return out
+	return slices.Clone(s.sets)
 }
 
 // Keys returns the keys an uploaded image may be signed with: the latest
@@ -134,19 +135,19 @@ func (s *Service) Sets() []*keyset.Set {
 func (s *Service) Keys() ([]crypto.PublicKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return keyset.Effective(s.latest, s.anchors, true, s.now())
+	return keyset.Effective(s.latest(), s.anchors, true, s.now())
 }
 
 // Publish sends the chain, retained, on the key set topic of each product;
 // nothing while there is no set.
 func (s *Service) Publish(ctx context.Context, pub Publisher, products []string) error {
 	s.mu.Lock()
-	chain := s.chain
+	sets := s.sets
 	s.mu.Unlock()
-	if len(chain) == 0 {
+	if len(sets) == 0 {
 		return nil
 	}
-	b, err := marshal(chain)
+	b, err := marshal(sets)
 	if err != nil {
 		return err
 	}
