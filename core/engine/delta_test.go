@@ -245,6 +245,9 @@ func TestInstall_DeltaResumesAfterDrop(t *testing.T) {
 	if err == nil {
 		t.Fatal("install through a server that stops half-way succeeded")
 	}
+	if !strings.Contains(err.Error(), "resume with Resume") {
+		t.Errorf("error %q does not say the install resumes", err)
+	}
 	st := c.d.status()
 	if st.State != engine.Downloading || st.Offset == 0 || st.Offset > cut {
 		t.Fatalf("after the drop: state %s at %d (cut at %d), want downloading from a checkpoint", st.State, st.Offset, cut)
