@@ -252,17 +252,26 @@ func (t *transfer) prepareDelta(ctx context.Context, hdr image.Header, v validat
 	return size, nil
 }
 
+// DeltaMemory is the working memory with which the engine applies a delta
+// image on the board info describes: the patch decoder's fixed state
+// (delta.StateSize) and its buffer of target, one erase sector of the
+// update slot, at most 64 KiB, at least a write unit. Neither depends on
+// the images' sizes.
+func DeltaMemory(info hal.Info) (decoder, buffer int) {
+	align := int64(max(1, info.Layout.Flash.WriteAlign))
+	n := int64(patchBuffer)
+	if p, err := info.UpdateSlot(); err == nil {
+		if runs := info.Layout.Flash.Map().Runs(p.Offset, p.Offset+1); len(runs) == 1 {
+			n = min(n, int64(runs[0].Size))
+		}
+	}
+	return delta.StateSize(), int(max(n/align*align, align))
+}
+
 // newPatcher starts the decoder for the delta image with header hdr: from
 // the patch's start, or from the checkpoint ck of a resumed download.
 func (t *transfer) newPatcher(ctx context.Context, hdr image.Header, ck []byte) (*patcher, error) {
-	align := int64(t.dev.align)
-	bufSize := int64(patchBuffer)
-	if p, err := t.dev.info.UpdateSlot(); err == nil {
-		if runs := t.dev.info.Layout.Flash.Map().Runs(p.Offset, p.Offset+1); len(runs) == 1 {
-			bufSize = min(bufSize, int64(runs[0].Size))
-		}
-	}
-	bufSize = max(bufSize/align*align, align)
+	_, bufSize := DeltaMemory(t.dev.info)
 	x := &patcher{
 		f:       &feed{in: make(chan []byte), back: make(chan mark)},
 		done:    make(chan struct{}),
