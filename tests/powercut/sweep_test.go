@@ -289,7 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// One fixture per kind of image the board's flows install.
 		fixtures := map[Kind]*fixture{}
 		for _, fl := range cfg.Flows {
-			if !fl.applies(b.Layout.Scheme) || (only != nil && only.flow != fl.Name) {
+			if !fl.applies(b.Layout) || (only != nil && only.flow != fl.Name) {
 				continue
 			}
 			f := fixtures[fl.Kind]
