@@ -287,7 +287,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 			v, _ = image.NewStreamVerifier(keys)
 			v.SetMaxSize(dev.maxSize)
 			t.v, t.dh = v, dg.newHash()
-			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
+			rec.Offset, rec.ETag, rec.LastModified, rec.Patch = 0, "", "", nil
 			t.val = validators{}
 		} else {
 			t.dh, t.resume, t.written, t.lastCk = dh, true, rec.Offset, rec.Offset
