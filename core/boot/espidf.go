@@ -28,9 +28,13 @@ import (
 // partitions, no factory app, app rollback on.
 var espConfig = espidf.Config{AppCount: 2, Rollback: true}
 
-// espGeo is an esp-idf board's otadata partition.
+// espGeo is an esp-idf board's otadata partition, and the entries last
+// read or written there: as slotCache and trailerCache do for the slots,
+// a Platform reads otadata once per power-on and then knows what it wrote.
 type espGeo struct {
 	otadata hal.Partition
+	known   bool
+	two     [2]espidf.Entry
 }
 
 // newESPGeo finds otadata; Layout.Validate has checked its size and sectors.
@@ -54,6 +58,9 @@ func espSlot(index int) Slot {
 // record magic is a flash file made when this board kept params at
 // otadata's address: refused, with the fix.
 func (b *board) readOtadata(r io.ReaderAt) ([2]espidf.Entry, error) {
+	if b.esp.known {
+		return b.esp.two, nil
+	}
 	var two [2]espidf.Entry
 	var buf [espidf.EntrySize]byte
 	for i := range two {
@@ -67,6 +74,7 @@ func (b *board) readOtadata(r io.ReaderAt) ([2]espidf.Entry, error) {
 		}
 		two[i], _ = espidf.ParseEntry(buf[:]) // EntrySize bytes
 	}
+	b.esp.known, b.esp.two = true, two
 	return two, nil
 }
 
@@ -75,6 +83,10 @@ func (b *board) readOtadata(r io.ReaderAt) ([2]espidf.Entry, error) {
 // the two leaves that entry erased and the other one as it was.
 func (b *board) writeOtadata(dev flash.Device, w espidf.Write) error {
 	off := int64(b.esp.otadata.Offset) + int64(w.Sector)*espidf.SectorSize
+	// Unknown until the write has succeeded: a failed one leaves the
+	// sector erased or torn.
+	known, two := b.esp.known, b.esp.two
+	b.esp.known = false
 	if err := dev.Erase(off, espidf.SectorSize); err != nil {
 		return flashErr(fmt.Sprintf("erase otadata sector %d at 0x%x", w.Sector, off), err)
 	}
@@ -86,6 +98,8 @@ func (b *board) writeOtadata(dev flash.Device, w espidf.Write) error {
 	if err := dev.Program(off, buf); err != nil {
 		return flashErr(fmt.Sprintf("program otadata entry %d at 0x%x", w.Sector, off), err)
 	}
+	two[w.Sector] = w.Entry
+	b.esp.known, b.esp.two = known, two
 	return nil
 }
 
@@ -188,6 +202,8 @@ func espBootState(v espView, p Params, check func(s Slot, minCounter uint32) (sl
 func bootESP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResult, error) {
 	res := hal.RebootResult{Action: ActionNone}
 	p := s.params()
+	// A power-on: the bootloader reads otadata afresh.
+	b.esp.known = false
 	two, err := b.readOtadata(dev)
 	if err != nil {
 		return res, fmt.Errorf("boot: %w", err)
