@@ -414,3 +414,30 @@ func (pl *Platform) cancelESP(slot Slot) error {
 	}
 	return pl.b.writeOtadata(pl.dev, w)
 }
+
+// invalidateInactiveESP is what esp_ota_begin does with rollback after it
+// erased the update slot (espidf.InvalidateInactive): the entry that still
+// names that slot loses its sector, so that no rollback returns to the
+// half-written image.
+func (pl *Platform) invalidateInactiveESP() error {
+	v, err := pl.otadata()
+	if err != nil {
+		return err
+	}
+	sector, ok := espidf.InvalidateInactive(v.two, int(v.running), espConfig.AppCount)
+	if !ok {
+		return nil
+	}
+	b := pl.b
+	off := int64(b.esp.otadata.Offset) + int64(sector)*espidf.SectorSize
+	known, two := b.esp.known, b.esp.two
+	b.esp.known = false
+	if err := pl.dev.Erase(off, espidf.SectorSize); err != nil {
+		return flashErr(fmt.Sprintf("erase otadata sector %d at 0x%x", sector, off), err)
+	}
+	var erased [espidf.EntrySize]byte
+	fillBytes(erased[:], b.geo.EraseValue)
+	two[sector], _ = espidf.ParseEntry(erased[:])
+	b.esp.known, b.esp.two = known, two
+	return nil
+}

@@ -121,6 +121,12 @@ func TestESPIDF_OtadataAsESPIDFWritesIt(t *testing.T) {
 	check("confirm", entry(1, espidf.StateValid), entry(2, espidf.StateValid))
 	booted("confirmed", hal.PartOTA, "3.0.0+0", boot.ActionNone)
 
+	// esp_ota_begin with rollback: after the erase of app, the entry that
+	// still names app (the inactive one) loses its sector.
+	if err := pl.Init(ctx, hal.InitRequest{Size: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	check("init", nil, entry(2, espidf.StateValid))
 	install(t, pl, f.image("4.0.0", 0), hal.BootPermanent)
 	// esp_ota_set_boot_partition into the other sector with the next
 	// ota_seq for ota_0; permanent is the state of a build without rollback.

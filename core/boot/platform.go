@@ -244,6 +244,11 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	if err := pl.dev.Erase(off, end-off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
 	}
+	if pl.b.esp != nil {
+		if err := pl.invalidateInactiveESP(); err != nil {
+			return fmt.Errorf("init %s: %w", slot.Name, err)
+		}
+	}
 	return nil
 }
 

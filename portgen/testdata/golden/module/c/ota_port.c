@@ -34,6 +34,7 @@
 static int esp_check(ota_port_t *p);
 static int esp_trial_now(ota_port_t *p, int *trial);
 static int esp_cancel(ota_port_t *p, int s);
+static int esp_invalidate_inactive(ota_port_t *p);
 
 static int fail(ota_port_t *p, int code, const char *fmt, ...)
 {
@@ -751,7 +752,10 @@ int ota_port_init(ota_port_t *p, uint64_t size, int resume)
     if (!boundary(p->board, end, &below, &above)) {
         end = above;
     }
-    return fl_erase(p, off, (uint32_t)(end - off), "init");
+    if ((r = fl_erase(p, off, (uint32_t)(end - off), "init")) != OTA_OK) {
+        return r;
+    }
+    return p->board->otadata_off ? esp_invalidate_inactive(p) : OTA_OK;
 }
 
 /* The unit u of the chunk as written: data, the last unit padded. */
@@ -1214,6 +1218,29 @@ static int esp_cancel(ota_port_t *p, int s)
         return OTA_OK;
     }
     return esp_mark_invalid(p, &v);
+}
+
+/* esp_ota_invalidate_inactive_ota_data_slot, after Init's erase: the entry
+ * that is not active, with a usable ota_seq naming a slot other than the
+ * running one, has its sector erased (espidf.InvalidateInactive). */
+static int esp_invalidate_inactive(ota_port_t *p)
+{
+    esp_view_t v;
+    const esp_entry_t *e;
+    int r, in;
+
+    if ((r = esp_view(p, &v)) != OTA_OK) {
+        return r;
+    }
+    if (v.active < 0) {
+        return OTA_OK;
+    }
+    in = 1 - v.active;
+    e = &v.two[in];
+    if (esp_seq(e) == ESP_EMPTY || get32(e->raw + 28) != esp_crc(esp_seq(e)) || esp_slot(esp_seq(e)) == v.running) {
+        return OTA_OK;
+    }
+    return fl_erase(p, p->board->otadata_off + (uint32_t)in * ESP_SECTOR, ESP_SECTOR, "init: erase the inactive otadata entry");
 }
 
 /* ota_port_open's check of otadata: readable, and not the old layout. */
