@@ -54,7 +54,7 @@ func Open(path string) (*Store, error) {
 			if err != nil {
 				return fmt.Errorf("schema version %q is not a number", v)
 			}
-			if err := checkSchema(n); err != nil {
+			if err := checkSchema(n, SchemaVersion); err != nil {
 				return err
 			}
 		}
@@ -72,11 +72,11 @@ func Open(path string) (*Store, error) {
 	return newStore(boltDB{db: db}), nil
 }
 
-// checkSchema refuses a database whose schema version n is newer than the
-// one this code writes, with the fix.
-func checkSchema(n int) error {
-	if n > SchemaVersion {
-		return fmt.Errorf("schema version %d is newer than this otaserve understands (%d): upgrade otaserve: %w", n, SchemaVersion, errSchemaNewer)
+// checkSchema refuses a database whose schema version n is newer than
+// known, the one this code writes, with the fix.
+func checkSchema(n, known int) error {
+	if n > known {
+		return fmt.Errorf("schema version %d is newer than this otaserve understands (%d): upgrade otaserve: %w", n, known, errSchemaNewer)
 	}
 	return nil
 }
@@ -125,8 +125,9 @@ func (b boltTx) get(t table, k key) ([]byte, error) {
 		return nil, err
 	}
 	if v := bk.Get(kb); v != nil {
-		// bbolt's bytes are valid only inside the transaction.
-		return append([]byte(nil), v...), nil
+		// bbolt's bytes are valid only inside the transaction; the copy
+		// of an empty value is not nil, which would read as no record.
+		return append(make([]byte, 0, len(v)), v...), nil
 	}
 	return nil, nil
 }
