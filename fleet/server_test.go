@@ -33,6 +33,7 @@ import (
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/pki"
 	"github.com/otaport/otaport/fleet/store"
+	"github.com/otaport/otaport/fleet/store/pgtest"
 )
 
 type running struct {
@@ -43,19 +44,35 @@ type running struct {
 	done   chan error
 }
 
+// pg is the package's PostgreSQL server, started by the first test that
+// asks for a database.
+var pg pgtest.Server
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
 func start(t *testing.T, dir string, keys []crypto.PublicKey) *running {
 	t.Helper()
-	return startToken(t, dir, keys, "")
+	return startDB(t, dir, "", keys, "")
 }
 
 // startToken starts a server as otaserve run --token does.
 func startToken(t *testing.T, dir string, keys []crypto.PublicKey, token string) *running {
 	t.Helper()
+	return startDB(t, dir, "", keys, token)
+}
+
+// startDB starts a server as otaserve run --db does ("": bbolt in dir).
+func startDB(t *testing.T, dir, db string, keys []crypto.PublicKey, token string) *running {
+	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("FLEET_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log, Token: token,
+	srv, err := New(Config{DataDir: dir, DB: db, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log, Token: token,
 		Boards: map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
 	if err != nil {
 		t.Fatal(err)
@@ -220,10 +237,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // TestServer_CampaignWithDevices runs a three-wave campaign over the real
 // broker with simulated devices, one of which rolls back, then restarts the
 // server on the same data directory and checks nothing was lost.
+// TestServer_CampaignWithDevices: devices sign in, download the image
+// from the firmware server and report; the campaign ends as their reports
+// say, and a restart keeps it all. On bbolt in the data directory, and on
+// PostgreSQL (otaserve run --db) with the firmware in the database.
 func TestServer_CampaignWithDevices(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) { testCampaignWithDevices(t, "") })
+	t.Run("postgres", func(t *testing.T) { testCampaignWithDevices(t, pg.DB(t)) })
+}
+
+func testCampaignWithDevices(t *testing.T, db string) {
 	dir := t.TempDir()
 	key, _ := image.GenerateKey(image.KeyEd25519)
-	r := start(t, dir, []crypto.PublicKey{key.Public()})
+	r := startDB(t, dir, db, []crypto.PublicKey{key.Public()}, "")
 
 	modes := []string{"ok", "ok", "ok", "rollback", "ok"}
 	devs := connectDevices(t, r, modes, nil)
@@ -295,8 +321,11 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 	// A restart on the same directory keeps the token, the registry, the
 	// images and the campaign.
 	tokenFile, _ := os.ReadFile(filepath.Join(dir, "token"))
-	r2 := start(t, dir, []crypto.PublicKey{key.Public()})
+	r2 := startDB(t, dir, db, []crypto.PublicKey{key.Public()}, "")
 	defer r2.stop(t)
+	if _, err := os.Stat(filepath.Join(dir, "fleet.db")); (db == "") != (err == nil) {
+		t.Errorf("fleet.db in the data directory: %v, with --db %q", err, db)
+	}
 	if tok, generated := r2.srv.Token(); tok != r.token || generated || strings.TrimSpace(string(tokenFile)) != tok {
 		t.Errorf("token after restart: %q generated=%v, file %q; want %q", tok, generated, tokenFile, r.token)
 	}

@@ -38,7 +38,6 @@ import (
 type Server struct {
 	once  sync.Once
 	err   error // why the server could not start
-	skip  bool  // err is the programs' absence, outside CI
 	dir   string
 	port  int
 	cmd   *exec.Cmd
@@ -63,7 +62,7 @@ func BinDir() (string, error) {
 	if p, err := exec.LookPath("postgres"); err == nil {
 		return filepath.Dir(p), nil
 	}
-	return "", errors.New("PostgreSQL's initdb and postgres are not installed (apt-get install postgresql)")
+	return "", ErrNotInstalled
 }
 
 func version(binDir string) int {
@@ -76,42 +75,61 @@ func version(binDir string) int {
 // PostgreSQL is not installed and CI is not set, and fails it otherwise.
 func (s *Server) DB(t testing.TB) string {
 	t.Helper()
-	s.once.Do(func() { s.err = s.start() })
-	if s.err != nil {
-		if s.skip && os.Getenv("CI") != "true" {
-			t.Skipf("PostgreSQL tests skipped: %v", s.err)
+	if err := s.Start(); err != nil {
+		if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
+			t.Skipf("PostgreSQL tests skipped: %v", err)
 		}
-		t.Fatalf("start PostgreSQL: %v", s.err)
+		t.Fatalf("start PostgreSQL: %v", err)
 	}
+	url, drop, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return url
+}
+
+// ErrNotInstalled is the error of Start when PostgreSQL's programs are not
+// installed.
+var ErrNotInstalled = errors.New("PostgreSQL's initdb and postgres are not installed (apt-get install postgresql)")
+
+// Start starts the server if it has not started yet; DB calls it. It is
+// for callers that have no testing.TB (a testscript's Setup), which must
+// skip or fail as DB does.
+func (s *Server) Start() error {
+	s.once.Do(func() { s.err = s.start() })
+	return s.err
+}
+
+// Create makes a new, empty database on the started server and returns
+// its URL and the function that drops it.
+func (s *Server) Create() (url string, drop func() error, err error) {
 	s.mu.Lock()
 	s.count++
 	name := fmt.Sprintf("t%d", s.count)
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.url("postgres"))
-	if err != nil {
-		t.Fatalf("connect to the test PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
+	admin := func(sql string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, s.url("postgres"))
 		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
+			return fmt.Errorf("connect to the test PostgreSQL: %w", err)
 		}
 		defer conn.Close(ctx)
-		// FORCE ends the sessions a server under test left open.
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
 		}
-	})
-	return s.url(name)
+		return nil
+	}
+	if err := admin("CREATE DATABASE " + name); err != nil {
+		return "", nil, err
+	}
+	// FORCE ends the sessions a server under test left open.
+	return s.url(name), func() error { return admin("DROP DATABASE " + name + " WITH (FORCE)") }, nil
 }
 
 func (s *Server) url(db string) string {
@@ -123,7 +141,6 @@ func (s *Server) url(db string) string {
 func (s *Server) start() error {
 	bin, err := BinDir()
 	if err != nil {
-		s.skip = true
 		return err
 	}
 	if s.dir, err = os.MkdirTemp("", "pgtest-"); err != nil {
