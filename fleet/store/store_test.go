@@ -31,7 +31,7 @@ func backends(t *testing.T, test func(t *testing.T, db string)) {
 	t.Run("postgres", func(t *testing.T) { test(t, pg.DB(t)) })
 }
 
-func open(t *testing.T, db string) *Store {
+func open(t testing.TB, db string) *Store {
 	t.Helper()
 	var s *Store
 	var err error
