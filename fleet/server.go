@@ -505,6 +505,10 @@ func openStore(cfg Config) (*store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (--db)", err)
 	}
+	if err := st.Claim(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("%w (--db)", err)
+	}
 	return st, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -323,6 +324,14 @@ func testCampaignWithDevices(t *testing.T, db string) {
 	tokenFile, _ := os.ReadFile(filepath.Join(dir, "token"))
 	r2 := startDB(t, dir, db, []crypto.PublicKey{key.Public()}, "")
 	defer r2.stop(t)
+	if db != "" {
+		// A second otaserve on the database is refused while one runs
+		// (until campaigns have leases), as one on the data directory is.
+		_, err := New(Config{DataDir: t.TempDir(), DB: db, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
+		if !errors.Is(err, store.ErrClaimed) || !strings.Contains(err.Error(), "another otaserve serves this database") {
+			t.Errorf("a second otaserve on the database: %v", err)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, "fleet.db")); (db == "") != (err == nil) {
 		t.Errorf("fleet.db in the data directory: %v, with --db %q", err, db)
 	}

@@ -1,6 +1,6 @@
 package store
 
-import "errors"
+import "fmt"
 
 // table is one kind of record. Each backend maps it to its own storage: a
 // bbolt bucket, a PostgreSQL table.
@@ -65,6 +65,10 @@ type txn interface {
 	dropProgress(campaign uint64) error
 }
 
-// errSchemaNewer is wrapped by the error of opening a database written by a
-// newer otaserve.
-var errSchemaNewer = errors.New("schema newer than this otaserve")
+// schemaError is the error of opening a database written by a newer
+// otaserve.
+type schemaError struct{ have, known int }
+
+func (e *schemaError) Error() string {
+	return fmt.Sprintf("schema version %d is newer than this otaserve understands (%d): upgrade otaserve", e.have, e.known)
+}

@@ -76,7 +76,7 @@ func Open(path string) (*Store, error) {
 // known, the one this code writes, with the fix.
 func checkSchema(n, known int) error {
 	if n > known {
-		return fmt.Errorf("schema version %d is newer than this otaserve understands (%d): upgrade otaserve: %w", n, known, errSchemaNewer)
+		return &schemaError{have: n, known: known}
 	}
 	return nil
 }

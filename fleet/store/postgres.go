@@ -55,6 +55,41 @@ type pgDB struct {
 	// service's writes touch the same campaign) and be run again.
 	// Conflicts with other processes are retried (update).
 	writeMu sync.Mutex
+	// claim is the connection that holds the advisory lock of Claim.
+	claim *pgxpool.Conn
+}
+
+// claimLock is the advisory lock key of Claim ("otaport" + 1).
+const claimLock = migrationLock + 1
+
+// ErrClaimed is returned by Claim when another process has the database.
+var ErrClaimed = errors.New("another otaserve serves this database")
+
+// Claim takes the database for this process alone until Close, as bbolt's
+// file lock does: until campaigns have leases, two otaserve processes on one
+// database would each run every active campaign. It is a session advisory
+// lock, so a process that dies lets go of it with its connection. Claim does
+// nothing on bbolt, whose Open has the file's lock already.
+func (s *Store) Claim(ctx context.Context) error {
+	p, ok := s.b.(*pgDB)
+	if !ok {
+		return nil
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("claim %s: %w", p.name, err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(claimLock)).Scan(&got); err != nil {
+		conn.Release()
+		return fmt.Errorf("claim %s: %w", p.name, err)
+	}
+	if !got {
+		conn.Release()
+		return fmt.Errorf("claim %s: %w: stop it first (several otaserve on one database come with campaign leases)", p.name, ErrClaimed)
+	}
+	p.claim = conn
+	return nil
 }
 
 // OpenPostgres connects to the PostgreSQL database of dbURL
@@ -73,6 +108,10 @@ func OpenPostgres(ctx context.Context, dbURL string) (*Store, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", name, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store %s: %w: check that PostgreSQL runs there and takes this user (its password in the URL, PGPASSWORD or ~/.pgpass)", name, err)
 	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
@@ -203,6 +242,12 @@ func retryable(err error) bool {
 }
 
 func (p *pgDB) close() error {
+	if p.claim != nil {
+		// Closing the connection ends its session and the lock with it.
+		_ = p.claim.Conn().Close(context.Background())
+		p.claim.Release()
+		p.claim = nil
+	}
 	p.pool.Close()
 	return nil
 }

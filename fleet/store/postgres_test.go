@@ -36,7 +36,8 @@ func TestOpenPostgres_RefusesNewerSchema(t *testing.T) {
 		s.Close()
 		t.Fatal("opened a database of schema 99")
 	}
-	if !errors.Is(err, errSchemaNewer) || !strings.Contains(err.Error(), "schema version 99 is newer than this otaserve understands") ||
+	var se *schemaError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "schema version 99 is newer than this otaserve understands") ||
 		!strings.Contains(err.Error(), "upgrade otaserve") {
 		t.Errorf("error = %v", err)
 	}
