@@ -21,6 +21,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"slices"
@@ -312,6 +313,21 @@ func testCampaignWithDevices(t *testing.T, db string) {
 	for i, d := range devs {
 		if len(d.errs) > 0 {
 			t.Errorf("device %d: %v", i, d.errs)
+		}
+	}
+	// The dashboard's pages read the same store: signed in with the
+	// printed link, the campaign's page lists its devices and outcomes.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	for _, u := range []string{r.srv.LoginURL(), "http://" + r.srv.Addrs().HTTP + fmt.Sprintf("/campaigns/%d", c.ID)} {
+		resp, err := browser.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "pkA/dev-3") || !strings.Contains(string(page), "pkA/dev-0") {
+			t.Errorf("dashboard %s: status %d, the page does not list the devices:\n%.2000s", u, resp.StatusCode, page)
 		}
 	}
 	for _, d := range devs {
