@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,7 +76,9 @@ func scriptParams(p testscript.Params, postgres bool) testscript.Params {
 			if len(args) != 1 {
 				ts.Fatalf("usage: waitfile FILE")
 			}
-			for range 600 {
+			// A minute: a start on a loaded machine (the tests of
+			// other packages, a PostgreSQL of its own) takes seconds.
+			for range 3000 {
 				if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
 					return
 				}
