@@ -35,6 +35,10 @@ const migrationLock = 0x6f7461706f7274
 // turns into an error rather than a hang.
 const txTimeout = time.Minute
 
+// defaultMaxConns is how many connections otaserve opens at most, unless
+// the URL says otherwise (pool_max_conns=N).
+const defaultMaxConns = 16
+
 // maxAttempts bounds the runs of one Write that conflicts with other
 // transactions.
 const maxAttempts = 10
@@ -104,6 +108,11 @@ func OpenPostgres(ctx context.Context, dbURL string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s (--db): %w: give postgres://user:password@host:port/database", name, err)
+	}
+	if !strings.Contains(dbURL, "pool_max_conns=") {
+		// pgx's default is the number of CPUs, at least 4: one is Claim's
+		// for good, and firmware downloads read a chunk per statement.
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
