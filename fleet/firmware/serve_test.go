@@ -36,25 +36,28 @@ const blobSize = 2*store.ChunkSize + 1000
 // backends runs a test with a store of each kind: blobs in the directory,
 // or in PostgreSQL (with the directory for uploads in progress).
 func backends(t *testing.T, test func(t *testing.T, s *Store)) {
-	t.Run("dir", func(t *testing.T) {
-		s, err := NewStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		test(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
+	for _, be := range []string{"dir", "postgres"} {
+		t.Run(be, func(t *testing.T) { test(t, storeOf(t, be)) })
+	}
+}
+
+// storeOf makes a store of a kind: "dir", or "postgres" (a database of
+// its own, the directory for uploads in progress).
+func storeOf(t testing.TB, kind string) *Store {
+	t.Helper()
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kind == "postgres" {
 		db, err := store.OpenPostgres(context.Background(), pg.DB(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		s, err := NewSharedStore(t.TempDir(), db.Blobs())
-		if err != nil {
-			t.Fatal(err)
-		}
-		test(t, s)
-	})
+		s.shared = db.Blobs()
+	}
+	return s
 }
 
 func testBlob(t *testing.T, s *Store) (Blob, []byte) {
