@@ -178,7 +178,8 @@ func (s *Store) UpdateDevice(pk, dn string, fn func(*Device) error) error {
 
 // UpdateDevice applies fn to a device within the writer's transaction. A
 // failure (ErrNotFound, or fn's error) changes nothing, and the transaction
-// may go on with other changes.
+// may go on with other changes; a failure of the database itself ends it
+// (Write returns that failure whatever fn returns).
 func (w *Writer) UpdateDevice(pk, dn string, fn func(*Device) error) error {
 	k := nameOf(DeviceKey(pk, dn))
 	var d Device
