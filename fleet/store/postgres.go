@@ -32,8 +32,9 @@ var migrations embed.FS
 const migrationLock = 0x6f7461706f7274
 
 // txTimeout bounds one transaction, so a database that stops answering
-// turns into an error rather than a hang.
-const txTimeout = time.Minute
+// turns into an error rather than a hang. It is long: creating a campaign
+// of 100,000 devices is one transaction of some 300,000 statements.
+const txTimeout = 10 * time.Minute
 
 // defaultMaxConns is how many connections otaserve opens at most, unless
 // the URL says otherwise (pool_max_conns=N).
