@@ -7,7 +7,8 @@ import (
 
 // BenchmarkStore compares the backends on what the fleet does most: a
 // device's report (one Write updating one device), the campaign service's
-// batch (100 devices in one Write), and a listing of 1,000 devices.
+// batch (100 devices in one Write), a campaign of 1,000 devices created, and
+// a listing of 1,000 devices.
 //
 //	go test ./fleet/store -run '^$' -bench Store -benchtime 2s
 func BenchmarkStore(b *testing.B) {
@@ -53,6 +54,17 @@ func BenchmarkStore(b *testing.B) {
 						return nil
 					})
 					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("add-campaign-of-1000", func(b *testing.B) {
+				ps := make([]Progress, devices)
+				for i := range ps {
+					ps[i] = Progress{Device: fmt.Sprintf("pk/dev%04d", i), State: ProgressPending}
+				}
+				for b.Loop() {
+					if _, err := s.AddCampaign(Campaign{State: CampaignRunning}, ps); err != nil {
 						b.Fatal(err)
 					}
 				}
