@@ -18,9 +18,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(stopping{m}, map[string]func(){
 		"otaserve": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
+}
+
+// stopping runs the tests, then stops the package's PostgreSQL (testscript.Main
+// exits with the tests' status itself).
+type stopping struct{ m *testing.M }
+
+func (s stopping) Run() int {
+	defer pg.Stop()
+	return s.m.Run()
 }
 
 // TestScripts runs the CLI as a user does, against a real `otaserve run`
