@@ -42,15 +42,12 @@ func TestScripts(t *testing.T) {
 // asks for a database.
 var pg pgtest.Server
 
-// TestScripts_Postgres runs the scripts of the fleet's life (devices,
-// images, campaigns, status, tokens) again with otaserve run on
+// TestScripts_Postgres runs every script again with otaserve run on
 // PostgreSQL (OTASERVE_DB, a database per script), everything else in
 // --data as before.
 func TestScripts_Postgres(t *testing.T) {
 	pg.DB(t) // skips or fails as every PostgreSQL test does
-	p := scriptParams(testscript.Params{Files: []string{
-		"testdata/script/fleet.txtar", "testdata/script/token.txtar", "testdata/script/delete_json.txtar",
-	}}, true)
+	p := scriptParams(testscript.Params{Dir: "testdata/script"}, true)
 	setup := p.Setup
 	p.Setup = func(env *testscript.Env) error {
 		url, drop, err := pg.Create()
