@@ -228,11 +228,10 @@ func (p *pgDB) run(opts pgx.TxOptions, fn func(txn) error) error {
 	t := &pgTx{ctx: ctx}
 	err := pgx.BeginTxFunc(ctx, p.pool, opts, func(tx pgx.Tx) error {
 		t.tx = tx
-		err := fn(t)
-		if t.first != nil {
-			return t.first
+		if err := fn(t); err != nil || t.first != nil {
+			return cmpErr(t.first, err)
 		}
-		return err
+		return t.flush()
 	})
 	if t.first != nil && !errors.Is(err, t.first) {
 		return errors.Join(t.first, err)
@@ -265,10 +264,37 @@ func (p *pgDB) close() error {
 func (p *pgDB) describe() string { return p.name }
 
 // pgTx is one transaction; first is its first failed statement.
+//
+// Writes are queued and sent together, in one round trip, before the next
+// read and before the commit: a read then sees them, and a run of writes (a
+// campaign's devices) costs one round trip instead of one each. A queued
+// write that fails is reported by the read or the commit that sends it.
 type pgTx struct {
-	ctx   context.Context
-	tx    pgx.Tx
-	first error
+	ctx     context.Context
+	tx      pgx.Tx
+	first   error
+	pending pgx.Batch
+}
+
+// exec queues a write.
+func (t *pgTx) exec(sql string, args ...any) {
+	t.pending.Queue(sql, args...)
+}
+
+// flush sends the queued writes.
+func (t *pgTx) flush() error {
+	if t.first != nil {
+		return t.first
+	}
+	if t.pending.Len() == 0 {
+		return nil
+	}
+	b := t.pending
+	t.pending = pgx.Batch{}
+	if err := t.tx.SendBatch(t.ctx, &b).Close(); err != nil {
+		return t.note(fmt.Errorf("write: %w", err))
+	}
+	return nil
 }
 
 func (t *pgTx) note(err error) error {
@@ -324,6 +350,9 @@ func (pt pgTable) where() string {
 }
 
 func (t *pgTx) get(tb table, k key) ([]byte, error) {
+	if err := t.flush(); err != nil {
+		return nil, err
+	}
 	pt := tableOf(tb)
 	var v []byte
 	err := t.tx.QueryRow(t.ctx, "SELECT "+pt.doc+" FROM "+pt.name+" WHERE "+pt.where(), args(tb, k)...).Scan(&v)
@@ -352,21 +381,20 @@ func (t *pgTx) put(tb table, k key, v []byte) error {
 	}
 	q := "INSERT INTO " + pt.name + " (" + pt.keys + ", " + pt.doc + ") VALUES (" + strings.Join(ph, ", ") + ")" +
 		" ON CONFLICT (" + pt.keys + ") DO UPDATE SET " + pt.doc + " = EXCLUDED." + pt.doc
-	if _, err := t.tx.Exec(t.ctx, q, append(a, val)...); err != nil {
-		return t.note(fmt.Errorf("write %s: %w", pt.name, err))
-	}
+	t.exec(q, append(a, val)...)
 	return nil
 }
 
 func (t *pgTx) del(tb table, k key) error {
 	pt := tableOf(tb)
-	if _, err := t.tx.Exec(t.ctx, "DELETE FROM "+pt.name+" WHERE "+pt.where(), args(tb, k)...); err != nil {
-		return t.note(fmt.Errorf("delete from %s: %w", pt.name, err))
-	}
+	t.exec("DELETE FROM "+pt.name+" WHERE "+pt.where(), args(tb, k)...)
 	return nil
 }
 
 func (t *pgTx) scan(tb table, within uint64, fn func(v []byte) error) error {
+	if err := t.flush(); err != nil {
+		return err
+	}
 	pt := tableOf(tb)
 	q, a := "SELECT "+pt.doc+" FROM "+pt.name+" ORDER BY "+pt.keys, []any(nil)
 	if tb == tableProgress {
@@ -393,6 +421,9 @@ func (t *pgTx) scan(tb table, within uint64, fn func(v []byte) error) error {
 }
 
 func (t *pgTx) nextID(tb table) (uint64, error) {
+	if err := t.flush(); err != nil {
+		return 0, err
+	}
 	pt := tableOf(tb)
 	var id int64
 	if err := t.tx.QueryRow(t.ctx, "SELECT nextval('"+pt.name+"_id_seq')").Scan(&id); err != nil {
@@ -402,9 +433,7 @@ func (t *pgTx) nextID(tb table) (uint64, error) {
 }
 
 func (t *pgTx) dropProgress(campaign uint64) error {
-	if _, err := t.tx.Exec(t.ctx, "DELETE FROM progress WHERE campaign_id = $1", int64(campaign)); err != nil {
-		return t.note(fmt.Errorf("delete progress: %w", err))
-	}
+	t.exec("DELETE FROM progress WHERE campaign_id = $1", int64(campaign))
 	return nil
 }
 

@@ -159,3 +159,35 @@ func TestJSONBSafe(t *testing.T) {
 		}
 	}
 }
+
+// TestWrite_QueuedWriteFails: writes are sent in batches, before the next
+// read or at the commit; one that fails there still fails the Write, and
+// nothing of the transaction is kept.
+func TestWrite_QueuedWriteFails(t *testing.T) {
+	db := pg.DB(t)
+	s := open(t, db)
+	defer s.Close()
+	for name, then := range map[string]func(w *Writer) error{
+		"at the commit":       func(*Writer) error { return nil },
+		"at the next read":    func(w *Writer) error { _, err := w.Tokens(); return err },
+		"read ignoring error": func(w *Writer) error { _, _ = w.Tokens(); return nil },
+	} {
+		err := s.Write(func(w *Writer) error {
+			if err := w.AddToken(Token{Name: name, Hash: name}); err != nil {
+				return err
+			}
+			// Progress of a campaign that does not exist: refused by
+			// the foreign key, when sent.
+			if err := put(w.tx, tableProgress, progressOf(999, "pk/d"), Progress{}); err != nil {
+				return err
+			}
+			return then(w)
+		})
+		if err == nil || !strings.Contains(err.Error(), "progress") {
+			t.Errorf("%s: Write = %v, want the foreign key's refusal", name, err)
+		}
+		if _, err := s.TokenByHash(name); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: the token of a failed Write: %v", name, err)
+		}
+	}
+}
