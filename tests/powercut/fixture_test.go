@@ -200,7 +200,9 @@ func (f *fixture) signNew(n int) error {
 			}
 		}
 	case KindEncrypted:
-		f.newImg, err = f.signWith(NewVersion, payloadOf(n, 2), image.SignOptions{Encrypt: f.decKey.(*ecdh.PrivateKey).PublicKey()})
+		f.newImg, err = encrypted.get(f.board.Name, n, func() ([]byte, error) {
+			return f.signWith(NewVersion, payloadOf(n, 2), image.SignOptions{Encrypt: f.decKey.(*ecdh.PrivateKey).PublicKey()})
+		})
 		if err == nil {
 			f.slotImg, err = f.slotForm(f.newImg)
 		}
@@ -291,6 +293,39 @@ func boardKey(alg string, seed [32]byte) (crypto.Signer, error) {
 		return rsaKeys.m[alg], rsaKeys.err
 	}
 	return nil, fmt.Errorf("image.signature %q: no key for it in the suite", alg)
+}
+
+// encrypted holds each board's encrypted image, made once per process: the
+// AES key of an encrypted image is random at every signing (imgtool's
+// too), and sweeps that compare their figures (the Go port's and the C
+// port's) need the same bytes, so that each cut falls on the same flash
+// operation, as the other kinds get from their fixed keys and payloads.
+var encrypted imageCache
+
+// imageCache is images by board and payload size, each made once.
+type imageCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// get returns the image of board and payload size n, made by mk the
+// first time.
+func (c *imageCache) get(board string, n int, mk func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := fmt.Sprintf("%s/%d", board, n)
+	if b, ok := c.m[k]; ok {
+		return b, nil
+	}
+	b, err := mk()
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string][]byte{}
+	}
+	c.m[k] = b
+	return b, nil
 }
 
 var rsaKeys struct {
