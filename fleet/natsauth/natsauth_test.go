@@ -1,0 +1,353 @@
+package natsauth_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/fleet/broker"
+	"github.com/otaport/otaport/fleet/natsauth"
+	"github.com/otaport/otaport/fleet/natsauth/natstest"
+)
+
+const (
+	testTimeout = 30 * time.Second
+	opUser      = "otaserve"
+	opPass      = "operator-secret"
+	product     = "a1Prod"
+	timeless    = "a1Old" // a product allowed to sign in without a timestamp
+)
+
+// devices are the registry: name -> secret, in both products.
+var devices = map[string]string{"dev-1": "secret-1", "dev-2": "secret-2", "dev.3": "secret-3"}
+
+func lookup(pk, dn string) (string, bool) {
+	if pk != product && pk != timeless {
+		return "", false
+	}
+	s, ok := devices[dn]
+	return s, ok
+}
+
+// rig is a three-node cluster with otaserve's callout answering it.
+type rig struct {
+	c  *natstest.Cluster
+	op paho.Client
+	// reports are what the operator hears on the devices' topics.
+	reports chan paho.Message
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if os.Getenv("NATSAUTH_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func startRig(t *testing.T, policy broker.SignInPolicy) *rig {
+	t.Helper()
+	o := natstest.Options{}
+	if os.Getenv("NATSAUTH_TEST_LOG") != "" {
+		o.Logf = t.Logf
+	}
+	c := natstest.Start(t, o)
+	policy.Timeless = append(policy.Timeless, timeless)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	svc, err := natsauth.Start(ctx, natsauth.Config{
+		URL: c.CalloutURL(), Issuer: c.Issuer, Account: natstest.Account,
+		Gate:   broker.NewGate(lookup, map[string]string{opUser: opPass}, policy),
+		Logger: logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	r := &rig{c: c, reports: make(chan paho.Message, 64)}
+	opts := paho.NewClientOptions().SetClientID("otaserve").SetUsername(opUser).SetPassword(opPass).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectTimeout(5 * time.Second).
+		SetOnConnectHandler(func(cl paho.Client) {
+			cl.Subscribe("/ota/device/#", 1, func(_ paho.Client, m paho.Message) { r.reports <- m })
+		})
+	for _, u := range c.MQTTURLs() {
+		opts.AddBroker(u)
+	}
+	r.op = paho.NewClient(opts)
+	if tok := r.op.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+		t.Fatalf("operator connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { r.op.Disconnect(0) })
+	return r
+}
+
+// publish sends an order as otaserve does, at QoS 1, and waits for the
+// broker's acknowledgement.
+func (r *rig) publish(t *testing.T, topic string, payload []byte) {
+	t.Helper()
+	if tok := r.op.Publish(topic, 1, false, payload); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// next returns the next report on topic.
+func (r *rig) next(t *testing.T, topic string) string {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		select {
+		case m := <-r.reports:
+			if m.Topic() == topic {
+				return string(m.Payload())
+			}
+		case <-deadline:
+			t.Fatalf("nothing arrived on %s", topic)
+			return ""
+		}
+	}
+}
+
+func order(id int64, version string) []byte {
+	b, err := cloud.Marshal(cloud.Order{
+		Code: cloud.OrderCodeSuccess, Message: cloud.OrderMessageSuccess, ID: id,
+		Data: cloud.OrderData{Size: 1024, Version: version, URL: "http://127.0.0.1:9/fw.bin",
+			SignMethod: "SHA256", Sign: strings.Repeat("5e", 32)},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// device is the real device-side client with what it received.
+type device struct {
+	*cloud.Client
+	orders    chan *cloud.Order
+	connected chan struct{}
+}
+
+// cid is a client id NATS takes: no '.', which NATS refuses in an MQTT
+// client id.
+func cid(pk, dn string) string { return pk + "_" + strings.ReplaceAll(dn, ".", "_") }
+
+func dial(t *testing.T, brokers string, pk, dn string, tweak func(*cloud.Config)) (*device, error) {
+	t.Helper()
+	d := &device{orders: make(chan *cloud.Order, 16), connected: make(chan struct{}, 16)}
+	cfg := cloud.Config{
+		Broker:         brokers,
+		Identity:       cloud.Identity{ProductKey: pk, DeviceName: dn, DeviceSecret: devices[dn]},
+		Sign:           cloud.SignOptions{ClientID: cid(pk, dn)},
+		ConnectTimeout: 5 * time.Second, MaxReconnectInterval: 200 * time.Millisecond,
+		OnOrder:   func(o *cloud.Order, _ []byte) { d.orders <- o },
+		OnConnect: func() { d.connected <- struct{}{} },
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cl, err := cloud.Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { cl.Close() })
+	d.Client = cl
+	return d, nil
+}
+
+func (d *device) nextOrder(t *testing.T) *cloud.Order {
+	t.Helper()
+	select {
+	case o := <-d.orders:
+		return o
+	case <-time.After(testTimeout):
+		t.Fatal("no order arrived")
+		return nil
+	}
+}
+
+// connect makes one raw MQTT connection with creds and returns the
+// connection's error: nil when the broker took it.
+func connect(t *testing.T, url string, creds cloud.Credentials) error {
+	t.Helper()
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(creds.ClientID).
+		SetUsername(creds.Username).SetPassword(creds.Password).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second))
+	tok := cl.Connect()
+	if !tok.WaitTimeout(testTimeout) {
+		t.Fatal("no CONNACK")
+	}
+	if tok.Error() == nil {
+		cl.Disconnect(0)
+	}
+	return tok.Error()
+}
+
+// TestCallout_DeviceSignsInAndGetsItsOrder: the device's sign-in reaches
+// otaserve through the callout (client id, user name and password of the
+// MQTT CONNECT), and with the user it answers the device takes its order
+// and reports on its topics, a device name with '.' included.
+func TestCallout_DeviceSignsInAndGetsItsOrder(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{})
+	for i, dn := range []string{"dev-1", "dev.3"} {
+		d, err := dial(t, r.c.MQTT(i), product, dn, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", dn, err)
+		}
+		r.publish(t, d.Topics().Upgrade, order(int64(10+i), "2.0"))
+		if o := d.nextOrder(t); o.ID != int64(10+i) {
+			t.Fatalf("%s: order %d", dn, o.ID)
+		}
+		if err := d.Progress(context.Background(), cloud.StepPercent(50), ""); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`{"id":%d,"params":{"step":"50"}}`, 10+i)
+		if got := r.next(t, d.Topics().Progress); got != want {
+			t.Errorf("%s progress: %s, want %s", dn, got, want)
+		}
+	}
+}
+
+// TestCallout_Refusals: every rule of the embedded broker's sign-in holds
+// on the cluster, checked by the same code (broker.Gate).
+func TestCallout_Refusals(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{})
+	now := time.Now()
+	ms := func(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+	id := cloud.Identity{ProductKey: product, DeviceName: "dev-1", DeviceSecret: devices["dev-1"]}
+	sign := func(id cloud.Identity, o cloud.SignOptions) cloud.Credentials {
+		if o.ClientID == "" {
+			o.ClientID = cid(id.ProductKey, id.DeviceName)
+		}
+		c, err := cloud.SignIn(id, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	wrong := id
+	wrong.DeviceSecret = "not-the-secret"
+	unknown := id
+	unknown.DeviceName = "dev-9"
+	cases := []struct {
+		name  string
+		creds cloud.Credentials
+		ok    bool
+	}{
+		{"right secret, fresh timestamp", sign(id, cloud.SignOptions{Timestamp: ms(now)}), true},
+		{"wrong secret", sign(wrong, cloud.SignOptions{Timestamp: ms(now)}), false},
+		{"unknown device", sign(unknown, cloud.SignOptions{Timestamp: ms(now)}), false},
+		{"replayed: timestamp an hour old", sign(id, cloud.SignOptions{Timestamp: ms(now.Add(-time.Hour))}), false},
+		{"no timestamp, product not timeless", sign(id, cloud.SignOptions{}), false},
+		{"securemode=2 (TLS) on plain TCP", sign(id, cloud.SignOptions{Timestamp: ms(now), TLS: true}), false},
+		{"operator, wrong password", cloud.Credentials{ClientID: "op", Username: opUser, Password: "guess"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := connect(t, r.c.MQTT(1), c.creds)
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	// The platform's default client id, "{pk}.{dn}", never reaches the
+	// callout: NATS refuses a '.' in an MQTT client id at CONNECT.
+	if err := connect(t, r.c.MQTT(0), sign(id, cloud.SignOptions{ClientID: product + ".dev-1", Timestamp: ms(now)})); err == nil {
+		t.Error("client id with '.' accepted; docs/otaserve.md says NATS refuses it")
+	}
+}
+
+// TestCallout_FailuresCounted: past ten failures in the window a device is
+// refused even with the right secret, as on the embedded broker.
+func TestCallout_FailuresCounted(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{MaxFailures: 3, FailureWindow: time.Hour})
+	id := cloud.Identity{ProductKey: product, DeviceName: "dev-2", DeviceSecret: "wrong"}
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	bad, _ := cloud.SignIn(id, cloud.SignOptions{ClientID: cid(product, "dev-2"), Timestamp: ts})
+	for range 3 {
+		if connect(t, r.c.MQTT(0), bad) == nil {
+			t.Fatal("wrong secret accepted")
+		}
+	}
+	id.DeviceSecret = devices["dev-2"]
+	good, _ := cloud.SignIn(id, cloud.SignOptions{ClientID: cid(product, "dev-2"), Timestamp: ts})
+	if connect(t, r.c.MQTT(0), good) == nil {
+		t.Fatal("right secret accepted after 3 failures with MaxFailures 3; want refused until the window ends")
+	}
+}
+
+// TestCallout_TopicACL: a device cannot subscribe to another device's
+// upgrade topic, nor to a wildcard, nor publish on another's report
+// topics; its own topics work.
+func TestCallout_TopicACL(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{})
+	d1, err := dial(t, r.c.MQTT(0), product, "dev-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, _ := cloud.SignIn(cloud.Identity{ProductKey: product, DeviceName: "dev-2", DeviceSecret: devices["dev-2"]},
+		cloud.SignOptions{ClientID: "spy", Timestamp: strconv.FormatInt(time.Now().UnixMilli(), 10)})
+	var mu sync.Mutex
+	var got []string
+	spy := paho.NewClient(paho.NewClientOptions().AddBroker(r.c.MQTT(1)).SetClientID(creds.ClientID).
+		SetUsername(creds.Username).SetPassword(creds.Password).SetAutoReconnect(false).SetCleanSession(true).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			mu.Lock()
+			got = append(got, m.Topic())
+			mu.Unlock()
+		}))
+	if tok := spy.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+		t.Fatalf("dev-2 connect: %v", tok.Error())
+	}
+	defer spy.Disconnect(0)
+	own := cloud.Topics(product, "dev-2")
+	for _, f := range []string{d1.Topics().Upgrade, "/ota/device/upgrade/" + product + "/+", "/ota/device/#", "#", own.Upgrade} {
+		tok := spy.Subscribe(f, 1, nil)
+		if !tok.WaitTimeout(testTimeout) {
+			t.Fatalf("subscribe %s: no SUBACK", f)
+		}
+		code := tok.(*paho.SubscribeToken).Result()[f]
+		if want := f == own.Upgrade; (code != 0x80) != want {
+			t.Errorf("subscribe %s: SUBACK %#x; want granted=%v", f, code, want)
+		}
+	}
+	// A forged report on dev-1's topic, then dev-2's own: the operator
+	// hears the second and never the first, which came before it on the
+	// same connection.
+	forged := spy.Publish(d1.Topics().Progress, 1, false, `{"id":1,"params":{"step":"-1"}}`)
+	forged.WaitTimeout(testTimeout)
+	if tok := spy.Publish(own.Progress, 1, false, `{"id":2,"params":{"step":"10"}}`); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+		if tok.Error() != nil {
+			t.Logf("own publish after the forged one: %v (the broker closed the connection)", tok.Error())
+		}
+	}
+	r.publish(t, d1.Topics().Upgrade, order(7, "3.0"))
+	if o := d1.nextOrder(t); o.ID != 7 {
+		t.Fatalf("dev-1 order %d", o.ID)
+	}
+	if err := d1.Progress(context.Background(), cloud.StepPercent(1), ""); err != nil {
+		t.Fatal(err)
+	}
+	// dev-1's genuine report comes after the forged one was sent: by then
+	// the forged one would have arrived.
+	if got := r.next(t, d1.Topics().Progress); got != `{"id":7,"params":{"step":"1"}}` {
+		t.Errorf("first report on dev-1's progress topic: %s; the forged one got through", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, topic := range got {
+		if topic != own.Upgrade {
+			t.Errorf("dev-2 received on %s", topic)
+		}
+	}
+}

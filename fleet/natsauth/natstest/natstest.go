@@ -1,0 +1,254 @@
+// Package natstest is test support: a cluster of NATS servers on loopback,
+// in the test's process, with MQTT and JetStream enabled and the auth
+// callout that fleet/natsauth answers configured, as docs/otaserve.md shows
+// it for a real deployment. Tests start otaserve's callout service against
+// it and connect devices to its MQTT ports.
+package natstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+// Names in the cluster's configuration.
+const (
+	// Account is where devices and otaserve's operator are placed; it has
+	// JetStream, where the MQTT gateway keeps sessions.
+	Account = "FLEET"
+	// CalloutUser is the user of the AUTH account the callout service
+	// signs in as (auth_callout's auth_users).
+	CalloutUser = "callout"
+)
+
+// Options configure Start.
+type Options struct {
+	// Nodes is the cluster's size; 0 means 3. JetStream needs a majority
+	// alive: three nodes survive one killed.
+	Nodes int
+	// Logf, when set, receives the servers' logs (t.Logf, say).
+	Logf func(format string, args ...any)
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	// Issuer is the account key pair auth_callout names as issuer: the
+	// callout service signs with it.
+	Issuer nkeys.KeyPair
+	// CalloutPassword is CalloutUser's password.
+	CalloutPassword string
+	nodes           []*node
+}
+
+type node struct {
+	name               string
+	srv                *server.Server
+	natsPort, mqttPort int
+	clusterPort        int
+	killed             bool
+}
+
+// config is one node's configuration file: what docs/otaserve.md asks of a
+// deployment, on loopback.
+const config = `server_name: %[1]s
+listen: 127.0.0.1:%[2]d
+jetstream { store_dir: %[3]q, max_memory_store: 64MB, max_file_store: 1GB }
+cluster {
+  name: otaport
+  listen: 127.0.0.1:%[4]d
+  routes: [ %[5]s ]
+}
+mqtt {
+  listen: 127.0.0.1:%[6]d
+  # Sessions and retained messages on every node, so that one node's loss
+  # loses neither.
+  stream_replicas: %[7]d
+}
+accounts {
+  AUTH { users: [ { user: %[8]s, password: %[9]q } ] }
+  %[10]s { jetstream: enabled }
+  SYS {}
+}
+system_account: SYS
+authorization {
+  auth_callout {
+    issuer: %[11]s
+    auth_users: [ %[8]s ]
+    account: AUTH
+  }
+}
+`
+
+// Start starts the cluster and waits until JetStream has a leader; the
+// cluster stops when the test ends.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	n := o.Nodes
+	if n == 0 {
+		n = 3
+	}
+	issuer, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipub, _ := issuer.PublicKey()
+	c := &Cluster{Issuer: issuer, CalloutPassword: randomHex(t)}
+	ports := freePorts(t, 3*n)
+	var routes []string
+	for i := range n {
+		c.nodes = append(c.nodes, &node{name: fmt.Sprintf("n%d", i+1),
+			natsPort: ports[3*i], clusterPort: ports[3*i+1], mqttPort: ports[3*i+2]})
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
+	}
+	dir := t.TempDir()
+	replicas := min(n, 3)
+	for _, nd := range c.nodes {
+		conf := fmt.Sprintf(config, nd.name, nd.natsPort, filepath.Join(dir, nd.name), nd.clusterPort,
+			strings.Join(routes, ", "), nd.mqttPort, replicas, CalloutUser, c.CalloutPassword, Account, ipub)
+		path := filepath.Join(dir, nd.name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts, err := server.ProcessConfigFile(path)
+		if err != nil {
+			t.Fatalf("natstest: %s: %v", path, err)
+		}
+		opts.NoSigs = true
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("natstest: node %s: %v", nd.name, err)
+		}
+		if o.Logf != nil {
+			srv.SetLogger(logger{o.Logf, nd.name}, false, false)
+		}
+		nd.srv = srv
+		go srv.Start()
+	}
+	t.Cleanup(c.stop)
+	for _, nd := range c.nodes {
+		if !nd.srv.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("natstest: node %s not ready for connections after 30s", nd.name)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !c.hasLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("natstest: JetStream elected no leader within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *Cluster) hasLeader() bool {
+	for _, nd := range c.nodes {
+		if !nd.killed && nd.srv.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// CalloutURL is the NATS URL list the callout service connects with, its
+// user and password in the first.
+func (c *Cluster) CalloutURL() string {
+	var urls []string
+	for i, nd := range c.nodes {
+		if i == 0 {
+			urls = append(urls, fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", CalloutUser, c.CalloutPassword, nd.natsPort))
+		} else {
+			urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nd.natsPort))
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
+// MQTT is node i's MQTT URL, tcp://127.0.0.1:port.
+func (c *Cluster) MQTT(i int) string { return fmt.Sprintf("tcp://127.0.0.1:%d", c.nodes[i].mqttPort) }
+
+// MQTTURLs are every node's MQTT URLs, in node order.
+func (c *Cluster) MQTTURLs() []string {
+	out := make([]string, len(c.nodes))
+	for i := range c.nodes {
+		out[i] = c.MQTT(i)
+	}
+	return out
+}
+
+// Kill stops node i at once, as a crash would for its clients: their
+// connections close, and JetStream carries on on the others.
+func (c *Cluster) Kill(i int) {
+	nd := c.nodes[i]
+	if nd.killed {
+		return
+	}
+	nd.killed = true
+	nd.srv.Shutdown()
+	nd.srv.WaitForShutdown()
+}
+
+// Clients is the number of client connections node i holds now (MQTT
+// included), 0 for a killed node.
+func (c *Cluster) Clients(i int) int {
+	if c.nodes[i].killed {
+		return 0
+	}
+	return c.nodes[i].srv.NumClients()
+}
+
+func (c *Cluster) stop() {
+	for i := range c.nodes {
+		c.Kill(i)
+	}
+}
+
+// freePorts reserves n distinct free ports on loopback and releases them
+// for the servers to take: their configuration names each other's ports
+// before any of them listens.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+func randomHex(t testing.TB) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// logger passes a node's logs to Options.Logf.
+type logger struct {
+	logf func(string, ...any)
+	name string
+}
+
+func (l logger) Noticef(f string, v ...any) { l.logf(l.name+": "+f, v...) }
+func (l logger) Warnf(f string, v ...any)   { l.logf(l.name+" WARN: "+f, v...) }
+func (l logger) Fatalf(f string, v ...any)  { l.logf(l.name+" FATAL: "+f, v...) }
+func (l logger) Errorf(f string, v ...any)  { l.logf(l.name+" ERROR: "+f, v...) }
+func (l logger) Debugf(f string, v ...any)  { l.logf(l.name+" DEBUG: "+f, v...) }
+func (l logger) Tracef(f string, v ...any)  { l.logf(l.name+" TRACE: "+f, v...) }
