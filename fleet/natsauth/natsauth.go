@@ -99,6 +99,12 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			s.log.Info("auth callout: reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
 	}
+	// The user in one URL is the user for every node: the client
+	// reconnects to nodes it was given without one, and to nodes it
+	// learns from the cluster.
+	if user, pass, ok := userInfo(cfg.URL); ok {
+		opts = append(opts, nats.UserInfo(user, pass))
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Millisecond, time.Until(dl))))
 	}
@@ -236,4 +242,15 @@ func redact(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// userInfo is the first user and password in a comma-separated URL list.
+func userInfo(urls string) (user, pass string, ok bool) {
+	for _, p := range strings.Split(urls, ",") {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			pass, _ := u.User.Password()
+			return u.User.Username(), pass, true
+		}
+	}
+	return "", "", false
 }

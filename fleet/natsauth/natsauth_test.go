@@ -351,3 +351,54 @@ func TestCallout_TopicACL(t *testing.T) {
 		}
 	}
 }
+
+// TestCluster_NodeKilled: devices given every node move to another when
+// theirs dies. A device whose client id stays the same (a timeless
+// sign-in: no timestamp in it) gets, from its persistent session in
+// JetStream, the order sent while it was away and its node died; a device
+// that signs with a timestamp has a new client id, so a new session, at
+// each sign-in, and takes the orders sent once it is back.
+func TestCluster_NodeKilled(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{})
+	all := strings.Join(r.c.MQTTURLs(), ",")
+	live, err := dial(t, all, product, "dev-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The C SDK's fixed timestamp: the same client id at every sign-in.
+	stable := func(c *cloud.Config) { c.Sign.Timestamp = cloud.SDKTimestamp }
+	away, err := dial(t, all, timeless, "dev-2", stable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.c.Clients(0); n < 2 {
+		t.Fatalf("node 0 holds %d clients; the devices should be on it", n)
+	}
+	away.Close()
+	r.publish(t, cloud.Topics(timeless, "dev-2").Upgrade, order(20, "2.0"))
+
+	r.c.Kill(0)
+	select {
+	case <-live.connected:
+	case <-time.After(testTimeout):
+		t.Fatal("dev-1 did not reconnect to another node")
+	}
+	r.publish(t, live.Topics().Upgrade, order(21, "2.0"))
+	if o := live.nextOrder(t); o.ID != 21 {
+		t.Fatalf("dev-1 after the kill: order %d, want 21", o.ID)
+	}
+	if err := live.Progress(context.Background(), cloud.StepPercent(100), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.next(t, live.Topics().Progress); got != `{"id":21,"params":{"step":"100"}}` {
+		t.Errorf("dev-1 report after the kill: %s", got)
+	}
+
+	back, err := dial(t, all, timeless, "dev-2", stable)
+	if err != nil {
+		t.Fatalf("dev-2 back after the kill: %v", err)
+	}
+	if o := back.nextOrder(t); o.ID != 20 {
+		t.Fatalf("dev-2 back: order %d, want 20 from its session", o.ID)
+	}
+}

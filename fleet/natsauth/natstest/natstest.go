@@ -149,13 +149,21 @@ func Start(t testing.TB, o Options) *Cluster {
 	return c
 }
 
+// hasLeader reports whether JetStream has a leader and every live node
+// is current with it: until then the MQTT gateway of a node that is not
+// cannot make its streams, and closes its clients.
 func (c *Cluster) hasLeader() bool {
+	leader := false
 	for _, nd := range c.nodes {
-		if !nd.killed && nd.srv.JetStreamIsLeader() {
-			return true
+		if nd.killed {
+			continue
 		}
+		if !nd.srv.JetStreamIsCurrent() {
+			return false
+		}
+		leader = leader || nd.srv.JetStreamIsLeader()
 	}
-	return false
+	return leader
 }
 
 // CalloutURL is the NATS URL list the callout service connects with, its
