@@ -703,7 +703,7 @@ func (s *Server) Run(ctx context.Context) error {
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
 		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: "otaserve",
-		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"),
+		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"), Retry: s.broker == nil,
 	}, s.campaigns.HandleMessages)
 	cancel()
 	if err != nil {

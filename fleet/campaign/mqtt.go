@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
@@ -28,6 +29,11 @@ type MQTTConfig struct {
 	ClientID string
 	TLS      *tls.Config
 	Logger   *slog.Logger
+	// Retry makes Dial try again, every second, until ctx ends when the
+	// broker refuses or cannot be reached: an external broker may come up
+	// after otaserve, and a NATS cluster's auth callout needs a moment to
+	// be known on every node after otaserve starts serving it.
+	Retry bool
 }
 
 // Client is the service's MQTT connection. Messages are handed to the
@@ -66,7 +72,8 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 		opts.AddBroker(strings.TrimSpace(u))
 	}
 	opts.SetClientID(cfg.ClientID).SetUsername(cfg.Username).SetPassword(cfg.Password).
-		SetTLSConfig(cfg.TLS).SetAutoReconnect(true).SetConnectRetry(false).
+		SetTLSConfig(cfg.TLS).SetAutoReconnect(true).
+		SetConnectRetry(cfg.Retry).SetConnectRetryInterval(time.Second).
 		// A persistent session keeps device reports queued at the broker
 		// while the service restarts.
 		SetCleanSession(false).
@@ -102,6 +109,7 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 	})
 	cl.c = mqtt.NewClient(opts)
 	if err := wait(ctx, cl.c.Connect()); err != nil {
+		cl.c.Disconnect(0) // ends the retries
 		return nil, fmt.Errorf("connect to broker %s: %w", cfg.URL, err)
 	}
 	// Reports sent before the subscriptions are in place reach no one: a

@@ -72,9 +72,13 @@ func startRig(t *testing.T, policy broker.SignInPolicy) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
+	c.WaitCallout(t)
 	r := &rig{c: c, reports: make(chan paho.Message, 64)}
 	opts := paho.NewClientOptions().SetClientID("otaserve").SetUsername(opUser).SetPassword(opPass).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectTimeout(5 * time.Second).
+		// The callout's subscription takes a moment to be known on every
+		// node: a sign-in before that times out.
+		SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
 		SetOnConnectHandler(func(cl paho.Client) {
 			cl.Subscribe("/ota/device/#", 1, func(_ paho.Client, m paho.Message) { r.reports <- m })
 		})
@@ -401,4 +405,31 @@ func TestCluster_NodeKilled(t *testing.T) {
 	if o := back.nextOrder(t); o.ID != 20 {
 		t.Fatalf("dev-2 back: order %d, want 20 from its session", o.ID)
 	}
+}
+
+// TestCluster_SessionPerSignIn records what docs/otaserve.md says of
+// sessions: the NATS server keys one by the whole client id, and a signed
+// timestamp makes every sign-in's client id new, so each sign-in leaves a
+// session, and its consumers, behind. If this fails, the server has changed
+// and the docs must say what it does now.
+func TestCluster_SessionPerSignIn(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{})
+	before := r.c.Consumers(t)
+	counts := []int{before}
+	for i := range 3 {
+		d, err := dial(t, r.c.MQTT(0), product, "dev-1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		deadline := time.Now().Add(testTimeout)
+		for r.c.Consumers(t) <= counts[i] {
+			if time.Now().After(deadline) {
+				t.Fatalf("sign-in %d left no session behind: %d consumers, as before it", i+1, counts[i])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		counts = append(counts, r.c.Consumers(t))
+	}
+	t.Logf("JetStream consumers after each of 3 sign-ins of one device: %v", counts)
 }

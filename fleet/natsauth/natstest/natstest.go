@@ -166,6 +166,56 @@ func (c *Cluster) hasLeader() bool {
 	return leader
 }
 
+// WaitCallout waits until every live node knows of a subscription to the
+// auth callout's subject: a node that does not yet times its sign-ins out.
+// Call it once the callout service has started.
+func (c *Cluster) WaitCallout(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, nd := range c.nodes {
+			if nd.killed {
+				continue
+			}
+			acc, err := nd.srv.LookupAccount("AUTH")
+			if err != nil {
+				t.Fatalf("natstest: node %s: %v", nd.name, err)
+			}
+			ready = ready && acc.SubscriptionInterest(calloutSubject)
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("natstest: the callout's subscription is not known on every node after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Consumers is the number of JetStream consumers a live node holds: the
+// MQTT gateway makes one per QoS 1 subscription of every session, kept
+// until the session ends.
+func (c *Cluster) Consumers(t testing.TB) int {
+	t.Helper()
+	for _, nd := range c.nodes {
+		if nd.killed {
+			continue
+		}
+		jsz, err := nd.srv.Jsz(&server.JSzOptions{})
+		if err != nil {
+			t.Fatalf("natstest: node %s: %v", nd.name, err)
+		}
+		return jsz.Consumers
+	}
+	t.Fatal("natstest: no live node")
+	return 0
+}
+
+// calloutSubject is where the server asks the callout (server.AuthCalloutSubject).
+const calloutSubject = server.AuthCalloutSubject
+
 // CalloutURL is the NATS URL list the callout service connects with, its
 // user and password in the first.
 func (c *Cluster) CalloutURL() string {
