@@ -381,12 +381,14 @@ func TestCluster_NodeKilled(t *testing.T) {
 	away.Close()
 	r.publish(t, cloud.Topics(timeless, "dev-2").Upgrade, order(20, "2.0"))
 
+	killed := time.Now()
 	r.c.Kill(0)
 	select {
 	case <-live.connected:
 	case <-time.After(testTimeout):
 		t.Fatal("dev-1 did not reconnect to another node")
 	}
+	t.Logf("dev-1 signed in and subscribed on another node %v after the kill", time.Since(killed).Round(time.Millisecond))
 	r.publish(t, live.Topics().Upgrade, order(21, "2.0"))
 	if o := live.nextOrder(t); o.ID != 21 {
 		t.Fatalf("dev-1 after the kill: order %d, want 21", o.ID)
@@ -432,4 +434,34 @@ func TestCluster_SessionPerSignIn(t *testing.T) {
 		counts = append(counts, r.c.Consumers(t))
 	}
 	t.Logf("JetStream consumers after each of 3 sign-ins of one device: %v", counts)
+}
+
+// BenchmarkCallout_SignIn measures a device's whole sign-in through the
+// cluster's MQTT port and otaserve's callout: CONNECT to CONNACK, then
+// DISCONNECT.
+func BenchmarkCallout_SignIn(b *testing.B) {
+	c := natstest.Start(b, natstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	svc, err := natsauth.Start(ctx, natsauth.Config{URL: c.CalloutURL(), Issuer: c.Issuer, Account: natstest.Account,
+		Gate: broker.NewGate(lookup, nil, broker.SignInPolicy{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	c.WaitCallout(b)
+	id := cloud.Identity{ProductKey: product, DeviceName: "dev-1", DeviceSecret: devices["dev-1"]}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		creds, err := cloud.SignIn(id, cloud.SignOptions{ClientID: fmt.Sprintf("bench%d", i), Timestamp: strconv.FormatInt(time.Now().UnixMilli(), 10)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl := paho.NewClient(paho.NewClientOptions().AddBroker(c.MQTT(0)).SetClientID(creds.ClientID).SetProtocolVersion(4).
+			SetUsername(creds.Username).SetPassword(creds.Password).SetAutoReconnect(false).SetCleanSession(true))
+		if tok := cl.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+			b.Fatalf("sign-in %d: %v", i, tok.Error())
+		}
+		cl.Disconnect(0)
+	}
 }
