@@ -55,7 +55,11 @@ func logger(t *testing.T) *slog.Logger {
 
 func startRig(t *testing.T, policy broker.SignInPolicy) *rig {
 	t.Helper()
-	o := natstest.Options{}
+	return startRigWith(t, policy, natstest.Options{})
+}
+
+func startRigWith(t *testing.T, policy broker.SignInPolicy, o natstest.Options) *rig {
+	t.Helper()
 	if os.Getenv("NATSAUTH_TEST_LOG") != "" {
 		o.Logf = t.Logf
 	}
@@ -412,28 +416,51 @@ func TestCluster_NodeKilled(t *testing.T) {
 // TestCluster_SessionPerSignIn records what docs/otaserve.md says of
 // sessions: the NATS server keys one by the whole client id, and a signed
 // timestamp makes every sign-in's client id new, so each sign-in leaves a
-// session, and its consumers, behind. If this fails, the server has changed
-// and the docs must say what it does now.
+// session, and its consumers, behind; consumer_inactive_threshold removes
+// the consumers of sessions left that long. If this fails, the server has
+// changed and the docs must say what it does now.
 func TestCluster_SessionPerSignIn(t *testing.T) {
-	r := startRig(t, broker.SignInPolicy{})
-	before := r.c.Consumers(t)
-	counts := []int{before}
-	for i := range 3 {
-		d, err := dial(t, r.c.MQTT(0), product, "dev-1", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Close()
-		deadline := time.Now().Add(testTimeout)
-		for r.c.Consumers(t) <= counts[i] {
-			if time.Now().After(deadline) {
-				t.Fatalf("sign-in %d left no session behind: %d consumers, as before it", i+1, counts[i])
+	for _, threshold := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprintf("consumer_inactive_threshold=%v", threshold), func(t *testing.T) {
+			r := startRigWith(t, broker.SignInPolicy{}, natstest.Options{ConsumerInactiveThreshold: threshold})
+			// The operator's own consumers first.
+			waitConsumers(t, r, func(n int) bool { return n > 0 })
+			counts := []int{r.c.Consumers(t)}
+			for i := range 3 {
+				d, err := dial(t, r.c.MQTT(0), product, "dev-1", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.Close()
+				if threshold > 0 {
+					continue
+				}
+				waitConsumers(t, r, func(n int) bool { return n > counts[i] })
+				counts = append(counts, r.c.Consumers(t))
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		counts = append(counts, r.c.Consumers(t))
+			if threshold > 0 {
+				// A dial returns once its subscription is granted, its
+				// consumer made: the peak holds all three sessions'.
+				peak := r.c.Consumers(t)
+				waitConsumers(t, r, func(n int) bool { return n <= peak-3 })
+				t.Logf("JetStream consumers from %d to %d once the 3 sessions were left %v", peak, r.c.Consumers(t), threshold)
+				return
+			}
+			t.Logf("JetStream consumers with the operator's, then after each of 3 sign-ins of one device: %v", counts)
+		})
 	}
-	t.Logf("JetStream consumers after each of 3 sign-ins of one device: %v", counts)
+}
+
+// waitConsumers waits until the cluster's consumer count satisfies ok.
+func waitConsumers(t *testing.T, r *rig, ok func(int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !ok(r.c.Consumers(t)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream consumers stay at %d", r.c.Consumers(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // BenchmarkCallout_SignIn measures a device's whole sign-in through the

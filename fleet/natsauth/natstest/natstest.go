@@ -37,6 +37,11 @@ type Options struct {
 	Nodes int
 	// Logf, when set, receives the servers' logs (t.Logf, say).
 	Logf func(format string, args ...any)
+	// ConsumerInactiveThreshold is the MQTT gateway's
+	// consumer_inactive_threshold: how long the consumers of a session
+	// without a connection are kept. 0 keeps them for ever, the server's
+	// default.
+	ConsumerInactiveThreshold time.Duration
 }
 
 // Cluster is a running cluster.
@@ -72,6 +77,7 @@ mqtt {
   # Sessions and retained messages on every node, so that one node's loss
   # loses neither.
   stream_replicas: %[7]d
+  %[12]s
 }
 accounts {
   AUTH { users: [ { user: %[8]s, password: %[9]q } ] }
@@ -111,9 +117,13 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	dir := t.TempDir()
 	replicas := min(n, 3)
+	inactive := ""
+	if o.ConsumerInactiveThreshold > 0 {
+		inactive = fmt.Sprintf("consumer_inactive_threshold: %q", o.ConsumerInactiveThreshold.String())
+	}
 	for _, nd := range c.nodes {
 		conf := fmt.Sprintf(config, nd.name, nd.natsPort, filepath.Join(dir, nd.name), nd.clusterPort,
-			strings.Join(routes, ", "), nd.mqttPort, replicas, CalloutUser, c.CalloutPassword, Account, ipub)
+			strings.Join(routes, ", "), nd.mqttPort, replicas, CalloutUser, c.CalloutPassword, Account, ipub, inactive)
 		path := filepath.Join(dir, nd.name+".conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
