@@ -2,6 +2,7 @@ package natsauth_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -58,6 +59,7 @@ func startRig(t *testing.T, policy broker.SignInPolicy) *rig {
 	return startRigWith(t, policy, natstest.Options{})
 }
 
+// startRigWith starts the rig on a cluster made with o.
 func startRigWith(t *testing.T, policy broker.SignInPolicy, o natstest.Options) *rig {
 	t.Helper()
 	if os.Getenv("NATSAUTH_TEST_LOG") != "" {
@@ -82,7 +84,7 @@ func startRigWith(t *testing.T, policy broker.SignInPolicy, o natstest.Options) 
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectTimeout(5 * time.Second).
 		// The callout's subscription takes a moment to be known on every
 		// node: a sign-in before that times out.
-		SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
+		SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).SetTLSConfig(c.ClientTLS()).
 		SetOnConnectHandler(func(cl paho.Client) {
 			cl.Subscribe("/ota/device/#", 1, func(_ paho.Client, m paho.Message) { r.reports <- m })
 		})
@@ -186,7 +188,13 @@ func (d *device) nextOrder(t *testing.T) *cloud.Order {
 // connection's error: nil when the broker took it.
 func connect(t *testing.T, url string, creds cloud.Credentials) error {
 	t.Helper()
-	cl := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(creds.ClientID).
+	return connectTLS(t, url, creds, nil)
+}
+
+// connectTLS is connect over TLS with tc.
+func connectTLS(t *testing.T, url string, creds cloud.Credentials, tc *tls.Config) error {
+	t.Helper()
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(creds.ClientID).SetTLSConfig(tc).
 		SetUsername(creds.Username).SetPassword(creds.Password).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second))
 	tok := cl.Connect()
 	if !tok.WaitTimeout(testTimeout) {
@@ -272,6 +280,36 @@ func TestCallout_Refusals(t *testing.T) {
 	// callout: NATS refuses a '.' in an MQTT client id at CONNECT.
 	if err := connect(t, r.c.MQTT(0), sign(id, cloud.SignOptions{ClientID: product + ".dev-1", Timestamp: ms(now)})); err == nil {
 		t.Error("client id with '.' accepted; docs/otaserve.md says NATS refuses it")
+	}
+}
+
+// TestCallout_SecureModeMatchesTheTransport: on a cluster whose MQTT ports
+// are TLS, a device that claims TLS (securemode=2) signs in and takes its
+// order; one that claims plain TCP (securemode=3) is refused, as on the
+// embedded broker: the callout learns the transport from the request.
+func TestCallout_SecureModeMatchesTheTransport(t *testing.T) {
+	r := startRigWith(t, broker.SignInPolicy{}, natstest.Options{TLS: true})
+	tc := r.c.ClientTLS()
+	if !strings.HasPrefix(r.c.MQTT(0), "ssl://") {
+		t.Fatalf("MQTT URL %s, want ssl://", r.c.MQTT(0))
+	}
+	d, err := dial(t, r.c.MQTT(0), product, "dev-1", func(c *cloud.Config) { c.CAFile = r.c.CAFile })
+	if err != nil {
+		t.Fatalf("securemode=2 over TLS: %v", err)
+	}
+	r.publish(t, d.Topics().Upgrade, order(3, "2.0"))
+	if o := d.nextOrder(t); o.ID != 3 {
+		t.Fatalf("order %d", o.ID)
+	}
+	id := cloud.Identity{ProductKey: product, DeviceName: "dev-2", DeviceSecret: devices["dev-2"]}
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	plain, _ := cloud.SignIn(id, cloud.SignOptions{ClientID: cid(product, "dev-2"), Timestamp: ts})
+	if err := connectTLS(t, r.c.MQTT(1), plain, tc); err == nil {
+		t.Error("securemode=3 accepted over TLS")
+	}
+	secure, _ := cloud.SignIn(id, cloud.SignOptions{ClientID: cid(product, "dev-2"), Timestamp: ts, TLS: true})
+	if err := connectTLS(t, r.c.MQTT(1), secure, tc); err != nil {
+		t.Errorf("securemode=2 over TLS, by the same device after its refusal: %v", err)
 	}
 }
 

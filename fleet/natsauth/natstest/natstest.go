@@ -6,9 +6,16 @@
 package natstest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -42,6 +49,9 @@ type Options struct {
 	// without a connection are kept. 0 keeps them for ever, the server's
 	// default.
 	ConsumerInactiveThreshold time.Duration
+	// TLS makes the MQTT ports TLS (ssl://), with a certificate for
+	// 127.0.0.1 made for the cluster (Cluster.CAFile).
+	TLS bool
 }
 
 // Cluster is a running cluster.
@@ -51,7 +61,12 @@ type Cluster struct {
 	Issuer nkeys.KeyPair
 	// CalloutPassword is CalloutUser's password.
 	CalloutPassword string
-	nodes           []*node
+	// CAFile is the PEM certificate of the MQTT ports with Options.TLS,
+	// which clients trust as their CA.
+	CAFile string
+	nodes  []*node
+	scheme string // of the MQTT ports: tcp, or ssl with TLS
+	pool   *x509.CertPool
 }
 
 type node struct {
@@ -107,19 +122,24 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	ipub, _ := issuer.PublicKey()
-	c := &Cluster{Issuer: issuer, CalloutPassword: randomHex(t)}
+	c := &Cluster{Issuer: issuer, CalloutPassword: randomHex(t), scheme: "tcp"}
 	ports := freePorts(t, 3*n)
+	dir := t.TempDir()
 	var routes []string
 	for i := range n {
 		c.nodes = append(c.nodes, &node{name: fmt.Sprintf("n%d", i+1),
 			natsPort: ports[3*i], clusterPort: ports[3*i+1], mqttPort: ports[3*i+2]})
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
 	}
-	dir := t.TempDir()
 	replicas := min(n, 3)
 	inactive := ""
 	if o.ConsumerInactiveThreshold > 0 {
 		inactive = fmt.Sprintf("consumer_inactive_threshold: %q", o.ConsumerInactiveThreshold.String())
+	}
+	if o.TLS {
+		certFile, keyFile := c.makeCert(t, dir)
+		inactive += fmt.Sprintf("\n  tls { cert_file: %q, key_file: %q }", certFile, keyFile)
+		c.scheme = "ssl"
 	}
 	for _, nd := range c.nodes {
 		conf := fmt.Sprintf(config, nd.name, nd.natsPort, filepath.Join(dir, nd.name), nd.clusterPort,
@@ -240,8 +260,10 @@ func (c *Cluster) CalloutURL() string {
 	return strings.Join(urls, ",")
 }
 
-// MQTT is node i's MQTT URL, tcp://127.0.0.1:port.
-func (c *Cluster) MQTT(i int) string { return fmt.Sprintf("tcp://127.0.0.1:%d", c.nodes[i].mqttPort) }
+// MQTT is node i's MQTT URL, tcp://127.0.0.1:port (ssl:// with TLS).
+func (c *Cluster) MQTT(i int) string {
+	return fmt.Sprintf("%s://127.0.0.1:%d", c.scheme, c.nodes[i].mqttPort)
+}
 
 // MQTTURLs are every node's MQTT URLs, in node order.
 func (c *Cluster) MQTTURLs() []string {
@@ -320,3 +342,51 @@ func (l logger) Fatalf(f string, v ...any)  { l.logf(l.name+" FATAL: "+f, v...) 
 func (l logger) Errorf(f string, v ...any)  { l.logf(l.name+" ERROR: "+f, v...) }
 func (l logger) Debugf(f string, v ...any)  { l.logf(l.name+" DEBUG: "+f, v...) }
 func (l logger) Tracef(f string, v ...any)  { l.logf(l.name+" TRACE: "+f, v...) }
+
+// ClientTLS is the TLS configuration that trusts the MQTT ports of a
+// cluster with Options.TLS; nil without.
+func (c *Cluster) ClientTLS() *tls.Config {
+	if c.pool == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: c.pool, MinVersion: tls.VersionTLS12}
+}
+
+// makeCert writes a self-signed certificate for 127.0.0.1 and its key in
+// dir and returns their files.
+func (c *Cluster) makeCert(t testing.TB, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natstest cluster"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "mqtt-cert.pem"), filepath.Join(dir, "mqtt-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pool = x509.NewCertPool()
+	c.pool.AddCert(cert)
+	c.CAFile = certFile
+	return certFile, keyFile
+}
