@@ -235,8 +235,13 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 			if err := checkIdentity(cfg.Identity.ProductKey, cfg.Identity.DeviceName); err != nil {
 				return Credentials{}, err
 			}
-			return Credentials{ClientID: cfg.Identity.ProductKey + "." + cfg.Identity.DeviceName,
-				Username: cfg.Identity.DeviceName + "&" + cfg.Identity.ProductKey}, nil
+			// The certificate names the device; the client id is only
+			// the session's name: the device's own when it has one.
+			cid := cfg.Sign.ClientID
+			if cid == "" {
+				cid = cfg.Identity.ProductKey + "." + cfg.Identity.DeviceName
+			}
+			return Credentials{ClientID: cid, Username: cfg.Identity.DeviceName + "&" + cfg.Identity.ProductKey}, nil
 		}
 		sign := cfg.Sign
 		sign.TLS = useTLS

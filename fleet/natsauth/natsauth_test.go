@@ -2,10 +2,16 @@ package natsauth_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +24,7 @@ import (
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/natsauth"
 	"github.com/otaport/otaport/fleet/natsauth/natstest"
+	"github.com/otaport/otaport/fleet/pki"
 )
 
 const (
@@ -310,6 +317,72 @@ func TestCallout_SecureModeMatchesTheTransport(t *testing.T) {
 	secure, _ := cloud.SignIn(id, cloud.SignOptions{ClientID: cid(product, "dev-2"), Timestamp: ts, TLS: true})
 	if err := connectTLS(t, r.c.MQTT(1), secure, tc); err != nil {
 		t.Errorf("securemode=2 over TLS, by the same device after its refusal: %v", err)
+	}
+}
+
+// TestCallout_CertificateSignIn: on MQTT ports that ask for a client
+// certificate of the fleet CA, a registered device signs in by its
+// certificate alone, as on the embedded broker; a certificate of an
+// unregistered device is refused.
+func TestCallout_CertificateSignIn(t *testing.T) {
+	ca, _, err := pki.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "fleet-ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := natstest.Options{TLS: true, ClientCAFile: caFile}
+	if os.Getenv("NATSAUTH_TEST_LOG") != "" {
+		o.Logf = t.Logf
+	}
+	c := natstest.Start(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	svc, err := natsauth.Start(ctx, natsauth.Config{URL: c.CalloutURL(), Issuer: c.Issuer, Account: natstest.Account,
+		Gate: broker.NewGate(lookup, nil, broker.SignInPolicy{}), DeviceCAs: ca.Pool(), Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	c.WaitCallout(t)
+	issue := func(dn string) (certFile, keyFile string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := pki.NewRequest(key, product, dn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certPEM, _, err := ca.Issue(csr, product, dn, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := x509.MarshalPKCS8PrivateKey(key)
+		certFile, keyFile = filepath.Join(dir, dn+".crt"), filepath.Join(dir, dn+".key")
+		os.WriteFile(certFile, certPEM, 0o600)
+		os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		return certFile, keyFile
+	}
+	byCert := func(dn string) func(*cloud.Config) {
+		certFile, keyFile := issue(dn)
+		return func(cfg *cloud.Config) {
+			cfg.CAFile, cfg.CertFile, cfg.KeyFile = c.CAFile, certFile, keyFile
+			cfg.Identity.DeviceSecret = "" // the certificate alone
+		}
+	}
+	d, err := dial(t, c.MQTT(0), product, "dev-1", byCert("dev-1"))
+	if err != nil {
+		t.Fatalf("registered device by certificate: %v", err)
+	}
+	if d.Topics().Upgrade != cloud.Topics(product, "dev-1").Upgrade {
+		t.Fatalf("topics %+v", d.Topics())
+	}
+	if _, err := dial(t, c.MQTT(1), product, "dev-9", byCert("dev-9")); err == nil {
+		t.Error("certificate of an unregistered device accepted")
 	}
 }
 

@@ -52,6 +52,10 @@ type Options struct {
 	// TLS makes the MQTT ports TLS (ssl://), with a certificate for
 	// 127.0.0.1 made for the cluster (Cluster.CAFile).
 	TLS bool
+	// ClientCAFile, with TLS, makes the MQTT ports ask every client for a
+	// certificate that this PEM file's CAs issued (verify: true): the
+	// NATS server takes certificates from all its MQTT clients or none.
+	ClientCAFile string
 }
 
 // Cluster is a running cluster.
@@ -138,7 +142,11 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	if o.TLS {
 		certFile, keyFile := c.makeCert(t, dir)
-		inactive += fmt.Sprintf("\n  tls { cert_file: %q, key_file: %q }", certFile, keyFile)
+		verify := ""
+		if o.ClientCAFile != "" {
+			verify = fmt.Sprintf(", ca_file: %q, verify: true", o.ClientCAFile)
+		}
+		inactive += fmt.Sprintf("\n  tls { cert_file: %q, key_file: %q%s }", certFile, keyFile, verify)
 		c.scheme = "ssl"
 	}
 	for _, nd := range c.nodes {
