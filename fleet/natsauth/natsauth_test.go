@@ -603,3 +603,29 @@ func BenchmarkCallout_SignIn(b *testing.B) {
 		cl.Disconnect(0)
 	}
 }
+
+// TestCallout_RetainedKeySet: otaserve's operator may publish its
+// products' key sets retained (the operator's permissions reach
+// /otaport/keyset/+), the cluster keeps the message, and a device that
+// signs in later, on another node, gets it on its product's topic.
+func TestCallout_RetainedKeySet(t *testing.T) {
+	r := startRig(t, broker.SignInPolicy{})
+	chain := `[{"version":1},{"version":2}]`
+	if tok := r.op.Publish(cloud.KeySetTopic(product), 1, true, chain); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+		t.Fatalf("publish the key set: %v", tok.Error())
+	}
+	got := make(chan [][]byte, 4)
+	if _, err := dial(t, r.c.MQTT(2), product, "dev-2", func(c *cloud.Config) {
+		c.OnKeySets = func(docs [][]byte) { got <- docs }
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case docs := <-got:
+		if len(docs) != 2 || string(docs[1]) != `{"version":2}` {
+			t.Errorf("key sets %q", docs)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the retained key set never reached the device")
+	}
+}
