@@ -25,9 +25,12 @@ import (
 func TestServer_CampaignOverNATSCluster(t *testing.T) {
 	c := natstest.Start(t, natstest.Options{})
 	dir := t.TempDir()
+	// The file as nk -gen account -pubout writes it: the seed, then the
+	// public key.
 	seed, _ := c.Issuer.Seed()
+	pub, _ := c.Issuer.PublicKey()
 	issuerFile := filepath.Join(t.TempDir(), "issuer.nk")
-	if err := os.WriteFile(issuerFile, seed, 0o600); err != nil {
+	if err := os.WriteFile(issuerFile, []byte(string(seed)+"\n"+pub+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	urls := c.MQTTURLs()

@@ -11,7 +11,6 @@
 package fleet
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto"
@@ -957,7 +956,9 @@ func (s *Server) startCallout() error {
 	if err != nil {
 		return fmt.Errorf("--nats-issuer: %w", err)
 	}
-	issuer, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	// The seed's line ("SA…"), wherever it is: nk -gen account -pubout
+	// writes the public key on the next.
+	issuer, err := nkeys.ParseDecoratedNKey(seed)
 	if err != nil {
 		return fmt.Errorf("--nats-issuer %s: %w: the file holds one account seed, \"SA…\", as nk -gen account writes it", s.cfg.NATSIssuer, err)
 	}
