@@ -99,12 +99,12 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 	check := func(sl Slot, minCounter uint32) (slotImage, error) {
 		return checkSlot(dev, b, sl, keys, minCounter)
 	}
-	if b.swap != nil {
+	if b.mcub != nil {
 		pri, sec, err := b.trailers(dev)
 		if err != nil {
 			return hal.BootState{}, p, err
 		}
-		st, err := swapBootState(pri, sec, p, check)
+		st, err := mcubBootState(b, pri, sec, p, check)
 		return st, p, err
 	}
 	st, err := bootState(p, check)
@@ -142,10 +142,12 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	opts.Keys = bootKeys(b, s, opts.Keys, log)
 	var res hal.RebootResult
 	var err error
-	switch b.layout.Scheme {
-	case hal.SingleBank:
+	switch {
+	case b.overwriteOnly():
+		res, err = bootOverwrite(dev, b, s, opts)
+	case b.layout.Scheme == hal.SingleBank:
 		res, err = bootSingle(dev, b, s, opts)
-	case hal.Swap:
+	case b.layout.Scheme == hal.Swap:
 		res, err = bootSwap(dev, b, s, opts)
 	default:
 		res, err = bootDual(dev, b, s, opts)

@@ -113,7 +113,7 @@ func (pl *Platform) checkWritable(op string) error {
 			op, pl.update().Name, pl.update().Name)
 	}
 	trial := p.Trial
-	if pl.b.swap != nil {
+	if pl.b.mcub != nil {
 		pri, _, err := pl.trailers()
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
@@ -128,11 +128,14 @@ func (pl *Platform) checkWritable(op string) error {
 }
 
 // maxWrite is the most bytes Write and Init take in the update slot: the
-// slot, or on a swap board MCUboot's largest image, which leaves the
-// trailer's sectors and the sector the move needs free.
+// slot, or on an MCUboot board MCUboot's largest image, which leaves the
+// trailer's sectors (and on swap-move the sector the move needs) free.
 func (pl *Platform) maxWrite() uint64 {
 	if pl.b.swap != nil {
 		return pl.b.swap.maxImage
+	}
+	if pl.b.mcub != nil {
+		return pl.b.mcub.maxImage
 	}
 	return pl.update().Size
 }
@@ -143,6 +146,10 @@ func (pl *Platform) tooLarge(op string, n uint64) error {
 	if pl.b.swap != nil {
 		return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes is larger than %d bytes, the most MCUboot swap-move takes on this board ((app sectors - 1) x %d - %d trailer sector(s) of %d bytes): build a smaller image",
 			op, slot.Name, n, pl.b.swap.maxImage, pl.b.swap.sector, pl.b.swap.trailerSecs, pl.b.swap.sector)
+	}
+	if pl.b.mcub != nil {
+		return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes is larger than %d bytes, the most that leaves MCUboot's trailer sectors free on this board: build a smaller image",
+			op, slot.Name, n, pl.b.mcub.maxImage)
 	}
 	return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes does not fit in slot %s of %d bytes", op, slot.Name, n, slot.Name, slot.Size)
 }
@@ -161,10 +168,10 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	l.BootAttempts = pl.b.attempts
 	var st hal.BootState
 	var err error
-	if pl.b.swap != nil {
+	if pl.b.mcub != nil {
 		var pri, sec mcuboot.State
 		if pri, sec, err = pl.trailers(); err == nil {
-			st, err = swapBootState(pri, sec, pl.s.params(), pl.check)
+			st, err = mcubBootState(pl.b, pri, sec, pl.s.params(), pl.check)
 		}
 	} else {
 		st, err = bootState(pl.s.params(), pl.check)
@@ -208,7 +215,7 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	}
 	off, end := int64(slot.Offset), pl.b.coverEnd(slot, req.Size)
 	pl.cache.drop(pl.updateSlot())
-	if pl.b.swap != nil {
+	if pl.b.mcub != nil {
 		// A request in ota's trailer goes before the image it names:
 		// MCUboot must never find a request over a half-written image.
 		pl.dropTrailer(SlotOTA)
@@ -438,6 +445,9 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	if pl.b.swap != nil {
 		return pl.setBootSwap(req)
 	}
+	if pl.b.overwriteOnly() {
+		return pl.setBootOverwrite(req)
+	}
 	p := pl.s.params()
 	switch req.Mode {
 	case hal.BootTest, hal.BootPermanent:
@@ -519,6 +529,9 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	}
 	if pl.b.swap != nil {
 		return pl.rollbackSwap()
+	}
+	if pl.b.overwriteOnly() {
+		return pl.rollbackOverwrite()
 	}
 	p := pl.s.params()
 	switch {
