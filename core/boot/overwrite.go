@@ -227,7 +227,16 @@ func (pl *Platform) rollbackOverwrite() error {
 		return err
 	}
 	if swapPending(sec) {
-		return pl.cancelRequest()
+		// A request over no image (its header erased by a cancel that a
+		// power cut stopped, or by the end of a copy) is none: MCUboot
+		// drops it, and Describe does not report it.
+		si, err := pl.check(SlotOTA, pl.s.params().SecurityCounter)
+		if err != nil {
+			return err
+		}
+		if si.bootable() {
+			return pl.cancelRequest()
+		}
 	}
 	return hal.Errorf(hal.CodeUnsupported, "board %q runs MCUboot overwrite-only: nothing is pending, and once ota has been copied over app there is no old image to return to", pl.b.layout.Board)
 }

@@ -156,6 +156,24 @@ func layouts() []hal.Layout {
 			},
 			Signature: "ecdsa-p256", BootAttempts: 1,
 		},
+		// single-bank (MCUboot overwrite-only), 4 KiB pages, word writes
+		// (nRF5340 NVMC), TF-M areas between ota and params
+		{
+			Board: "nrf5340-dk", Vendor: "Nordic Semiconductor", SoC: "nRF5340",
+			Scheme: hal.SingleBank, Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeOverwriteOnly},
+			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
+				WriteAlign: 4, EraseValue: 0xff},
+			Partitions: []hal.Partition{
+				{Name: "bootloader", Offset: 0x0, Size: 0x10000},
+				{Name: "app", Offset: 0x10000, Size: 0x70000},
+				{Name: "ota", Offset: 0x80000, Size: 0x70000},
+				{Name: "tfm-ps", Offset: 0xf0000, Size: 0x4000},
+				{Name: "tfm-its", Offset: 0xf4000, Size: 0x2000},
+				{Name: "tfm-otp", Offset: 0xf6000, Size: 0x2000},
+				{Name: "params", Offset: 0xf8000, Size: 0x8000},
+			},
+			Signature: "ecdsa-p256", BootAttempts: 1,
+		},
 		// dual-bank, 128 KiB sectors, 32-byte flash words, 2 boot attempts (RM0433)
 		{
 			Board: "nucleo-h743zi", Vendor: "STMicroelectronics", SoC: "STM32H743ZI",
