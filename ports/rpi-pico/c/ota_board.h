@@ -37,5 +37,10 @@ typedef uint32_t ota_addr_t;
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
 #define OTA_BOARD_SCHEME     OTA_SINGLE_BANK
+/* MCUboot's image trailer (docs/boot-schemes.md): the mode MCUboot is built
+ * in, BOOT_MAX_ALIGN and BOOT_MAX_IMG_SECTORS of that build. */
+#define OTA_MCUBOOT_MODE            OTA_MCUBOOT_NONE
+#define OTA_MCUBOOT_MAX_ALIGN       256u
+#define OTA_MCUBOOT_MAX_IMG_SECTORS 240u
 
 #endif /* OTA_BOARD_RPI_PICO_H */
