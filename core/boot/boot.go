@@ -99,6 +99,14 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 	check := func(sl Slot, minCounter uint32) (slotImage, error) {
 		return checkSlot(dev, b, sl, keys, minCounter)
 	}
+	if b.directXIP() {
+		xs, err := b.xipRead(dev, check, p.SecurityCounter)
+		if err != nil {
+			return hal.BootState{}, p, err
+		}
+		run, runs := xipRunning(xs)
+		return xipBootState(xs, run, runs, p), p, nil
+	}
 	if b.mcub != nil {
 		pri, sec, err := b.trailers(dev)
 		if err != nil {
@@ -145,6 +153,8 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	switch {
 	case b.overwriteOnly():
 		res, err = bootOverwrite(dev, b, s, opts)
+	case b.directXIP():
+		res, err = bootXIP(dev, b, s, opts)
 	case b.layout.Scheme == hal.SingleBank:
 		res, err = bootSingle(dev, b, s, opts)
 	case b.layout.Scheme == hal.Swap:

@@ -33,6 +33,7 @@ type mcubGeo struct {
 var mcubootModes = map[string]mcuboot.Mode{
 	hal.ModeOverwriteOnly: mcuboot.OverwriteOnly,
 	hal.ModeSwapMove:      mcuboot.SwapMove,
+	hal.ModeDirectXIP:     mcuboot.DirectXIP,
 }
 
 // newMCUbootGeo returns the trailer geometry of a board whose bootloader is
@@ -46,8 +47,8 @@ func newMCUbootGeo(b *board) (*mcubGeo, error) {
 	}
 	mode, ok := mcubootModes[bl.Mode]
 	if !ok {
-		return nil, fmt.Errorf("bootloader %s: the simulated bootloader runs MCUboot %s or %s only: build MCUboot in one of those modes and say so in bootloader.mode",
-			bl, hal.ModeOverwriteOnly, hal.ModeSwapMove)
+		return nil, fmt.Errorf("bootloader %s: the simulated bootloader runs MCUboot %s, %s or %s only: build MCUboot in one of those modes and say so in bootloader.mode",
+			bl, hal.ModeOverwriteOnly, hal.ModeSwapMove, hal.ModeDirectXIP)
 	}
 	g := &mcubGeo{mode: mode}
 	var secs [2][]uint32
@@ -131,20 +132,24 @@ func (pl *Platform) confirmTrailer(p Params) error {
 }
 
 // cancelRequest withdraws a request in ota's trailer that the bootloader
-// has not acted on (under the lock): MCUboot's API has no call for it, so
-// the image's first sector is erased first (MCUboot then drops the request
-// itself: an erased header is no image) and the trailer after it.
-func (pl *Platform) cancelRequest() error {
-	pl.cache.drop(SlotOTA)
-	pl.dropTrailer(SlotOTA)
-	ota, first := pl.b.slots[SlotOTA], pl.b.mcub.first[SlotOTA]
+// has not acted on (under the lock).
+func (pl *Platform) cancelRequest() error { return pl.cancelRequestOf(SlotOTA) }
+
+// cancelRequestOf withdraws the request in slot s's trailer: MCUboot's API
+// has no call for it, so the image's first sector is erased first (MCUboot
+// then drops the request itself: an erased header is no image) and the
+// trailer after it.
+func (pl *Platform) cancelRequestOf(s Slot) error {
+	pl.cache.drop(s)
+	pl.dropTrailer(s)
+	part, first := pl.b.slots[s], pl.b.mcub.first[s]
 	if err := pl.dev.Erase(first.off, first.size); err != nil {
-		return flashErr(fmt.Sprintf("cancel the request: erase the image header in %s", ota.Name), err)
+		return flashErr(fmt.Sprintf("cancel the request: erase the image header in %s", part.Name), err)
 	}
-	if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
+	if err := pl.b.scrambleTrailer(pl.dev, s); err != nil {
 		return fmt.Errorf("cancel the request: %w", err)
 	}
-	pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
+	pl.noteTrailer(s, pl.b.erasedTrailer(s))
 	return nil
 }
 

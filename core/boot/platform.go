@@ -32,7 +32,11 @@ type Platform struct {
 	s      *store
 	closed bool
 	cache  slotCache
-	trl    trailerCache // a swap board's trailers
+	trl    trailerCache // an MCUboot board's trailers
+	// xipSlot is the slot a direct-xip board runs since the last power-on,
+	// xipRuns false when none does (noteXIPRunning).
+	xipSlot Slot
+	xipRuns bool
 	// cur and pad are Write's buffers, kept from call to call (under mu)
 	// so that a download allocates nothing per chunk: the garbage they
 	// made bounded the plugin's write rate.
@@ -55,7 +59,13 @@ func NewPlatform(l hal.Layout, dev flash.Device, opts Options) (*Platform, error
 	// The cache holds verifications made with these keys: a caller that
 	// changed its slice afterwards must not change what they mean.
 	opts.Keys = slices.Clone(opts.Keys)
-	return &Platform{dev: dev, b: b, opts: opts, s: s}, nil
+	pl := &Platform{dev: dev, b: b, opts: opts, s: s}
+	if b.directXIP() {
+		if err := pl.noteXIPRunning(); err != nil {
+			return nil, fmt.Errorf("board %q: %w", l.Board, err)
+		}
+	}
+	return pl, nil
 }
 
 // Close ends the platform; with Options.CloseDevice it closes the device.
@@ -89,7 +99,12 @@ func (pl *Platform) update() hal.Partition {
 }
 
 // updateSlot returns the slot new images go to now.
-func (pl *Platform) updateSlot() Slot { return pl.b.updateSlot(pl.s.params().Running) }
+func (pl *Platform) updateSlot() Slot {
+	if pl.b.directXIP() {
+		return pl.b.updateSlot(pl.xipSlot)
+	}
+	return pl.b.updateSlot(pl.s.params().Running)
+}
 
 // check is checkSlot with the platform's keys, through its cache.
 func (pl *Platform) check(s Slot, minCounter uint32) (slotImage, error) {
@@ -112,8 +127,19 @@ func (pl *Platform) checkWritable(op string) error {
 		return hal.Errorf(hal.CodeBusy, "%s %s: a rollback to the image in %s awaits the next power-on: power on (Reboot) first",
 			op, pl.update().Name, pl.update().Name)
 	}
-	trial := p.Trial
-	if pl.b.mcub != nil {
+	trial, running := p.Trial, p.Running
+	switch {
+	case pl.b.directXIP():
+		var runs bool
+		if running, runs = pl.xipRun(); runs {
+			pl.dropTrailer(running)
+			st, _, err := pl.b.trailer(pl.dev, running)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
+			}
+			trial = xipTrial(st)
+		}
+	case pl.b.mcub != nil:
 		pri, _, err := pl.trailers()
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
@@ -122,7 +148,7 @@ func (pl *Platform) checkWritable(op string) error {
 	}
 	if pl.b.layout.Scheme.Reverts() && trial {
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
-			op, pl.update().Name, p.Running.Name(), pl.update().Name)
+			op, pl.update().Name, running.Name(), pl.update().Name)
 	}
 	return nil
 }
@@ -168,7 +194,12 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	l.BootAttempts = pl.b.attempts
 	var st hal.BootState
 	var err error
-	if pl.b.mcub != nil {
+	if pl.b.directXIP() {
+		var xs [2]xipSlot
+		if xs, err = pl.xipState(); err == nil {
+			st = xipBootState(xs, pl.xipSlot, pl.xipRuns, pl.s.params())
+		}
+	} else if pl.b.mcub != nil {
 		var pri, sec mcuboot.State
 		if pri, sec, err = pl.trailers(); err == nil {
 			st, err = mcubBootState(pl.b, pri, sec, pl.s.params(), pl.check)
@@ -218,11 +249,12 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	if pl.b.mcub != nil {
 		// A request in ota's trailer goes before the image it names:
 		// MCUboot must never find a request over a half-written image.
-		pl.dropTrailer(SlotOTA)
-		if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
+		us := pl.updateSlot()
+		pl.dropTrailer(us)
+		if err := pl.b.scrambleTrailer(pl.dev, us); err != nil {
 			return fmt.Errorf("init %s: %w", slot.Name, err)
 		}
-		pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
+		pl.noteTrailer(us, pl.b.erasedTrailer(us))
 	}
 	if err := pl.dev.Erase(off, end-off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
@@ -448,6 +480,9 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	if pl.b.overwriteOnly() {
 		return pl.setBootOverwrite(req)
 	}
+	if pl.b.directXIP() {
+		return pl.setBootXIP(req)
+	}
 	p := pl.s.params()
 	switch req.Mode {
 	case hal.BootTest, hal.BootPermanent:
@@ -533,6 +568,9 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	if pl.b.overwriteOnly() {
 		return pl.rollbackOverwrite()
 	}
+	if pl.b.directXIP() {
+		return pl.rollbackXIP()
+	}
 	p := pl.s.params()
 	switch {
 	case p.Pending:
@@ -613,7 +651,16 @@ func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
 	if err := pl.s.load(); err != nil {
 		return hal.RebootResult{}, err
 	}
-	return runBoot(pl.dev, pl.b, pl.s, pl.opts)
+	res, err := runBoot(pl.dev, pl.b, pl.s, pl.opts)
+	if pl.b.directXIP() {
+		// What runs now is what this power-on chose (none after a cut).
+		pl.cache.reset()
+		pl.trl = trailerCache{}
+		if nerr := pl.noteXIPRunning(); nerr != nil && err == nil {
+			err = nerr
+		}
+	}
+	return res, err
 }
 
 var (

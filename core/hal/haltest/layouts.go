@@ -68,6 +68,24 @@ func extras() []hal.Layout {
 			},
 			Signature: "ecdsa-p256", BootAttempts: 1,
 		},
+		// dual-bank (MCUboot direct-xip with revert), the partitions of
+		// Zephyr's nrf52840dk (two equal slots of 0x67000 bytes, 4 KiB
+		// pages, word writes): each slot runs in place, an image linked for
+		// the slot it is written to (imgtool --rom-fixed).
+		{
+			Board: "nrf52840-dk-xip", Vendor: "Nordic Semiconductor", SoC: "nRF52840",
+			Scheme:     hal.DualBank,
+			Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP},
+			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
+				WriteAlign: 4, EraseValue: 0xff},
+			Partitions: []hal.Partition{
+				{Name: "bootloader", Offset: 0x0, Size: 0xc000},
+				{Name: "app", Offset: 0xc000, Size: 0x67000},
+				{Name: "ota", Offset: 0x73000, Size: 0x67000},
+				{Name: "params", Offset: 0xf8000, Size: 0x8000},
+			},
+			Signature: "ecdsa-p256", BootAttempts: 1,
+		},
 	}
 }
 

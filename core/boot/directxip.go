@@ -1,0 +1,340 @@
+package boot
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/otaport/otaport/core/bootfmt/mcuboot"
+	"github.com/otaport/otaport/core/flash"
+	"github.com/otaport/otaport/core/hal"
+)
+
+// MCUboot built with MCUBOOT_DIRECT_XIP and MCUBOOT_DIRECT_XIP_REVERT, the
+// application's bootutil with MCUBOOT_BOOTUTIL_LIB_FOR_DIRECT_XIP: each
+// slot runs in place. A request is the magic in the new slot's trailer
+// (test), or the magic, copy_done and image_ok (permanent); the simulated
+// bootloader picks as context_boot_go does in loader.c: among the slots
+// whose image header is valid the highest version (app on a tie,
+// find_slot_with_highest_version), then boot_select_or_erase: a slot with
+// no good magic, or one that was selected before (copy_done) and never
+// confirmed (image_ok), is erased whole and the next one tried; else
+// copy_done is written and the image validated (one that fails is erased
+// too). Which slot runs is what that choice gave at the last power-on,
+// read back from the flash. docs/boot-schemes.md, "Dual bank (MCUboot
+// direct-xip)".
+
+// directXIP reports whether b runs MCUboot direct-xip.
+func (b *board) directXIP() bool { return b.mcub != nil && b.mcub.mode == mcuboot.DirectXIP }
+
+// xipSlot is what the direct-xip bootloader sees of one slot.
+type xipSlot struct {
+	si slotImage
+	st mcuboot.State
+}
+
+// xipRead reads both slots: their images through check and their trailers.
+func (b *board) xipRead(r io.ReaderAt, check func(s Slot, minCounter uint32) (slotImage, error), counter uint32) ([2]xipSlot, error) {
+	var xs [2]xipSlot
+	for _, s := range []Slot{SlotApp, SlotOTA} {
+		si, err := check(s, counter)
+		if err != nil {
+			return xs, err
+		}
+		st, _, err := b.trailer(r, s)
+		if err != nil {
+			return xs, err
+		}
+		xs[s] = xipSlot{si, st}
+	}
+	return xs, nil
+}
+
+// higher reports whether the image of slot a wins over slot b's in
+// find_slot_with_highest_version: a higher version without the build
+// number (MCUboot's default comparison), app on a tie.
+func higher(xs [2]xipSlot, a, b Slot) bool {
+	c := xs[a].si.img.Version.Core().Compare(xs[b].si.img.Version.Core())
+	return c > 0 || c == 0 && a == SlotApp
+}
+
+// selected reports whether the bootloader chose the slot at a power-on
+// and would choose it again: a verified image, the magic, copy_done
+// written (or torn: MCUboot cannot write it again, and boots it anyway),
+// and not a trial that ran already... unless that is what runs now.
+func (x xipSlot) selected() bool {
+	return x.si.bootable() && x.st.Magic == mcuboot.MagicGood && x.st.CopyDone != mcuboot.FlagUnset
+}
+
+// xipRunning is the slot the last power-on booted: of the slots it
+// selected, the one with the higher version. ok is false when neither
+// was (a blank device).
+func xipRunning(xs [2]xipSlot) (Slot, bool) {
+	app, ota := xs[SlotApp].selected(), xs[SlotOTA].selected()
+	switch {
+	case app && ota:
+		if higher(xs, SlotApp, SlotOTA) {
+			return SlotApp, true
+		}
+		return SlotOTA, true
+	case app:
+		return SlotApp, true
+	case ota:
+		return SlotOTA, true
+	}
+	return SlotApp, false
+}
+
+// xipTrial reports whether the slot's image runs unconfirmed: the next
+// power-on erases it (boot_select_or_erase).
+func xipTrial(st mcuboot.State) bool {
+	return st.Magic == mcuboot.MagicGood && st.CopyDone == mcuboot.FlagSet && st.ImageOK == mcuboot.FlagUnset
+}
+
+// xipPending reports whether slot s, not the running one, holds a request
+// the next power-on acts on: the magic over a verified image never
+// selected, that wins over what runs.
+func xipPending(xs [2]xipSlot, s, running Slot, runs bool) bool {
+	x := xs[s]
+	if s == running && runs || !x.si.bootable() || x.st.Magic != mcuboot.MagicGood || x.st.CopyDone != mcuboot.FlagUnset {
+		return false
+	}
+	return !runs || !xs[running].si.bootable() || higher(xs, s, running)
+}
+
+// xipBootState describes a direct-xip board.
+func xipBootState(xs [2]xipSlot, running Slot, runs bool, p Params) hal.BootState {
+	st := hal.BootState{SecurityCounter: p.SecurityCounter}
+	if runs && xipTrial(xs[running].st) && !p.RolledBack {
+		st.Trial, st.BootCount = true, 1
+	}
+	for _, s := range []Slot{SlotApp, SlotOTA} {
+		x := xs[s]
+		ss := hal.SlotState{Name: s.Name(), Bootable: x.si.bootable(), Active: runs && s == running,
+			Pending: xipPending(xs, s, running, runs)}
+		ss.Confirmed = ss.Active && ss.Bootable && !xipTrial(x.st)
+		if ss.Bootable {
+			ss.Version = x.si.version()
+		}
+		st.Slots = append(st.Slots, ss)
+	}
+	return st
+}
+
+// bootXIP is context_boot_go of a direct-xip build with revert.
+func bootXIP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResult, error) {
+	res := hal.RebootResult{Action: ActionNone}
+	p := s.params()
+	check := func(sl Slot, c uint32) (slotImage, error) { return checkSlot(dev, b, sl, opts.Keys, c) }
+	xs, err := b.xipRead(dev, check, p.SecurityCounter)
+	if err != nil {
+		return res, fmt.Errorf("boot: %w", err)
+	}
+	prev, prevRuns := xipRunning(xs)
+	// boot_get_slot_usage: a slot whose header is valid is available.
+	avail := [2]bool{xs[SlotApp].si.img != nil, xs[SlotOTA].si.img != nil}
+	for {
+		cand, ok := SlotApp, false
+		for _, sl := range []Slot{SlotApp, SlotOTA} {
+			if avail[sl] && (!ok || higher(xs, sl, cand) && sl != cand) {
+				cand, ok = sl, true
+			}
+		}
+		if !ok {
+			return res, hal.Errorf(hal.CodeNoImage, "boot: no bootable image: %s", joinDetail(res.Detail, "neither slot holds an image MCUboot direct-xip selects"))
+		}
+		avail[cand] = false
+		x := xs[cand]
+		// boot_select_or_erase.
+		if x.st.Magic != mcuboot.MagicGood || x.st.CopyDone == mcuboot.FlagSet && x.st.ImageOK != mcuboot.FlagSet {
+			why := "its trailer has no magic"
+			if x.st.Magic == mcuboot.MagicGood {
+				why = "it booted without confirming itself"
+				res.Action = ActionReverted
+			}
+			res.Detail = joinDetail(res.Detail, fmt.Sprintf("image %s in %s erased: %s", x.si.version(), cand.Name(), why))
+			if err := b.scrambleSlot(dev, cand); err != nil {
+				return res, fmt.Errorf("boot: %w", err)
+			}
+			continue
+		}
+		fresh := x.st.CopyDone == mcuboot.FlagUnset
+		if fresh {
+			// Written before the image is validated: one that fails is
+			// erased whole, trailer and all. A copy_done torn by a cut is
+			// not written again (the flash refuses; MCUboot warns).
+			if err := b.writeTrailer(dev, cand, []mcuboot.Write{b.mcub.lay[cand].CopyDoneWrite()}); err != nil {
+				return res, fmt.Errorf("boot: %w", err)
+			}
+		}
+		if !x.si.bootable() {
+			res.Detail = joinDetail(res.Detail, fmt.Sprintf("%v; MCUboot erased %s", x.si.err, cand.Name()))
+			if err := b.scrambleSlot(dev, cand); err != nil {
+				return res, fmt.Errorf("boot: %w", err)
+			}
+			continue
+		}
+		switch {
+		case p.RolledBack:
+			res.Action = ActionRolledBack
+		case fresh && x.st.ImageOK == mcuboot.FlagSet:
+			res.Action = ActionSwitched
+		case fresh:
+			res.Action = ActionTrial
+		case res.Action == ActionNone && prevRuns && cand != prev:
+			res.Action = ActionSwitched
+		}
+		// boot_update_hw_rollback_protection: with revert, once confirmed.
+		if x.st.ImageOK == mcuboot.FlagSet {
+			p.SecurityCounter = max(p.SecurityCounter, x.si.img.SecurityCounter)
+		}
+		p.RolledBack = false
+		if err := s.setParams(p); err != nil {
+			return res, fmt.Errorf("boot: record the boot: %w", err)
+		}
+		res.Slot, res.Version = cand.Name(), x.si.version()
+		return res, nil
+	}
+}
+
+// xipState reads the platform's view: both slots through its cache.
+func (pl *Platform) xipState() ([2]xipSlot, error) {
+	return pl.b.xipRead(pl.dev, pl.check, pl.s.params().SecurityCounter)
+}
+
+// xipRunning is the slot that runs since the last power-on, kept by the
+// Platform (a power-on is the only thing that changes it).
+func (pl *Platform) xipRun() (Slot, bool) { return pl.xipSlot, pl.xipRuns }
+
+// noteXIPRunning reads from the flash which slot the last power-on booted.
+func (pl *Platform) noteXIPRunning() error {
+	xs, err := pl.xipState()
+	if err != nil {
+		return err
+	}
+	pl.xipSlot, pl.xipRuns = xipRunning(xs)
+	return nil
+}
+
+// setBootXIP is SetBoot on a direct-xip board (under the lock).
+func (pl *Platform) setBootXIP(req hal.BootRequest) error {
+	p := pl.s.params()
+	run, runs := pl.xipRun()
+	target := run.Other()
+	if !runs {
+		target = pl.updateSlot()
+	}
+	switch req.Mode {
+	case hal.BootTest, hal.BootPermanent:
+		si, err := pl.checkRequest(req, target, p.SecurityCounter)
+		if err != nil {
+			return err
+		}
+		xs, err := pl.xipState()
+		if err != nil {
+			return fmt.Errorf("set boot %s: %w", req.Mode, err)
+		}
+		if runs && xs[run].si.bootable() && !higher(xs, target, run) {
+			return hal.Errorf(hal.CodeInvalid, "set boot %s: image %s in %s is not above %s in %s, which runs: MCUboot direct-xip boots the higher version (app on a tie), so it would boot %s again: install a higher version",
+				req.Mode, si.version(), target.Name(), xs[run].si.version(), run.Name(), xs[run].si.version())
+		}
+		return pl.xipRequest(target, req.Mode == hal.BootPermanent)
+	case hal.BootConfirm:
+		if p.RolledBack {
+			return hal.Errorf(hal.CodeInvalid, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first", run.Name(), run.Other().Name())
+		}
+		if !runs {
+			return nil
+		}
+		if err := pl.xipRequest(run, true); err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
+		}
+		si, err := pl.check(run, 0)
+		if err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
+		}
+		if si.img != nil {
+			p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
+		}
+		if err := pl.s.setParams(p); err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
+		}
+		return nil
+	}
+	return hal.Errorf(hal.CodeInvalid, "set boot: mode %v: want test, permanent or confirm", req.Mode)
+}
+
+// xipRequest is the direct-xip boot_set_next on slot s: the magic (test),
+// then copy_done and image_ok (confirm). A trailer that already holds other
+// or torn bytes is erased first and written anew: MCUboot's call would
+// leave a torn flag as it is, and the next power-on would erase the image.
+func (pl *Platform) xipRequest(s Slot, confirm bool) error {
+	l := pl.b.mcub.lay[s]
+	pl.dropTrailer(s)
+	st, tail, err := pl.b.trailer(pl.dev, s)
+	if err != nil {
+		return err
+	}
+	clean := st.Magic != mcuboot.MagicBad && st.CopyDone != mcuboot.FlagBad && st.ImageOK != mcuboot.FlagBad
+	if !confirm && st.Magic == mcuboot.MagicGood && st.CopyDone == mcuboot.FlagUnset && st.ImageOK == mcuboot.FlagUnset {
+		return nil
+	}
+	if !clean || !confirm && st.Magic != mcuboot.MagicUnset {
+		if err := pl.b.scrambleTrailer(pl.dev, s); err != nil {
+			return err
+		}
+		if _, tail, err = pl.b.trailer(pl.dev, s); err != nil {
+			return err
+		}
+	}
+	ws, err := l.SetNext(tail, 0, false, confirm)
+	if err != nil {
+		return err
+	}
+	return pl.b.writeTrailer(pl.dev, s, ws)
+}
+
+// rollbackXIP is Rollback on a direct-xip board (under the lock): a request
+// not yet booted is cancelled (its header and trailer erased); a trial is
+// recorded as given up (the next power-on erases it anyway); a confirmed
+// image is given up by erasing its trailer, so that the next power-on
+// erases it and boots the other slot, which must hold an image MCUboot
+// selects.
+func (pl *Platform) rollbackXIP() error {
+	p := pl.s.params()
+	run, runs := pl.xipRun()
+	if p.RolledBack {
+		return nil
+	}
+	xs, err := pl.xipState()
+	if err != nil {
+		return err
+	}
+	for _, s := range []Slot{SlotApp, SlotOTA} {
+		if xipPending(xs, s, run, runs) {
+			return pl.cancelRequestOf(s)
+		}
+	}
+	if !runs {
+		return hal.Errorf(hal.CodeNoImage, "no image to return to: nothing runs")
+	}
+	other := xs[run.Other()]
+	if !xipTrial(xs[run].st) {
+		switch {
+		case !other.si.bootable():
+			return hal.Errorf(hal.CodeNoImage, "no image to return to: %v", other.si.err)
+		case !other.selected() || xipTrial(other.st):
+			return hal.Errorf(hal.CodeNoImage, "no image to return to: image %s in %s was never confirmed, and MCUboot direct-xip would erase it", other.si.version(), run.Other().Name())
+		}
+	}
+	// Recorded before the trailer goes: SetBoot(confirm) and installs are
+	// refused from here until the power-on.
+	p.RolledBack = true
+	if err := pl.s.setParams(p); err != nil {
+		return fmt.Errorf("record the rollback: %w", err)
+	}
+	if xipTrial(xs[run].st) {
+		return nil
+	}
+	pl.dropTrailer(run)
+	return pl.b.scrambleTrailer(pl.dev, run)
+}
