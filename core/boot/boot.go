@@ -104,8 +104,7 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		if err != nil {
 			return hal.BootState{}, p, err
 		}
-		run, runs := xipRunning(xs)
-		return xipBootState(xs, run, runs, p), p, nil
+		return xipBootState(xs, p.Running, p), p, nil
 	}
 	if b.mcub != nil {
 		pri, sec, err := b.trailers(dev)

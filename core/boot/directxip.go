@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 
@@ -28,8 +29,11 @@ func (b *board) directXIP() bool { return b.mcub != nil && b.mcub.mode == mcuboo
 
 // xipSlot is what the direct-xip bootloader sees of one slot.
 type xipSlot struct {
-	si slotImage
-	st mcuboot.State
+	// held: the image's first bytes are still held back (xipHeadKey):
+	// MCUboot finds no image there yet.
+	held bool
+	si   slotImage
+	st   mcuboot.State
 }
 
 // xipRead reads both slots: their images through check and their trailers.
@@ -44,7 +48,7 @@ func (b *board) xipRead(r io.ReaderAt, check func(s Slot, minCounter uint32) (sl
 		if err != nil {
 			return xs, err
 		}
-		xs[s] = xipSlot{si, st}
+		xs[s] = xipSlot{si: si, st: st}
 	}
 	return xs, nil
 }
@@ -57,31 +61,11 @@ func higher(xs [2]xipSlot, a, b Slot) bool {
 	return c > 0 || c == 0 && a == SlotApp
 }
 
-// selected reports whether the bootloader chose the slot at a power-on
-// and would choose it again: a verified image, the magic, copy_done
-// written (or torn: MCUboot cannot write it again, and boots it anyway),
-// and not a trial that ran already... unless that is what runs now.
+// selected reports whether the bootloader chose the slot at a power-on:
+// a verified image, the magic, and copy_done written (or torn: MCUboot
+// cannot write it again, and boots it anyway).
 func (x xipSlot) selected() bool {
 	return x.si.bootable() && x.st.Magic == mcuboot.MagicGood && x.st.CopyDone != mcuboot.FlagUnset
-}
-
-// xipRunning is the slot the last power-on booted: of the slots it
-// selected, the one with the higher version. ok is false when neither
-// was (a blank device).
-func xipRunning(xs [2]xipSlot) (Slot, bool) {
-	app, ota := xs[SlotApp].selected(), xs[SlotOTA].selected()
-	switch {
-	case app && ota:
-		if higher(xs, SlotApp, SlotOTA) {
-			return SlotApp, true
-		}
-		return SlotOTA, true
-	case app:
-		return SlotApp, true
-	case ota:
-		return SlotOTA, true
-	}
-	return SlotApp, false
 }
 
 // xipTrial reports whether the slot's image runs unconfirmed: the next
@@ -91,26 +75,32 @@ func xipTrial(st mcuboot.State) bool {
 }
 
 // xipPending reports whether slot s, not the running one, holds a request
-// the next power-on acts on: the magic over a verified image never
-// selected, that wins over what runs.
-func xipPending(xs [2]xipSlot, s, running Slot, runs bool) bool {
+// the next power-on acts on: the magic over a verified image that wins
+// over what runs (a permanent request has copy_done and image_ok too).
+func xipPending(xs [2]xipSlot, s, running Slot) bool {
 	x := xs[s]
-	if s == running && runs || !x.si.bootable() || x.st.Magic != mcuboot.MagicGood || x.st.CopyDone != mcuboot.FlagUnset {
+	if s == running || !x.si.bootable() || x.held || x.st.Magic != mcuboot.MagicGood || xipTrial(x.st) {
 		return false
 	}
-	return !runs || !xs[running].si.bootable() || higher(xs, s, running)
+	if x.st.CopyDone != mcuboot.FlagUnset && x.st.ImageOK != mcuboot.FlagSet {
+		return false
+	}
+	return !xs[running].si.bootable() || higher(xs, s, running)
 }
 
-// xipBootState describes a direct-xip board.
-func xipBootState(xs [2]xipSlot, running Slot, runs bool, p Params) hal.BootState {
+// xipBootState describes a direct-xip board whose last power-on booted
+// running (Params.Running, which the simulated bootloader records: on a
+// device the application knows the slot it runs from).
+func xipBootState(xs [2]xipSlot, running Slot, p Params) hal.BootState {
 	st := hal.BootState{SecurityCounter: p.SecurityCounter}
+	runs := xs[running].si.bootable()
 	if runs && xipTrial(xs[running].st) && !p.RolledBack {
 		st.Trial, st.BootCount = true, 1
 	}
 	for _, s := range []Slot{SlotApp, SlotOTA} {
 		x := xs[s]
 		ss := hal.SlotState{Name: s.Name(), Bootable: x.si.bootable(), Active: runs && s == running,
-			Pending: xipPending(xs, s, running, runs)}
+			Pending: xipPending(xs, s, running)}
 		ss.Confirmed = ss.Active && ss.Bootable && !xipTrial(x.st)
 		if ss.Bootable {
 			ss.Version = x.si.version()
@@ -129,7 +119,7 @@ func bootXIP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	if err != nil {
 		return res, fmt.Errorf("boot: %w", err)
 	}
-	prev, prevRuns := xipRunning(xs)
+	prev := p.Running
 	// boot_get_slot_usage: a slot whose header is valid is available.
 	avail := [2]bool{xs[SlotApp].si.img != nil, xs[SlotOTA].si.img != nil}
 	for {
@@ -180,7 +170,7 @@ func bootXIP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 			res.Action = ActionSwitched
 		case fresh:
 			res.Action = ActionTrial
-		case res.Action == ActionNone && prevRuns && cand != prev:
+		case res.Action == ActionNone && cand != prev:
 			res.Action = ActionSwitched
 		}
 		// boot_update_hw_rollback_protection: with revert, once confirmed.
@@ -188,6 +178,7 @@ func bootXIP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 			p.SecurityCounter = max(p.SecurityCounter, x.si.img.SecurityCounter)
 		}
 		p.RolledBack = false
+		p.Running, p.Active, p.Confirmed = cand, cand, x.st.ImageOK == mcuboot.FlagSet
 		if err := s.setParams(p); err != nil {
 			return res, fmt.Errorf("boot: record the boot: %w", err)
 		}
@@ -198,31 +189,23 @@ func bootXIP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 
 // xipState reads the platform's view: both slots through its cache.
 func (pl *Platform) xipState() ([2]xipSlot, error) {
-	return pl.b.xipRead(pl.dev, pl.check, pl.s.params().SecurityCounter)
+	xs, err := pl.b.xipRead(pl.dev, pl.check, pl.s.params().SecurityCounter)
+	for s := range xs {
+		xs[s].held = pl.xipHead(Slot(s)) != nil
+	}
+	return xs, err
 }
 
-// xipRunning is the slot that runs since the last power-on, kept by the
-// Platform (a power-on is the only thing that changes it).
-func (pl *Platform) xipRun() (Slot, bool) { return pl.xipSlot, pl.xipRuns }
-
-// noteXIPRunning reads from the flash which slot the last power-on booted.
-func (pl *Platform) noteXIPRunning() error {
-	xs, err := pl.xipState()
-	if err != nil {
-		return err
-	}
-	pl.xipSlot, pl.xipRuns = xipRunning(xs)
-	return nil
+// xipRun is the slot that runs, and whether it holds an image.
+func (pl *Platform) xipRun(xs [2]xipSlot) (Slot, bool) {
+	r := pl.s.params().Running
+	return r, xs[r].si.bootable()
 }
 
 // setBootXIP is SetBoot on a direct-xip board (under the lock).
 func (pl *Platform) setBootXIP(req hal.BootRequest) error {
 	p := pl.s.params()
-	run, runs := pl.xipRun()
-	target := run.Other()
-	if !runs {
-		target = pl.updateSlot()
-	}
+	run, target := p.Running, pl.updateSlot()
 	switch req.Mode {
 	case hal.BootTest, hal.BootPermanent:
 		si, err := pl.checkRequest(req, target, p.SecurityCounter)
@@ -233,16 +216,29 @@ func (pl *Platform) setBootXIP(req hal.BootRequest) error {
 		if err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
-		if runs && xs[run].si.bootable() && !higher(xs, target, run) {
+		if xs[run].si.bootable() && !higher(xs, target, run) {
 			return hal.Errorf(hal.CodeInvalid, "set boot %s: image %s in %s is not above %s in %s, which runs: MCUboot direct-xip boots the higher version (app on a tie), so it would boot %s again: install a higher version",
 				req.Mode, si.version(), target.Name(), xs[run].si.version(), run.Name(), xs[run].si.version())
 		}
-		return pl.xipRequest(target, req.Mode == hal.BootPermanent)
+		// The trailer before the header: a power-on between the two finds
+		// no image in the slot (and leaves it), never an image without a
+		// magic (which it would erase).
+		if err := pl.xipRequest(target, req.Mode == hal.BootPermanent); err != nil {
+			return fmt.Errorf("set boot %s: %w", req.Mode, err)
+		}
+		if err := pl.releaseXIPHead(target); err != nil {
+			return fmt.Errorf("set boot %s: %w", req.Mode, err)
+		}
+		return nil
 	case hal.BootConfirm:
 		if p.RolledBack {
 			return hal.Errorf(hal.CodeInvalid, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first", run.Name(), run.Other().Name())
 		}
-		if !runs {
+		xs, err := pl.xipState()
+		if err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
+		}
+		if !xs[run].si.bootable() {
 			return nil
 		}
 		if err := pl.xipRequest(run, true); err != nil {
@@ -301,7 +297,6 @@ func (pl *Platform) xipRequest(s Slot, confirm bool) error {
 // selects.
 func (pl *Platform) rollbackXIP() error {
 	p := pl.s.params()
-	run, runs := pl.xipRun()
 	if p.RolledBack {
 		return nil
 	}
@@ -309,8 +304,9 @@ func (pl *Platform) rollbackXIP() error {
 	if err != nil {
 		return err
 	}
+	run, runs := pl.xipRun(xs)
 	for _, s := range []Slot{SlotApp, SlotOTA} {
-		if xipPending(xs, s, run, runs) {
+		if xipPending(xs, s, run) {
 			return pl.cancelRequestOf(s)
 		}
 	}
@@ -337,4 +333,137 @@ func (pl *Platform) rollbackXIP() error {
 	}
 	pl.dropTrailer(run)
 	return pl.b.scrambleTrailer(pl.dev, run)
+}
+
+// xipHeadKey is the key-value entry that holds, on a direct-xip board, the
+// first bytes of an image being downloaded: its slot, then the bytes.
+//
+// MCUboot direct-xip erases the whole slot of an image whose header is
+// valid and whose trailer has no magic when that image has the higher
+// version (boot_select_or_erase): a download cut by a power-on would be
+// lost, and a resumed one would hash bytes the slot no longer holds. So the
+// header's magic (the first write units that cover ih_magic) stays here
+// until SetBoot asks for the image; until then MCUboot sees no image in the
+// slot and leaves it alone. Read returns these bytes as if they were
+// programmed.
+const xipHeadKey = "otaport.boot.xip-head"
+
+// xipHeadSize is how many bytes from an image's start are held back: the
+// write units that cover the 4-byte ih_magic.
+func (b *board) xipHeadSize() uint64 {
+	a := uint64(b.geo.WriteAlign)
+	return (4 + a - 1) / a * a
+}
+
+// xipHead returns the held bytes of slot s, or nil.
+func (pl *Platform) xipHead(s Slot) []byte {
+	v, ok := pl.s.get(xipHeadKey)
+	if !ok || len(v) != 1+int(pl.b.xipHeadSize()) || Slot(v[0]) != s {
+		return nil
+	}
+	return v[1:]
+}
+
+// writeXIPHead is Write of the part of data at off (below xipHeadSize) that
+// falls in the held bytes of slot s, with Write's rules: a unit that holds
+// the same bytes is kept, one that holds others is refused. It returns how
+// many bytes of data it took.
+func (pl *Platform) writeXIPHead(s Slot, off uint64, data []byte) (int, error) {
+	size := pl.b.xipHeadSize()
+	n := int(min(uint64(len(data)), size-off))
+	erase := pl.b.geo.EraseValue
+	head := make([]byte, size)
+	fillBytes(head, erase)
+	if h := pl.xipHead(s); h != nil {
+		copy(head, h)
+	}
+	a := uint64(pl.b.geo.WriteAlign)
+	next := bytes.Clone(head)
+	copy(next[off:], data[:n])
+	for u := off / a * a; u < off+uint64(n); u += a {
+		cur, want := head[u:u+a], next[u:u+a]
+		if !bytes.Equal(cur, want) && !isErased(cur, erase) {
+			return 0, hal.Errorf(hal.CodeNotErased, "write %s at 0x%x: bytes at 0x%x already hold other data: Init the slot (without Resume) before writing a new image", s.Name(), off, u)
+		}
+	}
+	if !bytes.Equal(head, next) || pl.xipHead(s) == nil {
+		if err := pl.s.set(xipHeadKey, append([]byte{byte(s)}, next...)); err != nil {
+			return 0, fmt.Errorf("write %s at 0x%x: keep the image's first bytes: %w", s.Name(), off, err)
+		}
+	}
+	return n, nil
+}
+
+// overlayXIPHead puts the held bytes of slot s over p, read at off.
+func (pl *Platform) overlayXIPHead(s Slot, off uint64, p []byte) {
+	h := pl.xipHead(s)
+	if h == nil || off >= uint64(len(h)) {
+		return
+	}
+	copy(p, h[off:])
+}
+
+// releaseXIPHead programs the held bytes of slot s into the flash (the
+// units still erased there), then forgets them: what a request does first.
+func (pl *Platform) releaseXIPHead(s Slot) error {
+	h := pl.xipHead(s)
+	if h == nil {
+		return nil
+	}
+	base := int64(pl.b.slots[s].Offset)
+	cur := make([]byte, len(h))
+	if _, err := pl.dev.ReadAt(cur, base); err != nil {
+		return flashErr(fmt.Sprintf("read %s", s.Name()), err)
+	}
+	pl.cache.drop(s)
+	a := int(pl.b.geo.WriteAlign)
+	torn := false
+	for u := 0; u < len(h); u += a {
+		if bytes.Equal(cur[u:u+a], h[u:u+a]) || isErased(h[u:u+a], pl.b.geo.EraseValue) {
+			continue
+		}
+		if !isErased(cur[u:u+a], pl.b.geo.EraseValue) {
+			torn = true
+			break
+		}
+		if err := pl.dev.Program(base+int64(u), h[u:u+a]); err != nil {
+			return flashErr(fmt.Sprintf("program the image header of %s", s.Name()), err)
+		}
+	}
+	if torn {
+		// A power cut tore an earlier program of these bytes: the first
+		// sector is programmed again, with the rest of it as it is.
+		first := pl.b.mcub.first[s]
+		sec := make([]byte, first.size)
+		if _, err := pl.dev.ReadAt(sec, first.off); err != nil {
+			return flashErr(fmt.Sprintf("read %s", s.Name()), err)
+		}
+		copy(sec, h)
+		if err := pl.dev.Erase(first.off, first.size); err != nil {
+			return flashErr(fmt.Sprintf("program the image header of %s again", s.Name()), err)
+		}
+		if err := pl.dev.Program(first.off, sec); err != nil {
+			return flashErr(fmt.Sprintf("program the image header of %s again", s.Name()), err)
+		}
+	}
+	if err := pl.s.set(xipHeadKey, nil); err != nil {
+		return fmt.Errorf("forget the image's first bytes: %w", err)
+	}
+	return nil
+}
+
+// headReader reads the flash with the held first bytes of a slot, at off,
+// in place.
+type headReader struct {
+	r    io.ReaderAt
+	off  int64
+	head []byte
+}
+
+func (h headReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := h.r.ReadAt(p, off)
+	if lo, hi := max(off, h.off), min(off+int64(len(p)), h.off+int64(len(h.head))); lo < hi {
+		copy(p[lo-off:hi-off], h.head[lo-h.off:])
+	}
+	return n, err
 }

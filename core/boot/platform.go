@@ -33,10 +33,6 @@ type Platform struct {
 	closed bool
 	cache  slotCache
 	trl    trailerCache // an MCUboot board's trailers
-	// xipSlot is the slot a direct-xip board runs since the last power-on,
-	// xipRuns false when none does (noteXIPRunning).
-	xipSlot Slot
-	xipRuns bool
 	// cur and pad are Write's buffers, kept from call to call (under mu)
 	// so that a download allocates nothing per chunk: the garbage they
 	// made bounded the plugin's write rate.
@@ -59,13 +55,7 @@ func NewPlatform(l hal.Layout, dev flash.Device, opts Options) (*Platform, error
 	// The cache holds verifications made with these keys: a caller that
 	// changed its slice afterwards must not change what they mean.
 	opts.Keys = slices.Clone(opts.Keys)
-	pl := &Platform{dev: dev, b: b, opts: opts, s: s}
-	if b.directXIP() {
-		if err := pl.noteXIPRunning(); err != nil {
-			return nil, fmt.Errorf("board %q: %w", l.Board, err)
-		}
-	}
-	return pl, nil
+	return &Platform{dev: dev, b: b, opts: opts, s: s}, nil
 }
 
 // Close ends the platform; with Options.CloseDevice it closes the device.
@@ -99,15 +89,17 @@ func (pl *Platform) update() hal.Partition {
 }
 
 // updateSlot returns the slot new images go to now.
-func (pl *Platform) updateSlot() Slot {
-	if pl.b.directXIP() {
-		return pl.b.updateSlot(pl.xipSlot)
-	}
-	return pl.b.updateSlot(pl.s.params().Running)
-}
+func (pl *Platform) updateSlot() Slot { return pl.b.updateSlot(pl.s.params().Running) }
 
-// check is checkSlot with the platform's keys, through its cache.
+// check is checkSlot with the platform's keys, through its cache; on a
+// direct-xip board, with the first bytes it holds back (xipHeadKey) in
+// place.
 func (pl *Platform) check(s Slot, minCounter uint32) (slotImage, error) {
+	if pl.b.directXIP() {
+		if h := pl.xipHead(s); h != nil {
+			return checkSlot(headReader{pl.dev, int64(pl.b.slots[s].Offset), h}, pl.b, s, pl.keys(), minCounter)
+		}
+	}
 	return pl.cache.check(pl.dev, pl.b, s, pl.keys(), minCounter)
 }
 
@@ -130,15 +122,12 @@ func (pl *Platform) checkWritable(op string) error {
 	trial, running := p.Trial, p.Running
 	switch {
 	case pl.b.directXIP():
-		var runs bool
-		if running, runs = pl.xipRun(); runs {
-			pl.dropTrailer(running)
-			st, _, err := pl.b.trailer(pl.dev, running)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
-			}
-			trial = xipTrial(st)
+		pl.dropTrailer(running)
+		st, _, err := pl.b.trailer(pl.dev, running)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
 		}
+		trial = xipTrial(st)
 	case pl.b.mcub != nil:
 		pri, _, err := pl.trailers()
 		if err != nil {
@@ -197,7 +186,8 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	if pl.b.directXIP() {
 		var xs [2]xipSlot
 		if xs, err = pl.xipState(); err == nil {
-			st = xipBootState(xs, pl.xipSlot, pl.xipRuns, pl.s.params())
+			p := pl.s.params()
+			st = xipBootState(xs, p.Running, p)
 		}
 	} else if pl.b.mcub != nil {
 		var pri, sec mcuboot.State
@@ -246,6 +236,11 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	}
 	off, end := int64(slot.Offset), pl.b.coverEnd(slot, req.Size)
 	pl.cache.drop(pl.updateSlot())
+	if pl.b.directXIP() {
+		if err := pl.s.set(xipHeadKey, nil); err != nil {
+			return fmt.Errorf("init %s: forget the last image's first bytes: %w", slot.Name, err)
+		}
+	}
 	if pl.b.mcub != nil {
 		// A request in ota's trailer goes before the image it names:
 		// MCUboot must never find a request over a half-written image.
@@ -291,6 +286,15 @@ func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 	}
 	if err := pl.checkWritable("write"); err != nil {
 		return err
+	}
+	if pl.b.directXIP() && off < pl.b.xipHeadSize() {
+		n, err := pl.writeXIPHead(s, off, data)
+		if err != nil {
+			return err
+		}
+		if off, data = off+uint64(n), data[n:]; len(data) == 0 {
+			return nil
+		}
 	}
 	erase := pl.b.geo.EraseValue
 	a := int(align)
@@ -460,6 +464,9 @@ func (pl *Platform) readInto(off uint64, p []byte) error {
 	slot := pl.update()
 	if _, err := pl.dev.ReadAt(p, int64(slot.Offset+off)); err != nil {
 		return flashErr(fmt.Sprintf("read %s at 0x%x", slot.Name, off), err)
+	}
+	if pl.b.directXIP() {
+		pl.overlayXIPHead(pl.updateSlot(), off, p)
 	}
 	return nil
 }
@@ -651,16 +658,7 @@ func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
 	if err := pl.s.load(); err != nil {
 		return hal.RebootResult{}, err
 	}
-	res, err := runBoot(pl.dev, pl.b, pl.s, pl.opts)
-	if pl.b.directXIP() {
-		// What runs now is what this power-on chose (none after a cut).
-		pl.cache.reset()
-		pl.trl = trailerCache{}
-		if nerr := pl.noteXIPRunning(); nerr != nil && err == nil {
-			err = nerr
-		}
-	}
-	return res, err
+	return runBoot(pl.dev, pl.b, pl.s, pl.opts)
 }
 
 var (
