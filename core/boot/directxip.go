@@ -216,8 +216,10 @@ func (pl *Platform) setBootXIP(req hal.BootRequest) error {
 		if err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
-		if xs[run].si.bootable() && !higher(xs, target, run) {
-			return hal.Errorf(hal.CodeInvalid, "set boot %s: image %s in %s is not above %s in %s, which runs: MCUboot direct-xip boots the higher version (app on a tie), so it would boot %s again: install a higher version",
+		// Strictly higher, without the build number: on a tie MCUboot
+		// boots app, whichever slot that leaves running.
+		if xs[run].si.bootable() && xs[target].si.img.Version.Core().Compare(xs[run].si.img.Version.Core()) <= 0 {
+			return hal.Errorf(hal.CodeInvalid, "set boot %s: image %s in %s is not above %s in %s, which runs: MCUboot direct-xip boots the higher version, so it would boot %s again: install a higher version",
 				req.Mode, si.version(), target.Name(), xs[run].si.version(), run.Name(), xs[run].si.version())
 		}
 		// The trailer before the header: a power-on between the two finds

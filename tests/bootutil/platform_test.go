@@ -264,3 +264,77 @@ func TestMCUboot_CutSwapsResumeAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestMCUboot_DirectXIPBootsWhatCoreBootInstalled installs through core/boot's
+// Platform on a direct-xip board (haltest's nrf52840-dk-xip, the factory
+// image in app with its trailer confirmed, as imgtool --pad --confirm
+// writes it) and lets MCUboot's own direct-xip build with revert boot it:
+// the higher version in place, an unconfirmed one erased at the power-on
+// after its first. Each Platform call runs on one flash, core/boot's
+// bootloader powers that flash on, and MCUboot a copy of it made before the
+// power-on; both must boot the same slot and version and leave both slots
+// byte for byte alike. (The Platform runs on core/boot's flash only: it
+// knows the slot it runs from by what core/boot's bootloader recorded, as
+// an application knows it by its own address.)
+func TestMCUboot_DirectXIPBootsWhatCoreBootInstalled(t *testing.T) {
+	mcubootTree(t)
+	s := newSigner(t)
+	imgs := map[string][]byte{
+		"old": s.sign(t, payload(1, 50000), "1.0.0"),
+		"new": s.sign(t, payload(2, 61000), "1.1.0"),
+		"2nd": s.sign(t, payload(3, 45000), "1.2.0"),
+	}
+	opts := boot.Options{Keys: []crypto.PublicKey{s.key.Public()}}
+	l, g := boardGeo(t, "nrf52840-dk-xip")
+	b := compile(t, t.TempDir(), mcuboot.DirectXIP, g.maxImgSectors(), s)
+	flows := []flow{
+		{"unconfirmed reverts", []string{"test new", "boots ota 1.1.0+0", "boots app 1.0.0+0", "boots app 1.0.0+0"}},
+		{"confirmed stays", []string{"test new", "boots ota 1.1.0+0", "confirm", "boots ota 1.1.0+0", "boots ota 1.1.0+0"}},
+		{"permanent stays", []string{"permanent new", "boots ota 1.1.0+0", "boots ota 1.1.0+0"}},
+		{"rollback during the trial", []string{"test new", "boots ota 1.1.0+0", "rollback", "boots app 1.0.0+0"}},
+		{"rollback after confirm", []string{"test new", "boots ota 1.1.0+0", "confirm", "rollback", "boots app 1.0.0+0", "boots app 1.0.0+0"}},
+		{"rollback cancels a request", []string{"test new", "rollback", "boots app 1.0.0+0"}},
+		{"the next install goes to app", []string{"test new", "boots ota 1.1.0+0", "confirm", "test 2nd", "boots app 1.2.0+0", "confirm", "boots app 1.2.0+0"}},
+	}
+	for _, f := range flows {
+		t.Run(f.name, func(t *testing.T) {
+			sim := newDevice(t, g, mcuboot.DirectXIP)
+			sim.write(t, g.pri, 0, imgs["old"]) // the factory's programmer, with the trailer confirmed
+			lay := g.layout(mcuboot.DirectXIP, g.pri)
+			sim.apply(t, g.pri, []mcuboot.Write{lay.MagicWrite(), lay.ImageOKWrite()})
+			// The first power-on, on both: MCUboot writes copy_done.
+			if res, err := boot.Boot(sim.fl, l, opts); err != nil || res.Version != "1.0.0+0" {
+				t.Fatalf("first power-on: core/boot's bootloader boots %+v, %v", res, err)
+			}
+			for i, st := range f.steps {
+				words := strings.Fields(st)
+				if words[0] != "boots" {
+					platform(t, l, sim, opts, func(ctx context.Context, pl *boot.Platform) error {
+						return call(ctx, pl, words[0], imgs[words[len(words)-1]])
+					})
+					continue
+				}
+				real := sim.clone(t)
+				res, simErr := boot.Boot(sim.fl, l, opts)
+				r := b.powerOn(t, real)
+				want := map[string]string{"app": "primary", "ota": "secondary"}[words[1]]
+				if len(r.refused) > 0 {
+					t.Errorf("step %d: refused flash operations: %q\nMCUboot's log:\n%s", i+1, r.refused, r.log)
+				}
+				if !r.booted || r.slot != want || r.version != words[2] {
+					t.Fatalf("step %d: MCUboot %s, want boots %s %s\nMCUboot's log:\n%s", i+1, r, want, words[2], r.log)
+				}
+				if simErr != nil || res.Slot != words[1] || res.Version != words[2] {
+					t.Errorf("step %d: core/boot's bootloader boots %+v (error %v), MCUboot %s %s", i+1, res, simErr, r.slot, r.version)
+				}
+				for _, a := range []area{g.pri, g.sec} {
+					got, want := sim.read(t, a, 0, int(a.size)), real.read(t, a, 0, int(a.size))
+					if at := firstDiff(got, want); at < len(got) {
+						t.Errorf("step %d: core/boot leaves the %s slot other than MCUboot does: at 0x%x it holds %02x, MCUboot %02x\nMCUboot's log:\n%s",
+							i+1, a.name, at, got[at], want[at], r.log)
+					}
+				}
+			}
+		})
+	}
+}
