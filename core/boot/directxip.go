@@ -38,17 +38,22 @@ type xipSlot struct {
 
 // xipRead reads both slots: their images through check and their trailers.
 func (b *board) xipRead(r io.ReaderAt, check func(s Slot, minCounter uint32) (slotImage, error), counter uint32) ([2]xipSlot, error) {
+	pri, sec, err := b.trailers(r)
+	if err != nil {
+		return [2]xipSlot{}, err
+	}
+	return xipSlots(check, counter, [2]mcuboot.State{pri, sec})
+}
+
+// xipSlots pairs each slot's image, read through check, with its trailer.
+func xipSlots(check func(s Slot, minCounter uint32) (slotImage, error), counter uint32, sts [2]mcuboot.State) ([2]xipSlot, error) {
 	var xs [2]xipSlot
 	for _, s := range []Slot{SlotApp, SlotOTA} {
 		si, err := check(s, counter)
 		if err != nil {
 			return xs, err
 		}
-		st, _, err := b.trailer(r, s)
-		if err != nil {
-			return xs, err
-		}
-		xs[s] = xipSlot{si: si, st: st}
+		xs[s] = xipSlot{si: si, st: sts[s]}
 	}
 	return xs, nil
 }
@@ -189,7 +194,11 @@ func bootXIP(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 
 // xipState reads the platform's view: both slots through its cache.
 func (pl *Platform) xipState() ([2]xipSlot, error) {
-	xs, err := pl.b.xipRead(pl.dev, pl.check, pl.s.params().SecurityCounter)
+	pri, sec, err := pl.trailers()
+	if err != nil {
+		return [2]xipSlot{}, err
+	}
+	xs, err := xipSlots(pl.check, pl.s.params().SecurityCounter, [2]mcuboot.State{pri, sec})
 	for s := range xs {
 		xs[s].held = pl.xipHead(Slot(s)) != nil
 	}
@@ -262,9 +271,9 @@ func (pl *Platform) setBootXIP(req hal.BootRequest) error {
 }
 
 // xipRequest is the direct-xip boot_set_next on slot s: the magic (test),
-// then copy_done and image_ok (confirm). A trailer that already holds other
-// or torn bytes is erased first and written anew: MCUboot's call would
-// leave a torn flag as it is, and the next power-on would erase the image.
+// then copy_done and image_ok (confirm). A trailer with a torn magic or
+// image_ok is erased first and written anew: MCUboot's call would leave it
+// as it is, and the next power-on would erase the image.
 func (pl *Platform) xipRequest(s Slot, confirm bool) error {
 	l := pl.b.mcub.lay[s]
 	pl.dropTrailer(s)
@@ -272,7 +281,9 @@ func (pl *Platform) xipRequest(s Slot, confirm bool) error {
 	if err != nil {
 		return err
 	}
-	clean := st.Magic != mcuboot.MagicBad && st.CopyDone != mcuboot.FlagBad && st.ImageOK != mcuboot.FlagBad
+	// A torn copy_done is left as it is: MCUboot boots such a slot and
+	// keeps it once image_ok is set. A torn image_ok or magic is not.
+	clean := st.Magic != mcuboot.MagicBad && st.ImageOK != mcuboot.FlagBad
 	if !confirm && st.Magic == mcuboot.MagicGood && st.CopyDone == mcuboot.FlagUnset && st.ImageOK == mcuboot.FlagUnset {
 		return nil
 	}
@@ -288,7 +299,15 @@ func (pl *Platform) xipRequest(s Slot, confirm bool) error {
 	if err != nil {
 		return err
 	}
-	return pl.b.writeTrailer(pl.dev, s, ws)
+	if err := pl.b.writeTrailer(pl.dev, s, ws); err != nil {
+		return err
+	}
+	st, err = pl.b.afterWrites(s, tail, ws)
+	if err != nil {
+		return err
+	}
+	pl.noteTrailer(s, st)
+	return nil
 }
 
 // rollbackXIP is Rollback on a direct-xip board (under the lock): a request
@@ -334,7 +353,11 @@ func (pl *Platform) rollbackXIP() error {
 		return nil
 	}
 	pl.dropTrailer(run)
-	return pl.b.scrambleTrailer(pl.dev, run)
+	if err := pl.b.scrambleTrailer(pl.dev, run); err != nil {
+		return err
+	}
+	pl.noteTrailer(run, pl.b.erasedTrailer(run))
+	return nil
 }
 
 // xipHeadKey is the key-value entry that holds, on a direct-xip board, the
@@ -373,6 +396,7 @@ func (pl *Platform) xipHead(s Slot) []byte {
 func (pl *Platform) writeXIPHead(s Slot, off uint64, data []byte) (int, error) {
 	size := pl.b.xipHeadSize()
 	n := int(min(uint64(len(data)), size-off))
+	pl.cache.drop(s)
 	erase := pl.b.geo.EraseValue
 	head := make([]byte, size)
 	fillBytes(head, erase)

@@ -95,12 +95,15 @@ func (pl *Platform) updateSlot() Slot { return pl.b.updateSlot(pl.s.params().Run
 // direct-xip board, with the first bytes it holds back (xipHeadKey) in
 // place.
 func (pl *Platform) check(s Slot, minCounter uint32) (slotImage, error) {
+	var r io.ReaderAt = pl.dev
 	if pl.b.directXIP() {
 		if h := pl.xipHead(s); h != nil {
-			return checkSlot(headReader{pl.dev, int64(pl.b.slots[s].Offset), h}, pl.b, s, pl.keys(), minCounter)
+			// Write, Init and the request drop the cache when they
+			// change these bytes.
+			r = headReader{pl.dev, int64(pl.b.slots[s].Offset), h}
 		}
 	}
-	return pl.cache.check(pl.dev, pl.b, s, pl.keys(), minCounter)
+	return pl.cache.check(r, pl.b, s, pl.keys(), minCounter)
 }
 
 // checkWritable refuses to touch the update slot while something depends on
@@ -122,12 +125,11 @@ func (pl *Platform) checkWritable(op string) error {
 	trial, running := p.Trial, p.Running
 	switch {
 	case pl.b.directXIP():
-		pl.dropTrailer(running)
-		st, _, err := pl.b.trailer(pl.dev, running)
+		pri, sec, err := pl.trailers()
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
 		}
-		trial = xipTrial(st)
+		trial = xipTrial([2]mcuboot.State{pri, sec}[running])
 	case pl.b.mcub != nil:
 		pri, _, err := pl.trailers()
 		if err != nil {
