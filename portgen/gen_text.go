@@ -36,6 +36,7 @@ type portData struct {
 	Scheme, Signature                  string
 	Boot                               string // the scheme, after the bootloader when it is not otaport's
 	DualBank                           bool
+	ESPIDF                             bool // ESP-IDF's bootloader: otadata holds the boot request
 	BootAttempts                       int
 	// MCUboot's build, for the C port: the mode's macro (OTA_MCUBOOT_NONE
 	// when the bootloader is not MCUboot), BOOT_MAX_ALIGN and
@@ -152,6 +153,7 @@ func newPortData(b *Board, m *Module) portData {
 		Name: b.Name, Package: PackageName(b.Name), Vendor: b.Vendor, SoC: b.SoC, Source: b.Source,
 		Summary: summary + bootSummary(l),
 		Scheme:  string(l.Scheme), Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
+		ESPIDF:          l.Bootloader.Name == hal.BootloaderESPIDF,
 		BootAttempts:    l.BootAttempts,
 		MCUbootMode:     mcubootModeC(l),
 		MCUbootMaxAlign: max(8, uint64(l.Flash.WriteAlign)),

@@ -114,6 +114,14 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		st, err := mcubBootState(b, pri, sec, p, check)
 		return st, p, err
 	}
+	if b.esp != nil {
+		two, err := b.readOtadata(dev)
+		if err != nil {
+			return hal.BootState{}, p, err
+		}
+		st, err := espBootState(newESPView(two, p.Running), p, check)
+		return st, p, err
+	}
 	st, err := bootState(p, check)
 	return st, p, err
 }
@@ -154,6 +162,8 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 		res, err = bootOverwrite(dev, b, s, opts)
 	case b.directXIP():
 		res, err = bootXIP(dev, b, s, opts)
+	case b.esp != nil:
+		res, err = bootESP(dev, b, s, opts)
 	case b.layout.Scheme == hal.SingleBank:
 		res, err = bootSingle(dev, b, s, opts)
 	case b.layout.Scheme == hal.Swap:

@@ -615,7 +615,7 @@ func (h *handler) deleteImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !shared {
-		if err := h.cfg.Firmware.Remove(img.SHA256); err != nil {
+		if err := h.cfg.Firmware.Remove(r.Context(), img.SHA256); err != nil {
 			// The record is gone; a file left behind costs only disk.
 			h.cfg.Logger.Warn("image deleted but its file stays", "image", id, "err", err)
 		}

@@ -27,15 +27,15 @@ typedef uint32_t ota_addr_t;
 #define OTA_PART_NVS_ADDR 0x00009000u
 #define OTA_PART_NVS_SIZE 0x4000u
 #define OTA_PART_NVS_OFFSET 0x9000u
-#define OTA_PART_PARAMS_ADDR 0x0000D000u
-#define OTA_PART_PARAMS_SIZE 0x2000u
-#define OTA_PART_PARAMS_OFFSET 0xD000u
+#define OTA_PART_OTADATA_ADDR 0x0000D000u
+#define OTA_PART_OTADATA_SIZE 0x2000u
+#define OTA_PART_OTADATA_OFFSET 0xD000u
 #define OTA_PART_PHY_INIT_ADDR 0x0000F000u
 #define OTA_PART_PHY_INIT_SIZE 0x1000u
 #define OTA_PART_PHY_INIT_OFFSET 0xF000u
-#define OTA_PART_FACTORY_ADDR 0x00010000u
-#define OTA_PART_FACTORY_SIZE 0x100000u
-#define OTA_PART_FACTORY_OFFSET 0x10000u
+#define OTA_PART_PARAMS_ADDR 0x00010000u
+#define OTA_PART_PARAMS_SIZE 0x2000u
+#define OTA_PART_PARAMS_OFFSET 0x10000u
 #define OTA_PART_APP_ADDR 0x00110000u
 #define OTA_PART_APP_SIZE 0x100000u
 #define OTA_PART_APP_OFFSET 0x110000u
@@ -45,6 +45,8 @@ typedef uint32_t ota_addr_t;
 /* Boot scheme: esp-idf, dual-bank. */
 #define OTA_SCHEME_DUAL_BANK 1
 #define OTA_BOOT_ATTEMPTS    1u
+/* Where ESP-IDF's bootloader reads the boot request (otadata), on an esp-idf board; 0 on the others. */
+#define OTA_BOARD_OTADATA_OFFSET OTA_PART_OTADATA_OFFSET
 #define OTA_BOARD_SCHEME     OTA_DUAL_BANK
 /* MCUboot's image trailer (docs/boot-schemes.md): the mode MCUboot is built
  * in, BOOT_MAX_ALIGN and BOOT_MAX_IMG_SECTORS of that build. */

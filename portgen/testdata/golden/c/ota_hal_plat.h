@@ -81,6 +81,7 @@ typedef struct {
     uint32_t ota_off, ota_size;
     int scheme;            /* OTA_SINGLE_BANK, OTA_DUAL_BANK, OTA_SWAP */
     uint32_t boot_attempts;
+    uint32_t otadata_off;  /* ESP-IDF's otadata on an esp-idf board, else 0 */
     int mcuboot_mode;      /* OTA_MCUBOOT_*: NONE for otaport's own record */
     uint32_t max_align;    /* MCUboot's BOOT_MAX_ALIGN */
     uint32_t max_img_sectors; /* MCUboot's BOOT_MAX_IMG_SECTORS */
@@ -94,7 +95,7 @@ typedef struct {
     OTA_PART_PARAMS_OFFSET, (uint32_t)OTA_PART_PARAMS_SIZE, \
     OTA_PART_APP_OFFSET, (uint32_t)OTA_PART_APP_SIZE, \
     OTA_PART_OTA_OFFSET, (uint32_t)OTA_PART_OTA_SIZE, \
-    OTA_BOARD_SCHEME, OTA_BOOT_ATTEMPTS, \
+    OTA_BOARD_SCHEME, OTA_BOOT_ATTEMPTS, OTA_BOARD_OTADATA_OFFSET, \
     OTA_MCUBOOT_MODE, OTA_MCUBOOT_MAX_ALIGN, OTA_MCUBOOT_MAX_IMG_SECTORS }
 
 /* What the image check says of the image in a slot: the bootloader's
