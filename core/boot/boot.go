@@ -8,10 +8,11 @@
 // Boot is a power-on: the simulated second-stage bootloader that copies ota
 // over app (single-bank, resumable after a power cut at any operation),
 // picks a slot (dual-bank, with a trial boot counter, confirm and fallback),
-// or is MCUboot swap-move (swap: the requests are MCUboot's image trailers,
-// and the swap, its status records, resume and revert are MCUboot's; see
-// swap.go), checking every image's hash, signature and security counter
-// before it boots it.
+// or, on a board that names MCUboot, is MCUboot in its mode: the requests
+// are MCUboot's image trailers and the decisions MCUboot's (overwrite-only's
+// copy, overwrite.go; swap-move's swap, status records, resume and revert,
+// swap.go; direct-xip's choice and revert, directxip.go), checking every
+// image's hash, signature and security counter before it boots it.
 //
 // It does not download, verify streams or decide when to upgrade (that is
 // core/engine), and it is not a bootloader for real hardware: it is the
