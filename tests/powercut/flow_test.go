@@ -89,6 +89,13 @@ func FlowsNamed(names ...string) ([]Flow, error) {
 // copy (core/boot) does not decrypt yet, so the copy would not boot on
 // the emulator whatever the engine did.
 func (fl Flow) applies(l hal.Layout) bool {
+	if fl.Kind == KindEncrypted && l.Bootloader == (hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP}) {
+		// MCUboot direct-xip runs an image where it lies, so it cannot
+		// decrypt one (imgtool refuses --encrypt there): the engine
+		// refuses such an image up front, as it must, and the flow has
+		// nothing to cut.
+		return false
+	}
 	if fl.Kind == KindEncrypted && l.Bootloader.Name == hal.BootloaderMCUboot && l.Bootloader.Mode == hal.ModeOverwriteOnly {
 		return false
 	}
