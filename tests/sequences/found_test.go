@@ -34,6 +34,7 @@ func TestSequences_Found(t *testing.T) {
 		{"esp32-devkitc", 1000073, true, "boots: boot, then the power goes"},
 		{"esp32-devkitc", 1000212, true, "status: install --resume, then the power goes"},
 		{"nodemcu-esp8266", 1000006, true, "boots: boot, then the power goes"},
+		{"nodemcu-esp8266", 1000037, true, "boots: boot, then the power goes"},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
