@@ -48,8 +48,12 @@ for n in "${counts[@]}"; do
 	srv=$!
 	for _ in $(seq 100); do grep -q 'MQTT on' "$work/otaserve.log" && [ -f "$work/data/url" ] && break; sleep 0.1; done
 	mqtt=$(sed -n 's/.*MQTT on \([0-9.]*:[0-9]*\).*/\1/p' "$work/otaserve.log" | head -n 1)
+	# The devices pin the fleet CA (otaserve serves TLS by default) and
+	# take orders signed with the order key otaserve made at its start.
+	"$bin/otaserve" order-key --data "$work/data" -o "$work/order.pub" >/dev/null
 	echo "== N = $n"
 	"$bin/otafleet-sim" --server "$(cat "$work/data/url")" --token "$(cat "$work/data/token")" --mqtt "$mqtt" \
+		--ca "$work/data/ca.pem" --order-key "$work/order.pub" \
 		--key "$work/pub.pem" --v1 "$work/v1.img" --v2 "$work/v2.img" -n "$n" --timeout 20m &
 	sim=$!
 	peak_sim=0 peak_srv=0 cpu_sim=0 cpu_srv0=$(cpu_ticks "$srv") cpu_srv=0

@@ -415,6 +415,23 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestFleetBench runs the fleet benchmark (bench/fleet.sh) on a few devices,
+// so that it keeps working as otaserve changes: it broke once unseen when
+// otaserve began serving TLS and signing orders by default.
+func TestFleetBench(t *testing.T) {
+	cmd := exec.Command("bash", "../bench/fleet.sh", "20")
+	cmd.Env = append(os.Environ(), "BIN="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench/fleet.sh 20: %v\n%s", err, out)
+	}
+	for _, want := range []string{"20 of 20 devices confirmed v2", "devices upgraded per second:", "peak RSS: simulator"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("bench/fleet.sh output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestFaults_AgentKilledAndOtaserveRestarted: mid-download, the agent is
 // killed (SIGKILL: no chance to save anything beyond its checkpoints) and
 // otaserve with its embedded broker is restarted; the device still ends on

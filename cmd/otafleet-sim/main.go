@@ -9,13 +9,15 @@
 // percentiles of the per-device time from order to confirm, and the memory
 // per device.
 //
-//	otafleet-sim --server URL --token T --mqtt HOST:PORT --key pub.pem --v1 a.img --v2 b.img -n 1000
+//	otafleet-sim --server URL --token T --mqtt HOST:PORT --ca ca.pem --order-key order.pub --key pub.pem --v1 a.img --v2 b.img -n 1000
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -54,12 +57,14 @@ func main() {
 
 type sim struct {
 	server, token, mqtt, board, product string
-	keyFile                             string
+	keyFile, caFile, orderKeyFile       string
 	v1, v2                              []byte
 	n, parallel                         int
 	timeout                             time.Duration
 	keys                                []crypto.PublicKey
 	http                                *http.Client
+	memProfile                          string
+	mqttScheme                          string // ssl or tcp, as otaserve serves its API
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -71,18 +76,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&s.board, "board", "b-l475e-iot01a", "catalog board of every simulated device")
 	fs.StringVar(&s.product, "product", "fleet", "product key of the simulated devices")
 	fs.StringVar(&s.keyFile, "key", "", "public key PEM the images are signed with")
+	fs.StringVar(&s.caFile, "ca", "", "PEM of the CA otaserve's TLS certificates are signed with (its DATA/ca.pem); empty: the system's")
+	fs.StringVar(&s.orderKeyFile, "order-key", "", "otaserve's order public key PEM (otaserve order-key): every device takes signed orders only")
 	v1 := fs.String("v1", "", "signed image every device is provisioned with")
 	v2 := fs.String("v2", "", "signed image the campaign installs")
 	fs.IntVar(&s.n, "n", 1000, "number of devices")
 	fs.IntVar(&s.parallel, "parallel", 64, "devices registered, provisioned and connected at a time")
 	fs.DurationVar(&s.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected and FILE.confirmed once every device confirmed (go tool pprof reads them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || *v1 == "" || *v2 == "" {
-		return errors.New("give --server, --token, --mqtt, --key, --v1 and --v2 (bench/fleet.sh does)")
+	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || s.orderKeyFile == "" || *v1 == "" || *v2 == "" {
+		return errors.New("give --server, --token, --mqtt, --key, --order-key, --v1 and --v2 (bench/fleet.sh does)")
 	}
 	var err error
+	if s.mqttScheme, err = mqttScheme(s.server); err != nil {
+		return err
+	}
 	if s.v1, err = os.ReadFile(*v1); err != nil {
 		return err
 	}
@@ -98,7 +109,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// keeps both processes within their open-file limit: every device
 	// already holds an MQTT connection on each side, and 10,000 devices
 	// downloading at once would otherwise open 10,000 more.
-	s.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: maxHTTPConns, MaxConnsPerHost: maxHTTPConns}}
+	tlsConf, err := clientTLS(s.caFile)
+	if err != nil {
+		return err
+	}
+	s.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: maxHTTPConns, MaxConnsPerHost: maxHTTPConns}}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	return s.run(ctx, out)
@@ -133,6 +148,23 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
+	// Devices leave the factory with the same flash: one is provisioned
+	// with v1 and every device's flash is a copy-on-write clone of it
+	// (core/flash's Clone), so the simulator holds v1 once and each
+	// device's memory is its own writes and its agent, which is what the
+	// benchmark measures.
+	factory, err := flash.NewMemory(layout.Flash)
+	if err != nil {
+		return err
+	}
+	factoryPort, err := boot.NewPlatform(layout, factory, boot.Options{Keys: s.keys})
+	if err != nil {
+		return err
+	}
+	if _, err := agent.Provision(ctx, factoryPort, []string{s.keyFile}, v1File, nil); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+
 	devs := make([]*device, s.n)
 	start := time.Now()
 	err = s.each(ctx, func(i int) error {
@@ -143,14 +175,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		}), nil); err != nil && !strings.Contains(err.Error(), "already exists") {
 			return err
 		}
-		mem, err := flash.NewMemory(layout.Flash)
-		if err != nil {
-			return err
-		}
-		if d.port, err = boot.NewPlatform(layout, mem, boot.Options{Keys: s.keys}); err != nil {
-			return err
-		}
-		_, err = agent.Provision(ctx, d.port, []string{s.keyFile}, v1File, nil)
+		d.port, err = boot.NewPlatform(layout, factory.Clone(), boot.Options{Keys: s.keys})
 		return err
 	})
 	if err != nil {
@@ -167,9 +192,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		d := devs[i]
 		a, err := agent.New(agent.Options{
 			Config: agent.Config{
-				Broker:     "tcp://" + s.mqtt,
+				Broker:     s.mqttScheme + "://" + s.mqtt,
 				Identity:   agent.IdentityConfig{ProductKey: s.product, DeviceName: d.name, DeviceSecret: "secret-" + d.name},
+				CA:         s.caFile,
 				PublicKeys: []string{s.keyFile},
+				OrderKey:   s.orderKeyFile,
 			},
 			Port:       d.port,
 			Keys:       s.keys,
@@ -215,6 +242,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	fmt.Fprintf(out, "connected %d agents in %v\n", s.n, time.Since(start).Round(time.Millisecond))
+	if s.memProfile != "" {
+		if err := writeHeapProfile(s.memProfile + ".connected"); err != nil {
+			return err
+		}
+	}
 
 	var img struct {
 		ID uint64 `json:"id"`
@@ -253,6 +285,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		createTime = "done"
 	default:
 	}
+	if s.memProfile != "" {
+		if err := writeHeapProfile(s.memProfile + ".confirmed"); err != nil {
+			return err
+		}
+	}
 	var last time.Time
 	per := make([]time.Duration, 0, s.n)
 	for _, d := range devs {
@@ -271,13 +308,45 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "devices upgraded per second: %.1f\n", float64(s.n)/total.Seconds())
 	fmt.Fprintf(out, "order to confirm, per device: p50 %v  p90 %v  p99 %v  max %v\n",
 		pct(per, 50), pct(per, 90), pct(per, 99), per[len(per)-1].Round(time.Millisecond))
-	fmt.Fprintf(out, "simulator memory: %.1f MiB from the OS (%.1f KiB per device), peak RSS in the script's summary\n",
-		float64(ms.Sys)/(1<<20), float64(ms.Sys)/1024/float64(s.n))
+	fmt.Fprintf(out, "simulator memory: %.1f MiB from the OS (%.1f KiB per device: heap in use %.1f, stacks %.1f), %d goroutines (%.1f per device); peak RSS in the script's summary\n",
+		float64(ms.Sys)/(1<<20), perDevice(ms.Sys, s.n), perDevice(ms.HeapInuse, s.n), perDevice(ms.StackInuse, s.n),
+		runtime.NumGoroutine(), float64(runtime.NumGoroutine())/float64(s.n))
 	if runErrs.Load() > 0 {
 		return fmt.Errorf("%d agents stopped with an error", runErrs.Load())
 	}
 	return nil
 }
+
+// writeHeapProfile writes the live heap after a collection, so the profile
+// shows what the connected devices hold rather than what provisioning left.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--memprofile %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--memprofile %s: %w", path, err)
+	}
+	// The goroutines beside it: each holds a stack of 8 KiB or more, a
+	// large share of a connected device's memory.
+	g, err := os.Create(path + ".goroutines")
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+		g.Close()
+		return fmt.Errorf("--memprofile %s.goroutines: %w", path, err)
+	}
+	return g.Close()
+}
+
+// perDevice is bytes per device in KiB.
+func perDevice(bytes uint64, n int) float64 { return float64(bytes) / 1024 / float64(n) }
 
 func pct(sorted []time.Duration, p int) time.Duration {
 	i := (len(sorted)*p+99)/100 - 1
@@ -334,6 +403,34 @@ func waitAll(ctx context.Context, devs []*device, ok func(*device) bool) error {
 	}
 }
 
+// clientTLS trusts the CA in caFile, or the system's when it is empty.
+func clientTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// mqttScheme is the broker's scheme for a server URL: otaserve's embedded
+// broker speaks TLS when its API does (--insecure-plain turns both off).
+func mqttScheme(server string) (string, error) {
+	switch {
+	case strings.HasPrefix(server, "https://"):
+		return "ssl", nil
+	case strings.HasPrefix(server, "http://"):
+		return "tcp", nil
+	}
+	return "", fmt.Errorf("--server %q: want an http:// or https:// URL", server)
+}
+
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
 	return bytes.NewReader(b)
@@ -347,7 +444,7 @@ func (s *sim) api(ctx context.Context, method, path, ctype string, body io.Reade
 	}
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	req.Header.Set("Content-Type", ctype)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.http.Do(req)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,9 @@ type Platform struct {
 	trl    trailerCache // a swap board's trailers
 	// cur and pad are Write's buffers, kept from call to call (under mu)
 	// so that a download allocates nothing per chunk: the garbage they
-	// made bounded the plugin's write rate.
+	// made bounded the plugin's write rate. SetBoot, the end of a
+	// download, lets them go: a fleet simulation holds thousands of idle
+	// platforms.
 	cur, pad []byte
 }
 
@@ -432,6 +434,7 @@ func (pl *Platform) readInto(off uint64, p []byte) error {
 func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
+	pl.cur, pl.pad = nil, nil
 	if err := pl.ready(ctx); err != nil {
 		return err
 	}

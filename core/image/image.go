@@ -79,10 +79,25 @@ func Parse(r io.ReaderAt, size int64) (*Image, error) {
 		return nil, fmt.Errorf("image payload: header says it ends at 0x%x (ih_hdr_size 0x%x + ih_img_size 0x%x) but the data is 0x%x bytes: %w",
 			end, h.HeaderSize, h.ImageSize, size, ErrTruncated)
 	}
-	n := min(size-end, int64(h.ProtectedTLVSize)+maxTLVArea)
-	tail := make([]byte, n)
+	// Read what the TLV areas take, not the 64 KiB they could: the
+	// protected area and the unprotected area's info header first, then
+	// the length that header gives. A port parses each slot's image at
+	// every boot and keeps it, so the bytes read are both garbage and,
+	// through the TLV values that point into them, memory kept.
+	avail := size - end
+	p := int64(h.ProtectedTLVSize)
+	tail := make([]byte, min(avail, p+tlvInfoSize))
 	if err := readFull(r, tail, end); err != nil {
 		return nil, fmt.Errorf("read TLV areas at 0x%x: %w", end, err)
+	}
+	if int64(len(tail)) == p+tlvInfoSize && binary.LittleEndian.Uint16(tail[p:]) == TLVInfoMagic {
+		total := min(avail, p+int64(binary.LittleEndian.Uint16(tail[p+2:])))
+		if total > int64(len(tail)) {
+			tail = append(tail, make([]byte, total-int64(len(tail)))...)
+			if err := readFull(r, tail[p+tlvInfoSize:], end+p+tlvInfoSize); err != nil {
+				return nil, fmt.Errorf("read TLV areas at 0x%x: %w", end, err)
+			}
+		}
 	}
 	return parseTail(h, tail)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -368,4 +369,31 @@ func TestCheckAlgorithm_NamesBoth(t *testing.T) {
 	if len(keys) != 2 {
 		t.Errorf("KeysOfType kept %d keys, want the 2 ecdsa-p256 ones", len(keys))
 	}
+}
+
+// A port keeps the parsed image of each slot for as long as it runs, so a
+// parsed image must not keep alive the 64 KiB Parse reads the TLV areas
+// into (its TLV values point into that buffer). 64 images parsed from slots
+// much larger than they are hold less than 8 KiB each once collected.
+func TestParse_KeepsOnlyTheTLVAreas(t *testing.T) {
+	b := mustSign(t, testPayload(100), testKey(t, KeyECDSAP256), SignOptions{})
+	slot := append(b, bytes.Repeat([]byte{0xff}, 256<<10)...)
+	const n = 64
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	imgs := make([]*Image, n)
+	for i := range imgs {
+		img, err := Parse(bytes.NewReader(slot), int64(len(slot)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs[i] = img
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if kept := int64(after.HeapAlloc) - int64(before.HeapAlloc); kept > n*8<<10 {
+		t.Errorf("%d parsed images keep %d bytes of heap (%d each), want under 8 KiB each", n, kept, kept/n)
+	}
+	runtime.KeepAlive(imgs)
 }
