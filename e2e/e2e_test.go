@@ -302,8 +302,10 @@ type holdProxy struct {
 	started  chan struct{} // gets a value when a held download reaches holdAt
 	srv      *http.Server
 	ln       net.Listener
-	// served counts the body bytes sent for each path.
-	served map[string]int64
+	// served counts the body bytes sent for each path; requests lists
+	// each request as "path Range" ("path" without one).
+	served   map[string]int64
+	requests []string
 }
 
 func newHoldProxy(t *testing.T, upstream, caFile string, holdAt int64) *holdProxy {
@@ -332,6 +334,9 @@ func (h *holdProxy) open() {
 }
 
 func (h *holdProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	h.mu.Lock()
+	h.requests = append(h.requests, strings.TrimSpace(req.URL.Path+" "+req.Header.Get("Range")))
+	h.mu.Unlock()
 	up, err := http.NewRequestWithContext(req.Context(), req.Method, h.upstream+req.URL.Path, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
