@@ -138,13 +138,15 @@ var (
 		"PUBLISH packets the embedded MQTT broker received from clients.", nil, nil)
 	descMQTTOut = prometheus.NewDesc("otaserve_mqtt_messages_sent_total",
 		"PUBLISH packets the embedded MQTT broker sent to clients.", nil, nil)
+	descMQTTDropped = prometheus.NewDesc("otaserve_mqtt_messages_dropped_total",
+		"PUBLISH packets the embedded MQTT broker dropped because a client had too many waiting to be written: a client that is not reading.", nil, nil)
 	descScrapeErr = prometheus.NewDesc("otaserve_scrape_errors",
 		"1 when this scrape could not read part of the fleet (the log says why).", nil, nil)
 )
 
 func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDevices, descOnline, descOrders, descCampaigns, descCampaignDevices,
-		descMQTTConns, descMQTTIn, descMQTTOut, descScrapeErr} {
+		descMQTTConns, descMQTTIn, descMQTTOut, descMQTTDropped, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -214,6 +216,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMQTTConns, float64(st.Connections))
 		ch <- prometheus.MustNewConstMetric(descMQTTIn, prometheus.CounterValue, float64(st.MessagesReceived))
 		ch <- prometheus.MustNewConstMetric(descMQTTOut, prometheus.CounterValue, float64(st.MessagesSent))
+		ch <- prometheus.MustNewConstMetric(descMQTTDropped, prometheus.CounterValue, float64(st.MessagesDropped))
 	}
 	gauge(descScrapeErr, failed)
 }

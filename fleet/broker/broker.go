@@ -119,6 +119,14 @@ func New(cfg Config) (*Broker, error) {
 	caps.MaximumSessionExpiryInterval = sessionExpiry
 	caps.MaximumQos = 1         // the platform offers QoS 0 and 1 only
 	caps.SharedSubAvailable = 0 // "$share/…" would let a filter dodge the ACL's exact match
+	// Each client's queue of packets waiting to be written is a channel
+	// allocated whole at sign-in: the default 8,192 entries were 64 KiB of
+	// otaserve's memory per connected device, for a device that is sent an
+	// order, a release statement and a key set. A client 256 packets
+	// behind is not reading; what overflows is dropped and counted
+	// (otaserve_mqtt_messages_dropped_total), and a device gets its order again
+	// when it reports its version.
+	caps.MaximumClientWritesPending = maxClientWritesPending
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true,
@@ -131,6 +139,10 @@ func New(cfg Config) (*Broker, error) {
 	}
 	return &Broker{cfg: cfg, log: log, srv: srv, hook: hook, stop: make(chan struct{})}, nil
 }
+
+// maxClientWritesPending bounds each client's queue of outgoing packets (see
+// New).
+const maxClientWritesPending = 256
 
 // Start listens on Config.Addr and serves clients until Close, or until ctx
 // is done.
@@ -330,6 +342,9 @@ type Stats struct {
 	// clients since the broker started.
 	MessagesReceived int64
 	MessagesSent     int64
+	// MessagesDropped counts PUBLISH packets dropped because their client
+	// had maxClientWritesPending waiting to be written.
+	MessagesDropped int64
 }
 
 // Stats reads the broker's counters.
@@ -337,5 +352,5 @@ func (b *Broker) Stats() Stats {
 	// Clone loads each counter atomically; the broker updates them from its
 	// client goroutines.
 	i := b.srv.Info.Clone()
-	return Stats{Connections: i.ClientsConnected, MessagesReceived: i.MessagesReceived, MessagesSent: i.MessagesSent}
+	return Stats{Connections: i.ClientsConnected, MessagesReceived: i.MessagesReceived, MessagesSent: i.MessagesSent, MessagesDropped: i.MessagesDropped}
 }

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/pki"
@@ -844,4 +847,80 @@ func TestSignIn_ConcurrentFloodIsRateLimited(t *testing.T) {
 	if _, err := dial(t, b, "otaserve", opUser, opPass, from("127.0.0.6")); err != nil {
 		t.Errorf("the operator after the flood from its address: %v", err)
 	}
+}
+
+// What a connected device costs the broker. Each client's queue of packets
+// waiting to be written is a channel allocated whole at sign-in; its default
+// size (8,192 entries) was 64 KiB per device, most of otaserve's memory per
+// connected device. 100 devices signed in over raw connections (so that no
+// client library's memory is counted) hold less than 24 KiB each.
+func TestMemoryPerConnectedDevice(t *testing.T) {
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Logger: testLogger(t),
+		Lookup:    func(pk, dn string) (string, bool) { return "s-" + dn, pk == "pk1" },
+		SignIn:    broker.SignInPolicy{Now: newClock().Now},
+		Operators: map[string]string{opUser: opPass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	const n = 100
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		dn := fmt.Sprintf("mem%03d", i)
+		cr, err := cloud.SignIn(cloud.Identity{ProductKey: "pk1", DeviceName: dn, DeviceSecret: "s-" + dn}, cloud.SignOptions{Timestamp: signedAt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = rawConnect(t, b, cr)
+	}
+	for len(b.Connected()) < n {
+		// CONNACK is written before the broker records the session.
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	if per > 24<<10 {
+		t.Errorf("%d connected devices: %d bytes of heap each, want under 24 KiB", n, per)
+	}
+	t.Logf("%d connected devices: %d bytes of heap each", n, per)
+	runtime.KeepAlive(conns)
+}
+
+// rawConnect signs in over a bare TCP connection with an MQTT 3.1.1 CONNECT
+// and waits for the broker's CONNACK.
+func rawConnect(t *testing.T, b *broker.Broker, cr cloud.Credentials) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
+		ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60,
+			ClientIdentifier: cr.ClientID, UsernameFlag: true, Username: []byte(cr.Username),
+			PasswordFlag: true, Password: []byte(cr.Password)},
+	}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	c.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK: % x, %v", ack, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c
 }
