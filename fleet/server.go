@@ -48,8 +48,15 @@ import (
 // Config configures a Server. Zero values take the defaults noted.
 type Config struct {
 	// DataDir holds the database (fleet.db), the firmware blobs
-	// (firmware/) and the bootstrap admin token (token). Required.
+	// (firmware/), the bootstrap admin token (token), the keys and the
+	// fleet CA. Required, with DB too.
 	DataDir string
+	// DB, when set, is the URL of a PostgreSQL database (postgres://...)
+	// that holds what fleet.db and firmware/ would: the records and the
+	// firmware blobs, which several otaserve processes can share. The rest
+	// of DataDir stays where it is; firmware/ then only holds uploads while
+	// they are checked.
+	DB string
 	// HTTPAddr serves the API under /api/v1 and firmware under /firmware/;
 	// default 127.0.0.1:8080. Port 0 picks a free port (see Addrs).
 	HTTPAddr string
@@ -205,8 +212,8 @@ func New(cfg Config) (s *Server, err error) {
 	if st, err := os.Stat(cfg.DataDir); err == nil && !st.IsDir() {
 		return nil, fmt.Errorf("data directory %s (--data) is a file: give a directory (it is created if missing)", cfg.DataDir)
 	}
-	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "fleet.db")); err != nil {
-		return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
+	if s.store, err = openStore(cfg); err != nil {
+		return nil, err
 	}
 	if err := s.loadToken(); err != nil {
 		return nil, err
@@ -240,7 +247,12 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
-	blobs, err := firmware.NewStore(s.firmwareDir)
+	var blobs *firmware.Store
+	if shared := s.store.Blobs(); shared != nil {
+		blobs, err = firmware.NewSharedStore(s.firmwareDir, shared)
+	} else {
+		blobs, err = firmware.NewStore(s.firmwareDir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -463,6 +475,41 @@ func (s *Server) loadToken() error {
 		return fmt.Errorf("write the bootstrap token to %s: %w", path, err)
 	}
 	return nil
+}
+
+// openStore opens the database Config names: PostgreSQL at DB, or the
+// bbolt file in DataDir.
+func openStore(cfg Config) (*store.Store, error) {
+	// The data directory holds more than the database (keys, the CA, the
+	// token), so it is made here whichever database is used.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s (--data): %w", cfg.DataDir, err)
+	}
+	if cfg.DB == "" {
+		st, err := store.Open(filepath.Join(cfg.DataDir, "fleet.db"))
+		if err != nil {
+			return nil, fmt.Errorf("%w (--data %s)", err, cfg.DataDir)
+		}
+		return st, nil
+	}
+	if !store.IsPostgresURL(cfg.DB) {
+		shown := cfg.DB
+		if u, err := url.Parse(cfg.DB); err == nil {
+			shown = u.Redacted() // a password stays out of the message
+		}
+		return nil, fmt.Errorf("--db %q: not a PostgreSQL URL: give postgres://user@host:5432/database, or leave --db out for the file in --data", shown)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.OpenPostgres(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("%w (--db)", err)
+	}
+	if err := st.Claim(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("%w (--db)", err)
+	}
+	return st, nil
 }
 
 // migrateToken turns the plain operator token of an earlier release

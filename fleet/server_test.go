@@ -14,12 +14,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,6 +35,7 @@ import (
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/pki"
 	"github.com/otaport/otaport/fleet/store"
+	"github.com/otaport/otaport/fleet/store/pgtest"
 )
 
 type running struct {
@@ -43,19 +46,35 @@ type running struct {
 	done   chan error
 }
 
+// pg is the package's PostgreSQL server, started by the first test that
+// asks for a database.
+var pg pgtest.Server
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
 func start(t *testing.T, dir string, keys []crypto.PublicKey) *running {
 	t.Helper()
-	return startToken(t, dir, keys, "")
+	return startDB(t, dir, "", keys, "")
 }
 
 // startToken starts a server as otaserve run --token does.
 func startToken(t *testing.T, dir string, keys []crypto.PublicKey, token string) *running {
 	t.Helper()
+	return startDB(t, dir, "", keys, token)
+}
+
+// startDB starts a server as otaserve run --db does ("": bbolt in dir).
+func startDB(t *testing.T, dir, db string, keys []crypto.PublicKey, token string) *running {
+	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("FLEET_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log, Token: token,
+	srv, err := New(Config{DataDir: dir, DB: db, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Keys: keys, Logger: log, Token: token,
 		Boards: map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
 	if err != nil {
 		t.Fatal(err)
@@ -220,10 +239,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // TestServer_CampaignWithDevices runs a three-wave campaign over the real
 // broker with simulated devices, one of which rolls back, then restarts the
 // server on the same data directory and checks nothing was lost.
+// TestServer_CampaignWithDevices: devices sign in, download the image
+// from the firmware server and report; the campaign ends as their reports
+// say, and a restart keeps it all. On bbolt in the data directory, and on
+// PostgreSQL (otaserve run --db) with the firmware in the database.
 func TestServer_CampaignWithDevices(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) { testCampaignWithDevices(t, "") })
+	t.Run("postgres", func(t *testing.T) { testCampaignWithDevices(t, pg.DB(t)) })
+}
+
+func testCampaignWithDevices(t *testing.T, db string) {
 	dir := t.TempDir()
 	key, _ := image.GenerateKey(image.KeyEd25519)
-	r := start(t, dir, []crypto.PublicKey{key.Public()})
+	r := startDB(t, dir, db, []crypto.PublicKey{key.Public()}, "")
 
 	modes := []string{"ok", "ok", "ok", "rollback", "ok"}
 	devs := connectDevices(t, r, modes, nil)
@@ -287,6 +315,21 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 			t.Errorf("device %d: %v", i, d.errs)
 		}
 	}
+	// The dashboard's pages read the same store: signed in with the
+	// printed link, the campaign's page lists its devices and outcomes.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	for _, u := range []string{r.srv.LoginURL(), "http://" + r.srv.Addrs().HTTP + fmt.Sprintf("/campaigns/%d", c.ID)} {
+		resp, err := browser.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "pkA/dev-3") || !strings.Contains(string(page), "pkA/dev-0") {
+			t.Errorf("dashboard %s: status %d, the page does not list the devices:\n%.2000s", u, resp.StatusCode, page)
+		}
+	}
 	for _, d := range devs {
 		d.cl.Close()
 	}
@@ -295,8 +338,19 @@ func TestServer_CampaignWithDevices(t *testing.T) {
 	// A restart on the same directory keeps the token, the registry, the
 	// images and the campaign.
 	tokenFile, _ := os.ReadFile(filepath.Join(dir, "token"))
-	r2 := start(t, dir, []crypto.PublicKey{key.Public()})
+	r2 := startDB(t, dir, db, []crypto.PublicKey{key.Public()}, "")
 	defer r2.stop(t)
+	if db != "" {
+		// A second otaserve on the database is refused while one runs
+		// (until campaigns have leases), as one on the data directory is.
+		_, err := New(Config{DataDir: t.TempDir(), DB: db, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
+		if !errors.Is(err, store.ErrClaimed) || !strings.Contains(err.Error(), "another otaserve serves this database") {
+			t.Errorf("a second otaserve on the database: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fleet.db")); (db == "") != (err == nil) {
+		t.Errorf("fleet.db in the data directory: %v, with --db %q", err, db)
+	}
 	if tok, generated := r2.srv.Token(); tok != r.token || generated || strings.TrimSpace(string(tokenFile)) != tok {
 		t.Errorf("token after restart: %q generated=%v, file %q; want %q", tok, generated, tokenFile, r.token)
 	}

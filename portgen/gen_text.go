@@ -36,6 +36,7 @@ type portData struct {
 	Scheme, Signature                  string
 	Boot                               string // the scheme, after the bootloader when it is not otaport's
 	DualBank                           bool
+	ESPIDF                             bool // ESP-IDF's bootloader: otadata holds the boot request
 	BootAttempts                       int
 
 	// Where the port lives: its import path, its directory as a go
@@ -147,6 +148,7 @@ func newPortData(b *Board, m *Module) portData {
 		Name: b.Name, Package: PackageName(b.Name), Vendor: b.Vendor, SoC: b.SoC, Source: b.Source,
 		Summary: summary + bootSummary(l),
 		Scheme:  string(l.Scheme), Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
+		ESPIDF:          l.Bootloader.Name == hal.BootloaderESPIDF,
 		BootAttempts:    l.BootAttempts,
 		ImportPath:      PortsPath + "/" + b.Name,
 		PkgDir:          "./ports/" + b.Name,

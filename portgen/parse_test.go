@@ -72,6 +72,13 @@ image:
   boot_attempts: 2
 `
 
+// espBase is dualBase on ESP-IDF's bootloader, with its otadata partition;
+// boot_attempts 2 is one problem of it (ESP-IDF allows one trial boot).
+func espBase(t *testing.T) string {
+	return edit(t, edit(t, dualBase, "scheme: dual-bank", "bootloader: {name: esp-idf}"),
+		"  - {name: app,", "  - {name: otadata, offset: 0xa000, size: 8KiB}\n  - {name: app,")
+}
+
 // edit replaces the one occurrence of old in base.
 func edit(t *testing.T, base, old, new string) string {
 	t.Helper()
@@ -318,7 +325,7 @@ func TestParse_Rules(t *testing.T) {
 		},
 			14, "bootloader.mode", `unknown MCUboot mode ""; write overwrite-only`, 0},
 		{"esp-idf with a mode", func(t *testing.T) string {
-			return edit(t, dualBase, "scheme: dual-bank", "bootloader: {name: esp-idf, mode: swap-move}")
+			return edit(t, espBase(t), "bootloader: {name: esp-idf}", "bootloader: {name: esp-idf, mode: swap-move}")
 		},
 			10, "bootloader.mode", `is "swap-move", but ESP-IDF's bootloader has no modes`, 0},
 		{"scheme the bootloader does not boot", func(t *testing.T) string {
@@ -338,9 +345,29 @@ func TestParse_Rules(t *testing.T) {
 		},
 			14, "bootloader.name", "missing; write name: mcuboot, esp-idf or otaport", 0},
 		{"boot_attempts beyond a real bootloader's one trial", func(t *testing.T) string {
-			return edit(t, dualBase, "scheme: dual-bank", "bootloader: {name: esp-idf}")
+			return espBase(t)
 		},
-			18, "image.boot_attempts", "is 2, but esp-idf boots a new image once", 0},
+			19, "image.boot_attempts", "is 2, but esp-idf boots a new image once", 0},
+		{"esp-idf without otadata", func(t *testing.T) string {
+			return edit(t, espBase(t), "  - {name: otadata, offset: 0xa000, size: 8KiB}\n", "")
+		},
+			11, "partitions", "has no otadata partition, where ESP-IDF's bootloader reads which slot to boot; add {name: otadata, offset: 0xd000, size: 8KiB}", 2},
+		{"esp-idf otadata of one sector", func(t *testing.T) string {
+			return edit(t, espBase(t), "{name: otadata, offset: 0xa000, size: 8KiB}", "{name: otadata, offset: 0xa000, size: 4KiB}")
+		},
+			14, "partitions[2] (otadata)", "is 4KiB; ESP-IDF's otadata is two 4 KiB sectors, one entry at the start of each: make it 8KiB", 2},
+		{"esp-idf otadata of three sectors", func(t *testing.T) string {
+			return edit(t, espBase(t), "{name: otadata, offset: 0xa000, size: 8KiB}", "{name: otadata, offset: 0xa000, size: 12KiB}")
+		},
+			14, "partitions[2] (otadata)", "is 12KiB; ESP-IDF's otadata is two 4 KiB sectors", 2},
+		{"esp-idf otadata in a sector of 8 KiB", func(t *testing.T) string {
+			return edit(t, edit(t, espBase(t), "erase_size: 4KiB", "erase_size: 8KiB"), "{name: params, offset: 0x8000, size: 8KiB}", "{name: params, offset: 0xc000, size: 16KiB}")
+		},
+			14, "partitions[2] (otadata)", "lies in sectors 1x8KiB; ESP-IDF erases and writes each otadata entry as one 4 KiB sector", 2},
+		{"esp-idf with a factory partition", func(t *testing.T) string {
+			return edit(t, espBase(t), "  - {name: app,", "  - {name: factory, offset: 0xc000, size: 16KiB}\n  - {name: app,")
+		},
+			15, "partitions[3] (factory)", "is ESP-IDF's factory app partition, but otaport installs into ota_0 (app) and ota_1 (ota) only", 2},
 		{"unknown signature", func(t *testing.T) string {
 			return edit(t, singleBase, "signature: ecdsa-p256", "signature: ecdsa-p384")
 		},

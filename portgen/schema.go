@@ -48,7 +48,7 @@ var fieldSpecs = map[string]fieldSpec{
 	"Bootloader.mode": {doc: "MCUboot only: the upgrade mode it is built with (MCUBOOT_OVERWRITE_ONLY, MCUBOOT_SWAP_USING_MOVE, MCUBOOT_SWAP_USING_SCRATCH, MCUBOOT_SWAP_USING_OFFSET, MCUBOOT_DIRECT_XIP).",
 		extra: jsonObj{{"enum", MCUbootModes()}}},
 	"Board.partitions": {required: true, hint: "list bootloader, params, app and ota with offset and size",
-		doc:   "Partitions of the flash, offsets relative to flash.base. bootloader, params, app and ota are required; other names may be listed to document the rest of the flash.",
+		doc:   "Partitions of the flash, offsets relative to flash.base. bootloader, params, app and ota are required, and otadata (8KiB in 4 KiB sectors, no factory partition) on an esp-idf board; other names may be listed to document the rest of the flash.",
 		extra: jsonObj{{"minItems", 1}}},
 	"Board.image": {required: true, hint: "add image: {signature: ecdsa-p256}",
 		doc: "Image policy of the board."},
@@ -71,7 +71,7 @@ var fieldSpecs = map[string]fieldSpec{
 		doc: "Size of one erase sector of this run."},
 
 	"Partition.name": {required: true, hint: "name the partition (bootloader, params, app, ota, or your own)",
-		doc:   "Partition name: bootloader, params, app and ota are required; others document the rest of the flash.",
+		doc:   "Partition name: bootloader, params, app and ota are required, otadata on an esp-idf board (ESP-IDF's boot request); others document the rest of the flash.",
 		extra: jsonObj{{"pattern", hal.PartitionNamePattern}}},
 	"Partition.offset": {required: true, hint: "write its offset from flash.base, on an erase-sector boundary",
 		doc: "Offset from flash.base; must be on an erase-sector boundary."},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,53 +15,100 @@ import (
 	"github.com/otaport/otaport/cmd/internal/cli/clitest"
 	"github.com/otaport/otaport/core/delta"
 	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/fleet/store/pgtest"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(stopping{m}, map[string]func(){
 		"otaserve": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
+}
+
+// stopping runs the tests, then stops the package's PostgreSQL (testscript.Main
+// exits with the tests' status itself).
+type stopping struct{ m *testing.M }
+
+func (s stopping) Run() int {
+	defer pg.Stop()
+	return s.m.Run()
 }
 
 // TestScripts runs the CLI as a user does, against a real `otaserve run`
 // in the background, from testdata/script/*.txtar.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
-		Setup: func(env *testscript.Env) error {
-			return writeImages(env.WorkDir)
+	testscript.Run(t, scriptParams(testscript.Params{Dir: "testdata/script"}, false))
+}
+
+// pg is the package's PostgreSQL server, started by the first test that
+// asks for a database.
+var pg pgtest.Server
+
+// TestScripts_Postgres runs every script again with otaserve run on
+// PostgreSQL (OTASERVE_DB, a database per script), everything else in
+// --data as before.
+func TestScripts_Postgres(t *testing.T) {
+	pg.DB(t) // skips or fails as every PostgreSQL test does
+	p := scriptParams(testscript.Params{Dir: "testdata/script"}, true)
+	setup := p.Setup
+	p.Setup = func(env *testscript.Env) error {
+		url, drop, err := pg.Create()
+		if err != nil {
+			return err
+		}
+		env.Defer(func() {
+			if err := drop(); err != nil {
+				env.T().Log(err)
+			}
+		})
+		env.Setenv("OTASERVE_DB", url)
+		return setup(env)
+	}
+	testscript.Run(t, p)
+}
+
+// scriptParams completes the parameters of a run of scripts; the condition
+// [postgres] holds in the run on PostgreSQL.
+func scriptParams(p testscript.Params, postgres bool) testscript.Params {
+	p.Condition = func(cond string) (bool, error) {
+		if cond == "postgres" {
+			return postgres, nil
+		}
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	p.Setup = func(env *testscript.Env) error { return writeImages(env.WorkDir) }
+	p.Cmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"exits": clitest.Exits,
+		// waitfile FILE waits for a background otaserve to write FILE.
+		"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
+			if len(args) != 1 {
+				ts.Fatalf("usage: waitfile FILE")
+			}
+			// A minute: a start on a loaded machine (the tests of
+			// other packages, a PostgreSQL of its own) takes seconds.
+			for range 3000 {
+				if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			ts.Fatalf("%s never appeared", args[0])
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits": clitest.Exits,
-			// waitfile FILE waits for a background otaserve to write FILE.
-			"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
-				if len(args) != 1 {
-					ts.Fatalf("usage: waitfile FILE")
-				}
-				for range 600 {
-					if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
-						return
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				ts.Fatalf("%s never appeared", args[0])
-			},
-			// contains FILE SECRETFILE: FILE holds the secret of SECRETFILE
-			// (its content without the final newline); with !, it does not.
-			"contains": func(ts *testscript.TestScript, neg bool, args []string) {
-				if len(args) != 2 {
-					ts.Fatalf("usage: contains FILE SECRETFILE")
-				}
-				secret := strings.TrimSpace(ts.ReadFile(args[1]))
-				if secret == "" {
-					ts.Fatalf("%s is empty", args[1])
-				}
-				if found := strings.Contains(ts.ReadFile(args[0]), secret); found != !neg {
-					ts.Fatalf("%s contains the secret of %s: %v", args[0], args[1], found)
-				}
-			},
+		// contains FILE SECRETFILE: FILE holds the secret of SECRETFILE
+		// (its content without the final newline); with !, it does not.
+		"contains": func(ts *testscript.TestScript, neg bool, args []string) {
+			if len(args) != 2 {
+				ts.Fatalf("usage: contains FILE SECRETFILE")
+			}
+			secret := strings.TrimSpace(ts.ReadFile(args[1]))
+			if secret == "" {
+				ts.Fatalf("%s is empty", args[1])
+			}
+			if found := strings.Contains(ts.ReadFile(args[0]), secret); found != !neg {
+				ts.Fatalf("%s contains the secret of %s: %v", args[0], args[1], found)
+			}
 		},
-	})
+	}
+	return p
 }
 
 // writeImages writes pub.pem and images signed with a fixed ed25519 key

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -43,12 +44,13 @@ const defaultData = "otaserve-data"
 
 func runCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "run [--data DIR] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
+		Use:   "run [--data DIR] [--db postgres://...] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
 		Short: "serve the registry, firmware, campaigns, the REST API and the MQTT broker",
 		Args:  cli.NoArgs,
 	}
 	fs := cmd.Flags()
-	data := fs.String("data", defaultData, "data directory: database, firmware, token")
+	data := fs.String("data", defaultData, "data directory: database, firmware, token, keys, the fleet CA")
+	db := fs.String("db", "", "`URL` of a PostgreSQL database to keep the registry, campaigns, tokens and firmware in, postgres://user@host:5432/otaport (env OTASERVE_DB; password in PGPASSWORD or ~/.pgpass); default the bbolt file DATA/fleet.db")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and firmware server")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
@@ -71,7 +73,7 @@ func runCommand() *cobra.Command {
 			level = slog.LevelDebug
 		}
 		return serve(cmd.Context(), serveFlags{
-			data: *data, httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
+			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
@@ -81,14 +83,14 @@ func runCommand() *cobra.Command {
 
 // serveFlags are the settings of otaserve run.
 type serveFlags struct {
-	data, httpAddr, mqttAddr, brokerURL, publicURL, token string
-	keyFiles                                              []string
-	orderKey                                              string
-	certFile, keyFile                                     string
-	tlsHosts                                              []string
-	plain                                                 bool
-	plainMQTT, plainFirmware                              string
-	signIn                                                broker.SignInPolicy
+	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token string
+	keyFiles                                                  []string
+	orderKey                                                  string
+	certFile, keyFile                                         string
+	tlsHosts                                                  []string
+	plain                                                     bool
+	plainMQTT, plainFirmware                                  string
+	signIn                                                    broker.SignInPolicy
 }
 
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
@@ -121,7 +123,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		return err
 	}
 	srv, err := fleet.New(fleet.Config{
-		DataDir: f.data, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
+		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,
 	})

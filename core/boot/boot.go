@@ -107,6 +107,14 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 		st, err := swapBootState(pri, sec, p, check)
 		return st, p, err
 	}
+	if b.esp != nil {
+		two, err := b.readOtadata(dev)
+		if err != nil {
+			return hal.BootState{}, p, err
+		}
+		st, err := espBootState(newESPView(two, p.Running), p, check)
+		return st, p, err
+	}
 	st, err := bootState(p, check)
 	return st, p, err
 }
@@ -142,10 +150,12 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	opts.Keys = bootKeys(b, s, opts.Keys, log)
 	var res hal.RebootResult
 	var err error
-	switch b.layout.Scheme {
-	case hal.SingleBank:
+	switch {
+	case b.esp != nil:
+		res, err = bootESP(dev, b, s, opts)
+	case b.layout.Scheme == hal.SingleBank:
 		res, err = bootSingle(dev, b, s, opts)
-	case hal.Swap:
+	case b.layout.Scheme == hal.Swap:
 		res, err = bootSwap(dev, b, s, opts)
 	default:
 		res, err = bootDual(dev, b, s, opts)

@@ -43,6 +43,7 @@ type board struct {
 	slots    [2]hal.Partition
 	attempts int
 	swap     *swapGeo // the swap scheme's geometry; nil in the others
+	esp      *espGeo  // an esp-idf board's otadata; nil on the others
 	// decKey is the device's private key for encrypted images
 	// (Options.DecryptKey): what MCUboot is built with.
 	decKey any
@@ -80,6 +81,11 @@ func checkLayout(l hal.Layout, dev flash.Device) (*board, error) {
 	b.params, _ = l.Partition(hal.PartParams)
 	b.slots[SlotApp], _ = l.Partition(hal.PartApp)
 	b.slots[SlotOTA], _ = l.Partition(hal.PartOTA)
+	if l.Bootloader.Name == hal.BootloaderESPIDF {
+		if b.esp, err = newESPGeo(b); err != nil {
+			return nil, fmt.Errorf("board %q: %w", l.Board, err)
+		}
+	}
 	if l.Scheme == hal.Swap {
 		if b.swap, err = newSwapGeo(b); err != nil {
 			return nil, fmt.Errorf("board %q: %w", l.Board, err)

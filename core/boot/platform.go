@@ -54,6 +54,13 @@ func NewPlatform(l hal.Layout, dev flash.Device, opts Options) (*Platform, error
 	if err != nil {
 		return nil, fmt.Errorf("board %q: %w", l.Board, err)
 	}
+	if b.esp != nil {
+		// A flash file of this board's older layout is refused here,
+		// where the port is opened, rather than at its first boot.
+		if _, err := b.readOtadata(dev); err != nil {
+			return nil, fmt.Errorf("board %q: %w", l.Board, err)
+		}
+	}
 	// The cache holds verifications made with these keys: a caller that
 	// changed its slice afterwards must not change what they mean.
 	opts.Keys = slices.Clone(opts.Keys)
@@ -122,6 +129,13 @@ func (pl *Platform) checkWritable(op string) error {
 		}
 		trial = swapTrial(pri)
 	}
+	if pl.b.esp != nil {
+		v, err := pl.otadata()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
+		}
+		trial = v.trial()
+	}
 	if pl.b.layout.Scheme.Reverts() && trial {
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
 			op, pl.update().Name, p.Running.Name(), pl.update().Name)
@@ -168,6 +182,11 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 		if pri, sec, err = pl.trailers(); err == nil {
 			st, err = swapBootState(pri, sec, pl.s.params(), pl.check)
 		}
+	} else if pl.b.esp != nil {
+		var v espView
+		if v, err = pl.otadata(); err == nil {
+			st, err = espBootState(v, pl.s.params(), pl.check)
+		}
 	} else {
 		st, err = bootState(pl.s.params(), pl.check)
 	}
@@ -208,6 +227,11 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 			return fmt.Errorf("init %s: cancel the pending request: %w", slot.Name, err)
 		}
 	}
+	if pl.b.esp != nil {
+		if err := pl.cancelESP(pl.updateSlot()); err != nil {
+			return fmt.Errorf("init %s: cancel the pending request: %w", slot.Name, err)
+		}
+	}
 	off, end := int64(slot.Offset), pl.b.coverEnd(slot, req.Size)
 	pl.cache.drop(pl.updateSlot())
 	if pl.b.swap != nil {
@@ -221,6 +245,11 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	}
 	if err := pl.dev.Erase(off, end-off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
+	}
+	if pl.b.esp != nil {
+		if err := pl.invalidateInactiveESP(); err != nil {
+			return fmt.Errorf("init %s: %w", slot.Name, err)
+		}
 	}
 	return nil
 }
@@ -441,6 +470,9 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	if pl.b.swap != nil {
 		return pl.setBootSwap(req)
 	}
+	if pl.b.esp != nil {
+		return pl.setBootESP(req)
+	}
 	p := pl.s.params()
 	switch req.Mode {
 	case hal.BootTest, hal.BootPermanent:
@@ -522,6 +554,9 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	}
 	if pl.b.swap != nil {
 		return pl.rollbackSwap()
+	}
+	if pl.b.esp != nil {
+		return pl.rollbackESP()
 	}
 	p := pl.s.params()
 	switch {

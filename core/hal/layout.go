@@ -391,6 +391,7 @@ func (v *validator) partitions(l Layout, g *geom) {
 		}
 	}
 	v.params(g, byName[PartParams])
+	v.otadata(l, g, byName)
 	if v.known("scheme") {
 		v.slots(l.Scheme, g, byName[PartApp], byName[PartOTA])
 	}

@@ -574,7 +574,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		}
 		if m.IsDelta() {
 			var err error
-			if links, err = h.deltaLinks(board, m); err != nil {
+			if links, err = h.deltaLinks(r.Context(), board, m); err != nil {
 				return err
 			}
 		}
@@ -606,7 +606,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 // their hashes: the target must be uploaded (a campaign sends it, and the
 // delta only to the devices that run the base), and the base too, so that
 // an operator sees which versions the delta serves.
-func (h *handler) deltaLinks(board string, m firmware.Meta) (store.Image, error) {
+func (h *handler) deltaLinks(ctx context.Context, board string, m firmware.Meta) (store.Image, error) {
 	imgs, err := h.cfg.Store.Images()
 	if err != nil {
 		return store.Image{}, err
@@ -616,7 +616,7 @@ func (h *handler) deltaLinks(board string, m firmware.Meta) (store.Image, error)
 		if img.Board != board || img.IsDelta() {
 			continue
 		}
-		switch h.hashOf(img) {
+		switch h.hashOf(ctx, img) {
 		case m.DeltaTarget:
 			links.DeltaTarget = img.ID
 		case m.DeltaBase:
@@ -636,16 +636,16 @@ func (h *handler) deltaLinks(board string, m firmware.Meta) (store.Image, error)
 
 // hashOf returns an image's hash TLV, read from its file for a record made
 // before records kept it ("" when the file cannot be read).
-func (h *handler) hashOf(img store.Image) string {
+func (h *handler) hashOf(ctx context.Context, img store.Image) string {
 	if img.Hash != "" || h.cfg.Firmware == nil {
 		return img.Hash
 	}
-	f, err := h.cfg.Firmware.Open(img.SHA256)
+	f, _, err := h.cfg.Firmware.Open(ctx, img.SHA256)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	parsed, err := image.Parse(f, img.Size)
+	parsed, err := image.Parse(seekerAt{f}, img.Size)
 	if err != nil {
 		return ""
 	}
@@ -660,7 +660,7 @@ func (h *handler) imageFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f, err := h.cfg.Firmware.Open(img.SHA256)
+	f, stored, err := h.cfg.Firmware.Open(r.Context(), img.SHA256)
 	if err != nil {
 		writeError(w, http.StatusNotFound, fmt.Errorf("image %d: its file is missing: %w", img.ID, err))
 		return
@@ -668,7 +668,18 @@ func (h *handler) imageFile(w http.ResponseWriter, r *http.Request) {
 	defer f.Close()
 	w.Header().Set("ETag", `"`+img.SHA256+`"`)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", img.Uploaded, f)
+	http.ServeContent(w, r, "", stored, f)
+}
+
+// seekerAt reads a blob (a file, or the database's chunks) as the
+// io.ReaderAt image.Parse takes, one read at a time.
+type seekerAt struct{ r io.ReadSeeker }
+
+func (s seekerAt) ReadAt(p []byte, off int64) (int, error) {
+	if _, err := s.r.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.ReadFull(s.r, p)
 }
 
 // board returns the catalog entry of a board name, or an error that lists
@@ -702,7 +713,7 @@ func (h *handler) deleteImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !shared {
-		if err := h.cfg.Firmware.Remove(img.SHA256); err != nil {
+		if err := h.cfg.Firmware.Remove(r.Context(), img.SHA256); err != nil {
 			// The record is gone; a file left behind costs only disk.
 			h.cfg.Logger.Warn("image deleted but its file stays", "image", id, "err", err)
 		}

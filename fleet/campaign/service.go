@@ -754,8 +754,11 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	// The events are applied to drafts of the machines they touch, and
 	// the drafts replace nothing until the write has committed: a failed
 	// write leaves memory as the database is.
-	drafts := map[uint64]*Machine{}
+	var drafts map[uint64]*Machine
 	err := s.cfg.Store.Write(func(w *store.Writer) error {
+		// A write may run again (store.Writer, on PostgreSQL): each run
+		// starts from memory as it is, not from the drafts of the last.
+		orders, applyErrs, drafts = nil, nil, map[uint64]*Machine{}
 		for _, de := range evs {
 			ev := de.ev
 			err := w.UpdateDevice(de.pk, de.dn, func(dev *store.Device) error {

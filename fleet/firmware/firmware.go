@@ -1,5 +1,6 @@
-// Package firmware keeps firmware images on disk, content-addressed by their
-// SHA-256, checks them on upload (MCUboot structure, hash and signature with
+// Package firmware keeps firmware images content-addressed by their SHA-256
+// (in a directory, or in a store several otaserve processes share: Blobs),
+// checks them on upload (MCUboot structure, hash and signature with
 // the operator's public keys), and serves them to devices over HTTP(S) with
 // Range requests so that an interrupted download resumes where it stopped.
 //
@@ -23,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 
 	"github.com/otaport/otaport/core/image"
 )
@@ -40,12 +42,31 @@ type Blob struct {
 	SHA256 string // lower-case hex; the file's name and its HTTP ETag
 	MD5    string // lower-case hex, for devices that only know the first protocol
 	Size   int64
-	Path   string
+	// Path is the file on disk; empty when the blob is in shared Blobs.
+	Path string
 }
 
-// Store is a directory of blobs named by their SHA-256.
+// Blobs keeps checked uploads by SHA-256 where several otaserve processes
+// reach them (fleet/store's PostgreSQL blobs). The bytes under a name never
+// change.
+type Blobs interface {
+	// Save keeps the size bytes of r under sum; bytes already kept under
+	// sum stay as they are.
+	Save(ctx context.Context, sum string, r io.Reader, size int64) error
+	// Open returns the blob for reading and seeking, without reading it
+	// whole, and when it was saved; an error wrapping fs.ErrNotExist when
+	// there is none.
+	Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.Time, error)
+	// Remove deletes the blob; one already gone is not an error.
+	Remove(ctx context.Context, sum string) error
+}
+
+// Store is the firmware store: a directory of blobs named by their
+// SHA-256, or, with shared Blobs, a directory where uploads wait for their
+// check before they go to the Blobs.
 type Store struct {
-	dir string
+	dir    string
+	shared Blobs // nil: the blobs are the files of dir
 }
 
 // uploadPattern names the temporary file of an upload in progress.
@@ -71,28 +92,59 @@ func NewStore(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
+// NewSharedStore is NewStore whose blobs are kept in shared rather than in
+// dir, which only holds uploads while they are received and checked.
+func NewSharedStore(dir string, shared Blobs) (*Store, error) {
+	s, err := NewStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.shared = shared
+	return s, nil
+}
+
 var sumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Path is where the blob with this SHA-256 lives (whether or not it exists).
 func (s *Store) Path(sum string) string { return filepath.Join(s.dir, sum) }
 
-// Open opens a stored blob for reading. sum must be lower-case hex.
-func (s *Store) Open(sum string) (*os.File, error) {
+// Open opens a stored blob for reading, with the time it was stored. sum
+// must be lower-case hex.
+func (s *Store) Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.Time, error) {
 	if !sumPattern.MatchString(sum) {
-		return nil, fmt.Errorf("open firmware %q: not a lower-case hex SHA-256: %w", sum, os.ErrNotExist)
+		return nil, time.Time{}, fmt.Errorf("open firmware %q: not a lower-case hex SHA-256: %w", sum, os.ErrNotExist)
+	}
+	if s.shared != nil {
+		r, at, err := s.shared.Open(ctx, sum)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("open firmware %s: %w", sum, err)
+		}
+		return r, at, nil
 	}
 	f, err := os.Open(s.Path(sum))
 	if err != nil {
-		return nil, fmt.Errorf("open firmware %s: %w", sum, err)
+		return nil, time.Time{}, fmt.Errorf("open firmware %s: %w", sum, err)
 	}
-	return f, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, time.Time{}, fmt.Errorf("open firmware %s: %w", sum, err)
+	}
+	return f, st.ModTime(), nil
 }
 
 // Remove deletes the blob with this SHA-256; a blob already gone is not an
-// error. A device downloading it now keeps its open file to the end.
-func (s *Store) Remove(sum string) error {
+// error. A device downloading it from the directory keeps its open file to
+// the end; from shared Blobs, its next read fails.
+func (s *Store) Remove(ctx context.Context, sum string) error {
 	if !sumPattern.MatchString(sum) {
 		return fmt.Errorf("remove firmware %q: not a lower-case hex SHA-256", sum)
+	}
+	if s.shared != nil {
+		if err := s.shared.Remove(ctx, sum); err != nil {
+			return fmt.Errorf("remove firmware %s: %w", sum, err)
+		}
+		return nil
 	}
 	if err := os.Remove(s.Path(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove firmware %s: %w", sum, err)
@@ -134,6 +186,15 @@ func (s *Store) Put(ctx context.Context, r io.Reader, maxSize int64, check func(
 		return Blob{}, fmt.Errorf("store firmware: %w", err)
 	}
 	b := Blob{SHA256: hex.EncodeToString(hs.Sum(nil)), MD5: hex.EncodeToString(hm.Sum(nil)), Size: n}
+	if s.shared != nil {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return Blob{}, fmt.Errorf("store firmware: %w", err)
+		}
+		if err := s.shared.Save(ctx, b.SHA256, tmp, n); err != nil {
+			return Blob{}, fmt.Errorf("store firmware %s: %w", b.SHA256, err)
+		}
+		return b, nil
+	}
 	b.Path = s.Path(b.SHA256)
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return Blob{}, fmt.Errorf("store firmware: %w", err)
@@ -291,22 +352,21 @@ func Handler(s *Store) http.Handler {
 		if len(sum) > 0 && sum[0] == '/' {
 			sum = sum[1:]
 		}
-		f, err := s.Open(sum)
-		if err != nil {
+		f, modTime, err := s.Open(r.Context(), sum)
+		if errors.Is(err, fs.ErrNotExist) {
 			http.Error(w, "no such firmware", http.StatusNotFound)
 			return
 		}
-		defer f.Close()
-		st, err := f.Stat()
 		if err != nil {
 			http.Error(w, "firmware unreadable", http.StatusInternalServerError)
 			return
 		}
+		defer f.Close()
 		// The content never changes under a name, so it may be cached
 		// forever; the ETag is what makes If-Range resume safe.
 		w.Header().Set("ETag", `"`+sum+`"`)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		http.ServeContent(w, r, "", st.ModTime(), f)
+		http.ServeContent(w, r, "", modTime, f)
 	})
 }

@@ -8,20 +8,61 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/otaport/otaport/fleet/store"
+	"github.com/otaport/otaport/fleet/store/pgtest"
 )
 
-func testBlob(t *testing.T) (*Store, Blob, []byte) {
+// pg is the package's PostgreSQL server, started by the first test that
+// asks for a database.
+var pg pgtest.Server
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
+// blobSize spans three of PostgreSQL's chunks, so ranges cross chunk
+// boundaries; a directory does not care.
+const blobSize = 2*store.ChunkSize + 1000
+
+// backends runs a test with a store of each kind: blobs in the directory,
+// or in PostgreSQL (with the directory for uploads in progress).
+func backends(t *testing.T, test func(t *testing.T, s *Store)) {
+	for _, be := range []string{"dir", "postgres"} {
+		t.Run(be, func(t *testing.T) { test(t, storeOf(t, be)) })
+	}
+}
+
+// storeOf makes a store of a kind: "dir", or "postgres" (a database of
+// its own, the directory for uploads in progress).
+func storeOf(t testing.TB, kind string) *Store {
 	t.Helper()
 	s, err := NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := make([]byte, 10000)
+	if kind == "postgres" {
+		db, err := store.OpenPostgres(context.Background(), pg.DB(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		s.shared = db.Blobs()
+	}
+	return s
+}
+
+func testBlob(t *testing.T, s *Store) (Blob, []byte) {
+	t.Helper()
+	data := make([]byte, blobSize)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
@@ -29,7 +70,7 @@ func testBlob(t *testing.T) (*Store, Blob, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, b, data
+	return b, data
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte) {
@@ -53,12 +94,15 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byt
 	return resp, body
 }
 
-func TestHandler_Ranges(t *testing.T) {
-	s, b, data := testBlob(t)
+func TestHandler_Ranges(t *testing.T) { backends(t, testRanges) }
+
+func testRanges(t *testing.T, s *Store) {
+	b, data := testBlob(t, s)
 	srv := httptest.NewServer(http.StripPrefix("/firmware", Handler(s)))
 	defer srv.Close()
 	url := srv.URL + "/firmware/" + b.SHA256
 	etag := `"` + b.SHA256 + `"`
+	n, c := blobSize, store.ChunkSize
 
 	tests := []struct {
 		name      string
@@ -68,11 +112,13 @@ func TestHandler_Ranges(t *testing.T) {
 		contRange string
 	}{
 		{"whole file", nil, 200, data, ""},
-		{"range", map[string]string{"Range": "bytes=100-199"}, 206, data[100:200], "bytes 100-199/10000"},
-		{"resume to the end", map[string]string{"Range": "bytes=9000-"}, 206, data[9000:], "bytes 9000-9999/10000"},
-		{"suffix", map[string]string{"Range": "bytes=-10"}, 206, data[9990:], "bytes 9990-9999/10000"},
-		{"unsatisfiable", map[string]string{"Range": "bytes=10000-"}, 416, nil, "bytes */10000"},
-		{"if-range with the etag resumes", map[string]string{"Range": "bytes=5000-", "If-Range": etag}, 206, data[5000:], "bytes 5000-9999/10000"},
+		{"range", map[string]string{"Range": "bytes=100-199"}, 206, data[100:200], fmt.Sprintf("bytes 100-199/%d", n)},
+		{"range across chunks", map[string]string{"Range": fmt.Sprintf("bytes=%d-%d", c-10, 2*c+9)}, 206, data[c-10 : 2*c+10],
+			fmt.Sprintf("bytes %d-%d/%d", c-10, 2*c+9, n)},
+		{"resume to the end", map[string]string{"Range": "bytes=9000-"}, 206, data[9000:], fmt.Sprintf("bytes 9000-%d/%d", n-1, n)},
+		{"suffix", map[string]string{"Range": "bytes=-10"}, 206, data[n-10:], fmt.Sprintf("bytes %d-%d/%d", n-10, n-1, n)},
+		{"unsatisfiable", map[string]string{"Range": fmt.Sprintf("bytes=%d-", n)}, 416, nil, fmt.Sprintf("bytes */%d", n)},
+		{"if-range with the etag resumes", map[string]string{"Range": "bytes=5000-", "If-Range": etag}, 206, data[5000:], fmt.Sprintf("bytes 5000-%d/%d", n-1, n)},
 		{"if-range with another etag sends it all", map[string]string{"Range": "bytes=5000-", "If-Range": `"0000"`}, 200, data, ""},
 		{"if-none-match", map[string]string{"If-None-Match": etag}, 304, []byte{}, ""},
 	}
@@ -97,13 +143,15 @@ func TestHandler_Ranges(t *testing.T) {
 
 // TestHandler_ResumeAfterDrop downloads in pieces as a device does after its
 // connection drops, and checks the reassembled file hashes to the name.
-func TestHandler_ResumeAfterDrop(t *testing.T) {
-	s, b, _ := testBlob(t)
+func TestHandler_ResumeAfterDrop(t *testing.T) { backends(t, testResumeAfterDrop) }
+
+func testResumeAfterDrop(t *testing.T, s *Store) {
+	b, _ := testBlob(t, s)
 	srv := httptest.NewServer(Handler(s))
 	defer srv.Close()
 	var got []byte
 	for len(got) < int(b.Size) {
-		end := min(len(got)+3333, int(b.Size)) - 1
+		end := min(len(got)+33333, int(b.Size)) - 1
 		resp, body := get(t, srv.URL+"/"+b.SHA256, map[string]string{
 			"Range": fmt.Sprintf("bytes=%d-%d", len(got), end), "If-Range": `"` + b.SHA256 + `"`,
 		})
@@ -118,8 +166,10 @@ func TestHandler_ResumeAfterDrop(t *testing.T) {
 	}
 }
 
-func TestHandler_NotFound(t *testing.T) {
-	s, _, _ := testBlob(t)
+func TestHandler_NotFound(t *testing.T) { backends(t, testNotFound) }
+
+func testNotFound(t *testing.T, s *Store) {
+	testBlob(t, s)
 	srv := httptest.NewServer(Handler(s))
 	defer srv.Close()
 	for _, p := range []string{"/" + strings.Repeat("0", 64), "/../secret", "/ABCDEF", "/"} {
@@ -130,12 +180,14 @@ func TestHandler_NotFound(t *testing.T) {
 	}
 }
 
-func TestPut(t *testing.T) {
-	s, b, data := testBlob(t)
+func TestPut(t *testing.T) { backends(t, testPut) }
+
+func testPut(t *testing.T, s *Store) {
+	b, data := testBlob(t, s)
 	if b.Size != int64(len(data)) {
 		t.Errorf("size = %d", b.Size)
 	}
-	f, err := s.Open(b.SHA256)
+	f, _, err := s.Open(context.Background(), b.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +206,21 @@ func TestPut(t *testing.T) {
 		t.Fatalf("oversize err = %v", err)
 	}
 	ents, _ := os.ReadDir(s.dir)
-	if len(ents) != 1 {
-		t.Errorf("store holds %d files after refused uploads, want 1", len(ents))
+	if want := map[bool]int{true: 0, false: 1}[s.shared != nil]; len(ents) != want {
+		t.Errorf("the directory holds %d files after refused uploads, want %d", len(ents), want)
+	}
+	// The same bytes again: the same blob, still readable; removed, gone.
+	if b2, err := s.Put(context.Background(), bytes.NewReader(data), 0, nil); err != nil || b2.SHA256 != b.SHA256 {
+		t.Errorf("the same bytes again: %+v, %v", b2, err)
+	}
+	ctx := context.Background()
+	if err := s.Remove(ctx, b.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Open(ctx, b.SHA256); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("open after remove: %v, want fs.ErrNotExist", err)
+	}
+	if err := s.Remove(ctx, b.SHA256); err != nil {
+		t.Errorf("second remove: %v", err)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // DeviceState is what the fleet last knew a device to be doing.
@@ -141,13 +139,12 @@ func SplitDeviceKey(key string) (pk, dn string, ok bool) {
 
 // AddDevice registers a device. It fails with ErrExists if the key is taken.
 func (s *Store) AddDevice(d Device) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
-		k := []byte(d.Key())
-		if b.Get(k) != nil {
-			return ErrExists
+	err := s.b.update(func(tx txn) error {
+		k := nameOf(d.Key())
+		if ok, err := exists(tx, tableDevices, k); ok || err != nil {
+			return cmpErr(err, ErrExists)
 		}
-		return put(b, k, d)
+		return put(tx, tableDevices, k, d)
 	})
 	if err != nil {
 		return fmt.Errorf("add device %s: %w", d.Key(), err)
@@ -158,8 +155,8 @@ func (s *Store) AddDevice(d Device) error {
 // Device returns one device.
 func (s *Store) Device(pk, dn string) (Device, error) {
 	var d Device
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return get(tx.Bucket(bucketDevices), []byte(DeviceKey(pk, dn)), &d)
+	err := s.read(func(tx txn) error {
+		return get(tx, tableDevices, nameOf(DeviceKey(pk, dn)), &d)
 	})
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s: %w", DeviceKey(pk, dn), err)
@@ -170,8 +167,8 @@ func (s *Store) Device(pk, dn string) (Device, error) {
 // Devices lists every device ordered by key.
 func (s *Store) Devices() ([]Device, error) {
 	var ds []Device
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		ds, err = all[Device](tx.Bucket(bucketDevices))
+	err := s.read(func(tx txn) (err error) {
+		ds, err = all[Device](tx, tableDevices, 0)
 		return err
 	})
 	if err != nil {
@@ -188,17 +185,17 @@ func (s *Store) UpdateDevice(pk, dn string, fn func(*Device) error) error {
 
 // UpdateDevice applies fn to a device within the writer's transaction. A
 // failure (ErrNotFound, or fn's error) changes nothing, and the transaction
-// may go on with other changes.
+// may go on with other changes; a failure of the database itself ends it
+// (Write returns that failure whatever fn returns).
 func (w *Writer) UpdateDevice(pk, dn string, fn func(*Device) error) error {
-	b := w.tx.Bucket(bucketDevices)
-	k := []byte(DeviceKey(pk, dn))
+	k := nameOf(DeviceKey(pk, dn))
 	var d Device
-	err := get(b, k, &d)
+	err := get(w.tx, tableDevices, k, &d)
 	if err == nil {
 		err = fn(&d)
 	}
 	if err == nil {
-		err = put(b, k, d)
+		err = put(w.tx, tableDevices, k, d)
 	}
 	if err != nil {
 		return fmt.Errorf("update device %s: %w", DeviceKey(pk, dn), err)
@@ -243,14 +240,13 @@ func (i Image) IsDelta() bool { return i.DeltaTarget != 0 }
 
 // AddImage records an image and assigns its ID.
 func (s *Store) AddImage(img Image) (Image, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketImages)
-		id, err := b.NextSequence()
+	err := s.b.update(func(tx txn) error {
+		id, err := tx.nextID(tableImages)
 		if err != nil {
 			return err
 		}
 		img.ID = id
-		return put(b, idKey(id), img)
+		return put(tx, tableImages, idOf(id), img)
 	})
 	if err != nil {
 		return Image{}, fmt.Errorf("add image %s for %s: %w", img.Version, img.Board, err)
@@ -261,8 +257,8 @@ func (s *Store) AddImage(img Image) (Image, error) {
 // Image returns one image.
 func (s *Store) Image(id uint64) (Image, error) {
 	var img Image
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return get(tx.Bucket(bucketImages), idKey(id), &img)
+	err := s.read(func(tx txn) error {
+		return get(tx, tableImages, idOf(id), &img)
 	})
 	if err != nil {
 		return Image{}, fmt.Errorf("image %d: %w", id, err)
@@ -273,8 +269,8 @@ func (s *Store) Image(id uint64) (Image, error) {
 // Images lists every image in upload order.
 func (s *Store) Images() ([]Image, error) {
 	var imgs []Image
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		imgs, err = all[Image](tx.Bucket(bucketImages))
+	err := s.read(func(tx txn) (err error) {
+		imgs, err = all[Image](tx, tableImages, 0)
 		return err
 	})
 	if err != nil {
@@ -463,22 +459,17 @@ func (s *Store) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
 
 // AddCampaign is Store.AddCampaign within the writer's transaction.
 func (w *Writer) AddCampaign(c Campaign, ps []Progress) (Campaign, error) {
-	err := func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCampaigns)
-		id, err := b.NextSequence()
+	err := func(tx txn) error {
+		id, err := tx.nextID(tableCampaigns)
 		if err != nil {
 			return err
 		}
 		c.ID = id
-		if err := put(b, idKey(id), c); err != nil {
-			return err
-		}
-		pb, err := tx.Bucket(bucketProgress).CreateBucket(idKey(id))
-		if err != nil {
+		if err := put(tx, tableCampaigns, idOf(id), c); err != nil {
 			return err
 		}
 		for _, p := range ps {
-			if err := put(pb, []byte(p.Device), p); err != nil {
+			if err := put(tx, tableProgress, progressOf(id, p.Device), p); err != nil {
 				return err
 			}
 		}
@@ -500,19 +491,14 @@ func (s *Store) SaveCampaign(c Campaign, changed []Progress) error {
 // within the writer's transaction.
 func (w *Writer) SaveCampaign(c Campaign, changed []Progress) error {
 	err := func() error {
-		b := w.tx.Bucket(bucketCampaigns)
-		if b.Get(idKey(c.ID)) == nil {
-			return ErrNotFound
+		if ok, err := exists(w.tx, tableCampaigns, idOf(c.ID)); !ok || err != nil {
+			return cmpErr(err, ErrNotFound)
 		}
-		if err := put(b, idKey(c.ID), c); err != nil {
+		if err := put(w.tx, tableCampaigns, idOf(c.ID), c); err != nil {
 			return err
 		}
-		pb := w.tx.Bucket(bucketProgress).Bucket(idKey(c.ID))
-		if pb == nil {
-			return ErrNotFound
-		}
 		for _, p := range changed {
-			if err := put(pb, []byte(p.Device), p); err != nil {
+			if err := put(w.tx, tableProgress, progressOf(c.ID, p.Device), p); err != nil {
 				return err
 			}
 		}
@@ -527,8 +513,8 @@ func (w *Writer) SaveCampaign(c Campaign, changed []Progress) error {
 // Campaign returns one campaign.
 func (s *Store) Campaign(id uint64) (Campaign, error) {
 	var c Campaign
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return get(tx.Bucket(bucketCampaigns), idKey(id), &c)
+	err := s.read(func(tx txn) error {
+		return get(tx, tableCampaigns, idOf(id), &c)
 	})
 	if err != nil {
 		return Campaign{}, fmt.Errorf("campaign %d: %w", id, err)
@@ -539,8 +525,8 @@ func (s *Store) Campaign(id uint64) (Campaign, error) {
 // Campaigns lists every campaign in creation order.
 func (s *Store) Campaigns() ([]Campaign, error) {
 	var cs []Campaign
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		cs, err = all[Campaign](tx.Bucket(bucketCampaigns))
+	err := s.read(func(tx txn) (err error) {
+		cs, err = all[Campaign](tx, tableCampaigns, 0)
 		return err
 	})
 	if err != nil {
@@ -552,12 +538,11 @@ func (s *Store) Campaigns() ([]Campaign, error) {
 // Progress lists a campaign's devices ordered by device key.
 func (s *Store) Progress(id uint64) ([]Progress, error) {
 	var ps []Progress
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		pb := tx.Bucket(bucketProgress).Bucket(idKey(id))
-		if pb == nil {
-			return ErrNotFound
+	err := s.read(func(tx txn) (err error) {
+		if ok, err := exists(tx, tableCampaigns, idOf(id)); !ok || err != nil {
+			return cmpErr(err, ErrNotFound)
 		}
-		ps, err = all[Progress](pb)
+		ps, err = all[Progress](tx, tableProgress, id)
 		return err
 	})
 	if err != nil {
@@ -570,12 +555,11 @@ func (s *Store) Progress(id uint64) ([]Progress, error) {
 // transaction; ErrNotFound if there is none. Its campaigns' records of it
 // stay, as history.
 func (w *Writer) DeleteDevice(pk, dn string) (Device, error) {
-	b := w.tx.Bucket(bucketDevices)
-	k := []byte(DeviceKey(pk, dn))
+	k := nameOf(DeviceKey(pk, dn))
 	var d Device
-	err := get(b, k, &d)
+	err := get(w.tx, tableDevices, k, &d)
 	if err == nil {
-		err = b.Delete(k)
+		err = w.tx.del(tableDevices, k)
 	}
 	if err != nil {
 		return Device{}, fmt.Errorf("delete device %s: %w", DeviceKey(pk, dn), err)
@@ -588,14 +572,13 @@ func (w *Writer) DeleteDevice(pk, dn string) (Device, error) {
 // image record names the same file (the same bytes uploaded for another
 // board), which must then stay on disk.
 func (w *Writer) DeleteImage(id uint64) (img Image, shared bool, err error) {
-	b := w.tx.Bucket(bucketImages)
-	err = get(b, idKey(id), &img)
+	err = get(w.tx, tableImages, idOf(id), &img)
 	if err == nil {
-		err = b.Delete(idKey(id))
+		err = w.tx.del(tableImages, idOf(id))
 	}
 	if err == nil {
 		var imgs []Image
-		imgs, err = all[Image](b)
+		imgs, err = all[Image](w.tx, tableImages, 0)
 		for _, o := range imgs {
 			shared = shared || o.SHA256 == img.SHA256
 		}
@@ -610,18 +593,14 @@ func (w *Writer) DeleteImage(id uint64) (img Image, shared bool, err error) {
 // writer's transaction; ErrNotFound if there is none.
 func (w *Writer) DeleteCampaign(id uint64) error {
 	err := func() error {
-		b := w.tx.Bucket(bucketCampaigns)
-		if b.Get(idKey(id)) == nil {
-			return ErrNotFound
+		if ok, err := exists(w.tx, tableCampaigns, idOf(id)); !ok || err != nil {
+			return cmpErr(err, ErrNotFound)
 		}
-		if err := b.Delete(idKey(id)); err != nil {
+		// Progress first: PostgreSQL's progress rows refer to the campaign.
+		if err := w.tx.dropProgress(id); err != nil {
 			return err
 		}
-		pb := w.tx.Bucket(bucketProgress)
-		if pb.Bucket(idKey(id)) == nil {
-			return nil
-		}
-		return pb.DeleteBucket(idKey(id))
+		return w.tx.del(tableCampaigns, idOf(id))
 	}()
 	if err != nil {
 		return fmt.Errorf("delete campaign %d: %w", id, err)

@@ -1,29 +1,27 @@
 // Package store is the fleet's persistent state: the device registry, the
 // firmware image catalog, campaigns with their per-device progress, the API
-// tokens (hashed) and a few settings. It is one bbolt file, written in
-// transactions, so a restart or a crash loses nothing that was acknowledged.
+// tokens (hashed) and a few settings. It is one bbolt file (the embedded
+// default) or a PostgreSQL database that several otaserve processes share,
+// written in transactions, so a restart or a crash loses nothing that was
+// acknowledged. The record rules are written once, over a small backend
+// interface (backend.go) that each database implements.
 //
 // It is not where campaign rules live (fleet/campaign) nor where firmware
 // bytes are kept (fleet/firmware keeps them on disk; an Image here only
-// records their path and digests).
+// records their digests; with PostgreSQL the bytes may live in this
+// package's Blobs).
 package store
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// SchemaVersion is the version of the bucket layout this code writes. A file
-// written by a newer otaserve is refused rather than misread.
+// SchemaVersion is the version of the layout this code writes (bbolt's
+// buckets, PostgreSQL's tables). A database written by a newer otaserve is
+// refused rather than misread.
 const SchemaVersion = 1
 
 var (
@@ -33,66 +31,20 @@ var (
 	ErrExists = errors.New("already exists")
 )
 
-// Bucket names. Progress holds one nested bucket per campaign, keyed by the
-// campaign's 8-byte id, so a campaign's devices are read in one cursor pass.
-var (
-	bucketMeta      = []byte("meta")
-	bucketDevices   = []byte("devices")
-	bucketImages    = []byte("images")
-	bucketCampaigns = []byte("campaigns")
-	bucketProgress  = []byte("progress")
-	bucketTokens    = []byte("tokens")
-	keySchema       = []byte("schema")
-)
-
-// Store is an open fleet database. It is safe for concurrent use.
+// Store is an open fleet database, bbolt (Open) or PostgreSQL
+// (OpenPostgres). It is safe for concurrent use.
 type Store struct {
-	db *bolt.DB
+	b backend
 }
 
-// Open opens the database file at path, creating it (and its directory) when
-// missing. It refuses a file whose schema is newer than this code knows.
-func Open(path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	// The timeout turns "another otaserve holds the lock" into an error
-	// instead of a hang.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s (is another otaserve running on this data directory?): %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get(keySchema); v != nil {
-			n, err := strconv.Atoi(string(v))
-			if err != nil {
-				return fmt.Errorf("schema version %q is not a number", v)
-			}
-			if n > SchemaVersion {
-				return fmt.Errorf("schema version %d is newer than this otaserve understands (%d): upgrade otaserve", n, SchemaVersion)
-			}
-		}
-		for _, b := range [][]byte{bucketDevices, bucketImages, bucketCampaigns, bucketProgress, bucketTokens} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	return &Store{db: db}, nil
-}
+func newStore(b backend) *Store { return &Store{b: b} }
 
 // Writer makes changes inside one transaction of Write.
 type Writer struct {
-	tx *bolt.Tx
+	tx txn
+	// err is the first failure of a method that returns none (Setting);
+	// Write returns it, so the transaction is not committed.
+	err error
 }
 
 // Write runs fn in one read-write transaction and commits it when fn returns
@@ -100,81 +52,100 @@ type Writer struct {
 // disk and an fsync, so a caller with many small changes (the campaign
 // service, one per device message) groups them in one Write: the changes
 // are then durable together, or not at all.
+//
+// On PostgreSQL fn may run more than once: a transaction that conflicts
+// with another process's is rolled back and fn runs again on the new state.
+// So fn must leave nothing behind outside the Writer but what a later run
+// overwrites.
 func (s *Store) Write(fn func(*Writer) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Writer{tx: tx}) })
+	return s.b.update(func(tx txn) error {
+		w := &Writer{tx: tx}
+		if err := fn(w); err != nil {
+			return err
+		}
+		return w.err
+	})
 }
 
-// Close closes the database file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database.
+func (s *Store) Close() error { return s.b.close() }
 
-// Path is the database file's path.
-func (s *Store) Path() string { return s.db.Path() }
+// Path names the database for messages: the bbolt file's path, or the
+// PostgreSQL URL without its password.
+func (s *Store) Path() string { return s.b.describe() }
 
 // Setting returns a stored setting and whether it exists.
-func (s *Store) Setting(key string) (string, bool, error) {
+func (s *Store) Setting(k string) (string, bool, error) {
 	var v []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketMeta).Get([]byte("setting/" + key)); b != nil {
-			v = append([]byte(nil), b...)
-		}
-		return nil
+	err := s.b.view(func(tx txn) (err error) {
+		v, err = tx.get(tableSettings, nameOf(k))
+		return err
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("read setting %s: %w", key, err)
+		return "", false, fmt.Errorf("read setting %s: %w", k, err)
 	}
 	return string(v), v != nil, nil
 }
 
 // SetSetting stores a setting.
-func (s *Store) SetSetting(key, value string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put([]byte("setting/"+key), []byte(value))
-	})
+func (s *Store) SetSetting(k, value string) error {
+	err := s.b.update(func(tx txn) error { return tx.put(tableSettings, nameOf(k), []byte(value)) })
 	if err != nil {
-		return fmt.Errorf("write setting %s: %w", key, err)
+		return fmt.Errorf("write setting %s: %w", k, err)
 	}
 	return nil
 }
 
-func idKey(id uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], id)
-	return k[:]
-}
-
-func put(b *bolt.Bucket, key []byte, v any) error {
+func put(tx txn, t table, k key, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return b.Put(key, data)
+	return tx.put(t, k, data)
 }
 
-func get(b *bolt.Bucket, key []byte, v any) error {
-	data := b.Get(key)
+func get(tx txn, t table, k key, v any) error {
+	data, err := tx.get(t, k)
+	if err != nil {
+		return err
+	}
 	if data == nil {
 		return ErrNotFound
 	}
 	return json.Unmarshal(data, v)
 }
 
-func all[T any](b *bolt.Bucket) ([]T, error) {
+func exists(tx txn, t table, k key) (bool, error) {
+	data, err := tx.get(t, k)
+	return data != nil, err
+}
+
+func all[T any](tx txn, t table, within uint64) ([]T, error) {
 	var out []T
-	err := b.ForEach(func(k, v []byte) error {
-		if v == nil { // nested bucket
-			return nil
+	err := tx.scan(t, within, func(v []byte) error {
+		var r T
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode %.40s: %w", v, err)
 		}
-		var t T
-		if err := json.Unmarshal(v, &t); err != nil {
-			return fmt.Errorf("decode %q: %w", k, err)
-		}
-		out = append(out, t)
+		out = append(out, r)
 		return nil
 	})
 	return out, err
 }
 
+// read runs fn in one read-only transaction.
+func (s *Store) read(fn func(txn) error) error { return s.b.view(fn) }
+
 // sortDevices orders devices by key so listings are stable.
 func sortDevices(ds []Device) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Key() < ds[j].Key() })
+}
+
+// cmpErr is err when there is one, else the outcome want: a lookup that
+// failed is reported as itself, not as the answer it could not give.
+func cmpErr(err, want error) error {
+	if err != nil {
+		return err
+	}
+	return want
 }

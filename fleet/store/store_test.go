@@ -1,27 +1,54 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/otaport/otaport/fleet/store/pgtest"
 	bolt "go.etcd.io/bbolt"
 )
 
-func open(t *testing.T, path string) *Store {
+// pg is the package's PostgreSQL server, started by the first test that
+// asks for a database.
+var pg pgtest.Server
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
+// backends runs a test against each backend with a new, empty database: a
+// bbolt file path, or a PostgreSQL URL.
+func backends(t *testing.T, test func(t *testing.T, db string)) {
+	t.Run("bbolt", func(t *testing.T) { test(t, filepath.Join(t.TempDir(), "fleet.db")) })
+	t.Run("postgres", func(t *testing.T) { test(t, pg.DB(t)) })
+}
+
+func open(t testing.TB, db string) *Store {
 	t.Helper()
-	s, err := Open(path)
+	var s *Store
+	var err error
+	if IsPostgresURL(db) {
+		s, err = OpenPostgres(context.Background(), db)
+	} else {
+		s, err = Open(db)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func TestStore_ReopenKeepsEverything(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fleet.db")
+func TestStore_ReopenKeepsEverything(t *testing.T) { backends(t, testReopenKeepsEverything) }
+
+func testReopenKeepsEverything(t *testing.T, path string) {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	s := open(t, path)
 	dev := Device{ProductKey: "pk1", DeviceName: "dev-1", DeviceSecret: "s3cret", Board: "stm32f407-disco",
@@ -89,8 +116,10 @@ func TestStore_ReopenKeepsEverything(t *testing.T) {
 	}
 }
 
-func TestStore_Errors(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "fleet.db"))
+func TestStore_Errors(t *testing.T) { backends(t, testErrors) }
+
+func testErrors(t *testing.T, db string) {
+	s := open(t, db)
 	defer s.Close()
 	d := Device{ProductKey: "pk", DeviceName: "a"}
 	if err := s.AddDevice(d); err != nil {
@@ -136,10 +165,13 @@ func TestOpen_RefusesNewerSchema(t *testing.T) {
 	}
 }
 
-func TestDevices_SortedByKey(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "fleet.db"))
+func TestDevices_SortedByKey(t *testing.T) { backends(t, testDevicesSortedByKey) }
+
+func testDevicesSortedByKey(t *testing.T, db string) {
+	s := open(t, db)
 	defer s.Close()
-	for _, dn := range []string{"c", "a", "b"} {
+	// Bytewise: upper case before lower case, whatever the locale.
+	for _, dn := range []string{"c", "a", "B", "b"} {
 		if err := s.AddDevice(Device{ProductKey: "pk", DeviceName: dn}); err != nil {
 			t.Fatal(err)
 		}
@@ -152,13 +184,14 @@ func TestDevices_SortedByKey(t *testing.T) {
 	for _, d := range ds {
 		got = append(got, d.DeviceName)
 	}
-	if !reflect.DeepEqual(got, []string{"a", "b", "c"}) {
+	if !reflect.DeepEqual(got, []string{"B", "a", "b", "c"}) {
 		t.Errorf("order = %v", got)
 	}
 }
 
-func TestWrite_CommitsTogetherOrNotAtAll(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fleet.db")
+func TestWrite_CommitsTogetherOrNotAtAll(t *testing.T) { backends(t, testCommitsTogetherOrNotAtAll) }
+
+func testCommitsTogetherOrNotAtAll(t *testing.T, path string) {
 	s := open(t, path)
 	for _, dn := range []string{"a", "b"} {
 		if err := s.AddDevice(Device{ProductKey: "pk", DeviceName: dn, State: DeviceRegistered}); err != nil {
@@ -267,52 +300,173 @@ func TestDevice_Modules(t *testing.T) {
 }
 
 // TestStore_DeltaFieldsKept: a delta image's links, the hashes modules
-// report and a device's delta orders survive a reopen, and EditModule puts
+// report and a device's delta orders survive a reopen, on each backend, and EditModule puts
 // the default module's hash on the device record and another's on its own.
 func TestStore_DeltaFieldsKept(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fleet.db")
-	s := open(t, path)
-	dev := Device{ProductKey: "pk1", DeviceName: "dev-1", Board: "b", State: DeviceIdle, Modules: []Module{{Name: "wifi", Board: "w"}}}
-	if err := s.AddDevice(dev); err != nil {
-		t.Fatal(err)
-	}
-	err := s.UpdateDevice("pk1", "dev-1", func(d *Device) error {
-		d.EditModule(DefaultModule, func(m *Module) { m.ImageHash = "aa" })
-		d.EditModule("wifi", func(m *Module) { m.ImageHash = "bb" })
-		return nil
+	backends(t, func(t *testing.T, db string) {
+		s := open(t, db)
+		dev := Device{ProductKey: "pk1", DeviceName: "dev-1", Board: "b", State: DeviceIdle, Modules: []Module{{Name: "wifi", Board: "w"}}}
+		if err := s.AddDevice(dev); err != nil {
+			t.Fatal(err)
+		}
+		err := s.UpdateDevice("pk1", "dev-1", func(d *Device) error {
+			d.EditModule(DefaultModule, func(m *Module) { m.ImageHash = "aa" })
+			d.EditModule("wifi", func(m *Module) { m.ImageHash = "bb" })
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := s.AddImage(Image{Version: "1.1.0", Board: "b", Hash: "cc", DeltaTarget: 2, DeltaBase: 1, DeltaBaseHash: "aa"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.AddCampaign(Campaign{State: CampaignRunning}, []Progress{{Device: dev.Key(), FromHash: "aa", Delta: d.ID, FailedDelta: 7}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, db)
+		defer s.Close()
+		got, err := s.Device("pk1", "dev-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ImageHash != "aa" || len(got.Modules) != 1 || got.Modules[0].ImageHash != "bb" {
+			t.Errorf("device after reopen: hash %q, modules %+v; want aa on the device and bb on wifi", got.ImageHash, got.Modules)
+		}
+		if m, _ := got.Module(DefaultModule); m.ImageHash != "aa" {
+			t.Errorf("default module's hash %q, want aa", m.ImageHash)
+		}
+		img, err := s.Image(d.ID)
+		if err != nil || !img.IsDelta() || img.DeltaBase != 1 || img.DeltaTarget != 2 || img.DeltaBaseHash != "aa" || img.Hash != "cc" {
+			t.Errorf("delta image after reopen: %+v, %v", img, err)
+		}
+		ps, err := s.Progress(c.ID)
+		if err != nil || len(ps) != 1 || ps[0].FromHash != "aa" || ps[0].Delta != d.ID || ps[0].FailedDelta != 7 {
+			t.Errorf("progress after reopen: %+v, %v", ps, err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := s.AddImage(Image{Version: "1.1.0", Board: "b", Hash: "cc", DeltaTarget: 2, DeltaBase: 1, DeltaBaseHash: "aa"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.AddCampaign(Campaign{State: CampaignRunning}, []Progress{{Device: dev.Key(), FromHash: "aa", Delta: d.ID, FailedDelta: 7}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = open(t, path)
-	defer s.Close()
-	got, err := s.Device("pk1", "dev-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ImageHash != "aa" || len(got.Modules) != 1 || got.Modules[0].ImageHash != "bb" {
-		t.Errorf("device after reopen: hash %q, modules %+v; want aa on the device and bb on wifi", got.ImageHash, got.Modules)
-	}
-	if m, _ := got.Module(DefaultModule); m.ImageHash != "aa" {
-		t.Errorf("default module's hash %q, want aa", m.ImageHash)
-	}
-	img, err := s.Image(d.ID)
-	if err != nil || !img.IsDelta() || img.DeltaBase != 1 || img.DeltaTarget != 2 || img.DeltaBaseHash != "aa" || img.Hash != "cc" {
-		t.Errorf("delta image after reopen: %+v, %v", img, err)
-	}
-	ps, err := s.Progress(c.ID)
-	if err != nil || len(ps) != 1 || ps[0].FromHash != "aa" || ps[0].Delta != d.ID || ps[0].FailedDelta != 7 {
-		t.Errorf("progress after reopen: %+v, %v", ps, err)
-	}
+}
+
+// TestWriter_Deletes: deleting a device, an image (shared or not) and a
+// campaign with its progress, on each backend.
+func TestWriter_Deletes(t *testing.T) {
+	backends(t, func(t *testing.T, db string) {
+		s := open(t, db)
+		defer s.Close()
+		if err := s.AddDevice(Device{ProductKey: "pk", DeviceName: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		i1, _ := s.AddImage(Image{SHA256: "aa", Board: "x"})
+		i2, _ := s.AddImage(Image{SHA256: "aa", Board: "y"})
+		i3, err := s.AddImage(Image{SHA256: "bb"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.AddCampaign(Campaign{State: CampaignFinished}, []Progress{{Device: "pk/a", State: ProgressFinished}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Write(func(w *Writer) error {
+			if d, err := w.DeleteDevice("pk", "a"); err != nil || d.DeviceName != "a" {
+				t.Errorf("delete device: %+v, %v", d, err)
+			}
+			if _, err := w.DeleteDevice("pk", "a"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("second delete of a device: %v", err)
+			}
+			if _, shared, err := w.DeleteImage(i1.ID); err != nil || !shared {
+				t.Errorf("delete image %d: shared %v, %v; want shared", i1.ID, shared, err)
+			}
+			if _, shared, err := w.DeleteImage(i3.ID); err != nil || shared {
+				t.Errorf("delete image %d: shared %v, %v; want not shared", i3.ID, shared, err)
+			}
+			if err := w.DeleteCampaign(c.ID); err != nil {
+				t.Errorf("delete campaign: %v", err)
+			}
+			return w.DeleteCampaign(c.ID)
+		})
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("second delete of a campaign: %v", err)
+		}
+		// That error discarded the transaction: everything is still there.
+		if _, err := s.Device("pk", "a"); err != nil {
+			t.Errorf("device after a discarded delete: %v", err)
+		}
+		err = s.Write(func(w *Writer) error {
+			if _, err := w.DeleteDevice("pk", "a"); err != nil {
+				return err
+			}
+			if _, _, err := w.DeleteImage(i1.ID); err != nil {
+				return err
+			}
+			return w.DeleteCampaign(c.ID)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs, err := s.Images()
+		if err != nil || len(imgs) != 2 || imgs[0].ID != i2.ID || imgs[1].ID != i3.ID {
+			t.Errorf("images left: %+v, %v", imgs, err)
+		}
+		if _, err := s.Progress(c.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("progress of a deleted campaign: %v", err)
+		}
+		if ds, err := s.Devices(); err != nil || len(ds) != 0 {
+			t.Errorf("devices left: %+v, %v", ds, err)
+		}
+	})
+}
+
+// TestTokensAndSettings: tokens by hash, unique live names, revocation,
+// and settings read inside and outside a Write, on each backend.
+func TestTokensAndSettings(t *testing.T) {
+	backends(t, func(t *testing.T, db string) {
+		s := open(t, db)
+		defer s.Close()
+		at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := s.AddToken(Token{Name: "ci", Scope: "read", Hash: "h1", Created: at}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddToken(Token{Name: "ci", Scope: "read", Hash: "h2", Created: at}); !errors.Is(err, ErrExists) {
+			t.Errorf("a second live token named ci: %v", err)
+		}
+		if _, err := s.RevokeToken("ci", at.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddToken(Token{Name: "ci", Scope: "admin", Hash: "h2", Created: at.Add(time.Hour)}); err != nil {
+			t.Errorf("a token named as a revoked one: %v", err)
+		}
+		if err := s.TouchToken("h2", at.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.TokenByHash("h2")
+		if err != nil || !tok.LastUsed.Equal(at.Add(2*time.Hour)) || tok.Scope != "admin" {
+			t.Errorf("token h2 = %+v, %v", tok, err)
+		}
+		ts, err := s.Tokens()
+		if err != nil || len(ts) != 2 || ts[0].Hash != "h1" || ts[0].Revoked.IsZero() {
+			t.Errorf("tokens = %+v, %v", ts, err)
+		}
+		if err := s.SetSetting("empty", ""); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := s.Setting("empty"); v != "" || !ok || err != nil {
+			t.Errorf("empty setting = %q, %v, %v", v, ok, err)
+		}
+		err = s.Write(func(w *Writer) error {
+			if v, ok := w.Setting("empty"); !ok || v != "" {
+				t.Errorf("setting in a write = %q, %v", v, ok)
+			}
+			return w.DeleteSetting("empty")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.Setting("empty"); ok || err != nil {
+			t.Errorf("deleted setting: %v, %v", ok, err)
+		}
+	})
 }

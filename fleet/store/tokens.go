@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Token is one API token. The store never sees the secret: Hash is the hex
@@ -40,11 +38,10 @@ func (t Token) Live(now time.Time) bool {
 // expired token's name may be given again, as a rotation does.
 func (w *Writer) AddToken(t Token) error {
 	err := func() error {
-		b := w.tx.Bucket(bucketTokens)
-		if b.Get([]byte(t.Hash)) != nil {
-			return ErrExists
+		if ok, err := exists(w.tx, tableTokens, nameOf(t.Hash)); ok || err != nil {
+			return cmpErr(err, ErrExists)
 		}
-		ts, err := all[Token](b)
+		ts, err := all[Token](w.tx, tableTokens, 0)
 		if err != nil {
 			return err
 		}
@@ -53,7 +50,7 @@ func (w *Writer) AddToken(t Token) error {
 				return fmt.Errorf("a live token has that name (%w)", ErrExists)
 			}
 		}
-		return put(b, []byte(t.Hash), t)
+		return put(w.tx, tableTokens, nameOf(t.Hash), t)
 	}()
 	if err != nil {
 		return fmt.Errorf("add token %q: %w", t.Name, err)
@@ -70,8 +67,8 @@ func (s *Store) AddToken(t Token) error {
 // if none.
 func (s *Store) TokenByHash(hash string) (Token, error) {
 	var t Token
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return get(tx.Bucket(bucketTokens), []byte(hash), &t)
+	err := s.read(func(tx txn) error {
+		return get(tx, tableTokens, nameOf(hash), &t)
 	})
 	if err != nil {
 		return Token{}, fmt.Errorf("token: %w", err)
@@ -80,15 +77,15 @@ func (s *Store) TokenByHash(hash string) (Token, error) {
 }
 
 // Tokens lists every token within the writer's transaction.
-func (w *Writer) Tokens() ([]Token, error) { return all[Token](w.tx.Bucket(bucketTokens)) }
+func (w *Writer) Tokens() ([]Token, error) { return all[Token](w.tx, tableTokens, 0) }
 
 // Tokens lists every token, revoked and expired ones included, oldest
 // first (by name among those made at once).
 func (s *Store) Tokens() ([]Token, error) {
 	var ts []Token
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.read(func(tx txn) error {
 		var err error
-		ts, err = all[Token](tx.Bucket(bucketTokens))
+		ts, err = all[Token](tx, tableTokens, 0)
 		return err
 	})
 	if err != nil {
@@ -106,15 +103,14 @@ func (s *Store) Tokens() ([]Token, error) {
 // RevokeToken revokes, at time at, the token of that name live then, and
 // returns it; ErrNotFound when no live token has the name.
 func (w *Writer) RevokeToken(name string, at time.Time) (Token, error) {
-	b := w.tx.Bucket(bucketTokens)
-	ts, err := all[Token](b)
+	ts, err := all[Token](w.tx, tableTokens, 0)
 	if err != nil {
 		return Token{}, fmt.Errorf("revoke token %q: %w", name, err)
 	}
 	for _, t := range ts {
 		if t.Name == name && t.Live(at) {
 			t.Revoked = at
-			if err := put(b, []byte(t.Hash), t); err != nil {
+			if err := put(w.tx, tableTokens, nameOf(t.Hash), t); err != nil {
 				return Token{}, fmt.Errorf("revoke token %q: %w", name, err)
 			}
 			return t, nil
@@ -137,13 +133,12 @@ func (s *Store) RevokeToken(name string, at time.Time) (Token, error) {
 // TouchToken records that the token of hash was used at time at.
 func (s *Store) TouchToken(hash string, at time.Time) error {
 	err := s.Write(func(w *Writer) error {
-		b := w.tx.Bucket(bucketTokens)
 		var t Token
-		if err := get(b, []byte(hash), &t); err != nil {
+		if err := get(w.tx, tableTokens, nameOf(hash), &t); err != nil {
 			return err
 		}
 		t.LastUsed = at
-		return put(b, []byte(hash), t)
+		return put(w.tx, tableTokens, nameOf(hash), t)
 	})
 	if err != nil {
 		return fmt.Errorf("record the use of a token: %w", err)
@@ -153,13 +148,16 @@ func (s *Store) TouchToken(hash string, at time.Time) error {
 
 // Setting returns a stored setting within the writer's transaction.
 func (w *Writer) Setting(key string) (string, bool) {
-	v := w.tx.Bucket(bucketMeta).Get([]byte("setting/" + key))
+	v, err := w.tx.get(tableSettings, nameOf(key))
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("read setting %s: %w", key, err)
+	}
 	return string(v), v != nil
 }
 
 // DeleteSetting removes a setting within the writer's transaction.
 func (w *Writer) DeleteSetting(key string) error {
-	if err := w.tx.Bucket(bucketMeta).Delete([]byte("setting/" + key)); err != nil {
+	if err := w.tx.del(tableSettings, nameOf(key)); err != nil {
 		return fmt.Errorf("delete setting %s: %w", key, err)
 	}
 	return nil

@@ -144,14 +144,24 @@ func sameBoard(b *C.ota_board_t, l hal.Layout) error {
 	scheme := map[hal.Scheme]C.int{hal.SingleBank: C.OTA_SINGLE_BANK, hal.DualBank: C.OTA_DUAL_BANK, hal.Swap: C.OTA_SWAP}[l.Scheme]
 	got := []uint64{uint64(b.flash_size), uint64(b.write_align), uint64(b.erase_value),
 		uint64(b.params_off), uint64(b.params_size), uint64(b.app_off), uint64(b.app_size), uint64(b.ota_off), uint64(b.ota_size),
-		uint64(b.scheme), uint64(b.boot_attempts)}
+		uint64(b.scheme), uint64(b.boot_attempts), uint64(b.otadata_off)}
 	want := []uint64{l.Flash.Size, uint64(l.Flash.WriteAlign), uint64(l.Flash.EraseValue),
 		part(hal.PartParams).Offset, part(hal.PartParams).Size, part(hal.PartApp).Offset, part(hal.PartApp).Size,
-		part(hal.PartOTA).Offset, part(hal.PartOTA).Size, uint64(scheme), uint64(l.BootAttempts)}
+		part(hal.PartOTA).Offset, part(hal.PartOTA).Size, uint64(scheme), uint64(l.BootAttempts), otadataOff(l)}
 	if !slices.Equal(got, want) || !slices.Equal(l.Flash.Map().Normal(), (hal.FlashGeometry{Size: l.Flash.Size, Sectors: runs}).Map().Normal()) {
 		return fmt.Errorf("the compiled ota_board.h (%v, sectors %v) differs from the layout (%v, sectors %v): run make generate", got, runs, want, l.Flash.Sectors)
 	}
 	return nil
+}
+
+// otadataOff is where an esp-idf board's otadata is, 0 on the others, as
+// the C port's board has it.
+func otadataOff(l hal.Layout) uint64 {
+	if l.Bootloader.Name != hal.BootloaderESPIDF {
+		return 0
+	}
+	p, _ := l.Partition(hal.PartOtadata)
+	return p.Offset
 }
 
 // free releases the C memory and the handle, once.

@@ -90,6 +90,11 @@ func Open(l hal.Layout, open OpenDevice, cfg Config) (*boot.Platform, error) {
 		if c, ok := dev.(io.Closer); ok {
 			c.Close()
 		}
+		if cfg.Flash != "" {
+			// What the flash holds is refused (an older layout of the
+			// board): name the file the user is to replace.
+			return nil, fmt.Errorf("port %s: flash file %s: %w", l.Board, cfg.Flash, err)
+		}
 		return nil, fmt.Errorf("port %s: %w", l.Board, err)
 	}
 	if len(opts.Keys) == 0 && opts.Logger != nil {

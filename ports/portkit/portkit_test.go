@@ -73,6 +73,34 @@ func TestOpen_FlashFileAndKeys(t *testing.T) {
 	}
 }
 
+// A flash file the board's bootloader cannot read (esp32-devkitc's layout
+// before otadata, with otaport's params log where otadata now is) is
+// refused when the port opens it, naming the file and the fix.
+func TestOpen_OldESPIDFFlashFileNamed(t *testing.T) {
+	l := layout
+	l.Board, l.Scheme, l.Bootloader = "esp-board", hal.DualBank, hal.Bootloader{Name: hal.BootloaderESPIDF}
+	l.Partitions = []hal.Partition{
+		{Name: hal.PartBootloader, Offset: 0, Size: 0x2000}, {Name: hal.PartOtadata, Offset: 0x2000, Size: 0x2000},
+		{Name: hal.PartParams, Offset: 0x4000, Size: 0x2000},
+		{Name: hal.PartApp, Offset: 0x6000, Size: 0x5000}, {Name: hal.PartOTA, Offset: 0xb000, Size: 0x5000},
+	}
+	file := filepath.Join(t.TempDir(), "old.flash")
+	dev, err := EmulatedFlash(l, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Program(0x2000, []byte("OTAp")); err != nil { // a params record's magic
+		t.Fatal(err)
+	}
+	if err := dev.(interface{ Close() error }).Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(l, func(l hal.Layout, cfg Config) (flash.Device, error) { return EmulatedFlash(l, cfg.Flash) }, Config{Flash: file})
+	if err == nil || !strings.Contains(err.Error(), "flash file "+file) || !strings.Contains(err.Error(), "start from a new flash file") {
+		t.Fatalf("open: %v, want the file named with the fix", err)
+	}
+}
+
 // Only a program's main reads the environment: no library of core/ or ports/
 // outside a cmd/ directory (where a plugin's main is) calls os.Getenv or
 // os.LookupEnv. Passing the environment on to a child process (os.Environ

@@ -278,14 +278,16 @@ func cportBoards(t *testing.T, names []string) []string {
 // cut falls on the same flash operation, so every figure of the report
 // (operations per flow, runs, cuts, which image booted, failures) must be
 // the same, and no run may leave a device that does not boot. A C port
-// that wrote one operation more or less anywhere shifts a row.
+// that wrote one operation more or less anywhere shifts a row. esp32-devkitc
+// joins the default boards here: its boot requests are ESP-IDF's otadata,
+// C code of their own.
 func TestPowerCut_CPortSameFigures(t *testing.T) {
 	if os.Getenv(envCase) != "" || os.Getenv(envPort) != "" {
 		t.Skip("a single case, or a port chosen: TestPowerCut runs it")
 	}
 	cfg := Config{Flows: Flows(), Seed: 1, Sample: 3, Multi: 1, Dir: t.TempDir()}
 	cfg.PerBoard = map[string]Sizes{"rpi4-b": {Sample: 2}}
-	boards, err := Boards(cportBoards(t, DefaultBoards())...)
+	boards, err := Boards(cportBoards(t, append(DefaultBoards(), "esp32-devkitc"))...)
 	if err != nil {
 		t.Fatal(err)
 	}

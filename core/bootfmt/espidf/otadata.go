@@ -348,3 +348,25 @@ func SelectBoot(two [2]Entry, c Config) (Boot, error) {
 	}
 	return b, nil
 }
+
+// InvalidateInactive is esp_ota_invalidate_inactive_ota_data_slot, which
+// esp_ota_begin calls with rollback enabled after it erased the OTA slot it
+// is about to write (erase_last_boot_app_partition, app_update/esp_ota_ops.c):
+// when there is an active entry and the other one has a usable ota_seq (not
+// empty, its CRC matching, whatever its state) naming a slot other than the
+// running one, that other entry's sector is erased. ok is false when nothing
+// is erased.
+func InvalidateInactive(two [2]Entry, running, appCount int) (sector int, ok bool) {
+	a := Active(two)
+	if a < 0 || appCount < 1 {
+		return 0, false
+	}
+	in := 1 - a
+	if two[in].initial() {
+		return 0, false
+	}
+	if s, _ := Slot(two[in].Seq, appCount); s == running {
+		return 0, false
+	}
+	return in, true
+}

@@ -416,3 +416,30 @@ func FuzzParsePartition(f *testing.F) {
 		}
 	})
 }
+
+func TestInvalidateInactive_Table(t *testing.T) {
+	bad := entry(1, StateValid)
+	bad.CRC ^= 1
+	tests := []struct {
+		name    string
+		two     [2]Entry
+		running int
+		sector  int
+		ok      bool
+	}{
+		{"the other entry names the slot being written", [2]Entry{entry(1, StateValid), entry(2, StateValid)}, 1, 0, true},
+		{"whatever its state", [2]Entry{entry(1, StateAborted), entry(2, StateValid)}, 1, 0, true},
+		{"the other entry names the running slot", [2]Entry{entry(3, StateNew), entry(2, StateValid)}, 1, 1, false},
+		{"the other entry is empty", [2]Entry{blank, entry(2, StateValid)}, 1, 0, false},
+		{"the other entry's CRC is wrong", [2]Entry{bad, entry(2, StateValid)}, 1, 0, false},
+		{"no active entry", [2]Entry{entry(1, StateInvalid), entry(2, StateAborted)}, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sector, ok := InvalidateInactive(tt.two, tt.running, 2)
+			if ok != tt.ok || (ok && sector != tt.sector) {
+				t.Fatalf("InvalidateInactive = %d, %v; want %d, %v", sector, ok, tt.sector, tt.ok)
+			}
+		})
+	}
+}

@@ -33,6 +33,8 @@ typedef uint32_t ota_addr_t;
 /* Boot scheme: single-bank. */
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
+/* Where ESP-IDF's bootloader reads the boot request (otadata), on an esp-idf board; 0 on the others. */
+#define OTA_BOARD_OTADATA_OFFSET 0u
 #define OTA_BOARD_SCHEME     OTA_SINGLE_BANK
 
 #endif /* OTA_BOARD_FEATHER_M4_EXPRESS_H */

@@ -36,6 +36,8 @@ typedef uint32_t ota_addr_t;
 /* Boot scheme: mcuboot swap-move, swap. */
 #define OTA_SCHEME_DUAL_BANK 0
 #define OTA_BOOT_ATTEMPTS    1u
+/* Where ESP-IDF's bootloader reads the boot request (otadata), on an esp-idf board; 0 on the others. */
+#define OTA_BOARD_OTADATA_OFFSET 0u
 #define OTA_BOARD_SCHEME     OTA_SWAP
 
 #endif /* OTA_BOARD_NRF52840_DK_H */

@@ -39,6 +39,8 @@ typedef uint32_t ota_addr_t;
 /* Boot scheme: dual-bank. */
 #define OTA_SCHEME_DUAL_BANK 1
 #define OTA_BOOT_ATTEMPTS    2u
+/* Where ESP-IDF's bootloader reads the boot request (otadata), on an esp-idf board; 0 on the others. */
+#define OTA_BOARD_OTADATA_OFFSET 0u
 #define OTA_BOARD_SCHEME     OTA_DUAL_BANK
 
 #endif /* OTA_BOARD_NUCLEO_H743ZI_H */

@@ -30,6 +30,12 @@
 /* The largest write unit Write handles a unit at a time on its stack. */
 #define MAX_ALIGN 512u
 
+/* ESP-IDF's otadata, with the boot requests below. */
+static int esp_check(ota_port_t *p);
+static int esp_trial_now(ota_port_t *p, int *trial);
+static int esp_cancel(ota_port_t *p, int s);
+static int esp_invalidate_inactive(ota_port_t *p);
+
 static int fail(ota_port_t *p, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -609,6 +615,7 @@ int ota_port_open(ota_port_t *p)
 {
     const ota_board_t *b = p->board;
     uint64_t off, end, half, lo, hi, split;
+    int r;
 
     if (b->scheme == OTA_SWAP) {
         return fail(p, OTA_E_UNSUPPORTED, "board %s: the C port does not write MCUboot swap-move trailers yet", b->name);
@@ -642,7 +649,13 @@ int ota_port_open(ota_port_t *p)
     p->st = p->ram;
     p->nx = p->ram + capacity(p);
     p->rec = p->ram + 2u * capacity(p);
-    return ota_port_reload(p);
+    if ((r = ota_port_reload(p)) != OTA_OK) {
+        return r;
+    }
+    if (b->otadata_off) {
+        return esp_check(p);
+    }
+    return OTA_OK;
 }
 
 /* ---- The contract (platform.go) ---- */
@@ -679,6 +692,7 @@ static int check_writable(ota_port_t *p, const char *op)
 {
     const ota_params_t *q = &p->params;
     const char *upd = slot_name(update_slot_of(p, q->running));
+    int trial = q->trial, r;
 
     if (q->copy == COPY_RUNNING) {
         return fail(p, OTA_E_INVALID, "%s %s: the bootloader's copy of ota over app stopped at 0x%x: power on (Reboot) to finish it first",
@@ -687,7 +701,10 @@ static int check_writable(ota_port_t *p, const char *op)
     if (reverts(p) && q->rolled_back) {
         return fail(p, OTA_E_BUSY, "%s %s: a rollback to the image in %s awaits the next power-on: power on (Reboot) first", op, upd, upd);
     }
-    if (reverts(p) && q->trial) {
+    if (p->board->otadata_off && (r = esp_trial_now(p, &trial)) != OTA_OK) {
+        return r;
+    }
+    if (reverts(p) && trial) {
         return fail(p, OTA_E_INVALID,
                     "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
                     op, upd, slot_name(q->running), upd);
@@ -727,12 +744,18 @@ int ota_port_init(ota_port_t *p, uint64_t size, int resume)
             return r;
         }
     }
+    if (p->board->otadata_off && (r = esp_cancel(p, s)) != OTA_OK) {
+        return r;
+    }
     /* coverEnd: the sectors holding any of the image's bytes. */
     end = (uint64_t)off + size;
     if (!boundary(p->board, end, &below, &above)) {
         end = above;
     }
-    return fl_erase(p, off, (uint32_t)(end - off), "init");
+    if ((r = fl_erase(p, off, (uint32_t)(end - off), "init")) != OTA_OK) {
+        return r;
+    }
+    return p->board->otadata_off ? esp_invalidate_inactive(p) : OTA_OK;
 }
 
 /* The unit u of the chunk as written: data, the last unit padded. */
@@ -914,6 +937,330 @@ static const char *mode_name(int mode)
     return "?";
 }
 
+/* ---- ESP-IDF's otadata (core/bootfmt/espidf, core/boot/espidf.go) ----
+ *
+ * On an esp-idf board (otadata_off set) every boot request is an
+ * esp_ota_select_entry_t in one of the two 4 KiB sectors of otadata, as
+ * esp_ota_set_boot_partition, esp_ota_mark_app_valid_cancel_rollback and
+ * esp_ota_mark_app_invalid_rollback write it; app is ota_0, ota is ota_1.
+ * On ESP-IDF itself those calls write these bytes: this is their logic for
+ * a port that is not built on ESP-IDF's app_update component. */
+#define ESP_SECTOR     0x1000u
+#define ESP_ENTRY      32u
+#define ESP_EMPTY      0xFFFFFFFFu
+#define ESP_NEW        0x0u
+#define ESP_PENDING    0x1u
+#define ESP_VALID      0x2u
+#define ESP_INVALID    0x3u
+#define ESP_ABORTED    0x4u
+#define ESP_UNDEFINED  0xFFFFFFFFu
+#define ESP_APPS       2u
+
+typedef struct {
+    uint8_t raw[ESP_ENTRY]; /* as read: ota_seq, seq_label[20], ota_state, crc */
+} esp_entry_t;
+
+static uint32_t esp_seq(const esp_entry_t *e) { return get32(e->raw); }
+static uint32_t esp_state(const esp_entry_t *e) { return get32(e->raw + 24); }
+
+/* bootloader_common_ota_select_crc: esp_rom_crc32_le(UINT32_MAX, &ota_seq, 4). */
+static uint32_t esp_crc(uint32_t seq)
+{
+    uint8_t b[4];
+
+    put32(b, seq);
+    return crc32_update(0xFFFFFFFFu, b, 4);
+}
+
+static int esp_invalid(const esp_entry_t *e)
+{
+    return esp_seq(e) == ESP_EMPTY || esp_state(e) == ESP_INVALID || esp_state(e) == ESP_ABORTED;
+}
+
+static int esp_valid(const esp_entry_t *e)
+{
+    return !esp_invalid(e) && get32(e->raw + 28) == esp_crc(esp_seq(e));
+}
+
+/* bootloader_common_get_active_otadata: -1 for none. */
+static int esp_active(const esp_entry_t two[2])
+{
+    int v0 = esp_valid(&two[0]), v1 = esp_valid(&two[1]);
+
+    if (v0 && v1) {
+        return esp_seq(&two[0]) >= esp_seq(&two[1]) ? 0 : 1;
+    }
+    return v0 ? 0 : v1 ? 1 : -1;
+}
+
+/* The OTA slot an ota_seq selects: (seq - 1) % 2 in uint32 arithmetic. */
+static int esp_slot(uint32_t seq)
+{
+    return (int)((seq - 1u) % ESP_APPS);
+}
+
+/* Reads both entries; refuses a flash of the layout that kept params where
+ * otadata is (its records start with REC_MAGIC). */
+static int esp_read(ota_port_t *p, esp_entry_t two[2])
+{
+    uint32_t i, off;
+    int r;
+
+    for (i = 0; i < 2u; i++) {
+        off = p->board->otadata_off + i * ESP_SECTOR;
+        if ((r = fl_read(p, off, two[i].raw, ESP_ENTRY, "read otadata")) != OTA_OK) {
+            return r;
+        }
+        if (get32(two[i].raw) == REC_MAGIC) {
+            return fail(p, OTA_E_INVALID,
+                        "otadata at 0x%x holds otaport's params log: this flash was written when board %s kept params where ESP-IDF's otadata now is; start from a new flash file (remove it, then provision and install again)",
+                        (unsigned)p->board->otadata_off, p->board->name);
+        }
+    }
+    return OTA_OK;
+}
+
+/* write_otadata: erase the entry's sector, then program its 32 bytes
+ * (padded with the erased value to the write unit) with state and CRC. */
+static int esp_write(ota_port_t *p, int sector, esp_entry_t *e, uint32_t seq, uint32_t state)
+{
+    uint8_t buf[MAX_ALIGN > ESP_ENTRY ? MAX_ALIGN : ESP_ENTRY];
+    uint32_t off = p->board->otadata_off + (uint32_t)sector * ESP_SECTOR;
+    uint32_t n = round_up(ESP_ENTRY, p->board->write_align);
+    int r;
+
+    put32(e->raw, seq);
+    put32(e->raw + 24, state);
+    put32(e->raw + 28, esp_crc(seq));
+    if ((r = fl_erase(p, off, ESP_SECTOR, "write otadata")) != OTA_OK) {
+        return r;
+    }
+    memset(buf, p->board->erase_value, n);
+    memcpy(buf, e->raw, ESP_ENTRY);
+    return fl_program(p, off, buf, n, "write otadata");
+}
+
+/* What otadata says against the running slot (espView). */
+typedef struct {
+    esp_entry_t two[2];
+    int active, sel, running;
+} esp_view_t;
+
+static int esp_view(ota_port_t *p, esp_view_t *v)
+{
+    int r = esp_read(p, v->two);
+
+    if (r != OTA_OK) {
+        return r;
+    }
+    v->active = esp_active(v->two);
+    v->sel = v->active >= 0 ? esp_slot(esp_seq(&v->two[v->active])) : 0;
+    v->running = p->params.running;
+    return OTA_OK;
+}
+
+static uint32_t esp_view_state(const esp_view_t *v)
+{
+    return v->active < 0 ? ESP_UNDEFINED : esp_state(&v->two[v->active]);
+}
+
+static int esp_trial(const esp_view_t *v)
+{
+    return v->active >= 0 && v->sel == v->running && esp_view_state(v) == ESP_PENDING;
+}
+
+static int esp_pending(const esp_view_t *v)
+{
+    uint32_t st = esp_view_state(v);
+
+    return v->active >= 0 && v->sel != v->running && (st == ESP_NEW || st == ESP_UNDEFINED);
+}
+
+/* A valid entry selects slot s. */
+static int esp_selects(const esp_view_t *v, int s)
+{
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        if (esp_valid(&v->two[i]) && esp_slot(esp_seq(&v->two[i])) == s) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* esp_ota_mark_app_invalid_rollback's write: the active entry, invalid. */
+static int esp_mark_invalid(ota_port_t *p, esp_view_t *v)
+{
+    if (v->active < 0) {
+        return fail(p, OTA_E_NO_IMAGE, "no image to return to: otadata: no valid entry: the running app is the factory app or otadata is blank");
+    }
+    return esp_write(p, v->active, &v->two[v->active], esp_seq(&v->two[v->active]), ESP_INVALID);
+}
+
+/* esp_ota_set_boot_partition(target) as esp_rewrite_ota_data writes it:
+ * rollback gives state new, a permanent request undefined. */
+static int esp_set_boot(ota_port_t *p, int target, int mode)
+{
+    esp_view_t v;
+    uint32_t seq = (uint32_t)target + 1u, base, cur;
+    uint64_t next;
+    int sector = 0, r;
+
+    if ((r = esp_view(p, &v)) != OTA_OK) {
+        return r;
+    }
+    if (v.active >= 0) {
+        cur = esp_seq(&v.two[v.active]);
+        if (v.sel == target) {
+            sector = v.active;
+            seq = cur;
+        } else {
+            /* compute_ota_seq_for_target_slot: the smallest
+             * (slot + 1) % n + i * n not below the active ota_seq. */
+            sector = 1 - v.active;
+            base = ((uint32_t)target + 1u) % ESP_APPS;
+            next = base;
+            if (cur > base) {
+                next = base + ((uint64_t)cur - base + ESP_APPS - 1u) / ESP_APPS * ESP_APPS;
+            }
+            if (next >= ESP_EMPTY) {
+                return fail(p, OTA_E_INVALID, "set boot %s: otadata: ota_seq after %u for slot %d is past 0xFFFFFFFE: erase otadata (set the factory app) to start over",
+                            mode_name(mode), (unsigned)cur, target);
+            }
+            seq = (uint32_t)next;
+        }
+    }
+    return esp_write(p, sector, &v.two[sector], seq, mode == OTA_BOOT_TEST ? ESP_NEW : ESP_UNDEFINED);
+}
+
+/* esp_ota_mark_app_valid_cancel_rollback for the running image, then the
+ * security counter raised as on the other boards. */
+static int esp_confirm(ota_port_t *p)
+{
+    ota_params_t q = p->params;
+    ota_image_info_t info;
+    esp_view_t v;
+    int r;
+
+    if (q.rolled_back) {
+        return fail(p, OTA_E_INVALID, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first",
+                    slot_name(q.running), slot_name(1 - q.running));
+    }
+    if ((r = esp_view(p, &v)) != OTA_OK) {
+        return r;
+    }
+    if (v.active < 0 || v.sel != v.running || esp_view_state(&v) == ESP_VALID) {
+        return OTA_OK;
+    }
+    if ((r = esp_write(p, v.active, &v.two[v.active], esp_seq(&v.two[v.active]), ESP_VALID)) != OTA_OK) {
+        return r;
+    }
+    if ((r = check_slot(p, q.running, 0, &info)) != OTA_OK) {
+        return r;
+    }
+    q.trial = 0;
+    q.boot_count = 0;
+    q.confirmed = 1;
+    if (info.parses && info.security_counter > q.security_counter) {
+        q.security_counter = info.security_counter;
+    }
+    return set_params(p, &q);
+}
+
+/* Rollback on an esp-idf board (rollbackESP). */
+static int esp_rollback(ota_port_t *p)
+{
+    ota_params_t q = p->params;
+    ota_image_info_t info;
+    esp_view_t v;
+    int other, r;
+
+    if (q.rolled_back) {
+        return OTA_OK;
+    }
+    if ((r = esp_view(p, &v)) != OTA_OK) {
+        return r;
+    }
+    if (esp_pending(&v)) {
+        return esp_mark_invalid(p, &v);
+    }
+    if (!esp_trial(&v)) {
+        other = 1 - q.running;
+        if (v.active < 0 || v.sel != v.running || !esp_selects(&v, other)) {
+            return fail(p, OTA_E_NO_IMAGE, "no image to return to: no valid otadata entry names %s", slot_name(other));
+        }
+        if ((r = check_slot(p, other, q.security_counter, &info)) != OTA_OK) {
+            return r;
+        }
+        if (!info.bootable) {
+            return fail(p, OTA_E_NO_IMAGE, "no image to return to: %s", info.reason);
+        }
+    }
+    /* Recorded before the entry: the next power-on reports the rollback. */
+    q.rolled_back = 1;
+    if ((r = set_params(p, &q)) != OTA_OK) {
+        return r;
+    }
+    return esp_mark_invalid(p, &v);
+}
+
+/* Init's cancel of a request for the update slot s, before its erase. */
+static int esp_cancel(ota_port_t *p, int s)
+{
+    esp_view_t v;
+    int r;
+
+    if ((r = esp_view(p, &v)) != OTA_OK) {
+        return r;
+    }
+    if (!esp_pending(&v) || v.sel != s) {
+        return OTA_OK;
+    }
+    return esp_mark_invalid(p, &v);
+}
+
+/* esp_ota_invalidate_inactive_ota_data_slot, after Init's erase: the entry
+ * that is not active, with a usable ota_seq naming a slot other than the
+ * running one, has its sector erased (espidf.InvalidateInactive). */
+static int esp_invalidate_inactive(ota_port_t *p)
+{
+    esp_view_t v;
+    const esp_entry_t *e;
+    int r, in;
+
+    if ((r = esp_view(p, &v)) != OTA_OK) {
+        return r;
+    }
+    if (v.active < 0) {
+        return OTA_OK;
+    }
+    in = 1 - v.active;
+    e = &v.two[in];
+    if (esp_seq(e) == ESP_EMPTY || get32(e->raw + 28) != esp_crc(esp_seq(e)) || esp_slot(esp_seq(e)) == v.running) {
+        return OTA_OK;
+    }
+    return fl_erase(p, p->board->otadata_off + (uint32_t)in * ESP_SECTOR, ESP_SECTOR, "init: erase the inactive otadata entry");
+}
+
+/* ota_port_open's check of otadata: readable, and not the old layout. */
+static int esp_check(ota_port_t *p)
+{
+    esp_entry_t two[2];
+
+    return esp_read(p, two);
+}
+
+/* check_writable's trial on an esp-idf board: from otadata. */
+static int esp_trial_now(ota_port_t *p, int *trial)
+{
+    esp_view_t v;
+    int r = esp_view(p, &v);
+
+    *trial = r == OTA_OK && esp_trial(&v);
+    return r;
+}
+
 int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size)
 {
     ota_params_t q;
@@ -947,6 +1294,9 @@ int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size)
             return fail(p, OTA_E_INVALID, "set boot %s: size %llu is less than the image in %s (%u bytes)", mode_name(mode),
                         (unsigned long long)size, slot_name(target), (unsigned)info.total_size);
         }
+        if (p->board->otadata_off) {
+            return esp_set_boot(p, target, mode);
+        }
         if (p->board->scheme == OTA_SINGLE_BANK && info.total_size > p->board->app_size) {
             return fail(p, OTA_E_OUT_OF_BOUNDS, "set boot %s: image of %u bytes does not fit app (%u bytes), which it is copied over",
                         mode_name(mode), (unsigned)info.total_size, (unsigned)p->board->app_size);
@@ -959,6 +1309,9 @@ int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size)
         q.rejected = 0;
         break;
     case OTA_BOOT_CONFIRM:
+        if (p->board->otadata_off) {
+            return esp_confirm(p);
+        }
         if (q.rolled_back) {
             return fail(p, OTA_E_INVALID, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first",
                         slot_name(q.running), slot_name(q.active));
@@ -990,6 +1343,9 @@ int ota_port_rollback(ota_port_t *p)
 
     if ((r = reload_if_stale(p)) != OTA_OK) {
         return r;
+    }
+    if (p->board->otadata_off) {
+        return esp_rollback(p);
     }
     q = p->params;
     if (q.pending) {

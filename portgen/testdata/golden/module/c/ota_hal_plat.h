@@ -73,6 +73,7 @@ typedef struct {
     uint32_t ota_off, ota_size;
     int scheme;            /* OTA_SINGLE_BANK, OTA_DUAL_BANK, OTA_SWAP */
     uint32_t boot_attempts;
+    uint32_t otadata_off;  /* ESP-IDF's otadata on an esp-idf board, else 0 */
 } ota_board_t;
 
 /* The board of an ota_board.h (included before this macro is expanded) as
@@ -83,7 +84,7 @@ typedef struct {
     OTA_PART_PARAMS_OFFSET, (uint32_t)OTA_PART_PARAMS_SIZE, \
     OTA_PART_APP_OFFSET, (uint32_t)OTA_PART_APP_SIZE, \
     OTA_PART_OTA_OFFSET, (uint32_t)OTA_PART_OTA_SIZE, \
-    OTA_BOARD_SCHEME, OTA_BOOT_ATTEMPTS }
+    OTA_BOARD_SCHEME, OTA_BOOT_ATTEMPTS, OTA_BOARD_OTADATA_OFFSET }
 
 /* What the image check says of the image in a slot: the bootloader's
  * verdict (structure, SHA-256, signature with the keys it would use now),
