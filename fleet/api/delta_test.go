@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/otaport/otaport/core/image"
+	"github.com/otaport/otaport/fleet/store"
 )
 
 // TestUpload_DeltaImage: a delta image is checked by its signature and
@@ -80,5 +82,40 @@ func TestUpload_DeltaImage(t *testing.T) {
 	}
 	if code := e.do(http.MethodDelete, "/images/"+strconv.FormatUint(target.ID, 10), "", nil, nil); code != http.StatusNoContent {
 		t.Errorf("delete the target once the delta is gone: %d, want 204", code)
+	}
+}
+
+// TestUpload_DeltaOfALegacyImage: a full image recorded before records kept
+// its hash is recognised as a delta's base by its file.
+func TestUpload_DeltaOfALegacyImage(t *testing.T) {
+	e := newEnv(t)
+	parse := func(b []byte) *image.Image {
+		img, err := image.Parse(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	oldB, newB := e.signed("1.0.0", e.key), e.signed("1.1.0", e.key)
+	// The base as an earlier otaserve stored it: the file, a record without
+	// its hash.
+	blob, err := e.cfg.Firmware.Put(context.Background(), bytes.NewReader(oldB), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := e.st.AddImage(store.Image{Version: "1.0.0+0", Board: "b1", Size: blob.Size, SHA256: blob.SHA256, MD5: blob.MD5, Path: blob.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(newB), nil); code != http.StatusCreated {
+		t.Fatalf("upload the target: %d", code)
+	}
+	delta, err := image.SignDelta(parse(oldB), parse(newB), []byte{1, 2, 3}, e.key, image.SignOptions{HeaderSize: 0x20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Image
+	if code := e.do(http.MethodPost, "/images?board=b1", "application/octet-stream", bytes.NewReader(delta), &d); code != http.StatusCreated || d.DeltaBase != base.ID {
+		t.Errorf("the delta of a legacy base: %d %+v, want it linked to image %d", code, d, base.ID)
 	}
 }
