@@ -34,12 +34,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/dashboard"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/keysets"
+	"github.com/otaport/otaport/fleet/natsauth"
 	"github.com/otaport/otaport/fleet/pki"
 	"github.com/otaport/otaport/fleet/secrets"
 	"github.com/otaport/otaport/fleet/store"
@@ -74,7 +77,22 @@ type Config struct {
 	// BrokerURL selects an external broker instead of the embedded one,
 	// "tcp://operator:password@host:1883" (mqtt://, ssl://, mqtts:// also
 	// accepted); otaserve signs in with the user and password of the URL.
+	// Several URLs separated by commas are the MQTT ports of a clustered
+	// broker's nodes: otaserve connects to the first that answers and
+	// moves to another when its node dies.
 	BrokerURL string
+	// NATSCallout, with BrokerURL naming a NATS cluster's MQTT ports, makes
+	// otaserve that cluster's auth callout (fleet/natsauth): the NATS URLs
+	// of its nodes with the callout user, "nats://callout:pw@host:4222".
+	// Devices then sign in by the rules of the embedded broker (SignIn),
+	// and otaserve's own MQTT connection by BrokerURL's user and password.
+	NATSCallout string
+	// NATSIssuer is the file of the seed of the account key the cluster's
+	// auth_callout names as issuer ("SA…", as nk -gen account writes it).
+	NATSIssuer string
+	// NATSAccount is the account the callout places devices and otaserve
+	// in; default "FLEET". It needs JetStream, where MQTT keeps sessions.
+	NATSAccount string
 	// Keys verify uploaded images. Uploads are refused without one.
 	Keys []crypto.PublicKey
 	// OrderKey is the PEM file of the Ed25519 key that signs every order;
@@ -134,6 +152,7 @@ type Server struct {
 	store     *store.Store
 	campaigns *campaign.Service
 	broker    *broker.Broker
+	callout   *natsauth.Service // with Config.NATSCallout
 	httpLn    net.Listener
 	http      *http.Server
 	tokens    *api.Tokens
@@ -330,9 +349,17 @@ func New(cfg Config) (s *Server, err error) {
 	s.http = &http.Server{Handler: mux, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 
+	if cfg.NATSCallout != "" && cfg.BrokerURL == "" {
+		return nil, errors.New("--nats-callout without --broker: give the NATS cluster's MQTT ports as --broker tcp://otaserve:PASSWORD@host:1883,…")
+	}
 	if cfg.BrokerURL != "" {
 		if s.brokerURL, s.opUser, s.opPass, err = splitBrokerURL(cfg.BrokerURL); err != nil {
 			return nil, err
+		}
+		if cfg.NATSCallout != "" {
+			if err := s.startCallout(); err != nil {
+				return nil, err
+			}
 		}
 	} else {
 		// The service is the embedded broker's only operator, with a
@@ -344,18 +371,7 @@ func New(cfg Config) (s *Server, err error) {
 		}
 		s.broker, err = broker.New(broker.Config{
 			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs, PlainAddr: cfg.MQTTPlainAddr,
-			Lookup: func(pk, dn string) (string, bool) {
-				d, err := s.store.Device(pk, dn)
-				if err != nil {
-					return "", false
-				}
-				secret, err := s.secrets.Open(d.Key(), d.DeviceSecret)
-				if err != nil {
-					s.log.Error("device sign-in impossible", "err", err)
-					return "", false
-				}
-				return secret, true
-			},
+			Lookup:         s.deviceSecret,
 			Operators:      map[string]string{s.opUser: s.opPass},
 			SignIn:         cfg.SignIn,
 			OnDeviceSignIn: s.noteSignIn,
@@ -561,9 +577,28 @@ func OrderKeyPath(dir string) string { return filepath.Join(dir, campaign.OrderK
 // OrderPublicKey is the PEM public key devices check orders with.
 func (s *Server) OrderPublicKey() ([]byte, error) { return campaign.OrderPublicKeyPEM(s.orderKey) }
 
-// splitBrokerURL turns "mqtt://user:pass@host:1883" into paho's URL and the
-// credentials.
+// splitBrokerURL turns "mqtt://user:pass@host:1883", or several such URLs
+// separated by commas, into paho's URLs (separated by commas again) and the
+// credentials: those of the URLs that have some, which must agree.
 func splitBrokerURL(raw string) (brokerURL, user, pass string, err error) {
+	var urls []string
+	for _, one := range strings.Split(raw, ",") {
+		u, us, pw, err := splitOneBrokerURL(strings.TrimSpace(one))
+		if err != nil {
+			return "", "", "", err
+		}
+		if us != "" || pw != "" {
+			if (user != "" || pass != "") && (us != user || pw != pass) {
+				return "", "", "", fmt.Errorf("broker URLs %q (--broker): two different users; give the user and password once, in the first URL", raw)
+			}
+			user, pass = us, pw
+		}
+		urls = append(urls, u)
+	}
+	return strings.Join(urls, ","), user, pass, nil
+}
+
+func splitOneBrokerURL(raw string) (brokerURL, user, pass string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", "", "", fmt.Errorf("broker URL %q (--broker): %w", raw, err)
@@ -714,7 +749,7 @@ func (s *Server) Run(ctx context.Context) error {
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
 		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: "otaserve",
-		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"),
+		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"), Retry: s.broker == nil,
 	}, s.campaigns.HandleMessages)
 	cancel()
 	if err != nil {
@@ -876,6 +911,10 @@ func (s *Server) Close() error {
 		errs = append(errs, s.broker.Close())
 		s.broker = nil
 	}
+	if s.callout != nil {
+		errs = append(errs, s.callout.Close())
+		s.callout = nil
+	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 		s.store = nil
@@ -888,4 +927,52 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// deviceSecret is the secret of a registered device, for the sign-in.
+func (s *Server) deviceSecret(pk, dn string) (string, bool) {
+	d, err := s.store.Device(pk, dn)
+	if err != nil {
+		return "", false
+	}
+	secret, err := s.secrets.Open(d.Key(), d.DeviceSecret)
+	if err != nil {
+		s.log.Error("device sign-in impossible", "err", err)
+		return "", false
+	}
+	return secret, true
+}
+
+// startCallout makes otaserve the NATS cluster's auth callout, with the
+// embedded broker's sign-in rule and otaserve's own operator.
+func (s *Server) startCallout() error {
+	if s.opUser == "" || s.opPass == "" {
+		return errors.New("--broker without a user and password: with --nats-callout otaserve signs its own MQTT connection in, give tcp://otaserve:PASSWORD@host:1883")
+	}
+	if s.cfg.NATSIssuer == "" {
+		return errors.New("--nats-callout without --nats-issuer: give the file of the seed of the account key the cluster's auth_callout names as issuer (nk -gen account)")
+	}
+	seed, err := os.ReadFile(s.cfg.NATSIssuer)
+	if err != nil {
+		return fmt.Errorf("--nats-issuer: %w", err)
+	}
+	// The seed's line ("SA…"), wherever it is: nk -gen account -pubout
+	// writes the public key on the next.
+	issuer, err := nkeys.ParseDecoratedNKey(seed)
+	if err != nil {
+		return fmt.Errorf("--nats-issuer %s: %w: the file holds one account seed, \"SA…\", as nk -gen account writes it", s.cfg.NATSIssuer, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.callout, err = natsauth.Start(ctx, natsauth.Config{
+		URL: s.cfg.NATSCallout, Issuer: issuer, Account: cmp.Or(s.cfg.NATSAccount, "FLEET"),
+		Gate:           broker.NewGate(s.deviceSecret, map[string]string{s.opUser: s.opPass}, s.cfg.SignIn),
+		DeviceCAs:      s.devCA.Pool(),
+		OnDeviceSignIn: func(pk, dn string) { s.noteSignIn(pk, dn, false) },
+		Logger:         s.log.With("part", "natsauth"),
+	})
+	if err != nil {
+		return fmt.Errorf("%w (--nats-callout): is the cluster running, and does auth_callout's auth_users name this user?", err)
+	}
+	return nil
 }
