@@ -42,6 +42,10 @@ import (
 type Config struct {
 	Reverts      bool
 	BootAttempts int
+	// HigherOnly: the bootloader boots the slot with the higher version
+	// (MCUboot direct-xip), so an image not above what runs is refused,
+	// downgrades allowed or not: it would never boot.
+	HigherOnly bool
 }
 
 // Image describes an image offered to install, as its maker knows it.
@@ -58,6 +62,10 @@ type Image struct {
 	Fits bool
 	// AllowDowngrade: installed with --allow-downgrade.
 	AllowDowngrade bool
+	// Base is, for a delta image, the version of the image it is made
+	// from: the device takes it only while that image runs (and refuses
+	// it before writing anything otherwise). "" for a full image.
+	Base string
 }
 
 // Slot is one slot as the bootloader reports it.
@@ -160,7 +168,13 @@ func (m *Model) Acceptable(img Image) bool {
 	if !img.Trusted || !img.Policy || !img.Intact || !img.Fits {
 		return false
 	}
+	if img.Base != "" && img.Base != m.running {
+		return false
+	}
 	if m.cfg.Reverts && (m.trial != "" || m.returnTo != "") {
+		return false
+	}
+	if m.cfg.HigherOnly && m.running != "" && Compare(img.Version, m.running) <= 0 {
 		return false
 	}
 	return img.AllowDowngrade || Compare(img.Version, m.running) > 0
@@ -209,6 +223,8 @@ func (m *Model) why(img Image) string {
 		return "its bytes are not those signed"
 	case !img.Fits:
 		return "too large for the slot"
+	case img.Base != "" && img.Base != m.running:
+		return "a delta made from " + img.Base + ", and " + m.running + " runs"
 	case m.cfg.Reverts && m.trial != "":
 		return "image " + m.trial + " is on trial"
 	case m.cfg.Reverts && m.returnTo != "":
