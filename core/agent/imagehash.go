@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
@@ -15,13 +16,6 @@ import (
 // image names as its base, so that the fleet sends the module the delta
 // that applies to it and the full image otherwise.
 
-// slotReader is a port that can read its running slot (hal's SlotReader:
-// Platform.Read reaches only the update slot). A port without it reports
-// no hash, and is sent full images.
-type slotReader interface {
-	ReadSlot(ctx context.Context, slot string, off uint64, n int) ([]byte, error)
-}
-
 // imageHashLink is a Link whose version reports can carry a module's
 // running image hash; *cloud.Client is one.
 type imageHashLink interface {
@@ -29,16 +23,18 @@ type imageHashLink interface {
 }
 
 // runningHash returns the lower-case hex of the hash TLV of the image
-// that runs, read from its slot through the port; "" when no image the
-// bootloader can verify runs.
+// that runs, read from its slot through the port (hal.SlotReader), as the
+// engine reads it to check a delta's base; "" when no image the bootloader
+// can verify runs. A port that cannot read its running slot reports no
+// hash, and is sent full images, which are all it can take.
 func runningHash(ctx context.Context, port Port, info hal.Info) (string, error) {
 	run, ok := info.Boot.Running()
 	if !ok || !run.Bootable {
 		return "", nil
 	}
-	sr, ok := port.(slotReader)
-	if !ok {
-		return "", fmt.Errorf("the port (%T) cannot read its running slot", port)
+	sr, ok := port.(hal.SlotReader)
+	if !ok || !slices.Contains(info.Capabilities, hal.CapReadSlot) {
+		return "", fmt.Errorf("the port cannot read its running slot (it lists no %q capability)", hal.CapReadSlot)
 	}
 	p, ok := info.Layout.Partition(run.Name)
 	if !ok {
@@ -55,10 +51,10 @@ func runningHash(ctx context.Context, port Port, info hal.Info) (string, error) 
 	return hex.EncodeToString(img.Hash), nil
 }
 
-// slotAt reads one slot through a slotReader as an io.ReaderAt.
+// slotAt reads one slot through the port as an io.ReaderAt.
 type slotAt struct {
 	ctx  context.Context
-	r    slotReader
+	r    hal.SlotReader
 	slot string
 }
 

@@ -2,40 +2,16 @@ package agent_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
-	"fmt"
 	"testing"
 
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/cloud"
-	"github.com/otaport/otaport/core/flash"
-	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
 
-// slotPort is the rig's port with the capability to read any slot, by
-// name, from the emulated flash: what a port with hal's SlotReader offers.
-type slotPort struct {
-	agent.Port
-	flash *flash.Emulator
-}
-
-func (p slotPort) ReadSlot(ctx context.Context, slot string, off uint64, n int) ([]byte, error) {
-	info, err := p.Describe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	part, ok := info.Layout.Partition(slot)
-	if !ok || off+uint64(n) > part.Size {
-		return nil, fmt.Errorf("read %s at 0x%x+%d: %w", slot, off, n, hal.ErrOutOfBounds)
-	}
-	b := make([]byte, n)
-	_, err = p.flash.ReadAt(b, int64(part.Offset+off))
-	return b, err
-}
-
-// plainPort hides every capability beyond agent.Port.
+// plainPort hides every capability beyond agent.Port: the port's
+// SlotReader among them.
 type plainPort struct{ agent.Port }
 
 // hashOf returns the lower-case hex hash TLV of the rig's image of v.
@@ -66,8 +42,7 @@ func (r *rig) reportedHash(from int, v string) (string, int) {
 // upgrade; a port that cannot read its running slot reports none (and is
 // sent full images).
 func TestAgent_ReportsRunningImageHash(t *testing.T) {
-	r := newRig(t)
-	r.dev = slotPort{Port: r.port, flash: r.flash}
+	r := newRig(t) // the emulated device reads its slots (hal.SlotReader)
 	r.start(r.config())
 	got, i := r.reportedHash(0, "1.0.0+0")
 	if want := r.hashOf("1.0.0"); got != want {
