@@ -51,6 +51,9 @@ type running struct {
 var pg pgtest.Server
 
 func TestMain(m *testing.M) {
+	if os.Getenv(replicaEnv) != "" {
+		os.Exit(runReplica())
+	}
 	code := m.Run()
 	pg.Stop()
 	os.Exit(code)
@@ -176,6 +179,12 @@ func (d *device) onOrder(o *cloud.Order) {
 // failure or rollback) until it is closed.
 func connectDevices(t *testing.T, r *running, modes []string, hold chan struct{}) []*device {
 	t.Helper()
+	return connectDevicesTo(t, r, "tcp://"+r.srv.Addrs().MQTT, modes, hold)
+}
+
+// connectDevicesTo is connectDevices with the devices on broker.
+func connectDevicesTo(t *testing.T, r *running, broker string, modes []string, hold chan struct{}) []*device {
+	t.Helper()
 	devs := make([]*device, len(modes))
 	for i, mode := range modes {
 		var added api.Device
@@ -186,7 +195,7 @@ func connectDevices(t *testing.T, r *running, modes []string, hold chan struct{}
 		d := &device{version: "1.0.0+0", mode: mode, hold: hold}
 		ready := make(chan struct{})
 		cl, err := cloud.Dial(context.Background(), cloud.Config{
-			Broker:   "tcp://" + r.srv.Addrs().MQTT,
+			Broker:   broker,
 			Identity: cloud.Identity{ProductKey: "pkA", DeviceName: name, DeviceSecret: added.DeviceSecret},
 			OnOrder:  func(o *cloud.Order, _ []byte) { d.onOrder(o) },
 			OnConnect: func() {

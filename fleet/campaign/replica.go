@@ -284,6 +284,7 @@ func (r *Replica) publish(ctx context.Context) {
 		}
 		done := r.send(ctx, orders)
 		if len(done) > 0 {
+			r.log.Debug("orders sent", "count", len(done), "epoch", l.Epoch)
 			if err := r.cfg.Store.MarkSent(*l, done); err != nil {
 				r.log.Warn("mark orders sent", "count", len(done), "err", err)
 			}
@@ -317,12 +318,14 @@ func (r *Replica) send(ctx context.Context, orders []store.OutboxOrder) []int64 
 		go func() {
 			defer func() { <-slots; wg.Done() }()
 			pctx, cancel := context.WithTimeout(ctx, sendTimeout)
+			r.log.Debug("publish", "device", o.Device)
 			err := pub.Publish(pctx, o.Topic, o.Payload)
 			cancel()
 			if err != nil {
 				r.log.Warn("order not sent", "campaign", o.Campaign, "device", o.Device, "err", err)
 				return
 			}
+			r.log.Debug("order sent", "campaign", o.Campaign, "device", o.Device, "outbox", o.ID)
 			mu.Lock()
 			done = append(done, o.ID)
 			mu.Unlock()

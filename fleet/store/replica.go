@@ -113,13 +113,13 @@ func (w *Writer) CheckLease(l Lease) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
-	var n int
-	err := t.tx.QueryRow(t.ctx, `SELECT count(*) FROM leases
-		WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires > now() FOR SHARE`, l.Name, l.Holder, l.Epoch).Scan(&n)
-	if err != nil {
+	var epoch int64
+	err := t.tx.QueryRow(t.ctx, `SELECT epoch FROM leases
+		WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires > now() FOR SHARE`, l.Name, l.Holder, l.Epoch).Scan(&epoch)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return t.note(fmt.Errorf("check lease %s: %w", l.Name, err))
 	}
-	if n == 0 {
+	if err != nil {
 		return fmt.Errorf("lease %s epoch %d of %s: %w", l.Name, l.Epoch, l.Holder, ErrLeaseLost)
 	}
 	return nil
