@@ -54,6 +54,7 @@ func runCommand() *cobra.Command {
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and firmware server")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
+	replica := fs.String("replica", "", "`name` of this process among the otaserve processes of one PostgreSQL database (with --db postgres://... and --broker, any number share the work; default HOST-PID)")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "an admin API token to serve with, kept hashed as the bootstrap token and written to DATA/token (default: the one in DATA/token, made at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
@@ -73,7 +74,7 @@ func runCommand() *cobra.Command {
 			level = slog.LevelDebug
 		}
 		return serve(cmd.Context(), serveFlags{
-			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
+			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL, replica: *replica,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
@@ -83,14 +84,14 @@ func runCommand() *cobra.Command {
 
 // serveFlags are the settings of otaserve run.
 type serveFlags struct {
-	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token string
-	keyFiles                                                  []string
-	orderKey                                                  string
-	certFile, keyFile                                         string
-	tlsHosts                                                  []string
-	plain                                                     bool
-	plainMQTT, plainFirmware                                  string
-	signIn                                                    broker.SignInPolicy
+	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token, replica string
+	keyFiles                                                           []string
+	orderKey                                                           string
+	certFile, keyFile                                                  string
+	tlsHosts                                                           []string
+	plain                                                              bool
+	plainMQTT, plainFirmware                                           string
+	signIn                                                             broker.SignInPolicy
 }
 
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
@@ -123,7 +124,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		return err
 	}
 	srv, err := fleet.New(fleet.Config{
-		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
+		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,
 	})
