@@ -238,8 +238,9 @@ func TestReplicas_TakeOverMidCampaign(t *testing.T) {
 	}
 	req := api.CreateCampaign{ImageID: img.ID, Target: api.Target{Group: "lab"}, Waves: "10%,100%", SuccessPercent: 100, ErrorPercent: 50}
 	var c api.Campaign
-	if st := standby.post(t, "/campaigns", req, &c); st < 400 {
-		t.Errorf("a campaign created on the replica without the lease: %d, want a refusal", st)
+	var refusal api.Error
+	if st := standby.post(t, "/campaigns", req, &refusal); st != http.StatusServiceUnavailable || !strings.Contains(refusal.Error, "does not hold the campaigns' lease") {
+		t.Errorf("a campaign created on the replica without the lease: %d %q, want 503 and why", st, refusal.Error)
 	}
 	if st := owner.post(t, "/campaigns", req, &c); st != 201 {
 		t.Fatalf("create campaign on the lease holder: %d", st)

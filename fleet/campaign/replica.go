@@ -119,9 +119,9 @@ func (r *Replica) attach(svc *Service) orderQueue {
 }
 
 // Handle stores device reports in the inbox: the MQTT client's handler on
-// every replica. A report is acknowledged to the broker only once stored,
-// so one that fails here is lost for this replica only; the others store
-// it too.
+// every replica. A report is acknowledged to the broker once queued, before
+// it is stored, so one that fails here is lost for this replica only; the
+// others store it too.
 func (r *Replica) Handle(msgs []Message) error {
 	in := make([]store.InboxMessage, len(msgs))
 	for i, m := range msgs {
