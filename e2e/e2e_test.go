@@ -59,6 +59,7 @@ func TestMain(m *testing.M) {
 	}
 	bin = dir
 	code := m.Run()
+	pg.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
