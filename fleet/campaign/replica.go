@@ -35,6 +35,9 @@ const (
 	inboxBatch   = MaxBatch
 	outboxBatch  = 256
 	pollInterval = time.Second
+	// pruneInterval is how often the holder forgets the digests of old
+	// reports (store.PruneInbox).
+	pruneInterval = time.Minute
 )
 
 // ReplicaConfig configures a Replica.
@@ -227,7 +230,14 @@ func (r *Replica) hold(ctx context.Context, l store.Lease) {
 
 // consume feeds the inbox to the service, in batches, until ctx ends.
 func (r *Replica) consume(ctx context.Context) {
+	var pruned time.Time
 	for ctx.Err() == nil {
+		if time.Since(pruned) > pruneInterval {
+			if err := r.cfg.Store.PruneInbox(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("inbox", "err", err)
+			}
+			pruned = time.Now()
+		}
 		rows, err := r.cfg.Store.Inbox(ctx, inboxBatch)
 		if err != nil {
 			if ctx.Err() == nil {
