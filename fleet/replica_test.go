@@ -219,7 +219,8 @@ func TestReplicas_TakeOverMidCampaign(t *testing.T) {
 		modes[i] = "ok"
 	}
 	hold := make(chan struct{})
-	devs := connectDevicesTo(t, &standby.running, broker, modes, hold)
+	standby.brokers = broker
+	devs := connectDevices(t, &standby.running, modes, hold)
 	waitFor(t, "every device's version in the registry", func() bool {
 		var list []api.Device
 		standby.call(t, http.MethodGet, "/devices", nil, "", &list)

@@ -34,12 +34,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/dashboard"
 	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/keysets"
+	"github.com/otaport/otaport/fleet/natsauth"
 	"github.com/otaport/otaport/fleet/pki"
 	"github.com/otaport/otaport/fleet/secrets"
 	"github.com/otaport/otaport/fleet/store"
@@ -74,11 +77,26 @@ type Config struct {
 	// BrokerURL selects an external broker instead of the embedded one,
 	// "tcp://operator:password@host:1883" (mqtt://, ssl://, mqtts:// also
 	// accepted); otaserve signs in with the user and password of the URL.
+	// Several URLs separated by commas are the MQTT ports of a clustered
+	// broker's nodes: otaserve connects to the first that answers and
+	// moves to another when its node dies.
 	BrokerURL string
 	// ReplicaID names this process among the replicas of one PostgreSQL
 	// database (with DB and BrokerURL set, any number of processes share
 	// the work: docs/scaling.md); default host name and process id.
 	ReplicaID string
+	// NATSCallout, with BrokerURL naming a NATS cluster's MQTT ports, makes
+	// otaserve that cluster's auth callout (fleet/natsauth): the NATS URLs
+	// of its nodes with the callout user, "nats://callout:pw@host:4222".
+	// Devices then sign in by the rules of the embedded broker (SignIn),
+	// and otaserve's own MQTT connection by BrokerURL's user and password.
+	NATSCallout string
+	// NATSIssuer is the file of the seed of the account key the cluster's
+	// auth_callout names as issuer ("SA…", as nk -gen account writes it).
+	NATSIssuer string
+	// NATSAccount is the account the callout places devices and otaserve
+	// in; default "FLEET". It needs JetStream, where MQTT keeps sessions.
+	NATSAccount string
 	// Keys verify uploaded images. Uploads are refused without one.
 	Keys []crypto.PublicKey
 	// OrderKey is the PEM file of the Ed25519 key that signs every order;
@@ -141,6 +159,7 @@ type Server struct {
 	// database (DB and BrokerURL set).
 	replica   *campaign.Replica
 	broker    *broker.Broker
+	callout   *natsauth.Service // with Config.NATSCallout
 	httpLn    net.Listener
 	http      *http.Server
 	tokens    *api.Tokens
@@ -293,7 +312,9 @@ func New(cfg Config) (s *Server, err error) {
 		id := cfg.ReplicaID
 		if id == "" {
 			host, _ := os.Hostname()
-			id = fmt.Sprintf("%s-%d", host, os.Getpid())
+			// No '.': it names the broker client otaserve-ID, and NATS
+			// refuses a client ID holding one.
+			id = strings.ReplaceAll(fmt.Sprintf("%s-%d", host, os.Getpid()), ".", "-")
 		}
 		s.replica = campaign.NewReplica(campaign.ReplicaConfig{Store: s.store, ID: id, Logger: cfg.Logger.With("part", "replica")})
 		campaignStore = s.replica.Store()
@@ -348,9 +369,17 @@ func New(cfg Config) (s *Server, err error) {
 	s.http = &http.Server{Handler: mux, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 
+	if cfg.NATSCallout != "" && cfg.BrokerURL == "" {
+		return nil, errors.New("--nats-callout without --broker: give the NATS cluster's MQTT ports as --broker tcp://otaserve:PASSWORD@host:1883,…")
+	}
 	if cfg.BrokerURL != "" {
 		if s.brokerURL, s.opUser, s.opPass, err = splitBrokerURL(cfg.BrokerURL); err != nil {
 			return nil, err
+		}
+		if cfg.NATSCallout != "" {
+			if err := s.startCallout(); err != nil {
+				return nil, err
+			}
 		}
 	} else {
 		// The service is the embedded broker's only operator, with a
@@ -362,18 +391,7 @@ func New(cfg Config) (s *Server, err error) {
 		}
 		s.broker, err = broker.New(broker.Config{
 			Addr: cfg.MQTTAddr, TLS: cfg.TLS, DeviceCAs: deviceCAs, PlainAddr: cfg.MQTTPlainAddr,
-			Lookup: func(pk, dn string) (string, bool) {
-				d, err := s.store.Device(pk, dn)
-				if err != nil {
-					return "", false
-				}
-				secret, err := s.secrets.Open(d.Key(), d.DeviceSecret)
-				if err != nil {
-					s.log.Error("device sign-in impossible", "err", err)
-					return "", false
-				}
-				return secret, true
-			},
+			Lookup:         s.deviceSecret,
 			Operators:      map[string]string{s.opUser: s.opPass},
 			SignIn:         cfg.SignIn,
 			OnDeviceSignIn: s.noteSignIn,
@@ -590,9 +608,28 @@ func OrderKeyPath(dir string) string { return filepath.Join(dir, campaign.OrderK
 // OrderPublicKey is the PEM public key devices check orders with.
 func (s *Server) OrderPublicKey() ([]byte, error) { return campaign.OrderPublicKeyPEM(s.orderKey) }
 
-// splitBrokerURL turns "mqtt://user:pass@host:1883" into paho's URL and the
-// credentials.
+// splitBrokerURL turns "mqtt://user:pass@host:1883", or several such URLs
+// separated by commas, into paho's URLs (separated by commas again) and the
+// credentials: those of the URLs that have some, which must agree.
 func splitBrokerURL(raw string) (brokerURL, user, pass string, err error) {
+	var urls []string
+	for _, one := range strings.Split(raw, ",") {
+		u, us, pw, err := splitOneBrokerURL(strings.TrimSpace(one))
+		if err != nil {
+			return "", "", "", err
+		}
+		if us != "" || pw != "" {
+			if (user != "" || pass != "") && (us != user || pw != pass) {
+				return "", "", "", fmt.Errorf("broker URLs %q (--broker): two different users; give the user and password once, in the first URL", raw)
+			}
+			user, pass = us, pw
+		}
+		urls = append(urls, u)
+	}
+	return strings.Join(urls, ","), user, pass, nil
+}
+
+func splitOneBrokerURL(raw string) (brokerURL, user, pass string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", "", "", fmt.Errorf("broker URL %q (--broker): %w", raw, err)
@@ -749,7 +786,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
 		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: clientID,
-		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"),
+		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"), Retry: s.broker == nil,
 	}, handle)
 	cancel()
 	if err != nil {
@@ -922,6 +959,10 @@ func (s *Server) Close() error {
 		errs = append(errs, s.broker.Close())
 		s.broker = nil
 	}
+	if s.callout != nil {
+		errs = append(errs, s.callout.Close())
+		s.callout = nil
+	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 		s.store = nil
@@ -934,4 +975,52 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// deviceSecret is the secret of a registered device, for the sign-in.
+func (s *Server) deviceSecret(pk, dn string) (string, bool) {
+	d, err := s.store.Device(pk, dn)
+	if err != nil {
+		return "", false
+	}
+	secret, err := s.secrets.Open(d.Key(), d.DeviceSecret)
+	if err != nil {
+		s.log.Error("device sign-in impossible", "err", err)
+		return "", false
+	}
+	return secret, true
+}
+
+// startCallout makes otaserve the NATS cluster's auth callout, with the
+// embedded broker's sign-in rule and otaserve's own operator.
+func (s *Server) startCallout() error {
+	if s.opUser == "" || s.opPass == "" {
+		return errors.New("--broker without a user and password: with --nats-callout otaserve signs its own MQTT connection in, give tcp://otaserve:PASSWORD@host:1883")
+	}
+	if s.cfg.NATSIssuer == "" {
+		return errors.New("--nats-callout without --nats-issuer: give the file of the seed of the account key the cluster's auth_callout names as issuer (nk -gen account)")
+	}
+	seed, err := os.ReadFile(s.cfg.NATSIssuer)
+	if err != nil {
+		return fmt.Errorf("--nats-issuer: %w", err)
+	}
+	// The seed's line ("SA…"), wherever it is: nk -gen account -pubout
+	// writes the public key on the next.
+	issuer, err := nkeys.ParseDecoratedNKey(seed)
+	if err != nil {
+		return fmt.Errorf("--nats-issuer %s: %w: the file holds one account seed, \"SA…\", as nk -gen account writes it", s.cfg.NATSIssuer, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.callout, err = natsauth.Start(ctx, natsauth.Config{
+		URL: s.cfg.NATSCallout, Issuer: issuer, Account: cmp.Or(s.cfg.NATSAccount, "FLEET"),
+		Gate:           broker.NewGate(s.deviceSecret, map[string]string{s.opUser: s.opPass}, s.cfg.SignIn),
+		DeviceCAs:      s.devCA.Pool(),
+		OnDeviceSignIn: func(pk, dn string) { s.noteSignIn(pk, dn, false) },
+		Logger:         s.log.With("part", "natsauth"),
+	})
+	if err != nil {
+		return fmt.Errorf("%w (--nats-callout): is the cluster running, and does auth_callout's auth_users name this user?", err)
+	}
+	return nil
 }

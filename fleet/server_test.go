@@ -44,6 +44,10 @@ type running struct {
 	token  string
 	cancel context.CancelFunc
 	done   chan error
+	// brokers and clientID, when set, are what devices sign in to instead
+	// of the embedded broker, and the client id they sign with.
+	brokers  string
+	clientID func(dn string) string
 }
 
 // pg is the package's PostgreSQL server, started by the first test that
@@ -179,12 +183,6 @@ func (d *device) onOrder(o *cloud.Order) {
 // failure or rollback) until it is closed.
 func connectDevices(t *testing.T, r *running, modes []string, hold chan struct{}) []*device {
 	t.Helper()
-	return connectDevicesTo(t, r, "tcp://"+r.srv.Addrs().MQTT, modes, hold)
-}
-
-// connectDevicesTo is connectDevices with the devices on broker.
-func connectDevicesTo(t *testing.T, r *running, broker string, modes []string, hold chan struct{}) []*device {
-	t.Helper()
 	devs := make([]*device, len(modes))
 	for i, mode := range modes {
 		var added api.Device
@@ -194,10 +192,19 @@ func connectDevicesTo(t *testing.T, r *running, broker string, modes []string, h
 		}
 		d := &device{version: "1.0.0+0", mode: mode, hold: hold}
 		ready := make(chan struct{})
+		brokers := r.brokers
+		if brokers == "" {
+			brokers = "tcp://" + r.srv.Addrs().MQTT
+		}
+		var sign cloud.SignOptions
+		if r.clientID != nil {
+			sign.ClientID = r.clientID(name)
+		}
 		cl, err := cloud.Dial(context.Background(), cloud.Config{
-			Broker:   broker,
+			Broker:   brokers,
 			Identity: cloud.Identity{ProductKey: "pkA", DeviceName: name, DeviceSecret: added.DeviceSecret},
-			OnOrder:  func(o *cloud.Order, _ []byte) { d.onOrder(o) },
+			Sign:     sign, MaxReconnectInterval: time.Second,
+			OnOrder: func(o *cloud.Order, _ []byte) { d.onOrder(o) },
 			OnConnect: func() {
 				// After a reconnection.
 				go func() {

@@ -94,16 +94,22 @@ func TestEngineScripts(t *testing.T) {
 				ts.Defer(srv.Close)
 				ts.Setenv("URL", srv.URL)
 			},
-			// mkfile NAME N: a file of N pseudo-random bytes (an image
-			// larger than one write of the engine).
+			// mkfile NAME N [SEED]: a file of N pseudo-random bytes (an
+			// image larger than one write of the engine); files of one
+			// seed (1 unless given) share their first bytes.
 			"mkfile": func(ts *testscript.TestScript, neg bool, args []string) {
-				if neg || len(args) != 2 {
-					ts.Fatalf("usage: mkfile NAME N")
+				if neg || len(args) < 2 || len(args) > 3 {
+					ts.Fatalf("usage: mkfile NAME N [SEED]")
 				}
 				n, err := strconv.Atoi(args[1])
 				ts.Check(err)
+				seed := 1
+				if len(args) == 3 {
+					seed, err = strconv.Atoi(args[2])
+					ts.Check(err)
+				}
 				b := make([]byte, n)
-				_, _ = rand.NewChaCha8([32]byte{1}).Read(b)
+				_, _ = rand.NewChaCha8([32]byte{byte(seed)}).Read(b)
 				ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
 			},
 			// serve-cut DIR N: serve DIR over HTTP on loopback, each

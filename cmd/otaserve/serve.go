@@ -44,7 +44,7 @@ const defaultData = "otaserve-data"
 
 func runCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "run [--data DIR] [--db postgres://...] [--http ADDR] [--mqtt ADDR] [--broker URL] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
+		Use:   "run [--data DIR] [--db postgres://...] [--http ADDR] [--mqtt ADDR] [--broker URL[,URL...] [--nats-callout URL --nats-issuer FILE]] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
 		Short: "serve the registry, firmware, campaigns, the REST API and the MQTT broker",
 		Args:  cli.NoArgs,
 	}
@@ -53,7 +53,10 @@ func runCommand() *cobra.Command {
 	db := fs.String("db", "", "`URL` of a PostgreSQL database to keep the registry, campaigns, tokens and firmware in, postgres://user@host:5432/otaport (env OTASERVE_DB; password in PGPASSWORD or ~/.pgpass); default the bbolt file DATA/fleet.db")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and firmware server")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
-	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883")
+	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883; a cluster's nodes separated by commas")
+	natsCallout := fs.String("nats-callout", "", "with --broker on a NATS cluster's MQTT ports: answer its auth callout, nats://callout:password@host:4222,… (docs/otaserve.md)")
+	natsIssuer := fs.String("nats-issuer", "", "`file` of the seed of the account key the cluster's auth_callout names as issuer (nk -gen account)")
+	natsAccount := fs.String("nats-account", "FLEET", "the NATS `account` devices and otaserve are placed in (it needs JetStream)")
 	replica := fs.String("replica", "", "`name` of this process among the otaserve processes of one PostgreSQL database (with --db postgres://... and --broker, any number share the work; default HOST-PID)")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "an admin API token to serve with, kept hashed as the bootstrap token and written to DATA/token (default: the one in DATA/token, made at first start)")
@@ -75,6 +78,7 @@ func runCommand() *cobra.Command {
 		}
 		return serve(cmd.Context(), serveFlags{
 			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL, replica: *replica,
+			natsCallout: *natsCallout, natsIssuer: *natsIssuer, natsAccount: *natsAccount,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
@@ -85,6 +89,7 @@ func runCommand() *cobra.Command {
 // serveFlags are the settings of otaserve run.
 type serveFlags struct {
 	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token, replica string
+	natsCallout, natsIssuer, natsAccount                               string
 	keyFiles                                                           []string
 	orderKey                                                           string
 	certFile, keyFile                                                  string
@@ -109,6 +114,12 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	if f.plainMQTT != "" && (f.plain || f.brokerURL != "") {
 		return cli.Usagef("--insecure-plain-mqtt is a plain listener beside the embedded broker's TLS one: it goes with neither --insecure-plain nor --broker")
 	}
+	if f.natsCallout != "" && f.brokerURL == "" {
+		return cli.Usagef("--nats-callout without --broker: give the NATS cluster's MQTT ports as --broker tcp://otaserve:PASSWORD@host:1883,…")
+	}
+	if f.natsCallout == "" && f.natsIssuer != "" {
+		return cli.Usagef("--nats-issuer without --nats-callout: the key signs the callout's answers")
+	}
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
@@ -125,6 +136,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 	}
 	srv, err := fleet.New(fleet.Config{
 		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica,
+		NATSCallout: f.natsCallout, NATSIssuer: f.natsIssuer, NATSAccount: f.natsAccount,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,
 	})

@@ -396,7 +396,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		KeepAlive: time.Duration(a.cfg.KeepAlive),
 		Module:    a.cfg.Module,
 		Logger:    a.log.With("part", "cloud"),
-		Sign:      cloud.SignOptions{Form: signForm(a.cfg.SignForm)},
+		Sign:      cloud.SignOptions{Form: signForm(a.cfg.SignForm), ClientID: a.cfg.ClientID},
 		OnOrder: func(o *cloud.Order, _ []byte) {
 			select {
 			case a.orders <- o:

@@ -61,9 +61,9 @@ func CheckOrder(o *cloud.Order, d Device, allowDowngrade bool) (Verdict, error) 
 	if x.Board != "" && x.Board != d.Board {
 		return refuse("the image is built for board %s, this device is a %s: upload an image for %s", x.Board, d.Board, d.Board)
 	}
-	if o.Data.IsDiff != 0 {
-		return refuse("delta images are not supported yet: send the full image")
-	}
+	// A delta (isDiff) goes to the engine like any image: it applies a
+	// delta image against the running one, and refuses, before writing
+	// anything, one made from another base.
 	if o.Data.Size <= 0 || uint64(o.Data.Size) > d.SlotSize {
 		return refuse("the image is %d bytes and the update slot holds %d", o.Data.Size, d.SlotSize)
 	}

@@ -40,7 +40,7 @@ func TestCheckOrder(t *testing.T) {
 		{"scheme", func(o *cloud.Order) { o.Data.Otaport.Scheme = "rsa-2048" }, false, 0, "signed with rsa-2048"},
 		{"key", func(o *cloud.Order) { o.Data.Otaport.KeyID = "ccdd" }, false, 0, "key ccdd"},
 		{"free version", func(o *cloud.Order) { o.Data.Version = "app-1.2" }, false, 0, `version "app-1.2"`},
-		{"delta", func(o *cloud.Order) { o.Data.IsDiff = 1 }, false, 0, "delta"},
+		{"delta", func(o *cloud.Order) { o.Data.IsDiff = 1 }, false, Install, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

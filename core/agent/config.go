@@ -48,7 +48,8 @@ const (
 // Relative file names are relative to the directory of device.yaml.
 type Config struct {
 	// Broker is the MQTT broker's URL: tcp://host:port, or ssl://host:port
-	// for TLS.
+	// for TLS; the nodes of a clustered broker separated by commas, tried
+	// in order at every connection.
 	Broker string `yaml:"broker"`
 	// Identity is the device's triple as the cloud issued it.
 	Identity IdentityConfig `yaml:"identity"`
@@ -87,6 +88,11 @@ type Config struct {
 	// changes: what a broker with a static password file, such as
 	// Mosquitto with mosquitto_passwd, can check).
 	SignForm string `yaml:"sign_form"`
+	// ClientID is the device's own client id in the sign-in (sign_form
+	// doc); empty means the platform's default, "{pk}.{dn}". A NATS
+	// server's MQTT port refuses a client id with '.' in it: devices there
+	// need one without (docs/otaserve.md).
+	ClientID string `yaml:"client_id"`
 	// OrderKey is a PEM file of otaserve's order-signing public key
 	// (Ed25519, `otaserve order-key`): an order must be signed with it, for
 	// this device, board and module, unexpired, newer than the last one
@@ -357,13 +363,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Broker == "" {
 		bad("broker", "not set: give the broker URL, e.g. tcp://127.0.0.1:1883 (--broker)")
-	} else if u, err := url.Parse(c.Broker); err != nil || u.Host == "" {
-		bad("broker", "%q is not a URL such as tcp://127.0.0.1:1883 or ssl://host:8883", c.Broker)
 	} else {
-		switch u.Scheme {
-		case "tcp", "mqtt", "ssl", "tls", "mqtts":
-		default:
-			bad("broker", "%q: scheme %q; use tcp:// or ssl://", c.Broker, u.Scheme)
+		for _, one := range strings.Split(c.Broker, ",") {
+			one = strings.TrimSpace(one)
+			if u, err := url.Parse(one); err != nil || u.Host == "" {
+				bad("broker", "%q is not a URL such as tcp://127.0.0.1:1883 or ssl://host:8883", one)
+			} else {
+				switch u.Scheme {
+				case "tcp", "mqtt", "ssl", "tls", "mqtts":
+				default:
+					bad("broker", "%q: scheme %q; use tcp:// or ssl://", one, u.Scheme)
+				}
+			}
 		}
 	}
 	id := c.Identity
@@ -395,6 +406,12 @@ func (c *Config) Validate() error {
 	case "", "doc", "sdk":
 	default:
 		bad("sign_form", "%q: use doc (the default) or sdk", c.SignForm)
+	}
+	switch {
+	case c.ClientID != "" && c.SignForm == "sdk":
+		bad("client_id", "%q with sign_form sdk, whose client id is always {pk}.{dn}: use sign_form doc, or remove client_id", c.ClientID)
+	case strings.ContainsAny(c.ClientID, "|,"):
+		bad("client_id", "%q: the sign-in cannot carry '|' or ','; choose an id without them", c.ClientID)
 	}
 	if k := time.Duration(c.KeepAlive); k != 0 && (k < cloud.MinKeepAlive || k > cloud.MaxKeepAlive) {
 		bad("keep_alive", "%v: the platform accepts %v to %v", k, cloud.MinKeepAlive, cloud.MaxKeepAlive)

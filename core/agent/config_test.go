@@ -101,6 +101,9 @@ func TestValidate_NamesFieldAndFix(t *testing.T) {
 		{"flooding", func(c *Config) { c.ReportInterval = Duration(time.Millisecond) }, "report_interval"},
 		{"keep-alive", func(c *Config) { c.KeepAlive = Duration(time.Second) }, "keep_alive"},
 		{"sign form", func(c *Config) { c.SignForm = "v3" }, `sign_form: "v3"`},
+		{"client id with sdk", func(c *Config) { c.SignForm, c.ClientID = "sdk", "a1demo_dev-1" }, `client_id: "a1demo_dev-1" with sign_form sdk`},
+		{"client id with a comma", func(c *Config) { c.ClientID = "a,b" }, `client_id: "a,b": the sign-in cannot carry`},
+		{"cluster, one node not a URL", func(c *Config) { c.Broker = "tcp://a:1883,b:1883" }, `"b:1883" is not a URL`},
 		{"no order key, signed", func(c *Config) { c.OrderKey, c.SignedOrders = "", ptr(true) }, "device.yaml: order_key: not set while signed_orders is true: give otaserve's order-signing public key (otaserve order-key"},
 		{"order key, unsigned", func(c *Config) { c.SignedOrders = ptr(false) }, "device.yaml: signed_orders: false together with order_key"},
 		{"clock, unsigned", func(c *Config) { c.OrderKey, c.SignedOrders, c.TrustedClock = "", ptr(false), ptr(false) }, "device.yaml: trusted_clock: set with signed_orders: false"},
@@ -305,5 +308,21 @@ func TestValidate_OldDeviceYAMLRunsInMigrationMode(t *testing.T) {
 		if c.Migration() {
 			t.Errorf("%q: in migration mode, want only a device.yaml that sets neither field", y)
 		}
+	}
+}
+
+// TestValidate_ClusterAndClientID: the nodes of a cluster, and a client id
+// a NATS server's MQTT port takes, are a valid configuration.
+func TestValidate_ClusterAndClientID(t *testing.T) {
+	c, err := ParseConfig([]byte(goodConfig+"client_id: a1demo_dev-1\n"), "device.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Broker = "tcp://10.0.0.1:1883, tcp://10.0.0.2:1883,tcp://10.0.0.3:1883"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.ClientID != "a1demo_dev-1" {
+		t.Errorf("client_id = %q", c.ClientID)
 	}
 }

@@ -193,7 +193,7 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	if err != nil {
 		return hal.Info{}, fmt.Errorf("describe: %w", err)
 	}
-	return hal.Info{Layout: l, Boot: st, Capabilities: []string{"kv", "reboot"}}, nil
+	return hal.Info{Layout: l, Boot: st, Capabilities: []string{"kv", hal.CapReadSlot, "reboot"}}, nil
 }
 
 // Init prepares the update slot for an image of req.Size bytes: it erases
@@ -456,6 +456,42 @@ func (pl *Platform) readInto(off uint64, p []byte) error {
 	return nil
 }
 
+// ReadSlot reads n bytes at off in the image slot called slot (app or ota),
+// whichever runs: the base a delta image is applied to.
+func (pl *Platform) ReadSlot(ctx context.Context, slot string, off uint64, n int) ([]byte, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if err := pl.ready(ctx); err != nil {
+		return nil, err
+	}
+	p, err := imageSlot(pl.b.layout, slot, off, n)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	if _, err := pl.dev.ReadAt(buf, int64(p.Offset+off)); err != nil {
+		return nil, flashErr(fmt.Sprintf("read %s at 0x%x", p.Name, off), err)
+	}
+	return buf, nil
+}
+
+// imageSlot returns the image slot called name of layout l, refusing
+// another partition (ReadSlot reaches images, not the params or the
+// bootloader) and a read of n bytes at off that leaves it.
+func imageSlot(l hal.Layout, name string, off uint64, n int) (hal.Partition, error) {
+	if name != hal.PartApp && name != hal.PartOTA {
+		return hal.Partition{}, hal.Errorf(hal.CodeInvalid, "read slot %q: not an image slot: give %s or %s", name, hal.PartApp, hal.PartOTA)
+	}
+	p, ok := l.Partition(name)
+	if !ok {
+		return hal.Partition{}, hal.Errorf(hal.CodeInvalid, "read slot %s: board %q has no such partition", name, l.Board)
+	}
+	if n < 0 || off > p.Size || uint64(n) > p.Size-off {
+		return hal.Partition{}, hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes reach past the end of the slot (%d bytes)", name, off, n, p.Size)
+	}
+	return p, nil
+}
+
 // SetBoot records what the bootloader is to do at the next power-on. Test
 // and permanent requests check the image in the update slot first (hash,
 // signature, security counter): verification comes before the reboot, not
@@ -642,9 +678,10 @@ func (pl *Platform) Reboot(ctx context.Context) (hal.RebootResult, error) {
 }
 
 var (
-	_ hal.Platform = (*Platform)(nil)
-	_ hal.KV       = (*Platform)(nil)
-	_ hal.Rebooter = (*Platform)(nil)
+	_ hal.Platform   = (*Platform)(nil)
+	_ hal.KV         = (*Platform)(nil)
+	_ hal.Rebooter   = (*Platform)(nil)
+	_ hal.SlotReader = (*Platform)(nil)
 	// What core/hal's server looks for to serve reads without a copy.
 	_ interface {
 		ReadInto(ctx context.Context, off uint64, p []byte) error

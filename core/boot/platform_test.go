@@ -312,7 +312,7 @@ func TestDescribe_ReportsLayoutAndSlots(t *testing.T) {
 	if info.Layout.Board != tb.name || info.Layout.BootAttempts != 1 || len(info.Layout.Partitions) != 4 {
 		t.Errorf("layout = %+v", info.Layout)
 	}
-	if strings.Join(info.Capabilities, ",") != "kv,reboot" {
+	if strings.Join(info.Capabilities, ",") != "kv,read-slot,reboot" {
 		t.Errorf("capabilities = %v", info.Capabilities)
 	}
 	want := []hal.SlotState{

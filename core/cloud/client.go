@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,10 @@ const seenOrders = 64
 // Config configures a Client.
 type Config struct {
 	// Broker is the broker's URL: tcp://host:port (or mqtt://) for plain
-	// TCP, ssl://, tls:// or mqtts:// for TLS.
+	// TCP, ssl://, tls:// or mqtts:// for TLS. Several, separated by commas
+	// and all of one transport, are the nodes of a clustered broker: the
+	// client connects to the first that answers, in order, and again at
+	// every reconnection, so it moves to another node when its own dies.
 	Broker string
 	// Identity is the device's triple.
 	Identity Identity
@@ -198,17 +202,9 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 	if cfg.OnOrder == nil {
 		return nil, nil, errors.New("cloud: Config.OnOrder is nil; set it to the function that takes orders to the engine")
 	}
-	u, err := url.Parse(cfg.Broker)
-	if err != nil || u.Host == "" {
-		return nil, nil, fmt.Errorf("cloud: Config.Broker %q: want a URL such as tcp://host:1883 or ssl://host:8883", cfg.Broker)
-	}
-	var useTLS bool
-	switch u.Scheme {
-	case "tcp", "mqtt":
-	case "ssl", "tls", "mqtts":
-		useTLS = true
-	default:
-		return nil, nil, fmt.Errorf("cloud: Config.Broker %q: scheme %q; want tcp, ssl, tls or mqtts", cfg.Broker, u.Scheme)
+	brokers, useTLS, err := parseBrokers(cfg.Broker)
+	if err != nil {
+		return nil, nil, err
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
@@ -239,8 +235,13 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 			if err := checkIdentity(cfg.Identity.ProductKey, cfg.Identity.DeviceName); err != nil {
 				return Credentials{}, err
 			}
-			return Credentials{ClientID: cfg.Identity.ProductKey + "." + cfg.Identity.DeviceName,
-				Username: cfg.Identity.DeviceName + "&" + cfg.Identity.ProductKey}, nil
+			// The certificate names the device; the client id is only
+			// the session's name: the device's own when it has one.
+			cid := cfg.Sign.ClientID
+			if cid == "" {
+				cid = cfg.Identity.ProductKey + "." + cfg.Identity.DeviceName
+			}
+			return Credentials{ClientID: cid, Username: cfg.Identity.DeviceName + "&" + cfg.Identity.ProductKey}, nil
 		}
 		sign := cfg.Sign
 		sign.TLS = useTLS
@@ -276,9 +277,13 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		firstSub:  make(chan error, 1),
 		seen:      map[string]bool{},
 	}
-	opts := paho.NewClientOptions().
-		AddBroker(cfg.Broker).
-		SetClientID(creds.ClientID).
+	opts := paho.NewClientOptions()
+	// paho tries the brokers in order at every connection, so a device
+	// whose broker node died reconnects to the next.
+	for _, b := range brokers {
+		opts.AddBroker(b)
+	}
+	opts.SetClientID(creds.ClientID).
 		SetUsername(creds.Username).
 		SetPassword(creds.Password).
 		SetKeepAlive(cfg.KeepAlive).
@@ -312,6 +317,33 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		opts.SetTLSConfig(tc)
 	}
 	return opts, c, nil
+}
+
+// parseBrokers splits Config.Broker into its URLs and says whether they
+// are TLS: all of them or none, since the sign-in's securemode says which
+// and is signed.
+func parseBrokers(list string) (brokers []string, useTLS bool, err error) {
+	for i, raw := range strings.Split(list, ",") {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return nil, false, fmt.Errorf("cloud: Config.Broker %q: want a URL such as tcp://host:1883 or ssl://host:8883, or several separated by commas", raw)
+		}
+		var t bool
+		switch u.Scheme {
+		case "tcp", "mqtt":
+		case "ssl", "tls", "mqtts":
+			t = true
+		default:
+			return nil, false, fmt.Errorf("cloud: Config.Broker %q: scheme %q; want tcp, ssl, tls or mqtts", raw, u.Scheme)
+		}
+		if i > 0 && t != useTLS {
+			return nil, false, fmt.Errorf("cloud: Config.Broker %q: mixes TLS and plain TCP; the sign-in claims one (securemode), so give every broker the same scheme", list)
+		}
+		useTLS = t
+		brokers = append(brokers, raw)
+	}
+	return brokers, useTLS, nil
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {

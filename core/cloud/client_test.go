@@ -355,6 +355,36 @@ func TestClient_ReconnectsAndResubscribes(t *testing.T) {
 	}
 }
 
+// TestClient_MovesToTheNextBroker gives the client the nodes of a cluster:
+// it signs in to the first, and when that one dies it reconnects to the
+// next, subscribes again and takes its orders there.
+func TestClient_MovesToTheNextBroker(t *testing.T) {
+	b1 := startBroker(t, "127.0.0.1:0", nil)
+	b2 := startBroker(t, "127.0.0.1:0", nil)
+	w2 := dialWire(t, b2)
+	d, err := dialDevice(t, "tcp://"+b1.Addr()+", tcp://"+b2.Addr(), func(c *cloud.Config) { c.ConnectTimeout = 2 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := dialWire(t, b1)
+	w1.publish(t, d.Topics().Upgrade, order(1, "2.0"))
+	if o := d.nextOrder(t); o.ID != 1 {
+		t.Fatalf("order on the first broker: %d", o.ID)
+	}
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.connected:
+	case <-time.After(testTimeout):
+		t.Fatal("the client did not reconnect to the second broker")
+	}
+	w2.publish(t, d.Topics().Upgrade, order(2, "3.0"))
+	if o := d.nextOrder(t); o.ID != 2 {
+		t.Fatalf("order on the second broker: %d", o.ID)
+	}
+}
+
 func TestDial_Refusals(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", nil)
 	url := "tcp://" + b.Addr()
@@ -422,6 +452,8 @@ func TestDial_ConfigErrors(t *testing.T) {
 		{"no OnOrder", func(c *cloud.Config) { c.OnOrder = nil }, "Config.OnOrder is nil"},
 		{"bad scheme", func(c *cloud.Config) { c.Broker = "http://127.0.0.1:1" }, `scheme "http"`},
 		{"no host", func(c *cloud.Config) { c.Broker = "127.0.0.1:1883" }, "Config.Broker"},
+		{"bad second broker", func(c *cloud.Config) { c.Broker = "tcp://127.0.0.1:1,127.0.0.1:2" }, `Config.Broker "127.0.0.1:2"`},
+		{"mixed transports", func(c *cloud.Config) { c.Broker = "tcp://127.0.0.1:1, ssl://127.0.0.1:2" }, "mixes TLS and plain TCP"},
 		{"keepalive too short", func(c *cloud.Config) { c.KeepAlive = 5 * time.Second }, "Config.KeepAlive is 5s; the platform accepts 30s to 20m0s"},
 		{"keepalive too long", func(c *cloud.Config) { c.KeepAlive = time.Hour }, "Config.KeepAlive is 1h0m0s"},
 		{"missing CA file", func(c *cloud.Config) {

@@ -34,6 +34,7 @@ func cases() []testCase {
 		{name: "write/concurrent", run: writeConcurrent},
 		{name: "setboot/survives-restart", run: setBootSurvives},
 		{name: "setboot/refuses-bad-mode", run: setBootBadMode},
+		{name: "read-slot/running-and-update", needs: hal.CapReadSlot, run: readSlot},
 		{name: "kv/set-get-delete", needs: "kv", run: kvBasic},
 		{name: "kv/many-keys", needs: "kv", run: kvMany},
 		{name: "kv/large-value", needs: "kv", run: kvLarge},
@@ -98,6 +99,10 @@ func describeCapabilities(ctx context.Context, e *env) error {
 		case "reboot":
 			if _, ok := e.p.(hal.Rebooter); !ok {
 				return errors.New(`the port lists "reboot" but does not implement hal.Rebooter`)
+			}
+		case hal.CapReadSlot:
+			if _, ok := e.p.(hal.SlotReader); !ok {
+				return errors.New(`the port lists "read-slot" but does not implement hal.SlotReader`)
 			}
 		}
 	}
@@ -421,6 +426,65 @@ func readOutOfBounds(ctx context.Context, e *env) error {
 	}
 	return nil
 }
+
+// readSlot: ReadSlot reaches the running slot, which a delta image is
+// applied against, and the update slot by its name: the update slot reads
+// by name what Write put there, the running slot's bytes do not change
+// while the update slot is written, and a read past a slot or of a
+// partition that holds no image is refused.
+func readSlot(ctx context.Context, e *env) error {
+	sr, ok := e.p.(hal.SlotReader)
+	if !ok {
+		return errors.New(`the port lists "read-slot" but does not implement hal.SlotReader`)
+	}
+	running := hal.PartApp
+	if r, ok := e.info.Boot.Running(); ok {
+		running = r.Name
+	}
+	if running == e.slot.Name {
+		return fmt.Errorf("boot state runs %s, the update slot: the running image would be written over", running)
+	}
+	rp, ok := e.info.Layout.Partition(running)
+	if !ok {
+		return fmt.Errorf("layout has no partition %s, the running slot", running)
+	}
+	n := int(min(rp.Size, 8192))
+	before, err := sr.ReadSlot(ctx, running, 0, n)
+	if err != nil || len(before) != n {
+		return fmt.Errorf("read slot %s: %d bytes at 0x0: got %d, %v", running, n, len(before), err)
+	}
+	d := e.data(int(min(e.slot.Size, 4096+e.align)))
+	if err := e.p.Init(ctx, hal.InitRequest{Size: uint64(len(d))}); err != nil {
+		return fmt.Errorf("init %d bytes: %w", len(d), err)
+	}
+	if err := e.write(ctx, 0, d); err != nil {
+		return err
+	}
+	got, err := sr.ReadSlot(ctx, e.slot.Name, 1, len(d)-1)
+	if err != nil {
+		return fmt.Errorf("read slot %s (the update slot) by name: %w", e.slot.Name, err)
+	}
+	if !bytes.Equal(got, d[1:]) {
+		return fmt.Errorf("read slot %s by name: %d bytes at 0x1 differ from what Write put there", e.slot.Name, len(d)-1)
+	}
+	after, err := sr.ReadSlot(ctx, running, 0, n)
+	if err != nil {
+		return fmt.Errorf("read slot %s after a write to %s: %w", running, e.slot.Name, err)
+	}
+	if !bytes.Equal(before, after) {
+		return fmt.Errorf("slot %s (the running one) changed when %s (the update slot) was written", running, e.slot.Name)
+	}
+	if _, err := sr.ReadSlot(ctx, running, rp.Size-16, 16); err != nil {
+		return fmt.Errorf("read the last 16 bytes of slot %s: %w", running, err)
+	}
+	if err := wantCode(readErr(sr.ReadSlot(ctx, running, rp.Size-1, 2)), fmt.Sprintf("read slot %s: 2 bytes at its last byte", running), hal.CodeOutOfBounds); err != nil {
+		return err
+	}
+	return wantCode(readErr(sr.ReadSlot(ctx, hal.PartParams, 0, 16)), "read slot params (not an image slot)", hal.CodeInvalid)
+}
+
+// readErr is the error of a read.
+func readErr(_ []byte, err error) error { return err }
 
 // writeConcurrent: many goroutines writing disjoint regions at once. The
 // port may serialise them or refuse some with CodeBusy; it may not mix

@@ -72,6 +72,7 @@ const (
 	faultLaxBounds   = "lax-bounds"   // Write checks the flash's end, not the slot's
 	faultVolatileKV  = "volatile-kv"  // KV lives in memory only
 	faultNoKVCap     = "no-kv-cap"    // KV not listed in capabilities
+	faultSlotIsOTA   = "slot-is-ota"  // ReadSlot reads ota whatever slot it is given
 )
 
 func openRef(dev *flash.Emulator, l hal.Layout, fault string) (*refPort, error) {
@@ -116,7 +117,7 @@ func (p *refPort) save() error {
 func (p *refPort) Describe(ctx context.Context) (hal.Info, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	caps := []string{"kv"}
+	caps := []string{"kv", hal.CapReadSlot}
 	if p.fault == faultNoKVCap {
 		caps = nil
 	}
@@ -199,6 +200,26 @@ func (p *refPort) Read(ctx context.Context, off uint64, n int) ([]byte, error) {
 	return b, nil
 }
 
+func (p *refPort) ReadSlot(ctx context.Context, slot string, off uint64, n int) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slot != hal.PartApp && slot != hal.PartOTA {
+		return nil, hal.Errorf(hal.CodeInvalid, "read slot %q: not an image slot", slot)
+	}
+	if p.fault == faultSlotIsOTA {
+		slot = hal.PartOTA
+	}
+	part, _ := p.l.Partition(slot)
+	if n < 0 || off > part.Size || uint64(n) > part.Size-off {
+		return nil, hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: past its end", slot, off)
+	}
+	b := make([]byte, n)
+	if _, err := p.dev.ReadAt(b, int64(part.Offset+off)); err != nil {
+		return nil, fmt.Errorf("read %s at 0x%x: %w", slot, off, err)
+	}
+	return b, nil
+}
+
 func (p *refPort) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -244,8 +265,9 @@ func (p *refPort) Set(ctx context.Context, key string, value []byte) error {
 }
 
 var (
-	_ hal.Platform = (*refPort)(nil)
-	_ hal.KV       = (*refPort)(nil)
+	_ hal.Platform   = (*refPort)(nil)
+	_ hal.KV         = (*refPort)(nil)
+	_ hal.SlotReader = (*refPort)(nil)
 )
 
 // refTarget starts a refPort over one in-memory flash, again at each call.
@@ -305,6 +327,7 @@ func TestKit_FailsBrokenPorts(t *testing.T) {
 		{faultNoPad, []string{"write/unaligned-tail", "write/round-trip"}},
 		{faultLaxBounds, []string{"write/out-of-bounds"}},
 		{faultVolatileKV, []string{"kv/survives-restart"}},
+		{faultSlotIsOTA, []string{"read-slot/running-and-update"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fault, func(t *testing.T) {

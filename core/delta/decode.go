@@ -42,11 +42,16 @@ type patchSource struct {
 	err      error
 }
 
-func (s *patchSource) fill() bool {
+// fill reads at most limit bytes: never more than the header or the
+// block being decoded needs, so that between two blocks the decoder has
+// read exactly PatchOffset bytes of the patch. A caller that feeds the
+// patch from its own stream (the engine, from a download it hashes) can
+// then checkpoint that stream at the same byte as the decoder.
+func (s *patchSource) fill(limit int64) bool {
 	if s.err != nil {
 		return false
 	}
-	n, err := s.r.Read(s.buf[:])
+	n, err := s.r.Read(s.buf[:min(int64(len(s.buf)), max(limit, 1))])
 	s.start, s.end = 0, n
 	if n == 0 {
 		if err == nil || err == io.EOF {
@@ -61,7 +66,7 @@ func (s *patchSource) fill() bool {
 // read reads exactly len(p) raw bytes (headers), outside any block.
 func (s *patchSource) read(p []byte) error {
 	for len(p) > 0 {
-		if s.start == s.end && !s.fill() {
+		if s.start == s.end && !s.fill(int64(len(p))) {
 			return s.err
 		}
 		n := copy(p, s.buf[s.start:s.end])
@@ -77,7 +82,7 @@ func (s *patchSource) readByte() byte {
 		s.overrun = true
 		return 0
 	}
-	if s.start == s.end && !s.fill() {
+	if s.start == s.end && !s.fill(s.left) {
 		s.left = 0
 		return 0
 	}
@@ -91,7 +96,7 @@ func (s *patchSource) readByte() byte {
 // skip consumes what is left of the block's coded bytes.
 func (s *patchSource) skip() error {
 	for s.left > 0 {
-		if s.start == s.end && !s.fill() {
+		if s.start == s.end && !s.fill(s.left) {
 			return s.err
 		}
 		n := min(int64(s.end-s.start), s.left)

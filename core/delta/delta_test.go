@@ -360,3 +360,45 @@ func TestApply_MemoryBounded(t *testing.T) {
 		}
 	}
 }
+
+// countingReader counts the bytes it has given.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestDecoder_ReadsNoFurtherThanPatchOffset: between two blocks the
+// decoder has read exactly PatchOffset bytes of the patch, so a caller
+// that feeds the patch from a download can checkpoint the download at
+// the same byte as the decoder (the engine saves its hash states there).
+func TestDecoder_ReadsNoFurtherThanPatchOffset(t *testing.T) {
+	base, target := firmwareLike(5, 200_000)
+	patch, err := Encode(base, target, Options{BlockLog: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &countingReader{r: bytes.NewReader(patch)}
+	d, err := NewDecoder(cr, bytes.NewReader(base), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if cr.n != d.PatchOffset() {
+			t.Fatalf("before block %d: the decoder read %d bytes of the patch, PatchOffset is %d", i, cr.n, d.PatchOffset())
+		}
+		if err := d.Next(t.Context()); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cr.n != int64(len(patch)) {
+		t.Fatalf("the decoder read %d bytes of a %d-byte patch", cr.n, len(patch))
+	}
+}

@@ -2,11 +2,14 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"github.com/otaport/otaport/core/delta"
 	"github.com/otaport/otaport/core/engine"
+	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/hal/plugintest"
 )
@@ -47,4 +50,63 @@ func BenchmarkInstall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkInstall_Delta applies a delta image of a 1000 KiB firmware's next
+// build on esp32-devkitc (4 KiB sectors) through the whole install path,
+// and reports what the issue bounds: the engine's apply memory (the
+// decoder's state and its one erase-sector buffer: state-B, buffer-B) and
+// the largest checkpoint it persisted during the download (the decoder's,
+// checkpoint-B, and the whole device record holding it, record-B). Bytes
+// per second are of the target image.
+//
+//	go test -run '^$' -bench Install_Delta -benchtime 5x ./core/engine/
+func BenchmarkInstall_Delta(b *testing.B) {
+	ctx := context.Background()
+	// The far case: half the target new, so that the download crosses
+	// block boundaries of the patch where it checkpoints.
+	c := newDeltaCaseFar(b, "esp32-devkitc", 1000<<10, delta.DefaultBlockLog, true)
+	info, err := c.d.plat.Describe(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	state, buf := engine.DeltaMemory(info)
+	src := writeFile(b, c.delta)
+	base := c.d.dev.Clone()
+	var ckMax, recMax int
+	// A checkpoint at every block boundary of the patch.
+	opts := engine.Options{ChunkSize: 4 << 10, CheckpointEvery: 1}
+	opts.Observer = engine.ObserverFunc(func(ev engine.Event) {
+		if ev.Kind != event.Progress {
+			return
+		}
+		raw, ok, err := c.d.plat.Get(ctx, "otaport.device")
+		if err != nil || !ok {
+			return
+		}
+		var rec struct {
+			Patch []byte `json:"patch"`
+		}
+		if json.Unmarshal(raw, &rec) == nil {
+			ckMax, recMax = max(ckMax, len(rec.Patch)), max(recMax, len(raw))
+		}
+	})
+	b.SetBytes(int64(len(c.target)))
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		c.d.powerOn(base.Clone())
+		b.StartTimer()
+		if err := c.d.engine(opts).Install(ctx, engine.Source{URL: src}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ckMax == 0 {
+		b.Fatal("no delta checkpoint was persisted during the download")
+	}
+	b.ReportMetric(float64(state), "state-B")
+	b.ReportMetric(float64(buf), "buffer-B")
+	b.ReportMetric(float64(ckMax), "checkpoint-B")
+	b.ReportMetric(float64(recMax), "record-B")
+	b.ReportMetric(float64(len(c.delta))/float64(len(c.target))*100, "delta-%")
 }

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
 
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
@@ -112,29 +110,11 @@ func (t *transfer) prepareDecrypt(ctx context.Context, data []byte, off int64, v
 // readKeyTLV reads the unprotected TLV area of the image with header hdr
 // ahead of the stream and returns its encryption.
 func (t *transfer) readKeyTLV(ctx context.Context, hdr image.Header, v validators) (*image.Encryption, error) {
-	at := hdr.HashedSize()
-	cannot := func(why string) error {
-		return fmt.Errorf("%w: image %s is encrypted and its key TLV, at 0x%x after the payload, cannot be read ahead (%s): an encrypted image needs a source that reads from an offset (a file, or HTTP with Range)",
-			ErrDownload, hdr.Version, at, why)
-	}
-	s, err := t.op.open(ctx, at, v)
+	tail, err := t.readTail(ctx, hdr, v, "an encrypted image's key TLV")
 	if err != nil {
-		return nil, cannot(err.Error())
+		return nil, err
 	}
-	defer s.body.Close()
-	if s.start != at {
-		return nil, cannot("the source answered from another offset")
-	}
-	info := make([]byte, 4)
-	if _, err := io.ReadFull(s.body, info); err != nil {
-		return nil, cannot(err.Error())
-	}
-	area := make([]byte, max(4, int(binary.LittleEndian.Uint16(info[2:]))))
-	copy(area, info)
-	if _, err := io.ReadFull(s.body, area[4:]); err != nil {
-		return nil, cannot(err.Error())
-	}
-	enc, err := image.AreaEncryption(hdr, area)
+	enc, err := image.AreaEncryption(hdr, tail[hdr.ProtectedTLVSize:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: image %s: %w", ErrVerify, hdr.Version, err)
 	}

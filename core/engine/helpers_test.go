@@ -189,7 +189,12 @@ func (d *device) factory(v string, size int) {
 // factoryCounter is factory with the image's security counter.
 func (d *device) factoryCounter(v string, size int, cnt uint32) {
 	d.t.Helper()
-	img := signed(d.t, d.keys.priv, v, size, cnt)
+	d.factoryImage(signed(d.t, d.keys.priv, v, size, cnt), v)
+}
+
+// factoryImage is factory with the image's bytes, of version v.
+func (d *device) factoryImage(img []byte, v string) {
+	d.t.Helper()
 	src := writeFile(d.t, img)
 	e := d.engine(engine.Options{AllowDowngrade: true})
 	if err := e.Install(context.Background(), engine.Source{URL: src, Permanent: true}); err != nil {

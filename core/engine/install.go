@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"hash"
@@ -222,6 +223,12 @@ type transfer struct {
 	// x is; off is the image offset of the next chunk that stage takes.
 	dec *decryptor
 	off int64
+	// pt applies the patch of a delta image; nil for a full one. Set by
+	// the verifying stage before the first chunk goes on, as x is, after
+	// prepareDelta found the delta's base running (base).
+	pt   *patcher
+	base *deltaBase
+	keys []crypto.PublicKey // the verifier's, for the states at a block boundary
 
 	// Owned by the port goroutine while run runs; by the caller after.
 	written int64  // bytes written to the slot, all hashed
@@ -231,6 +238,18 @@ type transfer struct {
 	total   int64 // the download's size, -1 while unknown
 	val     validators
 	chunk   int
+	// mark is a delta's latest block boundary that the port goroutine
+	// reached, with the states there: what its checkpoint saves.
+	mark boundary
+}
+
+// boundary is a point of a delta's download where the decoder can resume:
+// the image offset, the verifier's and digest's states there, and the
+// decoder's checkpoint.
+type boundary struct {
+	off            int64
+	vstate, dstate []byte
+	patch          []byte
 }
 
 func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op opener, dg Digest) (*transfer, error) {
@@ -243,7 +262,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 		return nil, fmt.Errorf("install: keys: %w", err)
 	}
 	v.SetMaxSize(dev.maxSize)
-	t := &transfer{e: e, rec: rec, dev: dev, op: op, dg: dg, v: v, total: -1,
+	t := &transfer{e: e, rec: rec, dev: dev, op: op, dg: dg, v: v, total: -1, keys: keys,
 		val: validators{etag: rec.ETag, lastModified: rec.LastModified}}
 	if rec.Size > 0 {
 		t.total = rec.Size
@@ -260,7 +279,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 		if err == nil {
 			dh, err = dg.restore(rec.DigestState)
 		}
-		if err == nil && rec.Offset%int64(align) != 0 {
+		if err == nil && rec.Patch == nil && rec.Offset%int64(align) != 0 {
 			err = fmt.Errorf("checkpoint offset %d is not on the write alignment %d", rec.Offset, align)
 		}
 		if err != nil {
@@ -268,7 +287,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 			v, _ = image.NewStreamVerifier(keys)
 			v.SetMaxSize(dev.maxSize)
 			t.v, t.dh = v, dg.newHash()
-			rec.Offset, rec.ETag, rec.LastModified = 0, "", ""
+			rec.Offset, rec.ETag, rec.LastModified, rec.Patch = 0, "", "", nil
 			t.val = validators{}
 		} else {
 			t.dh, t.resume, t.written, t.lastCk = dh, true, rec.Offset, rec.Offset
@@ -359,9 +378,10 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	// pipeline stops, so an error of the source keeps all the progress.
 	close(jobs)
 	<-ported
-	// A decompression that did not finish stops with the pipeline
-	// (finish has already ended one that did).
+	// A decompression or a patch that did not finish stops with the
+	// pipeline (finish has already ended one that did).
 	defer t.stopExpander()
+	defer t.stopPatcher()
 	switch {
 	case perr != nil:
 		return nil, perr
@@ -395,6 +415,13 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 			return nil, err
 		}
 	}
+	if t.pt != nil {
+		// The delta image is authentic: what it says of its target is
+		// what the read-back checks the slot against before SetBoot.
+		if img, err = t.pt.finish(img, t.base); err != nil {
+			return nil, err
+		}
+	}
 	t.rec.Offset, t.rec.Total = t.written, max(t.total, t.written)
 	return img, nil
 }
@@ -403,6 +430,13 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 func (t *transfer) stopExpander() {
 	if t.x != nil {
 		t.x.stop()
+	}
+}
+
+// stopPatcher ends the patching of a download that will not finish.
+func (t *transfer) stopPatcher() {
+	if t.pt != nil {
+		t.pt.stop()
 	}
 }
 
@@ -470,6 +504,22 @@ func (t *transfer) stream(ctx context.Context, full <-chan chunkMsg, jobs chan<-
 				size = t.dev.maxSize
 				t.x = newExpander(ctx, t.e.p, t.dev, t.chunk)
 			}
+			if hdr, _ := t.v.Header(); hdr.Flags&image.FlagDelta != 0 {
+				n, err := t.prepareDelta(ctx, hdr, c.val)
+				if err != nil {
+					return chunkMsg{}, err
+				}
+				var ck []byte
+				if t.resume {
+					if ck = t.rec.Patch; ck == nil {
+						return chunkMsg{}, errStartOver{why: "the delta's checkpoint holds no decoder state"}
+					}
+				}
+				if t.pt, err = t.newPatcher(ctx, hdr, ck); err != nil {
+					return chunkMsg{}, err
+				}
+				size = n
+			}
 			if err := t.begin(ctx); err != nil {
 				return chunkMsg{}, err
 			}
@@ -521,7 +571,17 @@ func (t *transfer) begin(ctx context.Context) error {
 func (t *transfer) port(ctx context.Context, c chunkMsg) error {
 	t.total, t.val = c.total, c.val
 	data := c.buf[:c.n]
-	if len(data) > 0 && t.x != nil {
+	if len(data) > 0 && t.pt != nil {
+		at, ck, err := t.pt.write(data, t.written)
+		if err != nil {
+			return err
+		}
+		if ck != nil {
+			if err := t.markAt(at, ck, data[:at-t.written]); err != nil {
+				return err
+			}
+		}
+	} else if len(data) > 0 && t.x != nil {
 		if err := t.x.write(data); err != nil {
 			return err
 		}
@@ -536,11 +596,61 @@ func (t *transfer) port(ctx context.Context, c chunkMsg) error {
 	t.written += int64(len(data))
 	t.vstate, t.dstate = c.vstate, c.dstate
 	t.e.emit(Event{Kind: event.Progress, State: Downloading, Offset: t.written, Total: max(t.total, 0), Percent: percent(t.written, t.total)})
-	// A compressed download is not checkpointed: see expander.
-	if !c.last && t.x == nil && t.written-t.lastCk >= t.e.opts.CheckpointEvery {
+	// A compressed download is not checkpointed: see expander. A
+	// delta's is, at the block boundaries of its patch: see patcher.
+	switch {
+	case c.last:
+	case t.pt != nil:
+		if t.mark.patch != nil && t.mark.off-t.lastCk >= t.e.opts.CheckpointEvery {
+			return t.checkpointMark(ctx)
+		}
+	case t.x == nil && t.written-t.lastCk >= t.e.opts.CheckpointEvery:
 		return t.checkpoint(ctx)
 	}
 	return nil
+}
+
+// markAt records the delta's block boundary at image offset at, which
+// prefix, the first bytes of the chunk the port goroutine holds, reach
+// from t.written: the verifier's and the digest's states there are their
+// states at t.written with prefix hashed on.
+func (t *transfer) markAt(at int64, ck, prefix []byte) error {
+	v, err := image.NewStreamVerifier(t.keys)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	v.SetMaxSize(t.dev.maxSize)
+	if t.vstate != nil {
+		if err := v.UnmarshalBinary(t.vstate); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	if _, err := v.Write(prefix); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	vs, err := v.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	dh, err := t.dg.restore(t.dstate)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	var ds []byte
+	if dh != nil {
+		dh.Write(prefix)
+		if ds, err = saveHash(dh); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	t.mark = boundary{off: at, vstate: vs, dstate: ds, patch: ck}
+	return nil
+}
+
+// checkpointMark persists a delta's download at its latest block boundary.
+func (t *transfer) checkpointMark(ctx context.Context) error {
+	m := t.mark
+	return t.saveAt(ctx, m.off, m.vstate, m.dstate, m.patch)
 }
 
 // checkpoint persists the download's progress: the offset written and the
@@ -549,8 +659,14 @@ func (t *transfer) checkpoint(ctx context.Context) error {
 	if t.vstate == nil {
 		return nil // nothing written yet in this pass
 	}
+	return t.saveAt(ctx, t.written, t.vstate, t.dstate, nil)
+}
+
+// saveAt persists the download at image offset off, with the verifier's
+// and digest's states there and, for a delta, the decoder's checkpoint.
+func (t *transfer) saveAt(ctx context.Context, off int64, vstate, dstate, patch []byte) error {
 	prev := *t.rec
-	t.rec.Offset, t.rec.Verifier, t.rec.DigestState = t.written, t.vstate, t.dstate
+	t.rec.Offset, t.rec.Verifier, t.rec.DigestState, t.rec.Patch = off, vstate, dstate, patch
 	t.rec.ETag, t.rec.LastModified = t.val.etag, t.val.lastModified
 	if t.total > 0 {
 		t.rec.Total = t.total
@@ -568,7 +684,7 @@ func (t *transfer) checkpoint(ctx context.Context) error {
 		}
 		return err
 	}
-	t.lastCk = t.written
+	t.lastCk = off
 	return nil
 }
 
@@ -587,7 +703,7 @@ func (e *Engine) checkHeader(v *image.StreamVerifier, dev device, rec *record) e
 	if err := e.checkVersion(h.Version, dev, rec); err != nil {
 		return err
 	}
-	if h.Flags&image.FlagNonBootable != 0 {
+	if h.Flags&image.FlagNonBootable != 0 && h.Flags&image.FlagDelta == 0 {
 		return fmt.Errorf("%w: image %s has the NON_BOOTABLE flag: it is not an application image", ErrRefused, h.Version)
 	}
 	return nil
@@ -756,9 +872,12 @@ func (e *Engine) stop(ctx context.Context, rec *record, t *transfer, err error) 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	var serr error
-	if t != nil && t.x == nil && state == Downloading && t.written > rec.Offset && t.written%int64(t.dev.align) == 0 {
+	switch {
+	case t != nil && t.pt != nil && state == Downloading && t.mark.patch != nil && t.mark.off > rec.Offset:
+		serr = t.checkpointMark(sctx)
+	case t != nil && t.x == nil && t.pt == nil && state == Downloading && t.written > rec.Offset && t.written%int64(t.dev.align) == 0:
 		serr = t.checkpoint(sctx)
-	} else {
+	default:
 		serr = e.save(sctx, rec)
 	}
 	if serr != nil {

@@ -61,6 +61,10 @@ type record struct {
 	LastModified string `json:"last_modified,omitempty"`
 	Verifier     []byte `json:"verifier,omitempty"`
 	DigestState  []byte `json:"digest_state,omitempty"`
+	// Patch is, for a delta image, the patch decoder's checkpoint at
+	// Offset (core/delta, at most delta.MaxCheckpointSize bytes, about
+	// 240): a resume continues the decoder there.
+	Patch []byte `json:"patch,omitempty"`
 
 	// Slot is the update slot the image goes to; Previous the version that
 	// ran when the install started.
@@ -151,7 +155,7 @@ func (r *record) fresh() record {
 
 // clearDownload drops the resumable part of the record.
 func (r *record) clearDownload() {
-	r.Verifier, r.DigestState = nil, nil
+	r.Verifier, r.DigestState, r.Patch = nil, nil, nil
 }
 
 // decodeRecord parses a persisted record. A record that does not parse, or

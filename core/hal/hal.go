@@ -235,7 +235,7 @@ type Info struct {
 	Layout Layout    `json:"layout"`
 	Boot   BootState `json:"boot"`
 	// Capabilities lists the optional parts of the contract the port has
-	// ("kv", "reboot").
+	// ("kv", "read-slot", "reboot").
 	Capabilities []string `json:"capabilities,omitempty"`
 }
 
@@ -270,6 +270,34 @@ type KV interface {
 	// Set stores value under key; a nil value deletes the key.
 	Set(ctx context.Context, key string, value []byte) error
 }
+
+// SlotReader is the optional capability to read an image slot by name,
+// the running one included, where Platform.Read reaches only the update
+// slot. The engine needs it to apply a delta image: the patch rebuilds the
+// new image from the one that runs, read from its slot while the new one
+// is written to the update slot. Which slot runs is what
+// BootState.Running says: app on single-bank (the bootloader copied the
+// image there) and on swap (MCUboot runs the primary slot), app or ota on
+// dual-bank.
+//
+// It is its own interface, beside Platform rather than a slot argument of
+// Read, so that the AliOS-shaped Platform stays the five functions of
+// hal_ota_* and a port that cannot read its running slot (code in
+// external flash behind a cache it cannot bypass) still takes full
+// images: a port without it lists no "read-slot" capability and is sent
+// full images. It is declared here, not in the engine that consumes it,
+// because the plugin wire, the emulated device, the C port and the
+// conformance kit implement or check it too, as they do KV.
+type SlotReader interface {
+	// ReadSlot reads n bytes at off in the partition called slot (app or
+	// ota, as Partition.Name and SlotState.Name spell them); another name
+	// is ErrInvalid, a read past the partition ErrOutOfBounds.
+	ReadSlot(ctx context.Context, slot string, off uint64, n int) ([]byte, error)
+}
+
+// CapReadSlot is the capability a port with SlotReader lists in
+// Info.Capabilities.
+const CapReadSlot = "read-slot"
 
 // RebootResult is what the bootloader did at a (simulated) power-on.
 type RebootResult struct {

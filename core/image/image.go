@@ -102,6 +102,13 @@ func Parse(r io.ReaderAt, size int64) (*Image, error) {
 	return parseTail(h, tail)
 }
 
+// ParseTail is Parse for a reader that has the header and the bytes that
+// follow the payload (tail: both TLV areas, possibly more) but not the
+// payload: the engine reads a delta image's base hash this way, ahead of
+// the stream, to refuse a delta for another base before it writes a byte.
+// Like Parse, it checks no hash or signature.
+func ParseTail(h Header, tail []byte) (*Image, error) { return parseTail(h, tail) }
+
 func readFull(r io.ReaderAt, b []byte, off int64) error {
 	n, err := r.ReadAt(b, off)
 	if n == len(b) {

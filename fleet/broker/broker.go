@@ -132,7 +132,7 @@ func New(cfg Config) (*Broker, error) {
 		InlineClient: true,
 		Logger:       log.With("component", "mqtt"),
 	})
-	hook := newAccessHook(cfg.Lookup, cfg.Operators, cfg.SignIn, cfg.TLS != nil, log)
+	hook := newAccessHook(NewGate(cfg.Lookup, cfg.Operators, cfg.SignIn), cfg.TLS != nil, log)
 	hook.onDevice = cfg.OnDeviceSignIn
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add access hook: %w", err)

@@ -2,74 +2,34 @@ package broker
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
-
-	"github.com/otaport/otaport/core/cloud"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// principal is who a connection signed in as.
-type principal struct {
-	operator bool
-	user     string // operator name
-	pk, dn   string // device
-	topics   cloud.TopicSet
-	plain    bool // signed in on the plain listener of a migration period
-}
-
-// allowed is the topic ACL: a device publishes only its own inform,
-// progress and request topics and subscribes only to its own upgrade topic
-// and its product's release statements and key sets, all by exact name, so no wildcard
-// reaches another device; an operator uses anything under /ota/device/.
-func (p principal) allowed(topic string, write bool) bool {
-	if p.operator {
-		return operatorAllowed(topic)
-	}
-	if write {
-		return topic == p.topics.Inform || topic == p.topics.Progress || topic == p.topics.Request
-	}
-	return topic == p.topics.Upgrade || topic == p.topics.Release || topic == p.topics.KeySet
-}
-
-// accessHook signs clients in and enforces the ACL. It remembers the
-// principal of each live connection, keyed by the connection itself so that
-// a reused client id can never inherit another's rights.
+// accessHook signs clients in through the Gate and enforces the ACL. It
+// remembers the principal of each live connection, keyed by the connection
+// itself so that a reused client id can never inherit another's rights.
 type accessHook struct {
 	mqtt.HookBase
-	lookup    func(pk, dn string) (string, bool)
-	operators map[string][32]byte // name -> SHA-256 of the password
-	log       *slog.Logger
-	policy    SignInPolicy
-	tls       bool      // the listener's transport
-	byDevice  *failures // failed sign-ins per device
-	byAddress *failures // and per address
+	gate *Gate
+	log  *slog.Logger
+	tls  bool // the listener's transport
 	// onDevice, when set, hears of every device sign-in and its listener
 	// (Config.OnDeviceSignIn).
 	onDevice func(pk, dn string, plain bool)
 
 	mu    sync.Mutex
-	conns map[*mqtt.Client]principal
+	conns map[*mqtt.Client]Principal
 }
 
-func newAccessHook(lookup func(pk, dn string) (string, bool), operators map[string]string, policy SignInPolicy, tls bool, log *slog.Logger) *accessHook {
-	ops := make(map[string][32]byte, len(operators))
-	for u, p := range operators {
-		ops[u] = sha256.Sum256([]byte(p))
-	}
-	policy = policy.withDefaults()
-	return &accessHook{lookup: lookup, operators: ops, log: log, policy: policy, tls: tls,
-		byDevice: newFailures(policy.MaxFailures, policy), byAddress: newFailures(addressFactor*policy.MaxFailures, policy),
-		conns: map[*mqtt.Client]principal{}}
+func newAccessHook(gate *Gate, tls bool, log *slog.Logger) *accessHook {
+	return &accessHook{gate: gate, log: log, tls: tls, conns: map[*mqtt.Client]Principal{}}
 }
 
 func (h *accessHook) ID() string { return "otaport-access" }
@@ -79,111 +39,41 @@ func (h *accessHook) Provides(b byte) bool {
 }
 
 // OnConnectAuthenticate signs a client in: an operator by name and password,
-// anyone else as a device with the platform's scheme. A will message is
-// checked against the ACL here, since the broker publishes it later without
-// asking.
+// anyone else as a device with the platform's scheme or its certificate. A
+// will message is checked against the ACL here, since the broker publishes
+// it later without asking.
 func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	user := string(pk.Connect.Username)
-	remote := cl.Net.Remote
-	// Failures are counted per address and per device, and a key past its
-	// count is refused before its credentials are looked at: guessing a
-	// secret, or replaying captures, costs a window per few tries.
-	addr := addressKey(remote)
-	dev := ""
-	if dn, pkey, ok := strings.Cut(user, "&"); ok {
-		dev = deviceKey(pkey, dn)
+	a := Attempt{
+		ClientID: pk.Connect.ClientIdentifier, Username: string(pk.Connect.Username), Password: pk.Connect.Password,
+		Remote: cl.Net.Remote, TLS: h.tls, Plain: cl.Net.Listener == plainListenerID,
 	}
-	want, isOp := h.operators[user]
-	opRight := false
-	if isOp {
-		got := sha256.Sum256(pk.Connect.Password)
-		opRight = subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	if cn, ok := clientCertName(cl); ok {
+		a.CertName = cn
 	}
-	// An operator who signs in right is never held to the failures of its
-	// address: otaserve's own connection shares loopback with local
-	// devices. Anyone else holds a place in the counts of its address and
-	// device while it is checked (acquire), given back or counted as a
-	// failure when the check ends.
-	held, heldDev := !opRight, dev
-	if held {
-		ok := h.byAddress.acquire(addr)
-		if ok && heldDev != "" && !h.byDevice.acquire(heldDev) {
-			h.byAddress.release(addr, false)
-			ok = false
-		}
-		if !ok {
-			h.log.Warn("sign-in refused: too many failures, wait for the window to pass", "user", user, "remote", remote,
-				"max_per_device", h.policy.MaxFailures, "window", h.policy.FailureWindow)
-			return false
-		}
-	}
-	failed := false
-	defer func() {
-		if held {
-			h.byAddress.release(addr, failed)
-			if heldDev != "" {
-				h.byDevice.release(heldDev, failed)
-			}
-		}
-	}()
-	refuse := func(msg string, args ...any) bool {
-		failed = true
-		h.log.Warn(msg, append([]any{"user", user, "remote", remote}, args...)...)
+	p, err := h.gate.SignIn(a)
+	if err != nil {
+		logRefusal(h.log, a, err)
 		return false
 	}
-	var p principal
-	if isOp {
-		if !opRight {
-			return refuse("operator sign-in refused: wrong password")
-		}
-		p = principal{operator: true, user: user}
+	if p.Operator {
 		cl.ID = operatorSessionID(pk.Connect.ClientIdentifier)
-	} else if cn, ok := clientCertName(cl); ok {
-		// The TLS handshake verified the certificate against the
-		// device CAs: it names the device, which must still exist.
-		dn, pkey, found := strings.Cut(cn, "&")
-		if !found || dn == "" || pkey == "" {
-			return refuse("device sign-in refused", "err", fmt.Sprintf("certificate common name %q: want \"{deviceName}&{productKey}\"", cn))
-		}
-		if user != "" && user != cn {
-			return refuse("device sign-in refused", "err", fmt.Sprintf("user name %q is not the certificate's device %q", user, cn))
-		}
-		if _, known := h.lookup(pkey, dn); !known {
-			return refuse("device sign-in refused", "err", fmt.Sprintf("certificate of %s/%s, which is not registered", pkey, dn))
-		}
-		dev = deviceKey(pkey, dn)
-		p = principal{pk: pkey, dn: dn, topics: cloud.Topics(pkey, dn)}
-		cl.ID = sessionID(pkey, dn)
-		h.byDevice.forget(dev)
 	} else {
-		id, err := cloud.VerifyCredentials(pk.Connect.ClientIdentifier, user, pk.Connect.Password, h.lookup)
-		if err != nil {
-			return refuse("device sign-in refused", "err", err)
-		}
-		// The plain listener of a migration period is the one place a
-		// TLS broker takes securemode 3.
-		plain := cl.Net.Listener == plainListenerID
-		if err := h.policy.check(id, h.tls && !plain); err != nil {
-			return refuse("device sign-in refused", "err", err)
-		}
-		if plain {
-			h.log.Warn("device signed in without TLS, on the listener of the migration period: move it to ssl://", "device", id.ProductKey+"/"+id.DeviceName, "remote", remote)
-		}
-		p = principal{pk: id.ProductKey, dn: id.DeviceName, topics: cloud.Topics(id.ProductKey, id.DeviceName), plain: plain}
-		cl.ID = sessionID(id.ProductKey, id.DeviceName)
-		h.byDevice.forget(dev)
+		cl.ID = sessionID(p.ProductKey, p.DeviceName)
 	}
-	if pk.Connect.WillFlag && !p.allowed(pk.Connect.WillTopic, true) {
-		h.log.Warn("sign-in refused: will on a forbidden topic", "user", user, "topic", pk.Connect.WillTopic)
+	if p.Plain {
+		h.log.Warn("device signed in without TLS, on the listener of the migration period: move it to ssl://", "device", p.ProductKey+"/"+p.DeviceName, "remote", a.Remote)
+	}
+	if pk.Connect.WillFlag && !p.Allowed(pk.Connect.WillTopic, true) {
+		h.log.Warn("sign-in refused: will on a forbidden topic", "user", a.Username, "topic", pk.Connect.WillTopic)
 		return false
 	}
 	h.mu.Lock()
 	h.conns[cl] = p
 	h.mu.Unlock()
-	if !p.operator && h.onDevice != nil {
-		h.onDevice(p.pk, p.dn, p.plain)
+	if !p.Operator && h.onDevice != nil {
+		h.onDevice(p.ProductKey, p.DeviceName, p.Plain)
 	}
-	h.log.Info("signed in", "user", user, "operator", p.operator, "session", cl.ID, "remote", remote)
+	h.log.Info("signed in", "user", a.Username, "operator", p.Operator, "session", cl.ID, "remote", a.Remote)
 	return true
 }
 
@@ -208,7 +98,7 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	h.mu.Lock()
 	p, ok := h.conns[cl]
 	h.mu.Unlock()
-	if ok && p.allowed(topic, write) {
+	if ok && p.Allowed(topic, write) {
 		return true
 	}
 	h.log.Warn("topic refused", "session", cl.ID, "topic", topic, "publish", write)
@@ -227,8 +117,8 @@ func (h *accessHook) devices() []string {
 	defer h.mu.Unlock()
 	var out []string
 	for _, p := range h.conns {
-		if !p.operator {
-			out = append(out, p.pk+"/"+p.dn)
+		if !p.Operator {
+			out = append(out, p.ProductKey+"/"+p.DeviceName)
 		}
 	}
 	sort.Strings(out)
@@ -243,7 +133,7 @@ func (h *accessHook) plain(pk, dn string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, p := range h.conns {
-		if !p.operator && p.pk == pk && p.dn == dn && p.plain {
+		if !p.Operator && p.ProductKey == pk && p.DeviceName == dn && p.Plain {
 			return true
 		}
 	}
@@ -256,7 +146,7 @@ func (h *accessHook) clients(pk, dn string) []*mqtt.Client {
 	defer h.mu.Unlock()
 	var out []*mqtt.Client
 	for cl, p := range h.conns {
-		if !p.operator && p.pk == pk && p.dn == dn {
+		if !p.Operator && p.ProductKey == pk && p.DeviceName == dn {
 			out = append(out, cl)
 		}
 	}

@@ -149,22 +149,22 @@ func (f *failures) acquire(key string) bool {
 }
 
 // release ends an attempt acquire let through, counting it if it failed.
+// Its place and its failure change hands in one step: between the two, a
+// concurrent acquire would see neither and be let through past the count.
 func (f *failures) release(key string, failed bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	c, ok := f.m[key]
 	if ok && c.pending > 0 {
 		c.pending--
 	}
-	f.mu.Unlock()
 	if failed {
-		f.fail(key)
+		f.failLocked(key)
 	}
 }
 
-// fail counts a failure of key.
-func (f *failures) fail(key string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// failLocked counts a failure of key; f.mu is held.
+func (f *failures) failLocked(key string) {
 	now := f.now()
 	c, ok := f.m[key]
 	if ok && now.Sub(c.start) < f.window {

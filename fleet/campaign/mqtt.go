@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
@@ -18,13 +21,19 @@ var Subscriptions = []string{"/ota/device/inform/+/+", "/ota/device/progress/+/+
 // MQTTConfig is how the service reaches the broker.
 type MQTTConfig struct {
 	// URL is the broker, "tcp://127.0.0.1:1883", "ssl://host:8883" or
-	// "ws://...", as paho understands it.
+	// "ws://...", as paho understands it, or several separated by commas:
+	// the nodes of a clustered broker.
 	URL      string
 	Username string
 	Password string
 	ClientID string
 	TLS      *tls.Config
 	Logger   *slog.Logger
+	// Retry makes Dial try again, every second, until ctx ends when the
+	// broker refuses or cannot be reached: an external broker may come up
+	// after otaserve, and a NATS cluster's auth callout needs a moment to
+	// be known on every node after otaserve starts serving it.
+	Retry bool
 }
 
 // Client is the service's MQTT connection. Messages are handed to the
@@ -56,14 +65,21 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cl := &Client{log: cfg.Logger, queue: make(chan Message, QueueSize), stop: make(chan struct{})}
-	opts := mqtt.NewClientOptions().AddBroker(cfg.URL).
-		SetClientID(cfg.ClientID).SetUsername(cfg.Username).SetPassword(cfg.Password).
-		SetTLSConfig(cfg.TLS).SetAutoReconnect(true).SetConnectRetry(false).
+	opts := mqtt.NewClientOptions()
+	// Several URLs are the nodes of a clustered broker: paho tries them in
+	// order at every connection.
+	for _, u := range strings.Split(cfg.URL, ",") {
+		opts.AddBroker(strings.TrimSpace(u))
+	}
+	opts.SetClientID(cfg.ClientID).SetUsername(cfg.Username).SetPassword(cfg.Password).
+		SetTLSConfig(cfg.TLS).SetAutoReconnect(true).
+		SetConnectRetry(cfg.Retry).SetConnectRetryInterval(time.Second).
 		// A persistent session keeps device reports queued at the broker
 		// while the service restarts.
 		SetCleanSession(false).
 		SetOrderMatters(true)
 	opts.SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {})
+	subscribed := make(chan error, 1) // the first subscription's outcome
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		filters := map[string]byte{}
 		for _, f := range Subscriptions {
@@ -77,8 +93,14 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 		})
 		go func() {
 			// Waiting inside the connect handler would stall paho.
-			if tok.Wait() && tok.Error() != nil {
-				cl.log.Error("mqtt subscribe", "err", tok.Error())
+			tok.Wait()
+			err := subscribeError(tok)
+			if err != nil {
+				cl.log.Error("mqtt subscribe", "err", err)
+			}
+			select {
+			case subscribed <- err:
+			default: // a reconnection's: Dial has returned
 			}
 		}()
 	})
@@ -87,7 +109,21 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 	})
 	cl.c = mqtt.NewClient(opts)
 	if err := wait(ctx, cl.c.Connect()); err != nil {
+		cl.c.Disconnect(0) // ends the retries
 		return nil, fmt.Errorf("connect to broker %s: %w", cfg.URL, err)
+	}
+	// Reports sent before the subscriptions are in place reach no one: a
+	// clustered broker takes a while to make them (a JetStream consumer
+	// each, on the NATS server), so Dial returns only once they are.
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			cl.c.Disconnect(0)
+			return nil, fmt.Errorf("subscribe at broker %s: %w", cfg.URL, err)
+		}
+	case <-ctx.Done():
+		cl.c.Disconnect(0)
+		return nil, fmt.Errorf("subscribe at broker %s: %w", cfg.URL, ctx.Err())
 	}
 	cl.done.Add(1)
 	go func() {
@@ -95,6 +131,29 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 		Deliver(cl.queue, cl.stop, handle, cl.log)
 	}()
 	return cl, nil
+}
+
+// subscribeError is a finished subscription's error, a refusal of any of
+// its filters included (SUBACK 0x80, which paho does not report as one).
+func subscribeError(tok mqtt.Token) error {
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	st, ok := tok.(*mqtt.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	var refused []string
+	for f, code := range st.Result() {
+		if code == 0x80 {
+			refused = append(refused, f)
+		}
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		return fmt.Errorf("the broker refused %s: let otaserve's user subscribe to /ota/device/# there", strings.Join(refused, ", "))
+	}
+	return nil
 }
 
 // Deliver hands the messages of queue to handle until stop is closed: the

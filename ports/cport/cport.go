@@ -264,7 +264,7 @@ func (p *Port) Describe(ctx context.Context) (hal.Info, error) {
 	l := p.layout
 	l.Flash = p.dev.Geometry()
 	l.BootAttempts = max(l.BootAttempts, 1)
-	return hal.Info{Layout: l, Boot: st, Capabilities: []string{"kv", "reboot"}}, nil
+	return hal.Info{Layout: l, Boot: st, Capabilities: []string{"kv", hal.CapReadSlot, "reboot"}}, nil
 }
 
 // Init prepares the update slot for an image of req.Size bytes.
@@ -330,6 +330,29 @@ func (p *Port) ReadInto(ctx context.Context, off uint64, b []byte) error {
 		return hal.Errorf(hal.CodeOutOfBounds, "read at 0x%x: %d bytes: the C port takes at most 4 GiB a call", off, len(b))
 	}
 	return p.call(func() C.int { return C.ota_port_read(p.c, C.uint64_t(off), cbytes(b), C.uint32_t(len(b))) })
+}
+
+// ReadSlot reads n bytes at off in the image slot called slot (app or ota):
+// the C code's ota_port_read_slot.
+func (p *Port) ReadSlot(ctx context.Context, slot string, off uint64, n int) ([]byte, error) {
+	ids := map[string]C.int{hal.PartApp: C.OTA_SLOT_APP, hal.PartOTA: C.OTA_SLOT_OTA}
+	id, ok := ids[slot]
+	if !ok {
+		return nil, hal.Errorf(hal.CodeInvalid, "read slot %q: not an image slot: give %s or %s", slot, hal.PartApp, hal.PartOTA)
+	}
+	if n < 0 || uint64(n) > 1<<32-1 {
+		return nil, hal.Errorf(hal.CodeOutOfBounds, "read %s at 0x%x: %d bytes: the C port takes 0 to 4 GiB a call", slot, off, n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.ready(ctx); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	if err := p.call(func() C.int { return C.ota_port_read_slot(p.c, id, C.uint64_t(off), cbytes(buf), C.uint32_t(n)) }); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // SetBoot records what the bootloader is to do at the next power-on.
@@ -424,9 +447,10 @@ func (p *Port) Reboot(ctx context.Context) (hal.RebootResult, error) {
 }
 
 var (
-	_ hal.Platform = (*Port)(nil)
-	_ hal.KV       = (*Port)(nil)
-	_ hal.Rebooter = (*Port)(nil)
+	_ hal.Platform   = (*Port)(nil)
+	_ hal.KV         = (*Port)(nil)
+	_ hal.Rebooter   = (*Port)(nil)
+	_ hal.SlotReader = (*Port)(nil)
 	_ interface {
 		ReadInto(ctx context.Context, off uint64, p []byte) error
 	} = (*Port)(nil)

@@ -48,6 +48,7 @@ func (f *fixture) attach(dev flash.Device) (*agent, error) {
 		CheckpointEvery: f.checkpoint,
 		Retries:         -1,
 		Logger:          f.log,
+		DecryptKey:      f.decKey,
 	})
 	if err != nil {
 		return nil, err

@@ -1,14 +1,17 @@
 package powercut
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	crand "crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/delta"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
@@ -36,14 +40,23 @@ const (
 // image before any upgrade. It is read-only once built, so the workers of
 // a sweep share it; each run works on a clone of base.
 type fixture struct {
-	board      Board
-	layout     hal.Layout
-	key        crypto.Signer
-	bootOpts   boot.Options
-	keys       []crypto.PublicKey
-	oldImg     []byte
-	newImg     []byte
-	newFile    string // newImg as a file: the source the engine installs from
+	board    Board
+	layout   hal.Layout
+	key      crypto.Signer
+	bootOpts boot.Options
+	keys     []crypto.PublicKey
+	oldImg   []byte
+	newImg   []byte
+	newFile  string // newImg as a file: the source the engine installs from
+	// kind is the kind of newImg; slotImg what the update slot holds once
+	// it is installed (newImg, or its plain form), where a download's
+	// checkpoint is checked; nil where the slot's bytes are not the
+	// download's (a compressed image's, a delta's).
+	kind    Kind
+	slotImg []byte
+	// decKey is the device's decryption key (an encrypted kind), which
+	// the engine and the simulated MCUboot decrypt with.
+	decKey     any
 	oldVer     string // versions as the bootloader reports them
 	newVer     string
 	chunk      int
@@ -60,7 +73,7 @@ type fixture struct {
 // newFixture signs the images of board b, writes the new one to a file in
 // dir, programs the old one into app as a factory programmer does and
 // powers the device on once.
-func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture, error) {
+func newFixture(ctx context.Context, b Board, cfg Config, dir string, kind Kind) (*fixture, error) {
 	// A key derived from the board name: the images, and so every
 	// operation count and torn point, are the same from run to run.
 	seed := sha256.Sum256([]byte("otaport power-cut suite " + b.Name))
@@ -80,14 +93,22 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 	}
 	f.log = cfg.Logger
 	f.cport = cfg.CPort
-	f.bootOpts = boot.Options{Keys: f.keys, Logger: cfg.Logger}
+	f.kind = kind
+	if kind == KindEncrypted {
+		k, err := ecdh.X25519().NewPrivateKey(seed[:])
+		if err != nil {
+			return nil, err
+		}
+		f.decKey = k
+	}
+	f.bootOpts = boot.Options{Keys: f.keys, Logger: cfg.Logger, DecryptKey: f.decKey}
 	if f.oldImg, err = f.sign(OldVersion, cfg.payloadSize(), 1); err != nil {
 		return nil, err
 	}
-	if f.newImg, err = f.sign(NewVersion, cfg.payloadSize(), 2); err != nil {
+	if err := f.signNew(cfg.payloadSize()); err != nil {
 		return nil, err
 	}
-	f.newFile = filepath.Join(dir, b.Name+"-"+NewVersion+".img")
+	f.newFile = filepath.Join(dir, b.Name+"-"+NewVersion+"-"+cmpKind(kind)+".img")
 	if err := os.WriteFile(f.newFile, f.newImg, 0o644); err != nil {
 		return nil, fmt.Errorf("board %s: write the new image: %w", b.Name, err)
 	}
@@ -123,18 +144,123 @@ func newFixture(ctx context.Context, b Board, cfg Config, dir string) (*fixture,
 // sign returns a signed image of version v with a payload of n bytes that
 // differs per image.
 func (f *fixture) sign(v string, n int, salt byte) ([]byte, error) {
+	return f.signWith(v, payloadOf(n, salt), image.SignOptions{})
+}
+
+// payloadOf returns n pseudo-random bytes that differ with salt.
+func payloadOf(n int, salt byte) []byte {
+	payload := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{salt, 'p', 'c'})
+	_, _ = r.Read(payload)
+	return payload
+}
+
+// signWith signs payload as version v with opts (its version and erased
+// value are the fixture's).
+func (f *fixture) signWith(v string, payload []byte, opts image.SignOptions) ([]byte, error) {
 	ver, err := image.ParseVersion(v)
 	if err != nil {
 		return nil, err
 	}
-	payload := make([]byte, n)
-	r := rand.NewChaCha8([32]byte{salt, 'p', 'c'})
-	_, _ = r.Read(payload)
-	img, err := image.Sign(payload, f.key, image.SignOptions{Version: ver, ErasedZero: f.layout.Flash.EraseValue == 0})
+	opts.Version, opts.ErasedZero = ver, f.layout.Flash.EraseValue == 0
+	img, err := image.Sign(payload, f.key, opts)
 	if err != nil {
 		return nil, fmt.Errorf("board %s: sign image %s: %w", f.board.Name, v, err)
 	}
 	return img, nil
+}
+
+// cmpKind names kind in a file name.
+func cmpKind(k Kind) string {
+	if k == KindPlain {
+		return "plain"
+	}
+	return string(k)
+}
+
+// signNew makes the new image of the fixture's kind, with a payload of n
+// bytes, and what the update slot holds once it is installed.
+func (f *fixture) signNew(n int) error {
+	var err error
+	switch f.kind {
+	case KindPlain:
+		f.newImg, err = f.sign(NewVersion, n, 2)
+		f.slotImg = f.newImg
+	case KindCompressed:
+		// Half the bits random: LZMA2 halves it, and otaimg keeps the
+		// compressed form only when it is smaller.
+		p := payloadOf(n, 2)
+		for i := range p {
+			p[i] &= 0x0f
+		}
+		f.newImg, err = f.signWith(NewVersion, p, image.SignOptions{Compression: image.CompressionLZMA2})
+		if err == nil {
+			if h, herr := image.ParseHeader(f.newImg); herr != nil || h.Flags&image.FlagCompressedLZMA2 == 0 {
+				return fmt.Errorf("board %s: the compressed image is not compressed (%v)", f.board.Name, herr)
+			}
+		}
+	case KindEncrypted:
+		f.newImg, err = encrypted.get(f.board.Name, n, func() ([]byte, error) {
+			return f.signWith(NewVersion, payloadOf(n, 2), image.SignOptions{Encrypt: f.decKey.(*ecdh.PrivateKey).PublicKey()})
+		})
+		if err == nil {
+			f.slotImg, err = f.slotForm(f.newImg)
+		}
+	case KindDelta:
+		// The next build: the first half as the old image's, the rest
+		// new, so that the patch both copies from the base and carries
+		// literals, over several blocks.
+		p := payloadOf(n, 1)
+		copy(p[n/2:], payloadOf(n-n/2, 2))
+		var target []byte
+		if target, err = f.signWith(NewVersion, p, image.SignOptions{}); err == nil {
+			f.newImg, err = f.signDelta(target)
+		}
+	default:
+		return fmt.Errorf("image kind %q: unknown", f.kind)
+	}
+	return err
+}
+
+// slotForm returns what the update slot holds once the encrypted image img
+// is installed: as received on an MCUboot board (its bootloader decrypts),
+// else the plain payload under the same header and TLVs.
+func (f *fixture) slotForm(img []byte) ([]byte, error) {
+	if f.layout.Bootloader.Name == hal.BootloaderMCUboot {
+		return img, nil
+	}
+	parsed, err := image.Parse(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		return nil, err
+	}
+	r, err := image.DecryptingReader(bytes.NewReader(img), parsed, f.decKey)
+	if err != nil {
+		return nil, err
+	}
+	plain := make([]byte, parsed.TotalSize)
+	if _, err := r.ReadAt(plain, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return plain, nil
+}
+
+// signDelta returns the delta image from the old image to target, its
+// patch in blocks of 4 KiB so that a download of a few tens of KiB has
+// block boundaries to resume from.
+func (f *fixture) signDelta(target []byte) ([]byte, error) {
+	bi, err := image.Parse(bytes.NewReader(f.oldImg), int64(len(f.oldImg)))
+	if err != nil {
+		return nil, err
+	}
+	ti, err := image.Parse(bytes.NewReader(target), int64(len(target)))
+	if err != nil {
+		return nil, err
+	}
+	patch, err := delta.Encode(f.oldImg[:bi.TotalSize], target[:ti.TotalSize], delta.Options{BlockLog: delta.MinBlockLog})
+	if err != nil {
+		return nil, err
+	}
+	return image.SignDelta(bi, ti, patch, f.key, image.SignOptions{ErasedZero: f.layout.Flash.EraseValue == 0})
 }
 
 // boardKey returns a key of the board's signature algorithm (its
@@ -167,6 +293,39 @@ func boardKey(alg string, seed [32]byte) (crypto.Signer, error) {
 		return rsaKeys.m[alg], rsaKeys.err
 	}
 	return nil, fmt.Errorf("image.signature %q: no key for it in the suite", alg)
+}
+
+// encrypted holds each board's encrypted image, made once per process: the
+// AES key of an encrypted image is random at every signing (imgtool's
+// too), and sweeps that compare their figures (the Go port's and the C
+// port's) need the same bytes, so that each cut falls on the same flash
+// operation, as the other kinds get from their fixed keys and payloads.
+var encrypted imageCache
+
+// imageCache is images by board and payload size, each made once.
+type imageCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// get returns the image of board and payload size n, made by mk the
+// first time.
+func (c *imageCache) get(board string, n int, mk func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := fmt.Sprintf("%s/%d", board, n)
+	if b, ok := c.m[k]; ok {
+		return b, nil
+	}
+	b, err := mk()
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string][]byte{}
+	}
+	c.m[k] = b
+	return b, nil
 }
 
 var rsaKeys struct {

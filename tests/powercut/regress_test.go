@@ -64,7 +64,7 @@ func TestResume_CutAfterStartOverErase(t *testing.T) {
 	}
 	for _, b := range boards {
 		t.Run(b.Name, func(t *testing.T) {
-			f, err := newFixture(ctx, b, Config{}, t.TempDir())
+			f, err := newFixture(ctx, b, Config{}, t.TempDir(), KindPlain)
 			if err != nil {
 				t.Fatal(err)
 			}

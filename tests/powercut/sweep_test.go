@@ -286,13 +286,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if only != nil && only.board != b.Name {
 			continue
 		}
-		f, err := newFixture(ctx, b, cfg, dir)
-		if err != nil {
-			return nil, fmt.Errorf("power-cut suite: %w", err)
-		}
+		// One fixture per kind of image the board's flows install.
+		fixtures := map[Kind]*fixture{}
 		for _, fl := range cfg.Flows {
-			if !fl.applies(b.Layout.Scheme) || (only != nil && only.flow != fl.Name) {
+			if !fl.applies(b.Layout) || (only != nil && only.flow != fl.Name) {
 				continue
+			}
+			f := fixtures[fl.Kind]
+			if f == nil {
+				var err error
+				if f, err = newFixture(ctx, b, cfg, dir, fl.Kind); err != nil {
+					return nil, fmt.Errorf("power-cut suite: %w", err)
+				}
+				fixtures[fl.Kind] = f
 			}
 			n, err := f.cleanRun(ctx, fl)
 			if err != nil {

@@ -1,6 +1,7 @@
 package sequences
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/delta"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
@@ -110,6 +112,7 @@ type devicePort interface {
 	hal.Platform
 	hal.KV
 	hal.Rebooter
+	hal.SlotReader // delta images read the running slot
 	Close() error
 }
 
@@ -154,9 +157,53 @@ func (f *fixture) image(k imageKind, v string) (string, error) {
 	if p, ok := f.images[name]; ok {
 		return p, nil
 	}
-	ver, err := image.ParseVersion(v)
+	b, err := f.sign(k, v)
 	if err != nil {
 		return "", err
+	}
+	p := filepath.Join(f.dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return "", err
+	}
+	f.images[name] = p
+	return p, nil
+}
+
+// sign returns the bytes of the image of kind k and version v. A delta
+// image is made from the factory image, the very bytes provisioned (an
+// ECDSA signature differs at each signing), to a good image of version v.
+func (f *fixture) sign(k imageKind, v string) ([]byte, error) {
+	if k == imgDelta {
+		p, ok := f.images[imageName(imgGood, factoryVersion)]
+		if !ok {
+			return nil, fmt.Errorf("board %s: a delta before the factory image is made", f.name)
+		}
+		base, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		target, err := f.sign(imgGood, v)
+		if err != nil {
+			return nil, err
+		}
+		bi, err := image.Parse(bytes.NewReader(base), int64(len(base)))
+		if err != nil {
+			return nil, err
+		}
+		ti, err := image.Parse(bytes.NewReader(target), int64(len(target)))
+		if err != nil {
+			return nil, err
+		}
+		patch, err := delta.Encode(base, target, delta.Options{BlockLog: delta.MinBlockLog})
+		if err != nil {
+			return nil, err
+		}
+		return image.SignDelta(bi, ti, patch, f.key, image.SignOptions{ErasedZero: f.layout.Flash.EraseValue == 0})
+	}
+	name := imageName(k, v)
+	ver, err := image.ParseVersion(v)
+	if err != nil {
+		return nil, err
 	}
 	h := sha256.Sum256([]byte(f.name + " " + name))
 	n := 1024 + int(binary.LittleEndian.Uint32(h[:])%4096)
@@ -174,19 +221,14 @@ func (f *fixture) image(k imageKind, v string) (string, error) {
 	}
 	b, err := image.Sign(payload, key, image.SignOptions{Version: ver, ErasedZero: f.layout.Flash.EraseValue == 0})
 	if err != nil {
-		return "", fmt.Errorf("board %s: sign %s: %w", f.name, name, err)
+		return nil, fmt.Errorf("board %s: sign %s: %w", f.name, name, err)
 	}
 	if k == imgTampered {
 		// One bit of the payload, after signing: hash and signature
 		// no longer match.
 		b[image.DefaultHeaderSize+n/2] ^= 0x10
 	}
-	p := filepath.Join(f.dir, name)
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		return "", err
-	}
-	f.images[name] = p
-	return p, nil
+	return b, nil
 }
 
 // keySetRevokes is the first version of the fixture's key sets that

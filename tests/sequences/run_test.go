@@ -121,7 +121,8 @@ func (r *runner) command(pl devicePort, s step, version string) (hal.RebootResul
 		if err != nil {
 			panic(err) // the fixture's own failure, not the device's
 		}
-		return hal.RebootResult{}, r.engine(pl, s.img == imgAllowed).Install(r.ctx, engine.Source{URL: path})
+		err = r.engine(pl, s.img == imgAllowed).Install(r.ctx, engine.Source{URL: path})
+		return hal.RebootResult{}, err
 	case stepResume:
 		return hal.RebootResult{}, r.engine(pl, false).Resume(r.ctx)
 	case stepBoot:
@@ -177,6 +178,9 @@ func (r *runner) step(i int, s step) *model.Violation {
 		r.equal[i] = version
 	}
 	im := model.Image{Version: version, Trusted: s.img != imgWrongKey, Policy: s.img != imgWrongAlg, Intact: s.img != imgTampered, Fits: s.img != imgOversized, AllowDowngrade: s.img == imgAllowed}
+	if s.img == imgDelta {
+		im.Base = factoryVersion
+	}
 	var other string
 	if s.kind == stepRollback {
 		other = r.otherSlot(pl)

@@ -40,15 +40,16 @@ const (
 	imgEqual                      // the running version, no --allow-downgrade
 	imgAllowed                    // older, with --allow-downgrade
 	imgWrongAlg                   // signed with a trusted key of another algorithm than the board's
+	imgDelta                      // a delta image (otaimg diff) from the factory image to a newer one
 )
 
 func (k imageKind) String() string {
-	return [...]string{"good", "tampered", "oversized", "wrong-key", "downgrade", "equal-version", "downgrade-allowed", "wrong-algorithm"}[k]
+	return [...]string{"good", "tampered", "oversized", "wrong-key", "downgrade", "equal-version", "downgrade-allowed", "wrong-algorithm", "delta"}[k]
 }
 
 // file is the prefix of the image's file name.
 func (k imageKind) file() string {
-	return [...]string{"app", "tampered", "big", "wrongkey", "old", "same", "app", "otheralg"}[k]
+	return [...]string{"app", "tampered", "big", "wrongkey", "old", "same", "app", "otheralg", "delta"}[k]
 }
 
 // step is one command of a sequence. Everything random about it is drawn
@@ -129,9 +130,9 @@ type share struct {
 // allowed downgrade (the agent does not allow downgrades here, as
 // device.yaml's default).
 var (
-	userImages = []share{{45, imgGood}, {55, imgTampered}, {65, imgOversized}, {70, imgWrongKey}, {75, imgWrongAlg},
+	userImages = []share{{40, imgGood}, {45, imgDelta}, {55, imgTampered}, {65, imgOversized}, {70, imgWrongKey}, {75, imgWrongAlg},
 		{83, imgDowngrade}, {91, imgEqual}, {100, imgAllowed}}
-	orderImages = []share{{70, imgGood}, {80, imgTampered}, {85, imgWrongKey}, {90, imgWrongAlg}, {95, imgDowngrade}, {100, imgEqual}}
+	orderImages = []share{{65, imgGood}, {70, imgDelta}, {80, imgTampered}, {85, imgWrongKey}, {90, imgWrongAlg}, {95, imgDowngrade}, {100, imgEqual}}
 )
 
 // draw draws an image kind by its shares.
@@ -226,6 +227,8 @@ func otarun(f *fixture, steps []step, fl *failure) string {
 					cmd += " (signed with another key)"
 				case imgWrongAlg:
 					cmd += " (signed with alien.pem)"
+				case imgDelta:
+					cmd += fmt.Sprintf(" (otaimg diff %s %s)", imageName(imgGood, factoryVersion), imageName(imgGood, v))
 				}
 			}
 		case stepResume:

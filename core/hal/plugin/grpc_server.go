@@ -24,8 +24,9 @@ const (
 type grpcServer struct {
 	halpb.UnimplementedPlatformServer
 	impl hal.Platform
-	kv   hal.KV       // nil when impl has no key-value store
-	reb  hal.Rebooter // nil when impl cannot reboot
+	kv   hal.KV         // nil when impl has no key-value store
+	reb  hal.Rebooter   // nil when impl cannot reboot
+	sr   hal.SlotReader // nil when impl reads only the update slot
 
 	mu     sync.Mutex
 	nextID uint64
@@ -36,20 +37,24 @@ func newGRPCServer(p hal.Platform) *grpcServer {
 	s := &grpcServer{impl: p, shm: map[uint64]*mapping{}}
 	s.kv, _ = p.(hal.KV)
 	s.reb, _ = p.(hal.Rebooter)
+	s.sr, _ = p.(hal.SlotReader)
 	return s
 }
 
 // capabilities corrects what the port claims with what it implements: the
-// host calls KV and Reboot only through this server, so a claim without the
+// host calls KV, Reboot and ReadSlot only through this server, so a claim without the
 // method would only produce ErrUnsupported later, and a method without the
 // claim would go unused.
 func (s *grpcServer) capabilities(claimed []string) []string {
-	out := slices.DeleteFunc(slices.Clone(claimed), func(c string) bool { return c == CapKV || c == CapReboot })
+	out := slices.DeleteFunc(slices.Clone(claimed), func(c string) bool { return c == CapKV || c == CapReboot || c == hal.CapReadSlot })
 	if s.kv != nil {
 		out = append(out, CapKV)
 	}
 	if s.reb != nil {
 		out = append(out, CapReboot)
+	}
+	if s.sr != nil {
+		out = append(out, hal.CapReadSlot)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -107,7 +112,16 @@ func (s *grpcServer) write(ctx context.Context, req *halpb.WriteRequest) error {
 }
 
 func (s *grpcServer) Read(ctx context.Context, req *halpb.ReadRequest) (*halpb.ReadResponse, error) {
-	data, err := s.impl.Read(ctx, req.GetOffset(), int(req.GetLength()))
+	var data []byte
+	var err error
+	switch {
+	case req.GetSlot() == "":
+		data, err = s.impl.Read(ctx, req.GetOffset(), int(req.GetLength()))
+	case s.sr == nil:
+		err = hal.Errorf(hal.CodeUnsupported, "read slot %s: the port reads only its update slot (no %q capability): send full images, not deltas", req.GetSlot(), hal.CapReadSlot)
+	default:
+		data, err = s.sr.ReadSlot(ctx, req.GetSlot(), req.GetOffset(), int(req.GetLength()))
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

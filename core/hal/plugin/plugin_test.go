@@ -494,7 +494,8 @@ func TestPlugin_UnsupportedCapabilities(t *testing.T) {
 	_, _, gerr := c.Get(ctx, "k")
 	serr := c.Set(ctx, "k", []byte("v"))
 	_, rerr := c.Reboot(ctx)
-	for name, err := range map[string]error{"Get": gerr, "Set": serr, "Reboot": rerr} {
+	_, sserr := c.ReadSlot(ctx, hal.PartApp, 0, 16)
+	for name, err := range map[string]error{"Get": gerr, "Set": serr, "Reboot": rerr, "ReadSlot": sserr} {
 		if !errors.Is(err, hal.ErrUnsupported) || hal.CodeOf(err) != hal.CodeUnsupported {
 			t.Errorf("%s on a port without it: %v, want hal.ErrUnsupported", name, err)
 		}

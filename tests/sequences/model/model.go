@@ -58,6 +58,10 @@ type Image struct {
 	Fits bool
 	// AllowDowngrade: installed with --allow-downgrade.
 	AllowDowngrade bool
+	// Base is, for a delta image, the version of the image it is made
+	// from: the device takes it only while that image runs (and refuses
+	// it before writing anything otherwise). "" for a full image.
+	Base string
 }
 
 // Slot is one slot as the bootloader reports it.
@@ -160,6 +164,9 @@ func (m *Model) Acceptable(img Image) bool {
 	if !img.Trusted || !img.Policy || !img.Intact || !img.Fits {
 		return false
 	}
+	if img.Base != "" && img.Base != m.running {
+		return false
+	}
 	if m.cfg.Reverts && (m.trial != "" || m.returnTo != "") {
 		return false
 	}
@@ -209,6 +216,8 @@ func (m *Model) why(img Image) string {
 		return "its bytes are not those signed"
 	case !img.Fits:
 		return "too large for the slot"
+	case img.Base != "" && img.Base != m.running:
+		return "a delta made from " + img.Base + ", and " + m.running + " runs"
 	case m.cfg.Reverts && m.trial != "":
 		return "image " + m.trial + " is on trial"
 	case m.cfg.Reverts && m.returnTo != "":

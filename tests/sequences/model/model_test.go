@@ -47,6 +47,21 @@ func TestModel(t *testing.T) {
 		play func(m *Model) *Violation
 		want string // rule broken, "" for none
 	}{
+		{"a delta from the running image is taken", dual, func(m *Model) *Violation {
+			d := good(v1)
+			d.Base = v0
+			return m.Install(d, true)
+		}, ""},
+		{"a delta from another image must be refused", dual, func(m *Model) *Violation {
+			d := good(v1)
+			d.Base = "0.9.0+0"
+			return m.Install(d, true)
+		}, "install-accepted"},
+		{"a delta from another image refused changes nothing", dual, func(m *Model) *Violation {
+			d := good(v1)
+			d.Base = "0.9.0+0"
+			return first(m.Install(d, false), m.Boot(obs(v0, false, "confirmed", v0), nil))
+		}, ""},
 		{"upgrade, trial, confirm", dual, func(m *Model) *Violation {
 			return first(
 				m.Install(good(v1), true),

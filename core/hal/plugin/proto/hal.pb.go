@@ -897,9 +897,13 @@ func (x *WriteResult) GetError() *Error {
 }
 
 type ReadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Length        int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	// slot names the image slot to read (app or ota: hal.SlotReader, the
+	// running image a delta is applied to); empty reads the update slot,
+	// as before the field existed.
+	Slot          string `protobuf:"bytes,3,opt,name=slot,proto3" json:"slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,6 +950,13 @@ func (x *ReadRequest) GetLength() int64 {
 		return x.Length
 	}
 	return 0
+}
+
+func (x *ReadRequest) GetSlot() string {
+	if x != nil {
+		return x.Slot
+	}
+	return ""
 }
 
 type ReadResponse struct {
@@ -1503,10 +1514,11 @@ const file_hal_proto_rawDesc = "" +
 	"\x06shm_id\x18\x06 \x01(\x04R\x05shmId\"L\n" +
 	"\vWriteResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12+\n" +
-	"\x05error\x18\x02 \x01(\v2\x15.otaport.hal.v1.ErrorR\x05error\"=\n" +
+	"\x05error\x18\x02 \x01(\v2\x15.otaport.hal.v1.ErrorR\x05error\"Q\n" +
 	"\vReadRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x16\n" +
-	"\x06length\x18\x02 \x01(\x03R\x06length\"\"\n" +
+	"\x06length\x18\x02 \x01(\x03R\x06length\x12\x12\n" +
+	"\x04slot\x18\x03 \x01(\tR\x04slot\"\"\n" +
 	"\fReadResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"5\n" +
 	"\vBootRequest\x12\x12\n" +

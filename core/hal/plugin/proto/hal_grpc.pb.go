@@ -50,7 +50,8 @@ type PlatformClient interface {
 	// by exactly one WriteResult with the same seq, in order, so the host's
 	// Write returns the outcome of that very write.
 	Write(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteResult], error)
-	// Read reads back from the update slot.
+	// Read reads back from the update slot, or from the image slot a
+	// ReadRequest names (capability "read-slot").
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// SetBoot tells the bootloader what to do at the next boot.
 	SetBoot(ctx context.Context, in *BootRequest, opts ...grpc.CallOption) (*Empty, error)
@@ -204,7 +205,8 @@ type PlatformServer interface {
 	// by exactly one WriteResult with the same seq, in order, so the host's
 	// Write returns the outcome of that very write.
 	Write(grpc.BidiStreamingServer[WriteRequest, WriteResult]) error
-	// Read reads back from the update slot.
+	// Read reads back from the update slot, or from the image slot a
+	// ReadRequest names (capability "read-slot").
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// SetBoot tells the bootloader what to do at the next boot.
 	SetBoot(context.Context, *BootRequest) (*Empty, error)

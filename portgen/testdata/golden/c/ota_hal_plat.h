@@ -164,6 +164,9 @@ int ota_port_write(ota_port_t *p, uint64_t off, const uint8_t *data, uint32_t le
 int ota_port_write_io(ota_port_t *p, uint64_t off, const uint8_t *data, uint32_t len, uint8_t *io, uint32_t io_len);
 /* hal.Platform.Read at off in the update slot. */
 int ota_port_read(ota_port_t *p, uint64_t off, uint8_t *out, uint32_t len);
+/* hal.SlotReader.ReadSlot at off in slot (OTA_SLOT_APP or OTA_SLOT_OTA),
+ * whichever runs: the base a delta image is applied to. */
+int ota_port_read_slot(ota_port_t *p, int slot, uint64_t off, uint8_t *out, uint32_t len);
 /* hal.Platform.SetBoot. */
 int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size);
 /* hal.Platform.Rollback. */

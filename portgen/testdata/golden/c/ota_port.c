@@ -908,6 +908,28 @@ int ota_port_read(ota_port_t *p, uint64_t off, uint8_t *out, uint32_t len)
     return fl_read(p, slot_off + (uint32_t)off, out, len, "read");
 }
 
+/* hal.SlotReader: the running image, which a delta is applied to, is read
+ * from its own slot (app on single-bank and swap, app or ota on dual-bank),
+ * not the update slot that ota_port_read reaches. */
+int ota_port_read_slot(ota_port_t *p, int slot, uint64_t off, uint8_t *out, uint32_t len)
+{
+    uint32_t slot_off, slot_size;
+    int r;
+
+    if ((r = reload_if_stale(p)) != OTA_OK) {
+        return r;
+    }
+    if (slot != OTA_SLOT_APP && slot != OTA_SLOT_OTA) {
+        return fail(p, OTA_E_INVALID, "read slot %d: not an image slot: give app or ota", slot);
+    }
+    slot_span(p, slot, &slot_off, &slot_size);
+    if (off > slot_size || len > slot_size - off) {
+        return fail(p, OTA_E_OUT_OF_BOUNDS, "read %s at 0x%llx: %u bytes reach past the end of the slot (%u bytes)", slot_name(slot),
+                    (unsigned long long)off, (unsigned)len, (unsigned)slot_size);
+    }
+    return fl_read(p, slot_off + (uint32_t)off, out, len, "read");
+}
+
 /* The image in slot s with the security counter checked (checkSlot). */
 static int check_slot(ota_port_t *p, int s, uint32_t min_counter, ota_image_info_t *info)
 {
