@@ -36,7 +36,7 @@ const (
 	outboxBatch  = 256
 	pollInterval = time.Second
 	// pruneInterval is how often the holder forgets the digests of old
-	// reports (store.PruneInbox).
+	// reports and the orders of ended campaigns (store.Prune).
 	pruneInterval = time.Minute
 )
 
@@ -233,8 +233,8 @@ func (r *Replica) consume(ctx context.Context) {
 	var pruned time.Time
 	for ctx.Err() == nil {
 		if time.Since(pruned) > pruneInterval {
-			if err := r.cfg.Store.PruneInbox(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("inbox", "err", err)
+			if err := r.cfg.Store.Prune(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("prune", "err", err)
 			}
 			pruned = time.Now()
 		}

@@ -197,8 +197,10 @@ func (w *Writer) DeleteInbox(ids []int64) error {
 	return nil
 }
 
-// PruneInbox forgets the digests of reports older than the dedupe window.
-func (s *Store) PruneInbox(ctx context.Context) error {
+// Prune forgets the digests of reports older than the dedupe window, and
+// the orders sent for campaigns that are no longer active: a takeover
+// looks only at those of active campaigns (Ordered).
+func (s *Store) Prune(ctx context.Context) error {
 	p, err := s.pg()
 	if err != nil {
 		return err
@@ -206,6 +208,12 @@ func (s *Store) PruneInbox(ctx context.Context) error {
 	_, err = p.pool.Exec(ctx, `DELETE FROM inbox_seen WHERE seen < now() - $1 * interval '1 millisecond'`, 2*inboxWindow.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("prune the inbox digests: %w", err)
+	}
+	_, err = p.pool.Exec(ctx, `DELETE FROM outbox o WHERE sent IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM campaigns c WHERE c.id = o.campaign_id AND c.doc->>'state' IN ($1, $2))`,
+		string(CampaignRunning), string(CampaignPaused))
+	if err != nil {
+		return fmt.Errorf("prune the outbox: %w", err)
 	}
 	return nil
 }

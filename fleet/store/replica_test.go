@@ -150,3 +150,50 @@ func TestReplicaMethods_RefusedOnBbolt(t *testing.T) {
 		t.Errorf("AcquireLease on bbolt: %v", err)
 	}
 }
+
+// TestPrune_KeepsTheOrdersOfActiveCampaigns: the orders sent for a
+// campaign that ended go; those of a running campaign, and every unsent
+// one, stay, as a takeover needs them.
+func TestPrune_KeepsTheOrdersOfActiveCampaigns(t *testing.T) {
+	db := pg.DB(t)
+	s := open(t, db)
+	defer s.Close()
+	ctx := context.Background()
+	l, _, err := s.AcquireLease(ctx, "campaigns", "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running, ended Campaign
+	err = s.Write(func(w *Writer) (err error) {
+		if running, err = w.AddCampaign(Campaign{State: CampaignRunning}, nil); err != nil {
+			return err
+		}
+		ended, err = w.AddCampaign(Campaign{State: CampaignFinished}, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(c uint64, dev string) OutboxOrder {
+		return OutboxOrder{Campaign: c, Device: dev, Topic: "/ota/device/upgrade/pk/" + dev, Payload: []byte("{}")}
+	}
+	if err := s.PutOutbox(l, []OutboxOrder{order(running.ID, "a"), order(ended.ID, "b"), order(ended.ID, "c")}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Unsent(ctx, 10)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("%d unsent, %v", len(all), err)
+	}
+	if err := s.MarkSent(l, []int64{all[0].ID, all[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Ordered(ctx, running.ID); !got["a"] {
+		t.Errorf("the running campaign's sent order was pruned")
+	}
+	if got, _ := s.Ordered(ctx, ended.ID); got["b"] || !got["c"] {
+		t.Errorf("the ended campaign's orders after pruning: %v, want only the unsent c", got)
+	}
+}
