@@ -185,7 +185,8 @@ func queryRow(t *testing.T, db, query string, dest ...any) {
 // installing; their confirmations arrive while nobody holds the lease. The
 // other replica takes over, consumes the stored reports, starts the second
 // wave, and every device confirms, each having received exactly one order
-// on the wire.
+// on the wire. Before the new holder checked which inherited unmarked orders
+// had been answered, 3 runs in 5 published the first wave's orders twice.
 func TestReplicas_TakeOverMidCampaign(t *testing.T) {
 	const devices = 30
 	db := pg.DB(t)
@@ -289,20 +290,18 @@ func TestReplicas_TakeOverMidCampaign(t *testing.T) {
 	if len(orders.orders) != devices {
 		t.Errorf("orders reached %d devices, want %d", len(orders.orders), devices)
 	}
-	// Each device's order was decided once. The killed replica may have
-	// published some without marking them sent: its successor publishes
-	// those again, byte for byte (docs/scaling.md).
-	repeats := 0
+	// Each device's order was decided once, and published once: the
+	// killed holder may not have marked the first wave's orders sent, but
+	// those devices had reported on them, so its successor does not
+	// publish them again (Replica.settleInherited).
+	total := 0
 	for topic, payloads := range orders.orders {
-		for _, p := range payloads[1:] {
-			if p != payloads[0] {
-				t.Errorf("%s: %d different orders on the wire, want one:\n%s", topic, len(payloads), strings.Join(payloads, "\n"))
-				break
-			}
-			repeats++
+		total += len(payloads)
+		if len(payloads) != 1 {
+			t.Errorf("%s: %d orders on the wire, want one:\n%s", topic, len(payloads), strings.Join(payloads, "\n"))
 		}
 	}
-	t.Logf("%d orders on the wire for %d devices, %d of them repeats of an order published but not marked sent before the kill", devices+repeats, devices, repeats)
+	t.Logf("%d orders on the wire for %d devices", total, devices)
 	if n := count(t, db, `SELECT count(*) FROM outbox`); n != devices {
 		t.Errorf("%d orders in the outbox, want one per device (%d)", n, devices)
 	}

@@ -188,6 +188,9 @@ func (r *Replica) hold(ctx context.Context, l store.Lease) {
 		_ = r.cfg.Store.ReleaseLease(context.Background(), l)
 		return
 	}
+	if err := r.settleInherited(hctx, l); err != nil {
+		r.log.Warn("orders of the previous holder", "err", err)
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); r.consume(hctx) }()
 	go func() { defer wg.Done(); r.publish(hctx) }()
@@ -305,6 +308,29 @@ func (r *Replica) publish(ctx context.Context) {
 	}
 }
 
+// settleInherited marks sent, without publishing them, the orders a
+// previous holder stored and did not mark that evidently arrived (the
+// device has reported on the campaign since) or no longer apply (the
+// campaign ended, the device left it). The rest are published again by
+// publish: the previous holder may or may not have published them.
+func (r *Replica) settleInherited(ctx context.Context, l store.Lease) error {
+	orders, err := r.cfg.Store.Unsent(ctx, 1<<20)
+	if err != nil {
+		return err
+	}
+	var settled []int64
+	for _, o := range orders {
+		if o.Epoch < l.Epoch && !r.svc.awaits(o.Campaign, o.Device) {
+			settled = append(settled, o.ID)
+		}
+	}
+	if len(settled) == 0 {
+		return nil
+	}
+	r.log.Info("orders of the previous holder already answered", "orders", len(settled))
+	return r.cfg.Store.MarkSent(l, settled)
+}
+
 // send publishes orders, Senders at a time, and returns the ids of those
 // published or replaced: of a device's several orders only the newest is
 // published, as the in-memory outbox keeps one per device.
@@ -419,6 +445,19 @@ func (s *Service) takeOver(ctx context.Context, st *store.Store) error {
 	s.log.Info("campaigns taken over", "active", len(s.active), "orders_again", len(again))
 	s.sendLocked(again)
 	return nil
+}
+
+// awaits reports whether device is ordered in active campaign id and has not
+// reported on it since.
+func (s *Service) awaits(id uint64, device string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.active[id]
+	if !ok {
+		return false
+	}
+	p, ok := m.Device(device)
+	return ok && p.State == store.ProgressOrdered
 }
 
 // forget drops the campaigns from memory when the lease is lost.

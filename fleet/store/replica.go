@@ -248,7 +248,9 @@ func (s *Store) Listen(ctx context.Context, channel string, wake func()) error {
 
 // OutboxOrder is one order in the outbox.
 type OutboxOrder struct {
-	ID       int64
+	ID int64
+	// Epoch is the lease epoch of the holder that stored it.
+	Epoch    int64
 	Campaign uint64
 	Device   string
 	Topic    string
@@ -276,14 +278,14 @@ func (s *Store) Unsent(ctx context.Context, n int) ([]OutboxOrder, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := p.pool.Query(ctx, `SELECT id, campaign_id, device_key, topic, payload FROM outbox WHERE sent IS NULL ORDER BY id LIMIT $1`, n)
+	rows, err := p.pool.Query(ctx, `SELECT id, epoch, campaign_id, device_key, topic, payload FROM outbox WHERE sent IS NULL ORDER BY id LIMIT $1`, n)
 	if err != nil {
 		return nil, fmt.Errorf("read the outbox: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxOrder, error) {
 		var o OutboxOrder
 		var c int64
-		err := r.Scan(&o.ID, &c, &o.Device, &o.Topic, &o.Payload)
+		err := r.Scan(&o.ID, &o.Epoch, &c, &o.Device, &o.Topic, &o.Payload)
 		o.Campaign = uint64(c)
 		return o, err
 	})
