@@ -38,6 +38,11 @@ type portData struct {
 	DualBank                           bool
 	ESPIDF                             bool // ESP-IDF's bootloader: otadata holds the boot request
 	BootAttempts                       int
+	// MCUboot's build, for the C port: the mode's macro (OTA_MCUBOOT_NONE
+	// when the bootloader is not MCUboot), BOOT_MAX_ALIGN and
+	// BOOT_MAX_IMG_SECTORS.
+	MCUbootMode                  string
+	MCUbootMaxAlign, MaxImgSects uint64
 
 	// Where the port lives: its import path, its directory as a go
 	// command sees it, and, for a port module, the module.
@@ -150,6 +155,9 @@ func newPortData(b *Board, m *Module) portData {
 		Scheme:  string(l.Scheme), Signature: b.Image.Signature, DualBank: l.Scheme == hal.DualBank,
 		ESPIDF:          l.Bootloader.Name == hal.BootloaderESPIDF,
 		BootAttempts:    l.BootAttempts,
+		MCUbootMode:     mcubootModeC(l),
+		MCUbootMaxAlign: max(8, uint64(l.Flash.WriteAlign)),
+		MaxImgSects:     mcubootMaxImgSectors(l),
 		ImportPath:      PortsPath + "/" + b.Name,
 		PkgDir:          "./ports/" + b.Name,
 		CPortDir:        "`ports/c`, shared by every board",
@@ -268,4 +276,29 @@ func render(data any, outs []output) ([]File, error) {
 		files = append(files, File{Path: o.path, Data: out, Once: o.once})
 	}
 	return files, nil
+}
+
+// mcubootModeC is the C port's macro for the board's MCUboot mode.
+func mcubootModeC(l hal.Layout) string {
+	if l.Bootloader.Name != hal.BootloaderMCUboot {
+		return "OTA_MCUBOOT_NONE"
+	}
+	switch l.Bootloader.Mode {
+	case hal.ModeOverwriteOnly:
+		return "OTA_MCUBOOT_OVERWRITE_ONLY"
+	case hal.ModeSwapMove:
+		return "OTA_MCUBOOT_SWAP_MOVE"
+	case hal.ModeDirectXIP:
+		return "OTA_MCUBOOT_DIRECT_XIP"
+	}
+	return "OTA_MCUBOOT_UNKNOWN"
+}
+
+// mcubootMaxImgSectors is BOOT_MAX_IMG_SECTORS as core/boot takes it: the
+// larger slot's sector count (Zephyr's CONFIG_BOOT_MAX_IMG_SECTORS_AUTO).
+func mcubootMaxImgSectors(l hal.Layout) uint64 {
+	app, _ := l.Partition(hal.PartApp)
+	ota, _ := l.Partition(hal.PartOTA)
+	m := l.Flash.Map()
+	return max(m.Count(app.Offset, app.End()), m.Count(ota.Offset, ota.End()))
 }

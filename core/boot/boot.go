@@ -8,10 +8,11 @@
 // Boot is a power-on: the simulated second-stage bootloader that copies ota
 // over app (single-bank, resumable after a power cut at any operation),
 // picks a slot (dual-bank, with a trial boot counter, confirm and fallback),
-// or is MCUboot swap-move (swap: the requests are MCUboot's image trailers,
-// and the swap, its status records, resume and revert are MCUboot's; see
-// swap.go), checking every image's hash, signature and security counter
-// before it boots it.
+// or, on a board that names MCUboot, is MCUboot in its mode: the requests
+// are MCUboot's image trailers and the decisions MCUboot's (overwrite-only's
+// copy, overwrite.go; swap-move's swap, status records, resume and revert,
+// swap.go; direct-xip's choice and revert, directxip.go), checking every
+// image's hash, signature and security counter before it boots it.
 //
 // It does not download, verify streams or decide when to upgrade (that is
 // core/engine), and it is not a bootloader for real hardware: it is the
@@ -99,12 +100,19 @@ func Inspect(dev flash.Device, l hal.Layout, opts Options) (hal.BootState, Param
 	check := func(sl Slot, minCounter uint32) (slotImage, error) {
 		return checkSlot(dev, b, sl, keys, minCounter)
 	}
-	if b.swap != nil {
+	if b.directXIP() {
+		xs, err := b.xipRead(dev, check, p.SecurityCounter)
+		if err != nil {
+			return hal.BootState{}, p, err
+		}
+		return xipBootState(xs, p.Running, p), p, nil
+	}
+	if b.mcub != nil {
 		pri, sec, err := b.trailers(dev)
 		if err != nil {
 			return hal.BootState{}, p, err
 		}
-		st, err := swapBootState(pri, sec, p, check)
+		st, err := mcubBootState(b, pri, sec, p, check)
 		return st, p, err
 	}
 	if b.esp != nil {
@@ -151,6 +159,10 @@ func runBoot(dev flash.Device, b *board, s *store, opts Options) (hal.RebootResu
 	var res hal.RebootResult
 	var err error
 	switch {
+	case b.overwriteOnly():
+		res, err = bootOverwrite(dev, b, s, opts)
+	case b.directXIP():
+		res, err = bootXIP(dev, b, s, opts)
 	case b.esp != nil:
 		res, err = bootESP(dev, b, s, opts)
 	case b.layout.Scheme == hal.SingleBank:

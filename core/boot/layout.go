@@ -43,6 +43,7 @@ type board struct {
 	slots    [2]hal.Partition
 	attempts int
 	swap     *swapGeo // the swap scheme's geometry; nil in the others
+	mcub     *mcubGeo // MCUboot's trailers; nil when the bootloader is not MCUboot
 	esp      *espGeo  // an esp-idf board's otadata; nil on the others
 	// decKey is the device's private key for encrypted images
 	// (Options.DecryptKey): what MCUboot is built with.
@@ -81,6 +82,9 @@ func checkLayout(l hal.Layout, dev flash.Device) (*board, error) {
 	b.params, _ = l.Partition(hal.PartParams)
 	b.slots[SlotApp], _ = l.Partition(hal.PartApp)
 	b.slots[SlotOTA], _ = l.Partition(hal.PartOTA)
+	if b.mcub, err = newMCUbootGeo(b); err != nil {
+		return nil, fmt.Errorf("board %q: %w", l.Board, err)
+	}
 	if l.Bootloader.Name == hal.BootloaderESPIDF {
 		if b.esp, err = newESPGeo(b); err != nil {
 			return nil, fmt.Errorf("board %q: %w", l.Board, err)

@@ -32,7 +32,7 @@ type Platform struct {
 	s      *store
 	closed bool
 	cache  slotCache
-	trl    trailerCache // a swap board's trailers
+	trl    trailerCache // an MCUboot board's trailers
 	// cur and pad are Write's buffers, kept from call to call (under mu)
 	// so that a download allocates nothing per chunk: the garbage they
 	// made bounded the plugin's write rate. SetBoot, the end of a
@@ -100,9 +100,19 @@ func (pl *Platform) update() hal.Partition {
 // updateSlot returns the slot new images go to now.
 func (pl *Platform) updateSlot() Slot { return pl.b.updateSlot(pl.s.params().Running) }
 
-// check is checkSlot with the platform's keys, through its cache.
+// check is checkSlot with the platform's keys, through its cache; on a
+// direct-xip board, with the first bytes it holds back (xipHeadKey) in
+// place.
 func (pl *Platform) check(s Slot, minCounter uint32) (slotImage, error) {
-	return pl.cache.check(pl.dev, pl.b, s, pl.keys(), minCounter)
+	var r io.ReaderAt = pl.dev
+	if pl.b.directXIP() {
+		if h := pl.xipHead(s); h != nil {
+			// Write, Init and the request drop the cache when they
+			// change these bytes.
+			r = headReader{pl.dev, int64(pl.b.slots[s].Offset), h}
+		}
+	}
+	return pl.cache.check(r, pl.b, s, pl.keys(), minCounter)
 }
 
 // checkWritable refuses to touch the update slot while something depends on
@@ -121,8 +131,15 @@ func (pl *Platform) checkWritable(op string) error {
 		return hal.Errorf(hal.CodeBusy, "%s %s: a rollback to the image in %s awaits the next power-on: power on (Reboot) first",
 			op, pl.update().Name, pl.update().Name)
 	}
-	trial := p.Trial
-	if pl.b.swap != nil {
+	trial, running := p.Trial, p.Running
+	switch {
+	case pl.b.directXIP():
+		pri, sec, err := pl.trailers()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
+		}
+		trial = xipTrial([2]mcuboot.State{pri, sec}[running])
+	case pl.b.mcub != nil:
 		pri, _, err := pl.trailers()
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, pl.update().Name, err)
@@ -138,17 +155,20 @@ func (pl *Platform) checkWritable(op string) error {
 	}
 	if pl.b.layout.Scheme.Reverts() && trial {
 		return hal.Errorf(hal.CodeInvalid, "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
-			op, pl.update().Name, p.Running.Name(), pl.update().Name)
+			op, pl.update().Name, running.Name(), pl.update().Name)
 	}
 	return nil
 }
 
 // maxWrite is the most bytes Write and Init take in the update slot: the
-// slot, or on a swap board MCUboot's largest image, which leaves the
-// trailer's sectors and the sector the move needs free.
+// slot, or on an MCUboot board MCUboot's largest image, which leaves the
+// trailer's sectors (and on swap-move the sector the move needs) free.
 func (pl *Platform) maxWrite() uint64 {
 	if pl.b.swap != nil {
 		return pl.b.swap.maxImage
+	}
+	if pl.b.mcub != nil {
+		return pl.b.mcub.maxImage
 	}
 	return pl.update().Size
 }
@@ -159,6 +179,10 @@ func (pl *Platform) tooLarge(op string, n uint64) error {
 	if pl.b.swap != nil {
 		return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes is larger than %d bytes, the most MCUboot swap-move takes on this board ((app sectors - 1) x %d - %d trailer sector(s) of %d bytes): build a smaller image",
 			op, slot.Name, n, pl.b.swap.maxImage, pl.b.swap.sector, pl.b.swap.trailerSecs, pl.b.swap.sector)
+	}
+	if pl.b.mcub != nil {
+		return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes is larger than %d bytes, the most that leaves MCUboot's trailer sectors free on this board: build a smaller image",
+			op, slot.Name, n, pl.b.mcub.maxImage)
 	}
 	return hal.Errorf(hal.CodeOutOfBounds, "%s %s: image of %d bytes does not fit in slot %s of %d bytes", op, slot.Name, n, slot.Name, slot.Size)
 }
@@ -177,10 +201,16 @@ func (pl *Platform) Describe(ctx context.Context) (hal.Info, error) {
 	l.BootAttempts = pl.b.attempts
 	var st hal.BootState
 	var err error
-	if pl.b.swap != nil {
+	if pl.b.directXIP() {
+		var xs [2]xipSlot
+		if xs, err = pl.xipState(); err == nil {
+			p := pl.s.params()
+			st = xipBootState(xs, p.Running, p)
+		}
+	} else if pl.b.mcub != nil {
 		var pri, sec mcuboot.State
 		if pri, sec, err = pl.trailers(); err == nil {
-			st, err = swapBootState(pri, sec, pl.s.params(), pl.check)
+			st, err = mcubBootState(pl.b, pri, sec, pl.s.params(), pl.check)
 		}
 	} else if pl.b.esp != nil {
 		var v espView
@@ -234,14 +264,20 @@ func (pl *Platform) Init(ctx context.Context, req hal.InitRequest) error {
 	}
 	off, end := int64(slot.Offset), pl.b.coverEnd(slot, req.Size)
 	pl.cache.drop(pl.updateSlot())
-	if pl.b.swap != nil {
+	if pl.b.directXIP() {
+		if err := pl.s.set(xipHeadKey, nil); err != nil {
+			return fmt.Errorf("init %s: forget the last image's first bytes: %w", slot.Name, err)
+		}
+	}
+	if pl.b.mcub != nil {
 		// A request in ota's trailer goes before the image it names:
 		// MCUboot must never find a request over a half-written image.
-		pl.dropTrailer(SlotOTA)
-		if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
+		us := pl.updateSlot()
+		pl.dropTrailer(us)
+		if err := pl.b.scrambleTrailer(pl.dev, us); err != nil {
 			return fmt.Errorf("init %s: %w", slot.Name, err)
 		}
-		pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
+		pl.noteTrailer(us, pl.b.erasedTrailer(us))
 	}
 	if err := pl.dev.Erase(off, end-off); err != nil {
 		return flashErr(fmt.Sprintf("init %s: erase 0x%x..0x%x", slot.Name, off, end), err)
@@ -283,6 +319,15 @@ func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 	}
 	if err := pl.checkWritable("write"); err != nil {
 		return err
+	}
+	if pl.b.directXIP() && off < pl.b.xipHeadSize() {
+		n, err := pl.writeXIPHead(s, off, data)
+		if err != nil {
+			return err
+		}
+		if off, data = off+uint64(n), data[n:]; len(data) == 0 {
+			return nil
+		}
 	}
 	erase := pl.b.geo.EraseValue
 	a := int(align)
@@ -453,6 +498,9 @@ func (pl *Platform) readInto(off uint64, p []byte) error {
 	if _, err := pl.dev.ReadAt(p, int64(slot.Offset+off)); err != nil {
 		return flashErr(fmt.Sprintf("read %s at 0x%x", slot.Name, off), err)
 	}
+	if pl.b.directXIP() {
+		pl.overlayXIPHead(pl.updateSlot(), off, p)
+	}
 	return nil
 }
 
@@ -505,6 +553,13 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 	}
 	if pl.b.swap != nil {
 		return pl.setBootSwap(req)
+	}
+	if pl.b.overwriteOnly() {
+		return pl.setBootOverwrite(req)
+	}
+	if pl.b.directXIP() {
+		return pl.setBootXIP(req)
+
 	}
 	if pl.b.esp != nil {
 		return pl.setBootESP(req)
@@ -590,6 +645,13 @@ func (pl *Platform) Rollback(ctx context.Context) error {
 	}
 	if pl.b.swap != nil {
 		return pl.rollbackSwap()
+	}
+	if pl.b.overwriteOnly() {
+		return pl.rollbackOverwrite()
+	}
+	if pl.b.directXIP() {
+		return pl.rollbackXIP()
+
 	}
 	if pl.b.esp != nil {
 		return pl.rollbackESP()

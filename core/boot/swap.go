@@ -54,10 +54,10 @@ const (
 
 // newSwapGeo checks that the board runs MCUboot swap-move and that MCUboot
 // could run on its slots, and returns their geometry. Layout.Validate has
-// already checked the sectors (hal's slots rule).
+// already checked the sectors (hal's slots rule), newMCUbootGeo the trailers.
 func newSwapGeo(b *board) (*swapGeo, error) {
 	l := b.layout
-	if l.Bootloader.Name != hal.BootloaderMCUboot || l.Bootloader.Mode != hal.ModeSwapMove {
+	if b.mcub == nil || b.mcub.mode != mcuboot.SwapMove {
 		return nil, fmt.Errorf("scheme swap: bootloader is %q; the simulated bootloader swaps as MCUboot swap-move only: write bootloader: {name: mcuboot, mode: swap-move}", l.Bootloader)
 	}
 	app, ota := b.slots[SlotApp], b.slots[SlotOTA]
@@ -65,30 +65,7 @@ func newSwapGeo(b *board) (*swapGeo, error) {
 	if len(runs) != 1 {
 		return nil, fmt.Errorf("scheme swap: app has sectors of several sizes; MCUboot swap-move moves the image by one sector of one size")
 	}
-	g := &swapGeo{sector: runs[0].Size, np: runs[0].Count, ns: int(ota.Size / runs[0].Size)}
-	align := b.geo.WriteAlign
-	maxAlign := max(uint32(8), align)
-	for s, p := range b.slots {
-		if p.Size > 1<<32-1 {
-			return nil, fmt.Errorf("scheme swap: %s is %d bytes; MCUboot's flash areas are at most 4 GiB", p.Name, p.Size)
-		}
-		n := g.np
-		if Slot(s) == SlotOTA {
-			n = g.ns
-		}
-		secs := make([]uint32, n)
-		for i := range secs {
-			secs[i] = uint32(g.sector)
-		}
-		g.lay[s] = mcuboot.Layout{Mode: mcuboot.SwapMove, SlotSize: uint32(p.Size), Sectors: secs,
-			MaxAlign: maxAlign, WriteSize: align, Erased: b.geo.EraseValue,
-			// BOOT_MAX_IMG_SECTORS is one number for both slots, at least
-			// the primary's count (Zephyr's ..._AUTO takes the larger slot).
-			MaxImgSectors: uint32(g.np)}
-		if err := g.lay[s].Validate(); err != nil {
-			return nil, fmt.Errorf("scheme swap: %s: %w", p.Name, err)
-		}
-	}
+	g := &swapGeo{sector: runs[0].Size, np: runs[0].Count, ns: int(ota.Size / runs[0].Size), lay: b.mcub.lay}
 	trailer := uint64(g.lay[SlotApp].TrailerSize())
 	g.trailerSecs = int((trailer + g.sector - 1) / g.sector)
 	pri := int64(g.np-g.trailerSecs-1) * int64(g.sector)
@@ -104,7 +81,7 @@ func newSwapGeo(b *board) (*swapGeo, error) {
 // trailer reads slot s's trailer fields (its last InfoSize bytes) and what
 // MCUboot makes of them (boot_read_swap_state).
 func (b *board) trailer(r io.ReaderAt, s Slot) (mcuboot.State, []byte, error) {
-	l := b.swap.lay[s]
+	l := b.mcub.lay[s]
 	p := b.slots[s]
 	tail := make([]byte, l.InfoSize())
 	if _, err := r.ReadAt(tail, int64(p.End())-int64(len(tail))); err != nil {
@@ -142,10 +119,10 @@ func (b *board) writeTrailer(dev flash.Device, s Slot, ws []mcuboot.Write) error
 // the last (boot_erase_region backwards).
 func (b *board) scrambleTrailer(dev flash.Device, s Slot) error {
 	p := b.slots[s]
-	for i := 1; i <= b.swap.trailerSecs; i++ {
-		off := p.End() - uint64(i)*b.swap.sector
-		if err := dev.Erase(int64(off), int64(b.swap.sector)); err != nil {
-			return flashErr(fmt.Sprintf("erase the trailer of %s at 0x%x", p.Name, off), err)
+	secs := b.mcub.trailer[s]
+	for i := len(secs) - 1; i >= 0; i-- {
+		if err := dev.Erase(secs[i].off, secs[i].size); err != nil {
+			return flashErr(fmt.Sprintf("erase the trailer of %s at 0x%x", p.Name, secs[i].off), err)
 		}
 	}
 	return nil
@@ -155,9 +132,13 @@ func (b *board) scrambleTrailer(dev flash.Device, s Slot) error {
 // sector from the first, as MCUboot does to an image that fails validation.
 func (b *board) scrambleSlot(dev flash.Device, s Slot) error {
 	p := b.slots[s]
-	for off := p.Offset; off < p.End(); off += b.swap.sector {
-		if err := dev.Erase(int64(off), int64(b.swap.sector)); err != nil {
-			return flashErr(fmt.Sprintf("erase %s at 0x%x", p.Name, off), err)
+	off := p.Offset
+	for _, r := range b.sectors.Runs(p.Offset, p.End()) {
+		for range r.Count {
+			if err := dev.Erase(int64(off), int64(r.Size)); err != nil {
+				return flashErr(fmt.Sprintf("erase %s at 0x%x", p.Name, off), err)
+			}
+			off += r.Size
 		}
 	}
 	return nil
@@ -611,20 +592,9 @@ func bootSwap(dev flash.Device, b *board, s *store, opts Options) (hal.RebootRes
 		// cut between the two writes): nothing was given up.
 		p.RolledBack = false
 	}
-	app, err := checkSlot(dev, b, SlotApp, opts.Keys, p.SecurityCounter)
+	app, err := b.bootPrimary(dev, opts.Keys, &p)
 	if err != nil {
-		return res, fmt.Errorf("boot: %w", err)
-	}
-	if !app.bootable() {
-		return res, hal.Errorf(hal.CodeNoImage, "boot: no bootable image: %v", app.err)
-	}
-	// boot_update_hw_rollback_protection: the counter follows the image
-	// in app once it is no longer on trial.
-	if pri, _, err = b.trailer(dev, SlotApp); err != nil {
-		return res, fmt.Errorf("boot: %w", err)
-	}
-	if pri.Magic != mcuboot.MagicGood || pri.ImageOK == mcuboot.FlagSet {
-		p.SecurityCounter = max(p.SecurityCounter, app.img.SecurityCounter)
+		return res, err
 	}
 	if err := s.setParams(p); err != nil {
 		return res, fmt.Errorf("boot: record the boot: %w", err)
@@ -687,7 +657,7 @@ func (b *board) requestSwap(dev flash.Device, permanent, okFirst bool) (mcuboot.
 			return st, err
 		}
 	}
-	l := b.swap.lay[SlotOTA]
+	l := b.mcub.lay[SlotOTA]
 	ws, err := l.SetPending(tail, 0, permanent)
 	if err != nil {
 		return st, fmt.Errorf("request the swap: %w", err)
@@ -738,7 +708,7 @@ func (pl *Platform) dropTrailer(s Slot) { pl.trl.valid[s] = false }
 // tail (its last InfoSize bytes): NOR programming only moves bits away from
 // the erased value.
 func (b *board) afterWrites(s Slot, tail []byte, ws []mcuboot.Write) (mcuboot.State, error) {
-	l := b.swap.lay[s]
+	l := b.mcub.lay[s]
 	out := bytes.Clone(tail)
 	base := l.SlotSize - l.InfoSize()
 	for _, w := range ws {
@@ -756,7 +726,7 @@ func (b *board) afterWrites(s Slot, tail []byte, ws []mcuboot.Write) (mcuboot.St
 
 // erasedTrailer is the state of an erased trailer of slot s.
 func (b *board) erasedTrailer(s Slot) mcuboot.State {
-	l := b.swap.lay[s]
+	l := b.mcub.lay[s]
 	tail := make([]byte, l.InfoSize())
 	fillBytes(tail, l.Erased)
 	st, _ := l.Decode(tail) // a tail of InfoSize bytes on a valid layout
@@ -768,12 +738,8 @@ func (pl *Platform) setBootSwap(req hal.BootRequest) error {
 	p := pl.s.params()
 	switch req.Mode {
 	case hal.BootTest, hal.BootPermanent:
-		si, err := pl.checkRequest(req, SlotOTA, p.SecurityCounter)
-		if err != nil {
+		if err := pl.checkTrailerRequest(req, p); err != nil {
 			return err
-		}
-		if uint64(si.img.TotalSize) > pl.maxWrite() {
-			return pl.tooLarge("set boot "+req.Mode.String(), uint64(si.img.TotalSize))
 		}
 		// A new install of ota ends its rejection; recorded before the
 		// request, so that the image MCUboot swaps in is never one
@@ -782,47 +748,15 @@ func (pl *Platform) setBootSwap(req hal.BootRequest) error {
 		if err := pl.s.setParams(p); err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
-		pl.dropTrailer(SlotOTA)
-		st, err := pl.b.requestSwap(pl.dev, req.Mode == hal.BootPermanent, false)
-		if err != nil {
+		if err := pl.writeRequest(req.Mode == hal.BootPermanent, false); err != nil {
 			return fmt.Errorf("set boot %s: %w", req.Mode, err)
 		}
-		pl.noteTrailer(SlotOTA, st)
 		return nil
 	case hal.BootConfirm:
 		if p.RolledBack {
 			return hal.Errorf(hal.CodeInvalid, "set boot confirm: the image in app was rolled back and the image in ota boots at the next power-on: power on (Reboot) first")
 		}
-		_, tail, err := pl.b.trailer(pl.dev, SlotApp)
-		if err != nil {
-			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		ws, err := pl.b.swap.lay[SlotApp].SetConfirmed(tail, 0)
-		if err != nil {
-			return hal.Errorf(hal.CodeInvalid, "set boot confirm: %v: power on (Reboot) to let MCUboot repair app's trailer", err)
-		}
-		pl.dropTrailer(SlotApp)
-		if err := pl.b.writeTrailer(pl.dev, SlotApp, ws); err != nil {
-			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		st, err := pl.b.afterWrites(SlotApp, tail, ws)
-		if err != nil {
-			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		pl.noteTrailer(SlotApp, st)
-		// image_ok first: a cut before the counter is raised leaves a
-		// confirmed image, whose counter the next power-on raises.
-		si, err := pl.check(SlotApp, 0)
-		if err != nil {
-			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		if si.img != nil {
-			p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
-		}
-		if err := pl.s.setParams(p); err != nil {
-			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		return nil
+		return pl.confirmTrailer(p)
 	}
 	return hal.Errorf(hal.CodeInvalid, "set boot: mode %v: want test, permanent or confirm", req.Mode)
 }
@@ -844,17 +778,7 @@ func (pl *Platform) rollbackSwap() error {
 		// Asked for already: the next power-on carries it out.
 		return nil
 	case swapPending(sec):
-		pl.cache.drop(SlotOTA)
-		pl.dropTrailer(SlotOTA)
-		ota := pl.b.slots[SlotOTA]
-		if err := pl.dev.Erase(int64(ota.Offset), int64(pl.b.swap.sector)); err != nil {
-			return flashErr(fmt.Sprintf("cancel the request: erase the image header in %s", ota.Name), err)
-		}
-		if err := pl.b.scrambleTrailer(pl.dev, SlotOTA); err != nil {
-			return fmt.Errorf("cancel the request: %w", err)
-		}
-		pl.noteTrailer(SlotOTA, pl.b.erasedTrailer(SlotOTA))
-		return nil
+		return pl.cancelRequest()
 	case swapTrial(pri):
 		p.RolledBack = true
 	default:
@@ -872,12 +796,9 @@ func (pl *Platform) rollbackSwap() error {
 		if err := pl.s.setParams(p); err != nil {
 			return fmt.Errorf("record the rollback: %w", err)
 		}
-		pl.dropTrailer(SlotOTA)
-		st, err := pl.b.requestSwap(pl.dev, true, true)
-		if err != nil {
+		if err := pl.writeRequest(true, true); err != nil {
 			return fmt.Errorf("request the swap back: %w", err)
 		}
-		pl.noteTrailer(SlotOTA, st)
 		return nil
 	}
 	if err := pl.s.setParams(p); err != nil {

@@ -234,15 +234,15 @@ func (e *env) restart(ctx context.Context) error {
 }
 
 // updateSlot returns the partition Write and Read address (hal.Info's
-// rule), refusing one of size 0, into which no case can write. On a swap
-// board it is the part an image may fill (hal.Info.MaxImageSize): the
-// slot's end holds MCUboot's trailer, which only boot requests write.
+// rule), refusing one of size 0, into which no case can write. On an
+// MCUboot board it is the part an image may fill (hal.Info.MaxImageSize):
+// the slot's end holds MCUboot's trailer, which only boot requests write.
 func updateSlot(info hal.Info) (hal.Partition, error) {
 	p, err := info.UpdateSlot()
 	if err != nil {
 		return hal.Partition{}, err
 	}
-	if info.Layout.Scheme == hal.Swap {
+	if info.Layout.Scheme == hal.Swap || info.Layout.Bootloader.Name == hal.BootloaderMCUboot {
 		n, err := info.MaxImageSize()
 		if err != nil {
 			return hal.Partition{}, err

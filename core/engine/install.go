@@ -718,6 +718,12 @@ func (e *Engine) checkVersion(ver image.Version, dev device, rec *record) error 
 			return fmt.Errorf("%w: image version %s is not the %s the order announced: the file on the server is not the one the order is for", ErrRefused, ver, want)
 		}
 	}
+	if dev.info.Layout.Bootloader == (hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP}) &&
+		dev.versionOK && ver.Core().Compare(dev.version.Core()) <= 0 {
+		// The port refuses the request too, but only after the download.
+		return fmt.Errorf("%w: image version %s is not above the running %s (in %s): MCUboot direct-xip boots the slot with the higher version and would never boot it, --allow-downgrade or not; install a higher version",
+			ErrRefused, ver, dev.version, dev.running.Name)
+	}
 	if !e.opts.AllowDowngrade && dev.versionOK && ver.Compare(dev.version) <= 0 {
 		if ver.Compare(dev.version) == 0 {
 			return fmt.Errorf("%w: image version %s already runs (in %s): not an upgrade; to install the same version again: otarun install --allow-downgrade",

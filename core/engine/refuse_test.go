@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -162,6 +163,27 @@ func TestInstall_AllowDowngrade(t *testing.T) {
 	if st := d.expectRuns("1.9.0+0"); st.State != engine.Testing || st.Previous != "2.0.0+0" {
 		t.Fatalf("status %+v", st)
 	}
+}
+
+// TestInstall_DirectXIPRefusesNotHigher: MCUboot direct-xip boots the slot
+// with the higher version, so an image not above the running one would
+// never boot: refused before the download, --allow-downgrade or not, and
+// the slot that holds the image to return to is left as it is.
+func TestInstall_DirectXIPRefusesNotHigher(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "nrf52840-dk-xip", boardKeys(t, "nrf52840-dk-xip"))
+	d.factory("2.0.0", 8<<10)
+	d.factory("2.1.0", 8<<10)
+	// 2.0.0 went to ota (a blank device's update slot), 2.1.0 to app.
+	before := d.region(hal.PartOTA)
+	for _, v := range []string{"1.9.0", "2.1.0"} {
+		err := d.engine(engine.Options{AllowDowngrade: true}).Install(ctx, engine.Source{URL: writeFile(t, signed(t, d.keys.priv, v, 8<<10, 1))})
+		wantIs(t, err, engine.ErrRefused)
+	}
+	if !bytes.Equal(d.region(hal.PartOTA), before) {
+		t.Fatal("a refused install changed ota, which holds 2.0.0 to return to")
+	}
+	d.expectRuns("2.1.0+0")
 }
 
 // lyingFlash is a port whose Read returns other bytes than the flash holds

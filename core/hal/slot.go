@@ -58,7 +58,40 @@ func (i Info) MaxImageSize() (uint64, error) {
 	case Swap:
 		n = min(n, i.Layout.SwapMoveMaxImage())
 	}
+	if i.Layout.Bootloader.Name == BootloaderMCUboot && i.Layout.Scheme != Swap {
+		n = min(n, i.Layout.MCUbootMaxImage())
+	}
 	return n, nil
+}
+
+// MCUbootMaxImage is the most bytes an image takes on a board that runs
+// MCUboot overwrite-only or direct-xip: each of app and ota less the erase
+// sectors that hold any of its trailer (boot_trailer_sz without encryption,
+// BOOT_MAX_IMG_SECTORS the larger slot's sector count, 3 status records a
+// sector as those builds size it), whichever is smaller; 0 when the layout
+// lacks a slot. core/boot computes the same through core/bootfmt/mcuboot.
+func (l Layout) MCUbootMaxImage() uint64 {
+	app, ok1 := l.Partition(PartApp)
+	ota, ok2 := l.Partition(PartOTA)
+	if !ok1 || !ok2 || l.Flash.WriteAlign == 0 {
+		return 0
+	}
+	m := l.Flash.Map()
+	w := uint64(l.Flash.WriteAlign)
+	maxAlign := max(8, w)
+	secs := max(m.Count(app.Offset, app.End()), m.Count(ota.Offset, ota.End()))
+	trailer := secs*3*w + 4*maxAlign + (16+maxAlign-1)/maxAlign*maxAlign
+	n := uint64(0)
+	for i, p := range []Partition{app, ota} {
+		if trailer >= p.Size {
+			return 0
+		}
+		below, _, _ := m.Boundary(p.End() - trailer)
+		if i == 0 || below-p.Offset < n {
+			n = below - p.Offset
+		}
+	}
+	return n
 }
 
 // SwapMoveMaxImage is app_max_size of MCUboot's swap_move.c for the layout's

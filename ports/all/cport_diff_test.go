@@ -147,9 +147,6 @@ func TestCPort_SameBytesAsGo(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			t.Parallel()
 			l := e.Layout()
-			if l.Scheme == hal.Swap {
-				t.Skip("MCUboot swap-move trailers are not in the C port yet")
-			}
 			d := &diffPair{t: t, l: l, cOnDev: 1}
 			for i := range d.devs {
 				dev, err := flash.NewMemoryWith(l.Flash, flash.Options{Strict: true})

@@ -10,7 +10,6 @@ import (
 
 	"github.com/otaport/otaport/core/boot"
 	"github.com/otaport/otaport/core/flash"
-	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/ports/cport"
 	"github.com/otaport/otaport/ports/portkit/porttest"
 )
@@ -69,9 +68,6 @@ func TestCPort_Conformance(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			t.Parallel()
 			l := e.Layout()
-			if l.Scheme == hal.Swap {
-				t.Skip("MCUboot swap-move trailers are not in the C port yet")
-			}
 			porttest.ConformanceOf(t, e.Name, l, func(dev flash.Device) (porttest.Port, error) {
 				return cport.New(l, dev, boot.Options{})
 			})

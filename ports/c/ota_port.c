@@ -617,8 +617,9 @@ int ota_port_open(ota_port_t *p)
     uint64_t off, end, half, lo, hi, split;
     int r;
 
-    if (b->scheme == OTA_SWAP) {
-        return fail(p, OTA_E_UNSUPPORTED, "board %s: the C port does not write MCUboot swap-move trailers yet", b->name);
+    if ((b->scheme == OTA_SWAP && b->mcuboot_mode != OTA_MCUBOOT_SWAP_MOVE) ||
+        (b->mcuboot_mode != OTA_MCUBOOT_NONE && b->mcuboot_mode != OTA_MCUBOOT_SWAP_MOVE && b->mcuboot_mode != OTA_MCUBOOT_OVERWRITE_ONLY)) {
+        return fail(p, OTA_E_UNSUPPORTED, "board %s: the C port writes MCUboot's trailers for overwrite-only and swap-move only", b->name);
     }
     if (b->write_align == 0 || b->write_align > MAX_ALIGN) {
         return fail(p, OTA_E_UNSUPPORTED, "board %s: write_align %u: the C port takes 1 to %u", b->name,
@@ -659,6 +660,13 @@ int ota_port_open(ota_port_t *p)
 }
 
 /* ---- The contract (platform.go) ---- */
+
+typedef struct mcub_state mcub_state_t;
+static int mcuboot(const ota_port_t *p);
+static uint32_t max_write(const ota_port_t *p);
+static int mcub_app_trial(ota_port_t *p, int *trial);
+static int mcub_scramble_trailer(ota_port_t *p, int s);
+static int mcub_too_large(ota_port_t *p, const char *op, const char *slot, uint64_t n);
 
 static int reverts(const ota_port_t *p)
 {
@@ -704,6 +712,9 @@ static int check_writable(ota_port_t *p, const char *op)
     if (p->board->otadata_off && (r = esp_trial_now(p, &trial)) != OTA_OK) {
         return r;
     }
+    if (mcuboot(p) && (r = mcub_app_trial(p, &trial)) != OTA_OK) {
+        return r;
+    }
     if (reverts(p) && trial) {
         return fail(p, OTA_E_INVALID,
                     "%s %s: the running image in %s is on trial and %s holds the image to fall back to: confirm (SetBoot confirm) or roll back first",
@@ -725,9 +736,8 @@ int ota_port_init(ota_port_t *p, uint64_t size, int resume)
     if (size == 0) {
         return fail(p, OTA_E_INVALID, "init %s: image size 0: give the size of the image to write", slot_name(s));
     }
-    if (size > slot_size) {
-        return fail(p, OTA_E_OUT_OF_BOUNDS, "init %s: image of %llu bytes does not fit in slot %s of %u bytes", slot_name(s),
-                    (unsigned long long)size, slot_name(s), (unsigned)slot_size);
+    if (size > max_write(p)) {
+        return mcub_too_large(p, "init", slot_name(s), size);
     }
     if ((r = check_writable(p, "init")) != OTA_OK) {
         return r;
@@ -743,6 +753,11 @@ int ota_port_init(ota_port_t *p, uint64_t size, int resume)
         if ((r = set_params(p, &q)) != OTA_OK) {
             return r;
         }
+    }
+    /* A request in ota's trailer goes before the image it names: MCUboot
+     * must never find a request over a half-written image. */
+    if (mcuboot(p) && (r = mcub_scramble_trailer(p, OTA_SLOT_OTA)) != OTA_OK) {
+        return r;
     }
     if (p->board->otadata_off && (r = esp_cancel(p, s)) != OTA_OK) {
         return r;
@@ -814,6 +829,12 @@ int ota_port_write_io(ota_port_t *p, uint64_t off, const uint8_t *data, uint32_t
     if (off > slot_size || len > slot_size - off) {
         return fail(p, OTA_E_OUT_OF_BOUNDS, "write %s at 0x%llx: %u bytes reach past the end of the slot (%u bytes)", slot_name(s),
                     (unsigned long long)off, (unsigned)len, (unsigned)slot_size);
+    }
+    if (off + len > max_write(p)) {
+        return fail(p, OTA_E_OUT_OF_BOUNDS,
+                    "write %s at 0x%llx: %u bytes reach 0x%llx, past 0x%x where MCUboot's trailer sectors and the swap's spare sector begin: an image is at most %u bytes on this board",
+                    slot_name(s), (unsigned long long)off, (unsigned)len, (unsigned long long)(off + len), (unsigned)max_write(p),
+                    (unsigned)max_write(p));
     }
     if (len == 0) {
         return OTA_OK;
@@ -904,6 +925,10 @@ int ota_port_read(ota_port_t *p, uint64_t off, uint8_t *out, uint32_t len)
     if (off > slot_size || len > slot_size - off) {
         return fail(p, OTA_E_OUT_OF_BOUNDS, "read %s at 0x%llx: %u bytes reach past the end of the slot (%u bytes)", slot_name(s),
                     (unsigned long long)off, (unsigned)len, (unsigned)slot_size);
+    }
+    if (off + len > max_write(p)) {
+        return fail(p, OTA_E_OUT_OF_BOUNDS, "read %s at 0x%llx: %u bytes reach 0x%llx, past 0x%x where MCUboot's trailer sectors and the swap's spare sector begin",
+                    slot_name(s), (unsigned long long)off, (unsigned)len, (unsigned long long)(off + len), (unsigned)max_write(p));
     }
     return fl_read(p, slot_off + (uint32_t)off, out, len, "read");
 }
@@ -1283,6 +1308,402 @@ static int esp_trial_now(ota_port_t *p, int *trial)
     return r;
 }
 
+/* ---- MCUboot's image trailer (core/bootfmt/mcuboot, core/boot/mcuboot.go) ----
+ *
+ * On a board whose bootloader is MCUboot every boot request is MCUboot's
+ * trailer at the end of a slot, as boot/bootutil/src/bootutil_public.c writes
+ * it: the magic in the last 16 bytes (one BOOT_MAX_ALIGN block), image_ok,
+ * copy_done and swap_info each BOOT_MAX_ALIGN below the one after it, the
+ * swap size below them, each field one write unit padded with the erased
+ * value; BOOT_MAX_IMG_SECTORS x 3 status records of one write unit below. */
+
+#define MAGIC_SZ 16u
+#define FLAG_SET 1
+#define FLAG_BAD 2
+#define FLAG_UNSET 3
+#define MAGIC_GOOD 1
+#define MAGIC_BAD 2
+#define MAGIC_UNSET 3
+
+struct mcub_state {
+    int magic, copy_done, image_ok;
+};
+
+static const uint8_t legacy_magic[MAGIC_SZ] = {0x77, 0xc2, 0x95, 0xf3, 0x60, 0xd2, 0xef, 0x7f,
+                                               0x35, 0x52, 0x50, 0x0f, 0x2c, 0xb6, 0x79, 0x80};
+static const uint8_t aligned_magic_tail[MAGIC_SZ - 2u] = {0x2d, 0xe1, 0x5d, 0x29, 0x41, 0x0b, 0x8d,
+                                                          0x77, 0x67, 0x9c, 0x11, 0x0f, 0x1f, 0x8a};
+
+static int mcuboot(const ota_port_t *p)
+{
+    return p->board->mcuboot_mode != OTA_MCUBOOT_NONE;
+}
+
+/* boot_img_magic of the build: the legacy bytes when BOOT_MAX_ALIGN is 8. */
+static void mcub_magic(const ota_port_t *p, uint8_t *m)
+{
+    uint32_t a = p->board->max_align;
+    if (a == 8u) {
+        memcpy(m, legacy_magic, MAGIC_SZ);
+        return;
+    }
+    m[0] = (uint8_t)a;
+    m[1] = (uint8_t)(a >> 8);
+    memcpy(m + 2, aligned_magic_tail, sizeof(aligned_magic_tail));
+}
+
+static uint32_t align_down(uint32_t v, uint32_t a)
+{
+    return v / a * a;
+}
+
+static uint32_t magic_off(uint32_t size)
+{
+    return size - MAGIC_SZ;
+}
+
+static uint32_t image_ok_off(const ota_port_t *p, uint32_t size)
+{
+    return align_down(magic_off(size) - p->board->max_align, p->board->max_align);
+}
+
+static uint32_t copy_done_off(const ota_port_t *p, uint32_t size)
+{
+    return image_ok_off(p, size) - p->board->max_align;
+}
+
+static uint32_t swap_info_off(const ota_port_t *p, uint32_t size)
+{
+    return copy_done_off(p, size) - p->board->max_align;
+}
+
+/* boot_trailer_sz without encryption keys. */
+static uint32_t trailer_sz(const ota_port_t *p)
+{
+    uint32_t a = p->board->max_align;
+    return p->board->max_img_sectors * 3u * p->board->write_align + 4u * a + round_up(MAGIC_SZ, a);
+}
+
+/* Where the sectors holding slot s's trailer begin. */
+static uint32_t trailer_start(const ota_port_t *p, int s)
+{
+    uint32_t off, size;
+    uint64_t below, above;
+
+    slot_span(p, s, &off, &size);
+    boundary(p->board, (uint64_t)off + size - trailer_sz(p), &below, &above);
+    return (uint32_t)below;
+}
+
+/* The most bytes an image takes (Platform.maxWrite). */
+static uint32_t max_write(const ota_port_t *p)
+{
+    uint32_t a, o, sec, np, ns, t;
+
+    if (!mcuboot(p)) {
+        uint32_t off, size;
+        int s;
+        ota_port_update_slot(p, &s, &off, &size);
+        return size;
+    }
+    if (p->board->scheme == OTA_SWAP) {
+        /* swapGeo.maxImage: app less the move's sector and the trailer's,
+         * ota less the trailer's, in sectors of one size. */
+        sec = p->board->runs[0].size;
+        np = p->board->app_size / sec;
+        ns = p->board->ota_size / sec;
+        t = (trailer_sz(p) + sec - 1u) / sec;
+        a = (np - 1u - t) * sec;
+        o = (ns - t) * sec;
+        return a < o ? a : o;
+    }
+    a = trailer_start(p, OTA_SLOT_APP) - p->board->app_off;
+    o = trailer_start(p, OTA_SLOT_OTA) - p->board->ota_off;
+    return a < o ? a : o;
+}
+
+static int mcub_flag(const ota_port_t *p, uint8_t b)
+{
+    if (b == p->board->erase_value) {
+        return FLAG_UNSET;
+    }
+    return b == FLAG_SET ? FLAG_SET : FLAG_BAD;
+}
+
+/* boot_read_swap_state of slot s. */
+static int mcub_read(ota_port_t *p, int s, mcub_state_t *st)
+{
+    uint8_t m[MAGIC_SZ], want[MAGIC_SZ], b;
+    uint32_t off, size;
+    int r;
+
+    slot_span(p, s, &off, &size);
+    if ((r = fl_read(p, off + magic_off(size), m, MAGIC_SZ, "read the trailer")) != OTA_OK) {
+        return r;
+    }
+    mcub_magic(p, want);
+    st->magic = is_erased(m, MAGIC_SZ, p->board->erase_value) ? MAGIC_UNSET : memcmp(m, want, MAGIC_SZ) == 0 ? MAGIC_GOOD : MAGIC_BAD;
+    if ((r = fl_read(p, off + copy_done_off(p, size), &b, 1, "read the trailer")) != OTA_OK) {
+        return r;
+    }
+    st->copy_done = mcub_flag(p, b);
+    if ((r = fl_read(p, off + image_ok_off(p, size), &b, 1, "read the trailer")) != OTA_OK) {
+        return r;
+    }
+    st->image_ok = mcub_flag(p, b);
+    return OTA_OK;
+}
+
+/* boot_write_trailer: v padded with the erased value to whole write units. */
+static int mcub_field(ota_port_t *p, int s, uint32_t at, const uint8_t *v, uint32_t n)
+{
+    uint8_t buf[MAX_ALIGN];
+    uint32_t off, size, len = round_up(n, p->board->write_align);
+
+    slot_span(p, s, &off, &size);
+    memset(buf, p->board->erase_value, len);
+    memcpy(buf, v, n);
+    return fl_program(p, off + at, buf, len, "write the trailer");
+}
+
+/* boot_write_magic: one BOOT_MAX_ALIGN block, erased padding then magic. */
+static int mcub_write_magic(ota_port_t *p, int s)
+{
+    uint8_t buf[MAX_ALIGN];
+    uint32_t off, size, len = round_up(MAGIC_SZ, p->board->max_align);
+
+    slot_span(p, s, &off, &size);
+    memset(buf, p->board->erase_value, len);
+    mcub_magic(p, buf + len - MAGIC_SZ);
+    return fl_program(p, off + size - len, buf, len, "write the trailer");
+}
+
+static int mcub_write_image_ok(ota_port_t *p, int s)
+{
+    uint32_t off, size;
+    const uint8_t one = FLAG_SET;
+
+    slot_span(p, s, &off, &size);
+    return mcub_field(p, s, image_ok_off(p, size), &one, 1);
+}
+
+/* swap_scramble_trailer_sectors: the trailer's sectors, erased from the last. */
+static int mcub_scramble_trailer(ota_port_t *p, int s)
+{
+    uint32_t off, size, start = trailer_start(p, s), end;
+    uint64_t below, above;
+    int r;
+
+    slot_span(p, s, &off, &size);
+    for (end = off + size; end > start; end = (uint32_t)below) {
+        boundary(p->board, (uint64_t)end - 1u, &below, &above);
+        if ((r = fl_erase(p, (uint32_t)below, end - (uint32_t)below, "erase the trailer")) != OTA_OK) {
+            return r;
+        }
+    }
+    return OTA_OK;
+}
+
+/* Whether app runs on trial (swapTrial of its trailer). */
+static int mcub_app_trial(ota_port_t *p, int *trial)
+{
+    mcub_state_t pri;
+    int r;
+
+    if ((r = mcub_read(p, OTA_SLOT_APP, &pri)) != OTA_OK) {
+        return r;
+    }
+    *trial = pri.magic == MAGIC_GOOD && pri.copy_done == FLAG_SET && pri.image_ok == FLAG_UNSET;
+    return OTA_OK;
+}
+
+/* Platform.tooLarge. */
+static int mcub_too_large(ota_port_t *p, const char *op, const char *slot, uint64_t n)
+{
+    if (!mcuboot(p)) {
+        uint32_t off, size;
+        int s;
+        ota_port_update_slot(p, &s, &off, &size);
+        return fail(p, OTA_E_OUT_OF_BOUNDS, "%s %s: image of %llu bytes does not fit in slot %s of %u bytes", op, slot,
+                    (unsigned long long)n, slot, (unsigned)size);
+    }
+    return fail(p, OTA_E_OUT_OF_BOUNDS, "%s %s: image of %llu bytes is larger than %u bytes, the most MCUboot takes on this board (its trailer's sectors%s): build a smaller image",
+                op, slot, (unsigned long long)n, (unsigned)max_write(p), p->board->scheme == OTA_SWAP ? " and the swap's spare sector" : "");
+}
+
+/* swapPending: ota's trailer asks for a swap or copy. */
+static int mcub_pending(const mcub_state_t *sec)
+{
+    return sec->magic == MAGIC_GOOD && sec->image_ok != FLAG_BAD;
+}
+
+/* swapTrial: app runs on trial. */
+static int mcub_trial(const mcub_state_t *pri)
+{
+    return pri->magic == MAGIC_GOOD && pri->copy_done == FLAG_SET && pri->image_ok == FLAG_UNSET;
+}
+
+/* requestSwap: boot_set_pending on ota's trailer, test or permanent, its
+ * sectors erased first when they hold another request or a bad magic;
+ * ok_first writes image_ok before the magic (a rollback's request). */
+static int mcub_request(ota_port_t *p, int permanent, int ok_first)
+{
+    mcub_state_t st;
+    uint32_t off, size;
+    uint8_t info = permanent ? 3u : 2u;
+    int r;
+
+    if ((r = mcub_read(p, OTA_SLOT_OTA, &st)) != OTA_OK) {
+        return r;
+    }
+    if (st.magic == MAGIC_GOOD && mcub_pending(&st) && (st.image_ok == FLAG_SET) == (permanent != 0)) {
+        return OTA_OK;
+    }
+    if (st.magic != MAGIC_UNSET || st.image_ok != FLAG_UNSET || st.copy_done != FLAG_UNSET) {
+        if ((r = mcub_scramble_trailer(p, OTA_SLOT_OTA)) != OTA_OK) {
+            return r;
+        }
+    }
+    slot_span(p, OTA_SLOT_OTA, &off, &size);
+    if (permanent && ok_first && (r = mcub_write_image_ok(p, OTA_SLOT_OTA)) != OTA_OK) {
+        return r;
+    }
+    if ((r = mcub_write_magic(p, OTA_SLOT_OTA)) != OTA_OK) {
+        return r;
+    }
+    if (permanent && !ok_first && (r = mcub_write_image_ok(p, OTA_SLOT_OTA)) != OTA_OK) {
+        return r;
+    }
+    return mcub_field(p, OTA_SLOT_OTA, swap_info_off(p, size), &info, 1);
+}
+
+/* confirmTrailer: boot_set_confirmed on app, then the security counter. */
+static int mcub_confirm(ota_port_t *p, ota_params_t *q)
+{
+    mcub_state_t st;
+    ota_image_info_t info;
+    int r;
+
+    if ((r = mcub_read(p, OTA_SLOT_APP, &st)) != OTA_OK) {
+        return r;
+    }
+    if (st.magic == MAGIC_BAD) {
+        return fail(p, OTA_E_INVALID, "set boot confirm: mcuboot: the primary slot's trailer magic is neither the bootloader's nor erased (BOOT_EBADVECT): power on (Reboot) to let MCUboot repair app's trailer");
+    }
+    if (st.magic == MAGIC_GOOD && st.image_ok == FLAG_UNSET && (r = mcub_write_image_ok(p, OTA_SLOT_APP)) != OTA_OK) {
+        return r;
+    }
+    if ((r = check_slot(p, OTA_SLOT_APP, 0, &info)) != OTA_OK) {
+        return r;
+    }
+    if (info.parses && info.security_counter > q->security_counter) {
+        q->security_counter = info.security_counter;
+    }
+    return set_params(p, q);
+}
+
+/* cancelRequest: ota's first sector (the image header), then its trailer. */
+static int mcub_cancel(ota_port_t *p)
+{
+    uint64_t below, above;
+    int r;
+
+    boundary(p->board, p->board->ota_off, &below, &above);
+    if ((r = fl_erase(p, p->board->ota_off, (uint32_t)(above - below), "cancel the request: erase the image header in ota")) != OTA_OK) {
+        return r;
+    }
+    return mcub_scramble_trailer(p, OTA_SLOT_OTA);
+}
+
+/* checkTrailerRequest and the request: SetBoot(test|permanent) on an
+ * MCUboot board. */
+static int mcub_set_boot(ota_port_t *p, int mode, uint64_t size)
+{
+    ota_params_t q = p->params;
+    ota_image_info_t info;
+    int r;
+
+    if ((r = check_writable(p, "set boot")) != OTA_OK) {
+        return r;
+    }
+    if (size > max_write(p)) {
+        return mcub_too_large(p, "set boot", "ota", size);
+    }
+    if ((r = check_slot(p, OTA_SLOT_OTA, q.security_counter, &info)) != OTA_OK) {
+        return r;
+    }
+    if (!info.bootable) {
+        return fail(p, OTA_E_NO_IMAGE, "set boot %s: %s", mode_name(mode), info.reason);
+    }
+    if (size != 0 && size < info.total_size) {
+        return fail(p, OTA_E_INVALID, "set boot %s: size %llu is less than the image in ota (%u bytes)", mode_name(mode),
+                    (unsigned long long)size, (unsigned)info.total_size);
+    }
+    if (info.total_size > max_write(p)) {
+        return mcub_too_large(p, "set boot", "ota", info.total_size);
+    }
+    if (p->board->scheme == OTA_SWAP) {
+        /* A new install of ota ends its rejection, before the request. */
+        q.rolled_back = 0;
+        q.rejected = 0;
+        if ((r = set_params(p, &q)) != OTA_OK) {
+            return r;
+        }
+    }
+    return mcub_request(p, mode == OTA_BOOT_PERMANENT, 0);
+}
+
+/* rollbackSwap and rollbackOverwrite. */
+static int mcub_rollback(ota_port_t *p)
+{
+    ota_params_t q = p->params;
+    ota_image_info_t info;
+    mcub_state_t pri, sec;
+    int r;
+
+    if ((r = mcub_read(p, OTA_SLOT_APP, &pri)) != OTA_OK || (r = mcub_read(p, OTA_SLOT_OTA, &sec)) != OTA_OK) {
+        return r;
+    }
+    if (p->board->scheme != OTA_SWAP) {
+        if (mcub_pending(&sec)) {
+            if ((r = check_slot(p, OTA_SLOT_OTA, q.security_counter, &info)) != OTA_OK) {
+                return r;
+            }
+            if (info.bootable) {
+                return mcub_cancel(p);
+            }
+        }
+        return fail(p, OTA_E_UNSUPPORTED,
+                    "board %s runs MCUboot overwrite-only: nothing is pending, and once ota has been copied over app there is no old image to return to",
+                    p->board->name);
+    }
+    if (q.rolled_back) {
+        return OTA_OK;
+    }
+    if (mcub_pending(&sec)) {
+        return mcub_cancel(p);
+    }
+    if (mcub_trial(&pri)) {
+        q.rolled_back = 1;
+        return set_params(p, &q);
+    }
+    if ((r = check_slot(p, OTA_SLOT_OTA, q.security_counter, &info)) != OTA_OK) {
+        return r;
+    }
+    if (q.rejected && info.bootable) {
+        info.bootable = 0;
+        snprintf(info.reason, sizeof(info.reason), "image in ota was reverted or rolled back: it boots again only when installed again");
+    }
+    if (!info.bootable) {
+        return fail(p, OTA_E_NO_IMAGE, "no image to return to: %s", info.reason);
+    }
+    q.rolled_back = 1;
+    if ((r = set_params(p, &q)) != OTA_OK) {
+        return r;
+    }
+    return mcub_request(p, 1, 1);
+}
+
 int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size)
 {
     ota_params_t q;
@@ -1297,6 +1718,9 @@ int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size)
     switch (mode) {
     case OTA_BOOT_TEST:
     case OTA_BOOT_PERMANENT:
+        if (mcuboot(p)) {
+            return mcub_set_boot(p, mode, size);
+        }
         target = update_slot_of(p, q.running);
         slot_span(p, target, &slot_off, &slot_size);
         if ((r = check_writable(p, "set boot")) != OTA_OK) {
@@ -1338,6 +1762,9 @@ int ota_port_set_boot(ota_port_t *p, int mode, uint64_t size)
             return fail(p, OTA_E_INVALID, "set boot confirm: the image in %s was rolled back and %s boots at the next power-on: power on (Reboot) first",
                         slot_name(q.running), slot_name(q.active));
         }
+        if (mcuboot(p)) {
+            return mcub_confirm(p, &q);
+        }
         if (q.trial) {
             q.active = q.running;
             q.trial = 0;
@@ -1368,6 +1795,9 @@ int ota_port_rollback(ota_port_t *p)
     }
     if (p->board->otadata_off) {
         return esp_rollback(p);
+    }
+    if (mcuboot(p)) {
+        return mcub_rollback(p);
     }
     q = p->params;
     if (q.pending) {

@@ -22,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/bootfmt/mcuboot"
 	"github.com/otaport/otaport/core/delta"
 	"github.com/otaport/otaport/core/flash"
 	"github.com/otaport/otaport/core/hal"
@@ -361,6 +362,19 @@ func (f *fixture) factory(dev *flash.Emulator) error {
 	}
 	if err := dev.Program(int64(app.Offset), buf); err != nil {
 		return fmt.Errorf("board %s: program the factory image: %w", f.board.Name, err)
+	}
+	if f.layout.Bootloader == (hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP}) {
+		// MCUboot direct-xip erases a slot whose trailer has no magic:
+		// the factory programs the image with its trailer confirmed
+		// (imgtool sign --pad --confirm: the magic and image_ok).
+		l := mcuboot.Layout{Mode: mcuboot.DirectXIP, SlotSize: uint32(app.Size), MaxAlign: max(8, f.layout.Flash.WriteAlign),
+			WriteSize: f.layout.Flash.WriteAlign, Erased: f.layout.Flash.EraseValue,
+			MaxImgSectors: uint32(f.layout.Flash.Map().Count(app.Offset, app.End()))}
+		for _, w := range []mcuboot.Write{l.MagicWrite(), l.ImageOKWrite()} {
+			if err := dev.Program(int64(app.Offset)+int64(w.Off), w.Data); err != nil {
+				return fmt.Errorf("board %s: program the factory image's trailer: %w", f.board.Name, err)
+			}
+		}
 	}
 	return nil
 }

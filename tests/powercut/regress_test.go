@@ -68,12 +68,15 @@ func TestResume_CutAfterStartOverErase(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Where the image goes: ota, less MCUboot's trailer on a swap
-			// board, where boot requests (not the download) write.
+			// Where the image goes: ota, less MCUboot's trailer on an
+			// MCUboot board, where boot requests (not the download) write.
 			ota, _ := f.layout.Partition(hal.PartOTA)
 			end := ota.End()
-			if f.layout.Scheme == hal.Swap {
+			switch {
+			case f.layout.Scheme == hal.Swap:
 				end = ota.Offset + f.layout.SwapMoveMaxImage()
+			case f.layout.Bootloader.Name == hal.BootloaderMCUboot:
+				end = ota.Offset + f.layout.MCUbootMaxImage()
 			}
 			inOTA := func(op flashOp) bool {
 				return op.off >= int64(ota.Offset) && op.off < int64(end)

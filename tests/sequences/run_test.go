@@ -77,7 +77,8 @@ type runner struct {
 func run(ctx context.Context, f *fixture, steps []step) (*failure, counts) {
 	r := &runner{
 		ctx: ctx, f: f, dev: f.base.Clone(), c: newCounts(),
-		m:     model.New(model.Config{Reverts: f.layout.Scheme.Reverts(), BootAttempts: max(1, f.layout.BootAttempts)}),
+		m: model.New(model.Config{Reverts: f.layout.Scheme.Reverts(), BootAttempts: max(1, f.layout.BootAttempts),
+			HigherOnly: f.layout.Bootloader == hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP}}),
 		equal: make([]string, len(steps)), fired: make([]bool, len(steps)), at: make([]int, len(steps)),
 		agentResets: map[string]int{},
 	}

@@ -102,11 +102,11 @@ func play(t *testing.T, cfg config) {
 
 	cat := boards(t)
 	if cfg.cport {
-		// MCUboot swap-move, and the boards of haltest outside the
-		// catalog, are not in the C port.
+		// The boards of haltest outside the catalog are not in the C
+		// port.
 		cat = slices.DeleteFunc(cat, func(l hal.Layout) bool {
 			_, ok := all.Lookup(l.Board)
-			return l.Scheme == hal.Swap || !ok
+			return !ok
 		})
 	}
 	fixtures := make([]*fixture, len(cat))

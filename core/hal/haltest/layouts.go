@@ -68,6 +68,24 @@ func extras() []hal.Layout {
 			},
 			Signature: "ecdsa-p256", BootAttempts: 1,
 		},
+		// dual-bank (MCUboot direct-xip with revert), the partitions of
+		// Zephyr's nrf52840dk (two equal slots of 0x67000 bytes, 4 KiB
+		// pages, word writes): each slot runs in place, an image linked for
+		// the slot it is written to (imgtool --rom-fixed).
+		{
+			Board: "nrf52840-dk-xip", Vendor: "Nordic Semiconductor", SoC: "nRF52840",
+			Scheme:     hal.DualBank,
+			Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP},
+			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
+				WriteAlign: 4, EraseValue: 0xff},
+			Partitions: []hal.Partition{
+				{Name: "bootloader", Offset: 0x0, Size: 0xc000},
+				{Name: "app", Offset: 0xc000, Size: 0x67000},
+				{Name: "ota", Offset: 0x73000, Size: 0x67000},
+				{Name: "params", Offset: 0xf8000, Size: 0x8000},
+			},
+			Signature: "ecdsa-p256", BootAttempts: 1,
+		},
 	}
 }
 
@@ -152,6 +170,24 @@ func layouts() []hal.Layout {
 				{Name: "app", Offset: 0xc000, Size: 0x67000},
 				{Name: "ota", Offset: 0x73000, Size: 0x67000},
 				{Name: "scratch", Offset: 0xda000, Size: 0x1e000},
+				{Name: "params", Offset: 0xf8000, Size: 0x8000},
+			},
+			Signature: "ecdsa-p256", BootAttempts: 1,
+		},
+		// single-bank (MCUboot overwrite-only), 4 KiB pages, word writes
+		// (nRF5340 NVMC), TF-M areas between ota and params
+		{
+			Board: "nrf5340-dk", Vendor: "Nordic Semiconductor", SoC: "nRF5340",
+			Scheme: hal.SingleBank, Bootloader: hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeOverwriteOnly},
+			Flash: hal.FlashGeometry{Base: 0x0, Size: 0x100000, Sectors: []hal.SectorRun{{Count: 256, Size: 0x1000}},
+				WriteAlign: 4, EraseValue: 0xff},
+			Partitions: []hal.Partition{
+				{Name: "bootloader", Offset: 0x0, Size: 0x10000},
+				{Name: "app", Offset: 0x10000, Size: 0x70000},
+				{Name: "ota", Offset: 0x80000, Size: 0x70000},
+				{Name: "tfm-ps", Offset: 0xf0000, Size: 0x4000},
+				{Name: "tfm-its", Offset: 0xf4000, Size: 0x2000},
+				{Name: "tfm-otp", Offset: 0xf6000, Size: 0x2000},
 				{Name: "params", Offset: 0xf8000, Size: 0x8000},
 			},
 			Signature: "ecdsa-p256", BootAttempts: 1,

@@ -161,14 +161,6 @@ int main(void)
     const uint32_t unit = OTA_FLASH_WRITE_ALIGN < 64u ? 64u : OTA_FLASH_WRITE_ALIGN;
     uint32_t at;
 
-#if OTA_BOARD_SCHEME == OTA_SWAP
-    /* Not in the C port yet: it must say so, not write anything. */
-    in.image_size = 1;
-    in.breakpoint = 0;
-    CHECK(hal_ota_init(&in) != 0, "swap-move refused");
-    (void)img; (void)n; (void)params; (void)off; (void)byte; (void)fin; (void)unit; (void)at;
-    (void)download; (void)check_record;
-#else
     memset(flash, OTA_FLASH_ERASE_VALUE, sizeof(flash));
 
     download(OTA_PART_OTA_ADDR, img, n, 1);
@@ -220,6 +212,37 @@ int main(void)
         (void)at;
         (void)check_record;
     }
+#elif OTA_MCUBOOT_MODE != OTA_MCUBOOT_NONE
+    /* MCUboot: a test request is boot_set_pending(0) on ota's trailer (the
+     * magic of the build's BOOT_MAX_ALIGN, swap_info 0x02); the rollback
+     * that cancels it erases ota's first sector and the trailer. */
+    {
+        static const uint8_t legacy[16] = {0x77, 0xc2, 0x95, 0xf3, 0x60, 0xd2, 0xef, 0x7f,
+                                           0x35, 0x52, 0x50, 0x0f, 0x2c, 0xb6, 0x79, 0x80};
+        static const uint8_t tail[14] = {0x2d, 0xe1, 0x5d, 0x29, 0x41, 0x0b, 0x8d, 0x77, 0x67, 0x9c, 0x11, 0x0f, 0x1f, 0x8a};
+        const uint32_t a = OTA_MCUBOOT_MAX_ALIGN;
+        const uint8_t *end = flash + (OTA_PART_OTA_ADDR - OTA_FLASH_BASE) + OTA_PART_OTA_SIZE;
+        const uint32_t ok = (OTA_PART_OTA_SIZE - 16u - a) / a * a;
+        const uint8_t *slot = end - OTA_PART_OTA_SIZE;
+        uint8_t magic[16];
+
+        if (a == 8u) {
+            memcpy(magic, legacy, 16);
+        } else {
+            magic[0] = (uint8_t)a;
+            magic[1] = (uint8_t)(a >> 8);
+            memcpy(magic + 2, tail, 14);
+        }
+        CHECK(hal_ota_set_boot(NULL, &fin) == 0, "set_boot");
+        CHECK(memcmp(end - 16, magic, 16) == 0, "the magic ends ota");
+        CHECK(slot[ok] == OTA_FLASH_ERASE_VALUE, "image_ok unset: a test request");
+        CHECK(slot[ok - 2u * a] == 0x02u, "swap_info: test, image 0");
+        CHECK(params[0] == OTA_FLASH_ERASE_VALUE, "no record in params");
+        CHECK(hal_ota_rollback(NULL, NULL) == 0, "rollback");
+        CHECK(end[-1] == OTA_FLASH_ERASE_VALUE && slot[0] == OTA_FLASH_ERASE_VALUE, "rollback erases the header and the trailer");
+        (void)at;
+        (void)check_record;
+    }
 #else
     /* Set boot: the first record is the snapshot of the whole state. */
     CHECK(hal_ota_set_boot(NULL, &fin) == 0, "set_boot");
@@ -232,7 +255,6 @@ int main(void)
     CHECK(hal_ota_rollback(NULL, NULL) == 0, "rollback");
     check_record(params + at, 4, "boot record after the snapshot");
     CHECK((params[at + 17] & 1u) == 0, "rollback cancels the request");
-#endif
 #endif
 
     if (failures != 0) {

@@ -39,5 +39,10 @@ typedef uint32_t ota_addr_t;
 /* Where ESP-IDF's bootloader reads the boot request (otadata), on an esp-idf board; 0 on the others. */
 #define OTA_BOARD_OTADATA_OFFSET 0u
 #define OTA_BOARD_SCHEME     OTA_SINGLE_BANK
+/* MCUboot's image trailer (docs/boot-schemes.md): the mode MCUboot is built
+ * in, BOOT_MAX_ALIGN and BOOT_MAX_IMG_SECTORS of that build. */
+#define OTA_MCUBOOT_MODE            OTA_MCUBOOT_NONE
+#define OTA_MCUBOOT_MAX_ALIGN       8u
+#define OTA_MCUBOOT_MAX_IMG_SECTORS 4u
 
 #endif /* OTA_BOARD_STM32F407_DISCO_H */

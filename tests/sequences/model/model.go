@@ -42,6 +42,10 @@ import (
 type Config struct {
 	Reverts      bool
 	BootAttempts int
+	// HigherOnly: the bootloader boots the slot with the higher version
+	// (MCUboot direct-xip), so an image not above what runs is refused,
+	// downgrades allowed or not: it would never boot.
+	HigherOnly bool
 }
 
 // Image describes an image offered to install, as its maker knows it.
@@ -168,6 +172,9 @@ func (m *Model) Acceptable(img Image) bool {
 		return false
 	}
 	if m.cfg.Reverts && (m.trial != "" || m.returnTo != "") {
+		return false
+	}
+	if m.cfg.HigherOnly && m.running != "" && Compare(img.Version, m.running) <= 0 {
 		return false
 	}
 	return img.AllowDowngrade || Compare(img.Version, m.running) > 0

@@ -44,6 +44,14 @@ extern "C" {
 #define OTA_DUAL_BANK   1
 #define OTA_SWAP        2
 
+/* The bootloader's format of boot requests: otaport's record in params, or
+ * MCUboot's image trailer in the mode MCUboot is built in. */
+#define OTA_MCUBOOT_NONE           0
+#define OTA_MCUBOOT_OVERWRITE_ONLY 1
+#define OTA_MCUBOOT_SWAP_MOVE      2
+#define OTA_MCUBOOT_DIRECT_XIP     3
+#define OTA_MCUBOOT_UNKNOWN        (-1)
+
 /* Slots, as the boot parameters store them. */
 #define OTA_SLOT_APP 0
 #define OTA_SLOT_OTA 1
@@ -74,6 +82,9 @@ typedef struct {
     int scheme;            /* OTA_SINGLE_BANK, OTA_DUAL_BANK, OTA_SWAP */
     uint32_t boot_attempts;
     uint32_t otadata_off;  /* ESP-IDF's otadata on an esp-idf board, else 0 */
+    int mcuboot_mode;      /* OTA_MCUBOOT_*: NONE for otaport's own record */
+    uint32_t max_align;    /* MCUboot's BOOT_MAX_ALIGN */
+    uint32_t max_img_sectors; /* MCUboot's BOOT_MAX_IMG_SECTORS */
 } ota_board_t;
 
 /* The board of an ota_board.h (included before this macro is expanded) as
@@ -84,7 +95,8 @@ typedef struct {
     OTA_PART_PARAMS_OFFSET, (uint32_t)OTA_PART_PARAMS_SIZE, \
     OTA_PART_APP_OFFSET, (uint32_t)OTA_PART_APP_SIZE, \
     OTA_PART_OTA_OFFSET, (uint32_t)OTA_PART_OTA_SIZE, \
-    OTA_BOARD_SCHEME, OTA_BOOT_ATTEMPTS, OTA_BOARD_OTADATA_OFFSET }
+    OTA_BOARD_SCHEME, OTA_BOOT_ATTEMPTS, OTA_BOARD_OTADATA_OFFSET, \
+    OTA_MCUBOOT_MODE, OTA_MCUBOOT_MAX_ALIGN, OTA_MCUBOOT_MAX_IMG_SECTORS }
 
 /* What the image check says of the image in a slot: the bootloader's
  * verdict (structure, SHA-256, signature with the keys it would use now),
