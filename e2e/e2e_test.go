@@ -304,6 +304,10 @@ type holdProxy struct {
 	started  chan struct{} // gets a value when a held download reaches holdAt
 	srv      *http.Server
 	ln       net.Listener
+	// served counts the body bytes sent for each path; requests lists
+	// each request as "path Range" ("path" without one).
+	served   map[string]int64
+	requests []string
 }
 
 func newHoldProxy(t *testing.T, upstream, caFile string, holdAt int64) *holdProxy {
@@ -311,7 +315,7 @@ func newHoldProxy(t *testing.T, upstream, caFile string, holdAt int64) *holdProx
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &holdProxy{upstream: upstream, caFile: caFile, holdAt: holdAt, release: make(chan struct{}), started: make(chan struct{}, 16), ln: ln}
+	h := &holdProxy{upstream: upstream, caFile: caFile, holdAt: holdAt, release: make(chan struct{}), started: make(chan struct{}, 16), ln: ln, served: map[string]int64{}}
 	h.srv = &http.Server{Handler: h}
 	go h.srv.Serve(ln)
 	t.Cleanup(func() { h.open(); h.srv.Close() })
@@ -332,6 +336,9 @@ func (h *holdProxy) open() {
 }
 
 func (h *holdProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	h.mu.Lock()
+	h.requests = append(h.requests, strings.TrimSpace(req.URL.Path+" "+req.Header.Get("Range")))
+	h.mu.Unlock()
 	up, err := http.NewRequestWithContext(req.Context(), req.Method, h.upstream+req.URL.Path, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -361,6 +368,7 @@ func (h *holdProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
+	w = countingWriter{ResponseWriter: w, h: h, path: req.URL.Path}
 	h.mu.Lock()
 	release := h.release
 	h.mu.Unlock()
@@ -380,6 +388,30 @@ func (h *holdProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	io.Copy(w, resp.Body)
 }
+
+// bytesServed returns the body bytes the proxy sent for path so far.
+func (h *holdProxy) bytesServed(path string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.served[path]
+}
+
+// countingWriter counts what a holdProxy response sends.
+type countingWriter struct {
+	http.ResponseWriter
+	h    *holdProxy
+	path string
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.h.mu.Lock()
+	c.h.served[c.path] += int64(n)
+	c.h.mu.Unlock()
+	return n, err
+}
+
+func (c countingWriter) Flush() { c.ResponseWriter.(http.Flusher).Flush() }
 
 func TestDemo(t *testing.T) {
 	cmd := exec.Command("bash", "../scripts/demo.sh")

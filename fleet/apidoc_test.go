@@ -163,7 +163,7 @@ func TestAPIDoc_SchemasMatchTypes(t *testing.T) {
 	types := map[string]reflect.Type{}
 	for _, v := range []any{
 		api.Device{}, api.AddDevice{}, api.Module{}, api.ModuleSpec{}, api.KeySet{}, api.Image{}, api.Target{}, api.CampaignImage{}, api.Wave{}, api.Campaign{},
-		api.Progress{}, api.WaveStatus{}, api.Status{}, api.CreateCampaign{}, api.Error{}, Version{},
+		api.Progress{}, api.WaveStatus{}, api.Status{}, api.Bytes{}, api.CreateCampaign{}, api.Error{}, Version{},
 		api.CertificateRequest{}, api.Certificate{}, api.Token{}, api.CreateToken{}, api.NewToken{},
 	} {
 		types[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)

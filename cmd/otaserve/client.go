@@ -468,29 +468,38 @@ func devicePath(arg string) (string, error) {
 }
 
 func imageUpload(f *clientFlags) *cobra.Command {
-	var board, version string
-	cmd := clientCommand(f, "upload --board B [--version V] FILE", "upload a signed image, checked on arrival", cli.ExactArgs(1, "the image FILE"), func(c *conn, args []string) error {
-		file, err := os.Open(args[0])
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		q := url.Values{"board": {board}}
-		if version != "" {
-			q.Set("version", version)
-		}
-		var img api.Image
-		if err := c.call(http.MethodPost, "/images?"+q.Encode(), "application/octet-stream", file, &img); err != nil {
-			return fmt.Errorf("upload %s: %w", args[0], err)
-		}
-		if c.json {
-			return c.printJSON(img)
-		}
-		fmt.Fprintf(c.out, "image %d: %s for %s, %d bytes, sha256 %s, signed %s\n", img.ID, img.Version, img.Board, img.Size, img.SHA256, img.SignatureType)
-		return nil
-	})
-	cmd.Flags().StringVar(&board, "board", "", "board the image is built for")
-	cmd.Flags().StringVar(&version, "version", "", "expected version (checked against the image header)")
+	var board, version, deltaFrom, keyPath string
+	cmd := clientCommand(f, "upload --board B [--version V] [--delta-from VERSION --key KEY.pem] FILE",
+		"upload a signed image or delta image, checked on arrival; with --delta-from, also the delta to it from a stored version", cli.ExactArgs(1, "the image FILE"), func(c *conn, args []string) error {
+			if deltaFrom != "" {
+				if keyPath == "" {
+					return cli.Usagef("--delta-from %s: give --key KEY.pem, the private key that signs the board's images: the delta image is made and signed here, since otaserve holds public keys only", deltaFrom)
+				}
+				return c.uploadWithDelta(args[0], board, version, deltaFrom, keyPath)
+			}
+			if keyPath != "" {
+				return cli.Usagef("--key signs the delta image --delta-from makes; without --delta-from, the image is uploaded as signed")
+			}
+			file, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer file.Close()
+			img, err := c.upload(args[0], file, board, version)
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(img)
+			}
+			printImage(c.out, img)
+			return nil
+		})
+	fs := cmd.Flags()
+	fs.StringVar(&board, "board", "", "board the image is built for")
+	fs.StringVar(&version, "version", "", "expected version (checked against the image header)")
+	fs.StringVar(&deltaFrom, "delta-from", "", "also make and upload the delta image from the stored image of this `VERSION` of the board (devices that run it are sent the delta)")
+	fs.StringVarP(&keyPath, "key", "k", "", "private key (PEM) that signs the delta image of --delta-from, the one the board's images are signed with")
 	return cmd
 }
 
@@ -505,10 +514,14 @@ func imageList(f *clientFlags) *cobra.Command {
 		}
 		var rows [][]string
 		for _, i := range imgs {
+			delta := "-"
+			if i.DeltaTarget != 0 {
+				delta = fmt.Sprintf("%d->%d", i.DeltaBase, i.DeltaTarget) // the image IDs it goes between
+			}
 			rows = append(rows, []string{strconv.FormatUint(i.ID, 10), i.Version, i.Board, strconv.FormatInt(i.Size, 10),
-				i.SHA256[:min(12, len(i.SHA256))], i.SignatureType, strconv.FormatUint(uint64(i.SecurityCounter), 10), when(i.Uploaded)})
+				i.SHA256[:min(12, len(i.SHA256))], i.SignatureType, strconv.FormatUint(uint64(i.SecurityCounter), 10), when(i.Uploaded), delta})
 		}
-		return c.table("ID\tVERSION\tBOARD\tSIZE\tSHA256\tSIGNATURE\tSEC-CNT\tUPLOADED", rows)
+		return c.table("ID\tVERSION\tBOARD\tSIZE\tSHA256\tSIGNATURE\tSEC-CNT\tUPLOADED\tDELTA", rows)
 	})
 }
 
@@ -612,7 +625,11 @@ func campaignStatus(f *clientFlags) *cobra.Command {
 		if cp.Reason != "" {
 			fmt.Fprintf(c.out, ": %s", cp.Reason)
 		}
-		fmt.Fprintf(c.out, "\nthresholds: success >= %d%%, error > %d%%\n\n", cp.SuccessPercent, cp.ErrorPercent)
+		fmt.Fprintf(c.out, "\nthresholds: success >= %d%%, error > %d%%\n", cp.SuccessPercent, cp.ErrorPercent)
+		if b := st.Bytes; b.Full > 0 {
+			fmt.Fprintf(c.out, "bytes: %d ordered of %d in full images (%.1f %%), %d devices on delta images\n", b.Sent, b.Full, 100*float64(b.Sent)/float64(b.Full), b.Deltas)
+		}
+		fmt.Fprintln(c.out)
 		var rows [][]string
 		for _, w := range st.Waves {
 			rows = append(rows, []string{strconv.Itoa(w.Index), w.Spec, w.State, strconv.Itoa(w.Total), strconv.Itoa(w.Pending),
@@ -628,9 +645,15 @@ func campaignStatus(f *clientFlags) *cobra.Command {
 			if p.Progressed {
 				step = cloud.Step(strconv.Itoa(p.Step)).Label()
 			}
-			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), p.State, step, dash(p.FromVersion), dash(p.Reason)})
+			sent := "-"
+			if p.Delta != 0 {
+				sent = "delta " + strconv.FormatUint(p.Delta, 10)
+			} else if p.Orders > 0 {
+				sent = "full"
+			}
+			rows = append(rows, []string{p.Device, strconv.Itoa(p.Wave + 1), p.State, step, dash(p.FromVersion), sent, dash(p.Reason)})
 		}
-		return c.table("DEVICE\tWAVE\tSTATE\tSTEP\tFROM\tREASON", rows)
+		return c.table("DEVICE\tWAVE\tSTATE\tSTEP\tFROM\tSENT\tREASON", rows)
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/otaport/otaport/cmd/internal/cli/clitest"
+	"github.com/otaport/otaport/core/delta"
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/store/pgtest"
 )
@@ -137,8 +138,46 @@ func writeImages(dir string) error {
 	}
 	tampered := bytes.Clone(good)
 	tampered[image.DefaultHeaderSize+100] ^= 0x20
+	// For the delta images: the private key, a base 1.0.0 and a 2.1.0,
+	// and deltas 1.0.0 -> 2.0.0 signed with the key and with another.
+	priv, err := image.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	old, err := image.Sign(append(bytes.Repeat([]byte("otaport "), 1000), "v1.0.0"...), key, image.SignOptions{Version: image.Version{Major: 1}})
+	if err != nil {
+		return err
+	}
+	next, err := image.Sign(append(bytes.Repeat([]byte("otaport "), 1030), "v2.1.0"...), key, image.SignOptions{Version: image.Version{Major: 2, Minor: 1}})
+	if err != nil {
+		return err
+	}
+	deltaOf := func(k ed25519.PrivateKey) ([]byte, error) {
+		oi, err := image.Parse(bytes.NewReader(old), int64(len(old)))
+		if err != nil {
+			return nil, err
+		}
+		ni, err := image.Parse(bytes.NewReader(good), int64(len(good)))
+		if err != nil {
+			return nil, err
+		}
+		patch, err := delta.Encode(old, good, delta.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return image.SignDelta(oi, ni, patch, k, image.SignOptions{HeaderSize: 0x20})
+	}
+	d, err := deltaOf(key)
+	if err != nil {
+		return err
+	}
+	dForeign, err := deltaOf(other)
+	if err != nil {
+		return err
+	}
 	for name, data := range map[string][]byte{
 		"pub.pem": pub, "app-2.0.0.bin": good, "tampered.bin": tampered, "foreign.bin": foreign, "big.bin": big,
+		"key.pem": priv, "app-1.0.0.bin": old, "app-2.1.0.bin": next, "delta.img": d, "delta-foreign.img": dForeign,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err

@@ -753,9 +753,15 @@ func (a *Agent) stopped(ctx context.Context, err error) error {
 
 // device describes the board for CheckOrder.
 func (a *unit) device(ctx context.Context) (Device, error) {
+	_, d, err := a.describe(ctx)
+	return d, err
+}
+
+// describe returns what the port says and the board as CheckOrder sees it.
+func (a *unit) describe(ctx context.Context) (hal.Info, Device, error) {
 	info, err := a.port.Describe(ctx)
 	if err != nil {
-		return Device{}, fmt.Errorf("describe the port: %w", err)
+		return hal.Info{}, Device{}, fmt.Errorf("describe the port: %w", err)
 	}
 	d := Device{Board: info.Layout.Board, SecurityCounter: info.Boot.SecurityCounter}
 	if run, ok := info.Boot.Running(); ok {
@@ -778,18 +784,31 @@ func (a *unit) device(ctx context.Context) (Device, error) {
 			d.KeyIDs = append(d.KeyIDs, hex.EncodeToString(h))
 		}
 	}
-	return d, nil
+	return info, d, nil
 }
 
-// inform reports the running version.
+// inform reports the running version, with the running image's hash when
+// the link can carry it.
 func (a *unit) inform(ctx context.Context) error {
-	dev, err := a.device(ctx)
+	info, dev, err := a.describe(ctx)
 	if err != nil {
 		return err
 	}
 	if dev.Running == "" {
 		a.log.Warn("no image runs that the bootloader knows the version of; nothing to report")
 		return nil
+	}
+	if hl, ok := a.link.link.(imageHashLink); ok {
+		// Without the hash the fleet sends full images only: a port
+		// that cannot read its running slot still upgrades.
+		hash, err := runningHash(ctx, a.port, info)
+		if err != nil {
+			a.log.Debug("no running image hash in the version report: the fleet sends full images", "err", err)
+			hash = ""
+		}
+		if err := hl.SetImageHash(a.module, hash); err != nil {
+			a.log.Warn("running image hash not reported", "err", err)
+		}
 	}
 	if a.auth != nil || a.migrating.Load() && a.link.carriesNonce() {
 		// Set before the report goes out: a report whose acknowledgement

@@ -141,8 +141,26 @@ type Client struct {
 	// frozen makes every version report say params.possiblyFrozen,
 	// unsigned params.unsignedOrders.
 	frozen, unsigned atomic.Bool
-	// keySets holds each module's key set version (SetKeySetVersion).
-	keySets sync.Map
+	// keySets holds each module's key set version (SetKeySetVersion),
+	// imageHashes each module's running image hash (SetImageHash).
+	keySets, imageHashes sync.Map
+}
+
+// SetImageHash makes module's version reports from now on carry the hash
+// of the image it runs (InformParams.ImageHash, lower-case hex); "" stops
+// it. A hash that CheckImageHash refuses is an error.
+func (c *Client) SetImageHash(module, hash string) error {
+	if err := CheckImageHash("image hash", hash); err != nil {
+		return fmt.Errorf("cloud: %w", err)
+	}
+	c.imageHashes.Store(ModuleName(module), hash)
+	return nil
+}
+
+func (c *Client) imageHash(module string) string {
+	v, _ := c.imageHashes.Load(ModuleName(module))
+	s, _ := v.(string)
+	return s
 }
 
 // SetKeySetVersion makes module's version reports from now on carry the
@@ -632,7 +650,8 @@ func (c *Client) InformNonce(ctx context.Context, module, version, nonce string)
 		return fmt.Errorf("cloud: inform: %w", err)
 	}
 	return c.publish(ctx, c.topics.Inform, Inform{ID: c.nextID.Add(1), Params: InformParams{Version: version, Module: ModuleField(module), Nonce: nonce,
-		PossiblyFrozen: c.frozen.Load(), UnsignedOrders: c.unsigned.Load(), KeySet: c.keySetVersion(module)}})
+		PossiblyFrozen: c.frozen.Load(), UnsignedOrders: c.unsigned.Load(), KeySet: c.keySetVersion(module),
+		ImageHash: c.imageHash(module)}})
 }
 
 // Report sends a progress message as it is: the caller names the order and

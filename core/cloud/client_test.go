@@ -246,6 +246,26 @@ func TestClient_ModulesOnTheWire(t *testing.T) {
 	if err := d.InformModule(ctx, "wi\x01fi", "1"); err == nil {
 		t.Error("InformModule took a module with a control character")
 	}
+	// Each module's reports carry the hash of its own running image.
+	hash := strings.Repeat("ab", 32)
+	if err := d.SetImageHash("wifi", hash); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.InformModule(ctx, "wifi", "2.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.next(t, topics.Inform), `{"id":3,"params":{"version":"2.0.0","module":"wifi","imageHash":"`+hash+`"}}`; got != want {
+		t.Errorf("inform with an image hash on the wire: %s, want %s", got, want)
+	}
+	if err := d.InformModule(ctx, cloud.DefaultModule, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.next(t, topics.Inform), `{"id":4,"params":{"version":"1.0.0"}}`; got != want {
+		t.Errorf("the default module's inform took the wifi module's hash: %s, want %s", got, want)
+	}
+	if err := d.SetImageHash("wifi", strings.ToUpper(hash)); err == nil {
+		t.Error("SetImageHash took upper-case hex, which the fleet would not match against a delta's base")
+	}
 	if err := d.Report(ctx, cloud.Progress{ID: 1, Params: cloud.ProgressParams{Step: "150"}}); err == nil {
 		t.Error("Report took step 150")
 	}

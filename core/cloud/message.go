@@ -131,6 +131,12 @@ type InformParams struct {
 	// set (core/keyset), 0 while it has none, so the operator sees a key
 	// rotation reach the fleet.
 	KeySet uint64 `json:"keySet,omitempty"`
+	// ImageHash is otaport's addition too: the lower-case hex of the
+	// running image's SHA-256 hash TLV, the value a delta image names as
+	// its base (image.TLVDeltaBase), so the fleet sends a device the delta
+	// made from what it runs and the full image to any other. Empty when
+	// the device cannot tell it.
+	ImageHash string `json:"imageHash,omitempty"`
 }
 
 // Step is the progress step of a Progress message. The platform wants it as a
@@ -579,6 +585,9 @@ func ParseInform(b []byte) (*Inform, error) {
 	if err := checkNonce("params.nonce", w.Params.Nonce); err != nil {
 		return nil, fmt.Errorf("%w: inform: %w", ErrInvalidMessage, err)
 	}
+	if err := CheckImageHash("params.imageHash", w.Params.ImageHash); err != nil {
+		return nil, fmt.Errorf("%w: inform: %w", ErrInvalidMessage, err)
+	}
 	return &Inform{ID: id, Params: *w.Params}, nil
 }
 
@@ -666,6 +675,19 @@ func parseFlag(raw json.RawMessage) (int, error) {
 		return 1, nil
 	}
 	return 0, fmt.Errorf("%s: want 0 or 1", clip(string(raw)))
+}
+
+// CheckImageHash checks an image hash as version reports carry it: empty,
+// or the 64 lower-case hex digits of a SHA-256. Lower case only, so that
+// the fleet can compare it with a delta's base as a string.
+func CheckImageHash(field, s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) != 64 || strings.ToLower(s) != s || !isHex(s) {
+		return fmt.Errorf("%s %q: want the 64 lower-case hex digits of the image's SHA-256 hash TLV", field, clip(s))
+	}
+	return nil
 }
 
 func checkText(field, s string, maxLen int, required bool) error {

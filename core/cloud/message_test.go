@@ -275,6 +275,36 @@ func TestParseInform(t *testing.T) {
 	}
 }
 
+// TestParseInform_ImageHash: the running image's hash is read as 64
+// lower-case hex digits, and anything else is refused naming the field.
+func TestParseInform_ImageHash(t *testing.T) {
+	hash := strings.Repeat("0f", 32)
+	for _, c := range []struct {
+		name, hash string
+		ok         bool
+	}{
+		{"absent", "", true},
+		{"sha-256", hash, true},
+		{"upper case", strings.ToUpper(hash), false},
+		{"short", hash[:62], false},
+		{"long", hash + "00", false},
+		{"not hex", strings.Repeat("zz", 32), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in, err := ParseInform([]byte(`{"id":1,"params":{"version":"1.0.0","imageHash":"` + c.hash + `"}}`))
+			if !c.ok {
+				if !errors.Is(err, ErrInvalidMessage) || !strings.Contains(err.Error(), "params.imageHash") {
+					t.Fatalf("ParseInform = %+v, %v; want ErrInvalidMessage naming params.imageHash", in, err)
+				}
+				return
+			}
+			if err != nil || in.Params.ImageHash != c.hash {
+				t.Fatalf("ParseInform = %+v, %v; want image hash %q", in, err, c.hash)
+			}
+		})
+	}
+}
+
 func TestTopics_RoundTrip(t *testing.T) {
 	ts := Topics("a1B2c3", "dev-01")
 	want := TopicSet{
@@ -448,9 +478,11 @@ func FuzzParseReport(f *testing.F) {
 	f.Add([]byte(`{"id":0,"params":{"version":"app-1.0.0","module":"MCU"}}`))
 	f.Add([]byte(`{"id":1,"params":{"step":"-2","desc":"x","module":"wifi"}}`))
 	f.Add([]byte(`{"id":1,"params":{"step":45,"module":""}}` + "\x00"))
+	f.Add([]byte(`{"id":2,"params":{"version":"1.0.0","imageHash":"` + strings.Repeat("a5", 32) + `"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		roundTrip(t, "inform", b, ParseInform, func(a, b *Inform) bool {
-			return a.Module() == b.Module() && a.Params.Version == b.Params.Version
+			return a.Module() == b.Module() && a.Params.Version == b.Params.Version && a.Params.ImageHash == b.Params.ImageHash &&
+				CheckImageHash("", b.Params.ImageHash) == nil
 		})
 		roundTrip(t, "progress", b, ParseProgress, func(a, b *Progress) bool {
 			return a.Module() == b.Module() && a.Params.Step == b.Params.Step

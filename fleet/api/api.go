@@ -41,6 +41,7 @@ type Campaigns interface {
 	Cancel(ctx context.Context, id uint64) (store.Campaign, error)
 	Status(id uint64) (campaign.Status, error)
 	DeleteDevice(ctx context.Context, pk, dn string) (store.Device, error)
+	AddImage(ctx context.Context, img store.Image) (store.Image, error)
 	DeleteImage(ctx context.Context, id uint64) (img store.Image, shared bool, err error)
 	DeleteCampaign(ctx context.Context, id uint64) error
 }
@@ -173,6 +174,7 @@ func (h *handler) table() []route {
 		{Route{get, Prefix + "/images", read}, h.listImages},
 		{Route{post, Prefix + "/images", operator}, h.uploadImage},
 		{Route{get, Prefix + "/images/{id}", read}, h.getImage},
+		{Route{get, Prefix + "/images/{id}/file", read}, h.imageFile},
 		{Route{del, Prefix + "/images/{id}", operator}, h.deleteImage},
 		{Route{get, Prefix + "/campaigns", read}, h.listCampaigns},
 		{Route{post, Prefix + "/campaigns", operator}, h.createCampaign},
@@ -487,17 +489,25 @@ func pathID(r *http.Request) (uint64, error) {
 }
 
 func (h *handler) getImage(w http.ResponseWriter, r *http.Request) {
+	if img, ok := h.pathImage(w, r); ok {
+		writeJSON(w, http.StatusOK, toImage(img))
+	}
+}
+
+// pathImage returns the image the path's {id} names; when it cannot, it
+// answers the request with the error and returns false.
+func (h *handler) pathImage(w http.ResponseWriter, r *http.Request) (store.Image, bool) {
 	id, err := pathID(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
-		return
+		return store.Image{}, false
 	}
 	img, err := h.cfg.Store.Image(id)
 	if err != nil {
 		writeError(w, statusOf(err), err)
-		return
+		return store.Image{}, false
 	}
-	writeJSON(w, http.StatusOK, toImage(img))
+	return img, true
 }
 
 // uploadImage takes the image as the raw body or as the "file" part of a
@@ -546,6 +556,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		limit = b.MaxImageSize
 	}
 	var meta firmware.Meta
+	var links store.Image // a delta image's links to its base and target
 	blob, err := h.cfg.Firmware.Put(r.Context(), body, limit, func(f *os.File, size int64) error {
 		keys := h.cfg.Keys
 		if h.cfg.KeySets != nil {
@@ -561,6 +572,12 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		if version != "" && !image.SameVersion(version, m.Version) {
 			return fmt.Errorf("%w: version %s was given but the image header says %s: sign the image with --version %s or fix the version", firmware.ErrRefused, version, m.Version, version)
 		}
+		if m.IsDelta() {
+			var err error
+			if links, err = h.deltaLinks(r.Context(), board, m); err != nil {
+				return err
+			}
+		}
 		meta = m
 		return nil
 	})
@@ -571,17 +588,98 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	img, err := h.cfg.Store.AddImage(store.Image{
+	img, err := h.cfg.Campaigns.AddImage(r.Context(), store.Image{
 		Version: meta.Version, Board: board, Size: blob.Size, SHA256: blob.SHA256, MD5: blob.MD5,
 		SecurityCounter: meta.SecurityCounter, SignatureType: meta.SignatureType, KeyID: meta.KeyID,
-		Uploaded: time.Now().UTC(), Path: blob.Path,
+		Uploaded: time.Now().UTC(), Path: blob.Path, Hash: meta.Hash,
+		DeltaTarget: links.DeltaTarget, DeltaBase: links.DeltaBase, DeltaBaseHash: links.DeltaBaseHash,
 	})
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	h.cfg.Logger.Info("image uploaded", "image", img.ID, "version", img.Version, "board", img.Board, "sha256", img.SHA256)
+	h.cfg.Logger.Info("image uploaded", "image", img.ID, "version", img.Version, "board", img.Board, "sha256", img.SHA256, "delta_base", img.DeltaBase, "delta_target", img.DeltaTarget)
 	writeJSON(w, http.StatusCreated, toImage(img))
+}
+
+// deltaLinks finds the full images of board a delta image goes between, by
+// their hashes: the target must be uploaded (a campaign sends it, and the
+// delta only to the devices that run the base), and the base too, so that
+// an operator sees which versions the delta serves.
+func (h *handler) deltaLinks(ctx context.Context, board string, m firmware.Meta) (store.Image, error) {
+	imgs, err := h.cfg.Store.Images()
+	if err != nil {
+		return store.Image{}, err
+	}
+	var links store.Image
+	for _, img := range imgs {
+		if img.Board != board || img.IsDelta() {
+			continue
+		}
+		switch h.hashOf(ctx, img) {
+		case m.DeltaTarget:
+			links.DeltaTarget = img.ID
+		case m.DeltaBase:
+			links.DeltaBase, links.DeltaBaseHash = img.ID, m.DeltaBase
+		}
+	}
+	if links.DeltaTarget == 0 {
+		return store.Image{}, fmt.Errorf("%w: the delta image rebuilds version %s with hash %s, and no image of board %s has that hash: upload the full image first (otaserve image upload --board %s NEW.img)",
+			firmware.ErrRefused, m.Version, m.DeltaTarget, board, board)
+	}
+	if links.DeltaBase == 0 {
+		return store.Image{}, fmt.Errorf("%w: the delta image is made from the image with hash %s, and no image of board %s has that hash: upload the base image first (otaserve image upload --board %s OLD.img)",
+			firmware.ErrRefused, m.DeltaBase, board, board)
+	}
+	return links, nil
+}
+
+// hashOf returns an image's hash TLV, read from its file for a record made
+// before records kept it ("" when the file cannot be read).
+func (h *handler) hashOf(ctx context.Context, img store.Image) string {
+	if img.Hash != "" || h.cfg.Firmware == nil {
+		return img.Hash
+	}
+	f, _, err := h.cfg.Firmware.Open(ctx, img.SHA256)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	parsed, err := image.Parse(seekerAt{f}, img.Size)
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(parsed.Hash)
+}
+
+// imageFile sends an image's file, as the firmware server sends it to
+// devices (Range, the SHA-256 as a strong ETag): what a client needs to
+// make a delta image from a stored one with its own signing key.
+func (h *handler) imageFile(w http.ResponseWriter, r *http.Request) {
+	img, ok := h.pathImage(w, r)
+	if !ok {
+		return
+	}
+	f, stored, err := h.cfg.Firmware.Open(r.Context(), img.SHA256)
+	if err != nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("image %d: its file is missing: %w", img.ID, err))
+		return
+	}
+	defer f.Close()
+	w.Header().Set("ETag", `"`+img.SHA256+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", stored, f)
+}
+
+// seekerAt reads a blob (a file, or the database's chunks) as the
+// io.ReaderAt image.Parse takes, one read at a time.
+type seekerAt struct{ r io.ReadSeeker }
+
+func (s seekerAt) ReadAt(p []byte, off int64) (int, error) {
+	if _, err := s.r.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.ReadFull(s.r, p)
 }
 
 // board returns the catalog entry of a board name, or an error that lists

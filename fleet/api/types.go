@@ -37,6 +37,10 @@ type Device struct {
 	// KeySet is the key set version the device's latest version report
 	// said it holds (the default module's), 0 for none.
 	KeySet uint64 `json:"key_set,omitempty"`
+	// ImageHash is the hash of the image the default module's latest
+	// version report said it runs (hex of its SHA-256 hash TLV): a delta
+	// image whose base it is may be sent to it.
+	ImageHash string `json:"image_hash,omitempty"`
 	// Modules are every module of the device, the default one first (its
 	// board, version and state are also the fields above).
 	Modules []Module `json:"modules"`
@@ -51,6 +55,7 @@ type Module struct {
 	State     string `json:"state"`
 	LastError string `json:"last_error,omitempty"`
 	KeySet    uint64 `json:"key_set,omitempty"`
+	ImageHash string `json:"image_hash,omitempty"`
 }
 
 // Key is the device's registry key, "productKey/deviceName".
@@ -62,9 +67,10 @@ func toDevice(d store.Device) Device {
 		ProductKey: d.ProductKey, DeviceName: d.DeviceName, Board: d.Board, Group: d.Group, Version: d.Version,
 		State: string(d.State), LastError: d.LastError, LastSeen: d.LastSeen, Added: d.Added,
 		PossiblyFrozen: d.PossiblyFrozen, UnsignedOrders: d.UnsignedOrders, PlainSignIn: d.PlainSignIn, KeySet: d.KeySet,
+		ImageHash: d.ImageHash,
 	}
 	for _, m := range d.ModuleList() {
-		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError, KeySet: m.KeySet})
+		out.Modules = append(out.Modules, Module{Name: m.Name, Board: m.Board, Version: m.Version, State: string(m.State), LastError: m.LastError, KeySet: m.KeySet, ImageHash: m.ImageHash})
 	}
 	return out
 }
@@ -84,12 +90,23 @@ type Image struct {
 	SignatureType string    `json:"signature_type"`
 	KeyID         string    `json:"key_id,omitempty"`
 	Uploaded      time.Time `json:"uploaded"`
+	// Hash is the hex of the image's SHA-256 hash TLV, what a device
+	// running it reports (empty for images uploaded before it was kept).
+	Hash string `json:"hash,omitempty"`
+	// DeltaTarget, DeltaBase and DeltaBaseHash are set for a delta image:
+	// the full image it rebuilds (the one a campaign names), the full
+	// image it is made from, and that image's hash, which a device must
+	// report running to be sent the delta.
+	DeltaTarget   uint64 `json:"delta_target,omitempty"`
+	DeltaBase     uint64 `json:"delta_base,omitempty"`
+	DeltaBaseHash string `json:"delta_base_hash,omitempty"`
 }
 
 func toImage(i store.Image) Image {
 	return Image{
 		ID: i.ID, Version: i.Version, Board: i.Board, Size: i.Size, SHA256: i.SHA256, MD5: i.MD5,
 		SecurityCounter: i.SecurityCounter, SignatureType: i.SignatureType, KeyID: i.KeyID, Uploaded: i.Uploaded,
+		Hash: i.Hash, DeltaTarget: i.DeltaTarget, DeltaBase: i.DeltaBase, DeltaBaseHash: i.DeltaBaseHash,
 	}
 }
 
@@ -165,14 +182,32 @@ type Progress struct {
 	State string `json:"state"`
 	// Step is the last step the device reported ("0".."100", negative on
 	// failure); Progressed says it reported any since its order.
-	Step        int       `json:"step"`
-	Progressed  bool      `json:"progressed,omitempty"`
-	Desc        string    `json:"desc,omitempty"`
-	FromVersion string    `json:"from_version,omitempty"`
+	Step        int    `json:"step"`
+	Progressed  bool   `json:"progressed,omitempty"`
+	Desc        string `json:"desc,omitempty"`
+	FromVersion string `json:"from_version,omitempty"`
+	// FromHash is the running image hash the device reported before its
+	// order; Delta the delta image its latest order carries (0: the full
+	// image), FailedDelta a delta it failed, after which it is sent the
+	// full image.
+	FromHash    string    `json:"from_hash,omitempty"`
+	Delta       uint64    `json:"delta,omitempty"`
+	FailedDelta uint64    `json:"failed_delta,omitempty"`
 	Orders      int       `json:"orders"`
 	Reason      string    `json:"reason,omitempty"`
 	OrderedAt   time.Time `json:"ordered_at,omitzero"`
 	Updated     time.Time `json:"updated,omitzero"`
+}
+
+// Bytes compares what a campaign's orders carry with full images: Sent
+// sums over the devices ordered so far the size of what each was ordered
+// (a delta image, or the full image, and a delta it failed before), Full
+// the size of each one's full image; Deltas counts the devices whose
+// latest order carries a delta.
+type Bytes struct {
+	Sent   int64 `json:"sent"`
+	Full   int64 `json:"full"`
+	Deltas int   `json:"deltas"`
 }
 
 // WaveStatus counts one wave's devices by state.
@@ -193,10 +228,12 @@ type Status struct {
 	Campaign Campaign     `json:"campaign"`
 	Waves    []WaveStatus `json:"waves"`
 	Devices  []Progress   `json:"devices"`
+	Bytes    Bytes        `json:"bytes"`
 }
 
 func toStatus(st campaign.Status) Status {
-	out := Status{Campaign: toCampaign(st.Campaign), Waves: []WaveStatus{}, Devices: []Progress{}}
+	out := Status{Campaign: toCampaign(st.Campaign), Waves: []WaveStatus{}, Devices: []Progress{},
+		Bytes: Bytes{Sent: st.Bytes.Sent, Full: st.Bytes.Full, Deltas: st.Bytes.Deltas}}
 	for _, w := range st.Waves {
 		out.Waves = append(out.Waves, WaveStatus{Index: w.Index, Spec: w.Spec, State: string(w.State), Total: w.Total,
 			Pending: w.Pending, Running: w.Running, Finished: w.Finished, Failed: w.Failed, Canceled: w.Canceled})
@@ -204,7 +241,7 @@ func toStatus(st campaign.Status) Status {
 	for _, p := range st.Devices {
 		out.Devices = append(out.Devices, Progress{
 			Device: p.Device, Image: p.Image, Wave: p.Wave, State: string(p.State), Step: p.Step, Progressed: p.Progressed,
-			Desc: p.Desc, FromVersion: p.FromVersion, Orders: p.Orders, Reason: p.Reason, OrderedAt: p.OrderedAt, Updated: p.Updated,
+			Desc: p.Desc, FromVersion: p.FromVersion, FromHash: p.FromHash, Delta: p.Delta, FailedDelta: p.FailedDelta, Orders: p.Orders, Reason: p.Reason, OrderedAt: p.OrderedAt, Updated: p.Updated,
 		})
 	}
 	return out

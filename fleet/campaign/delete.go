@@ -3,6 +3,10 @@ package campaign
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/otaport/otaport/fleet/store"
 )
@@ -42,9 +46,41 @@ func (s *Service) DeleteDevice(ctx context.Context, pk, dn string) (store.Device
 	return d, nil
 }
 
+// AddImage records an uploaded image. A delta image whose target an active
+// campaign sends is offered to that campaign's devices from its next orders
+// on.
+func (s *Service) AddImage(ctx context.Context, img store.Image) (store.Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return store.Image{}, fmt.Errorf("add image %s for %s: %w", img.Version, img.Board, err)
+	}
+	img, err := s.cfg.Store.AddImage(img)
+	if err != nil {
+		return store.Image{}, err
+	}
+	if img.IsDelta() {
+		for _, cid := range s.activeIDs() {
+			if _, ok := s.images[cid][img.DeltaTarget]; !ok {
+				continue
+			}
+			m := s.active[cid]
+			ds := maps.Clone(m.deltas)
+			if ds == nil {
+				ds = map[uint64][]store.Image{}
+			}
+			ds[img.DeltaTarget] = append(slices.Clone(ds[img.DeltaTarget]), img)
+			m.SetDeltas(ds)
+		}
+	}
+	return img, nil
+}
+
 // DeleteImage removes an image record and returns it, with whether another
 // record shares its file (which must then stay). It is refused (ErrState)
-// while an active campaign uses the image, naming the campaign.
+// while an active campaign uses the image (or it is a delta image of one
+// the campaign sends), naming the campaign, and for a full image while
+// delta images go to or from it: delete them first.
 func (s *Service) DeleteImage(ctx context.Context, id uint64) (img store.Image, shared bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,6 +92,19 @@ func (s *Service) DeleteImage(ctx context.Context, id uint64) (img store.Image, 
 			return store.Image{}, false, fmt.Errorf("delete image %d: campaign %d (%s) uses it: cancel that campaign or wait for it to finish: %w",
 				id, cid, s.active[cid].c.State, ErrState)
 		}
+	}
+	imgs, err := s.cfg.Store.Images()
+	if err != nil {
+		return store.Image{}, false, fmt.Errorf("delete image %d: %w", id, err)
+	}
+	var linked []string
+	for _, d := range imgs {
+		if d.IsDelta() && (d.DeltaTarget == id || d.DeltaBase == id) {
+			linked = append(linked, strconv.FormatUint(d.ID, 10))
+		}
+	}
+	if len(linked) > 0 {
+		return store.Image{}, false, fmt.Errorf("delete image %d: delta images %s go from or to it: delete them first: %w", id, strings.Join(linked, ", "), ErrState)
 	}
 	err = s.cfg.Store.Write(func(w *store.Writer) (err error) {
 		img, shared, err = w.DeleteImage(id)

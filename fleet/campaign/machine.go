@@ -40,7 +40,10 @@ type Event struct {
 	Step    int
 	Desc    string
 	Version string
-	At      time.Time
+	// Hash is the running image hash an inform reports
+	// (cloud.InformParams.ImageHash), "" when it reports none.
+	Hash string
+	At   time.Time
 }
 
 // Machine is one campaign's state: the campaign record and its devices'
@@ -56,6 +59,10 @@ type Machine struct {
 	devs    map[string]*store.Progress
 	base    *Machine
 	changed map[string]bool
+	// deltas holds, by the ID of the full image they rebuild, the delta
+	// images an order may carry instead (SetDeltas); a draft shares its
+	// base's.
+	deltas map[uint64][]store.Image
 }
 
 // NewMachine returns the machine over a stored campaign and its progress.
@@ -79,8 +86,14 @@ func (m *Machine) Draft() *Machine {
 	// Wave device lists are never written, so they are shared; the waves'
 	// states are.
 	c.Waves = slices.Clone(m.c.Waves)
-	return &Machine{c: c, devs: map[string]*store.Progress{}, base: m, changed: map[string]bool{}}
+	return &Machine{c: c, devs: map[string]*store.Progress{}, base: m, changed: map[string]bool{}, deltas: m.deltas}
 }
+
+// SetDeltas gives the machine the delta images its orders may carry, by the
+// ID of the full image each rebuilds; from then on a device is ordered the
+// delta made from the image it reports running (ChooseDelta). The map is
+// the machine's from then on: the caller makes a new one to change it.
+func (m *Machine) SetDeltas(deltas map[uint64][]store.Image) { m.deltas = deltas }
 
 // Commit makes a draft of m, and what was applied to it, m's own. m must
 // not have changed since the draft was made.
@@ -283,8 +296,59 @@ func (m *Machine) progress(ev Event) []string {
 	if ev.Desc != "" {
 		reason += ": " + ev.Desc
 	}
+	if p.Delta != 0 && m.c.State == store.CampaignRunning {
+		// A delta the device refused (it runs another base than it
+		// reported) or could not apply costs one order, not the
+		// device: the next order carries the full image.
+		p.FailedDelta, p.Reason = p.Delta, fmt.Sprintf("delta image %d: %s; ordered the full image", p.Delta, reason)
+		p.State, p.Progressed = store.ProgressOrdered, false
+		m.order(p, ev.At)
+		return []string{ev.Device}
+	}
 	m.fail(p, reason, ev.At)
 	return m.advance(ev.At)
+}
+
+// order makes p's next order, at: it counts it and chooses what it carries,
+// the delta image made from the image the device runs when there is one
+// (ChooseDelta), else the full image. p is the machine's own record.
+func (m *Machine) order(p *store.Progress, at time.Time) {
+	p.Orders++
+	p.OrderedAt, p.Updated = at, at
+	p.Delta = 0
+	if img, ok := m.c.Image(*p); ok {
+		if d, ok := ChooseDelta(m.deltas[img.ID], *p); ok {
+			p.Delta = d.ID
+		}
+	}
+}
+
+// delta returns the delta image id among those of target.
+func (m *Machine) delta(target, id uint64) (store.Image, bool) {
+	for _, d := range m.deltas[target] {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return store.Image{}, false
+}
+
+// ChooseDelta picks the delta image a device's order carries among the
+// deltas of its campaign image: one whose base is the image the device
+// last reported running (p.FromHash), the smallest if there are several.
+// A device that reported no hash, runs another image, or has failed a
+// delta in this campaign (p.FailedDelta) gets none: the full image.
+func ChooseDelta(deltas []store.Image, p store.Progress) (store.Image, bool) {
+	var best store.Image
+	if p.FromHash == "" || p.FailedDelta != 0 {
+		return best, false
+	}
+	for _, d := range deltas {
+		if d.IsDelta() && d.DeltaBaseHash == p.FromHash && (best.ID == 0 || d.Size < best.Size) {
+			best = d
+		}
+	}
+	return best, best.ID != 0
 }
 
 func (m *Machine) inform(ev Event) []string {
@@ -294,9 +358,11 @@ func (m *Machine) inform(ev Event) []string {
 	}
 	switch p.State {
 	case store.ProgressPending:
-		// Not ordered yet: remember what it runs, to recognise a rollback.
-		if p.FromVersion != ev.Version {
-			m.edit(ev.Device).FromVersion = ev.Version
+		// Not ordered yet: remember what it runs, to recognise a rollback
+		// and to choose the delta its order carries.
+		if p.FromVersion != ev.Version || p.FromHash != ev.Hash {
+			p = m.edit(ev.Device)
+			p.FromVersion, p.FromHash = ev.Version, ev.Hash
 		}
 		return nil
 	case store.ProgressOrdered, store.ProgressRunning:
@@ -315,12 +381,11 @@ func (m *Machine) inform(ev Event) []string {
 		// The device (re)connected before it started on the order: it
 		// was offline when it was sent, or lost it. Order again rather
 		// than calling a reconnect a rollback.
-		p.FromVersion = ev.Version
+		p.FromVersion, p.FromHash = ev.Version, ev.Hash
 		if m.c.State != store.CampaignRunning {
 			return nil
 		}
-		p.Orders++
-		p.OrderedAt = ev.At
+		m.order(p, ev.At)
 		return []string{ev.Device}
 	}
 	if p.FromVersion != "" && image.SameVersion(ev.Version, p.FromVersion) {
@@ -389,7 +454,8 @@ func (m *Machine) advance(at time.Time) []string {
 					continue
 				}
 				p := m.edit(k)
-				p.State, p.Orders, p.OrderedAt, p.Updated = store.ProgressOrdered, p.Orders+1, at, at
+				p.State = store.ProgressOrdered
+				m.order(p, at)
 				orders = append(orders, k)
 			}
 		}

@@ -34,6 +34,8 @@ type Store interface {
 	Campaign(id uint64) (store.Campaign, error)
 	Progress(id uint64) ([]store.Progress, error)
 	Image(id uint64) (store.Image, error)
+	Images() ([]store.Image, error)
+	AddImage(img store.Image) (store.Image, error)
 	Devices() ([]store.Device, error)
 	Write(fn func(*store.Writer) error) error
 }
@@ -113,6 +115,10 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	all, err := cfg.Store.Images()
+	if err != nil {
+		return nil, err
+	}
 	for _, c := range cs {
 		if c.State != store.CampaignRunning && c.State != store.CampaignPaused {
 			continue
@@ -130,9 +136,23 @@ func NewService(cfg Config) (*Service, error) {
 			imgs[img.ID] = img
 		}
 		s.images[c.ID] = imgs
-		s.active[c.ID] = NewMachine(c, ps)
+		m := NewMachine(c, ps)
+		m.SetDeltas(deltasOf(imgs, all))
+		s.active[c.ID] = m
 	}
 	return s, nil
+}
+
+// deltasOf returns, by target ID, the delta images among all that rebuild
+// one of imgs (a campaign's images).
+func deltasOf(imgs map[uint64]store.Image, all []store.Image) map[uint64][]store.Image {
+	out := map[uint64][]store.Image{}
+	for _, d := range all {
+		if _, ok := imgs[d.DeltaTarget]; ok && d.IsDelta() {
+			out[d.DeltaTarget] = append(out[d.DeltaTarget], d)
+		}
+	}
+	return out
 }
 
 // SetPublisher attaches the MQTT side and starts publishing the queued
@@ -243,7 +263,12 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 		return store.Campaign{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	for i := range ps {
-		ps[i].Image = byBoard[picked[ps[i].Device].Board].ID
+		mod := picked[ps[i].Device]
+		ps[i].Image, ps[i].FromHash = byBoard[mod.Board].ID, mod.ImageHash
+	}
+	all, err := s.cfg.Store.Images()
+	if err != nil {
+		return store.Campaign{}, err
 	}
 	// The campaign, its first wave's orders and the registry's mirror of
 	// them are stored in one transaction: a failure leaves no campaign
@@ -256,6 +281,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Campaign
 			return err
 		}
 		m = NewMachine(stored, ps)
+		m.SetDeltas(deltasOf(byID, all))
 		orders = m.Start(now)
 		return s.persist(w, m)
 	})
@@ -558,6 +584,19 @@ func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, er
 		return nil, fmt.Errorf("order for %s: campaign %d names no image for it", key, campaign)
 	}
 	img := s.images[campaign][ci.ID]
+	file := img
+	if p.Delta != 0 {
+		// The delta image rebuilds img from what the device runs: the
+		// order names the delta's file (its URL, size and digest, which
+		// the signature covers) and img's version, which the delta's
+		// header carries too. isDiff tells the platform's devices; an
+		// otaport device knows a delta by its header.
+		d, ok := m.delta(ci.ID, p.Delta)
+		if !ok {
+			return nil, fmt.Errorf("order for %s: campaign %d has no delta image %d for image %d", key, campaign, p.Delta, ci.ID)
+		}
+		file = d
+	}
 	// Order ids are milliseconds like the platform's, kept increasing so
 	// two orders never share one.
 	id := max(time.Now().UnixMilli(), s.lastID+1)
@@ -566,13 +605,16 @@ func (s *Service) orderLocked(campaign uint64, key string, sl *seal) ([]byte, er
 		Code: cloud.OrderCodeSuccess, Message: cloud.OrderMessageSuccess, ID: id,
 		Data: cloud.OrderData{
 			Module: cloud.ModuleField(m.c.ModuleName()),
-			Size:   img.Size, Version: img.Version, URL: s.firmwareURL(img, key),
-			Sign: img.SHA256, SignMethod: "SHA256", MD5: img.MD5,
+			Size:   file.Size, Version: img.Version, URL: s.firmwareURL(file, key),
+			Sign: file.SHA256, SignMethod: "SHA256", MD5: file.MD5,
 			Otaport: &cloud.Extension{
-				Scheme: img.SignatureType, KeyID: img.KeyID, SecurityCounter: img.SecurityCounter,
+				Scheme: file.SignatureType, KeyID: file.KeyID, SecurityCounter: img.SecurityCounter,
 				Campaign: strconv.FormatUint(campaign, 10), Board: img.Board,
 			},
 		},
+	}
+	if file.IsDelta() {
+		o.Data.IsDiff = 1
 	}
 	if sl != nil {
 		x := o.Data.Otaport
@@ -631,6 +673,7 @@ type deviceEvent struct {
 	frozen         bool   // an inform that says the device may be frozen
 	unsigned       bool   // an inform of a device that takes unsigned orders
 	keySet         uint64 // the key set version an inform says
+	hash           string // the running image hash an inform says
 	order          int64  // the order id of a progress report
 }
 
@@ -666,10 +709,10 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				errs = append(errs, fmt.Errorf("inform from %s: %w", key, err))
 				continue
 			}
-			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen, keySet: in.Params.KeySet,
+			evs = append(evs, deviceEvent{pk: pk, dn: dn, module: in.Module(), nonce: in.Params.Nonce, frozen: in.Params.PossiblyFrozen, keySet: in.Params.KeySet, hash: in.Params.ImageHash,
 				// A device that sends no nonce cannot take a signed order.
 				unsigned: in.Params.UnsignedOrders || in.Params.Nonce == "",
-				ev:       Event{Kind: event.Inform, Device: key, Version: in.Params.Version, At: now}})
+				ev:       Event{Kind: event.Inform, Device: key, Version: in.Params.Version, Hash: in.Params.ImageHash, At: now}})
 		case cloud.KindProgress:
 			pr, err := cloud.ParseProgress(msg.Payload)
 			if err != nil {
@@ -727,7 +770,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				dev.EditModule(de.module, func(d *store.Module) {
 					switch ev.Kind {
 					case event.Inform:
-						d.Version, d.Nonce, d.KeySet = ev.Version, de.nonce, de.keySet
+						d.Version, d.Nonce, d.KeySet, d.ImageHash = ev.Version, de.nonce, de.keySet, de.hash
 						if d.State == store.DeviceRegistered {
 							d.State = store.DeviceIdle
 						}
@@ -809,10 +852,20 @@ func (s *Service) requestedLocked(key, module string) (pending, bool) {
 	return pending{}, false
 }
 
-// usesImage reports whether active campaign cid sends image id.
+// usesImage reports whether active campaign cid sends image id, as a
+// campaign image or as a delta image of one.
 func (s *Service) usesImage(cid, id uint64) bool {
-	_, ok := s.images[cid][id]
-	return ok
+	if _, ok := s.images[cid][id]; ok {
+		return true
+	}
+	for _, ds := range s.active[cid].deltas {
+		for _, d := range ds {
+			if d.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Service) activeIDs() []uint64 {
@@ -822,6 +875,17 @@ func (s *Service) activeIDs() []uint64 {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// Bytes compares what a campaign's orders carry with what full images
+// would have: Sent sums, over the devices ordered so far, the size of the
+// file each was ordered (a delta image, or the full image) and of a delta
+// it failed before; Full sums the size of each one's full image. Deltas
+// counts the devices whose latest order carries a delta image.
+type Bytes struct {
+	Sent   int64 `json:"sent"`
+	Full   int64 `json:"full"`
+	Deltas int   `json:"deltas"`
 }
 
 // WaveStatus counts one wave's devices.
@@ -842,6 +906,7 @@ type Status struct {
 	Campaign store.Campaign   `json:"campaign"`
 	Waves    []WaveStatus     `json:"waves"`
 	Devices  []store.Progress `json:"devices"`
+	Bytes    Bytes            `json:"bytes"`
 }
 
 // Status reads a campaign's state.
@@ -850,8 +915,17 @@ func (s *Service) Status(id uint64) (Status, error) {
 	m, ok := s.active[id]
 	var c store.Campaign
 	var ps []store.Progress
+	sizes := map[uint64]int64{}
 	if ok {
 		c, ps = m.Campaign(), m.Devices()
+		for _, img := range s.images[id] {
+			sizes[img.ID] = img.Size
+		}
+		for _, ds := range m.deltas {
+			for _, d := range ds {
+				sizes[d.ID] = d.Size
+			}
+		}
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -862,13 +936,39 @@ func (s *Service) Status(id uint64) (Status, error) {
 		if ps, err = s.cfg.Store.Progress(id); err != nil {
 			return Status{}, err
 		}
+		// An ended campaign's images may have been deleted since: their
+		// bytes then count as 0.
+		imgs, err := s.cfg.Store.Images()
+		if err != nil {
+			return Status{}, err
+		}
+		for _, img := range imgs {
+			sizes[img.ID] = img.Size
+		}
 	}
-	return MakeStatus(c, ps), nil
+	return MakeStatus(c, ps, sizes), nil
 }
 
-// MakeStatus counts a campaign's devices by wave and state.
-func MakeStatus(c store.Campaign, ps []store.Progress) Status {
+// MakeStatus counts a campaign's devices by wave and state, and the bytes
+// of their orders with sizes, the size of each image by ID.
+func MakeStatus(c store.Campaign, ps []store.Progress, sizes map[uint64]int64) Status {
 	st := Status{Campaign: c, Devices: ps}
+	for _, p := range ps {
+		if p.Orders == 0 {
+			continue
+		}
+		img, _ := c.Image(p)
+		st.Bytes.Full += sizes[img.ID]
+		if p.Delta != 0 {
+			st.Bytes.Sent += sizes[p.Delta]
+			st.Bytes.Deltas++
+		} else {
+			st.Bytes.Sent += sizes[img.ID]
+		}
+		if p.FailedDelta != 0 {
+			st.Bytes.Sent += sizes[p.FailedDelta]
+		}
+	}
 	for i, w := range c.Waves {
 		st.Waves = append(st.Waves, WaveStatus{Index: i + 1, Spec: w.Spec, State: w.State, Total: len(w.Devices)})
 	}

@@ -218,9 +218,16 @@ func FuzzHandleMessage(f *testing.F) {
 	f.Add("/ota/device/request/pk/d0", []byte(`{"id":1,"params":{"version":"1"}}`))
 	f.Add("/ota/device/inform/pk/unknown", []byte(`{}`))
 	f.Add("/sys/other", []byte("\x00"))
+	// The delta path: a device on the delta's base, and a failure of it.
+	f.Add("/ota/device/inform/pk/d1", []byte(`{"id":1,"params":{"version":"1.0.0+0","imageHash":"`+hashV1+`"}}`))
+	f.Add("/ota/device/inform/pk/d0", []byte(`{"id":1,"params":{"version":"1.0.0+0","imageHash":"`+hashV1+`"}}`))
 	svc, st := newService(f, filepath.Join(f.TempDir(), "fleet.db"))
 	defer st.Close()
 	img := seed(f, st, 2)
+	if _, err := svc.AddImage(context.Background(), store.Image{Version: img.Version, Board: "b", Size: 100, SHA256: fmt.Sprintf("%064x", 9), MD5: fmt.Sprintf("%032x", 9),
+		DeltaTarget: img.ID, DeltaBaseHash: hashV1}); err != nil {
+		f.Fatal(err)
+	}
 	svc.SetPublisher(&recorder{})
 	defer svc.SetPublisher(nil)
 	if _, err := svc.Create(context.Background(), CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Product: "pk"}, Waves: "1,100%", SuccessPercent: 100}); err != nil {

@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,6 +45,7 @@ type fixture struct {
 	clk    *clock
 	st     *store.Store
 	tokens *api.Tokens
+	svc    *campaign.Service
 }
 
 func setup(t *testing.T) *fixture {
@@ -72,7 +74,7 @@ func setup(t *testing.T) *fixture {
 	must(err)
 	srv := httptest.NewServer(d)
 	t.Cleanup(srv.Close)
-	return &fixture{d: d, srv: srv, clk: clk, st: st, tokens: toks}
+	return &fixture{d: d, srv: srv, clk: clk, st: st, tokens: toks, svc: svc}
 }
 
 // serve runs the dashboard (see setup).
@@ -505,5 +507,44 @@ func TestSession_BoundToItsTokensScope(t *testing.T) {
 	}
 	if resp, body := get(t, oncall, f.srv.URL+"/"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "was revoked") {
 		t.Errorf("the operator session after its token was revoked: %d, want 401 saying so", resp.StatusCode)
+	}
+}
+
+// TestCampaign_ShowsDeltaBytes: a campaign whose devices are sent a delta
+// image says what its orders carry against full images, and counts a
+// confirmed device's bytes at the delta's size.
+func TestCampaign_ShowsDeltaBytes(t *testing.T) {
+	f := setup(t)
+	hash := strings.Repeat("a1", 32)
+	for _, n := range []string{"a", "b"} {
+		if err := f.st.AddDevice(store.Device{ProductKey: "pk", DeviceName: n, Board: "b", Group: "lab", Version: "1.0.0+0", State: store.DeviceIdle}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	img, err := f.svc.AddImage(ctx, store.Image{Version: "2.0.0+0", Board: "b", Size: 1 << 20, SHA256: strings.Repeat("ab", 32), MD5: strings.Repeat("cd", 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AddImage(ctx, store.Image{Version: "2.0.0+0", Board: "b", Size: 1 << 10, SHA256: strings.Repeat("ef", 32), MD5: strings.Repeat("01", 16),
+		DeltaTarget: img.ID, DeltaBaseHash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.HandleMessage("/ota/device/inform/pk/a", []byte(`{"id":1,"params":{"version":"1.0.0+0","imageHash":"`+hash+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Create(ctx, campaign.CreateRequest{ImageIDs: []uint64{img.ID}, Target: store.Target{Group: "lab"}, Waves: "100%", SuccessPercent: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.HandleMessage("/ota/device/inform/pk/a", []byte(`{"id":2,"params":{"version":"2.0.0+0"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := signIn(t, f.d, f.srv)
+	_, body := get(t, c, f.srv.URL+"/campaigns/1")
+	if !strings.Contains(body, `<span id="delta-bytes">Orders carry 1.0 MiB where full images are 2.0 MiB: 1 devices on delta images.</span>`) {
+		t.Errorf("the campaign page does not compare the bytes:\n%s", body)
+	}
+	if !strings.Contains(body, "about 1.0 KiB sent") {
+		t.Errorf("the confirmed device on the delta does not count at the delta's size:\n%s", body)
 	}
 }

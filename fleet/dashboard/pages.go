@@ -321,13 +321,19 @@ type campaignRow struct {
 	store.Campaign
 	Total, Finished, Failed, Running int
 	BytesSent                        int64
+	// Bytes is what the orders carry against full images (delta images).
+	Bytes campaign.Bytes
 	// Images names the campaign's image per board, "2.0.0+0 for b-l475e-iot01a".
 	Images string
 	sizes  map[uint64]int64 // image ID -> bytes
 }
 
-// size is the size of the image a device of the campaign is sent.
+// size is the size of the file a device of the campaign is sent: its
+// delta image, or its board's image.
 func (c campaignRow) size(p store.Progress) int64 {
+	if p.Delta != 0 {
+		return c.sizes[p.Delta]
+	}
 	img, _ := c.Campaign.Image(p)
 	return c.sizes[img.ID]
 }
@@ -351,7 +357,7 @@ func (d *Dashboard) campaignRows() ([]campaignRow, error) {
 // row sums a campaign's status. Bytes sent are estimated from the steps the
 // devices reported (a device at 40% has fetched 40% of the image).
 func (d *Dashboard) row(st campaign.Status) campaignRow {
-	c := campaignRow{Campaign: st.Campaign, sizes: map[uint64]int64{}}
+	c := campaignRow{Campaign: st.Campaign, Bytes: st.Bytes, sizes: map[uint64]int64{}}
 	var names []string
 	for _, ci := range st.Campaign.Images {
 		names = append(names, ci.Version+" for "+ci.Board)
@@ -367,6 +373,11 @@ func (d *Dashboard) row(st campaign.Status) campaignRow {
 		c.Running += w.Running
 	}
 	for _, p := range st.Devices {
+		if _, ok := c.sizes[p.Delta]; p.Delta != 0 && !ok {
+			if img, err := d.cfg.Store.Image(p.Delta); err == nil {
+				c.sizes[p.Delta] = img.Size
+			}
+		}
 		c.BytesSent += sent(p, c.size(p))
 	}
 	return c

@@ -226,9 +226,29 @@ type Meta struct {
 	// that verified it (MCUboot's KEYHASH).
 	SignatureType string
 	KeyID         string
+	// Hash is the lower-case hex of the image's SHA-256 hash TLV: what a
+	// device running it reports, what a delta made from it names as base.
+	Hash string
+	// DeltaBase and DeltaTarget are set for a delta image: the hashes (as
+	// Hash) of the full image it is made from and of the one it rebuilds.
+	DeltaBase, DeltaTarget string
 }
 
-// Check verifies an uploaded file as an MCUboot image signed by one of keys,
+// IsDelta reports whether the checked image is a delta image.
+func (m Meta) IsDelta() bool { return m.DeltaTarget != "" }
+
+// meta is what Check reports of a verified image, its key ID apart.
+func meta(img *image.Image) Meta {
+	m := Meta{Version: img.Version.String(), SecurityCounter: img.SecurityCounter, SignatureType: img.Signature.KeyType(), Hash: hex.EncodeToString(img.Hash)}
+	if d := img.Delta; d != nil {
+		m.DeltaBase, m.DeltaTarget = hex.EncodeToString(d.BaseHash), hex.EncodeToString(d.TargetHash)
+	}
+	return m
+}
+
+// Check verifies an uploaded file as an MCUboot image signed by one of keys
+// (a delta image, core/image's FlagDelta, as well: its own signature, over
+// the patch and the TLVs that name its base and target),
 // and refuses trailing bytes: the order announces the file's size, and a
 // device must not be sent more than the image it installs. At least one key
 // is required, so that the fleet never distributes an image no one signed.
@@ -264,7 +284,7 @@ func Check(r io.ReaderAt, size int64, keys []crypto.PublicKey, algorithm string)
 	if img.TotalSize != size {
 		return Meta{}, fmt.Errorf("%w: the file has %d bytes but the image ends at %d: upload the unpadded image", ErrRefused, size, img.TotalSize)
 	}
-	m := Meta{Version: img.Version.String(), SecurityCounter: img.SecurityCounter, SignatureType: img.Signature.KeyType()}
+	m := meta(img)
 	if img.Signer != nil {
 		kh, err := image.KeyHash(img.Signer)
 		if err != nil {
@@ -313,7 +333,9 @@ func checkEncrypted(img *image.Image, size int64, keys []crypto.PublicKey, algor
 	if img.TotalSize != size {
 		return Meta{}, fmt.Errorf("%w: the file has %d bytes but the image ends at %d: upload the unpadded image", ErrRefused, size, img.TotalSize)
 	}
-	return Meta{Version: img.Version.String(), SecurityCounter: img.SecurityCounter, SignatureType: img.Signature.KeyType(), KeyID: id}, nil
+	m := meta(img)
+	m.KeyID = id
+	return m, nil
 }
 
 // Handler serves GET and HEAD of /{sha256} from the store, with Range,

@@ -60,6 +60,9 @@ type Device struct {
 	PlainSignIn bool `json:"plain_sign_in,omitempty"`
 	// KeySet is the default module's key set version (Module.KeySet).
 	KeySet uint64 `json:"key_set,omitempty"`
+	// ImageHash is the default module's running image hash
+	// (Module.ImageHash).
+	ImageHash string `json:"image_hash,omitempty"`
 }
 
 // DefaultModule is the module of a device that names none, as the
@@ -79,11 +82,15 @@ type Module struct {
 	// KeySet is the key set version the module's latest version report
 	// said it holds (core/keyset), 0 for none.
 	KeySet uint64 `json:"key_set,omitempty"`
+	// ImageHash is the hash of the image the module's latest version
+	// report said it runs (lower-case hex of its SHA-256 hash TLV), ""
+	// when it said none: a delta image whose base it is may be sent to it.
+	ImageHash string `json:"image_hash,omitempty"`
 }
 
 // ModuleList returns every module of the device, the default one first.
 func (d Device) ModuleList() []Module {
-	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce, KeySet: d.KeySet}}
+	out := []Module{{Name: DefaultModule, Board: d.Board, Version: d.Version, State: d.State, LastError: d.LastError, Nonce: d.Nonce, KeySet: d.KeySet, ImageHash: d.ImageHash}}
 	return append(out, d.Modules...)
 }
 
@@ -104,7 +111,7 @@ func (d *Device) EditModule(name string, fn func(*Module)) {
 	if name == "" || name == DefaultModule {
 		m := d.ModuleList()[0]
 		fn(&m)
-		d.Version, d.State, d.LastError, d.Nonce, d.KeySet = m.Version, m.State, m.LastError, m.Nonce, m.KeySet
+		d.Version, d.State, d.LastError, d.Nonce, d.KeySet, d.ImageHash = m.Version, m.State, m.LastError, m.Nonce, m.KeySet, m.ImageHash
 		return
 	}
 	for i := range d.Modules {
@@ -213,7 +220,23 @@ type Image struct {
 	KeyID         string    `json:"key_id,omitempty"`
 	Uploaded      time.Time `json:"uploaded"`
 	Path          string    `json:"path"`
+	// Hash is the lower-case hex of the image's SHA-256 hash TLV: what a
+	// device running it reports (its version report's imageHash) and what
+	// a delta image made from it names as its base. Empty in records
+	// from before delta images.
+	Hash string `json:"hash,omitempty"`
+	// DeltaTarget is set on a delta image only: the ID of the full image
+	// it rebuilds, which a campaign sends; DeltaBase is the ID of the full
+	// image it is made from, and DeltaBaseHash that image's Hash, which a
+	// device must report running to be sent the delta.
+	DeltaTarget   uint64 `json:"delta_target,omitempty"`
+	DeltaBase     uint64 `json:"delta_base,omitempty"`
+	DeltaBaseHash string `json:"delta_base_hash,omitempty"`
 }
+
+// IsDelta reports whether the image is a delta image (core/image's
+// FlagDelta), which only a device running its base can install.
+func (i Image) IsDelta() bool { return i.DeltaTarget != 0 }
 
 // AddImage records an image and assigns its ID.
 func (s *Store) AddImage(img Image) (Image, error) {
@@ -403,10 +426,20 @@ type Progress struct {
 	// Step is the last step the device reported ("0".."100", negative on
 	// failure); Progressed says it reported any step since its order, which
 	// tells a rollback apart from a device that reconnected before starting.
-	Step        int       `json:"step"`
-	Progressed  bool      `json:"progressed,omitempty"`
-	Desc        string    `json:"desc,omitempty"`
-	FromVersion string    `json:"from_version,omitempty"`
+	Step        int    `json:"step"`
+	Progressed  bool   `json:"progressed,omitempty"`
+	Desc        string `json:"desc,omitempty"`
+	FromVersion string `json:"from_version,omitempty"`
+	// FromHash is the running image hash the device last reported before
+	// its order (Module.ImageHash): a delta image whose base it is may be
+	// sent instead of the full image.
+	FromHash string `json:"from_hash,omitempty"`
+	// Delta is the delta image the device's latest order carried, 0 when
+	// it carried the full image. FailedDelta is a delta image the device
+	// failed (refused it, or failed to apply it): its orders carry the
+	// full image from then on.
+	Delta       uint64    `json:"delta,omitempty"`
+	FailedDelta uint64    `json:"failed_delta,omitempty"`
 	Orders      int       `json:"orders"`
 	Reason      string    `json:"reason,omitempty"`
 	OrderedAt   time.Time `json:"ordered_at,omitzero"`

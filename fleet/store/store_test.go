@@ -299,6 +299,58 @@ func TestDevice_Modules(t *testing.T) {
 	}
 }
 
+// TestStore_DeltaFieldsKept: a delta image's links, the hashes modules
+// report and a device's delta orders survive a reopen, on each backend, and EditModule puts
+// the default module's hash on the device record and another's on its own.
+func TestStore_DeltaFieldsKept(t *testing.T) {
+	backends(t, func(t *testing.T, db string) {
+		s := open(t, db)
+		dev := Device{ProductKey: "pk1", DeviceName: "dev-1", Board: "b", State: DeviceIdle, Modules: []Module{{Name: "wifi", Board: "w"}}}
+		if err := s.AddDevice(dev); err != nil {
+			t.Fatal(err)
+		}
+		err := s.UpdateDevice("pk1", "dev-1", func(d *Device) error {
+			d.EditModule(DefaultModule, func(m *Module) { m.ImageHash = "aa" })
+			d.EditModule("wifi", func(m *Module) { m.ImageHash = "bb" })
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := s.AddImage(Image{Version: "1.1.0", Board: "b", Hash: "cc", DeltaTarget: 2, DeltaBase: 1, DeltaBaseHash: "aa"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.AddCampaign(Campaign{State: CampaignRunning}, []Progress{{Device: dev.Key(), FromHash: "aa", Delta: d.ID, FailedDelta: 7}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, db)
+		defer s.Close()
+		got, err := s.Device("pk1", "dev-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ImageHash != "aa" || len(got.Modules) != 1 || got.Modules[0].ImageHash != "bb" {
+			t.Errorf("device after reopen: hash %q, modules %+v; want aa on the device and bb on wifi", got.ImageHash, got.Modules)
+		}
+		if m, _ := got.Module(DefaultModule); m.ImageHash != "aa" {
+			t.Errorf("default module's hash %q, want aa", m.ImageHash)
+		}
+		img, err := s.Image(d.ID)
+		if err != nil || !img.IsDelta() || img.DeltaBase != 1 || img.DeltaTarget != 2 || img.DeltaBaseHash != "aa" || img.Hash != "cc" {
+			t.Errorf("delta image after reopen: %+v, %v", img, err)
+		}
+		ps, err := s.Progress(c.ID)
+		if err != nil || len(ps) != 1 || ps[0].FromHash != "aa" || ps[0].Delta != d.ID || ps[0].FailedDelta != 7 {
+			t.Errorf("progress after reopen: %+v, %v", ps, err)
+		}
+	})
+}
+
 // TestWriter_Deletes: deleting a device, an image (shared or not) and a
 // campaign with its progress, on each backend.
 func TestWriter_Deletes(t *testing.T) {
