@@ -703,9 +703,10 @@ func TestMosquitto_CampaignOverExternalBroker(t *testing.T) {
 	})
 
 	// The exact messages, as a platform device would send them: inform
-	// {"id":N,"params":{"version":"..."}}, with otaport's nonce for signed
-	// orders the one addition, progress with the step as a string.
-	inform := regexp.MustCompile(`^\{"id":\d+,"params":\{"version":"1\.1\.0\+0"(,"nonce":"[0-9a-f]{32}")?\}\}$`)
+	// {"id":N,"params":{"version":"..."}}, with otaport's additions the
+	// nonce for signed orders and the running image's hash for deltas,
+	// progress with the step as a string.
+	inform := regexp.MustCompile(`^\{"id":\d+,"params":\{"version":"1\.1\.0\+0"(,"nonce":"[0-9a-f]{32}")?(,"imageHash":"[0-9a-f]{64}")?\}\}$`)
 	eventually(t, "inform of 1.1.0+0 on the wire", func() (bool, string) {
 		return len(w.find("/ota/device/inform/demo/dev-a", inform)) > 0, w.all()
 	})
