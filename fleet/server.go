@@ -81,6 +81,10 @@ type Config struct {
 	// broker's nodes: otaserve connects to the first that answers and
 	// moves to another when its node dies.
 	BrokerURL string
+	// ReplicaID names this process among the replicas of one PostgreSQL
+	// database (with DB and BrokerURL set, any number of processes share
+	// the work: docs/scaling.md); default host name and process id.
+	ReplicaID string
 	// NATSCallout, with BrokerURL naming a NATS cluster's MQTT ports, makes
 	// otaserve that cluster's auth callout (fleet/natsauth): the NATS URLs
 	// of its nodes with the callout user, "nats://callout:pw@host:4222".
@@ -151,6 +155,9 @@ type Server struct {
 	log       *slog.Logger
 	store     *store.Store
 	campaigns *campaign.Service
+	// replica is set when this process is one of several on a PostgreSQL
+	// database (DB and BrokerURL set).
+	replica   *campaign.Replica
 	broker    *broker.Broker
 	callout   *natsauth.Service // with Config.NATSCallout
 	httpLn    net.Listener
@@ -300,8 +307,21 @@ func New(cfg Config) (s *Server, err error) {
 			embedded.Revoke(pk, dn)
 		}
 	}
+	var campaignStore campaign.Store = s.store
+	if replicated(cfg) {
+		id := cfg.ReplicaID
+		if id == "" {
+			host, _ := os.Hostname()
+			// No '.': it names the broker client otaserve-ID, and NATS
+			// refuses a client ID holding one.
+			id = strings.ReplaceAll(fmt.Sprintf("%s-%d", host, os.Getpid()), ".", "-")
+		}
+		s.replica = campaign.NewReplica(campaign.ReplicaConfig{Store: s.store, ID: id, Logger: cfg.Logger.With("part", "replica")})
+		campaignStore = s.replica.Store()
+	}
 	s.campaigns, err = campaign.NewService(campaign.Config{
-		Store:       s.store,
+		Store:       campaignStore,
+		Replica:     s.replica,
 		FirmwareURL: func(img store.Image) string { return base + "/firmware/" + img.SHA256 },
 		DeviceFirmwareURL: s.deviceFirmwareURL(base, func(pk, dn string) bool {
 			return embedded != nil && embedded.SignedInPlain(pk, dn)
@@ -521,11 +541,22 @@ func openStore(cfg Config) (*store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (--db)", err)
 	}
+	if replicated(cfg) {
+		return st, nil // the campaigns have a lease instead
+	}
 	if err := st.Claim(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("%w (--db)", err)
 	}
 	return st, nil
+}
+
+// replicated reports whether this process is one of several sharing a
+// database: PostgreSQL and an external broker, which every replica reaches.
+// With the embedded broker, devices sign in to one process, whose reports
+// the others would not receive, so that one claims the database alone.
+func replicated(cfg Config) bool {
+	return store.IsPostgresURL(cfg.DB) && cfg.BrokerURL != ""
 }
 
 // migrateToken turns the plain operator token of an earlier release
@@ -747,10 +778,16 @@ func (s *Server) LoginURL() string {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.Close()
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	clientID, handle := "otaserve", s.campaigns.HandleMessages
+	if s.replica != nil {
+		// Each replica has its own session at the broker, and stores
+		// the reports for the lease holder.
+		clientID, handle = "otaserve-"+s.replica.ID(), s.replica.Handle
+	}
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
-		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: "otaserve",
+		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: clientID,
 		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"), Retry: s.broker == nil,
-	}, s.campaigns.HandleMessages)
+	}, handle)
 	cancel()
 	if err != nil {
 		if s.broker == nil {
@@ -767,6 +804,17 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.campaigns.SetPublisher(pub)
 	defer s.campaigns.SetPublisher(nil)
+	if s.replica != nil {
+		repCtx, stopReplica := context.WithCancel(ctx)
+		replicaDone := make(chan struct{})
+		go func() {
+			defer close(replicaDone)
+			_ = s.replica.Run(repCtx, pub)
+		}()
+		// Before the MQTT client closes: the lease is given up once its
+		// last orders are marked.
+		defer func() { stopReplica(); <-replicaDone }()
+	}
 	if kp, ok := pub.(keysets.Publisher); ok {
 		s.keyPub.Store(&kp)
 		defer s.keyPub.Store(nil)

@@ -55,6 +55,9 @@ type running struct {
 var pg pgtest.Server
 
 func TestMain(m *testing.M) {
+	if os.Getenv(replicaEnv) != "" {
+		os.Exit(runReplica())
+	}
 	code := m.Run()
 	pg.Stop()
 	os.Exit(code)

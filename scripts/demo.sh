@@ -4,10 +4,12 @@
 # process and flash file), a campaign to v1.1.0 that every device takes and
 # confirms, then a campaign to v1.2.0, an image that fails its health check,
 # from which the three dual-bank devices roll back to v1.1.0 on their own.
-# The fourth device is single-bank: the copy of v1.2.0 over its app
-# partition overwrote v1.1.0, so it reports the failure once, keeps v1.2.0
-# running and does not reset itself again, not even after its agent is
-# restarted (the state loop guard persists in the device's params).
+# The fourth device is single-bank, on an nRF5340-DK whose MCUboot is built
+# overwrite-only: at the power-on MCUboot copied v1.2.0 over its primary
+# slot, v1.1.0 with it, so there is no old image to return to. It reports
+# the failure once, keeps v1.2.0 running and does not reset itself again,
+# not even after its agent is restarted (the state loop guard persists in
+# the device's params).
 #
 # How an image "fails its health check": the devices' health check
 # (health_check in each device.yaml) is a shell command that gets the
@@ -22,9 +24,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
-boards=(nucleo-h743zi b-l475e-iot01a stm32f769i-disco stm32f407-disco)
+boards=(nucleo-h743zi b-l475e-iot01a stm32f769i-disco nrf5340-dk)
 devices=(dev-a dev-b dev-c dev-d)
-single=3 # the index of the single-bank device
+single=3 # the index of the single-bank device (MCUboot overwrite-only)
 
 for b in otarun otaserve otaimg "${boards[@]/#/otaport-}"; do
 	if [ ! -x "$bin/$b" ]; then
@@ -203,7 +205,7 @@ d=${devices[$single]}
 resets() { grep -c '^reboot: rebooting' "$work/$d.events" || true; }
 informs() { grep -c '^inform ' "$work/$d.events" || true; }
 before=$(resets) seen=$(informs)
-step "restart the agent of $d (single bank, running the unhealthy v1.2.0)"
+step "restart the agent of $d (single bank, MCUboot overwrite-only, running the unhealthy v1.2.0)"
 kill -TERM "${agent_pid[$single]}"
 wait "${agent_pid[$single]}" 2>/dev/null || true
 start_agent "$single"
@@ -231,7 +233,7 @@ echo "every dual-bank device took v1.1.0 and confirmed it, then rolled back from
 # "1 reset": into v1.2.0; none for the failed health check, none after the restart.
 r12=$(awk '/^order .* 1\.2\.0/ { on = 1 } on && /^reboot: rebooting/ { n++ } END { print n + 0 }' "$work/$d.events")
 if [ "$failed" -eq 1 ]; then reported="reported once"; else reported="reported $failed times"; fi
-echo "$d (${boards[$single]}, single bank) refuses to loop: v1.2.0 failed its health check, $reported, no old image to return to, so 1.2.0+0 stays; $r12 reset for it, $after after an agent restart"
+echo "$d (${boards[$single]}, single bank, MCUboot overwrite-only) refuses to loop: v1.2.0 failed its health check, $reported, no old image to return to, so 1.2.0+0 stays; $r12 reset for it, $after after an agent restart"
 
 # DEMO_KEEP=1: leave the server and the agents running for the dashboard,
 # with a fresh sign-in link (the first one may be spent or expired), until

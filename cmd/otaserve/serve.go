@@ -57,6 +57,7 @@ func runCommand() *cobra.Command {
 	natsCallout := fs.String("nats-callout", "", "with --broker on a NATS cluster's MQTT ports: answer its auth callout, nats://callout:password@host:4222,… (docs/otaserve.md)")
 	natsIssuer := fs.String("nats-issuer", "", "`file` of the seed of the account key the cluster's auth_callout names as issuer (nk -gen account)")
 	natsAccount := fs.String("nats-account", "FLEET", "the NATS `account` devices and otaserve are placed in (it needs JetStream)")
+	replica := fs.String("replica", "", "`name` of this process among the otaserve processes of one PostgreSQL database (with --db postgres://... and --broker, any number share the work; default HOST-PID)")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "an admin API token to serve with, kept hashed as the bootstrap token and written to DATA/token (default: the one in DATA/token, made at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
@@ -76,7 +77,7 @@ func runCommand() *cobra.Command {
 			level = slog.LevelDebug
 		}
 		return serve(cmd.Context(), serveFlags{
-			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL,
+			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL, replica: *replica,
 			natsCallout: *natsCallout, natsIssuer: *natsIssuer, natsAccount: *natsAccount,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
@@ -87,15 +88,15 @@ func runCommand() *cobra.Command {
 
 // serveFlags are the settings of otaserve run.
 type serveFlags struct {
-	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token string
-	natsCallout, natsIssuer, natsAccount                      string
-	keyFiles                                                  []string
-	orderKey                                                  string
-	certFile, keyFile                                         string
-	tlsHosts                                                  []string
-	plain                                                     bool
-	plainMQTT, plainFirmware                                  string
-	signIn                                                    broker.SignInPolicy
+	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token, replica string
+	natsCallout, natsIssuer, natsAccount                               string
+	keyFiles                                                           []string
+	orderKey                                                           string
+	certFile, keyFile                                                  string
+	tlsHosts                                                           []string
+	plain                                                              bool
+	plainMQTT, plainFirmware                                           string
+	signIn                                                             broker.SignInPolicy
 }
 
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
@@ -134,7 +135,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		return err
 	}
 	srv, err := fleet.New(fleet.Config{
-		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL,
+		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica,
 		NATSCallout: f.natsCallout, NATSIssuer: f.natsIssuer, NATSAccount: f.natsAccount,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,

@@ -888,7 +888,10 @@ func (a *unit) handle(ctx context.Context, o *cloud.Order) error {
 		a.log.Warn("unsigned order taken: migration mode (device.yaml without order_key), until an order brings otaserve's endorsed order key", "id", o.ID)
 	}
 	if a.auth != nil {
-		if err := a.auth.authenticate(o, a.module, dev.Board, a.rec.OrderCounter, a.nonce); err != nil {
+		if err := a.auth.authenticate(o, a.module, dev.Board, a.rec.OrderCounter, a.nonce); errors.Is(err, errDuplicate) {
+			a.log.Info("order ignored: "+err.Error(), "id", o.ID, "counter", o.Data.Otaport.Counter)
+			return nil
+		} else if err != nil {
 			// Nothing is written: a forged or replayed order costs the
 			// device a report, not a flash write.
 			a.emit(Event{Kind: event.Refused, Order: o.ID, Version: o.Data.Version, Error: err.Error()})

@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"slices"
 
+	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/hal"
 	"github.com/otaport/otaport/core/image"
 )
@@ -23,49 +22,17 @@ type imageHashLink interface {
 }
 
 // runningHash returns the lower-case hex of the hash TLV of the image
-// that runs, read from its slot through the port (hal.SlotReader), as the
-// engine reads it to check a delta's base; "" when no image the bootloader
-// can verify runs. A port that cannot read its running slot reports no
-// hash, and is sent full images, which are all it can take.
+// that runs, read as the engine reads a delta's base; "" when no image the
+// bootloader can verify runs. A port that cannot read its running slot
+// reports no hash, and is sent full images, which are all it can take.
 func runningHash(ctx context.Context, port Port, info hal.Info) (string, error) {
-	run, ok := info.Boot.Running()
-	if !ok || !run.Bootable {
-		return "", nil
-	}
-	sr, ok := port.(hal.SlotReader)
-	if !ok || !slices.Contains(info.Capabilities, hal.CapReadSlot) {
-		return "", fmt.Errorf("the port cannot read its running slot (it lists no %q capability)", hal.CapReadSlot)
-	}
-	p, ok := info.Layout.Partition(run.Name)
-	if !ok {
-		return "", fmt.Errorf("board %s describes no %s partition, the running slot", info.Layout.Board, run.Name)
-	}
-	img, err := image.Parse(slotAt{ctx: ctx, r: sr, slot: run.Name}, int64(p.Size))
-	if err != nil {
-		return "", fmt.Errorf("the image in %s: %w", run.Name, err)
+	img, err := engine.RunningImage(ctx, port, info)
+	if err != nil || img == nil {
+		return "", err
 	}
 	if img.HashType != image.TLVSHA256 {
 		// A delta's base is always a SHA256 hash TLV (image.SignDelta).
-		return "", fmt.Errorf("the image in %s carries a %s hash, not SHA256", run.Name, img.HashType)
+		return "", fmt.Errorf("the running image carries a %s hash, not SHA256", img.HashType)
 	}
 	return hex.EncodeToString(img.Hash), nil
-}
-
-// slotAt reads one slot through the port as an io.ReaderAt.
-type slotAt struct {
-	ctx  context.Context
-	r    hal.SlotReader
-	slot string
-}
-
-func (s slotAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("read %s at %d: negative offset", s.slot, off)
-	}
-	b, err := s.r.ReadSlot(s.ctx, s.slot, uint64(off), len(p))
-	n := copy(p, b)
-	if err == nil && n < len(p) {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
 }

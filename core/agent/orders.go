@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -48,6 +49,11 @@ func newOrderAuth(cfg Config, key crypto.PublicKey) (*orderAuth, error) {
 	}, nil
 }
 
+// errDuplicate is authenticate's answer to the order the device took last,
+// delivered again: ignored, not refused, so that no failure is reported for
+// an upgrade that is running or done.
+var errDuplicate = errors.New("the order this device took last, delivered again")
+
 // authenticate refuses an order that is not otaserve's or not fresh, with
 // the reason, wrapping ErrRefused. board is the device's board, last the
 // counter of the last order the module took, nonce the nonce of the
@@ -69,6 +75,14 @@ func (au *orderAuth) authenticate(o *cloud.Order, module, board string, last uin
 	if m := o.Module(); m != module {
 		return refuse("the order is for module %s, not %s", m, module)
 	}
+	if x.Counter == last && last != 0 {
+		// otaserve signs one order per counter: this is the order the
+		// device took, delivered again (a broker's redelivery, or a
+		// replica that took over a campaign resending what it could not
+		// tell was sent). Taking it again changes nothing, and
+		// neither does its expiry.
+		return errDuplicate
+	}
 	if au.clock {
 		if x.Expires == 0 {
 			return refuse("the order carries no expiry (data.otaport.expires)")
@@ -78,7 +92,7 @@ func (au *orderAuth) authenticate(o *cloud.Order, module, board string, last uin
 				time.Unix(x.Expires, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
 	}
-	if x.Counter <= last {
+	if x.Counter < last {
 		return refuse("order counter %d is not above %d, the last this device took: a replayed order", x.Counter, last)
 	}
 	if nonce == "" || !strings.EqualFold(x.Nonce, nonce) {

@@ -36,8 +36,9 @@ type Options struct {
 	Keys []crypto.PublicKey
 	// DecryptKey is the private key an MCUboot board decrypts encrypted
 	// images (imgtool -E) with, as MCUboot compiles it in (its
-	// enc-*.pem): it decrypts ota's image as it swaps it into app and
-	// encrypts app's as it swaps it out. otaport's own bootloader and
+	// enc-*.pem): it decrypts ota's image as it swaps or copies
+	// (overwrite-only) it into app, and on a swap encrypts app's as it
+	// swaps it out. otaport's own bootloader and
 	// ESP-IDF's need none: the engine writes their slots decrypted.
 	DecryptKey any
 	// Logger receives what the bootloader does; nil discards it.

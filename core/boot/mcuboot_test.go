@@ -129,29 +129,51 @@ func TestOverwriteOnly_CutCopyStartsOver(t *testing.T) {
 	f := mcubootFixture(t, hal.SingleBank, hal.ModeOverwriteOnly)
 	f.flashImage(hal.PartApp, f.image("1.0.0", 0))
 	install(t, f.platform(), f.image("1.1.0", 0), hal.BootPermanent)
-	probe := f.dev.Clone()
+	cutEveryCopyOp(t, f.dev, f.layout, f.opts, "1.1.0+0")
+}
+
+// cutEveryCopyOp cuts the power before, after and in each flash operation
+// of the power-on of dev (a copy pending), on a clone each time, then
+// powers on again: that power-on must boot version want and leave app as
+// the power-on that no cut stopped leaves it, which it returns.
+func cutEveryCopyOp(t *testing.T, dev *flash.Emulator, l hal.Layout, opts boot.Options, want string) []byte {
+	t.Helper()
+	app, _ := l.Partition(hal.PartApp)
+	appOf := func(d *flash.Emulator) []byte {
+		b := make([]byte, app.Size)
+		if _, err := d.ReadAt(b, int64(app.Offset)); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	probe := dev.Clone()
 	before := probe.Ops()
-	if _, err := boot.Boot(probe, f.layout, f.opts); err != nil {
-		t.Fatal(err)
+	if res, err := boot.Boot(probe, l, opts); err != nil || res.Version != want {
+		t.Fatalf("power-on without a cut: %+v, %v; want %s", res, err, want)
 	}
 	n := probe.Ops() - before
 	if n < 8 {
 		t.Fatalf("the copy made %d flash operations: too few to be a copy", n)
 	}
+	clean := appOf(probe)
 	for k := 1; k <= n; k++ {
 		for _, when := range []flash.CutWhen{flash.Before, flash.After, flash.Torn} {
-			d := f.dev.Clone()
+			d := dev.Clone()
 			d.SetCut(flash.Cut{At: k, When: when, Seed: uint64(k)})
-			if _, err := boot.Boot(d, f.layout, f.opts); !errors.Is(err, flash.ErrPowerCut) {
+			if _, err := boot.Boot(d, l, opts); !errors.Is(err, flash.ErrPowerCut) {
 				t.Fatalf("cut %v at %d: %v, want a power cut", when, k, err)
 			}
 			d = d.Clone()
-			res, err := boot.Boot(d, f.layout, f.opts)
-			if err != nil || res.Version != "1.1.0+0" {
-				t.Fatalf("cut %v at %d of %d: the next power-on boots %+v, %v; want 1.1.0", when, k, n, res, err)
+			res, err := boot.Boot(d, l, opts)
+			if err != nil || res.Version != want {
+				t.Fatalf("cut %v at %d of %d: the next power-on boots %+v, %v; want %s", when, k, n, res, err, want)
+			}
+			if got := appOf(d); !bytes.Equal(got, clean) {
+				t.Fatalf("cut %v at %d of %d: app differs from what a power-on without a cut leaves at 0x%x", when, k, n, firstDiff(got, clean))
 			}
 		}
 	}
+	return clean
 }
 
 // TestDirectXIP_BootsHigherRevertsUnconfirmed: the test request is the

@@ -142,9 +142,14 @@ func (b *board) validateOverwrite(dev flash.Device, keys []crypto.PublicKey, min
 
 // copyOverwrite is the copy of boot_copy_image: every sector of app erased
 // from the first (boot_erase_region), then app's size of ota copied over it
-// (boot_copy_region; a sector of ota that is all erased is skipped, which
-// leaves the same bytes), decrypting an encrypted image's payload as
-// MCUboot does when it copies out of the secondary.
+// (boot_copy_region), decrypting an encrypted image's payload as MCUboot
+// built with MCUBOOT_ENC_IMAGES does when it copies out of the secondary:
+// the key unwrapped from ota's TLV (boot_enc_load) once app is erased, the
+// header and the TLVs copied as they are, so that app keeps the encrypted
+// flag and the key TLV over the plain payload (see encryptedPlain). A
+// sector that is all erased once decrypted is not programmed, which leaves
+// the same bytes; it is tested after the decryption, since an erased
+// sector of ciphertext decrypts to bytes that must be written.
 func (b *board) copyOverwrite(dev flash.Device) error {
 	app, ota := b.slots[SlotApp], b.slots[SlotOTA]
 	for _, sec := range b.sectorsCovering(app, app.Size) {
@@ -162,11 +167,11 @@ func (b *board) copyOverwrite(dev flash.Device) error {
 		if _, err := dev.ReadAt(buf, int64(ota.Offset+rel)); err != nil {
 			return flashErr(fmt.Sprintf("copy: read ota at 0x%x", ota.Offset+rel), err)
 		}
-		if isErased(buf, b.geo.EraseValue) {
-			continue
-		}
 		if c != nil {
 			c.XORKeyStreamAt(buf, buf, int64(rel))
+		}
+		if isErased(buf, b.geo.EraseValue) {
+			continue
 		}
 		if err := dev.Program(sec.off, buf); err != nil {
 			return flashErr(fmt.Sprintf("copy: program app at 0x%x", sec.off), err)

@@ -80,7 +80,8 @@ func verifySlot(r io.ReaderAt, b *board, s Slot, keys []crypto.PublicKey) (slotI
 // encryptedPlain reports whether an encrypted image (imgtool -E) in slot s
 // holds its payload plain. otaport's own bootloader and ESP-IDF's do not
 // decrypt: the engine writes the payload decrypted. MCUboot decrypts the
-// secondary slot's image into the primary as it swaps it (see swapCrypt),
+// secondary slot's image into the primary as it swaps it (see swapCrypt)
+// or copies it over (overwrite-only, see copyOverwrite),
 // so its primary holds the plain payload, flag and key TLV kept, and its
 // secondary the ciphertext, which it checks decrypted with its key
 // (Options.DecryptKey); without one such an image is refused as encrypted

@@ -64,7 +64,7 @@ func TestInstall_ImgtoolCompressed(t *testing.T) {
 	}
 	boardsOf := map[string][]string{
 		image.KeyEd25519:   {"esp32-devkitc", "longan-nano"},
-		image.KeyECDSAP256: {"b-l475e-iot01a", "nrf52840-dk"},
+		image.KeyECDSAP256: {"b-l475e-iot01a", "nrf52840-dk", "nrf5340-dk"},
 	}
 	for _, tc := range cases {
 		for _, board := range boardsOf[tc.key] {

@@ -208,10 +208,9 @@ type deltaBase struct {
 // in the running slot, and its target must fit the update slot. It returns
 // the target's size, which Init prepares.
 func (t *transfer) prepareDelta(ctx context.Context, hdr image.Header, v validators) (int64, error) {
-	sr, ok := t.e.p.(hal.SlotReader)
-	if !ok || !slices.Contains(t.dev.info.Capabilities, hal.CapReadSlot) {
-		return 0, fmt.Errorf("%w: image %s is a delta image and the port cannot read the running slot (it lists no %q capability): install the full image",
-			ErrRefused, hdr.Version, hal.CapReadSlot)
+	sr, err := runningSlotReader(t.e.p, t.dev.info)
+	if err != nil {
+		return 0, fmt.Errorf("%w: image %s is a delta image and %w: install the full image", ErrRefused, hdr.Version, err)
 	}
 	tail, err := t.readTail(ctx, hdr, v, "a delta image's base hash")
 	if err != nil {
@@ -228,17 +227,13 @@ func (t *transfer) prepareDelta(ctx context.Context, hdr image.Header, v validat
 	if run.Name == "" || !run.Bootable {
 		return 0, fmt.Errorf("%w: image %s is a delta image and no verified image runs to apply it to: install the full image", ErrRefused, hdr.Version)
 	}
-	rp, ok := t.dev.info.Layout.Partition(run.Name)
-	if !ok {
-		return 0, fmt.Errorf("%w: the running slot %s is not in the board's layout", ErrRefused, run.Name)
-	}
-	base, err := image.Parse(io.NewSectionReader(baseReader{ctx: ctx, sr: sr, slot: run.Name}, 0, int64(rp.Size)), int64(rp.Size))
+	base, err := readRunning(ctx, sr, t.dev.info.Layout, run.Name)
 	if err != nil {
 		var se slotError
 		if errors.As(err, &se) {
-			return 0, fmt.Errorf("read the running image in %s: %w", run.Name, se.err)
+			return 0, se.err
 		}
-		return 0, fmt.Errorf("%w: image %s is a delta image and the running image in %s does not parse (%w): install the full image", ErrRefused, hdr.Version, run.Name, err)
+		return 0, fmt.Errorf("%w: image %s is a delta image and %w: install the full image", ErrRefused, hdr.Version, err)
 	}
 	if !bytes.Equal(base.Hash, di.Delta.BaseHash) {
 		return 0, fmt.Errorf("%w: delta image %s applies to the image with hash %x, but the running image %s in %s has hash %x: install the full image, or the delta made from %s",
@@ -250,6 +245,51 @@ func (t *transfer) prepareDelta(ctx context.Context, hdr image.Header, v validat
 	}
 	t.base = &deltaBase{d: di.Delta, slot: run.Name, sr: sr}
 	return size, nil
+}
+
+// RunningImage is the image in the slot that runs, read through the port
+// (hal.SlotReader): the image a delta must be made from, whose hash a
+// device reports so that the fleet sends it the delta that applies. It is
+// nil, without error, when no image the bootloader can verify runs; a port
+// that cannot read its running slot is an error (such a device takes full
+// images only).
+func RunningImage(ctx context.Context, p hal.Platform, info hal.Info) (*image.Image, error) {
+	run, ok := info.Boot.Running()
+	if !ok || !run.Bootable {
+		return nil, nil
+	}
+	sr, err := runningSlotReader(p, info)
+	if err != nil {
+		return nil, err
+	}
+	return readRunning(ctx, sr, info.Layout, run.Name)
+}
+
+// runningSlotReader is the port's SlotReader when it lists the capability.
+func runningSlotReader(p hal.Platform, info hal.Info) (hal.SlotReader, error) {
+	sr, ok := p.(hal.SlotReader)
+	if !ok || !slices.Contains(info.Capabilities, hal.CapReadSlot) {
+		return nil, fmt.Errorf("the port cannot read the running slot (it lists no %q capability)", hal.CapReadSlot)
+	}
+	return sr, nil
+}
+
+// readRunning parses the image in the running slot; a failure to read
+// the slot is a slotError, kept apart from an image that does not parse.
+func readRunning(ctx context.Context, sr hal.SlotReader, l hal.Layout, slot string) (*image.Image, error) {
+	rp, ok := l.Partition(slot)
+	if !ok {
+		return nil, fmt.Errorf("the running slot %s is not in the board's layout", slot)
+	}
+	img, err := image.Parse(io.NewSectionReader(baseReader{ctx: ctx, sr: sr, slot: slot}, 0, int64(rp.Size)), int64(rp.Size))
+	if err != nil {
+		var se slotError
+		if errors.As(err, &se) {
+			return nil, se
+		}
+		return nil, fmt.Errorf("the running image in %s does not parse (%w)", slot, err)
+	}
+	return img, nil
 }
 
 // DeltaMemory is the working memory with which the engine applies a delta

@@ -285,6 +285,9 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.As(err, new(badRequest)):
 		return http.StatusBadRequest
+	case errors.Is(err, campaign.ErrNotHolder), errors.Is(err, store.ErrLeaseLost):
+		// Another replica runs the campaigns: a load balancer may retry.
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }

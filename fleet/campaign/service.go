@@ -63,6 +63,12 @@ type Config struct {
 	// from it (its agent's migration mode).
 	Endorsement string
 	Logger      *slog.Logger
+	// Replica, when set, makes the service one of several otaserve
+	// processes on one PostgreSQL database: it runs the campaigns only
+	// while Replica holds their lease, its orders go through the
+	// database's outbox, and Store must be Replica.Store() (every write
+	// fenced by the lease).
+	Replica *Replica
 }
 
 // Service runs the campaigns: it keeps a Machine per active campaign, feeds
@@ -77,7 +83,7 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
-	out *outbox
+	out orderQueue
 
 	mu     sync.Mutex
 	active map[uint64]*Machine
@@ -111,27 +117,41 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.OrderTTL == 0 {
 		s.cfg.OrderTTL = DefaultOrderTTL
 	}
-	cs, err := cfg.Store.Campaigns()
-	if err != nil {
+	if cfg.Replica != nil {
+		// A replica runs campaigns only while it holds their lease
+		// (Replica.Run loads them then).
+		s.out = cfg.Replica.attach(s)
+		return s, nil
+	}
+	if err := s.loadLocked(); err != nil {
 		return nil, err
 	}
-	all, err := cfg.Store.Images()
+	return s, nil
+}
+
+// loadLocked loads the active campaigns from the store.
+func (s *Service) loadLocked() error {
+	cs, err := s.cfg.Store.Campaigns()
 	if err != nil {
-		return nil, err
+		return err
+	}
+	all, err := s.cfg.Store.Images()
+	if err != nil {
+		return err
 	}
 	for _, c := range cs {
 		if c.State != store.CampaignRunning && c.State != store.CampaignPaused {
 			continue
 		}
-		ps, err := cfg.Store.Progress(c.ID)
+		ps, err := s.cfg.Store.Progress(c.ID)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		imgs := map[uint64]store.Image{}
 		for _, ci := range c.Images {
-			img, err := cfg.Store.Image(ci.ID)
+			img, err := s.cfg.Store.Image(ci.ID)
 			if err != nil {
-				return nil, fmt.Errorf("load campaign %d: %w", c.ID, err)
+				return fmt.Errorf("load campaign %d: %w", c.ID, err)
 			}
 			imgs[img.ID] = img
 		}
@@ -140,7 +160,7 @@ func NewService(cfg Config) (*Service, error) {
 		m.SetDeltas(deltasOf(imgs, all))
 		s.active[c.ID] = m
 	}
-	return s, nil
+	return nil
 }
 
 // deltasOf returns, by target ID, the delta images among all that rebuild
@@ -557,6 +577,7 @@ func (s *Service) sendLocked(orders []pending) {
 			return
 		}
 	}
+	var batch []queued
 	for i, o := range orders {
 		if s.cfg.OrderKey != nil && seals[i] == nil {
 			continue
@@ -567,8 +588,9 @@ func (s *Service) sendLocked(orders []pending) {
 			continue
 		}
 		pk, dn, _ := store.SplitDeviceKey(o.key)
-		s.out.put(o.key, outgoing{campaign: o.campaign, topic: cloud.Topics(pk, dn).Upgrade, payload: payload})
+		batch = append(batch, queued{o.key, outgoing{campaign: o.campaign, topic: cloud.Topics(pk, dn).Upgrade, payload: payload}})
 	}
+	s.out.queue(batch)
 }
 
 // orderLocked encodes the order of a campaign for one device, signed with
@@ -692,6 +714,14 @@ type request struct{ key, module string }
 // messages it is given have been acknowledged to the broker already, so
 // giving up on them would lose device reports rather than defer them.
 func (s *Service) HandleMessages(msgs []Message) error {
+	_, err := s.handleMessages(msgs, nil)
+	return err
+}
+
+// handleMessages is HandleMessages; also, when not nil, runs in the
+// transaction that stores the messages' changes (a replica deletes them from
+// its inbox there), and stored says whether that transaction committed.
+func (s *Service) handleMessages(msgs []Message, also func(*store.Writer) error) (stored bool, _ error) {
 	now := time.Now().UTC()
 	var errs []error
 	var evs []deviceEvent
@@ -735,7 +765,12 @@ func (s *Service) HandleMessages(msgs []Message) error {
 		}
 	}
 	if len(evs) == 0 && len(requests) == 0 {
-		return errors.Join(errs...)
+		if also != nil {
+			if err := s.cfg.Store.Write(also); err != nil {
+				return false, errors.Join(append(errs, err)...)
+			}
+		}
+		return true, errors.Join(errs...)
 	}
 
 	s.mu.Lock()
@@ -813,13 +848,16 @@ func (s *Service) HandleMessages(msgs []Message) error {
 				return err
 			}
 		}
+		if also != nil {
+			return also(w)
+		}
 		return nil
 	})
 	errs = append(errs, applyErrs...)
 	if err != nil {
 		// Nothing was stored and nothing changed in memory, so nothing
 		// is sent; the devices report again.
-		return errors.Join(append(errs, err)...)
+		return false, errors.Join(append(errs, err)...)
 	}
 	for id, d := range drafts {
 		s.active[id].Commit(d)
@@ -835,7 +873,7 @@ func (s *Service) HandleMessages(msgs []Message) error {
 	for id := range drafts {
 		s.settleLocked(s.active[id])
 	}
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
 }
 
 // requestedLocked finds the order a device's request for the pending order

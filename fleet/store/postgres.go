@@ -91,7 +91,7 @@ func (s *Store) Claim(ctx context.Context) error {
 	}
 	if !got {
 		conn.Release()
-		return fmt.Errorf("claim %s: %w: stop it first (several otaserve on one database come with campaign leases)", p.name, ErrClaimed)
+		return fmt.Errorf("claim %s: %w: stop it first, or run every otaserve on the database with an external broker (--broker), which lets them share the work", p.name, ErrClaimed)
 	}
 	p.claim = conn
 	return nil

@@ -114,6 +114,12 @@ func newSigner(t *testing.T) signer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return signerOf(t, key)
+}
+
+// signerOf is newSigner with a given ECDSA P-256 key.
+func signerOf(t *testing.T, key crypto.Signer) signer {
+	t.Helper()
 	dir := t.TempDir()
 	pemBytes, err := image.MarshalPublicKeyPEM(key.Public())
 	if err != nil {

@@ -55,6 +55,11 @@ type fixture struct {
 	// download's (a compressed image's, a delta's).
 	kind    Kind
 	slotImg []byte
+	// runImg is what the running slot holds once the new image runs,
+	// where a run that ends on it is checked: an encrypted image's plain
+	// form (MCUboot decrypted it into app, or the engine wrote it plain);
+	// nil for the other kinds.
+	runImg []byte
 	// decKey is the device's decryption key (an encrypted kind), which
 	// the engine and the simulated MCUboot decrypt with.
 	decKey     any
@@ -205,7 +210,13 @@ func (f *fixture) signNew(n int) error {
 			return f.signWith(NewVersion, payloadOf(n, 2), image.SignOptions{Encrypt: f.decKey.(*ecdh.PrivateKey).PublicKey()})
 		})
 		if err == nil {
-			f.slotImg, err = f.slotForm(f.newImg)
+			f.runImg, err = f.plainForm(f.newImg)
+		}
+		if err == nil {
+			f.slotImg = f.runImg
+			if f.layout.Bootloader.Name == hal.BootloaderMCUboot {
+				f.slotImg = f.newImg // MCUboot decrypts it
+			}
 		}
 	case KindDelta:
 		// The next build: the first half as the old image's, the rest
@@ -223,13 +234,11 @@ func (f *fixture) signNew(n int) error {
 	return err
 }
 
-// slotForm returns what the update slot holds once the encrypted image img
-// is installed: as received on an MCUboot board (its bootloader decrypts),
-// else the plain payload under the same header and TLVs.
-func (f *fixture) slotForm(img []byte) ([]byte, error) {
-	if f.layout.Bootloader.Name == hal.BootloaderMCUboot {
-		return img, nil
-	}
+// plainForm returns the encrypted image img with its payload decrypted
+// under the same header and TLVs: what the update slot holds once img is
+// installed where the bootloader does not decrypt (an MCUboot board's keeps
+// the image as received), and the running slot wherever img runs.
+func (f *fixture) plainForm(img []byte) ([]byte, error) {
 	parsed, err := image.Parse(bytes.NewReader(img), int64(len(img)))
 	if err != nil {
 		return nil, err

@@ -83,20 +83,13 @@ func FlowsNamed(names ...string) ([]Flow, error) {
 	return out, nil
 }
 
-// applies reports whether fl can run on a board of layout l. An encrypted
-// image is left out on MCUboot overwrite-only boards: MCUboot decrypts it
-// as it copies it over the primary slot, and the simulated bootloader's
-// copy (core/boot) does not decrypt yet, so the copy would not boot on
-// the emulator whatever the engine did.
+// applies reports whether fl can run on a board of layout l.
 func (fl Flow) applies(l hal.Layout) bool {
 	if fl.Kind == KindEncrypted && l.Bootloader == (hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP}) {
 		// MCUboot direct-xip runs an image where it lies, so it cannot
 		// decrypt one (imgtool refuses --encrypt there): the engine
 		// refuses such an image up front, as it must, and the flow has
 		// nothing to cut.
-		return false
-	}
-	if fl.Kind == KindEncrypted && l.Bootloader.Name == hal.BootloaderMCUboot && l.Bootloader.Mode == hal.ModeOverwriteOnly {
 		return false
 	}
 	return !fl.Reverting || l.Scheme.Reverts()
@@ -227,6 +220,11 @@ func (f *fixture) check(ctx context.Context, dev *flash.Emulator, o *powered) er
 	if err := f.consistent(o, *run); err != nil {
 		return err
 	}
+	if v == f.newVer && f.runImg != nil {
+		if err := f.runsPlain(dev, o.res.Slot); err != nil {
+			return err
+		}
+	}
 	if o.st == stateDownloading && st.Offset > 0 && f.slotImg != nil {
 		// A checkpoint claims the slot holds the image's first Offset
 		// bytes: a resume hashes on from there without reading them.
@@ -244,6 +242,24 @@ func (f *fixture) check(ctx context.Context, dev *flash.Emulator, o *powered) er
 		if i := firstDiff(got, f.slotImg[:n]); i >= 0 {
 			return fmt.Errorf("engine checkpoint at byte %d, but the update slot differs from the image at byte %d (0x%02x, want 0x%02x): a resume would hash bytes the slot does not hold", n, i, got[i], f.slotImg[i])
 		}
+	}
+	return nil
+}
+
+// runsPlain checks that the running slot holds runImg byte for byte: an
+// encrypted image runs from its plain payload, whichever bootloader or
+// engine decrypted it.
+func (f *fixture) runsPlain(dev *flash.Emulator, slot string) error {
+	p, ok := f.layout.Partition(slot)
+	if !ok {
+		return fmt.Errorf("runs from %q, which the layout does not have", slot)
+	}
+	got := make([]byte, len(f.runImg))
+	if _, err := dev.ReadAt(got, int64(p.Offset)); err != nil {
+		return fmt.Errorf("read %s: %w", slot, err)
+	}
+	if i := firstDiff(got, f.runImg); i >= 0 {
+		return fmt.Errorf("runs the new image from %s, but at byte %d it holds 0x%02x, the plain image 0x%02x: the payload was not decrypted", slot, i, got[i], f.runImg[i])
 	}
 	return nil
 }
