@@ -71,10 +71,17 @@ const claimLock = migrationLock + 1
 var ErrClaimed = errors.New("another otaserve serves this database")
 
 // Claim takes the database for this process alone until Close, as bbolt's
-// file lock does: until campaigns have leases, two otaserve processes on one
-// database would each run every active campaign. It is a session advisory
-// lock, so a process that dies lets go of it with its connection. Claim does
-// nothing on bbolt, whose Open has the file's lock already.
+// file lock does: an otaserve with the embedded broker runs every active
+// campaign itself, so two of them on one database would each run them
+// (replicas, with an external broker, share campaigns under a lease
+// instead). It is a session advisory lock, so a process that dies lets go
+// of it with its connection. Claim does nothing on bbolt, whose Open has
+// the file's lock already.
+//
+// A process that has just stopped may still hold the lock for a moment:
+// its server ends the session once it sees the connection closed. So Claim
+// tries for claimWait, as bbolt's Open waits for the file's lock, before
+// it says another otaserve has the database.
 func (s *Store) Claim(ctx context.Context) error {
 	p, ok := s.b.(*pgDB)
 	if !ok {
@@ -84,18 +91,32 @@ func (s *Store) Claim(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("claim %s: %w", p.name, err)
 	}
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(claimLock)).Scan(&got); err != nil {
-		conn.Release()
-		return fmt.Errorf("claim %s: %w", p.name, err)
+	deadline := time.Now().Add(claimWait)
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(claimLock)).Scan(&got); err != nil {
+			conn.Release()
+			return fmt.Errorf("claim %s: %w", p.name, err)
+		}
+		if got {
+			p.claim = conn
+			return nil
+		}
+		if time.Now().After(deadline) {
+			conn.Release()
+			return fmt.Errorf("claim %s: %w: stop it first, or run every otaserve on the database with an external broker (--broker), which lets them share the work", p.name, ErrClaimed)
+		}
+		select {
+		case <-ctx.Done():
+			conn.Release()
+			return fmt.Errorf("claim %s: %w", p.name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	if !got {
-		conn.Release()
-		return fmt.Errorf("claim %s: %w: stop it first, or run every otaserve on the database with an external broker (--broker), which lets them share the work", p.name, ErrClaimed)
-	}
-	p.claim = conn
-	return nil
 }
+
+// claimWait is how long Claim waits for a lock another process holds.
+const claimWait = 5 * time.Second
 
 // OpenPostgres connects to the PostgreSQL database of dbURL
 // (postgres://user:password@host:port/db?sslmode=...), brings its schema up

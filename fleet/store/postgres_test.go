@@ -191,3 +191,33 @@ func TestWrite_QueuedWriteFails(t *testing.T) {
 		}
 	}
 }
+
+// TestClaim_WaitsForAProcessThatIsStopping: the database's server ends a
+// stopped otaserve's session, and with it its claim, a moment after the
+// process is gone, so an otaserve restarted at once must wait for the
+// claim rather than be told another one serves the database. One still
+// held past the wait is refused, naming the fix.
+func TestClaim_WaitsForAProcessThatIsStopping(t *testing.T) {
+	ctx := context.Background()
+	db := pg.DB(t)
+	first := open(t, db)
+	if err := first.Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := open(t, db)
+	defer second.Close()
+	claimed := make(chan error, 1)
+	go func() { claimed <- second.Claim(ctx) }()
+	// The second is waiting; the first now stops.
+	time.Sleep(300 * time.Millisecond)
+	first.Close()
+	if err := <-claimed; err != nil {
+		t.Fatalf("claim after the first otaserve stopped: %v", err)
+	}
+
+	third := open(t, db)
+	defer third.Close()
+	if err := third.Claim(ctx); !errors.Is(err, ErrClaimed) || !strings.Contains(err.Error(), "--broker") {
+		t.Errorf("claim of a database another otaserve serves: %v", err)
+	}
+}
