@@ -7,7 +7,10 @@
 // all of them, and waits until every device has confirmed v2. It prints the
 // devices upgraded per second, the time to the last confirm, the
 // percentiles of the per-device time from order to confirm, and the memory
-// per device.
+// per device. With --campaign=false it waits instead for a campaign
+// started elsewhere (a test that kills parts of the fleet mid-campaign);
+// --mqtt may list the nodes of a clustered broker, and --client-id gives
+// the devices a client id such a broker takes.
 //
 //	otafleet-sim --server URL --token T --mqtt HOST:PORT --ca ca.pem --order-key order.pub --key pub.pem --v1 a.img --v2 b.img -n 1000
 package main
