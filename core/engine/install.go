@@ -132,6 +132,26 @@ func (e *Engine) resume(ctx context.Context, rec *record, dev device, op opener,
 		rec.Slot, rec.Offset, rec.State = dev.update.Name, 0, Downloading
 		rec.clearDownload()
 	}
+	if rec.State == Verifying {
+		err := e.verifyAndBoot(ctx, rec, dev, nil)
+		var gone errSlotChanged
+		if !errors.As(err, &gone) {
+			return err
+		}
+		// Every byte was written once, but the slot no longer holds the
+		// image: the bootloader erased it (MCUboot gives up an
+		// unconfirmed trial so, when a cut kept Recover from noting that
+		// it ran), or a cut tore that erase. Verifying it would only fail
+		// the install; it starts over from the order's source.
+		e.log.Warn("install: the slot no longer holds the image the record names, starting the download over", "slot", rec.Slot, "image", rec.Image, "err", gone.err)
+		rec.State, rec.Offset, rec.ETag, rec.LastModified, rec.Total = Downloading, 0, "", "", 0
+		rec.clearDownload()
+		// Saved before the download's Init erases the slot, so that a cut
+		// in between leaves no record of an image in it.
+		if err := e.save(ctx, rec); err != nil {
+			return err
+		}
+	}
 	var streamed *image.Image
 	if rec.State == Downloading {
 		img, err := e.download(ctx, rec, dev, op, dg)
@@ -141,6 +161,28 @@ func (e *Engine) resume(ctx context.Context, rec *record, dev device, op opener,
 		streamed = img
 	}
 	return e.verifyAndBoot(ctx, rec, dev, streamed)
+}
+
+// errSlotChanged is verifyAndBoot's answer when a resumed verification
+// (no stream behind it) finds the slot no longer holding an image that
+// verifies: err says what the read-back found.
+type errSlotChanged struct{ err error }
+
+func (e errSlotChanged) Error() string {
+	return "the slot changed since its download: " + e.err.Error()
+}
+
+// slotChanged reports whether a read-back error says the slot's bytes are
+// not those written (erased, torn, overwritten), rather than that the image
+// is not to be trusted (a key revoked since, another algorithm): only the
+// former is mended by writing the image again.
+func slotChanged(err error) bool {
+	for _, target := range []error{image.ErrNoImage, image.ErrTruncated, image.ErrMalformed, image.ErrHashMismatch, image.ErrBadSignature} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // errStartOver asks the download to begin again from byte 0 with a fresh
@@ -795,6 +837,11 @@ func (e *Engine) verifyAndBoot(ctx context.Context, rec *record, dev device, str
 	if err != nil {
 		if ctx.Err() != nil {
 			return e.stop(ctx, rec, nil, ctx.Err())
+		}
+		if streamed == nil && slotChanged(err) {
+			// A resumed verification: the record says every byte is in
+			// the slot, the slot says otherwise (resume starts over).
+			return errSlotChanged{err: err}
 		}
 		return e.stop(ctx, rec, nil, fmt.Errorf("%w: read back of %s: %w", ErrVerify, rec.Slot, err))
 	}

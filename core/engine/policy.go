@@ -72,22 +72,30 @@ const probeSpan = 4 << 10
 
 // probeAlgorithm reads the image's signature area from the source before a
 // byte goes to the slot, and refuses an image signed with another algorithm
-// than the board's, when the device trusts keys of other algorithms too:
-// the signatures come after the payload, so the stream alone learns them
-// only once the slot is written, and a pending image
-// would be lost to an image the board never takes. A source that cannot
-// read ahead (no Range, a changed file, a short area) is no refusal: the
-// check after the stream still applies.
+// than the board's, when the device trusts keys of other algorithms too or
+// when the update slot holds a pending image: the signatures come after
+// the payload, so the stream alone learns them only once the slot is
+// written, and a pending image would be lost to an image the board never
+// takes. A source that cannot read ahead (no Range, a changed file, a
+// short area) is no refusal: the check after the stream still applies.
 func (e *Engine) probeAlgorithm(ctx context.Context, op opener, v validators, hdr image.Header, dev device) error {
 	alg := dev.info.Layout.Signature
 	trusted, err := e.trustedKeys(ctx, dev)
 	if err != nil {
 		return nil // keysFor refused before the stream began
 	}
-	if alg == "" || len(image.KeysOfType(trusted, alg)) == len(trusted) {
-		// Every trusted key is of the board's algorithm: an image signed
-		// another way verifies with none of them and is refused at the
-		// end like any image of an unknown key, at no extra request.
+	pending := false
+	if s, ok := dev.slot(dev.update.Name); ok {
+		pending = s.Pending
+	}
+	if alg == "" || len(image.KeysOfType(trusted, alg)) == len(trusted) && !pending {
+		// Every trusted key is of the board's algorithm and the slot
+		// holds nothing to keep: an image signed another way verifies
+		// with none of them and is refused at the end like any image of
+		// an unknown key, at no extra request. With a pending image
+		// (say, once a key set revoked the only key of another
+		// algorithm) the read ahead is worth it: the refusal must come
+		// before begin cancels the pending request.
 		return nil
 	}
 	at := hdr.HashedSize()

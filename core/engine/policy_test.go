@@ -61,4 +61,30 @@ func TestInstall_RefusesAnotherSignatureAlgorithm(t *testing.T) {
 		}
 		d.expectRuns("1.0.0+0")
 	})
+
+	// The sequence tester's find on nrf5340-dk (seed 1000472): a key set
+	// revoked the ed25519 key, so every trusted key was ecdsa-p256; an
+	// ed25519 image was then refused only once written, and the install
+	// pending before it was cancelled to make room for it.
+	for _, board := range []string{"nrf5340-dk", "nrf52840-dk", "b-l475e-iot01a"} {
+		t.Run("pending install kept on "+board, func(t *testing.T) {
+			d := newDevice(t, board, both)
+			d.factory("1.0.0", size)
+			only := engine.Options{Keys: []crypto.PublicKey{ecdsaKey.Public()}}
+			if err := d.engine(only).Install(ctx, engine.Source{URL: writeFile(t, signed(t, ecdsaKey, "1.1.0", size, 1))}); err != nil {
+				t.Fatal(err)
+			}
+			err := d.engine(only).Install(ctx, engine.Source{URL: writeFile(t, signed(t, edKey, "1.2.0", size, 1))})
+			wantIs(t, err, engine.ErrRefused)
+			var pending []string
+			for _, s := range d.status().Slots {
+				if s.Pending {
+					pending = append(pending, s.Version)
+				}
+			}
+			if len(pending) != 1 || pending[0] != "1.1.0+0" {
+				t.Errorf("pending after the refused image: %v, want [1.1.0+0]", pending)
+			}
+		})
+	}
 }

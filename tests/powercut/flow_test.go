@@ -85,6 +85,13 @@ func FlowsNamed(names ...string) ([]Flow, error) {
 
 // applies reports whether fl can run on a board of layout l.
 func (fl Flow) applies(l hal.Layout) bool {
+	if fl.Kind == KindEncrypted && l.Bootloader == (hal.Bootloader{Name: hal.BootloaderMCUboot, Mode: hal.ModeDirectXIP}) {
+		// MCUboot direct-xip runs an image where it lies, so it cannot
+		// decrypt one (imgtool refuses --encrypt there): the engine
+		// refuses such an image up front, as it must, and the flow has
+		// nothing to cut.
+		return false
+	}
 	return !fl.Reverting || l.Scheme.Reverts()
 }
 
