@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pkgs := []string{"../cmd/otarun", "../cmd/otaserve", "../cmd/otaimg"}
+	pkgs := []string{"../cmd/otarun", "../cmd/otaserve", "../cmd/otaimg", "../cmd/otafleet-sim"}
 	for _, b := range append(slices.Clone(boards), singleBank) {
 		pkgs = append(pkgs, "../ports/"+b+"/cmd/otaport-"+b)
 	}

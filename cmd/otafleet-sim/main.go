@@ -7,7 +7,10 @@
 // all of them, and waits until every device has confirmed v2. It prints the
 // devices upgraded per second, the time to the last confirm, the
 // percentiles of the per-device time from order to confirm, and the memory
-// per device.
+// per device. With --campaign=false it waits instead for a campaign
+// started elsewhere (a test that kills parts of the fleet mid-campaign);
+// --mqtt may list the nodes of a clustered broker, and --client-id gives
+// the devices a client id such a broker takes.
 //
 //	otafleet-sim --server URL --token T --mqtt HOST:PORT --ca ca.pem --order-key order.pub --key pub.pem --v1 a.img --v2 b.img -n 1000
 package main
@@ -65,6 +68,8 @@ type sim struct {
 	http                                *http.Client
 	memProfile                          string
 	mqttScheme                          string // ssl or tcp, as otaserve serves its API
+	clientID                            string // template of the MQTT client id; empty: the platform's
+	campaign                            bool   // upload --v2 and start the campaign, or wait for one
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -72,7 +77,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	s := &sim{}
 	fs.StringVar(&s.server, "server", "", "otaserve URL (its DATA/url)")
 	fs.StringVar(&s.token, "token", "", "operator token (its DATA/token)")
-	fs.StringVar(&s.mqtt, "mqtt", "", "host:port of otaserve's MQTT broker")
+	fs.StringVar(&s.mqtt, "mqtt", "", "host:port of otaserve's MQTT broker, or the nodes of a clustered broker separated by commas (host:port or tcp://, ssl:// URLs), tried in order")
+	fs.StringVar(&s.clientID, "client-id", "", "MQTT client id of every device, {pk} and {dn} replaced (a NATS server needs one without '.', such as {pk}_{dn}); empty: the platform's {pk}.{dn}")
+	fs.BoolVar(&s.campaign, "campaign", true, "upload --v2 and start the campaign; false: wait for one started elsewhere (otaserve campaign create)")
 	fs.StringVar(&s.board, "board", "b-l475e-iot01a", "catalog board of every simulated device")
 	fs.StringVar(&s.product, "product", "fleet", "product key of the simulated devices")
 	fs.StringVar(&s.keyFile, "key", "", "public key PEM the images are signed with")
@@ -87,8 +94,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || s.orderKeyFile == "" || *v1 == "" || *v2 == "" {
-		return errors.New("give --server, --token, --mqtt, --key, --order-key, --v1 and --v2 (bench/fleet.sh does)")
+	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || s.orderKeyFile == "" || *v1 == "" || (s.campaign && *v2 == "") {
+		return errors.New("give --server, --token, --mqtt, --key, --order-key, --v1 and --v2 (bench/fleet.sh does; --v2 may be left out with --campaign=false)")
 	}
 	var err error
 	if s.mqttScheme, err = mqttScheme(s.server); err != nil {
@@ -97,8 +104,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if s.v1, err = os.ReadFile(*v1); err != nil {
 		return err
 	}
-	if s.v2, err = os.ReadFile(*v2); err != nil {
-		return err
+	if s.campaign {
+		if s.v2, err = os.ReadFile(*v2); err != nil {
+			return err
+		}
 	}
 	if s.keys, err = image.ReadPublicKeys([]string{s.keyFile}); err != nil {
 		return fmt.Errorf("--key: %w", err)
@@ -192,7 +201,8 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		d := devs[i]
 		a, err := agent.New(agent.Options{
 			Config: agent.Config{
-				Broker:     s.mqttScheme + "://" + s.mqtt,
+				Broker:     brokers(s.mqtt, s.mqttScheme),
+				ClientID:   clientID(s.clientID, s.product, d.name),
 				Identity:   agent.IdentityConfig{ProductKey: s.product, DeviceName: d.name, DeviceSecret: "secret-" + d.name},
 				CA:         s.caFile,
 				PublicKeys: []string{s.keyFile},
@@ -248,25 +258,36 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		}
 	}
 
-	var img struct {
-		ID uint64 `json:"id"`
-	}
-	if err := s.api(ctx, "POST", "/images?board="+s.board, "application/octet-stream", bytes.NewReader(s.v2), &img); err != nil {
-		return fmt.Errorf("upload --v2: %w", err)
-	}
-	// The campaign request returns once otaserve has stored the campaign
-	// and sent every order; devices may finish before that, so the clock
-	// starts before the request and the devices are watched meanwhile.
 	t0 := time.Now()
-	var camp struct {
-		ID uint64 `json:"id"`
-	}
 	created := make(chan error, 1)
-	go func() {
-		created <- s.api(ctx, "POST", "/campaigns", "application/json", jsonBody(map[string]any{
-			"image_id": img.ID, "target": map[string]string{"group": s.product}, "waves": "100%", "success_percent": 100, "error_percent": 0,
-		}), &camp)
-	}()
+	if s.campaign {
+		// The campaign request returns once otaserve has stored the
+		// campaign and sent every order; devices may finish before that,
+		// so the clock starts before the request and the devices are
+		// watched meanwhile.
+		var img struct {
+			ID uint64 `json:"id"`
+		}
+		if err := s.api(ctx, "POST", "/images?board="+s.board, "application/octet-stream", bytes.NewReader(s.v2), &img); err != nil {
+			return fmt.Errorf("upload --v2: %w", err)
+		}
+		t0 = time.Now()
+		go func() {
+			created <- s.api(ctx, "POST", "/campaigns", "application/json", jsonBody(map[string]any{
+				"image_id": img.ID, "target": map[string]string{"group": s.product}, "waves": "100%", "success_percent": 100, "error_percent": 0,
+			}), nil)
+		}()
+	} else {
+		// The campaign is started elsewhere: the clock starts at the
+		// first order a device takes.
+		created <- nil
+		if err := waitAny(ctx, devs, func(d *device) bool { return d.ordered.Load() != 0 }); err != nil {
+			return fmt.Errorf("wait for an order: %w", err)
+		}
+		t0 = time.Unix(0, slices.MinFunc(devs, func(a, b *device) int {
+			return cmpOrdered(a.ordered.Load(), b.ordered.Load())
+		}).ordered.Load())
+	}
 	if err := waitAll(ctx, devs, func(d *device) bool { return d.confirmed.Load() != 0 }); err != nil {
 		n := 0
 		for _, d := range devs {
@@ -380,6 +401,52 @@ func (s *sim) each(ctx context.Context, f func(i int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// waitAny polls until ok holds for some device.
+func waitAny(ctx context.Context, devs []*device, ok func(*device) bool) error {
+	for {
+		if slices.ContainsFunc(devs, ok) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// cmpOrdered orders order times, a device not yet ordered (0) last.
+func cmpOrdered(a, b int64) int {
+	switch {
+	case a == b:
+		return 0
+	case a == 0:
+		return 1
+	case b == 0 || a < b:
+		return -1
+	}
+	return 1
+}
+
+// brokers is the agent's broker setting for --mqtt: each node given as
+// host:port gets scheme, one given as a URL is kept.
+func brokers(list, scheme string) string {
+	nodes := strings.Split(list, ",")
+	for i, n := range nodes {
+		n = strings.TrimSpace(n)
+		if !strings.Contains(n, "://") {
+			n = scheme + "://" + n
+		}
+		nodes[i] = n
+	}
+	return strings.Join(nodes, ",")
+}
+
+// clientID is --client-id for device dn of product pk.
+func clientID(tmpl, pk, dn string) string {
+	return strings.NewReplacer("{pk}", pk, "{dn}", dn).Replace(tmpl)
 }
 
 // waitAll polls until ok holds for every device.
