@@ -358,7 +358,8 @@ func testCampaignWithDevices(t *testing.T, db string) {
 	defer r2.stop(t)
 	if db != "" {
 		// A second otaserve on the database is refused while one runs
-		// (until campaigns have leases), as one on the data directory is.
+		// with the embedded broker (replicas need an external one), as one
+		// on the data directory is.
 		_, err := New(Config{DataDir: t.TempDir(), DB: db, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
 		if !errors.Is(err, store.ErrClaimed) || !strings.Contains(err.Error(), "another otaserve serves this database") {
 			t.Errorf("a second otaserve on the database: %v", err)
