@@ -258,7 +258,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		}
 	}
 
-	t0 := time.Now()
+	var t0 time.Time
 	created := make(chan error, 1)
 	if s.campaign {
 		// The campaign request returns once otaserve has stored the
