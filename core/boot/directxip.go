@@ -255,12 +255,8 @@ func (pl *Platform) setBootXIP(req hal.BootRequest) error {
 		if err := pl.xipRequest(run, true); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)
 		}
-		si, err := pl.check(run, 0)
-		if err != nil {
+		if err := pl.raiseCounter(&p, run); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		if si.img != nil {
-			p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
 		}
 		if err := pl.s.setParams(p); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)

@@ -329,13 +329,9 @@ func (pl *Platform) setBootESP(req hal.BootRequest) error {
 		if err := pl.b.writeOtadata(pl.dev, w); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)
 		}
-		si, err := pl.check(p.Running, 0)
-		if err != nil {
-			return fmt.Errorf("set boot confirm: %w", err)
-		}
 		p.Trial, p.BootCount, p.Confirmed = false, 0, true
-		if si.img != nil {
-			p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
+		if err := pl.raiseCounter(&p, p.Running); err != nil {
+			return fmt.Errorf("set boot confirm: %w", err)
 		}
 		if err := pl.s.setParams(p); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)

@@ -118,12 +118,8 @@ func (pl *Platform) confirmTrailer(p Params) error {
 	pl.noteTrailer(SlotApp, st)
 	// image_ok first: a cut before the counter is raised leaves a
 	// confirmed image, whose counter the next power-on raises.
-	si, err := pl.check(SlotApp, 0)
-	if err != nil {
+	if err := pl.raiseCounter(&p, SlotApp); err != nil {
 		return fmt.Errorf("set boot confirm: %w", err)
-	}
-	if si.img != nil {
-		p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
 	}
 	if err := pl.s.setParams(p); err != nil {
 		return fmt.Errorf("set boot confirm: %w", err)

@@ -589,18 +589,28 @@ func (pl *Platform) SetBoot(ctx context.Context, req hal.BootRequest) error {
 		p.Confirmed = true
 		// The running image is good: images older than it (by security
 		// counter) may no longer boot.
-		si, err := pl.check(p.Running, 0)
-		if err != nil {
+		if err := pl.raiseCounter(&p, p.Running); err != nil {
 			return fmt.Errorf("set boot confirm: %w", err)
-		}
-		if si.img != nil {
-			p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
 		}
 	default:
 		return hal.Errorf(hal.CodeInvalid, "set boot: mode %v: want test, permanent or confirm", req.Mode)
 	}
 	if err := pl.s.setParams(p); err != nil {
 		return fmt.Errorf("set boot %s: %w", req.Mode, err)
+	}
+	return nil
+}
+
+// raiseCounter raises the device's security counter in p to that of the
+// image in slot s, which has just been confirmed: images older than it (by
+// security counter) may no longer boot. Every bootloader's confirm does it.
+func (pl *Platform) raiseCounter(p *Params, s Slot) error {
+	si, err := pl.check(s, 0)
+	if err != nil {
+		return err
+	}
+	if si.img != nil {
+		p.SecurityCounter = max(p.SecurityCounter, si.img.SecurityCounter)
 	}
 	return nil
 }
