@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/otaport/otaport/core/mqtt"
 )
 
 // The platform's keep-alive range ("MQTT-TCP connection": 30 to 1200 s);
@@ -98,12 +99,12 @@ type Config struct {
 	// OnStatement, if set, receives each release statement otaserve
 	// publishes for the device's product, parsed but not verified (the
 	// order key is the caller's); the client subscribes to ReleaseTopic
-	// for it. It runs on a paho goroutine: hand the statement over and
-	// return.
+	// for it. It runs on the connection's goroutine, which reads the
+	// broker's packets: hand the statement over and return.
 	OnStatement func(*Statement)
 	// OnKeySets, if set, receives the documents of each key set message
 	// on the product's KeySetTopic (ParseKeySetChain), unchecked; it runs
-	// on a paho goroutine like OnStatement.
+	// on the connection's goroutine like OnStatement.
 	OnKeySets func(docs [][]byte)
 }
 
@@ -114,22 +115,23 @@ type Client struct {
 	cfg    Config
 	log    *slog.Logger
 	topics TopicSet
-	mq     paho.Client
+	mq     *mqtt.Client
 
 	nextID atomic.Int64             // ids of inform and request messages
 	cur    atomic.Pointer[orderRef] // the order progress belongs to
 
 	ctx    context.Context // ends with Close, bounds background waits
 	cancel context.CancelFunc
-	// Orders wait in queue, in arrival order, for the worker: paho's
-	// handler appends and returns at once, so acknowledgements never wait
-	// for an order being carried out, and the worker takes them in the
-	// order they came (qready says there is one).
+	// Orders wait in queue, in arrival order, for the worker: the
+	// connection's handler appends and returns at once, so
+	// acknowledgements never wait for an order being carried out, and the
+	// worker takes them in the order they came. The worker runs only while
+	// orders wait (working), so an idle device costs no goroutine.
 	qmu       sync.Mutex
 	queue     [][]byte
-	qready    chan struct{}
+	working   bool
+	workers   sync.WaitGroup
 	done      chan struct{} // closed by Close
-	workerEnd chan struct{} // closed when the worker returns
 	firstSub  chan error    // the first subscription's outcome, for Dial
 	dialed    atomic.Bool   // set once the first outcome is sent
 	closeOnce sync.Once
@@ -190,14 +192,11 @@ type orderRef struct {
 // returns once both are done, or when ctx ends. The connection then lives
 // until Close.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	opts, c, err := newClient(cfg)
+	c, err := newClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.mq = paho.NewClient(opts)
-	go c.work()
-	tok := c.mq.Connect()
-	if err := wait(ctx, tok); err != nil {
+	if err := c.mq.Connect(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("cloud: connect to %s as %s/%s: %w", cfg.Broker, cfg.Identity.ProductKey, cfg.Identity.DeviceName, err)
 	}
@@ -214,21 +213,21 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// newClient checks cfg and builds the paho options and the Client around
-// them, without connecting.
-func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
+// newClient checks cfg and builds the Client and its MQTT client, without
+// connecting.
+func newClient(cfg Config) (*Client, error) {
 	if cfg.OnOrder == nil {
-		return nil, nil, errors.New("cloud: Config.OnOrder is nil; set it to the function that takes orders to the engine")
+		return nil, errors.New("cloud: Config.OnOrder is nil; set it to the function that takes orders to the engine")
 	}
 	brokers, useTLS, err := parseBrokers(cfg.Broker)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
 	if cfg.KeepAlive < time.Second || (!cfg.AnyKeepAlive && (cfg.KeepAlive < MinKeepAlive || cfg.KeepAlive > MaxKeepAlive)) {
-		return nil, nil, fmt.Errorf("cloud: Config.KeepAlive is %v; the platform accepts %v to %v", cfg.KeepAlive, MinKeepAlive, MaxKeepAlive)
+		return nil, fmt.Errorf("cloud: Config.KeepAlive is %v; the platform accepts %v to %v", cfg.KeepAlive, MinKeepAlive, MaxKeepAlive)
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
@@ -237,10 +236,10 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		cfg.MaxReconnectInterval = time.Minute
 	}
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-		return nil, nil, errors.New("cloud: Config.CertFile and KeyFile go together: give the client certificate and its key, or neither")
+		return nil, errors.New("cloud: Config.CertFile and KeyFile go together: give the client certificate and its key, or neither")
 	}
 	if cfg.CertFile != "" && !useTLS {
-		return nil, nil, fmt.Errorf("cloud: Config.CertFile needs TLS, but Config.Broker %q is plain TCP: use ssl://", cfg.Broker)
+		return nil, fmt.Errorf("cloud: Config.CertFile needs TLS, but Config.Broker %q is plain TCP: use ssl://", cfg.Broker)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -268,14 +267,15 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 		}
 		return SignIn(cfg.Identity, sign)
 	}
-	creds, err := credentials()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cloud: %w", err)
+	// Signed once here so that a bad identity fails Dial before any
+	// connection; again before each connection attempt.
+	if _, err := credentials(); err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
 	}
 	var tc *tls.Config
 	if useTLS {
 		if tc, err = tlsConfig(cfg); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	log := cfg.Logger
@@ -284,62 +284,46 @@ func newClient(cfg Config) (*paho.ClientOptions, *Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		ctx:       ctx,
-		cancel:    cancel,
-		cfg:       cfg,
-		log:       log.With("device", cfg.Identity.ProductKey+"/"+cfg.Identity.DeviceName),
-		topics:    Topics(cfg.Identity.ProductKey, cfg.Identity.DeviceName),
-		qready:    make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		workerEnd: make(chan struct{}),
-		firstSub:  make(chan error, 1),
-		seen:      map[string]bool{},
+		ctx:      ctx,
+		cancel:   cancel,
+		cfg:      cfg,
+		log:      log.With("device", cfg.Identity.ProductKey+"/"+cfg.Identity.DeviceName),
+		topics:   Topics(cfg.Identity.ProductKey, cfg.Identity.DeviceName),
+		done:     make(chan struct{}),
+		firstSub: make(chan error, 1),
+		seen:     map[string]bool{},
 	}
-	opts := paho.NewClientOptions()
-	// paho tries the brokers in order at every connection, so a device
+	// Every broker is tried in order at every connection, so a device
 	// whose broker node died reconnects to the next.
-	for _, b := range brokers {
-		opts.AddBroker(b)
-	}
-	opts.SetClientID(creds.ClientID).
-		SetUsername(creds.Username).
-		SetPassword(creds.Password).
-		SetKeepAlive(cfg.KeepAlive).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
-		SetAutoReconnect(true).
+	c.mq, err = mqtt.New(mqtt.Config{
+		Brokers:              brokers,
+		TLS:                  tc,
+		Credentials:          func() (mqtt.Credentials, error) { cr, err := credentials(); return mqtt.Credentials(cr), err },
+		KeepAlive:            cfg.KeepAlive,
+		ConnectTimeout:       cfg.ConnectTimeout,
+		MaxReconnectInterval: cfg.MaxReconnectInterval,
 		// A persistent session keeps QoS 1 orders sent while the link was
-		// down; we still subscribe on every connection, since a broker that
-		// restarted has no session to resume.
-		SetCleanSession(false).
-		SetResumeSubs(false).
-		// Handlers run in arrival order on paho's goroutine; none of
-		// them blocks (the order handler queues, see enqueue), so
-		// acknowledgements are never held up.
-		SetOrderMatters(true).
-		SetOnConnectHandler(c.onConnect).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
+		// down; we still subscribe on every connection (onConnect), since
+		// a broker that restarted has no session to resume.
+		CleanSession: false,
+		// The largest message the device takes is a key set chain.
+		MaxPacketSize: MaxKeySetChain + 64<<10,
+		OnConnect:     c.onConnect,
+		OnConnectionLost: func(err error) {
 			c.log.Warn("connection lost; reconnecting", "err", err)
 			c.report(fmt.Errorf("cloud: connection lost: %w", err))
-		}).
-		SetReconnectingHandler(func(_ paho.Client, o *paho.ClientOptions) {
-			cr, err := credentials()
-			if err != nil {
-				// Not reached: the same inputs signed the first time.
-				c.log.Error("sign in again", "err", err)
-				return
-			}
-			o.SetClientID(cr.ClientID).SetUsername(cr.Username).SetPassword(cr.Password)
-		})
-	if tc != nil {
-		opts.SetTLSConfig(tc)
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cloud: %w", err)
 	}
-	return opts, c, nil
+	return c, nil
 }
 
-// parseBrokers splits Config.Broker into its URLs and says whether they
-// are TLS: all of them or none, since the sign-in's securemode says which
-// and is signed.
+// parseBrokers splits Config.Broker into its URLs and returns their
+// host:port, saying whether they are TLS: all of them or none, since the
+// sign-in's securemode says which and is signed.
 func parseBrokers(list string) (brokers []string, useTLS bool, err error) {
 	for i, raw := range strings.Split(list, ",") {
 		raw = strings.TrimSpace(raw)
@@ -359,7 +343,16 @@ func parseBrokers(list string) (brokers []string, useTLS bool, err error) {
 			return nil, false, fmt.Errorf("cloud: Config.Broker %q: mixes TLS and plain TCP; the sign-in claims one (securemode), so give every broker the same scheme", list)
 		}
 		useTLS = t
-		brokers = append(brokers, raw)
+		host := u.Host
+		if u.Port() == "" {
+			// MQTT's ports (IANA): 1883 plain, 8883 over TLS.
+			port := "1883"
+			if t {
+				port = "8883"
+			}
+			host = net.JoinHostPort(u.Hostname(), port)
+		}
+		brokers = append(brokers, host)
 	}
 	return brokers, useTLS, nil
 }
@@ -388,8 +381,8 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 }
 
 // subscribeStatements subscribes to the product's release topic.
-func (c *Client) subscribeStatements(ctx context.Context, mq paho.Client) error {
-	return c.subscribeOtaport(ctx, mq, c.topics.Release, func(b []byte) error {
+func (c *Client) subscribeStatements(ctx context.Context) error {
+	return c.subscribeOtaport(ctx, c.topics.Release, func(b []byte) error {
 		s, err := ParseStatement(b)
 		if err == nil {
 			c.cfg.OnStatement(s)
@@ -399,8 +392,8 @@ func (c *Client) subscribeStatements(ctx context.Context, mq paho.Client) error 
 }
 
 // subscribeKeySets subscribes to the product's key set topic.
-func (c *Client) subscribeKeySets(ctx context.Context, mq paho.Client) error {
-	return c.subscribeOtaport(ctx, mq, c.topics.KeySet, func(b []byte) error {
+func (c *Client) subscribeKeySets(ctx context.Context) error {
+	return c.subscribeOtaport(ctx, c.topics.KeySet, func(b []byte) error {
 		docs, err := ParseKeySetChain(b)
 		if err == nil {
 			c.cfg.OnKeySets(docs)
@@ -411,37 +404,28 @@ func (c *Client) subscribeKeySets(ctx context.Context, mq paho.Client) error {
 
 // subscribeOtaport subscribes to one of otaport's own topics; handle's
 // error on a message is logged and reported.
-func (c *Client) subscribeOtaport(ctx context.Context, mq paho.Client, topic string, handle func([]byte) error) error {
-	tok := mq.Subscribe(topic, qos, func(_ paho.Client, m paho.Message) {
-		if err := handle(m.Payload()); err != nil {
+func (c *Client) subscribeOtaport(ctx context.Context, topic string, handle func([]byte) error) error {
+	err := c.mq.Subscribe(ctx, topic, qos, func(m mqtt.Message) {
+		if err := handle(m.Payload); err != nil {
 			c.log.Warn("message refused", "topic", topic, "err", err)
 			c.report(fmt.Errorf("cloud: %w", err))
 		}
 	})
-	if err := wait(ctx, tok); err != nil {
-		return fmt.Errorf("cloud: subscribe %s: %w", topic, err)
-	}
-	if st, ok := tok.(*paho.SubscribeToken); ok && st.Result()[topic] > qos {
-		return fmt.Errorf("cloud: subscribe %s: the broker refused the subscription (code 0x%02x)", topic, st.Result()[topic])
+	if err != nil {
+		return fmt.Errorf("cloud: %w", err)
 	}
 	return nil
 }
 
-// onConnect runs on a paho goroutine after every connection: it subscribes
-// to the upgrade topic, then tells Dial (the first time) or OnConnect (every
-// later time).
-func (c *Client) onConnect(mq paho.Client) {
-	tok := mq.Subscribe(c.topics.Upgrade, qos, func(_ paho.Client, m paho.Message) { c.enqueue(m.Payload()) })
+// onConnect runs on a goroutine of its own after every connection: it
+// subscribes to the upgrade topic, then tells Dial (the first time) or
+// OnConnect (every later time).
+func (c *Client) onConnect() {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	err := wait(ctx, tok)
-	if err == nil {
-		if st, ok := tok.(*paho.SubscribeToken); ok && st.Result()[c.topics.Upgrade] > qos {
-			err = fmt.Errorf("the broker refused the subscription (code 0x%02x)", st.Result()[c.topics.Upgrade])
-		}
-	}
+	err := c.mq.Subscribe(ctx, c.topics.Upgrade, qos, func(m mqtt.Message) { c.enqueue(m.Payload) })
 	if err != nil {
-		err = fmt.Errorf("cloud: subscribe %s: %w", c.topics.Upgrade, err)
+		err = fmt.Errorf("cloud: %w", err)
 		c.log.Error("subscription failed", "err", err)
 	} else {
 		c.log.Info("connected and subscribed", "topic", c.topics.Upgrade)
@@ -449,7 +433,7 @@ func (c *Client) onConnect(mq paho.Client) {
 	if err == nil && c.cfg.OnStatement != nil {
 		// Not fatal: a broker that refuses it (the platform's) leaves the
 		// device without statements, which its freeze watch reports.
-		if serr := c.subscribeStatements(ctx, mq); serr != nil {
+		if serr := c.subscribeStatements(ctx); serr != nil {
 			c.log.Warn("no release statements", "err", serr)
 			c.report(serr)
 		}
@@ -457,7 +441,7 @@ func (c *Client) onConnect(mq paho.Client) {
 	if err == nil && c.cfg.OnKeySets != nil {
 		// Not fatal either: the platform publishes no key sets, and a
 		// device without them keeps its provisioned keys.
-		if serr := c.subscribeKeySets(ctx, mq); serr != nil {
+		if serr := c.subscribeKeySets(ctx); serr != nil {
 			c.log.Warn("no key sets", "err", serr)
 			c.report(serr)
 		}
@@ -479,7 +463,8 @@ func (c *Client) onConnect(mq paho.Client) {
 // a campaign sends one device; past it an order is dropped and reported.
 const maxQueuedOrders = 64
 
-// enqueue queues an order for the worker; it never blocks.
+// enqueue queues an order for the worker, starting it if it is not
+// running; it never blocks.
 func (c *Client) enqueue(raw []byte) {
 	c.qmu.Lock()
 	if len(c.queue) >= maxQueuedOrders {
@@ -489,18 +474,25 @@ func (c *Client) enqueue(raw []byte) {
 		return
 	}
 	c.queue = append(c.queue, raw)
-	c.qmu.Unlock()
-	select {
-	case c.qready <- struct{}{}:
-	default: // the worker has been told already
+	if !c.working {
+		// enqueue runs on the connection's goroutine, which Close
+		// waits for before it waits for the workers: no Add follows
+		// that Wait.
+		c.working = true
+		c.workers.Add(1)
+		go c.work()
 	}
+	c.qmu.Unlock()
 }
 
-// dequeue takes the oldest waiting order.
+// dequeue takes the oldest waiting order; when there is none it marks the
+// worker stopped, under the same lock, so that enqueue starts another.
 func (c *Client) dequeue() ([]byte, bool) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if len(c.queue) == 0 {
+		c.working = false
+		c.queue = nil // an idle device keeps no queue
 		return nil, false
 	}
 	raw := c.queue[0]
@@ -509,23 +501,20 @@ func (c *Client) dequeue() ([]byte, bool) {
 }
 
 // work takes orders one at a time, in arrival order, so that OnOrder calls
-// never overlap and duplicates are seen as they came.
+// never overlap and duplicates are seen as they came; it returns once the
+// queue is empty.
 func (c *Client) work() {
-	defer close(c.workerEnd)
-	for {
+	defer c.workers.Done()
+	for raw, ok := c.dequeue(); ok; raw, ok = c.dequeue() {
 		select {
-		case <-c.qready:
-			for raw, ok := c.dequeue(); ok; raw, ok = c.dequeue() {
-				select {
-				case <-c.done:
-					return
-				default:
-				}
-				c.handle(raw)
-			}
 		case <-c.done:
+			c.qmu.Lock()
+			c.working, c.queue = false, nil
+			c.qmu.Unlock()
 			return
+		default:
 		}
+		c.handle(raw)
 	}
 }
 
@@ -709,7 +698,7 @@ func clipDesc(s string) string {
 func (c *Client) Topics() TopicSet { return c.topics }
 
 // IsConnected reports whether the link is up now.
-func (c *Client) IsConnected() bool { return c.mq.IsConnectionOpen() }
+func (c *Client) IsConnected() bool { return c.mq.IsConnected() }
 
 func (c *Client) publish(ctx context.Context, topic string, v any) error {
 	b, err := Marshal(v)
@@ -721,8 +710,8 @@ func (c *Client) publish(ctx context.Context, topic string, v any) error {
 		return fmt.Errorf("cloud: publish %s: client closed", topic)
 	default:
 	}
-	if err := wait(ctx, c.mq.Publish(topic, qos, false, b)); err != nil {
-		return fmt.Errorf("cloud: publish %s: %w", topic, err)
+	if err := c.mq.Publish(ctx, topic, qos, b); err != nil {
+		return fmt.Errorf("cloud: %w", err)
 	}
 	return nil
 }
@@ -733,10 +722,8 @@ func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.done)
 		c.cancel()
-		if c.mq != nil {
-			c.mq.Disconnect(250)
-		}
-		<-c.workerEnd
+		c.mq.Close()
+		c.workers.Wait()
 	})
 	return nil
 }
@@ -744,15 +731,5 @@ func (c *Client) Close() error {
 func (c *Client) report(err error) {
 	if c.cfg.OnError != nil {
 		c.cfg.OnError(err)
-	}
-}
-
-// wait waits for a paho token or for ctx, whichever comes first.
-func wait(ctx context.Context, tok paho.Token) error {
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
