@@ -1,0 +1,581 @@
+package mqtt
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testTimeout bounds each wait so that a broken test fails rather than
+// hangs; no test asserts on how long anything took.
+const testTimeout = 20 * time.Second
+
+const mosquittoPath = "/usr/sbin/mosquitto"
+
+// broker is a Mosquitto process on a free loopback port.
+type broker struct {
+	addr string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+// startBroker starts Mosquitto with conf added to its configuration, or
+// skips t when Mosquitto is not installed.
+func startBroker(t testing.TB, conf string) *broker {
+	t.Helper()
+	bin, err := exec.LookPath(mosquittoPath)
+	if err != nil {
+		if bin, err = exec.LookPath("mosquitto"); err != nil {
+			t.Skipf("Mosquitto is not installed (%s, or mosquitto on PATH): these tests need a real broker", mosquittoPath)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	dir := confDir(t)
+	path := filepath.Join(dir, "mosquitto.conf")
+	full := fmt.Sprintf("listener %s 127.0.0.1\npersistence false\nlog_dest stderr\nmax_keepalive 65535\n%s\n", port, conf)
+	if !strings.Contains(conf, "allow_anonymous") {
+		full += "allow_anonymous true\n"
+	}
+	if err := os.WriteFile(path, []byte(full), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{addr: addr, log: &bytes.Buffer{}}
+	b.cmd = exec.Command(bin, "-c", path)
+	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
+	if err := b.cmd.Start(); err != nil {
+		t.Fatalf("start Mosquitto: %v", err)
+	}
+	t.Cleanup(func() {
+		b.stop()
+		if t.Failed() {
+			t.Logf("Mosquitto on %s said:\n%s", addr, b.log)
+		}
+	})
+	deadline := time.Now().Add(testTimeout)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Mosquitto never listened on %s: %v\n%s", addr, err, b.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *broker) stop() {
+	if b.cmd.ProcessState == nil {
+		b.cmd.Process.Kill()
+		b.cmd.Wait()
+	}
+}
+
+// events collects what a Client's callbacks heard.
+type events struct {
+	connected chan struct{}
+	lost      chan error
+}
+
+// dial connects a Client to addrs with id and tweak applied; it is closed
+// when the test ends.
+func dial(t testing.TB, id string, tweak func(*Config), addrs ...string) (*Client, *events, error) {
+	t.Helper()
+	ev := &events{connected: make(chan struct{}, 16), lost: make(chan error, 16)}
+	cfg := Config{
+		Brokers:              addrs,
+		Credentials:          func() (Credentials, error) { return Credentials{ClientID: id}, nil },
+		KeepAlive:            30 * time.Second,
+		ConnectTimeout:       2 * time.Second,
+		MaxReconnectInterval: 200 * time.Millisecond,
+		OnConnect:            func() { ev.connected <- struct{}{} },
+		OnConnectionLost:     func(err error) { ev.lost <- err },
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, ev, nil
+}
+
+func mustDial(t testing.TB, id string, tweak func(*Config), addrs ...string) (*Client, *events) {
+	t.Helper()
+	c, ev, err := dial(t, id, tweak, addrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ev
+}
+
+func wait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatalf("%s never happened", what)
+		panic("unreachable")
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// subscribe subscribes c to filter and returns the messages it receives.
+func subscribe(t *testing.T, c *Client, filter string) <-chan Message {
+	t.Helper()
+	msgs := make(chan Message, 64)
+	if err := c.Subscribe(ctx(t), filter, 1, func(m Message) { msgs <- m }); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func TestConnect_RefusalsAreNamed(t *testing.T) {
+	dir := confDir(t)
+	pw := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "dev", "right").CombinedOutput(); err != nil {
+		t.Skipf("mosquitto_passwd cannot make a password file: %v: %s", err, out)
+	}
+	if err := os.Chmod(pw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, "allow_anonymous false\npassword_file "+pw)
+	cases := []struct {
+		name  string
+		creds Credentials
+		want  RefusedError
+		text  string
+	}{
+		{"wrong password", Credentials{ClientID: "c1", Username: "dev", Password: "wrong"}, RefusedNotAuthorized, "not authorized"},
+		{"empty client id, persistent session", Credentials{Username: "dev", Password: "right"}, RefusedIdentifier, "identifier rejected"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := dial(t, "", func(cfg *Config) {
+				cfg.Credentials = func() (Credentials, error) { return c.creds, nil }
+			}, b.addr)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("Connect err = %v; want %v", err, c.want)
+			}
+		})
+	}
+	// The right credentials sign in, so the refusals above were theirs.
+	mustDial(t, "c2", func(cfg *Config) {
+		cfg.Credentials = func() (Credentials, error) { return Credentials{ClientID: "c2", Username: "dev", Password: "right"}, nil }
+	}, b.addr)
+}
+
+func TestConnect_TriesEveryBrokerAndNamesEach(t *testing.T) {
+	b := startBroker(t, "")
+	dead := deadAddr(t)
+	// The dead broker first: the client moves on to the live one.
+	c, _ := mustDial(t, "c", nil, dead, b.addr)
+	if !c.IsConnected() {
+		t.Fatal("not connected")
+	}
+	dead2 := deadAddr(t)
+	_, _, err := dial(t, "c2", nil, dead, dead2)
+	if err == nil || !strings.Contains(err.Error(), "connect to "+dead) || !strings.Contains(err.Error(), "connect to "+dead2) {
+		t.Fatalf("Connect to two dead brokers: %v; want both named", err)
+	}
+}
+
+// confDir returns a directory for Mosquitto's files that Mosquitto can
+// read when it drops root's privileges for its own user.
+func confDir(t testing.TB) string {
+	dir := t.TempDir()
+	// The test's temporary directory and its parent are private.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// dynsecPlugin is Mosquitto's dynamic security plugin, the part of
+// Mosquitto that checks subscriptions (its ACL file only filters delivery).
+const dynsecPlugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+
+// dynsecConfig lets anonymous clients subscribe to open/# only.
+const dynsecConfig = `{
+	"anonymousGroup": "anon",
+	"groups": [{"groupname": "anon", "roles": [{"rolename": "open"}], "clients": []}],
+	"roles": [{"rolename": "open", "acls": [{"acltype": "subscribePattern", "topic": "open/#", "allow": true}]}],
+	"clients": [],
+	"defaultACLAccess": {"publishClientSend": true, "publishClientReceive": true, "subscribe": false, "unsubscribe": true}
+}`
+
+func TestSubscribe_RefusalIsAnError(t *testing.T) {
+	if _, err := os.Stat(dynsecPlugin); err != nil {
+		t.Skipf("Mosquitto's dynamic security plugin is missing (%v): it is what refuses a subscription", err)
+	}
+	dir := confDir(t)
+	conf := filepath.Join(dir, "dynsec.json")
+	// The plugin rewrites its file, as Mosquitto's user.
+	if err := os.WriteFile(conf, []byte(dynsecConfig), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, "plugin "+dynsecPlugin+"\nplugin_opt_config_file "+conf)
+	c, _ := mustDial(t, "c", nil, b.addr)
+	err := c.Subscribe(ctx(t), "closed/x", 1, func(Message) {})
+	if !errors.Is(err, ErrSubscriptionRefused) {
+		t.Fatalf("subscribe to a denied topic: %v; want ErrSubscriptionRefused", err)
+	}
+	if err := c.Subscribe(ctx(t), "open/x", 1, func(Message) {}); err != nil {
+		t.Fatalf("subscribe to an allowed topic: %v", err)
+	}
+}
+
+func TestPublish_QoS1RoundTrip(t *testing.T) {
+	b := startBroker(t, "")
+	sub, _ := mustDial(t, "sub", nil, b.addr)
+	pub, _ := mustDial(t, "pub", nil, b.addr)
+	msgs := subscribe(t, sub, "ota/+/x")
+	for i := range 20 {
+		body := fmt.Sprintf("message %d", i)
+		if err := pub.Publish(ctx(t), "ota/a/x", 1, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		// Arrival order is publication order on one topic at QoS 1.
+		if m := wait(t, msgs, body); string(m.Payload) != body || m.Topic != "ota/a/x" || m.QoS != 1 {
+			t.Fatalf("got %+v, want %q", m, body)
+		}
+	}
+	if err := pub.Publish(ctx(t), "ota/a/x", 0, []byte("zero")); err != nil {
+		t.Fatal(err)
+	}
+	if m := wait(t, msgs, "QoS 0 message"); string(m.Payload) != "zero" {
+		t.Fatalf("got %+v", m)
+	}
+	if err := pub.Publish(ctx(t), "ota/#", 1, nil); err == nil {
+		t.Fatal("publish to a wildcard topic succeeded")
+	}
+}
+
+// TestPublish_ResentWithDupAfterTheLinkDrops loses the PUBACK of a QoS 1
+// message and cuts the link: the client sends the message again, same
+// packet identifier, DUP set, on the next link, and Publish returns then.
+func TestPublish_ResentWithDupAfterTheLinkDrops(t *testing.T) {
+	b := startBroker(t, "")
+	sub, _ := mustDial(t, "sub", nil, b.addr)
+	msgs := subscribe(t, sub, "t")
+	p := startProxy(t, b.addr, func(conn int, toBroker bool, pk *Packet) action {
+		if conn == 0 && !toBroker && pk.Type == PUBACK {
+			return dropAndCut
+		}
+		return pass
+	})
+	c, ev := mustDial(t, "pub", nil, p.addr())
+	wait(t, ev.connected, "first connection")
+	if err := c.Publish(ctx(t), "t", 1, []byte("once")); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, ev.lost, "the loss of the first link")
+	first, again := p.sent(0, PUBLISH), p.sent(1, PUBLISH)
+	if len(first) != 1 || first[0].Dup || len(again) != 1 || !again[0].Dup || again[0].ID != first[0].ID || string(again[0].Payload) != "once" {
+		t.Fatalf("first link sent %+v, second %+v; want the message again with DUP and the same id", first, again)
+	}
+	if m := wait(t, msgs, "the message"); string(m.Payload) != "once" {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+// TestPublish_WaitsForALinkAtQoS1 publishes while the broker is away: the
+// message goes out, without DUP, once the client is back.
+func TestPublish_WaitsForALinkAtQoS1(t *testing.T) {
+	b := startBroker(t, "")
+	sub, _ := mustDial(t, "sub", nil, b.addr)
+	msgs := subscribe(t, sub, "t")
+	blocked := make(chan struct{})
+	p := startProxy(t, b.addr, func(conn int, toBroker bool, pk *Packet) action {
+		if conn == 0 && toBroker && pk.Type == PINGREQ {
+			return dropAndCut
+		}
+		return pass
+	})
+	p.hold = blocked // the second link waits until the message is queued
+	c, ev := mustDial(t, "pub", func(cfg *Config) { cfg.KeepAlive = time.Second }, p.addr())
+	wait(t, ev.lost, "the loss of the first link")
+	if err := c.Publish(ctx(t), "t", 0, []byte("q0")); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("QoS 0 publish while down: %v; want ErrNotConnected", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Publish(ctx(t), "t", 1, []byte("later")) }()
+	close(blocked)
+	if err := wait(t, done, "the publication"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.sent(1, PUBLISH); len(got) != 1 || got[0].Dup {
+		t.Fatalf("second link sent %+v; want the message once without DUP", got)
+	}
+	if m := wait(t, msgs, "the message"); string(m.Payload) != "later" {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestReconnect_MovesToTheNextBroker(t *testing.T) {
+	b1, b2 := startBroker(t, ""), startBroker(t, "")
+	c, ev := mustDial(t, "dev", nil, b1.addr, b2.addr)
+	wait(t, ev.connected, "first connection")
+	sub2, _ := mustDial(t, "sub", nil, b2.addr)
+	msgs := subscribe(t, sub2, "t")
+	b1.stop()
+	if err := wait(t, ev.lost, "the loss of the first broker"); err == nil {
+		t.Fatal("connection lost with a nil error")
+	}
+	wait(t, ev.connected, "a connection to the second broker")
+	if err := c.Publish(ctx(t), "t", 1, []byte("on b2")); err != nil {
+		t.Fatal(err)
+	}
+	if m := wait(t, msgs, "the message on the second broker"); string(m.Payload) != "on b2" {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestKeepAlive_DropsALinkWithoutPingresp(t *testing.T) {
+	b := startBroker(t, "")
+	p := startProxy(t, b.addr, func(conn int, toBroker bool, pk *Packet) action {
+		if conn == 0 && pk.Type == PINGRESP {
+			return drop
+		}
+		return pass
+	})
+	creds := 0
+	var mu sync.Mutex
+	_, ev := mustDial(t, "dev", func(cfg *Config) {
+		cfg.KeepAlive, cfg.PingTimeout = time.Second, 300*time.Millisecond
+		cfg.Credentials = func() (Credentials, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			creds++
+			return Credentials{ClientID: "dev", Username: fmt.Sprint("u", creds)}, nil
+		}
+	}, p.addr())
+	wait(t, ev.connected, "first connection")
+	if err := wait(t, ev.lost, "the loss of the link"); !errors.Is(err, ErrNoPingResponse) {
+		t.Fatalf("lost: %v; want ErrNoPingResponse", err)
+	}
+	wait(t, ev.connected, "a reconnection")
+	if len(p.sent(0, PINGREQ)) == 0 {
+		t.Fatal("no PINGREQ on the first link")
+	}
+	// Each connection signed in with credentials made for it.
+	c0, c1 := p.sent(0, CONNECT), p.sent(1, CONNECT)
+	if len(c0) != 1 || len(c1) != 1 || *c0[0].Username == *c1[0].Username || c1[0].CleanSession {
+		t.Fatalf("CONNECTs %+v then %+v; want fresh credentials and a persistent session", c0, c1)
+	}
+}
+
+// TestClient_OneGoroutinePerConnection counts the goroutines of connected,
+// subscribed, idle clients: one each, the reader.
+func TestClient_OneGoroutinePerConnection(t *testing.T) {
+	b := startBroker(t, "")
+	const n = 50
+	before := runtime.NumGoroutine()
+	for i := range n {
+		c, _ := mustDial(t, fmt.Sprint("g", i), func(cfg *Config) { cfg.OnConnect, cfg.OnConnectionLost = nil, nil }, b.addr)
+		if err := c.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(Message) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := runtime.NumGoroutine() - before
+	if got > n {
+		t.Fatalf("%d clients run %d goroutines; want at most one each", n, got)
+	}
+	t.Logf("%d clients: %d goroutines", n, got)
+}
+
+// TestClient_MemoryPerConnection reports the heap and stack that a
+// connected, subscribed, idle client holds, and bounds it.
+func TestClient_MemoryPerConnection(t *testing.T) {
+	b := startBroker(t, "")
+	const n = 200
+	var clients []*Client
+	inUse := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc + ms.StackInuse
+	}
+	before := inUse()
+	for i := range n {
+		c, _ := mustDial(t, fmt.Sprint("m", i), func(cfg *Config) { cfg.OnConnect, cfg.OnConnectionLost = nil, nil }, b.addr)
+		if err := c.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(Message) {}); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	per := float64(inUse()-before) / n
+	runtime.KeepAlive(clients)
+	t.Logf("%.0f bytes of heap and stack per connected client", per)
+	// A goroutine's stack (8 KiB) and a few small buffers; paho's
+	// client holds over ten times that.
+	if per > 24<<10 {
+		t.Fatalf("%.0f bytes per connected client; want under 24 KiB", per)
+	}
+}
+
+// action is what the proxy does with a packet.
+type action int
+
+const (
+	pass action = iota
+	drop
+	dropAndCut
+)
+
+// proxy relays MQTT between clients and a broker, packet by packet, and
+// lets a test drop packets and cut links; it records what the clients sent.
+type proxy struct {
+	ln     net.Listener
+	target string
+	filter func(conn int, toBroker bool, p *Packet) action
+	hold   chan struct{} // if set, links after the first wait for it
+
+	mu    sync.Mutex
+	conns int
+	seen  map[int][]*Packet // by link, what the client sent
+}
+
+func startProxy(t *testing.T, target string, filter func(conn int, toBroker bool, p *Packet) action) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, filter: filter, seen: map[int][]*Packet{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			n := p.conns
+			p.conns++
+			p.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.relay(n, c)
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) relay(n int, client net.Conn) {
+	defer client.Close()
+	if n > 0 && p.hold != nil {
+		<-p.hold
+	}
+	broker, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer broker.Close()
+	cut := func() { client.Close(); broker.Close() }
+	pipe := func(from, to net.Conn, toBroker bool) {
+		defer cut()
+		r := bufio.NewReader(from)
+		for {
+			pk, err := ReadPacket(r, 1<<20)
+			if err != nil {
+				return
+			}
+			if toBroker {
+				p.mu.Lock()
+				p.seen[n] = append(p.seen[n], pk)
+				p.mu.Unlock()
+			}
+			switch p.filter(n, toBroker, pk) {
+			case drop:
+				continue
+			case dropAndCut:
+				return
+			}
+			b, err := pk.Append(nil)
+			if err != nil {
+				return
+			}
+			if _, err := to.Write(b); err != nil {
+				return
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pipe(broker, client, false)
+	}()
+	pipe(client, broker, true)
+	<-done
+}
+
+// sent returns the packets of type typ the client sent on link n.
+func (p *proxy) sent(n int, typ Type) []*Packet {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*Packet
+	for _, pk := range p.seen[n] {
+		if pk.Type == typ {
+			out = append(out, pk)
+		}
+	}
+	return out
+}
