@@ -4,8 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -193,7 +201,9 @@ func TestConnect_RefusalsAreNamed(t *testing.T) {
 	}
 	// The right credentials sign in, so the refusals above were theirs.
 	mustDial(t, "c2", func(cfg *Config) {
-		cfg.Credentials = func() (Credentials, error) { return Credentials{ClientID: "c2", Username: "dev", Password: "right"}, nil }
+		cfg.Credentials = func() (Credentials, error) {
+			return Credentials{ClientID: "c2", Username: "dev", Password: "right"}, nil
+		}
 	}, b.addr)
 }
 
@@ -433,33 +443,87 @@ func TestClient_OneGoroutinePerConnection(t *testing.T) {
 }
 
 // TestClient_MemoryPerConnection reports the heap and stack that a
-// connected, subscribed, idle client holds, and bounds it.
+// connected, subscribed, idle client holds, over TCP and over TLS, and
+// bounds it.
 func TestClient_MemoryPerConnection(t *testing.T) {
-	b := startBroker(t, "")
-	const n = 200
-	var clients []*Client
-	inUse := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc + ms.StackInuse
+	certFile, keyFile, roots := selfSigned(t)
+	for _, c := range []struct {
+		name, conf string
+		tls        *tls.Config
+		max        float64
+	}{
+		// A goroutine's stack (8 KiB) and a few small buffers.
+		{"tcp", "", nil, 16 << 10},
+		// crypto/tls keeps its record buffers and session state.
+		{"tls", "certfile " + certFile + "\nkeyfile " + keyFile, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, 32 << 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := startBroker(t, c.conf)
+			const n = 200
+			var clients []*Client
+			inUse := func() uint64 {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				return ms.HeapAlloc + ms.StackInuse
+			}
+			before := inUse()
+			for i := range n {
+				cl, _ := mustDial(t, fmt.Sprint("m", i), func(cfg *Config) {
+					cfg.OnConnect, cfg.OnConnectionLost, cfg.TLS = nil, nil, c.tls
+				}, b.addr)
+				if err := cl.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(Message) {}); err != nil {
+					t.Fatal(err)
+				}
+				clients = append(clients, cl)
+			}
+			per := float64(inUse()-before) / n
+			runtime.KeepAlive(clients)
+			t.Logf("%.0f bytes of heap and stack per connected client over %s", per, c.name)
+			if per > c.max {
+				t.Fatalf("%.0f bytes per connected client over %s; want under %.0f", per, c.name, c.max)
+			}
+		})
 	}
-	before := inUse()
-	for i := range n {
-		c, _ := mustDial(t, fmt.Sprint("m", i), func(cfg *Config) { cfg.OnConnect, cfg.OnConnectionLost = nil, nil }, b.addr)
-		if err := c.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(Message) {}); err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key where
+// Mosquitto can read them, and returns their paths and a pool that trusts
+// the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
-	per := float64(inUse()-before) / n
-	runtime.KeepAlive(clients)
-	t.Logf("%.0f bytes of heap and stack per connected client", per)
-	// A goroutine's stack (8 KiB) and a few small buffers; paho's
-	// client holds over ten times that.
-	if per > 24<<10 {
-		t.Fatalf("%.0f bytes per connected client; want under 24 KiB", per)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := confDir(t)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return certFile, keyFile, roots
 }
 
 // action is what the proxy does with a packet.
