@@ -229,7 +229,8 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 					d.flash.SharePages(pages)
 				}
 			},
-			Engine: engine.Options{ChunkSize: 16 << 10},
+			// An MCU's buffers: the smallest chunk the engine takes.
+			Engine: engine.Options{ChunkSize: 4 << 10},
 		})
 		if err != nil {
 			return err

@@ -310,7 +310,12 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 		t.total = rec.Size
 	}
 	align := dev.align
-	t.chunk = (max(e.opts.ChunkSize, 4<<10) + align - 1) / align * align
+	chunk := max(e.opts.ChunkSize, 4<<10)
+	if t.total > 0 {
+		// A small image needs no buffers bigger than itself.
+		chunk = min(chunk, max(int(t.total), 4<<10))
+	}
+	t.chunk = (chunk + align - 1) / align * align
 	t.dh = dg.newHash()
 	if rec.Offset > 0 {
 		err := v.UnmarshalBinary(rec.Verifier)
@@ -366,21 +371,32 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	defer cancel()
 	t.off = t.written
 	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val, dh: t.dh}
+	// The buffers are made as the pipeline needs them, up to
+	// pipelineDepth: while the network is slower than hashing and writing
+	// (the usual case) one or two go round, and a fleet simulator running
+	// thousands of installs at once holds that many, not four each.
 	free := make(chan []byte, pipelineDepth)
-	for range pipelineDepth {
-		free <- make([]byte, t.chunk)
-	}
 	full := make(chan chunkMsg, pipelineDepth)
 	fetched := make(chan struct{})
 	go func() {
 		defer close(fetched)
 		defer f.close()
+		made := 0 // buffers made; only this goroutine makes them
 		for {
 			var buf []byte
 			select {
 			case buf = <-free:
-			case <-ctx.Done():
-				return
+			default:
+				if made < pipelineDepth {
+					made++
+					buf = make([]byte, t.chunk)
+					break
+				}
+				select {
+				case buf = <-free:
+				case <-ctx.Done():
+					return
+				}
 			}
 			c := f.next(ctx, buf)
 			full <- c
