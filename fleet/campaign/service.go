@@ -482,6 +482,13 @@ func (s *Service) persist(w *store.Writer, m *Machine) error {
 	if err := w.SaveCampaign(m.Campaign(), changed); err != nil {
 		return err
 	}
+	keys := make([]string, len(changed))
+	for i, p := range changed {
+		keys[i] = p.Device
+	}
+	if err := w.PrefetchDevices(keys); err != nil {
+		return err
+	}
 	for _, p := range changed {
 		s.syncDevice(w, p, m.c.Module)
 	}
@@ -551,7 +558,14 @@ func (s *Service) sendLocked(orders []pending) {
 	seals := make([]*seal, len(orders))
 	if s.cfg.OrderKey != nil {
 		expires := time.Now().Add(s.cfg.OrderTTL)
+		keys := make([]string, len(orders))
+		for i, o := range orders {
+			keys[i] = o.key
+		}
 		err := s.cfg.Store.Write(func(w *store.Writer) error {
+			if err := w.PrefetchDevices(keys); err != nil {
+				return err
+			}
 			for i, o := range orders {
 				m, ok := s.active[o.campaign]
 				if !ok {
@@ -794,6 +808,13 @@ func (s *Service) handleMessages(msgs []Message, also func(*store.Writer) error)
 		// A write may run again (store.Writer, on PostgreSQL): each run
 		// starts from memory as it is, not from the drafts of the last.
 		orders, applyErrs, drafts = nil, nil, map[uint64]*Machine{}
+		keys := make([]string, len(evs))
+		for i, de := range evs {
+			keys[i] = de.ev.Device
+		}
+		if err := w.PrefetchDevices(keys); err != nil {
+			return err
+		}
 		for _, de := range evs {
 			ev := de.ev
 			err := w.UpdateDevice(de.pk, de.dn, func(dev *store.Device) error {

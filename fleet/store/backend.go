@@ -63,6 +63,10 @@ type txn interface {
 	nextID(t table) (uint64, error)
 	// dropProgress removes every progress record of a campaign.
 	dropProgress(campaign uint64) error
+	// prefetch reads the records of keys (of a table keyed by name) at
+	// once, so that the gets that follow cost no round trip each; a
+	// backend whose reads are local does nothing.
+	prefetch(t table, names []string) error
 }
 
 // schemaError is the error of opening a database written by a newer

@@ -58,6 +58,29 @@ func BenchmarkStore(b *testing.B) {
 					}
 				}
 			})
+			b.Run("update-100-prefetched", func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					err := s.Write(func(w *Writer) error {
+						keys := make([]string, 100)
+						for j := range keys {
+							keys[j] = DeviceKey("pk", fmt.Sprintf("dev%04d", (i*100+j)%devices))
+						}
+						if err := w.PrefetchDevices(keys); err != nil {
+							return err
+						}
+						for _, k := range keys {
+							pk, dn, _ := SplitDeviceKey(k)
+							if err := w.UpdateDevice(pk, dn, inc); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 			b.Run("add-campaign-of-1000", func(b *testing.B) {
 				ps := make([]Progress, devices)
 				for i := range ps {

@@ -295,6 +295,78 @@ type pgTx struct {
 	tx      pgx.Tx
 	first   error
 	pending pgx.Batch
+	// cache holds what prefetch read, by table, kept up to date by this
+	// transaction's own writes; nil until a prefetch.
+	cache map[table]map[string]cached
+}
+
+// cached is one prefetched record: ok false when there is none.
+type cached struct {
+	v  []byte
+	ok bool
+}
+
+// prefetch reads the records of names in one statement. Within a
+// serializable transaction what it read stays what a get would read, but
+// for this transaction's own writes, which put and del apply to the cache.
+func (t *pgTx) prefetch(tb table, names []string) error {
+	pt := tableOf(tb)
+	if strings.Contains(pt.keys, ",") || len(names) == 0 {
+		return nil // keyed by more than a name: gets read one by one
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if t.cache == nil {
+		t.cache = map[table]map[string]cached{}
+	}
+	c := t.cache[tb]
+	if c == nil {
+		c = make(map[string]cached, len(names))
+		t.cache[tb] = c
+	}
+	for _, n := range names {
+		if _, ok := c[n]; !ok {
+			c[n] = cached{} // none, unless the query finds it
+		}
+	}
+	rows, err := t.tx.Query(t.ctx, "SELECT "+pt.keys+", "+pt.doc+" FROM "+pt.name+" WHERE "+pt.keys+" = ANY($1)", names)
+	if err != nil {
+		return t.note(fmt.Errorf("read %s: %w", pt.name, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n string
+		var v []byte
+		if err := rows.Scan(&n, &v); err != nil {
+			return t.note(fmt.Errorf("read %s: %w", pt.name, err))
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		c[n] = cached{v: v, ok: true}
+	}
+	if err := rows.Err(); err != nil {
+		return t.note(fmt.Errorf("read %s: %w", pt.name, err))
+	}
+	return nil
+}
+
+// fromCache returns what prefetch read of a record, or hit false when it
+// did not read it.
+func (t *pgTx) fromCache(tb table, k key) (c cached, hit bool) {
+	if t.cache == nil || t.cache[tb] == nil {
+		return cached{}, false
+	}
+	c, hit = t.cache[tb][k.name]
+	return c, hit
+}
+
+// toCache applies a write to a prefetched table's cache.
+func (t *pgTx) toCache(tb table, k key, c cached) {
+	if t.cache != nil && t.cache[tb] != nil {
+		t.cache[tb][k.name] = c
+	}
 }
 
 // exec queues a write.
@@ -371,6 +443,9 @@ func (pt pgTable) where() string {
 }
 
 func (t *pgTx) get(tb table, k key) ([]byte, error) {
+	if c, hit := t.fromCache(tb, k); hit {
+		return c.v, nil
+	}
 	if err := t.flush(); err != nil {
 		return nil, err
 	}
@@ -392,10 +467,11 @@ func (t *pgTx) get(tb table, k key) ([]byte, error) {
 func (t *pgTx) put(tb table, k key, v []byte) error {
 	pt := tableOf(tb)
 	a := args(tb, k)
-	var val any = string(v)
+	val := string(v)
 	if pt.doc == "doc" {
 		val = jsonbSafe(v)
 	}
+	t.toCache(tb, k, cached{v: []byte(val), ok: true})
 	ph := make([]string, len(a)+1)
 	for i := range ph {
 		ph[i] = fmt.Sprintf("$%d", i+1)
@@ -408,6 +484,7 @@ func (t *pgTx) put(tb table, k key, v []byte) error {
 
 func (t *pgTx) del(tb table, k key) error {
 	pt := tableOf(tb)
+	t.toCache(tb, k, cached{})
 	t.exec("DELETE FROM "+pt.name+" WHERE "+pt.where(), args(tb, k)...)
 	return nil
 }

@@ -183,6 +183,18 @@ func (s *Store) UpdateDevice(pk, dn string, fn func(*Device) error) error {
 	return s.Write(func(w *Writer) error { return w.UpdateDevice(pk, dn, fn) })
 }
 
+// PrefetchDevices reads the devices of keys (DeviceKey) in one go, so that
+// a batch of UpdateDevice calls on them that follows costs no database
+// round trip each (PostgreSQL; on bbolt reads are local and it does
+// nothing). Keys of no device are fine: UpdateDevice still says
+// ErrNotFound for them.
+func (w *Writer) PrefetchDevices(keys []string) error {
+	if err := w.tx.prefetch(tableDevices, keys); err != nil {
+		return fmt.Errorf("read %d devices: %w", len(keys), err)
+	}
+	return nil
+}
+
 // UpdateDevice applies fn to a device within the writer's transaction. A
 // failure (ErrNotFound, or fn's error) changes nothing, and the transaction
 // may go on with other changes; a failure of the database itself ends it

@@ -470,3 +470,58 @@ func TestTokensAndSettings(t *testing.T) {
 		}
 	})
 }
+
+func TestPrefetchDevices_ReadsAsGetWould(t *testing.T) { backends(t, testPrefetchDevices) }
+
+// Prefetched devices read as the database holds them, with the
+// transaction's own writes on top, and a device that is not there is still
+// not found.
+func testPrefetchDevices(t *testing.T, db string) {
+	s := open(t, db)
+	defer s.Close()
+	for _, dn := range []string{"a", "b", "c"} {
+		if err := s.AddDevice(Device{ProductKey: "pk", DeviceName: dn, Board: "b", State: DeviceRegistered}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inc := func(d *Device) error { d.OrderCounter++; return nil }
+	err := s.Write(func(w *Writer) error {
+		if err := w.PrefetchDevices([]string{"pk/a", "pk/b", "pk/c", "pk/missing"}); err != nil {
+			return err
+		}
+		for range 3 {
+			if err := w.UpdateDevice("pk", "a", inc); err != nil {
+				return err
+			}
+		}
+		if _, err := w.DeleteDevice("pk", "b"); err != nil {
+			return err
+		}
+		if err := w.UpdateDevice("pk", "b", inc); !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateDevice of a device deleted in the transaction: %v; want ErrNotFound", err)
+		}
+		if err := w.UpdateDevice("pk", "missing", inc); !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateDevice of a prefetched key of no device: %v; want ErrNotFound", err)
+		}
+		// A device added after the prefetch is read from the database.
+		if err := put(w.tx, tableDevices, nameOf("pk/d"), Device{ProductKey: "pk", DeviceName: "d", Board: "b", State: DeviceRegistered}); err != nil {
+			return err
+		}
+		return w.UpdateDevice("pk", "d", inc)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dn, want := range map[string]uint64{"a": 3, "c": 0, "d": 1} {
+		d, err := s.Device("pk", dn)
+		if err != nil {
+			t.Fatalf("device %s: %v", dn, err)
+		}
+		if d.OrderCounter != want {
+			t.Errorf("device %s: order counter %d; want %d", dn, d.OrderCounter, want)
+		}
+	}
+	if _, err := s.Device("pk", "b"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("device b after the commit: %v; want ErrNotFound", err)
+	}
+}
