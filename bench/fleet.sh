@@ -32,7 +32,8 @@ Every process holds at most as many connections as its open-file limit
 (ulimit -n; raised here to the hard limit, ulimit -Hn) allows less 1,000: with
 the embedded broker that caps N, with Mosquitto each edge's and simulator's share.
 Needs mosquitto (apt-get install mosquitto) and PostgreSQL (apt-get install
-postgresql) for --broker mosquitto. BIN=dir builds into dir (default bin).
+postgresql) for --broker mosquitto. BIN=dir builds into dir (default bin);
+KEEP=1 keeps the work directory (logs, each device's times) and says where.
 EOF
 }
 
@@ -120,7 +121,8 @@ cleanup() {
 	for p in "${started[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 	for p in "${started[@]}"; do wait "$p" 2>/dev/null || true; done
 	if [ -n "$pg" ]; then kill -INT "$pg" 2>/dev/null && wait "$pg" 2>/dev/null || true; fi
-	rm -rf "$work" ${pgdir:+"$pgdir"}
+	if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+	rm -rf ${pgdir:+"$pgdir"}
 }
 trap cleanup EXIT
 
@@ -252,8 +254,8 @@ sample() {
 	for p in "$@"; do
 		while read -r k v rest; do
 			[ "$k" = VmHWM: ] && { [ "$v" -gt "${peak[$p]:-0}" ] && peak[$p]=$v; break; }
-		done <"/proc/$p/status" 2>/dev/null || continue
-		read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
+		done 2>/dev/null <"/proc/$p/status" || continue
+		read -r -a f 2>/dev/null <"/proc/$p/stat" || continue
 		cpu[$p]=$((f[13] + f[14]))
 	done
 }
@@ -266,8 +268,8 @@ pg_sample() {
 	for p in "$pg" $(ps -o pid= --ppid "$pg" 2>/dev/null); do
 		while read -r k v rest; do
 			[ "$k" = Pss: ] && { sum=$((sum + v)); break; }
-		done <"/proc/$p/smaps_rollup" 2>/dev/null || continue
-		read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
+		done 2>/dev/null <"/proc/$p/smaps_rollup" || continue
+		read -r -a f 2>/dev/null <"/proc/$p/stat" || continue
 		ticks=$((ticks + f[13] + f[14] + (p == pg ? f[15] + f[16] : 0)))
 	done
 	[ "$sum" -gt "$pg_pss_peak" ] && pg_pss_peak=$sum
@@ -395,8 +397,12 @@ run_mosquitto() {
 	confirmed=$(cat "$run"/times* | awk '$3 > 0' | wc -l)
 	echo "$confirmed of $n devices confirmed v2 (the campaign request took $(((t_created - t0) / 1000000)) ms)"
 	cat "$run"/times* | awk -v t0="$t0" -v n="$n" '
-		{ if ($3 > last) last = $3; print $3 - $2 }
-		END { printf "time to the last confirm:   %.3f s\ndevices upgraded per second: %.1f\n", (last - t0) / 1e9, n / ((last - t0) / 1e9) > "/dev/stderr" }' \
+		NR == 1 { first = $2; lastorder = $2 }
+		{ if ($3 > last) last = $3; if ($2 < first) first = $2; if ($2 > lastorder) lastorder = $2; printf "%d\n", $3 - $2 }
+		END {
+			printf "time to the last confirm:   %.3f s\ndevices upgraded per second: %.1f\n", (last - t0) / 1e9, n / ((last - t0) / 1e9) > "/dev/stderr"
+			printf "orders received from %.3f s to %.3f s after the campaign request began\n", (first - t0) / 1e9, (lastorder - t0) / 1e9 > "/dev/stderr"
+		}' \
 		2>"$run/summary" | sort -n >"$run/per"
 	cat "$run/summary"
 	awk '{ d[NR] = $1 } END {
