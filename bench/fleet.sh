@@ -398,7 +398,7 @@ run_mosquitto() {
 	echo "$confirmed of $n devices confirmed v2 (the campaign request took $(((t_created - t0) / 1000000)) ms)"
 	cat "$run"/times* | awk -v t0="$t0" -v n="$n" '
 		NR == 1 { first = $2; lastorder = $2 }
-		{ if ($3 > last) last = $3; if ($2 < first) first = $2; if ($2 > lastorder) lastorder = $2; printf "%d\n", $3 - $2 }
+		{ if ($3 > last) last = $3; if ($2 < first) first = $2; if ($2 > lastorder) lastorder = $2; printf "%.0f\n", $3 - $2 }
 		END {
 			printf "time to the last confirm:   %.3f s\ndevices upgraded per second: %.1f\n", (last - t0) / 1e9, n / ((last - t0) / 1e9) > "/dev/stderr"
 			printf "orders received from %.3f s to %.3f s after the campaign request began\n", (first - t0) / 1e9, (lastorder - t0) / 1e9 > "/dev/stderr"
