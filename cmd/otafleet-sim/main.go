@@ -147,6 +147,7 @@ const maxHTTPConns = 256
 type device struct {
 	name      string
 	port      *boot.Platform
+	flash     *flash.Emulator
 	ordered   atomic.Int64 // unix nanos of the order event
 	confirmed atomic.Int64 // unix nanos of the confirmed event
 	informed  atomic.Bool
@@ -195,7 +196,8 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		}), nil); err != nil && !strings.Contains(err.Error(), "already exists") {
 			return err
 		}
-		d.port, err = boot.NewPlatform(layout, factory.Clone(), boot.Options{Keys: s.keys})
+		d.flash = factory.Clone()
+		d.port, err = boot.NewPlatform(layout, d.flash, boot.Options{Keys: s.keys})
 		return err
 	})
 	if err != nil {
@@ -203,6 +205,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "registered and provisioned %d devices in %v\n", s.n, time.Since(start).Round(time.Millisecond))
 
+	pages := flash.NewPagePool()
 	runCtx, stopAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopAgents(); wg.Wait() }()
@@ -230,6 +233,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 					d.ordered.CompareAndSwap(0, time.Now().UnixNano())
 				case event.Confirmed:
 					d.confirmed.CompareAndSwap(0, time.Now().UnixNano())
+					d.flash.SharePages(pages)
+				case event.Reboot:
+					// Every device wrote the same image: keep one copy
+					// of its pages (flash.PagePool).
+					d.flash.SharePages(pages)
 				}
 			},
 			Engine: engine.Options{ChunkSize: 16 << 10},

@@ -461,15 +461,24 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The release statements and the key sets are watched from this loop
+	// rather than goroutines of their own: a fleet simulator runs tens of
+	// thousands of agents in one process, and every goroutine is a stack.
+	var statements <-chan *cloud.Statement
+	var freezeTick <-chan time.Time
+	var fw *freezeWatch
 	if a.auth != nil {
-		go a.watchFreeze(uctx, link, a.units[0].rec.StatementIssued)
+		fw = a.newFreezeWatch(link, a.units[0].rec.StatementIssued)
+		defer fw.stop()
+		statements, freezeTick = a.statements, fw.tick.C
 	}
 	if kl, ok := link.(keySetLink); ok {
 		for _, u := range a.units {
 			kl.SetKeySetVersion(u.module, u.keySetVersion(uctx))
 		}
 	}
-	go a.watchKeySets(uctx, link)
+	var chain [][]byte
+	var keySetRetry <-chan time.Time // nil: nothing to try again
 	done := make(chan error, len(a.units))
 	for _, u := range a.units {
 		u.link = moduleLink{link: link, module: u.module, order: new(atomic.Int64)}
@@ -494,79 +503,97 @@ func (a *Agent) Run(ctx context.Context) error {
 			// The platform wants the version after every connection
 			// (AliOS Things issue #1805), every module's.
 			a.emit(Event{Kind: event.Connected, Message: a.cfg.Broker})
-			for _, u := range a.units {
-				select {
-				case u.reconnect <- struct{}{}:
-				default:
-				}
-			}
+			a.reportAgain()
 		case o := <-a.orders:
 			a.route(uctx, link, o)
+		case s := <-statements:
+			fw.statement(s)
+		case <-freezeTick:
+			fw.check()
+		case chain = <-a.keySets:
+			keySetRetry = a.keySetsTurn(uctx, link, chain)
+		case <-keySetRetry:
+			keySetRetry = a.keySetsTurn(uctx, link, chain)
 		}
 	}
 	return a.stopped(ctx, first)
+}
+
+// reportAgain makes every module report its version again.
+func (a *Agent) reportAgain() {
+	for _, u := range a.units {
+		select {
+		case u.reconnect <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // frozenLink is a Link whose version reports can say the device may be
 // frozen; *cloud.Client is one.
 type frozenLink interface{ SetPossiblyFrozen(bool) }
 
-// watchFreeze takes otaserve's release statements and, when none has come
+// freezeWatch takes otaserve's release statements and, when none has come
 // for FreezeAfter (counted on the device's own monotonic clock, so a
 // device without a trusted clock is watched too), reports the device as
 // possibly frozen in every module's version report, until one comes again.
-// It ends with ctx.
-//
-// lastIssued is the issue time of the last statement taken before this
-// start, from the record: an older one is a replay. Each one taken goes to
-// the first unit to keep (offerIssued).
-func (a *Agent) watchFreeze(ctx context.Context, link Link, lastIssued int64) {
+// Run drives it: statement for each statement, check at each tick.
+type freezeWatch struct {
+	a          *Agent
+	link       frozenLink // nil when the link cannot say it
+	after      time.Duration
+	tick       *time.Ticker
+	last       time.Time
+	lastIssued int64
+	frozen     bool
+}
+
+// newFreezeWatch starts a watch. lastIssued is the issue time of the last
+// statement taken before this start, from the record: an older one is a
+// replay. Each one taken goes to the first unit to keep (offerIssued).
+func (a *Agent) newFreezeWatch(link Link, lastIssued int64) *freezeWatch {
 	after := time.Duration(a.cfg.FreezeAfter)
 	if after <= 0 {
 		after = DefaultFreezeAfter
 	}
 	fl, _ := link.(frozenLink)
-	last, frozen := time.Now(), false
-	set := func(v bool) {
-		frozen = v
-		if fl != nil {
-			fl.SetPossiblyFrozen(v)
-		}
-		// Every module reports its version again, saying it.
-		for _, u := range a.units {
-			select {
-			case u.reconnect <- struct{}{}:
-			default:
-			}
-		}
+	return &freezeWatch{a: a, link: fl, after: after, tick: time.NewTicker(max(after/8, 10*time.Millisecond)),
+		last: time.Now(), lastIssued: lastIssued}
+}
+
+func (w *freezeWatch) stop() { w.tick.Stop() }
+
+func (w *freezeWatch) set(v bool) {
+	w.frozen = v
+	if w.link != nil {
+		w.link.SetPossiblyFrozen(v)
 	}
-	check := time.NewTicker(max(after/8, 10*time.Millisecond))
-	defer check.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case s := <-a.statements:
-			if err := a.auth.checkStatement(s, lastIssued); err != nil {
-				a.log.Warn("release statement refused", "err", err)
-				continue
-			}
-			last, lastIssued = time.Now(), s.Issued
-			offerIssued(a.units[0].issued, s.Issued)
-			if frozen {
-				a.log.Info("release statements again: no longer possibly frozen")
-				a.emit(Event{Kind: event.Frozen, Message: "thawed"})
-				set(false)
-			}
-		case <-check.C:
-			if !frozen && time.Since(last) > after {
-				msg := fmt.Sprintf("no release statement from otaserve for %v (freeze_after): orders may be withheld from this device", after)
-				a.log.Warn("possibly frozen", "reason", msg)
-				a.emit(Event{Kind: event.Frozen, Message: msg})
-				set(true)
-			}
-		}
+	w.a.reportAgain() // every module reports its version again, saying it
+}
+
+func (w *freezeWatch) statement(s *cloud.Statement) {
+	a := w.a
+	if err := a.auth.checkStatement(s, w.lastIssued); err != nil {
+		a.log.Warn("release statement refused", "err", err)
+		return
 	}
+	w.last, w.lastIssued = time.Now(), s.Issued
+	offerIssued(a.units[0].issued, s.Issued)
+	if w.frozen {
+		a.log.Info("release statements again: no longer possibly frozen")
+		a.emit(Event{Kind: event.Frozen, Message: "thawed"})
+		w.set(false)
+	}
+}
+
+func (w *freezeWatch) check() {
+	if w.frozen || time.Since(w.last) <= w.after {
+		return
+	}
+	msg := fmt.Sprintf("no release statement from otaserve for %v (freeze_after): orders may be withheld from this device", w.after)
+	w.a.log.Warn("possibly frozen", "reason", msg)
+	w.a.emit(Event{Kind: event.Frozen, Message: msg})
+	w.set(true)
 }
 
 // offerIssued hands the unit the issue time of a statement taken, the newest

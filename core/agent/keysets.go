@@ -28,23 +28,14 @@ type keySetLink interface {
 // tried again.
 const keySetRetry = 30 * time.Second
 
-// watchKeySets applies each chain that comes, retrying one that a module
-// could not take yet. It ends with ctx.
-func (a *Agent) watchKeySets(ctx context.Context, link Link) {
-	var chain [][]byte
-	var retry <-chan time.Time // nil: nothing to try again
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case chain = <-a.keySets:
-		case <-retry:
-		}
-		retry = nil
-		if !a.applyKeySets(ctx, link, chain) {
-			retry = time.After(keySetRetry)
-		}
+// keySetsTurn offers chain to every module, and returns when to offer it
+// again: nil when every module is done with it. Run calls it for each chain
+// that comes and at each retry.
+func (a *Agent) keySetsTurn(ctx context.Context, link Link, chain [][]byte) <-chan time.Time {
+	if a.applyKeySets(ctx, link, chain) {
+		return nil
 	}
+	return time.After(keySetRetry)
 }
 
 // applyKeySets offers chain to every module; it reports whether every
