@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/core/cloud"
+	"github.com/otaport/otaport/fleet/store/pgtest"
 )
 
 // boards the tests run devices on: dual-bank, both signed with ecdsa-p256.
@@ -452,18 +453,45 @@ func TestDemo(t *testing.T) {
 
 // TestFleetBench runs the fleet benchmark (bench/fleet.sh) on a few devices,
 // so that it keeps working as otaserve changes: it broke once unseen when
-// otaserve began serving TLS and signing orders by default.
+// otaserve began serving TLS and signing orders by default. The second case
+// is the layout of the large runs on a small count: two otaserve replicas on
+// a PostgreSQL the script starts, two edge Mosquitto nodes bridged to a hub,
+// and two simulators whose figures the script combines.
 func TestFleetBench(t *testing.T) {
-	cmd := exec.Command("bash", "../bench/fleet.sh", "20")
-	cmd.Env = append(os.Environ(), "BIN="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("bench/fleet.sh 20: %v\n%s", err, out)
-	}
-	for _, want := range []string{"20 of 20 devices confirmed v2", "devices upgraded per second:", "peak RSS: simulator"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("bench/fleet.sh output lacks %q:\n%s", want, out)
-		}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"embedded", []string{"20"}, []string{"20 of 20 devices confirmed v2", "devices upgraded per second:", "peak RSS: simulator"}},
+		{"mosquitto", []string{"--broker", "mosquitto", "--edges", "2", "--sims", "2", "--replicas", "2", "40"}, []string{
+			"2 edges, 2 simulators, 2 otaserve replicas", "40 of 40 devices confirmed v2", "devices upgraded per second:",
+			"order to confirm, per device: p50", "peak RSS: simulators", "PostgreSQL", "edges: ", "for 20 (", "CPU time over the whole run: simulators",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "mosquitto" {
+				if _, err := os.Stat("/usr/sbin/mosquitto"); err != nil {
+					if _, err := exec.LookPath("mosquitto"); err != nil {
+						t.Skip("mosquitto is not installed (apt-get install mosquitto): skipping bench/fleet.sh --broker mosquitto")
+					}
+				}
+				if _, err := pgtest.BinDir(); err != nil {
+					t.Skipf("skipping bench/fleet.sh --broker mosquitto: %v", err)
+				}
+			}
+			cmd := exec.Command("bash", append([]string{"../bench/fleet.sh"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), "BIN="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("bench/fleet.sh %s: %v\n%s", strings.Join(tc.args, " "), err, out)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("bench/fleet.sh output lacks %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
 

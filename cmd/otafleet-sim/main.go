@@ -8,9 +8,13 @@
 // devices upgraded per second, the time to the last confirm, the
 // percentiles of the per-device time from order to confirm, and the memory
 // per device. With --campaign=false it waits instead for a campaign
-// started elsewhere (a test that kills parts of the fleet mid-campaign);
+// started elsewhere (a test that kills parts of the fleet mid-campaign,
+// or bench/fleet.sh running several simulators against one campaign);
 // --mqtt may list the nodes of a clustered broker, and --client-id gives
-// the devices a client id such a broker takes.
+// the devices a client id such a broker takes. For a fleet spread over
+// several simulator processes, --first numbers each one's devices apart,
+// --ready says when all of a process's devices are connected, and --times
+// writes each device's order and confirm times for the script to combine.
 //
 //	otafleet-sim --server URL --token T --mqtt HOST:PORT --ca ca.pem --order-key order.pub --key pub.pem --v1 a.img --v2 b.img -n 1000
 package main
@@ -62,7 +66,7 @@ type sim struct {
 	server, token, mqtt, board, product string
 	keyFile, caFile, orderKeyFile       string
 	v1, v2                              []byte
-	n, parallel                         int
+	n, first, parallel                  int
 	timeout                             time.Duration
 	keys                                []crypto.PublicKey
 	http                                *http.Client
@@ -70,6 +74,7 @@ type sim struct {
 	mqttScheme                          string // ssl or tcp, as otaserve serves its API
 	clientID                            string // template of the MQTT client id; empty: the platform's
 	campaign                            bool   // upload --v2 and start the campaign, or wait for one
+	readyFile, timesFile                string // touched once connected; each device's times, once confirmed
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -88,11 +93,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	v1 := fs.String("v1", "", "signed image every device is provisioned with")
 	v2 := fs.String("v2", "", "signed image the campaign installs")
 	fs.IntVar(&s.n, "n", 1000, "number of devices")
+	fs.IntVar(&s.first, "first", 0, "number of the first device (sim-NNNNNN): simulators that share one otaserve take apart ranges")
+	fs.StringVar(&s.readyFile, "ready", "", "create FILE once every device is connected (a script waits for it before it starts the campaign)")
+	fs.StringVar(&s.timesFile, "times", "", "write FILE once every device confirmed: a line per device, its name and the Unix nanoseconds of its order and of its confirm")
 	fs.IntVar(&s.parallel, "parallel", 64, "devices registered, provisioned and connected at a time")
 	fs.DurationVar(&s.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected and FILE.confirmed once every device confirmed (go tool pprof reads them)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if s.n < 1 || s.first < 0 {
+		return fmt.Errorf("-n %d --first %d: want at least one device and a first number of 0 or more", s.n, s.first)
 	}
 	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || s.orderKeyFile == "" || *v1 == "" || (s.campaign && *v2 == "") {
 		return errors.New("give --server, --token, --mqtt, --key, --order-key, --v1 and --v2 (bench/fleet.sh does; --v2 may be left out with --campaign=false)")
@@ -178,7 +189,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	devs := make([]*device, s.n)
 	start := time.Now()
 	err = s.each(ctx, func(i int) error {
-		d := &device{name: fmt.Sprintf("sim-%06d", i)}
+		d := &device{name: fmt.Sprintf("sim-%06d", s.first+i)}
 		devs[i] = d
 		if err := s.api(ctx, "POST", "/devices", "application/json", jsonBody(map[string]string{
 			"product_key": s.product, "device_name": d.name, "device_secret": "secret-" + d.name, "board": s.board, "group": s.product,
@@ -261,6 +272,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	fmt.Fprintf(out, "connected %d agents in %v\n", s.n, time.Since(start).Round(time.Millisecond))
+	if s.readyFile != "" {
+		if err := os.WriteFile(s.readyFile, nil, 0o644); err != nil {
+			return fmt.Errorf("--ready: %w", err)
+		}
+	}
 	if s.memProfile != "" {
 		if err := writeHeapProfile(s.memProfile + ".connected"); err != nil {
 			return err
@@ -320,6 +336,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 			return err
 		}
 	}
+	if s.timesFile != "" {
+		if err := writeTimes(s.timesFile, devs); err != nil {
+			return err
+		}
+	}
 	var last time.Time
 	per := make([]time.Duration, 0, s.n)
 	for _, d := range devs {
@@ -341,10 +362,48 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "simulator memory: %.1f MiB from the OS (%.1f KiB per device: heap in use %.1f, stacks %.1f), %d goroutines (%.1f per device); peak RSS in the script's summary\n",
 		float64(ms.Sys)/(1<<20), perDevice(ms.Sys, s.n), perDevice(ms.HeapInuse, s.n), perDevice(ms.StackInuse, s.n),
 		runtime.NumGoroutine(), float64(runtime.NumGoroutine())/float64(s.n))
+	// The peak is read here, not by the script: this process ends right
+	// after, and a script polling from outside can miss the last moments.
+	if hwm, err := peakRSS(); err == nil {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Fprintf(out, "simulator peak RSS: %d KiB (VmHWM), CPU time %.1f s\n", hwm, cpu.Seconds())
+	}
 	if runErrs.Load() > 0 {
 		return fmt.Errorf("%d agents stopped with an error", runErrs.Load())
 	}
 	return nil
+}
+
+// writeTimes writes each device's name and the Unix nanoseconds of its
+// order and its confirm, a line each, for bench/fleet.sh to combine the
+// figures of several simulators.
+func writeTimes(path string, devs []*device) error {
+	var b bytes.Buffer
+	for _, d := range devs {
+		fmt.Fprintf(&b, "%s %d %d\n", d.name, d.ordered.Load(), d.confirmed.Load())
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("--times: %w", err)
+	}
+	return nil
+}
+
+// peakRSS is this process's peak resident memory (VmHWM) in KiB.
+func peakRSS() (int, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib int
+			_, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib)
+			return kib, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
 }
 
 // writeHeapProfile writes the live heap after a collection, so the profile

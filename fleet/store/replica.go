@@ -56,11 +56,20 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 		return Lease{}, false, err
 	}
 	var epoch int64
-	err = p.pool.QueryRow(ctx, `INSERT INTO leases (name, holder, epoch, expires)
-		VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
-		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, epoch = leases.epoch + 1, expires = EXCLUDED.expires
-		WHERE leases.expires < now()
-		RETURNING epoch`, name, holder, ttl.Milliseconds()).Scan(&epoch)
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// FOR UPDATE waits for the writes in flight of the holder (their
+		// fence holds the row FOR KEY SHARE, Writer.CheckLease), which the
+		// upsert's own lock would not: it changes no key, and renewals
+		// (the same lock) must not wait for those writes.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM leases WHERE name = $1 FOR UPDATE`, name); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO leases (name, holder, epoch, expires)
+			VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+			ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, epoch = leases.epoch + 1, expires = EXCLUDED.expires
+			WHERE leases.expires < now()
+			RETURNING epoch`, name, holder, ttl.Milliseconds()).Scan(&epoch)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Lease{}, false, nil
 	}
@@ -113,9 +122,13 @@ func (w *Writer) CheckLease(l Lease) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
+	// FOR KEY SHARE: a takeover (AcquireLease, FOR UPDATE) waits for this
+	// write, a renewal (an UPDATE of no key) does not. With FOR SHARE a
+	// write longer than the renewal's timeout, a batch of reports at tens
+	// of thousands of devices, cost the holder its lease, again and again.
 	var epoch int64
 	err := t.tx.QueryRow(t.ctx, `SELECT epoch FROM leases
-		WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires > now() FOR SHARE`, l.Name, l.Holder, l.Epoch).Scan(&epoch)
+		WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires > now() FOR KEY SHARE`, l.Name, l.Holder, l.Epoch).Scan(&epoch)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return t.note(fmt.Errorf("check lease %s: %w", l.Name, err))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -68,6 +69,87 @@ func TestLease_FencesTheFormerHolder(t *testing.T) {
 	}
 	if l, ok, err := a.AcquireLease(ctx, "campaigns", "a", ttl); err != nil || !ok || l.Epoch != lb.Epoch+1 {
 		t.Errorf("a takes the released lease at once: %v %v epoch %d", ok, err, l.Epoch)
+	}
+}
+
+// TestLease_RenewedDuringAWriteTakenOverAfterIt: a write of the holder in
+// flight (its fence checked, not yet committed) does not hold up the
+// holder's renewals, which once cost the holder its lease under a long
+// batch of reports; a takeover of the lease, expired meanwhile, waits for
+// that write to end, and then takes it with the next epoch.
+func TestLease_RenewedDuringAWriteTakenOverAfterIt(t *testing.T) {
+	db := pg.DB(t)
+	a, b := open(t, db), open(t, db)
+	defer a.Close()
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const ttl = 300 * time.Millisecond
+	la, ok, err := a.AcquireLease(ctx, "campaigns", "a", ttl)
+	if err != nil || !ok {
+		t.Fatalf("a takes the free lease: %v %v", ok, err)
+	}
+	checked, finish := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(finish) }) }
+	defer release() // a failed test does not leave the write open
+	written := make(chan error, 1)
+	go func() {
+		first := true
+		written <- a.Write(func(w *Writer) error {
+			if err := w.CheckLease(la); err != nil {
+				return err
+			}
+			if first {
+				first = false
+				close(checked)
+				<-finish
+			}
+			return w.tx.put(tableSettings, nameOf("long"), []byte("written"))
+		})
+	}()
+	<-checked
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = a.RenewLease(rctx, la, ttl)
+	rcancel()
+	if err != nil {
+		t.Fatalf("the holder renews during its own write: %v", err)
+	}
+	// The lease now expires while the write is still in flight.
+	taken := make(chan Lease, 1)
+	go func() {
+		for ctx.Err() == nil {
+			lb, ok, err := b.AcquireLease(ctx, "campaigns", "b", time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				taken <- lb
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	select {
+	case lb := <-taken:
+		t.Fatalf("b took the lease (epoch %d) while a's fenced write was in flight", lb.Epoch)
+	case <-time.After(2 * time.Second):
+	}
+	release()
+	if err := <-written; err != nil {
+		t.Errorf("a's write, fenced while it held the lease: %v", err)
+	}
+	select {
+	case lb := <-taken:
+		if lb.Epoch != la.Epoch+1 {
+			t.Errorf("b's epoch %d, want %d", lb.Epoch, la.Epoch+1)
+		}
+	case <-ctx.Done():
+		t.Fatal("b never took the expired lease once a's write ended")
+	}
+	if _, found, err := b.Setting("long"); !found || err != nil {
+		t.Errorf("a's write is not there: %v %v", found, err)
 	}
 }
 
