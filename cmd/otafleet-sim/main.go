@@ -188,14 +188,37 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 
 	devs := make([]*device, s.n)
 	start := time.Now()
+	// Registered as a fleet is, in batches of up to 1,000 (one request
+	// and one transaction each), a few at a time.
+	const batch = 1000
+	err = s.eachOf(ctx, (s.n+batch-1)/batch, 4, func(b int) error {
+		var reqs []map[string]string
+		for i := b * batch; i < min(s.n, (b+1)*batch); i++ {
+			name := fmt.Sprintf("sim-%06d", s.first+i)
+			reqs = append(reqs, map[string]string{
+				"product_key": s.product, "device_name": name, "device_secret": "secret-" + name, "board": s.board, "group": s.product,
+			})
+		}
+		err := s.api(ctx, "POST", "/devices", "application/json", jsonBody(reqs), nil)
+		if err != nil && strings.Contains(err.Error(), "already exists") {
+			// A fleet registered by an earlier run: one at a time, to
+			// add those missing.
+			for _, r := range reqs {
+				if err := s.api(ctx, "POST", "/devices", "application/json", jsonBody(r), nil); err != nil && !strings.Contains(err.Error(), "already exists") {
+					return err
+				}
+			}
+			err = nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
 	err = s.each(ctx, func(i int) error {
 		d := &device{name: fmt.Sprintf("sim-%06d", s.first+i)}
 		devs[i] = d
-		if err := s.api(ctx, "POST", "/devices", "application/json", jsonBody(map[string]string{
-			"product_key": s.product, "device_name": d.name, "device_secret": "secret-" + d.name, "board": s.board, "group": s.product,
-		}), nil); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return err
-		}
+		var err error
 		d.flash = factory.Clone()
 		d.port, err = boot.NewPlatform(layout, d.flash, boot.Options{Keys: s.keys})
 		return err
@@ -444,11 +467,17 @@ func pct(sorted []time.Duration, p int) time.Duration {
 
 // each runs f for 0..n-1, s.parallel at a time, and returns the first error.
 func (s *sim) each(ctx context.Context, f func(i int) error) error {
-	sem := make(chan struct{}, s.parallel)
+	return s.eachOf(ctx, s.n, s.parallel, f)
+}
+
+// eachOf runs f for 0..n-1, at most parallel at a time, and returns the
+// first error.
+func (s *sim) eachOf(ctx context.Context, n, parallel int, f func(i int) error) error {
+	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
-	for i := 0; i < s.n; i++ {
+	for i := 0; i < n; i++ {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

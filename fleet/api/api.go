@@ -9,6 +9,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -339,39 +340,98 @@ type ModuleSpec struct {
 	Board string `json:"board"`
 }
 
+// maxAddDevices is the most devices one POST /devices registers: a fleet
+// of any size is registered in batches of this many, each one transaction.
+const maxAddDevices = 1000
+
+// addDevice registers one device (a JSON object) or several (an array of
+// them, in one transaction: all or none, a refusal naming the index).
 func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
-	var req AddDevice
-	if err := decode(w, r, &req); err != nil {
+	var raw json.RawMessage
+	if err := decode(w, r, &raw); err != nil {
 		writeError(w, bodyStatus(err), err)
 		return
 	}
-	if err := cloud.CheckIdentity(req.ProductKey, req.DeviceName); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("product_key %q, device_name %q: %w", req.ProductKey, req.DeviceName, err))
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	bulk := len(trimmed) > 0 && trimmed[0] == '['
+	var reqs []AddDevice
+	if bulk {
+		if err := strictJSON(raw, &reqs); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		if len(reqs) == 0 || len(reqs) > maxAddDevices {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %d devices; give 1 to %d in one request, and register more in several", len(reqs), maxAddDevices))
+			return
+		}
+	} else {
+		var req AddDevice
+		if err := strictJSON(raw, &req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		reqs = []AddDevice{req}
+	}
+	ds := make([]store.Device, len(reqs))
+	for i, req := range reqs {
+		d, err := h.newDevice(&reqs[i])
+		if err != nil && bulk {
+			err = fmt.Errorf("[%d] (%s/%s): %w", i, req.ProductKey, req.DeviceName, err)
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		ds[i] = d
+	}
+	if err := h.cfg.Store.AddDevices(ds); err != nil {
+		writeError(w, statusOf(err), err)
 		return
+	}
+	out := make([]Device, len(ds))
+	for i, d := range ds {
+		h.cfg.Logger.Info("device added", "device", d.Key(), "board", d.Board, "group", d.Group)
+		out[i] = toDevice(d)
+		out[i].DeviceSecret = reqs[i].DeviceSecret // shown this once
+	}
+	if bulk {
+		writeJSON(w, http.StatusCreated, out)
+	} else {
+		writeJSON(w, http.StatusCreated, out[0])
+	}
+}
+
+// strictJSON decodes one JSON value refusing unknown fields, as decode does.
+func strictJSON(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// newDevice checks a registration and makes its record; an empty secret
+// is generated into req.
+func (h *handler) newDevice(req *AddDevice) (store.Device, error) {
+	if err := cloud.CheckIdentity(req.ProductKey, req.DeviceName); err != nil {
+		return store.Device{}, fmt.Errorf("product_key %q, device_name %q: %w", req.ProductKey, req.DeviceName, err)
 	}
 	if req.Board == "" {
-		writeError(w, http.StatusBadRequest, errors.New("board: required, the board name the device's images are built for"))
-		return
+		return store.Device{}, errors.New("board: required, the board name the device's images are built for")
 	}
 	if _, err := h.board(req.Board); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
+		return store.Device{}, err
 	}
 	var mods []store.Module
 	seen := map[string]bool{store.DefaultModule: true}
 	for i, m := range req.Modules {
 		if err := cloud.CheckModule(m.Name); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("modules[%d].name: %w", i, err))
-			return
+			return store.Device{}, fmt.Errorf("modules[%d].name: %w", i, err)
 		}
 		if seen[m.Name] {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("modules[%d].name: %q is listed twice (the default module's board is board): give each module once", i, m.Name))
-			return
+			return store.Device{}, fmt.Errorf("modules[%d].name: %q is listed twice (the default module's board is board): give each module once", i, m.Name)
 		}
 		seen[m.Name] = true
 		if _, err := h.board(m.Board); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("modules[%d].board: %w", i, err))
-			return
+			return store.Device{}, fmt.Errorf("modules[%d].board: %w", i, err)
 		}
 		mods = append(mods, store.Module{Name: m.Name, Board: m.Board, State: store.DeviceRegistered})
 	}
@@ -385,19 +445,11 @@ func (h *handler) addDevice(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Secrets != nil {
 		sealed, err := h.cfg.Secrets.Seal(d.Key(), d.DeviceSecret)
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
-			return
+			return store.Device{}, err
 		}
 		d.DeviceSecret = sealed
 	}
-	if err := h.cfg.Store.AddDevice(d); err != nil {
-		writeError(w, statusOf(err), err)
-		return
-	}
-	h.cfg.Logger.Info("device added", "device", d.Key(), "board", d.Board, "group", d.Group)
-	out := toDevice(d)
-	out.DeviceSecret = req.DeviceSecret // shown this once
-	writeJSON(w, http.StatusCreated, out)
+	return d, nil
 }
 
 func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {

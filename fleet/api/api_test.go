@@ -206,6 +206,50 @@ func TestDevices(t *testing.T) {
 	}
 }
 
+// A fleet registers in batches: an array registers every device in one
+// transaction, or none, and a refusal names the one at fault.
+func TestDevices_Bulk(t *testing.T) {
+	e := newEnv(t)
+	batch := []AddDevice{
+		{ProductKey: "pk1", DeviceName: "bulk-1", Board: "b1"},
+		{ProductKey: "pk1", DeviceName: "bulk-2", Board: "b2", DeviceSecret: "given"},
+	}
+	var added []Device
+	if st := e.postJSON("/devices", batch, &added); st != http.StatusCreated {
+		t.Fatalf("add two: status %d", st)
+	}
+	if len(added) != 2 || added[0].DeviceName != "bulk-1" || len(added[0].DeviceSecret) != 32 || added[1].DeviceSecret != "given" {
+		t.Fatalf("added = %+v; want both, the first with a generated secret", added)
+	}
+	var e1 Error
+	for _, bad := range []struct {
+		name   string
+		body   any
+		status int
+		errHas string
+	}{
+		{"one exists", []AddDevice{{ProductKey: "pk1", DeviceName: "bulk-3", Board: "b1"}, {ProductKey: "pk1", DeviceName: "bulk-1", Board: "b1"}},
+			http.StatusConflict, "pk1/bulk-1"},
+		{"given twice", []AddDevice{{ProductKey: "pk1", DeviceName: "bulk-4", Board: "b1"}, {ProductKey: "pk1", DeviceName: "bulk-4", Board: "b1"}},
+			http.StatusConflict, "pk1/bulk-4"},
+		{"one invalid", []AddDevice{{ProductKey: "pk1", DeviceName: "bulk-5", Board: "b1"}, {ProductKey: "pk1", DeviceName: "bulk-6"}},
+			http.StatusBadRequest, "[1] (pk1/bulk-6): board: required"},
+		{"empty", []AddDevice{}, http.StatusBadRequest, "0 devices; give 1 to 1000"},
+		{"too many", make([]AddDevice, 1001), http.StatusBadRequest, "1001 devices; give 1 to 1000"},
+		{"unknown field", []map[string]string{{"product_key": "pk1", "device_name": "x", "board": "b1", "boards": "b2"}},
+			http.StatusBadRequest, `unknown field "boards"`},
+	} {
+		if st := e.postJSON("/devices", bad.body, &e1); st != bad.status || !strings.Contains(e1.Error, bad.errHas) {
+			t.Errorf("%s: status %d %q; want %d mentioning %q", bad.name, st, e1.Error, bad.status, bad.errHas)
+		}
+	}
+	var list []Device
+	e.do(http.MethodGet, "/devices", "", nil, &list)
+	if len(list) != 2 {
+		t.Errorf("%d devices after the refused batches; want the first batch's 2 (a refused batch adds none)", len(list))
+	}
+}
+
 func TestUpload(t *testing.T) {
 	e := newEnv(t)
 	good := e.signed("1.2.0", e.key)

@@ -138,18 +138,34 @@ func SplitDeviceKey(key string) (pk, dn string, ok bool) {
 }
 
 // AddDevice registers a device. It fails with ErrExists if the key is taken.
-func (s *Store) AddDevice(d Device) error {
-	err := s.b.update(func(tx txn) error {
-		k := nameOf(d.Key())
-		if ok, err := exists(tx, tableDevices, k); ok || err != nil {
-			return cmpErr(err, ErrExists)
-		}
-		return put(tx, tableDevices, k, d)
-	})
-	if err != nil {
-		return fmt.Errorf("add device %s: %w", d.Key(), err)
+func (s *Store) AddDevice(d Device) error { return s.AddDevices([]Device{d}) }
+
+// AddDevices registers devices in one transaction: all of them, or none
+// when one exists already (ErrExists, naming it) or is given twice.
+func (s *Store) AddDevices(ds []Device) error {
+	keys := make([]string, len(ds))
+	for i, d := range ds {
+		keys[i] = d.Key()
 	}
-	return nil
+	err := s.b.update(func(tx txn) error {
+		if err := tx.prefetch(tableDevices, keys); err != nil {
+			return err
+		}
+		for _, d := range ds {
+			k := nameOf(d.Key())
+			if ok, err := exists(tx, tableDevices, k); ok || err != nil {
+				return fmt.Errorf("add device %s: %w", d.Key(), cmpErr(err, ErrExists))
+			}
+			if err := put(tx, tableDevices, k, d); err != nil {
+				return fmt.Errorf("add device %s: %w", d.Key(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil && len(ds) > 1 {
+		return fmt.Errorf("add %d devices: %w", len(ds), err)
+	}
+	return err
 }
 
 // Device returns one device.
