@@ -59,6 +59,14 @@ type Machine struct {
 	devs    map[string]*store.Progress
 	base    *Machine
 	changed map[string]bool
+	// tallies counts each wave's devices by outcome, so that an event
+	// costs what it changes, not the size of its wave (a wave of 100,000
+	// devices counted at every report made a campaign quadratic); nil
+	// until the first count. touched holds, for each device edited since
+	// the tallies were last brought up to date, the state it was counted
+	// in then.
+	tallies []tally
+	touched map[string]store.ProgressState
 	// deltas holds, by the ID of the full image they rebuild, the delta
 	// images an order may carry instead (SetDeltas); a draft shares its
 	// base's.
@@ -68,7 +76,7 @@ type Machine struct {
 // NewMachine returns the machine over a stored campaign and its progress.
 // It compares versions as the device agent does (image.SameVersion).
 func NewMachine(c store.Campaign, ps []store.Progress) *Machine {
-	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}}
+	m := &Machine{c: c, devs: make(map[string]*store.Progress, len(ps)), changed: map[string]bool{}, touched: map[string]store.ProgressState{}}
 	for i := range ps {
 		p := ps[i]
 		m.devs[p.Device] = &p
@@ -86,7 +94,7 @@ func (m *Machine) Draft() *Machine {
 	// Wave device lists are never written, so they are shared; the waves'
 	// states are.
 	c.Waves = slices.Clone(m.c.Waves)
-	return &Machine{c: c, devs: map[string]*store.Progress{}, base: m, changed: map[string]bool{}, deltas: m.deltas}
+	return &Machine{c: c, devs: map[string]*store.Progress{}, base: m, changed: map[string]bool{}, deltas: m.deltas, touched: map[string]store.ProgressState{}}
 }
 
 // SetDeltas gives the machine the delta images its orders may carry, by the
@@ -100,7 +108,16 @@ func (m *Machine) SetDeltas(deltas map[uint64][]store.Image) { m.deltas = deltas
 func (m *Machine) Commit(d *Machine) {
 	m.c = d.c
 	for k, p := range d.devs {
+		m.touch(k, m.devs[k].State)
 		m.devs[k] = p
+	}
+}
+
+// touch notes that a device counted in state was, or is about to be,
+// changed: the tallies take it into account at the next count.
+func (m *Machine) touch(key string, state store.ProgressState) {
+	if _, ok := m.touched[key]; !ok {
+		m.touched[key] = state
 	}
 }
 
@@ -120,9 +137,11 @@ func (m *Machine) get(key string) (*store.Progress, bool) {
 func (m *Machine) edit(key string) *store.Progress {
 	m.changed[key] = true
 	if p, ok := m.devs[key]; ok {
+		m.touch(key, p.State)
 		return p
 	}
 	cp := *m.base.mustGet(key)
+	m.touch(key, cp.State)
 	m.devs[key] = &cp
 	return &cp
 }
@@ -418,19 +437,50 @@ func (m *Machine) fail(p *store.Progress, reason string, at time.Time) {
 	}
 }
 
+// tally is a wave's devices by outcome.
+type tally struct{ finished, failed, open int }
+
+func (t *tally) add(s store.ProgressState, n int) {
+	switch s {
+	case store.ProgressFinished:
+		t.finished += n
+	case store.ProgressFailed, store.ProgressCanceled:
+		t.failed += n
+	default:
+		t.open += n
+	}
+}
+
 // count returns a wave's finished, failed and not-yet-terminal devices.
 func (m *Machine) count(wave int) (finished, failed, open int) {
-	for _, k := range m.c.Waves[wave].Devices {
-		switch m.mustGet(k).State {
-		case store.ProgressFinished:
-			finished++
-		case store.ProgressFailed, store.ProgressCanceled:
-			failed++
-		default:
-			open++
+	t := m.tally()[wave]
+	return t.finished, t.failed, t.open
+}
+
+// tally brings the waves' tallies up to date and returns them: counted
+// whole the first time (a draft starts from its base's), then moved by the
+// devices edited since.
+func (m *Machine) tally() []tally {
+	if m.tallies == nil {
+		if m.base != nil {
+			m.tallies = slices.Clone(m.base.tally())
+		} else {
+			m.tallies = make([]tally, len(m.c.Waves))
+			for i, w := range m.c.Waves {
+				for _, k := range w.Devices {
+					m.tallies[i].add(m.mustGet(k).State, 1)
+				}
+			}
+			clear(m.touched) // counted as they are now
 		}
 	}
-	return finished, failed, open
+	for k, before := range m.touched {
+		p := m.mustGet(k)
+		m.tallies[p.Wave].add(before, -1)
+		m.tallies[p.Wave].add(p.State, 1)
+	}
+	clear(m.touched)
+	return m.tallies
 }
 
 // advance starts waves while the current one has succeeded, and finishes the
@@ -477,8 +527,8 @@ func (m *Machine) advance(at time.Time) []string {
 	}
 	// Every wave has succeeded; the campaign is over once no device is
 	// still on its way.
-	for _, k := range m.keys() {
-		if !m.mustGet(k).State.Terminal() {
+	for _, t := range m.tally() {
+		if t.open > 0 {
 			return orders
 		}
 	}

@@ -3,6 +3,7 @@ package campaign
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -368,4 +369,66 @@ func FuzzParseWaves(f *testing.F) {
 			t.Fatalf("%q over %d devices: waves hold %d", s, n, seen)
 		}
 	})
+}
+
+// The waves' tallies, kept up to date as devices change, always agree with
+// counting every device again, whether events go to the machine or to
+// drafts committed to it.
+func TestMachine_TalliesAgreeWithACount(t *testing.T) {
+	specs, err := ParseWaves("10%,30%,100%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := devs(200)
+	c, ps, err := NewCampaign(store.Campaign{ID: 1, Images: []store.CampaignImage{{ID: 1, Version: target}}, SuccessPercent: 80, ErrorPercent: 60}, keys, specs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMachine(c, ps)
+	at := time.Unix(0, 0)
+	m.Start(at)
+	rng := rand.New(rand.NewPCG(1, 2))
+	recount := func(m *Machine) []tally {
+		out := make([]tally, len(m.c.Waves))
+		for i, w := range m.c.Waves {
+			for _, k := range w.Devices {
+				out[i].add(m.mustGet(k).State, 1)
+			}
+		}
+		return out
+	}
+	random := func() Event {
+		dev := keys[rng.IntN(len(keys))]
+		switch rng.IntN(10) {
+		case 0:
+			return Event{Kind: event.Progress, Device: dev, Step: -1, Desc: "failed", At: at}
+		case 1, 2, 3:
+			return Event{Kind: event.Progress, Device: dev, Step: rng.IntN(100), At: at}
+		case 4:
+			return Event{Kind: event.Pause, At: at}
+		case 5:
+			return Event{Kind: event.Resume, At: at}
+		default:
+			return Event{Kind: event.Inform, Device: dev, Version: target, At: at}
+		}
+	}
+	for i := range 3000 {
+		if rng.IntN(2) == 0 {
+			m.Apply(random())
+		} else {
+			d := m.Draft()
+			for range 1 + rng.IntN(20) {
+				d.Apply(random())
+			}
+			if want := recount(d); !reflect.DeepEqual(d.tally(), want) {
+				t.Fatalf("step %d: the draft's tallies %+v; counting gives %+v", i, d.tallies, want)
+			}
+			if rng.IntN(4) > 0 {
+				m.Commit(d)
+			}
+		}
+		if want := recount(m); !reflect.DeepEqual(m.tally(), want) {
+			t.Fatalf("step %d: tallies %+v; counting gives %+v", i, m.tallies, want)
+		}
+	}
 }
