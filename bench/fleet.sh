@@ -19,7 +19,7 @@ Upgrades N simulated devices (default 1000 10000, one run each) with one campaig
   --broker mosquitto  otaserve replicas on one PostgreSQL (started here, in a
                       temporary directory) connected to a hub Mosquitto; the
                       devices connect to edge Mosquitto nodes bridged to the hub
-  --edges E           edge Mosquitto nodes (default ceil(N / 17000)); edge i
+  --edges E           edge Mosquitto nodes (default ceil(N / 12000)); edge i
                       listens on 127.0.0.(10+i), so that each has its own
                       ephemeral ports
   --sims S            otafleet-sim processes (default E); simulator j connects
@@ -82,9 +82,17 @@ files=$(ulimit -n)
 # The mosquitto layout of a run of n devices: E edges, S simulators,
 # R replicas, and simulator j's count sim_n[j], first device sim_first[j]
 # and edge j mod E; edge_n[i] is what edge i holds.
+# An edge takes at most 12,000 devices by default: every simulator connects
+# from 127.0.0.1, and Linux gives connect() the even ephemeral ports first
+# (14,116 of 32768-60999), then searches every one of them before the odd
+# ones at each connection: past about 14,000 clients to one edge from one
+# address, every reconnection of a device (each one reboots into its new
+# image) costs a scan of the port range in the kernel, which took a fifth
+# of the machine's CPU in a run of 16,667 devices an edge.
+per_edge=12000
 layout() {
 	local n=$1 j
-	E=${edges:-$(((n + 16999) / 17000))} S=${sims:-${edges:-$(((n + 16999) / 17000))}} R=${replicas:-1}
+	E=${edges:-$(((n + per_edge - 1) / per_edge))} S=${sims:-${edges:-$(((n + per_edge - 1) / per_edge))}} R=${replicas:-1}
 	[ "$S" -ge "$E" ] || { echo "--sims $S < --edges $E: each simulator connects to one edge, so give at least as many simulators as edges" >&2; exit 2; }
 	[ "$E" -le 240 ] || { echo "--edges $E: at most 240 (127.0.0.10 to 127.0.0.249)" >&2; exit 2; }
 	[ "$S" -le "$n" ] || { echo "--sims $S > N = $n: each simulator needs a device" >&2; exit 2; }
