@@ -309,6 +309,10 @@ func newClient(cfg Config) (*Client, error) {
 		// The largest message the device takes is a key set chain.
 		MaxPacketSize: MaxKeySetChain + 64<<10,
 		OnConnect:     c.onConnect,
+		OnDropped: func(topic string, err error) {
+			c.log.Warn("message dropped", "topic", topic, "err", err)
+			c.report(fmt.Errorf("cloud: message on %s dropped: %w", topic, err))
+		},
 		OnConnectionLost: func(err error) {
 			c.log.Warn("connection lost; reconnecting", "err", err)
 			c.report(fmt.Errorf("cloud: connection lost: %w", err))

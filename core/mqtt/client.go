@@ -128,9 +128,14 @@ type Config struct {
 	// MaxReconnectInterval caps the back-off between reconnection rounds
 	// (1 s, doubling); 0 means DefaultMaxReconnectInterval.
 	MaxReconnectInterval time.Duration
-	// MaxPacketSize is the largest packet read; a bigger one drops the
-	// link. 0 means DefaultMaxPacketSize.
+	// MaxPacketSize is the largest packet read. A bigger PUBLISH is
+	// acknowledged and dropped (OnDropped), so that a broker holding it in
+	// a persistent session does not send it again at every connection;
+	// any other bigger packet drops the link. 0 means DefaultMaxPacketSize.
 	MaxPacketSize int
+	// OnDropped, if set, hears of each PUBLISH dropped for its size, on
+	// the connection's goroutine.
+	OnDropped func(topic string, err error)
 	// OnConnect, if set, runs after each connection, the first included,
 	// on a goroutine of its own that ends with it: the place to subscribe.
 	OnConnect func()
@@ -468,13 +473,22 @@ func (c *Client) writeLocked(l *link, b []byte) error {
 func (c *Client) read(l *link) {
 	for {
 		p, err := ReadPacket(l.r, c.cfg.MaxPacketSize)
+		dropped := p != nil && errors.Is(err, ErrTooLarge)
+		if dropped {
+			if c.cfg.OnDropped != nil {
+				c.cfg.OnDropped(p.Topic, err)
+			}
+			err = nil
+		}
 		if err != nil {
 			l.fail(fmt.Errorf("read: %w", err))
 			return
 		}
 		switch p.Type {
 		case PUBLISH:
-			c.deliver(p)
+			if !dropped {
+				c.deliver(p)
+			}
 			if p.QoS == 1 {
 				ack, _ := (&Packet{Type: PUBACK, ID: p.ID}).Append(make([]byte, 0, 4))
 				c.wmu.Lock()

@@ -309,6 +309,42 @@ func TestPublish_QoS1RoundTrip(t *testing.T) {
 	}
 }
 
+// A message bigger than the client takes is acknowledged and dropped, and
+// the link stays: refusing it dropped the link, and a broker keeping it in
+// the persistent session sent it again at every reconnection, for ever.
+func TestPublish_TooLargeIsDroppedNotRefused(t *testing.T) {
+	b := startBroker(t, "")
+	dropped := make(chan string, 4)
+	sub, ev := mustDial(t, "sub", func(c *Config) {
+		c.MaxPacketSize = 1024
+		c.OnDropped = func(topic string, err error) {
+			if !errors.Is(err, ErrTooLarge) {
+				t.Errorf("OnDropped(%q, %v); want ErrTooLarge", topic, err)
+			}
+			dropped <- topic
+		}
+	}, b.addr)
+	pub, _ := mustDial(t, "pub", nil, b.addr)
+	msgs := subscribe(t, sub, "ota/+/x")
+	if err := pub.Publish(ctx(t), "ota/big/x", 1, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if topic := wait(t, dropped, "the drop"); topic != "ota/big/x" {
+		t.Errorf("dropped a message on %q; want ota/big/x", topic)
+	}
+	if err := pub.Publish(ctx(t), "ota/small/x", 1, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	if m := wait(t, msgs, "the small message"); string(m.Payload) != "small" {
+		t.Fatalf("got %+v; want the small message, the big one dropped", m)
+	}
+	select {
+	case err := <-ev.lost:
+		t.Fatalf("the link dropped: %v", err)
+	default:
+	}
+}
+
 // TestPublish_ResentWithDupAfterTheLinkDrops loses the PUBACK of a QoS 1
 // message and cuts the link: the client sends the message again, same
 // packet identifier, DUP set, on the next link, and Publish returns then.

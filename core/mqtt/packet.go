@@ -263,7 +263,11 @@ func ReadPacket(r *bufio.Reader, limit int) (*Packet, error) {
 	}
 	t := Type(first >> 4)
 	if n > limit {
-		return nil, fmt.Errorf("%w: %v of %d bytes, more than the limit of %d", ErrTooLarge, t, n, limit)
+		err := fmt.Errorf("%w: %v of %d bytes, more than the limit of %d", ErrTooLarge, t, n, limit)
+		if t == PUBLISH {
+			return skipPublish(r, first, n, err)
+		}
+		return nil, err
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
@@ -274,6 +278,42 @@ func ReadPacket(r *bufio.Reader, limit int) (*Packet, error) {
 		return nil, fmt.Errorf("%w: %v: %w", ErrMalformed, t, err)
 	}
 	return p, nil
+}
+
+// skipPublish reads the topic and packet identifier of a PUBLISH of n
+// bytes too large to take, and discards the rest: the caller can then
+// acknowledge it and go on, where refusing it would drop the link and have
+// the broker send it again at every reconnection. It returns the packet
+// without its payload and tooLarge, or a read error.
+func skipPublish(r *bufio.Reader, first byte, n int, tooLarge error) (*Packet, error) {
+	p := &Packet{Type: PUBLISH, QoS: first >> 1 & 3, Dup: first&8 != 0, Retain: first&1 != 0}
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, fmt.Errorf("read PUBLISH of %d bytes: %w", n, noEOF(err))
+	}
+	tl := int(hdr[0])<<8 | int(hdr[1])
+	left := n - 2 - tl
+	if p.QoS > 0 {
+		left -= 2
+	}
+	if left < 0 || p.QoS > 1 {
+		return nil, fmt.Errorf("%w: PUBLISH: topic or QoS does not fit the packet", ErrMalformed)
+	}
+	topic := make([]byte, tl)
+	if _, err := io.ReadFull(r, topic); err != nil {
+		return nil, fmt.Errorf("read PUBLISH of %d bytes: %w", n, noEOF(err))
+	}
+	p.Topic = string(topic)
+	if p.QoS > 0 {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return nil, fmt.Errorf("read PUBLISH of %d bytes: %w", n, noEOF(err))
+		}
+		p.ID = uint16(hdr[0])<<8 | uint16(hdr[1])
+	}
+	if _, err := r.Discard(left); err != nil {
+		return nil, fmt.Errorf("read PUBLISH of %d bytes: %w", n, noEOF(err))
+	}
+	return p, tooLarge
 }
 
 // noEOF turns an EOF inside a packet into ErrUnexpectedEOF: the peer cut a

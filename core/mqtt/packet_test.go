@@ -175,6 +175,27 @@ func TestMatch(t *testing.T) {
 // FuzzReadPacket feeds the decoder arbitrary bytes: it must not panic, must
 // not read past its limit, and what it accepts must encode to bytes that
 // decode to the same packet.
+// An oversized PUBLISH is read past, its topic and identifier kept for the
+// acknowledgement, and the next packet reads as usual.
+func TestReadPacket_SkipsAnOversizedPublish(t *testing.T) {
+	big, err := (&Packet{Type: PUBLISH, QoS: 1, ID: 7, Topic: "a/b", Payload: make([]byte, 300)}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(bytes.NewReader(append(big, 0xd0, 0x00)))
+	p, err := ReadPacket(r, 100)
+	if !errors.Is(err, ErrTooLarge) || p == nil || p.Topic != "a/b" || p.ID != 7 || p.QoS != 1 || p.Payload != nil {
+		t.Fatalf("ReadPacket = %+v, %v; want the PUBLISH's topic and id, no payload, and ErrTooLarge", p, err)
+	}
+	if p, err := ReadPacket(r, 100); err != nil || p.Type != PINGRESP {
+		t.Fatalf("the packet after it: %+v, %v; want PINGRESP", p, err)
+	}
+	// Any other packet that large is refused outright.
+	if p, err := read([]byte("\x90\x65\x00\x01"+strings.Repeat("\x00", 99)), 50); !errors.Is(err, ErrTooLarge) || p != nil {
+		t.Fatalf("an oversized SUBACK: %+v, %v; want ErrTooLarge and no packet", p, err)
+	}
+}
+
 func FuzzReadPacket(f *testing.F) {
 	for _, s := range []string{
 		"\x10\x13\x00\x04MQTT\x04\xc0\x00\x3c\x00\x01c\x00\x01u\x00\x01p",
