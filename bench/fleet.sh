@@ -359,7 +359,7 @@ run_mosquitto() {
 		done
 		[ "$ready" -lt "$S" ] || break
 		sample "${simps[@]}" "${srvs[@]}" "${brokers[@]}"
-		sleep 0.5
+		sleep 2 # VmHWM is a high-water mark: polling often adds nothing but load
 	done
 	local t_conn
 	t_conn=$(date +%s%N)
@@ -389,7 +389,7 @@ run_mosquitto() {
 		fi
 		[ "$left" -gt 0 ] || break
 		sample "${simps[@]}" "${srvs[@]}" "${brokers[@]}"; pg_sample
-		sleep 0.5
+		sleep 2
 	done
 	if [ -z "$created" ]; then wait "$create" || true; t_created=$(date +%s%N); fi
 	sample "${srvs[@]}" "${brokers[@]}"; pg_sample

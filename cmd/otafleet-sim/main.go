@@ -263,8 +263,10 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 					d.flash.SharePages(pages)
 				}
 			},
-			// An MCU's buffers: the smallest chunk the engine takes.
-			Engine: engine.Options{ChunkSize: 4 << 10},
+			// The image in one chunk: the engine makes a buffer the
+			// image's size, no more (a smaller chunk costs as much
+			// memory, four buffers, and a progress report each).
+			Engine: engine.Options{ChunkSize: 16 << 10},
 		})
 		if err != nil {
 			return err

@@ -27,7 +27,7 @@ type Blobs struct {
 // otaserve keeps its firmware in its data directory).
 func (s *Store) Blobs() *Blobs {
 	if p, ok := s.b.(*pgDB); ok {
-		return &Blobs{pool: p.pool}
+		return &Blobs{pool: p.blobs}
 	}
 	return nil
 }

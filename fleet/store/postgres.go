@@ -54,7 +54,13 @@ func IsPostgresURL(s string) bool {
 // processes may use at once.
 type pgDB struct {
 	pool *pgxpool.Pool
-	name string // the URL without its password
+	// leases and blobs are pools of their own: a lease renewal must never
+	// wait behind firmware downloads or a batch of reports for a
+	// connection (a holder whose renewals time out steps down, and at
+	// 100,000 devices one lost its lease every few seconds that way), and
+	// thousands of downloads at once must not starve the records' writes.
+	leases, blobs *pgxpool.Pool
+	name          string // the URL without its password
 	// writeMu keeps this process's writes one at a time, as bbolt's are:
 	// they would otherwise mostly conflict with one another (the campaign
 	// service's writes touch the same campaign) and be run again.
@@ -140,15 +146,30 @@ func OpenPostgres(ctx context.Context, dbURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", name, err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("open store %s: %w: check that PostgreSQL runs there and takes this user (its password in the URL, PGPASSWORD or ~/.pgpass)", name, err)
-	}
-	if err := migrate(ctx, pool); err != nil {
+	leasesCfg, blobsCfg := cfg.Copy(), cfg.Copy()
+	leasesCfg.MaxConns = 2
+	blobsCfg.MaxConns = max(cfg.MaxConns/2, 2)
+	leases, err := pgxpool.NewWithConfig(ctx, leasesCfg)
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s: %w", name, err)
 	}
-	return newStore(&pgDB{pool: pool, name: name}), nil
+	blobs, err := pgxpool.NewWithConfig(ctx, blobsCfg)
+	if err != nil {
+		pool.Close()
+		leases.Close()
+		return nil, fmt.Errorf("open store %s: %w", name, err)
+	}
+	closeAll := func() { pool.Close(); leases.Close(); blobs.Close() }
+	if err := pool.Ping(ctx); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("open store %s: %w: check that PostgreSQL runs there and takes this user (its password in the URL, PGPASSWORD or ~/.pgpass)", name, err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("open store %s: %w", name, err)
+	}
+	return newStore(&pgDB{pool: pool, leases: leases, blobs: blobs, name: name}), nil
 }
 
 // migration is one step of the schema.
@@ -279,6 +300,8 @@ func (p *pgDB) close() error {
 		p.claim = nil
 	}
 	p.pool.Close()
+	p.leases.Close()
+	p.blobs.Close()
 	return nil
 }
 

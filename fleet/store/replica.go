@@ -56,7 +56,7 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 		return Lease{}, false, err
 	}
 	var epoch int64
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, p.leases, func(tx pgx.Tx) error {
 		// FOR UPDATE waits for the writes in flight of the holder (their
 		// fence holds the row FOR KEY SHARE, Writer.CheckLease), which the
 		// upsert's own lock would not: it changes no key, and renewals
@@ -85,7 +85,7 @@ func (s *Store) RenewLease(ctx context.Context, l Lease, ttl time.Duration) erro
 	if err != nil {
 		return err
 	}
-	tag, err := p.pool.Exec(ctx, `UPDATE leases SET expires = now() + $4 * interval '1 millisecond'
+	tag, err := p.leases.Exec(ctx, `UPDATE leases SET expires = now() + $4 * interval '1 millisecond'
 		WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires > now()`, l.Name, l.Holder, l.Epoch, ttl.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("renew lease %s: %w", l.Name, err)
@@ -102,7 +102,7 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.pool.Exec(ctx, `UPDATE leases SET expires = now() - interval '1 second'
+	_, err = p.leases.Exec(ctx, `UPDATE leases SET expires = now() - interval '1 second'
 		WHERE name = $1 AND holder = $2 AND epoch = $3`, l.Name, l.Holder, l.Epoch)
 	if err != nil {
 		return fmt.Errorf("release lease %s: %w", l.Name, err)
