@@ -72,7 +72,9 @@ type Config struct {
 	KeepAlive time.Duration
 	// AnyKeepAlive lifts the platform's keep-alive range, for tests.
 	AnyKeepAlive bool
-	// ConnectTimeout bounds one connection attempt; 0 means 10 s.
+	// ConnectTimeout bounds one connection attempt, and each wait for the
+	// broker's answer to a subscription or a report; 0 means
+	// mqtt.DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// MaxReconnectInterval caps the back-off between reconnection attempts
 	// (1 s, doubling); 0 means 1 min.
@@ -230,7 +232,7 @@ func newClient(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("cloud: Config.KeepAlive is %v; the platform accepts %v to %v", cfg.KeepAlive, MinKeepAlive, MaxKeepAlive)
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+		cfg.ConnectTimeout = mqtt.DefaultConnectTimeout
 	}
 	if cfg.MaxReconnectInterval <= 0 {
 		cfg.MaxReconnectInterval = time.Minute

@@ -24,7 +24,12 @@ import (
 
 // Defaults of Config's zero fields.
 const (
-	DefaultConnectTimeout       = 10 * time.Second
+	// DefaultConnectTimeout is generous, as Paho's clients are (30 s): a
+	// broker that keeps sessions in a replicated store (the NATS server's
+	// MQTT gateway, in JetStream) can take seconds to make one when many
+	// devices sign in at once, and a client that gives up sooner comes
+	// back and makes it start that work again.
+	DefaultConnectTimeout       = 30 * time.Second
 	DefaultPingTimeout          = 10 * time.Second
 	DefaultMaxReconnectInterval = time.Minute
 	DefaultMaxPacketSize        = 1 << 20

@@ -96,6 +96,10 @@ mqtt {
   # Sessions and retained messages on every node, so that one node's loss
   # loses neither.
   stream_replicas: %[7]d
+  # Making a session or a subscription's consumer waits for the stream's
+  # leader; under load the default 5 s fails sign-ins the device then
+  # repeats. Below the devices' 30 s, so they hear the refusal.
+  js_api_timeout: "20s"
   %[12]s
 }
 accounts {
@@ -105,6 +109,9 @@ accounts {
 }
 system_account: SYS
 authorization {
+  # How long a sign-in may wait for the callout (default 2 s): otaserve
+  # checks the device in its store.
+  timeout: 10
   auth_callout {
     issuer: %[11]s
     auth_users: [ %[8]s ]
