@@ -64,6 +64,7 @@ func main() {
 
 type sim struct {
 	server, token, mqtt, board, product string
+	group                               string // registered in, and the campaign's target
 	keyFile, caFile, orderKeyFile       string
 	v1, v2                              []byte
 	n, first, parallel                  int
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&s.campaign, "campaign", true, "upload --v2 and start the campaign; false: wait for one started elsewhere (otaserve campaign create)")
 	fs.StringVar(&s.board, "board", "b-l475e-iot01a", "catalog board of every simulated device")
 	fs.StringVar(&s.product, "product", "fleet", "product key of the simulated devices")
+	fs.StringVar(&s.group, "group", "", "group the devices are registered in, and the campaign targets; empty: the product key")
 	fs.StringVar(&s.keyFile, "key", "", "public key PEM the images are signed with")
 	fs.StringVar(&s.caFile, "ca", "", "PEM of the CA otaserve's TLS certificates are signed with (its DATA/ca.pem); empty: the system's")
 	fs.StringVar(&s.orderKeyFile, "order-key", "", "otaserve's order public key PEM (otaserve order-key): every device takes signed orders only")
@@ -101,6 +103,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected and FILE.confirmed once every device confirmed (go tool pprof reads them)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if s.group == "" {
+		s.group = s.product
 	}
 	if s.n < 1 || s.first < 0 {
 		return fmt.Errorf("-n %d --first %d: want at least one device and a first number of 0 or more", s.n, s.first)
@@ -151,6 +156,9 @@ type device struct {
 	ordered   atomic.Int64 // unix nanos of the order event
 	confirmed atomic.Int64 // unix nanos of the confirmed event
 	informed  atomic.Bool
+	// lastErr is the agent's last error event, for the summary of the
+	// devices that never got there (a run that times out says why).
+	lastErr atomic.Pointer[string]
 }
 
 func (s *sim) run(ctx context.Context, out io.Writer) error {
@@ -196,7 +204,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		for i := b * batch; i < min(s.n, (b+1)*batch); i++ {
 			name := fmt.Sprintf("sim-%06d", s.first+i)
 			reqs = append(reqs, map[string]string{
-				"product_key": s.product, "device_name": name, "device_secret": "secret-" + name, "board": s.board, "group": s.product,
+				"product_key": s.product, "device_name": name, "device_secret": "secret-" + name, "board": s.board, "group": s.group,
 			})
 		}
 		err := s.api(ctx, "POST", "/devices", "application/json", jsonBody(reqs), nil)
@@ -257,6 +265,12 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 				case event.Confirmed:
 					d.confirmed.CompareAndSwap(0, time.Now().UnixNano())
 					d.flash.SharePages(pages)
+				case event.Error:
+					msg := ev.Error
+					if ev.Message != "" {
+						msg += " (" + ev.Message + ")"
+					}
+					d.lastErr.Store(&msg)
 				case event.Reboot:
 					// Every device wrote the same image: keep one copy
 					// of its pages (flash.PagePool).
@@ -290,11 +304,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = waitAll(ctx, devs, func(d *device) bool { return d.informed.Load() })
 	}
-	if err := waitAll(ctx, devs, func(d *device) bool { return d.informed.Load() }); err != nil {
-		return fmt.Errorf("connect: %w", err)
+	if err != nil {
+		return fmt.Errorf("connect: %w%s", err, lastErrors(devs, func(d *device) bool { return d.informed.Load() }))
 	}
 	fmt.Fprintf(out, "connected %d agents in %v\n", s.n, time.Since(start).Round(time.Millisecond))
 	if s.readyFile != "" {
@@ -324,7 +338,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		t0 = time.Now()
 		go func() {
 			created <- s.api(ctx, "POST", "/campaigns", "application/json", jsonBody(map[string]any{
-				"image_id": img.ID, "target": map[string]string{"group": s.product}, "waves": "100%", "success_percent": 100, "error_percent": 0,
+				"image_id": img.ID, "target": map[string]string{"group": s.group}, "waves": "100%", "success_percent": 100, "error_percent": 0,
 			}), nil)
 		}()
 	} else {
@@ -345,7 +359,7 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 				n++
 			}
 		}
-		return fmt.Errorf("%d of %d devices confirmed: %w", n, s.n, err)
+		return fmt.Errorf("%d of %d devices confirmed: %w%s", n, s.n, err, lastErrors(devs, func(d *device) bool { return d.confirmed.Load() != 0 }))
 	}
 	createTime := "still running"
 	select {
@@ -549,6 +563,36 @@ func clientID(tmpl, pk, dn string) string {
 }
 
 // waitAll polls until ok holds for every device.
+// lastErrors lists the devices not done that reported an error, with the
+// agent's last one (the first few), and counts the rest: what a run that
+// gave up waiting for them prints.
+func lastErrors(devs []*device, done func(*device) bool) string {
+	const most = 10
+	var b strings.Builder
+	listed, failed, quiet := 0, 0, 0
+	for _, d := range devs {
+		if done(d) {
+			continue
+		}
+		p := d.lastErr.Load()
+		if p == nil {
+			quiet++
+			continue
+		}
+		if failed++; listed < most {
+			listed++
+			fmt.Fprintf(&b, "\n  %s: %s", d.name, *p)
+		}
+	}
+	if failed > listed {
+		fmt.Fprintf(&b, "\n  and %d more with an error", failed-listed)
+	}
+	if quiet > 0 {
+		fmt.Fprintf(&b, "\n  %d more without one", quiet)
+	}
+	return b.String()
+}
+
 func waitAll(ctx context.Context, devs []*device, ok func(*device) bool) error {
 	for {
 		done := true
