@@ -175,7 +175,10 @@ func TestScaleOut_NATS(t *testing.T) {
 	sim := start(t, r.dir, "sim", nil, "otafleet-sim", "--server", fmt.Sprintf("https://127.0.0.1:%d", bPort),
 		"--token", strings.TrimSpace(string(token)), "--mqtt", nodes, "--client-id", "{pk}_{dn}", "--ca", "data/ca.pem",
 		"--order-key", "order.pub", "--key", "pub.pem", "--board", boards[1], "--product", "fleet",
-		"--v1", "app-1.0.0.img", "--campaign=false", "-n", fmt.Sprint(devices), "--timeout", "8m")
+		"--v1", "app-1.0.0.img", "--campaign=false", "-n", fmt.Sprint(devices), "--timeout", "8m",
+		// 16 sign-ins at a time, not 64: the test is about the kills, and
+		// each sign-in makes a session and three consumers in JetStream.
+		"--parallel", "16")
 	// A liveness bound, not a speed: with every package's tests sharing two
 	// cores, 200 sign-ins through the callout and JetStream took over 2 min.
 	waitFor(t, "every simulated device connected", 5*time.Minute, func() (bool, string) {
