@@ -57,6 +57,10 @@ type Blobs interface {
 	// whole, and when it was saved; an error wrapping fs.ErrNotExist when
 	// there is none.
 	Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.Time, error)
+	// Stat returns the blob's size and when it was saved without reading
+	// its bytes (a replica asks it before it serves its local copy); an
+	// error wrapping fs.ErrNotExist when there is none.
+	Stat(ctx context.Context, sum string) (int64, time.Time, error)
 	// Remove deletes the blob; one already gone is not an error.
 	Remove(ctx context.Context, sum string) error
 }
