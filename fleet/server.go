@@ -60,6 +60,10 @@ type Config struct {
 	// of DataDir stays where it is; firmware/ then only holds uploads while
 	// they are checked.
 	DB string
+	// FirmwareCache bounds, in bytes, the local copies of DB's firmware
+	// blobs that this process serves downloads from (DataDir/firmware/cache);
+	// default firmware.DefaultCacheSize, negative for none.
+	FirmwareCache int64
 	// HTTPAddr serves the API under /api/v1 and firmware under /firmware/;
 	// default 127.0.0.1:8080. Port 0 picks a free port (see Addrs).
 	HTTPAddr string
@@ -275,7 +279,7 @@ func New(cfg Config) (s *Server, err error) {
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	var blobs *firmware.Store
 	if shared := s.store.Blobs(); shared != nil {
-		blobs, err = firmware.NewSharedStore(s.firmwareDir, shared)
+		blobs, err = firmware.NewSharedStore(s.firmwareDir, shared, cmp.Or(cfg.FirmwareCache, firmware.DefaultCacheSize))
 	} else {
 		blobs, err = firmware.NewStore(s.firmwareDir)
 	}
