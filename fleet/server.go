@@ -177,6 +177,7 @@ type Server struct {
 	brokerURL string
 
 	firmwareDir string
+	firmware    *firmware.Store
 	orderKey    ed25519.PrivateKey
 	endorsement string // of the order key, by an image key; "" without
 	plainLn     net.Listener
@@ -286,6 +287,7 @@ func New(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.firmware = blobs
 
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s (--http): %w%s", cfg.HTTPAddr, err, listenFix("--http", err))
@@ -970,6 +972,10 @@ func (s *Server) Close() error {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 		s.store = nil
+	}
+	if s.firmware != nil {
+		errs = append(errs, s.firmware.Close())
+		s.firmware = nil
 	}
 	return errors.Join(errs...)
 }

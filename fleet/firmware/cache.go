@@ -20,8 +20,14 @@ import (
 const DefaultCacheSize = 1 << 30
 
 // cacheDir is the directory, under a shared store's upload directory, of
-// its local copies of shared blobs.
-const cacheDir = "cache"
+// its local copies of shared blobs; cacheDir.1 to cacheDir.15 are those of
+// other processes on the same data directory (replicas on one machine may
+// share it), each held by the lock on its lockName.
+const (
+	cacheDir   = "cache"
+	cacheSlots = 16
+	lockName   = ".lock"
+)
 
 // fillPattern names the temporary file of a copy in progress.
 const fillPattern = ".fill-*"
@@ -40,6 +46,7 @@ type cache struct {
 	dir    string
 	max    int64
 	shared Blobs
+	lock   *os.File // holds dir for this process while open
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
@@ -65,19 +72,83 @@ type cacheFill struct {
 	err  error
 }
 
-// newCache opens the cache directory dir (made if missing), removes the
-// copies an earlier process left half done, and takes the files it holds,
-// evicting the oldest (by the blob's saved time: their last use is not
-// known) past max.
-func newCache(dir string, max int64, shared Blobs) (*cache, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+// newCache takes the first cache directory under parent no other process
+// holds (made if missing), removes the copies an earlier process left half
+// done there, and takes the files it holds, evicting the oldest (by the
+// blob's saved time: their last use is not known) past max.
+func newCache(parent string, max int64, shared Blobs) (*cache, error) {
+	dir, lock, err := holdSlot(parent, true)
+	if err != nil {
+		return nil, err
 	}
+	c := &cache{dir: dir, max: max, shared: shared, lock: lock, entries: map[string]*cacheEntry{}, filling: map[string]*cacheFill{}}
+	if err := c.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// holdSlot returns the first cache directory under parent that no other
+// process holds, made if missing when create is set, and the open file that
+// holds its lock; "" when there is none.
+func holdSlot(parent string, create bool) (string, *os.File, error) {
+	for i := range cacheSlots {
+		dir := filepath.Join(parent, cacheDir)
+		if i > 0 {
+			dir += fmt.Sprintf(".%d", i)
+		}
+		if create {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return "", nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+			}
+		}
+		f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+		if errors.Is(err, fs.ErrNotExist) && !create {
+			continue
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+		}
+		ok, err := lockFile(f)
+		if err != nil {
+			f.Close()
+			return "", nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+		}
+		if ok {
+			return dir, f, nil
+		}
+		f.Close()
+	}
+	if !create {
+		return "", nil, nil
+	}
+	return "", nil, fmt.Errorf("open firmware cache: the %d cache directories of %s are all held by other processes: give this one a data directory of its own (--data)", cacheSlots, parent)
+}
+
+// removeCaches removes the cache directories under parent that no process
+// holds.
+func removeCaches(parent string) error {
+	for {
+		dir, lock, err := holdSlot(parent, false)
+		if err != nil || dir == "" {
+			return err
+		}
+		err = os.RemoveAll(dir)
+		lock.Close()
+		if err != nil {
+			return fmt.Errorf("remove firmware cache %s: %w", dir, err)
+		}
+	}
+}
+
+// load takes the files of the cache directory.
+func (c *cache) load() error {
+	dir := c.dir
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+		return fmt.Errorf("open firmware cache %s: %w", dir, err)
 	}
-	c := &cache{dir: dir, max: max, shared: shared, entries: map[string]*cacheEntry{}, filling: map[string]*cacheFill{}}
 	type found struct {
 		sum string
 		at  time.Time
@@ -87,7 +158,7 @@ func newCache(dir string, max int64, shared Blobs) (*cache, error) {
 		name := e.Name()
 		if ok, _ := filepath.Match(fillPattern, name); ok {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("open firmware cache %s: remove an interrupted copy: %w", dir, err)
+				return fmt.Errorf("open firmware cache %s: remove an interrupted copy: %w", dir, err)
 			}
 			continue
 		}
@@ -96,7 +167,7 @@ func newCache(dir string, max int64, shared Blobs) (*cache, error) {
 		}
 		info, err := e.Info()
 		if err != nil {
-			return nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+			return fmt.Errorf("open firmware cache %s: %w", dir, err)
 		}
 		c.entries[name] = &cacheEntry{size: info.Size()}
 		c.used += info.Size()
@@ -110,9 +181,9 @@ func newCache(dir string, max int64, shared Blobs) (*cache, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.evict(0); err != nil && !errors.Is(err, errNoRoom) {
-		return nil, fmt.Errorf("open firmware cache %s: %w", dir, err)
+		return fmt.Errorf("open firmware cache %s: %w", dir, err)
 	}
-	return c, nil
+	return nil
 }
 
 func (c *cache) path(sum string) string { return filepath.Join(c.dir, sum) }

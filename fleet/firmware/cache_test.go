@@ -41,6 +41,7 @@ func replicas(t *testing.T, cacheSize int64) (a, b *Store, reads *countingBlobs)
 	if b, err = NewSharedStore(t.TempDir(), reads, cacheSize); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { b.Close() })
 	return a, b, reads
 }
 
@@ -186,6 +187,7 @@ func TestCache_DamagedCopyCopiedAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.restart {
+				b.Close()
 				var err error
 				if b, err = NewSharedStore(b.dir, reads, DefaultCacheSize); err != nil {
 					t.Fatal(err)
@@ -316,8 +318,9 @@ func TestCache_EvictsLeastRecentlyUsed(t *testing.T) {
 }
 
 // TestNewSharedStore_KeepsCopies: a restart keeps the cache's copies
-// (served without reading the database again), removes the copies an
-// earlier process left half done, and a cache of size 0 removes them all.
+// (served without reading the database again) and removes the copies an
+// earlier process left half done; another process on the same directory
+// gets a cache directory of its own; a cache of size 0 removes them all.
 func TestNewSharedStore_KeepsCopies(t *testing.T) {
 	a, b, reads := replicas(t, DefaultCacheSize)
 	blob, data := putBlob(t, a, blobSize, 5)
@@ -326,6 +329,7 @@ func TestNewSharedStore_KeepsCopies(t *testing.T) {
 	if err := os.WriteFile(left, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	b.Close()
 	b2, err := NewSharedStore(b.dir, reads, DefaultCacheSize)
 	if err != nil {
 		t.Fatal(err)
@@ -339,10 +343,22 @@ func TestNewSharedStore_KeepsCopies(t *testing.T) {
 	if n := reads.opens.Load(); n != 1 {
 		t.Errorf("the database was read %d times, want 1: the copy outlives a restart", n)
 	}
+	// Another process on the same directory has a cache of its own.
+	other, err := NewSharedStore(b.dir, reads, DefaultCacheSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.cache.dir == b2.cache.dir {
+		t.Errorf("two processes share the cache directory %s", b2.cache.dir)
+	}
+	other.Close()
+	b2.Close()
 	if _, err := NewSharedStore(b.dir, reads, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(b.cache.dir); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the cache directory with the cache off: %v, want it gone", err)
+	for _, dir := range []string{b.cache.dir, other.cache.dir} {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s with the cache off: %v, want it gone", dir, err)
+		}
 	}
 }

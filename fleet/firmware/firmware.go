@@ -101,6 +101,8 @@ func NewStore(dir string) (*Store, error) {
 // dir, which holds uploads while they are received and checked, and, in
 // dir/cache, local copies of the blobs downloaded, at most cacheSize bytes
 // (DefaultCacheSize is a fair start; 0 keeps none and removes those left).
+// Another process on the same dir gets dir/cache.1, and so on; Close lets
+// the next process have the directory.
 // Downloads are then served from a file, and each blob is read from shared
 // once per process rather than once per download.
 func NewSharedStore(dir string, shared Blobs, cacheSize int64) (*Store, error) {
@@ -109,17 +111,25 @@ func NewSharedStore(dir string, shared Blobs, cacheSize int64) (*Store, error) {
 		return nil, err
 	}
 	s.shared = shared
-	cdir := filepath.Join(dir, cacheDir)
 	if cacheSize <= 0 {
-		if err := os.RemoveAll(cdir); err != nil {
-			return nil, fmt.Errorf("open firmware store %s: remove the cache: %w", dir, err)
+		if err := removeCaches(dir); err != nil {
+			return nil, err
 		}
 		return s, nil
 	}
-	if s.cache, err = newCache(cdir, cacheSize, shared); err != nil {
+	if s.cache, err = newCache(dir, cacheSize, shared); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close lets another process take this one's cache directory; the store
+// is not used after.
+func (s *Store) Close() error {
+	if s.cache == nil {
+		return nil
+	}
+	return s.cache.lock.Close()
 }
 
 var sumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -63,6 +63,7 @@ func storeOf(t testing.TB, kind string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
