@@ -32,6 +32,10 @@ const (
 // fillPattern names the temporary file of a copy in progress.
 const fillPattern = ".fill-*"
 
+// fillTimeout bounds a copy into the cache, which no download's end
+// cancels: a copy that takes longer has stalled.
+const fillTimeout = 10 * time.Minute
+
 // errNoRoom is why a blob is not copied: it is larger than the cache, or
 // the cache is full of files being read.
 var errNoRoom = errors.New("no room in the firmware cache")
@@ -63,6 +67,10 @@ type cacheEntry struct {
 	// checked is set once this process has hashed the file: a file found
 	// at start may have been cut short or damaged while no one watched.
 	checked bool
+	// modTime is the file's modification time, as its file system keeps
+	// it (perhaps coarser than the blob's saved time it was set to), since
+	// it was checked: a write since changes it.
+	modTime time.Time
 }
 
 // cacheFill is a copy or check in progress, which other first readers of
@@ -251,7 +259,7 @@ func (c *cache) acquire(ctx context.Context, sum string, size int64, saved time.
 			c.tick++
 			e.lastUse = c.tick
 			c.mu.Unlock()
-			if f := c.openChecked(sum, size, saved); f != nil {
+			if f := c.openChecked(sum, e.size, e.modTime); f != nil {
 				return &cachedFile{File: f, c: c, e: e}, nil
 			}
 			// Changed since it was checked: check it again.
@@ -265,8 +273,11 @@ func (c *cache) acquire(ctx context.Context, sum string, size int64, saved time.
 		c.filling[sum] = fl
 		c.mu.Unlock()
 		// The copy serves every waiting reader: the first one leaving
-		// must not cancel it.
-		fl.err = c.fill(context.WithoutCancel(ctx), sum, size, saved)
+		// must not cancel it. A copy that takes longer than fillTimeout
+		// has stalled.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+		fl.err = c.fill(fctx, sum, size, saved)
+		cancel()
 		c.mu.Lock()
 		delete(c.filling, sum)
 		c.mu.Unlock()
@@ -277,15 +288,15 @@ func (c *cache) acquire(ctx context.Context, sum string, size int64, saved time.
 	}
 }
 
-// openChecked opens the copy if it still has the size and the time it was
-// given when checked, nil otherwise.
-func (c *cache) openChecked(sum string, size int64, saved time.Time) *os.File {
+// openChecked opens the copy if it still has the size and the time it had
+// when checked, nil otherwise.
+func (c *cache) openChecked(sum string, size int64, modTime time.Time) *os.File {
 	f, err := os.Open(c.path(sum))
 	if err != nil {
 		return nil
 	}
 	st, err := f.Stat()
-	if err != nil || st.Size() != size || !st.ModTime().Equal(saved) {
+	if err != nil || st.Size() != size || !st.ModTime().Equal(modTime) {
 		f.Close()
 		return nil
 	}
@@ -300,9 +311,9 @@ func (c *cache) fill(ctx context.Context, sum string, size int64, saved time.Tim
 	e := c.entries[sum]
 	c.mu.Unlock()
 	if e != nil {
-		if err := c.check(sum, size, saved); err == nil {
+		if mt, err := c.check(sum, size, saved); err == nil {
 			c.mu.Lock()
-			e.checked = true
+			e.checked, e.modTime = true, mt
 			c.mu.Unlock()
 			return nil
 		}
@@ -320,7 +331,8 @@ func (c *cache) fill(ctx context.Context, sum string, size int64, saved time.Tim
 	if err != nil {
 		return err
 	}
-	if err := c.copy(ctx, sum, size, saved); err != nil {
+	mt, err := c.copy(ctx, sum, size, saved)
+	if err != nil {
 		c.mu.Lock()
 		c.used -= size
 		c.mu.Unlock()
@@ -328,41 +340,55 @@ func (c *cache) fill(ctx context.Context, sum string, size int64, saved time.Tim
 	}
 	c.mu.Lock()
 	c.tick++
-	c.entries[sum] = &cacheEntry{size: size, lastUse: c.tick, checked: true}
+	c.entries[sum] = &cacheEntry{size: size, lastUse: c.tick, checked: true, modTime: mt}
 	c.mu.Unlock()
 	return nil
 }
 
-// check hashes the copy of the blob and gives it the blob's saved time.
-func (c *cache) check(sum string, size int64, saved time.Time) error {
+// check hashes the copy of the blob and gives it the blob's saved time,
+// which it returns as the file system keeps it.
+func (c *cache) check(sum string, size int64, saved time.Time) (time.Time, error) {
 	f, err := os.Open(c.path(sum))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); n != size || got != sum {
-		return fmt.Errorf("cached blob %s: %d bytes hashing to %s, want %d", sum, n, got, size)
+		return time.Time{}, fmt.Errorf("cached blob %s: %d bytes hashing to %s, want %d", sum, n, got, size)
 	}
-	return os.Chtimes(c.path(sum), saved, saved)
+	return setTime(c.path(sum), saved)
+}
+
+// setTime sets the file's modification time to t and returns it as the
+// file system keeps it.
+func setTime(path string, t time.Time) (time.Time, error) {
+	if err := os.Chtimes(path, t, t); err != nil {
+		return time.Time{}, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return st.ModTime(), nil
 }
 
 // copy copies the blob from the shared store into a temporary file of the
 // cache, hashing it, and renames it to the blob's name if its size and
-// SHA-256 are the blob's.
-func (c *cache) copy(ctx context.Context, sum string, size int64, saved time.Time) error {
+// SHA-256 are the blob's. It returns the copy's modification time (saved).
+func (c *cache) copy(ctx context.Context, sum string, size int64, saved time.Time) (time.Time, error) {
 	r, _, err := c.shared.Open(ctx, sum)
 	if err != nil {
-		return fmt.Errorf("cache blob %s: %w", sum, err)
+		return time.Time{}, fmt.Errorf("cache blob %s: %w", sum, err)
 	}
 	defer r.Close()
 	tmp, err := os.CreateTemp(c.dir, fillPattern)
 	if err != nil {
-		return fmt.Errorf("cache blob %s: %w", sum, err)
+		return time.Time{}, fmt.Errorf("cache blob %s: %w", sum, err)
 	}
 	defer func() {
 		tmp.Close()
@@ -372,21 +398,22 @@ func (c *cache) copy(ctx context.Context, sum string, size int64, saved time.Tim
 	// One byte past size tells a longer blob from a right one.
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, r}, size+1))
 	if err != nil {
-		return fmt.Errorf("cache blob %s: copy: %w", sum, err)
+		return time.Time{}, fmt.Errorf("cache blob %s: copy: %w", sum, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); n != size || got != sum {
-		return fmt.Errorf("cache blob %s: the shared store gave %d bytes hashing to %s, not the %d bytes of its name", sum, n, got, size)
+		return time.Time{}, fmt.Errorf("cache blob %s: the shared store gave %d bytes hashing to %s, not the %d bytes of its name", sum, n, got, size)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cache blob %s: %w", sum, err)
+		return time.Time{}, fmt.Errorf("cache blob %s: %w", sum, err)
 	}
-	if err := os.Chtimes(tmp.Name(), saved, saved); err != nil {
-		return fmt.Errorf("cache blob %s: %w", sum, err)
+	mt, err := setTime(tmp.Name(), saved)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("cache blob %s: %w", sum, err)
 	}
 	if err := os.Rename(tmp.Name(), c.path(sum)); err != nil {
-		return fmt.Errorf("cache blob %s: %w", sum, err)
+		return time.Time{}, fmt.Errorf("cache blob %s: %w", sum, err)
 	}
-	return nil
+	return mt, nil
 }
 
 // evict removes the least recently used files that no one reads until
