@@ -60,6 +60,10 @@ type Config struct {
 	// of DataDir stays where it is; firmware/ then only holds uploads while
 	// they are checked.
 	DB string
+	// FirmwareCache bounds, in bytes, the local copies of DB's firmware
+	// blobs that this process serves downloads from (DataDir/firmware/cache);
+	// default firmware.DefaultCacheSize, negative for none.
+	FirmwareCache int64
 	// HTTPAddr serves the API under /api/v1 and firmware under /firmware/;
 	// default 127.0.0.1:8080. Port 0 picks a free port (see Addrs).
 	HTTPAddr string
@@ -173,6 +177,7 @@ type Server struct {
 	brokerURL string
 
 	firmwareDir string
+	firmware    *firmware.Store
 	orderKey    ed25519.PrivateKey
 	endorsement string // of the order key, by an image key; "" without
 	plainLn     net.Listener
@@ -275,13 +280,14 @@ func New(cfg Config) (s *Server, err error) {
 	s.firmwareDir = filepath.Join(cfg.DataDir, "firmware")
 	var blobs *firmware.Store
 	if shared := s.store.Blobs(); shared != nil {
-		blobs, err = firmware.NewSharedStore(s.firmwareDir, shared)
+		blobs, err = firmware.NewSharedStore(s.firmwareDir, shared, cmp.Or(cfg.FirmwareCache, firmware.DefaultCacheSize))
 	} else {
 		blobs, err = firmware.NewStore(s.firmwareDir)
 	}
 	if err != nil {
 		return nil, err
 	}
+	s.firmware = blobs
 
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s (--http): %w%s", cfg.HTTPAddr, err, listenFix("--http", err))
@@ -966,6 +972,10 @@ func (s *Server) Close() error {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 		s.store = nil
+	}
+	if s.firmware != nil {
+		errs = append(errs, s.firmware.Close())
+		s.firmware = nil
 	}
 	return errors.Join(errs...)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/otaport/otaport/fleet"
 	"github.com/otaport/otaport/fleet/broker"
 	"github.com/otaport/otaport/fleet/campaign"
+	"github.com/otaport/otaport/fleet/firmware"
 	"github.com/otaport/otaport/fleet/pki"
 )
 
@@ -51,6 +52,8 @@ func runCommand() *cobra.Command {
 	fs := cmd.Flags()
 	data := fs.String("data", defaultData, "data directory: database, firmware, token, keys, the fleet CA")
 	db := fs.String("db", "", "`URL` of a PostgreSQL database to keep the registry, campaigns, tokens and firmware in, postgres://user@host:5432/otaport (env OTASERVE_DB; password in PGPASSWORD or ~/.pgpass); default the bbolt file DATA/fleet.db")
+	firmwareCache := cli.Size{Bytes: firmware.DefaultCacheSize}
+	fs.Var(&firmwareCache, "firmware-cache", "with --db: bytes of the local copies of firmware this process serves downloads from (DATA/firmware/cache), so that each image is read from the database once; 0 for none")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the API and firmware server")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker")
 	brokerURL := fs.String("broker", "", "external broker instead of the embedded one, tcp://operator:password@host:1883; a cluster's nodes separated by commas")
@@ -80,7 +83,7 @@ func runCommand() *cobra.Command {
 			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL, replica: *replica,
 			natsCallout: *natsCallout, natsIssuer: *natsIssuer, natsAccount: *natsAccount,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
-			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless},
+			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless}, firmwareCache: int64(firmwareCache.Bytes),
 		}, cli.Logger(cmd, cmd.ErrOrStderr(), level), cmd.ErrOrStderr())
 	}
 	return cmd
@@ -97,6 +100,7 @@ type serveFlags struct {
 	plain                                                              bool
 	plainMQTT, plainFirmware                                           string
 	signIn                                                             broker.SignInPolicy
+	firmwareCache                                                      int64 // bytes; 0 for none
 }
 
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer) error {
@@ -135,7 +139,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		return err
 	}
 	srv, err := fleet.New(fleet.Config{
-		DataDir: f.data, DB: f.db, HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica,
+		DataDir: f.data, DB: f.db, FirmwareCache: cmp.Or(f.firmwareCache, -1), HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica,
 		NATSCallout: f.natsCallout, NATSIssuer: f.natsIssuer, NATSAccount: f.natsAccount,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,

@@ -57,6 +57,10 @@ type Blobs interface {
 	// whole, and when it was saved; an error wrapping fs.ErrNotExist when
 	// there is none.
 	Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.Time, error)
+	// Stat returns the blob's size and when it was saved without reading
+	// its bytes (a replica asks it before it serves its local copy); an
+	// error wrapping fs.ErrNotExist when there is none.
+	Stat(ctx context.Context, sum string) (int64, time.Time, error)
 	// Remove deletes the blob; one already gone is not an error.
 	Remove(ctx context.Context, sum string) error
 }
@@ -66,7 +70,8 @@ type Blobs interface {
 // check before they go to the Blobs.
 type Store struct {
 	dir    string
-	shared Blobs // nil: the blobs are the files of dir
+	shared Blobs  // nil: the blobs are the files of dir
+	cache  *cache // local copies of shared blobs; nil without
 }
 
 // uploadPattern names the temporary file of an upload in progress.
@@ -93,14 +98,38 @@ func NewStore(dir string) (*Store, error) {
 }
 
 // NewSharedStore is NewStore whose blobs are kept in shared rather than in
-// dir, which only holds uploads while they are received and checked.
-func NewSharedStore(dir string, shared Blobs) (*Store, error) {
+// dir, which holds uploads while they are received and checked, and, in
+// dir/cache, local copies of the blobs downloaded, at most cacheSize bytes
+// (DefaultCacheSize is a fair start; 0 keeps none and removes those left).
+// Another process on the same dir gets dir/cache.1, and so on; Close lets
+// the next process have the directory.
+// Downloads are then served from a file, and each blob is read from shared
+// once per process rather than once per download.
+func NewSharedStore(dir string, shared Blobs, cacheSize int64) (*Store, error) {
 	s, err := NewStore(dir)
 	if err != nil {
 		return nil, err
 	}
 	s.shared = shared
+	if cacheSize <= 0 {
+		if err := removeCaches(dir); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if s.cache, err = newCache(dir, cacheSize, shared); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// Close lets another process take this one's cache directory; the store
+// is not used after.
+func (s *Store) Close() error {
+	if s.cache == nil {
+		return nil
+	}
+	return s.cache.lock.Close()
 }
 
 var sumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -115,7 +144,11 @@ func (s *Store) Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.T
 		return nil, time.Time{}, fmt.Errorf("open firmware %q: not a lower-case hex SHA-256: %w", sum, os.ErrNotExist)
 	}
 	if s.shared != nil {
-		r, at, err := s.shared.Open(ctx, sum)
+		open := s.shared.Open
+		if s.cache != nil {
+			open = s.cache.open
+		}
+		r, at, err := open(ctx, sum)
 		if err != nil {
 			return nil, time.Time{}, fmt.Errorf("open firmware %s: %w", sum, err)
 		}
@@ -134,8 +167,10 @@ func (s *Store) Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.T
 }
 
 // Remove deletes the blob with this SHA-256; a blob already gone is not an
-// error. A device downloading it from the directory keeps its open file to
-// the end; from shared Blobs, its next read fails.
+// error. A device downloading it from a file (the directory, or the local
+// copy of a shared blob) keeps its open file to the end; from shared Blobs,
+// its next read fails. The local copies of the other processes on shared
+// Blobs are removed at their next Open of the blob.
 func (s *Store) Remove(ctx context.Context, sum string) error {
 	if !sumPattern.MatchString(sum) {
 		return fmt.Errorf("remove firmware %q: not a lower-case hex SHA-256", sum)
@@ -143,6 +178,9 @@ func (s *Store) Remove(ctx context.Context, sum string) error {
 	if s.shared != nil {
 		if err := s.shared.Remove(ctx, sum); err != nil {
 			return fmt.Errorf("remove firmware %s: %w", sum, err)
+		}
+		if s.cache != nil {
+			return s.cache.remove(sum)
 		}
 		return nil
 	}
@@ -362,11 +400,16 @@ func Handler(s *Store) http.Handler {
 			return
 		}
 		defer f.Close()
+		var content io.ReadSeeker = f
+		if c, ok := f.(*cachedFile); ok {
+			// The *os.File itself, which the server sends with sendfile.
+			content = c.File
+		}
 		// The content never changes under a name, so it may be cached
 		// forever; the ETag is what makes If-Range resume safe.
 		w.Header().Set("ETag", `"`+sum+`"`)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		http.ServeContent(w, r, "", modTime, f)
+		http.ServeContent(w, r, "", modTime, content)
 	})
 }

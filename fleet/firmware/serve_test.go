@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,30 +35,47 @@ func TestMain(m *testing.M) {
 const blobSize = 2*store.ChunkSize + 1000
 
 // backends runs a test with a store of each kind: blobs in the directory,
-// or in PostgreSQL (with the directory for uploads in progress).
+// or in PostgreSQL (with the directory for uploads in progress), read
+// directly or through the local cache.
 func backends(t *testing.T, test func(t *testing.T, s *Store)) {
-	for _, be := range []string{"dir", "postgres"} {
+	for _, be := range []string{"dir", "postgres", "cached"} {
 		t.Run(be, func(t *testing.T) { test(t, storeOf(t, be)) })
 	}
 }
 
-// storeOf makes a store of a kind: "dir", or "postgres" (a database of
-// its own, the directory for uploads in progress).
+// storeOf makes a store of a kind: "dir", "postgres" (a database of its
+// own, the directory for uploads in progress) or "cached" (postgres with a
+// cache of DefaultCacheSize).
 func storeOf(t testing.TB, kind string) *Store {
 	t.Helper()
-	s, err := NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kind == "postgres" {
-		db, err := store.OpenPostgres(context.Background(), pg.DB(t))
+	if kind == "dir" {
+		s, err := NewStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { db.Close() })
-		s.shared = db.Blobs()
+		return s
 	}
+	size := int64(0)
+	if kind == "cached" {
+		size = DefaultCacheSize
+	}
+	s, err := NewSharedStore(t.TempDir(), sharedBlobs(t, pg.DB(t)), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// sharedBlobs opens the PostgreSQL database at url and returns its blobs.
+func sharedBlobs(t testing.TB, url string) Blobs {
+	t.Helper()
+	db, err := store.OpenPostgres(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db.Blobs()
 }
 
 func testBlob(t *testing.T, s *Store) (Blob, []byte) {
@@ -206,6 +224,9 @@ func testPut(t *testing.T, s *Store) {
 		t.Fatalf("oversize err = %v", err)
 	}
 	ents, _ := os.ReadDir(s.dir)
+	if s.cache != nil {
+		ents = slices.DeleteFunc(ents, func(e os.DirEntry) bool { return e.Name() == cacheDir })
+	}
 	if want := map[bool]int{true: 0, false: 1}[s.shared != nil]; len(ents) != want {
 		t.Errorf("the directory holds %d files after refused uploads, want %d", len(ents), want)
 	}

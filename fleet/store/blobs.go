@@ -64,15 +64,33 @@ func (b *Blobs) Save(ctx context.Context, sum string, r io.Reader, size int64) e
 // read, and when the blob was saved.
 func (b *Blobs) Open(ctx context.Context, sum string) (io.ReadSeekCloser, time.Time, error) {
 	r := &blobReader{ctx: ctx, pool: b.pool, sum: sum, seq: -1}
-	var created time.Time
-	err := b.pool.QueryRow(ctx, `SELECT size, chunk_size, created FROM blobs WHERE sha256 = $1`, sum).Scan(&r.size, &r.chunk, &created)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, time.Time{}, fmt.Errorf("blob %s: %w", sum, fs.ErrNotExist)
-	}
+	created, err := b.row(ctx, sum, &r.size, &r.chunk)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("blob %s: %w", sum, err)
+		return nil, time.Time{}, err
 	}
 	return r, created, nil
+}
+
+// Stat returns the blob's size and when it was saved, from its row alone:
+// one short statement, none of its chunks.
+func (b *Blobs) Stat(ctx context.Context, sum string) (int64, time.Time, error) {
+	var size, chunk int64
+	created, err := b.row(ctx, sum, &size, &chunk)
+	return size, created, err
+}
+
+// row reads the blob's row into size and chunk and returns when it was
+// saved; an error wrapping fs.ErrNotExist when there is none.
+func (b *Blobs) row(ctx context.Context, sum string, size, chunk *int64) (time.Time, error) {
+	var created time.Time
+	err := b.pool.QueryRow(ctx, `SELECT size, chunk_size, created FROM blobs WHERE sha256 = $1`, sum).Scan(size, chunk, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("blob %s: %w", sum, fs.ErrNotExist)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("blob %s: %w", sum, err)
+	}
+	return created, nil
 }
 
 // Remove deletes a blob and its chunks.

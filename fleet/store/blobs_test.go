@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"testing"
 )
 
@@ -59,5 +61,51 @@ func TestBlobs_ReadsAChunkAtATime(t *testing.T) {
 	defer bb.Close()
 	if bb.Blobs() != nil {
 		t.Error("a bbolt store has shared blobs")
+	}
+}
+
+// TestBlobs_Stat: Stat gives a saved blob's size and the time Open gives,
+// and fs.ErrNotExist for one never saved or removed.
+func TestBlobs_Stat(t *testing.T) {
+	s := open(t, pg.DB(t))
+	defer s.Close()
+	ctx := context.Background()
+	b := s.Blobs()
+	data := make([]byte, ChunkSize+5)
+	for _, sum := range []string{"saved", "removed"} {
+		if err := b.Save(ctx, sum, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Remove(ctx, "removed"); err != nil {
+		t.Fatal(err)
+	}
+	r, saved, err := b.Open(ctx, "saved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	tests := []struct {
+		sum     string
+		size    int64
+		missing bool
+	}{
+		{"saved", int64(len(data)), false},
+		{"removed", 0, true},
+		{"never", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sum, func(t *testing.T) {
+			size, at, err := b.Stat(ctx, tt.sum)
+			if tt.missing {
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("Stat = %d, %v; want fs.ErrNotExist", size, err)
+				}
+				return
+			}
+			if err != nil || size != tt.size || !at.Equal(saved) {
+				t.Fatalf("Stat = %d, %v, %v; want %d, %v", size, at, err, tt.size, saved)
+			}
+		})
 	}
 }
