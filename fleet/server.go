@@ -793,6 +793,9 @@ func (s *Server) Run(ctx context.Context) error {
 	mq, err := campaign.Dial(dialCtx, campaign.MQTTConfig{
 		URL: s.brokerURL, Username: s.opUser, Password: s.opPass, ClientID: clientID,
 		TLS: s.operatorTLS(), Logger: s.log.With("part", "mqtt"), Retry: s.broker == nil,
+		// A replica's handler only stores the reports, and fails only
+		// when the database does: they are acknowledged once stored.
+		AckStored: s.replica != nil,
 	}, handle)
 	cancel()
 	if err != nil {

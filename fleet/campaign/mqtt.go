@@ -34,6 +34,15 @@ type MQTTConfig struct {
 	// after otaserve, and a NATS cluster's auth callout needs a moment to
 	// be known on every node after otaserve starts serving it.
 	Retry bool
+	// AckStored acknowledges each message to the broker only once the
+	// handler has returned nil for its batch, and hands a batch that
+	// failed to the handler again (see Deliver) until it succeeds or the
+	// Client closes: a report is then never lost between the broker and
+	// the store, whatever stops the process, as the broker sends the
+	// messages it holds unacknowledged again at the next connection of
+	// the session. It is for a handler whose only failures pass (a
+	// database's); the messages may then come twice.
+	AckStored bool
 }
 
 // Client is the service's MQTT connection. Messages are handed to the
@@ -77,7 +86,8 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 		// A persistent session keeps device reports queued at the broker
 		// while the service restarts.
 		SetCleanSession(false).
-		SetOrderMatters(true)
+		SetOrderMatters(true).
+		SetAutoAckDisabled(cfg.AckStored)
 	opts.SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {})
 	subscribed := make(chan error, 1) // the first subscription's outcome
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
@@ -86,8 +96,12 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 			filters[f] = 1
 		}
 		tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
+			msg := Message{Topic: m.Topic(), Payload: m.Payload()}
+			if cfg.AckStored {
+				msg.ack = m.Ack
+			}
 			select {
-			case cl.queue <- Message{Topic: m.Topic(), Payload: m.Payload()}:
+			case cl.queue <- msg:
 			case <-cl.stop:
 			}
 		})
@@ -128,7 +142,7 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 	cl.done.Add(1)
 	go func() {
 		defer cl.done.Done()
-		Deliver(cl.queue, cl.stop, handle, cl.log)
+		Deliver(cl.queue, cl.stop, handle, cl.log, cfg.AckStored)
 	}()
 	return cl, nil
 }
@@ -159,8 +173,13 @@ func subscribeError(tok mqtt.Token) error {
 // Deliver hands the messages of queue to handle until stop is closed: the
 // first message that arrives, with whatever else is already queued (up to
 // MaxBatch), so that a busy fleet's reports share one database
-// transaction and a quiet one's are handled at once.
-func Deliver(queue <-chan Message, stop <-chan struct{}, handle func(msgs []Message) error, log *slog.Logger) {
+// transaction and a quiet one's are handled at once. Once handle returns,
+// the batch's messages are acknowledged, in order (MQTT 3.1.1 section
+// 4.6). With retry, a batch that handle failed is handed to it again,
+// after a pause that doubles from retryFirst to retryMost, and is
+// acknowledged only once handle succeeds; a stop meanwhile leaves it
+// unacknowledged, for the broker to send again.
+func Deliver(queue <-chan Message, stop <-chan struct{}, handle func(msgs []Message) error, log *slog.Logger, retry bool) {
 	batch := make([]Message, 0, MaxBatch)
 	for {
 		batch = batch[:0]
@@ -180,11 +199,37 @@ func Deliver(queue <-chan Message, stop <-chan struct{}, handle func(msgs []Mess
 			}
 		}
 		log.Debug("device messages", "count", len(batch))
-		if err := handle(batch); err != nil {
-			log.Warn("device messages", "count", len(batch), "err", err)
+		pause := retryFirst
+		for {
+			err := handle(batch)
+			if err == nil {
+				break
+			}
+			if !retry {
+				log.Warn("device messages", "count", len(batch), "err", err)
+				break
+			}
+			log.Warn("device messages not stored; trying again", "count", len(batch), "in", pause, "err", err)
+			select {
+			case <-time.After(pause):
+			case <-stop:
+				return
+			}
+			pause = min(2*pause, retryMost)
+		}
+		for _, m := range batch {
+			if m.ack != nil {
+				m.ack()
+			}
 		}
 	}
 }
+
+// The pauses between a failed batch and its next try (Deliver).
+const (
+	retryFirst = time.Second
+	retryMost  = 30 * time.Second
+)
 
 // Publish sends payload on topic at QoS 1 and waits for the broker's ack.
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte) error {

@@ -155,16 +155,16 @@ func TestService_HandleMessagesStoresABatchTogether(t *testing.T) {
 	// One batch: d0 confirms (which starts wave 2), garbage in the middle,
 	// then every device of wave 2 reports progress and confirms.
 	batch := []Message{
-		{cloud.Topics("pk", "d0").Progress, []byte(`{"id":1,"params":{"step":"100","desc":""}}`)},
-		{cloud.Topics("pk", "d0").Inform, []byte(`{"id":2,"params":{"version":"2.0.0"}}`)},
-		{cloud.Topics("pk", "d1").Progress, []byte(`not json`)},
-		{"/sys/other/topic", []byte(`{}`)},
+		{Topic: cloud.Topics("pk", "d0").Progress, Payload: []byte(`{"id":1,"params":{"step":"100","desc":""}}`)},
+		{Topic: cloud.Topics("pk", "d0").Inform, Payload: []byte(`{"id":2,"params":{"version":"2.0.0"}}`)},
+		{Topic: cloud.Topics("pk", "d1").Progress, Payload: []byte(`not json`)},
+		{Topic: "/sys/other/topic", Payload: []byte(`{}`)},
 	}
 	for i := 1; i < n; i++ {
 		dn := fmt.Sprintf("d%d", i)
 		batch = append(batch,
-			Message{cloud.Topics("pk", dn).Progress, []byte(`{"id":3,"params":{"step":"10","desc":""}}`)},
-			Message{cloud.Topics("pk", dn).Inform, []byte(`{"id":4,"params":{"version":"2.0.0"}}`)})
+			Message{Topic: cloud.Topics("pk", dn).Progress, Payload: []byte(`{"id":3,"params":{"step":"10","desc":""}}`)},
+			Message{Topic: cloud.Topics("pk", dn).Inform, Payload: []byte(`{"id":4,"params":{"version":"2.0.0"}}`)})
 	}
 	if err := svc.HandleMessages(batch); err == nil {
 		t.Error("HandleMessages with a malformed progress: no error")
@@ -238,7 +238,7 @@ func TestDeliver_HandsOverWhatHasQueuedInOneBatch(t *testing.T) {
 			mu.Unlock()
 			got <- struct{}{}
 			return nil
-		}, slog.New(slog.DiscardHandler))
+		}, slog.New(slog.DiscardHandler), false)
 	}()
 	<-got
 	queue <- Message{Topic: "late"}

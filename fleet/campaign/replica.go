@@ -122,9 +122,9 @@ func (r *Replica) attach(svc *Service) orderQueue {
 }
 
 // Handle stores device reports in the inbox: the MQTT client's handler on
-// every replica. A report is acknowledged to the broker once queued, before
-// it is stored, so one that fails here is lost for this replica only; the
-// others store it too.
+// every replica. Its Client acknowledges a report to the broker only once
+// it is stored (MQTTConfig.AckStored), and every replica stores every
+// report; the inbox takes one twice as the holder takes a repeated report.
 func (r *Replica) Handle(msgs []Message) error {
 	in := make([]store.InboxMessage, len(msgs))
 	for i, m := range msgs {

@@ -692,6 +692,9 @@ func (s *Service) firmwareURL(img store.Image, key string) string {
 type Message struct {
 	Topic   string
 	Payload []byte
+	// ack acknowledges the message to the broker, for a Client that
+	// acknowledges once stored (MQTTConfig.AckStored); nil otherwise.
+	ack func()
 }
 
 // HandleMessage takes one message from a device topic (inform, progress or
