@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
@@ -81,7 +82,10 @@ func TestServer_CampaignOverNATSCluster(t *testing.T) {
 		t.Fatalf("create campaign: %d", st)
 	}
 	var status api.Status
-	waitFor(t, "the campaign to end", func() bool {
+	// A liveness bound: after the crash the nodes left elect leaders for
+	// what the dead one led, and a gateway may wait out its js_api_timeout
+	// (20 s) for an answer the dead node was to give.
+	waitWithin(t, 90*time.Second, "the campaign to end", func() bool {
 		r.call(t, http.MethodGet, fmt.Sprintf("/campaigns/%d", camp.ID), nil, "", &status)
 		return status.Campaign.State != string(store.CampaignRunning)
 	})

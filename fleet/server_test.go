@@ -243,13 +243,20 @@ func signedImage(t *testing.T, key crypto.Signer, version string) []byte {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 400 {
-		if cond() {
-			return
+	waitWithin(t, 10*time.Second, what, cond)
+}
+
+// waitWithin is waitFor with its own bound, for what waits on a crash's
+// recovery.
+func waitWithin(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting %v for %s", bound, what)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // TestServer_CampaignWithDevices runs a three-wave campaign over the real

@@ -498,10 +498,13 @@ func TestCluster_NodeKilled(t *testing.T) {
 
 	killed := time.Now()
 	r.c.Kill(0)
+	// A liveness bound, not a figure: after a crash, a node's MQTT gateway
+	// may wait out its js_api_timeout (20 s) for an answer the dead node
+	// was to give, and the streams the node led elect new leaders.
 	select {
 	case <-live.connected:
-	case <-time.After(testTimeout):
-		t.Fatal("dev-1 did not reconnect to another node")
+	case <-time.After(90 * time.Second):
+		t.Fatal("dev-1 did not reconnect to another node within 90s of the kill")
 	}
 	t.Logf("dev-1 signed in and subscribed on another node %v after the kill", time.Since(killed).Round(time.Millisecond))
 	r.publish(t, live.Topics().Upgrade, order(21, "2.0"))
