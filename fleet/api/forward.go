@@ -90,8 +90,6 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt Route) {
 		return
 	}
 	start := time.Now()
-	sw := &codeWriter{ResponseWriter: w}
-	failed := false
 	proxy := &httputil.ReverseProxy{
 		Transport: f.transport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -102,21 +100,23 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt Route) {
 			pr.SetXForwarded()
 			pr.Out.Header.Set(ForwardedHeader, f.rep.ID())
 		},
+		// Counted before the answer goes back, so that whoever reads the
+		// metrics after it sees the request counted.
+		ModifyResponse: func(resp *http.Response) error {
+			f.count(rt, "forwarded")
+			log.Info("request forwarded to the campaigns' lease holder", "holder", st.Holder, "url", st.URL,
+				"status", resp.StatusCode, "duration", time.Since(start).Round(time.Millisecond))
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			failed = true
 			f.count(rt, "unreachable")
 			log.Warn("the campaigns' lease holder is unreachable", "holder", st.Holder, "url", st.URL, "err", err)
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(st)))
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s needs the replica that holds the campaigns' lease, %s at %s, and this replica (%s) cannot reach it: %v; if it died, another replica takes the lease within %s",
+			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s needs the holder of the campaigns' lease, replica %s at %s, and this replica (%s) cannot reach it: %v; if it died, another replica takes the lease within %s",
 				rt, st.Holder, st.URL, f.rep.ID(), err, time.Duration(retryAfter(st))*time.Second))
 		},
 	}
-	proxy.ServeHTTP(sw, r)
-	if !failed {
-		f.count(rt, "forwarded")
-		log.Info("request forwarded to the campaigns' lease holder", "holder", st.Holder, "url", st.URL,
-			"status", sw.code, "duration", time.Since(start).Round(time.Millisecond))
-	}
+	proxy.ServeHTTP(w, r)
 }
 
 // target is where r goes: the holder's URL, or why it cannot go there.
@@ -134,7 +134,7 @@ func (f *forwarder) target(r *http.Request) (*url.URL, store.LeaseState, *unavai
 	if by := r.Header.Get(ForwardedHeader); by != "" {
 		// Sent here by the replica that read this one as the holder:
 		// the lease moved since, and a second hop could loop.
-		return nil, st, &unavailable{"loop", time.Second, fmt.Errorf("forwarded by replica %s to this replica (%s), which no longer holds the campaigns' lease (%s): not forwarded twice; retry",
+		return nil, st, &unavailable{"loop", time.Second, fmt.Errorf("forwarded by replica %s to this replica (%s), which does not hold the campaigns' lease (%s): a request is not forwarded twice; retry",
 			by, me, describe(st))}
 	}
 	if r.Header.Get("Authorization") == "" {
@@ -186,26 +186,3 @@ func (f *forwarder) count(rt Route, result string) {
 		f.cfg.Forwarded(rt.String(), result)
 	}
 }
-
-// codeWriter keeps the status of an answer, for the log.
-type codeWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (c *codeWriter) WriteHeader(code int) {
-	if c.code == 0 {
-		c.code = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *codeWriter) Write(p []byte) (int, error) {
-	if c.code == 0 {
-		c.code = http.StatusOK
-	}
-	return c.ResponseWriter.Write(p)
-}
-
-// Unwrap lets the proxy flush through to the connection.
-func (c *codeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
