@@ -47,7 +47,7 @@ func runReplica() int {
 	srv, err := New(Config{DataDir: os.Getenv("FLEET_TEST_DATA"), DB: os.Getenv("FLEET_TEST_DB"), BrokerURL: os.Getenv("FLEET_TEST_BROKER"),
 		ReplicaID: os.Getenv(replicaEnv), HTTPAddr: "127.0.0.1:0", Keys: []crypto.PublicKey{pub}, Logger: log,
 		AutoTLS: os.Getenv("FLEET_TEST_TLS") != "",
-		Boards: map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
+		Boards:  map[string]api.Board{"board-a": {MaxImageSize: 1 << 20, Signature: image.KeyEd25519}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

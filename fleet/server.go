@@ -183,9 +183,9 @@ type Server struct {
 	// advertised is the URL a replica records in the campaigns' lease
 	// (Config.AdvertiseURL or derived), "" for none.
 	advertised string
-	opUser    string
-	opPass    string
-	brokerURL string
+	opUser     string
+	opPass     string
+	brokerURL  string
 
 	firmwareDir string
 	firmware    *firmware.Store
