@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/pki"
 )
@@ -93,12 +92,8 @@ func (p *peer) metric(t *testing.T, sample string) float64 {
 func TestReplicas_ForwardToTheHolder(t *testing.T) {
 	db := pg.DB(t)
 	broker := startMosquitto(t)
-	dir := t.TempDir()
-	key, _ := image.GenerateKey(image.KeyEd25519)
-	pem, _ := image.MarshalPublicKeyPEM(key.Public())
-	keyFile := filepath.Join(t.TempDir(), "key.pem")
-	os.WriteFile(keyFile, pem, 0o644)
-	env := []string{"FLEET_TEST_DATA=" + dir, "FLEET_TEST_DB=" + db, "FLEET_TEST_BROKER=" + broker, "FLEET_TEST_KEY=" + keyFile, "FLEET_TEST_TLS=1"}
+	dir, key, env := replicaSetup(t, db, broker)
+	env = append(env, "FLEET_TEST_TLS=1")
 
 	peers := map[string]*peer{"a": {name: "a", proc: startReplica(t, "a", env)}}
 	peers["b"] = &peer{name: "b", proc: startReplica(t, "b", env)}

@@ -60,6 +60,23 @@ func runReplica() int {
 	return 0
 }
 
+// replicaSetup makes the data directory and image key replicas of db and
+// broker share, and the environment that starts one (startReplica).
+func replicaSetup(t *testing.T, db, broker string) (dir string, key crypto.Signer, env []string) {
+	t.Helper()
+	dir = t.TempDir()
+	key, err := image.GenerateKey(image.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := image.MarshalPublicKeyPEM(key.Public())
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(keyFile, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, key, []string{"FLEET_TEST_DATA=" + dir, "FLEET_TEST_DB=" + db, "FLEET_TEST_BROKER=" + broker, "FLEET_TEST_KEY=" + keyFile}
+}
+
 // replicaProc is a replica running as a child process.
 type replicaProc struct {
 	running
@@ -197,12 +214,7 @@ func TestReplicas_TakeOverMidCampaign(t *testing.T) {
 	const devices = 30
 	db := pg.DB(t)
 	broker := startMosquitto(t)
-	dir := t.TempDir()
-	key, _ := image.GenerateKey(image.KeyEd25519)
-	pem, _ := image.MarshalPublicKeyPEM(key.Public())
-	keyFile := filepath.Join(t.TempDir(), "key.pem")
-	os.WriteFile(keyFile, pem, 0o644)
-	env := []string{"FLEET_TEST_DATA=" + dir, "FLEET_TEST_DB=" + db, "FLEET_TEST_BROKER=" + broker, "FLEET_TEST_KEY=" + keyFile}
+	dir, key, env := replicaSetup(t, db, broker)
 
 	// The second starts once the first has made the data directory's
 	// keys, which the replicas share.
