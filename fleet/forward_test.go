@@ -8,11 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -192,4 +196,64 @@ func TestReplicas_ForwardToTheHolder(t *testing.T) {
 	if st != http.StatusOK || !strings.Contains(string(body), `"running"`) {
 		t.Errorf("resume on the new holder: %d %s, want 200 running", st, body)
 	}
+}
+
+// TestReplicas_AdvertiseURL: the URL a replica records in the campaigns'
+// lease is --advertise-url, checked, or the scheme and address of a --http
+// that names a host (the port it got, for port 0). On a wildcard address
+// there is none, and the start says so in the log.
+func TestReplicas_AdvertiseURL(t *testing.T) {
+	db := pg.DB(t)
+	cases := []struct {
+		name, http, advertise string
+		tls                   bool
+		want, warn, err       string
+	}{
+		{name: "derived", http: "127.0.0.1:0", want: `^http://127\.0\.0\.1:[1-9][0-9]*$`},
+		{name: "derived TLS", http: "127.0.0.1:0", tls: true, want: `^https://127\.0\.0\.1:[1-9][0-9]*$`},
+		{name: "given", http: "127.0.0.1:0", tls: true, advertise: "https://otaserve-b.internal:8443/", want: `^https://otaserve-b\.internal:8443$`},
+		{name: "wildcard", http: ":0", want: `^$`, warn: "cannot be forwarded to it and are answered 503"},
+		{name: "not a URL", http: "127.0.0.1:0", advertise: "10.0.0.5:8443", err: "--advertise-url \"10.0.0.5:8443\": want the URL the other replicas reach this one at"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var log strings.Builder
+			srv, err := New(Config{DataDir: t.TempDir(), DB: db, BrokerURL: "tcp://127.0.0.1:1", ReplicaID: "r", HTTPAddr: c.http,
+				AdvertiseURL: c.advertise, AutoTLS: c.tls, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &log}, nil))})
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Errorf("New: %v, want %q", err, c.err)
+				}
+				if srv != nil {
+					srv.Close()
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			if got := srv.AdvertiseURL(); !regexp.MustCompile(c.want).MatchString(got) {
+				t.Errorf("advertised %q, want %s", got, c.want)
+			}
+			if c.warn != "" && !strings.Contains(log.String(), c.warn) {
+				t.Errorf("the log says nothing of it:\n%s", log.String())
+			}
+			if c.advertise != "" && c.tls && !slices.Contains(srv.TLSHosts(), "otaserve-b.internal") {
+				t.Errorf("the certificate names %v, not the advertised host the others verify", srv.TLSHosts())
+			}
+		})
+	}
+}
+
+// syncWriter serializes the log's writes.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
