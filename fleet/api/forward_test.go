@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otaport/otaport/fleet/campaign"
 	"github.com/otaport/otaport/fleet/store"
 )
 
@@ -240,5 +242,17 @@ func TestRoutes_HolderMarksTheCampaignChanges(t *testing.T) {
 		if r.Holder != want[r.String()] {
 			t.Errorf("%s: Holder %v", r, r.Holder)
 		}
+	}
+}
+
+// TestNotHolder_RetryAfter: the fenced write stays the last guard; the
+// change it refuses (the lease moved under it) answers 503 with the time a
+// takeover takes.
+func TestNotHolder_RetryAfter(t *testing.T) {
+	err := fmt.Errorf("pause campaign 1: %w", campaign.ErrNotHolder)
+	rec := httptest.NewRecorder()
+	writeError(rec, statusOf(err), err)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "5" {
+		t.Errorf("%d Retry-After %q, want 503 and 5", rec.Code, rec.Header().Get("Retry-After"))
 	}
 }
