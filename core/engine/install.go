@@ -315,7 +315,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 		// A small image needs no buffers bigger than itself.
 		chunk = min(chunk, max(int(t.total), 4<<10))
 	}
-	t.chunk = (chunk + align - 1) / align * align
+	t.chunk = alignUp(chunk, align)
 	t.dh = dg.newHash()
 	if rec.Offset > 0 {
 		err := v.UnmarshalBinary(rec.Verifier)
@@ -343,6 +343,9 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 	}
 	return t, nil
 }
+
+// alignUp is n rounded up to a multiple of align.
+func alignUp(n, align int) int { return (n + align - 1) / align * align }
 
 // chunkMsg is a buffer the fetcher filled, on its way through the stages.
 type chunkMsg struct {
@@ -381,6 +384,19 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	go func() {
 		defer close(fetched)
 		defer f.close()
+		// The source is opened before the first buffer is made: a
+		// server slow to answer (one that takes a fleet's downloads in
+		// turn) keeps its devices waiting without a buffer each. Its
+		// answer may tell the file's size, which then bounds the
+		// buffers as the order's does (newTransfer).
+		if err := f.open(ctx); err != nil {
+			full <- chunkMsg{total: f.total, val: f.v, err: err}
+			return
+		}
+		size := t.chunk
+		if f.total > 0 {
+			size = alignUp(min(size, max(int(f.total), 4<<10)), t.dev.align)
+		}
 		made := 0 // buffers made; only this goroutine makes them
 		for {
 			var buf []byte
@@ -389,7 +405,7 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 			default:
 				if made < pipelineDepth {
 					made++
-					buf = make([]byte, t.chunk)
+					buf = make([]byte, size)
 					break
 				}
 				select {
