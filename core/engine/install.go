@@ -374,6 +374,20 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	defer cancel()
 	t.off = t.written
 	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val, dh: t.dh}
+	// The source is opened before the pipeline starts: until the server
+	// answers, the install holds no chunk buffer and no goroutine of its
+	// own, which counts when it waits its turn behind a firmware server's
+	// other downloads (a fleet simulator's thousands of devices). The
+	// answer may tell the file's size, which then bounds the buffers as
+	// the order's does (newTransfer).
+	if err := f.open(ctx); err != nil {
+		t.total, t.val = f.total, f.v
+		return nil, err
+	}
+	size := t.chunk
+	if f.total > 0 {
+		size = alignUp(min(size, max(int(f.total), 4<<10)), t.dev.align)
+	}
 	// The buffers are made as the pipeline needs them, up to
 	// pipelineDepth: while the network is slower than hashing and writing
 	// (the usual case) one or two go round, and a fleet simulator running
@@ -384,19 +398,6 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	go func() {
 		defer close(fetched)
 		defer f.close()
-		// The source is opened before the first buffer is made: a
-		// server slow to answer (one that takes a fleet's downloads in
-		// turn) keeps its devices waiting without a buffer each. Its
-		// answer may tell the file's size, which then bounds the
-		// buffers as the order's does (newTransfer).
-		if err := f.open(ctx); err != nil {
-			full <- chunkMsg{total: f.total, val: f.v, err: err}
-			return
-		}
-		size := t.chunk
-		if f.total > 0 {
-			size = alignUp(min(size, max(int(f.total), 4<<10)), t.dev.align)
-		}
 		made := 0 // buffers made; only this goroutine makes them
 		for {
 			var buf []byte
