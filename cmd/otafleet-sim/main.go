@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&s.timesFile, "times", "", "write FILE once every device confirmed: a line per device, its name and the Unix nanoseconds of its order and of its confirm")
 	fs.IntVar(&s.parallel, "parallel", 64, "devices registered, provisioned and connected at a time")
 	fs.DurationVar(&s.timeout, "timeout", 10*time.Minute, "give up after this long")
-	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected and FILE.confirmed once every device confirmed (go tool pprof reads them)")
+	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected, FILE.confirmed once every device confirmed, and FILE.peak at the highest live heap and stacks (go tool pprof reads them), each with its goroutines in FILE.*.goroutines")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -283,6 +283,12 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "registered and provisioned %d devices in %v\n", s.n, time.Since(start).Round(time.Millisecond))
 
+	if s.memProfile != "" {
+		peakCtx, stopPeak := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); watchPeak(peakCtx, s.memProfile+".peak") }()
+		defer func() { stopPeak(); <-watched }()
+	}
 	pages := flash.NewPagePool()
 	runCtx, stopAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -513,13 +519,18 @@ func writeHeapProfile(path string) error {
 	}
 	// The goroutines beside it: each holds a stack of 8 KiB or more, a
 	// large share of a connected device's memory.
-	g, err := os.Create(path + ".goroutines")
+	return writeGoroutines(path + ".goroutines")
+}
+
+// writeGoroutines writes the goroutines' stacks, counted by stack, to path.
+func writeGoroutines(path string) error {
+	g, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("--memprofile: %w", err)
 	}
 	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
 		g.Close()
-		return fmt.Errorf("--memprofile %s.goroutines: %w", path, err)
+		return fmt.Errorf("--memprofile %s: %w", path, err)
 	}
 	return g.Close()
 }
