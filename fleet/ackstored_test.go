@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	omqtt "github.com/otaport/otaport/core/mqtt"
+	"github.com/otaport/otaport/core/mqtt/mqtttest"
 	"github.com/otaport/otaport/fleet/campaign"
 )
 
@@ -116,5 +119,65 @@ func TestDial_AckStored(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestDial_SubscribesAgainAfterAnUnansweredResubscription: the broker
+// loses otaserve's session (a restart without persistence, or another
+// client that took the session over with a clean one), and at the next
+// connection the subscription to the devices' topics goes unanswered.
+// The client must make it again: otherwise it stays connected and hears
+// no device, and every campaign waits for reports that never come.
+func TestDial_SubscribesAgainAfterAnUnansweredResubscription(t *testing.T) {
+	broker := startMosquitto(t)
+	lost := false // the first SUBSCRIBE of link 1 is lost
+	var mu sync.Mutex
+	p := mqtttest.Start(t, strings.TrimPrefix(broker, "tcp://"), func(link int, toBroker bool, pk *omqtt.Packet) mqtttest.Action {
+		mu.Lock()
+		defer mu.Unlock()
+		if link == 1 && pk.Type == omqtt.SUBSCRIBE && !lost {
+			lost = true
+			return mqtttest.Drop
+		}
+		return mqtttest.Pass
+	})
+	sink := &reportSink{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const id = "otaserve-resubscribe"
+	c, err := campaign.Dial(ctx, campaign.MQTTConfig{URL: "tcp://" + p.Addr(), ClientID: id, SubscribeTimeout: time.Second}, sink.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// A clean session under the same client id takes the session over
+	// and, leaving, ends it: the broker forgets the subscriptions.
+	thief := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetCleanSession(true))
+	if tok := thief.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("clean session: %v", tok.Error())
+	}
+	thief.Disconnect(0)
+
+	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("dev-1"))
+	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device: %v", tok.Error())
+	}
+	defer dev.Disconnect(0)
+	// A report each 200 ms until one arrives: until the client is
+	// subscribed again, they reach no one.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, got := sink.state(); len(got) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no report reached otaserve's client within 60s (%d links; first SUBSCRIBE of link 1 lost: %v)", p.Links(), lost)
+		}
+		dev.Publish("/ota/device/progress/a1Prod/dev-1", 1, false, `{"id":1,"params":{"step":"10","desc":""}}`).WaitTimeout(time.Second)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if p.Links() < 2 {
+		t.Fatalf("a report arrived on link %d, before the session was lost", p.Links()-1)
 	}
 }

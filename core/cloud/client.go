@@ -467,6 +467,14 @@ func (c *Client) onConnect() {
 	}
 	if err != nil {
 		c.report(err)
+		// Connected but not subscribed, the device would hear no order
+		// until the link broke by itself, which a live link never does.
+		// A link lost meanwhile is already being replaced; otherwise
+		// this one goes, and the next connection subscribes again (with
+		// the reconnection's back-off, for a broker that refuses).
+		if !errors.Is(err, mqtt.ErrConnectionLost) && !errors.Is(err, mqtt.ErrClosed) {
+			c.mq.Drop(err)
+		}
 		return
 	}
 	if c.cfg.OnConnect != nil {

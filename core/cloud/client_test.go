@@ -26,6 +26,8 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/cloud/cloudtest"
+	"github.com/otaport/otaport/core/mqtt"
+	"github.com/otaport/otaport/core/mqtt/mqtttest"
 )
 
 // testTimeout bounds each wait so a broken test fails rather than hangs; no
@@ -630,5 +632,40 @@ func TestClient_ForgeryCannotShadowTheGenuineOrder(t *testing.T) {
 	// Orders are handled in arrival order: the redelivery came before 10.
 	if o := d.nextOrder(t); o.ID != 10 {
 		t.Fatalf("third order %d %s, want 10 (the redelivered genuine order is a duplicate)", o.ID, o.Data.Version)
+	}
+}
+
+// TestClient_ReconnectsWhenItsSubscriptionIsNotAnswered: after a
+// reconnection, the broker takes the connection but never answers the
+// upgrade topic's subscription (a NATS node whose JetStream has no leader
+// for the sessions' stream yet, after a crash). The client must not stay
+// connected without its subscription, deaf to every order: it drops that
+// connection and subscribes on a new one.
+func TestClient_ReconnectsWhenItsSubscriptionIsNotAnswered(t *testing.T) {
+	b := startBroker(t, "127.0.0.1:0", nil)
+	// Link 0 is cut once the device is up; link 1 loses every SUBSCRIBE.
+	p := mqtttest.Start(t, b.Addr(), func(link int, toBroker bool, pk *mqtt.Packet) mqtttest.Action {
+		if link == 1 && pk.Type == mqtt.SUBSCRIBE {
+			return mqtttest.Drop
+		}
+		return mqtttest.Pass
+	})
+	d, err := dialDevice(t, "tcp://"+p.Addr(), func(c *cloud.Config) { c.ConnectTimeout = 2 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CutAll()
+	select {
+	case <-d.connected:
+	case <-time.After(testTimeout):
+		t.Fatalf("the device is not subscribed again after %d connections", p.Links())
+	}
+	if n := p.Links(); n < 3 {
+		t.Fatalf("subscribed on link %d, want a link after the one that lost its SUBSCRIBE", n-1)
+	}
+	w := dialWire(t, b)
+	w.publish(t, d.Topics().Upgrade, order(7, "2.0"))
+	if o := d.nextOrder(t); o.ID != 7 {
+		t.Fatalf("order %d, want 7", o.ID)
 	}
 }

@@ -745,6 +745,19 @@ func (c *Client) Subscribe(ctx context.Context, filter string, qos byte, h Handl
 	return nil
 }
 
+// Drop ends the link up now, if any, for cause, as a broken one ends:
+// the Client reconnects, and OnConnect runs again. It is for a link that
+// is up but of no use, such as one whose broker never answered a
+// subscription OnConnect makes.
+func (c *Client) Drop(cause error) {
+	c.mu.Lock()
+	l := c.link
+	c.mu.Unlock()
+	if l != nil {
+		l.fail(cause)
+	}
+}
+
 // IsConnected reports whether a link is up now.
 func (c *Client) IsConnected() bool {
 	c.mu.Lock()

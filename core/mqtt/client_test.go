@@ -1,7 +1,6 @@
-package mqtt
+package mqtt_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -23,6 +22,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/otaport/otaport/core/mqtt"
+	"github.com/otaport/otaport/core/mqtt/mqtttest"
 )
 
 // testTimeout bounds each wait so that a broken test fails rather than
@@ -105,12 +107,12 @@ type events struct {
 
 // dial connects a Client to addrs with id and tweak applied; it is closed
 // when the test ends.
-func dial(t testing.TB, id string, tweak func(*Config), addrs ...string) (*Client, *events, error) {
+func dial(t testing.TB, id string, tweak func(*mqtt.Config), addrs ...string) (*mqtt.Client, *events, error) {
 	t.Helper()
 	ev := &events{connected: make(chan struct{}, 16), lost: make(chan error, 16)}
-	cfg := Config{
+	cfg := mqtt.Config{
 		Brokers:              addrs,
-		Credentials:          func() (Credentials, error) { return Credentials{ClientID: id}, nil },
+		Credentials:          func() (mqtt.Credentials, error) { return mqtt.Credentials{ClientID: id}, nil },
 		KeepAlive:            30 * time.Second,
 		ConnectTimeout:       2 * time.Second,
 		MaxReconnectInterval: 200 * time.Millisecond,
@@ -120,7 +122,7 @@ func dial(t testing.TB, id string, tweak func(*Config), addrs ...string) (*Clien
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	c, err := New(cfg)
+	c, err := mqtt.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func dial(t testing.TB, id string, tweak func(*Config), addrs ...string) (*Clien
 	return c, ev, nil
 }
 
-func mustDial(t testing.TB, id string, tweak func(*Config), addrs ...string) (*Client, *events) {
+func mustDial(t testing.TB, id string, tweak func(*mqtt.Config), addrs ...string) (*mqtt.Client, *events) {
 	t.Helper()
 	c, ev, err := dial(t, id, tweak, addrs...)
 	if err != nil {
@@ -161,10 +163,10 @@ func ctx(t *testing.T) context.Context {
 }
 
 // subscribe subscribes c to filter and returns the messages it receives.
-func subscribe(t *testing.T, c *Client, filter string) <-chan Message {
+func subscribe(t *testing.T, c *mqtt.Client, filter string) <-chan mqtt.Message {
 	t.Helper()
-	msgs := make(chan Message, 64)
-	if err := c.Subscribe(ctx(t), filter, 1, func(m Message) { msgs <- m }); err != nil {
+	msgs := make(chan mqtt.Message, 64)
+	if err := c.Subscribe(ctx(t), filter, 1, func(m mqtt.Message) { msgs <- m }); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -182,17 +184,17 @@ func TestConnect_RefusalsAreNamed(t *testing.T) {
 	b := startBroker(t, "allow_anonymous false\npassword_file "+pw)
 	cases := []struct {
 		name  string
-		creds Credentials
-		want  RefusedError
+		creds mqtt.Credentials
+		want  mqtt.RefusedError
 		text  string
 	}{
-		{"wrong password", Credentials{ClientID: "c1", Username: "dev", Password: "wrong"}, RefusedNotAuthorized, "not authorized"},
-		{"empty client id, persistent session", Credentials{Username: "dev", Password: "right"}, RefusedIdentifier, "identifier rejected"},
+		{"wrong password", mqtt.Credentials{ClientID: "c1", Username: "dev", Password: "wrong"}, mqtt.RefusedNotAuthorized, "not authorized"},
+		{"empty client id, persistent session", mqtt.Credentials{Username: "dev", Password: "right"}, mqtt.RefusedIdentifier, "identifier rejected"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, _, err := dial(t, "", func(cfg *Config) {
-				cfg.Credentials = func() (Credentials, error) { return c.creds, nil }
+			_, _, err := dial(t, "", func(cfg *mqtt.Config) {
+				cfg.Credentials = func() (mqtt.Credentials, error) { return c.creds, nil }
 			}, b.addr)
 			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
 				t.Fatalf("Connect err = %v; want %v", err, c.want)
@@ -200,9 +202,9 @@ func TestConnect_RefusalsAreNamed(t *testing.T) {
 		})
 	}
 	// The right credentials sign in, so the refusals above were theirs.
-	mustDial(t, "c2", func(cfg *Config) {
-		cfg.Credentials = func() (Credentials, error) {
-			return Credentials{ClientID: "c2", Username: "dev", Password: "right"}, nil
+	mustDial(t, "c2", func(cfg *mqtt.Config) {
+		cfg.Credentials = func() (mqtt.Credentials, error) {
+			return mqtt.Credentials{ClientID: "c2", Username: "dev", Password: "right"}, nil
 		}
 	}, b.addr)
 }
@@ -274,11 +276,11 @@ func TestSubscribe_RefusalIsAnError(t *testing.T) {
 	}
 	b := startBroker(t, "plugin "+dynsecPlugin+"\nplugin_opt_config_file "+conf)
 	c, _ := mustDial(t, "c", nil, b.addr)
-	err := c.Subscribe(ctx(t), "closed/x", 1, func(Message) {})
-	if !errors.Is(err, ErrSubscriptionRefused) {
+	err := c.Subscribe(ctx(t), "closed/x", 1, func(mqtt.Message) {})
+	if !errors.Is(err, mqtt.ErrSubscriptionRefused) {
 		t.Fatalf("subscribe to a denied topic: %v; want ErrSubscriptionRefused", err)
 	}
-	if err := c.Subscribe(ctx(t), "open/x", 1, func(Message) {}); err != nil {
+	if err := c.Subscribe(ctx(t), "open/x", 1, func(mqtt.Message) {}); err != nil {
 		t.Fatalf("subscribe to an allowed topic: %v", err)
 	}
 }
@@ -315,10 +317,10 @@ func TestPublish_QoS1RoundTrip(t *testing.T) {
 func TestPublish_TooLargeIsDroppedNotRefused(t *testing.T) {
 	b := startBroker(t, "")
 	dropped := make(chan string, 4)
-	sub, ev := mustDial(t, "sub", func(c *Config) {
+	sub, ev := mustDial(t, "sub", func(c *mqtt.Config) {
 		c.MaxPacketSize = 1024
 		c.OnDropped = func(topic string, err error) {
-			if !errors.Is(err, ErrTooLarge) {
+			if !errors.Is(err, mqtt.ErrTooLarge) {
 				t.Errorf("OnDropped(%q, %v); want ErrTooLarge", topic, err)
 			}
 			dropped <- topic
@@ -352,19 +354,19 @@ func TestPublish_ResentWithDupAfterTheLinkDrops(t *testing.T) {
 	b := startBroker(t, "")
 	sub, _ := mustDial(t, "sub", nil, b.addr)
 	msgs := subscribe(t, sub, "t")
-	p := startProxy(t, b.addr, func(conn int, toBroker bool, pk *Packet) action {
-		if conn == 0 && !toBroker && pk.Type == PUBACK {
-			return dropAndCut
+	p := mqtttest.Start(t, b.addr, func(conn int, toBroker bool, pk *mqtt.Packet) mqtttest.Action {
+		if conn == 0 && !toBroker && pk.Type == mqtt.PUBACK {
+			return mqtttest.Cut
 		}
-		return pass
+		return mqtttest.Pass
 	})
-	c, ev := mustDial(t, "pub", nil, p.addr())
+	c, ev := mustDial(t, "pub", nil, p.Addr())
 	wait(t, ev.connected, "first connection")
 	if err := c.Publish(ctx(t), "t", 1, []byte("once")); err != nil {
 		t.Fatal(err)
 	}
 	wait(t, ev.lost, "the loss of the first link")
-	first, again := p.sent(0, PUBLISH), p.sent(1, PUBLISH)
+	first, again := p.Sent(0, mqtt.PUBLISH), p.Sent(1, mqtt.PUBLISH)
 	if len(first) != 1 || first[0].Dup || len(again) != 1 || !again[0].Dup || again[0].ID != first[0].ID || string(again[0].Payload) != "once" {
 		t.Fatalf("first link sent %+v, second %+v; want the message again with DUP and the same id", first, again)
 	}
@@ -380,16 +382,16 @@ func TestPublish_WaitsForALinkAtQoS1(t *testing.T) {
 	sub, _ := mustDial(t, "sub", nil, b.addr)
 	msgs := subscribe(t, sub, "t")
 	blocked := make(chan struct{})
-	p := startProxy(t, b.addr, func(conn int, toBroker bool, pk *Packet) action {
-		if conn == 0 && toBroker && pk.Type == PINGREQ {
-			return dropAndCut
+	p := mqtttest.Start(t, b.addr, func(conn int, toBroker bool, pk *mqtt.Packet) mqtttest.Action {
+		if conn == 0 && toBroker && pk.Type == mqtt.PINGREQ {
+			return mqtttest.Cut
 		}
-		return pass
+		return mqtttest.Pass
 	})
-	p.hold = blocked // the second link waits until the message is queued
-	c, ev := mustDial(t, "pub", func(cfg *Config) { cfg.KeepAlive = time.Second }, p.addr())
+	p.Hold(blocked) // the second link waits until the message is queued
+	c, ev := mustDial(t, "pub", func(cfg *mqtt.Config) { cfg.KeepAlive = time.Second }, p.Addr())
 	wait(t, ev.lost, "the loss of the first link")
-	if err := c.Publish(ctx(t), "t", 0, []byte("q0")); !errors.Is(err, ErrNotConnected) {
+	if err := c.Publish(ctx(t), "t", 0, []byte("q0")); !errors.Is(err, mqtt.ErrNotConnected) {
 		t.Errorf("QoS 0 publish while down: %v; want ErrNotConnected", err)
 	}
 	done := make(chan error, 1)
@@ -398,7 +400,7 @@ func TestPublish_WaitsForALinkAtQoS1(t *testing.T) {
 	if err := wait(t, done, "the publication"); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.sent(1, PUBLISH); len(got) != 1 || got[0].Dup {
+	if got := p.Sent(1, mqtt.PUBLISH); len(got) != 1 || got[0].Dup {
 		t.Fatalf("second link sent %+v; want the message once without DUP", got)
 	}
 	if m := wait(t, msgs, "the message"); string(m.Payload) != "later" {
@@ -427,33 +429,33 @@ func TestReconnect_MovesToTheNextBroker(t *testing.T) {
 
 func TestKeepAlive_DropsALinkWithoutPingresp(t *testing.T) {
 	b := startBroker(t, "")
-	p := startProxy(t, b.addr, func(conn int, toBroker bool, pk *Packet) action {
-		if conn == 0 && pk.Type == PINGRESP {
-			return drop
+	p := mqtttest.Start(t, b.addr, func(conn int, toBroker bool, pk *mqtt.Packet) mqtttest.Action {
+		if conn == 0 && pk.Type == mqtt.PINGRESP {
+			return mqtttest.Drop
 		}
-		return pass
+		return mqtttest.Pass
 	})
 	creds := 0
 	var mu sync.Mutex
-	_, ev := mustDial(t, "dev", func(cfg *Config) {
+	_, ev := mustDial(t, "dev", func(cfg *mqtt.Config) {
 		cfg.KeepAlive, cfg.PingTimeout = time.Second, 300*time.Millisecond
-		cfg.Credentials = func() (Credentials, error) {
+		cfg.Credentials = func() (mqtt.Credentials, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			creds++
-			return Credentials{ClientID: "dev", Username: fmt.Sprint("u", creds)}, nil
+			return mqtt.Credentials{ClientID: "dev", Username: fmt.Sprint("u", creds)}, nil
 		}
-	}, p.addr())
+	}, p.Addr())
 	wait(t, ev.connected, "first connection")
-	if err := wait(t, ev.lost, "the loss of the link"); !errors.Is(err, ErrNoPingResponse) {
+	if err := wait(t, ev.lost, "the loss of the link"); !errors.Is(err, mqtt.ErrNoPingResponse) {
 		t.Fatalf("lost: %v; want ErrNoPingResponse", err)
 	}
 	wait(t, ev.connected, "a reconnection")
-	if len(p.sent(0, PINGREQ)) == 0 {
+	if len(p.Sent(0, mqtt.PINGREQ)) == 0 {
 		t.Fatal("no PINGREQ on the first link")
 	}
 	// Each connection signed in with credentials made for it.
-	c0, c1 := p.sent(0, CONNECT), p.sent(1, CONNECT)
+	c0, c1 := p.Sent(0, mqtt.CONNECT), p.Sent(1, mqtt.CONNECT)
 	if len(c0) != 1 || len(c1) != 1 || *c0[0].Username == *c1[0].Username || c1[0].CleanSession {
 		t.Fatalf("CONNECTs %+v then %+v; want fresh credentials and a persistent session", c0, c1)
 	}
@@ -466,8 +468,8 @@ func TestClient_OneGoroutinePerConnection(t *testing.T) {
 	const n = 50
 	before := runtime.NumGoroutine()
 	for i := range n {
-		c, _ := mustDial(t, fmt.Sprint("g", i), func(cfg *Config) { cfg.OnConnect, cfg.OnConnectionLost = nil, nil }, b.addr)
-		if err := c.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(Message) {}); err != nil {
+		c, _ := mustDial(t, fmt.Sprint("g", i), func(cfg *mqtt.Config) { cfg.OnConnect, cfg.OnConnectionLost = nil, nil }, b.addr)
+		if err := c.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(mqtt.Message) {}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -496,7 +498,7 @@ func TestClient_MemoryPerConnection(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := startBroker(t, c.conf)
 			const n = 200
-			var clients []*Client
+			var clients []*mqtt.Client
 			inUse := func() uint64 {
 				runtime.GC()
 				var ms runtime.MemStats
@@ -505,10 +507,10 @@ func TestClient_MemoryPerConnection(t *testing.T) {
 			}
 			before := inUse()
 			for i := range n {
-				cl, _ := mustDial(t, fmt.Sprint("m", i), func(cfg *Config) {
+				cl, _ := mustDial(t, fmt.Sprint("m", i), func(cfg *mqtt.Config) {
 					cfg.OnConnect, cfg.OnConnectionLost, cfg.TLS = nil, nil, c.tls
 				}, b.addr)
-				if err := cl.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(Message) {}); err != nil {
+				if err := cl.Subscribe(ctx(t), fmt.Sprint("t/", i), 1, func(mqtt.Message) {}); err != nil {
 					t.Fatal(err)
 				}
 				clients = append(clients, cl)
@@ -560,122 +562,4 @@ func selfSigned(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 	roots = x509.NewCertPool()
 	roots.AddCert(cert)
 	return certFile, keyFile, roots
-}
-
-// action is what the proxy does with a packet.
-type action int
-
-const (
-	pass action = iota
-	drop
-	dropAndCut
-)
-
-// proxy relays MQTT between clients and a broker, packet by packet, and
-// lets a test drop packets and cut links; it records what the clients sent.
-type proxy struct {
-	ln     net.Listener
-	target string
-	filter func(conn int, toBroker bool, p *Packet) action
-	hold   chan struct{} // if set, links after the first wait for it
-
-	mu    sync.Mutex
-	conns int
-	seen  map[int][]*Packet // by link, what the client sent
-}
-
-func startProxy(t *testing.T, target string, filter func(conn int, toBroker bool, p *Packet) action) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, filter: filter, seen: map[int][]*Packet{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			n := p.conns
-			p.conns++
-			p.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p.relay(n, c)
-			}()
-		}
-	}()
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) relay(n int, client net.Conn) {
-	defer client.Close()
-	if n > 0 && p.hold != nil {
-		<-p.hold
-	}
-	broker, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer broker.Close()
-	cut := func() { client.Close(); broker.Close() }
-	pipe := func(from, to net.Conn, toBroker bool) {
-		defer cut()
-		r := bufio.NewReader(from)
-		for {
-			pk, err := ReadPacket(r, 1<<20)
-			if err != nil {
-				return
-			}
-			if toBroker {
-				p.mu.Lock()
-				p.seen[n] = append(p.seen[n], pk)
-				p.mu.Unlock()
-			}
-			switch p.filter(n, toBroker, pk) {
-			case drop:
-				continue
-			case dropAndCut:
-				return
-			}
-			b, err := pk.Append(nil)
-			if err != nil {
-				return
-			}
-			if _, err := to.Write(b); err != nil {
-				return
-			}
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pipe(broker, client, false)
-	}()
-	pipe(client, broker, true)
-	<-done
-}
-
-// sent returns the packets of type typ the client sent on link n.
-func (p *proxy) sent(n int, typ Type) []*Packet {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []*Packet
-	for _, pk := range p.seen[n] {
-		if pk.Type == typ {
-			out = append(out, pk)
-		}
-	}
-	return out
 }

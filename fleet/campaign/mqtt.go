@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -43,7 +44,16 @@ type MQTTConfig struct {
 	// the session. It is for a handler whose only failures pass (a
 	// database's); the messages may then come twice.
 	AckStored bool
+	// SubscribeTimeout bounds the wait for the broker's SUBACK; 0 means
+	// DefaultSubscribeTimeout. After a reconnection a subscription not
+	// answered in time, or refused, is made again while the connection
+	// lasts.
+	SubscribeTimeout time.Duration
 }
+
+// DefaultSubscribeTimeout is how long a subscription waits for the
+// broker's answer by default, as long as a device's client waits for one.
+const DefaultSubscribeTimeout = 30 * time.Second
 
 // Client is the service's MQTT connection. Messages are handed to the
 // handler in arrival order, in batches of what has queued up, on a goroutine
@@ -88,33 +98,63 @@ func Dial(ctx context.Context, cfg MQTTConfig, handle func(msgs []Message) error
 		SetCleanSession(false).
 		SetOrderMatters(true).
 		SetAutoAckDisabled(cfg.AckStored)
-	opts.SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {})
+	if cfg.SubscribeTimeout <= 0 {
+		cfg.SubscribeTimeout = DefaultSubscribeTimeout
+	}
 	subscribed := make(chan error, 1) // the first subscription's outcome
-	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		filters := map[string]byte{}
-		for _, f := range Subscriptions {
-			filters[f] = 1
+	var dialed atomic.Bool
+	filters := map[string]byte{}
+	for _, f := range Subscriptions {
+		filters[f] = 1
+	}
+	receive := func(_ mqtt.Client, m mqtt.Message) {
+		msg := Message{Topic: m.Topic(), Payload: m.Payload()}
+		if cfg.AckStored {
+			msg.ack = m.Ack
 		}
-		tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
-			msg := Message{Topic: m.Topic(), Payload: m.Payload()}
-			if cfg.AckStored {
-				msg.ack = m.Ack
-			}
-			select {
-			case cl.queue <- msg:
-			case <-cl.stop:
-			}
-		})
+		select {
+		case cl.queue <- msg:
+		case <-cl.stop:
+		}
+	}
+	// What the broker sends again of the session as soon as it has taken
+	// the connection comes before the subscription is renewed: it goes
+	// to the same queue, not to a handler that would drop it unacknowledged.
+	opts.SetDefaultPublishHandler(receive)
+	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		tok := c.SubscribeMultiple(filters, receive)
+		// Waiting inside the connect handler would stall paho.
 		go func() {
-			// Waiting inside the connect handler would stall paho.
-			tok.Wait()
-			err := subscribeError(tok)
-			if err != nil {
-				cl.log.Error("mqtt subscribe", "err", err)
-			}
-			select {
-			case subscribed <- err:
-			default: // a reconnection's: Dial has returned
+			delay := time.Second
+			for {
+				var err error
+				if tok.WaitTimeout(cfg.SubscribeTimeout) {
+					err = subscribeError(tok)
+				} else {
+					err = fmt.Errorf("no answer to the subscription within %v", cfg.SubscribeTimeout)
+				}
+				if dialed.CompareAndSwap(false, true) {
+					subscribed <- err // Dial decides on the first
+					return
+				}
+				if err == nil {
+					return
+				}
+				// A reconnection's: the session the broker kept may hold
+				// the subscriptions still, but one it lost does not, and
+				// otaserve would hear no device. The next connection
+				// subscribes anew; this one tries again meanwhile.
+				cl.log.Error("mqtt subscribe, trying again", "err", err, "in", delay)
+				select {
+				case <-cl.stop:
+					return
+				case <-time.After(delay):
+				}
+				if !c.IsConnectionOpen() {
+					return
+				}
+				delay = min(2*delay, 30*time.Second)
+				tok = c.SubscribeMultiple(filters, receive)
 			}
 		}()
 	})
