@@ -50,11 +50,11 @@ func (f *fetcher) next(ctx context.Context, buf []byte) chunkMsg {
 // bytes returned (a full buffer may be the last one).
 func (f *fetcher) fill(ctx context.Context, buf []byte) (n int, last bool, err error) {
 	for n < len(buf) {
+		if f.total >= 0 && f.pos >= f.total {
+			return n, true, nil
+		}
 		if err := f.open(ctx); err != nil {
 			return n, false, err
-		}
-		if f.s == nil {
-			return n, true, nil // the whole file is received
 		}
 		k, rerr := f.s.body.Read(buf[n:])
 		if k > 0 {
