@@ -134,8 +134,9 @@ func TestAPIDoc_CoversEveryRoute(t *testing.T) {
 }
 
 // TestAPIDoc_ScopesMatchTheRouteTable: each operation of the API says in
-// x-scope the scope the route table gives it, so the document a user reads
-// is the table the server checks.
+// x-scope the scope the route table gives it, and in x-holder whether only
+// the campaigns' lease holder runs it (another replica forwards it), so the
+// document a user reads is the table the server checks.
 func TestAPIDoc_ScopesMatchTheRouteTable(t *testing.T) {
 	doc := readAPIDoc(t)
 	for _, r := range api.Routes() {
@@ -144,13 +145,18 @@ func TestAPIDoc_ScopesMatchTheRouteTable(t *testing.T) {
 			continue // TestAPIDoc_CoversEveryRoute reports it
 		}
 		var fields struct {
-			Scope string `yaml:"x-scope"`
+			Scope     string               `yaml:"x-scope"`
+			Holder    bool                 `yaml:"x-holder"`
+			Responses map[string]yaml.Node `yaml:"responses"`
 		}
 		if err := op.Decode(&fields); err != nil {
 			t.Fatalf("%s: %s: %v", apiDocPath, r, err)
 		}
 		if fields.Scope != string(r.Scope) {
 			t.Errorf("%s: %s has x-scope %q; the route table (fleet/api) gives it %s", apiDocPath, r, fields.Scope, r.Scope)
+		}
+		if _, has503 := fields.Responses["503"]; fields.Holder != r.Holder || has503 != r.Holder {
+			t.Errorf("%s: %s has x-holder %v and a 503 answer %v; the route table (fleet/api) gives it Holder %v", apiDocPath, r, fields.Holder, has503, r.Holder)
 		}
 	}
 }

@@ -37,6 +37,7 @@ type metrics struct {
 	reg         *prometheus.Registry
 	bytesServed prometheus.Counter
 	apiLatency  *prometheus.HistogramVec
+	forwarded   *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -51,10 +52,20 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time to answer a REST API request, by route pattern and HTTP status code.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otaserve_api_forwarded_total",
+			Help: "API requests a replica sent on to the holder of the campaigns' lease (result forwarded), or could not (no_holder, unreachable, loop: it had been forwarded once already), by route.",
+		}, []string{"route", "result"}),
 	}
-	m.reg.MustRegister(m.bytesServed, m.apiLatency, fleetCollector{s},
+	m.reg.MustRegister(m.bytesServed, m.apiLatency, m.forwarded, fleetCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// countForwarded counts a request for the campaigns' lease holder that
+// reached another replica (api.Config.Forwarded).
+func (m *metrics) countForwarded(route, result string) {
+	m.forwarded.WithLabelValues(route, result).Inc()
 }
 
 // countBytes counts what a handler writes to the client as firmware served.

@@ -89,6 +89,14 @@ type Config struct {
 	// database (with DB and BrokerURL set, any number of processes share
 	// the work: docs/scaling.md); default host name and process id.
 	ReplicaID string
+	// AdvertiseURL is where the other replicas reach this one's HTTP
+	// listener, https://HOST:PORT: recorded in the campaigns' lease while
+	// this replica holds it, so that the others forward it the operator
+	// actions only the holder runs. Default the scheme and address of
+	// HTTPAddr when it names a host; with a wildcard address (":8443",
+	// "0.0.0.0:8443") there is none, and the other replicas answer those
+	// actions 503 while this one holds the lease.
+	AdvertiseURL string
 	// NATSCallout, with BrokerURL naming a NATS cluster's MQTT ports, makes
 	// otaserve that cluster's auth callout (fleet/natsauth): the NATS URLs
 	// of its nodes with the callout user, "nats://callout:pw@host:4222".
@@ -172,9 +180,12 @@ type Server struct {
 	devCA     *pki.CA
 	secrets   *secrets.Sealer
 	tlsHosts  []string // the names of the certificate AutoTLS made
-	opUser    string
-	opPass    string
-	brokerURL string
+	// advertised is the URL a replica records in the campaigns' lease
+	// (Config.AdvertiseURL or derived), "" for none.
+	advertised string
+	opUser     string
+	opPass     string
+	brokerURL  string
 
 	firmwareDir string
 	firmware    *firmware.Store
@@ -314,6 +325,9 @@ func New(cfg Config) (s *Server, err error) {
 		}
 	}
 	var campaignStore campaign.Store = s.store
+	if cfg.AdvertiseURL != "" && !replicated(cfg) {
+		return nil, errors.New("--advertise-url is where the other replicas reach this one: it goes with --db postgres://... and --broker, which make otaserve a replica")
+	}
 	if replicated(cfg) {
 		id := cfg.ReplicaID
 		if id == "" {
@@ -322,7 +336,16 @@ func New(cfg Config) (s *Server, err error) {
 			// refuses a client ID holding one.
 			id = strings.ReplaceAll(fmt.Sprintf("%s-%d", host, os.Getpid()), ".", "-")
 		}
-		s.replica = campaign.NewReplica(campaign.ReplicaConfig{Store: s.store, ID: id, Logger: cfg.Logger.With("part", "replica")})
+		advertised, err := s.advertiseURL()
+		if err != nil {
+			return nil, err
+		}
+		if advertised == "" {
+			s.log.Warn("this replica listens on every interface (--http "+cfg.HTTPAddr+") and has no --advertise-url: while it holds the campaigns' lease, the operator actions sent to another replica cannot be forwarded to it and are answered 503 saying why; give --advertise-url https://HOST:PORT, the address the other replicas reach it at",
+				"replica", id)
+		}
+		s.advertised = advertised
+		s.replica = campaign.NewReplica(campaign.ReplicaConfig{Store: s.store, ID: id, URL: advertised, Logger: cfg.Logger.With("part", "replica")})
 		campaignStore = s.replica.Store()
 	}
 	s.campaigns, err = campaign.NewService(campaign.Config{
@@ -338,16 +361,20 @@ func New(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	apiHandler, err := api.New(api.Config{
+	s.metrics = newMetrics(s)
+	apiCfg := api.Config{
 		Revoke: revoke, Certificates: s.devCA, Secrets: s.secrets,
 		Store: s.store, Firmware: blobs, Campaigns: s.campaigns, Keys: cfg.Keys, Boards: cfg.Boards, Tokens: s.tokens,
 		KeySets: s.keySets, PublishKeySets: s.publishKeySets,
 		Logger: cfg.Logger.With("part", "api"),
-	})
+	}
+	if s.replica != nil {
+		apiCfg.Replica, apiCfg.ForwardTLS, apiCfg.Forwarded = s.replica, s.forwardTLS(), s.metrics.countForwarded
+	}
+	apiHandler, err := api.New(apiCfg)
 	if err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(s)
 	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.Handle(api.Prefix+"/", s.metrics.timeAPI(apiHandler))
 	fwHandler := s.metrics.countBytes(http.StripPrefix("/firmware", firmware.Handler(blobs)))
@@ -746,10 +773,72 @@ func tlsHosts(cfg Config) ([]string, error) {
 		}
 		add(u.Hostname())
 	}
+	if cfg.AdvertiseURL != "" {
+		// The other replicas verify this name when they forward to
+		// this one.
+		u, err := url.Parse(cfg.AdvertiseURL)
+		if err != nil || u.Hostname() == "" {
+			return nil, fmt.Errorf("advertise URL %q (--advertise-url): want a URL such as https://10.0.0.5:8443", cfg.AdvertiseURL)
+		}
+		add(u.Hostname())
+	}
 	for _, h := range cfg.TLSHosts {
 		add(h)
 	}
 	return hosts, nil
+}
+
+// advertiseURL is the URL this replica records in the campaigns' lease:
+// Config.AdvertiseURL, checked, or the scheme and address of the HTTP
+// listener when it names a host; "" when it listens on a wildcard address,
+// which the other replicas cannot dial.
+func (s *Server) advertiseURL() (string, error) {
+	scheme := "http"
+	if s.cfg.TLS != nil {
+		scheme = "https"
+	}
+	if raw := s.cfg.AdvertiseURL; raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return "", fmt.Errorf("--advertise-url %q: want the URL the other replicas reach this one at, such as %s://10.0.0.5:8443", raw, scheme)
+		}
+		if u.Scheme != scheme {
+			s.log.Warn("--advertise-url's scheme is not the one this server serves: forwarded requests may fail", "advertise_url", raw, "serves", scheme)
+		}
+		return strings.TrimSuffix(u.String(), "/"), nil
+	}
+	host, _, err := net.SplitHostPort(s.cfg.HTTPAddr)
+	if err != nil {
+		return "", nil // net.Listen took it, so this does not happen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "", nil
+	}
+	// The port the listener has: --http HOST:0 picks one.
+	_, port, err := net.SplitHostPort(s.httpLn.Addr().String())
+	if err != nil {
+		return "", err
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), nil
+}
+
+// AdvertiseURL returns the URL this replica records in the campaigns'
+// lease, "" when it is not a replica or advertises none.
+func (s *Server) AdvertiseURL() string { return s.advertised }
+
+// forwardTLS verifies the replica an operator action is forwarded to. The
+// replicas share the data directory's fleet CA, which signs the
+// certificate each makes at start; a certificate given with --tls-cert may
+// be of a CA the system trusts.
+func (s *Server) forwardTLS() *tls.Config {
+	pool := s.devCA.Pool()
+	if !s.cfg.AutoTLS || len(s.tlsHosts) == 0 {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			sys.AppendCertsFromPEM(s.devCA.CertPEM())
+			pool = sys
+		}
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // TLSHosts returns the names of the certificate the server made for itself

@@ -45,7 +45,7 @@ const defaultData = "otaserve-data"
 
 func runCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "run [--data DIR] [--db postgres://...] [--http ADDR] [--mqtt ADDR] [--broker URL[,URL...] [--nats-callout URL --nats-issuer FILE]] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
+		Use:   "run [--data DIR] [--db postgres://...] [--http ADDR] [--mqtt ADDR] [--broker URL[,URL...] [--nats-callout URL --nats-issuer FILE]] [--replica NAME [--advertise-url URL]] [--key PUB.pem]... [--order-key KEY.pem] [--tls-cert C --tls-key K]",
 		Short: "serve the registry, firmware, campaigns, the REST API and the MQTT broker",
 		Args:  cli.NoArgs,
 	}
@@ -61,6 +61,7 @@ func runCommand() *cobra.Command {
 	natsIssuer := fs.String("nats-issuer", "", "`file` of the seed of the account key the cluster's auth_callout names as issuer (nk -gen account)")
 	natsAccount := fs.String("nats-account", "FLEET", "the NATS `account` devices and otaserve are placed in (it needs JetStream)")
 	replica := fs.String("replica", "", "`name` of this process among the otaserve processes of one PostgreSQL database (with --db postgres://... and --broker, any number share the work; default HOST-PID)")
+	advertiseURL := fs.String("advertise-url", "", "with --replica: the https `URL` the other replicas reach this one at, to which they forward the operator actions only the campaigns' lease holder runs (default https://HTTP-ADDR when --http names a host; none on a wildcard address, and those actions are then answered 503 by the others)")
 	publicURL := fs.String("public-url", "", "base URL devices download firmware from (default http://HTTP-ADDR)")
 	token := fs.String("token", "", "an admin API token to serve with, kept hashed as the bootstrap token and written to DATA/token (default: the one in DATA/token, made at first start)")
 	keyFiles := fs.StringArray("key", nil, "PEM `file` of a public key that signs images (repeatable)")
@@ -80,7 +81,7 @@ func runCommand() *cobra.Command {
 			level = slog.LevelDebug
 		}
 		return serve(cmd.Context(), serveFlags{
-			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL, replica: *replica,
+			data: *data, db: cmp.Or(*db, os.Getenv("OTASERVE_DB")), httpAddr: *httpAddr, mqttAddr: *mqttAddr, brokerURL: *brokerURL, publicURL: *publicURL, replica: *replica, advertiseURL: *advertiseURL,
 			natsCallout: *natsCallout, natsIssuer: *natsIssuer, natsAccount: *natsAccount,
 			token: *token, keyFiles: *keyFiles, orderKey: *orderKey, certFile: *certFile, keyFile: *keyFile, tlsHosts: *tlsHosts, plain: *plain, plainMQTT: *plainMQTT, plainFirmware: *plainFirmware,
 			signIn: broker.SignInPolicy{Window: *signinWindow, Timeless: *timeless}, firmwareCache: int64(firmwareCache.Bytes),
@@ -92,6 +93,7 @@ func runCommand() *cobra.Command {
 // serveFlags are the settings of otaserve run.
 type serveFlags struct {
 	data, db, httpAddr, mqttAddr, brokerURL, publicURL, token, replica string
+	advertiseURL                                                       string
 	natsCallout, natsIssuer, natsAccount                               string
 	keyFiles                                                           []string
 	orderKey                                                           string
@@ -139,7 +141,7 @@ func serve(ctx context.Context, f serveFlags, log *slog.Logger, stderr io.Writer
 		return err
 	}
 	srv, err := fleet.New(fleet.Config{
-		DataDir: f.data, DB: f.db, FirmwareCache: cmp.Or(f.firmwareCache, -1), HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica,
+		DataDir: f.data, DB: f.db, FirmwareCache: cmp.Or(f.firmwareCache, -1), HTTPAddr: f.httpAddr, MQTTAddr: f.mqttAddr, BrokerURL: f.brokerURL, ReplicaID: f.replica, AdvertiseURL: f.advertiseURL,
 		NATSCallout: f.natsCallout, NATSIssuer: f.natsIssuer, NATSAccount: f.natsAccount,
 		Keys: keys, OrderKey: f.orderKey, Boards: boards, Token: f.token, PublicURL: f.publicURL, TLS: tlsConfig, SignIn: f.signIn, Logger: log,
 		AutoTLS: !f.plain, TLSHosts: f.tlsHosts, MQTTPlainAddr: f.plainMQTT, FirmwarePlainAddr: f.plainFirmware,

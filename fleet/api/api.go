@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -102,7 +103,19 @@ type Config struct {
 	Tokens *Tokens
 	// MaxImageSize bounds an upload; 0 means 64 MiB.
 	MaxImageSize int64
-	Logger       *slog.Logger
+	// Replica, when this process is one of several on one database, says
+	// who holds the campaigns' lease: a route marked Holder that reaches
+	// another replica is forwarded to the holder (forward.go). Nil serves
+	// every route here.
+	Replica Replica
+	// ForwardTLS verifies the holder's certificate when a request is
+	// forwarded to an https URL: the fleet CA the replicas share.
+	ForwardTLS *tls.Config
+	// Forwarded, when set, counts each request a Holder route sent, or
+	// failed to send, to the holder (result: forwarded, no_holder,
+	// unreachable, loop).
+	Forwarded func(route, result string)
+	Logger    *slog.Logger
 }
 
 // Prefix is where the API lives; the CLI builds its URLs from it.
@@ -111,6 +124,7 @@ const Prefix = "/api/v1"
 type handler struct {
 	cfg Config
 	mux *http.ServeMux
+	fwd *forwarder // nil unless Config.Replica is set
 }
 
 // New returns the API's handler, serving under Prefix.
@@ -125,19 +139,27 @@ func New(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.Replica != nil {
+		h.fwd = newForwarder(cfg)
+	}
 	for _, r := range h.table() {
-		h.mux.HandleFunc(r.Method+" "+r.Path, guard(r))
+		h.mux.HandleFunc(r.Method+" "+r.Path, h.guard(r))
 	}
 	return h, nil
 }
 
 // Route is one operation of the API: an HTTP method, a path in net/http's
-// pattern syntax ("/api/v1/devices/{pk}/{dn}") and the scope a token needs
-// for it.
+// pattern syntax ("/api/v1/devices/{pk}/{dn}"), the scope a token needs
+// for it, and whether only the replica holding the campaigns' lease serves
+// it.
 type Route struct {
 	Method string
 	Path   string
 	Scope  Scope
+	// Holder: the route changes what the campaign service runs, which
+	// only the holder of the campaigns' lease may (its writes are fenced
+	// by the lease). Another replica forwards it to the holder.
+	Holder bool
 }
 
 func (r Route) String() string { return r.Method + " " + r.Path }
@@ -159,32 +181,38 @@ type route struct {
 // (devices, their certificates, tokens), which image keys the fleet trusts
 // (key sets) and the history of what was done to devices (a campaign's
 // record).
+//
+// holder: the route changes the campaigns (an operator's action on one, and
+// the deletes of devices and images, which check the active campaigns):
+// only the replica holding the campaigns' lease serves it, and another one
+// forwards it there (forward.go). every: every replica serves it.
 func (h *handler) table() []route {
 	const (
 		read, operator, admin = ScopeRead, ScopeOperator, ScopeAdmin
 		get, post, del        = http.MethodGet, http.MethodPost, http.MethodDelete
+		every, holder         = false, true
 	)
 	return []route{
-		{Route{get, Prefix + "/devices", read}, h.listDevices},
-		{Route{post, Prefix + "/devices", admin}, h.addDevice},
-		{Route{get, Prefix + "/devices/{pk}/{dn}", read}, h.getDevice},
-		{Route{del, Prefix + "/devices/{pk}/{dn}", admin}, h.deleteDevice},
-		{Route{post, Prefix + "/devices/{pk}/{dn}/certificate", admin}, h.issueCertificate},
-		{Route{get, Prefix + "/keysets", read}, h.listKeySets},
-		{Route{post, Prefix + "/keysets", admin}, h.pushKeySet},
-		{Route{get, Prefix + "/images", read}, h.listImages},
-		{Route{post, Prefix + "/images", operator}, h.uploadImage},
-		{Route{get, Prefix + "/images/{id}", read}, h.getImage},
-		{Route{get, Prefix + "/images/{id}/file", read}, h.imageFile},
-		{Route{del, Prefix + "/images/{id}", operator}, h.deleteImage},
-		{Route{get, Prefix + "/campaigns", read}, h.listCampaigns},
-		{Route{post, Prefix + "/campaigns", operator}, h.createCampaign},
-		{Route{get, Prefix + "/campaigns/{id}", read}, h.campaignStatus},
-		{Route{del, Prefix + "/campaigns/{id}", admin}, h.deleteCampaign},
-		{Route{post, Prefix + "/campaigns/{id}/{action}", operator}, h.campaignAction},
-		{Route{get, Prefix + "/tokens", admin}, h.listTokens},
-		{Route{post, Prefix + "/tokens", admin}, h.createToken},
-		{Route{del, Prefix + "/tokens/{name}", admin}, h.revokeToken},
+		{Route{get, Prefix + "/devices", read, every}, h.listDevices},
+		{Route{post, Prefix + "/devices", admin, every}, h.addDevice},
+		{Route{get, Prefix + "/devices/{pk}/{dn}", read, every}, h.getDevice},
+		{Route{del, Prefix + "/devices/{pk}/{dn}", admin, holder}, h.deleteDevice},
+		{Route{post, Prefix + "/devices/{pk}/{dn}/certificate", admin, every}, h.issueCertificate},
+		{Route{get, Prefix + "/keysets", read, every}, h.listKeySets},
+		{Route{post, Prefix + "/keysets", admin, every}, h.pushKeySet},
+		{Route{get, Prefix + "/images", read, every}, h.listImages},
+		{Route{post, Prefix + "/images", operator, every}, h.uploadImage},
+		{Route{get, Prefix + "/images/{id}", read, every}, h.getImage},
+		{Route{get, Prefix + "/images/{id}/file", read, every}, h.imageFile},
+		{Route{del, Prefix + "/images/{id}", operator, holder}, h.deleteImage},
+		{Route{get, Prefix + "/campaigns", read, every}, h.listCampaigns},
+		{Route{post, Prefix + "/campaigns", operator, holder}, h.createCampaign},
+		{Route{get, Prefix + "/campaigns/{id}", read, every}, h.campaignStatus},
+		{Route{del, Prefix + "/campaigns/{id}", admin, holder}, h.deleteCampaign},
+		{Route{post, Prefix + "/campaigns/{id}/{action}", operator, holder}, h.campaignAction},
+		{Route{get, Prefix + "/tokens", admin, every}, h.listTokens},
+		{Route{post, Prefix + "/tokens", admin, every}, h.createToken},
+		{Route{del, Prefix + "/tokens/{name}", admin, every}, h.revokeToken},
 	}
 }
 
@@ -241,13 +269,20 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // guard serves a route to a caller whose scope allows it, and answers 403
-// naming the scope needed to anyone else.
-func guard(rt route) http.HandlerFunc {
+// naming the scope needed to anyone else. A route only the campaigns'
+// lease holder serves goes to the holder when this replica is not it: the
+// caller is checked here first, so a request this replica would refuse is
+// refused without a hop.
+func (h *handler) guard(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, _ := CallerFrom(r.Context())
 		if !c.Scope.Allows(rt.Scope) {
 			writeError(w, http.StatusForbidden, fmt.Errorf("token %q has scope %s; %s needs scope %s: ask an admin for a token of it (otaserve token create --name NAME --scope %s)",
 				c.Token, c.Scope, rt.Route, rt.Scope, rt.Scope))
+			return
+		}
+		if rt.Holder && h.fwd != nil && !h.fwd.rep.Holds() {
+			h.fwd.forward(w, r, rt.Route)
 			return
 		}
 		rt.serve(w, r)
@@ -268,6 +303,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// The campaigns' lease moved under a request (a write refused
+		// by its fence): a takeover ends within the lease's lifetime.
+		w.Header().Set("Retry-After", strconv.Itoa(int(campaign.DefaultLeaseTTL/time.Second)))
+	}
 	writeJSON(w, status, Error{Error: err.Error()})
 }
 

@@ -47,6 +47,11 @@ type ReplicaConfig struct {
 	// ID names this replica in the lease table and its logs; unique among
 	// the replicas of a database.
 	ID string
+	// URL is where the other replicas reach this one's API (otaserve run
+	// --advertise-url), recorded in the lease while this one holds it so
+	// that they forward the operator actions only the holder runs; ""
+	// advertises none, and they answer those actions 503.
+	URL string
 	// TTL and Renew are the lease's lifetime and how often the holder
 	// renews it; zero means DefaultLeaseTTL and DefaultLeaseRenew.
 	TTL, Renew time.Duration
@@ -114,6 +119,13 @@ func (f fenced) Write(fn func(*store.Writer) error) error {
 // Holds reports whether this replica holds the campaigns' lease now.
 func (r *Replica) Holds() bool { return r.lease.Load() != nil }
 
+// Holder reads who holds the campaigns' lease, at which URL and for how
+// long, as the database says now; store.ErrNotFound when no replica ever
+// took it.
+func (r *Replica) Holder(ctx context.Context) (store.LeaseState, error) {
+	return r.cfg.Store.LeaseHolder(ctx, CampaignsLease)
+}
+
 // attach is NewService's: the replica drives svc, whose orders go to the
 // outbox table.
 func (r *Replica) attach(svc *Service) orderQueue {
@@ -156,7 +168,7 @@ func (r *Replica) Run(ctx context.Context, pub Publisher) error {
 		}
 	}()
 	for ctx.Err() == nil {
-		l, ok, err := r.cfg.Store.AcquireLease(ctx, CampaignsLease, r.cfg.ID, r.cfg.TTL)
+		l, ok, err := r.cfg.Store.AcquireLease(ctx, CampaignsLease, r.cfg.ID, r.cfg.URL, r.cfg.TTL)
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("lease", "err", err)
 		}

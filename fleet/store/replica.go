@@ -27,6 +27,19 @@ type Lease struct {
 	Holder string
 	// Epoch grows at every change of holder: the fence of each write.
 	Epoch int64
+	// URL is where the holder's API is reached by the other replicas
+	// (otaserve run --advertise-url); "" when it advertises none.
+	URL string
+}
+
+// LeaseState is what the lease table says of a lease when read, by the
+// database's clock.
+type LeaseState struct {
+	Lease
+	Expires time.Time
+	// Left is how long the lease still runs: zero or less once it has
+	// expired, when any replica may take it.
+	Left time.Duration
 }
 
 // InboxNotify is the channel of PostgreSQL notifications sent when a device
@@ -47,10 +60,10 @@ func (s *Store) pg() (*pgDB, error) {
 	return p, nil
 }
 
-// AcquireLease takes the lease name for holder if it is free or expired,
-// with a new epoch, for ttl; it returns false when another holder has it.
-// The database's clock is the only one that counts.
-func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (Lease, bool, error) {
+// AcquireLease takes the lease name for holder, reached at url, if it is
+// free or expired, with a new epoch, for ttl; it returns false when another
+// holder has it. The database's clock is the only one that counts.
+func (s *Store) AcquireLease(ctx context.Context, name, holder, url string, ttl time.Duration) (Lease, bool, error) {
 	p, err := s.pg()
 	if err != nil {
 		return Lease{}, false, err
@@ -64,11 +77,11 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM leases WHERE name = $1 FOR UPDATE`, name); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `INSERT INTO leases (name, holder, epoch, expires)
-			VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
-			ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, epoch = leases.epoch + 1, expires = EXCLUDED.expires
+		return tx.QueryRow(ctx, `INSERT INTO leases (name, holder, url, epoch, expires)
+			VALUES ($1, $2, $3, 1, now() + $4 * interval '1 millisecond')
+			ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, url = EXCLUDED.url, epoch = leases.epoch + 1, expires = EXCLUDED.expires
 			WHERE leases.expires < now()
-			RETURNING epoch`, name, holder, ttl.Milliseconds()).Scan(&epoch)
+			RETURNING epoch`, name, holder, url, ttl.Milliseconds()).Scan(&epoch)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Lease{}, false, nil
@@ -76,7 +89,32 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 	if err != nil {
 		return Lease{}, false, fmt.Errorf("acquire lease %s: %w", name, err)
 	}
-	return Lease{Name: name, Holder: holder, Epoch: epoch}, true, nil
+	return Lease{Name: name, Holder: holder, Epoch: epoch, URL: url}, true, nil
+}
+
+// LeaseHolder reads who holds the lease name, where it is reached, and
+// until when; ErrNotFound when nobody ever took it. The holder may have
+// expired (Left <= 0): a takeover is then due.
+func (s *Store) LeaseHolder(ctx context.Context, name string) (LeaseState, error) {
+	p, err := s.pg()
+	if err != nil {
+		return LeaseState{}, err
+	}
+	// The main pool, not the leases' own: that one is kept for the
+	// renewals, and this read is made for requests from the network.
+	st := LeaseState{Lease: Lease{Name: name}}
+	var left int64
+	err = p.pool.QueryRow(ctx, `SELECT holder, url, epoch, expires,
+		(extract(epoch FROM expires - now()) * 1000)::bigint
+		FROM leases WHERE name = $1`, name).Scan(&st.Holder, &st.URL, &st.Epoch, &st.Expires, &left)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return LeaseState{}, fmt.Errorf("lease %s: %w: no replica has taken it yet", name, ErrNotFound)
+	}
+	if err != nil {
+		return LeaseState{}, fmt.Errorf("read lease %s: %w", name, err)
+	}
+	st.Left = time.Duration(left) * time.Millisecond
+	return st, nil
 }
 
 // RenewLease extends l by ttl; ErrLeaseLost when it is no longer held.

@@ -20,11 +20,11 @@ func TestLease_FencesTheFormerHolder(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 300 * time.Millisecond
 
-	la, ok, err := a.AcquireLease(ctx, "campaigns", "a", ttl)
+	la, ok, err := a.AcquireLease(ctx, "campaigns", "a", "https://a.example:8443", ttl)
 	if err != nil || !ok {
 		t.Fatalf("a takes the free lease: %v %v", ok, err)
 	}
-	if _, ok, err := b.AcquireLease(ctx, "campaigns", "b", ttl); err != nil || ok {
+	if _, ok, err := b.AcquireLease(ctx, "campaigns", "b", "https://b.example:8443", ttl); err != nil || ok {
 		t.Fatalf("b takes a held lease: %v %v", ok, err)
 	}
 	write := func(s *Store, l Lease, setting string) error {
@@ -44,7 +44,7 @@ func TestLease_FencesTheFormerHolder(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !ok && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		lb, ok, err = b.AcquireLease(ctx, "campaigns", "b", time.Minute)
+		lb, ok, err = b.AcquireLease(ctx, "campaigns", "b", "https://b.example:8443", time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +67,7 @@ func TestLease_FencesTheFormerHolder(t *testing.T) {
 	if err := b.ReleaseLease(ctx, lb); err != nil {
 		t.Fatal(err)
 	}
-	if l, ok, err := a.AcquireLease(ctx, "campaigns", "a", ttl); err != nil || !ok || l.Epoch != lb.Epoch+1 {
+	if l, ok, err := a.AcquireLease(ctx, "campaigns", "a", "https://a.example:8443", ttl); err != nil || !ok || l.Epoch != lb.Epoch+1 {
 		t.Errorf("a takes the released lease at once: %v %v epoch %d", ok, err, l.Epoch)
 	}
 }
@@ -85,7 +85,7 @@ func TestLease_RenewedDuringAWriteTakenOverAfterIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const ttl = 300 * time.Millisecond
-	la, ok, err := a.AcquireLease(ctx, "campaigns", "a", ttl)
+	la, ok, err := a.AcquireLease(ctx, "campaigns", "a", "https://a.example:8443", ttl)
 	if err != nil || !ok {
 		t.Fatalf("a takes the free lease: %v %v", ok, err)
 	}
@@ -119,7 +119,7 @@ func TestLease_RenewedDuringAWriteTakenOverAfterIt(t *testing.T) {
 	taken := make(chan Lease, 1)
 	go func() {
 		for ctx.Err() == nil {
-			lb, ok, err := b.AcquireLease(ctx, "campaigns", "b", time.Minute)
+			lb, ok, err := b.AcquireLease(ctx, "campaigns", "b", "https://b.example:8443", time.Minute)
 			if err != nil {
 				t.Error(err)
 				return
@@ -184,7 +184,7 @@ func TestInbox_OneRowPerReportWhateverTheReplicas(t *testing.T) {
 			t.Errorf("row %d: %s %s, want %s %s (arrival order)", i, m.Topic, m.Payload, reports[i].Topic, reports[i].Payload)
 		}
 	}
-	l, _, err := a.AcquireLease(ctx, "campaigns", "a", time.Minute)
+	l, _, err := a.AcquireLease(ctx, "campaigns", "a", "https://a.example:8443", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,8 +228,49 @@ func TestInbox_OneRowPerReportWhateverTheReplicas(t *testing.T) {
 func TestReplicaMethods_RefusedOnBbolt(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "fleet.db"))
 	defer s.Close()
-	if _, _, err := s.AcquireLease(context.Background(), "campaigns", "a", time.Second); !errors.Is(err, ErrNeedsPostgres) {
+	if _, _, err := s.AcquireLease(context.Background(), "campaigns", "a", "https://a.example:8443", time.Second); !errors.Is(err, ErrNeedsPostgres) {
 		t.Errorf("AcquireLease on bbolt: %v", err)
+	}
+	if _, err := s.LeaseHolder(context.Background(), "campaigns"); !errors.Is(err, ErrNeedsPostgres) {
+		t.Errorf("LeaseHolder on bbolt: %v", err)
+	}
+}
+
+// TestLeaseHolder_NamesTheHolderAndItsURL: the lease row says who holds
+// it, where the other replicas reach it and how long it still runs, by the
+// database's clock; a takeover records the new holder's URL, and an expired
+// lease reads as such.
+func TestLeaseHolder_NamesTheHolderAndItsURL(t *testing.T) {
+	db := pg.DB(t)
+	a, b := open(t, db), open(t, db)
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	if _, err := b.LeaseHolder(ctx, "campaigns"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a lease nobody took: %v, want ErrNotFound", err)
+	}
+	la, ok, err := a.AcquireLease(ctx, "campaigns", "a", "https://10.0.0.1:8443", time.Minute)
+	if err != nil || !ok || la.URL != "https://10.0.0.1:8443" {
+		t.Fatalf("a takes the lease: %+v %v %v", la, ok, err)
+	}
+	st, err := b.LeaseHolder(ctx, "campaigns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Holder != "a" || st.URL != "https://10.0.0.1:8443" || st.Epoch != la.Epoch || st.Left <= 50*time.Second || st.Left > time.Minute || st.Expires.IsZero() {
+		t.Errorf("read by b: %+v, want a at https://10.0.0.1:8443, epoch %d, about a minute left", st, la.Epoch)
+	}
+	if err := a.ReleaseLease(ctx, la); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.LeaseHolder(ctx, "campaigns"); err != nil || st.Holder != "a" || st.Left > 0 {
+		t.Errorf("a released lease: %+v %v, want a, expired", st, err)
+	}
+	if _, ok, err := b.AcquireLease(ctx, "campaigns", "b", "", time.Minute); err != nil || !ok {
+		t.Fatalf("b takes the released lease: %v %v", ok, err)
+	}
+	if st, err := a.LeaseHolder(ctx, "campaigns"); err != nil || st.Holder != "b" || st.URL != "" || st.Epoch != la.Epoch+1 {
+		t.Errorf("after the takeover: %+v %v, want b with no URL, epoch %d", st, err, la.Epoch+1)
 	}
 }
 
@@ -241,7 +282,7 @@ func TestPrune_KeepsTheOrdersOfActiveCampaigns(t *testing.T) {
 	s := open(t, db)
 	defer s.Close()
 	ctx := context.Background()
-	l, _, err := s.AcquireLease(ctx, "campaigns", "a", time.Minute)
+	l, _, err := s.AcquireLease(ctx, "campaigns", "a", "https://a.example:8443", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
