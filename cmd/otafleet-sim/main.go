@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -45,6 +46,7 @@ import (
 
 	"github.com/otaport/otaport/core/agent"
 	"github.com/otaport/otaport/core/boot"
+	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/event"
 	"github.com/otaport/otaport/core/flash"
@@ -71,6 +73,7 @@ type sim struct {
 	timeout                             time.Duration
 	keys                                []crypto.PublicKey
 	http                                *http.Client
+	caPool                              *x509.CertPool // --ca, parsed once for every device's broker; nil: the system's
 	memProfile                          string
 	mqttScheme                          string // ssl or tcp, as otaserve serves its API
 	clientID                            string // template of the MQTT client id; empty: the platform's
@@ -100,7 +103,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&s.timesFile, "times", "", "write FILE once every device confirmed: a line per device, its name and the Unix nanoseconds of its order and of its confirm")
 	fs.IntVar(&s.parallel, "parallel", 64, "devices registered, provisioned and connected at a time")
 	fs.DurationVar(&s.timeout, "timeout", 10*time.Minute, "give up after this long")
-	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected and FILE.confirmed once every device confirmed (go tool pprof reads them)")
+	fs.StringVar(&s.memProfile, "memprofile", "", "write heap profiles FILE.connected once every device is connected, FILE.confirmed once every device confirmed, and FILE.peak at the highest live heap and stacks (go tool pprof reads them), each with its goroutines in FILE.*.goroutines")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,6 +115,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if s.server == "" || s.token == "" || s.mqtt == "" || s.keyFile == "" || s.orderKeyFile == "" || *v1 == "" || (s.campaign && *v2 == "") {
 		return errors.New("give --server, --token, --mqtt, --key, --order-key, --v1 and --v2 (bench/fleet.sh does; --v2 may be left out with --campaign=false)")
+	}
+	if setGCTarget(s.n, os.Getenv) {
+		fmt.Fprintf(out, "garbage collector: GOGC=%d, soft memory limit %d MiB (GOGC or GOMEMLIMIT in the environment override both)\n",
+			simGOGC, memoryLimit(s.n)>>20)
 	}
 	var err error
 	if s.mqttScheme, err = mqttScheme(s.server); err != nil {
@@ -138,10 +145,53 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if tlsConf != nil {
+		s.caPool = tlsConf.RootCAs
+	}
 	s.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: maxHTTPConns, MaxConnsPerHost: maxHTTPConns}}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	return s.run(ctx, out)
+}
+
+// The simulator's garbage collector setting (setGCTarget). Its peak
+// resident memory is what the benchmark reports per device, and at Go's
+// default (GOGC=100) a collection starts only once the heap has doubled
+// since the last one: half the peak was garbage waiting, headroom that
+// says nothing of a device. GOGC=25 keeps that headroom to a quarter of
+// the live heap. The soft memory limit bounds the total further while
+// thousands of installs allocate at once: the collector works harder as
+// the process nears it. It must stay above what the devices hold live at
+// the peak (their heap and goroutine stacks), or the collector would run
+// without end and the devices stall behind it (the runtime caps the
+// collector at about half the CPU, so a run slows rather than stops). At
+// 3,000 devices the live heap and the stacks at the peak came to about
+// 84 KiB a device, the process's fixed costs included (--memprofile's
+// FILE.peak), under the limit's 110; with the limit the simulator used no
+// more CPU than with GOGC=25 alone, at 3,000 and at 10,000 devices: it
+// does not thrash. GOGC=25 itself costs CPU: about half as much again as
+// the default (docs/benchmarks.md, Fleet).
+const (
+	simGOGC         = 25
+	memoryLimitBase = 64 << 20
+	memoryPerDevice = 88 << 10
+)
+
+// memoryLimit is the soft memory limit for n devices.
+func memoryLimit(n int) int64 { return memoryLimitBase + int64(n)*memoryPerDevice }
+
+// setGCTarget sets GOGC=simGOGC and the soft memory limit for n devices,
+// unless the environment (getenv) sets GOGC or GOMEMLIMIT: then the runtime
+// has already applied what it says, and the simulator changes neither, so
+// a run can be measured at any setting (GOGC=100 for the runtime's
+// default). It reports whether it set them.
+func setGCTarget(n int, getenv func(string) string) bool {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return false
+	}
+	debug.SetGCPercent(simGOGC)
+	debug.SetMemoryLimit(memoryLimit(n))
+	return true
 }
 
 // maxHTTPConns is how many connections the simulated devices share to the
@@ -236,6 +286,12 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "registered and provisioned %d devices in %v\n", s.n, time.Since(start).Round(time.Millisecond))
 
+	if s.memProfile != "" {
+		peakCtx, stopPeak := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); watchPeak(peakCtx, s.memProfile+".peak") }()
+		defer func() { stopPeak(); <-watched }()
+	}
 	pages := flash.NewPagePool()
 	runCtx, stopAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -246,16 +302,17 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 		d := devs[i]
 		a, err := agent.New(agent.Options{
 			Config: agent.Config{
-				Broker:     brokers(s.mqtt, s.mqttScheme),
-				ClientID:   clientID(s.clientID, s.product, d.name),
-				Identity:   agent.IdentityConfig{ProductKey: s.product, DeviceName: d.name, DeviceSecret: "secret-" + d.name},
-				CA:         s.caFile,
+				Broker:   brokers(s.mqtt, s.mqttScheme),
+				ClientID: clientID(s.clientID, s.product, d.name),
+				Identity: agent.IdentityConfig{ProductKey: s.product, DeviceName: d.name, DeviceSecret: "secret-" + d.name},
+				// The broker's CA is s.caPool, parsed once for all.
 				PublicKeys: []string{s.keyFile},
 				OrderKey:   s.orderKeyFile,
 			},
-			Port:       d.port,
-			Keys:       s.keys,
-			HTTPClient: s.http,
+			Port:        d.port,
+			Keys:        s.keys,
+			HTTPClient:  s.http,
+			CloudConfig: func(c *cloud.Config) { c.RootCAs = s.caPool },
 			OnEvent: func(ev agent.Event) {
 				switch ev.Kind {
 				case event.Inform:
@@ -279,8 +336,11 @@ func (s *sim) run(ctx context.Context, out io.Writer) error {
 			},
 			// The image in one chunk: the engine makes a buffer the
 			// image's size, no more (a smaller chunk costs as much
-			// memory, four buffers, and a progress report each).
-			Engine: engine.Options{ChunkSize: 16 << 10},
+			// memory, four buffers, and a progress report each). The
+			// benchmark's image is 16 KiB of payload with its header
+			// and TLVs, a little over 16 KiB, so 16 KiB chunks took
+			// two buffers and two progress reports.
+			Engine: engine.Options{ChunkSize: 32 << 10},
 		})
 		if err != nil {
 			return err
@@ -462,13 +522,18 @@ func writeHeapProfile(path string) error {
 	}
 	// The goroutines beside it: each holds a stack of 8 KiB or more, a
 	// large share of a connected device's memory.
-	g, err := os.Create(path + ".goroutines")
+	return writeGoroutines(path + ".goroutines")
+}
+
+// writeGoroutines writes the goroutines' stacks, counted by stack, to path.
+func writeGoroutines(path string) error {
+	g, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("--memprofile: %w", err)
 	}
 	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
 		g.Close()
-		return fmt.Errorf("--memprofile %s.goroutines: %w", path, err)
+		return fmt.Errorf("--memprofile %s: %w", path, err)
 	}
 	return g.Close()
 }

@@ -339,47 +339,78 @@ func (pl *Platform) Write(ctx context.Context, off uint64, data []byte) error {
 		fillBytes(buf[len(data):], erase)
 	}
 	base := int64(slot.Offset + off)
-	pl.cur = grow(pl.cur, len(buf))
-	cur := pl.cur
-	if _, err := pl.dev.ReadAt(cur, base); err != nil {
-		return flashErr(fmt.Sprintf("write %s at 0x%x: read back", slot.Name, off), err)
-	}
 	pl.cache.drop(s)
-	if isErased(cur, erase) {
-		// Every chunk of a download after Init: the units that hold
-		// the same bytes are those of buf that are all erased value.
-		for u := 0; u < len(buf); {
-			u = skipErasedUnits(buf, u, a, erase)
-			if u == len(buf) {
-				break
-			}
-			end := nextErasedUnit(buf, u, a, erase)
-			if err := pl.dev.Program(base+int64(u), buf[u:end]); err != nil {
-				return flashErr(fmt.Sprintf("write %s at 0x%x", slot.Name, off+uint64(u)), err)
-			}
-			u = end
-		}
-		return nil
-	}
-	// Program the runs of units that differ; each must be erased.
-	for u := 0; u < len(buf); {
-		if bytes.Equal(cur[u:u+a], buf[u:u+a]) {
-			u += a
-			continue
-		}
-		start := u
-		for u < len(buf) && !bytes.Equal(cur[u:u+a], buf[u:u+a]) {
-			if !isErased(cur[u:u+a], erase) {
-				return hal.Errorf(hal.CodeNotErased, "write %s at 0x%x: bytes at 0x%x already hold other data: Init the slot (without Resume) before writing a new image", slot.Name, off, off+uint64(u))
-			}
-			u += a
-		}
-		if err := pl.dev.Program(base+int64(start), buf[start:u]); err != nil {
+	// The flash under buf is read a piece at a time into cur, which is
+	// what a platform keeps between chunks: a piece, not a chunk (the
+	// engine's default chunk is 256 KiB; a fleet simulation has
+	// thousands of platforms downloading at once). A run of units to
+	// program may span pieces: start is its first unit until its end is
+	// found, so the calls to Program are the same as over a whole chunk.
+	piece := max(writePiece/a, 1) * a
+	pl.cur = grow(pl.cur, min(piece, len(buf)))
+	start := -1
+	program := func(end int) error {
+		if err := pl.dev.Program(base+int64(start), buf[start:end]); err != nil {
 			return flashErr(fmt.Sprintf("write %s at 0x%x", slot.Name, off+uint64(start)), err)
 		}
+		start = -1
+		return nil
+	}
+	for p := 0; p < len(buf); p += piece {
+		q := min(p+piece, len(buf))
+		cur := pl.cur[:q-p]
+		if _, err := pl.dev.ReadAt(cur, base+int64(p)); err != nil {
+			return flashErr(fmt.Sprintf("write %s at 0x%x: read back", slot.Name, off+uint64(p)), err)
+		}
+		if isErased(cur, erase) {
+			// Every piece of a download after Init: the units to
+			// program are those of buf that are not all erased value.
+			in := buf[:q]
+			for u := p; u < q; {
+				if start < 0 {
+					if u = skipErasedUnits(in, u, a, erase); u == q {
+						break
+					}
+					start = u
+				}
+				if u = nextErasedUnit(in, u, a, erase); u < q {
+					if err := program(u); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		// Program the runs of units that differ; each must be erased.
+		for u := p; u < q; u += a {
+			c := cur[u-p : u-p+a]
+			if bytes.Equal(c, buf[u:u+a]) {
+				if start >= 0 {
+					if err := program(u); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if !isErased(c, erase) {
+				// The run it ends is left unprogrammed, as it was when
+				// Write read the whole chunk at once.
+				return hal.Errorf(hal.CodeNotErased, "write %s at 0x%x: bytes at 0x%x already hold other data: Init the slot (without Resume) before writing a new image", slot.Name, off, off+uint64(u))
+			}
+			if start < 0 {
+				start = u
+			}
+		}
+	}
+	if start >= 0 {
+		return program(len(buf))
 	}
 	return nil
 }
+
+// writePiece is how much of the flash Write reads at a time to compare
+// with what it writes.
+const writePiece = 4 << 10
 
 // grow returns b resized to n bytes, reallocated only when too small.
 func grow(b []byte, n int) []byte {

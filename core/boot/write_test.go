@@ -63,7 +63,8 @@ func unitModel(cur, data []byte, align int, erase byte) (progs []program, notEra
 // the erased value (which the flash already holds), of random bytes with
 // erased bytes among them, a short tail; over flash that is erased (every
 // download), holds part of the chunk already (a resume), or holds other
-// data (refused).
+// data (refused); chunks of a few units and chunks larger than the pieces
+// Write reads the flash in.
 func TestWrite_ProgramsExactlyTheDifferingUnits(t *testing.T) {
 	ctx := context.Background()
 	for _, tb := range testBoards {
@@ -96,8 +97,17 @@ func TestWrite_ProgramsExactlyTheDifferingUnits(t *testing.T) {
 				return u
 			}
 			off := 0
-			for i := range 60 {
+			// After the small chunks, chunks of 10 KiB and more: Write
+			// reads the flash in 4 KiB pieces, and runs of units span
+			// them, over pieces erased, holding data, or both.
+			const small = 60
+			large := []string{"erased", "resume", "other", "resumed head"}
+			for i := range small + len(large) {
 				units := 1 + rng.IntN(48)
+				mode := []string{"erased", "resume", "other"}[i%3]
+				if i >= small {
+					units, mode = 10<<10/a+rng.IntN(48), large[i-small]
+				}
 				var data []byte
 				for range units {
 					if rng.IntN(6) == 0 {
@@ -110,12 +120,15 @@ func TestWrite_ProgramsExactlyTheDifferingUnits(t *testing.T) {
 					data = data[:len(data)-1-rng.IntN(a-1)]
 				}
 				// What the flash holds before: erased, or per unit
-				// erased, the chunk's own bytes, or other data.
-				mode := []string{"erased", "resume", "other"}[i%3]
+				// erased, the chunk's own bytes, or other data (in
+				// its first half only, for "resumed head").
 				padded := (len(data) + a - 1) / a * a
 				before := bytes.Repeat([]byte{erase}, padded)
 				if mode != "erased" {
 					for u := 0; u < padded; u += a {
+						if mode == "resumed head" && u >= padded/2 {
+							break
+						}
 						switch r := rng.IntN(8); {
 						case r < 3 && u+a <= len(data):
 							copy(before[u:], data[u:u+a])

@@ -57,6 +57,12 @@ type Config struct {
 	// CAFile is a PEM file of the CAs that may sign the broker's
 	// certificate; empty means the system's.
 	CAFile string
+	// RootCAs, if set, are the CAs that may sign the broker's certificate,
+	// in place of CAFile's: a process running many clients (the fleet
+	// simulator) parses its CA file once and gives every client the same
+	// pool, where each would otherwise parse and keep its own copy.
+	// Give RootCAs or CAFile, not both.
+	RootCAs *x509.CertPool
 	// CertFile and KeyFile are the device's client certificate and its
 	// key, PEM, for a broker that signs devices in by certificate (TLS
 	// only). With them the device secret may be empty: the broker knows
@@ -240,6 +246,9 @@ func newClient(cfg Config) (*Client, error) {
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return nil, errors.New("cloud: Config.CertFile and KeyFile go together: give the client certificate and its key, or neither")
 	}
+	if cfg.RootCAs != nil && cfg.CAFile != "" {
+		return nil, errors.New("cloud: Config.RootCAs and CAFile both name the broker's CAs: give one")
+	}
 	if cfg.CertFile != "" && !useTLS {
 		return nil, fmt.Errorf("cloud: Config.CertFile needs TLS, but Config.Broker %q is plain TCP: use ssl://", cfg.Broker)
 	}
@@ -364,7 +373,7 @@ func parseBrokers(list string) (brokers []string, useTLS bool, err error) {
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify, RootCAs: cfg.RootCAs}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {

@@ -526,6 +526,46 @@ func TestClient_TLS(t *testing.T) {
 	}
 }
 
+// TestClient_TLSWithRootCAs: the broker's certificate is checked against
+// the pool given in Config.RootCAs, which many clients may share: one with
+// the broker's CA signs in, one with another CA is refused, and a pool
+// beside a CA file is a configuration error.
+func TestClient_TLSWithRootCAs(t *testing.T) {
+	certPEM, tc := selfSigned(t)
+	otherPEM, _ := selfSigned(t)
+	pool := func(pem []byte) *x509.CertPool {
+		p := x509.NewCertPool()
+		if !p.AppendCertsFromPEM(pem) {
+			t.Fatal("no certificate in the PEM")
+		}
+		return p
+	}
+	b := startBroker(t, "127.0.0.1:0", tc)
+	url := "ssl://" + b.Addr()
+	shared := pool(certPEM)
+	for i := range 2 {
+		d, err := dialDevice(t, url, func(c *cloud.Config) { c.RootCAs = shared })
+		if err != nil {
+			t.Fatalf("TLS dial %d with the broker's CA in RootCAs: %v", i, err)
+		}
+		if !d.IsConnected() {
+			t.Errorf("client %d not connected", i)
+		}
+	}
+	_, err := dialDevice(t, url, func(c *cloud.Config) { c.RootCAs = pool(otherPEM) })
+	if err == nil {
+		t.Error("TLS dial with another CA in RootCAs succeeded")
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dialDevice(t, url, func(c *cloud.Config) { c.RootCAs, c.CAFile = shared, caFile })
+	if err == nil || !strings.Contains(err.Error(), "RootCAs and CAFile") {
+		t.Errorf("RootCAs and CAFile both given: err = %v, want one that names both", err)
+	}
+}
+
 // selfSigned makes a certificate for 127.0.0.1 and the broker's TLS config.
 func selfSigned(t *testing.T) ([]byte, *tls.Config) {
 	t.Helper()

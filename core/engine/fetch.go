@@ -53,17 +53,8 @@ func (f *fetcher) fill(ctx context.Context, buf []byte) (n int, last bool, err e
 		if f.total >= 0 && f.pos >= f.total {
 			return n, true, nil
 		}
-		if f.s == nil {
-			if err := f.connect(ctx); err != nil {
-				var over errStartOver
-				if isTransient(err) && !errors.As(err, &over) {
-					if err := f.retry(ctx, err); err != nil {
-						return n, false, err
-					}
-					continue
-				}
-				return n, false, err
-			}
+		if err := f.open(ctx); err != nil {
+			return n, false, err
 		}
 		k, rerr := f.s.body.Read(buf[n:])
 		if k > 0 {
@@ -119,6 +110,24 @@ func sizeString(n int64) string {
 		return "an unknown size"
 	}
 	return fmt.Sprint(n)
+}
+
+// open connects to the source at pos, retrying what may succeed later,
+// unless a transfer is open already or the whole file is received (f.s
+// stays nil then). The pipeline calls it before it makes its first chunk
+// buffer, so that a device waiting for the server's answer holds none.
+func (f *fetcher) open(ctx context.Context) error {
+	for f.s == nil && (f.total < 0 || f.pos < f.total) {
+		err := f.connect(ctx)
+		var over errStartOver
+		if err == nil || !isTransient(err) || errors.As(err, &over) {
+			return err
+		}
+		if err := f.retry(ctx, err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // connect opens the source at pos and checks the answer agrees with what is

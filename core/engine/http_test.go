@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/otaport/otaport/core/engine"
 	"github.com/otaport/otaport/core/event"
@@ -460,4 +462,58 @@ func TestHTTP_TLSWithCAFile(t *testing.T) {
 	if _, err := engine.NewHTTPClient([]byte("not a pem")); err == nil {
 		t.Fatal("a CA file without a certificate was accepted")
 	}
+}
+
+// TestHTTP_NoChunkBufferWhileTheServerIsSilent: the engine opens the source
+// before it makes a chunk buffer, so that a device waiting for a server that
+// has not answered yet (thousands of them in a fleet simulator, behind a
+// firmware server that takes them in turn) holds no buffer meanwhile. The
+// chunk is 16 MiB, so that one buffer stands out of what the rest of the
+// install allocates before the request (records, the HTTP client).
+func TestHTTP_NoChunkBufferWhileTheServerIsSilent(t *testing.T) {
+	const chunk = 16 << 20
+	d := newDevice(t, "esp32-devkitc", boardKeys(t, "esp32-devkitc"))
+	d.factory("1.0.0", 8<<10)
+	img := signed(t, d.keys.priv, "1.1.0", 20<<10, 2)
+	asked := make(chan struct{}, 1)
+	answer := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select {
+		case <-answer:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(img)))
+		w.Write(img)
+	}))
+	defer srv.Close()
+	opts := fastOpts
+	opts.ChunkSize = chunk
+	e := d.engine(opts)
+
+	var before, during runtime.MemStats
+	runtime.ReadMemStats(&before)
+	done := make(chan error, 1)
+	go func() { done <- e.Install(context.Background(), engine.Source{URL: srv.URL + "/fw.img"}) }()
+	select {
+	case <-asked:
+	case err := <-done:
+		t.Fatalf("install ended before its request reached the server: %v", err)
+	}
+	// The request is at the server, which keeps silent; give the engine
+	// time to make anything it would make before the answer.
+	time.Sleep(200 * time.Millisecond)
+	runtime.ReadMemStats(&during)
+	close(answer)
+	if err := <-done; err != nil {
+		t.Fatalf("install once the server answered: %v", err)
+	}
+	if got := during.TotalAlloc - before.TotalAlloc; got >= chunk {
+		t.Errorf("while the server was silent the install allocated %d bytes, a %d-byte chunk buffer among them; want none before the server answers", got, chunk)
+	}
+	d.expectRuns("1.1.0+0")
 }

@@ -315,7 +315,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 		// A small image needs no buffers bigger than itself.
 		chunk = min(chunk, max(int(t.total), 4<<10))
 	}
-	t.chunk = (chunk + align - 1) / align * align
+	t.chunk = alignUp(chunk, align)
 	t.dh = dg.newHash()
 	if rec.Offset > 0 {
 		err := v.UnmarshalBinary(rec.Verifier)
@@ -344,6 +344,9 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 	return t, nil
 }
 
+// alignUp is n rounded up to a multiple of align.
+func alignUp(n, align int) int { return (n + align - 1) / align * align }
+
 // chunkMsg is a buffer the fetcher filled, on its way through the stages.
 type chunkMsg struct {
 	buf   []byte
@@ -371,6 +374,20 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 	defer cancel()
 	t.off = t.written
 	f := &fetcher{e: t.e, op: t.op, pos: t.written, total: t.total, max: t.dev.maxSize, v: t.val, dh: t.dh}
+	// The source is opened before the pipeline starts: until the server
+	// answers, the install holds no chunk buffer and no goroutine of its
+	// own, which counts when it waits its turn behind a firmware server's
+	// other downloads (a fleet simulator's thousands of devices). The
+	// answer may tell the file's size, which then bounds the buffers as
+	// the order's does (newTransfer).
+	if err := f.open(ctx); err != nil {
+		t.total, t.val = f.total, f.v
+		return nil, err
+	}
+	size := t.chunk
+	if f.total > 0 {
+		size = alignUp(min(size, max(int(f.total), 4<<10)), t.dev.align)
+	}
 	// The buffers are made as the pipeline needs them, up to
 	// pipelineDepth: while the network is slower than hashing and writing
 	// (the usual case) one or two go round, and a fleet simulator running
@@ -389,7 +406,7 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 			default:
 				if made < pipelineDepth {
 					made++
-					buf = make([]byte, t.chunk)
+					buf = make([]byte, size)
 					break
 				}
 				select {
