@@ -182,11 +182,16 @@ func dial(t *testing.T, brokers string, pk, dn string, tweak func(*cloud.Config)
 
 func (d *device) nextOrder(t *testing.T) *cloud.Order {
 	t.Helper()
+	return d.nextOrderWithin(t, testTimeout)
+}
+
+func (d *device) nextOrderWithin(t *testing.T, bound time.Duration) *cloud.Order {
+	t.Helper()
 	select {
 	case o := <-d.orders:
 		return o
-	case <-time.After(testTimeout):
-		t.Fatal("no order arrived")
+	case <-time.After(bound):
+		t.Fatalf("no order arrived within %v", bound)
 		return nil
 	}
 }
@@ -471,59 +476,89 @@ func TestCallout_TopicACL(t *testing.T) {
 	}
 }
 
-// TestCluster_NodeKilled: devices given every node move to another when
-// theirs dies. A device whose client id stays the same (a timeless
-// sign-in: no timestamp in it) gets, from its persistent session in
-// JetStream, the order sent while it was away and its node died; a device
-// that signs with a timestamp has a new client id, so a new session, at
-// each sign-in, and takes the orders sent once it is back.
-func TestCluster_NodeKilled(t *testing.T) {
-	r := startRig(t, broker.SignInPolicy{})
-	all := strings.Join(r.c.MQTTURLs(), ",")
-	live, err := dial(t, all, product, "dev-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The C SDK's fixed timestamp: the same client id at every sign-in.
-	stable := func(c *cloud.Config) { c.Sign.Timestamp = cloud.SDKTimestamp }
-	away, err := dial(t, all, timeless, "dev-2", stable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := r.c.Clients(0); n < 2 {
-		t.Fatalf("node 0 holds %d clients; the devices should be on it", n)
-	}
-	away.Close()
-	r.publish(t, cloud.Topics(timeless, "dev-2").Upgrade, order(20, "2.0"))
+// TestCluster_NodeLost: devices given every node move to another when
+// theirs goes, and take the orders sent once they are back: a device that
+// signs with a timestamp has a new client id, so a new session, at each
+// sign-in. A device whose client id stays the same (a timeless sign-in:
+// no timestamp in it) also gets, from its persistent session in
+// JetStream, the order sent while it was away, when its node was stopped
+// (a rolling restart: SIGTERM). When the node crashed (SIGKILL), the
+// session's order sometimes never came (two runs in about twenty, waiting
+// 90 s, even once every live node was healthy again): otaport does not
+// rely on it, since otaserve orders a device again when the device reports
+// its version, and docs/scaling.md says so. Here the crash case checks
+// that the device is back and takes a new order.
+func TestCluster_NodeLost(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		lose        func(c *natstest.Cluster)
+		sessionKept bool
+	}{
+		{"stopped", func(c *natstest.Cluster) { c.Stop(0) }, true},
+		{"killed", func(c *natstest.Cluster) { c.Kill(0) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRig(t, broker.SignInPolicy{})
+			all := strings.Join(r.c.MQTTURLs(), ",")
+			live, err := dial(t, all, product, "dev-1", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The C SDK's fixed timestamp: the same client id at every sign-in.
+			stable := func(c *cloud.Config) { c.Sign.Timestamp = cloud.SDKTimestamp }
+			away, err := dial(t, all, timeless, "dev-2", stable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := r.c.Clients(0); n < 2 {
+				t.Fatalf("node 0 holds %d clients; the devices should be on it", n)
+			}
+			away.Close()
+			r.publish(t, cloud.Topics(timeless, "dev-2").Upgrade, order(20, "2.0"))
 
-	killed := time.Now()
-	r.c.Kill(0)
-	// A liveness bound, not a figure: after a crash, a node's MQTT gateway
-	// may wait out its js_api_timeout (20 s) for an answer the dead node
-	// was to give, and the streams the node led elect new leaders.
-	select {
-	case <-live.connected:
-	case <-time.After(90 * time.Second):
-		t.Fatal("dev-1 did not reconnect to another node within 90s of the kill")
-	}
-	t.Logf("dev-1 signed in and subscribed on another node %v after the kill", time.Since(killed).Round(time.Millisecond))
-	r.publish(t, live.Topics().Upgrade, order(21, "2.0"))
-	if o := live.nextOrder(t); o.ID != 21 {
-		t.Fatalf("dev-1 after the kill: order %d, want 21", o.ID)
-	}
-	if err := live.Progress(context.Background(), cloud.StepPercent(100), ""); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.next(t, live.Topics().Progress); got != `{"id":21,"params":{"step":"100"}}` {
-		t.Errorf("dev-1 report after the kill: %s", got)
-	}
+			lost := time.Now()
+			tc.lose(r.c)
+			// A liveness bound, not a figure: after a crash, a node's MQTT
+			// gateway may wait out its js_api_timeout (20 s) for an answer
+			// the dead node was to give, and the streams the node led
+			// elect new leaders.
+			select {
+			case <-live.connected:
+			case <-time.After(90 * time.Second):
+				t.Fatal("dev-1 did not reconnect to another node within 90s")
+			}
+			t.Logf("dev-1 signed in and subscribed on another node %v after its node was %s", time.Since(lost).Round(time.Millisecond), tc.name)
+			r.publish(t, live.Topics().Upgrade, order(21, "2.0"))
+			if o := live.nextOrder(t); o.ID != 21 {
+				t.Fatalf("dev-1 after the loss: order %d, want 21", o.ID)
+			}
+			if err := live.Progress(context.Background(), cloud.StepPercent(100), ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.next(t, live.Topics().Progress); got != `{"id":21,"params":{"step":"100"}}` {
+				t.Errorf("dev-1 report after the loss: %s", got)
+			}
 
-	back, err := dial(t, all, timeless, "dev-2", stable)
-	if err != nil {
-		t.Fatalf("dev-2 back after the kill: %v", err)
-	}
-	if o := back.nextOrder(t); o.ID != 20 {
-		t.Fatalf("dev-2 back: order %d, want 20 from its session", o.ID)
+			back, err := dial(t, all, timeless, "dev-2", stable)
+			if err != nil {
+				t.Fatalf("dev-2 back after the loss: %v", err)
+			}
+			if !tc.sessionKept {
+				r.publish(t, back.Topics().Upgrade, order(22, "2.0"))
+				for o := back.nextOrderWithin(t, 90*time.Second); o.ID != 22; o = back.nextOrderWithin(t, 90*time.Second) {
+					if o.ID != 20 {
+						t.Fatalf("dev-2 back: order %d, want 22 (or 20 from its session first)", o.ID)
+					}
+				}
+				return
+			}
+			// Also a liveness bound: the gateway sends an order its
+			// session's consumer handed out unacknowledged again after
+			// ack_wait (30 s).
+			if o := back.nextOrderWithin(t, 90*time.Second); o.ID != 20 {
+				t.Fatalf("dev-2 back: order %d, want 20 from its session", o.ID)
+			}
+		})
 	}
 }
 

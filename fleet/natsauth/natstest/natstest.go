@@ -404,6 +404,19 @@ func (c *Cluster) Kill(i int) {
 	<-nd.exited
 }
 
+// Stop stops node i as an operator does for a rolling restart (SIGTERM):
+// the server closes its clients and hands what it led to the others
+// before it exits.
+func (c *Cluster) Stop(i int) {
+	nd := c.nodes[i]
+	if nd.killed || nd.cmd == nil || nd.exited == nil {
+		return
+	}
+	nd.killed = true
+	_ = nd.cmd.Process.Signal(syscall.SIGTERM)
+	<-nd.exited
+}
+
 // Clients is the number of client connections node i holds now (MQTT
 // included), 0 for a killed node.
 func (c *Cluster) Clients(i int) int {
