@@ -394,26 +394,21 @@ func (c *Cluster) MQTTURLs() []string {
 // Kill kills node i with SIGKILL, as a crash would: its clients'
 // connections close, and JetStream elects new leaders for what the node
 // led and carries on on the others.
-func (c *Cluster) Kill(i int) {
-	nd := c.nodes[i]
-	if nd.killed || nd.cmd == nil || nd.exited == nil {
-		return
-	}
-	nd.killed = true
-	_ = nd.cmd.Process.Signal(syscall.SIGKILL)
-	<-nd.exited
-}
+func (c *Cluster) Kill(i int) { c.end(i, syscall.SIGKILL) }
 
 // Stop stops node i as an operator does for a rolling restart (SIGTERM):
 // the server closes its clients and hands what it led to the others
 // before it exits.
-func (c *Cluster) Stop(i int) {
+func (c *Cluster) Stop(i int) { c.end(i, syscall.SIGTERM) }
+
+// end signals node i and waits for it to exit.
+func (c *Cluster) end(i int, sig syscall.Signal) {
 	nd := c.nodes[i]
 	if nd.killed || nd.cmd == nil || nd.exited == nil {
 		return
 	}
 	nd.killed = true
-	_ = nd.cmd.Process.Signal(syscall.SIGTERM)
+	_ = nd.cmd.Process.Signal(sig)
 	<-nd.exited
 }
 
