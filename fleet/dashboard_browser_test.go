@@ -44,9 +44,16 @@ func chromium(t *testing.T) string {
 // and watches the campaign page until every device has confirmed.
 func TestDashboard_Browser(t *testing.T) {
 	exe := chromium(t)
+	t.Run("bbolt", func(t *testing.T) { testDashboardBrowser(t, exe, "") })
+	// The dashboard on the replicas' store: every page and action it
+	// takes, as an operator of otaserve run --db postgres://… sees them.
+	t.Run("postgres", func(t *testing.T) { testDashboardBrowser(t, exe, pg.DB(t)) })
+}
+
+func testDashboardBrowser(t *testing.T, exe, db string) {
 	dir := t.TempDir()
 	key, _ := image.GenerateKey(image.KeyEd25519)
-	r := start(t, dir, []crypto.PublicKey{key.Public()})
+	r := startDB(t, dir, db, []crypto.PublicKey{key.Public()}, "")
 	// A cleanup, not a defer: it runs after the devices' (registered
 	// later), so no device reconnects to a broker shutting down.
 	t.Cleanup(func() { r.stop(t) })
