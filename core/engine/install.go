@@ -309,13 +309,7 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 	if rec.Size > 0 {
 		t.total = rec.Size
 	}
-	align := dev.align
-	chunk := max(e.opts.ChunkSize, 4<<10)
-	if t.total > 0 {
-		// A small image needs no buffers bigger than itself.
-		chunk = min(chunk, max(int(t.total), 4<<10))
-	}
-	t.chunk = alignUp(chunk, align)
+	t.chunk = chunkSize(max(e.opts.ChunkSize, 4<<10), t.total, dev.align)
 	t.dh = dg.newHash()
 	if rec.Offset > 0 {
 		err := v.UnmarshalBinary(rec.Verifier)
@@ -326,8 +320,8 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 		if err == nil {
 			dh, err = dg.restore(rec.DigestState)
 		}
-		if err == nil && rec.Patch == nil && rec.Offset%int64(align) != 0 {
-			err = fmt.Errorf("checkpoint offset %d is not on the write alignment %d", rec.Offset, align)
+		if err == nil && rec.Patch == nil && rec.Offset%int64(dev.align) != 0 {
+			err = fmt.Errorf("checkpoint offset %d is not on the write alignment %d", rec.Offset, dev.align)
 		}
 		if err != nil {
 			e.log.Warn("install: checkpoint unusable, starting the download over", "err", err)
@@ -344,8 +338,15 @@ func (e *Engine) newTransfer(ctx context.Context, rec *record, dev device, op op
 	return t, nil
 }
 
-// alignUp is n rounded up to a multiple of align.
-func alignUp(n, align int) int { return (n + align - 1) / align * align }
+// chunkSize is the buffer size for chunks of at most chunk bytes of a
+// file of total bytes (unknown below 1) on flash of the given alignment:
+// a small image needs no buffers bigger than itself.
+func chunkSize(chunk int, total int64, align int) int {
+	if total > 0 {
+		chunk = min(chunk, max(int(total), 4<<10))
+	}
+	return (chunk + align - 1) / align * align
+}
 
 // chunkMsg is a buffer the fetcher filled, on its way through the stages.
 type chunkMsg struct {
@@ -384,10 +385,7 @@ func (t *transfer) run(ctx context.Context) (*image.Image, error) {
 		t.total, t.val = f.total, f.v
 		return nil, err
 	}
-	size := t.chunk
-	if f.total > 0 {
-		size = alignUp(min(size, max(int(f.total), 4<<10)), t.dev.align)
-	}
+	size := chunkSize(t.chunk, f.total, t.dev.align)
 	// The buffers are made as the pipeline needs them, up to
 	// pipelineDepth: while the network is slower than hashing and writing
 	// (the usual case) one or two go round, and a fleet simulator running
