@@ -379,7 +379,17 @@ func TestCallout_CertificateSignIn(t *testing.T) {
 			cfg.Identity.DeviceSecret = "" // the certificate alone
 		}
 	}
-	d, err := dial(t, c.MQTT(0), product, "dev-1", byCert("dev-1"))
+	// The first sign-in on the account makes its MQTT streams in JetStream,
+	// three replicas each, which under load can take longer than one
+	// connect timeout (the rigs of the other tests have their operator
+	// sign in first, with retries). Try again, as a device does.
+	var d *device
+	for deadline := time.Now().Add(testTimeout); ; {
+		if d, err = dial(t, c.MQTT(0), product, "dev-1", byCert("dev-1")); err == nil || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("registered device by certificate, will try again: %v", err)
+	}
 	if err != nil {
 		t.Fatalf("registered device by certificate: %v", err)
 	}
