@@ -68,10 +68,11 @@ type Replica struct {
 	log *slog.Logger
 	svc *Service
 
-	lease     atomic.Pointer[store.Lease]
-	pub       atomic.Pointer[Publisher]
-	inboxWake chan struct{}
-	orderWake chan struct{}
+	lease      atomic.Pointer[store.Lease]
+	pub        atomic.Pointer[Publisher]
+	inboxWake  chan struct{}
+	orderWake  chan struct{}
+	imagesWake chan struct{}
 }
 
 // NewReplica returns a replica of cfg.Store; give it to the Service as
@@ -87,7 +88,7 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Replica{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID),
-		inboxWake: make(chan struct{}, 1), orderWake: make(chan struct{}, 1)}
+		inboxWake: make(chan struct{}, 1), orderWake: make(chan struct{}, 1), imagesWake: make(chan struct{}, 1)}
 }
 
 // ErrNotHolder is returned by a change asked of a replica that does not
@@ -160,9 +161,14 @@ func (r *Replica) Run(ctx context.Context, pub Publisher) error {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			err := r.cfg.Store.Listen(ctx, store.InboxNotify, func() { wake(r.inboxWake) })
+			err := r.cfg.Store.Listen(ctx, map[string]func(){
+				store.InboxNotify:  func() { wake(r.inboxWake) },
+				store.ImagesNotify: func() { wake(r.imagesWake) },
+			})
 			if ctx.Err() == nil {
-				r.log.Warn("inbox notifications lost, polling meanwhile", "err", err)
+				r.log.Warn("inbox and image notifications lost, polling meanwhile", "err", err)
+				// An image recorded meanwhile told no one.
+				wake(r.imagesWake)
 				sleep(ctx, pollInterval)
 			}
 		}
@@ -203,9 +209,10 @@ func (r *Replica) hold(ctx context.Context, l store.Lease) {
 	if err := r.settleInherited(hctx, l); err != nil {
 		r.log.Warn("orders of the previous holder", "err", err)
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.consume(hctx) }()
 	go func() { defer wg.Done(); r.publish(hctx) }()
+	go func() { defer wg.Done(); r.images(hctx) }()
 	renewed := time.Now()
 	t := time.NewTicker(r.cfg.Renew)
 	defer t.Stop()
@@ -282,6 +289,25 @@ func (r *Replica) consume(ctx context.Context) {
 			// Kept in the inbox: taken again, by this replica or the
 			// next holder.
 			sleep(ctx, 100*time.Millisecond)
+		}
+	}
+}
+
+// images gives the active campaigns the delta images recorded since they
+// were loaded, until ctx ends. An upload is served by any replica, and one
+// without the lease only stores the image: the holder reads the images
+// again when the database tells it one was recorded, and every
+// pruneInterval in case a notification was lost.
+func (r *Replica) images(ctx context.Context) {
+	for {
+		select {
+		case <-r.imagesWake:
+		case <-time.After(pruneInterval):
+		case <-ctx.Done():
+			return
+		}
+		if err := r.svc.reloadDeltas(); err != nil && ctx.Err() == nil {
+			r.log.Warn("read the images again for the campaigns' delta images", "err", err)
 		}
 	}
 }
@@ -456,6 +482,24 @@ func (s *Service) takeOver(ctx context.Context, st *store.Store) error {
 	}
 	s.log.Info("campaigns taken over", "active", len(s.active), "orders_again", len(again))
 	s.sendLocked(again)
+	return nil
+}
+
+// reloadDeltas gives each active campaign the delta images of its images
+// among those the store holds now.
+func (s *Service) reloadDeltas() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.active) == 0 {
+		return nil
+	}
+	all, err := s.cfg.Store.Images()
+	if err != nil {
+		return err
+	}
+	for id, m := range s.active {
+		m.SetDeltas(deltasOf(s.images[id], all))
+	}
 	return nil
 }
 

@@ -67,6 +67,10 @@ type txn interface {
 	// once, so that the gets that follow cost no round trip each; a
 	// backend whose reads are local does nothing.
 	prefetch(t table, names []string) error
+	// notify tells the processes listening on channel (Store.Listen) once
+	// the transaction commits; a backend only one process opens does
+	// nothing.
+	notify(channel string)
 }
 
 // schemaError is the error of opening a database written by a newer

@@ -97,6 +97,9 @@ type boltTx struct{ tx *bolt.Tx }
 // prefetch does nothing: bbolt reads from memory-mapped pages.
 func (boltTx) prefetch(table, []string) error { return nil }
 
+// notify does nothing: only one process opens a bbolt file.
+func (boltTx) notify(string) {}
+
 // bucket returns the bucket of t and the key of k in it; for progress, the
 // campaign's nested bucket, nil when it has none (create: made).
 func (b boltTx) bucket(t table, k key, create bool) (*bolt.Bucket, []byte, error) {

@@ -553,6 +553,9 @@ func (t *pgTx) nextID(tb table) (uint64, error) {
 	return uint64(id), nil
 }
 
+// notify queues a NOTIFY, which PostgreSQL delivers at the commit.
+func (t *pgTx) notify(channel string) { t.exec("SELECT pg_notify($1, '')", channel) }
+
 func (t *pgTx) dropProgress(campaign uint64) error {
 	t.exec("DELETE FROM progress WHERE campaign_id = $1", int64(campaign))
 	return nil

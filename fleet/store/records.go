@@ -274,7 +274,13 @@ func (s *Store) AddImage(img Image) (Image, error) {
 			return err
 		}
 		img.ID = id
-		return put(tx, tableImages, idOf(id), img)
+		if err := put(tx, tableImages, idOf(id), img); err != nil {
+			return err
+		}
+		// Another replica may be running the campaigns a delta image
+		// serves: it reads the images again when told.
+		tx.notify(ImagesNotify)
+		return nil
 	})
 	if err != nil {
 		return Image{}, fmt.Errorf("add image %s for %s: %w", img.Version, img.Board, err)

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,6 +48,10 @@ type LeaseState struct {
 // InboxNotify is the channel of PostgreSQL notifications sent when a device
 // report enters the inbox.
 const InboxNotify = "otaport_inbox"
+
+// ImagesNotify is the channel of PostgreSQL notifications sent when an
+// image is recorded (AddImage), on any replica.
+const ImagesNotify = "otaport_images"
 
 // inboxWindow is how long a report's digest keeps a copy of it out of the
 // inbox. Replicas receive the same broker message within milliseconds of
@@ -269,16 +276,18 @@ func (s *Store) Prune(ctx context.Context) error {
 	return nil
 }
 
-// Listen holds a connection LISTENing on channel and calls wake at each
-// notification until ctx ends; it returns the error that ended it.
-func (s *Store) Listen(ctx context.Context, channel string, wake func()) error {
+// Listen holds one connection LISTENing on each channel of wakes and calls
+// the channel's function at each of its notifications until ctx ends; it
+// returns the error that ended it.
+func (s *Store) Listen(ctx context.Context, wakes map[string]func()) error {
 	p, err := s.pg()
 	if err != nil {
 		return err
 	}
+	names := slices.Sorted(maps.Keys(wakes))
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", channel, err)
+		return fmt.Errorf("listen %s: %w", strings.Join(names, ", "), err)
 	}
 	// The connection's session holds the LISTEN: it is closed, not put
 	// back in the pool.
@@ -286,14 +295,19 @@ func (s *Store) Listen(ctx context.Context, channel string, wake func()) error {
 		_ = conn.Conn().Close(context.Background())
 		conn.Release()
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		return fmt.Errorf("listen %s: %w", channel, err)
+	for _, ch := range names {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return fmt.Errorf("listen %s: %w", ch, err)
+		}
 	}
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			return fmt.Errorf("listen %s: %w", channel, err)
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", strings.Join(names, ", "), err)
 		}
-		wake()
+		if wake := wakes[n.Channel]; wake != nil {
+			wake()
+		}
 	}
 }
 
