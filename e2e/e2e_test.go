@@ -30,6 +30,7 @@ import (
 
 	"github.com/otaport/otaport/core/cloud"
 	"github.com/otaport/otaport/fleet/store/pgtest"
+	"github.com/otaport/otaport/internal/loopbacktest"
 )
 
 // boards the tests run devices on: dual-bank, both signed with ecdsa-p256.
@@ -160,12 +161,11 @@ func run(t *testing.T, dir, name string, args ...string) string {
 // freePort returns a TCP port free on 127.0.0.1 now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := loopbacktest.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // eventually polls cond every 100 ms until it holds or 60 s pass.

@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/otaport/otaport/internal/loopbacktest"
 )
 
 // Names in the cluster's configuration.
@@ -522,18 +524,9 @@ func buildServer() (string, error) {
 // before any of them listens.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
+	ports, err := loopbacktest.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -30,6 +29,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/otaport/otaport/internal/loopbacktest"
 )
 
 // Server is a PostgreSQL server for one test package. Its zero value is
@@ -173,7 +174,7 @@ func (s *Server) start() error {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = loopbacktest.Port(); err != nil {
 		return err
 	}
 	// No Unix socket (its directory would need to be the user's too), no
@@ -233,15 +234,6 @@ func userIDs() (uid, gid int, err error) {
 		gid, err = strconv.Atoi(u.Gid)
 	}
 	return uid, gid, err
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Stop stops the server, if it started, and removes its directory. Call it
