@@ -865,7 +865,12 @@ func (s *Server) LoginURL() string {
 	if s.cfg.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + s.httpLn.Addr().String() + s.dashboard.LoginLink(caller)
+	link, err := s.dashboard.LoginLink(caller)
+	if err != nil {
+		s.log.Warn("no dashboard sign-in link", "err", err)
+		return ""
+	}
+	return scheme + "://" + s.httpLn.Addr().String() + link
 }
 
 // Run connects the campaign service to the broker and serves HTTP until ctx

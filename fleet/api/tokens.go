@@ -158,6 +158,14 @@ func (t *Tokens) Authenticate(secret string) (Caller, error) {
 // session, so that revoking a token ends its sessions.
 func (t *Tokens) Check(c Caller) (Caller, error) { return t.byHash(c.hash) }
 
+// TokenHash names the caller's token in a record that outlives the request
+// (a dashboard session) without its secret; ByHash reads it back.
+func (c Caller) TokenHash() string { return c.hash }
+
+// ByHash returns the caller of the token whose secret hashes to hash, as
+// Authenticate does for the secret.
+func (t *Tokens) ByHash(hash string) (Caller, error) { return t.byHash(hash) }
+
 func (t *Tokens) byHash(hash string) (Caller, error) {
 	tok, err := t.Store.TokenByHash(hash)
 	if errors.Is(err, store.ErrNotFound) {

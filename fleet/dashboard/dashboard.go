@@ -14,7 +14,9 @@
 // every POST of a page carries the session's CSRF token. A link, and the
 // session it opens, belong to the API token that made it: the session has
 // that token's scope, ends no later than the token expires and ends when
-// it is revoked.
+// it is revoked. Links and sessions are kept in the store, by the hash of
+// their secret: a link made on one replica opens a session on another,
+// and a session works on every replica behind the load balancer.
 package dashboard
 
 import (
@@ -30,7 +32,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/otaport/otaport/fleet/api"
@@ -70,22 +71,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Dashboard is the dashboard's HTTP handler and its sessions.
+// Dashboard is the dashboard's HTTP handler. Its sign-in links and
+// sessions are in the store (store.Session), so that every replica on one
+// database serves every session.
 type Dashboard struct {
 	cfg   Config
 	log   *slog.Logger
 	pages map[string]*template.Template
 	mux   *http.ServeMux
-
-	mu       sync.Mutex
-	links    map[string]link    // single-use sign-in secret -> its link
-	sessions map[string]session // cookie value -> session
-}
-
-// link is a sign-in link not yet used: the caller whose token made it.
-type link struct {
-	caller  api.Caller
-	expires time.Time
 }
 
 type session struct {
@@ -132,8 +125,7 @@ func New(cfg Config) (*Dashboard, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dashboard{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{},
-		links: map[string]link{}, sessions: map[string]session{}}
+	d := &Dashboard{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{}}
 	for _, p := range []string{"fleet", "device", "images", "campaigns", "campaign", "signin"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -182,18 +174,15 @@ func randomToken() string {
 // put after the server's base URL, for caller (api.Tokens.Authenticate
 // says who holds a token). It expires after Config.LinkTTL, or with the
 // caller's token if that is sooner.
-func (d *Dashboard) LoginLink(caller api.Caller) string {
+func (d *Dashboard) LoginLink(caller api.Caller) (string, error) {
 	tok := randomToken()
 	now := d.cfg.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for k, l := range d.links {
-		if !now.Before(l.expires) {
-			delete(d.links, k)
-		}
+	err := d.cfg.Store.PutSession(store.Session{Hash: api.HashSecret(tok), Link: true, TokenHash: caller.TokenHash(),
+		Expires: within(now.Add(d.cfg.LinkTTL), caller)}, now)
+	if err != nil {
+		return "", fmt.Errorf("dashboard: sign-in link: %w", err)
 	}
-	d.links[tok] = link{caller: caller, expires: within(now.Add(d.cfg.LinkTTL), caller)}
-	return "/?login=" + tok
+	return "/?login=" + tok, nil
 }
 
 // within returns t, or the caller's token's expiry if that is sooner.
@@ -227,30 +216,43 @@ func (d *Dashboard) newLink(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	link, err := d.LoginLink(caller)
+	if err != nil {
+		d.log.Error("dashboard: sign-in link", "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	fmt.Fprintf(w, "%s://%s%s\n", scheme, r.Host, d.LoginLink(caller))
+	fmt.Fprintf(w, "%s://%s%s\n", scheme, r.Host, link)
 }
 
-// redeem spends a sign-in link and opens a session.
-func (d *Dashboard) redeem(secret string) (cookie string, expires time.Time, ok bool) {
+// redeem spends a sign-in link and opens a session. A link is spent once
+// taken, even when it expired; ok is false for one spent or expired, err
+// set when the store could not say.
+func (d *Dashboard) redeem(secret string) (cookie string, s session, ok bool, err error) {
 	now := d.cfg.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	l, found := d.links[secret]
-	delete(d.links, secret) // single use, even when expired
-	if !found || !now.Before(l.expires) {
-		return "", time.Time{}, false
+	l, err := d.cfg.Store.TakeLink(api.HashSecret(secret))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !now.Before(l.Expires)) {
+		return "", session{}, false, nil
 	}
-	for k, s := range d.sessions {
-		if !now.Before(s.expires) {
-			delete(d.sessions, k)
+	if err != nil {
+		return "", session{}, false, err
+	}
+	caller, err := d.cfg.Tokens.ByHash(l.TokenHash)
+	if err != nil {
+		if errors.As(err, new(*api.AuthError)) {
+			return "", session{}, false, nil
 		}
+		return "", session{}, false, err
 	}
 	cookie = randomToken()
-	s := session{csrf: randomToken(), caller: l.caller, expires: within(now.Add(d.cfg.SessionTTL), l.caller)}
-	d.sessions[cookie] = s
-	return cookie, s.expires, true
+	s = session{csrf: randomToken(), caller: caller, expires: within(now.Add(d.cfg.SessionTTL), caller)}
+	err = d.cfg.Store.PutSession(store.Session{Hash: api.HashSecret(cookie), TokenHash: l.TokenHash, CSRF: s.csrf, Expires: s.expires}, now)
+	if err != nil {
+		return "", session{}, false, err
+	}
+	return cookie, s, true, nil
 }
 
 // current returns the request's session. A session whose token was
@@ -260,24 +262,29 @@ func (d *Dashboard) current(r *http.Request) (session, string, bool) {
 	if err != nil {
 		return session{}, "", false
 	}
-	d.mu.Lock()
-	s, ok := d.sessions[c.Value]
-	d.mu.Unlock()
-	if !ok || !d.cfg.Now().Before(s.expires) {
+	hash := api.HashSecret(c.Value)
+	rec, err := d.cfg.Store.Session(hash)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			d.log.Error("dashboard: session", "err", err)
+			return session{}, "The session could not be read: " + err.Error(), false
+		}
 		return session{}, "", false
 	}
-	caller, err := d.cfg.Tokens.Check(s.caller)
+	if !d.cfg.Now().Before(rec.Expires) {
+		return session{}, "", false
+	}
+	caller, err := d.cfg.Tokens.ByHash(rec.TokenHash)
 	if err != nil {
 		if errors.As(err, new(*api.AuthError)) {
-			d.mu.Lock()
-			delete(d.sessions, c.Value)
-			d.mu.Unlock()
+			if err := d.cfg.Store.DeleteSession(hash); err != nil {
+				d.log.Warn("dashboard: end a session", "err", err)
+			}
 		}
-		d.log.Info("dashboard: session ended", "token", s.caller.Token, "why", err)
+		d.log.Info("dashboard: session ended", "why", err)
 		return session{}, "This session has ended: " + err.Error(), false
 	}
-	s.caller = caller
-	return s, "", true
+	return session{csrf: rec.CSRF, caller: caller, expires: rec.Expires}, "", true
 }
 
 type sessionKey struct{}
@@ -362,14 +369,19 @@ func sameOrigin(r *http.Request) bool {
 // fleet serves "/": with ?login=, the sign-in; otherwise the fleet page.
 func (d *Dashboard) fleet(w http.ResponseWriter, r *http.Request) {
 	if secret := r.URL.Query().Get("login"); secret != "" {
-		cookie, expires, ok := d.redeem(secret)
+		cookie, s, ok, err := d.redeem(secret)
+		if err != nil {
+			d.log.Error("dashboard: sign in", "err", err)
+			d.signIn(w, r, http.StatusInternalServerError, "The sign-in could not be recorded: "+err.Error())
+			return
+		}
 		if !ok {
 			d.signIn(w, r, http.StatusUnauthorized, "This sign-in link was used already or has expired.")
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: cookie, Path: "/", HttpOnly: true,
-			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(expires.Sub(d.cfg.Now()) / time.Second)})
-		d.log.Info("dashboard: signed in", "remote", r.RemoteAddr, "token", d.sessionToken(cookie))
+			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(s.expires.Sub(d.cfg.Now()) / time.Second)})
+		d.log.Info("dashboard: signed in", "remote", r.RemoteAddr, "token", s.caller.Token)
 		// Off the URL, so the spent secret stays out of the history.
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
@@ -377,18 +389,13 @@ func (d *Dashboard) fleet(w http.ResponseWriter, r *http.Request) {
 	d.signedIn(d.fleetPage)(w, r)
 }
 
-// sessionToken names the token of a session, for the log.
-func (d *Dashboard) sessionToken(cookie string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.sessions[cookie].caller.Token
-}
-
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ session) {
 	if c, err := r.Cookie(CookieName); err == nil {
-		d.mu.Lock()
-		delete(d.sessions, c.Value)
-		d.mu.Unlock()
+		if err := d.cfg.Store.DeleteSession(api.HashSecret(c.Value)); err != nil {
+			d.log.Error("dashboard: sign out", "err", err)
+			http.Error(w, "the session could not be ended: "+err.Error()+"; try again", http.StatusInternalServerError)
+			return
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	d.signIn(w, r, http.StatusOK, "Signed out.")

@@ -164,6 +164,61 @@ func TestSignIn_LinkIsSingleUseAndExpires(t *testing.T) {
 	}
 }
 
+// TestSignIn_SessionOnEveryReplica: two dashboards on one database, as two
+// replicas behind a load balancer are. A link made on one opens a session
+// on the other, once; the session works on both, with its CSRF token; a
+// sign-out on one ends it on both. Before, links and sessions were each
+// process's own: the link was unknown to the other replica.
+func TestSignIn_SessionOnEveryReplica(t *testing.T) {
+	f := setup(t)
+	h, err := api.New(api.Config{Store: f.st, Firmware: nil, Campaigns: f.svc, Tokens: f.tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := dashboard.New(dashboard.Config{Store: f.st, Campaigns: f.svc, API: h, Tokens: f.tokens, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(d2)
+	t.Cleanup(srv2.Close)
+
+	link := linkFor(t, f.srv, token)
+	c := browser(t)
+	if resp, body := get(t, c, srv2.URL+link); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a link made on one replica, opened on the other: %d %s, want 303", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, browser(t), f.srv.URL+link); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the same link again on the replica that made it: %d, want 401", resp.StatusCode)
+	}
+	var csrf string
+	for _, srv := range []*httptest.Server{f.srv, srv2} {
+		resp, page := get(t, c, srv.URL+"/campaigns")
+		m := csrfField.FindStringSubmatch(page)
+		if resp.StatusCode != http.StatusOK || m == nil {
+			t.Fatalf("the campaigns page on %s with the session: %d", srv.URL, resp.StatusCode)
+		}
+		if csrf != "" && m[1] != csrf {
+			t.Errorf("CSRF token %s on one replica, %s on the other; want the session's one", csrf, m[1])
+		}
+		csrf = m[1]
+	}
+	u, _ := url.Parse(srv2.URL)
+	cookies := c.Jar.Cookies(u)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/logout", strings.NewReader(url.Values{"csrf": {csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, _ := do(t, c, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign out: %d", resp.StatusCode)
+	}
+	// The cookie as the browser had it before, on the other replica.
+	req, _ = http.NewRequest(http.MethodGet, srv2.URL+"/campaigns", nil)
+	for _, ck := range cookies {
+		req.AddCookie(ck)
+	}
+	if resp, _ := do(t, browser(t), req); len(cookies) != 1 || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the session's cookie on the other replica after signing out: %d (%d cookies), want 401", resp.StatusCode, len(cookies))
+	}
+}
+
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // TestPost_NeedsTheSessionsCSRFToken: a signed-in browser's POST without

@@ -16,6 +16,8 @@ const (
 	tableTokens
 	// tableSettings holds plain strings, not JSON documents.
 	tableSettings
+	// tableSessions holds the dashboard's sign-in links and sessions.
+	tableSessions
 )
 
 // key names one record: by number (images, campaigns), by name (devices,

@@ -21,6 +21,7 @@ var (
 	bucketCampaigns = []byte("campaigns")
 	bucketProgress  = []byte("progress")
 	bucketTokens    = []byte("tokens")
+	bucketSessions  = []byte("sessions")
 	keySchema       = []byte("schema")
 )
 
@@ -58,7 +59,7 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		for _, b := range [][]byte{bucketDevices, bucketImages, bucketCampaigns, bucketProgress, bucketTokens} {
+		for _, b := range [][]byte{bucketDevices, bucketImages, bucketCampaigns, bucketProgress, bucketTokens, bucketSessions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -112,6 +113,8 @@ func (b boltTx) bucket(t table, k key, create bool) (*bolt.Bucket, []byte, error
 		return b.tx.Bucket(bucketCampaigns), idKey(k.id), nil
 	case tableTokens:
 		return b.tx.Bucket(bucketTokens), []byte(k.name), nil
+	case tableSessions:
+		return b.tx.Bucket(bucketSessions), []byte(k.name), nil
 	case tableSettings:
 		return b.tx.Bucket(bucketMeta), []byte(settingPrefix + k.name), nil
 	case tableProgress:

@@ -441,6 +441,8 @@ func tableOf(t table) pgTable {
 		return pgTable{"tokens", "hash", "doc"}
 	case tableSettings:
 		return pgTable{"settings", "key", "value"}
+	case tableSessions:
+		return pgTable{"dashboard_sessions", "hash", "doc"}
 	}
 	panic(fmt.Sprintf("store: unknown table %d", t))
 }

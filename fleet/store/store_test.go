@@ -525,3 +525,59 @@ func testPrefetchDevices(t *testing.T, db string) {
 		t.Errorf("device b after the commit: %v; want ErrNotFound", err)
 	}
 }
+
+// TestSessions: a sign-in link opens one session at most, from whichever
+// process on the database takes it; a session is read by any; expired
+// ones are forgotten at the next store; a deleted one is gone.
+func TestSessions(t *testing.T) { backends(t, testSessions) }
+
+func testSessions(t *testing.T, db string) {
+	one := open(t, db)
+	defer one.Close()
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	link := Session{Hash: "l1", Link: true, TokenHash: "t1", Expires: now.Add(5 * time.Minute)}
+	old := Session{Hash: "s0", TokenHash: "t1", CSRF: "c0", Expires: now.Add(time.Minute)}
+	for _, s := range []Session{link, old} {
+		if err := one.PutSession(s, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := one.Session("l1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a link read as a session: %v, want ErrNotFound", err)
+	}
+	if _, err := one.TakeLink("s0"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a session taken as a link: %v, want ErrNotFound", err)
+	}
+	// Another process on the same database, when it is shared.
+	other := one
+	if IsPostgresURL(db) {
+		other = open(t, db)
+		defer other.Close()
+	}
+	got, err := other.TakeLink("l1")
+	if err != nil || got != link {
+		t.Fatalf("TakeLink = %+v, %v; want %+v", got, err, link)
+	}
+	if _, err := one.TakeLink("l1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a link taken twice: %v, want ErrNotFound", err)
+	}
+	s1 := Session{Hash: "s1", TokenHash: "t1", CSRF: "c1", Expires: now.Add(12 * time.Hour)}
+	if err := other.PutSession(s1, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := one.Session("s1"); err != nil || got != s1 {
+		t.Errorf("Session(s1) = %+v, %v; want %+v", got, err, s1)
+	}
+	if _, err := one.Session("s0"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an expired session kept past the next store: %v, want ErrNotFound", err)
+	}
+	if err := one.DeleteSession("s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Session("s1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a deleted session: %v, want ErrNotFound", err)
+	}
+	if err := one.DeleteSession("s1"); err != nil {
+		t.Errorf("delete a session twice: %v", err)
+	}
+}
