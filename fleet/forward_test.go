@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/otaport/otaport/fleet/api"
+	"github.com/otaport/otaport/fleet/dashboard"
 	"github.com/otaport/otaport/fleet/pki"
 )
 
@@ -171,6 +173,12 @@ func TestReplicas_ForwardToTheHolder(t *testing.T) {
 		t.Errorf("the holder ran %v actions, want 1 (the pause)", n)
 	}
 
+	// The dashboard: a link made on the holder opens a session on the
+	// other replica, whose campaign buttons the holder runs. Before,
+	// the link was unknown there, and the buttons answered 503.
+	dashboardAction(t, owner, standby, c.ID, "resume", "running")
+	dashboardAction(t, owner, standby, c.ID, "pause", "paused")
+
 	// The holder dies: its lease runs on for a few seconds, at a URL
 	// nothing answers.
 	if err := owner.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -195,6 +203,68 @@ func TestReplicas_ForwardToTheHolder(t *testing.T) {
 	}
 	if st != http.StatusOK || !strings.Contains(string(body), `"running"`) {
 		t.Errorf("resume on the new holder: %d %s, want 200 running", st, body)
+	}
+}
+
+// dashboardAction signs in to the dashboard of the replica without the
+// lease with a link the holder made, presses the campaign page's button
+// for action there, as a browser does (its CSRF token, its Origin), and
+// checks that the holder ran it: the campaign is then in state want.
+func dashboardAction(t *testing.T, owner, standby *peer, id uint64, action, want string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, owner.root+dashboard.LinkPath, nil)
+	req.Header.Set("Authorization", "Bearer "+owner.token)
+	resp, err := owner.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, path, ok := strings.Cut(strings.TrimSpace(string(link)), "/?login=")
+	if resp.StatusCode != http.StatusOK || !ok {
+		t.Fatalf("a sign-in link from the holder: %d %s", resp.StatusCode, link)
+	}
+	browser := &http.Client{Transport: standby.client.Transport, Timeout: time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(method, path string, form url.Values, cookies []*http.Cookie) (*http.Response, string) {
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequest(method, standby.root+path, body)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", standby.root)
+		}
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s on %s: %v", method, path, standby.name, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := send(http.MethodGet, "/?login="+path, nil, nil)
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("the holder's link opened on %s: %d, %d cookies, %s; want 303 and a session cookie", standby.name, resp.StatusCode, len(cookies), body)
+	}
+	page := fmt.Sprintf("/campaigns/%d", id)
+	resp, body = send(http.MethodGet, page, nil, cookies)
+	m := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("the campaign page on %s: %d, CSRF token found: %v", standby.name, resp.StatusCode, m != nil)
+	}
+	resp, body = send(http.MethodPost, page+"/"+action, url.Values{"csrf": {m[1]}}, cookies)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != page {
+		t.Fatalf("%s from the dashboard of %s: %d to %q %s; want 303 back to %s, with no error", action, standby.name, resp.StatusCode, loc, body, page)
+	}
+	var status api.Status
+	if st, _, b := owner.do(t, http.MethodGet, page, owner.token, nil, nil); st != http.StatusOK || json.Unmarshal(b, &status) != nil || status.Campaign.State != want {
+		t.Errorf("after %s from the dashboard of %s the holder has the campaign: %d %s, want %s", action, standby.name, st, b, want)
 	}
 }
 

@@ -383,7 +383,7 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.handleOps(mux)
-	s.dashboard, err = dashboard.New(dashboard.Config{
+	dcfg := dashboard.Config{
 		Store: s.store, Campaigns: s.campaigns, API: apiHandler, Tokens: s.tokens,
 		Online: func() []string {
 			if s.broker == nil {
@@ -392,7 +392,11 @@ func New(cfg Config) (s *Server, err error) {
 			return s.broker.Connected()
 		},
 		Logger: cfg.Logger.With("part", "dashboard"),
-	})
+	}
+	if s.replica != nil {
+		dcfg.Holder = api.NewForwarder(apiCfg)
+	}
+	s.dashboard, err = dashboard.New(dcfg)
 	if err != nil {
 		return nil, err
 	}

@@ -282,7 +282,7 @@ func (h *handler) guard(rt route) http.HandlerFunc {
 			return
 		}
 		if rt.Holder && h.fwd != nil && !h.fwd.rep.Holds() {
-			h.fwd.forward(w, r, rt.Route)
+			h.fwd.forward(w, r, rt.Route, func(w http.ResponseWriter, err error) { writeError(w, http.StatusServiceUnavailable, err) })
 			return
 		}
 		rt.serve(w, r)

@@ -1,10 +1,10 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -80,16 +80,53 @@ type unavailable struct {
 	err    error
 }
 
-// forward sends r to the holder of the campaigns' lease, or answers 503
-// saying why it cannot, and when to try again.
-func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt Route) {
+// Forwarder sends a request that stands for a Holder route without being
+// the API's own (a dashboard form that runs one) to the campaigns' lease
+// holder, as the API forwards its own: the same lookup, hop, checks and
+// counts, under the route it stands for. The holder serves it at the same
+// path.
+type Forwarder struct{ f *forwarder }
+
+// NewForwarder returns the Forwarder of cfg's replica, nil when cfg has no
+// Replica: one process serves everything itself.
+func NewForwarder(cfg Config) *Forwarder {
+	if cfg.Replica == nil {
+		return nil
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Forwarder{newForwarder(cfg)}
+}
+
+// Forward reports false when this replica serves r itself: route (as
+// Route.String gives it) is not one only the campaigns' lease holder
+// serves, or this replica holds the lease. Otherwise it sends r to the
+// holder, whose answer comes back unchanged, or calls fail with why it
+// cannot (Retry-After is set on w), and reports true.
+func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, route string, fail func(http.ResponseWriter, error)) bool {
+	if f == nil || f.f.rep.Holds() {
+		return false
+	}
+	for _, rt := range Routes() {
+		if rt.String() == route && rt.Holder {
+			f.f.forward(w, r, rt, fail)
+			return true
+		}
+	}
+	return false
+}
+
+// forward sends r to the holder of the campaigns' lease, or answers with
+// fail why it cannot, and when to try again (Retry-After).
+func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt Route, fail func(http.ResponseWriter, error)) {
 	log := f.cfg.Logger.With("route", rt.String(), "replica", f.rep.ID())
 	target, st, why := f.target(r)
 	if why != nil {
 		f.count(rt, why.result)
 		log.Warn("request for the campaigns' lease holder not forwarded", "holder", st.Holder, "url", st.URL, "err", why.err)
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(why.retry.Seconds()))))
-		writeError(w, http.StatusServiceUnavailable, why.err)
+		fail(w, why.err)
 		return
 	}
 	start := time.Now()
@@ -100,6 +137,9 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt Route) {
 			// holder's base; the Authorization header is passed on
 			// as it came, and the holder checks the token again.
 			pr.SetURL(target)
+			// The host the caller asked, which the holder's
+			// dashboard compares a form's Origin with.
+			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			pr.Out.Header.Set(ForwardedHeader, f.rep.ID())
 		},
@@ -115,7 +155,7 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, rt Route) {
 			f.count(rt, "unreachable")
 			log.Warn("the campaigns' lease holder is unreachable", "holder", st.Holder, "url", st.URL, "err", err)
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(st)))
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s needs the holder of the campaigns' lease, replica %s at %s, and this replica (%s) cannot reach it: %v; if it died, another replica takes the lease within %s",
+			fail(w, fmt.Errorf("%s needs the holder of the campaigns' lease, replica %s at %s, and this replica (%s) cannot reach it: %v; if it died, another replica takes the lease within %s",
 				rt, st.Holder, st.URL, f.rep.ID(), err, time.Duration(retryAfter(st))*time.Second))
 		},
 	}
@@ -140,11 +180,12 @@ func (f *forwarder) target(r *http.Request) (*url.URL, store.LeaseState, *unavai
 		return nil, st, &unavailable{"loop", time.Second, fmt.Errorf("forwarded by replica %s to this replica (%s), which does not hold the campaigns' lease (%s): a request is not forwarded twice; retry",
 			by, me, describe(st))}
 	}
-	if r.Header.Get("Authorization") == "" {
-		// Only the dashboard's requests get here without a token (see
-		// ServeHTTP); its session is this replica's, with no token to
-		// pass on.
-		return nil, st, &unavailable{"no_holder", time.Second, fmt.Errorf("this replica (%s) does not hold the campaigns' lease (%s), and a dashboard session is not forwarded: use the dashboard of %s", me, describe(st), cmp.Or(st.URL, st.Holder))}
+	if _, inProcess := CallerFrom(r.Context()); inProcess && r.Header.Get("Authorization") == "" {
+		// The dashboard's call of the API in process (see ServeHTTP),
+		// with no token to pass on: the dashboard forwards the form
+		// itself (Forwarder), and gets here only when the lease moved
+		// between its look and this one.
+		return nil, st, &unavailable{"no_holder", time.Second, fmt.Errorf("this replica (%s) no longer holds the campaigns' lease (%s): send the form again, and it goes to the holder", me, describe(st))}
 	}
 	switch {
 	case st.Left <= 0:

@@ -28,9 +28,11 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -66,9 +68,21 @@ type Config struct {
 	// SessionTTL is how long a session lasts; default 12 hours.
 	LinkTTL    time.Duration
 	SessionTTL time.Duration
+	// Holder, on a replica among several on one database, sends the
+	// forms that run an action only the campaigns' lease holder runs to
+	// the holder when this replica does not hold it (fleet/api.Forwarder);
+	// nil runs every form here.
+	Holder Holder
 	// Now is the clock; default time.Now. Tests move it to expire links.
 	Now    func() time.Time
 	Logger *slog.Logger
+}
+
+// Holder sends a request that stands for an API route only the campaigns'
+// lease holder serves to the holder, when this replica does not hold the
+// lease, and reports whether it did; fail answers when it cannot.
+type Holder interface {
+	Forward(w http.ResponseWriter, r *http.Request, route string, fail func(http.ResponseWriter, error)) bool
 }
 
 // Dashboard is the dashboard's HTTP handler. Its sign-in links and
@@ -144,9 +158,9 @@ func New(cfg Config) (*Dashboard, error) {
 	m.HandleFunc("GET /images", d.signedIn(d.images))
 	m.HandleFunc("POST /images", d.signedIn(d.needs(uploadRoute, d.upload)))
 	m.HandleFunc("GET /campaigns", d.signedIn(d.campaigns))
-	m.HandleFunc("POST /campaigns", d.signedIn(d.needs(createRoute, d.createCampaign)))
+	m.HandleFunc("POST /campaigns", d.signedIn(d.needs(createRoute, d.atHolder(createRoute, d.createCampaign))))
 	m.HandleFunc("GET /campaigns/{id}", d.signedIn(d.campaign))
-	m.HandleFunc("POST /campaigns/{id}/{action}", d.signedIn(d.needs(campaignRoute, d.campaignAction)))
+	m.HandleFunc("POST /campaigns/{id}/{action}", d.signedIn(d.needs(campaignRoute, d.atHolder(campaignRoute, d.campaignAction))))
 	m.HandleFunc("POST /logout", d.signedIn(d.logout))
 	m.HandleFunc("POST "+LinkPath, d.newLink)
 	d.mux = m
@@ -340,6 +354,37 @@ func (d *Dashboard) needs(route string, h ctxHandler) ctxHandler {
 			return
 		}
 		h(w, r, s)
+	}
+}
+
+// atHolder runs h here, or sends the request to the replica that holds the
+// campaigns' lease when route is an action only it runs and this replica
+// does not hold it. The holder checks the session, its CSRF token and the
+// origin again, from the shared store, and its answer (a redirect to the
+// page) comes back as it is; when it cannot be reached, the page says why.
+func (d *Dashboard) atHolder(route string, h ctxHandler) ctxHandler {
+	return func(w http.ResponseWriter, r *http.Request, s session) {
+		if d.cfg.Holder == nil {
+			h(w, r, s)
+			return
+		}
+		if r.PostForm != nil && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+			// signedIn read the form for its CSRF token: what goes
+			// on is the form as read.
+			body := r.PostForm.Encode()
+			r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+		}
+		back := "/campaigns"
+		if id := r.PathValue("id"); id != "" {
+			back += "/" + url.PathEscape(id)
+		}
+		fail := func(w http.ResponseWriter, err error) {
+			d.log.Warn("dashboard: action not sent to the campaigns' lease holder", "route", route, "err", err)
+			http.Redirect(w, r, back+"?err="+url.QueryEscape(err.Error()), http.StatusSeeOther)
+		}
+		if !d.cfg.Holder.Forward(w, r, route, fail) {
+			h(w, r, s)
+		}
 	}
 }
 
