@@ -153,17 +153,14 @@ func (t *Tokens) Authenticate(secret string) (Caller, error) {
 	return t.byHash(HashSecret(secret))
 }
 
-// Check returns the caller as it stands now: an *AuthError once its token
-// is revoked or expired. The dashboard asks it at every request of a
-// session, so that revoking a token ends its sessions.
-func (t *Tokens) Check(c Caller) (Caller, error) { return t.byHash(c.hash) }
-
 // TokenHash names the caller's token in a record that outlives the request
 // (a dashboard session) without its secret; ByHash reads it back.
 func (c Caller) TokenHash() string { return c.hash }
 
-// ByHash returns the caller of the token whose secret hashes to hash, as
-// Authenticate does for the secret.
+// ByHash returns the caller of the token whose secret hashes to hash as it
+// stands now, as Authenticate does for the secret: an *AuthError once the
+// token is revoked or expired. The dashboard asks it at every request of a
+// session, so that revoking a token ends its sessions.
 func (t *Tokens) ByHash(hash string) (Caller, error) { return t.byHash(hash) }
 
 func (t *Tokens) byHash(hash string) (Caller, error) {

@@ -242,31 +242,31 @@ func (d *Dashboard) newLink(w http.ResponseWriter, r *http.Request) {
 }
 
 // redeem spends a sign-in link and opens a session. A link is spent once
-// taken, even when it expired; ok is false for one spent or expired, err
-// set when the store could not say.
-func (d *Dashboard) redeem(secret string) (cookie string, s session, ok bool, err error) {
+// taken, even when it expired. why says why a link opens none (spent,
+// expired, its token revoked); err is set when the store could not say.
+func (d *Dashboard) redeem(secret string) (cookie string, s session, why string, err error) {
 	now := d.cfg.Now()
 	l, err := d.cfg.Store.TakeLink(api.HashSecret(secret))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !now.Before(l.Expires)) {
-		return "", session{}, false, nil
+		return "", session{}, "This sign-in link was used already or has expired.", nil
 	}
 	if err != nil {
-		return "", session{}, false, err
+		return "", session{}, "", err
 	}
 	caller, err := d.cfg.Tokens.ByHash(l.TokenHash)
 	if err != nil {
 		if errors.As(err, new(*api.AuthError)) {
-			return "", session{}, false, nil
+			return "", session{}, "This sign-in link's token no longer signs in: " + err.Error(), nil
 		}
-		return "", session{}, false, err
+		return "", session{}, "", err
 	}
 	cookie = randomToken()
 	s = session{csrf: randomToken(), caller: caller, expires: within(now.Add(d.cfg.SessionTTL), caller)}
 	err = d.cfg.Store.PutSession(store.Session{Hash: api.HashSecret(cookie), TokenHash: l.TokenHash, CSRF: s.csrf, Expires: s.expires}, now)
 	if err != nil {
-		return "", session{}, false, err
+		return "", session{}, "", err
 	}
-	return cookie, s, true, nil
+	return cookie, s, "", nil
 }
 
 // current returns the request's session. A session whose token was
@@ -414,14 +414,14 @@ func sameOrigin(r *http.Request) bool {
 // fleet serves "/": with ?login=, the sign-in; otherwise the fleet page.
 func (d *Dashboard) fleet(w http.ResponseWriter, r *http.Request) {
 	if secret := r.URL.Query().Get("login"); secret != "" {
-		cookie, s, ok, err := d.redeem(secret)
+		cookie, s, why, err := d.redeem(secret)
 		if err != nil {
 			d.log.Error("dashboard: sign in", "err", err)
 			d.signIn(w, r, http.StatusInternalServerError, "The sign-in could not be recorded: "+err.Error())
 			return
 		}
-		if !ok {
-			d.signIn(w, r, http.StatusUnauthorized, "This sign-in link was used already or has expired.")
+		if why != "" {
+			d.signIn(w, r, http.StatusUnauthorized, why)
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: cookie, Path: "/", HttpOnly: true,

@@ -219,6 +219,23 @@ func TestSignIn_SessionOnEveryReplica(t *testing.T) {
 	}
 }
 
+// TestSignIn_LinkOfARevokedToken: a link whose token was revoked after it
+// was made opens no session, and the page says why.
+func TestSignIn_LinkOfARevokedToken(t *testing.T) {
+	f := setup(t)
+	if _, err := f.tokens.Put("oncall", api.ScopeOperator, "oncall-secret", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	link := linkFor(t, f.srv, "oncall-secret")
+	if _, err := f.st.RevokeToken("oncall", f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := get(t, browser(t), f.srv.URL+link)
+	if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 || !strings.Contains(body, "no longer signs in") || !strings.Contains(body, "revoked") {
+		t.Errorf("a link of a revoked token: %d, cookies %v; want 401 saying the token was revoked", resp.StatusCode, resp.Cookies())
+	}
+}
+
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // TestPost_NeedsTheSessionsCSRFToken: a signed-in browser's POST without
