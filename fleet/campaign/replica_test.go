@@ -30,7 +30,7 @@ func replicaOn(t *testing.T, db, id string, rec *recorder) (*Replica, *Service, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewReplica(ReplicaConfig{Store: st, ID: id, TTL: 2 * time.Second, Renew: 200 * time.Millisecond})
+	r := NewReplica(ReplicaConfig{Store: st, ID: id})
 	svc, err := NewService(Config{Store: r.Store(), Replica: r, FirmwareURL: func(img store.Image) string {
 		return "http://127.0.0.1:8080/firmware/" + img.SHA256
 	}})
@@ -92,7 +92,11 @@ func TestReplica_DeltaRecordedByAnother(t *testing.T) {
 	eventually(t, "the holder to know of the delta image", func() bool {
 		svcA.mu.Lock()
 		defer svcA.mu.Unlock()
-		_, ok := svcA.active[c.ID].delta(img.ID, d.ID)
+		m := svcA.active[c.ID]
+		if m == nil {
+			t.Fatal("replica a lost the campaigns' lease")
+		}
+		_, ok := m.delta(img.ID, d.ID)
 		return ok
 	})
 	// d0 says again what it runs, through b (every replica stores every
