@@ -220,7 +220,7 @@ func dashboardAction(t *testing.T, owner, standby *peer, id uint64, action, want
 	}
 	link, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	_, path, ok := strings.Cut(strings.TrimSpace(string(link)), "/?login=")
+	_, secret, ok := strings.Cut(strings.TrimSpace(string(link)), "/?login=")
 	if resp.StatusCode != http.StatusOK || !ok {
 		t.Fatalf("a sign-in link from the holder: %d %s", resp.StatusCode, link)
 	}
@@ -247,7 +247,7 @@ func dashboardAction(t *testing.T, owner, standby *peer, id uint64, action, want
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
-	resp, body := send(http.MethodGet, "/?login="+path, nil, nil)
+	resp, body := send(http.MethodGet, "/?login="+secret, nil, nil)
 	cookies := resp.Cookies()
 	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 {
 		t.Fatalf("the holder's link opened on %s: %d, %d cookies, %s; want 303 and a session cookie", standby.name, resp.StatusCode, len(cookies), body)
