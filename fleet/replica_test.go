@@ -25,6 +25,7 @@ import (
 	"github.com/otaport/otaport/core/image"
 	"github.com/otaport/otaport/fleet/api"
 	"github.com/otaport/otaport/fleet/store"
+	"github.com/otaport/otaport/internal/loopbacktest"
 )
 
 // replicaEnv, set, makes the test binary an otaserve replica (runReplica):
@@ -119,12 +120,10 @@ func startMosquitto(t *testing.T) string {
 		}
 		t.Skip("mosquitto is not on PATH (install the mosquitto package): skipping")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopbacktest.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
