@@ -37,8 +37,11 @@ func TestAgent_EncryptedImagesNeedEncKey(t *testing.T) {
 
 	cfg := r.config()
 	cfg.EncKey = encFile
+	// Counted before the start: the new agent's inform may come before
+	// the test reads the messages again.
+	restart := len(r.since(0))
 	r.start(cfg)
-	i = r.waitFor("inform 1.0.0+0 after the restart", len(r.since(0)), informOf("1.0.0+0"))
+	i = r.waitFor("inform 1.0.0+0 after the restart", restart, informOf("1.0.0+0"))
 	r.order(1002, "1.1.1", nil)
 	r.waitFor("inform 1.1.1+0", i, informOf("1.1.1+0"))
 	if s := r.running(); s.Version != "1.1.1+0" || !s.Confirmed {
