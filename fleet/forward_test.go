@@ -258,9 +258,14 @@ func dashboardAction(t *testing.T, owner, standby *peer, id uint64, action, want
 	if resp.StatusCode != http.StatusOK || m == nil {
 		t.Fatalf("the campaign page on %s: %d, CSRF token found: %v", standby.name, resp.StatusCode, m != nil)
 	}
+	const counted = `otaserve_api_forwarded_total{result="forwarded",route="POST /api/v1/campaigns/{id}/{action}"}`
+	before := standby.metric(t, counted)
 	resp, body = send(http.MethodPost, page+"/"+action, url.Values{"csrf": {m[1]}}, cookies)
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != page {
 		t.Fatalf("%s from the dashboard of %s: %d to %q %s; want 303 back to %s, with no error", action, standby.name, resp.StatusCode, loc, body, page)
+	}
+	if n := standby.metric(t, counted); n != before+1 {
+		t.Errorf("%s from the dashboard of %s counted %v forwards, want %v: under the API route it stands for", action, standby.name, n, before+1)
 	}
 	var status api.Status
 	if st, _, b := owner.do(t, http.MethodGet, page, owner.token, nil, nil); st != http.StatusOK || json.Unmarshal(b, &status) != nil || status.Campaign.State != want {

@@ -236,6 +236,47 @@ func TestSignIn_LinkOfARevokedToken(t *testing.T) {
 	}
 }
 
+// unreachable is the Holder of a replica without the campaigns' lease whose
+// holder cannot be reached: it reads the form it would send on, then fails.
+type unreachable struct{ body string }
+
+func (u *unreachable) Forward(w http.ResponseWriter, r *http.Request, route string, fail func(http.ResponseWriter, error)) bool {
+	b, _ := io.ReadAll(r.Body)
+	u.body = string(b)
+	fail(w, fmt.Errorf("%s needs the holder of the campaigns' lease, replica a, and this replica cannot reach it", route))
+	return true
+}
+
+// TestCampaign_HolderUnreachableSaysWhy: a campaign button on a replica
+// without the lease hands the form on whole (signedIn read it for the CSRF
+// token), and when the holder cannot be reached the page says why.
+func TestCampaign_HolderUnreachableSaysWhy(t *testing.T) {
+	f := setup(t)
+	holder := &unreachable{}
+	h, err := api.New(api.Config{Store: f.st, Campaigns: f.svc, Tokens: f.tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := dashboard.New(dashboard.Config{Store: f.st, Campaigns: f.svc, API: h, Tokens: f.tokens, Now: f.clk.Now, Holder: holder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(d2)
+	t.Cleanup(srv2.Close)
+	c, csrf := signIn(t, f.d, f.srv)
+	form := url.Values{"csrf": {csrf}}.Encode()
+	req, _ := http.NewRequest(http.MethodPost, srv2.URL+"/campaigns/7/pause", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, _ := do(t, c, req)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || loc.Path != "/campaigns/7" || !strings.Contains(loc.Query().Get("err"), "cannot reach it") {
+		t.Errorf("pause with the holder unreachable: %d to %q; want 303 back to /campaigns/7 saying why", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if holder.body != form {
+		t.Errorf("the form handed on: %q, want %q as the browser sent it", holder.body, form)
+	}
+}
+
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // TestPost_NeedsTheSessionsCSRFToken: a signed-in browser's POST without

@@ -580,4 +580,18 @@ func testSessions(t *testing.T, db string) {
 	if err := one.DeleteSession("s1"); err != nil {
 		t.Errorf("delete a session twice: %v", err)
 	}
+	// A session outlives the process that opened it (an otaserve restart).
+	s2 := Session{Hash: "s2", TokenHash: "t1", CSRF: "c2", Expires: now.Add(12 * time.Hour)}
+	if err := one.PutSession(s2, now); err != nil {
+		t.Fatal(err)
+	}
+	if other != one {
+		other.Close()
+	}
+	one.Close()
+	again := open(t, db)
+	defer again.Close()
+	if got, err := again.Session("s2"); err != nil || got != s2 {
+		t.Errorf("after a reopen Session(s2) = %+v, %v; want %+v", got, err, s2)
+	}
 }
